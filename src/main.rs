@@ -1,1 +1,340 @@
-fn main(){}
+//! The `onnx-normopt` command line: a thin client of the library.
+//!
+//! Exit status: 0 rewritten; 1 verification failed; 2 bad input or usage; 3 nothing could be
+//! rewritten (reasons printed, no output written).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use onnx_normopt::ir::{dump, Model};
+use onnx_normopt::passes::{self, emit::Emit, CrmsEmit, Options, Target};
+use onnx_normopt::verify::{self, VerifyArgs};
+use onnx_normopt::{io, Error};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Rewrite Pre-LN transformer ONNX models into exactly equivalent Pre-RMSNorm (or Pre-CRMSNorm)
+/// models, and prove it by running both in tract and onnxruntime.
+///
+/// Exit status: 0 rewritten; 1 verification failed; 2 bad input or usage;
+/// 3 nothing could be rewritten (reasons printed, nothing written).
+#[derive(Parser, Debug)]
+#[command(name = "onnx-normopt", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    rewrite: RewriteArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Show the residual streams, their LayerNorms and forms, what the rewrite would do, and
+    /// why any LayerNorm would be left alone. Changes nothing.
+    Inspect {
+        /// The model.
+        model: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also print the graph as text.
+        #[arg(long)]
+        graph: bool,
+        /// Target to analyse for.
+        #[arg(long, value_enum, default_value_t = TargetArg::Rmsnorm)]
+        target: TargetArg,
+    },
+    /// Compare two models on the same random inputs in tract and onnxruntime.
+    /// Exit 0 when they agree, 1 when they differ.
+    Verify {
+        /// The reference model.
+        a: PathBuf,
+        /// The model to compare with it.
+        b: PathBuf,
+        #[command(flatten)]
+        args: VerifyArgs,
+        /// Print the table as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RewriteArgs {
+    /// The input model (never modified).
+    #[arg(required = true)]
+    model: Option<PathBuf>,
+    /// Where to write the rewritten model (must differ from the input; its folder must exist).
+    #[arg(short, long, required = true, value_name = "OUT")]
+    output: Option<PathBuf>,
+    /// The normalisation to rewrite to.
+    #[arg(long, value_enum, default_value_t = TargetArg::Rmsnorm)]
+    target: TargetArg,
+    /// How to write RMSNorm: `standard` (ONNX RMSNormalization at opset >= 23, else standard
+    /// ops; passes onnx.checker) or `onnxruntime` (SimplifiedLayerNormalization and
+    /// com.microsoft:SkipSimplifiedLayerNormalization; fastest in onnxruntime).
+    #[arg(long, value_enum, default_value_t = EmitArg::Standard)]
+    emit: EmitArg,
+    /// Keep γ and β on the RMSNorm instead of folding them into the linear readers.
+    #[arg(long)]
+    no_fold: bool,
+    /// Verify the result in tract and onnxruntime before writing it (default for models up to
+    /// 512 MiB; larger models are not verified unless asked).
+    #[arg(long, overrides_with = "no_verify")]
+    verify: bool,
+    /// Do not verify.
+    #[arg(long)]
+    no_verify: bool,
+    /// Write a JSON report of what was done.
+    #[arg(long, value_name = "R.json")]
+    report: Option<PathBuf>,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    verify_args: VerifyArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TargetArg {
+    /// Pre-RMSNorm (same width).
+    Rmsnorm,
+    /// Pre-CRMSNorm (streams compressed to D−1).
+    Crmsnorm,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum EmitArg {
+    /// Portable ONNX.
+    Standard,
+    /// onnxruntime contrib ops.
+    Onnxruntime,
+    /// Portable ONNX, CRMSNorm as one custom op (ai.onnx_normopt:CRMSNormalization).
+    Custom,
+}
+
+/// Models up to this many bytes (file plus external data) are verified by default.
+const VERIFY_BY_DEFAULT_BELOW: u64 = 512 << 20;
+
+fn options(target: TargetArg, emit: EmitArg, fold: bool) -> Options {
+    Options {
+        target: match target {
+            TargetArg::Rmsnorm => Target::Rmsnorm,
+            TargetArg::Crmsnorm => Target::Crmsnorm,
+        },
+        emit: match emit {
+            EmitArg::Onnxruntime => Emit::Onnxruntime,
+            _ => Emit::Standard,
+        },
+        crms_emit: if matches!(emit, EmitArg::Custom) { CrmsEmit::Custom } else { CrmsEmit::Standard },
+        fold,
+        ..Options::default()
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let code = match cli.cmd {
+        Some(Cmd::Inspect { model, json, graph, target }) => inspect(&model, json, graph, target),
+        Some(Cmd::Verify { a, b, args, json }) => verify_cmd(&a, &b, &args, json),
+        None => rewrite(&cli.rewrite),
+    };
+    ExitCode::from(code)
+}
+
+fn fail(e: &Error) -> u8 {
+    eprintln!("onnx-normopt: {e}");
+    e.exit_code() as u8
+}
+
+fn inspect(path: &Path, json: bool, graph: bool, target: TargetArg) -> u8 {
+    let model = match Model::load(path) {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    let report = match passes::inspect(&model, &options(target, EmitArg::Standard, true)) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print!("{}", inspect_text(&report));
+        if graph {
+            print!("\n{}", dump::dump(&model.graph));
+        }
+    }
+    0
+}
+
+/// The human form of `inspect`.
+fn inspect_text(r: &passes::report::Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let found: Vec<String> = r.norms_found.iter().map(|(f, n)| format!("{n} x {f}")).collect();
+    let _ = writeln!(s, "{}: {}", r.model, if found.is_empty() { "no normalisation found".into() } else { found.join(", ") });
+    for st in &r.streams {
+        let _ = writeln!(s, "stream {} width {}: {}", st.id, st.width.map(|w| w.to_string()).unwrap_or("?".into()), st.status);
+        for why in &st.reasons {
+            let _ = writeln!(s, "  refused: {why}");
+        }
+        let _ = writeln!(s, "  norms: {}", st.norm_names.join(", "));
+        for l in &st.leaves {
+            let _ = writeln!(s, "  {} {} ({}): {}", l.kind, l.value, l.node, l.how);
+        }
+        for n in &st.norms {
+            let fold = if n.folded_into.is_empty() {
+                format!("affine kept{}", n.kept_affine.as_ref().map(|k| format!(" ({k})")).unwrap_or_default())
+            } else {
+                format!("γ/β folded into {}", n.folded_into.join(", "))
+            };
+            let _ = writeln!(s, "  rewrite {} [{} -> {}, eps {:e}]: {fold}", n.name, n.form_in, n.form_out, n.epsilon);
+        }
+    }
+    for rf in &r.refusals {
+        let _ = writeln!(s, "left alone: {} ({}): {}", rf.norm, rf.form, rf.why);
+    }
+    let _ = writeln!(s, "would rewrite {} norm(s), add {} centering node(s) and {} bytes", r.norms_rewritten, r.centering_nodes, r.bytes_added);
+    s
+}
+
+fn verify_cmd(a: &Path, b: &Path, args: &VerifyArgs, json: bool) -> u8 {
+    for p in [a, b] {
+        if let Err(e) = io::load(p) {
+            return fail(&e);
+        }
+    }
+    match verify::verify_files(a, b, &args.to_options()) {
+        Ok(rep) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rep).unwrap_or_default());
+            } else {
+                print!("{rep}");
+            }
+            if rep.passed() {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("onnx-normopt: verify: {e}");
+            1
+        }
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn total_size(path: &Path, model: &Model) -> u64 {
+    let mut n = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if model.had_external_data {
+        if let Some(dir) = path.parent() {
+            let mut seen = std::collections::BTreeSet::new();
+            io::for_each_tensor(&model.to_proto(), &mut |t| {
+                for e in &t.external_data {
+                    if e.key.as_deref() == Some("location") {
+                        seen.insert(e.value.clone().unwrap_or_default());
+                    }
+                }
+            });
+            n += seen.iter().map(|l| std::fs::metadata(dir.join(l)).map(|m| m.len()).unwrap_or(0)).sum::<u64>();
+        }
+    }
+    n
+}
+
+fn rewrite(a: &RewriteArgs) -> u8 {
+    let (Some(input), Some(out)) = (a.model.as_deref(), a.output.as_deref()) else {
+        eprintln!("onnx-normopt: usage: onnx-normopt MODEL -o OUT (see --help)");
+        return 2;
+    };
+    if same_file(input, out) || input == out {
+        return fail(&Error::Usage(format!("{}: the output must not be the input", out.display())));
+    }
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return fail(&Error::Usage(format!("{}: the output folder {} does not exist", out.display(), dir.display())));
+    }
+    let model = match Model::load(input) {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    let size = total_size(input, &model);
+    let opts = options(a.target, a.emit, !a.no_fold);
+    let mut outcome = match passes::run(model, &opts) {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    if !outcome.rewritten() {
+        if !a.quiet {
+            eprint!("{}", outcome.report.summary());
+        }
+        let why = outcome.report.refusals.first().map(|r| r.why.clone()).unwrap_or_else(|| "no LayerNorm on a residual stream".into());
+        eprintln!("onnx-normopt: {}: nothing rewritten: {why}", input.display());
+        return 3;
+    }
+    let proto = outcome.model.to_proto();
+    let layout = io::choose_layout(&proto, outcome.model.had_external_data);
+    let staged = match io::stage(&proto, &outcome.model.store, out, layout) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let do_verify = if a.no_verify { false } else { a.verify || size <= VERIFY_BY_DEFAULT_BELOW };
+    if !do_verify && !a.no_verify && !a.quiet {
+        eprintln!("onnx-normopt: note: {} is {} MiB, above the default verification size; pass --verify to verify", input.display(), size >> 20);
+    }
+    if do_verify {
+        match verify::verify_files(input, staged.model_path(), &a.verify_args.to_options()) {
+            Ok(rep) => {
+                if !a.quiet || !rep.passed() {
+                    eprint!("{rep}");
+                }
+                outcome.report.verification = serde_json::to_value(&rep).ok();
+                if !rep.passed() {
+                    eprintln!("onnx-normopt: {}: verification failed: the rewritten model differs; nothing written", input.display());
+                    return 1;
+                }
+            }
+            Err(e) => {
+                eprintln!("onnx-normopt: {}: could not verify the rewritten model: {e}; nothing written", input.display());
+                return 1;
+            }
+        }
+    }
+    if let Some(rp) = &a.report {
+        let text = serde_json::to_string_pretty(&outcome.report).unwrap_or_default();
+        if let Err(e) = write_atomic(rp, text.as_bytes()) {
+            return fail(&e);
+        }
+    }
+    if let Err(e) = staged.commit() {
+        return fail(&e);
+    }
+    if !a.quiet {
+        eprint!("{}", outcome.report.summary());
+        eprintln!("onnx-normopt: wrote {}", out.display());
+    }
+    0
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(), std::process::id()));
+    let w = |e: std::io::Error| Error::Write { path: path.into(), reason: e.to_string() };
+    std::fs::write(&tmp, bytes).map_err(w)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        w(e)
+    })
+}

@@ -1,0 +1,160 @@
+//! Weight arithmetic as small pure functions on row-major f64 arrays. Each states its identity.
+//! Rounding to the stored type happens once, when the caller writes the result back.
+
+/// Split `dims` around `axis`: (outer, len, inner) so that element (o, i, r) is at
+/// `(o * len + i) * inner + r`.
+fn split(dims: &[usize], axis: usize) -> (usize, usize, usize) {
+    let outer = dims[..axis].iter().product();
+    let inner = dims[axis + 1..].iter().product();
+    (outer, dims[axis], inner)
+}
+
+/// Centre over `axis`: X ← X − mean_axis(X). Makes every fibre along `axis` zero-mean; for a
+/// weight whose `axis` is the output axis, every output of the linear map becomes zero-mean.
+/// A fibre of length 1 becomes 0 (a broadcast constant added to every entry has mean itself).
+pub fn center(data: &mut [f64], dims: &[usize], axis: usize) {
+    if dims.is_empty() {
+        data.iter_mut().for_each(|x| *x = 0.0);
+        return;
+    }
+    let (outer, len, inner) = split(dims, axis);
+    for o in 0..outer {
+        for r in 0..inner {
+            let idx = |i: usize| (o * len + i) * inner + r;
+            let mean = (0..len).map(|i| data[idx(i)]).sum::<f64>() / len as f64;
+            for i in 0..len {
+                data[idx(i)] -= mean;
+            }
+        }
+    }
+}
+
+/// Scale along `axis` by γ: X[.., i, ..] ← γᵢ · X[.., i, ..]. With `axis` the input axis of a
+/// linear map this is W ← diag(γ)·W.
+pub fn scale(data: &mut [f64], dims: &[usize], axis: usize, gamma: &[f64]) {
+    let (outer, len, inner) = split(dims, axis);
+    debug_assert_eq!(len, gamma.len());
+    for o in 0..outer {
+        for (i, g) in gamma.iter().enumerate().take(len) {
+            for r in 0..inner {
+                data[(o * len + i) * inner + r] *= g;
+            }
+        }
+    }
+}
+
+/// β·W for a linear map whose input axis is `in_axis` of a 2-D weight: the bias a shift β of
+/// the input adds to every output (b ← b + β·W).
+pub fn shift_through(w: &[f64], dims: &[usize], in_axis: usize, beta: &[f64]) -> Vec<f64> {
+    let (rows, cols) = (dims[0], dims[1]);
+    if in_axis == 0 {
+        (0..cols).map(|c| (0..rows).map(|r| beta[r] * w[r * cols + c]).sum()).collect()
+    } else {
+        (0..rows).map(|r| (0..cols).map(|c| beta[c] * w[r * cols + c]).sum()).collect()
+    }
+}
+
+/// Add a vector along the last axis of every row: B ← B + v (broadcast).
+pub fn add_rows(data: &mut [f64], v: &[f64]) {
+    let n = v.len();
+    for (i, x) in data.iter_mut().enumerate() {
+        *x += v[i % n];
+    }
+}
+
+/// LayerNorm of every row of a [V, D] table: γ ⊙ (x − μ)/sqrt(σ² + ε) + β (the table an
+/// embedding LayerNorm would produce for each id).
+pub fn layernorm_rows(table: &[f64], d: usize, gamma: Option<&[f64]>, beta: Option<&[f64]>, eps: f64) -> Vec<f64> {
+    let mut out = Vec::with_capacity(table.len());
+    for row in table.chunks_exact(d) {
+        let mu = row.iter().sum::<f64>() / d as f64;
+        let var = row.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / d as f64;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (i, x) in row.iter().enumerate() {
+            let g = gamma.map_or(1.0, |g| g[i]);
+            let b = beta.map_or(0.0, |b| b[i]);
+            out.push(g * (x - mu) * inv + b);
+        }
+    }
+    out
+}
+
+/// Drop the last entry along `axis` (CRMSNorm compression of a zero-mean output axis: the
+/// dropped entry is minus the sum of the others).
+pub fn drop_last(data: &[f64], dims: &[usize], axis: usize) -> (Vec<f64>, Vec<usize>) {
+    let (outer, len, inner) = split(dims, axis);
+    let mut out = Vec::with_capacity(outer * (len - 1) * inner);
+    for o in 0..outer {
+        for i in 0..len - 1 {
+            out.extend_from_slice(&data[(o * len + i) * inner..(o * len + i + 1) * inner]);
+        }
+    }
+    let mut nd = dims.to_vec();
+    nd[axis] = len - 1;
+    (out, nd)
+}
+
+/// CRMSNorm compression of an input axis: W' = W[0:D−1] − W[D−1] along `axis` (a reader of
+/// x = (x̃, −Σx̃) sees x̃ through W').
+pub fn fold_last_in(data: &[f64], dims: &[usize], axis: usize) -> (Vec<f64>, Vec<usize>) {
+    let (outer, len, inner) = split(dims, axis);
+    let mut out = Vec::with_capacity(outer * (len - 1) * inner);
+    for o in 0..outer {
+        let last = &data[(o * len + len - 1) * inner..(o * len + len) * inner];
+        for i in 0..len - 1 {
+            let row = &data[(o * len + i) * inner..(o * len + i + 1) * inner];
+            out.extend(row.iter().zip(last).map(|(a, b)| a - b));
+        }
+    }
+    let mut nd = dims.to_vec();
+    nd[axis] = len - 1;
+    (out, nd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn center_makes_fibres_zero_mean() {
+        let mut w = vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0];
+        center(&mut w, &[2, 3], 1);
+        assert_eq!(w, vec![-1.0, 0.0, 1.0, -2.0, 0.0, 2.0]);
+        let mut c = vec![1.0, 2.0, 3.0, 5.0];
+        center(&mut c, &[2, 2], 0);
+        assert_eq!(c, vec![-1.0, -1.5, 1.0, 1.5]);
+    }
+
+    #[test]
+    fn fold_identity_holds() {
+        // (x̂ γ + β) W + b == x̂ (diag(γ) W) + (b + β W)
+        let w = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // [3, 2]
+        let (g, be, b) = ([2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [1.0, -1.0]);
+        let xh = [0.3, -0.7, 1.1];
+        let direct: Vec<f64> = (0..2).map(|c| (0..3).map(|r| (xh[r] * g[r] + be[r]) * w[r * 2 + c]).sum::<f64>() + b[c]).collect();
+        let mut ws = w.clone();
+        scale(&mut ws, &[3, 2], 0, &g);
+        let mut bs = b.to_vec();
+        add_rows(&mut bs, &shift_through(&w, &[3, 2], 0, &be));
+        let folded: Vec<f64> = (0..2).map(|c| (0..3).map(|r| xh[r] * ws[r * 2 + c]).sum::<f64>() + bs[c]).collect();
+        for (a, b) in direct.iter().zip(&folded) {
+            assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn compression_identity_holds() {
+        // x zero-mean of width 3: x W == x̃ (W[0:2] − W[2])
+        let x = [0.5, -1.5, 1.0];
+        let w = vec![1.0, 2.0, 3.0, 4.0, 5.0, 7.0];
+        let (wf, d) = fold_last_in(&w, &[3, 2], 0);
+        assert_eq!(d, vec![2, 2]);
+        for c in 0..2 {
+            let full: f64 = (0..3).map(|r| x[r] * w[r * 2 + c]).sum();
+            let comp: f64 = (0..2).map(|r| x[r] * wf[r * 2 + c]).sum();
+            assert!((full - comp).abs() < 1e-12);
+        }
+        let (dl, d2) = drop_last(&w, &[3, 2], 1);
+        assert_eq!((dl, d2), (vec![1.0, 3.0, 5.0], vec![3, 1]));
+    }
+}

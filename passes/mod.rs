@@ -1,0 +1,230 @@
+//! The rewrite passes.
+//!
+//! Pass order, and why:
+//! 1. **match** ([`norms`]): find every normalisation in every form; LayerNorm-looking
+//!    patterns that do not match keep their reason.
+//! 2. **analyse** ([`stream`]): grow the residual streams from the norms' inputs; each stream
+//!    knows its width, leaves (sources, writers), readers, and whether anything observes it.
+//! 3. **decide** (here): refuse observed streams, Post-LN, streams already on RMSNorm, streams
+//!    that would need more explicit centering nodes than norms they convert; refusal flows from
+//!    a stream to the one whose LayerNorm feeds it (BERT's embedding LayerNorm belongs to its
+//!    Post-LN encoder).
+//! 4. **plan** ([`rewrite::plan`]): weight edits, folds, centering nodes — nothing mutated.
+//! 5. **apply** ([`rewrite::apply`]): the one place that mutates the graph; checks it after.
+//! 6. **compress** ([`crms`], `--target crmsnorm` only): D → D−1 on the rewritten streams.
+//!
+//! The identities (design §3): with mean(x) = 0, LN(x) = RMS(x) with the same γ, β, ε;
+//! centring every source and writer keeps every stream value zero-mean; a norm's affine folds
+//! into linear readers as W' = diag(γ)·W, b' = b + β·W.
+
+pub mod crms;
+pub mod emit;
+pub mod math;
+pub mod norms;
+pub mod report;
+pub mod rewrite;
+pub mod stream;
+
+use crate::ir::{shape::Shapes, Model, NodeExt};
+use crate::{Error, Result};
+use emit::Emit;
+use norms::{Ctx, NormKind};
+use report::{Refusal, Report, StreamReport};
+use std::collections::BTreeMap;
+use stream::{Analysis, Leaf};
+
+/// Which normalisation the rewrite targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Pre-RMSNorm: same width, RMSNorm instead of LayerNorm.
+    #[default]
+    Rmsnorm,
+    /// Pre-CRMSNorm: streams compressed to width D−1.
+    Crmsnorm,
+}
+
+/// How CRMSNorm is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CrmsEmit {
+    /// Standard ONNX ops.
+    #[default]
+    Standard,
+    /// One op `ai.onnx_normopt:CRMSNormalization` (tract runs it through our registration).
+    Custom,
+}
+
+/// Options of the pass.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Target normalisation.
+    pub target: Target,
+    /// RMSNorm op form.
+    pub emit: Emit,
+    /// CRMSNorm op form.
+    pub crms_emit: CrmsEmit,
+    /// Fold γ/β into linear readers.
+    pub fold: bool,
+    /// Allow explicit centering nodes at all.
+    pub allow_centering: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { target: Target::Rmsnorm, emit: Emit::Standard, crms_emit: CrmsEmit::Standard, fold: true, allow_centering: true }
+    }
+}
+
+/// The result of a pass: the rewritten model and what was done.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The model (unchanged when nothing was rewritten).
+    pub model: Model,
+    /// The report.
+    pub report: Report,
+}
+
+impl Outcome {
+    /// Whether any norm was rewritten.
+    pub fn rewritten(&self) -> bool {
+        self.report.norms_rewritten > 0
+    }
+}
+
+/// Analyse a model without changing it: the report of what the rewrite would do.
+pub fn inspect(model: &Model, opts: &Options) -> Result<Report> {
+    Ok(run(model.clone(), opts)?.report)
+}
+
+/// Run the pass.
+pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
+    let mut report = Report {
+        model: model.path.display().to_string(),
+        target: format!("{:?}", opts.target).to_lowercase(),
+        emit: format!("{:?}", opts.emit).to_lowercase(),
+        ops_before: model.graph.op_histogram(),
+        ..Default::default()
+    };
+    let ix = model.graph.index();
+    let shapes = Shapes::infer(&model.graph);
+    let ctx = Ctx { g: &model.graph, ix: &ix, shapes: &shapes };
+    let (norms, near_misses) = norms::find_norms(&ctx);
+    let mut found: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &norms {
+        *found.entry(m.form.to_string()).or_insert(0) += 1;
+    }
+    report.norms_found = found.into_iter().collect();
+    for (id, why) in &near_misses {
+        report.refusals.push(Refusal { norm: model.graph.nodes[*id].label(), form: "unrecognised".into(), why: format!("not a LayerNorm pattern: {why}") });
+    }
+    let a = Analysis::new(&model.graph, &ix, &shapes, &norms);
+    let streams = a.streams();
+    // Decide.
+    let mut reasons: Vec<Vec<String>> = streams.iter().map(|s| s.observed.clone()).collect();
+    let label = |k: usize| model.graph.nodes[norms[k].anchor].label();
+    for (sid, st) in streams.iter().enumerate() {
+        let ln: Vec<usize> = st.norms.iter().copied().filter(|&k| norms[k].kind == NormKind::LayerNorm).collect();
+        if ln.is_empty() {
+            reasons[sid].push("already RMSNorm: no LayerNorm reads this stream".into());
+        }
+        for &k in &ln {
+            let m = &norms[k];
+            if m.extra_outputs_read.iter().any(|o| model.graph.nodes[m.anchor].output.get(1) == Some(o)) {
+                reasons[sid].push(format!("the Mean output of LayerNorm {:?} is read: the stream's mean is observed", label(k)));
+            }
+            if m.axis != -1 && shapes.rank(if m.x.is_empty() { &m.y } else { &m.x }).map_or(true, |r| m.axis != r as i64 - 1) {
+                reasons[sid].push(format!("LayerNorm {:?} normalises from axis {}, not the last axis alone", label(k), m.axis));
+            }
+        }
+        let explicit = st.leaves.iter().filter(|l| matches!(l.leaf, Leaf::Explicit { .. })).count();
+        if explicit > 0 && !opts.allow_centering {
+            reasons[sid].push(format!("{explicit} explicit centering node(s) would be needed and centering is disabled"));
+        }
+        let converted = ln.len() + st.leaves.iter().filter(|l| matches!(l.leaf, Leaf::LnTable { .. })).count();
+        if explicit > 0 && explicit >= converted {
+            reasons[sid].push(format!("{explicit} explicit centering node(s) for {converted} LayerNorm(s): no gain"));
+        }
+    }
+    // Refusal flows upstream: a norm feeding a refused stream stays a LayerNorm, so its own
+    // input stream is left alone too.
+    loop {
+        let mut changed = false;
+        for sid in 0..streams.len() {
+            if reasons[sid].is_empty() {
+                continue;
+            }
+            for &k in &streams[sid].norm_sources {
+                for (up, st) in streams.iter().enumerate() {
+                    if up != sid && reasons[up].is_empty() && st.norms.contains(&k) {
+                        reasons[up].push(format!("its LayerNorm {:?} feeds stream {sid}, which is refused", label(k)));
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let accepted: Vec<(usize, &stream::Stream)> = streams.iter().enumerate().filter(|(i, _)| reasons[*i].is_empty()).collect();
+    let (plan, parts) = rewrite::plan(&a, &model, &accepted, opts.fold)?;
+    let mut stream_reports: Vec<StreamReport> = streams
+        .iter()
+        .enumerate()
+        .map(|(sid, st)| StreamReport {
+            id: sid,
+            width: st.width,
+            new_width: st.width,
+            status: if reasons[sid].is_empty() { "rewritten".into() } else { "refused".into() },
+            reasons: reasons[sid].clone(),
+            leaves: vec![],
+            norms: vec![],
+            norm_names: st.norms.iter().map(|&k| label(k)).collect(),
+        })
+        .collect();
+    for (sid, leaves, nr) in parts {
+        stream_reports[sid].leaves = leaves;
+        stream_reports[sid].norms = nr;
+    }
+    for (sid, st) in streams.iter().enumerate() {
+        if !reasons[sid].is_empty() {
+            for &k in &st.norms {
+                report.refusals.push(Refusal { norm: label(k), form: norms[k].form.to_string(), why: reasons[sid].join("; ") });
+            }
+        } else {
+            for &k in &st.norms {
+                let m = &norms[k];
+                if m.kind == NormKind::LayerNorm && !plan.norms.iter().any(|p| p.norm == k) && !plan.ln_tables.iter().any(|(n, _)| *n == k) {
+                    report.refusals.push(Refusal { norm: label(k), form: m.form.to_string(), why: "its optional outputs are read".into() });
+                }
+            }
+        }
+    }
+    let n_rewritten = plan.norms.len() + plan.ln_tables.len();
+    if n_rewritten > 0 {
+        let applied = rewrite::apply(&mut model, &norms, &plan, opts.emit)?;
+        let mut forms = applied.forms_out.iter();
+        for sr in stream_reports.iter_mut() {
+            for nr in sr.norms.iter_mut() {
+                nr.form_out = forms.next().cloned().unwrap_or_default();
+            }
+        }
+        report.centering_nodes = applied.centering_nodes;
+        report.bytes_added = applied.bytes_added;
+        if opts.target == Target::Crmsnorm {
+            let c = crms::compress(&mut model, opts)?;
+            report.bytes_added += c.bytes_added;
+            for sr in stream_reports.iter_mut().filter(|s| s.status == "rewritten") {
+                sr.new_width = c.widths.get(&sr.id).copied().or(sr.new_width);
+            }
+        }
+    }
+    report.norms_rewritten = n_rewritten;
+    report.streams = stream_reports;
+    report.ops_after = model.graph.op_histogram();
+    if n_rewritten == 0 && report.streams.is_empty() && norms.is_empty() {
+        report.refusals.push(Refusal { norm: "-".into(), form: "-".into(), why: "no normalisation found in the graph".into() });
+    }
+    let _ = Error::Usage;
+    Ok(Outcome { model, report })
+}

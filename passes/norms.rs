@@ -1,0 +1,468 @@
+//! Matchers for the normalisations found in exported graphs (design §5).
+//!
+//! Each matcher looks at one anchor node and returns `Ok(NormMatch)` or `Err(reason)`: "no
+//! match, because …" is a value, not a failure. A match owns every node of its pattern; its
+//! internal values must have no reader outside the pattern (else the reason says which node
+//! reads it).
+//!
+//! LayerNorm forms (what the pass rewrites):
+//! - `LayerNormalization` (opset 17+, or onnxruntime's), optional Mean / InvStdDev outputs;
+//! - decomposed: `ReduceMean → Sub → Pow(2)|Mul(d,d) → ReduceMean → Add(ε) → Sqrt →
+//!   Div | Reciprocal+Mul`, optionally wrapped in `Cast` (fp16 graphs computing in fp32), then
+//!   optional `Mul(γ)` and `Add(β)`; ReduceMean axes as attribute or input;
+//! - `com.microsoft:SkipLayerNormalization`: `LN(a + b [+ bias])`, 4th output the sum.
+//!
+//! RMSNorm forms (recognised so that "already RMSNorm" can be reported): `RMSNormalization`,
+//! `SimplifiedLayerNormalization`, `SkipSimplifiedLayerNormalization`, decomposed
+//! `Pow → ReduceMean → Add → Sqrt → Div | Reciprocal+Mul`.
+
+use crate::ir::{shape, Graph, GraphIndex, NodeExt, NodeId};
+use crate::proto::NodeProto;
+
+/// What a normalisation computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum NormKind {
+    /// LayerNorm: subtracts the mean.
+    LayerNorm,
+    /// RMSNorm: does not.
+    Rms,
+}
+
+/// How a normalisation is written in the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum NormForm {
+    /// `LayerNormalization`.
+    LayerNormalization,
+    /// ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div chain.
+    DecomposedLayerNorm,
+    /// `com.microsoft:SkipLayerNormalization`.
+    SkipLayerNormalization,
+    /// `RMSNormalization` (opset 23).
+    RMSNormalization,
+    /// `SimplifiedLayerNormalization`.
+    SimplifiedLayerNormalization,
+    /// `com.microsoft:SkipSimplifiedLayerNormalization`.
+    SkipSimplifiedLayerNormalization,
+    /// Pow/ReduceMean/Add/Sqrt/Div chain.
+    DecomposedRms,
+}
+
+impl std::fmt::Display for NormForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            NormForm::LayerNormalization => "LayerNormalization",
+            NormForm::DecomposedLayerNorm => "decomposed LayerNorm",
+            NormForm::SkipLayerNormalization => "SkipLayerNormalization",
+            NormForm::RMSNormalization => "RMSNormalization",
+            NormForm::SimplifiedLayerNormalization => "SimplifiedLayerNormalization",
+            NormForm::SkipSimplifiedLayerNormalization => "SkipSimplifiedLayerNormalization",
+            NormForm::DecomposedRms => "decomposed RMSNorm",
+        };
+        f.write_str(s)
+    }
+}
+
+/// The residual-add half of a fused Skip norm: `sum = a + b (+ bias)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SkipParts {
+    /// First summand (input 0).
+    pub a: String,
+    /// Second summand (input 1).
+    pub b: String,
+    /// Optional constant bias (input 4).
+    pub bias: Option<String>,
+    /// The sum output (output 3), when the graph reads it.
+    pub sum: Option<String>,
+}
+
+/// One matched normalisation.
+#[derive(Clone, Debug)]
+pub struct NormMatch {
+    /// LayerNorm or RMSNorm.
+    pub kind: NormKind,
+    /// Its form in the graph.
+    pub form: NormForm,
+    /// The node that names it in reports.
+    pub anchor: NodeId,
+    /// All nodes of the pattern.
+    pub nodes: Vec<NodeId>,
+    /// The normalised input (for Skip forms: empty; see `skip`).
+    pub x: String,
+    /// Skip forms: the residual add.
+    pub skip: Option<SkipParts>,
+    /// The final output (after γ and β when they belong to the match).
+    pub y: String,
+    /// The scale γ (a constant), when present.
+    pub gamma: Option<String>,
+    /// The shift β (a constant), when present.
+    pub beta: Option<String>,
+    /// ε, exactly as stored.
+    pub epsilon: f32,
+    /// Normalised axis as written (-1 for the last axis).
+    pub axis: i64,
+    /// Element type the core computes in when the graph casts around it (fp16 graphs).
+    pub compute_type: Option<i32>,
+    /// Optional outputs (Mean, InvStdDev) that something reads.
+    pub extra_outputs_read: Vec<String>,
+}
+
+fn const_scalar(g: &Graph, v: &str) -> Option<f64> {
+    let t = g.constant_tensor(v)?;
+    let n = crate::tensor::element_count(&t.dims).ok()?;
+    if n != 1 {
+        return None;
+    }
+    let arr = crate::ir::read_array(t, &Default::default(), std::path::Path::new("")).ok()?;
+    arr.data.first().copied()
+}
+
+fn is_const(g: &Graph, v: &str) -> bool {
+    g.constant_tensor(v).is_some()
+}
+
+/// The only consumer of `v`, when there is exactly one and `v` is not a graph output.
+fn sole(ix: &GraphIndex, v: &str) -> Option<NodeId> {
+    match ix.consumers(v) {
+        [(n, _)] if !ix.graph_outputs.contains(v) && !ix.subgraph_reads.contains_key(v) => Some(*n),
+        _ => None,
+    }
+}
+
+fn other<'a>(n: &'a NodeProto, v: &str) -> Option<&'a str> {
+    match (n.input(0), n.input(1)) {
+        (Some(a), Some(b)) if a == v => Some(b),
+        (Some(a), Some(b)) if b == v => Some(a),
+        _ => None,
+    }
+}
+
+/// The reduce axes of a ReduceMean (attribute or input).
+fn reduce_axes(g: &Graph, n: &NodeProto) -> Option<Vec<i64>> {
+    n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| n.input(1).and_then(|a| shape::const_ints(g, a)))
+}
+
+fn last_axis_only(axes: &[i64], rank: Option<usize>) -> bool {
+    match axes {
+        [-1] => true,
+        [a] => rank.map_or(false, |r| *a == r as i64 - 1),
+        _ => false,
+    }
+}
+
+/// Context shared by the matchers.
+pub struct Ctx<'a> {
+    /// The graph.
+    pub g: &'a Graph,
+    /// Its index.
+    pub ix: &'a GraphIndex,
+    /// Its shapes.
+    pub shapes: &'a shape::Shapes,
+}
+
+impl Ctx<'_> {
+    fn node(&self, id: NodeId) -> &NodeProto {
+        &self.g.nodes[id]
+    }
+
+    /// Extend a normalised output `v` with a following `Mul(γ)` and `Add(β)` (constants, either
+    /// operand order). Returns (y, γ, β, nodes).
+    fn affine_tail(&self, v: &str) -> (String, Option<String>, Option<String>, Vec<NodeId>) {
+        let mut y = v.to_string();
+        let mut nodes = vec![];
+        let mut gamma = None;
+        let mut beta = None;
+        if let Some(m) = sole(self.ix, &y) {
+            let n = self.node(m);
+            if n.is("Mul") {
+                if let Some(c) = other(n, &y).filter(|c| is_const(self.g, c)) {
+                    gamma = Some(c.to_string());
+                    nodes.push(m);
+                    y = n.output[0].clone();
+                }
+            }
+        }
+        if let Some(a) = sole(self.ix, &y) {
+            let n = self.node(a);
+            if n.is("Add") {
+                if let Some(c) = other(n, &y).filter(|c| is_const(self.g, c)) {
+                    beta = Some(c.to_string());
+                    nodes.push(a);
+                    y = n.output[0].clone();
+                }
+            }
+        }
+        (y, gamma, beta, nodes)
+    }
+
+    /// `LayerNormalization`, `RMSNormalization`, `SimplifiedLayerNormalization`, and the Skip
+    /// forms: one node each.
+    pub fn fused(&self, id: NodeId) -> Result<NormMatch, String> {
+        let n = self.node(id);
+        let (kind, form) = match (n.domain(), n.op()) {
+            ("", "LayerNormalization") | ("com.microsoft", "LayerNormalization") => (NormKind::LayerNorm, NormForm::LayerNormalization),
+            ("com.microsoft", "SkipLayerNormalization") => (NormKind::LayerNorm, NormForm::SkipLayerNormalization),
+            ("", "RMSNormalization") => (NormKind::Rms, NormForm::RMSNormalization),
+            ("", "SimplifiedLayerNormalization") | ("com.microsoft", "SimplifiedLayerNormalization") => {
+                (NormKind::Rms, NormForm::SimplifiedLayerNormalization)
+            }
+            ("com.microsoft", "SkipSimplifiedLayerNormalization") => (NormKind::Rms, NormForm::SkipSimplifiedLayerNormalization),
+            _ => return Err(format!("{} is not a fused normalisation", n.op())),
+        };
+        let y = n.output.first().cloned().filter(|s| !s.is_empty()).ok_or("no output")?;
+        let skip = matches!(form, NormForm::SkipLayerNormalization | NormForm::SkipSimplifiedLayerNormalization);
+        let (gamma_slot, beta_slot) = if skip { (2, 3) } else { (1, 2) };
+        let gamma = n.input(gamma_slot).map(str::to_string);
+        let beta = if form == NormForm::SkipSimplifiedLayerNormalization || form == NormForm::RMSNormalization || form == NormForm::SimplifiedLayerNormalization {
+            None
+        } else {
+            n.input(beta_slot).map(str::to_string)
+        };
+        for c in gamma.iter().chain(beta.iter()) {
+            if !is_const(self.g, c) {
+                return Err(format!("its scale/shift {c:?} is not a constant"));
+            }
+        }
+        let extra_outputs_read: Vec<String> = if skip {
+            n.output.iter().skip(1).take(2).filter(|o| !o.is_empty() && self.ix.use_count(o) > 0).cloned().collect()
+        } else {
+            n.output.iter().skip(1).filter(|o| !o.is_empty() && self.ix.use_count(o) > 0).cloned().collect()
+        };
+        let default_eps = if form == NormForm::LayerNormalization || form == NormForm::RMSNormalization { 1e-5 } else { 1e-12 };
+        let epsilon = n.attr_f("epsilon").unwrap_or(default_eps);
+        let axis = n.attr_i("axis").unwrap_or(-1);
+        let skip_parts = if skip {
+            let a = n.input(0).ok_or("Skip norm without input")?.to_string();
+            let b = n.input(1).ok_or("Skip norm without skip input")?.to_string();
+            let bias_slot = 4;
+            let bias = n.input(bias_slot).map(str::to_string);
+            if let Some(bz) = &bias {
+                if !is_const(self.g, bz) {
+                    return Err(format!("its bias {bz:?} is not a constant"));
+                }
+            }
+            let sum = n.output.get(3).cloned().filter(|s| !s.is_empty() && self.ix.use_count(s) > 0);
+            Some(SkipParts { a, b, bias, sum })
+        } else {
+            None
+        };
+        let x = if skip { String::new() } else { n.input(0).ok_or("no input")?.to_string() };
+        Ok(NormMatch {
+            kind,
+            form,
+            anchor: id,
+            nodes: vec![id],
+            x,
+            skip: skip_parts,
+            y,
+            gamma,
+            beta,
+            epsilon,
+            axis,
+            compute_type: None,
+            extra_outputs_read,
+        })
+    }
+
+    /// The decomposed LayerNorm, anchored at its first ReduceMean.
+    pub fn decomposed_layernorm(&self, id: NodeId) -> Result<NormMatch, String> {
+        let g = self.g;
+        let rm1 = self.node(id);
+        if !rm1.is("ReduceMean") {
+            return Err("not a ReduceMean".into());
+        }
+        let x0 = rm1.input(0).ok_or("ReduceMean without input")?.to_string();
+        let axes = reduce_axes(g, rm1).ok_or("ReduceMean axes are not constant")?;
+        if !last_axis_only(&axes, self.shapes.rank(&x0)) {
+            return Err(format!("ReduceMean reduces axes {axes:?}, not the last axis alone"));
+        }
+        let mean = rm1.output[0].clone();
+        let sub = sole(self.ix, &mean).ok_or("the mean has several readers")?;
+        let subn = self.node(sub);
+        if !(subn.is("Sub") && subn.input(0) == Some(x0.as_str()) && subn.input(1) == Some(mean.as_str())) {
+            return Err("the mean is not subtracted from its input".into());
+        }
+        let d = subn.output[0].clone();
+        let mut nodes = vec![id, sub];
+        // d feeds the square and the division.
+        let readers = self.ix.consumers(&d);
+        if self.ix.graph_outputs.contains(&d) {
+            return Err("the centred value is a graph output".into());
+        }
+        let mut sq = None;
+        let mut div = None;
+        for &(c, _) in readers {
+            let cn = self.node(c);
+            let is_sq = (cn.is("Pow") && cn.input(0) == Some(d.as_str()) && cn.input(1).and_then(|e| const_scalar(g, e)) == Some(2.0))
+                || (cn.is("Mul") && cn.input(0) == Some(d.as_str()) && cn.input(1) == Some(d.as_str()));
+            if is_sq {
+                if sq.replace(c).is_some_and(|p| p != c) {
+                    return Err("the centred value is squared twice".into());
+                }
+            } else if (cn.is("Div") || cn.is("Mul")) && cn.input(0) == Some(d.as_str()) || (cn.is("Mul") && cn.input(1) == Some(d.as_str())) {
+                if div.replace(c).is_some_and(|p| p != c) {
+                    return Err("the centred value is divided twice".into());
+                }
+            } else {
+                return Err(format!("the centred value is read by {} {:?}", cn.op(), cn.label()));
+            }
+        }
+        let sq = sq.ok_or("the centred value is not squared")?;
+        let div = div.ok_or("the centred value is not divided by its deviation")?;
+        nodes.push(sq);
+        let var_rm = sole(self.ix, &self.node(sq).output[0]).ok_or("the square has several readers")?;
+        let vn = self.node(var_rm);
+        if !vn.is("ReduceMean") || reduce_axes(g, vn).as_deref() != Some(axes.as_slice()) {
+            return Err("the square is not averaged over the same axis".into());
+        }
+        nodes.push(var_rm);
+        let add = sole(self.ix, &vn.output[0]).ok_or("the variance has several readers")?;
+        let an = self.node(add);
+        let eps_v = other(an, &vn.output[0]).filter(|_| an.is("Add")).ok_or("the variance is not followed by Add(ε)")?;
+        let epsilon = const_scalar(g, eps_v).ok_or("ε is not a constant scalar")? as f32;
+        nodes.push(add);
+        let sqrt = sole(self.ix, &an.output[0]).filter(|&s| self.node(s).is("Sqrt")).ok_or("variance + ε is not followed by Sqrt")?;
+        nodes.push(sqrt);
+        let s = self.node(sqrt).output[0].clone();
+        let dn = self.node(div);
+        if dn.is("Div") {
+            if dn.input(1) != Some(s.as_str()) || sole(self.ix, &s) != Some(div) {
+                return Err("the division is not by the deviation".into());
+            }
+        } else {
+            let r = sole(self.ix, &s).filter(|&r| self.node(r).is("Reciprocal")).ok_or("the deviation is not inverted")?;
+            let rv = &self.node(r).output[0];
+            if other(dn, &d) != Some(rv.as_str()) || sole(self.ix, rv) != Some(div) {
+                return Err("the centred value is not multiplied by the inverse deviation".into());
+            }
+            nodes.push(r);
+        }
+        nodes.push(div);
+        let mut normed = dn.output[0].clone();
+        // fp16 graphs: x → Cast(f32) → core → Cast(back).
+        let (x, compute_type) = match self.ix.producer(&x0).map(|p| (p, self.node(p))) {
+            Some((p, pn)) if pn.is("Cast") && self.ix.consumers(&x0).len() == 2 && !self.ix.graph_outputs.contains(&x0) => {
+                let to = pn.attr_i("to").map(|t| t as i32);
+                let outer = pn.input(0).ok_or("Cast without input")?.to_string();
+                match sole(self.ix, &normed).map(|c| (c, self.node(c))) {
+                    Some((c, cn)) if cn.is("Cast") => {
+                        nodes.insert(0, p);
+                        nodes.push(c);
+                        normed = cn.output[0].clone();
+                        (outer, to)
+                    }
+                    _ => (x0.clone(), None),
+                }
+            }
+            _ => (x0.clone(), None),
+        };
+        let (y, gamma, beta, tail) = self.affine_tail(&normed);
+        nodes.extend(tail);
+        Ok(NormMatch {
+            kind: NormKind::LayerNorm,
+            form: NormForm::DecomposedLayerNorm,
+            anchor: id,
+            nodes,
+            x,
+            skip: None,
+            y,
+            gamma,
+            beta,
+            epsilon,
+            axis: axes[0],
+            compute_type,
+            extra_outputs_read: vec![],
+        })
+    }
+
+    /// The decomposed RMSNorm (recognised, never rewritten), anchored at the `Pow`.
+    pub fn decomposed_rms(&self, id: NodeId) -> Result<NormMatch, String> {
+        let g = self.g;
+        let p = self.node(id);
+        if !(p.is("Pow") && p.input(1).and_then(|e| const_scalar(g, e)) == Some(2.0)) {
+            return Err("not a square".into());
+        }
+        let x = p.input(0).ok_or("Pow without input")?.to_string();
+        if let Some(pr) = self.ix.producer(&x) {
+            if self.node(pr).is("Sub") {
+                return Err("squares a difference (LayerNorm)".into());
+            }
+        }
+        let rm = sole(self.ix, &p.output[0]).filter(|&r| self.node(r).is("ReduceMean")).ok_or("square not averaged")?;
+        let add = sole(self.ix, &self.node(rm).output[0]).filter(|&a| self.node(a).is("Add")).ok_or("no Add(ε)")?;
+        let an = self.node(add);
+        let epsilon = other(an, &self.node(rm).output[0]).and_then(|e| const_scalar(g, e)).ok_or("ε not constant")? as f32;
+        let sq = sole(self.ix, &an.output[0]).filter(|&s| self.node(s).is("Sqrt")).ok_or("no Sqrt")?;
+        let s = &self.node(sq).output[0];
+        let mut nodes = vec![id, rm, add, sq];
+        let c = sole(self.ix, s).ok_or("deviation read twice")?;
+        let cn = self.node(c);
+        let out = if cn.is("Div") && cn.input(0) == Some(x.as_str()) {
+            nodes.push(c);
+            cn.output[0].clone()
+        } else if cn.is("Reciprocal") {
+            let r = &cn.output[0];
+            let m = sole(self.ix, r).filter(|&m| self.node(m).is("Mul") && other(self.node(m), r) == Some(x.as_str())).ok_or("inverse not applied")?;
+            nodes.push(c);
+            nodes.push(m);
+            self.node(m).output[0].clone()
+        } else {
+            return Err("deviation not applied".into());
+        };
+        let (y, gamma, beta, tail) = self.affine_tail(&out);
+        nodes.extend(tail);
+        Ok(NormMatch {
+            kind: NormKind::Rms,
+            form: NormForm::DecomposedRms,
+            anchor: id,
+            nodes,
+            x,
+            skip: None,
+            y,
+            gamma,
+            beta,
+            epsilon,
+            axis: -1,
+            compute_type: None,
+            extra_outputs_read: vec![],
+        })
+    }
+}
+
+/// Every normalisation in the graph, and for LayerNorm-looking nodes that did not match, why.
+pub fn find_norms(ctx: &Ctx) -> (Vec<NormMatch>, Vec<(NodeId, String)>) {
+    let mut found = Vec::new();
+    let mut near_misses = Vec::new();
+    let mut claimed = std::collections::HashSet::new();
+    for (id, n) in ctx.g.nodes.iter().enumerate() {
+        if claimed.contains(&id) {
+            continue;
+        }
+        let r = match n.op() {
+            "LayerNormalization" | "SkipLayerNormalization" | "RMSNormalization" | "SimplifiedLayerNormalization"
+            | "SkipSimplifiedLayerNormalization" => Some(ctx.fused(id)),
+            "ReduceMean" => {
+                let r = ctx.decomposed_layernorm(id);
+                // A ReduceMean that is not a mean subtraction is ordinary; only report the
+                // ones that looked like the start of a LayerNorm.
+                match &r {
+                    Err(e) if e.contains("not subtracted") || e.contains("several readers") || e.contains("reduces axes") => None,
+                    _ => Some(r),
+                }
+            }
+            "Pow" => match ctx.decomposed_rms(id) {
+                Ok(m) => Some(Ok(m)),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        match r {
+            Some(Ok(m)) => {
+                claimed.extend(m.nodes.iter().copied());
+                found.push(m);
+            }
+            Some(Err(e)) => near_misses.push((id, e)),
+            None => {}
+        }
+    }
+    (found, near_misses)
+}

@@ -1,0 +1,125 @@
+//! The rewrite report: JSON (`--report`) and a short human summary.
+
+use serde::Serialize;
+use std::fmt::Write;
+
+/// How one leaf (source or writer) of a stream was centred.
+#[derive(Clone, Debug, Serialize)]
+pub struct LeafReport {
+    /// The stream value it produces.
+    pub value: String,
+    /// embedding, linear, patch embedding, constant, embedding LayerNorm, explicit centering.
+    pub kind: String,
+    /// The node.
+    pub node: String,
+    /// What was done.
+    pub how: String,
+}
+
+/// One norm that was rewritten.
+#[derive(Clone, Debug, Serialize)]
+pub struct NormReport {
+    /// Node name.
+    pub name: String,
+    /// Form in the input.
+    pub form_in: String,
+    /// Form in the output.
+    pub form_out: String,
+    /// ε, copied.
+    pub epsilon: f32,
+    /// Nodes γ and β were folded into.
+    pub folded_into: Vec<String>,
+    /// Why γ/β stayed on the norm, when they did.
+    pub kept_affine: Option<String>,
+}
+
+/// A norm left alone, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Refusal {
+    /// Node name.
+    pub norm: String,
+    /// Its form.
+    pub form: String,
+    /// Why.
+    pub why: String,
+}
+
+/// One residual stream.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamReport {
+    /// Stream number.
+    pub id: usize,
+    /// Width D.
+    pub width: Option<usize>,
+    /// Width after the rewrite (D−1 for CRMSNorm).
+    pub new_width: Option<usize>,
+    /// "rewritten" or "refused".
+    pub status: String,
+    /// Why it was refused.
+    pub reasons: Vec<String>,
+    /// Sources and writers, and how each was centred.
+    pub leaves: Vec<LeafReport>,
+    /// Norms rewritten.
+    pub norms: Vec<NormReport>,
+    /// Names of the norms reading the stream.
+    pub norm_names: Vec<String>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Input file.
+    pub model: String,
+    /// rmsnorm or crmsnorm.
+    pub target: String,
+    /// standard or onnxruntime.
+    pub emit: String,
+    /// Norms found, by form.
+    pub norms_found: Vec<(String, usize)>,
+    /// Streams.
+    pub streams: Vec<StreamReport>,
+    /// Norms left alone.
+    pub refusals: Vec<Refusal>,
+    /// Norms rewritten.
+    pub norms_rewritten: usize,
+    /// Explicit centering nodes added.
+    pub centering_nodes: usize,
+    /// Bytes of new initializers (untied copies, new biases).
+    pub bytes_added: usize,
+    /// Op counts before and after.
+    pub ops_before: std::collections::BTreeMap<String, usize>,
+    /// Op counts after the rewrite.
+    pub ops_after: std::collections::BTreeMap<String, usize>,
+    /// Verification table, when run.
+    pub verification: Option<serde_json::Value>,
+}
+
+impl Report {
+    /// A few lines for stderr.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        for st in &self.streams {
+            let w = st.width.map(|w| w.to_string()).unwrap_or("?".into());
+            let nw = match (st.width, st.new_width) {
+                (Some(a), Some(b)) if a != b => format!(" -> {b}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(s, "stream {} (width {w}{nw}): {}, {} norms, {} sources/writers", st.id, st.status, st.norm_names.len(), st.leaves.len());
+            for r in &st.reasons {
+                let _ = writeln!(s, "  refused: {r}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "{} norm(s) rewritten, {} left alone, {} explicit centering node(s), {} bytes added",
+            self.norms_rewritten,
+            self.refusals.len(),
+            self.centering_nodes,
+            self.bytes_added
+        );
+        for r in &self.refusals {
+            let _ = writeln!(s, "  left alone: {} ({}): {}", r.norm, r.form, r.why);
+        }
+        s
+    }
+}

@@ -1,0 +1,475 @@
+//! Planning and applying the Pre-LN → Pre-RMSNorm rewrite (design §3).
+//!
+//! [`plan`] reads the analysis and decides, per accepted stream, every weight edit, every
+//! explicit centering node and every norm replacement; [`apply`] is the one place that mutates
+//! the graph. Weight edits on one constant slot are collected and applied together in a fixed
+//! order — replace, scale (γ), shift (β·W), centre — from the original f64 values, rounded once.
+
+use super::emit::{Builder, Emit};
+use super::math;
+use super::norms::{NormForm, NormMatch};
+use super::report::{LeafReport, NormReport};
+use super::stream::{Analysis, Leaf, Stream};
+use crate::ir::{read_array, Model, NodeExt, NodeId};
+use crate::proto::data_type as dt;
+use crate::tensor::Array;
+use crate::{Error, Result};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// One edit of a constant, applied in the order of the variants.
+#[derive(Clone, Debug)]
+pub enum Edit {
+    /// Replace the values (precomputed embedding LayerNorm table).
+    Replace(Vec<f64>),
+    /// Scale along an axis by γ (fold of a norm's scale into a reader).
+    Scale { axis: usize, gamma: Vec<f64> },
+    /// Add a vector along the last axis (fold of β·W into a reader's bias).
+    AddRows(Vec<f64>),
+    /// Centre over an axis (sources and writers).
+    Center { axis: usize },
+}
+
+impl Edit {
+    fn rank(&self) -> u8 {
+        match self {
+            Edit::Replace(_) => 0,
+            Edit::Scale { .. } => 1,
+            Edit::AddRows(_) => 2,
+            Edit::Center { .. } => 3,
+        }
+    }
+}
+
+/// A linear op reading a norm's output, into which γ and β fold.
+#[derive(Clone, Debug)]
+pub struct Reader {
+    /// The MatMul or Gemm.
+    pub node: NodeId,
+    /// Input axis of the weight (0 for MatMul and Gemm, 1 for Gemm transB=1).
+    pub in_axis: usize,
+    /// The bias constant slot: Gemm's C, or the Add after a MatMul.
+    pub bias: Option<(NodeId, usize)>,
+    /// Gemm alpha / beta (1 for MatMul).
+    pub bias_factor: f64,
+}
+
+/// What happens to one norm.
+#[derive(Clone, Debug)]
+pub struct NormPlan {
+    /// Index into the matches.
+    pub norm: usize,
+    /// Readers γ/β fold into; `None` keeps the affine on the RMSNorm.
+    pub fold: Option<Vec<Reader>>,
+    /// Why the affine is kept, when it is.
+    pub kept_affine: Option<String>,
+}
+
+/// The whole plan.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Constant edits by (node, input slot).
+    pub edits: BTreeMap<(NodeId, usize), Vec<Edit>>,
+    /// Explicit centering: value → the stream-side reads to re-point.
+    pub explicit: BTreeMap<String, Vec<(NodeId, usize)>>,
+    /// Norms turned into RMSNorm.
+    pub norms: Vec<NormPlan>,
+    /// Embedding LayerNorms precomputed into their table: (norm, gather).
+    pub ln_tables: Vec<(usize, NodeId)>,
+    /// MatMul readers that need a new bias (β·W), with whether it must be centred.
+    pub new_bias: Vec<(NodeId, Vec<f64>, bool)>,
+    /// Gemm readers that need a new C input.
+    pub new_gemm_c: Vec<(NodeId, Vec<f64>, bool)>,
+    /// Linear nodes that are writers/sources (centred), to centre new biases too.
+    pub centred_linears: BTreeSet<NodeId>,
+}
+
+/// The readers of norm output `y` for folding, or why they cannot all take γ and β.
+pub fn fold_readers(a: &Analysis, y: &str, d: usize) -> std::result::Result<Vec<Reader>, String> {
+    let mut out = Vec::new();
+    let mut queue = vec![y.to_string()];
+    while let Some(v) = queue.pop() {
+        if a.ix.graph_outputs.contains(&v) || a.ix.subgraph_reads.contains_key(&v) {
+            return Err(format!("{v:?} is a graph output or read by a subgraph"));
+        }
+        for &(c, slot) in a.ix.consumers(&v) {
+            let n = &a.g.nodes[c];
+            if n.is("Shape") {
+                continue;
+            }
+            if n.is("MatMul") && slot == 0 {
+                let w = n.input(1).unwrap_or("");
+                let wd = a.g.constant_dims(w).filter(|s| s.len() == 2 && s[0] == d);
+                if wd.is_none() {
+                    return Err(format!("MatMul {:?} has no constant [{d}, N] weight", n.label()));
+                }
+                let o = &n.output[0];
+                let bias = match a.ix.consumers(o) {
+                    [(b, bslot)] if a.g.nodes[*b].is("Add") && !a.ix.graph_outputs.contains(o) => {
+                        let other = 1 - bslot;
+                        let bn = &a.g.nodes[*b];
+                        let ok = bn.input(other).and_then(|bv| a.g.constant_dims(bv)).map_or(false, |bd| {
+                            bd.last() == Some(&wd.as_ref().unwrap()[1]) && bd.iter().rev().skip(1).all(|&x| x == 1)
+                        });
+                        ok.then_some((*b, other))
+                    }
+                    _ => None,
+                };
+                out.push(Reader { node: c, in_axis: 0, bias, bias_factor: 1.0 });
+                continue;
+            }
+            if n.is("Gemm") && slot == 0 && n.attr_i("transA").unwrap_or(0) == 0 {
+                let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
+                let w = n.input(1).unwrap_or("");
+                let ok = a.g.constant_dims(w).map_or(false, |s| s.len() == 2 && s[if trans_b { 1 } else { 0 }] == d);
+                let c_ok = n.input(2).map_or(true, |cv| a.g.constant_tensor(cv).is_some());
+                let alpha = n.attr_f("alpha").unwrap_or(1.0) as f64;
+                let beta = n.attr_f("beta").unwrap_or(1.0) as f64;
+                if !ok || !c_ok || beta == 0.0 {
+                    return Err(format!("Gemm {:?} has no constant weight of input width {d}", n.label()));
+                }
+                let bias = n.input(2).map(|_| (c, 2usize));
+                out.push(Reader { node: c, in_axis: usize::from(trans_b), bias, bias_factor: alpha / beta });
+                continue;
+            }
+            if n.is("Mul") || n.is("Div") {
+                return Err(format!("{} {:?} is not a constant-weight linear op", n.op(), n.label()));
+            }
+            match a.pass_through(c, slot, d) {
+                Ok(outs) => queue.extend(outs),
+                Err(_) => return Err(format!("{} {:?} is not a constant-weight linear op", n.op(), n.label())),
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("no linear reader".into());
+    }
+    Ok(out)
+}
+
+fn norm_label(a: &Analysis, k: usize) -> String {
+    a.g.nodes[a.norms[k].anchor].label()
+}
+
+/// Plan the rewrite of the accepted streams. Returns the plan and per-stream report parts.
+pub fn plan(a: &Analysis, model: &Model, streams: &[(usize, &Stream)], fold: bool) -> Result<(Plan, Vec<(usize, Vec<LeafReport>, Vec<NormReport>)>)> {
+    let mut p = Plan::default();
+    let mut reports = Vec::new();
+    let read = |name: &str| -> Result<Array> {
+        let t = a.g.constant_tensor(name).ok_or_else(|| Error::Internal(format!("constant {name:?} vanished")))?;
+        read_array(t, &model.store, &model.path)
+    };
+    for &(sid, st) in streams {
+        let d = st.width.ok_or_else(|| Error::Internal("accepted stream without width".into()))?;
+        let mut leaves = Vec::new();
+        for la in &st.leaves {
+            let (kind, node, how) = match &la.leaf {
+                Leaf::Const { node, slot } => {
+                    let dims = a.g.constant_dims(&a.g.nodes[*node].input[*slot]).unwrap_or_default();
+                    let axis = dims.len().saturating_sub(1);
+                    p.edits.entry((*node, *slot)).or_default().push(Edit::Center { axis });
+                    let how = if dims.last().copied().unwrap_or(1) == 1 { "broadcast constant zeroed" } else { "centred over the last axis" };
+                    ("constant", *node, how.to_string())
+                }
+                Leaf::Linear { node } => {
+                    let n = &a.g.nodes[*node];
+                    p.centred_linears.insert(*node);
+                    if n.is("Gemm") {
+                        let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
+                        p.edits.entry((*node, 1)).or_default().push(Edit::Center { axis: usize::from(!trans_b) });
+                        if let Some(cv) = n.input(2) {
+                            let cd = a.g.constant_dims(cv).unwrap_or_default();
+                            p.edits.entry((*node, 2)).or_default().push(Edit::Center { axis: cd.len().saturating_sub(1) });
+                        }
+                        ("linear", *node, format!("Gemm weight centred over its output axis (transB={})", u8::from(trans_b)))
+                    } else {
+                        p.edits.entry((*node, 1)).or_default().push(Edit::Center { axis: 1 });
+                        ("linear", *node, "MatMul weight centred over its output axis".to_string())
+                    }
+                }
+                Leaf::Table { node } => {
+                    p.edits.entry((*node, 0)).or_default().push(Edit::Center { axis: 1 });
+                    ("embedding", *node, "table rows centred".to_string())
+                }
+                Leaf::Conv { node } => {
+                    p.edits.entry((*node, 1)).or_default().push(Edit::Center { axis: 0 });
+                    if a.g.nodes[*node].input(2).is_some() {
+                        p.edits.entry((*node, 2)).or_default().push(Edit::Center { axis: 0 });
+                    }
+                    ("patch embedding", *node, "Conv weight and bias centred over output channels".to_string())
+                }
+                Leaf::LnTable { norm, gather } => {
+                    let m = &a.norms[*norm];
+                    let table_name = a.g.nodes[*gather].input[0].clone();
+                    let table = read(&table_name)?;
+                    let gamma = m.gamma.as_deref().map(read).transpose()?;
+                    let beta = m.beta.as_deref().map(read).transpose()?;
+                    let td = table.last_dim();
+                    let vals = math::layernorm_rows(&table.data, td, gamma.as_ref().map(|g| g.data.as_slice()), beta.as_ref().map(|b| b.data.as_slice()), m.epsilon as f64);
+                    p.edits.entry((*gather, 0)).or_default().extend([Edit::Replace(vals), Edit::Center { axis: 1 }]);
+                    p.ln_tables.push((*norm, *gather));
+                    ("embedding LayerNorm", *gather, format!("LayerNorm {:?} precomputed into the table, rows centred", norm_label(a, *norm)))
+                }
+                Leaf::Explicit { why } => {
+                    let edges = st.edges.get(&la.value).cloned().unwrap_or_default();
+                    p.explicit.insert(la.value.clone(), edges);
+                    let node = a.ix.producer(&la.value).unwrap_or(usize::MAX);
+                    ("explicit centering", node, format!("x - ReduceMean(x): {why}"))
+                }
+            };
+            let node_name = a.g.nodes.get(node).map(|n| n.label()).unwrap_or_default();
+            leaves.push(LeafReport { value: la.value.clone(), kind: kind.into(), node: node_name, how });
+        }
+        let mut norms = Vec::new();
+        for &k in &st.norms {
+            let m = &a.norms[k];
+            if p.ln_tables.iter().any(|(n, _)| *n == k) {
+                continue;
+            }
+            if m.kind != super::norms::NormKind::LayerNorm {
+                continue;
+            }
+            let (fold_plan, kept) = if !fold {
+                (None, Some("folding disabled".to_string()))
+            } else if m.gamma.is_none() && m.beta.is_none() {
+                (None, None)
+            } else {
+                match fold_readers(a, &m.y, d) {
+                    Ok(r) => (Some(r), None),
+                    Err(why) => (None, Some(why)),
+                }
+            };
+            if let Some(readers) = &fold_plan {
+                let gamma = m.gamma.as_deref().map(read).transpose()?;
+                let beta = m.beta.as_deref().map(read).transpose()?;
+                for r in readers {
+                    let rn = &a.g.nodes[r.node];
+                    let w = read(rn.input(1).unwrap_or(""))?;
+                    if let Some(gm) = &gamma {
+                        let gv = broadcast_vec(&gm.data, d);
+                        p.edits.entry((r.node, 1)).or_default().push(Edit::Scale { axis: r.in_axis, gamma: gv });
+                    }
+                    if let Some(bt) = &beta {
+                        let bv = broadcast_vec(&bt.data, d);
+                        let shift: Vec<f64> = math::shift_through(&w.data, &w.dims, r.in_axis, &bv).into_iter().map(|x| x * r.bias_factor).collect();
+                        if shift.iter().any(|&x| x != 0.0) {
+                            let centred = p.centred_linears.contains(&r.node);
+                            match r.bias {
+                                Some(slot) => p.edits.entry(slot).or_default().push(Edit::AddRows(shift)),
+                                None if rn.is("Gemm") => p.new_gemm_c.push((r.node, shift, centred)),
+                                None => p.new_bias.push((r.node, shift, centred)),
+                            }
+                        }
+                    }
+                }
+            }
+            let folded_into = fold_plan.as_ref().map(|rs| rs.iter().map(|r| a.g.nodes[r.node].label()).collect()).unwrap_or_default();
+            norms.push(NormReport {
+                name: norm_label(a, k),
+                form_in: m.form.to_string(),
+                form_out: String::new(),
+                epsilon: m.epsilon,
+                folded_into,
+                kept_affine: kept.clone(),
+            });
+            p.norms.push(NormPlan { norm: k, fold: fold_plan, kept_affine: kept });
+        }
+        reports.push((sid, leaves, norms));
+    }
+    // A centring added later (fold into a reader that is also a writer) must come after the fold.
+    for e in p.edits.values_mut() {
+        e.sort_by_key(Edit::rank);
+    }
+    Ok((p, reports))
+}
+
+fn broadcast_vec(v: &[f64], d: usize) -> Vec<f64> {
+    if v.len() == d {
+        v.to_vec()
+    } else {
+        (0..d).map(|i| v[i % v.len().max(1)]).collect()
+    }
+}
+
+/// What applying the plan added.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Bytes of new initializers (copies of shared constants, new biases).
+    pub bytes_added: usize,
+    /// Explicit centering nodes added.
+    pub centering_nodes: usize,
+    /// Output form of each norm plan, in order.
+    pub forms_out: Vec<String>,
+}
+
+/// Apply a plan: the one place that mutates the graph.
+pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Result<Applied> {
+    let mut out = Applied::default();
+    let path = model.path.clone();
+    let store = model.store.clone();
+    let opset = model.onnx_opset();
+    let mut removed: BTreeSet<NodeId> = BTreeSet::new();
+    let mut dead_consts: BTreeSet<String> = BTreeSet::new();
+    // 1. Constant edits, copy on write.
+    for (&(node, slot), edits) in &p.edits {
+        let name = model.graph.nodes[node].input[slot].clone();
+        let t = model.graph.constant_tensor(&name).ok_or_else(|| Error::Internal(format!("constant {name:?} vanished")))?;
+        let mut arr = read_array(t, &store, &path)?;
+        for e in edits {
+            match e {
+                Edit::Replace(v) => arr.data.clone_from(v),
+                Edit::Scale { axis, gamma } => math::scale(&mut arr.data, &arr.dims, *axis, gamma),
+                Edit::AddRows(v) => {
+                    let last = arr.last_dim();
+                    if last == v.len() {
+                        math::add_rows(&mut arr.data, v);
+                    } else {
+                        // A scalar bias: materialise it along the last axis.
+                        let base = arr.data.first().copied().unwrap_or(0.0);
+                        arr = Array { dims: vec![v.len()], data_type: arr.data_type, data: v.iter().map(|x| x + base).collect() };
+                    }
+                }
+                Edit::Center { axis } => math::center(&mut arr.data, &arr.dims, *axis),
+            }
+        }
+        let (_, added) = model.graph.write_constant(node, slot, &arr)?;
+        if added > 0 {
+            dead_consts.insert(name);
+        }
+        out.bytes_added += added;
+    }
+    let mut b = Builder { g: &mut model.graph, opset, prefix: "normopt".into() };
+    // 2. New biases for folded readers without one.
+    for (node, shift, centred) in &p.new_bias {
+        let mut v = shift.clone();
+        if *centred {
+            let n = v.len();
+            math::center(&mut v, &[n], 0);
+        }
+        let dtype = elem_type_of_weight(b.g, *node);
+        let c = b.constant("bias", &[v.len()], dtype, &v)?;
+        let o = b.g.nodes[*node].output[0].clone();
+        let mm = b.value("matmul");
+        b.g.nodes[*node].output[0] = mm.clone();
+        b.node("", "Add", &[&mm, &c], Some(&o), vec![]);
+        out.bytes_added += v.len() * crate::proto::data_type::byte_size(dtype).unwrap_or(4);
+    }
+    for (node, shift, centred) in &p.new_gemm_c {
+        let mut v = shift.clone();
+        if *centred {
+            let n = v.len();
+            math::center(&mut v, &[n], 0);
+        }
+        let dtype = elem_type_of_weight(b.g, *node);
+        let c = b.constant("bias", &[v.len()], dtype, &v)?;
+        b.g.set_input(*node, 2, &c);
+        out.bytes_added += v.len() * crate::proto::data_type::byte_size(dtype).unwrap_or(4);
+    }
+    // 3. Explicit centering nodes on the stream side of a value.
+    let mut renamed: HashMap<String, String> = HashMap::new();
+    for (v, edges) in &p.explicit {
+        let c = b.center(v)?;
+        for &(node, slot) in edges {
+            b.g.set_input(node, slot, &c);
+        }
+        renamed.insert(v.clone(), c);
+        out.centering_nodes += 1;
+    }
+    // 4. Embedding LayerNorms precomputed: the Gather now produces the norm's output.
+    for &(k, gather) in &p.ln_tables {
+        let m = &norms[k];
+        removed.extend(m.nodes.iter().copied());
+        dead_consts.extend(norm_consts(b.g, m));
+        b.g.nodes[gather].output[0] = m.y.clone();
+    }
+    // 5. Norms → RMSNorm.
+    for np in &p.norms {
+        let m = &norms[np.norm];
+        removed.extend(m.nodes.iter().copied());
+        dead_consts.extend(norm_consts(b.g, m));
+        let dtype = m
+            .gamma
+            .as_deref()
+            .and_then(|gm| b.g.constant_tensor(gm))
+            .and_then(|t| t.data_type)
+            .or_else(|| super::stream::elem_type(b.g, &m.y))
+            .unwrap_or(dt::FLOAT);
+        let d = m.gamma.as_deref().and_then(|gm| b.g.constant_dims(gm)).and_then(|s| s.last().copied());
+        let r = |v: &str| renamed.get(v).cloned().unwrap_or_else(|| v.to_string());
+        let x = match &m.skip {
+            Some(s) => {
+                let sum_name = s.sum.clone();
+                let with_bias = s.bias.is_some();
+                let sum = b.node("", "Add", &[&r(&s.a), &r(&s.b)], if with_bias { None } else { sum_name.as_deref() }, vec![]);
+                match &s.bias {
+                    Some(bias) => b.node("", "Add", &[&sum, bias], sum_name.as_deref(), vec![]),
+                    None => sum,
+                }
+            }
+            None => r(&m.x),
+        };
+        let folded = np.fold.is_some();
+        let decomposed = emit == Emit::Standard && opset < 23;
+        let gamma: Option<String> = if folded || m.gamma.is_none() {
+            // Fused ops need a scale; the decomposed chain keeps a Mul so onnxruntime fuses it.
+            let d = d.or_else(|| m.beta.as_deref().and_then(|bt| b.g.constant_dims(bt)).and_then(|s| s.last().copied()));
+            match d {
+                Some(d) => Some(b.constant("ones", &[d], dtype, &vec![1.0; d])?),
+                None if decomposed => None,
+                None => return Err(Error::Internal(format!("norm {:?}: width unknown", m.y))),
+            }
+        } else {
+            m.gamma.clone()
+        };
+        let beta = if folded { None } else { m.beta.clone() };
+        let form = if emit == Emit::Onnxruntime && m.form == NormForm::SkipLayerNormalization && m.skip.as_ref().is_some_and(|s| s.bias.is_none()) {
+            // Fused residual add + RMSNorm: SkipSimplifiedLayerNormalization without a bias.
+            let s = m.skip.as_ref().unwrap();
+            let sum_out = s.sum.clone().unwrap_or_default();
+            // Undo the plain Add just built: the fused op computes the sum itself.
+            let last = b.g.nodes.len() - 1;
+            b.g.nodes.truncate(last);
+            let core = if beta.is_some() { b.value("rms") } else { m.y.clone() };
+            let g = gamma.clone().unwrap_or_default();
+            let name = b.g.fresh_name("normopt/SkipSimplifiedLayerNormalization");
+            b.g.add_node(crate::proto::NodeProto {
+                input: vec![r(&s.a), r(&s.b), g],
+                output: vec![core.clone(), String::new(), String::new(), sum_out],
+                name: Some(name),
+                op_type: Some("SkipSimplifiedLayerNormalization".into()),
+                domain: Some("com.microsoft".into()),
+                attribute: vec![super::emit::attr_f("epsilon", m.epsilon)],
+                ..Default::default()
+            });
+            if let Some(bt) = &beta {
+                b.node("", "Add", &[&core, bt], Some(&m.y), vec![]);
+            }
+            "com.microsoft:SkipSimplifiedLayerNormalization"
+        } else {
+            b.rms(emit, &x, gamma.as_deref(), beta.as_deref(), m.epsilon, dtype, m.compute_type, &m.y)?;
+            match (emit, decomposed) {
+                (Emit::Onnxruntime, _) => "SimplifiedLayerNormalization",
+                (Emit::Standard, false) => "RMSNormalization",
+                (Emit::Standard, true) => "decomposed RMSNorm",
+            }
+        };
+        out.forms_out.push(form.into());
+    }
+    if p.norms.iter().any(|np| emit == Emit::Onnxruntime && norms[np.norm].skip.is_some()) {
+        model.ensure_import("com.microsoft", 1);
+    }
+    // 6. Remove the replaced nodes, restore order, drop what nobody reads.
+    let g = &mut model.graph;
+    g.remove_nodes(&removed);
+    g.toposort().map_err(|e| Error::Internal(format!("after the rewrite: {e}")))?;
+    g.drop_unused_constants(&dead_consts);
+    g.check().map_err(|e| Error::Internal(format!("the rewritten graph is invalid: {e}")))?;
+    Ok(out)
+}
+
+fn norm_consts(g: &crate::ir::Graph, m: &NormMatch) -> Vec<String> {
+    m.nodes.iter().flat_map(|&n| g.nodes[n].input.iter().filter(|i| g.constant_tensor(i).is_some()).cloned().collect::<Vec<_>>()).collect()
+}
+
+fn elem_type_of_weight(g: &crate::ir::Graph, node: NodeId) -> i32 {
+    g.nodes[node].input(1).and_then(|w| g.constant_tensor(w)).and_then(|t| t.data_type).unwrap_or(dt::FLOAT)
+}

@@ -1,0 +1,591 @@
+//! Residual-stream discovery (design §2).
+//!
+//! A stream is the set of tensors that must be zero-mean over the hidden (last) axis for its
+//! LayerNorms to equal RMSNorms. It is grown from each LayerNorm input by two closures:
+//! - upwards, through each value's producer: residual `Add`/`Sub`, pass-through ops, `Concat`
+//!   along another axis, the sum of a Skip norm — until a *leaf*: a linear op with a constant
+//!   weight (writer, or a MatMul source), an embedding `Gather`, a Conv patch-embedding stem, a
+//!   constant, the output of another LayerNorm (a LayerNorm source), or anything else (which
+//!   gets one explicit centering node);
+//! - downwards, through each value's consumers: the norms reading it, residual adds and
+//!   pass-through ops (their outputs join), `Shape` (reads no values). Any other reader, a graph
+//!   output or a subgraph read *observes the mean*: the stream is refused with that reason.
+//!
+//! A leaf whose output is also read outside the stream keeps its value and is centred by an
+//! explicit node on the stream side only ("cut") — except a LayerNorm source read by a linear
+//! branch too: that is the Post-LN signature, and the stream is refused.
+
+use super::norms::{NormKind, NormMatch};
+use crate::ir::{shape::Shapes, Graph, GraphIndex, NodeExt, NodeId};
+use crate::proto::data_type as dt;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// How one leaf of a stream is made zero-mean.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Leaf {
+    /// A constant read at (node, slot): centre it over its last axis.
+    Const {
+        /// Reading node.
+        node: NodeId,
+        /// Input slot.
+        slot: usize,
+    },
+    /// A MatMul/Gemm with a constant weight: centre the weight over its output axis (and the
+    /// Gemm bias).
+    Linear {
+        /// The MatMul/Gemm.
+        node: NodeId,
+    },
+    /// An embedding `Gather` from a constant table: centre the rows.
+    Table {
+        /// The Gather.
+        node: NodeId,
+    },
+    /// A Conv patch embedding (before Reshape/Transpose): centre over output channels.
+    Conv {
+        /// The Conv.
+        node: NodeId,
+    },
+    /// A LayerNorm over an embedding Gather from a constant table: precompute the table.
+    LnTable {
+        /// The norm (index into the matches).
+        norm: usize,
+        /// The Gather feeding it.
+        gather: NodeId,
+    },
+    /// Anything else: one explicit `x - ReduceMean(x)` node.
+    Explicit {
+        /// Why no weight can absorb the mean.
+        why: String,
+    },
+}
+
+/// A leaf at the stream value it produces.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LeafAt {
+    /// The stream value the leaf produces.
+    pub value: String,
+    /// How it is centred.
+    pub leaf: Leaf,
+}
+
+/// One residual stream.
+#[derive(Clone, Debug, Default)]
+pub struct Stream {
+    /// Hidden width D.
+    pub width: Option<usize>,
+    /// The values of the stream.
+    pub values: BTreeSet<String>,
+    /// Leaves (sources and writers).
+    pub leaves: Vec<LeafAt>,
+    /// Norms reading the stream (indices into the matches).
+    pub norms: Vec<usize>,
+    /// Stream-side reads of each value: (node, slot). Explicit centering rewires only these.
+    pub edges: HashMap<String, Vec<(NodeId, usize)>>,
+    /// Why the stream is observed (refused), if it is.
+    pub observed: Vec<String>,
+    /// Norms whose output is a source of this stream.
+    pub norm_sources: Vec<usize>,
+    /// Shape nodes reading stream values.
+    pub shape_readers: Vec<NodeId>,
+}
+
+/// The analysis context.
+pub struct Analysis<'a> {
+    /// The graph.
+    pub g: &'a Graph,
+    /// Its index.
+    pub ix: &'a GraphIndex,
+    /// Its shapes.
+    pub shapes: &'a Shapes,
+    /// Matched norms.
+    pub norms: &'a [NormMatch],
+    /// value → norm reading it as x (or as a Skip summand).
+    norm_by_input: HashMap<String, Vec<usize>>,
+    /// value → norm producing it as y.
+    norm_by_output: HashMap<String, usize>,
+    /// node → norm owning it.
+    norm_by_node: HashMap<NodeId, usize>,
+}
+
+fn is_float_cast(n: &crate::proto::NodeProto) -> bool {
+    n.attr_i("to").map_or(false, |t| crate::tensor::is_float(t as i32))
+}
+
+impl<'a> Analysis<'a> {
+    /// Prepare the lookups.
+    pub fn new(g: &'a Graph, ix: &'a GraphIndex, shapes: &'a Shapes, norms: &'a [NormMatch]) -> Self {
+        let mut norm_by_input: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut norm_by_output = HashMap::new();
+        let mut norm_by_node = HashMap::new();
+        for (k, m) in norms.iter().enumerate() {
+            if let Some(s) = &m.skip {
+                norm_by_input.entry(s.a.clone()).or_default().push(k);
+                norm_by_input.entry(s.b.clone()).or_default().push(k);
+            } else {
+                norm_by_input.entry(m.x.clone()).or_default().push(k);
+            }
+            norm_by_output.insert(m.y.clone(), k);
+            for &n in &m.nodes {
+                norm_by_node.insert(n, k);
+            }
+        }
+        Analysis { g, ix, shapes, norms, norm_by_input, norm_by_output, norm_by_node }
+    }
+
+    fn is_const(&self, v: &str) -> bool {
+        self.g.constant_tensor(v).is_some()
+    }
+
+    /// The hidden width a norm normalises over, when it can be known.
+    pub fn norm_width(&self, k: usize) -> Option<usize> {
+        let m = &self.norms[k];
+        if let Some(gm) = &m.gamma {
+            if let Some(d) = self.g.constant_dims(gm) {
+                if let Some(&last) = d.last() {
+                    if last > 1 {
+                        return Some(last);
+                    }
+                }
+            }
+        }
+        let x = m.skip.as_ref().map(|s| s.a.as_str()).unwrap_or(m.x.as_str());
+        self.shapes.last(x).filter(|&d| d > 0).map(|d| d as usize)
+    }
+
+    /// Whether `v`'s last axis is the hidden axis of width `d`, as far as shapes tell (an
+    /// unknown rank is accepted for values reached through checked ops).
+    fn last_is(&self, v: &str, d: usize) -> bool {
+        match self.shapes.get(v) {
+            Some(s) => s.last().and_then(|x| x.known()) == Some(d as i64),
+            None => false,
+        }
+    }
+
+    fn rank(&self, v: &str) -> Option<usize> {
+        self.shapes.rank(v)
+    }
+
+    /// If node `id` passes the stream from input `slot` to some outputs, those outputs; else why not.
+    pub fn pass_through(&self, id: NodeId, slot: usize, d: usize) -> Result<Vec<String>, String> {
+        let n = &self.g.nodes[id];
+        let out0 = || n.output.first().cloned().unwrap_or_default();
+        let v = n.input.get(slot).cloned().unwrap_or_default();
+        let norm_axis = |a: i64, r: usize| if a < 0 { a + r as i64 } else { a };
+        if !n.domain().is_empty() {
+            return Err(format!("{}:{} is not known to keep the mean", n.domain(), n.op()));
+        }
+        match n.op() {
+            "Identity" if slot == 0 => Ok(vec![out0()]),
+            "Dropout" if slot == 0 => {
+                let training = n.input(2).map(|t| shape::const_ints(self.g, t).map(|v| v.first().copied().unwrap_or(0) != 0));
+                match training {
+                    None | Some(Some(false)) => Ok(vec![out0()]),
+                    _ => Err("Dropout in training mode".into()),
+                }
+            }
+            "Cast" if slot == 0 && is_float_cast(n) => Ok(vec![out0()]),
+            "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Expand" if slot == 0 => {
+                let o = out0();
+                if !self.last_is(&o, d) {
+                    return Err(format!("{} {:?} does not keep the hidden axis last with width {d}", n.op(), n.label()));
+                }
+                let (ri, ro) = (self.rank(&v), self.rank(&o));
+                match n.op() {
+                    "Unsqueeze" | "Squeeze" => {
+                        let axes = n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| n.input(1).and_then(|a| crate::ir::shape::const_ints(self.g, a)));
+                        let r = if n.op() == "Unsqueeze" { ro } else { ri };
+                        match (axes, r) {
+                            (Some(ax), Some(r)) if ax.iter().all(|&a| norm_axis(a, r) != r as i64 - 1) => Ok(vec![o]),
+                            _ => Err(format!("{} {:?} may touch the hidden axis", n.op(), n.label())),
+                        }
+                    }
+                    _ => Ok(vec![o]),
+                }
+            }
+            "Transpose" if slot == 0 => {
+                let r = self.rank(&v).ok_or_else(|| format!("Transpose {:?}: rank unknown", n.label()))?;
+                let perm = n.attr_ints("perm").map(<[i64]>::to_vec).unwrap_or_else(|| (0..r as i64).rev().collect());
+                if perm.last() == Some(&(r as i64 - 1)) {
+                    Ok(vec![out0()])
+                } else {
+                    Err(format!("Transpose {:?} moves the hidden axis", n.label()))
+                }
+            }
+            "Slice" if slot == 0 => {
+                let r = self.rank(&v).ok_or_else(|| format!("Slice {:?}: rank unknown", n.label()))?;
+                let axes = match n.input(3) {
+                    Some(a) => crate::ir::shape::const_ints(self.g, a),
+                    None => n.input(1).and_then(|s| crate::ir::shape::const_ints(self.g, s)).map(|s| (0..s.len() as i64).collect()),
+                };
+                match axes {
+                    Some(ax) if ax.iter().all(|&a| norm_axis(a, r) != r as i64 - 1) => Ok(vec![out0()]),
+                    _ if self.last_is(&out0(), d) && self.last_is(&v, d) => Ok(vec![out0()]),
+                    _ => Err(format!("Slice {:?} may cut the hidden axis", n.label())),
+                }
+            }
+            "Gather" if slot == 0 => {
+                let r = self.rank(&v).ok_or_else(|| format!("Gather {:?}: rank unknown", n.label()))?;
+                if norm_axis(n.attr_i("axis").unwrap_or(0), r) != r as i64 - 1 {
+                    Ok(vec![out0()])
+                } else {
+                    Err(format!("Gather {:?} selects along the hidden axis", n.label()))
+                }
+            }
+            "Split" if slot == 0 => {
+                let r = self.rank(&v).ok_or_else(|| format!("Split {:?}: rank unknown", n.label()))?;
+                if norm_axis(n.attr_i("axis").unwrap_or(0), r) != r as i64 - 1 {
+                    Ok(n.output.iter().filter(|o| !o.is_empty()).cloned().collect())
+                } else {
+                    Err(format!("Split {:?} splits the hidden axis", n.label()))
+                }
+            }
+            "Mul" | "Div" => {
+                // Scaling every row by a per-row (or scalar) factor keeps the mean zero.
+                let other_slot = 1 - slot.min(1);
+                if n.op() == "Div" && slot != 0 {
+                    return Err("Div by a stream value".into());
+                }
+                let Some(o) = n.input(other_slot) else { return Err("missing operand".into()) };
+                let per_row = match self.shapes.get(o) {
+                    Some(s) => s.last().map_or(true, |x| x.known() == Some(1)),
+                    None => false,
+                };
+                if per_row {
+                    Ok(vec![out0()])
+                } else {
+                    Err(format!("{} {:?} scales the hidden axis elementwise", n.op(), n.label()))
+                }
+            }
+            _ => Err(format!("{} {:?} reads the stream", n.op(), n.label())),
+        }
+    }
+
+    /// Discover every stream, seeded from the LayerNorms.
+    pub fn streams(&self) -> Vec<Stream> {
+        let mut streams: Vec<Stream> = Vec::new();
+        let mut owner: HashMap<String, usize> = HashMap::new();
+        for (k, m) in self.norms.iter().enumerate() {
+            let seeds: Vec<String> = match &m.skip {
+                Some(s) => vec![s.a.clone(), s.b.clone()],
+                None => vec![m.x.clone()],
+            };
+            if seeds.iter().any(|s| owner.contains_key(s)) {
+                continue;
+            }
+            let sid = streams.len();
+            let s = self.grow(k, seeds);
+            for v in &s.values {
+                owner.insert(v.clone(), sid);
+            }
+            streams.push(s);
+        }
+        streams
+    }
+
+    fn grow(&self, seed_norm: usize, seeds: Vec<String>) -> Stream {
+        let mut st = Stream { width: self.norm_width(seed_norm), ..Default::default() };
+        let Some(d) = st.width else {
+            st.observed.push(format!("cannot tell the hidden width of norm {:?}", self.g.nodes[self.norms[seed_norm].anchor].label()));
+            st.norms.push(seed_norm);
+            return st;
+        };
+        let mut queue: VecDeque<String> = seeds.into();
+        let mut norms: BTreeSet<usize> = BTreeSet::new();
+        let mut leaves: BTreeMap<String, Leaf> = BTreeMap::new();
+        let mut const_leaves: BTreeSet<(NodeId, usize)> = BTreeSet::new();
+        while let Some(v) = queue.pop_front() {
+            if !st.values.insert(v.clone()) {
+                continue;
+            }
+            // Upwards: what produces v.
+            match self.producer_role(&v, d) {
+                Producer::Internal { push, consts } => {
+                    queue.extend(push);
+                    const_leaves.extend(consts);
+                }
+                Producer::Leaf(l) => {
+                    if let Leaf::LnTable { norm, .. } = &l {
+                        st.norm_sources.push(*norm);
+                    }
+                    if let Some(k) = self.norm_by_output.get(&v) {
+                        if !st.norm_sources.contains(k) {
+                            st.norm_sources.push(*k);
+                        }
+                    }
+                    leaves.insert(v.clone(), l);
+                }
+            }
+            // Downwards: who reads v.
+            if self.ix.graph_outputs.contains(&v) {
+                st.observed.push(format!("{v:?} is a graph output"));
+            }
+            if let Some(&n) = self.ix.subgraph_reads.get(&v) {
+                st.observed.push(format!("{v:?} is read inside a subgraph of {:?}", self.g.nodes[n].label()));
+            }
+            let leaf_here = leaves.contains_key(&v);
+            let mut outside: Vec<String> = Vec::new();
+            for &(c, slot) in self.ix.consumers(&v) {
+                match self.consumer_role(&v, c, slot, d) {
+                    Consumer::Norm(k) => {
+                        norms.insert(k);
+                        st.edges.entry(v.clone()).or_default().push((c, slot));
+                        if let Some(s) = &self.norms[k].skip {
+                            queue.push_back(s.a.clone());
+                            queue.push_back(s.b.clone());
+                            if let Some(sum) = &s.sum {
+                                queue.push_back(sum.clone());
+                            }
+                        }
+                    }
+                    Consumer::Join(outs) => {
+                        st.edges.entry(v.clone()).or_default().push((c, slot));
+                        queue.extend(outs);
+                    }
+                    Consumer::Shape => st.shape_readers.push(c),
+                    Consumer::Outside(why) => outside.push(why),
+                }
+            }
+            if !outside.is_empty() {
+                let post_ln = self.norm_by_output.get(&v).copied();
+                match (leaf_here, post_ln) {
+                    (true, Some(k)) => st.observed.push(format!(
+                        "Post-LN: the output of norm {:?} is both the residual stream and read by {} (the norm sits after the residual Add)",
+                        self.g.nodes[self.norms[k].anchor].label(),
+                        outside[0]
+                    )),
+                    (true, None) => {
+                        // Cut: keep the leaf's value for its other readers, centre a copy.
+                        let why = format!("its output is also read by {}", outside[0]);
+                        leaves.insert(v.clone(), Leaf::Explicit { why });
+                    }
+                    (false, _) => st.observed.extend(outside.into_iter().map(|w| format!("{v:?} is read by {w}, which observes the mean"))),
+                }
+            }
+        }
+        st.norms = norms.into_iter().collect();
+        if !st.norms.contains(&seed_norm) {
+            st.norms.push(seed_norm);
+        }
+        st.leaves = leaves.into_iter().map(|(value, leaf)| LeafAt { value, leaf }).collect();
+        for (node, slot) in const_leaves {
+            let value = self.g.nodes[node].input[slot].clone();
+            st.leaves.push(LeafAt { value, leaf: Leaf::Const { node, slot } });
+        }
+        for &k in &st.norms {
+            if let Some(w) = self.norm_width(k) {
+                if w != d {
+                    st.observed.push(format!("norms of widths {d} and {w} read the same stream"));
+                }
+            }
+        }
+        st
+    }
+
+    fn consumer_role(&self, v: &str, c: NodeId, slot: usize, d: usize) -> Consumer {
+        let n = &self.g.nodes[c];
+        if let Some(&k) = self.norm_by_node.get(&c) {
+            let m = &self.norms[k];
+            let reads_x = match &m.skip {
+                Some(s) => (s.a == v || s.b == v) && slot <= 1,
+                None => m.x == v,
+            };
+            // The first nodes of a decomposed norm read x; a fused norm reads it at slot 0.
+            if reads_x && (m.skip.is_some() || slot == 0 || n.is("Sub")) {
+                return Consumer::Norm(k);
+            }
+            return Consumer::Outside(format!("{} {:?} (inside a norm)", n.op(), n.label()));
+        }
+        if n.is("Shape") || n.is("Size") {
+            return Consumer::Shape;
+        }
+        if n.is("Add") || n.is("Sub") {
+            return Consumer::Join(vec![n.output[0].clone()]);
+        }
+        if n.is("Concat") {
+            let r = self.rank(v);
+            let axis = n.attr_i("axis").unwrap_or(0);
+            return match r {
+                Some(r) if (if axis < 0 { axis + r as i64 } else { axis }) != r as i64 - 1 => Consumer::Join(vec![n.output[0].clone()]),
+                _ => Consumer::Outside(format!("Concat {:?} (along the hidden axis or unknown rank)", n.label())),
+            };
+        }
+        match self.pass_through(c, slot, d) {
+            Ok(outs) => Consumer::Join(outs),
+            Err(_) => Consumer::Outside(format!("{} {:?}", if n.domain().is_empty() { n.op().to_string() } else { format!("{}:{}", n.domain(), n.op()) }, n.label())),
+        }
+    }
+
+    fn producer_role(&self, v: &str, d: usize) -> Producer {
+        let Some((p, oslot)) = self.ix.producer.get(v).copied() else {
+            let why = if self.ix.graph_inputs.contains(v) { format!("{v:?} is a graph input") } else { format!("{v:?} has no producer") };
+            return Producer::Leaf(Leaf::Explicit { why });
+        };
+        let n = &self.g.nodes[p];
+        if let Some(&k) = self.norm_by_output.get(v) {
+            let m = &self.norms[k];
+            // A LayerNorm over an embedding Gather of a constant table can be precomputed.
+            if m.kind == NormKind::LayerNorm && m.skip.is_none() {
+                if let Some(gp) = self.ix.producer(&m.x) {
+                    let gn = &self.g.nodes[gp];
+                    if gn.is("Gather")
+                        && gn.attr_i("axis").unwrap_or(0) == 0
+                        && gn.input(0).map_or(false, |t| self.is_const(t) && self.g.constant_dims(t).map_or(false, |d| d.len() == 2))
+                        && self.ix.use_count(&m.x) == 1
+                        && m.extra_outputs_read.is_empty()
+                    {
+                        return Producer::Leaf(Leaf::LnTable { norm: k, gather: gp });
+                    }
+                }
+            }
+            let label = self.g.nodes[m.anchor].label();
+            return Producer::Leaf(Leaf::Explicit { why: format!("it is the output of norm {label:?} (a LayerNorm source)") });
+        }
+        if let Some(&k) = self.norm_by_node.get(&p) {
+            // The sum output of a Skip norm.
+            if let Some(s) = &self.norms[k].skip {
+                if s.sum.as_deref() == Some(v) {
+                    let consts = s.bias.iter().map(|_| (p, 4usize)).collect();
+                    return Producer::Internal { push: vec![s.a.clone(), s.b.clone()], consts };
+                }
+            }
+            return Producer::Leaf(Leaf::Explicit { why: format!("it is an inner value of norm {:?}", self.g.nodes[self.norms[k].anchor].label()) });
+        }
+        if n.domain().is_empty() {
+            match n.op() {
+                "Add" | "Sub" | "Concat" => {
+                    if n.is("Concat") {
+                        let axis = n.attr_i("axis").unwrap_or(0);
+                        let r = self.rank(v);
+                        let ok = r.map_or(false, |r| (if axis < 0 { axis + r as i64 } else { axis }) != r as i64 - 1);
+                        if !ok {
+                            return Producer::Leaf(Leaf::Explicit { why: format!("Concat {:?} joins along the hidden axis", n.label()) });
+                        }
+                    }
+                    let mut push = vec![];
+                    let mut consts = vec![];
+                    for (i, inp) in n.input.iter().enumerate() {
+                        if inp.is_empty() {
+                            continue;
+                        }
+                        if self.is_const(inp) {
+                            consts.push((p, i));
+                        } else {
+                            push.push(inp.clone());
+                        }
+                    }
+                    return Producer::Internal { push, consts };
+                }
+                "MatMul" => {
+                    if let Some(w) = n.input(1) {
+                        if self.is_const(w) && self.g.constant_dims(w).map_or(false, |s| s.len() == 2 && s[1] == d) {
+                            return Producer::Leaf(Leaf::Linear { node: p });
+                        }
+                    }
+                }
+                "Gemm" => {
+                    if let Some(w) = n.input(1) {
+                        let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
+                        let c_ok = n.input(2).map_or(true, |c| self.is_const(c));
+                        if self.is_const(w) && c_ok && self.g.constant_dims(w).map_or(false, |s| s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d) {
+                            return Producer::Leaf(Leaf::Linear { node: p });
+                        }
+                    }
+                }
+                "Gather" => {
+                    if let Some(t) = n.input(0) {
+                        if n.attr_i("axis").unwrap_or(0) == 0 && self.is_const(t) && self.g.constant_dims(t).map_or(false, |s| s.len() == 2 && s[1] == d) {
+                            return Producer::Leaf(Leaf::Table { node: p });
+                        }
+                    }
+                }
+                "Transpose" => {
+                    if let Some(conv) = self.conv_stem(p, d) {
+                        return Producer::Leaf(Leaf::Conv { node: conv });
+                    }
+                }
+                _ => {}
+            }
+            if oslot < n.output.len() {
+                for (slot, inp) in n.input.iter().enumerate() {
+                    if inp.is_empty() || self.is_const(inp) {
+                        continue;
+                    }
+                    if let Ok(outs) = self.pass_through(p, slot, d) {
+                        if outs.iter().any(|o| o == v) && self.last_is(inp, d) {
+                            return Producer::Internal { push: vec![inp.clone()], consts: vec![] };
+                        }
+                    }
+                }
+            }
+        }
+        let op = if n.domain().is_empty() { n.op().to_string() } else { format!("{}:{}", n.domain(), n.op()) };
+        Producer::Leaf(Leaf::Explicit { why: format!("it is computed by {op} {:?}, not by a constant-weight linear op", n.label()) })
+    }
+
+    /// Transpose(perm moves axis 1 last) ← [Reshape|Flatten keeping axis 1] ← Conv(W const).
+    fn conv_stem(&self, t: NodeId, d: usize) -> Option<NodeId> {
+        let tn = &self.g.nodes[t];
+        let perm = tn.attr_ints("perm")?;
+        if perm.last() != Some(&1) {
+            return None;
+        }
+        let mut cur = tn.input(0)?.to_string();
+        if self.ix.use_count(&cur) != 1 {
+            return None;
+        }
+        let mut p = self.ix.producer(&cur)?;
+        let pn = &self.g.nodes[p];
+        if pn.is("Reshape") || pn.is("Flatten") {
+            let out = self.shapes.get(&cur)?;
+            if out.len() != 3 || out[1].known() != Some(d as i64) {
+                return None;
+            }
+            let inp = pn.input(0)?.to_string();
+            let ins = self.shapes.get(&inp)?;
+            if ins.len() < 3 || ins[1].known() != Some(d as i64) {
+                return None;
+            }
+            // The batch axis must stay whole for the channel fibres to stay intact.
+            if out[0] != ins[0] && !(out[0].known().is_some() && out[0].known() == ins[0].known()) {
+                return None;
+            }
+            if self.ix.use_count(&inp) != 1 {
+                return None;
+            }
+            cur = inp;
+            p = self.ix.producer(&cur)?;
+        }
+        let cn = &self.g.nodes[p];
+        if !cn.is("Conv") || cn.attr_i("group").unwrap_or(1) != 1 {
+            return None;
+        }
+        let w = cn.input(1)?;
+        let wd = self.g.constant_dims(w)?;
+        if wd.first() != Some(&d) || cn.input(2).map_or(false, |b| !self.is_const(b)) {
+            return None;
+        }
+        Some(p)
+    }
+}
+
+enum Producer {
+    Internal { push: Vec<String>, consts: Vec<(NodeId, usize)> },
+    Leaf(Leaf),
+}
+
+enum Consumer {
+    Norm(usize),
+    Join(Vec<String>),
+    Shape,
+    Outside(String),
+}
+
+/// Float element type of a value, when declared (used to keep centering nodes in the stream's
+/// precision).
+pub fn elem_type(g: &Graph, v: &str) -> Option<i32> {
+    g.declared_type(v).map(|(t, _)| t).filter(|&t| t != dt::UNDEFINED)
+}
+
+use crate::ir::shape;

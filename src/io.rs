@@ -1,0 +1,436 @@
+//! Model I/O: decode a file (memory-mapped, external data resolved lazily and safely), encode it
+//! back atomically.
+//!
+//! Invariants:
+//! - the input is only ever opened read-only and mapped, never written;
+//! - an external-data `location` must be a relative path inside the model's folder (no absolute
+//!   path, no `..`), and `offset + length` must lie inside that file: checked when the model is
+//!   loaded, before any byte of it is used;
+//! - the output is written to a temporary file in the destination folder and renamed into place
+//!   only once complete, so a failure never leaves a partial output.
+
+use crate::error::{Error, Result};
+use crate::proto::{data_location, GraphProto, ModelProto, StringStringEntryProto, TensorProto};
+use bytes::Bytes;
+use memmap2::Mmap;
+use prost::Message;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Where the byte payload of an external tensor lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalRef {
+    /// The data file, relative to the model's folder.
+    pub location: String,
+    /// Byte offset in the data file.
+    pub offset: u64,
+    /// Byte length.
+    pub length: u64,
+}
+
+/// Resolves external tensor data of one loaded model through read-only memory maps.
+#[derive(Debug, Default)]
+pub struct ExternalStore {
+    dir: PathBuf,
+    model_path: PathBuf,
+    maps: Mutex<HashMap<String, Arc<Mmap>>>,
+}
+
+impl ExternalStore {
+    /// A store for a model file (its folder is where data files are looked up).
+    pub fn new(model_path: &Path) -> Self {
+        let dir = model_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        ExternalStore { dir, model_path: model_path.to_path_buf(), maps: Mutex::default() }
+    }
+
+    fn map(&self, location: &str) -> Result<Arc<Mmap>> {
+        let mut maps = self.maps.lock().map_err(|_| Error::Internal("external store lock poisoned".into()))?;
+        if let Some(m) = maps.get(location) {
+            return Ok(m.clone());
+        }
+        let path = self.dir.join(location);
+        let file = std::fs::File::open(&path).map_err(|e| {
+            Error::invalid(&self.model_path, format!("external data file {location:?}: {e}"))
+        })?;
+        // SAFETY: the map is read-only; we never write through it. If another process truncates
+        // the file while we run, reads could fault: the same contract every mmap-based ONNX
+        // loader has. Lengths are checked against the file size at load.
+        let map = unsafe { Mmap::map(&file) }
+            .map_err(|e| Error::invalid(&self.model_path, format!("cannot map {location:?}: {e}")))?;
+        let map = Arc::new(map);
+        maps.insert(location.to_string(), map.clone());
+        Ok(map)
+    }
+
+    /// The bytes of an external tensor (borrowed from the map, no copy).
+    pub fn bytes(&self, r: &ExternalRef) -> Result<Bytes> {
+        let map = self.map(&r.location)?;
+        let end = r.offset.checked_add(r.length).filter(|&e| e <= map.len() as u64).ok_or_else(|| {
+            Error::invalid(
+                &self.model_path,
+                format!("external data {:?} offset {} length {} lies beyond the file ({} bytes)", r.location, r.offset, r.length, map.len()),
+            )
+        })?;
+        let owner = MapSlice { map, start: r.offset as usize, end: end as usize };
+        Ok(Bytes::from_owner(owner))
+    }
+
+    /// Check a tensor's external reference: a safe relative location, an existing file, and
+    /// a range inside it. Returns the reference.
+    pub fn check(&self, t: &TensorProto) -> Result<ExternalRef> {
+        let name = t.name.as_deref().unwrap_or("");
+        let r = external_ref(t).map_err(|e| Error::invalid(&self.model_path, format!("tensor {name:?}: {e}")))?;
+        let p = Path::new(&r.location);
+        let safe = !r.location.is_empty()
+            && p.components().all(|c| matches!(c, Component::Normal(_)))
+            && !r.location.contains('\\');
+        if !safe {
+            return Err(Error::invalid(
+                &self.model_path,
+                format!("tensor {name:?}: external data location {:?} is not a relative path inside the model's folder", r.location),
+            ));
+        }
+        let map = self.map(&r.location)?;
+        let len = map.len() as u64;
+        if r.offset > len || r.length > len - r.offset {
+            return Err(Error::invalid(
+                &self.model_path,
+                format!(
+                    "tensor {name:?}: external data {:?} offset {} length {} lies beyond the file ({len} bytes)",
+                    r.location, r.offset, r.length
+                ),
+            ));
+        }
+        Ok(r)
+    }
+}
+
+struct MapSlice {
+    map: Arc<Mmap>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for MapSlice {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.start..self.end]
+    }
+}
+
+/// True when a tensor keeps its payload in an external file.
+pub fn is_external(t: &TensorProto) -> bool {
+    t.data_location == Some(data_location::EXTERNAL)
+}
+
+/// Parse the `external_data` entries of a tensor (length defaults to "to the end of the file",
+/// resolved by the caller; here a missing length is an error only if it cannot be resolved).
+fn external_ref(t: &TensorProto) -> std::result::Result<ExternalRef, String> {
+    let mut location = None;
+    let mut offset = 0u64;
+    let mut length = None;
+    for e in &t.external_data {
+        let v = e.value.as_deref().unwrap_or("");
+        match e.key.as_deref() {
+            Some("location") => location = Some(v.to_string()),
+            Some("offset") => offset = v.parse().map_err(|_| format!("bad external offset {v:?}"))?,
+            Some("length") => length = Some(v.parse().map_err(|_| format!("bad external length {v:?}"))?),
+            _ => {}
+        }
+    }
+    let location = location.ok_or("external data without a location")?;
+    let length = match length {
+        Some(l) => l,
+        None => {
+            // The format allows omitting length: the payload is dims x element size.
+            let n = crate::tensor::element_count(&t.dims)?;
+            let size = crate::proto::data_type::byte_size(t.data_type.unwrap_or(0))
+                .ok_or("external data of a type without a fixed size")?;
+            (n as u64).checked_mul(size as u64).ok_or("external length overflows")?
+        }
+    };
+    Ok(ExternalRef { location, offset, length })
+}
+
+/// A decoded model file and the means to read its external data.
+#[derive(Debug)]
+pub struct ModelFile {
+    /// The decoded protobuf, exactly as in the file.
+    pub proto: ModelProto,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Resolves external tensor data.
+    pub store: Arc<ExternalStore>,
+    /// Whether any tensor used external data.
+    pub had_external_data: bool,
+    /// Size of the model file in bytes.
+    pub file_size: u64,
+}
+
+/// Read and decode `path`. Fails with [`Error::Read`] for a missing/unreadable file or a
+/// directory, [`Error::NotOnnx`] for bytes that are not a model, [`Error::Invalid`] for an
+/// external-data reference that escapes the folder or the file.
+pub fn load(path: &Path) -> Result<ModelFile> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::Read { path: path.into(), reason: e.to_string() })?;
+    if meta.is_dir() {
+        return Err(Error::Read { path: path.into(), reason: "is a directory".into() });
+    }
+    if meta.len() == 0 {
+        return Err(Error::NotOnnx { path: path.into(), reason: "the file is empty".into() });
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::Read { path: path.into(), reason: e.to_string() })?;
+    // SAFETY: read-only map of the input; see ExternalStore::map.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::Read { path: path.into(), reason: e.to_string() })?;
+    let bytes = Bytes::from_owner(MapSlice { start: 0, end: map.len(), map: Arc::new(map) });
+    let proto = ModelProto::decode(bytes).map_err(|e| Error::NotOnnx { path: path.into(), reason: format!("protobuf decode failed ({e})") })?;
+    if proto.graph.is_none() {
+        return Err(Error::NotOnnx { path: path.into(), reason: "no graph in the model".into() });
+    }
+    if proto.ir_version.is_none() && proto.opset_import.is_empty() {
+        return Err(Error::NotOnnx { path: path.into(), reason: "no ir_version and no opset_import".into() });
+    }
+    let store = Arc::new(ExternalStore::new(path));
+    let mut had_external_data = false;
+    let mut err = None;
+    for_each_tensor(&proto, &mut |t| {
+        if err.is_none() && is_external(t) {
+            had_external_data = true;
+            if let Err(e) = store.check(t) {
+                err = Some(e);
+            }
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    Ok(ModelFile { proto, path: path.to_path_buf(), store, had_external_data, file_size: meta.len() })
+}
+
+/// Visit every tensor of the model: initializers and Constant/attribute tensors, in the main
+/// graph, subgraphs, training graphs and functions.
+pub fn for_each_tensor(m: &ModelProto, f: &mut dyn FnMut(&TensorProto)) {
+    fn graph(g: &GraphProto, f: &mut dyn FnMut(&TensorProto)) {
+        g.initializer.iter().for_each(&mut *f);
+        for s in &g.sparse_initializer {
+            s.values.iter().chain(s.indices.iter()).for_each(&mut *f);
+        }
+        for n in &g.node {
+            nodes_attrs(std::slice::from_ref(n), f);
+        }
+    }
+    fn nodes_attrs(nodes: &[crate::proto::NodeProto], f: &mut dyn FnMut(&TensorProto)) {
+        for n in nodes {
+            for a in &n.attribute {
+                a.t.iter().chain(a.tensors.iter()).for_each(&mut *f);
+                a.g.iter().chain(a.graphs.iter()).for_each(|g| graph(g, f));
+            }
+        }
+    }
+    if let Some(g) = &m.graph {
+        graph(g, f);
+    }
+    for t in &m.training_info {
+        t.initialization.iter().chain(t.algorithm.iter()).for_each(|g| graph(g, f));
+    }
+    for func in &m.functions {
+        nodes_attrs(&func.node, f);
+    }
+}
+
+/// How the output stores tensor payloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataLayout {
+    /// Everything inline in the protobuf.
+    Inline,
+    /// Large tensors in one data file beside the output (`OUT.data`), offsets aligned to 4096.
+    External,
+}
+
+/// Tensors smaller than this stay inline when writing external data.
+pub const EXTERNAL_THRESHOLD: usize = 1024;
+/// Alignment of tensor offsets in a written data file.
+pub const EXTERNAL_ALIGN: u64 = 4096;
+/// Protobuf's hard limit on a message size.
+pub const PROTOBUF_LIMIT: usize = (2u64 << 30) as usize - 1;
+
+/// Choose the layout for an output: external when the input used external data or the encoded
+/// model would pass the 2 GiB protobuf limit.
+pub fn choose_layout(model: &ModelProto, input_had_external: bool) -> DataLayout {
+    if input_had_external || model.encoded_len() > PROTOBUF_LIMIT - (64 << 20) {
+        DataLayout::External
+    } else {
+        DataLayout::Inline
+    }
+}
+
+/// An output written into a private staging folder beside its destination, not yet visible
+/// under its final name. [`Staged::commit`] renames it into place; dropping it removes it.
+#[derive(Debug)]
+pub struct Staged {
+    stage: PathBuf,
+    files: Vec<(PathBuf, PathBuf)>,
+    committed: bool,
+}
+
+impl Staged {
+    /// The staged model file (complete, with its data file beside it): verify this one.
+    pub fn model_path(&self) -> &Path {
+        &self.files[0].0
+    }
+
+    /// Move the staged files to their final names (model last). Returns the final paths.
+    pub fn commit(mut self) -> Result<Vec<PathBuf>> {
+        for (from, to) in self.files.iter().rev() {
+            std::fs::rename(from, to).map_err(|e| Error::Write { path: to.clone(), reason: e.to_string() })?;
+        }
+        self.committed = true;
+        let _ = std::fs::remove_dir_all(&self.stage);
+        Ok(self.files.iter().map(|(_, to)| to.clone()).collect())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.stage);
+        }
+    }
+}
+
+/// Write `model` to `out` atomically (stage, then commit). See [`stage`].
+pub fn save(model: &ModelProto, store: &ExternalStore, out: &Path, layout: DataLayout) -> Result<Vec<PathBuf>> {
+    stage(model, store, out, layout)?.commit()
+}
+
+/// Write `model` for destination `out` into a staging folder beside it. External tensors of the
+/// input are read through `store`. With [`DataLayout::External`], tensors of at least
+/// [`EXTERNAL_THRESHOLD`] bytes go to `OUT.data` (named after the output file), offsets aligned
+/// to [`EXTERNAL_ALIGN`]; the rest stay inline.
+pub fn stage(model: &ModelProto, store: &ExternalStore, out: &Path, layout: DataLayout) -> Result<Staged> {
+    let wr = |e: std::io::Error| Error::Write { path: out.into(), reason: e.to_string() };
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!("{}: the output folder {} does not exist", out.display(), dir.display())));
+    }
+    let file_name = out
+        .file_name()
+        .ok_or_else(|| Error::Usage(format!("{}: not a file name", out.display())))?
+        .to_string_lossy()
+        .to_string();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let stage_dir = dir.join(format!(".{file_name}.{}.{nanos}.staging", std::process::id()));
+    std::fs::create_dir(&stage_dir).map_err(wr)?;
+    let mut staged = Staged { stage: stage_dir.clone(), files: vec![(stage_dir.join(&file_name), out.to_path_buf())], committed: false };
+    let mut model = model.clone();
+    let data_name = format!("{file_name}.data");
+    if layout == DataLayout::External {
+        let data_tmp = stage_dir.join(&data_name);
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&data_tmp).map_err(wr)?);
+        let mut pos: u64 = 0;
+        let mut fail: Option<Error> = None;
+        for_each_tensor_mut(&mut model, &mut |t| {
+            if fail.is_some() {
+                return;
+            }
+            let r = (|| -> Result<()> {
+                let payload = if is_external(t) {
+                    let r = store.check(t)?;
+                    store.bytes(&r)?
+                } else {
+                    match &t.raw_data {
+                        Some(b) if b.len() >= EXTERNAL_THRESHOLD => b.clone(),
+                        _ => return Ok(()),
+                    }
+                };
+                let pad = (EXTERNAL_ALIGN - pos % EXTERNAL_ALIGN) % EXTERNAL_ALIGN;
+                w.write_all(&vec![0u8; pad as usize]).map_err(wr)?;
+                pos += pad;
+                w.write_all(&payload).map_err(wr)?;
+                t.raw_data = None;
+                t.data_location = Some(data_location::EXTERNAL);
+                t.external_data = vec![
+                    kv("location", &data_name),
+                    kv("offset", &pos.to_string()),
+                    kv("length", &payload.len().to_string()),
+                ];
+                pos += payload.len() as u64;
+                Ok(())
+            })();
+            if let Err(e) = r {
+                fail = Some(e);
+            }
+        });
+        if let Some(e) = fail {
+            return Err(e);
+        }
+        let f = w.into_inner().map_err(|e| wr(e.into_error()))?;
+        f.sync_all().map_err(wr)?;
+        staged.files.push((data_tmp, dir.join(&data_name)));
+    } else {
+        // Inline: pull any external payload into raw_data.
+        let mut fail: Option<Error> = None;
+        for_each_tensor_mut(&mut model, &mut |t| {
+            if fail.is_none() && is_external(t) {
+                match store.check(t).and_then(|r| store.bytes(&r)) {
+                    Ok(b) => {
+                        t.raw_data = Some(b);
+                        t.data_location = None;
+                        t.external_data.clear();
+                    }
+                    Err(e) => fail = Some(e),
+                }
+            }
+        });
+        if let Some(e) = fail {
+            return Err(e);
+        }
+    }
+    let len = model.encoded_len();
+    if len > PROTOBUF_LIMIT {
+        return Err(Error::Write { path: out.into(), reason: format!("the model protobuf would be {len} bytes, over the 2 GiB limit") });
+    }
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(staged.model_path()).map_err(wr)?);
+    let mut buf = Vec::with_capacity(len);
+    model.encode(&mut buf).map_err(|e| Error::Internal(e.to_string()))?;
+    w.write_all(&buf).map_err(wr)?;
+    let f = w.into_inner().map_err(|e| wr(e.into_error()))?;
+    f.sync_all().map_err(wr)?;
+    Ok(staged)
+}
+
+fn kv(k: &str, v: &str) -> StringStringEntryProto {
+    StringStringEntryProto { key: Some(k.into()), value: Some(v.into()) }
+}
+
+/// Visit every tensor of the model mutably (same coverage as [`for_each_tensor`]).
+pub fn for_each_tensor_mut(m: &mut ModelProto, f: &mut dyn FnMut(&mut TensorProto)) {
+    fn graph(g: &mut GraphProto, f: &mut dyn FnMut(&mut TensorProto)) {
+        g.initializer.iter_mut().for_each(&mut *f);
+        for s in &mut g.sparse_initializer {
+            s.values.iter_mut().chain(s.indices.iter_mut()).for_each(&mut *f);
+        }
+        nodes_attrs(&mut g.node, f);
+    }
+    fn nodes_attrs(nodes: &mut [crate::proto::NodeProto], f: &mut dyn FnMut(&mut TensorProto)) {
+        for n in nodes {
+            for a in &mut n.attribute {
+                a.t.iter_mut().chain(a.tensors.iter_mut()).for_each(&mut *f);
+                a.g.iter_mut().chain(a.graphs.iter_mut()).for_each(|g| graph(g, f));
+            }
+        }
+    }
+    if let Some(g) = &mut m.graph {
+        graph(g, f);
+    }
+    for t in &mut m.training_info {
+        t.initialization.iter_mut().chain(t.algorithm.iter_mut()).for_each(|g| graph(g, f));
+    }
+    for func in &mut m.functions {
+        nodes_attrs(&mut func.node, f);
+    }
+}
+

@@ -1,0 +1,624 @@
+//! Our own graph IR. Protobuf stays at the edges: [`Model::from_file`] takes a decoded file
+//! apart into a [`Graph`], [`Model::to_proto`] puts it back together.
+//!
+//! Invariants:
+//! - `Graph::nodes` is in topological order (checked at load: undefined values, duplicate
+//!   producers and cycles are errors; restored by [`Graph::toposort`] after edits);
+//! - everything the pass does not understand is kept verbatim: node fields (doc strings,
+//!   metadata, overloads, device configurations), subgraph attributes (If/Loop/Scan bodies),
+//!   functions, training info, quantisation annotations, sparse initializers, metadata;
+//! - an unmodified model converts back to the exact protobuf it came from (byte-identical file);
+//! - all edits go through the small mutation API here ([`Graph::add_node`],
+//!   [`Graph::set_input`], [`Graph::remove_nodes`], [`Graph::write_constant`]) which keeps
+//!   copy-on-write for shared initializers.
+
+pub mod dump;
+pub mod shape;
+
+use crate::error::{Error, Result};
+use crate::io::{ExternalStore, ModelFile};
+use crate::proto::{attribute_type as at, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use crate::tensor::{self, Array};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Index of a node in [`Graph::nodes`] (valid until the next structural edit).
+pub type NodeId = usize;
+
+/// A model: the graph plus everything around it, kept verbatim.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The model protobuf without its graph (`graph` is `None` while the IR owns it).
+    pub header: ModelProto,
+    /// The main graph.
+    pub graph: Graph,
+    /// Resolves the input's external tensor data.
+    pub store: Arc<ExternalStore>,
+    /// Where the model came from.
+    pub path: PathBuf,
+    /// Whether the input used external data (the output then does too).
+    pub had_external_data: bool,
+}
+
+impl Model {
+    /// Build the IR from a decoded file. Checks the graph's structure (see [`Graph::check`]).
+    pub fn from_file(file: ModelFile) -> Result<Model> {
+        let ModelFile { mut proto, path, store, had_external_data, .. } = file;
+        let g = proto.graph.take().ok_or_else(|| Error::NotOnnx { path: path.clone(), reason: "no graph".into() })?;
+        let graph = Graph::from_proto(g);
+        let model = Model { header: proto, graph, store, path, had_external_data };
+        model.graph.check().map_err(|reason| Error::invalid(&model.path, reason))?;
+        Ok(model)
+    }
+
+    /// Load a model file into the IR.
+    pub fn load(path: &Path) -> Result<Model> {
+        Model::from_file(crate::io::load(path)?)
+    }
+
+    /// The model protobuf with the graph put back.
+    pub fn to_proto(&self) -> ModelProto {
+        let mut m = self.header.clone();
+        m.graph = Some(self.graph.to_proto());
+        m
+    }
+
+    /// The opset version imported for the default ONNX domain.
+    pub fn onnx_opset(&self) -> i64 {
+        self.header
+            .opset_import
+            .iter()
+            .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
+            .and_then(|o| o.version)
+            .unwrap_or(1)
+    }
+
+    /// Whether a domain is imported.
+    pub fn imports(&self, domain: &str) -> bool {
+        self.header.opset_import.iter().any(|o| o.domain.as_deref() == Some(domain))
+    }
+
+    /// Import `domain` at `version` if it is not imported yet.
+    pub fn ensure_import(&mut self, domain: &str, version: i64) {
+        if !self.imports(domain) {
+            self.header.opset_import.push(crate::proto::OperatorSetIdProto { domain: Some(domain.into()), version: Some(version) });
+        }
+    }
+
+    /// Read a constant value (initializer or Constant node output) as f64.
+    pub fn constant(&self, name: &str) -> Option<Result<Array>> {
+        self.graph.constant_tensor(name).map(|t| read_array(t, &self.store, &self.path))
+    }
+}
+
+/// Read a tensor (inline or external) as an f64 [`Array`].
+pub fn read_array(t: &TensorProto, store: &ExternalStore, path: &Path) -> Result<Array> {
+    let name = t.name.as_deref().unwrap_or("");
+    let data_type = t.data_type.unwrap_or(0);
+    let count = tensor::element_count(&t.dims).map_err(|e| Error::invalid(path, format!("tensor {name:?}: {e}")))?;
+    let data = if crate::io::is_external(t) {
+        let r = store.check(t)?;
+        let b = store.bytes(&r)?;
+        tensor::decode_raw(&b, data_type, count)
+    } else if let Some(raw) = &t.raw_data {
+        tensor::decode_raw(raw, data_type, count)
+    } else {
+        tensor::decode_typed(t, count)
+    }
+    .map_err(|e| Error::invalid(path, format!("tensor {name:?}: {e}")))?;
+    Ok(Array { dims: t.dims.iter().map(|&d| d as usize).collect(), data_type, data })
+}
+
+/// The main graph: nodes in topological order, initializers, inputs and outputs.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    /// Nodes, topologically ordered.
+    pub nodes: Vec<NodeProto>,
+    /// Initializers, in file order.
+    pub initializers: Vec<TensorProto>,
+    /// Graph inputs.
+    pub inputs: Vec<ValueInfoProto>,
+    /// Graph outputs.
+    pub outputs: Vec<ValueInfoProto>,
+    /// Type annotations of intermediate values.
+    pub value_info: Vec<ValueInfoProto>,
+    /// The rest of the GraphProto (name, doc, annotations, sparse initializers, metadata).
+    rest: GraphProto,
+    /// Names handed out by [`Graph::fresh_name`].
+    taken: HashSet<String>,
+}
+
+/// Where a value comes from and who reads it.
+#[derive(Debug, Default, Clone)]
+pub struct GraphIndex {
+    /// value → (node, output slot).
+    pub producer: HashMap<String, (NodeId, usize)>,
+    /// value → [(node, input slot)], in node order.
+    pub consumers: HashMap<String, Vec<(NodeId, usize)>>,
+    /// initializer name → index in `Graph::initializers`.
+    pub initializer: HashMap<String, usize>,
+    /// Graph output names.
+    pub graph_outputs: HashSet<String>,
+    /// Graph input names.
+    pub graph_inputs: HashSet<String>,
+    /// Outer values read by name inside subgraphs (If/Loop/Scan bodies), with the reading node.
+    pub subgraph_reads: HashMap<String, NodeId>,
+}
+
+impl GraphIndex {
+    /// The consumers of a value (empty when none).
+    pub fn consumers(&self, v: &str) -> &[(NodeId, usize)] {
+        self.consumers.get(v).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The node producing a value, if a node does.
+    pub fn producer(&self, v: &str) -> Option<NodeId> {
+        self.producer.get(v).map(|p| p.0)
+    }
+
+    /// Number of places reading `v`: node inputs, graph outputs, subgraph reads.
+    pub fn use_count(&self, v: &str) -> usize {
+        self.consumers(v).len() + usize::from(self.graph_outputs.contains(v)) + usize::from(self.subgraph_reads.contains_key(v))
+    }
+}
+
+/// Convenience accessors on nodes.
+pub trait NodeExt {
+    /// The op type ("" when absent).
+    fn op(&self) -> &str;
+    /// The domain ("" for the default ONNX domain; "ai.onnx" is folded to "").
+    fn domain(&self) -> &str;
+    /// The node name ("" when absent).
+    fn name(&self) -> &str;
+    /// A readable label: the name, or op and first output when unnamed.
+    fn label(&self) -> String;
+    /// Whether this is `op` in the default domain.
+    fn is(&self, op: &str) -> bool;
+    /// Input `i`, if present and non-empty.
+    fn input(&self, i: usize) -> Option<&str>;
+    /// An int attribute.
+    fn attr_i(&self, name: &str) -> Option<i64>;
+    /// A float attribute.
+    fn attr_f(&self, name: &str) -> Option<f32>;
+    /// An ints attribute.
+    fn attr_ints(&self, name: &str) -> Option<&[i64]>;
+    /// Whether any attribute holds a subgraph.
+    fn has_subgraph(&self) -> bool;
+}
+
+impl NodeExt for NodeProto {
+    fn op(&self) -> &str {
+        self.op_type.as_deref().unwrap_or("")
+    }
+    fn domain(&self) -> &str {
+        match self.domain.as_deref() {
+            None | Some("ai.onnx") => "",
+            Some(d) => d,
+        }
+    }
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+    fn label(&self) -> String {
+        if self.name().is_empty() {
+            format!("{}->{}", self.op(), self.output.first().map(String::as_str).unwrap_or("?"))
+        } else {
+            self.name().to_string()
+        }
+    }
+    fn is(&self, op: &str) -> bool {
+        self.op() == op && self.domain().is_empty()
+    }
+    fn input(&self, i: usize) -> Option<&str> {
+        self.input.get(i).map(String::as_str).filter(|s| !s.is_empty())
+    }
+    fn attr_i(&self, name: &str) -> Option<i64> {
+        self.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.i)
+    }
+    fn attr_f(&self, name: &str) -> Option<f32> {
+        self.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.f)
+    }
+    fn attr_ints(&self, name: &str) -> Option<&[i64]> {
+        self.attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some(name) && (a.r#type == Some(at::INTS) || !a.ints.is_empty()))
+            .map(|a| a.ints.as_slice())
+    }
+    fn has_subgraph(&self) -> bool {
+        self.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())
+    }
+}
+
+/// Collect names read inside a subgraph that it does not define itself (outer-scope reads).
+fn outer_reads(g: &GraphProto, out: &mut BTreeSet<String>) {
+    let mut defined: HashSet<&str> = HashSet::new();
+    g.input.iter().filter_map(|v| v.name.as_deref()).for_each(|n| {
+        defined.insert(n);
+    });
+    g.initializer.iter().filter_map(|t| t.name.as_deref()).for_each(|n| {
+        defined.insert(n);
+    });
+    for n in &g.node {
+        n.output.iter().for_each(|o| {
+            defined.insert(o);
+        });
+    }
+    for n in &g.node {
+        for i in &n.input {
+            if !i.is_empty() && !defined.contains(i.as_str()) {
+                out.insert(i.clone());
+            }
+        }
+        for a in &n.attribute {
+            for sg in a.g.iter().chain(a.graphs.iter()) {
+                let mut inner = BTreeSet::new();
+                outer_reads(sg, &mut inner);
+                out.extend(inner.into_iter().filter(|i| !defined.contains(i.as_str())));
+            }
+        }
+    }
+    for o in &g.output {
+        if let Some(n) = o.name.as_deref() {
+            if !defined.contains(n) {
+                out.insert(n.to_string());
+            }
+        }
+    }
+}
+
+impl Graph {
+    /// Take a GraphProto apart.
+    pub fn from_proto(mut g: GraphProto) -> Graph {
+        let nodes = std::mem::take(&mut g.node);
+        let initializers = std::mem::take(&mut g.initializer);
+        let inputs = std::mem::take(&mut g.input);
+        let outputs = std::mem::take(&mut g.output);
+        let value_info = std::mem::take(&mut g.value_info);
+        Graph { nodes, initializers, inputs, outputs, value_info, rest: g, taken: HashSet::new() }
+    }
+
+    /// Put the GraphProto back together (field order as the format's).
+    pub fn to_proto(&self) -> GraphProto {
+        let mut g = self.rest.clone();
+        g.node = self.nodes.clone();
+        g.initializer = self.initializers.clone();
+        g.input = self.inputs.clone();
+        g.output = self.outputs.clone();
+        g.value_info = self.value_info.clone();
+        g
+    }
+
+    /// The graph's name.
+    pub fn name(&self) -> &str {
+        self.rest.name.as_deref().unwrap_or("")
+    }
+
+    /// Build the producer/consumer index.
+    pub fn index(&self) -> GraphIndex {
+        let mut ix = GraphIndex::default();
+        for (i, t) in self.initializers.iter().enumerate() {
+            if let Some(n) = &t.name {
+                ix.initializer.insert(n.clone(), i);
+            }
+        }
+        for (id, n) in self.nodes.iter().enumerate() {
+            for (slot, o) in n.output.iter().enumerate() {
+                if !o.is_empty() {
+                    ix.producer.insert(o.clone(), (id, slot));
+                }
+            }
+            for (slot, i) in n.input.iter().enumerate() {
+                if !i.is_empty() {
+                    ix.consumers.entry(i.clone()).or_default().push((id, slot));
+                }
+            }
+            for a in &n.attribute {
+                for sg in a.g.iter().chain(a.graphs.iter()) {
+                    let mut reads = BTreeSet::new();
+                    outer_reads(sg, &mut reads);
+                    for r in reads {
+                        ix.subgraph_reads.entry(r).or_insert(id);
+                    }
+                }
+            }
+        }
+        ix.graph_outputs = self.outputs.iter().filter_map(|v| v.name.clone()).collect();
+        ix.graph_inputs = self.inputs.iter().filter_map(|v| v.name.clone()).collect();
+        ix
+    }
+
+    /// Check the structure: every node input is defined (graph input, initializer, or an
+    /// earlier node's output), no value has two producers, outputs exist. Returns the reason.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let mut defined: HashSet<&str> = HashSet::new();
+        for v in &self.inputs {
+            defined.insert(v.name.as_deref().unwrap_or(""));
+        }
+        for t in &self.initializers {
+            defined.insert(t.name.as_deref().unwrap_or(""));
+        }
+        let mut produced: HashSet<&str> = HashSet::new();
+        let all_outputs: HashMap<&str, usize> =
+            self.nodes.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for inp in n.input.iter().filter(|s| !s.is_empty()) {
+                if !defined.contains(inp.as_str()) && !produced.contains(inp.as_str()) {
+                    return Err(match all_outputs.get(inp.as_str()) {
+                        Some(&j) if j >= i => format!(
+                            "node {:?} ({}) reads {inp:?} before it is produced by node {:?}: the graph is not in topological order or has a cycle",
+                            n.label(), n.op(), self.nodes[j].label()
+                        ),
+                        _ => format!("node {:?} ({}) reads undefined value {inp:?}", n.label(), n.op()),
+                    });
+                }
+            }
+            for o in n.output.iter().filter(|s| !s.is_empty()) {
+                if !produced.insert(o.as_str()) || defined.contains(o.as_str()) {
+                    return Err(format!("value {o:?} is defined twice (again by node {:?})", n.label()));
+                }
+            }
+        }
+        for o in &self.outputs {
+            let n = o.name.as_deref().unwrap_or("");
+            if !defined.contains(n) && !produced.contains(n) {
+                return Err(format!("graph output {n:?} is never produced"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tensor behind a constant value: an initializer (that is not also a graph input) or
+    /// the `value` of a Constant node.
+    pub fn constant_tensor(&self, name: &str) -> Option<&TensorProto> {
+        if self.inputs.iter().any(|v| v.name.as_deref() == Some(name)) {
+            return None; // an initializer that is also an input can be overridden at run time
+        }
+        if let Some(t) = self.initializers.iter().find(|t| t.name.as_deref() == Some(name)) {
+            return Some(t);
+        }
+        let n = self.nodes.iter().find(|n| n.is("Constant") && n.output.first().map(String::as_str) == Some(name))?;
+        n.attribute.iter().find(|a| a.name.as_deref() == Some("value")).and_then(|a| a.t.as_ref())
+    }
+
+    /// The dims of a constant, without reading its data.
+    pub fn constant_dims(&self, name: &str) -> Option<Vec<usize>> {
+        self.constant_tensor(name).map(|t| t.dims.iter().map(|&d| d.max(0) as usize).collect())
+    }
+
+    /// A name not used by any value, initializer or node of the graph, derived from `base`.
+    pub fn fresh_name(&mut self, base: &str) -> String {
+        if self.taken.is_empty() {
+            let mut taken: HashSet<String> = HashSet::new();
+            for n in &self.nodes {
+                taken.extend(n.input.iter().cloned());
+                taken.extend(n.output.iter().cloned());
+                if let Some(nm) = &n.name {
+                    taken.insert(nm.clone());
+                }
+            }
+            taken.extend(self.initializers.iter().filter_map(|t| t.name.clone()));
+            taken.extend(self.inputs.iter().chain(&self.outputs).chain(&self.value_info).filter_map(|v| v.name.clone()));
+            self.taken = taken;
+        }
+        let mut k = 0usize;
+        loop {
+            let cand = if k == 0 { base.to_string() } else { format!("{base}_{k}") };
+            if !self.taken.contains(&cand) {
+                self.taken.insert(cand.clone());
+                return cand;
+            }
+            k += 1;
+        }
+    }
+
+    /// Append a node (call [`Graph::toposort`] after a batch of edits). Returns its id.
+    pub fn add_node(&mut self, node: NodeProto) -> NodeId {
+        for o in &node.output {
+            self.taken.insert(o.clone());
+        }
+        if let Some(n) = &node.name {
+            self.taken.insert(n.clone());
+        }
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Point input `slot` of node `id` at `value`.
+    pub fn set_input(&mut self, id: NodeId, slot: usize, value: &str) {
+        let n = &mut self.nodes[id];
+        if n.input.len() <= slot {
+            n.input.resize(slot + 1, String::new());
+        }
+        n.input[slot] = value.to_string();
+    }
+
+    /// Remove the given nodes (ids refer to the current order).
+    pub fn remove_nodes(&mut self, ids: &BTreeSet<NodeId>) {
+        let mut i = 0;
+        self.nodes.retain(|_| {
+            let keep = !ids.contains(&i);
+            i += 1;
+            keep
+        });
+    }
+
+    /// Add a new initializer holding `values` of `data_type` with a fresh name based on `base`.
+    pub fn add_initializer(&mut self, base: &str, dims: &[usize], data_type: i32, values: &[f64]) -> Result<String> {
+        let name = self.fresh_name(base);
+        let t = tensor::tensor_from_f64(&name, dims, data_type, values).map_err(Error::Internal)?;
+        self.initializers.push(t);
+        Ok(name)
+    }
+
+    /// Remove initializers nobody reads any more (only ones this tool made unused).
+    pub fn drop_unused_initializers(&mut self, candidates: &BTreeSet<String>) {
+        let ix = self.index();
+        self.initializers.retain(|t| {
+            let n = t.name.as_deref().unwrap_or("");
+            !candidates.contains(n) || ix.use_count(n) > 0
+        });
+    }
+
+    /// Remove Constant nodes and initializers in `candidates` that nothing reads any more.
+    pub fn drop_unused_constants(&mut self, candidates: &BTreeSet<String>) {
+        let ix = self.index();
+        let dead: BTreeSet<NodeId> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.is("Constant") && n.output.iter().all(|o| candidates.contains(o) && ix.use_count(o) == 0))
+            .map(|(i, _)| i)
+            .collect();
+        self.remove_nodes(&dead);
+        self.drop_unused_initializers(candidates);
+    }
+
+    /// Restore topological order after edits, keeping the existing order wherever it is already
+    /// valid (stable). Errors on a cycle.
+    pub fn toposort(&mut self) -> std::result::Result<(), String> {
+        let n = self.nodes.len();
+        let mut producer: HashMap<&str, usize> = HashMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for o in &node.output {
+                if !o.is_empty() {
+                    producer.insert(o, i);
+                }
+            }
+        }
+        let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut indeg = vec![0usize; n];
+        let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, node) in self.nodes.iter().enumerate() {
+            let mut reads: BTreeSet<String> = node.input.iter().filter(|s| !s.is_empty()).cloned().collect();
+            for a in &node.attribute {
+                for sg in a.g.iter().chain(a.graphs.iter()) {
+                    outer_reads(sg, &mut reads);
+                }
+            }
+            for inp in reads {
+                if let Some(&p) = producer.get(inp.as_str()) {
+                    if p != i && !deps[i].contains(&p) {
+                        deps[i].push(p);
+                        indeg[i] += 1;
+                        users[p].push(i);
+                    }
+                }
+            }
+        }
+        // Kahn's algorithm with a min-heap on the original position: stable.
+        let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
+            (0..n).filter(|&i| indeg[i] == 0).map(std::cmp::Reverse).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(std::cmp::Reverse(i)) = ready.pop() {
+            order.push(i);
+            for &u in &users[i] {
+                indeg[u] -= 1;
+                if indeg[u] == 0 {
+                    ready.push(std::cmp::Reverse(u));
+                }
+            }
+        }
+        if order.len() != n {
+            return Err("the edited graph has a cycle".into());
+        }
+        if order.iter().enumerate().any(|(k, &i)| k != i) {
+            let mut old: Vec<Option<NodeProto>> = std::mem::take(&mut self.nodes).into_iter().map(Some).collect();
+            self.nodes = order.into_iter().map(|i| old[i].take().expect("each node once")).collect();
+        }
+        Ok(())
+    }
+
+    /// Static facts known about a value's type: element type and dims from graph inputs,
+    /// outputs, value_info or initializers.
+    pub fn declared_type(&self, name: &str) -> Option<(i32, Vec<shape::Dim>)> {
+        if let Some(t) = self.initializers.iter().find(|t| t.name.as_deref() == Some(name)) {
+            return Some((t.data_type.unwrap_or(0), t.dims.iter().map(|&d| shape::Dim::Known(d)).collect()));
+        }
+        let vi = self.inputs.iter().chain(&self.outputs).chain(&self.value_info).find(|v| v.name.as_deref() == Some(name))?;
+        let tt = vi.r#type.as_ref()?.tensor_type.as_ref()?;
+        let dims = tt
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match (d.dim_value, &d.dim_param) {
+                        (Some(v), _) => shape::Dim::Known(v),
+                        (None, Some(p)) if !p.is_empty() => shape::Dim::Sym(p.clone()),
+                        _ => shape::Dim::Unknown,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some((tt.elem_type.unwrap_or(0), dims))
+    }
+
+    /// Replace the constant read at input `slot` of node `id` by `new` values (same dims and
+    /// type). Copy on write: when nothing else reads the constant the tensor is overwritten in
+    /// place; otherwise a new initializer is made and only this slot is re-pointed. Returns the
+    /// name of the constant the slot now reads and the bytes added.
+    pub fn write_constant(&mut self, id: NodeId, slot: usize, new: &Array) -> Result<(String, usize)> {
+        let old = self.nodes[id].input.get(slot).cloned().unwrap_or_default();
+        let sole_user = self.read_count(&old) == 1;
+        let encoded = tensor::encode_f64(&new.data, new.data_type).map_err(Error::Internal)?;
+        if sole_user {
+            if let Some(t) = self.initializers.iter_mut().find(|t| t.name.as_deref() == Some(old.as_str())) {
+                set_payload(t, &new.dims, new.data_type, encoded);
+                return Ok((old, 0));
+            }
+            if let Some(n) = self.nodes.iter_mut().find(|n| n.is("Constant") && n.output.first() == Some(&old)) {
+                if let Some(t) = n.attribute.iter_mut().find(|a| a.name.as_deref() == Some("value")).and_then(|a| a.t.as_mut()) {
+                    set_payload(t, &new.dims, new.data_type, encoded);
+                    return Ok((old, 0));
+                }
+            }
+        }
+        let base = if old.is_empty() { "normopt_const".to_string() } else { format!("{old}_normopt") };
+        let name = self.fresh_name(&base);
+        let bytes = encoded.len();
+        let mut t = TensorProto::default();
+        t.name = Some(name.clone());
+        set_payload(&mut t, &new.dims, new.data_type, encoded);
+        self.initializers.push(t);
+        self.set_input(id, slot, &name);
+        Ok((name, bytes))
+    }
+
+    /// How many places read `name`: node inputs (here and in subgraphs, conservatively by
+    /// name), graph outputs.
+    pub fn read_count(&self, name: &str) -> usize {
+        fn in_graph(g: &GraphProto, name: &str) -> usize {
+            g.node.iter().map(|n| in_node(n, name)).sum::<usize>() + g.output.iter().filter(|o| o.name.as_deref() == Some(name)).count()
+        }
+        fn in_node(n: &NodeProto, name: &str) -> usize {
+            n.input.iter().filter(|i| *i == name).count()
+                + n.attribute.iter().flat_map(|a| a.g.iter().chain(a.graphs.iter())).map(|g| in_graph(g, name)).sum::<usize>()
+        }
+        self.nodes.iter().map(|n| in_node(n, name)).sum::<usize>() + self.outputs.iter().filter(|o| o.name.as_deref() == Some(name)).count()
+    }
+
+    /// Counts of op types (domain-qualified when not the default domain), for summaries.
+    pub fn op_histogram(&self) -> BTreeMap<String, usize> {
+        let mut h = BTreeMap::new();
+        for n in &self.nodes {
+            let k = if n.domain().is_empty() { n.op().to_string() } else { format!("{}:{}", n.domain(), n.op()) };
+            *h.entry(k).or_insert(0) += 1;
+        }
+        h
+    }
+}
+
+fn set_payload(t: &mut TensorProto, dims: &[usize], data_type: i32, raw: bytes::Bytes) {
+    t.dims = dims.iter().map(|&d| d as i64).collect();
+    t.data_type = Some(data_type);
+    t.float_data.clear();
+    t.int32_data.clear();
+    t.int64_data.clear();
+    t.double_data.clear();
+    t.uint64_data.clear();
+    t.external_data.clear();
+    t.data_location = None;
+    t.segment = None;
+    t.raw_data = Some(raw);
+}

@@ -1,0 +1,414 @@
+//! A small, conservative shape inference: ranks and the dims that can be known statically.
+//!
+//! The pass only needs to know, for a value, its rank and its last dimension (the hidden width
+//! of a residual stream), plus enough to follow patch-embedding stems. Declared types
+//! (inputs, outputs, value_info, initializers) are used first; otherwise a handful of op rules
+//! propagate shapes. Anything not understood is `None` ("unknown"), never a guess.
+
+use super::{Graph, NodeExt};
+use crate::proto::NodeProto;
+use std::collections::HashMap;
+
+/// One dimension: a known size, a symbol, or unknown.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Dim {
+    /// A known size.
+    Known(i64),
+    /// A named dynamic size.
+    Sym(String),
+    /// Nothing known.
+    Unknown,
+}
+
+impl Dim {
+    /// The size when known.
+    pub fn known(&self) -> Option<i64> {
+        match self {
+            Dim::Known(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Dim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dim::Known(v) => write!(f, "{v}"),
+            Dim::Sym(s) => write!(f, "{s}"),
+            Dim::Unknown => write!(f, "?"),
+        }
+    }
+}
+
+/// Shapes of the values of a graph, as far as known.
+#[derive(Debug, Default, Clone)]
+pub struct Shapes {
+    map: HashMap<String, Vec<Dim>>,
+}
+
+impl Shapes {
+    /// The shape of a value, if its rank is known.
+    pub fn get(&self, v: &str) -> Option<&[Dim]> {
+        self.map.get(v).map(Vec::as_slice)
+    }
+
+    /// The rank of a value.
+    pub fn rank(&self, v: &str) -> Option<usize> {
+        self.get(v).map(<[Dim]>::len)
+    }
+
+    /// The last dimension of a value, when known.
+    pub fn last(&self, v: &str) -> Option<i64> {
+        self.get(v).and_then(|s| s.last()).and_then(Dim::known)
+    }
+
+    /// Infer shapes for every value of `g`.
+    pub fn infer(g: &Graph) -> Shapes {
+        let mut s = Shapes::default();
+        for t in &g.initializers {
+            if let Some(n) = &t.name {
+                s.map.insert(n.clone(), t.dims.iter().map(|&d| Dim::Known(d)).collect());
+            }
+        }
+        for v in g.inputs.iter().chain(&g.value_info).chain(&g.outputs) {
+            if let Some(n) = &v.name {
+                if let Some((_, dims)) = g.declared_type(n) {
+                    if v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).and_then(|t| t.shape.as_ref()).is_some() {
+                        s.map.insert(n.clone(), dims);
+                    }
+                }
+            }
+        }
+        for n in &g.nodes {
+            let outs = infer_node(g, &s, n);
+            for (o, shape) in n.output.iter().zip(outs) {
+                if let Some(shape) = shape {
+                    // A declared shape may carry symbols where inference knows numbers; merge.
+                    let merged = match s.map.get(o) {
+                        Some(decl) if decl.len() == shape.len() => decl
+                            .iter()
+                            .zip(&shape)
+                            .map(|(d, i)| if matches!(d, Dim::Known(_)) { d.clone() } else if matches!(i, Dim::Unknown) { d.clone() } else { i.clone() })
+                            .collect(),
+                        Some(decl) => decl.clone(),
+                        None => shape,
+                    };
+                    s.map.insert(o.clone(), merged);
+                }
+            }
+        }
+        s
+    }
+}
+
+/// Read a small constant integer tensor (shapes, axes, starts...).
+pub fn const_ints(g: &Graph, name: &str) -> Option<Vec<i64>> {
+    let t = g.constant_tensor(name)?;
+    let count = crate::tensor::element_count(&t.dims).ok()?;
+    if count > 64 {
+        return None;
+    }
+    let data_type = t.data_type.unwrap_or(0);
+    let vals = if let Some(raw) = &t.raw_data {
+        crate::tensor::decode_raw(raw, data_type, count).ok()?
+    } else if crate::io::is_external(t) {
+        return None;
+    } else {
+        crate::tensor::decode_typed(t, count).ok()?
+    };
+    Some(vals.into_iter().map(|v| v as i64).collect())
+}
+
+fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    (0..rank as i64).contains(&a).then_some(a as usize)
+}
+
+fn broadcast(a: &[Dim], b: &[Dim]) -> Vec<Dim> {
+    let r = a.len().max(b.len());
+    (0..r)
+        .map(|i| {
+            let da = if i + a.len() >= r { &a[i + a.len() - r] } else { &Dim::Known(1) };
+            let db = if i + b.len() >= r { &b[i + b.len() - r] } else { &Dim::Known(1) };
+            match (da, db) {
+                (Dim::Known(1), x) | (x, Dim::Known(1)) => x.clone(),
+                (Dim::Known(x), Dim::Known(y)) if x == y => Dim::Known(*x),
+                (Dim::Known(x), _) | (_, Dim::Known(x)) => Dim::Known(*x),
+                (Dim::Sym(x), Dim::Sym(y)) if x == y => Dim::Sym(x.clone()),
+                _ => Dim::Unknown,
+            }
+        })
+        .collect()
+}
+
+fn product(d: &[Dim]) -> Option<i64> {
+    d.iter().try_fold(1i64, |acc, x| x.known().and_then(|v| acc.checked_mul(v)))
+}
+
+fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
+    let inp = |i: usize| n.input(i).and_then(|v| s.get(v)).map(<[Dim]>::to_vec);
+    let one = |x: Option<Vec<Dim>>| vec![x];
+    if !n.domain().is_empty() {
+        return match n.op() {
+            "SkipLayerNormalization" | "SkipSimplifiedLayerNormalization" => {
+                let x = inp(0);
+                vec![x.clone(), None, None, x]
+            }
+            "BiasGelu" | "FastGelu" | "Gelu" | "QuickGelu" | "BiasAdd" => one(inp(0)),
+            _ => vec![],
+        };
+    }
+    match n.op() {
+        "Identity" | "Cast" | "Relu" | "Gelu" | "Erf" | "Sqrt" | "Reciprocal" | "Neg" | "Tanh" | "Sigmoid" | "Softmax"
+        | "Exp" | "Log" | "Abs" | "Not" | "IsNaN" | "IsInf" | "LayerNormalization" | "SimplifiedLayerNormalization"
+        | "RMSNormalization" | "LeakyRelu" | "Elu" | "HardSigmoid" | "Softplus" | "Cos" | "Sin" | "CumSum" | "Trilu"
+        | "CastLike" | "Clip" | "Round" | "Floor" | "Ceil" | "Sign" => one(inp(0)),
+        "Dropout" => vec![inp(0), inp(0)],
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And"
+        | "Or" | "Xor" | "Max" | "Min" | "Mod" | "BitShift" => match (inp(0), inp(1)) {
+            (Some(a), Some(b)) => one(Some(broadcast(&a, &b))),
+            _ => vec![],
+        },
+        "Where" => match (inp(0), inp(1), inp(2)) {
+            (Some(a), Some(b), Some(c)) => one(Some(broadcast(&broadcast(&a, &b), &c))),
+            _ => vec![],
+        },
+        "MatMul" => match (inp(0), inp(1)) {
+            (Some(a), Some(b)) if a.len() >= 2 && b.len() >= 2 => {
+                let batch = broadcast(&a[..a.len() - 2], &b[..b.len() - 2]);
+                let mut out = batch;
+                out.push(a[a.len() - 2].clone());
+                out.push(b[b.len() - 1].clone());
+                one(Some(out))
+            }
+            (Some(a), Some(b)) if a.len() >= 2 && b.len() == 1 => one(Some(a[..a.len() - 1].to_vec())),
+            _ => vec![],
+        },
+        "Gemm" => match (inp(0), inp(1)) {
+            (Some(a), Some(b)) if a.len() == 2 && b.len() == 2 => {
+                let m = if n.attr_i("transA").unwrap_or(0) != 0 { a[1].clone() } else { a[0].clone() };
+                let nn = if n.attr_i("transB").unwrap_or(0) != 0 { b[0].clone() } else { b[1].clone() };
+                one(Some(vec![m, nn]))
+            }
+            _ => vec![],
+        },
+        "Gather" => match (inp(0), inp(1)) {
+            (Some(d), Some(i)) => {
+                let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), d.len()) else { return vec![] };
+                let mut out = d[..ax].to_vec();
+                out.extend(i);
+                out.extend_from_slice(&d[ax + 1..]);
+                one(Some(out))
+            }
+            _ => vec![],
+        },
+        "Reshape" => {
+            let (Some(x), Some(target)) = (inp(0), n.input(1).and_then(|t| const_ints(g, t))) else { return vec![] };
+            let allowzero = n.attr_i("allowzero").unwrap_or(0) != 0;
+            let mut out: Vec<Dim> = target
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| match t {
+                    0 if !allowzero => x.get(i).cloned().unwrap_or(Dim::Unknown),
+                    -1 => Dim::Unknown,
+                    v => Dim::Known(v),
+                })
+                .collect();
+            if let Some(pos) = target.iter().position(|&t| t == -1) {
+                let others: Vec<Dim> = out.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, d)| d.clone()).collect();
+                if let (Some(total), Some(rest)) = (product(&x), product(&others)) {
+                    if rest > 0 {
+                        out[pos] = Dim::Known(total / rest);
+                    }
+                }
+            }
+            one(Some(out))
+        }
+        "Flatten" => {
+            let Some(x) = inp(0) else { return vec![] };
+            let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(1), x.len() + 1) else { return vec![] };
+            let a = product(&x[..ax]).map(Dim::Known).unwrap_or(Dim::Unknown);
+            let b = product(&x[ax..]).map(Dim::Known).unwrap_or(Dim::Unknown);
+            one(Some(vec![a, b]))
+        }
+        "Transpose" => {
+            let Some(x) = inp(0) else { return vec![] };
+            let perm: Vec<usize> = match n.attr_ints("perm") {
+                Some(p) => p.iter().map(|&v| v as usize).collect(),
+                None => (0..x.len()).rev().collect(),
+            };
+            if perm.len() != x.len() || perm.iter().any(|&p| p >= x.len()) {
+                return vec![];
+            }
+            one(Some(perm.iter().map(|&p| x[p].clone()).collect()))
+        }
+        "Unsqueeze" => {
+            let Some(x) = inp(0) else { return vec![] };
+            let axes = n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| n.input(1).and_then(|a| const_ints(g, a)));
+            let Some(axes) = axes else { return vec![] };
+            let r = x.len() + axes.len();
+            let mut ax: Vec<usize> = match axes.iter().map(|&a| norm_axis(a, r)).collect::<Option<Vec<_>>>() {
+                Some(a) => a,
+                None => return vec![],
+            };
+            ax.sort();
+            let mut out = Vec::with_capacity(r);
+            let mut it = x.into_iter();
+            for i in 0..r {
+                if ax.contains(&i) {
+                    out.push(Dim::Known(1));
+                } else {
+                    out.push(it.next().unwrap_or(Dim::Unknown));
+                }
+            }
+            one(Some(out))
+        }
+        "Squeeze" => {
+            let Some(x) = inp(0) else { return vec![] };
+            let axes = n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| n.input(1).and_then(|a| const_ints(g, a)));
+            match axes {
+                Some(axes) => {
+                    let ax: Option<Vec<usize>> = axes.iter().map(|&a| norm_axis(a, x.len())).collect();
+                    let Some(ax) = ax else { return vec![] };
+                    one(Some(x.into_iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, d)| d).collect()))
+                }
+                None if x.iter().all(|d| d.known().is_some()) => one(Some(x.into_iter().filter(|d| d.known() != Some(1)).collect())),
+                None => vec![],
+            }
+        }
+        "Concat" => {
+            let shapes: Option<Vec<Vec<Dim>>> = (0..n.input.len()).map(inp).collect();
+            let Some(shapes) = shapes else { return vec![] };
+            let Some(first) = shapes.first() else { return vec![] };
+            let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), first.len()) else { return vec![] };
+            let mut out = first.clone();
+            out[ax] = shapes.iter().map(|s| s.get(ax).and_then(Dim::known)).try_fold(0i64, |a, v| v.map(|v| a + v)).map(Dim::Known).unwrap_or(Dim::Unknown);
+            for s in &shapes[1..] {
+                for (i, d) in s.iter().enumerate() {
+                    if i != ax && matches!(out.get(i), Some(Dim::Unknown) | Some(Dim::Sym(_))) && d.known().is_some() {
+                        out[i] = d.clone();
+                    }
+                }
+            }
+            one(Some(out))
+        }
+        "Slice" => {
+            let Some(x) = inp(0) else { return vec![] };
+            let starts = n.input(1).and_then(|v| const_ints(g, v));
+            let ends = n.input(2).and_then(|v| const_ints(g, v));
+            let axes = match n.input(3) {
+                Some(a) => const_ints(g, a),
+                None => starts.as_ref().map(|s| (0..s.len() as i64).collect()),
+            };
+            let steps = match n.input(4) {
+                Some(a) => const_ints(g, a),
+                None => starts.as_ref().map(|s| vec![1; s.len()]),
+            };
+            let mut out = x.clone();
+            match (starts, ends, axes, steps) {
+                (Some(st), Some(en), Some(ax), Some(sp)) => {
+                    for k in 0..ax.len() {
+                        let Some(a) = norm_axis(ax[k], x.len()) else { return vec![] };
+                        out[a] = match (x[a].known(), st.get(k), en.get(k), sp.get(k)) {
+                            (Some(d), Some(&s0), Some(&e0), Some(&step)) if step != 0 => {
+                                let clamp = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
+                                let (s1, e1) = if step > 0 {
+                                    (clamp(if s0 < 0 { s0 + d } else { s0 }, 0, d), clamp(if e0 < 0 { e0 + d } else { e0 }, 0, d))
+                                } else {
+                                    (clamp(if s0 < 0 { s0 + d } else { s0 }, -1, d - 1), clamp(if e0 < 0 { e0 + d } else { e0 }, -1, d - 1))
+                                };
+                                let len = if step > 0 { (e1 - s1 + step - 1) / step } else { (s1 - e1 + (-step) - 1) / (-step) };
+                                Dim::Known(len.max(0))
+                            }
+                            _ => Dim::Unknown,
+                        };
+                    }
+                    one(Some(out))
+                }
+                (_, _, Some(ax), _) => {
+                    for a in ax {
+                        if let Some(a) = norm_axis(a, x.len()) {
+                            out[a] = Dim::Unknown;
+                        }
+                    }
+                    one(Some(out))
+                }
+                _ => one(Some(vec![Dim::Unknown; x.len()])),
+            }
+        }
+        "Conv" => {
+            let (Some(x), Some(w)) = (inp(0), inp(1)) else { return vec![] };
+            if x.len() < 3 || w.len() != x.len() {
+                return vec![];
+            }
+            let sp = x.len() - 2;
+            let strides = n.attr_ints("strides").map(<[i64]>::to_vec).unwrap_or(vec![1; sp]);
+            let dil = n.attr_ints("dilations").map(<[i64]>::to_vec).unwrap_or(vec![1; sp]);
+            let pads = n.attr_ints("pads").map(<[i64]>::to_vec).unwrap_or(vec![0; 2 * sp]);
+            let auto = n.attribute.iter().find(|a| a.name.as_deref() == Some("auto_pad")).and_then(|a| a.s.clone());
+            let auto_ok = auto.as_deref().map_or(true, |s| s == b"NOTSET" || s == b"VALID");
+            let mut out = vec![x[0].clone(), w[0].clone()];
+            for i in 0..sp {
+                let d = match (x[2 + i].known(), w[2 + i].known(), strides.get(i), dil.get(i), pads.get(i), pads.get(i + sp)) {
+                    (Some(xi), Some(k), Some(&s), Some(&dl), Some(&p0), Some(&p1)) if auto_ok && s > 0 => {
+                        Dim::Known((xi + p0 + p1 - dl * (k - 1) - 1) / s + 1)
+                    }
+                    _ => Dim::Unknown,
+                };
+                out.push(d);
+            }
+            one(Some(out))
+        }
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2" => {
+            let Some(x) = inp(0) else { return vec![] };
+            let axes = n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| n.input(1).and_then(|a| const_ints(g, a)));
+            let keep = n.attr_i("keepdims").unwrap_or(1) != 0;
+            let ax: Vec<usize> = match axes {
+                Some(a) => match a.iter().map(|&v| norm_axis(v, x.len())).collect::<Option<Vec<_>>>() {
+                    Some(v) => v,
+                    None => return vec![],
+                },
+                None => (0..x.len()).collect(),
+            };
+            let out = x
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| if ax.contains(&i) { keep.then_some(Dim::Known(1)) } else { Some(d.clone()) })
+                .collect();
+            one(Some(out))
+        }
+        "Split" => {
+            let Some(x) = inp(0) else { return vec![] };
+            let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), x.len()) else { return vec![] };
+            let sizes = n.input(1).and_then(|v| const_ints(g, v)).or_else(|| n.attr_ints("split").map(<[i64]>::to_vec));
+            let k = n.output.len();
+            (0..k)
+                .map(|i| {
+                    let mut o = x.clone();
+                    o[ax] = match (&sizes, x[ax].known()) {
+                        (Some(sz), _) => sz.get(i).map(|&v| Dim::Known(v)).unwrap_or(Dim::Unknown),
+                        (None, Some(d)) if d % k as i64 == 0 => Dim::Known(d / k as i64),
+                        _ => Dim::Unknown,
+                    };
+                    Some(o)
+                })
+                .collect()
+        }
+        "Shape" => match inp(0) {
+            Some(x) => {
+                let r = x.len() as i64;
+                let st = n.attr_i("start").unwrap_or(0);
+                let en = n.attr_i("end").unwrap_or(r);
+                let c = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r);
+                one(Some(vec![Dim::Known((c(en) - c(st)).max(0))]))
+            }
+            None => vec![],
+        },
+        "Expand" => {
+            let (Some(x), Some(t)) = (inp(0), n.input(1).and_then(|v| const_ints(g, v))) else { return vec![] };
+            let t: Vec<Dim> = t.into_iter().map(Dim::Known).collect();
+            one(Some(broadcast(&x, &t)))
+        }
+        _ => vec![],
+    }
+}

@@ -1,0 +1,146 @@
+//! Deterministic random inputs built from a model's declared input types.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::spec::{resolve_shapes, ModelSpec};
+use super::tensor::{from_f64_fn, is_float, is_int, HostTensor, InputSummary};
+use super::VerifyError;
+use crate::proto::data_type as dt;
+
+/// Vocabulary bound used for an integer input that indexes no constant table.
+pub const DEFAULT_VOCAB: usize = 2;
+
+/// A small, fast, seedable generator (SplitMix64): the same seed gives the same inputs on every
+/// platform and version of this crate.
+#[derive(Clone, Debug)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x6a09_e667_f3bc_c909)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform integer in [0, n) (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.uniform(); // (0, 1]
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// The inputs generated for a verification run: every sample holds one tensor per graph input
+/// (in graph input order); the same tensors go to both models and both runtimes.
+#[derive(Clone, Debug, Serialize)]
+pub struct GeneratedInputs {
+    /// The dynamic dimensions used, by `dim_param` name (or `INPUT[AXIS]` for unnamed ones).
+    pub dims: BTreeMap<String, usize>,
+    /// How each input was generated.
+    pub summary: Vec<InputSummary>,
+    /// The samples; `samples[s][i]` is input `i` of sample `s`.
+    #[serde(skip)]
+    pub samples: Vec<Vec<HostTensor>>,
+    /// Remarks (e.g. a `--dim` that matched no dimension).
+    pub notes: Vec<String>,
+}
+
+/// Whether an integer input is a mask (filled with ones rather than random ids).
+fn looks_like_mask(name: &str) -> bool {
+    name.to_ascii_lowercase().contains("mask")
+}
+
+/// Generate `samples` samples for `spec`'s inputs with `seed`. `vocab` overrides the per-input
+/// vocabulary bounds found in the spec (the caller passes the smaller of both models' bounds).
+pub(crate) fn generate(
+    spec: &ModelSpec,
+    vocab: &BTreeMap<String, (usize, String)>,
+    dims: &BTreeMap<String, usize>,
+    samples: usize,
+    seed: u64,
+) -> Result<GeneratedInputs, VerifyError> {
+    for i in &spec.inputs {
+        if !super::tensor::is_supported(i.elem_type) {
+            return Err(VerifyError::Model {
+                path: spec.path.clone(),
+                message: format!(
+                    "graph input `{}` has element type {} which the verifier cannot generate",
+                    i.name,
+                    dt::name(i.elem_type)
+                ),
+            });
+        }
+    }
+    let (shapes, used) = resolve_shapes(&spec.inputs, dims);
+    let mut notes = Vec::new();
+    for k in dims.keys() {
+        if !used.contains_key(k) {
+            notes.push(format!("--dim {k}=… matches no dynamic dimension of the inputs; ignored"));
+        }
+    }
+    let mut summary = Vec::new();
+    for (i, shape) in spec.inputs.iter().zip(&shapes) {
+        let values = if is_float(i.elem_type) {
+            "N(0,1)".to_string()
+        } else if i.elem_type == dt::BOOL {
+            "all true".to_string()
+        } else if looks_like_mask(&i.name) {
+            "all ones (mask)".to_string()
+        } else if let Some((v, table)) = vocab.get(&i.name) {
+            format!("ids in [0, {v}) (vocabulary of `{table}`)")
+        } else {
+            format!("ids in [0, {DEFAULT_VOCAB}) (no embedding table found; default bound)")
+        };
+        summary.push(InputSummary {
+            name: i.name.clone(),
+            dtype: dt::name(i.elem_type).to_string(),
+            shape: shape.clone(),
+            values,
+        });
+    }
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let mut sample = Vec::with_capacity(spec.inputs.len());
+        for (i, shape) in spec.inputs.iter().zip(&shapes) {
+            let t = if is_float(i.elem_type) {
+                from_f64_fn(&i.name, i.elem_type, shape, || rng.normal())
+            } else if i.elem_type == dt::BOOL || (is_int(i.elem_type) && looks_like_mask(&i.name)) {
+                from_f64_fn(&i.name, i.elem_type, shape, || 1.0)
+            } else {
+                let bound = vocab.get(&i.name).map(|v| v.0).unwrap_or(DEFAULT_VOCAB).max(1);
+                // Keep ids representable in the element type (e.g. i8/u8 inputs).
+                let cap = match i.elem_type {
+                    dt::INT8 => 128,
+                    dt::UINT8 => 256,
+                    dt::INT16 => 32768,
+                    dt::UINT16 => 65536,
+                    _ => u64::MAX,
+                };
+                let bound = (bound as u64).min(cap);
+                from_f64_fn(&i.name, i.elem_type, shape, || rng.below(bound) as f64)
+            };
+            sample.push(t);
+        }
+        out.push(sample);
+    }
+    Ok(GeneratedInputs { dims: used, summary, samples: out, notes })
+}

@@ -1,0 +1,625 @@
+//! Numerical verification: run two ONNX models on the same random inputs in tract and in
+//! onnxruntime and check that every output agrees within a tolerance.
+//!
+//! Equivalence is the product's promise; this module is how a user sees it kept. Model A is the
+//! reference (the original), model B the candidate (the rewrite). For each runtime, both models
+//! run on the same `samples` input samples, and every graph output of B is compared (by position)
+//! with A's: max |Δ| and max |Δ| / max |ref|, computed in `f64`, against a tolerance chosen by the
+//! output's element type ([`default_tolerance`]; `--rtol` overrides it for float outputs).
+//!
+//! Inputs come from the graph input types of A ([`generate_inputs`]): floats ~ N(0,1), booleans
+//! all true, integer masks (name contains `mask`) all ones, other integers are ids drawn below the
+//! size of the embedding tables they index (found by following the input through shape-only ops
+//! to `Gather` on a constant table; [`DEFAULT_VOCAB`] when there is none, as out-of-range ids
+//! crash runtimes). Dynamic axes: a `--dim NAME=VALUE` wins; a batch-looking axis gets
+//! [`DEFAULT_BATCH`], any other [`DEFAULT_OTHER`]. The dims used are in the report.
+//!
+//! Runtimes: tract always runs in process ([`tract_onnx_with_extensions`] is the one loader,
+//! where custom ops get registered). onnxruntime is loaded dynamically ([`find_ort_library`]:
+//! `--ort-lib`, `ORT_DYLIB_PATH`, an installed Python `onnxruntime` package, common folders), once
+//! per process, and runs with graph optimisations off unless asked. When it cannot be found the
+//! report says so in its notes and verification uses tract alone — unless
+//! [`VerifyOptions::require_ort`] is set (CI), which makes that an error.
+//!
+//! ```no_run
+//! use onnx_normopt::verify::{verify_files, VerifyOptions};
+//! let report = verify_files("a.onnx".as_ref(), "b.onnx".as_ref(), &VerifyOptions::default())?;
+//! println!("{report}");
+//! assert!(report.passed());
+//! # Ok::<(), onnx_normopt::verify::VerifyError>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod inputs;
+mod ort_rt;
+mod report;
+mod spec;
+mod tensor;
+mod tract_ext;
+mod tract_rt;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub use inputs::{GeneratedInputs, DEFAULT_VOCAB};
+pub use ort_rt::{find_ort_library, OrtLibrary};
+pub use report::{default_tolerance, Row, Runtime, VerifyReport};
+pub use spec::{DEFAULT_BATCH, DEFAULT_OTHER};
+pub use tensor::{HostTensor, InputSummary};
+pub use tract_rt::tract_onnx_with_extensions;
+
+use report::Accum;
+use spec::{Dim, ModelSpec};
+
+/// Where onnxruntime runs the models.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OrtDevice {
+    /// The CPU execution provider.
+    #[default]
+    Cpu,
+    /// The CUDA execution provider (needs this crate built with the `cuda` feature and an
+    /// onnxruntime library with CUDA, e.g. from `pip install onnxruntime-gpu`).
+    Cuda,
+}
+
+/// Which runtimes to verify in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtimes {
+    /// tract only.
+    Tract,
+    /// onnxruntime only (an error when its library cannot be loaded).
+    Ort,
+    /// Both (onnxruntime is skipped, with a note, when its library cannot be found, unless
+    /// [`VerifyOptions::require_ort`]).
+    #[default]
+    Both,
+}
+
+/// How to verify; [`Default`] gives 3 samples, seed 0, default dims and tolerances, both
+/// runtimes, onnxruntime on the CPU with optimisations off, onnxruntime optional.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifyOptions {
+    /// Number of random input samples (at least 1).
+    pub samples: usize,
+    /// Seed of the input generator.
+    pub seed: u64,
+    /// Values for dynamic input dimensions, by `dim_param` name (or `INPUT[AXIS]` for an axis
+    /// with neither size nor name).
+    pub dims: BTreeMap<String, usize>,
+    /// Tolerance on max |Δ| / max |ref| for every float output, replacing [`default_tolerance`].
+    pub rtol: Option<f64>,
+    /// The onnxruntime shared library (a file, or a folder holding it).
+    pub ort_lib: Option<PathBuf>,
+    /// The onnxruntime execution provider.
+    pub ort_device: OrtDevice,
+    /// Run onnxruntime with all graph optimisations (default: none, `ORT_DISABLE_ALL`, so the
+    /// graphs run as written).
+    pub ort_optimize: bool,
+    /// Which runtimes to use.
+    pub runtimes: Runtimes,
+    /// Fail when onnxruntime cannot be loaded instead of verifying with tract alone (set it when
+    /// the environment has `CI=true`; see [`ci_requires_ort`]).
+    pub require_ort: bool,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            samples: 3,
+            seed: 0,
+            dims: BTreeMap::new(),
+            rtol: None,
+            ort_lib: None,
+            ort_device: OrtDevice::Cpu,
+            ort_optimize: false,
+            runtimes: Runtimes::Both,
+            require_ort: false,
+        }
+    }
+}
+
+/// Whether the environment says onnxruntime is required: `CI` is `true` (or `1`).
+pub fn ci_requires_ort() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// Why verification could not be carried out (a failed comparison is not an error: it is a
+/// report whose [`VerifyReport::passed`] is false).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A model file could not be read.
+    #[error("could not read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A model file is not a valid ONNX protobuf.
+    #[error("could not decode {} as an ONNX model: {message}", path.display())]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's message.
+        message: String,
+    },
+    /// A model's graph cannot be verified (no graph, an input type that cannot be generated, ...).
+    #[error("{}: {message}", path.display())]
+    Model {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The two models do not have the same interface (inputs or outputs).
+    #[error("{} and {} cannot be compared: {message}", a.display(), b.display())]
+    Mismatch {
+        /// Model A.
+        a: PathBuf,
+        /// Model B.
+        b: PathBuf,
+        /// What differs.
+        message: String,
+    },
+    /// tract failed on a model.
+    #[error("tract could not {stage} {}: {message}", path.display())]
+    Tract {
+        /// `load`, `optimise`, `prepare` or `run`.
+        stage: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// tract's message.
+        message: String,
+    },
+    /// onnxruntime failed on a model.
+    #[error("onnxruntime could not {stage} {}: {message}", path.display())]
+    Ort {
+        /// `load` or `run`.
+        stage: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// onnxruntime's message.
+        message: String,
+    },
+    /// The onnxruntime library was required but not found.
+    #[error(
+        "onnxruntime library not found (tried: {}); install it (`pip install onnxruntime`), \
+         pass --ort-lib PATH or set ORT_DYLIB_PATH",
+        tried.join("; ")
+    )]
+    OrtNotFound {
+        /// Every lookup made.
+        tried: Vec<String>,
+    },
+    /// The onnxruntime library was found but could not be loaded.
+    #[error("could not load the onnxruntime library {}: {message}", path.display())]
+    OrtLoad {
+        /// The library file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// `--ort-device cuda` in a build without the `cuda` feature.
+    #[error("built without CUDA support: rebuild with `--features cuda` to use --ort-device cuda")]
+    CudaNotBuilt,
+    /// `--ort-device cuda` with an onnxruntime library that cannot run CUDA.
+    #[error(
+        "the onnxruntime library {} cannot use CUDA: {message} (install onnxruntime-gpu)",
+        path.display()
+    )]
+    CudaUnavailable {
+        /// The library file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The options are invalid.
+    #[error("invalid verify options: {0}")]
+    Options(String),
+}
+
+pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}
+
+/// Generate the inputs [`verify_files`] would feed `model` (as model A) with `opts`: same seed,
+/// samples, dims and vocabulary bounds.
+pub fn generate_inputs(model: &Path, opts: &VerifyOptions) -> Result<GeneratedInputs, VerifyError> {
+    let spec = ModelSpec::from_path(model)?;
+    generate_for(&spec, None, opts)
+}
+
+fn generate_for(
+    a: &ModelSpec,
+    b: Option<&ModelSpec>,
+    opts: &VerifyOptions,
+) -> Result<GeneratedInputs, VerifyError> {
+    if opts.samples == 0 {
+        return Err(VerifyError::Options("--samples must be at least 1".into()));
+    }
+    let mut vocab: BTreeMap<String, (usize, String)> =
+        a.vocab.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (k, v) in b.map(|b| &b.vocab).into_iter().flatten() {
+        match vocab.get(k) {
+            Some(cur) if cur.0 <= v.0 => {}
+            _ => {
+                vocab.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    inputs::generate(a, &vocab, &opts.dims, opts.samples, opts.seed)
+}
+
+fn check_interfaces(a: &ModelSpec, b: &ModelSpec) -> Result<(), VerifyError> {
+    let mismatch = |message: String| VerifyError::Mismatch {
+        a: a.path.clone(),
+        b: b.path.clone(),
+        message,
+    };
+    let names = |v: &[spec::ValueSpec]| v.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+    let (mut ia, mut ib) = (names(&a.inputs), names(&b.inputs));
+    ia.sort();
+    ib.sort();
+    if ia != ib {
+        return Err(mismatch(format!("inputs differ: A has {ia:?}, B has {ib:?}")));
+    }
+    for i in &a.inputs {
+        let j = b.inputs.iter().find(|j| j.name == i.name).expect("same names");
+        if i.elem_type != j.elem_type {
+            return Err(mismatch(format!(
+                "input `{}` is {} in A but {} in B",
+                i.name,
+                crate::proto::data_type::name(i.elem_type),
+                crate::proto::data_type::name(j.elem_type)
+            )));
+        }
+    }
+    if a.outputs.len() != b.outputs.len() {
+        return Err(mismatch(format!(
+            "A has {} outputs {:?}, B has {} {:?}",
+            a.outputs.len(),
+            names(&a.outputs),
+            b.outputs.len(),
+            names(&b.outputs)
+        )));
+    }
+    for (k, (x, y)) in a.outputs.iter().zip(&b.outputs).enumerate() {
+        if x.name != y.name {
+            return Err(mismatch(format!(
+                "output #{k} is `{}` in A but `{}` in B",
+                x.name, y.name
+            )));
+        }
+        if x.elem_type != y.elem_type && x.elem_type != 0 && y.elem_type != 0 {
+            return Err(mismatch(format!(
+                "output `{}` is {} in A but {} in B",
+                x.name,
+                crate::proto::data_type::name(x.elem_type),
+                crate::proto::data_type::name(y.elem_type)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Check that the generated shapes (from A) fit B's declared fixed dims.
+fn check_shapes_fit(a: &ModelSpec, b: &ModelSpec, sample: &[HostTensor]) -> Result<(), VerifyError> {
+    for t in sample {
+        let Some(j) = b.inputs.iter().find(|j| j.name == t.name) else { continue };
+        let Some(dims) = &j.dims else { continue };
+        let fits = dims.len() == t.shape.len()
+            && dims.iter().zip(&t.shape).all(|(d, &s)| !matches!(d, Dim::Fixed(v) if *v != s));
+        if !fits {
+            return Err(VerifyError::Mismatch {
+                a: a.path.clone(),
+                b: b.path.clone(),
+                message: format!(
+                    "input `{}` gets shape {:?} from A's declaration, which B's declared shape \
+                     {:?} does not accept",
+                    t.name, t.shape, dims
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Compare B's outputs with A's (per sample, per output position) into one row per output.
+fn compare(
+    runtime: Runtime,
+    a: &ModelSpec,
+    outs_a: &[Vec<HostTensor>],
+    outs_b: &[Vec<HostTensor>],
+    rtol: Option<f64>,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (k, o) in a.outputs.iter().enumerate() {
+        let elem_type = if o.elem_type != 0 {
+            o.elem_type
+        } else {
+            outs_a.first().and_then(|s| s.get(k)).map(|t| t.elem_type).unwrap_or(0)
+        };
+        let mut acc = Accum::new(runtime, k, &o.name, elem_type, rtol);
+        for (sa, sb) in outs_a.iter().zip(outs_b) {
+            acc.add(&sa[k], &sb[k]);
+        }
+        rows.push(acc.finish());
+    }
+    rows
+}
+
+fn check_count(
+    runtime: Runtime,
+    spec: &ModelSpec,
+    outs: &[HostTensor],
+) -> Result<(), VerifyError> {
+    if outs.len() != spec.outputs.len() {
+        let message = format!(
+            "the graph declares {} outputs but {} returned {}",
+            spec.outputs.len(),
+            runtime.name(),
+            outs.len()
+        );
+        return Err(match runtime {
+            Runtime::Tract => VerifyError::Tract { stage: "run", path: spec.path.clone(), message },
+            Runtime::Ort => VerifyError::Ort { stage: "run", path: spec.path.clone(), message },
+        });
+    }
+    Ok(())
+}
+
+fn run_tract(
+    spec: &ModelSpec,
+    samples: &[Vec<HostTensor>],
+) -> Result<Vec<Vec<HostTensor>>, VerifyError> {
+    let names: Vec<String> = spec.outputs.iter().map(|o| o.name.clone()).collect();
+    // Inputs whose declared shape cannot be kept symbolic: no shape, an unnamed axis, or a
+    // missing element type.
+    let concrete: std::collections::HashSet<String> = spec
+        .inputs
+        .iter()
+        .filter(|i| {
+            i.elem_type == 0
+                || i.dims.as_ref().is_none_or(|d| d.iter().any(|d| matches!(d, Dim::Unknown)))
+        })
+        .map(|i| i.name.clone())
+        .collect();
+    let model = tract_rt::TractModel::load(&spec.path, &samples[0], &concrete)?;
+    let mut outs = Vec::with_capacity(samples.len());
+    for s in samples {
+        let o = model.run(s, &names)?;
+        check_count(Runtime::Tract, spec, &o)?;
+        outs.push(o);
+    }
+    Ok(outs)
+}
+
+fn run_ort(
+    env: &ort::environment::Environment,
+    lib: &Path,
+    spec: &ModelSpec,
+    samples: &[Vec<HostTensor>],
+    opts: &VerifyOptions,
+) -> Result<Vec<Vec<HostTensor>>, VerifyError> {
+    let mut model =
+        ort_rt::OrtModel::load(env, lib, &spec.path, opts.ort_optimize, opts.ort_device)?;
+    let mut outs = Vec::with_capacity(samples.len());
+    for s in samples {
+        let o = model.run(s)?;
+        check_count(Runtime::Ort, spec, &o)?;
+        outs.push(o);
+    }
+    Ok(outs)
+}
+
+/// Load onnxruntime for this run, or explain in `notes` why it is skipped (an error when it is
+/// required).
+fn ort_for_run(
+    opts: &VerifyOptions,
+    notes: &mut Vec<String>,
+) -> Result<Option<(ort::environment::Environment, PathBuf)>, VerifyError> {
+    let required = opts.require_ort || opts.runtimes == Runtimes::Ort;
+    if let Some(loaded) = ort_rt::loaded_library() {
+        if let Some(asked) = &opts.ort_lib {
+            if asked != &loaded && !loaded.starts_with(asked) {
+                notes.push(format!(
+                    "onnxruntime was already loaded in this process from {}; --ort-lib {} is not used",
+                    loaded.display(),
+                    asked.display()
+                ));
+            }
+        }
+        return ort_rt::ensure_init(&loaded).map(Some);
+    }
+    match find_ort_library(opts.ort_lib.as_deref()) {
+        OrtLibrary::Found { path, how } => match ort_rt::ensure_init(&path) {
+            Ok(x) => {
+                let _ = how;
+                Ok(Some(x))
+            }
+            Err(e) if required || opts.ort_lib.is_some() => Err(e),
+            Err(e) => {
+                notes.push(format!("onnxruntime NOT used: {e}; verified with tract alone"));
+                Ok(None)
+            }
+        },
+        OrtLibrary::NotFound { tried } => {
+            if required || opts.ort_lib.is_some() {
+                return Err(VerifyError::OrtNotFound { tried });
+            }
+            notes.push(format!(
+                "onnxruntime NOT used: its library was not found (tried: {}); verified with tract \
+                 alone. Install it (`pip install onnxruntime`), pass --ort-lib PATH or set \
+                 ORT_DYLIB_PATH",
+                tried.join("; ")
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// Verify that model `b` computes the same outputs as model `a` (the reference) on random inputs,
+/// in tract and/or onnxruntime as `opts` says.
+///
+/// Returns a report (check [`VerifyReport::passed`]); an `Err` means verification could not be
+/// carried out: unreadable file, different interfaces, a runtime that cannot load or run a model,
+/// or a required onnxruntime that is missing.
+pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+    let start = Instant::now();
+    if let Some(r) = opts.rtol {
+        if !(r >= 0.0) || !r.is_finite() {
+            return Err(VerifyError::Options(format!("--rtol must be a finite number ≥ 0, got {r}")));
+        }
+    }
+    let spec_a = ModelSpec::from_path(a)?;
+    let spec_b = ModelSpec::from_path(b)?;
+    check_interfaces(&spec_a, &spec_b)?;
+    let gen = generate_for(&spec_a, Some(&spec_b), opts)?;
+    check_shapes_fit(&spec_a, &spec_b, &gen.samples[0])?;
+    let mut notes = gen.notes.clone();
+    let mut rows = Vec::new();
+    let mut ran = Vec::new();
+
+    let mut tract_ref: Option<Vec<Vec<HostTensor>>> = None;
+    if matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both) {
+        let outs_a = run_tract(&spec_a, &gen.samples)?;
+        let outs_b = run_tract(&spec_b, &gen.samples)?;
+        rows.extend(compare(Runtime::Tract, &spec_a, &outs_a, &outs_b, opts.rtol));
+        ran.push(Runtime::Tract);
+        tract_ref = Some(outs_a);
+    }
+
+    let mut ort_library = None;
+    if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
+        if let Some((env, lib)) = ort_for_run(opts, &mut notes)? {
+            let outs_a = run_ort(&env, &lib, &spec_a, &gen.samples, opts)?;
+            let outs_b = run_ort(&env, &lib, &spec_b, &gen.samples, opts)?;
+            rows.extend(compare(Runtime::Ort, &spec_a, &outs_a, &outs_b, opts.rtol));
+            ran.push(Runtime::Ort);
+            ort_library = Some(lib);
+            if let Some(t) = &tract_ref {
+                let worst = t
+                    .iter()
+                    .zip(&outs_a)
+                    .map(|(x, y)| report::max_rel(x, y))
+                    .try_fold(0f64, |m, r| r.map(|r| m.max(r)));
+                match worst {
+                    Some(w) => notes.push(format!(
+                        "tract and onnxruntime agree on A to max|Δ|/max|ref| = {w:.2e}"
+                    )),
+                    None => notes.push("tract and onnxruntime give A's outputs different shapes".into()),
+                }
+            }
+        }
+    }
+
+    Ok(VerifyReport {
+        a: a.to_path_buf(),
+        b: b.to_path_buf(),
+        runtimes: ran,
+        samples: opts.samples,
+        seed: opts.seed,
+        dims: gen.dims,
+        inputs: gen.summary,
+        ort_library,
+        ort_optimize: opts.ort_optimize,
+        rows,
+        notes,
+        elapsed_ms: start.elapsed().as_millis() as u64,
+    })
+}
+
+/// Parse `NAME=VALUE` for `--dim`.
+fn parse_dim(s: &str) -> Result<(String, usize), String> {
+    let (k, v) = s.rsplit_once('=').ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
+    let k = k.trim();
+    if k.is_empty() {
+        return Err(format!("expected NAME=VALUE, got `{s}`"));
+    }
+    let v: usize = v.trim().parse().map_err(|_| format!("`{v}` is not a dimension size"))?;
+    if v == 0 {
+        return Err(format!("dimension `{k}` must be at least 1"));
+    }
+    Ok((k.to_string(), v))
+}
+
+/// The command-line flags of verification, to flatten (`#[command(flatten)]`) into the
+/// `verify A B` command and into the rewrite command.
+#[derive(clap::Args, Clone, Debug, PartialEq)]
+pub struct VerifyArgs {
+    /// Number of random input samples.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub samples: usize,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub seed: u64,
+    /// Size of a dynamic input dimension, by its name (e.g. --dim seq=16 --dim batch=1); an
+    /// unnamed axis is INPUT[AXIS]. Defaults: batch-like axes 2, others 8.
+    #[arg(long = "dim", value_name = "NAME=VALUE", value_parser = parse_dim)]
+    pub dims: Vec<(String, usize)>,
+    /// Tolerance on max|Δ|/max|ref| for float outputs (defaults: f32 1e-4, f64 1e-8, f16 1e-2,
+    /// bf16 5e-2; integer outputs must match exactly).
+    #[arg(long, value_name = "X")]
+    pub rtol: Option<f64>,
+    /// The onnxruntime shared library (default: ORT_DYLIB_PATH, then the Python onnxruntime
+    /// package, then common install folders).
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// Execution provider for onnxruntime.
+    #[arg(long, value_enum, default_value_t = OrtDevice::Cpu)]
+    pub ort_device: OrtDevice,
+    /// Let onnxruntime optimise the graphs (default: optimisations off, graphs run as written).
+    #[arg(long)]
+    pub ort_optimize: bool,
+    /// Runtimes to verify in.
+    #[arg(long, value_enum, default_value_t = Runtimes::Both)]
+    pub runtime: Runtimes,
+    /// Fail if onnxruntime cannot be loaded instead of verifying with tract alone (implied by
+    /// the environment variable CI=true).
+    #[arg(long)]
+    pub require_ort: bool,
+}
+
+impl Default for VerifyArgs {
+    fn default() -> Self {
+        VerifyArgs {
+            samples: 3,
+            seed: 0,
+            dims: Vec::new(),
+            rtol: None,
+            ort_lib: None,
+            ort_device: OrtDevice::Cpu,
+            ort_optimize: false,
+            runtime: Runtimes::Both,
+            require_ort: false,
+        }
+    }
+}
+
+impl VerifyArgs {
+    /// The options these flags mean; `require_ort` is also set when the environment has
+    /// `CI=true` ([`ci_requires_ort`]).
+    pub fn to_options(&self) -> VerifyOptions {
+        VerifyOptions {
+            samples: self.samples,
+            seed: self.seed,
+            dims: self.dims.iter().cloned().collect(),
+            rtol: self.rtol,
+            ort_lib: self.ort_lib.clone(),
+            ort_device: self.ort_device,
+            ort_optimize: self.ort_optimize,
+            runtimes: self.runtime,
+            require_ort: self.require_ort || ci_requires_ort(),
+        }
+    }
+}

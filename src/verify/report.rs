@@ -1,0 +1,342 @@
+//! Comparing outputs and reporting: per runtime and output, max |Δ|, max |Δ| / max |ref| and the
+//! verdict against the tolerance.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::tensor::{is_float, HostTensor, InputSummary};
+use crate::proto::data_type as dt;
+
+/// A runtime the verifier runs models in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// tract, in process.
+    Tract,
+    /// onnxruntime, loaded dynamically.
+    #[serde(rename = "onnxruntime")]
+    Ort,
+}
+
+impl Runtime {
+    /// The runtime's display name: `tract` or `onnxruntime`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Tract => "tract",
+            Runtime::Ort => "onnxruntime",
+        }
+    }
+}
+
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// Default tolerance on max |Δ| / max |ref| for an output of ONNX element type `elem_type`:
+/// - `f32`: `1e-4`. Measured on the corpus' 2-layer GPT-2: decomposing its LayerNorms into
+///   ReduceMean/Sub/Mul/Sqrt/Div (an exact rewrite) moves the logits by up to 2.8e-6 of their
+///   largest magnitude in onnxruntime, and tract and onnxruntime differ from each other by 5.9e-6
+///   on the same model; deeper and wider models accumulate more, so `1e-5` would flag exact
+///   rewrites. `1e-4` is also the bar the project's acceptance tool applies against PyTorch.
+/// - `f64`: `1e-8` (the same noise is ~1e-15 in double precision).
+/// - `f16`: `1e-2` (fp16 keeps 11 significant bits, 4.9e-4 per rounding, compounded per layer);
+/// - `bf16`: `5e-2` (bf16 keeps 8 significant bits, 3.9e-3 per rounding);
+/// - integers and booleans: `0` (must match exactly; `--rtol` does not apply to them).
+pub fn default_tolerance(elem_type: i32) -> f64 {
+    match elem_type {
+        dt::FLOAT => 1e-4,
+        dt::DOUBLE => 1e-8,
+        dt::FLOAT16 => 1e-2,
+        dt::BFLOAT16 => 5e-2,
+        _ => 0.0,
+    }
+}
+
+/// One comparison: one output of B against the same output of A, in one runtime, over every
+/// sample.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Row {
+    /// The runtime both models ran in.
+    pub runtime: Runtime,
+    /// The output's position in the graph outputs.
+    pub index: usize,
+    /// The output's name.
+    pub output: String,
+    /// The output's element type (`f32`, ...).
+    pub dtype: String,
+    /// The output's shape in the last sample.
+    pub shape: Vec<usize>,
+    /// The largest |B − A| over all elements and samples (finite reference values only).
+    pub max_abs: f64,
+    /// The largest per-sample max |B − A| / max |A|: the figure compared with `tolerance`.
+    /// (0 when both are all zero, infinite when A is all zero and B is not.)
+    pub max_rel: f64,
+    /// The largest |A| over all samples.
+    pub max_ref: f64,
+    /// The tolerance on `max_rel`.
+    pub tolerance: f64,
+    /// Elements where B is not finite while A is, or where A is not finite and B differs from it.
+    pub nonfinite: usize,
+    /// Whether the output is within tolerance with no non-finite mismatch and the same shape.
+    pub pass: bool,
+    /// Why the row failed when it is not a matter of numbers (shape mismatch, ...), or a remark.
+    pub detail: Option<String>,
+}
+
+/// Accumulates the comparison of one output over the samples.
+#[derive(Debug)]
+pub(crate) struct Accum {
+    row: Row,
+    ref_nonfinite: usize,
+}
+
+impl Accum {
+    pub fn new(runtime: Runtime, index: usize, output: &str, elem_type: i32, rtol: Option<f64>) -> Accum {
+        let tolerance = match rtol {
+            Some(r) if is_float(elem_type) => r,
+            _ => default_tolerance(elem_type),
+        };
+        Accum {
+            row: Row {
+                runtime,
+                index,
+                output: output.to_string(),
+                dtype: dt::name(elem_type).to_string(),
+                shape: Vec::new(),
+                max_abs: 0.0,
+                max_rel: 0.0,
+                max_ref: 0.0,
+                tolerance,
+                nonfinite: 0,
+                pass: true,
+                detail: None,
+            },
+            ref_nonfinite: 0,
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        self.row.pass = false;
+        if self.row.detail.is_none() {
+            self.row.detail = Some(why);
+        }
+    }
+
+    /// Add one sample: `r` from model A (the reference), `c` from model B.
+    pub fn add(&mut self, r: &HostTensor, c: &HostTensor) {
+        self.row.shape = r.shape.clone();
+        if r.elem_type != c.elem_type {
+            self.fail(format!(
+                "element type {} in A but {} in B",
+                dt::name(r.elem_type),
+                dt::name(c.elem_type)
+            ));
+            return;
+        }
+        if r.shape != c.shape {
+            self.fail(format!("shape {:?} in A but {:?} in B", r.shape, c.shape));
+            return;
+        }
+        let (Some(rv), Some(cv)) = (r.to_f64(), c.to_f64()) else {
+            self.fail(format!(
+                "cannot compare element types {} and {}",
+                dt::name(r.elem_type),
+                dt::name(c.elem_type)
+            ));
+            return;
+        };
+        let (mut max_abs, mut max_ref) = (0f64, 0f64);
+        for (&a, &b) in rv.iter().zip(&cv) {
+            if a.is_finite() {
+                if !b.is_finite() {
+                    self.row.nonfinite += 1;
+                    continue;
+                }
+                max_abs = max_abs.max((b - a).abs());
+                max_ref = max_ref.max(a.abs());
+            } else {
+                self.ref_nonfinite += 1;
+                let same = (a.is_nan() && b.is_nan()) || a == b;
+                if !same {
+                    self.row.nonfinite += 1;
+                }
+            }
+        }
+        let rel = if max_ref > 0.0 {
+            max_abs / max_ref
+        } else if max_abs == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+        self.row.max_abs = self.row.max_abs.max(max_abs);
+        self.row.max_ref = self.row.max_ref.max(max_ref);
+        self.row.max_rel = self.row.max_rel.max(rel);
+    }
+
+    pub fn finish(mut self) -> Row {
+        if self.row.nonfinite > 0 {
+            self.fail(format!("{} non-finite mismatch(es)", self.row.nonfinite));
+        }
+        if self.row.max_rel > self.row.tolerance || self.row.max_rel.is_nan() {
+            self.row.pass = false;
+        }
+        if self.ref_nonfinite > 0 && self.row.detail.is_none() {
+            self.row.detail = Some(format!("A itself has {} non-finite value(s)", self.ref_nonfinite));
+        }
+        self.row
+    }
+}
+
+/// The largest max |x − y| / max |x| over the outputs of two runs of the same model (used to
+/// check that two runtimes agree on model A).
+pub(crate) fn max_rel(a: &[HostTensor], b: &[HostTensor]) -> Option<f64> {
+    let mut worst = 0f64;
+    for (x, y) in a.iter().zip(b) {
+        if x.shape != y.shape {
+            return None;
+        }
+        let (xv, yv) = (x.to_f64()?, y.to_f64()?);
+        let (mut d, mut m) = (0f64, 0f64);
+        for (&p, &q) in xv.iter().zip(&yv) {
+            if p.is_finite() && q.is_finite() {
+                d = d.max((p - q).abs());
+                m = m.max(p.abs());
+            }
+        }
+        worst = worst.max(if m > 0.0 { d / m } else { d });
+    }
+    Some(worst)
+}
+
+/// The result of [`verify_files`](super::verify_files): one [`Row`] per runtime and output.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    /// The reference model (A).
+    pub a: PathBuf,
+    /// The model checked against it (B).
+    pub b: PathBuf,
+    /// The runtimes that ran, in order.
+    pub runtimes: Vec<Runtime>,
+    /// Number of random input samples.
+    pub samples: usize,
+    /// Seed of the input generator.
+    pub seed: u64,
+    /// The dynamic dimensions used (by `dim_param`, or `INPUT[AXIS]` for unnamed axes).
+    pub dims: BTreeMap<String, usize>,
+    /// How each input was generated.
+    pub inputs: Vec<InputSummary>,
+    /// The onnxruntime library used, if onnxruntime ran.
+    pub ort_library: Option<PathBuf>,
+    /// Whether onnxruntime ran with its graph optimisations on.
+    pub ort_optimize: bool,
+    /// One row per runtime and output.
+    pub rows: Vec<Row>,
+    /// Remarks the user should see: a runtime that could not be used, runtime disagreement, ...
+    pub notes: Vec<String>,
+    /// Wall time of the whole verification, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl VerifyReport {
+    /// Whether every row passed (and at least one row exists).
+    pub fn passed(&self) -> bool {
+        !self.rows.is_empty() && self.rows.iter().all(|r| r.pass)
+    }
+
+    /// The rows that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(|r| !r.pass)
+    }
+
+    /// Whether `runtime` ran.
+    pub fn ran(&self, runtime: Runtime) -> bool {
+        self.runtimes.contains(&runtime)
+    }
+}
+
+fn sci(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else if x.is_finite() {
+        format!("{x:.2e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "verify {} (reference A) against {} (B)", self.a.display(), self.b.display())?;
+        let dims = if self.dims.is_empty() {
+            "none".to_string()
+        } else {
+            self.dims.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        };
+        writeln!(f, "  samples: {}, seed: {}, dynamic dims: {dims}", self.samples, self.seed)?;
+        for i in &self.inputs {
+            writeln!(f, "  input {} {}{:?}: {}", i.name, i.dtype, i.shape, i.values)?;
+        }
+        let mut ran: Vec<String> = self
+            .runtimes
+            .iter()
+            .map(|rt| match (rt, &self.ort_library) {
+                (Runtime::Ort, Some(p)) => format!(
+                    "onnxruntime (optimisations {}, {})",
+                    if self.ort_optimize { "on" } else { "off" },
+                    p.display()
+                ),
+                _ => rt.name().to_string(),
+            })
+            .collect();
+        if ran.is_empty() {
+            ran.push("none".into());
+        }
+        let mut ran = ran.join(", ");
+        let skipped: Vec<&str> = [Runtime::Tract, Runtime::Ort]
+            .into_iter()
+            .filter(|rt| !self.ran(*rt))
+            .map(|rt| rt.name())
+            .collect();
+        if !skipped.is_empty() {
+            ran.push_str(&format!("; not run: {}", skipped.join(", ")));
+        }
+        writeln!(f, "  runtimes: {ran}")?;
+        let ow = self.rows.iter().map(|r| r.output.len()).max().unwrap_or(6).max(6);
+        writeln!(
+            f,
+            "  {:<11}  {:<ow$}  {:<5}  {:>9}  {:>15}  {:>9}  result",
+            "runtime", "output", "dtype", "max|Δ|", "max|Δ|/max|ref|", "tolerance"
+        )?;
+        for r in &self.rows {
+            let verdict = if r.pass { "ok".to_string() } else { "FAIL".to_string() };
+            let detail = r.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+            writeln!(
+                f,
+                "  {:<11}  {:<ow$}  {:<5}  {:>9}  {:>15}  {:>9}  {verdict}{detail}",
+                r.runtime.name(),
+                r.output,
+                r.dtype,
+                sci(r.max_abs),
+                sci(r.max_rel),
+                sci(r.tolerance),
+            )?;
+        }
+        for n in &self.notes {
+            writeln!(f, "  note: {n}")?;
+        }
+        let names: Vec<&str> = self.runtimes.iter().map(|r| r.name()).collect();
+        if self.passed() {
+            write!(f, "PASS: B matches A in {}", names.join(" and "))
+        } else {
+            let failed: Vec<String> =
+                self.failures().map(|r| format!("{} `{}`", r.runtime.name(), r.output)).collect();
+            write!(f, "FAIL: {}", failed.join(", "))
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Running a model in tract, in process.
+
+use std::collections::HashSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use tract_onnx::prelude::*;
+
+use super::tensor::HostTensor;
+use super::VerifyError;
+use crate::proto::data_type as dt;
+
+/// The tract ONNX loader with every extra operator registration this crate needs.
+///
+/// tract 0.23.9 already understands most operators the rewrite emits in the ONNX and
+/// `com.microsoft` domains (`SimplifiedLayerNormalization`, `RMSNormalization`,
+/// `SkipLayerNormalization`, ...). Its `SkipSimplifiedLayerNormalization` ignores the optional
+/// `bias` input, which onnxruntime adds, so that builder is replaced here by one that adds it.
+///
+/// tract looks operators up by `op_type` alone (the node's domain is not consulted), so a custom
+/// operator of this crate's own domain is registered in `tract_ext::register` with
+/// `onnx.op_register.insert("OpType", builder)` — the one place to do it; verification and any
+/// other in-process use load models through this function.
+pub fn tract_onnx_with_extensions() -> tract_onnx::Onnx {
+    let mut onnx = tract_onnx::onnx();
+    super::tract_ext::register(&mut onnx);
+    onnx
+}
+
+fn datum_type(path: &Path, name: &str, elem_type: i32) -> Result<DatumType, VerifyError> {
+    Ok(match elem_type {
+        dt::FLOAT => DatumType::F32,
+        dt::FLOAT16 => DatumType::F16,
+        dt::DOUBLE => DatumType::F64,
+        dt::INT8 => DatumType::I8,
+        dt::INT16 => DatumType::I16,
+        dt::INT32 => DatumType::I32,
+        dt::INT64 => DatumType::I64,
+        dt::UINT8 => DatumType::U8,
+        dt::UINT16 => DatumType::U16,
+        dt::UINT32 => DatumType::U32,
+        dt::UINT64 => DatumType::U64,
+        dt::BOOL => DatumType::Bool,
+        other => {
+            return Err(VerifyError::Tract {
+                stage: "load",
+                path: path.to_path_buf(),
+                message: format!(
+                    "input `{name}` has element type {}, which tract does not support \
+                     (use --runtime ort)",
+                    dt::name(other)
+                ),
+            })
+        }
+    })
+}
+
+fn onnx_type(d: DatumType) -> Option<i32> {
+    Some(match d {
+        DatumType::F32 => dt::FLOAT,
+        DatumType::F16 => dt::FLOAT16,
+        DatumType::F64 => dt::DOUBLE,
+        DatumType::I8 => dt::INT8,
+        DatumType::I16 => dt::INT16,
+        DatumType::I32 => dt::INT32,
+        DatumType::I64 => dt::INT64,
+        DatumType::U8 => dt::UINT8,
+        DatumType::U16 => dt::UINT16,
+        DatumType::U32 => dt::UINT32,
+        DatumType::U64 => dt::UINT64,
+        DatumType::Bool => dt::BOOL,
+        _ => return None,
+    })
+}
+
+/// A model loaded and optimised by tract for one set of concrete input shapes.
+pub(crate) struct TractModel {
+    path: std::path::PathBuf,
+    plan: std::sync::Arc<TypedRunnableModel>,
+    /// For each tract model input (in tract's order), the index into the generated sample.
+    feed: Vec<usize>,
+}
+
+impl TractModel {
+    /// Load `path` and optimise it for the types and shapes of `sample`.
+    ///
+    /// First with the graph's declared input facts (symbolic dims such as `seq` stay symbols, and
+    /// tract uses the graph's `value_info`), fixing only the inputs in `concrete` (those whose
+    /// declared shape is missing or partly unknown); if tract cannot analyse or optimise that,
+    /// again with every input fixed to its concrete shape and `value_info` ignored (its symbols
+    /// would clash with the concrete sizes). Some graphs only pass one way: gpt2's `CumSum` over
+    /// a shape fails when evaluated eagerly on concrete dims; other graphs need concrete shapes.
+    pub fn load(
+        path: &Path,
+        sample: &[HostTensor],
+        concrete: &HashSet<String>,
+    ) -> Result<TractModel, VerifyError> {
+        match Self::load_with(path, sample, Some(concrete)) {
+            Ok(m) => Ok(m),
+            Err(first) => match Self::load_with(path, sample, None) {
+                Ok(m) => Ok(m),
+                Err(VerifyError::Tract { message, .. }) => match first {
+                    VerifyError::Tract { stage, path, message: m1 } => Err(VerifyError::Tract {
+                        stage,
+                        path,
+                        message: format!("{m1} (and with concrete input shapes: {message})"),
+                    }),
+                    other => Err(other),
+                },
+                Err(_) => Err(first),
+            },
+        }
+    }
+
+    /// One loading attempt: `concrete` is `Some(inputs to fix)` for the declared-facts mode,
+    /// `None` to fix every input.
+    fn load_with(
+        path: &Path,
+        sample: &[HostTensor],
+        concrete: Option<&HashSet<String>>,
+    ) -> Result<TractModel, VerifyError> {
+        let err = |stage: &'static str, message: String| VerifyError::Tract {
+            stage,
+            path: path.to_path_buf(),
+            message,
+        };
+        let r = catch_unwind(AssertUnwindSafe(|| -> Result<TractModel, VerifyError> {
+            let mut onnx = tract_onnx_with_extensions();
+            onnx.ignore_value_info = concrete.is_none();
+            let mut model = onnx
+                .model_for_path(path)
+                .map_err(|e| err("load", format!("{e:#}")))?;
+            let outlets = model.input_outlets().map_err(|e| err("load", format!("{e:#}")))?.to_vec();
+            let mut feed = Vec::with_capacity(outlets.len());
+            for (ix, o) in outlets.iter().enumerate() {
+                let name = model.node(o.node).name.clone();
+                let si = sample.iter().position(|t| t.name == name).ok_or_else(|| {
+                    err("load", format!("tract sees an input `{name}` that the graph does not declare"))
+                })?;
+                let t = &sample[si];
+                if concrete.is_none_or(|c| c.contains(&name)) {
+                    let dt = datum_type(path, &t.name, t.elem_type)?;
+                    model
+                        .set_input_fact(ix, InferenceFact::dt_shape(dt, &t.shape))
+                        .map_err(|e| err("load", format!("{e:#}")))?;
+                }
+                feed.push(si);
+            }
+            let plan = model
+                .into_optimized()
+                .map_err(|e| err("optimise", format!("{e:#}")))?
+                .into_runnable()
+                .map_err(|e| err("prepare", format!("{e:#}")))?;
+            Ok(TractModel { path: path.to_path_buf(), plan, feed })
+        }));
+        r.unwrap_or_else(|p| Err(err("load", super::panic_message(p))))
+    }
+
+    /// Run one sample; outputs in graph output order, named `names`.
+    pub fn run(&self, sample: &[HostTensor], names: &[String]) -> Result<Vec<HostTensor>, VerifyError> {
+        let err = |message: String| VerifyError::Tract {
+            stage: "run",
+            path: self.path.clone(),
+            message,
+        };
+        let r = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<HostTensor>, VerifyError> {
+            let mut inputs: TVec<TValue> = tvec![];
+            for &si in &self.feed {
+                let t = &sample[si];
+                let dt = datum_type(&self.path, &t.name, t.elem_type)?;
+                // SAFETY: `dt` is a plain-old-data type and `t.data` holds exactly
+                // `len * size_of(dt)` little-endian bytes, which is tract's in-memory layout
+                // (booleans are one byte, 0 or 1).
+                let tensor = unsafe { Tensor::from_raw_dt(dt, &t.shape, &t.data) }
+                    .map_err(|e| err(format!("{e:#}")))?;
+                inputs.push(tensor.into_tvalue());
+            }
+            let outs = self.plan.run(inputs).map_err(|e| err(format!("{e:#}")))?;
+            let mut result = Vec::with_capacity(outs.len());
+            for (i, o) in outs.iter().enumerate() {
+                let name = names.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
+                let t: std::borrow::Cow<Tensor> = if o.datum_type() == DatumType::TDim {
+                    std::borrow::Cow::Owned(
+                        o.cast_to_dt(DatumType::I64).map_err(|e| err(format!("{e:#}")))?.into_owned(),
+                    )
+                } else {
+                    std::borrow::Cow::Borrowed(&**o)
+                };
+                let elem_type = onnx_type(t.datum_type()).ok_or_else(|| {
+                    err(format!("output `{name}` has type {:?}, which cannot be compared", t.datum_type()))
+                })?;
+                let size = dt::byte_size(elem_type).unwrap_or(1);
+                let bytes = t
+                    .as_plain_ram_storage()
+                    .ok_or_else(|| err(format!("output `{name}` is not stored in plain memory")))?
+                    .as_bytes();
+                let data = bytes.get(..t.len() * size).unwrap_or(bytes).to_vec();
+                result.push(HostTensor { name, elem_type, shape: t.shape().to_vec(), data });
+            }
+            Ok(result)
+        }));
+        r.unwrap_or_else(|p| Err(err(super::panic_message(p))))
+    }
+}

@@ -1,0 +1,774 @@
+//! Tests of `onnx_normopt::verify`: equivalent pairs pass, a one-weight change fails, in tract
+//! and in onnxruntime; inputs respect vocabularies and dims; onnxruntime is required under CI.
+//!
+//! onnxruntime tests run when its library can be found (`ORT_DYLIB_PATH`, a Python
+//! `onnxruntime` package, ...). Without it they print a note and return, except under `CI=true`,
+//! where they fail.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use prost::Message;
+
+use onnx_normopt::proto::{
+    data_type, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use onnx_normopt::verify::{
+    ci_requires_ort, find_ort_library, generate_inputs, verify_files, OrtLibrary, Runtime,
+    Runtimes, VerifyArgs, VerifyError, VerifyOptions, VerifyReport,
+};
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+fn corpus(name: &str) -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for base in [here.join("../shared/corpus"), PathBuf::from("/work/shared/corpus")] {
+        let p = base.join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("test model {name} not found in ../shared/corpus");
+}
+
+fn decode(path: &Path) -> ModelProto {
+    ModelProto::decode(Bytes::from(std::fs::read(path).unwrap())).unwrap()
+}
+
+fn save(dir: &Path, name: &str, m: &ModelProto) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    p
+}
+
+fn opts(runtimes: Runtimes) -> VerifyOptions {
+    VerifyOptions { runtimes, ..VerifyOptions::default() }
+}
+
+/// Options for an onnxruntime test, or `None` (with a note) when onnxruntime is not installed and
+/// CI does not require it. Under CI=true, `require_ort` is set, so a missing library fails the
+/// test through `verify_files`'s error.
+fn ort_opts(test: &str, runtimes: Runtimes) -> Option<VerifyOptions> {
+    let require = ci_requires_ort();
+    if !require {
+        if let OrtLibrary::NotFound { tried } = find_ort_library(None) {
+            eprintln!("NOTE: {test}: onnxruntime library not found ({}); test skipped", tried.join("; "));
+            return None;
+        }
+    }
+    Some(VerifyOptions { runtimes, require_ort: require, ..VerifyOptions::default() })
+}
+
+fn verify(a: &Path, b: &Path, o: &VerifyOptions) -> VerifyReport {
+    let r = verify_files(a, b, o).unwrap_or_else(|e| panic!("verify failed: {e}"));
+    println!("{r}");
+    r
+}
+
+/// Add `delta` to element 0 of the initializer `name`.
+fn perturb(m: &mut ModelProto, name: &str, delta: f32) {
+    let t = m
+        .graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .iter_mut()
+        .find(|t| t.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no initializer {name}"));
+    assert_eq!(t.data_type, Some(data_type::FLOAT));
+    if let Some(raw) = &t.raw_data {
+        let mut v = raw.to_vec();
+        let x = f32::from_le_bytes(v[0..4].try_into().unwrap()) + delta;
+        v[0..4].copy_from_slice(&x.to_le_bytes());
+        t.raw_data = Some(Bytes::from(v));
+    } else {
+        t.float_data[0] += delta;
+    }
+}
+
+/// gpt2.onnx with one LayerNorm weight element changed by +0.5 (returns the path and the weight
+/// name). (+0.05 moves the logits by 1.4e-4 of their largest magnitude: barely over the 1e-4
+/// tolerance.)
+fn gpt2_perturbed(dir: &Path) -> (PathBuf, String) {
+    let mut m = decode(&corpus("gpt2.onnx"));
+    let g = m.graph.as_ref().unwrap();
+    let ln = g
+        .node
+        .iter()
+        .find(|n| n.op_type.as_deref() == Some("LayerNormalization"))
+        .expect("gpt2 has LayerNormalization");
+    let weight = ln.input[1].clone();
+    assert!(g.initializer.iter().any(|t| t.name.as_deref() == Some(weight.as_str())));
+    perturb(&mut m, &weight, 0.5);
+    (save(dir, "gpt2_perturbed.onnx", &m), weight)
+}
+
+fn assert_identical_pass(r: &VerifyReport, runtime: Runtime) {
+    assert!(r.passed(), "{r}");
+    assert!(r.ran(runtime));
+    let rows: Vec<_> = r.rows.iter().filter(|row| row.runtime == runtime).collect();
+    assert_eq!(rows.len(), 1, "{r}");
+    assert_eq!(rows[0].output, "output");
+    assert_eq!(rows[0].dtype, "f32");
+    assert_eq!(rows[0].shape, vec![1, 8, 128]);
+    assert_eq!(rows[0].max_abs, 0.0, "same graph, same runtime: bit-identical");
+    assert!(rows[0].max_ref > 0.1, "outputs are not trivially zero");
+    assert_eq!(rows[0].tolerance, 1e-4);
+}
+
+fn assert_perturbed_fails(r: &VerifyReport, runtime: Runtime) {
+    assert!(!r.passed(), "{r}");
+    let fail = r
+        .failures()
+        .find(|row| row.runtime == runtime)
+        .unwrap_or_else(|| panic!("no failing {runtime} row:\n{r}"));
+    assert_eq!(fail.output, "output");
+    assert!(fail.max_rel > 5.0 * fail.tolerance && fail.max_abs > 0.0, "{r}");
+    let text = r.to_string();
+    assert!(text.contains("FAIL"), "{text}");
+    assert!(text.contains(&format!("{} `output`", runtime.name())), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// equivalent pairs pass, perturbed pairs fail
+
+#[test]
+fn tract_accepts_identical_and_reencoded_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = corpus("gpt2.onnx");
+    let copy = dir.path().join("copy.onnx");
+    std::fs::copy(&a, &copy).unwrap();
+    let reenc = save(dir.path(), "reencoded.onnx", &decode(&a));
+    for b in [&copy, &reenc] {
+        let r = verify(&a, b, &opts(Runtimes::Tract));
+        assert_identical_pass(&r, Runtime::Tract);
+        assert!(!r.ran(Runtime::Ort));
+        assert_eq!(r.dims, BTreeMap::from([("seq".to_string(), 8)]));
+    }
+}
+
+#[test]
+fn tract_rejects_one_perturbed_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = gpt2_perturbed(dir.path());
+    let r = verify(&corpus("gpt2.onnx"), &b, &opts(Runtimes::Tract));
+    assert_perturbed_fails(&r, Runtime::Tract);
+}
+
+#[test]
+fn onnxruntime_accepts_identical_and_reencoded_copies() {
+    let Some(o) = ort_opts("onnxruntime_accepts_identical_and_reencoded_copies", Runtimes::Ort) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = corpus("gpt2.onnx");
+    let copy = dir.path().join("copy.onnx");
+    std::fs::copy(&a, &copy).unwrap();
+    let reenc = save(dir.path(), "reencoded.onnx", &decode(&a));
+    for b in [&copy, &reenc] {
+        let r = verify(&a, b, &o);
+        assert_identical_pass(&r, Runtime::Ort);
+        assert!(!r.ran(Runtime::Tract));
+        assert!(r.ort_library.is_some());
+        assert!(!r.ort_optimize);
+    }
+}
+
+#[test]
+fn onnxruntime_rejects_one_perturbed_weight() {
+    let Some(o) = ort_opts("onnxruntime_rejects_one_perturbed_weight", Runtimes::Ort) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = gpt2_perturbed(dir.path());
+    let r = verify(&corpus("gpt2.onnx"), &b, &o);
+    assert_perturbed_fails(&r, Runtime::Ort);
+}
+
+#[test]
+fn both_runtimes_reject_a_perturbed_linear_weight_and_name_themselves() {
+    let Some(o) = ort_opts("both_runtimes_...", Runtimes::Both) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A linear (Gemm/MatMul) weight this time: one element of the output projection, +0.05.
+    let mut m = decode(&corpus("gpt2.onnx"));
+    let g = m.graph.as_ref().unwrap();
+    let inits: Vec<&str> = g.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+    let w = g
+        .node
+        .iter()
+        .rev()
+        .filter(|n| matches!(n.op_type.as_deref(), Some("Gemm") | Some("MatMul")))
+        .flat_map(|n| n.input.iter())
+        .find(|i| inits.contains(&i.as_str()))
+        .expect("a linear weight initializer")
+        .clone();
+    perturb(&mut m, &w, 0.05);
+    let b = save(dir.path(), "b.onnx", &m);
+    let r = verify(&corpus("gpt2.onnx"), &b, &o);
+    assert_eq!(r.runtimes, vec![Runtime::Tract, Runtime::Ort]);
+    assert_perturbed_fails(&r, Runtime::Tract);
+    assert_perturbed_fails(&r, Runtime::Ort);
+    let text = r.to_string();
+    assert!(text.contains("tract") && text.contains("onnxruntime"), "{text}");
+    // The two runtimes agree with each other on A.
+    assert!(r.notes.iter().any(|n| n.contains("tract and onnxruntime agree")), "{text}");
+    // It goes into a JSON report.
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["rows"][0]["runtime"], "tract");
+    assert_eq!(json["rows"][1]["runtime"], "onnxruntime");
+    assert_eq!(json["rows"][1]["pass"], false);
+    assert_eq!(json["dims"]["seq"], 8);
+}
+
+#[test]
+fn ort_fused_and_vision_models_pass_against_themselves_in_both_runtimes() {
+    // com.microsoft SkipLayerNormalization + BiasGelu, a [batch, seq] input, and a float image
+    // input: tract always, onnxruntime when present.
+    let o = ort_opts("ort_fused_...", Runtimes::Both).unwrap_or_else(|| opts(Runtimes::Tract));
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["nanogpt_o17_ortfused.onnx", "vit.onnx"] {
+        let a = corpus(name);
+        let b = save(dir.path(), name, &decode(&a));
+        let r = verify(&a, &b, &o);
+        assert!(r.passed(), "{r}");
+        assert!(r.ran(Runtime::Tract));
+        if name == "vit.onnx" {
+            assert_eq!(r.inputs[0].shape, vec![1, 3, 32, 32]);
+            assert_eq!(r.inputs[0].values, "N(0,1)");
+            assert!(r.dims.is_empty());
+        } else {
+            assert_eq!(r.dims, BTreeMap::from([("batch".into(), 2), ("seq".into(), 8)]));
+        }
+    }
+}
+
+/// gpt2.onnx with every LayerNormalization replaced by its definition in elementary ops: the
+/// same function, different rounding.
+fn gpt2_layer_norms_decomposed() -> ModelProto {
+    let mut m = decode(&corpus("gpt2.onnx"));
+    let opset = m.opset_import.iter().find(|o| o.domain.as_deref().unwrap_or("").is_empty()).unwrap().version.unwrap();
+    assert!(opset >= 18, "axes as an input");
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.push(TensorProto {
+        name: Some("ln_axes".into()),
+        dims: vec![1],
+        data_type: Some(data_type::INT64),
+        int64_data: vec![-1],
+        ..Default::default()
+    });
+    let mut nodes = Vec::new();
+    let mut count = 0;
+    for n in std::mem::take(&mut g.node) {
+        if n.op_type.as_deref() != Some("LayerNormalization") {
+            nodes.push(n);
+            continue;
+        }
+        count += 1;
+        let eps = n.attribute.iter().find(|a| a.name.as_deref() == Some("epsilon")).and_then(|a| a.f).unwrap_or(1e-5);
+        let p = format!("ln{count}_");
+        let v = |s: &str| format!("{p}{s}");
+        g.initializer.push(init(&v("eps"), data_type::FLOAT, &[], &[eps]));
+        let (x, gamma, beta, y) = (n.input[0].as_str(), n.input[1].as_str(), n.input[2].as_str(), n.output[0].as_str());
+        let keep = || vec![attr_i("keepdims", 1)];
+        nodes.push(node("ReduceMean", "", &[x, "ln_axes"], &[&v("mean")], keep()));
+        nodes.push(node("Sub", "", &[x, &v("mean")], &[&v("c")], vec![]));
+        nodes.push(node("Mul", "", &[&v("c"), &v("c")], &[&v("sq")], vec![]));
+        nodes.push(node("ReduceMean", "", &[&v("sq"), "ln_axes"], &[&v("var")], keep()));
+        nodes.push(node("Add", "", &[&v("var"), &v("eps")], &[&v("ve")], vec![]));
+        nodes.push(node("Sqrt", "", &[&v("ve")], &[&v("sd")], vec![]));
+        nodes.push(node("Div", "", &[&v("c"), &v("sd")], &[&v("n")], vec![]));
+        nodes.push(node("Mul", "", &[&v("n"), gamma], &[&v("ng")], vec![]));
+        nodes.push(node("Add", "", &[&v("ng"), beta], &[y], vec![]));
+    }
+    assert!(count >= 3, "gpt2 has LayerNorms");
+    g.node = nodes;
+    g.value_info.clear();
+    m
+}
+
+#[test]
+fn an_exact_rewrite_of_every_layer_norm_passes_in_both_runtimes() {
+    let o = ort_opts("an_exact_rewrite_...", Runtimes::Both).unwrap_or_else(|| opts(Runtimes::Tract));
+    let dir = tempfile::tempdir().unwrap();
+    let b = save(dir.path(), "decomposed.onnx", &gpt2_layer_norms_decomposed());
+    let r = verify(&corpus("gpt2.onnx"), &b, &o);
+    assert!(r.passed(), "{r}");
+    for row in &r.rows {
+        assert!(row.max_rel < row.tolerance / 4.0, "{r}");
+        // onnxruntime runs the two graphs with different rounding (tract lowers its own
+        // LayerNormalization to these same ops, so it is bit-identical there).
+        if row.runtime == Runtime::Ort {
+            assert!(row.max_abs > 0.0, "{r}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// inputs
+
+#[test]
+fn gpt2_ids_stay_inside_the_vocabulary() {
+    let o = VerifyOptions { samples: 5, seed: 7, ..VerifyOptions::default() };
+    let g = generate_inputs(&corpus("gpt2.onnx"), &o).unwrap();
+    assert_eq!(g.samples.len(), 5);
+    assert!(g.summary[0].values.contains("[0, 128)"), "{:?}", g.summary);
+    let mut distinct = std::collections::BTreeSet::new();
+    for s in &g.samples {
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].name, "input");
+        assert_eq!(s[0].elem_type, data_type::INT64);
+        assert_eq!(s[0].shape, vec![1, 8]);
+        for id in s[0].to_i64().unwrap() {
+            assert!((0..128).contains(&id), "id {id} outside gpt2's 128-token vocabulary");
+            distinct.insert(id);
+        }
+    }
+    assert!(distinct.len() > 10, "ids are spread over the vocabulary: {distinct:?}");
+    // Deterministic for a seed, different for another.
+    let again = generate_inputs(&corpus("gpt2.onnx"), &o).unwrap();
+    assert_eq!(again.samples, g.samples);
+    let other = generate_inputs(&corpus("gpt2.onnx"), &VerifyOptions { seed: 8, ..o }).unwrap();
+    assert_ne!(other.samples, g.samples);
+}
+
+#[test]
+fn dims_default_by_name_and_are_overridable() {
+    let m = corpus("nanogpt_o17_ortfused.onnx");
+    let g = generate_inputs(&m, &VerifyOptions::default()).unwrap();
+    assert_eq!(g.dims, BTreeMap::from([("batch".into(), 2), ("seq".into(), 8)]));
+    assert_eq!(g.samples[0][0].shape, vec![2, 8]);
+    assert!(g.samples[0][0].to_i64().unwrap().iter().all(|&i| (0..128).contains(&i)));
+    let o = VerifyOptions {
+        dims: BTreeMap::from([("seq".into(), 5), ("nope".into(), 3)]),
+        ..VerifyOptions::default()
+    };
+    let g = generate_inputs(&m, &o).unwrap();
+    assert_eq!(g.dims, BTreeMap::from([("batch".into(), 2), ("seq".into(), 5)]));
+    assert_eq!(g.samples[0][0].shape, vec![2, 5]);
+    assert!(g.notes.iter().any(|n| n.contains("nope")), "{:?}", g.notes);
+}
+
+#[test]
+fn ids_without_an_embedding_table_use_the_default_bound_and_masks_are_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cast = |i: &str, o: &str| node("Cast", "", &[i], &[o], vec![attr_i("to", data_type::FLOAT as i64)]);
+    let m = model(
+        vec![cast("ids", "y"), cast("attention_mask", "z")],
+        vec![vi("ids", data_type::INT64, &[dp("batch"), dp("seq")]), vi("attention_mask", data_type::INT64, &[dp("batch"), dp("seq")])],
+        vec![vi("y", data_type::FLOAT, &[]), vi("z", data_type::FLOAT, &[])],
+        vec![],
+        &[("", 17)],
+    );
+    let p = save(dir.path(), "ids.onnx", &m);
+    let g = generate_inputs(&p, &VerifyOptions { samples: 4, ..VerifyOptions::default() }).unwrap();
+    for s in &g.samples {
+        let ids = s[0].to_i64().unwrap();
+        assert!(ids.iter().all(|&i| i == 0 || i == 1), "{ids:?}");
+        assert!(s[1].to_i64().unwrap().iter().all(|&i| i == 1));
+    }
+    assert!(g.summary[0].values.contains("[0, 2)"));
+    assert!(g.summary[1].values.contains("mask"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// errors
+
+#[test]
+fn mismatched_interfaces_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = corpus("gpt2.onnx");
+    let mut m = decode(&a);
+    m.graph.as_mut().unwrap().output[0].name = Some("logits".into());
+    let b = save(dir.path(), "renamed.onnx", &m);
+    let e = verify_files(&a, &b, &opts(Runtimes::Tract)).unwrap_err();
+    assert!(matches!(e, VerifyError::Mismatch { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("`output`") && msg.contains("`logits`") && msg.contains("renamed.onnx"), "{msg}");
+
+    let e = verify_files(&a, &dir.path().join("missing.onnx"), &opts(Runtimes::Tract)).unwrap_err();
+    assert!(matches!(e, VerifyError::Read { .. }) && e.to_string().contains("missing.onnx"), "{e}");
+
+    let junk = dir.path().join("junk.onnx");
+    std::fs::write(&junk, b"\xff\xff\xff not a model").unwrap();
+    let e = verify_files(&a, &junk, &opts(Runtimes::Tract)).unwrap_err();
+    assert!(matches!(e, VerifyError::Decode { .. }) && e.to_string().contains("junk.onnx"), "{e}");
+
+    // A graph tract cannot load: a clear error naming the runtime and the file, no panic.
+    let mut m = decode(&a);
+    m.graph.as_mut().unwrap().node[0].op_type = Some("NoSuchOp".into());
+    let bad = save(dir.path(), "bad_op.onnx", &m);
+    let e = verify_files(&a, &bad, &opts(Runtimes::Tract)).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("tract could not") && msg.contains("bad_op.onnx"), "{msg}");
+}
+
+#[test]
+fn an_explicit_missing_ort_library_is_an_error() {
+    let o = VerifyOptions {
+        ort_lib: Some("/nonexistent/libonnxruntime.so".into()),
+        ..VerifyOptions::default()
+    };
+    assert!(matches!(find_ort_library(o.ort_lib.as_deref()), OrtLibrary::NotFound { .. }));
+}
+
+/// Runs in a child process (this same test binary, this test only) whose environment hides every
+/// onnxruntime: without `require_ort` verification falls back to tract with a note; with it, or
+/// with `--runtime ort`, it is an error.
+#[test]
+fn missing_onnxruntime_is_noted_or_an_error_when_required() {
+    const CHILD: &str = "ONNX_NORMOPT_VERIFY_TEST_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        if let OrtLibrary::Found { path, how } = find_ort_library(None) {
+            println!("CHILD-SKIP: a system onnxruntime is still visible: {} ({how})", path.display());
+            return;
+        }
+        let a = corpus("gpt2.onnx");
+        let r = verify(&a, &a, &opts(Runtimes::Both));
+        assert!(r.passed() && r.ran(Runtime::Tract) && !r.ran(Runtime::Ort));
+        assert!(r.notes.iter().any(|n| n.contains("onnxruntime NOT used")), "{r}");
+        assert!(r.to_string().contains("not run: onnxruntime"), "{r}");
+        let req = VerifyOptions { require_ort: true, ..VerifyOptions::default() };
+        let e = verify_files(&a, &a, &req).unwrap_err();
+        assert!(matches!(e, VerifyError::OrtNotFound { .. }), "{e}");
+        assert!(e.to_string().contains("onnxruntime library not found"));
+        let e = verify_files(&a, &a, &opts(Runtimes::Ort)).unwrap_err();
+        assert!(matches!(e, VerifyError::OrtNotFound { .. }), "{e}");
+        println!("CHILD-OK");
+        return;
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "missing_onnxruntime_is_noted_or_an_error_when_required", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env("HOME", empty.path())
+        .env("PATH", empty.path())
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("CONDA_PREFIX")
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("CHILD-OK") || stdout.contains("CHILD-SKIP"), "{stdout}\n{stderr}");
+    if stdout.contains("CHILD-SKIP") {
+        eprintln!("NOTE: {}", stdout.lines().find(|l| l.contains("CHILD-SKIP")).unwrap());
+    }
+}
+
+#[test]
+fn verify_args_flatten_into_a_command() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        a: PathBuf,
+        #[command(flatten)]
+        verify: VerifyArgs,
+    }
+    let cli = Cli::try_parse_from([
+        "x", "m.onnx", "--samples", "5", "--seed", "9", "--dim", "seq=16", "--dim", "batch=1",
+        "--rtol", "1e-4", "--ort-lib", "/opt/lib.so", "--ort-device", "cuda", "--ort-optimize",
+        "--runtime", "tract",
+    ])
+    .unwrap();
+    let o = cli.verify.to_options();
+    assert_eq!(o.samples, 5);
+    assert_eq!(o.seed, 9);
+    assert_eq!(o.dims, BTreeMap::from([("seq".into(), 16), ("batch".into(), 1)]));
+    assert_eq!(o.rtol, Some(1e-4));
+    assert_eq!(o.ort_lib, Some(PathBuf::from("/opt/lib.so")));
+    assert_eq!(o.ort_device, onnx_normopt::verify::OrtDevice::Cuda);
+    assert!(o.ort_optimize);
+    assert_eq!(o.runtimes, Runtimes::Tract);
+    assert_eq!(o.require_ort, ci_requires_ort());
+    let d = Cli::try_parse_from(["x", "m.onnx"]).unwrap().verify.to_options();
+    assert_eq!(d, VerifyOptions { require_ort: ci_requires_ort(), ..VerifyOptions::default() });
+    assert!(Cli::try_parse_from(["x", "m.onnx", "--dim", "seq"]).is_err());
+    assert!(Cli::try_parse_from(["x", "m.onnx", "--runtime", "cuda"]).is_err());
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_without_the_feature_is_a_clear_error() {
+    let Some(mut o) = ort_opts("cuda_without_the_feature_is_a_clear_error", Runtimes::Ort) else {
+        return;
+    };
+    o.ort_device = onnx_normopt::verify::OrtDevice::Cuda;
+    let a = corpus("gpt2.onnx");
+    let e = verify_files(&a, &a, &o).unwrap_err();
+    assert!(matches!(e, VerifyError::CudaNotBuilt), "{e}");
+    assert!(e.to_string().contains("built without CUDA support"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// the operators the rewrite emits
+
+fn dp(name: &str) -> tensor_shape_proto::Dimension {
+    tensor_shape_proto::Dimension { dim_param: Some(name.into()), ..Default::default() }
+}
+
+fn dv(v: i64) -> tensor_shape_proto::Dimension {
+    tensor_shape_proto::Dimension { dim_value: Some(v), ..Default::default() }
+}
+
+fn vi(name: &str, elem: i32, dims: &[tensor_shape_proto::Dimension]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            tensor_type: Some(type_proto::Tensor {
+                elem_type: Some(elem),
+                shape: (!dims.is_empty()).then(|| TensorShapeProto { dim: dims.to_vec() }),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn attr_f(name: &str, f: f32) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), f: Some(f), r#type: Some(1), ..Default::default() }
+}
+
+fn attr_i(name: &str, i: i64) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), i: Some(i), r#type: Some(2), ..Default::default() }
+}
+
+fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), ints: ints.to_vec(), r#type: Some(7), ..Default::default() }
+}
+
+fn node(op: &str, domain: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        domain: (!domain.is_empty()).then(|| domain.to_string()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        name: Some(format!("{op}_{}", outputs[0])),
+        attribute,
+        ..Default::default()
+    }
+}
+
+/// A tensor initializer; f32 values stored as `elem` (f32 or f16) in `raw_data`.
+fn init(name: &str, elem: i32, dims: &[i64], values: &[f32]) -> TensorProto {
+    let raw: Vec<u8> = match elem {
+        data_type::FLOAT => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        data_type::FLOAT16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        _ => unreachable!(),
+    };
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(elem),
+        raw_data: Some(Bytes::from(raw)),
+        ..Default::default()
+    }
+}
+
+fn model(
+    nodes: Vec<NodeProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+    initializer: Vec<TensorProto>,
+    opsets: &[(&str, i64)],
+) -> ModelProto {
+    ModelProto {
+        ir_version: Some(8),
+        producer_name: Some("onnx-normopt tests".into()),
+        opset_import: opsets
+            .iter()
+            .map(|(d, v)| OperatorSetIdProto { domain: Some(d.to_string()), version: Some(*v) })
+            .collect(),
+        graph: Some(GraphProto {
+            name: Some("g".into()),
+            node: nodes,
+            input: inputs,
+            output: outputs,
+            initializer,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| 0.5 + ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 1000.0)
+        .collect()
+}
+
+const D: i64 = 16;
+
+/// The fused RMSNorm forms the rewrite emits:
+/// `(y, _, _, sum) = com.microsoft:SkipSimplifiedLayerNormalization(x, skip, gamma[, bias])`,
+/// `z = SimplifiedLayerNormalization(sum, gamma2)` (default domain).
+fn fused_rms(with_bias: bool) -> ModelProto {
+    let mut ins = vec!["x", "skip", "gamma"];
+    if with_bias {
+        ins.push("bias");
+    }
+    let mut inits = vec![init("gamma", data_type::FLOAT, &[D], &values(D as usize, 1)), init("gamma2", data_type::FLOAT, &[D], &values(D as usize, 2))];
+    if with_bias {
+        inits.push(init("bias", data_type::FLOAT, &[D], &values(D as usize, 3)));
+    }
+    let shape = [dp("batch"), dp("seq"), dv(D)];
+    model(
+        vec![
+            node("SkipSimplifiedLayerNormalization", "com.microsoft", &ins, &["y", "", "", "sum"], vec![attr_f("epsilon", 1e-5)]),
+            node("SimplifiedLayerNormalization", "", &["sum", "gamma2"], &["z"], vec![attr_f("epsilon", 1e-5), attr_i("axis", -1)]),
+        ],
+        vec![vi("x", data_type::FLOAT, &shape), vi("skip", data_type::FLOAT, &shape)],
+        vec![vi("y", data_type::FLOAT, &shape), vi("sum", data_type::FLOAT, &shape), vi("z", data_type::FLOAT, &shape)],
+        inits,
+        &[("", 17), ("com.microsoft", 1)],
+    )
+}
+
+/// The same computation in standard opset-17 operators.
+fn decomposed_rms(with_bias: bool) -> ModelProto {
+    let mut nodes = vec![node("Add", "", &["x", "skip"], &[if with_bias { "xs" } else { "sum" }], vec![])];
+    if with_bias {
+        nodes.push(node("Add", "", &["xs", "bias"], &["sum"], vec![]));
+    }
+    let rms = |nodes: &mut Vec<NodeProto>, x: &'static str, g: &'static str, out: &'static str| {
+        let p = |s: &str| format!("{out}_{s}");
+        let (sq, ms, mse, rt, n) = (p("sq"), p("ms"), p("mse"), p("rt"), p("n"));
+        nodes.push(node("Mul", "", &[x, x], &[&sq], vec![]));
+        nodes.push(node("ReduceMean", "", &[&sq], &[&ms], vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)]));
+        nodes.push(node("Add", "", &[&ms, "eps"], &[&mse], vec![]));
+        nodes.push(node("Sqrt", "", &[&mse], &[&rt], vec![]));
+        nodes.push(node("Div", "", &[x, &rt], &[&n], vec![]));
+        nodes.push(node("Mul", "", &[&n, g], &[out], vec![]));
+    };
+    rms(&mut nodes, "sum", "gamma", "y");
+    rms(&mut nodes, "sum", "gamma2", "z");
+    let mut inits = vec![
+        init("gamma", data_type::FLOAT, &[D], &values(D as usize, 1)),
+        init("gamma2", data_type::FLOAT, &[D], &values(D as usize, 2)),
+        init("eps", data_type::FLOAT, &[], &[1e-5]),
+    ];
+    if with_bias {
+        inits.push(init("bias", data_type::FLOAT, &[D], &values(D as usize, 3)));
+    }
+    let shape = [dp("batch"), dp("seq"), dv(D)];
+    model(
+        nodes,
+        vec![vi("x", data_type::FLOAT, &shape), vi("skip", data_type::FLOAT, &shape)],
+        vec![vi("y", data_type::FLOAT, &shape), vi("sum", data_type::FLOAT, &shape), vi("z", data_type::FLOAT, &shape)],
+        inits,
+        &[("", 17)],
+    )
+}
+
+#[test]
+fn simplified_layer_norm_ops_match_their_decomposition_in_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    for bias in [false, true] {
+        let a = save(dir.path(), &format!("fused{bias}.onnx"), &fused_rms(bias));
+        let b = save(dir.path(), &format!("decomposed{bias}.onnx"), &decomposed_rms(bias));
+        let r = verify(&b, &a, &opts(Runtimes::Tract));
+        assert!(r.passed(), "bias={bias}\n{r}");
+        assert_eq!(r.rows.len(), 3);
+        assert!(r.rows.iter().all(|row| row.max_ref > 0.5), "{r}");
+    }
+}
+
+#[test]
+fn simplified_layer_norm_ops_match_their_decomposition_in_onnxruntime() {
+    let Some(o) = ort_opts("simplified_layer_norm_ops_..._in_onnxruntime", Runtimes::Ort) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for bias in [false, true] {
+        let a = save(dir.path(), &format!("fused{bias}.onnx"), &fused_rms(bias));
+        let b = save(dir.path(), &format!("decomposed{bias}.onnx"), &decomposed_rms(bias));
+        let r = verify(&b, &a, &o);
+        assert!(r.passed(), "bias={bias}\n{r}");
+    }
+    // onnxruntime adds the bias: the decomposition with it differs from the fused form without it.
+    let b = save(dir.path(), "decomposed_bias.onnx", &decomposed_rms(true));
+    let nobias = save(dir.path(), "fused_nobias.onnx", &fused_rms(false));
+    let r = verify(&b, &nobias, &o);
+    assert!(!r.passed(), "{r}");
+}
+
+#[test]
+fn stock_tract_skip_simplified_layer_norm_ignores_bias_and_the_extension_fixes_it() {
+    use tract_onnx::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let p = save(dir.path(), "fused.onnx", &fused_rms(true));
+    let run = |onnx: tract_onnx::Onnx| -> Vec<f32> {
+        let m = onnx
+            .model_for_path(&p)
+            .unwrap()
+            .with_input_fact(0, f32::fact([1, 2, D as usize]).into())
+            .unwrap()
+            .with_input_fact(1, f32::fact([1, 2, D as usize]).into())
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let x = Tensor::from_shape(&[1, 2, D as usize], &values(2 * D as usize, 5)).unwrap();
+        let s = Tensor::from_shape(&[1, 2, D as usize], &values(2 * D as usize, 6)).unwrap();
+        let out = m.run(tvec![x.into_tvalue(), s.into_tvalue()]).unwrap();
+        out[1].to_plain_array_view::<f32>().unwrap().iter().copied().collect() // input_skip_bias_sum
+    };
+    let stock = run(tract_onnx::onnx());
+    let ext = run(onnx_normopt::verify::tract_onnx_with_extensions());
+    let (x, s, b) = (values(2 * D as usize, 5), values(2 * D as usize, 6), values(D as usize, 3));
+    for i in 0..stock.len() {
+        assert!((stock[i] - (x[i] + s[i])).abs() < 1e-6, "stock tract: sum = x + skip (no bias)");
+        assert!((ext[i] - (x[i] + s[i] + b[i % D as usize])).abs() < 1e-6, "extension: sum = x + skip + bias");
+    }
+}
+
+/// fp16 graph: LayerNormalization + MatMul + Add in f16.
+fn fp16_model(weight_delta: f32) -> ModelProto {
+    let h = data_type::FLOAT16;
+    let mut w = values((D * D) as usize, 9).iter().map(|v| v - 1.0).collect::<Vec<_>>();
+    w[0] += weight_delta;
+    let shape = [dp("batch"), dv(D)];
+    model(
+        vec![
+            node("LayerNormalization", "", &["x", "g", "b"], &["n"], vec![attr_f("epsilon", 1e-5), attr_i("axis", -1)]),
+            node("MatMul", "", &["n", "w"], &["m"], vec![]),
+            node("Add", "", &["m", "x"], &["y"], vec![]),
+        ],
+        vec![vi("x", h, &shape)],
+        vec![vi("y", h, &shape)],
+        vec![
+            init("g", h, &[D], &values(D as usize, 1)),
+            init("b", h, &[D], &values(D as usize, 2)),
+            init("w", h, &[D, D], &w),
+        ],
+        &[("", 17)],
+    )
+}
+
+#[test]
+fn fp16_models_verify_in_tract_and_onnxruntime() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = save(dir.path(), "a16.onnx", &fp16_model(0.0));
+    let same = save(dir.path(), "same16.onnx", &fp16_model(0.0));
+    let changed = save(dir.path(), "changed16.onnx", &fp16_model(0.5));
+    let mut runs = vec![opts(Runtimes::Tract)];
+    runs.extend(ort_opts("fp16_models_verify_in_tract_and_onnxruntime", Runtimes::Ort));
+    for o in runs {
+        let r = verify(&a, &same, &o);
+        assert!(r.passed(), "{r}");
+        assert_eq!(r.rows[0].dtype, "f16");
+        assert_eq!(r.rows[0].tolerance, 1e-2);
+        assert_eq!(r.inputs[0].shape, vec![2, D as usize]);
+        let r = verify(&a, &changed, &o);
+        assert!(!r.passed(), "{r}");
+        // rtol overrides the default for float outputs.
+        let loose = VerifyOptions { rtol: Some(10.0), ..o.clone() };
+        let r = verify(&a, &changed, &loose);
+        assert!(r.passed() && r.rows[0].tolerance == 10.0, "{r}");
+    }
+}

@@ -281,8 +281,18 @@ impl Ctx<'_> {
         if !(subn.is("Sub") && subn.input(0) == Some(x0.as_str()) && subn.input(1) == Some(mean.as_str())) {
             return Err("the mean is not subtracted from its input".into());
         }
-        let d = subn.output[0].clone();
+        let mut d = subn.output[0].clone();
         let mut nodes = vec![id, sub];
+        // fp16 graphs from the TorchScript exporter: Sub → Cast(wide) → Pow/Div → Cast(back).
+        let mut inner_cast = None;
+        if let Some(c) = sole(self.ix, &d) {
+            let cn = self.node(c);
+            if cn.is("Cast") {
+                inner_cast = cn.attr_i("to").map(|t| t as i32);
+                nodes.push(c);
+                d = cn.output[0].clone();
+            }
+        }
         // d feeds the square and the division.
         let readers = self.ix.consumers(&d);
         if self.ix.graph_outputs.contains(&d) {
@@ -338,8 +348,16 @@ impl Ctx<'_> {
         }
         nodes.push(div);
         let mut normed = dn.output[0].clone();
+        let mut compute_type = None;
+        if inner_cast.is_some() {
+            let back = sole(self.ix, &normed).filter(|&c| self.node(c).is("Cast")).ok_or("the widened LayerNorm is not cast back")?;
+            nodes.push(back);
+            normed = self.node(back).output[0].clone();
+            compute_type = inner_cast;
+        }
         // fp16 graphs: x → Cast(f32) → core → Cast(back).
         let (x, compute_type) = match self.ix.producer(&x0).map(|p| (p, self.node(p))) {
+            _ if compute_type.is_some() => (x0.clone(), compute_type),
             Some((p, pn)) if pn.is("Cast") && self.ix.consumers(&x0).len() == 2 && !self.ix.graph_outputs.contains(&x0) => {
                 let to = pn.attr_i("to").map(|t| t as i32);
                 let outer = pn.input(0).ok_or("Cast without input")?.to_string();

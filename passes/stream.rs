@@ -332,6 +332,9 @@ impl<'a> Analysis<'a> {
                         norms.insert(k);
                         st.edges.entry(v.clone()).or_default().push((c, slot));
                         if let Some(s) = &self.norms[k].skip {
+                            if s.bias.is_some() {
+                                const_leaves.insert((self.norms[k].anchor, 4));
+                            }
                             queue.push_back(s.a.clone());
                             queue.push_back(s.b.clone());
                             if let Some(sum) = &s.sum {

@@ -183,7 +183,7 @@ pub fn load(path: &Path) -> Result<ModelFile> {
     // SAFETY: read-only map of the input; see ExternalStore::map.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::Read { path: path.into(), reason: e.to_string() })?;
     let bytes = Bytes::from_owner(MapSlice { start: 0, end: map.len(), map: Arc::new(map) });
-    let proto = ModelProto::decode(bytes).map_err(|e| Error::NotOnnx { path: path.into(), reason: format!("protobuf decode failed ({e})") })?;
+    let proto = ModelProto::decode(bytes).map_err(|e| Error::NotOnnx { path: path.into(), reason: format!("protobuf decode failed ({})", short_decode_error(&e)) })?;
     if proto.graph.is_none() {
         return Err(Error::NotOnnx { path: path.into(), reason: "no graph in the model".into() });
     }
@@ -194,17 +194,84 @@ pub fn load(path: &Path) -> Result<ModelFile> {
     let mut had_external_data = false;
     let mut err = None;
     for_each_tensor(&proto, &mut |t| {
-        if err.is_none() && is_external(t) {
+        if err.is_some() {
+            return;
+        }
+        let external = if is_external(t) {
             had_external_data = true;
-            if let Err(e) = store.check(t) {
-                err = Some(e);
+            match store.check(t) {
+                Ok(r) => Some(r.length),
+                Err(e) => {
+                    err = Some(e);
+                    return;
+                }
             }
+        } else {
+            None
+        };
+        if let Err(why) = check_payload(t, external) {
+            err = Some(Error::invalid(path, format!("tensor {:?}: {why}", t.name.as_deref().unwrap_or(""))));
         }
     });
     if let Some(e) = err {
         return Err(e);
     }
     Ok(ModelFile { proto, path: path.to_path_buf(), store, had_external_data, file_size: meta.len() })
+}
+
+/// prost names every message on the path to a decode error; deep nesting makes that line
+/// kilobytes long. Keep the head and the last few steps.
+fn short_decode_error(e: &prost::DecodeError) -> String {
+    let s = e.to_string();
+    let parts: Vec<&str> = s.split(": ").collect();
+    if parts.len() <= 6 {
+        return s;
+    }
+    format!("{}: …: {}", parts[0], parts[parts.len() - 3..].join(": "))
+}
+
+/// Check that a tensor holds exactly the payload its dims and data type describe, without
+/// reading it: `raw_data` (or the external length) in bytes, or the count of typed values.
+/// Everything sized from a tensor's dims is then bounded by the file. Types whose size is not
+/// known here (undefined, newer than this tool) and segmented tensors are left to the reader.
+fn check_payload(t: &TensorProto, external_len: Option<u64>) -> std::result::Result<(), String> {
+    use crate::proto::data_type as dt;
+    if t.segment.is_some() {
+        return Ok(());
+    }
+    let count = crate::tensor::element_count(&t.dims)? as u64;
+    let data_type = t.data_type.unwrap_or(dt::UNDEFINED);
+    // Bytes in raw form (sub-byte types are packed), and values in the typed fields.
+    let (bytes, values) = match data_type {
+        21..=23 => (Some(count.div_ceil(2)), count.div_ceil(2)),
+        25 | 26 => (Some(count.div_ceil(4)), count.div_ceil(4)),
+        dt::COMPLEX64 | dt::COMPLEX128 => (dt::byte_size(data_type).and_then(|s| count.checked_mul(s as u64)), count.saturating_mul(2)),
+        dt::STRING => (None, count),
+        t if (1..=dt::MAX_KNOWN).contains(&t) => (dt::byte_size(t).and_then(|s| count.checked_mul(s as u64)), count),
+        _ => return Ok(()),
+    };
+    let have = match (external_len, &t.raw_data) {
+        (Some(len), _) => Some(len),
+        (None, Some(raw)) => Some(raw.len() as u64),
+        (None, None) => None,
+    };
+    match (have, bytes) {
+        (Some(have), Some(need)) if have != need => Err(format!(
+            "{} data has {have} bytes, its dims {:?} of {} need {need}",
+            if external_len.is_some() { "external" } else { "raw" },
+            t.dims,
+            dt::name(data_type)
+        )),
+        (Some(_), _) => Ok(()),
+        (None, _) => {
+            let typed = t.float_data.len() + t.int32_data.len() + t.string_data.len() + t.int64_data.len() + t.double_data.len() + t.uint64_data.len();
+            if typed as u64 != values {
+                Err(format!("holds {typed} values, its dims {:?} of {} need {values}", t.dims, dt::name(data_type)))
+            } else {
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Visit every tensor of the model: initializers and Constant/attribute tensors, in the main

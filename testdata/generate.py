@@ -21,7 +21,7 @@ a random input and compared with PyTorch; a model that does not match (max|d|/ma
 1e-4 for fp32, 2e-2 for fp16) is dropped and the failure recorded.
 
 Usage (from the repository root):
-    HF_HUB_OFFLINE=1 python3 testdata/generate.py             # everything (about 3 minutes on 2 cores)
+    HF_HUB_OFFLINE=1 python3 testdata/generate.py             # everything (3-4 minutes on 2 cores)
     HF_HUB_OFFLINE=1 python3 testdata/generate.py gpt2 opt    # only these families (manifest merged)
     python3 testdata/generate.py --list                       # list the families
 """
@@ -127,12 +127,18 @@ def randomize(model, family, default_norms=False):
     def offset(dim):
         return 2.0 * torch.randn(dim, generator=g) + 1.0
 
+    # Embedding tables first: a head tied to the table (same Parameter) must not overwrite them.
+    done = set()
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Embedding) and id(mod.weight) not in done:
+            mod.weight.copy_(normal(mod.weight.shape, 1.0) + offset(mod.weight.shape[-1]))
+            done.add(id(mod.weight))
     for name, mod in model.named_modules():
         w = getattr(mod, "weight", None)
         b = getattr(mod, "bias", None)
-        if isinstance(mod, nn.Embedding):
-            mod.weight.copy_(normal(mod.weight.shape, 1.0) + offset(mod.weight.shape[-1]))
-        elif isinstance(mod, (nn.Linear, Conv1D, nn.Conv1d, nn.Conv2d)):
+        if isinstance(mod, nn.Embedding) or id(w) in done:
+            continue
+        if isinstance(mod, (nn.Linear, Conv1D, nn.Conv1d, nn.Conv2d)):
             fan_in = w.shape[0] if isinstance(mod, Conv1D) else w[0].numel()
             w.copy_(normal(w.shape, fan_in ** -0.5))
             if isinstance(b, torch.Tensor):
@@ -205,7 +211,7 @@ class GPT2TiedHead(nn.Module):
     def __init__(self, transformer, vocab):
         super().__init__()
         self.transformer = transformer
-        self.head_bias = nn.Parameter(torch.zeros(vocab))
+        self.head_bias = nn.Parameter(0.1 * torch.randn(vocab))   # seeded by build_model
 
     def forward(self, input_ids):
         h = _first(self.transformer(input_ids=input_ids, use_cache=False, return_dict=False))
@@ -398,8 +404,8 @@ FAMILIES = [
                   "output = post_layernorm(CLS row): a LN output is the graph output", "quick_gelu"]),
     Family("whisper_encoder", build_whisper_encoder, kind="features", forms=ALL_FORMS, ort_type="bert",
            outputs=("last_hidden_state",), feature_shape=(WHISPER_MELS, WHISPER_FRAMES),
-           notes=["Conv1d+GELU stem (stream source is not a linear op)", "sinusoidal positions",
-                  "output = final LN"]),
+           notes=["Conv1d+GELU stem (stream source is not a linear op)",
+                  "position table added whole (no Gather)", "output = final LN"]),
     Family("bert", build_bert, forms=ALL_FORMS, ort_type="bert", expect="refuse",
            why="Post-LN: every LayerNorm sits after the residual Add", outputs=("last_hidden_state",),
            notes=["Post-LN", "embedding LayerNorm"]),
@@ -532,8 +538,15 @@ def ort_fuse(src, dst, fam):
             if ops.get("SkipLayerNormalization", 0):
                 m.save_model_to_file(dst)
                 return f"model_type={mtype}, opt_level={lvl}"
+    g = onnx.load(src).graph
+    prod = {o: n for n in g.node for o in n.output}
+    behind_reshape = sum(1 for n in g.node if n.op_type == "LayerNormalization" and n.input[0] in prod
+                         and prod[n.input[0]].op_type == "Reshape" and prod[n.input[0]].input[0] in prod
+                         and prod[prod[n.input[0]].input[0]].op_type == "Add")
+    why = (f"; {behind_reshape} LNs read Reshape(residual Add), which the fusion does not match"
+           if behind_reshape else "")
     raise RuntimeError("optimizer produced no SkipLayerNormalization (model_type/opt_level: count = "
-                       + ", ".join(tried) + ")")
+                       + ", ".join(tried) + ")" + why)
 
 
 # ----------------------------------------------------------------------------------------------

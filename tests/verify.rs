@@ -25,7 +25,10 @@ use onnx_normopt::verify::{
 
 fn corpus(name: &str) -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for base in [here.join("../shared/corpus"), PathBuf::from("/work/shared/corpus")] {
+    for base in [
+        here.join("../shared/corpus"),
+        PathBuf::from("/work/shared/corpus"),
+    ] {
         let p = base.join(name);
         if p.exists() {
             return p;
@@ -45,7 +48,10 @@ fn save(dir: &Path, name: &str, m: &ModelProto) -> PathBuf {
 }
 
 fn opts(runtimes: Runtimes) -> VerifyOptions {
-    VerifyOptions { runtimes, ..VerifyOptions::default() }
+    VerifyOptions {
+        runtimes,
+        ..VerifyOptions::default()
+    }
 }
 
 /// Options for an onnxruntime test, or `None` (with a note) when onnxruntime is not installed and
@@ -55,16 +61,29 @@ fn ort_opts(test: &str, runtimes: Runtimes) -> Option<VerifyOptions> {
     let require = ci_requires_ort();
     if !require {
         if let OrtLibrary::NotFound { tried } = find_ort_library(None) {
-            eprintln!("NOTE: {test}: onnxruntime library not found ({}); test skipped", tried.join("; "));
+            note(&format!(
+                "{test}: onnxruntime library not found ({}); test skipped",
+                tried.join("; ")
+            ));
             return None;
         }
     }
-    Some(VerifyOptions { runtimes, require_ort: require, ..VerifyOptions::default() })
+    Some(VerifyOptions {
+        runtimes,
+        require_ort: require,
+        ..VerifyOptions::default()
+    })
+}
+
+/// A note on the real stderr (not captured by the test harness, so a skip is visible).
+fn note(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "NOTE: {msg}");
 }
 
 fn verify(a: &Path, b: &Path, o: &VerifyOptions) -> VerifyReport {
     let r = verify_files(a, b, o).unwrap_or_else(|e| panic!("verify failed: {e}"));
-    println!("{r}");
+    println!("{r}\n(took {} ms)", r.elapsed_ms);
     r
 }
 
@@ -101,7 +120,10 @@ fn gpt2_perturbed(dir: &Path) -> (PathBuf, String) {
         .find(|n| n.op_type.as_deref() == Some("LayerNormalization"))
         .expect("gpt2 has LayerNormalization");
     let weight = ln.input[1].clone();
-    assert!(g.initializer.iter().any(|t| t.name.as_deref() == Some(weight.as_str())));
+    assert!(g
+        .initializer
+        .iter()
+        .any(|t| t.name.as_deref() == Some(weight.as_str())));
     perturb(&mut m, &weight, 0.5);
     (save(dir, "gpt2_perturbed.onnx", &m), weight)
 }
@@ -114,7 +136,10 @@ fn assert_identical_pass(r: &VerifyReport, runtime: Runtime) {
     assert_eq!(rows[0].output, "output");
     assert_eq!(rows[0].dtype, "f32");
     assert_eq!(rows[0].shape, vec![1, 8, 128]);
-    assert_eq!(rows[0].max_abs, 0.0, "same graph, same runtime: bit-identical");
+    assert_eq!(
+        rows[0].max_abs, 0.0,
+        "same graph, same runtime: bit-identical"
+    );
     assert!(rows[0].max_ref > 0.1, "outputs are not trivially zero");
     assert_eq!(rows[0].tolerance, 1e-4);
 }
@@ -126,10 +151,16 @@ fn assert_perturbed_fails(r: &VerifyReport, runtime: Runtime) {
         .find(|row| row.runtime == runtime)
         .unwrap_or_else(|| panic!("no failing {runtime} row:\n{r}"));
     assert_eq!(fail.output, "output");
-    assert!(fail.max_rel > 5.0 * fail.tolerance && fail.max_abs > 0.0, "{r}");
+    assert!(
+        fail.max_rel > 5.0 * fail.tolerance && fail.max_abs > 0.0,
+        "{r}"
+    );
     let text = r.to_string();
     assert!(text.contains("FAIL"), "{text}");
-    assert!(text.contains(&format!("{} `output`", runtime.name())), "{text}");
+    assert!(
+        text.contains(&format!("{} `output`", runtime.name())),
+        "{text}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -160,7 +191,10 @@ fn tract_rejects_one_perturbed_weight() {
 
 #[test]
 fn onnxruntime_accepts_identical_and_reencoded_copies() {
-    let Some(o) = ort_opts("onnxruntime_accepts_identical_and_reencoded_copies", Runtimes::Ort) else {
+    let Some(o) = ort_opts(
+        "onnxruntime_accepts_identical_and_reencoded_copies",
+        Runtimes::Ort,
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -190,12 +224,18 @@ fn onnxruntime_rejects_one_perturbed_weight() {
 
 #[test]
 fn both_runtimes_reject_a_perturbed_linear_weight_and_name_themselves() {
-    let Some(o) = ort_opts("both_runtimes_...", Runtimes::Both) else { return };
+    let Some(o) = ort_opts("both_runtimes_...", Runtimes::Both) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     // A linear (Gemm/MatMul) weight this time: one element of the output projection, +0.05.
     let mut m = decode(&corpus("gpt2.onnx"));
     let g = m.graph.as_ref().unwrap();
-    let inits: Vec<&str> = g.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+    let inits: Vec<&str> = g
+        .initializer
+        .iter()
+        .filter_map(|t| t.name.as_deref())
+        .collect();
     let w = g
         .node
         .iter()
@@ -212,9 +252,17 @@ fn both_runtimes_reject_a_perturbed_linear_weight_and_name_themselves() {
     assert_perturbed_fails(&r, Runtime::Tract);
     assert_perturbed_fails(&r, Runtime::Ort);
     let text = r.to_string();
-    assert!(text.contains("tract") && text.contains("onnxruntime"), "{text}");
+    assert!(
+        text.contains("tract") && text.contains("onnxruntime"),
+        "{text}"
+    );
     // The two runtimes agree with each other on A.
-    assert!(r.notes.iter().any(|n| n.contains("tract and onnxruntime agree")), "{text}");
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("tract and onnxruntime agree")),
+        "{text}"
+    );
     // It goes into a JSON report.
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["rows"][0]["runtime"], "tract");
@@ -240,7 +288,10 @@ fn ort_fused_and_vision_models_pass_against_themselves_in_both_runtimes() {
             assert_eq!(r.inputs[0].values, "N(0,1)");
             assert!(r.dims.is_empty());
         } else {
-            assert_eq!(r.dims, BTreeMap::from([("batch".into(), 2), ("seq".into(), 8)]));
+            assert_eq!(
+                r.dims,
+                BTreeMap::from([("batch".into(), 2), ("seq".into(), 8)])
+            );
         }
     }
 }
@@ -249,7 +300,13 @@ fn ort_fused_and_vision_models_pass_against_themselves_in_both_runtimes() {
 /// same function, different rounding.
 fn gpt2_layer_norms_decomposed() -> ModelProto {
     let mut m = decode(&corpus("gpt2.onnx"));
-    let opset = m.opset_import.iter().find(|o| o.domain.as_deref().unwrap_or("").is_empty()).unwrap().version.unwrap();
+    let opset = m
+        .opset_import
+        .iter()
+        .find(|o| o.domain.as_deref().unwrap_or("").is_empty())
+        .unwrap()
+        .version
+        .unwrap();
     assert!(opset >= 18, "axes as an input");
     let g = m.graph.as_mut().unwrap();
     g.initializer.push(TensorProto {
@@ -267,17 +324,46 @@ fn gpt2_layer_norms_decomposed() -> ModelProto {
             continue;
         }
         count += 1;
-        let eps = n.attribute.iter().find(|a| a.name.as_deref() == Some("epsilon")).and_then(|a| a.f).unwrap_or(1e-5);
+        let eps = n
+            .attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some("epsilon"))
+            .and_then(|a| a.f)
+            .unwrap_or(1e-5);
         let p = format!("ln{count}_");
         let v = |s: &str| format!("{p}{s}");
-        g.initializer.push(init(&v("eps"), data_type::FLOAT, &[], &[eps]));
-        let (x, gamma, beta, y) = (n.input[0].as_str(), n.input[1].as_str(), n.input[2].as_str(), n.output[0].as_str());
+        g.initializer
+            .push(init(&v("eps"), data_type::FLOAT, &[], &[eps]));
+        let (x, gamma, beta, y) = (
+            n.input[0].as_str(),
+            n.input[1].as_str(),
+            n.input[2].as_str(),
+            n.output[0].as_str(),
+        );
         let keep = || vec![attr_i("keepdims", 1)];
-        nodes.push(node("ReduceMean", "", &[x, "ln_axes"], &[&v("mean")], keep()));
+        nodes.push(node(
+            "ReduceMean",
+            "",
+            &[x, "ln_axes"],
+            &[&v("mean")],
+            keep(),
+        ));
         nodes.push(node("Sub", "", &[x, &v("mean")], &[&v("c")], vec![]));
         nodes.push(node("Mul", "", &[&v("c"), &v("c")], &[&v("sq")], vec![]));
-        nodes.push(node("ReduceMean", "", &[&v("sq"), "ln_axes"], &[&v("var")], keep()));
-        nodes.push(node("Add", "", &[&v("var"), &v("eps")], &[&v("ve")], vec![]));
+        nodes.push(node(
+            "ReduceMean",
+            "",
+            &[&v("sq"), "ln_axes"],
+            &[&v("var")],
+            keep(),
+        ));
+        nodes.push(node(
+            "Add",
+            "",
+            &[&v("var"), &v("eps")],
+            &[&v("ve")],
+            vec![],
+        ));
         nodes.push(node("Sqrt", "", &[&v("ve")], &[&v("sd")], vec![]));
         nodes.push(node("Div", "", &[&v("c"), &v("sd")], &[&v("n")], vec![]));
         nodes.push(node("Mul", "", &[&v("n"), gamma], &[&v("ng")], vec![]));
@@ -291,9 +377,14 @@ fn gpt2_layer_norms_decomposed() -> ModelProto {
 
 #[test]
 fn an_exact_rewrite_of_every_layer_norm_passes_in_both_runtimes() {
-    let o = ort_opts("an_exact_rewrite_...", Runtimes::Both).unwrap_or_else(|| opts(Runtimes::Tract));
+    let o =
+        ort_opts("an_exact_rewrite_...", Runtimes::Both).unwrap_or_else(|| opts(Runtimes::Tract));
     let dir = tempfile::tempdir().unwrap();
-    let b = save(dir.path(), "decomposed.onnx", &gpt2_layer_norms_decomposed());
+    let b = save(
+        dir.path(),
+        "decomposed.onnx",
+        &gpt2_layer_norms_decomposed(),
+    );
     let r = verify(&corpus("gpt2.onnx"), &b, &o);
     assert!(r.passed(), "{r}");
     for row in &r.rows {
@@ -311,7 +402,11 @@ fn an_exact_rewrite_of_every_layer_norm_passes_in_both_runtimes() {
 
 #[test]
 fn gpt2_ids_stay_inside_the_vocabulary() {
-    let o = VerifyOptions { samples: 5, seed: 7, ..VerifyOptions::default() };
+    let o = VerifyOptions {
+        samples: 5,
+        seed: 7,
+        ..VerifyOptions::default()
+    };
     let g = generate_inputs(&corpus("gpt2.onnx"), &o).unwrap();
     assert_eq!(g.samples.len(), 5);
     assert!(g.summary[0].values.contains("[0, 128)"), "{:?}", g.summary);
@@ -322,11 +417,17 @@ fn gpt2_ids_stay_inside_the_vocabulary() {
         assert_eq!(s[0].elem_type, data_type::INT64);
         assert_eq!(s[0].shape, vec![1, 8]);
         for id in s[0].to_i64().unwrap() {
-            assert!((0..128).contains(&id), "id {id} outside gpt2's 128-token vocabulary");
+            assert!(
+                (0..128).contains(&id),
+                "id {id} outside gpt2's 128-token vocabulary"
+            );
             distinct.insert(id);
         }
     }
-    assert!(distinct.len() > 10, "ids are spread over the vocabulary: {distinct:?}");
+    assert!(
+        distinct.len() > 10,
+        "ids are spread over the vocabulary: {distinct:?}"
+    );
     // Deterministic for a seed, different for another.
     let again = generate_inputs(&corpus("gpt2.onnx"), &o).unwrap();
     assert_eq!(again.samples, g.samples);
@@ -338,15 +439,25 @@ fn gpt2_ids_stay_inside_the_vocabulary() {
 fn dims_default_by_name_and_are_overridable() {
     let m = corpus("nanogpt_o17_ortfused.onnx");
     let g = generate_inputs(&m, &VerifyOptions::default()).unwrap();
-    assert_eq!(g.dims, BTreeMap::from([("batch".into(), 2), ("seq".into(), 8)]));
+    assert_eq!(
+        g.dims,
+        BTreeMap::from([("batch".into(), 2), ("seq".into(), 8)])
+    );
     assert_eq!(g.samples[0][0].shape, vec![2, 8]);
-    assert!(g.samples[0][0].to_i64().unwrap().iter().all(|&i| (0..128).contains(&i)));
+    assert!(g.samples[0][0]
+        .to_i64()
+        .unwrap()
+        .iter()
+        .all(|&i| (0..128).contains(&i)));
     let o = VerifyOptions {
         dims: BTreeMap::from([("seq".into(), 5), ("nope".into(), 3)]),
         ..VerifyOptions::default()
     };
     let g = generate_inputs(&m, &o).unwrap();
-    assert_eq!(g.dims, BTreeMap::from([("batch".into(), 2), ("seq".into(), 5)]));
+    assert_eq!(
+        g.dims,
+        BTreeMap::from([("batch".into(), 2), ("seq".into(), 5)])
+    );
     assert_eq!(g.samples[0][0].shape, vec![2, 5]);
     assert!(g.notes.iter().any(|n| n.contains("nope")), "{:?}", g.notes);
 }
@@ -354,16 +465,41 @@ fn dims_default_by_name_and_are_overridable() {
 #[test]
 fn ids_without_an_embedding_table_use_the_default_bound_and_masks_are_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let cast = |i: &str, o: &str| node("Cast", "", &[i], &[o], vec![attr_i("to", data_type::FLOAT as i64)]);
+    let cast = |i: &str, o: &str| {
+        node(
+            "Cast",
+            "",
+            &[i],
+            &[o],
+            vec![attr_i("to", data_type::FLOAT as i64)],
+        )
+    };
     let m = model(
         vec![cast("ids", "y"), cast("attention_mask", "z")],
-        vec![vi("ids", data_type::INT64, &[dp("batch"), dp("seq")]), vi("attention_mask", data_type::INT64, &[dp("batch"), dp("seq")])],
-        vec![vi("y", data_type::FLOAT, &[]), vi("z", data_type::FLOAT, &[])],
+        vec![
+            vi("ids", data_type::INT64, &[dp("batch"), dp("seq")]),
+            vi(
+                "attention_mask",
+                data_type::INT64,
+                &[dp("batch"), dp("seq")],
+            ),
+        ],
+        vec![
+            vi("y", data_type::FLOAT, &[]),
+            vi("z", data_type::FLOAT, &[]),
+        ],
         vec![],
         &[("", 17)],
     );
     let p = save(dir.path(), "ids.onnx", &m);
-    let g = generate_inputs(&p, &VerifyOptions { samples: 4, ..VerifyOptions::default() }).unwrap();
+    let g = generate_inputs(
+        &p,
+        &VerifyOptions {
+            samples: 4,
+            ..VerifyOptions::default()
+        },
+    )
+    .unwrap();
     for s in &g.samples {
         let ids = s[0].to_i64().unwrap();
         assert!(ids.iter().all(|&i| i == 0 || i == 1), "{ids:?}");
@@ -386,15 +522,24 @@ fn mismatched_interfaces_are_a_clear_error() {
     let e = verify_files(&a, &b, &opts(Runtimes::Tract)).unwrap_err();
     assert!(matches!(e, VerifyError::Mismatch { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("`output`") && msg.contains("`logits`") && msg.contains("renamed.onnx"), "{msg}");
+    assert!(
+        msg.contains("`output`") && msg.contains("`logits`") && msg.contains("renamed.onnx"),
+        "{msg}"
+    );
 
     let e = verify_files(&a, &dir.path().join("missing.onnx"), &opts(Runtimes::Tract)).unwrap_err();
-    assert!(matches!(e, VerifyError::Read { .. }) && e.to_string().contains("missing.onnx"), "{e}");
+    assert!(
+        matches!(e, VerifyError::Read { .. }) && e.to_string().contains("missing.onnx"),
+        "{e}"
+    );
 
     let junk = dir.path().join("junk.onnx");
     std::fs::write(&junk, b"\xff\xff\xff not a model").unwrap();
     let e = verify_files(&a, &junk, &opts(Runtimes::Tract)).unwrap_err();
-    assert!(matches!(e, VerifyError::Decode { .. }) && e.to_string().contains("junk.onnx"), "{e}");
+    assert!(
+        matches!(e, VerifyError::Decode { .. }) && e.to_string().contains("junk.onnx"),
+        "{e}"
+    );
 
     // A graph tract cannot load: a clear error naming the runtime and the file, no panic.
     let mut m = decode(&a);
@@ -402,7 +547,10 @@ fn mismatched_interfaces_are_a_clear_error() {
     let bad = save(dir.path(), "bad_op.onnx", &m);
     let e = verify_files(&a, &bad, &opts(Runtimes::Tract)).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.starts_with("tract could not") && msg.contains("bad_op.onnx"), "{msg}");
+    assert!(
+        msg.starts_with("tract could not") && msg.contains("bad_op.onnx"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -411,7 +559,10 @@ fn an_explicit_missing_ort_library_is_an_error() {
         ort_lib: Some("/nonexistent/libonnxruntime.so".into()),
         ..VerifyOptions::default()
     };
-    assert!(matches!(find_ort_library(o.ort_lib.as_deref()), OrtLibrary::NotFound { .. }));
+    assert!(matches!(
+        find_ort_library(o.ort_lib.as_deref()),
+        OrtLibrary::NotFound { .. }
+    ));
 }
 
 /// Runs in a child process (this same test binary, this test only) whose environment hides every
@@ -422,15 +573,24 @@ fn missing_onnxruntime_is_noted_or_an_error_when_required() {
     const CHILD: &str = "ONNX_NORMOPT_VERIFY_TEST_CHILD";
     if std::env::var_os(CHILD).is_some() {
         if let OrtLibrary::Found { path, how } = find_ort_library(None) {
-            println!("CHILD-SKIP: a system onnxruntime is still visible: {} ({how})", path.display());
+            println!(
+                "CHILD-SKIP: a system onnxruntime is still visible: {} ({how})",
+                path.display()
+            );
             return;
         }
         let a = corpus("gpt2.onnx");
         let r = verify(&a, &a, &opts(Runtimes::Both));
         assert!(r.passed() && r.ran(Runtime::Tract) && !r.ran(Runtime::Ort));
-        assert!(r.notes.iter().any(|n| n.contains("onnxruntime NOT used")), "{r}");
+        assert!(
+            r.notes.iter().any(|n| n.contains("onnxruntime NOT used")),
+            "{r}"
+        );
         assert!(r.to_string().contains("not run: onnxruntime"), "{r}");
-        let req = VerifyOptions { require_ort: true, ..VerifyOptions::default() };
+        let req = VerifyOptions {
+            require_ort: true,
+            ..VerifyOptions::default()
+        };
         let e = verify_files(&a, &a, &req).unwrap_err();
         assert!(matches!(e, VerifyError::OrtNotFound { .. }), "{e}");
         assert!(e.to_string().contains("onnxruntime library not found"));
@@ -441,7 +601,12 @@ fn missing_onnxruntime_is_noted_or_an_error_when_required() {
     }
     let empty = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "missing_onnxruntime_is_noted_or_an_error_when_required", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "missing_onnxruntime_is_noted_or_an_error_when_required",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, "1")
         .env("HOME", empty.path())
         .env("PATH", empty.path())
@@ -454,9 +619,12 @@ fn missing_onnxruntime_is_noted_or_an_error_when_required() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("CHILD-OK") || stdout.contains("CHILD-SKIP"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("CHILD-OK") || stdout.contains("CHILD-SKIP"),
+        "{stdout}\n{stderr}"
+    );
     if stdout.contains("CHILD-SKIP") {
-        eprintln!("NOTE: {}", stdout.lines().find(|l| l.contains("CHILD-SKIP")).unwrap());
+        note(stdout.lines().find(|l| l.contains("CHILD-SKIP")).unwrap());
     }
 }
 
@@ -470,23 +638,51 @@ fn verify_args_flatten_into_a_command() {
         verify: VerifyArgs,
     }
     let cli = Cli::try_parse_from([
-        "x", "m.onnx", "--samples", "5", "--seed", "9", "--dim", "seq=16", "--dim", "batch=1",
-        "--rtol", "1e-4", "--ort-lib", "/opt/lib.so", "--ort-device", "cuda", "--ort-optimize",
-        "--runtime", "tract",
+        "x",
+        "m.onnx",
+        "--samples",
+        "5",
+        "--seed",
+        "9",
+        "--dim",
+        "seq=16",
+        "--dim",
+        "batch=1",
+        "--rtol",
+        "1e-4",
+        "--ort-lib",
+        "/opt/lib.so",
+        "--ort-device",
+        "cuda",
+        "--ort-optimize",
+        "--runtime",
+        "tract",
     ])
     .unwrap();
     let o = cli.verify.to_options();
     assert_eq!(o.samples, 5);
     assert_eq!(o.seed, 9);
-    assert_eq!(o.dims, BTreeMap::from([("seq".into(), 16), ("batch".into(), 1)]));
+    assert_eq!(
+        o.dims,
+        BTreeMap::from([("seq".into(), 16), ("batch".into(), 1)])
+    );
     assert_eq!(o.rtol, Some(1e-4));
     assert_eq!(o.ort_lib, Some(PathBuf::from("/opt/lib.so")));
     assert_eq!(o.ort_device, onnx_normopt::verify::OrtDevice::Cuda);
     assert!(o.ort_optimize);
     assert_eq!(o.runtimes, Runtimes::Tract);
     assert_eq!(o.require_ort, ci_requires_ort());
-    let d = Cli::try_parse_from(["x", "m.onnx"]).unwrap().verify.to_options();
-    assert_eq!(d, VerifyOptions { require_ort: ci_requires_ort(), ..VerifyOptions::default() });
+    let d = Cli::try_parse_from(["x", "m.onnx"])
+        .unwrap()
+        .verify
+        .to_options();
+    assert_eq!(
+        d,
+        VerifyOptions {
+            require_ort: ci_requires_ort(),
+            ..VerifyOptions::default()
+        }
+    );
     assert!(Cli::try_parse_from(["x", "m.onnx", "--dim", "seq"]).is_err());
     assert!(Cli::try_parse_from(["x", "m.onnx", "--runtime", "cuda"]).is_err());
 }
@@ -508,11 +704,17 @@ fn cuda_without_the_feature_is_a_clear_error() {
 // the operators the rewrite emits
 
 fn dp(name: &str) -> tensor_shape_proto::Dimension {
-    tensor_shape_proto::Dimension { dim_param: Some(name.into()), ..Default::default() }
+    tensor_shape_proto::Dimension {
+        dim_param: Some(name.into()),
+        ..Default::default()
+    }
 }
 
 fn dv(v: i64) -> tensor_shape_proto::Dimension {
-    tensor_shape_proto::Dimension { dim_value: Some(v), ..Default::default() }
+    tensor_shape_proto::Dimension {
+        dim_value: Some(v),
+        ..Default::default()
+    }
 }
 
 fn vi(name: &str, elem: i32, dims: &[tensor_shape_proto::Dimension]) -> ValueInfoProto {
@@ -530,18 +732,39 @@ fn vi(name: &str, elem: i32, dims: &[tensor_shape_proto::Dimension]) -> ValueInf
 }
 
 fn attr_f(name: &str, f: f32) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), f: Some(f), r#type: Some(1), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        f: Some(f),
+        r#type: Some(1),
+        ..Default::default()
+    }
 }
 
 fn attr_i(name: &str, i: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), i: Some(i), r#type: Some(2), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(i),
+        r#type: Some(2),
+        ..Default::default()
+    }
 }
 
 fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), ints: ints.to_vec(), r#type: Some(7), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        ints: ints.to_vec(),
+        r#type: Some(7),
+        ..Default::default()
+    }
 }
 
-fn node(op: &str, domain: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
+fn node(
+    op: &str,
+    domain: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attribute: Vec<AttributeProto>,
+) -> NodeProto {
     NodeProto {
         op_type: Some(op.into()),
         domain: (!domain.is_empty()).then(|| domain.to_string()),
@@ -557,7 +780,10 @@ fn node(op: &str, domain: &str, inputs: &[&str], outputs: &[&str], attribute: Ve
 fn init(name: &str, elem: i32, dims: &[i64], values: &[f32]) -> TensorProto {
     let raw: Vec<u8> = match elem {
         data_type::FLOAT => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        data_type::FLOAT16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        data_type::FLOAT16 => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
         _ => unreachable!(),
     };
     TensorProto {
@@ -581,7 +807,10 @@ fn model(
         producer_name: Some("onnx-normopt tests".into()),
         opset_import: opsets
             .iter()
-            .map(|(d, v)| OperatorSetIdProto { domain: Some(d.to_string()), version: Some(*v) })
+            .map(|(d, v)| OperatorSetIdProto {
+                domain: Some(d.to_string()),
+                version: Some(*v),
+            })
             .collect(),
         graph: Some(GraphProto {
             name: Some("g".into()),
@@ -597,7 +826,9 @@ fn model(
 
 fn values(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
-        .map(|i| 0.5 + ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 1000.0)
+        .map(|i| {
+            0.5 + ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 1000.0
+        })
         .collect()
 }
 
@@ -611,18 +842,40 @@ fn fused_rms(with_bias: bool) -> ModelProto {
     if with_bias {
         ins.push("bias");
     }
-    let mut inits = vec![init("gamma", data_type::FLOAT, &[D], &values(D as usize, 1)), init("gamma2", data_type::FLOAT, &[D], &values(D as usize, 2))];
+    let mut inits = vec![
+        init("gamma", data_type::FLOAT, &[D], &values(D as usize, 1)),
+        init("gamma2", data_type::FLOAT, &[D], &values(D as usize, 2)),
+    ];
     if with_bias {
         inits.push(init("bias", data_type::FLOAT, &[D], &values(D as usize, 3)));
     }
     let shape = [dp("batch"), dp("seq"), dv(D)];
     model(
         vec![
-            node("SkipSimplifiedLayerNormalization", "com.microsoft", &ins, &["y", "", "", "sum"], vec![attr_f("epsilon", 1e-5)]),
-            node("SimplifiedLayerNormalization", "", &["sum", "gamma2"], &["z"], vec![attr_f("epsilon", 1e-5), attr_i("axis", -1)]),
+            node(
+                "SkipSimplifiedLayerNormalization",
+                "com.microsoft",
+                &ins,
+                &["y", "", "", "sum"],
+                vec![attr_f("epsilon", 1e-5)],
+            ),
+            node(
+                "SimplifiedLayerNormalization",
+                "",
+                &["sum", "gamma2"],
+                &["z"],
+                vec![attr_f("epsilon", 1e-5), attr_i("axis", -1)],
+            ),
         ],
-        vec![vi("x", data_type::FLOAT, &shape), vi("skip", data_type::FLOAT, &shape)],
-        vec![vi("y", data_type::FLOAT, &shape), vi("sum", data_type::FLOAT, &shape), vi("z", data_type::FLOAT, &shape)],
+        vec![
+            vi("x", data_type::FLOAT, &shape),
+            vi("skip", data_type::FLOAT, &shape),
+        ],
+        vec![
+            vi("y", data_type::FLOAT, &shape),
+            vi("sum", data_type::FLOAT, &shape),
+            vi("z", data_type::FLOAT, &shape),
+        ],
         inits,
         &[("", 17), ("com.microsoft", 1)],
     )
@@ -630,7 +883,13 @@ fn fused_rms(with_bias: bool) -> ModelProto {
 
 /// The same computation in standard opset-17 operators.
 fn decomposed_rms(with_bias: bool) -> ModelProto {
-    let mut nodes = vec![node("Add", "", &["x", "skip"], &[if with_bias { "xs" } else { "sum" }], vec![])];
+    let mut nodes = vec![node(
+        "Add",
+        "",
+        &["x", "skip"],
+        &[if with_bias { "xs" } else { "sum" }],
+        vec![],
+    )];
     if with_bias {
         nodes.push(node("Add", "", &["xs", "bias"], &["sum"], vec![]));
     }
@@ -638,7 +897,13 @@ fn decomposed_rms(with_bias: bool) -> ModelProto {
         let p = |s: &str| format!("{out}_{s}");
         let (sq, ms, mse, rt, n) = (p("sq"), p("ms"), p("mse"), p("rt"), p("n"));
         nodes.push(node("Mul", "", &[x, x], &[&sq], vec![]));
-        nodes.push(node("ReduceMean", "", &[&sq], &[&ms], vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)]));
+        nodes.push(node(
+            "ReduceMean",
+            "",
+            &[&sq],
+            &[&ms],
+            vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)],
+        ));
         nodes.push(node("Add", "", &[&ms, "eps"], &[&mse], vec![]));
         nodes.push(node("Sqrt", "", &[&mse], &[&rt], vec![]));
         nodes.push(node("Div", "", &[x, &rt], &[&n], vec![]));
@@ -657,8 +922,15 @@ fn decomposed_rms(with_bias: bool) -> ModelProto {
     let shape = [dp("batch"), dp("seq"), dv(D)];
     model(
         nodes,
-        vec![vi("x", data_type::FLOAT, &shape), vi("skip", data_type::FLOAT, &shape)],
-        vec![vi("y", data_type::FLOAT, &shape), vi("sum", data_type::FLOAT, &shape), vi("z", data_type::FLOAT, &shape)],
+        vec![
+            vi("x", data_type::FLOAT, &shape),
+            vi("skip", data_type::FLOAT, &shape),
+        ],
+        vec![
+            vi("y", data_type::FLOAT, &shape),
+            vi("sum", data_type::FLOAT, &shape),
+            vi("z", data_type::FLOAT, &shape),
+        ],
         inits,
         &[("", 17)],
     )
@@ -669,7 +941,11 @@ fn simplified_layer_norm_ops_match_their_decomposition_in_tract() {
     let dir = tempfile::tempdir().unwrap();
     for bias in [false, true] {
         let a = save(dir.path(), &format!("fused{bias}.onnx"), &fused_rms(bias));
-        let b = save(dir.path(), &format!("decomposed{bias}.onnx"), &decomposed_rms(bias));
+        let b = save(
+            dir.path(),
+            &format!("decomposed{bias}.onnx"),
+            &decomposed_rms(bias),
+        );
         let r = verify(&b, &a, &opts(Runtimes::Tract));
         assert!(r.passed(), "bias={bias}\n{r}");
         assert_eq!(r.rows.len(), 3);
@@ -679,13 +955,20 @@ fn simplified_layer_norm_ops_match_their_decomposition_in_tract() {
 
 #[test]
 fn simplified_layer_norm_ops_match_their_decomposition_in_onnxruntime() {
-    let Some(o) = ort_opts("simplified_layer_norm_ops_..._in_onnxruntime", Runtimes::Ort) else {
+    let Some(o) = ort_opts(
+        "simplified_layer_norm_ops_..._in_onnxruntime",
+        Runtimes::Ort,
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     for bias in [false, true] {
         let a = save(dir.path(), &format!("fused{bias}.onnx"), &fused_rms(bias));
-        let b = save(dir.path(), &format!("decomposed{bias}.onnx"), &decomposed_rms(bias));
+        let b = save(
+            dir.path(),
+            &format!("decomposed{bias}.onnx"),
+            &decomposed_rms(bias),
+        );
         let r = verify(&b, &a, &o);
         assert!(r.passed(), "bias={bias}\n{r}");
     }
@@ -716,26 +999,50 @@ fn stock_tract_skip_simplified_layer_norm_ignores_bias_and_the_extension_fixes_i
         let x = Tensor::from_shape(&[1, 2, D as usize], &values(2 * D as usize, 5)).unwrap();
         let s = Tensor::from_shape(&[1, 2, D as usize], &values(2 * D as usize, 6)).unwrap();
         let out = m.run(tvec![x.into_tvalue(), s.into_tvalue()]).unwrap();
-        out[1].to_plain_array_view::<f32>().unwrap().iter().copied().collect() // input_skip_bias_sum
+        out[1]
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect() // input_skip_bias_sum
     };
     let stock = run(tract_onnx::onnx());
     let ext = run(onnx_normopt::verify::tract_onnx_with_extensions());
-    let (x, s, b) = (values(2 * D as usize, 5), values(2 * D as usize, 6), values(D as usize, 3));
+    let (x, s, b) = (
+        values(2 * D as usize, 5),
+        values(2 * D as usize, 6),
+        values(D as usize, 3),
+    );
     for i in 0..stock.len() {
-        assert!((stock[i] - (x[i] + s[i])).abs() < 1e-6, "stock tract: sum = x + skip (no bias)");
-        assert!((ext[i] - (x[i] + s[i] + b[i % D as usize])).abs() < 1e-6, "extension: sum = x + skip + bias");
+        assert!(
+            (stock[i] - (x[i] + s[i])).abs() < 1e-6,
+            "stock tract: sum = x + skip (no bias)"
+        );
+        assert!(
+            (ext[i] - (x[i] + s[i] + b[i % D as usize])).abs() < 1e-6,
+            "extension: sum = x + skip + bias"
+        );
     }
 }
 
 /// fp16 graph: LayerNormalization + MatMul + Add in f16.
 fn fp16_model(weight_delta: f32) -> ModelProto {
     let h = data_type::FLOAT16;
-    let mut w = values((D * D) as usize, 9).iter().map(|v| v - 1.0).collect::<Vec<_>>();
+    let mut w = values((D * D) as usize, 9)
+        .iter()
+        .map(|v| v - 1.0)
+        .collect::<Vec<_>>();
     w[0] += weight_delta;
     let shape = [dp("batch"), dv(D)];
     model(
         vec![
-            node("LayerNormalization", "", &["x", "g", "b"], &["n"], vec![attr_f("epsilon", 1e-5), attr_i("axis", -1)]),
+            node(
+                "LayerNormalization",
+                "",
+                &["x", "g", "b"],
+                &["n"],
+                vec![attr_f("epsilon", 1e-5), attr_i("axis", -1)],
+            ),
             node("MatMul", "", &["n", "w"], &["m"], vec![]),
             node("Add", "", &["m", "x"], &["y"], vec![]),
         ],
@@ -757,7 +1064,10 @@ fn fp16_models_verify_in_tract_and_onnxruntime() {
     let same = save(dir.path(), "same16.onnx", &fp16_model(0.0));
     let changed = save(dir.path(), "changed16.onnx", &fp16_model(0.5));
     let mut runs = vec![opts(Runtimes::Tract)];
-    runs.extend(ort_opts("fp16_models_verify_in_tract_and_onnxruntime", Runtimes::Ort));
+    runs.extend(ort_opts(
+        "fp16_models_verify_in_tract_and_onnxruntime",
+        Runtimes::Ort,
+    ));
     for o in runs {
         let r = verify(&a, &same, &o);
         assert!(r.passed(), "{r}");
@@ -767,8 +1077,43 @@ fn fp16_models_verify_in_tract_and_onnxruntime() {
         let r = verify(&a, &changed, &o);
         assert!(!r.passed(), "{r}");
         // rtol overrides the default for float outputs.
-        let loose = VerifyOptions { rtol: Some(10.0), ..o.clone() };
+        let loose = VerifyOptions {
+            rtol: Some(10.0),
+            ..o.clone()
+        };
         let r = verify(&a, &changed, &loose);
         assert!(r.passed() && r.rows[0].tolerance == 10.0, "{r}");
     }
+}
+
+/// Every model of `testdata/models` against a re-encoded copy of itself, in both runtimes: each
+/// must load, run and pass (run with `cargo test --release --test verify -- --ignored`).
+#[test]
+#[ignore = "sweep over testdata/models; slow in debug builds"]
+fn sweep_testdata_models_verify_against_themselves() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/models");
+    let mut models: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    models.retain(|p| p.extension().is_some_and(|e| e == "onnx"));
+    models.sort();
+    let o = ort_opts("sweep", Runtimes::Both).unwrap_or_else(|| opts(Runtimes::Tract));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for a in &models {
+        let name = a.file_name().unwrap().to_str().unwrap();
+        let b = save(tmp.path(), name, &decode(a));
+        match verify_files(a, &b, &o) {
+            Ok(r) if r.passed() => {
+                let agree = r.notes.iter().find(|n| n.contains("agree")).cloned().unwrap_or_default();
+                println!("ok    {name:45} {:>6} ms  dims {:?}  {agree}", r.elapsed_ms, r.dims)
+            }
+            Ok(r) => failures.push(format!("{name}: {r}")),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    for f in &failures {
+        println!("FAIL  {f}");
+    }
+    assert!(failures.is_empty(), "{} of {} models failed", failures.len(), models.len());
 }

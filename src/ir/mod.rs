@@ -333,16 +333,31 @@ impl Graph {
     pub fn check(&self) -> std::result::Result<(), String> {
         let mut defined: HashSet<&str> = HashSet::new();
         for v in &self.inputs {
-            defined.insert(v.name.as_deref().unwrap_or(""));
+            let n = v.name.as_deref().unwrap_or("");
+            if !defined.insert(n) {
+                return Err(format!("graph input {n:?} is declared twice"));
+            }
         }
+        let mut inits: HashSet<&str> = HashSet::new();
         for t in &self.initializers {
-            defined.insert(t.name.as_deref().unwrap_or(""));
+            let n = t.name.as_deref().unwrap_or("");
+            if !inits.insert(n) {
+                return Err(format!("value {n:?} is defined twice (two initializers)"));
+            }
+            defined.insert(n);
         }
         let mut produced: HashSet<&str> = HashSet::new();
         let all_outputs: HashMap<&str, usize> =
             self.nodes.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
         for (i, n) in self.nodes.iter().enumerate() {
-            for inp in n.input.iter().filter(|s| !s.is_empty()) {
+            // Values read from the outer scope inside subgraphs count as reads of this node.
+            let mut outer = BTreeSet::new();
+            for a in &n.attribute {
+                for sg in a.g.iter().chain(a.graphs.iter()) {
+                    outer_reads(sg, &mut outer);
+                }
+            }
+            for inp in n.input.iter().filter(|s| !s.is_empty()).chain(outer.iter()) {
                 if !defined.contains(inp.as_str()) && !produced.contains(inp.as_str()) {
                     return Err(match all_outputs.get(inp.as_str()) {
                         Some(&j) if j >= i => format!(
@@ -377,7 +392,12 @@ impl Graph {
         if let Some(t) = self.initializers.iter().find(|t| t.name.as_deref() == Some(name)) {
             return Some(t);
         }
-        let n = self.nodes.iter().find(|n| n.is("Constant") && n.output.first().map(String::as_str) == Some(name))?;
+        let n = self.nodes.iter().find(|n| (n.is("Constant") || n.is("Identity")) && n.output.first().map(String::as_str) == Some(name))?;
+        if n.is("Identity") {
+            // Exporters deduplicate tensors as Identity(initializer).
+            let src = n.input(0)?;
+            return if src == name { None } else { self.constant_tensor(src) };
+        }
         n.attribute.iter().find(|a| a.name.as_deref() == Some("value")).and_then(|a| a.t.as_ref())
     }
 

@@ -44,6 +44,9 @@ impl std::fmt::Display for Dim {
 #[derive(Debug, Default, Clone)]
 pub struct Shapes {
     map: HashMap<String, Vec<Dim>>,
+    /// Values of small integer tensors computed from shapes (Shape → Gather → Concat ...), so
+    /// that a Reshape to a computed target still has a known output shape.
+    values: HashMap<String, Vec<Dim>>,
 }
 
 impl Shapes {
@@ -60,6 +63,11 @@ impl Shapes {
     /// The last dimension of a value, when known.
     pub fn last(&self, v: &str) -> Option<i64> {
         self.get(v).and_then(|s| s.last()).and_then(Dim::known)
+    }
+
+    /// The value of a small integer tensor computed from shapes, when known element-wise.
+    pub fn value(&self, v: &str) -> Option<&[Dim]> {
+        self.values.get(v).map(Vec::as_slice)
     }
 
     /// Infer shapes for every value of `g`.
@@ -80,6 +88,11 @@ impl Shapes {
             }
         }
         for n in &g.nodes {
+            if let Some(v) = shape_value(g, &s, n) {
+                if let Some(o) = n.output.first() {
+                    s.values.insert(o.clone(), v);
+                }
+            }
             let outs = infer_node(g, &s, n);
             for (o, shape) in n.output.iter().zip(outs) {
                 if let Some(shape) = shape {
@@ -159,6 +172,7 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         };
     }
     match n.op() {
+        "Constant" => one(g.constant_tensor(n.output.first().map(String::as_str).unwrap_or("")).map(|t| t.dims.iter().map(|&d| Dim::Known(d)).collect())),
         "Identity" | "Cast" | "Relu" | "Gelu" | "Erf" | "Sqrt" | "Reciprocal" | "Neg" | "Tanh" | "Sigmoid" | "Softmax"
         | "Exp" | "Log" | "Abs" | "Not" | "IsNaN" | "IsInf" | "LayerNormalization" | "SimplifiedLayerNormalization"
         | "RMSNormalization" | "LeakyRelu" | "Elu" | "HardSigmoid" | "Softplus" | "Cos" | "Sin" | "CumSum" | "Trilu"
@@ -203,18 +217,25 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             _ => vec![],
         },
         "Reshape" => {
-            let (Some(x), Some(target)) = (inp(0), n.input(1).and_then(|t| const_ints(g, t))) else { return vec![] };
+            let Some(x) = inp(0) else { return vec![] };
+            let target: Vec<Dim> = match n.input(1).and_then(|t| const_ints(g, t)) {
+                Some(t) => t.into_iter().map(Dim::Known).collect(),
+                None => match n.input(1).and_then(|t| s.value(t)) {
+                    Some(v) => v.to_vec(),
+                    None => return vec![],
+                },
+            };
             let allowzero = n.attr_i("allowzero").unwrap_or(0) != 0;
             let mut out: Vec<Dim> = target
                 .iter()
                 .enumerate()
-                .map(|(i, &t)| match t {
-                    0 if !allowzero => x.get(i).cloned().unwrap_or(Dim::Unknown),
-                    -1 => Dim::Unknown,
-                    v => Dim::Known(v),
+                .map(|(i, t)| match t {
+                    Dim::Known(0) if !allowzero => x.get(i).cloned().unwrap_or(Dim::Unknown),
+                    Dim::Known(-1) => Dim::Unknown,
+                    other => other.clone(),
                 })
                 .collect();
-            if let Some(pos) = target.iter().position(|&t| t == -1) {
+            if let Some(pos) = target.iter().position(|t| *t == Dim::Known(-1)) {
                 let others: Vec<Dim> = out.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, d)| d.clone()).collect();
                 if let (Some(total), Some(rest)) = (product(&x), product(&others)) {
                     if rest > 0 {
@@ -410,5 +431,92 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             one(Some(broadcast(&x, &t)))
         }
         _ => vec![],
+    }
+}
+
+/// The element values of a small integer tensor computed from shapes.
+fn shape_value(g: &Graph, s: &Shapes, n: &NodeProto) -> Option<Vec<Dim>> {
+    let val = |i: usize| -> Option<Vec<Dim>> {
+        let v = n.input(i)?;
+        if let Some(c) = const_ints(g, v) {
+            return Some(c.into_iter().map(Dim::Known).collect());
+        }
+        s.value(v).map(<[Dim]>::to_vec)
+    };
+    if !n.domain().is_empty() {
+        return None;
+    }
+    match n.op() {
+        "Constant" => const_ints(g, n.output.first()?).map(|c| c.into_iter().map(Dim::Known).collect()),
+        "Shape" => {
+            let x = s.get(n.input(0)?)?;
+            let r = x.len() as i64;
+            let c = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+            let (a, b) = (c(n.attr_i("start").unwrap_or(0)), c(n.attr_i("end").unwrap_or(r)));
+            Some(x.get(a..b.max(a))?.to_vec())
+        }
+        "Identity" | "Cast" | "Squeeze" | "Unsqueeze" => val(0),
+        "Gather" if n.attr_i("axis").unwrap_or(0) == 0 => {
+            let data = val(0)?;
+            let idx = const_ints(g, n.input(1)?)?;
+            idx.iter()
+                .map(|&i| {
+                    let i = if i < 0 { i + data.len() as i64 } else { i };
+                    data.get(usize::try_from(i).ok()?).cloned()
+                })
+                .collect()
+        }
+        "Slice" => {
+            let data = val(0)?;
+            let st = *const_ints(g, n.input(1)?)?.first()?;
+            let en = *const_ints(g, n.input(2)?)?.first()?;
+            if let Some(ax) = n.input(3) {
+                if const_ints(g, ax)? != [0] {
+                    return None;
+                }
+            }
+            if let Some(sp) = n.input(4) {
+                if const_ints(g, sp)? != [1] {
+                    return None;
+                }
+            }
+            let l = data.len() as i64;
+            let c = |v: i64| (if v < 0 { v + l } else { v }).clamp(0, l) as usize;
+            let (a, b) = (c(st), c(en));
+            Some(data.get(a..b.max(a))?.to_vec())
+        }
+        "Concat" => {
+            let mut out = Vec::new();
+            for i in 0..n.input.len() {
+                out.extend(val(i)?);
+            }
+            Some(out)
+        }
+        "Add" | "Sub" | "Mul" | "Div" => {
+            let (a, b) = (val(0)?, val(1)?);
+            let len = a.len().max(b.len());
+            if !(a.len() == len || a.len() == 1) || !(b.len() == len || b.len() == 1) {
+                return None;
+            }
+            Some(
+                (0..len)
+                    .map(|i| {
+                        let x = &a[if a.len() == 1 { 0 } else { i }];
+                        let y = &b[if b.len() == 1 { 0 } else { i }];
+                        match (x.known(), y.known()) {
+                            (Some(x), Some(y)) => match n.op() {
+                                "Add" => Dim::Known(x + y),
+                                "Sub" => Dim::Known(x - y),
+                                "Mul" => Dim::Known(x * y),
+                                _ if y != 0 => Dim::Known(x / y),
+                                _ => Dim::Unknown,
+                            },
+                            _ => Dim::Unknown,
+                        }
+                    })
+                    .collect(),
+            )
+        }
+        _ => None,
     }
 }

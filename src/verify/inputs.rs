@@ -93,7 +93,9 @@ pub(crate) fn generate(
     let mut notes = Vec::new();
     for k in dims.keys() {
         if !used.contains_key(k) {
-            notes.push(format!("--dim {k}=… matches no dynamic dimension of the inputs; ignored"));
+            notes.push(format!(
+                "--dim {k}=… matches no dynamic dimension of the inputs; ignored"
+            ));
         }
     }
     let mut summary = Vec::new();
@@ -126,7 +128,11 @@ pub(crate) fn generate(
             } else if i.elem_type == dt::BOOL || (is_int(i.elem_type) && looks_like_mask(&i.name)) {
                 from_f64_fn(&i.name, i.elem_type, shape, || 1.0)
             } else {
-                let bound = vocab.get(&i.name).map(|v| v.0).unwrap_or(DEFAULT_VOCAB).max(1);
+                let bound = vocab
+                    .get(&i.name)
+                    .map(|v| v.0)
+                    .unwrap_or(DEFAULT_VOCAB)
+                    .max(1);
                 // Keep ids representable in the element type (e.g. i8/u8 inputs).
                 let cap = match i.elem_type {
                     dt::INT8 => 128,
@@ -142,5 +148,10 @@ pub(crate) fn generate(
         }
         out.push(sample);
     }
-    Ok(GeneratedInputs { dims: used, summary, samples: out, notes })
+    Ok(GeneratedInputs {
+        dims: used,
+        summary,
+        samples: out,
+        notes,
+    })
 }

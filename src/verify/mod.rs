@@ -38,6 +38,8 @@ mod spec;
 mod tensor;
 mod tract_ext;
 mod tract_rt;
+#[cfg(test)]
+mod unit_tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -247,8 +249,11 @@ fn generate_for(
     if opts.samples == 0 {
         return Err(VerifyError::Options("--samples must be at least 1".into()));
     }
-    let mut vocab: BTreeMap<String, (usize, String)> =
-        a.vocab.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut vocab: BTreeMap<String, (usize, String)> = a
+        .vocab
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (k, v) in b.map(|b| &b.vocab).into_iter().flatten() {
         match vocab.get(k) {
             Some(cur) if cur.0 <= v.0 => {}
@@ -271,10 +276,16 @@ fn check_interfaces(a: &ModelSpec, b: &ModelSpec) -> Result<(), VerifyError> {
     ia.sort();
     ib.sort();
     if ia != ib {
-        return Err(mismatch(format!("inputs differ: A has {ia:?}, B has {ib:?}")));
+        return Err(mismatch(format!(
+            "inputs differ: A has {ia:?}, B has {ib:?}"
+        )));
     }
     for i in &a.inputs {
-        let j = b.inputs.iter().find(|j| j.name == i.name).expect("same names");
+        let j = b
+            .inputs
+            .iter()
+            .find(|j| j.name == i.name)
+            .expect("same names");
         if i.elem_type != j.elem_type {
             return Err(mismatch(format!(
                 "input `{}` is {} in A but {} in B",
@@ -313,12 +324,21 @@ fn check_interfaces(a: &ModelSpec, b: &ModelSpec) -> Result<(), VerifyError> {
 }
 
 /// Check that the generated shapes (from A) fit B's declared fixed dims.
-fn check_shapes_fit(a: &ModelSpec, b: &ModelSpec, sample: &[HostTensor]) -> Result<(), VerifyError> {
+fn check_shapes_fit(
+    a: &ModelSpec,
+    b: &ModelSpec,
+    sample: &[HostTensor],
+) -> Result<(), VerifyError> {
     for t in sample {
-        let Some(j) = b.inputs.iter().find(|j| j.name == t.name) else { continue };
+        let Some(j) = b.inputs.iter().find(|j| j.name == t.name) else {
+            continue;
+        };
         let Some(dims) = &j.dims else { continue };
         let fits = dims.len() == t.shape.len()
-            && dims.iter().zip(&t.shape).all(|(d, &s)| !matches!(d, Dim::Fixed(v) if *v != s));
+            && dims
+                .iter()
+                .zip(&t.shape)
+                .all(|(d, &s)| !matches!(d, Dim::Fixed(v) if *v != s));
         if !fits {
             return Err(VerifyError::Mismatch {
                 a: a.path.clone(),
@@ -347,7 +367,11 @@ fn compare(
         let elem_type = if o.elem_type != 0 {
             o.elem_type
         } else {
-            outs_a.first().and_then(|s| s.get(k)).map(|t| t.elem_type).unwrap_or(0)
+            outs_a
+                .first()
+                .and_then(|s| s.get(k))
+                .map(|t| t.elem_type)
+                .unwrap_or(0)
         };
         let mut acc = Accum::new(runtime, k, &o.name, elem_type, rtol);
         for (sa, sb) in outs_a.iter().zip(outs_b) {
@@ -358,11 +382,7 @@ fn compare(
     rows
 }
 
-fn check_count(
-    runtime: Runtime,
-    spec: &ModelSpec,
-    outs: &[HostTensor],
-) -> Result<(), VerifyError> {
+fn check_count(runtime: Runtime, spec: &ModelSpec, outs: &[HostTensor]) -> Result<(), VerifyError> {
     if outs.len() != spec.outputs.len() {
         let message = format!(
             "the graph declares {} outputs but {} returned {}",
@@ -371,8 +391,16 @@ fn check_count(
             outs.len()
         );
         return Err(match runtime {
-            Runtime::Tract => VerifyError::Tract { stage: "run", path: spec.path.clone(), message },
-            Runtime::Ort => VerifyError::Ort { stage: "run", path: spec.path.clone(), message },
+            Runtime::Tract => VerifyError::Tract {
+                stage: "run",
+                path: spec.path.clone(),
+                message,
+            },
+            Runtime::Ort => VerifyError::Ort {
+                stage: "run",
+                path: spec.path.clone(),
+                message,
+            },
         });
     }
     Ok(())
@@ -390,7 +418,9 @@ fn run_tract(
         .iter()
         .filter(|i| {
             i.elem_type == 0
-                || i.dims.as_ref().is_none_or(|d| d.iter().any(|d| matches!(d, Dim::Unknown)))
+                || i.dims
+                    .as_ref()
+                    .is_none_or(|d| d.iter().any(|d| matches!(d, Dim::Unknown)))
         })
         .map(|i| i.name.clone())
         .collect();
@@ -442,14 +472,13 @@ fn ort_for_run(
         return ort_rt::ensure_init(&loaded).map(Some);
     }
     match find_ort_library(opts.ort_lib.as_deref()) {
-        OrtLibrary::Found { path, how } => match ort_rt::ensure_init(&path) {
-            Ok(x) => {
-                let _ = how;
-                Ok(Some(x))
-            }
+        OrtLibrary::Found { path, .. } => match ort_rt::ensure_init(&path) {
+            Ok(x) => Ok(Some(x)),
             Err(e) if required || opts.ort_lib.is_some() => Err(e),
             Err(e) => {
-                notes.push(format!("onnxruntime NOT used: {e}; verified with tract alone"));
+                notes.push(format!(
+                    "onnxruntime NOT used: {e}; verified with tract alone"
+                ));
                 Ok(None)
             }
         },
@@ -477,8 +506,10 @@ fn ort_for_run(
 pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
     let start = Instant::now();
     if let Some(r) = opts.rtol {
-        if !(r >= 0.0) || !r.is_finite() {
-            return Err(VerifyError::Options(format!("--rtol must be a finite number ≥ 0, got {r}")));
+        if !r.is_finite() || r < 0.0 {
+            return Err(VerifyError::Options(format!(
+                "--rtol must be a finite number ≥ 0, got {r}"
+            )));
         }
     }
     let spec_a = ModelSpec::from_path(a)?;
@@ -494,7 +525,13 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
     if matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both) {
         let outs_a = run_tract(&spec_a, &gen.samples)?;
         let outs_b = run_tract(&spec_b, &gen.samples)?;
-        rows.extend(compare(Runtime::Tract, &spec_a, &outs_a, &outs_b, opts.rtol));
+        rows.extend(compare(
+            Runtime::Tract,
+            &spec_a,
+            &outs_a,
+            &outs_b,
+            opts.rtol,
+        ));
         ran.push(Runtime::Tract);
         tract_ref = Some(outs_a);
     }
@@ -517,7 +554,9 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
                     Some(w) => notes.push(format!(
                         "tract and onnxruntime agree on A to max|Δ|/max|ref| = {w:.2e}"
                     )),
-                    None => notes.push("tract and onnxruntime give A's outputs different shapes".into()),
+                    None => {
+                        notes.push("tract and onnxruntime give A's outputs different shapes".into())
+                    }
                 }
             }
         }
@@ -541,12 +580,17 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
 
 /// Parse `NAME=VALUE` for `--dim`.
 fn parse_dim(s: &str) -> Result<(String, usize), String> {
-    let (k, v) = s.rsplit_once('=').ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
+    let (k, v) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
     let k = k.trim();
     if k.is_empty() {
         return Err(format!("expected NAME=VALUE, got `{s}`"));
     }
-    let v: usize = v.trim().parse().map_err(|_| format!("`{v}` is not a dimension size"))?;
+    let v: usize = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{v}` is not a dimension size"))?;
     if v == 0 {
         return Err(format!("dimension `{k}` must be at least 1"));
     }
@@ -563,9 +607,15 @@ pub struct VerifyArgs {
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub seed: u64,
-    /// Size of a dynamic input dimension, by its name (e.g. --dim seq=16 --dim batch=1); an
-    /// unnamed axis is INPUT[AXIS]. Defaults: batch-like axes 2, others 8.
-    #[arg(long = "dim", value_name = "NAME=VALUE", value_parser = parse_dim)]
+    /// Size of a dynamic input dimension, by its name (e.g. `--dim seq=16 --dim batch=1`); an
+    /// unnamed axis is `INPUT[AXIS]`. Defaults: batch-like axes 2, others 8.
+    #[arg(
+        long = "dim",
+        value_name = "NAME=VALUE",
+        value_parser = parse_dim,
+        help = "Size of a dynamic input dimension, by its name (e.g. --dim seq=16 --dim batch=1); \
+                an unnamed axis is INPUT[AXIS]. Defaults: batch-like axes 2, others 8"
+    )]
     pub dims: Vec<(String, usize)>,
     /// Tolerance on max|Δ|/max|ref| for float outputs (defaults: f32 1e-4, f64 1e-8, f16 1e-2,
     /// bf16 5e-2; integer outputs must match exactly).

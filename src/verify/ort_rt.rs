@@ -62,7 +62,11 @@ fn subdirs(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(prefix)))
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.starts_with(prefix))
+                })
                 .map(|e| e.path())
                 .filter(|p| p.is_dir())
                 .collect()
@@ -79,7 +83,11 @@ fn python_package_dir() -> Result<PathBuf, String> {
                   print(os.path.dirname(s.origin) if s and s.origin else '')";
     let mut last = String::new();
     for py in ["python3", "python"] {
-        match std::process::Command::new(py).arg("-c").arg(script).output() {
+        match std::process::Command::new(py)
+            .arg("-c")
+            .arg(script)
+            .output()
+        {
             Ok(o) if o.status.success() => {
                 let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
                 if s.is_empty() {
@@ -111,7 +119,13 @@ fn common_dirs() -> Vec<PathBuf> {
         roots.push(h.join("miniconda3/lib"));
         roots.push(h.join("anaconda3/lib"));
     }
-    for r in ["/usr/local/lib", "/usr/lib", "/usr/lib64", "/opt/conda/lib", "/opt/venv/lib"] {
+    for r in [
+        "/usr/local/lib",
+        "/usr/lib",
+        "/usr/lib64",
+        "/opt/conda/lib",
+        "/opt/venv/lib",
+    ] {
         roots.push(PathBuf::from(r));
     }
     let mut dirs = Vec::new();
@@ -123,7 +137,13 @@ fn common_dirs() -> Vec<PathBuf> {
         }
     }
     // Plain system installs of the C library.
-    for d in ["/usr/local/lib", "/usr/lib", "/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"] {
+    for d in [
+        "/usr/local/lib",
+        "/usr/lib",
+        "/usr/lib64",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+    ] {
         dirs.push(PathBuf::from(d));
     }
     dirs
@@ -136,11 +156,17 @@ pub fn find_ort_library(explicit: Option<&Path>) -> OrtLibrary {
     let mut tried = Vec::new();
     if let Some(p) = explicit {
         if p.is_file() {
-            return OrtLibrary::Found { path: p.to_path_buf(), how: "--ort-lib".into() };
+            return OrtLibrary::Found {
+                path: p.to_path_buf(),
+                how: "--ort-lib".into(),
+            };
         }
         if p.is_dir() {
             if let Some(l) = lib_in_dir(p) {
-                return OrtLibrary::Found { path: l, how: "--ort-lib (folder)".into() };
+                return OrtLibrary::Found {
+                    path: l,
+                    how: "--ort-lib (folder)".into(),
+                };
             }
         }
         tried.push(format!("--ort-lib {}: no such library file", p.display()));
@@ -150,7 +176,10 @@ pub fn find_ort_library(explicit: Option<&Path>) -> OrtLibrary {
         Some(v) if !v.is_empty() => {
             let p = PathBuf::from(&v);
             if p.is_file() {
-                return OrtLibrary::Found { path: p, how: "ORT_DYLIB_PATH".into() };
+                return OrtLibrary::Found {
+                    path: p,
+                    how: "ORT_DYLIB_PATH".into(),
+                };
             }
             tried.push(format!("ORT_DYLIB_PATH={}: no such file", p.display()));
         }
@@ -160,7 +189,10 @@ pub fn find_ort_library(explicit: Option<&Path>) -> OrtLibrary {
         Ok(d) => {
             let capi = d.join("capi");
             if let Some(l) = lib_in_dir(&capi) {
-                return OrtLibrary::Found { path: l, how: "python3 onnxruntime package".into() };
+                return OrtLibrary::Found {
+                    path: l,
+                    how: "python3 onnxruntime package".into(),
+                };
             }
             tried.push(format!("{}: no libonnxruntime", capi.display()));
         }
@@ -169,10 +201,16 @@ pub fn find_ort_library(explicit: Option<&Path>) -> OrtLibrary {
     let dirs = common_dirs();
     for d in &dirs {
         if let Some(l) = lib_in_dir(d) {
-            return OrtLibrary::Found { path: l, how: format!("search path {}", d.display()) };
+            return OrtLibrary::Found {
+                path: l,
+                how: format!("search path {}", d.display()),
+            };
         }
     }
-    tried.push(format!("{} common site-packages/system library folders", dirs.len()));
+    tried.push(format!(
+        "{} common site-packages/system library folders",
+        dirs.len()
+    ));
     OrtLibrary::NotFound { tried }
 }
 
@@ -191,7 +229,10 @@ pub(crate) fn ensure_init(lib: &Path) -> Result<(Environment, PathBuf), VerifyEr
     if let Some(s) = g.as_ref() {
         return Ok((s.env.clone(), s.path.clone()));
     }
-    let load_err = |message: String| VerifyError::OrtLoad { path: lib.to_path_buf(), message };
+    let load_err = |message: String| VerifyError::OrtLoad {
+        path: lib.to_path_buf(),
+        message,
+    };
     let env = catch_unwind(AssertUnwindSafe(|| -> Result<Environment, VerifyError> {
         ort::init_from(lib)
             .map_err(|e| load_err(e.to_string()))?
@@ -201,13 +242,19 @@ pub(crate) fn ensure_init(lib: &Path) -> Result<(Environment, PathBuf), VerifyEr
             .map_err(|e| load_err(e.to_string()))
     }))
     .unwrap_or_else(|p| Err(load_err(super::panic_message(p))))?;
-    *g = Some(OrtState { env: env.clone(), path: lib.to_path_buf() });
+    *g = Some(OrtState {
+        env: env.clone(),
+        path: lib.to_path_buf(),
+    });
     Ok((env, lib.to_path_buf()))
 }
 
 /// The library onnxruntime was loaded from in this process, if it was.
 pub(crate) fn loaded_library() -> Option<PathBuf> {
-    ORT.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| s.path.clone())
+    ORT.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|s| s.path.clone())
 }
 
 fn element_type(elem_type: i32) -> Option<TensorElementType> {
@@ -264,10 +311,17 @@ impl OrtModel {
         optimize: bool,
         device: OrtDevice,
     ) -> Result<OrtModel, VerifyError> {
-        let err = |message: String| VerifyError::Ort { stage: "load", path: path.to_path_buf(), message };
+        let err = |message: String| VerifyError::Ort {
+            stage: "load",
+            path: path.to_path_buf(),
+            message,
+        };
         let r = catch_unwind(AssertUnwindSafe(|| -> Result<OrtModel, VerifyError> {
-            let level =
-                if optimize { GraphOptimizationLevel::All } else { GraphOptimizationLevel::Disable };
+            let level = if optimize {
+                GraphOptimizationLevel::All
+            } else {
+                GraphOptimizationLevel::Disable
+            };
             let mut b = Session::builder(env)
                 .map_err(|e| err(e.to_string()))?
                 .with_optimization_level(level)
@@ -278,8 +332,16 @@ impl OrtModel {
                 b = with_cuda(b, lib)?;
             }
             let session = b.commit_from_file(path).map_err(|e| err(e.to_string()))?;
-            let output_names = session.outputs().iter().map(|o| o.name().to_string()).collect();
-            Ok(OrtModel { path: path.to_path_buf(), session, output_names })
+            let output_names = session
+                .outputs()
+                .iter()
+                .map(|o| o.name().to_string())
+                .collect();
+            Ok(OrtModel {
+                path: path.to_path_buf(),
+                session,
+                output_names,
+            })
         }));
         r.unwrap_or_else(|p| Err(err(super::panic_message(p))))
     }
@@ -287,57 +349,77 @@ impl OrtModel {
     /// Run one sample (inputs fed by name); outputs in graph output order.
     pub fn run(&mut self, sample: &[HostTensor]) -> Result<Vec<HostTensor>, VerifyError> {
         let path = self.path.clone();
-        let err = |message: String| VerifyError::Ort { stage: "run", path: path.clone(), message };
-        let r = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<HostTensor>, VerifyError> {
-            let allocator = Allocator::default();
-            let mut inputs: Vec<(String, DynTensor)> = Vec::with_capacity(sample.len());
-            for t in sample {
-                let ty = element_type(t.elem_type).ok_or_else(|| {
-                    err(format!("input `{}`: unsupported element type {}", t.name, dt::name(t.elem_type)))
-                })?;
-                let mut v = DynTensor::new(&allocator, ty, t.shape.as_slice())
-                    .map_err(|e| err(e.to_string()))?;
-                if !t.data.is_empty() {
-                    let p = v.data_ptr_mut().cast::<u8>();
-                    // SAFETY: the tensor was just allocated on the CPU with `t.shape` elements of
-                    // `ty`, i.e. exactly `t.data.len()` bytes (checked by the generator).
-                    unsafe { std::ptr::copy_nonoverlapping(t.data.as_ptr(), p, t.data.len()) };
-                }
-                inputs.push((t.name.clone(), v));
-            }
-            let outputs = self.session.run(inputs).map_err(|e| err(e.to_string()))?;
-            let mut result = Vec::with_capacity(self.output_names.len());
-            for name in &self.output_names {
-                let v = outputs
-                    .get(name)
-                    .ok_or_else(|| err(format!("onnxruntime returned no output `{name}`")))?;
-                let t = v
-                    .view()
-                    .downcast::<DynTensorValueType>()
-                    .map_err(|e| err(format!("output `{name}` is not a tensor: {e}")))?;
-                let (ty, shape) = match t.dtype() {
-                    ValueType::Tensor { ty, shape, .. } => (*ty, shape.to_vec()),
-                    other => return Err(err(format!("output `{name}` is not a tensor: {other}"))),
-                };
-                let elem_type = onnx_type(ty)
-                    .ok_or_else(|| err(format!("output `{name}` has type {ty}, which cannot be compared")))?;
-                let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-                let n: usize = shape.iter().product();
-                let bytes = n * dt::byte_size(elem_type).unwrap_or(0);
-                let data = if bytes == 0 {
-                    Vec::new()
-                } else {
-                    if !t.memory_info().is_cpu_accessible() {
-                        return Err(err(format!("output `{name}` is not in CPU memory")));
+        let err = |message: String| VerifyError::Ort {
+            stage: "run",
+            path: path.clone(),
+            message,
+        };
+        let r = catch_unwind(AssertUnwindSafe(
+            || -> Result<Vec<HostTensor>, VerifyError> {
+                let allocator = Allocator::default();
+                let mut inputs: Vec<(String, DynTensor)> = Vec::with_capacity(sample.len());
+                for t in sample {
+                    let ty = element_type(t.elem_type).ok_or_else(|| {
+                        err(format!(
+                            "input `{}`: unsupported element type {}",
+                            t.name,
+                            dt::name(t.elem_type)
+                        ))
+                    })?;
+                    let mut v = DynTensor::new(&allocator, ty, t.shape.as_slice())
+                        .map_err(|e| err(e.to_string()))?;
+                    if !t.data.is_empty() {
+                        let p = v.data_ptr_mut().cast::<u8>();
+                        // SAFETY: the tensor was just allocated on the CPU with `t.shape` elements of
+                        // `ty`, i.e. exactly `t.data.len()` bytes (checked by the generator).
+                        unsafe { std::ptr::copy_nonoverlapping(t.data.as_ptr(), p, t.data.len()) };
                     }
-                    let p = t.data_ptr().cast::<u8>();
-                    // SAFETY: a CPU-accessible tensor of `n` elements of `ty` is `bytes` long.
-                    unsafe { std::slice::from_raw_parts(p, bytes) }.to_vec()
-                };
-                result.push(HostTensor { name: name.clone(), elem_type, shape, data });
-            }
-            Ok(result)
-        }));
+                    inputs.push((t.name.clone(), v));
+                }
+                let outputs = self.session.run(inputs).map_err(|e| err(e.to_string()))?;
+                let mut result = Vec::with_capacity(self.output_names.len());
+                for name in &self.output_names {
+                    let v = outputs
+                        .get(name)
+                        .ok_or_else(|| err(format!("onnxruntime returned no output `{name}`")))?;
+                    let t = v
+                        .view()
+                        .downcast::<DynTensorValueType>()
+                        .map_err(|e| err(format!("output `{name}` is not a tensor: {e}")))?;
+                    let (ty, shape) = match t.dtype() {
+                        ValueType::Tensor { ty, shape, .. } => (*ty, shape.to_vec()),
+                        other => {
+                            return Err(err(format!("output `{name}` is not a tensor: {other}")))
+                        }
+                    };
+                    let elem_type = onnx_type(ty).ok_or_else(|| {
+                        err(format!(
+                            "output `{name}` has type {ty}, which cannot be compared"
+                        ))
+                    })?;
+                    let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+                    let n: usize = shape.iter().product();
+                    let bytes = n * dt::byte_size(elem_type).unwrap_or(0);
+                    let data = if bytes == 0 {
+                        Vec::new()
+                    } else {
+                        if !t.memory_info().is_cpu_accessible() {
+                            return Err(err(format!("output `{name}` is not in CPU memory")));
+                        }
+                        let p = t.data_ptr().cast::<u8>();
+                        // SAFETY: a CPU-accessible tensor of `n` elements of `ty` is `bytes` long.
+                        unsafe { std::slice::from_raw_parts(p, bytes) }.to_vec()
+                    };
+                    result.push(HostTensor {
+                        name: name.clone(),
+                        elem_type,
+                        shape,
+                        data,
+                    });
+                }
+                Ok(result)
+            },
+        ));
         r.unwrap_or_else(|p| Err(err(super::panic_message(p))))
     }
 }
@@ -348,10 +430,17 @@ fn with_cuda(
     lib: &Path,
 ) -> Result<ort::session::builder::SessionBuilder, VerifyError> {
     use ort::ep::ExecutionProvider;
-    let unavailable = |message: String| VerifyError::CudaUnavailable { path: lib.to_path_buf(), message };
+    let unavailable = |message: String| VerifyError::CudaUnavailable {
+        path: lib.to_path_buf(),
+        message,
+    };
     match ort::ep::CUDA::is_available() {
         Ok(true) => {}
-        Ok(false) => return Err(unavailable("it was built without the CUDA execution provider".into())),
+        Ok(false) => {
+            return Err(unavailable(
+                "it was built without the CUDA execution provider".into(),
+            ))
+        }
         Err(e) => return Err(unavailable(e.to_string())),
     }
     b.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])

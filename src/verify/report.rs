@@ -96,7 +96,13 @@ pub(crate) struct Accum {
 }
 
 impl Accum {
-    pub fn new(runtime: Runtime, index: usize, output: &str, elem_type: i32, rtol: Option<f64>) -> Accum {
+    pub fn new(
+        runtime: Runtime,
+        index: usize,
+        output: &str,
+        elem_type: i32,
+        rtol: Option<f64>,
+    ) -> Accum {
         let tolerance = match rtol {
             Some(r) if is_float(elem_type) => r,
             _ => default_tolerance(elem_type),
@@ -187,7 +193,10 @@ impl Accum {
             self.row.pass = false;
         }
         if self.ref_nonfinite > 0 && self.row.detail.is_none() {
-            self.row.detail = Some(format!("A itself has {} non-finite value(s)", self.ref_nonfinite));
+            self.row.detail = Some(format!(
+                "A itself has {} non-finite value(s)",
+                self.ref_nonfinite
+            ));
         }
         self.row
     }
@@ -272,15 +281,32 @@ fn sci(x: f64) -> String {
 
 impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "verify {} (reference A) against {} (B)", self.a.display(), self.b.display())?;
+        writeln!(
+            f,
+            "verify {} (reference A) against {} (B)",
+            self.a.display(),
+            self.b.display()
+        )?;
         let dims = if self.dims.is_empty() {
             "none".to_string()
         } else {
-            self.dims.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+            self.dims
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
-        writeln!(f, "  samples: {}, seed: {}, dynamic dims: {dims}", self.samples, self.seed)?;
+        writeln!(
+            f,
+            "  samples: {}, seed: {}, dynamic dims: {dims}",
+            self.samples, self.seed
+        )?;
         for i in &self.inputs {
-            writeln!(f, "  input {} {}{:?}: {}", i.name, i.dtype, i.shape, i.values)?;
+            writeln!(
+                f,
+                "  input {} {}{:?}: {}",
+                i.name, i.dtype, i.shape, i.values
+            )?;
         }
         let mut ran: Vec<String> = self
             .runtimes
@@ -307,15 +333,29 @@ impl fmt::Display for VerifyReport {
             ran.push_str(&format!("; not run: {}", skipped.join(", ")));
         }
         writeln!(f, "  runtimes: {ran}")?;
-        let ow = self.rows.iter().map(|r| r.output.len()).max().unwrap_or(6).max(6);
+        let ow = self
+            .rows
+            .iter()
+            .map(|r| r.output.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
         writeln!(
             f,
             "  {:<11}  {:<ow$}  {:<5}  {:>9}  {:>15}  {:>9}  result",
             "runtime", "output", "dtype", "max|Δ|", "max|Δ|/max|ref|", "tolerance"
         )?;
         for r in &self.rows {
-            let verdict = if r.pass { "ok".to_string() } else { "FAIL".to_string() };
-            let detail = r.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+            let verdict = if r.pass {
+                "ok".to_string()
+            } else {
+                "FAIL".to_string()
+            };
+            let detail = r
+                .detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
             writeln!(
                 f,
                 "  {:<11}  {:<ow$}  {:<5}  {:>9}  {:>15}  {:>9}  {verdict}{detail}",
@@ -334,8 +374,10 @@ impl fmt::Display for VerifyReport {
         if self.passed() {
             write!(f, "PASS: B matches A in {}", names.join(" and "))
         } else {
-            let failed: Vec<String> =
-                self.failures().map(|r| format!("{} `{}`", r.runtime.name(), r.output)).collect();
+            let failed: Vec<String> = self
+                .failures()
+                .map(|r| format!("{} `{}`", r.runtime.name(), r.output))
+                .collect();
             write!(f, "FAIL: {}", failed.join(", "))
         }
     }

@@ -45,20 +45,26 @@ pub(crate) struct ModelSpec {
 /// Decode an ONNX file with the crate's prost types (external data is not needed: only the graph
 /// structure and tensor dims are read).
 pub(crate) fn read_model(path: &Path) -> Result<ModelProto, VerifyError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| VerifyError::Read { path: path.to_path_buf(), source: e })?;
-    ModelProto::decode(bytes::Bytes::from(bytes))
-        .map_err(|e| VerifyError::Decode { path: path.to_path_buf(), message: e.to_string() })
+    let bytes = std::fs::read(path).map_err(|e| VerifyError::Read {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    ModelProto::decode(bytes::Bytes::from(bytes)).map_err(|e| VerifyError::Decode {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 fn value_spec(path: &Path, vi: &ValueInfoProto, what: &str) -> Result<ValueSpec, VerifyError> {
     let name = vi.name.clone().unwrap_or_default();
-    let tensor = vi.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).ok_or_else(|| {
-        VerifyError::Model {
+    let tensor = vi
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .ok_or_else(|| VerifyError::Model {
             path: path.to_path_buf(),
             message: format!("graph {what} `{name}` is not a tensor (or has no type)"),
-        }
-    })?;
+        })?;
     let elem_type = tensor.elem_type.unwrap_or(0);
     let dims = tensor.shape.as_ref().map(|s| {
         s.dim
@@ -70,7 +76,11 @@ fn value_spec(path: &Path, vi: &ValueInfoProto, what: &str) -> Result<ValueSpec,
             })
             .collect()
     });
-    Ok(ValueSpec { name, elem_type, dims })
+    Ok(ValueSpec {
+        name,
+        elem_type,
+        dims,
+    })
 }
 
 impl ModelSpec {
@@ -86,8 +96,11 @@ impl ModelSpec {
             path: path.to_path_buf(),
             message: "the file has no graph".into(),
         })?;
-        let inits: HashSet<&str> =
-            graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+        let inits: HashSet<&str> = graph
+            .initializer
+            .iter()
+            .filter_map(|t| t.name.as_deref())
+            .collect();
         let mut inputs = Vec::new();
         for vi in &graph.input {
             if inits.contains(vi.name.as_deref().unwrap_or("")) {
@@ -108,13 +121,26 @@ impl ModelSpec {
                 }
             }
         }
-        Ok(ModelSpec { path: path.to_path_buf(), inputs, outputs, vocab })
+        Ok(ModelSpec {
+            path: path.to_path_buf(),
+            inputs,
+            outputs,
+            vocab,
+        })
     }
 }
 
 /// Ops through which an integer id tensor keeps its values (only its shape or type changes).
-const PASS_THROUGH: &[&str] =
-    &["Reshape", "Cast", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Transpose", "Expand"];
+const PASS_THROUGH: &[&str] = &[
+    "Reshape",
+    "Cast",
+    "Unsqueeze",
+    "Squeeze",
+    "Flatten",
+    "Identity",
+    "Transpose",
+    "Expand",
+];
 
 /// The smallest length of an indexed axis among the constant tables that `input` reaches as
 /// `Gather` indices (following [`PASS_THROUGH`] ops on their data input), with that table's name.
@@ -132,7 +158,10 @@ pub(crate) fn vocab_bound(graph: &GraphProto, input: &str) -> Option<(usize, Str
         {
             if let (Some(out), Some(t)) = (
                 n.output.first(),
-                n.attribute.iter().find(|a| a.name.as_deref() == Some("value")).and_then(|a| a.t.as_ref()),
+                n.attribute
+                    .iter()
+                    .find(|a| a.name.as_deref() == Some("value"))
+                    .and_then(|a| a.t.as_ref()),
             ) {
                 tables.insert(out.as_str(), t);
             }
@@ -201,7 +230,11 @@ fn looks_like_batch(name: &str) -> bool {
 /// Whether a symbolic dimension name looks like a sequence/length axis (never a batch default).
 fn looks_like_length(name: &str) -> bool {
     let l = name.to_ascii_lowercase();
-    ["seq", "len", "token", "time", "pos", "past", "width", "height"].iter().any(|k| l.contains(k))
+    [
+        "seq", "len", "token", "time", "pos", "past", "width", "height",
+    ]
+    .iter()
+    .any(|k| l.contains(k))
 }
 
 /// Default batch size for a dynamic batch axis.
@@ -245,7 +278,10 @@ pub(crate) fn resolve_shapes(
                 }
                 Dim::Unknown => {
                     let key = format!("{}[{}]", i.name, axis);
-                    let v = overrides.get(&key).copied().unwrap_or_else(|| default_for(""));
+                    let v = overrides
+                        .get(&key)
+                        .copied()
+                        .unwrap_or_else(|| default_for(""));
                     used.insert(key, v);
                     v
                 }

@@ -46,14 +46,24 @@ pub(crate) fn is_supported(elem_type: i32) -> bool {
 
 /// Whether an element type is a floating-point type.
 pub(crate) fn is_float(elem_type: i32) -> bool {
-    matches!(elem_type, dt::FLOAT | dt::FLOAT16 | dt::BFLOAT16 | dt::DOUBLE)
+    matches!(
+        elem_type,
+        dt::FLOAT | dt::FLOAT16 | dt::BFLOAT16 | dt::DOUBLE
+    )
 }
 
 /// Whether an element type is an integer type (not bool).
 pub(crate) fn is_int(elem_type: i32) -> bool {
     matches!(
         elem_type,
-        dt::INT8 | dt::INT16 | dt::INT32 | dt::INT64 | dt::UINT8 | dt::UINT16 | dt::UINT32 | dt::UINT64
+        dt::INT8
+            | dt::INT16
+            | dt::INT32
+            | dt::INT64
+            | dt::UINT8
+            | dt::UINT16
+            | dt::UINT32
+            | dt::UINT64
     )
 }
 
@@ -78,19 +88,39 @@ impl HostTensor {
         }
         let c = self.data.chunks_exact(size);
         let v: Vec<f64> = match self.elem_type {
-            dt::FLOAT => c.map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
-            dt::DOUBLE => c.map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect(),
-            dt::FLOAT16 => c.map(|b| f16::from_le_bytes(b.try_into().unwrap()).to_f64()).collect(),
-            dt::BFLOAT16 => c.map(|b| bf16::from_le_bytes(b.try_into().unwrap()).to_f64()).collect(),
+            dt::FLOAT => c
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect(),
+            dt::DOUBLE => c
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+            dt::FLOAT16 => c
+                .map(|b| f16::from_le_bytes(b.try_into().unwrap()).to_f64())
+                .collect(),
+            dt::BFLOAT16 => c
+                .map(|b| bf16::from_le_bytes(b.try_into().unwrap()).to_f64())
+                .collect(),
             dt::INT8 => c.map(|b| b[0] as i8 as f64).collect(),
             dt::UINT8 => c.map(|b| b[0] as f64).collect(),
             dt::BOOL => c.map(|b| (b[0] != 0) as u8 as f64).collect(),
-            dt::INT16 => c.map(|b| i16::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
-            dt::UINT16 => c.map(|b| u16::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
-            dt::INT32 => c.map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
-            dt::UINT32 => c.map(|b| u32::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
-            dt::INT64 => c.map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
-            dt::UINT64 => c.map(|b| u64::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
+            dt::INT16 => c
+                .map(|b| i16::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect(),
+            dt::UINT16 => c
+                .map(|b| u16::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect(),
+            dt::INT32 => c
+                .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect(),
+            dt::UINT32 => c
+                .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect(),
+            dt::INT64 => c
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect(),
+            dt::UINT64 => c
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect(),
             _ => return None,
         };
         Some(v)
@@ -106,10 +136,14 @@ impl HostTensor {
                 return None;
             }
             return Some(
-                self.data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
+                self.data
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
             );
         }
-        self.to_f64().map(|v| v.into_iter().map(|x| x as i64).collect())
+        self.to_f64()
+            .map(|v| v.into_iter().map(|x| x as i64).collect())
     }
 
     /// A short human description, e.g. `input_ids i64[2,8]`.
@@ -148,7 +182,12 @@ pub(crate) fn from_f64_fn(
             _ => data.extend(std::iter::repeat_n(0u8, size)),
         }
     }
-    HostTensor { name: name.to_string(), elem_type, shape: shape.to_vec(), data }
+    HostTensor {
+        name: name.to_string(),
+        elem_type,
+        shape: shape.to_vec(),
+        data,
+    }
 }
 
 /// A summary of one generated input, for the report.

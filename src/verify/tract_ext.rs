@@ -13,15 +13,18 @@
 
 use tract_onnx::model::{optional_outputs, ParsingContext};
 use tract_onnx::pb::NodeProto;
-use tract_onnx::tract_hir::internal::*;
-use tract_onnx::tract_hir::ops::logic::wire_with_rank_broadcast;
 use tract_onnx::tract_core::ops::cast::cast;
 use tract_onnx::tract_core::ops::math::{add, mul, rsqrt};
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+use tract_onnx::tract_hir::internal::*;
+use tract_onnx::tract_hir::ops::logic::wire_with_rank_broadcast;
 
 /// Register this module's operators on `onnx`, replacing tract's builders of the same name.
 pub(crate) fn register(onnx: &mut tract_onnx::Onnx) {
-    onnx.op_register.insert("SkipSimplifiedLayerNormalization", skip_simplified_layer_normalization);
+    onnx.op_register.insert(
+        "SkipSimplifiedLayerNormalization",
+        skip_simplified_layer_normalization,
+    );
     onnx.op_register.insert("CumSum", cumsum);
 }
 
@@ -81,7 +84,11 @@ impl Expansion for CumSum {
             reverse: self.reverse,
         };
         if fact.datum_type == DatumType::TDim {
-            let x = model.wire_node(format!("{prefix}.to_i64"), cast(DatumType::I64), &[inputs[0]])?;
+            let x = model.wire_node(
+                format!("{prefix}.to_i64"),
+                cast(DatumType::I64),
+                &[inputs[0]],
+            )?;
             let y = model.wire_node(format!("{prefix}.sum"), op, &x)?;
             model.wire_node(prefix, cast(DatumType::TDim), &y)
         } else {
@@ -103,7 +110,10 @@ fn skip_simplified_layer_normalization(
     let mean_out = oo.next().flatten();
     let invstd_out = oo.next().flatten();
     let sum_out = oo.next().flatten();
-    ensure!(mean_out.is_none(), "SkipSimplifiedLayerNormalization: the mean output is unsupported");
+    ensure!(
+        mean_out.is_none(),
+        "SkipSimplifiedLayerNormalization: the mean output is unsupported"
+    );
     Ok((
         expand(SkipSimplifiedLayerNorm {
             epsilon,
@@ -165,20 +175,33 @@ impl Expansion for SkipSimplifiedLayerNorm {
         let dt = fact.datum_type;
         let stash = DatumType::F32;
 
-        let mut sum =
-            wire_with_rank_broadcast(format!("{prefix}.skip"), model, add(), &[inputs[0], inputs[1]])?[0];
+        let mut sum = wire_with_rank_broadcast(
+            format!("{prefix}.skip"),
+            model,
+            add(),
+            &[inputs[0], inputs[1]],
+        )?[0];
         if self.have_bias {
-            sum = wire_with_rank_broadcast(format!("{prefix}.bias"), model, add(), &[sum, inputs[3]])?[0];
+            sum = wire_with_rank_broadcast(
+                format!("{prefix}.bias"),
+                model,
+                add(),
+                &[sum, inputs[3]],
+            )?[0];
         }
         let x = model.wire_node(format!("{prefix}.cast_x"), cast(stash), &[sum])?[0];
         let mean_sq = model.wire_node(
             format!("{prefix}.mean_sq"),
-            Reduce { axes: tvec![rank - 1], reducer: Reducer::MeanOfSquares },
+            Reduce {
+                axes: tvec![rank - 1],
+                reducer: Reducer::MeanOfSquares,
+            },
             &[x],
         )?[0];
         let eps = model.add_const(format!("{prefix}.eps"), tensor0(self.epsilon))?;
         let mean_sq_eps =
-            wire_with_rank_broadcast(format!("{prefix}.add_eps"), model, add(), &[mean_sq, eps])?[0];
+            wire_with_rank_broadcast(format!("{prefix}.add_eps"), model, add(), &[mean_sq, eps])?
+                [0];
         let inv_rms = model.wire_node(format!("{prefix}.rsqrt"), rsqrt(), &[mean_sq_eps])?[0];
         let normalized =
             wire_with_rank_broadcast(format!("{prefix}.norm"), model, mul(), &[x, inv_rms])?[0];

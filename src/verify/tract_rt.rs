@@ -100,7 +100,11 @@ impl TractModel {
             Err(first) => match Self::load_with(path, sample, None) {
                 Ok(m) => Ok(m),
                 Err(VerifyError::Tract { message, .. }) => match first {
-                    VerifyError::Tract { stage, path, message: m1 } => Err(VerifyError::Tract {
+                    VerifyError::Tract {
+                        stage,
+                        path,
+                        message: m1,
+                    } => Err(VerifyError::Tract {
                         stage,
                         path,
                         message: format!("{m1} (and with concrete input shapes: {message})"),
@@ -130,12 +134,18 @@ impl TractModel {
             let mut model = onnx
                 .model_for_path(path)
                 .map_err(|e| err("load", format!("{e:#}")))?;
-            let outlets = model.input_outlets().map_err(|e| err("load", format!("{e:#}")))?.to_vec();
+            let outlets = model
+                .input_outlets()
+                .map_err(|e| err("load", format!("{e:#}")))?
+                .to_vec();
             let mut feed = Vec::with_capacity(outlets.len());
             for (ix, o) in outlets.iter().enumerate() {
                 let name = model.node(o.node).name.clone();
                 let si = sample.iter().position(|t| t.name == name).ok_or_else(|| {
-                    err("load", format!("tract sees an input `{name}` that the graph does not declare"))
+                    err(
+                        "load",
+                        format!("tract sees an input `{name}` that the graph does not declare"),
+                    )
                 })?;
                 let t = &sample[si];
                 if concrete.is_none_or(|c| c.contains(&name)) {
@@ -151,54 +161,76 @@ impl TractModel {
                 .map_err(|e| err("optimise", format!("{e:#}")))?
                 .into_runnable()
                 .map_err(|e| err("prepare", format!("{e:#}")))?;
-            Ok(TractModel { path: path.to_path_buf(), plan, feed })
+            Ok(TractModel {
+                path: path.to_path_buf(),
+                plan,
+                feed,
+            })
         }));
         r.unwrap_or_else(|p| Err(err("load", super::panic_message(p))))
     }
 
     /// Run one sample; outputs in graph output order, named `names`.
-    pub fn run(&self, sample: &[HostTensor], names: &[String]) -> Result<Vec<HostTensor>, VerifyError> {
+    pub fn run(
+        &self,
+        sample: &[HostTensor],
+        names: &[String],
+    ) -> Result<Vec<HostTensor>, VerifyError> {
         let err = |message: String| VerifyError::Tract {
             stage: "run",
             path: self.path.clone(),
             message,
         };
-        let r = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<HostTensor>, VerifyError> {
-            let mut inputs: TVec<TValue> = tvec![];
-            for &si in &self.feed {
-                let t = &sample[si];
-                let dt = datum_type(&self.path, &t.name, t.elem_type)?;
-                // SAFETY: `dt` is a plain-old-data type and `t.data` holds exactly
-                // `len * size_of(dt)` little-endian bytes, which is tract's in-memory layout
-                // (booleans are one byte, 0 or 1).
-                let tensor = unsafe { Tensor::from_raw_dt(dt, &t.shape, &t.data) }
-                    .map_err(|e| err(format!("{e:#}")))?;
-                inputs.push(tensor.into_tvalue());
-            }
-            let outs = self.plan.run(inputs).map_err(|e| err(format!("{e:#}")))?;
-            let mut result = Vec::with_capacity(outs.len());
-            for (i, o) in outs.iter().enumerate() {
-                let name = names.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
-                let t: std::borrow::Cow<Tensor> = if o.datum_type() == DatumType::TDim {
-                    std::borrow::Cow::Owned(
-                        o.cast_to_dt(DatumType::I64).map_err(|e| err(format!("{e:#}")))?.into_owned(),
-                    )
-                } else {
-                    std::borrow::Cow::Borrowed(&**o)
-                };
-                let elem_type = onnx_type(t.datum_type()).ok_or_else(|| {
-                    err(format!("output `{name}` has type {:?}, which cannot be compared", t.datum_type()))
-                })?;
-                let size = dt::byte_size(elem_type).unwrap_or(1);
-                let bytes = t
-                    .as_plain_ram_storage()
-                    .ok_or_else(|| err(format!("output `{name}` is not stored in plain memory")))?
-                    .as_bytes();
-                let data = bytes.get(..t.len() * size).unwrap_or(bytes).to_vec();
-                result.push(HostTensor { name, elem_type, shape: t.shape().to_vec(), data });
-            }
-            Ok(result)
-        }));
+        let r = catch_unwind(AssertUnwindSafe(
+            || -> Result<Vec<HostTensor>, VerifyError> {
+                let mut inputs: TVec<TValue> = tvec![];
+                for &si in &self.feed {
+                    let t = &sample[si];
+                    let dt = datum_type(&self.path, &t.name, t.elem_type)?;
+                    // SAFETY: `dt` is a plain-old-data type and `t.data` holds exactly
+                    // `len * size_of(dt)` little-endian bytes, which is tract's in-memory layout
+                    // (booleans are one byte, 0 or 1).
+                    let tensor = unsafe { Tensor::from_raw_dt(dt, &t.shape, &t.data) }
+                        .map_err(|e| err(format!("{e:#}")))?;
+                    inputs.push(tensor.into_tvalue());
+                }
+                let outs = self.plan.run(inputs).map_err(|e| err(format!("{e:#}")))?;
+                let mut result = Vec::with_capacity(outs.len());
+                for (i, o) in outs.iter().enumerate() {
+                    let name = names.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
+                    let t: std::borrow::Cow<Tensor> = if o.datum_type() == DatumType::TDim {
+                        std::borrow::Cow::Owned(
+                            o.cast_to_dt(DatumType::I64)
+                                .map_err(|e| err(format!("{e:#}")))?
+                                .into_owned(),
+                        )
+                    } else {
+                        std::borrow::Cow::Borrowed(&**o)
+                    };
+                    let elem_type = onnx_type(t.datum_type()).ok_or_else(|| {
+                        err(format!(
+                            "output `{name}` has type {:?}, which cannot be compared",
+                            t.datum_type()
+                        ))
+                    })?;
+                    let size = dt::byte_size(elem_type).unwrap_or(1);
+                    let bytes = t
+                        .as_plain_ram_storage()
+                        .ok_or_else(|| {
+                            err(format!("output `{name}` is not stored in plain memory"))
+                        })?
+                        .as_bytes();
+                    let data = bytes.get(..t.len() * size).unwrap_or(bytes).to_vec();
+                    result.push(HostTensor {
+                        name,
+                        elem_type,
+                        shape: t.shape().to_vec(),
+                        data,
+                    });
+                }
+                Ok(result)
+            },
+        ));
         r.unwrap_or_else(|p| Err(err(super::panic_message(p))))
     }
 }

@@ -87,12 +87,6 @@ class G:
     def weight(self, base, shape, scale):
         return self.f32(base, self.rng.normal(0.0, scale, size=shape))
 
-    def gamma(self, base, d):
-        return self.f32(base, 1.0 + 0.1 * self.rng.normal(size=d))
-
-    def beta(self, base, d):
-        return self.f32(base, 0.1 * self.rng.normal(size=d))
-
     # ---- ops -----------------------------------------------------------------------------
     def reduce_mean_last(self, x, base):
         if self.opset >= 18:
@@ -101,9 +95,11 @@ class G:
 
     def layer_norm(self, x, d, eps, prefix, no_norm):
         self.ln_count += 1
+        # Draw γ, β even when they are dropped, so --no-norm keeps every other weight identical.
+        gv, bv = 1.0 + 0.1 * self.rng.normal(size=d), 0.1 * self.rng.normal(size=d)
         if no_norm:
             return self.node("Identity", [x], f"{prefix}/Identity")
-        g, b = self.gamma(f"{prefix}.weight", d), self.beta(f"{prefix}.bias", d)
+        g, b = self.f32(f"{prefix}.weight", gv), self.f32(f"{prefix}.bias", bv)
         if self.opset >= 17:
             return self.node("LayerNormalization", [x, g, b], f"{prefix}/LayerNormalization", axis=-1, epsilon=eps)
         m = self.reduce_mean_last(x, f"{prefix}/mean")

@@ -166,7 +166,16 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
             break;
         }
     }
-    let accepted: Vec<(usize, &stream::Stream)> = streams.iter().enumerate().filter(|(i, _)| reasons[*i].is_empty()).collect();
+    // An embedding LayerNorm precomputed into its table takes its little input stream with it.
+    let absorbed: std::collections::BTreeSet<usize> = streams
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| reasons[*i].is_empty())
+        .flat_map(|(_, st)| st.leaves.iter().filter_map(|l| if let Leaf::LnTable { norm, .. } = l.leaf { Some(norm) } else { None }))
+        .collect();
+    let swallowed: Vec<bool> = streams.iter().map(|st| !st.norms.is_empty() && st.norms.iter().all(|k| absorbed.contains(k))).collect();
+    let accepted: Vec<(usize, &stream::Stream)> =
+        streams.iter().enumerate().filter(|(i, _)| reasons[*i].is_empty() && !swallowed[*i]).collect();
     let (plan, parts) = rewrite::plan(&a, &model, &accepted, opts.fold)?;
     let mut stream_reports: Vec<StreamReport> = streams
         .iter()
@@ -175,13 +184,39 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
             id: sid,
             width: st.width,
             new_width: st.width,
-            status: if reasons[sid].is_empty() { "rewritten".into() } else { "refused".into() },
+            status: if swallowed[sid] && reasons[sid].is_empty() {
+                "precomputed into its embedding table".into()
+            } else if reasons[sid].is_empty() {
+                "rewritten".into()
+            } else {
+                "refused".into()
+            },
             reasons: reasons[sid].clone(),
             leaves: vec![],
             norms: vec![],
             norm_names: st.norms.iter().map(|&k| label(k)).collect(),
         })
         .collect();
+    for (sid, st) in streams.iter().enumerate() {
+        if !reasons[sid].is_empty() {
+            stream_reports[sid].leaves = st
+                .leaves
+                .iter()
+                .map(|l| {
+                    let (kind, how) = match &l.leaf {
+                        Leaf::Explicit { why } => ("explicit centering", why.clone()),
+                        Leaf::Const { .. } => ("constant", String::new()),
+                        Leaf::Linear { .. } => ("linear", String::new()),
+                        Leaf::Table { .. } => ("embedding", String::new()),
+                        Leaf::Conv { .. } => ("patch embedding", String::new()),
+                        Leaf::LnTable { .. } => ("embedding LayerNorm", String::new()),
+                    };
+                    let node = model.graph.nodes.get(ix.producer(&l.value).unwrap_or(usize::MAX)).map(|n| n.label()).unwrap_or_default();
+                    report::LeafReport { value: l.value.clone(), kind: kind.into(), node, how: format!("not applied{}{how}", if how.is_empty() { "" } else { ": " }) }
+                })
+                .collect();
+        }
+    }
     for (sid, leaves, nr) in parts {
         stream_reports[sid].leaves = leaves;
         stream_reports[sid].norms = nr;

@@ -516,7 +516,9 @@ impl<'a> Analysis<'a> {
                         continue;
                     }
                     if let Ok(outs) = self.pass_through(p, slot, d) {
-                        if outs.iter().any(|o| o == v) && self.last_is(inp, d) {
+                        // Shape-changing ops must be seen to keep the hidden axis on both sides.
+                        let elementwise = matches!(n.op(), "Identity" | "Cast" | "Dropout" | "Mul" | "Div");
+                        if outs.iter().any(|o| o == v) && (elementwise || self.last_is(inp, d)) {
                             return Producer::Internal { push: vec![inp.clone()], consts: vec![] };
                         }
                     }

@@ -19,6 +19,7 @@ pub mod ir;
 pub mod proto;
 pub mod tensor;
 pub mod verify;
+pub mod bench;
 
 #[path = "../passes/mod.rs"]
 pub mod passes;

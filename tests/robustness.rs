@@ -706,3 +706,35 @@ fn fuzz_regressions_replay_binary() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// size and depth
+
+/// A long chain `w → Identity → Identity → …` read by the stream's MatMul: constant lookups
+/// follow Identity chains, which must stay linear and must not overflow the stack.
+#[test]
+fn long_identity_chain_to_a_weight() {
+    let n = 20_000;
+    let mut m = tiny_gpt();
+    let g = graph(&mut m);
+    let mut prev = "fc.w".to_string();
+    let mut chain = Vec::new();
+    for i in 0..n {
+        let out = format!("fc.w.id{i}");
+        chain.push(node("Identity", &format!("id{i}"), &[&prev], &[&out], vec![]));
+        prev = out;
+    }
+    let pos = g.node.iter().position(|x| x.name.as_deref() == Some("fc")).unwrap();
+    g.node[pos].input[1] = prev;
+    g.node.splice(0..0, chain);
+    let d = tmp();
+    let p = write_model(d.path(), "m.onnx", &m);
+    let t = std::time::Instant::now();
+    let out = d.path().join("out.onnx");
+    let o = run(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "-q"]);
+    let err = stderr(&o);
+    println!("{n} Identity nodes: exit {:?} in {:.1?}: {err}", o.status.code(), t.elapsed());
+    assert!(!err.contains("panicked") && !err.contains("overflow"), "{err}");
+    assert!(matches!(o.status.code(), Some(0) | Some(3)), "{err}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(20), "took {:.1?}", t.elapsed());
+}

@@ -1086,6 +1086,25 @@ fn fp16_models_verify_in_tract_and_onnxruntime() {
     }
 }
 
+/// Models that stock tract 0.23.9 cannot run and `tract_onnx_with_extensions` + concrete input
+/// shapes can: fp16 `Gemm` (gpt2 fp16), negative `GatherND` indices (falcon dynamo), attention
+/// masks that tract's symbolic shapes mis-broadcast (bloom), `CumSum` over `Cast(int64)` (gpt2).
+#[test]
+fn tract_runs_models_stock_tract_cannot() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/models");
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["gpt2_dynamo18_fp16.onnx", "falcon_dynamo18_fp32.onnx", "bloom_ts14_fp32.onnx"] {
+        let a = dir.join(name);
+        if !a.exists() {
+            note(&format!("{} missing; skipped", a.display()));
+            continue;
+        }
+        let b = save(tmp.path(), name, &decode(&a));
+        let r = verify(&a, &b, &opts(Runtimes::Tract));
+        assert!(r.passed() && r.ran(Runtime::Tract), "{r}");
+    }
+}
+
 /// Every model of `testdata/models` against a re-encoded copy of itself, in both runtimes: each
 /// must load, run and pass (run with `cargo test --release --test verify -- --ignored`).
 #[test]

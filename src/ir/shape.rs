@@ -178,6 +178,8 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         | "RMSNormalization" | "LeakyRelu" | "Elu" | "HardSigmoid" | "Softplus" | "Cos" | "Sin" | "CumSum" | "Trilu"
         | "CastLike" | "Clip" | "Round" | "Floor" | "Ceil" | "Sign" => one(inp(0)),
         "Dropout" => vec![inp(0), inp(0)],
+        "Range" => one(Some(vec![Dim::Unknown])),
+        "ConstantOfShape" => one(n.input(0).and_then(|v| s.value(v)).map(<[Dim]>::to_vec)),
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And"
         | "Or" | "Xor" | "Max" | "Min" | "Mod" | "BitShift" => match (inp(0), inp(1)) {
             (Some(a), Some(b)) => one(Some(broadcast(&a, &b))),
@@ -426,9 +428,29 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             None => vec![],
         },
         "Expand" => {
-            let (Some(x), Some(t)) = (inp(0), n.input(1).and_then(|v| const_ints(g, v))) else { return vec![] };
-            let t: Vec<Dim> = t.into_iter().map(Dim::Known).collect();
-            one(Some(broadcast(&x, &t)))
+            let Some(x) = inp(0) else { return vec![] };
+            let t: Vec<Dim> = match n.input(1).and_then(|v| const_ints(g, v)) {
+                Some(t) => t.into_iter().map(Dim::Known).collect(),
+                None => match n.input(1).and_then(|v| s.value(v)) {
+                    // Unknown target entries: the input's size where it is not 1, else unknown.
+                    Some(v) => v.to_vec(),
+                    None => return vec![],
+                },
+            };
+            let r = x.len().max(t.len());
+            let out = (0..r)
+                .map(|i| {
+                    let xd = if i + x.len() >= r { x[i + x.len() - r].clone() } else { Dim::Known(1) };
+                    let td = if i + t.len() >= r { t[i + t.len() - r].clone() } else { Dim::Known(1) };
+                    match (&xd, &td) {
+                        (_, Dim::Known(1)) => xd,
+                        (Dim::Known(1), _) => td,
+                        (Dim::Known(a), _) => Dim::Known(*a),
+                        _ => td,
+                    }
+                })
+                .collect();
+            one(Some(out))
         }
         _ => vec![],
     }
@@ -457,8 +479,11 @@ fn shape_value(g: &Graph, s: &Shapes, n: &NodeProto) -> Option<Vec<Dim>> {
         }
         "Identity" | "Cast" | "Squeeze" | "Unsqueeze" => val(0),
         "Gather" if n.attr_i("axis").unwrap_or(0) == 0 => {
-            let data = val(0)?;
             let idx = const_ints(g, n.input(1)?)?;
+            let Some(data) = val(0) else {
+                // Picking from a shape we cannot read still tells how many values come out.
+                return Some(vec![Dim::Unknown; idx.len()]);
+            };
             idx.iter()
                 .map(|&i| {
                     let i = if i < 0 { i + data.len() as i64 } else { i };

@@ -73,41 +73,40 @@ fn onnx_type(d: DatumType) -> Option<i32> {
     })
 }
 
-/// A model loaded and optimised by tract for one set of concrete input shapes.
-pub(crate) struct TractModel {
+/// A model loaded and optimised by tract for the input types and shapes of one sample (see
+/// [`tract_plan`](super::tract_plan)).
+pub struct TractModel {
     path: std::path::PathBuf,
-    plan: std::sync::Arc<TypedRunnableModel>,
-    /// For each tract model input (in tract's order), the index into the generated sample.
-    feed: Vec<usize>,
+    /// The optimised, runnable plan.
+    pub plan: std::sync::Arc<TypedRunnableModel>,
+    /// For each plan input (in tract's order), the index of its tensor in the sample.
+    pub feed: Vec<usize>,
 }
 
 impl TractModel {
     /// Load `path` and optimise it for the types and shapes of `sample`.
     ///
-    /// First with the graph's declared input facts (symbolic dims such as `seq` stay symbols, and
-    /// tract uses the graph's `value_info`), fixing only the inputs in `concrete` (those whose
-    /// declared shape is missing or partly unknown); if tract cannot analyse or optimise that,
-    /// again with every input fixed to its concrete shape and `value_info` ignored (its symbols
-    /// would clash with the concrete sizes). Some graphs only pass one way: gpt2's `CumSum` over
-    /// a shape fails when evaluated eagerly on concrete dims; other graphs need concrete shapes.
-    pub fn load(
+    /// First with every input fixed to its concrete shape and the graph's `value_info` ignored
+    /// (its symbols, such as `seq`, would clash with the concrete sizes); if tract cannot analyse
+    /// or optimise that, again with the graph's declared input facts (symbolic dims stay
+    /// symbols, `value_info` is used), fixing only the inputs in `concrete` (those whose declared
+    /// shape is missing or partly unknown). Concrete shapes avoid tract's symbolic reasoning,
+    /// which mis-broadcasts some attention masks (bloom, falcon, gpt-j: "Can not broadcast 8
+    /// against 2" at run time).
+    pub(crate) fn load(
         path: &Path,
         sample: &[HostTensor],
         concrete: &HashSet<String>,
     ) -> Result<TractModel, VerifyError> {
-        match Self::load_with(path, sample, Some(concrete)) {
+        match Self::load_with(path, sample, None) {
             Ok(m) => Ok(m),
-            Err(first) => match Self::load_with(path, sample, None) {
+            Err(first) => match Self::load_with(path, sample, Some(concrete)) {
                 Ok(m) => Ok(m),
                 Err(VerifyError::Tract { message, .. }) => match first {
-                    VerifyError::Tract {
+                    VerifyError::Tract { stage, path, message: m1 } => Err(VerifyError::Tract {
                         stage,
                         path,
-                        message: m1,
-                    } => Err(VerifyError::Tract {
-                        stage,
-                        path,
-                        message: format!("{m1} (and with concrete input shapes: {message})"),
+                        message: format!("{m1} (and with symbolic input shapes: {message})"),
                     }),
                     other => Err(other),
                 },
@@ -170,7 +169,9 @@ impl TractModel {
         r.unwrap_or_else(|p| Err(err("load", super::panic_message(p))))
     }
 
-    /// Run one sample; outputs in graph output order, named `names`.
+    /// Run one sample (tensors named like the graph inputs, in any order, as
+    /// [`generate_inputs`](super::generate_inputs) makes them); outputs in graph output order,
+    /// named `names`.
     pub fn run(
         &self,
         sample: &[HostTensor],

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Render the JSON reports of bench/run_all.sh (RESULTS/*.json + *.cmd) as Markdown tables.
+
+  python3 bench/report.py bench/results > bench/results/tables.md
+"""
+import json
+import os
+import sys
+
+ORDER = ["op_128x768", "op_197x384", "op_1576x192", "vit_ti", "vit_s", "gpt2"]
+
+# Op names that belong to normalisation, per runtime (for the "norm ops" profile column).
+NORM_OPS = {
+    "onnxruntime": {"LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
+                     "SkipSimplifiedLayerNormalization", "RMSNormalization", "Pow", "Sqrt", "ReduceMean", "Sub"},
+    "tract": {"RmsNorm", "Reduce<Sum>", "OptSubByScalar", "OptMulByScalar", "OptBinChain(Mul+Add)"},
+}
+
+
+def q(s, fmt):
+    return f"{fmt.format(s['median'])} [{fmt.format(s['p25'])}, {fmt.format(s['p75'])}]"
+
+
+def render(name, rep, cmd):
+    out = [f"### {name}", ""]
+    if cmd:
+        out += ["```sh", cmd.strip(), "```", ""]
+    ins = "; ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in rep["inputs"])
+    out += [f"{rep['runs']} timed rounds (+{rep['warmup']} warm-up), inputs {ins}; {rep['machine']}", ""]
+    for r in rep["runtimes"]:
+        ms = [m["ms"]["median"] for m in r["models"]]
+        fmt = "{:.3f}" if max(ms) < 10 else "{:.1f}"
+        norm_ops = NORM_OPS.get(r["runtime"], set())
+        has_prof = any(m.get("profile") for m in r["models"])
+        has_cap = bool(r["captured"])
+        head = f"| {r['runtime']} | median ms [p25, p75] | ratio vs {r['models'][0]['label']} [p25, p75] |"
+        sep = "|---|---|---|"
+        if has_cap:
+            head += " captured [p25, p75] |"
+            sep += "---|"
+        if has_prof:
+            head += " norm ops ms/run (profile) |"
+            sep += "---|"
+        out += [head, sep]
+        for k, m in enumerate(r["models"]):
+            row = f"| {m['label']} | {q(m['ms'], fmt)} | "
+            row += "1" if k == 0 else q(r["ratios"][k - 1]["stats"], "{:.3f}")
+            row += " |"
+            if has_cap:
+                c = next((c for c in r["captured"] if c["label"] == m["label"] and 0 < k < len(r["models"]) - 1), None)
+                row += f" {q(c['stats'], '{:.2f}') if c else ''} |"
+            if has_prof:
+                p = m.get("profile") or []
+                nops = [o for o in p if o["op"] in norm_ops]
+                tot = sum(o["ms_per_run"] for o in nops)
+                desc = ", ".join(f"{o['op']}×{o['nodes']}" for o in nops)
+                row += f" {tot:.2f} ({desc}) |" if nops else " 0 |"
+            out.append(row)
+        out.append("")
+    return "\n".join(out)
+
+
+def main():
+    d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "results")
+    names = [n[:-5] for n in os.listdir(d) if n.endswith(".json") and not n.endswith(("_std.json", "_ort.json"))]
+    names.sort(key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+    for n in names:
+        with open(os.path.join(d, n + ".json")) as f:
+            try:
+                rep = json.load(f)
+            except json.JSONDecodeError:
+                continue
+        if "runtimes" not in rep:
+            continue
+        cmd = ""
+        if os.path.exists(os.path.join(d, n + ".cmd")):
+            with open(os.path.join(d, n + ".cmd")) as f:
+                cmd = f.read()
+        print(render(n, rep, cmd))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Regenerate every benchmark model into a scratch folder and rerun every row of BENCHMARKS.md.
+#
+#   bench/run_all.sh                 # everything (about 1 h on 2 cores)
+#   ONLY="ops vit_ti" bench/run_all.sh
+#
+# Environment: SCRATCH (models, default bench/models, git-ignored), RESULTS (default
+# bench/results), RUNS / WARMUP (whole models, default 40 / 3), OP_RUNS / OP_WARMUP (single-op
+# models, default 2000 / 200), PROFILE (profiled runs per model, default 5), ONLY (subset of:
+# ops vit_ti vit_s gpt2), GPT2_LAYERS (default 12).
+# Needs: python3 with numpy + onnx (bench/synth.py), onnxruntime's Python wheel (its
+# libonnxruntime is what the benchmark loads), a release build of the crate.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+SCRATCH=${SCRATCH:-$HERE/models}
+RESULTS=${RESULTS:-$HERE/results}
+RUNS=${RUNS:-40}
+WARMUP=${WARMUP:-3}
+OP_RUNS=${OP_RUNS:-2000}
+OP_WARMUP=${OP_WARMUP:-200}
+PROFILE=${PROFILE:-5}
+ONLY=${ONLY:-ops vit_ti vit_s gpt2}
+GPT2_LAYERS=${GPT2_LAYERS:-12}
+mkdir -p "$SCRATCH" "$RESULTS"
+
+CLI=$ROOT/target/release/onnx-normopt
+(cd "$ROOT" && cargo build --release --quiet) || echo "warning: cargo build failed; using the existing binary" >&2
+if "$CLI" --help 2>/dev/null | grep -qE "^  bench( |$)"; then
+    BENCH=("$CLI" bench)
+else
+    # `onnx-normopt bench` is not wired into src/main.rs yet: use the stop-gap runner.
+    (cd "$ROOT" && CARGO_TARGET_DIR="$ROOT/target" cargo build --release --quiet --manifest-path bench/runner/Cargo.toml) \
+        || echo "warning: runner build failed; using the existing binary" >&2
+    BENCH=("$ROOT/target/release/normopt-bench-runner")
+fi
+SYNTH=(python3 "$HERE/synth.py")
+
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+
+# bench NAME ARGS...: run the benchmark, keep its JSON and the exact command.
+bench() {
+    local name=$1; shift
+    local cmd=("${BENCH[@]}" "$@" --json)
+    echo "+ ${cmd[*]}" >&2
+    {
+        echo "# $(date -u +%FT%TZ) load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+        printf '%q ' "${cmd[@]}" | sed "s#$ROOT/##g; s#$SCRATCH/#\$SCRATCH/#g"
+        echo
+    } > "$RESULTS/$name.cmd"
+    "${cmd[@]}" > "$RESULTS/$name.json"
+    echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$RESULTS/$name.cmd"
+}
+
+# model NAME SYNTH-ARGS...: original + --no-norm limit + both rewrites.
+model() {
+    local name=$1; shift
+    local verify=()
+    "${SYNTH[@]}" "$@" -o "$SCRATCH/$name.onnx"
+    "${SYNTH[@]}" "$@" --no-norm -o "$SCRATCH/${name}_nonorm.onnx"
+    [[ " $* " == *" --external-data "* ]] && verify=(--no-verify)
+    "$CLI" "$SCRATCH/$name.onnx" -o "$SCRATCH/${name}_rms_std.onnx" --emit standard "${verify[@]}" --report "$RESULTS/${name}_rewrite_std.json"
+    "$CLI" "$SCRATCH/$name.onnx" -o "$SCRATCH/${name}_rms_ort.onnx" --emit onnxruntime "${verify[@]}" --report "$RESULTS/${name}_rewrite_ort.json"
+    if [[ ${#verify[@]} -gt 0 ]]; then
+        # Not verified while rewriting (large): verify once now, in both runtimes.
+        "$CLI" verify "$SCRATCH/$name.onnx" "$SCRATCH/${name}_rms_std.onnx" --samples 1 > "$RESULTS/${name}_verify_std.txt" || true
+        "$CLI" verify "$SCRATCH/$name.onnx" "$SCRATCH/${name}_rms_ort.onnx" --samples 1 > "$RESULTS/${name}_verify_ort.txt" || true
+    fi
+    bench "$name" "$SCRATCH/$name.onnx" "$SCRATCH/${name}_rms_std.onnx" "$SCRATCH/${name}_rms_ort.onnx" "$SCRATCH/${name}_nonorm.onnx" \
+        --label orig --label rms_std --label rms_ort --label nonorm --limit \
+        --runs "$RUNS" --warmup "$WARMUP" --profile "$PROFILE" --ops
+}
+
+if wants ops; then
+    for shape in 128x768 197x384 1576x192; do
+        rows=${shape%x*}; d=${shape#*x}
+        files=(); labels=()
+        for n in ln rms rms-ort rms23 rms-nomul identity; do
+            "${SYNTH[@]}" --kind norm --norm "$n" --rows "$rows" --d "$d" -o "$SCRATCH/op_${shape}_$n.onnx"
+            files+=("$SCRATCH/op_${shape}_$n.onnx"); labels+=(--label "$n")
+        done
+        bench "op_$shape" "${files[@]}" "${labels[@]}" --runs "$OP_RUNS" --warmup "$OP_WARMUP" --profile 200 --ops
+    done
+fi
+if wants vit_ti; then model vit_ti --kind vit --d 192 --heads 3; fi
+if wants vit_s; then model vit_s --kind vit --d 384 --heads 6; fi
+if wants gpt2; then model gpt2 --kind gpt2 --d 768 --heads 12 --layers "$GPT2_LAYERS" --external-data; fi
+
+python3 "$HERE/report.py" "$RESULTS" > "$RESULTS/tables.md"
+echo "tables: $RESULTS/tables.md" >&2

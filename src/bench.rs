@@ -1,0 +1,792 @@
+//! Speed benchmarks: time several models on the same inputs in onnxruntime and tract, in one
+//! process, with interleaved rounds, and report robust statistics.
+//!
+//! The first model is the baseline `A`; every other model `X` gets per-round ratios `t_X / t_A`.
+//! With [`BenchArgs::limit`] the last model is the "physical limit" `L` (e.g. the model with
+//! every LayerNorm replaced by Identity) and every model in between also gets the *captured
+//! fraction* `(t_A − t_X) / (t_A − t_L)` per round: the share of the largest possible saving the
+//! model actually realises.
+//!
+//! Method (per runtime, one runtime after the other so that onnxruntime's spinning thread pool
+//! never competes with tract):
+//! - every model is loaded once: onnxruntime with **default** session options (all graph
+//!   optimisations, default intra-op thread count) unless `--ort-threads`; tract as an optimised
+//!   runnable plan with the inputs' concrete shapes (tract 0.23 runs single-threaded);
+//! - one input set is generated from model A exactly as `verify` would ([`generate_inputs`]) and
+//!   converted once to each runtime's tensors (conversion is not timed);
+//! - `warmup + runs` rounds run each model once, rotating the starting model every round
+//!   (A B C, B C A, C A B, ...) so no model always runs after the same one; warm-up rounds are
+//!   dropped; every run's wall time (inputs in, outputs out and dropped) is recorded;
+//! - statistics are median and quartiles (p25, p75, linear interpolation) of the per-run times
+//!   and of the per-round ratios, which cancel slow drifts of a noisy machine.
+//!
+//! `--profile N` adds N profiled runs per model after the timing: per-op-type time from tract
+//! (an eval hook around every node of the plan) and from onnxruntime's own profiler (its JSON
+//! trace, per `op_name`, so fused kernels show up under their fused name). `--ops` prints the op
+//! histogram of tract's optimised model (what tract actually runs).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::proto::data_type as dt;
+use crate::verify::{
+    find_ort_library, generate_inputs, tract_onnx_with_extensions, HostTensor, InputSummary,
+    OrtLibrary, Runtimes, VerifyOptions,
+};
+
+/// The command-line flags of `onnx-normopt bench` (flatten into a subcommand).
+#[derive(clap::Args, Clone, Debug, PartialEq)]
+pub struct BenchArgs {
+    /// The models: the first is the baseline A, ratios are given against it. All must take the
+    /// same inputs.
+    #[arg(required = true, value_name = "MODEL")]
+    pub models: Vec<PathBuf>,
+    /// Short names of the models, in order (default: file stems).
+    #[arg(long = "label", value_name = "NAME")]
+    pub labels: Vec<String>,
+    /// Runtimes to benchmark in.
+    #[arg(long, value_enum, default_value_t = Runtimes::Both)]
+    pub runtime: Runtimes,
+    /// Timed rounds (each round runs every model once).
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub runs: usize,
+    /// Untimed rounds first.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub warmup: usize,
+    /// Size of a dynamic input dimension, by its name (as in `verify`); defaults: batch-like
+    /// axes 2, others 8.
+    #[arg(long = "dim", value_name = "NAME=VALUE", value_parser = parse_dim)]
+    pub dims: Vec<(String, usize)>,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub seed: u64,
+    /// The last model is the no-normalisation limit: also report, for every model between the
+    /// first and the last, the captured fraction (t_A − t_X)/(t_A − t_last) per round.
+    #[arg(long)]
+    pub limit: bool,
+    /// The onnxruntime shared library (default: as `verify` finds it).
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// onnxruntime intra-op threads (default: onnxruntime's default, one per physical core).
+    #[arg(long, value_name = "N")]
+    pub ort_threads: Option<usize>,
+    /// Save the graph onnxruntime actually runs (after its optimisations) as DIR/LABEL.onnx.
+    #[arg(long, value_name = "DIR")]
+    pub ort_optimized_dir: Option<PathBuf>,
+    /// Print the op histogram of tract's optimised model for every model.
+    #[arg(long)]
+    pub ops: bool,
+    /// After timing, profile N more runs per model: time per op type in each runtime.
+    #[arg(long, value_name = "N")]
+    pub profile: Option<usize>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Default for BenchArgs {
+    fn default() -> Self {
+        BenchArgs {
+            models: Vec::new(),
+            labels: Vec::new(),
+            runtime: Runtimes::Both,
+            runs: 30,
+            warmup: 3,
+            dims: Vec::new(),
+            seed: 0,
+            limit: false,
+            ort_lib: None,
+            ort_threads: None,
+            ort_optimized_dir: None,
+            ops: false,
+            profile: None,
+            json: false,
+        }
+    }
+}
+
+/// Parse `NAME=VALUE` for `--dim`.
+fn parse_dim(s: &str) -> Result<(String, usize), String> {
+    let (k, v) = s.rsplit_once('=').ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
+    let k = k.trim();
+    let v: usize = v.trim().parse().map_err(|_| format!("`{v}` is not a dimension size"))?;
+    if k.is_empty() || v == 0 {
+        return Err(format!("expected NAME=VALUE with VALUE ≥ 1, got `{s}`"));
+    }
+    Ok((k.to_string(), v))
+}
+
+/// Median and quartiles of a sample.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// Number of values.
+    pub n: usize,
+    /// Median.
+    pub median: f64,
+    /// First quartile.
+    pub p25: f64,
+    /// Third quartile.
+    pub p75: f64,
+    /// Smallest value.
+    pub min: f64,
+}
+
+impl Stats {
+    /// Statistics of `v` (quantiles by linear interpolation, as numpy's default); NaN values
+    /// are dropped.
+    pub fn of(v: &[f64]) -> Stats {
+        let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+        s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        if s.is_empty() {
+            return Stats { n: 0, median: f64::NAN, p25: f64::NAN, p75: f64::NAN, min: f64::NAN };
+        }
+        let q = |p: f64| {
+            let x = p * (s.len() - 1) as f64;
+            let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+            s[lo] + (s[hi] - s[lo]) * (x - lo as f64)
+        };
+        Stats { n: s.len(), median: q(0.5), p25: q(0.25), p75: q(0.75), min: s[0] }
+    }
+}
+
+/// Time spent in one op type during profiled runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OpTime {
+    /// The op type (tract's op name or onnxruntime's `op_name`).
+    pub op: String,
+    /// Nodes of this type in the graph that ran.
+    pub nodes: usize,
+    /// Milliseconds per run, summed over those nodes.
+    pub ms_per_run: f64,
+}
+
+/// One model's results in one runtime.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelResult {
+    /// Its label.
+    pub label: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// Time to load and prepare it, in ms.
+    pub load_ms: f64,
+    /// Statistics of the timed runs, in ms.
+    pub ms: Stats,
+    /// Every timed run, in ms, in round order.
+    pub runs_ms: Vec<f64>,
+    /// tract only, with `--ops`: op name → node count in the optimised model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ops: Option<BTreeMap<String, usize>>,
+    /// With `--profile`: time per op type, largest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Vec<OpTime>>,
+}
+
+/// A per-round statistic of one model relative to the baseline.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Relative {
+    /// The model's label.
+    pub label: String,
+    /// Statistics over rounds.
+    pub stats: Stats,
+}
+
+/// Everything measured in one runtime.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuntimeResult {
+    /// `onnxruntime` or `tract`.
+    pub runtime: String,
+    /// How it was configured.
+    pub settings: String,
+    /// One entry per model, in the order given.
+    pub models: Vec<ModelResult>,
+    /// `t_X / t_A` per round, for every model but A.
+    pub ratios: Vec<Relative>,
+    /// With a limit model: `(t_A − t_X)/(t_A − t_L)` per round, for the models in between.
+    pub captured: Vec<Relative>,
+}
+
+/// The whole benchmark.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// The machine (CPU model, logical CPUs).
+    pub machine: String,
+    /// Timed rounds.
+    pub runs: usize,
+    /// Untimed rounds.
+    pub warmup: usize,
+    /// Input seed.
+    pub seed: u64,
+    /// The inputs fed to every model.
+    pub inputs: Vec<InputSummary>,
+    /// Per runtime.
+    pub runtimes: Vec<RuntimeResult>,
+    /// Remarks.
+    pub notes: Vec<String>,
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BenchError(String);
+
+fn err(m: impl std::fmt::Display) -> BenchError {
+    BenchError(m.to_string())
+}
+
+/// A runner: one loaded model in one runtime.
+trait Runner {
+    fn run_once(&mut self) -> Result<(), BenchError>;
+}
+
+// ---------------------------------------------------------------- tract
+
+struct TractRunner {
+    state: tract_onnx::prelude::TypedSimpleState,
+    inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
+    path: PathBuf,
+}
+
+fn tract_dt(elem_type: i32) -> Option<tract_onnx::prelude::DatumType> {
+    use tract_onnx::prelude::DatumType as D;
+    Some(match elem_type {
+        dt::FLOAT => D::F32,
+        dt::FLOAT16 => D::F16,
+        dt::DOUBLE => D::F64,
+        dt::INT8 => D::I8,
+        dt::INT16 => D::I16,
+        dt::INT32 => D::I32,
+        dt::INT64 => D::I64,
+        dt::UINT8 => D::U8,
+        dt::UINT16 => D::U16,
+        dt::UINT32 => D::U32,
+        dt::UINT64 => D::U64,
+        dt::BOOL => D::Bool,
+        _ => return None,
+    })
+}
+
+/// Load `path` in tract with concrete input shapes from `sample`, optimise it; returns the
+/// runner and the optimised model's op histogram.
+fn tract_load(path: &Path, sample: &[HostTensor]) -> Result<(TractRunner, BTreeMap<String, usize>), BenchError> {
+    use tract_onnx::prelude::*;
+    let e = |stage: &str, m: String| err(format!("tract could not {stage} {}: {m}", path.display()));
+    let mut model = tract_onnx_with_extensions().model_for_path(path).map_err(|x| e("load", format!("{x:#}")))?;
+    let outlets = model.input_outlets().map_err(|x| e("load", format!("{x:#}")))?.to_vec();
+    let mut inputs: TVec<TValue> = tvec![];
+    for (ix, o) in outlets.iter().enumerate() {
+        let name = model.node(o.node).name.clone();
+        let t = sample
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| e("load", format!("no generated input for `{name}`")))?;
+        let d = tract_dt(t.elem_type).ok_or_else(|| e("load", format!("input `{name}`: unsupported type")))?;
+        model.set_input_fact(ix, InferenceFact::dt_shape(d, &t.shape)).map_err(|x| e("load", format!("{x:#}")))?;
+        // SAFETY: `d` is plain-old-data and `t.data` holds exactly len × size_of(d)
+        // little-endian bytes (the generator's layout, which is tract's in-memory layout).
+        let tensor = unsafe { Tensor::from_raw_dt(d, &t.shape, &t.data) }.map_err(|x| e("load", format!("{x:#}")))?;
+        inputs.push(tensor.into_tvalue());
+    }
+    let typed = model.into_optimized().map_err(|x| e("optimise", format!("{x:#}")))?;
+    let mut ops = BTreeMap::new();
+    for n in typed.nodes() {
+        *ops.entry(n.op.name().to_string()).or_insert(0) += 1;
+    }
+    let plan = typed.into_runnable().map_err(|x| e("prepare", format!("{x:#}")))?;
+    let state = plan.spawn().map_err(|x| e("prepare", format!("{x:#}")))?;
+    Ok((TractRunner { state, inputs, path: path.to_path_buf() }, ops))
+}
+
+impl Runner for TractRunner {
+    fn run_once(&mut self) -> Result<(), BenchError> {
+        let outs = self
+            .state
+            .run(self.inputs.clone())
+            .map_err(|x| err(format!("tract could not run {}: {x:#}", self.path.display())))?;
+        drop(outs);
+        Ok(())
+    }
+}
+
+impl TractRunner {
+    /// Run `n` times timing every node; per op name: (nodes, total seconds).
+    fn profile(&mut self, n: usize) -> Result<Vec<OpTime>, BenchError> {
+        let mut acc: BTreeMap<String, (std::collections::HashSet<usize>, f64)> = BTreeMap::new();
+        for _ in 0..n {
+            let r = self.state.run_plan_with_eval(self.inputs.clone(), |ctx, st, node, inp| {
+                let t = Instant::now();
+                let r = tract_core::plan::eval(ctx, st, node, inp);
+                let e = acc.entry(node.op.name().to_string()).or_default();
+                e.0.insert(node.id);
+                e.1 += t.elapsed().as_secs_f64();
+                r
+            });
+            r.map_err(|x| err(format!("tract could not run {}: {x:#}", self.path.display())))?;
+        }
+        Ok(sorted_ops(acc.into_iter().map(|(k, (ids, s))| (k, ids.len(), s * 1e3 / n as f64))))
+    }
+}
+
+fn sorted_ops(it: impl Iterator<Item = (String, usize, f64)>) -> Vec<OpTime> {
+    let mut v: Vec<OpTime> = it.map(|(op, nodes, ms_per_run)| OpTime { op, nodes, ms_per_run }).collect();
+    v.sort_by(|a, b| b.ms_per_run.partial_cmp(&a.ms_per_run).unwrap_or(std::cmp::Ordering::Equal));
+    v
+}
+
+// ---------------------------------------------------------------- onnxruntime
+
+struct OrtRunner {
+    session: ort::session::Session,
+    inputs: Vec<(String, ort::value::DynTensor)>,
+    path: PathBuf,
+}
+
+fn ort_type(elem_type: i32) -> Option<ort::value::TensorElementType> {
+    use ort::value::TensorElementType as T;
+    Some(match elem_type {
+        dt::FLOAT => T::Float32,
+        dt::FLOAT16 => T::Float16,
+        dt::BFLOAT16 => T::Bfloat16,
+        dt::DOUBLE => T::Float64,
+        dt::INT8 => T::Int8,
+        dt::INT16 => T::Int16,
+        dt::INT32 => T::Int32,
+        dt::INT64 => T::Int64,
+        dt::UINT8 => T::Uint8,
+        dt::UINT16 => T::Uint16,
+        dt::UINT32 => T::Uint32,
+        dt::UINT64 => T::Uint64,
+        dt::BOOL => T::Bool,
+        _ => return None,
+    })
+}
+
+struct OrtOptions<'a> {
+    threads: Option<usize>,
+    optimized_out: Option<PathBuf>,
+    profile_prefix: Option<&'a Path>,
+}
+
+fn ort_load(
+    env: &ort::environment::Environment,
+    path: &Path,
+    sample: &[HostTensor],
+    o: &OrtOptions,
+) -> Result<OrtRunner, BenchError> {
+    use ort::session::Session;
+    let e = |m: String| err(format!("onnxruntime could not load {}: {m}", path.display()));
+    let mut b = Session::builder(env)
+        .map_err(|x| e(x.to_string()))?
+        .with_log_level(ort::logging::LogLevel::Error)
+        .map_err(|x| e(x.to_string()))?;
+    if let Some(n) = o.threads {
+        b = b.with_intra_threads(n).map_err(|x| e(x.to_string()))?;
+    }
+    if let Some(p) = &o.optimized_out {
+        b = b.with_optimized_model_path(p).map_err(|x| e(x.to_string()))?;
+    }
+    if let Some(p) = o.profile_prefix {
+        b = b.with_profiling(p).map_err(|x| e(x.to_string()))?;
+    }
+    let session = b.commit_from_file(path).map_err(|x| e(x.to_string()))?;
+    let allocator = ort::memory::Allocator::default();
+    let mut inputs = Vec::with_capacity(sample.len());
+    for t in sample {
+        let ty = ort_type(t.elem_type).ok_or_else(|| e(format!("input `{}`: unsupported type", t.name)))?;
+        let mut v = ort::value::DynTensor::new(&allocator, ty, t.shape.as_slice()).map_err(|x| e(x.to_string()))?;
+        if !t.data.is_empty() {
+            // SAFETY: the tensor was just allocated on the CPU with `t.shape` elements of `ty`,
+            // exactly `t.data.len()` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(t.data.as_ptr(), v.data_ptr_mut().cast::<u8>(), t.data.len()) };
+        }
+        inputs.push((t.name.clone(), v));
+    }
+    Ok(OrtRunner { session, inputs, path: path.to_path_buf() })
+}
+
+impl Runner for OrtRunner {
+    fn run_once(&mut self) -> Result<(), BenchError> {
+        let feed: Vec<(&str, &ort::value::DynTensor)> = self.inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        let outs = self
+            .session
+            .run(feed)
+            .map_err(|x| err(format!("onnxruntime could not run {}: {x}", self.path.display())))?;
+        drop(outs);
+        Ok(())
+    }
+}
+
+/// Aggregate an onnxruntime profile (Chrome trace JSON) per `op_name`, over `n` runs.
+fn parse_ort_profile(file: &Path, n: usize) -> Result<Vec<OpTime>, BenchError> {
+    let text = std::fs::read_to_string(file).map_err(|x| err(format!("{}: {x}", file.display())))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|x| err(format!("{}: {x}", file.display())))?;
+    let mut acc: BTreeMap<String, (std::collections::HashSet<String>, f64)> = BTreeMap::new();
+    for ev in v.as_array().into_iter().flatten() {
+        if ev.get("cat").and_then(|c| c.as_str()) != Some("Node") {
+            continue;
+        }
+        let Some(name) = ev.get("name").and_then(|c| c.as_str()) else { continue };
+        let Some(node) = name.strip_suffix("_kernel_time") else { continue };
+        let op = ev.pointer("/args/op_name").and_then(|c| c.as_str()).unwrap_or("?").to_string();
+        let dur = ev.get("dur").and_then(|d| d.as_f64()).unwrap_or(0.0);
+        let e = acc.entry(op).or_default();
+        e.0.insert(node.to_string());
+        e.1 += dur;
+    }
+    Ok(sorted_ops(acc.into_iter().map(|(k, (ids, us))| (k, ids.len(), us / 1e3 / n as f64))))
+}
+
+// ---------------------------------------------------------------- driver
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cpu}, {n} logical CPUs, {} {}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+/// Interleaved timing of `runners`: returns per-model run times (ms), round by round.
+fn time_rounds(runners: &mut [Box<dyn Runner + '_>], warmup: usize, runs: usize) -> Result<Vec<Vec<f64>>, BenchError> {
+    let n = runners.len();
+    let mut times = vec![Vec::with_capacity(runs); n];
+    for round in 0..warmup + runs {
+        for k in 0..n {
+            let m = (round + k) % n;
+            let t = Instant::now();
+            runners[m].run_once()?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            if round >= warmup {
+                times[m].push(ms);
+            }
+        }
+    }
+    Ok(times)
+}
+
+fn relative(labels: &[String], times: &[Vec<f64>], limit: bool) -> (Vec<Relative>, Vec<Relative>) {
+    let a = &times[0];
+    let mut ratios = Vec::new();
+    let mut captured = Vec::new();
+    for (k, t) in times.iter().enumerate().skip(1) {
+        let r: Vec<f64> = a.iter().zip(t).map(|(a, x)| x / a).collect();
+        ratios.push(Relative { label: labels[k].clone(), stats: Stats::of(&r) });
+    }
+    if limit && times.len() >= 3 {
+        let l = times.last().unwrap();
+        for (k, t) in times.iter().enumerate().take(times.len() - 1).skip(1) {
+            let c: Vec<f64> = a
+                .iter()
+                .zip(t)
+                .zip(l)
+                .map(|((a, x), l)| if a - l == 0.0 { f64::NAN } else { (a - x) / (a - l) })
+                .collect();
+            captured.push(Relative { label: labels[k].clone(), stats: Stats::of(&c) });
+        }
+    }
+    (ratios, captured)
+}
+
+fn ort_env(args: &BenchArgs) -> Result<(ort::environment::Environment, PathBuf), BenchError> {
+    let lib = match find_ort_library(args.ort_lib.as_deref()) {
+        OrtLibrary::Found { path, .. } => path,
+        OrtLibrary::NotFound { tried } => {
+            return Err(err(format!(
+                "onnxruntime library not found (tried: {}); pass --ort-lib or use --runtime tract",
+                tried.join("; ")
+            )))
+        }
+    };
+    let env = ort::init_from(&lib)
+        .map_err(|x| err(format!("could not load {}: {x}", lib.display())))?
+        .with_name("onnx-normopt-bench")
+        .with_telemetry(false)
+        .build()
+        .map_err(|x| err(format!("could not initialise onnxruntime from {}: {x}", lib.display())))?;
+    Ok((env, lib))
+}
+
+/// Run the benchmark described by `args` and return its report.
+pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
+    if args.models.is_empty() {
+        return Err(err("give at least one model"));
+    }
+    if args.runs == 0 {
+        return Err(err("--runs must be at least 1"));
+    }
+    if args.limit && args.models.len() < 3 {
+        return Err(err("--limit needs at least three models: baseline, candidate(s), limit"));
+    }
+    if !args.labels.is_empty() && args.labels.len() != args.models.len() {
+        return Err(err(format!("{} labels for {} models", args.labels.len(), args.models.len())));
+    }
+    let labels: Vec<String> = if args.labels.is_empty() {
+        args.models
+            .iter()
+            .map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+            .collect()
+    } else {
+        args.labels.clone()
+    };
+    let opts = VerifyOptions {
+        samples: 1,
+        seed: args.seed,
+        dims: args.dims.iter().cloned().collect(),
+        ..VerifyOptions::default()
+    };
+    let gen = generate_inputs(&args.models[0], &opts).map_err(err)?;
+    let sample = &gen.samples[0];
+    let mut notes = gen.notes.clone();
+    let mut results = Vec::new();
+
+    if matches!(args.runtime, Runtimes::Ort | Runtimes::Both) {
+        let (env, lib) = ort_env(args)?;
+        let mut runners: Vec<OrtRunner> = Vec::new();
+        let mut load_ms = Vec::new();
+        for (p, label) in args.models.iter().zip(&labels) {
+            let t = Instant::now();
+            let o = OrtOptions {
+                threads: args.ort_threads,
+                optimized_out: args.ort_optimized_dir.as_ref().map(|d| d.join(format!("{label}.onnx"))),
+                profile_prefix: None,
+            };
+            runners.push(ort_load(&env, p, sample, &o)?);
+            load_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let times = {
+            let mut boxed: Vec<Box<dyn Runner + '_>> = runners.iter_mut().map(|r| Box::new(RunnerRef(r)) as Box<dyn Runner>).collect();
+            time_rounds(&mut boxed, args.warmup, args.runs)?
+        };
+        drop(runners);
+        let mut profiles: Vec<Option<Vec<OpTime>>> = vec![None; args.models.len()];
+        if let Some(n) = args.profile.filter(|&n| n > 0) {
+            let dir = std::env::temp_dir().join(format!("onnx-normopt-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|x| err(format!("{}: {x}", dir.display())))?;
+            for (k, p) in args.models.iter().enumerate() {
+                let prefix = dir.join(format!("m{k}"));
+                let o = OrtOptions { threads: args.ort_threads, optimized_out: None, profile_prefix: Some(&prefix) };
+                let mut r = ort_load(&env, p, sample, &o)?;
+                for _ in 0..args.warmup {
+                    r.run_once()?;
+                }
+                // The profile starts at session creation: count the warm-up runs too.
+                for _ in 0..n {
+                    r.run_once()?;
+                }
+                let file = r.session.end_profiling().map_err(|x| err(format!("onnxruntime profiling: {x}")))?;
+                let file = PathBuf::from(file);
+                profiles[k] = Some(parse_ort_profile(&file, n + args.warmup)?);
+                let _ = std::fs::remove_file(&file);
+            }
+            let _ = std::fs::remove_dir(&dir);
+            notes.push(format!(
+                "onnxruntime profile: {} runs per model incl. {} warm-up, per op_name of the optimised graph",
+                n + args.warmup,
+                args.warmup
+            ));
+        }
+        let (ratios, captured) = relative(&labels, &times, args.limit);
+        let threads = args.ort_threads.map(|n| format!("{n} intra-op threads")).unwrap_or_else(|| "default intra-op threads".into());
+        results.push(RuntimeResult {
+            runtime: "onnxruntime".into(),
+            settings: format!("{}; default session options (graph optimisation ALL), {threads}, CPU EP", lib.display()),
+            models: models(&labels, args, &load_ms, times, vec![None; args.models.len()], profiles),
+            ratios,
+            captured,
+        });
+    }
+
+    if matches!(args.runtime, Runtimes::Tract | Runtimes::Both) {
+        let mut runners: Vec<TractRunner> = Vec::new();
+        let mut load_ms = Vec::new();
+        let mut hist = Vec::new();
+        for p in &args.models {
+            let t = Instant::now();
+            let (r, ops) = tract_load(p, sample)?;
+            runners.push(r);
+            load_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            hist.push(if args.ops { Some(ops) } else { None });
+        }
+        let times = {
+            let mut boxed: Vec<Box<dyn Runner + '_>> = runners.iter_mut().map(|r| Box::new(RunnerRef(r)) as Box<dyn Runner>).collect();
+            time_rounds(&mut boxed, args.warmup, args.runs)?
+        };
+        let mut profiles = vec![None; args.models.len()];
+        if let Some(n) = args.profile.filter(|&n| n > 0) {
+            for (k, r) in runners.iter_mut().enumerate() {
+                profiles[k] = Some(r.profile(n)?);
+            }
+            notes.push(format!("tract profile: {n} runs per model, per op name of the optimised plan"));
+        }
+        drop(runners);
+        let (ratios, captured) = relative(&labels, &times, args.limit);
+        results.push(RuntimeResult {
+            runtime: "tract".into(),
+            settings: "tract-onnx 0.23, into_optimized().into_runnable(), concrete input shapes, single thread".into(),
+            models: models(&labels, args, &load_ms, times, hist, profiles),
+            ratios,
+            captured,
+        });
+    }
+
+    Ok(BenchReport {
+        machine: machine(),
+        runs: args.runs,
+        warmup: args.warmup,
+        seed: args.seed,
+        inputs: gen.summary.clone(),
+        runtimes: results,
+        notes,
+    })
+}
+
+/// Lets a `&mut R` be boxed as a runner.
+struct RunnerRef<'a, R: Runner>(&'a mut R);
+
+impl<R: Runner> Runner for RunnerRef<'_, R> {
+    fn run_once(&mut self) -> Result<(), BenchError> {
+        self.0.run_once()
+    }
+}
+
+fn models(
+    labels: &[String],
+    args: &BenchArgs,
+    load_ms: &[f64],
+    times: Vec<Vec<f64>>,
+    ops: Vec<Option<BTreeMap<String, usize>>>,
+    profiles: Vec<Option<Vec<OpTime>>>,
+) -> Vec<ModelResult> {
+    times
+        .into_iter()
+        .zip(ops)
+        .zip(profiles)
+        .enumerate()
+        .map(|(k, ((t, ops), profile))| ModelResult {
+            label: labels[k].clone(),
+            path: args.models[k].clone(),
+            load_ms: load_ms[k],
+            ms: Stats::of(&t),
+            runs_ms: t,
+            ops,
+            profile,
+        })
+        .collect()
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "machine: {}", self.machine)?;
+        writeln!(f, "{} timed rounds after {} warm-up rounds, interleaved (rotating start); seed {}", self.runs, self.warmup, self.seed)?;
+        let ins: Vec<String> = self.inputs.iter().map(|i| format!("{} {}{:?} {}", i.name, i.dtype, i.shape, i.values)).collect();
+        writeln!(f, "inputs: {}", ins.join("; "))?;
+        for r in &self.runtimes {
+            writeln!(f)?;
+            writeln!(f, "== {} ({})", r.runtime, r.settings)?;
+            let w = r.models.iter().map(|m| m.label.len()).max().unwrap_or(5).max(5);
+            writeln!(
+                f,
+                "{:<w$}  {:>10} {:>10} {:>10}  {:>22}  {:>24}",
+                "model", "median ms", "p25", "p75", "ratio vs A [p25, p75]", "captured [p25, p75]"
+            )?;
+            for (k, m) in r.models.iter().enumerate() {
+                let ratio = if k == 0 {
+                    "A".to_string()
+                } else {
+                    let s = &r.ratios[k - 1].stats;
+                    format!("{:.3} [{:.3}, {:.3}]", s.median, s.p25, s.p75)
+                };
+                let cap = r
+                    .captured
+                    .iter()
+                    .find(|c| c.label == m.label && k > 0 && k + 1 < r.models.len())
+                    .map(|c| format!("{:.2} [{:.2}, {:.2}]", c.stats.median, c.stats.p25, c.stats.p75))
+                    .unwrap_or_default();
+                writeln!(
+                    f,
+                    "{:<w$}  {:>10.3} {:>10.3} {:>10.3}  {:>22}  {:>24}",
+                    m.label, m.ms.median, m.ms.p25, m.ms.p75, ratio, cap
+                )?;
+            }
+            for m in &r.models {
+                if let Some(ops) = &m.ops {
+                    let mut v: Vec<(&String, &usize)> = ops.iter().collect();
+                    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                    let s: Vec<String> = v.iter().map(|(k, n)| format!("{k}×{n}")).collect();
+                    writeln!(f, "  ops {}: {}", m.label, s.join(" "))?;
+                }
+            }
+            for m in &r.models {
+                if let Some(p) = &m.profile {
+                    let total: f64 = p.iter().map(|o| o.ms_per_run).sum();
+                    writeln!(f, "  profile {} (total {:.3} ms/run in ops):", m.label, total)?;
+                    for o in p.iter().take(14) {
+                        writeln!(
+                            f,
+                            "    {:<36} {:>4} nodes {:>9.3} ms/run {:>5.1}%",
+                            o.op,
+                            o.nodes,
+                            o.ms_per_run,
+                            100.0 * o.ms_per_run / total.max(1e-12)
+                        )?;
+                    }
+                }
+            }
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Run the benchmark and print the table (or JSON with `--json`). Returns the exit status:
+/// 0 done, 2 could not benchmark (message on stderr).
+pub fn run(args: &BenchArgs) -> u8 {
+    match bench(args) {
+        Ok(r) => {
+            if args.json {
+                match serde_json::to_string_pretty(&r) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return 2;
+                    }
+                }
+            } else {
+                print!("{r}");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quartiles_interpolate() {
+        let s = Stats::of(&[4.0, 1.0, 3.0, 2.0, 5.0]);
+        assert_eq!((s.n, s.median, s.p25, s.p75, s.min), (5, 3.0, 2.0, 4.0, 1.0));
+        let s = Stats::of(&[1.0, 2.0]);
+        assert_eq!((s.median, s.p25, s.p75), (1.5, 1.25, 1.75));
+    }
+
+    #[test]
+    fn captured_fraction() {
+        let labels = vec!["a".into(), "b".into(), "l".into()];
+        let times = vec![vec![10.0, 12.0], vec![9.0, 11.0], vec![8.0, 8.0]];
+        let (ratios, cap) = relative(&labels, &times, true);
+        assert_eq!(ratios.len(), 2);
+        assert_eq!(cap.len(), 1);
+        assert!((cap[0].stats.median - (0.5 + 0.25) / 2.0).abs() < 1e-12);
+    }
+}

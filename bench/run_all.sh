@@ -5,9 +5,10 @@
 #   ONLY="ops vit_ti" bench/run_all.sh
 #
 # Environment: SCRATCH (models, default bench/models, git-ignored), RESULTS (default
-# bench/results), RUNS / WARMUP (whole models, default 40 / 3), OP_RUNS / OP_WARMUP (single-op
+# bench/results), RUNS / WARMUP (whole models, default 50 / 3), OP_RUNS / OP_WARMUP (single-op
 # models, default 2000 / 200), PROFILE (profiled runs per model, default 5), ONLY (subset of:
-# ops vit_ti vit_s gpt2), GPT2_LAYERS (default 12).
+# ops vit_ti vit_s gpt2), GPT2_LAYERS (default 12), NICE (e.g. -10: run the timing at a higher
+# scheduling priority than concurrent builds on a shared machine; needs root).
 # Needs: python3 with numpy + onnx (bench/synth.py), onnxruntime's Python wheel (its
 # libonnxruntime is what the benchmark loads), a release build of the crate.
 set -euo pipefail
@@ -16,13 +17,14 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 SCRATCH=${SCRATCH:-$HERE/models}
 RESULTS=${RESULTS:-$HERE/results}
-RUNS=${RUNS:-40}
+RUNS=${RUNS:-50}
 WARMUP=${WARMUP:-3}
 OP_RUNS=${OP_RUNS:-2000}
 OP_WARMUP=${OP_WARMUP:-200}
 PROFILE=${PROFILE:-5}
 ONLY=${ONLY:-ops vit_ti vit_s gpt2}
 GPT2_LAYERS=${GPT2_LAYERS:-12}
+NICE=${NICE:-0}
 mkdir -p "$SCRATCH" "$RESULTS"
 
 CLI=$ROOT/target/release/onnx-normopt
@@ -43,6 +45,7 @@ wants() { [[ " $ONLY " == *" $1 "* ]]; }
 bench() {
     local name=$1; shift
     local cmd=("${BENCH[@]}" "$@" --json)
+    [[ $NICE != 0 ]] && cmd=(nice -n "$NICE" "${cmd[@]}")
     echo "+ ${cmd[*]}" >&2
     {
         echo "# $(date -u +%FT%TZ) load before: $(cut -d' ' -f1-3 /proc/loadavg)"

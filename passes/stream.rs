@@ -511,6 +511,15 @@ impl<'a> Analysis<'a> {
                 _ => {}
             }
             if oslot < n.output.len() {
+                // A constant reshaped or broadcast into the stream (a class token) is centred
+                // where it is read.
+                let data_op = matches!(n.op(), "Expand" | "Reshape" | "Unsqueeze" | "Squeeze" | "Identity" | "Cast" | "Flatten");
+                if data_op && n.input(0).map_or(false, |i| self.is_const(i)) {
+                    let last = self.g.constant_dims(n.input(0).unwrap_or("")).and_then(|d| d.last().copied());
+                    if last == Some(d) && self.last_is(v, d) {
+                        return Producer::Internal { push: vec![], consts: vec![(p, 0)] };
+                    }
+                }
                 for (slot, inp) in n.input.iter().enumerate() {
                     if inp.is_empty() || self.is_const(inp) {
                         continue;
@@ -529,6 +538,11 @@ impl<'a> Analysis<'a> {
         Producer::Leaf(Leaf::Explicit { why: format!("it is computed by {op} {:?}, not by a constant-weight linear op", n.label()) })
     }
 
+    /// Readers of `v`'s values: every use except `Shape`/`Size` nodes (which read no values).
+    fn value_uses(&self, v: &str) -> usize {
+        self.ix.use_count(v) - self.ix.consumers(v).iter().filter(|(c, _)| self.g.nodes[*c].is("Shape") || self.g.nodes[*c].is("Size")).count()
+    }
+
     /// Transpose(perm moves axis 1 last) ← [Reshape|Flatten keeping axis 1] ← Conv(W const).
     fn conv_stem(&self, t: NodeId, d: usize) -> Option<NodeId> {
         let tn = &self.g.nodes[t];
@@ -537,7 +551,7 @@ impl<'a> Analysis<'a> {
             return None;
         }
         let mut cur = tn.input(0)?.to_string();
-        if self.ix.use_count(&cur) != 1 {
+        if self.value_uses(&cur) != 1 {
             return None;
         }
         let mut p = self.ix.producer(&cur)?;
@@ -556,7 +570,7 @@ impl<'a> Analysis<'a> {
             if out[0] != ins[0] && !(out[0].known().is_some() && out[0].known() == ins[0].known()) {
                 return None;
             }
-            if self.ix.use_count(&inp) != 1 {
+            if self.value_uses(&inp) != 1 {
                 return None;
             }
             cur = inp;

@@ -62,7 +62,7 @@ fn ort_opts(test: &str, runtimes: Runtimes) -> Option<VerifyOptions> {
     if !require {
         if let OrtLibrary::NotFound { tried } = find_ort_library(None) {
             note(&format!(
-                "{test}: onnxruntime library not found ({}); test skipped",
+                "{test}: onnxruntime library not found ({}); its onnxruntime part is skipped",
                 tried.join("; ")
             ));
             return None;
@@ -507,6 +507,23 @@ fn ids_without_an_embedding_table_use_the_default_bound_and_masks_are_ones() {
     }
     assert!(g.summary[0].values.contains("[0, 2)"));
     assert!(g.summary[1].values.contains("mask"));
+}
+
+#[test]
+fn tract_plan_and_ort_environment_are_shared_with_other_commands() {
+    let m = corpus("gpt2.onnx");
+    let g = generate_inputs(&m, &VerifyOptions::default()).unwrap();
+    let plan = onnx_normopt::verify::tract_plan(&m, &g.samples[0]).unwrap();
+    assert_eq!(plan.feed, vec![0]);
+    let out = plan.run(&g.samples[1], &["output".to_string()]).unwrap();
+    assert_eq!(out[0].shape, vec![1, 8, 128]);
+    assert_eq!(out[0].elem_type, data_type::FLOAT);
+    if ort_opts("tract_plan_and_ort_environment_...", Runtimes::Ort).is_some() {
+        let (_, lib1) = onnx_normopt::verify::ort_environment(None).unwrap();
+        let (_, lib2) =
+            onnx_normopt::verify::ort_environment(Some(Path::new("/elsewhere"))).unwrap();
+        assert_eq!(lib1, lib2, "one onnxruntime per process");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1093,7 +1110,11 @@ fn fp16_models_verify_in_tract_and_onnxruntime() {
 fn tract_runs_models_stock_tract_cannot() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/models");
     let tmp = tempfile::tempdir().unwrap();
-    for name in ["gpt2_dynamo18_fp16.onnx", "falcon_dynamo18_fp32.onnx", "bloom_ts14_fp32.onnx"] {
+    for name in [
+        "gpt2_dynamo18_fp16.onnx",
+        "falcon_dynamo18_fp32.onnx",
+        "bloom_ts14_fp32.onnx",
+    ] {
         let a = dir.join(name);
         if !a.exists() {
             note(&format!("{} missing; skipped", a.display()));
@@ -1124,8 +1145,16 @@ fn sweep_testdata_models_verify_against_themselves() {
         let b = save(tmp.path(), name, &decode(a));
         match verify_files(a, &b, &o) {
             Ok(r) if r.passed() => {
-                let agree = r.notes.iter().find(|n| n.contains("agree")).cloned().unwrap_or_default();
-                println!("ok    {name:45} {:>6} ms  dims {:?}  {agree}", r.elapsed_ms, r.dims)
+                let agree = r
+                    .notes
+                    .iter()
+                    .find(|n| n.contains("agree"))
+                    .cloned()
+                    .unwrap_or_default();
+                println!(
+                    "ok    {name:45} {:>6} ms  dims {:?}  {agree}",
+                    r.elapsed_ms, r.dims
+                )
             }
             Ok(r) => failures.push(format!("{name}: {r}")),
             Err(e) => failures.push(format!("{name}: {e}")),
@@ -1134,5 +1163,10 @@ fn sweep_testdata_models_verify_against_themselves() {
     for f in &failures {
         println!("FAIL  {f}");
     }
-    assert!(failures.is_empty(), "{} of {} models failed", failures.len(), models.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} models failed",
+        failures.len(),
+        models.len()
+    );
 }

@@ -301,7 +301,14 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         }
         "Concat" => {
             let shapes: Option<Vec<Vec<Dim>>> = (0..n.input.len()).map(inp).collect();
-            let Some(shapes) = shapes else { return vec![] };
+            let Some(shapes) = shapes else {
+                // All inputs share a rank: one known input gives it, and its other axes.
+                let Some(known) = (0..n.input.len()).find_map(inp) else { return vec![] };
+                let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), known.len()) else { return vec![] };
+                let mut out = known;
+                out[ax] = Dim::Unknown;
+                return one(Some(out));
+            };
             let Some(first) = shapes.first() else { return vec![] };
             let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), first.len()) else { return vec![] };
             let mut out = first.clone();
@@ -434,7 +441,10 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                 None => match n.input(1).and_then(|v| s.value(v)) {
                     // Unknown target entries: the input's size where it is not 1, else unknown.
                     Some(v) => v.to_vec(),
-                    None => return vec![],
+                    None => match n.input(1).and_then(|v| s.get(v)).and_then(|sh| sh.first()).and_then(Dim::known) {
+                        Some(k) if (0..=16).contains(&k) => vec![Dim::Unknown; k as usize],
+                        _ => return vec![],
+                    },
                 },
             };
             let r = x.len().max(t.len());

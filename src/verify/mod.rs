@@ -50,7 +50,7 @@ pub use ort_rt::{find_ort_library, OrtLibrary};
 pub use report::{default_tolerance, Row, Runtime, VerifyReport};
 pub use spec::{DEFAULT_BATCH, DEFAULT_OTHER};
 pub use tensor::{HostTensor, InputSummary};
-pub use tract_rt::tract_onnx_with_extensions;
+pub use tract_rt::{tract_onnx_with_extensions, TractModel};
 
 use report::Accum;
 use spec::{Dim, ModelSpec};
@@ -406,13 +406,9 @@ fn check_count(runtime: Runtime, spec: &ModelSpec, outs: &[HostTensor]) -> Resul
     Ok(())
 }
 
-fn run_tract(
-    spec: &ModelSpec,
-    samples: &[Vec<HostTensor>],
-) -> Result<Vec<Vec<HostTensor>>, VerifyError> {
-    let names: Vec<String> = spec.outputs.iter().map(|o| o.name.clone()).collect();
-    // Inputs whose declared shape cannot be kept symbolic: no shape, an unnamed axis, or a
-    // missing element type.
+fn tract_plan_for(spec: &ModelSpec, sample: &[HostTensor]) -> Result<TractModel, VerifyError> {
+    // Inputs whose declared shape cannot be kept symbolic (used if the concrete-shape attempt
+    // fails): no shape, an unnamed axis, or a missing element type.
     let concrete: std::collections::HashSet<String> = spec
         .inputs
         .iter()
@@ -424,7 +420,41 @@ fn run_tract(
         })
         .map(|i| i.name.clone())
         .collect();
-    let model = tract_rt::TractModel::load(&spec.path, &samples[0], &concrete)?;
+    TractModel::load(&spec.path, sample, &concrete)
+}
+
+/// Load `model` in tract the way verification does, optimised for the types and shapes of
+/// `sample` (e.g. `generate_inputs(..)?.samples[0]`): the loader of
+/// [`tract_onnx_with_extensions`], concrete input shapes with the graph's `value_info` ignored
+/// (tract's symbolic shapes mis-broadcast some attention masks, and `value_info` symbols clash
+/// with concrete sizes), falling back to the declared symbolic shapes.
+pub fn tract_plan(model: &Path, sample: &[HostTensor]) -> Result<TractModel, VerifyError> {
+    tract_plan_for(&ModelSpec::from_path(model)?, sample)
+}
+
+/// The process-wide onnxruntime environment, initialising onnxruntime on first use from
+/// `ort_lib` or the library [`find_ort_library`] finds. onnxruntime can be initialised once per
+/// process (a second `ort::init_from(..).build()` fails with "only one environment is allowed
+/// per process"), so every user of `ort` in this crate must get its environment here. Later
+/// calls return the same environment and library whatever `ort_lib` says.
+pub fn ort_environment(
+    ort_lib: Option<&Path>,
+) -> Result<(ort::environment::Environment, PathBuf), VerifyError> {
+    if let Some(loaded) = ort_rt::loaded_library() {
+        return ort_rt::ensure_init(&loaded);
+    }
+    match find_ort_library(ort_lib) {
+        OrtLibrary::Found { path, .. } => ort_rt::ensure_init(&path),
+        OrtLibrary::NotFound { tried } => Err(VerifyError::OrtNotFound { tried }),
+    }
+}
+
+fn run_tract(
+    spec: &ModelSpec,
+    samples: &[Vec<HostTensor>],
+) -> Result<Vec<Vec<HostTensor>>, VerifyError> {
+    let names: Vec<String> = spec.outputs.iter().map(|o| o.name.clone()).collect();
+    let model = tract_plan_for(spec, &samples[0])?;
     let mut outs = Vec::with_capacity(samples.len());
     for s in samples {
         let o = model.run(s, &names)?;

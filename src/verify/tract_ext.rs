@@ -70,17 +70,30 @@ impl Expansion for GatherNd {
             for i in 0..(indices_rank - 1) {
                 s.equals(&outputs[0].shape[i], &inputs[1].shape[i])?;
             }
-            s.given_2(&inputs[1].shape[indices_rank - 1], &inputs[0].rank, move |s, n, data_rank| {
-                if let Ok(n) = n.to_i64() {
-                    let n = n as usize + self.batch_dims;
-                    ensure!(n <= data_rank as usize, "GatherND indexes {n} axes of a rank {data_rank} tensor");
-                    s.equals(&outputs[0].rank, (indices_rank - 1 + data_rank as usize - n) as i64)?;
-                    for i in 0..(data_rank as usize - n) {
-                        s.equals(&outputs[0].shape[indices_rank - 1 + i], &inputs[0].shape[n + i])?;
+            s.given_2(
+                &inputs[1].shape[indices_rank - 1],
+                &inputs[0].rank,
+                move |s, n, data_rank| {
+                    if let Ok(n) = n.to_i64() {
+                        let n = n as usize + self.batch_dims;
+                        ensure!(
+                            n <= data_rank as usize,
+                            "GatherND indexes {n} axes of a rank {data_rank} tensor"
+                        );
+                        s.equals(
+                            &outputs[0].rank,
+                            (indices_rank - 1 + data_rank as usize - n) as i64,
+                        )?;
+                        for i in 0..(data_rank as usize - n) {
+                            s.equals(
+                                &outputs[0].shape[indices_rank - 1 + i],
+                                &inputs[0].shape[n + i],
+                            )?;
+                        }
                     }
-                }
-                Ok(())
-            })
+                    Ok(())
+                },
+            )
         })
     }
 
@@ -114,12 +127,23 @@ impl Expansion for GatherNd {
     }
 }
 
-fn gemm(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+fn gemm(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let alpha = node.get_attr_opt("alpha")?.unwrap_or(1.);
     let beta = node.get_attr_opt("beta")?.unwrap_or(1.);
     let trans_a = node.get_attr_opt("transA")?.unwrap_or(false);
     let trans_b = node.get_attr_opt("transB")?.unwrap_or(false);
-    Ok((expand(Gemm { alpha, beta, trans_a, trans_b }), vec![]))
+    Ok((
+        expand(Gemm {
+            alpha,
+            beta,
+            trans_a,
+            trans_b,
+        }),
+        vec![],
+    ))
 }
 
 /// ONNX `Gemm`: `alpha · A'·B' + beta · C`, computed in the operands' type.
@@ -143,7 +167,10 @@ impl Expansion for Gemm {
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
         if inputs.len() < 2 {
-            bail!("Wrong input number. Rules expect at least 2, node has {}.", inputs.len());
+            bail!(
+                "Wrong input number. Rules expect at least 2, node has {}.",
+                inputs.len()
+            );
         }
         if inputs.len() == 3 {
             s.equals(&inputs[2].datum_type, &outputs[0].datum_type)?;
@@ -175,7 +202,10 @@ impl Expansion for Gemm {
         let axes = AxesMapping::for_numpy_matmul(2, self.trans_a, self.trans_b, false)?;
         let mut wire = model.wire_node(format!("{name}.ab"), EinSum::new(axes, dt), &[a, b])?[0];
         let scalar = |v: f32, rank: usize| -> TractResult<Tensor> {
-            tensor0(v).cast_to_dt(dt)?.into_owned().broadcast_into_rank(rank)
+            tensor0(v)
+                .cast_to_dt(dt)?
+                .into_owned()
+                .broadcast_into_rank(rank)
         };
         if self.alpha != 1.0 {
             let rank = model.outlet_fact(wire)?.rank();

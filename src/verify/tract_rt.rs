@@ -103,7 +103,11 @@ impl TractModel {
             Err(first) => match Self::load_with(path, sample, Some(concrete)) {
                 Ok(m) => Ok(m),
                 Err(VerifyError::Tract { message, .. }) => match first {
-                    VerifyError::Tract { stage, path, message: m1 } => Err(VerifyError::Tract {
+                    VerifyError::Tract {
+                        stage,
+                        path,
+                        message: m1,
+                    } => Err(VerifyError::Tract {
                         stage,
                         path,
                         message: format!("{m1} (and with symbolic input shapes: {message})"),

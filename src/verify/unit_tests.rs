@@ -107,7 +107,7 @@ fn comparison_is_relative_to_the_largest_reference_and_flags_non_finite() {
 
     // Integer outputs must match exactly, whatever --rtol says.
     let ints = |v: &[f64]| {
-        let mut it = v.to_vec().into_iter();
+        let mut it = v.iter().copied();
         from_f64_fn("i", dt::INT64, &[v.len()], || it.next().unwrap())
     };
     let mut acc = Accum::new(Runtime::Tract, 0, "i", dt::INT64, Some(0.5));

@@ -542,8 +542,19 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     let mut notes = gen.notes.clone();
     let mut results = Vec::new();
 
-    if matches!(args.runtime, Runtimes::Ort | Runtimes::Both) {
-        let (env, lib) = ort_env(args)?;
+    let ort = match args.runtime {
+        Runtimes::Tract => None,
+        Runtimes::Ort => Some(ort_env(args)?),
+        Runtimes::Both => match ort_env(args) {
+            Ok(x) => Some(x),
+            Err(e) if args.ort_lib.is_none() => {
+                notes.push(format!("onnxruntime NOT benchmarked: {e}"));
+                None
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    if let Some((env, lib)) = ort {
         let mut runners: Vec<OrtRunner> = Vec::new();
         let mut load_ms = Vec::new();
         for (p, label) in args.models.iter().zip(&labels) {

@@ -40,6 +40,9 @@ pub(crate) struct ModelSpec {
     /// For each integer input that (through shape-only ops) indexes constant tables with `Gather`:
     /// the smallest indexed axis length, and the table's name.
     pub vocab: HashMap<String, (usize, String)>,
+    /// A half-precision type (f16/bf16) the graph computes in, when its weights use one: float
+    /// outputs are then only as exact as that type, whatever their own element type.
+    pub low_precision: Option<i32>,
 }
 
 /// Decode an ONNX file with the crate's prost types (external data is not needed: only the graph
@@ -121,11 +124,17 @@ impl ModelSpec {
                 }
             }
         }
+        let low_precision = graph
+            .initializer
+            .iter()
+            .filter_map(|t| t.data_type)
+            .find(|&t| t == crate::proto::data_type::FLOAT16 || t == crate::proto::data_type::BFLOAT16);
         Ok(ModelSpec {
             path: path.to_path_buf(),
             inputs,
             outputs,
             vocab,
+            low_precision,
         })
     }
 }

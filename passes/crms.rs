@@ -16,5 +16,7 @@ pub struct Compressed {
 
 /// Compress the streams of a model already rewritten to Pre-RMSNorm.
 pub fn compress(_model: &mut Model, _opts: &Options) -> Result<Compressed> {
-    Err(Error::Usage("--target crmsnorm is not implemented yet in this build".into()))
+    Err(Error::Usage(
+        "--target crmsnorm is not implemented yet in this build".into(),
+    ))
 }

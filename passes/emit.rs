@@ -22,17 +22,32 @@ pub enum Emit {
 
 /// An int attribute.
 pub fn attr_i(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), i: Some(v), r#type: Some(at::INT), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(v),
+        r#type: Some(at::INT),
+        ..Default::default()
+    }
 }
 
 /// A float attribute.
 pub fn attr_f(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), f: Some(v), r#type: Some(at::FLOAT), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        f: Some(v),
+        r#type: Some(at::FLOAT),
+        ..Default::default()
+    }
 }
 
 /// An ints attribute.
 pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), ints: v.to_vec(), r#type: Some(at::INTS), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        ints: v.to_vec(),
+        r#type: Some(at::INTS),
+        ..Default::default()
+    }
 }
 
 /// Adds nodes to a graph with fresh names under a common prefix.
@@ -53,7 +68,14 @@ impl Builder<'_> {
     }
 
     /// Add a node `op(inputs) -> [out]` (out fresh unless given). Returns the output.
-    pub fn node(&mut self, domain: &str, op: &str, inputs: &[&str], out: Option<&str>, attrs: Vec<AttributeProto>) -> String {
+    pub fn node(
+        &mut self,
+        domain: &str,
+        op: &str,
+        inputs: &[&str],
+        out: Option<&str>,
+        attrs: Vec<AttributeProto>,
+    ) -> String {
         let out = match out {
             Some(o) => o.to_string(),
             None => self.value(op),
@@ -64,7 +86,11 @@ impl Builder<'_> {
             output: vec![out.clone()],
             name: Some(name),
             op_type: Some(op.into()),
-            domain: if domain.is_empty() { None } else { Some(domain.into()) },
+            domain: if domain.is_empty() {
+                None
+            } else {
+                Some(domain.into())
+            },
             attribute: attrs,
             ..Default::default()
         });
@@ -72,7 +98,13 @@ impl Builder<'_> {
     }
 
     /// A scalar or vector constant of `data_type`.
-    pub fn constant(&mut self, what: &str, dims: &[usize], data_type: i32, values: &[f64]) -> Result<String> {
+    pub fn constant(
+        &mut self,
+        what: &str,
+        dims: &[usize],
+        data_type: i32,
+        values: &[f64],
+    ) -> Result<String> {
         let base = format!("{}/{what}", self.prefix);
         self.g.add_initializer(&base, dims, data_type, values)
     }
@@ -81,9 +113,21 @@ impl Builder<'_> {
     pub fn reduce_mean_last(&mut self, x: &str) -> Result<String> {
         if self.opset >= 18 {
             let axes = self.constant("axes", &[1], dt::INT64, &[-1.0])?;
-            Ok(self.node("", "ReduceMean", &[x, &axes], None, vec![attr_i("keepdims", 1)]))
+            Ok(self.node(
+                "",
+                "ReduceMean",
+                &[x, &axes],
+                None,
+                vec![attr_i("keepdims", 1)],
+            ))
         } else {
-            Ok(self.node("", "ReduceMean", &[x], None, vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)]))
+            Ok(self.node(
+                "",
+                "ReduceMean",
+                &[x],
+                None,
+                vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)],
+            ))
         }
     }
 
@@ -97,18 +141,51 @@ impl Builder<'_> {
     /// `x / sqrt(mean(x²) + ε) [⊙ γ] [+ β]`. `gamma` is required by the fused forms; the
     /// decomposed form always multiplies by it when given (onnxruntime fuses `Div → Mul`).
     #[allow(clippy::too_many_arguments)]
-    pub fn rms(&mut self, emit: Emit, x: &str, gamma: Option<&str>, beta: Option<&str>, eps: f32, data_type: i32, compute_type: Option<i32>, out: &str) -> Result<()> {
-        let core_out = if beta.is_some() { self.value("rms") } else { out.to_string() };
+    pub fn rms(
+        &mut self,
+        emit: Emit,
+        x: &str,
+        gamma: Option<&str>,
+        beta: Option<&str>,
+        eps: f32,
+        data_type: i32,
+        compute_type: Option<i32>,
+        out: &str,
+    ) -> Result<()> {
+        let core_out = if beta.is_some() {
+            self.value("rms")
+        } else {
+            out.to_string()
+        };
         match (emit, self.opset >= 23) {
             (Emit::Onnxruntime, _) | (Emit::Standard, true) => {
-                let op = if emit == Emit::Onnxruntime { "SimplifiedLayerNormalization" } else { "RMSNormalization" };
-                let g = gamma.ok_or_else(|| crate::Error::Internal("fused RMSNorm needs a scale".into()))?;
-                self.node("", op, &[x, g], Some(&core_out), vec![attr_i("axis", -1), attr_f("epsilon", eps), attr_i("stash_type", 1)]);
+                let op = if emit == Emit::Onnxruntime {
+                    "SimplifiedLayerNormalization"
+                } else {
+                    "RMSNormalization"
+                };
+                let g = gamma
+                    .ok_or_else(|| crate::Error::Internal("fused RMSNorm needs a scale".into()))?;
+                self.node(
+                    "",
+                    op,
+                    &[x, g],
+                    Some(&core_out),
+                    vec![
+                        attr_i("axis", -1),
+                        attr_f("epsilon", eps),
+                        attr_i("stash_type", 1),
+                    ],
+                );
             }
             (Emit::Standard, false) => {
                 let wide = data_type == dt::FLOAT16 || data_type == dt::BFLOAT16;
                 let ct = compute_type.unwrap_or(if wide { dt::FLOAT } else { data_type });
-                let xin = if ct != data_type { self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)]) } else { x.to_string() };
+                let xin = if ct != data_type {
+                    self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)])
+                } else {
+                    x.to_string()
+                };
                 let two = self.constant("two", &[], ct, &[2.0])?;
                 let sq = self.node("", "Pow", &[&xin, &two], None, vec![]);
                 let ms = self.reduce_mean_last(&sq)?;
@@ -116,9 +193,25 @@ impl Builder<'_> {
                 let a = self.node("", "Add", &[&ms, &e], None, vec![]);
                 let s = self.node("", "Sqrt", &[&a], None, vec![]);
                 let last_is_div = gamma.is_none() && ct == data_type;
-                let d = self.node("", "Div", &[&xin, &s], if last_is_div { Some(&core_out) } else { None }, vec![]);
+                let d = self.node(
+                    "",
+                    "Div",
+                    &[&xin, &s],
+                    if last_is_div { Some(&core_out) } else { None },
+                    vec![],
+                );
                 let back = if ct != data_type {
-                    self.node("", "Cast", &[&d], if gamma.is_none() { Some(&core_out) } else { None }, vec![attr_i("to", data_type as i64)])
+                    self.node(
+                        "",
+                        "Cast",
+                        &[&d],
+                        if gamma.is_none() {
+                            Some(&core_out)
+                        } else {
+                            None
+                        },
+                        vec![attr_i("to", data_type as i64)],
+                    )
                 } else {
                     d
                 };

@@ -48,9 +48,13 @@ pub fn scale(data: &mut [f64], dims: &[usize], axis: usize, gamma: &[f64]) {
 pub fn shift_through(w: &[f64], dims: &[usize], in_axis: usize, beta: &[f64]) -> Vec<f64> {
     let (rows, cols) = (dims[0], dims[1]);
     if in_axis == 0 {
-        (0..cols).map(|c| (0..rows).map(|r| beta[r] * w[r * cols + c]).sum()).collect()
+        (0..cols)
+            .map(|c| (0..rows).map(|r| beta[r] * w[r * cols + c]).sum())
+            .collect()
     } else {
-        (0..rows).map(|r| (0..cols).map(|c| beta[c] * w[r * cols + c]).sum()).collect()
+        (0..rows)
+            .map(|r| (0..cols).map(|c| beta[c] * w[r * cols + c]).sum())
+            .collect()
     }
 }
 
@@ -64,7 +68,13 @@ pub fn add_rows(data: &mut [f64], v: &[f64]) {
 
 /// LayerNorm of every row of a [V, D] table: γ ⊙ (x − μ)/sqrt(σ² + ε) + β (the table an
 /// embedding LayerNorm would produce for each id).
-pub fn layernorm_rows(table: &[f64], d: usize, gamma: Option<&[f64]>, beta: Option<&[f64]>, eps: f64) -> Vec<f64> {
+pub fn layernorm_rows(
+    table: &[f64],
+    d: usize,
+    gamma: Option<&[f64]>,
+    beta: Option<&[f64]>,
+    eps: f64,
+) -> Vec<f64> {
     let mut out = Vec::with_capacity(table.len());
     for row in table.chunks_exact(d) {
         let mu = row.iter().sum::<f64>() / d as f64;
@@ -131,12 +141,21 @@ mod tests {
         let w = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // [3, 2]
         let (g, be, b) = ([2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [1.0, -1.0]);
         let xh = [0.3, -0.7, 1.1];
-        let direct: Vec<f64> = (0..2).map(|c| (0..3).map(|r| (xh[r] * g[r] + be[r]) * w[r * 2 + c]).sum::<f64>() + b[c]).collect();
+        let direct: Vec<f64> = (0..2)
+            .map(|c| {
+                (0..3)
+                    .map(|r| (xh[r] * g[r] + be[r]) * w[r * 2 + c])
+                    .sum::<f64>()
+                    + b[c]
+            })
+            .collect();
         let mut ws = w.clone();
         scale(&mut ws, &[3, 2], 0, &g);
         let mut bs = b.to_vec();
         add_rows(&mut bs, &shift_through(&w, &[3, 2], 0, &be));
-        let folded: Vec<f64> = (0..2).map(|c| (0..3).map(|r| xh[r] * ws[r * 2 + c]).sum::<f64>() + bs[c]).collect();
+        let folded: Vec<f64> = (0..2)
+            .map(|c| (0..3).map(|r| xh[r] * ws[r * 2 + c]).sum::<f64>() + bs[c])
+            .collect();
         for (a, b) in direct.iter().zip(&folded) {
             assert!((a - b).abs() < 1e-12);
         }

@@ -71,7 +71,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { target: Target::Rmsnorm, emit: Emit::Standard, crms_emit: CrmsEmit::Standard, fold: true, allow_centering: true }
+        Options {
+            target: Target::Rmsnorm,
+            emit: Emit::Standard,
+            crms_emit: CrmsEmit::Standard,
+            fold: true,
+            allow_centering: true,
+        }
     }
 }
 
@@ -110,12 +116,27 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
     if std::env::var_os("NORMOPT_DEBUG_SHAPES").is_some() {
         for n in &model.graph.nodes {
             for o in &n.output {
-                let sh = shapes.get(o).map(|s| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","));
-                eprintln!("shape {o} = {:?} (value {:?})", sh, shapes.value(o).map(|v| v.iter().map(|d| d.to_string()).collect::<Vec<_>>()));
+                let sh = shapes.get(o).map(|s| {
+                    s.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
+                eprintln!(
+                    "shape {o} = {:?} (value {:?})",
+                    sh,
+                    shapes
+                        .value(o)
+                        .map(|v| v.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+                );
             }
         }
     }
-    let ctx = Ctx { g: &model.graph, ix: &ix, shapes: &shapes };
+    let ctx = Ctx {
+        g: &model.graph,
+        ix: &ix,
+        shapes: &shapes,
+    };
     let (norms, near_misses) = norms::find_norms(&ctx);
     let mut found: BTreeMap<String, usize> = BTreeMap::new();
     for m in &norms {
@@ -123,7 +144,11 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
     }
     report.norms_found = found.into_iter().collect();
     for (id, why) in &near_misses {
-        report.refusals.push(Refusal { norm: model.graph.nodes[*id].label(), form: "unrecognised".into(), why: format!("not a LayerNorm pattern: {why}") });
+        report.refusals.push(Refusal {
+            norm: model.graph.nodes[*id].label(),
+            form: "unrecognised".into(),
+            why: format!("not a LayerNorm pattern: {why}"),
+        });
     }
     let a = Analysis::new(&model.graph, &ix, &shapes, &norms);
     let streams = a.streams();
@@ -131,26 +156,57 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
     let mut reasons: Vec<Vec<String>> = streams.iter().map(|s| s.observed.clone()).collect();
     let label = |k: usize| model.graph.nodes[norms[k].anchor].label();
     for (sid, st) in streams.iter().enumerate() {
-        let ln: Vec<usize> = st.norms.iter().copied().filter(|&k| norms[k].kind == NormKind::LayerNorm).collect();
+        let ln: Vec<usize> = st
+            .norms
+            .iter()
+            .copied()
+            .filter(|&k| norms[k].kind == NormKind::LayerNorm)
+            .collect();
         if ln.is_empty() {
             reasons[sid].push("already RMSNorm: no LayerNorm reads this stream".into());
         }
         for &k in &ln {
             let m = &norms[k];
-            if m.extra_outputs_read.iter().any(|o| model.graph.nodes[m.anchor].output.get(1) == Some(o)) {
-                reasons[sid].push(format!("the Mean output of LayerNorm {:?} is read: the stream's mean is observed", label(k)));
+            if m.extra_outputs_read
+                .iter()
+                .any(|o| model.graph.nodes[m.anchor].output.get(1) == Some(o))
+            {
+                reasons[sid].push(format!(
+                    "the Mean output of LayerNorm {:?} is read: the stream's mean is observed",
+                    label(k)
+                ));
             }
-            if m.axis != -1 && shapes.rank(if m.x.is_empty() { &m.y } else { &m.x }).map_or(true, |r| m.axis != r as i64 - 1) {
-                reasons[sid].push(format!("LayerNorm {:?} normalises from axis {}, not the last axis alone", label(k), m.axis));
+            if m.axis != -1
+                && shapes
+                    .rank(if m.x.is_empty() { &m.y } else { &m.x })
+                    .map_or(true, |r| m.axis != r as i64 - 1)
+            {
+                reasons[sid].push(format!(
+                    "LayerNorm {:?} normalises from axis {}, not the last axis alone",
+                    label(k),
+                    m.axis
+                ));
             }
         }
-        let explicit = st.leaves.iter().filter(|l| matches!(l.leaf, Leaf::Explicit { .. })).count();
+        let explicit = st
+            .leaves
+            .iter()
+            .filter(|l| matches!(l.leaf, Leaf::Explicit { .. }))
+            .count();
         if explicit > 0 && !opts.allow_centering {
-            reasons[sid].push(format!("{explicit} explicit centering node(s) would be needed and centering is disabled"));
+            reasons[sid].push(format!(
+                "{explicit} explicit centering node(s) would be needed and centering is disabled"
+            ));
         }
-        let converted = ln.len() + st.leaves.iter().filter(|l| matches!(l.leaf, Leaf::LnTable { .. })).count();
+        let converted = ln.len()
+            + st.leaves
+                .iter()
+                .filter(|l| matches!(l.leaf, Leaf::LnTable { .. }))
+                .count();
         if explicit > 0 && explicit >= converted {
-            reasons[sid].push(format!("{explicit} explicit centering node(s) for {converted} LayerNorm(s): no gain"));
+            reasons[sid].push(format!(
+                "{explicit} explicit centering node(s) for {converted} LayerNorm(s): no gain"
+            ));
         }
     }
     // Refusal flows upstream: a norm feeding a refused stream stays a LayerNorm, so its own
@@ -164,7 +220,10 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
             for &k in &streams[sid].norm_sources {
                 for (up, st) in streams.iter().enumerate() {
                     if up != sid && reasons[up].is_empty() && st.norms.contains(&k) {
-                        reasons[up].push(format!("its LayerNorm {:?} feeds stream {sid}, which is refused", label(k)));
+                        reasons[up].push(format!(
+                            "its LayerNorm {:?} feeds stream {sid}, which is refused",
+                            label(k)
+                        ));
                         changed = true;
                     }
                 }
@@ -179,11 +238,25 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
         .iter()
         .enumerate()
         .filter(|(i, _)| reasons[*i].is_empty())
-        .flat_map(|(_, st)| st.leaves.iter().filter_map(|l| if let Leaf::LnTable { norm, .. } = l.leaf { Some(norm) } else { None }))
+        .flat_map(|(_, st)| {
+            st.leaves.iter().filter_map(|l| {
+                if let Leaf::LnTable { norm, .. } = l.leaf {
+                    Some(norm)
+                } else {
+                    None
+                }
+            })
+        })
         .collect();
-    let swallowed: Vec<bool> = streams.iter().map(|st| !st.norms.is_empty() && st.norms.iter().all(|k| absorbed.contains(k))).collect();
-    let accepted: Vec<(usize, &stream::Stream)> =
-        streams.iter().enumerate().filter(|(i, _)| reasons[*i].is_empty() && !swallowed[*i]).collect();
+    let swallowed: Vec<bool> = streams
+        .iter()
+        .map(|st| !st.norms.is_empty() && st.norms.iter().all(|k| absorbed.contains(k)))
+        .collect();
+    let accepted: Vec<(usize, &stream::Stream)> = streams
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| reasons[*i].is_empty() && !swallowed[*i])
+        .collect();
     let (plan, parts) = rewrite::plan(&a, &model, &accepted, opts.fold)?;
     let mut stream_reports: Vec<StreamReport> = streams
         .iter()
@@ -219,8 +292,18 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
                         Leaf::Conv { .. } => ("patch embedding", String::new()),
                         Leaf::LnTable { .. } => ("embedding LayerNorm", String::new()),
                     };
-                    let node = model.graph.nodes.get(ix.producer(&l.value).unwrap_or(usize::MAX)).map(|n| n.label()).unwrap_or_default();
-                    report::LeafReport { value: l.value.clone(), kind: kind.into(), node, how: format!("not applied{}{how}", if how.is_empty() { "" } else { ": " }) }
+                    let node = model
+                        .graph
+                        .nodes
+                        .get(ix.producer(&l.value).unwrap_or(usize::MAX))
+                        .map(|n| n.label())
+                        .unwrap_or_default();
+                    report::LeafReport {
+                        value: l.value.clone(),
+                        kind: kind.into(),
+                        node,
+                        how: format!("not applied{}{how}", if how.is_empty() { "" } else { ": " }),
+                    }
                 })
                 .collect();
         }
@@ -232,13 +315,24 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
     for (sid, st) in streams.iter().enumerate() {
         if !reasons[sid].is_empty() {
             for &k in &st.norms {
-                report.refusals.push(Refusal { norm: label(k), form: norms[k].form.to_string(), why: reasons[sid].join("; ") });
+                report.refusals.push(Refusal {
+                    norm: label(k),
+                    form: norms[k].form.to_string(),
+                    why: reasons[sid].join("; "),
+                });
             }
         } else {
             for &k in &st.norms {
                 let m = &norms[k];
-                if m.kind == NormKind::LayerNorm && !plan.norms.iter().any(|p| p.norm == k) && !plan.ln_tables.iter().any(|(n, _)| *n == k) {
-                    report.refusals.push(Refusal { norm: label(k), form: m.form.to_string(), why: "its optional outputs are read".into() });
+                if m.kind == NormKind::LayerNorm
+                    && !plan.norms.iter().any(|p| p.norm == k)
+                    && !plan.ln_tables.iter().any(|(n, _)| *n == k)
+                {
+                    report.refusals.push(Refusal {
+                        norm: label(k),
+                        form: m.form.to_string(),
+                        why: "its optional outputs are read".into(),
+                    });
                 }
             }
         }
@@ -257,7 +351,10 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
         if opts.target == Target::Crmsnorm {
             let c = crms::compress(&mut model, opts)?;
             report.bytes_added += c.bytes_added;
-            for sr in stream_reports.iter_mut().filter(|s| s.status == "rewritten") {
+            for sr in stream_reports
+                .iter_mut()
+                .filter(|s| s.status == "rewritten")
+            {
                 sr.new_width = c.widths.get(&sr.id).copied().or(sr.new_width);
             }
         }
@@ -266,7 +363,11 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
     report.streams = stream_reports;
     report.ops_after = model.graph.op_histogram();
     if n_rewritten == 0 && report.streams.is_empty() && norms.is_empty() {
-        report.refusals.push(Refusal { norm: "-".into(), form: "-".into(), why: "no normalisation found in the graph".into() });
+        report.refusals.push(Refusal {
+            norm: "-".into(),
+            form: "-".into(),
+            why: "no normalisation found in the graph".into(),
+        });
     }
     let _ = Error::Usage;
     Ok(Outcome { model, report })

@@ -138,7 +138,9 @@ fn other<'a>(n: &'a NodeProto, v: &str) -> Option<&'a str> {
 
 /// The reduce axes of a ReduceMean (attribute or input).
 fn reduce_axes(g: &Graph, n: &NodeProto) -> Option<Vec<i64>> {
-    n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| n.input(1).and_then(|a| shape::const_ints(g, a)))
+    n.attr_ints("axes")
+        .map(<[i64]>::to_vec)
+        .or_else(|| n.input(1).and_then(|a| shape::const_ints(g, a)))
 }
 
 fn last_axis_only(axes: &[i64], rank: Option<usize>) -> bool {
@@ -199,20 +201,38 @@ impl Ctx<'_> {
     pub fn fused(&self, id: NodeId) -> Result<NormMatch, String> {
         let n = self.node(id);
         let (kind, form) = match (n.domain(), n.op()) {
-            ("", "LayerNormalization") | ("com.microsoft", "LayerNormalization") => (NormKind::LayerNorm, NormForm::LayerNormalization),
-            ("com.microsoft", "SkipLayerNormalization") => (NormKind::LayerNorm, NormForm::SkipLayerNormalization),
+            ("", "LayerNormalization") | ("com.microsoft", "LayerNormalization") => {
+                (NormKind::LayerNorm, NormForm::LayerNormalization)
+            }
+            ("com.microsoft", "SkipLayerNormalization") => {
+                (NormKind::LayerNorm, NormForm::SkipLayerNormalization)
+            }
             ("", "RMSNormalization") => (NormKind::Rms, NormForm::RMSNormalization),
-            ("", "SimplifiedLayerNormalization") | ("com.microsoft", "SimplifiedLayerNormalization") => {
+            ("", "SimplifiedLayerNormalization")
+            | ("com.microsoft", "SimplifiedLayerNormalization") => {
                 (NormKind::Rms, NormForm::SimplifiedLayerNormalization)
             }
-            ("com.microsoft", "SkipSimplifiedLayerNormalization") => (NormKind::Rms, NormForm::SkipSimplifiedLayerNormalization),
+            ("com.microsoft", "SkipSimplifiedLayerNormalization") => {
+                (NormKind::Rms, NormForm::SkipSimplifiedLayerNormalization)
+            }
             _ => return Err(format!("{} is not a fused normalisation", n.op())),
         };
-        let y = n.output.first().cloned().filter(|s| !s.is_empty()).ok_or("no output")?;
-        let skip = matches!(form, NormForm::SkipLayerNormalization | NormForm::SkipSimplifiedLayerNormalization);
+        let y = n
+            .output
+            .first()
+            .cloned()
+            .filter(|s| !s.is_empty())
+            .ok_or("no output")?;
+        let skip = matches!(
+            form,
+            NormForm::SkipLayerNormalization | NormForm::SkipSimplifiedLayerNormalization
+        );
         let (gamma_slot, beta_slot) = if skip { (2, 3) } else { (1, 2) };
         let gamma = n.input(gamma_slot).map(str::to_string);
-        let beta = if form == NormForm::SkipSimplifiedLayerNormalization || form == NormForm::RMSNormalization || form == NormForm::SimplifiedLayerNormalization {
+        let beta = if form == NormForm::SkipSimplifiedLayerNormalization
+            || form == NormForm::RMSNormalization
+            || form == NormForm::SimplifiedLayerNormalization
+        {
             None
         } else {
             n.input(beta_slot).map(str::to_string)
@@ -223,16 +243,35 @@ impl Ctx<'_> {
             }
         }
         let extra_outputs_read: Vec<String> = if skip {
-            n.output.iter().skip(1).take(2).filter(|o| !o.is_empty() && self.ix.use_count(o) > 0).cloned().collect()
+            n.output
+                .iter()
+                .skip(1)
+                .take(2)
+                .filter(|o| !o.is_empty() && self.ix.use_count(o) > 0)
+                .cloned()
+                .collect()
         } else {
-            n.output.iter().skip(1).filter(|o| !o.is_empty() && self.ix.use_count(o) > 0).cloned().collect()
+            n.output
+                .iter()
+                .skip(1)
+                .filter(|o| !o.is_empty() && self.ix.use_count(o) > 0)
+                .cloned()
+                .collect()
         };
-        let default_eps = if form == NormForm::LayerNormalization || form == NormForm::RMSNormalization { 1e-5 } else { 1e-12 };
+        let default_eps =
+            if form == NormForm::LayerNormalization || form == NormForm::RMSNormalization {
+                1e-5
+            } else {
+                1e-12
+            };
         let epsilon = n.attr_f("epsilon").unwrap_or(default_eps);
         let axis = n.attr_i("axis").unwrap_or(-1);
         let skip_parts = if skip {
             let a = n.input(0).ok_or("Skip norm without input")?.to_string();
-            let b = n.input(1).ok_or("Skip norm without skip input")?.to_string();
+            let b = n
+                .input(1)
+                .ok_or("Skip norm without skip input")?
+                .to_string();
             let bias_slot = 4;
             let bias = n.input(bias_slot).map(str::to_string);
             if let Some(bz) = &bias {
@@ -240,12 +279,20 @@ impl Ctx<'_> {
                     return Err(format!("its bias {bz:?} is not a constant"));
                 }
             }
-            let sum = n.output.get(3).cloned().filter(|s| !s.is_empty() && self.ix.use_count(s) > 0);
+            let sum = n
+                .output
+                .get(3)
+                .cloned()
+                .filter(|s| !s.is_empty() && self.ix.use_count(s) > 0);
             Some(SkipParts { a, b, bias, sum })
         } else {
             None
         };
-        let x = if skip { String::new() } else { n.input(0).ok_or("no input")?.to_string() };
+        let x = if skip {
+            String::new()
+        } else {
+            n.input(0).ok_or("no input")?.to_string()
+        };
         Ok(NormMatch {
             kind,
             form,
@@ -273,12 +320,17 @@ impl Ctx<'_> {
         let x0 = rm1.input(0).ok_or("ReduceMean without input")?.to_string();
         let axes = reduce_axes(g, rm1).ok_or("ReduceMean axes are not constant")?;
         if !last_axis_only(&axes, self.shapes.rank(&x0)) {
-            return Err(format!("ReduceMean reduces axes {axes:?}, not the last axis alone"));
+            return Err(format!(
+                "ReduceMean reduces axes {axes:?}, not the last axis alone"
+            ));
         }
         let mean = rm1.output[0].clone();
         let sub = sole(self.ix, &mean).ok_or("the mean has several readers")?;
         let subn = self.node(sub);
-        if !(subn.is("Sub") && subn.input(0) == Some(x0.as_str()) && subn.input(1) == Some(mean.as_str())) {
+        if !(subn.is("Sub")
+            && subn.input(0) == Some(x0.as_str())
+            && subn.input(1) == Some(mean.as_str()))
+        {
             return Err("the mean is not subtracted from its input".into());
         }
         let mut d = subn.output[0].clone();
@@ -302,24 +354,35 @@ impl Ctx<'_> {
         let mut div = None;
         for &(c, _) in readers {
             let cn = self.node(c);
-            let is_sq = (cn.is("Pow") && cn.input(0) == Some(d.as_str()) && cn.input(1).and_then(|e| const_scalar(g, e)) == Some(2.0))
-                || (cn.is("Mul") && cn.input(0) == Some(d.as_str()) && cn.input(1) == Some(d.as_str()));
+            let is_sq = (cn.is("Pow")
+                && cn.input(0) == Some(d.as_str())
+                && cn.input(1).and_then(|e| const_scalar(g, e)) == Some(2.0))
+                || (cn.is("Mul")
+                    && cn.input(0) == Some(d.as_str())
+                    && cn.input(1) == Some(d.as_str()));
             if is_sq {
                 if sq.replace(c).is_some_and(|p| p != c) {
                     return Err("the centred value is squared twice".into());
                 }
-            } else if (cn.is("Div") || cn.is("Mul")) && cn.input(0) == Some(d.as_str()) || (cn.is("Mul") && cn.input(1) == Some(d.as_str())) {
+            } else if (cn.is("Div") || cn.is("Mul")) && cn.input(0) == Some(d.as_str())
+                || (cn.is("Mul") && cn.input(1) == Some(d.as_str()))
+            {
                 if div.replace(c).is_some_and(|p| p != c) {
                     return Err("the centred value is divided twice".into());
                 }
             } else {
-                return Err(format!("the centred value is read by {} {:?}", cn.op(), cn.label()));
+                return Err(format!(
+                    "the centred value is read by {} {:?}",
+                    cn.op(),
+                    cn.label()
+                ));
             }
         }
         let sq = sq.ok_or("the centred value is not squared")?;
         let div = div.ok_or("the centred value is not divided by its deviation")?;
         nodes.push(sq);
-        let var_rm = sole(self.ix, &self.node(sq).output[0]).ok_or("the square has several readers")?;
+        let var_rm =
+            sole(self.ix, &self.node(sq).output[0]).ok_or("the square has several readers")?;
         let vn = self.node(var_rm);
         if !vn.is("ReduceMean") || reduce_axes(g, vn).as_deref() != Some(axes.as_slice()) {
             return Err("the square is not averaged over the same axis".into());
@@ -327,10 +390,14 @@ impl Ctx<'_> {
         nodes.push(var_rm);
         let add = sole(self.ix, &vn.output[0]).ok_or("the variance has several readers")?;
         let an = self.node(add);
-        let eps_v = other(an, &vn.output[0]).filter(|_| an.is("Add")).ok_or("the variance is not followed by Add(ε)")?;
+        let eps_v = other(an, &vn.output[0])
+            .filter(|_| an.is("Add"))
+            .ok_or("the variance is not followed by Add(ε)")?;
         let epsilon = const_scalar(g, eps_v).ok_or("ε is not a constant scalar")? as f32;
         nodes.push(add);
-        let sqrt = sole(self.ix, &an.output[0]).filter(|&s| self.node(s).is("Sqrt")).ok_or("variance + ε is not followed by Sqrt")?;
+        let sqrt = sole(self.ix, &an.output[0])
+            .filter(|&s| self.node(s).is("Sqrt"))
+            .ok_or("variance + ε is not followed by Sqrt")?;
         nodes.push(sqrt);
         let s = self.node(sqrt).output[0].clone();
         let dn = self.node(div);
@@ -339,7 +406,9 @@ impl Ctx<'_> {
                 return Err("the division is not by the deviation".into());
             }
         } else {
-            let r = sole(self.ix, &s).filter(|&r| self.node(r).is("Reciprocal")).ok_or("the deviation is not inverted")?;
+            let r = sole(self.ix, &s)
+                .filter(|&r| self.node(r).is("Reciprocal"))
+                .ok_or("the deviation is not inverted")?;
             let rv = &self.node(r).output[0];
             if other(dn, &d) != Some(rv.as_str()) || sole(self.ix, rv) != Some(div) {
                 return Err("the centred value is not multiplied by the inverse deviation".into());
@@ -350,7 +419,9 @@ impl Ctx<'_> {
         let mut normed = dn.output[0].clone();
         let mut compute_type = None;
         if inner_cast.is_some() {
-            let back = sole(self.ix, &normed).filter(|&c| self.node(c).is("Cast")).ok_or("the widened LayerNorm is not cast back")?;
+            let back = sole(self.ix, &normed)
+                .filter(|&c| self.node(c).is("Cast"))
+                .ok_or("the widened LayerNorm is not cast back")?;
             nodes.push(back);
             normed = self.node(back).output[0].clone();
             compute_type = inner_cast;
@@ -358,7 +429,11 @@ impl Ctx<'_> {
         // fp16 graphs: x → Cast(f32) → core → Cast(back).
         let (x, compute_type) = match self.ix.producer(&x0).map(|p| (p, self.node(p))) {
             _ if compute_type.is_some() => (x0.clone(), compute_type),
-            Some((p, pn)) if pn.is("Cast") && self.ix.consumers(&x0).len() == 2 && !self.ix.graph_outputs.contains(&x0) => {
+            Some((p, pn))
+                if pn.is("Cast")
+                    && self.ix.consumers(&x0).len() == 2
+                    && !self.ix.graph_outputs.contains(&x0) =>
+            {
                 let to = pn.attr_i("to").map(|t| t as i32);
                 let outer = pn.input(0).ok_or("Cast without input")?.to_string();
                 match sole(self.ix, &normed).map(|c| (c, self.node(c))) {
@@ -405,11 +480,19 @@ impl Ctx<'_> {
                 return Err("squares a difference (LayerNorm)".into());
             }
         }
-        let rm = sole(self.ix, &p.output[0]).filter(|&r| self.node(r).is("ReduceMean")).ok_or("square not averaged")?;
-        let add = sole(self.ix, &self.node(rm).output[0]).filter(|&a| self.node(a).is("Add")).ok_or("no Add(ε)")?;
+        let rm = sole(self.ix, &p.output[0])
+            .filter(|&r| self.node(r).is("ReduceMean"))
+            .ok_or("square not averaged")?;
+        let add = sole(self.ix, &self.node(rm).output[0])
+            .filter(|&a| self.node(a).is("Add"))
+            .ok_or("no Add(ε)")?;
         let an = self.node(add);
-        let epsilon = other(an, &self.node(rm).output[0]).and_then(|e| const_scalar(g, e)).ok_or("ε not constant")? as f32;
-        let sq = sole(self.ix, &an.output[0]).filter(|&s| self.node(s).is("Sqrt")).ok_or("no Sqrt")?;
+        let epsilon = other(an, &self.node(rm).output[0])
+            .and_then(|e| const_scalar(g, e))
+            .ok_or("ε not constant")? as f32;
+        let sq = sole(self.ix, &an.output[0])
+            .filter(|&s| self.node(s).is("Sqrt"))
+            .ok_or("no Sqrt")?;
         let s = &self.node(sq).output[0];
         let mut nodes = vec![id, rm, add, sq];
         let c = sole(self.ix, s).ok_or("deviation read twice")?;
@@ -419,7 +502,9 @@ impl Ctx<'_> {
             cn.output[0].clone()
         } else if cn.is("Reciprocal") {
             let r = &cn.output[0];
-            let m = sole(self.ix, r).filter(|&m| self.node(m).is("Mul") && other(self.node(m), r) == Some(x.as_str())).ok_or("inverse not applied")?;
+            let m = sole(self.ix, r)
+                .filter(|&m| self.node(m).is("Mul") && other(self.node(m), r) == Some(x.as_str()))
+                .ok_or("inverse not applied")?;
             nodes.push(c);
             nodes.push(m);
             self.node(m).output[0].clone()
@@ -456,14 +541,23 @@ pub fn find_norms(ctx: &Ctx) -> (Vec<NormMatch>, Vec<(NodeId, String)>) {
             continue;
         }
         let r = match n.op() {
-            "LayerNormalization" | "SkipLayerNormalization" | "RMSNormalization" | "SimplifiedLayerNormalization"
+            "LayerNormalization"
+            | "SkipLayerNormalization"
+            | "RMSNormalization"
+            | "SimplifiedLayerNormalization"
             | "SkipSimplifiedLayerNormalization" => Some(ctx.fused(id)),
             "ReduceMean" => {
                 let r = ctx.decomposed_layernorm(id);
                 // A ReduceMean that is not a mean subtraction is ordinary; only report the
                 // ones that looked like the start of a LayerNorm.
                 match &r {
-                    Err(e) if e.contains("not subtracted") || e.contains("several readers") || e.contains("reduces axes") => None,
+                    Err(e)
+                        if e.contains("not subtracted")
+                            || e.contains("several readers")
+                            || e.contains("reduces axes") =>
+                    {
+                        None
+                    }
                     _ => Some(r),
                 }
             }

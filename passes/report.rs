@@ -104,7 +104,14 @@ impl Report {
                 (Some(a), Some(b)) if a != b => format!(" -> {b}"),
                 _ => String::new(),
             };
-            let _ = writeln!(s, "stream {} (width {w}{nw}): {}, {} norms, {} sources/writers", st.id, st.status, st.norm_names.len(), st.leaves.len());
+            let _ = writeln!(
+                s,
+                "stream {} (width {w}{nw}): {}, {} norms, {} sources/writers",
+                st.id,
+                st.status,
+                st.norm_names.len(),
+                st.leaves.len()
+            );
             for r in &st.reasons {
                 let _ = writeln!(s, "  refused: {r}");
             }
@@ -120,6 +127,71 @@ impl Report {
         for r in &self.refusals {
             let _ = writeln!(s, "  left alone: {} ({}): {}", r.norm, r.form, r.why);
         }
+        s
+    }
+
+    /// The human form of `inspect`: streams, their norms, leaves and what would be done.
+    pub fn inspect_text(&self) -> String {
+        let r = self;
+        use std::fmt::Write;
+        let mut s = String::new();
+        let found: Vec<String> = r
+            .norms_found
+            .iter()
+            .map(|(f, n)| format!("{n} x {f}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "{}: {}",
+            r.model,
+            if found.is_empty() {
+                "no normalisation found".into()
+            } else {
+                found.join(", ")
+            }
+        );
+        for st in &r.streams {
+            let _ = writeln!(
+                s,
+                "stream {} width {}: {}",
+                st.id,
+                st.width.map(|w| w.to_string()).unwrap_or("?".into()),
+                st.status
+            );
+            for why in &st.reasons {
+                let _ = writeln!(s, "  refused: {why}");
+            }
+            let _ = writeln!(s, "  norms: {}", st.norm_names.join(", "));
+            for l in &st.leaves {
+                let _ = writeln!(s, "  {} {} ({}): {}", l.kind, l.value, l.node, l.how);
+            }
+            for n in &st.norms {
+                let fold = if n.folded_into.is_empty() {
+                    format!(
+                        "affine kept{}",
+                        n.kept_affine
+                            .as_ref()
+                            .map(|k| format!(" ({k})"))
+                            .unwrap_or_default()
+                    )
+                } else {
+                    format!("γ/β folded into {}", n.folded_into.join(", "))
+                };
+                let _ = writeln!(
+                    s,
+                    "  rewrite {} [{} -> {}, eps {:e}]: {fold}",
+                    n.name, n.form_in, n.form_out, n.epsilon
+                );
+            }
+        }
+        for rf in &r.refusals {
+            let _ = writeln!(s, "left alone: {} ({}): {}", rf.norm, rf.form, rf.why);
+        }
+        let _ = writeln!(
+            s,
+            "would rewrite {} norm(s), add {} centering node(s) and {} bytes",
+            r.norms_rewritten, r.centering_nodes, r.bytes_added
+        );
         s
     }
 }

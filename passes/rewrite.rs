@@ -100,43 +100,77 @@ pub fn fold_readers(a: &Analysis, y: &str, d: usize) -> std::result::Result<Vec<
                 let w = n.input(1).unwrap_or("");
                 let wd = a.g.constant_dims(w).filter(|s| s.len() == 2 && s[0] == d);
                 if wd.is_none() {
-                    return Err(format!("MatMul {:?} has no constant [{d}, N] weight", n.label()));
+                    return Err(format!(
+                        "MatMul {:?} has no constant [{d}, N] weight",
+                        n.label()
+                    ));
                 }
                 let o = &n.output[0];
                 let bias = match a.ix.consumers(o) {
                     [(b, bslot)] if a.g.nodes[*b].is("Add") && !a.ix.graph_outputs.contains(o) => {
                         let other = 1 - bslot;
                         let bn = &a.g.nodes[*b];
-                        let ok = bn.input(other).and_then(|bv| a.g.constant_dims(bv)).map_or(false, |bd| {
-                            bd.last() == Some(&wd.as_ref().unwrap()[1]) && bd.iter().rev().skip(1).all(|&x| x == 1)
-                        });
+                        let ok = bn.input(other).and_then(|bv| a.g.constant_dims(bv)).map_or(
+                            false,
+                            |bd| {
+                                bd.last() == Some(&wd.as_ref().unwrap()[1])
+                                    && bd.iter().rev().skip(1).all(|&x| x == 1)
+                            },
+                        );
                         ok.then_some((*b, other))
                     }
                     _ => None,
                 };
-                out.push(Reader { node: c, in_axis: 0, bias, bias_factor: 1.0 });
+                out.push(Reader {
+                    node: c,
+                    in_axis: 0,
+                    bias,
+                    bias_factor: 1.0,
+                });
                 continue;
             }
             if n.is("Gemm") && slot == 0 && n.attr_i("transA").unwrap_or(0) == 0 {
                 let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
                 let w = n.input(1).unwrap_or("");
-                let ok = a.g.constant_dims(w).map_or(false, |s| s.len() == 2 && s[if trans_b { 1 } else { 0 }] == d);
-                let c_ok = n.input(2).map_or(true, |cv| a.g.constant_tensor(cv).is_some());
+                let ok = a.g.constant_dims(w).map_or(false, |s| {
+                    s.len() == 2 && s[if trans_b { 1 } else { 0 }] == d
+                });
+                let c_ok = n
+                    .input(2)
+                    .map_or(true, |cv| a.g.constant_tensor(cv).is_some());
                 let alpha = n.attr_f("alpha").unwrap_or(1.0) as f64;
                 let beta = n.attr_f("beta").unwrap_or(1.0) as f64;
                 if !ok || !c_ok || beta == 0.0 {
-                    return Err(format!("Gemm {:?} has no constant weight of input width {d}", n.label()));
+                    return Err(format!(
+                        "Gemm {:?} has no constant weight of input width {d}",
+                        n.label()
+                    ));
                 }
                 let bias = n.input(2).map(|_| (c, 2usize));
-                out.push(Reader { node: c, in_axis: usize::from(trans_b), bias, bias_factor: alpha / beta });
+                out.push(Reader {
+                    node: c,
+                    in_axis: usize::from(trans_b),
+                    bias,
+                    bias_factor: alpha / beta,
+                });
                 continue;
             }
             if n.is("Mul") || n.is("Div") {
-                return Err(format!("{} {:?} is not a constant-weight linear op", n.op(), n.label()));
+                return Err(format!(
+                    "{} {:?} is not a constant-weight linear op",
+                    n.op(),
+                    n.label()
+                ));
             }
             match a.pass_through(c, slot, d) {
                 Ok(outs) => queue.extend(outs),
-                Err(_) => return Err(format!("{} {:?} is not a constant-weight linear op", n.op(), n.label())),
+                Err(_) => {
+                    return Err(format!(
+                        "{} {:?} is not a constant-weight linear op",
+                        n.op(),
+                        n.label()
+                    ))
+                }
             }
         }
     }
@@ -151,23 +185,41 @@ fn norm_label(a: &Analysis, k: usize) -> String {
 }
 
 /// Plan the rewrite of the accepted streams. Returns the plan and per-stream report parts.
-pub fn plan(a: &Analysis, model: &Model, streams: &[(usize, &Stream)], fold: bool) -> Result<(Plan, Vec<(usize, Vec<LeafReport>, Vec<NormReport>)>)> {
+pub fn plan(
+    a: &Analysis,
+    model: &Model,
+    streams: &[(usize, &Stream)],
+    fold: bool,
+) -> Result<(Plan, Vec<(usize, Vec<LeafReport>, Vec<NormReport>)>)> {
     let mut p = Plan::default();
     let mut reports = Vec::new();
     let read = |name: &str| -> Result<Array> {
-        let t = a.g.constant_tensor(name).ok_or_else(|| Error::Internal(format!("constant {name:?} vanished")))?;
+        let t =
+            a.g.constant_tensor(name)
+                .ok_or_else(|| Error::Internal(format!("constant {name:?} vanished")))?;
         read_array(t, &model.store, &model.path)
     };
     for &(sid, st) in streams {
-        let d = st.width.ok_or_else(|| Error::Internal("accepted stream without width".into()))?;
+        let d = st
+            .width
+            .ok_or_else(|| Error::Internal("accepted stream without width".into()))?;
         let mut leaves = Vec::new();
         for la in &st.leaves {
             let (kind, node, how) = match &la.leaf {
                 Leaf::Const { node, slot } => {
-                    let dims = a.g.constant_dims(&a.g.nodes[*node].input[*slot]).unwrap_or_default();
+                    let dims =
+                        a.g.constant_dims(&a.g.nodes[*node].input[*slot])
+                            .unwrap_or_default();
                     let axis = dims.len().saturating_sub(1);
-                    p.edits.entry((*node, *slot)).or_default().push(Edit::Center { axis });
-                    let how = if dims.last().copied().unwrap_or(1) == 1 { "broadcast constant zeroed" } else { "centred over the last axis" };
+                    p.edits
+                        .entry((*node, *slot))
+                        .or_default()
+                        .push(Edit::Center { axis });
+                    let how = if dims.last().copied().unwrap_or(1) == 1 {
+                        "broadcast constant zeroed"
+                    } else {
+                        "centred over the last axis"
+                    };
                     ("constant", *node, how.to_string())
                 }
                 Leaf::Linear { node } => {
@@ -175,27 +227,58 @@ pub fn plan(a: &Analysis, model: &Model, streams: &[(usize, &Stream)], fold: boo
                     p.centred_linears.insert(*node);
                     if n.is("Gemm") {
                         let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                        p.edits.entry((*node, 1)).or_default().push(Edit::Center { axis: usize::from(!trans_b) });
+                        p.edits.entry((*node, 1)).or_default().push(Edit::Center {
+                            axis: usize::from(!trans_b),
+                        });
                         if let Some(cv) = n.input(2) {
                             let cd = a.g.constant_dims(cv).unwrap_or_default();
-                            p.edits.entry((*node, 2)).or_default().push(Edit::Center { axis: cd.len().saturating_sub(1) });
+                            p.edits.entry((*node, 2)).or_default().push(Edit::Center {
+                                axis: cd.len().saturating_sub(1),
+                            });
                         }
-                        ("linear", *node, format!("Gemm weight centred over its output axis (transB={})", u8::from(trans_b)))
+                        (
+                            "linear",
+                            *node,
+                            format!(
+                                "Gemm weight centred over its output axis (transB={})",
+                                u8::from(trans_b)
+                            ),
+                        )
                     } else {
-                        p.edits.entry((*node, 1)).or_default().push(Edit::Center { axis: 1 });
-                        ("linear", *node, "MatMul weight centred over its output axis".to_string())
+                        p.edits
+                            .entry((*node, 1))
+                            .or_default()
+                            .push(Edit::Center { axis: 1 });
+                        (
+                            "linear",
+                            *node,
+                            "MatMul weight centred over its output axis".to_string(),
+                        )
                     }
                 }
                 Leaf::Table { node } => {
-                    p.edits.entry((*node, 0)).or_default().push(Edit::Center { axis: 1 });
+                    p.edits
+                        .entry((*node, 0))
+                        .or_default()
+                        .push(Edit::Center { axis: 1 });
                     ("embedding", *node, "table rows centred".to_string())
                 }
                 Leaf::Conv { node } => {
-                    p.edits.entry((*node, 1)).or_default().push(Edit::Center { axis: 0 });
+                    p.edits
+                        .entry((*node, 1))
+                        .or_default()
+                        .push(Edit::Center { axis: 0 });
                     if a.g.nodes[*node].input(2).is_some() {
-                        p.edits.entry((*node, 2)).or_default().push(Edit::Center { axis: 0 });
+                        p.edits
+                            .entry((*node, 2))
+                            .or_default()
+                            .push(Edit::Center { axis: 0 });
                     }
-                    ("patch embedding", *node, "Conv weight and bias centred over output channels".to_string())
+                    (
+                        "patch embedding",
+                        *node,
+                        "Conv weight and bias centred over output channels".to_string(),
+                    )
                 }
                 Leaf::LnTable { norm, gather } => {
                     let m = &a.norms[*norm];
@@ -204,20 +287,45 @@ pub fn plan(a: &Analysis, model: &Model, streams: &[(usize, &Stream)], fold: boo
                     let gamma = m.gamma.as_deref().map(read).transpose()?;
                     let beta = m.beta.as_deref().map(read).transpose()?;
                     let td = table.last_dim();
-                    let vals = math::layernorm_rows(&table.data, td, gamma.as_ref().map(|g| g.data.as_slice()), beta.as_ref().map(|b| b.data.as_slice()), m.epsilon as f64);
-                    p.edits.entry((*gather, 0)).or_default().extend([Edit::Replace(vals), Edit::Center { axis: 1 }]);
+                    let vals = math::layernorm_rows(
+                        &table.data,
+                        td,
+                        gamma.as_ref().map(|g| g.data.as_slice()),
+                        beta.as_ref().map(|b| b.data.as_slice()),
+                        m.epsilon as f64,
+                    );
+                    p.edits
+                        .entry((*gather, 0))
+                        .or_default()
+                        .extend([Edit::Replace(vals), Edit::Center { axis: 1 }]);
                     p.ln_tables.push((*norm, *gather));
-                    ("embedding LayerNorm", *gather, format!("LayerNorm {:?} precomputed into the table, rows centred", norm_label(a, *norm)))
+                    (
+                        "embedding LayerNorm",
+                        *gather,
+                        format!(
+                            "LayerNorm {:?} precomputed into the table, rows centred",
+                            norm_label(a, *norm)
+                        ),
+                    )
                 }
                 Leaf::Explicit { why } => {
                     let edges = st.edges.get(&la.value).cloned().unwrap_or_default();
                     p.explicit.insert(la.value.clone(), edges);
                     let node = a.ix.producer(&la.value).unwrap_or(usize::MAX);
-                    ("explicit centering", node, format!("x - ReduceMean(x): {why}"))
+                    (
+                        "explicit centering",
+                        node,
+                        format!("x - ReduceMean(x): {why}"),
+                    )
                 }
             };
             let node_name = a.g.nodes.get(node).map(|n| n.label()).unwrap_or_default();
-            leaves.push(LeafReport { value: la.value.clone(), kind: kind.into(), node: node_name, how });
+            leaves.push(LeafReport {
+                value: la.value.clone(),
+                kind: kind.into(),
+                node: node_name,
+                how,
+            });
         }
         let mut norms = Vec::new();
         for &k in &st.norms {
@@ -246,23 +354,36 @@ pub fn plan(a: &Analysis, model: &Model, streams: &[(usize, &Stream)], fold: boo
                     let w = read(rn.input(1).unwrap_or(""))?;
                     if let Some(gm) = &gamma {
                         let gv = broadcast_vec(&gm.data, d);
-                        p.edits.entry((r.node, 1)).or_default().push(Edit::Scale { axis: r.in_axis, gamma: gv });
+                        p.edits.entry((r.node, 1)).or_default().push(Edit::Scale {
+                            axis: r.in_axis,
+                            gamma: gv,
+                        });
                     }
                     if let Some(bt) = &beta {
                         let bv = broadcast_vec(&bt.data, d);
-                        let shift: Vec<f64> = math::shift_through(&w.data, &w.dims, r.in_axis, &bv).into_iter().map(|x| x * r.bias_factor).collect();
+                        let shift: Vec<f64> = math::shift_through(&w.data, &w.dims, r.in_axis, &bv)
+                            .into_iter()
+                            .map(|x| x * r.bias_factor)
+                            .collect();
                         if shift.iter().any(|&x| x != 0.0) {
                             let centred = p.centred_linears.contains(&r.node);
                             match r.bias {
-                                Some(slot) => p.edits.entry(slot).or_default().push(Edit::AddRows(shift)),
-                                None if rn.is("Gemm") => p.new_gemm_c.push((r.node, shift, centred)),
+                                Some(slot) => {
+                                    p.edits.entry(slot).or_default().push(Edit::AddRows(shift))
+                                }
+                                None if rn.is("Gemm") => {
+                                    p.new_gemm_c.push((r.node, shift, centred))
+                                }
                                 None => p.new_bias.push((r.node, shift, centred)),
                             }
                         }
                     }
                 }
             }
-            let folded_into = fold_plan.as_ref().map(|rs| rs.iter().map(|r| a.g.nodes[r.node].label()).collect()).unwrap_or_default();
+            let folded_into = fold_plan
+                .as_ref()
+                .map(|rs| rs.iter().map(|r| a.g.nodes[r.node].label()).collect())
+                .unwrap_or_default();
             norms.push(NormReport {
                 name: norm_label(a, k),
                 form_in: m.form.to_string(),
@@ -271,7 +392,11 @@ pub fn plan(a: &Analysis, model: &Model, streams: &[(usize, &Stream)], fold: boo
                 folded_into,
                 kept_affine: kept.clone(),
             });
-            p.norms.push(NormPlan { norm: k, fold: fold_plan, kept_affine: kept });
+            p.norms.push(NormPlan {
+                norm: k,
+                fold: fold_plan,
+                kept_affine: kept,
+            });
         }
         reports.push((sid, leaves, norms));
     }
@@ -312,7 +437,10 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
     // 1. Constant edits, copy on write.
     for (&(node, slot), edits) in &p.edits {
         let name = model.graph.nodes[node].input[slot].clone();
-        let t = model.graph.constant_tensor(&name).ok_or_else(|| Error::Internal(format!("constant {name:?} vanished")))?;
+        let t = model
+            .graph
+            .constant_tensor(&name)
+            .ok_or_else(|| Error::Internal(format!("constant {name:?} vanished")))?;
         let mut arr = read_array(t, &store, &path)?;
         for e in edits {
             match e {
@@ -325,7 +453,11 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
                     } else {
                         // A scalar bias: materialise it along the last axis.
                         let base = arr.data.first().copied().unwrap_or(0.0);
-                        arr = Array { dims: vec![v.len()], data_type: arr.data_type, data: v.iter().map(|x| x + base).collect() };
+                        arr = Array {
+                            dims: vec![v.len()],
+                            data_type: arr.data_type,
+                            data: v.iter().map(|x| x + base).collect(),
+                        };
                     }
                 }
                 Edit::Center { axis } => math::center(&mut arr.data, &arr.dims, *axis),
@@ -337,7 +469,11 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         }
         out.bytes_added += added;
     }
-    let mut b = Builder { g: &mut model.graph, opset, prefix: "normopt".into() };
+    let mut b = Builder {
+        g: &mut model.graph,
+        opset,
+        prefix: "normopt".into(),
+    };
     // 2. New biases for folded readers without one.
     for (node, shift, centred) in &p.new_bias {
         let mut v = shift.clone();
@@ -393,13 +529,23 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
             .and_then(|t| t.data_type)
             .or_else(|| super::stream::elem_type(b.g, &m.y))
             .unwrap_or(dt::FLOAT);
-        let d = m.gamma.as_deref().and_then(|gm| b.g.constant_dims(gm)).and_then(|s| s.last().copied());
+        let d = m
+            .gamma
+            .as_deref()
+            .and_then(|gm| b.g.constant_dims(gm))
+            .and_then(|s| s.last().copied());
         let r = |v: &str| renamed.get(v).cloned().unwrap_or_else(|| v.to_string());
         let x = match &m.skip {
             Some(s) => {
                 let sum_name = s.sum.clone();
                 let with_bias = s.bias.is_some();
-                let sum = b.node("", "Add", &[&r(&s.a), &r(&s.b)], if with_bias { None } else { sum_name.as_deref() }, vec![]);
+                let sum = b.node(
+                    "",
+                    "Add",
+                    &[&r(&s.a), &r(&s.b)],
+                    if with_bias { None } else { sum_name.as_deref() },
+                    vec![],
+                );
                 match &s.bias {
                     Some(bias) => b.node("", "Add", &[&sum, bias], sum_name.as_deref(), vec![]),
                     None => sum,
@@ -411,7 +557,12 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         let decomposed = emit == Emit::Standard && opset < 23;
         let gamma: Option<String> = if folded || m.gamma.is_none() {
             // Fused ops need a scale; the decomposed chain keeps a Mul so onnxruntime fuses it.
-            let d = d.or_else(|| m.beta.as_deref().and_then(|bt| b.g.constant_dims(bt)).and_then(|s| s.last().copied()));
+            let d = d.or_else(|| {
+                m.beta
+                    .as_deref()
+                    .and_then(|bt| b.g.constant_dims(bt))
+                    .and_then(|s| s.last().copied())
+            });
             match d {
                 Some(d) => Some(b.constant("ones", &[d], dtype, &vec![1.0; d])?),
                 None if decomposed => None,
@@ -421,14 +572,21 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
             m.gamma.clone()
         };
         let beta = if folded { None } else { m.beta.clone() };
-        let form = if emit == Emit::Onnxruntime && m.form == NormForm::SkipLayerNormalization && m.skip.as_ref().is_some_and(|s| s.bias.is_none()) {
+        let form = if emit == Emit::Onnxruntime
+            && m.form == NormForm::SkipLayerNormalization
+            && m.skip.as_ref().is_some_and(|s| s.bias.is_none())
+        {
             // Fused residual add + RMSNorm: SkipSimplifiedLayerNormalization without a bias.
             let s = m.skip.as_ref().unwrap();
             let sum_out = s.sum.clone().unwrap_or_default();
             // Undo the plain Add just built: the fused op computes the sum itself.
             let last = b.g.nodes.len() - 1;
             b.g.nodes.truncate(last);
-            let core = if beta.is_some() { b.value("rms") } else { m.y.clone() };
+            let core = if beta.is_some() {
+                b.value("rms")
+            } else {
+                m.y.clone()
+            };
             let g = gamma.clone().unwrap_or_default();
             let name = b.g.fresh_name("normopt/SkipSimplifiedLayerNormalization");
             b.g.add_node(crate::proto::NodeProto {
@@ -445,7 +603,16 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
             }
             "com.microsoft:SkipSimplifiedLayerNormalization"
         } else {
-            b.rms(emit, &x, gamma.as_deref(), beta.as_deref(), m.epsilon, dtype, m.compute_type, &m.y)?;
+            b.rms(
+                emit,
+                &x,
+                gamma.as_deref(),
+                beta.as_deref(),
+                m.epsilon,
+                dtype,
+                m.compute_type,
+                &m.y,
+            )?;
             match (emit, decomposed) {
                 (Emit::Onnxruntime, _) => "SimplifiedLayerNormalization",
                 (Emit::Standard, false) => "RMSNormalization",
@@ -454,22 +621,41 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         };
         out.forms_out.push(form.into());
     }
-    if p.norms.iter().any(|np| emit == Emit::Onnxruntime && norms[np.norm].skip.is_some()) {
+    if p.norms
+        .iter()
+        .any(|np| emit == Emit::Onnxruntime && norms[np.norm].skip.is_some())
+    {
         model.ensure_import("com.microsoft", 1);
     }
     // 6. Remove the replaced nodes, restore order, drop what nobody reads.
     let g = &mut model.graph;
     g.remove_nodes(&removed);
-    g.toposort().map_err(|e| Error::Internal(format!("after the rewrite: {e}")))?;
+    g.toposort()
+        .map_err(|e| Error::Internal(format!("after the rewrite: {e}")))?;
     g.drop_unused_constants(&dead_consts);
-    g.check().map_err(|e| Error::Internal(format!("the rewritten graph is invalid: {e}")))?;
+    g.check()
+        .map_err(|e| Error::Internal(format!("the rewritten graph is invalid: {e}")))?;
     Ok(out)
 }
 
 fn norm_consts(g: &crate::ir::Graph, m: &NormMatch) -> Vec<String> {
-    m.nodes.iter().flat_map(|&n| g.nodes[n].input.iter().filter(|i| g.constant_tensor(i).is_some()).cloned().collect::<Vec<_>>()).collect()
+    m.nodes
+        .iter()
+        .flat_map(|&n| {
+            g.nodes[n]
+                .input
+                .iter()
+                .filter(|i| g.constant_tensor(i).is_some())
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn elem_type_of_weight(g: &crate::ir::Graph, node: NodeId) -> i32 {
-    g.nodes[node].input(1).and_then(|w| g.constant_tensor(w)).and_then(|t| t.data_type).unwrap_or(dt::FLOAT)
+    g.nodes[node]
+        .input(1)
+        .and_then(|w| g.constant_tensor(w))
+        .and_then(|t| t.data_type)
+        .unwrap_or(dt::FLOAT)
 }

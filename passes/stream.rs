@@ -110,12 +110,18 @@ pub struct Analysis<'a> {
 }
 
 fn is_float_cast(n: &crate::proto::NodeProto) -> bool {
-    n.attr_i("to").map_or(false, |t| crate::tensor::is_float(t as i32))
+    n.attr_i("to")
+        .map_or(false, |t| crate::tensor::is_float(t as i32))
 }
 
 impl<'a> Analysis<'a> {
     /// Prepare the lookups.
-    pub fn new(g: &'a Graph, ix: &'a GraphIndex, shapes: &'a Shapes, norms: &'a [NormMatch]) -> Self {
+    pub fn new(
+        g: &'a Graph,
+        ix: &'a GraphIndex,
+        shapes: &'a Shapes,
+        norms: &'a [NormMatch],
+    ) -> Self {
         let mut norm_by_input: HashMap<String, Vec<usize>> = HashMap::new();
         let mut norm_by_output = HashMap::new();
         let mut norm_by_node = HashMap::new();
@@ -131,7 +137,15 @@ impl<'a> Analysis<'a> {
                 norm_by_node.insert(n, k);
             }
         }
-        Analysis { g, ix, shapes, norms, norm_by_input, norm_by_output, norm_by_node }
+        Analysis {
+            g,
+            ix,
+            shapes,
+            norms,
+            norm_by_input,
+            norm_by_output,
+            norm_by_node,
+        }
     }
 
     fn is_const(&self, v: &str) -> bool {
@@ -150,7 +164,11 @@ impl<'a> Analysis<'a> {
                 }
             }
         }
-        let x = m.skip.as_ref().map(|s| s.a.as_str()).unwrap_or(m.x.as_str());
+        let x = m
+            .skip
+            .as_ref()
+            .map(|s| s.a.as_str())
+            .unwrap_or(m.x.as_str());
         self.shapes.last(x).filter(|&d| d > 0).map(|d| d as usize)
     }
 
@@ -174,12 +192,18 @@ impl<'a> Analysis<'a> {
         let v = n.input.get(slot).cloned().unwrap_or_default();
         let norm_axis = |a: i64, r: usize| if a < 0 { a + r as i64 } else { a };
         if !n.domain().is_empty() {
-            return Err(format!("{}:{} is not known to keep the mean", n.domain(), n.op()));
+            return Err(format!(
+                "{}:{} is not known to keep the mean",
+                n.domain(),
+                n.op()
+            ));
         }
         match n.op() {
             "Identity" if slot == 0 => Ok(vec![out0()]),
             "Dropout" if slot == 0 => {
-                let training = n.input(2).map(|t| shape::const_ints(self.g, t).map(|v| v.first().copied().unwrap_or(0) != 0));
+                let training = n.input(2).map(|t| {
+                    shape::const_ints(self.g, t).map(|v| v.first().copied().unwrap_or(0) != 0)
+                });
                 match training {
                     None | Some(Some(false)) => Ok(vec![out0()]),
                     _ => Err("Dropout in training mode".into()),
@@ -189,24 +213,44 @@ impl<'a> Analysis<'a> {
             "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Expand" if slot == 0 => {
                 let o = out0();
                 if !self.last_is(&o, d) {
-                    return Err(format!("{} {:?} does not keep the hidden axis last with width {d}", n.op(), n.label()));
+                    return Err(format!(
+                        "{} {:?} does not keep the hidden axis last with width {d}",
+                        n.op(),
+                        n.label()
+                    ));
                 }
                 let (ri, ro) = (self.rank(&v), self.rank(&o));
                 match n.op() {
                     "Unsqueeze" | "Squeeze" => {
-                        let axes = n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| n.input(1).and_then(|a| crate::ir::shape::const_ints(self.g, a)));
+                        let axes = n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| {
+                            n.input(1)
+                                .and_then(|a| crate::ir::shape::const_ints(self.g, a))
+                        });
                         let r = if n.op() == "Unsqueeze" { ro } else { ri };
                         match (axes, r) {
-                            (Some(ax), Some(r)) if ax.iter().all(|&a| norm_axis(a, r) != r as i64 - 1) => Ok(vec![o]),
-                            _ => Err(format!("{} {:?} may touch the hidden axis", n.op(), n.label())),
+                            (Some(ax), Some(r))
+                                if ax.iter().all(|&a| norm_axis(a, r) != r as i64 - 1) =>
+                            {
+                                Ok(vec![o])
+                            }
+                            _ => Err(format!(
+                                "{} {:?} may touch the hidden axis",
+                                n.op(),
+                                n.label()
+                            )),
                         }
                     }
                     _ => Ok(vec![o]),
                 }
             }
             "Transpose" if slot == 0 => {
-                let r = self.rank(&v).ok_or_else(|| format!("Transpose {:?}: rank unknown", n.label()))?;
-                let perm = n.attr_ints("perm").map(<[i64]>::to_vec).unwrap_or_else(|| (0..r as i64).rev().collect());
+                let r = self
+                    .rank(&v)
+                    .ok_or_else(|| format!("Transpose {:?}: rank unknown", n.label()))?;
+                let perm = n
+                    .attr_ints("perm")
+                    .map(<[i64]>::to_vec)
+                    .unwrap_or_else(|| (0..r as i64).rev().collect());
                 if perm.last() == Some(&(r as i64 - 1)) {
                     Ok(vec![out0()])
                 } else {
@@ -214,27 +258,41 @@ impl<'a> Analysis<'a> {
                 }
             }
             "Slice" if slot == 0 => {
-                let r = self.rank(&v).ok_or_else(|| format!("Slice {:?}: rank unknown", n.label()))?;
+                let r = self
+                    .rank(&v)
+                    .ok_or_else(|| format!("Slice {:?}: rank unknown", n.label()))?;
                 let axes = match n.input(3) {
                     Some(a) => crate::ir::shape::const_ints(self.g, a),
-                    None => n.input(1).and_then(|s| crate::ir::shape::const_ints(self.g, s)).map(|s| (0..s.len() as i64).collect()),
+                    None => n
+                        .input(1)
+                        .and_then(|s| crate::ir::shape::const_ints(self.g, s))
+                        .map(|s| (0..s.len() as i64).collect()),
                 };
                 match axes {
-                    Some(ax) if ax.iter().all(|&a| norm_axis(a, r) != r as i64 - 1) => Ok(vec![out0()]),
+                    Some(ax) if ax.iter().all(|&a| norm_axis(a, r) != r as i64 - 1) => {
+                        Ok(vec![out0()])
+                    }
                     _ if self.last_is(&out0(), d) && self.last_is(&v, d) => Ok(vec![out0()]),
                     _ => Err(format!("Slice {:?} may cut the hidden axis", n.label())),
                 }
             }
             "Gather" if slot == 0 => {
-                let r = self.rank(&v).ok_or_else(|| format!("Gather {:?}: rank unknown", n.label()))?;
+                let r = self
+                    .rank(&v)
+                    .ok_or_else(|| format!("Gather {:?}: rank unknown", n.label()))?;
                 if norm_axis(n.attr_i("axis").unwrap_or(0), r) != r as i64 - 1 {
                     Ok(vec![out0()])
                 } else {
-                    Err(format!("Gather {:?} selects along the hidden axis", n.label()))
+                    Err(format!(
+                        "Gather {:?} selects along the hidden axis",
+                        n.label()
+                    ))
                 }
             }
             "Split" if slot == 0 => {
-                let r = self.rank(&v).ok_or_else(|| format!("Split {:?}: rank unknown", n.label()))?;
+                let r = self
+                    .rank(&v)
+                    .ok_or_else(|| format!("Split {:?}: rank unknown", n.label()))?;
                 if norm_axis(n.attr_i("axis").unwrap_or(0), r) != r as i64 - 1 {
                     Ok(n.output.iter().filter(|o| !o.is_empty()).cloned().collect())
                 } else {
@@ -247,7 +305,9 @@ impl<'a> Analysis<'a> {
                 if n.op() == "Div" && slot != 0 {
                     return Err("Div by a stream value".into());
                 }
-                let Some(o) = n.input(other_slot) else { return Err("missing operand".into()) };
+                let Some(o) = n.input(other_slot) else {
+                    return Err("missing operand".into());
+                };
                 let per_row = match self.shapes.get(o) {
                     Some(s) => s.last().map_or(true, |x| x.known() == Some(1)),
                     None => false,
@@ -255,7 +315,11 @@ impl<'a> Analysis<'a> {
                 if per_row {
                     Ok(vec![out0()])
                 } else {
-                    Err(format!("{} {:?} scales the hidden axis elementwise", n.op(), n.label()))
+                    Err(format!(
+                        "{} {:?} scales the hidden axis elementwise",
+                        n.op(),
+                        n.label()
+                    ))
                 }
             }
             _ => Err(format!("{} {:?} reads the stream", n.op(), n.label())),
@@ -285,9 +349,15 @@ impl<'a> Analysis<'a> {
     }
 
     fn grow(&self, seed_norm: usize, seeds: Vec<String>) -> Stream {
-        let mut st = Stream { width: self.norm_width(seed_norm), ..Default::default() };
+        let mut st = Stream {
+            width: self.norm_width(seed_norm),
+            ..Default::default()
+        };
         let Some(d) = st.width else {
-            st.observed.push(format!("cannot tell the hidden width of norm {:?}", self.g.nodes[self.norms[seed_norm].anchor].label()));
+            st.observed.push(format!(
+                "cannot tell the hidden width of norm {:?}",
+                self.g.nodes[self.norms[seed_norm].anchor].label()
+            ));
             st.norms.push(seed_norm);
             return st;
         };
@@ -322,7 +392,10 @@ impl<'a> Analysis<'a> {
                 st.observed.push(format!("{v:?} is a graph output"));
             }
             if let Some(&n) = self.ix.subgraph_reads.get(&v) {
-                st.observed.push(format!("{v:?} is read inside a subgraph of {:?}", self.g.nodes[n].label()));
+                st.observed.push(format!(
+                    "{v:?} is read inside a subgraph of {:?}",
+                    self.g.nodes[n].label()
+                ));
             }
             let leaf_here = leaves.contains_key(&v);
             let mut outside: Vec<String> = Vec::new();
@@ -371,15 +444,22 @@ impl<'a> Analysis<'a> {
         if !st.norms.contains(&seed_norm) {
             st.norms.push(seed_norm);
         }
-        st.leaves = leaves.into_iter().map(|(value, leaf)| LeafAt { value, leaf }).collect();
+        st.leaves = leaves
+            .into_iter()
+            .map(|(value, leaf)| LeafAt { value, leaf })
+            .collect();
         for (node, slot) in const_leaves {
             let value = self.g.nodes[node].input[slot].clone();
-            st.leaves.push(LeafAt { value, leaf: Leaf::Const { node, slot } });
+            st.leaves.push(LeafAt {
+                value,
+                leaf: Leaf::Const { node, slot },
+            });
         }
         for &k in &st.norms {
             if let Some(w) = self.norm_width(k) {
                 if w != d {
-                    st.observed.push(format!("norms of widths {d} and {w} read the same stream"));
+                    st.observed
+                        .push(format!("norms of widths {d} and {w} read the same stream"));
                 }
             }
         }
@@ -410,19 +490,36 @@ impl<'a> Analysis<'a> {
             let r = self.rank(v);
             let axis = n.attr_i("axis").unwrap_or(0);
             return match r {
-                Some(r) if (if axis < 0 { axis + r as i64 } else { axis }) != r as i64 - 1 => Consumer::Join(vec![n.output[0].clone()]),
-                _ => Consumer::Outside(format!("Concat {:?} (along the hidden axis or unknown rank)", n.label())),
+                Some(r) if (if axis < 0 { axis + r as i64 } else { axis }) != r as i64 - 1 => {
+                    Consumer::Join(vec![n.output[0].clone()])
+                }
+                _ => Consumer::Outside(format!(
+                    "Concat {:?} (along the hidden axis or unknown rank)",
+                    n.label()
+                )),
             };
         }
         match self.pass_through(c, slot, d) {
             Ok(outs) => Consumer::Join(outs),
-            Err(_) => Consumer::Outside(format!("{} {:?}", if n.domain().is_empty() { n.op().to_string() } else { format!("{}:{}", n.domain(), n.op()) }, n.label())),
+            Err(_) => Consumer::Outside(format!(
+                "{} {:?}",
+                if n.domain().is_empty() {
+                    n.op().to_string()
+                } else {
+                    format!("{}:{}", n.domain(), n.op())
+                },
+                n.label()
+            )),
         }
     }
 
     fn producer_role(&self, v: &str, d: usize) -> Producer {
         let Some((p, oslot)) = self.ix.producer.get(v).copied() else {
-            let why = if self.ix.graph_inputs.contains(v) { format!("{v:?} is a graph input") } else { format!("{v:?} has no producer") };
+            let why = if self.ix.graph_inputs.contains(v) {
+                format!("{v:?} is a graph input")
+            } else {
+                format!("{v:?} has no producer")
+            };
             return Producer::Leaf(Leaf::Explicit { why });
         };
         let n = &self.g.nodes[p];
@@ -434,26 +531,42 @@ impl<'a> Analysis<'a> {
                     let gn = &self.g.nodes[gp];
                     if gn.is("Gather")
                         && gn.attr_i("axis").unwrap_or(0) == 0
-                        && gn.input(0).map_or(false, |t| self.is_const(t) && self.g.constant_dims(t).map_or(false, |d| d.len() == 2))
+                        && gn.input(0).map_or(false, |t| {
+                            self.is_const(t)
+                                && self.g.constant_dims(t).map_or(false, |d| d.len() == 2)
+                        })
                         && self.ix.use_count(&m.x) == 1
                         && m.extra_outputs_read.is_empty()
                     {
-                        return Producer::Leaf(Leaf::LnTable { norm: k, gather: gp });
+                        return Producer::Leaf(Leaf::LnTable {
+                            norm: k,
+                            gather: gp,
+                        });
                     }
                 }
             }
             let label = self.g.nodes[m.anchor].label();
-            return Producer::Leaf(Leaf::Explicit { why: format!("it is the output of norm {label:?} (a LayerNorm source)") });
+            return Producer::Leaf(Leaf::Explicit {
+                why: format!("it is the output of norm {label:?} (a LayerNorm source)"),
+            });
         }
         if let Some(&k) = self.norm_by_node.get(&p) {
             // The sum output of a Skip norm.
             if let Some(s) = &self.norms[k].skip {
                 if s.sum.as_deref() == Some(v) {
                     let consts = s.bias.iter().map(|_| (p, 4usize)).collect();
-                    return Producer::Internal { push: vec![s.a.clone(), s.b.clone()], consts };
+                    return Producer::Internal {
+                        push: vec![s.a.clone(), s.b.clone()],
+                        consts,
+                    };
                 }
             }
-            return Producer::Leaf(Leaf::Explicit { why: format!("it is an inner value of norm {:?}", self.g.nodes[self.norms[k].anchor].label()) });
+            return Producer::Leaf(Leaf::Explicit {
+                why: format!(
+                    "it is an inner value of norm {:?}",
+                    self.g.nodes[self.norms[k].anchor].label()
+                ),
+            });
         }
         if n.domain().is_empty() {
             match n.op() {
@@ -461,9 +574,13 @@ impl<'a> Analysis<'a> {
                     if n.is("Concat") {
                         let axis = n.attr_i("axis").unwrap_or(0);
                         let r = self.rank(v);
-                        let ok = r.map_or(false, |r| (if axis < 0 { axis + r as i64 } else { axis }) != r as i64 - 1);
+                        let ok = r.map_or(false, |r| {
+                            (if axis < 0 { axis + r as i64 } else { axis }) != r as i64 - 1
+                        });
                         if !ok {
-                            return Producer::Leaf(Leaf::Explicit { why: format!("Concat {:?} joins along the hidden axis", n.label()) });
+                            return Producer::Leaf(Leaf::Explicit {
+                                why: format!("Concat {:?} joins along the hidden axis", n.label()),
+                            });
                         }
                     }
                     let mut push = vec![];
@@ -482,7 +599,12 @@ impl<'a> Analysis<'a> {
                 }
                 "MatMul" => {
                     if let Some(w) = n.input(1) {
-                        if self.is_const(w) && self.g.constant_dims(w).map_or(false, |s| s.len() == 2 && s[1] == d) {
+                        if self.is_const(w)
+                            && self
+                                .g
+                                .constant_dims(w)
+                                .map_or(false, |s| s.len() == 2 && s[1] == d)
+                        {
                             return Producer::Leaf(Leaf::Linear { node: p });
                         }
                     }
@@ -491,14 +613,25 @@ impl<'a> Analysis<'a> {
                     if let Some(w) = n.input(1) {
                         let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
                         let c_ok = n.input(2).map_or(true, |c| self.is_const(c));
-                        if self.is_const(w) && c_ok && self.g.constant_dims(w).map_or(false, |s| s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d) {
+                        if self.is_const(w)
+                            && c_ok
+                            && self.g.constant_dims(w).map_or(false, |s| {
+                                s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d
+                            })
+                        {
                             return Producer::Leaf(Leaf::Linear { node: p });
                         }
                     }
                 }
                 "Gather" => {
                     if let Some(t) = n.input(0) {
-                        if n.attr_i("axis").unwrap_or(0) == 0 && self.is_const(t) && self.g.constant_dims(t).map_or(false, |s| s.len() == 2 && s[1] == d) {
+                        if n.attr_i("axis").unwrap_or(0) == 0
+                            && self.is_const(t)
+                            && self
+                                .g
+                                .constant_dims(t)
+                                .map_or(false, |s| s.len() == 2 && s[1] == d)
+                        {
                             return Producer::Leaf(Leaf::Table { node: p });
                         }
                     }
@@ -513,11 +646,26 @@ impl<'a> Analysis<'a> {
             if oslot < n.output.len() {
                 // A constant reshaped or broadcast into the stream (a class token) is centred
                 // where it is read.
-                let data_op = matches!(n.op(), "Expand" | "Reshape" | "Unsqueeze" | "Squeeze" | "Identity" | "Cast" | "Flatten");
+                let data_op = matches!(
+                    n.op(),
+                    "Expand"
+                        | "Reshape"
+                        | "Unsqueeze"
+                        | "Squeeze"
+                        | "Identity"
+                        | "Cast"
+                        | "Flatten"
+                );
                 if data_op && n.input(0).map_or(false, |i| self.is_const(i)) {
-                    let last = self.g.constant_dims(n.input(0).unwrap_or("")).and_then(|d| d.last().copied());
+                    let last = self
+                        .g
+                        .constant_dims(n.input(0).unwrap_or(""))
+                        .and_then(|d| d.last().copied());
                     if last == Some(d) && self.last_is(v, d) {
-                        return Producer::Internal { push: vec![], consts: vec![(p, 0)] };
+                        return Producer::Internal {
+                            push: vec![],
+                            consts: vec![(p, 0)],
+                        };
                     }
                 }
                 for (slot, inp) in n.input.iter().enumerate() {
@@ -526,21 +674,40 @@ impl<'a> Analysis<'a> {
                     }
                     if let Ok(outs) = self.pass_through(p, slot, d) {
                         // Shape-changing ops must be seen to keep the hidden axis on both sides.
-                        let elementwise = matches!(n.op(), "Identity" | "Cast" | "Dropout" | "Mul" | "Div");
+                        let elementwise =
+                            matches!(n.op(), "Identity" | "Cast" | "Dropout" | "Mul" | "Div");
                         if outs.iter().any(|o| o == v) && (elementwise || self.last_is(inp, d)) {
-                            return Producer::Internal { push: vec![inp.clone()], consts: vec![] };
+                            return Producer::Internal {
+                                push: vec![inp.clone()],
+                                consts: vec![],
+                            };
                         }
                     }
                 }
             }
         }
-        let op = if n.domain().is_empty() { n.op().to_string() } else { format!("{}:{}", n.domain(), n.op()) };
-        Producer::Leaf(Leaf::Explicit { why: format!("it is computed by {op} {:?}, not by a constant-weight linear op", n.label()) })
+        let op = if n.domain().is_empty() {
+            n.op().to_string()
+        } else {
+            format!("{}:{}", n.domain(), n.op())
+        };
+        Producer::Leaf(Leaf::Explicit {
+            why: format!(
+                "it is computed by {op} {:?}, not by a constant-weight linear op",
+                n.label()
+            ),
+        })
     }
 
     /// Readers of `v`'s values: every use except `Shape`/`Size` nodes (which read no values).
     fn value_uses(&self, v: &str) -> usize {
-        self.ix.use_count(v) - self.ix.consumers(v).iter().filter(|(c, _)| self.g.nodes[*c].is("Shape") || self.g.nodes[*c].is("Size")).count()
+        self.ix.use_count(v)
+            - self
+                .ix
+                .consumers(v)
+                .iter()
+                .filter(|(c, _)| self.g.nodes[*c].is("Shape") || self.g.nodes[*c].is("Size"))
+                .count()
     }
 
     /// Transpose(perm moves axis 1 last) ← [Reshape|Flatten keeping axis 1] ← Conv(W const).
@@ -590,7 +757,10 @@ impl<'a> Analysis<'a> {
 }
 
 enum Producer {
-    Internal { push: Vec<String>, consts: Vec<(NodeId, usize)> },
+    Internal {
+        push: Vec<String>,
+        consts: Vec<(NodeId, usize)>,
+    },
     Leaf(Leaf),
 }
 
@@ -604,7 +774,9 @@ enum Consumer {
 /// Float element type of a value, when declared (used to keep centering nodes in the stream's
 /// precision).
 pub fn elem_type(g: &Graph, v: &str) -> Option<i32> {
-    g.declared_type(v).map(|(t, _)| t).filter(|&t| t != dt::UNDEFINED)
+    g.declared_type(v)
+        .map(|(t, _)| t)
+        .filter(|&t| t != dt::UNDEFINED)
 }
 
 use crate::ir::shape;

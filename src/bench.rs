@@ -110,9 +110,14 @@ impl Default for BenchArgs {
 
 /// Parse `NAME=VALUE` for `--dim`.
 fn parse_dim(s: &str) -> Result<(String, usize), String> {
-    let (k, v) = s.rsplit_once('=').ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
+    let (k, v) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
     let k = k.trim();
-    let v: usize = v.trim().parse().map_err(|_| format!("`{v}` is not a dimension size"))?;
+    let v: usize = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{v}` is not a dimension size"))?;
     if k.is_empty() || v == 0 {
         return Err(format!("expected NAME=VALUE with VALUE ≥ 1, got `{s}`"));
     }
@@ -141,14 +146,26 @@ impl Stats {
         let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
         s.sort_by(|a, b| a.partial_cmp(b).unwrap());
         if s.is_empty() {
-            return Stats { n: 0, median: f64::NAN, p25: f64::NAN, p75: f64::NAN, min: f64::NAN };
+            return Stats {
+                n: 0,
+                median: f64::NAN,
+                p25: f64::NAN,
+                p75: f64::NAN,
+                min: f64::NAN,
+            };
         }
         let q = |p: f64| {
             let x = p * (s.len() - 1) as f64;
             let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
             s[lo] + (s[hi] - s[lo]) * (x - lo as f64)
         };
-        Stats { n: s.len(), median: q(0.5), p25: q(0.25), p75: q(0.75), min: s[0] }
+        Stats {
+            n: s.len(),
+            median: q(0.5),
+            p25: q(0.25),
+            p75: q(0.75),
+            min: s[0],
+        }
     }
 }
 
@@ -270,11 +287,20 @@ fn tract_dt(elem_type: i32) -> Option<tract_onnx::prelude::DatumType> {
 
 /// Load `path` in tract with concrete input shapes from `sample`, optimise it; returns the
 /// runner and the optimised model's op histogram.
-fn tract_load(path: &Path, sample: &[HostTensor]) -> Result<(TractRunner, BTreeMap<String, usize>), BenchError> {
+fn tract_load(
+    path: &Path,
+    sample: &[HostTensor],
+) -> Result<(TractRunner, BTreeMap<String, usize>), BenchError> {
     use tract_onnx::prelude::*;
-    let e = |stage: &str, m: String| err(format!("tract could not {stage} {}: {m}", path.display()));
-    let mut model = tract_onnx_with_extensions().model_for_path(path).map_err(|x| e("load", format!("{x:#}")))?;
-    let outlets = model.input_outlets().map_err(|x| e("load", format!("{x:#}")))?.to_vec();
+    let e =
+        |stage: &str, m: String| err(format!("tract could not {stage} {}: {m}", path.display()));
+    let mut model = tract_onnx_with_extensions()
+        .model_for_path(path)
+        .map_err(|x| e("load", format!("{x:#}")))?;
+    let outlets = model
+        .input_outlets()
+        .map_err(|x| e("load", format!("{x:#}")))?
+        .to_vec();
     let mut inputs: TVec<TValue> = tvec![];
     for (ix, o) in outlets.iter().enumerate() {
         let name = model.node(o.node).name.clone();
@@ -282,29 +308,46 @@ fn tract_load(path: &Path, sample: &[HostTensor]) -> Result<(TractRunner, BTreeM
             .iter()
             .find(|t| t.name == name)
             .ok_or_else(|| e("load", format!("no generated input for `{name}`")))?;
-        let d = tract_dt(t.elem_type).ok_or_else(|| e("load", format!("input `{name}`: unsupported type")))?;
-        model.set_input_fact(ix, InferenceFact::dt_shape(d, &t.shape)).map_err(|x| e("load", format!("{x:#}")))?;
+        let d = tract_dt(t.elem_type)
+            .ok_or_else(|| e("load", format!("input `{name}`: unsupported type")))?;
+        model
+            .set_input_fact(ix, InferenceFact::dt_shape(d, &t.shape))
+            .map_err(|x| e("load", format!("{x:#}")))?;
         // SAFETY: `d` is plain-old-data and `t.data` holds exactly len × size_of(d)
         // little-endian bytes (the generator's layout, which is tract's in-memory layout).
-        let tensor = unsafe { Tensor::from_raw_dt(d, &t.shape, &t.data) }.map_err(|x| e("load", format!("{x:#}")))?;
+        let tensor = unsafe { Tensor::from_raw_dt(d, &t.shape, &t.data) }
+            .map_err(|x| e("load", format!("{x:#}")))?;
         inputs.push(tensor.into_tvalue());
     }
-    let typed = model.into_optimized().map_err(|x| e("optimise", format!("{x:#}")))?;
+    let typed = model
+        .into_optimized()
+        .map_err(|x| e("optimise", format!("{x:#}")))?;
     let mut ops = BTreeMap::new();
     for n in typed.nodes() {
         *ops.entry(n.op.name().to_string()).or_insert(0) += 1;
     }
-    let plan = typed.into_runnable().map_err(|x| e("prepare", format!("{x:#}")))?;
+    let plan = typed
+        .into_runnable()
+        .map_err(|x| e("prepare", format!("{x:#}")))?;
     let state = plan.spawn().map_err(|x| e("prepare", format!("{x:#}")))?;
-    Ok((TractRunner { state, inputs, path: path.to_path_buf() }, ops))
+    Ok((
+        TractRunner {
+            state,
+            inputs,
+            path: path.to_path_buf(),
+        },
+        ops,
+    ))
 }
 
 impl Runner for TractRunner {
     fn run_once(&mut self) -> Result<(), BenchError> {
-        let outs = self
-            .state
-            .run(self.inputs.clone())
-            .map_err(|x| err(format!("tract could not run {}: {x:#}", self.path.display())))?;
+        let outs = self.state.run(self.inputs.clone()).map_err(|x| {
+            err(format!(
+                "tract could not run {}: {x:#}",
+                self.path.display()
+            ))
+        })?;
         drop(outs);
         Ok(())
     }
@@ -315,23 +358,43 @@ impl TractRunner {
     fn profile(&mut self, n: usize) -> Result<Vec<OpTime>, BenchError> {
         let mut acc: BTreeMap<String, (std::collections::HashSet<usize>, f64)> = BTreeMap::new();
         for _ in 0..n {
-            let r = self.state.run_plan_with_eval(self.inputs.clone(), |ctx, st, node, inp| {
-                let t = Instant::now();
-                let r = tract_core::plan::eval(ctx, st, node, inp);
-                let e = acc.entry(node.op.name().to_string()).or_default();
-                e.0.insert(node.id);
-                e.1 += t.elapsed().as_secs_f64();
-                r
-            });
-            r.map_err(|x| err(format!("tract could not run {}: {x:#}", self.path.display())))?;
+            let r = self
+                .state
+                .run_plan_with_eval(self.inputs.clone(), |ctx, st, node, inp| {
+                    let t = Instant::now();
+                    let r = tract_core::plan::eval(ctx, st, node, inp);
+                    let e = acc.entry(node.op.name().to_string()).or_default();
+                    e.0.insert(node.id);
+                    e.1 += t.elapsed().as_secs_f64();
+                    r
+                });
+            r.map_err(|x| {
+                err(format!(
+                    "tract could not run {}: {x:#}",
+                    self.path.display()
+                ))
+            })?;
         }
-        Ok(sorted_ops(acc.into_iter().map(|(k, (ids, s))| (k, ids.len(), s * 1e3 / n as f64))))
+        Ok(sorted_ops(
+            acc.into_iter()
+                .map(|(k, (ids, s))| (k, ids.len(), s * 1e3 / n as f64)),
+        ))
     }
 }
 
 fn sorted_ops(it: impl Iterator<Item = (String, usize, f64)>) -> Vec<OpTime> {
-    let mut v: Vec<OpTime> = it.map(|(op, nodes, ms_per_run)| OpTime { op, nodes, ms_per_run }).collect();
-    v.sort_by(|a, b| b.ms_per_run.partial_cmp(&a.ms_per_run).unwrap_or(std::cmp::Ordering::Equal));
+    let mut v: Vec<OpTime> = it
+        .map(|(op, nodes, ms_per_run)| OpTime {
+            op,
+            nodes,
+            ms_per_run,
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.ms_per_run
+            .partial_cmp(&a.ms_per_run)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     v
 }
 
@@ -376,7 +439,12 @@ fn ort_load(
     o: &OrtOptions,
 ) -> Result<OrtRunner, BenchError> {
     use ort::session::Session;
-    let e = |m: String| err(format!("onnxruntime could not load {}: {m}", path.display()));
+    let e = |m: String| {
+        err(format!(
+            "onnxruntime could not load {}: {m}",
+            path.display()
+        ))
+    };
     let mut b = Session::builder(env)
         .map_err(|x| e(x.to_string()))?
         .with_log_level(ort::logging::LogLevel::Error)
@@ -385,7 +453,9 @@ fn ort_load(
         b = b.with_intra_threads(n).map_err(|x| e(x.to_string()))?;
     }
     if let Some(p) = &o.optimized_out {
-        b = b.with_optimized_model_path(p).map_err(|x| e(x.to_string()))?;
+        b = b
+            .with_optimized_model_path(p)
+            .map_err(|x| e(x.to_string()))?;
     }
     if let Some(p) = o.profile_prefix {
         b = b.with_profiling(p).map_err(|x| e(x.to_string()))?;
@@ -394,25 +464,40 @@ fn ort_load(
     let allocator = ort::memory::Allocator::default();
     let mut inputs = Vec::with_capacity(sample.len());
     for t in sample {
-        let ty = ort_type(t.elem_type).ok_or_else(|| e(format!("input `{}`: unsupported type", t.name)))?;
-        let mut v = ort::value::DynTensor::new(&allocator, ty, t.shape.as_slice()).map_err(|x| e(x.to_string()))?;
+        let ty = ort_type(t.elem_type)
+            .ok_or_else(|| e(format!("input `{}`: unsupported type", t.name)))?;
+        let mut v = ort::value::DynTensor::new(&allocator, ty, t.shape.as_slice())
+            .map_err(|x| e(x.to_string()))?;
         if !t.data.is_empty() {
             // SAFETY: the tensor was just allocated on the CPU with `t.shape` elements of `ty`,
             // exactly `t.data.len()` bytes.
-            unsafe { std::ptr::copy_nonoverlapping(t.data.as_ptr(), v.data_ptr_mut().cast::<u8>(), t.data.len()) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    t.data.as_ptr(),
+                    v.data_ptr_mut().cast::<u8>(),
+                    t.data.len(),
+                )
+            };
         }
         inputs.push((t.name.clone(), v));
     }
-    Ok(OrtRunner { session, inputs, path: path.to_path_buf() })
+    Ok(OrtRunner {
+        session,
+        inputs,
+        path: path.to_path_buf(),
+    })
 }
 
 impl Runner for OrtRunner {
     fn run_once(&mut self) -> Result<(), BenchError> {
-        let feed: Vec<(&str, &ort::value::DynTensor)> = self.inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
-        let outs = self
-            .session
-            .run(feed)
-            .map_err(|x| err(format!("onnxruntime could not run {}: {x}", self.path.display())))?;
+        let feed: Vec<(&str, &ort::value::DynTensor)> =
+            self.inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        let outs = self.session.run(feed).map_err(|x| {
+            err(format!(
+                "onnxruntime could not run {}: {x}",
+                self.path.display()
+            ))
+        })?;
         drop(outs);
         Ok(())
     }
@@ -420,22 +505,35 @@ impl Runner for OrtRunner {
 
 /// Aggregate an onnxruntime profile (Chrome trace JSON) per `op_name`, over `n` runs.
 fn parse_ort_profile(file: &Path, n: usize) -> Result<Vec<OpTime>, BenchError> {
-    let text = std::fs::read_to_string(file).map_err(|x| err(format!("{}: {x}", file.display())))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|x| err(format!("{}: {x}", file.display())))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|x| err(format!("{}: {x}", file.display())))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|x| err(format!("{}: {x}", file.display())))?;
     let mut acc: BTreeMap<String, (std::collections::HashSet<String>, f64)> = BTreeMap::new();
     for ev in v.as_array().into_iter().flatten() {
         if ev.get("cat").and_then(|c| c.as_str()) != Some("Node") {
             continue;
         }
-        let Some(name) = ev.get("name").and_then(|c| c.as_str()) else { continue };
-        let Some(node) = name.strip_suffix("_kernel_time") else { continue };
-        let op = ev.pointer("/args/op_name").and_then(|c| c.as_str()).unwrap_or("?").to_string();
+        let Some(name) = ev.get("name").and_then(|c| c.as_str()) else {
+            continue;
+        };
+        let Some(node) = name.strip_suffix("_kernel_time") else {
+            continue;
+        };
+        let op = ev
+            .pointer("/args/op_name")
+            .and_then(|c| c.as_str())
+            .unwrap_or("?")
+            .to_string();
         let dur = ev.get("dur").and_then(|d| d.as_f64()).unwrap_or(0.0);
         let e = acc.entry(op).or_default();
         e.0.insert(node.to_string());
         e.1 += dur;
     }
-    Ok(sorted_ops(acc.into_iter().map(|(k, (ids, us))| (k, ids.len(), us / 1e3 / n as f64))))
+    Ok(sorted_ops(
+        acc.into_iter()
+            .map(|(k, (ids, us))| (k, ids.len(), us / 1e3 / n as f64)),
+    ))
 }
 
 // ---------------------------------------------------------------- driver
@@ -443,14 +541,28 @@ fn parse_ort_profile(file: &Path, n: usize) -> Result<Vec<OpTime>, BenchError> {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    format!("{cpu}, {n} logical CPUs, {} {}", std::env::consts::OS, std::env::consts::ARCH)
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!(
+        "{cpu}, {n} logical CPUs, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
 }
 
 /// Interleaved timing of `runners`: returns per-model run times (ms), round by round.
-fn time_rounds(runners: &mut [Box<dyn Runner + '_>], warmup: usize, runs: usize) -> Result<Vec<Vec<f64>>, BenchError> {
+fn time_rounds(
+    runners: &mut [Box<dyn Runner + '_>],
+    warmup: usize,
+    runs: usize,
+) -> Result<Vec<Vec<f64>>, BenchError> {
     let n = runners.len();
     let mut times = vec![Vec::with_capacity(runs); n];
     for round in 0..warmup + runs {
@@ -473,7 +585,10 @@ fn relative(labels: &[String], times: &[Vec<f64>], limit: bool) -> (Vec<Relative
     let mut captured = Vec::new();
     for (k, t) in times.iter().enumerate().skip(1) {
         let r: Vec<f64> = a.iter().zip(t).map(|(a, x)| x / a).collect();
-        ratios.push(Relative { label: labels[k].clone(), stats: Stats::of(&r) });
+        ratios.push(Relative {
+            label: labels[k].clone(),
+            stats: Stats::of(&r),
+        });
     }
     if limit && times.len() >= 3 {
         let l = times.last().unwrap();
@@ -482,9 +597,18 @@ fn relative(labels: &[String], times: &[Vec<f64>], limit: bool) -> (Vec<Relative
                 .iter()
                 .zip(t)
                 .zip(l)
-                .map(|((a, x), l)| if a - l == 0.0 { f64::NAN } else { (a - x) / (a - l) })
+                .map(|((a, x), l)| {
+                    if a - l == 0.0 {
+                        f64::NAN
+                    } else {
+                        (a - x) / (a - l)
+                    }
+                })
                 .collect();
-            captured.push(Relative { label: labels[k].clone(), stats: Stats::of(&c) });
+            captured.push(Relative {
+                label: labels[k].clone(),
+                stats: Stats::of(&c),
+            });
         }
     }
     (ratios, captured)
@@ -505,7 +629,12 @@ fn ort_env(args: &BenchArgs) -> Result<(ort::environment::Environment, PathBuf),
         .with_name("onnx-normopt-bench")
         .with_telemetry(false)
         .build()
-        .map_err(|x| err(format!("could not initialise onnxruntime from {}: {x}", lib.display())))?;
+        .map_err(|x| {
+            err(format!(
+                "could not initialise onnxruntime from {}: {x}",
+                lib.display()
+            ))
+        })?;
     Ok((env, lib))
 }
 
@@ -518,15 +647,25 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         return Err(err("--runs must be at least 1"));
     }
     if args.limit && args.models.len() < 3 {
-        return Err(err("--limit needs at least three models: baseline, candidate(s), limit"));
+        return Err(err(
+            "--limit needs at least three models: baseline, candidate(s), limit",
+        ));
     }
     if !args.labels.is_empty() && args.labels.len() != args.models.len() {
-        return Err(err(format!("{} labels for {} models", args.labels.len(), args.models.len())));
+        return Err(err(format!(
+            "{} labels for {} models",
+            args.labels.len(),
+            args.models.len()
+        )));
     }
     let labels: Vec<String> = if args.labels.is_empty() {
         args.models
             .iter()
-            .map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+            .map(|p| {
+                p.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
             .collect()
     } else {
         args.labels.clone()
@@ -561,24 +700,35 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
             let t = Instant::now();
             let o = OrtOptions {
                 threads: args.ort_threads,
-                optimized_out: args.ort_optimized_dir.as_ref().map(|d| d.join(format!("{label}.onnx"))),
+                optimized_out: args
+                    .ort_optimized_dir
+                    .as_ref()
+                    .map(|d| d.join(format!("{label}.onnx"))),
                 profile_prefix: None,
             };
             runners.push(ort_load(&env, p, sample, &o)?);
             load_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let times = {
-            let mut boxed: Vec<Box<dyn Runner + '_>> = runners.iter_mut().map(|r| Box::new(RunnerRef(r)) as Box<dyn Runner>).collect();
+            let mut boxed: Vec<Box<dyn Runner + '_>> = runners
+                .iter_mut()
+                .map(|r| Box::new(RunnerRef(r)) as Box<dyn Runner>)
+                .collect();
             time_rounds(&mut boxed, args.warmup, args.runs)?
         };
         drop(runners);
         let mut profiles: Vec<Option<Vec<OpTime>>> = vec![None; args.models.len()];
         if let Some(n) = args.profile.filter(|&n| n > 0) {
-            let dir = std::env::temp_dir().join(format!("onnx-normopt-bench-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("onnx-normopt-bench-{}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|x| err(format!("{}: {x}", dir.display())))?;
             for (k, p) in args.models.iter().enumerate() {
                 let prefix = dir.join(format!("m{k}"));
-                let o = OrtOptions { threads: args.ort_threads, optimized_out: None, profile_prefix: Some(&prefix) };
+                let o = OrtOptions {
+                    threads: args.ort_threads,
+                    optimized_out: None,
+                    profile_prefix: Some(&prefix),
+                };
                 let mut r = ort_load(&env, p, sample, &o)?;
                 for _ in 0..args.warmup {
                     r.run_once()?;
@@ -587,7 +737,10 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
                 for _ in 0..n {
                     r.run_once()?;
                 }
-                let file = r.session.end_profiling().map_err(|x| err(format!("onnxruntime profiling: {x}")))?;
+                let file = r
+                    .session
+                    .end_profiling()
+                    .map_err(|x| err(format!("onnxruntime profiling: {x}")))?;
                 let file = PathBuf::from(file);
                 profiles[k] = Some(parse_ort_profile(&file, n + args.warmup)?);
                 let _ = std::fs::remove_file(&file);
@@ -600,11 +753,24 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
             ));
         }
         let (ratios, captured) = relative(&labels, &times, args.limit);
-        let threads = args.ort_threads.map(|n| format!("{n} intra-op threads")).unwrap_or_else(|| "default intra-op threads".into());
+        let threads = args
+            .ort_threads
+            .map(|n| format!("{n} intra-op threads"))
+            .unwrap_or_else(|| "default intra-op threads".into());
         results.push(RuntimeResult {
             runtime: "onnxruntime".into(),
-            settings: format!("{}; default session options (graph optimisation ALL), {threads}, CPU EP", lib.display()),
-            models: models(&labels, args, &load_ms, times, vec![None; args.models.len()], profiles),
+            settings: format!(
+                "{}; default session options (graph optimisation ALL), {threads}, CPU EP",
+                lib.display()
+            ),
+            models: models(
+                &labels,
+                args,
+                &load_ms,
+                times,
+                vec![None; args.models.len()],
+                profiles,
+            ),
             ratios,
             captured,
         });
@@ -622,7 +788,10 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
             hist.push(if args.ops { Some(ops) } else { None });
         }
         let times = {
-            let mut boxed: Vec<Box<dyn Runner + '_>> = runners.iter_mut().map(|r| Box::new(RunnerRef(r)) as Box<dyn Runner>).collect();
+            let mut boxed: Vec<Box<dyn Runner + '_>> = runners
+                .iter_mut()
+                .map(|r| Box::new(RunnerRef(r)) as Box<dyn Runner>)
+                .collect();
             time_rounds(&mut boxed, args.warmup, args.runs)?
         };
         let mut profiles = vec![None; args.models.len()];
@@ -630,7 +799,9 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
             for (k, r) in runners.iter_mut().enumerate() {
                 profiles[k] = Some(r.profile(n)?);
             }
-            notes.push(format!("tract profile: {n} runs per model, per op name of the optimised plan"));
+            notes.push(format!(
+                "tract profile: {n} runs per model, per op name of the optimised plan"
+            ));
         }
         drop(runners);
         let (ratios, captured) = relative(&labels, &times, args.limit);
@@ -691,13 +862,27 @@ fn models(
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "machine: {}", self.machine)?;
-        writeln!(f, "{} timed rounds after {} warm-up rounds, interleaved (rotating start); seed {}", self.runs, self.warmup, self.seed)?;
-        let ins: Vec<String> = self.inputs.iter().map(|i| format!("{} {}{:?} {}", i.name, i.dtype, i.shape, i.values)).collect();
+        writeln!(
+            f,
+            "{} timed rounds after {} warm-up rounds, interleaved (rotating start); seed {}",
+            self.runs, self.warmup, self.seed
+        )?;
+        let ins: Vec<String> = self
+            .inputs
+            .iter()
+            .map(|i| format!("{} {}{:?} {}", i.name, i.dtype, i.shape, i.values))
+            .collect();
         writeln!(f, "inputs: {}", ins.join("; "))?;
         for r in &self.runtimes {
             writeln!(f)?;
             writeln!(f, "== {} ({})", r.runtime, r.settings)?;
-            let w = r.models.iter().map(|m| m.label.len()).max().unwrap_or(5).max(5);
+            let w = r
+                .models
+                .iter()
+                .map(|m| m.label.len())
+                .max()
+                .unwrap_or(5)
+                .max(5);
             writeln!(
                 f,
                 "{:<w$}  {:>10} {:>10} {:>10}  {:>22}  {:>24}",
@@ -714,7 +899,12 @@ impl std::fmt::Display for BenchReport {
                     .captured
                     .iter()
                     .find(|c| c.label == m.label && k > 0 && k + 1 < r.models.len())
-                    .map(|c| format!("{:.2} [{:.2}, {:.2}]", c.stats.median, c.stats.p25, c.stats.p75))
+                    .map(|c| {
+                        format!(
+                            "{:.2} [{:.2}, {:.2}]",
+                            c.stats.median, c.stats.p25, c.stats.p75
+                        )
+                    })
                     .unwrap_or_default();
                 writeln!(
                     f,
@@ -733,7 +923,11 @@ impl std::fmt::Display for BenchReport {
             for m in &r.models {
                 if let Some(p) = &m.profile {
                     let total: f64 = p.iter().map(|o| o.ms_per_run).sum();
-                    writeln!(f, "  profile {} (total {:.3} ms/run in ops):", m.label, total)?;
+                    writeln!(
+                        f,
+                        "  profile {} (total {:.3} ms/run in ops):",
+                        m.label, total
+                    )?;
                     for o in p.iter().take(14) {
                         writeln!(
                             f,
@@ -786,7 +980,10 @@ mod tests {
     #[test]
     fn quartiles_interpolate() {
         let s = Stats::of(&[4.0, 1.0, 3.0, 2.0, 5.0]);
-        assert_eq!((s.n, s.median, s.p25, s.p75, s.min), (5, 3.0, 2.0, 4.0, 1.0));
+        assert_eq!(
+            (s.n, s.median, s.p25, s.p75, s.min),
+            (5, 3.0, 2.0, 4.0, 1.0)
+        );
         let s = Stats::of(&[1.0, 2.0]);
         assert_eq!((s.median, s.p25, s.p75), (1.5, 1.25, 1.75));
     }

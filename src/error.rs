@@ -54,13 +54,19 @@ impl Error {
     /// The CLI exit status for this error: 2 for bad input or usage, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Read { .. } | Error::NotOnnx { .. } | Error::Invalid { .. } | Error::Usage(_) => 2,
+            Error::Read { .. }
+            | Error::NotOnnx { .. }
+            | Error::Invalid { .. }
+            | Error::Usage(_) => 2,
             Error::Write { .. } => 2,
             Error::Internal(_) => 1,
         }
     }
 
     pub(crate) fn invalid(path: &std::path::Path, reason: impl Into<String>) -> Self {
-        Error::Invalid { path: path.to_path_buf(), reason: reason.into() }
+        Error::Invalid {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
     }
 }

@@ -41,24 +41,38 @@ pub struct ExternalStore {
 impl ExternalStore {
     /// A store for a model file (its folder is where data files are looked up).
     pub fn new(model_path: &Path) -> Self {
-        let dir = model_path.parent().map(Path::to_path_buf).unwrap_or_default();
-        ExternalStore { dir, model_path: model_path.to_path_buf(), maps: Mutex::default() }
+        let dir = model_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        ExternalStore {
+            dir,
+            model_path: model_path.to_path_buf(),
+            maps: Mutex::default(),
+        }
     }
 
     fn map(&self, location: &str) -> Result<Arc<Mmap>> {
-        let mut maps = self.maps.lock().map_err(|_| Error::Internal("external store lock poisoned".into()))?;
+        let mut maps = self
+            .maps
+            .lock()
+            .map_err(|_| Error::Internal("external store lock poisoned".into()))?;
         if let Some(m) = maps.get(location) {
             return Ok(m.clone());
         }
         let path = self.dir.join(location);
         let file = std::fs::File::open(&path).map_err(|e| {
-            Error::invalid(&self.model_path, format!("external data file {location:?}: {e}"))
+            Error::invalid(
+                &self.model_path,
+                format!("external data file {location:?}: {e}"),
+            )
         })?;
         // SAFETY: the map is read-only; we never write through it. If another process truncates
         // the file while we run, reads could fault: the same contract every mmap-based ONNX
         // loader has. Lengths are checked against the file size at load.
-        let map = unsafe { Mmap::map(&file) }
-            .map_err(|e| Error::invalid(&self.model_path, format!("cannot map {location:?}: {e}")))?;
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| {
+            Error::invalid(&self.model_path, format!("cannot map {location:?}: {e}"))
+        })?;
         let map = Arc::new(map);
         maps.insert(location.to_string(), map.clone());
         Ok(map)
@@ -67,13 +81,27 @@ impl ExternalStore {
     /// The bytes of an external tensor (borrowed from the map, no copy).
     pub fn bytes(&self, r: &ExternalRef) -> Result<Bytes> {
         let map = self.map(&r.location)?;
-        let end = r.offset.checked_add(r.length).filter(|&e| e <= map.len() as u64).ok_or_else(|| {
-            Error::invalid(
-                &self.model_path,
-                format!("external data {:?} offset {} length {} lies beyond the file ({} bytes)", r.location, r.offset, r.length, map.len()),
-            )
-        })?;
-        let owner = MapSlice { map, start: r.offset as usize, end: end as usize };
+        let end = r
+            .offset
+            .checked_add(r.length)
+            .filter(|&e| e <= map.len() as u64)
+            .ok_or_else(|| {
+                Error::invalid(
+                    &self.model_path,
+                    format!(
+                        "external data {:?} offset {} length {} lies beyond the file ({} bytes)",
+                        r.location,
+                        r.offset,
+                        r.length,
+                        map.len()
+                    ),
+                )
+            })?;
+        let owner = MapSlice {
+            map,
+            start: r.offset as usize,
+            end: end as usize,
+        };
         Ok(Bytes::from_owner(owner))
     }
 
@@ -81,7 +109,8 @@ impl ExternalStore {
     /// a range inside it. Returns the reference.
     pub fn check(&self, t: &TensorProto) -> Result<ExternalRef> {
         let name = t.name.as_deref().unwrap_or("");
-        let r = external_ref(t).map_err(|e| Error::invalid(&self.model_path, format!("tensor {name:?}: {e}")))?;
+        let r = external_ref(t)
+            .map_err(|e| Error::invalid(&self.model_path, format!("tensor {name:?}: {e}")))?;
         let p = Path::new(&r.location);
         let safe = !r.location.is_empty()
             && p.components().all(|c| matches!(c, Component::Normal(_)))
@@ -134,8 +163,17 @@ fn external_ref(t: &TensorProto) -> std::result::Result<ExternalRef, String> {
         let v = e.value.as_deref().unwrap_or("");
         match e.key.as_deref() {
             Some("location") => location = Some(v.to_string()),
-            Some("offset") => offset = v.parse().map_err(|_| format!("bad external offset {v:?}"))?,
-            Some("length") => length = Some(v.parse().map_err(|_| format!("bad external length {v:?}"))?),
+            Some("offset") => {
+                offset = v
+                    .parse()
+                    .map_err(|_| format!("bad external offset {v:?}"))?
+            }
+            Some("length") => {
+                length = Some(
+                    v.parse()
+                        .map_err(|_| format!("bad external length {v:?}"))?,
+                )
+            }
             _ => {}
         }
     }
@@ -147,10 +185,16 @@ fn external_ref(t: &TensorProto) -> std::result::Result<ExternalRef, String> {
             let n = crate::tensor::element_count(&t.dims)?;
             let size = crate::proto::data_type::byte_size(t.data_type.unwrap_or(0))
                 .ok_or("external data of a type without a fixed size")?;
-            (n as u64).checked_mul(size as u64).ok_or("external length overflows")?
+            (n as u64)
+                .checked_mul(size as u64)
+                .ok_or("external length overflows")?
         }
     };
-    Ok(ExternalRef { location, offset, length })
+    Ok(ExternalRef {
+        location,
+        offset,
+        length,
+    })
 }
 
 /// A decoded model file and the means to read its external data.
@@ -172,23 +216,51 @@ pub struct ModelFile {
 /// directory, [`Error::NotOnnx`] for bytes that are not a model, [`Error::Invalid`] for an
 /// external-data reference that escapes the folder or the file.
 pub fn load(path: &Path) -> Result<ModelFile> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::Read { path: path.into(), reason: e.to_string() })?;
+    let meta = std::fs::metadata(path).map_err(|e| Error::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
     if meta.is_dir() {
-        return Err(Error::Read { path: path.into(), reason: "is a directory".into() });
+        return Err(Error::Read {
+            path: path.into(),
+            reason: "is a directory".into(),
+        });
     }
     if meta.len() == 0 {
-        return Err(Error::NotOnnx { path: path.into(), reason: "the file is empty".into() });
+        return Err(Error::NotOnnx {
+            path: path.into(),
+            reason: "the file is empty".into(),
+        });
     }
-    let file = std::fs::File::open(path).map_err(|e| Error::Read { path: path.into(), reason: e.to_string() })?;
+    let file = std::fs::File::open(path).map_err(|e| Error::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
     // SAFETY: read-only map of the input; see ExternalStore::map.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::Read { path: path.into(), reason: e.to_string() })?;
-    let bytes = Bytes::from_owner(MapSlice { start: 0, end: map.len(), map: Arc::new(map) });
-    let proto = ModelProto::decode(bytes).map_err(|e| Error::NotOnnx { path: path.into(), reason: format!("protobuf decode failed ({})", short_decode_error(&e)) })?;
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    let bytes = Bytes::from_owner(MapSlice {
+        start: 0,
+        end: map.len(),
+        map: Arc::new(map),
+    });
+    let proto = ModelProto::decode(bytes).map_err(|e| Error::NotOnnx {
+        path: path.into(),
+        reason: format!("protobuf decode failed ({})", short_decode_error(&e)),
+    })?;
     if proto.graph.is_none() {
-        return Err(Error::NotOnnx { path: path.into(), reason: "no graph in the model".into() });
+        return Err(Error::NotOnnx {
+            path: path.into(),
+            reason: "no graph in the model".into(),
+        });
     }
     if proto.ir_version.is_none() && proto.opset_import.is_empty() {
-        return Err(Error::NotOnnx { path: path.into(), reason: "no ir_version and no opset_import".into() });
+        return Err(Error::NotOnnx {
+            path: path.into(),
+            reason: "no ir_version and no opset_import".into(),
+        });
     }
     let store = Arc::new(ExternalStore::new(path));
     let mut had_external_data = false;
@@ -210,13 +282,22 @@ pub fn load(path: &Path) -> Result<ModelFile> {
             None
         };
         if let Err(why) = check_payload(t, external) {
-            err = Some(Error::invalid(path, format!("tensor {:?}: {why}", t.name.as_deref().unwrap_or(""))));
+            err = Some(Error::invalid(
+                path,
+                format!("tensor {:?}: {why}", t.name.as_deref().unwrap_or("")),
+            ));
         }
     });
     if let Some(e) = err {
         return Err(e);
     }
-    Ok(ModelFile { proto, path: path.to_path_buf(), store, had_external_data, file_size: meta.len() })
+    Ok(ModelFile {
+        proto,
+        path: path.to_path_buf(),
+        store,
+        had_external_data,
+        file_size: meta.len(),
+    })
 }
 
 /// prost names every message on the path to a decode error; deep nesting makes that line
@@ -245,9 +326,15 @@ fn check_payload(t: &TensorProto, external_len: Option<u64>) -> std::result::Res
     let (bytes, values) = match data_type {
         21..=23 => (Some(count.div_ceil(2)), count.div_ceil(2)),
         25 | 26 => (Some(count.div_ceil(4)), count.div_ceil(4)),
-        dt::COMPLEX64 | dt::COMPLEX128 => (dt::byte_size(data_type).and_then(|s| count.checked_mul(s as u64)), count.saturating_mul(2)),
+        dt::COMPLEX64 | dt::COMPLEX128 => (
+            dt::byte_size(data_type).and_then(|s| count.checked_mul(s as u64)),
+            count.saturating_mul(2),
+        ),
         dt::STRING => (None, count),
-        t if (1..=dt::MAX_KNOWN).contains(&t) => (dt::byte_size(t).and_then(|s| count.checked_mul(s as u64)), count),
+        t if (1..=dt::MAX_KNOWN).contains(&t) => (
+            dt::byte_size(t).and_then(|s| count.checked_mul(s as u64)),
+            count,
+        ),
         _ => return Ok(()),
     };
     let have = match (external_len, &t.raw_data) {
@@ -258,15 +345,28 @@ fn check_payload(t: &TensorProto, external_len: Option<u64>) -> std::result::Res
     match (have, bytes) {
         (Some(have), Some(need)) if have != need => Err(format!(
             "{} data has {have} bytes, its dims {:?} of {} need {need}",
-            if external_len.is_some() { "external" } else { "raw" },
+            if external_len.is_some() {
+                "external"
+            } else {
+                "raw"
+            },
             t.dims,
             dt::name(data_type)
         )),
         (Some(_), _) => Ok(()),
         (None, _) => {
-            let typed = t.float_data.len() + t.int32_data.len() + t.string_data.len() + t.int64_data.len() + t.double_data.len() + t.uint64_data.len();
+            let typed = t.float_data.len()
+                + t.int32_data.len()
+                + t.string_data.len()
+                + t.int64_data.len()
+                + t.double_data.len()
+                + t.uint64_data.len();
             if typed as u64 != values {
-                Err(format!("holds {typed} values, its dims {:?} of {} need {values}", t.dims, dt::name(data_type)))
+                Err(format!(
+                    "holds {typed} values, its dims {:?} of {} need {values}",
+                    t.dims,
+                    dt::name(data_type)
+                ))
             } else {
                 Ok(())
             }
@@ -298,7 +398,10 @@ pub fn for_each_tensor(m: &ModelProto, f: &mut dyn FnMut(&TensorProto)) {
         graph(g, f);
     }
     for t in &m.training_info {
-        t.initialization.iter().chain(t.algorithm.iter()).for_each(|g| graph(g, f));
+        t.initialization
+            .iter()
+            .chain(t.algorithm.iter())
+            .for_each(|g| graph(g, f));
     }
     for func in &m.functions {
         nodes_attrs(&func.node, f);
@@ -349,7 +452,10 @@ impl Staged {
     /// Move the staged files to their final names (model last). Returns the final paths.
     pub fn commit(mut self) -> Result<Vec<PathBuf>> {
         for (from, to) in self.files.iter().rev() {
-            std::fs::rename(from, to).map_err(|e| Error::Write { path: to.clone(), reason: e.to_string() })?;
+            std::fs::rename(from, to).map_err(|e| Error::Write {
+                path: to.clone(),
+                reason: e.to_string(),
+            })?;
         }
         self.committed = true;
         let _ = std::fs::remove_dir_all(&self.stage);
@@ -366,7 +472,12 @@ impl Drop for Staged {
 }
 
 /// Write `model` to `out` atomically (stage, then commit). See [`stage`].
-pub fn save(model: &ModelProto, store: &ExternalStore, out: &Path, layout: DataLayout) -> Result<Vec<PathBuf>> {
+pub fn save(
+    model: &ModelProto,
+    store: &ExternalStore,
+    out: &Path,
+    layout: DataLayout,
+) -> Result<Vec<PathBuf>> {
     stage(model, store, out, layout)?.commit()
 }
 
@@ -374,29 +485,54 @@ pub fn save(model: &ModelProto, store: &ExternalStore, out: &Path, layout: DataL
 /// input are read through `store`. With [`DataLayout::External`], tensors of at least
 /// [`EXTERNAL_THRESHOLD`] bytes go to `OUT.data` (named after the output file), offsets aligned
 /// to [`EXTERNAL_ALIGN`]; the rest stay inline.
-pub fn stage(model: &ModelProto, store: &ExternalStore, out: &Path, layout: DataLayout) -> Result<Staged> {
-    let wr = |e: std::io::Error| Error::Write { path: out.into(), reason: e.to_string() };
+pub fn stage(
+    model: &ModelProto,
+    store: &ExternalStore,
+    out: &Path,
+    layout: DataLayout,
+) -> Result<Staged> {
+    let wr = |e: std::io::Error| Error::Write {
+        path: out.into(),
+        reason: e.to_string(),
+    };
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     if !dir.is_dir() {
-        return Err(Error::Usage(format!("{}: the output folder {} does not exist", out.display(), dir.display())));
+        return Err(Error::Usage(format!(
+            "{}: the output folder {} does not exist",
+            out.display(),
+            dir.display()
+        )));
     }
     let file_name = out
         .file_name()
         .ok_or_else(|| Error::Usage(format!("{}: not a file name", out.display())))?
         .to_string_lossy()
         .to_string();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let stage_dir = dir.join(format!(".{file_name}.{}.{nanos}.staging", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let stage_dir = dir.join(format!(
+        ".{file_name}.{}.{nanos}.staging",
+        std::process::id()
+    ));
     std::fs::create_dir(&stage_dir).map_err(wr)?;
-    let mut staged = Staged { stage: stage_dir.clone(), files: vec![(stage_dir.join(&file_name), out.to_path_buf())], committed: false };
+    let mut staged = Staged {
+        stage: stage_dir.clone(),
+        files: vec![(stage_dir.join(&file_name), out.to_path_buf())],
+        committed: false,
+    };
     let mut model = model.clone();
     let data_name = format!("{file_name}.data");
     if layout == DataLayout::External {
         let data_tmp = stage_dir.join(&data_name);
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&data_tmp).map_err(wr)?);
+        let mut w = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(&data_tmp).map_err(wr)?,
+        );
         let mut pos: u64 = 0;
         let mut fail: Option<Error> = None;
         for_each_tensor_mut(&mut model, &mut |t| {
@@ -458,11 +594,19 @@ pub fn stage(model: &ModelProto, store: &ExternalStore, out: &Path, layout: Data
     }
     let len = model.encoded_len();
     if len > PROTOBUF_LIMIT {
-        return Err(Error::Write { path: out.into(), reason: format!("the model protobuf would be {len} bytes, over the 2 GiB limit") });
+        return Err(Error::Write {
+            path: out.into(),
+            reason: format!("the model protobuf would be {len} bytes, over the 2 GiB limit"),
+        });
     }
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(staged.model_path()).map_err(wr)?);
+    let mut w = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(staged.model_path()).map_err(wr)?,
+    );
     let mut buf = Vec::with_capacity(len);
-    model.encode(&mut buf).map_err(|e| Error::Internal(e.to_string()))?;
+    model
+        .encode(&mut buf)
+        .map_err(|e| Error::Internal(e.to_string()))?;
     w.write_all(&buf).map_err(wr)?;
     let f = w.into_inner().map_err(|e| wr(e.into_error()))?;
     f.sync_all().map_err(wr)?;
@@ -470,7 +614,10 @@ pub fn stage(model: &ModelProto, store: &ExternalStore, out: &Path, layout: Data
 }
 
 fn kv(k: &str, v: &str) -> StringStringEntryProto {
-    StringStringEntryProto { key: Some(k.into()), value: Some(v.into()) }
+    StringStringEntryProto {
+        key: Some(k.into()),
+        value: Some(v.into()),
+    }
 }
 
 /// Visit every tensor of the model mutably (same coverage as [`for_each_tensor`]).
@@ -478,7 +625,10 @@ pub fn for_each_tensor_mut(m: &mut ModelProto, f: &mut dyn FnMut(&mut TensorProt
     fn graph(g: &mut GraphProto, f: &mut dyn FnMut(&mut TensorProto)) {
         g.initializer.iter_mut().for_each(&mut *f);
         for s in &mut g.sparse_initializer {
-            s.values.iter_mut().chain(s.indices.iter_mut()).for_each(&mut *f);
+            s.values
+                .iter_mut()
+                .chain(s.indices.iter_mut())
+                .for_each(&mut *f);
         }
         nodes_attrs(&mut g.node, f);
     }
@@ -486,7 +636,9 @@ pub fn for_each_tensor_mut(m: &mut ModelProto, f: &mut dyn FnMut(&mut TensorProt
         for n in nodes {
             for a in &mut n.attribute {
                 a.t.iter_mut().chain(a.tensors.iter_mut()).for_each(&mut *f);
-                a.g.iter_mut().chain(a.graphs.iter_mut()).for_each(|g| graph(g, f));
+                a.g.iter_mut()
+                    .chain(a.graphs.iter_mut())
+                    .for_each(|g| graph(g, f));
             }
         }
     }
@@ -494,10 +646,12 @@ pub fn for_each_tensor_mut(m: &mut ModelProto, f: &mut dyn FnMut(&mut TensorProt
         graph(g, f);
     }
     for t in &mut m.training_info {
-        t.initialization.iter_mut().chain(t.algorithm.iter_mut()).for_each(|g| graph(g, f));
+        t.initialization
+            .iter_mut()
+            .chain(t.algorithm.iter_mut())
+            .for_each(|g| graph(g, f));
     }
     for func in &mut m.functions {
         nodes_attrs(&mut func.node, f);
     }
 }
-

@@ -13,13 +13,13 @@
 //! # Ok::<(), onnx_normopt::Error>(())
 //! ```
 
+pub mod bench;
 pub mod error;
 pub mod io;
 pub mod ir;
 pub mod proto;
 pub mod tensor;
 pub mod verify;
-pub mod bench;
 
 #[path = "../passes/mod.rs"]
 pub mod passes;

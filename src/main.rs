@@ -17,7 +17,12 @@ use std::process::ExitCode;
 /// Exit status: 0 rewritten; 1 verification failed; 2 bad input or usage;
 /// 3 nothing could be rewritten (reasons printed, nothing written).
 #[derive(Parser, Debug)]
-#[command(name = "onnx-normopt", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    name = "onnx-normopt",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -124,7 +129,11 @@ fn options(target: TargetArg, emit: EmitArg, fold: bool) -> Options {
             EmitArg::Onnxruntime => Emit::Onnxruntime,
             _ => Emit::Standard,
         },
-        crms_emit: if matches!(emit, EmitArg::Custom) { CrmsEmit::Custom } else { CrmsEmit::Standard },
+        crms_emit: if matches!(emit, EmitArg::Custom) {
+            CrmsEmit::Custom
+        } else {
+            CrmsEmit::Standard
+        },
         fold,
         ..Options::default()
     }
@@ -140,7 +149,12 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.cmd {
-        Some(Cmd::Inspect { model, json, graph, target }) => inspect(&model, json, graph, target),
+        Some(Cmd::Inspect {
+            model,
+            json,
+            graph,
+            target,
+        }) => inspect(&model, json, graph, target),
         Some(Cmd::Verify { a, b, args, json }) => verify_cmd(&a, &b, &args, json),
         None => rewrite(&cli.rewrite),
     };
@@ -162,45 +176,17 @@ fn inspect(path: &Path, json: bool, graph: bool, target: TargetArg) -> u8 {
         Err(e) => return fail(&e),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
-        print!("{}", inspect_text(&report));
+        print!("{}", report.inspect_text());
         if graph {
             print!("\n{}", dump::dump(&model.graph));
         }
     }
     0
-}
-
-/// The human form of `inspect`.
-fn inspect_text(r: &passes::report::Report) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let found: Vec<String> = r.norms_found.iter().map(|(f, n)| format!("{n} x {f}")).collect();
-    let _ = writeln!(s, "{}: {}", r.model, if found.is_empty() { "no normalisation found".into() } else { found.join(", ") });
-    for st in &r.streams {
-        let _ = writeln!(s, "stream {} width {}: {}", st.id, st.width.map(|w| w.to_string()).unwrap_or("?".into()), st.status);
-        for why in &st.reasons {
-            let _ = writeln!(s, "  refused: {why}");
-        }
-        let _ = writeln!(s, "  norms: {}", st.norm_names.join(", "));
-        for l in &st.leaves {
-            let _ = writeln!(s, "  {} {} ({}): {}", l.kind, l.value, l.node, l.how);
-        }
-        for n in &st.norms {
-            let fold = if n.folded_into.is_empty() {
-                format!("affine kept{}", n.kept_affine.as_ref().map(|k| format!(" ({k})")).unwrap_or_default())
-            } else {
-                format!("γ/β folded into {}", n.folded_into.join(", "))
-            };
-            let _ = writeln!(s, "  rewrite {} [{} -> {}, eps {:e}]: {fold}", n.name, n.form_in, n.form_out, n.epsilon);
-        }
-    }
-    for rf in &r.refusals {
-        let _ = writeln!(s, "left alone: {} ({}): {}", rf.norm, rf.form, rf.why);
-    }
-    let _ = writeln!(s, "would rewrite {} norm(s), add {} centering node(s) and {} bytes", r.norms_rewritten, r.centering_nodes, r.bytes_added);
-    s
 }
 
 fn verify_cmd(a: &Path, b: &Path, args: &VerifyArgs, json: bool) -> u8 {
@@ -248,7 +234,10 @@ fn total_size(path: &Path, model: &Model) -> u64 {
                     }
                 }
             });
-            n += seen.iter().map(|l| std::fs::metadata(dir.join(l)).map(|m| m.len()).unwrap_or(0)).sum::<u64>();
+            n += seen
+                .iter()
+                .map(|l| std::fs::metadata(dir.join(l)).map(|m| m.len()).unwrap_or(0))
+                .sum::<u64>();
         }
     }
     n
@@ -260,11 +249,21 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         return 2;
     };
     if same_file(input, out) || input == out {
-        return fail(&Error::Usage(format!("{}: the output must not be the input", out.display())));
+        return fail(&Error::Usage(format!(
+            "{}: the output must not be the input",
+            out.display()
+        )));
     }
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.is_dir() {
-        return fail(&Error::Usage(format!("{}: the output folder {} does not exist", out.display(), dir.display())));
+        return fail(&Error::Usage(format!(
+            "{}: the output folder {} does not exist",
+            out.display(),
+            dir.display()
+        )));
     }
     let model = match Model::load(input) {
         Ok(m) => m,
@@ -280,8 +279,16 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         if !a.quiet {
             eprint!("{}", outcome.report.summary());
         }
-        let why = outcome.report.refusals.first().map(|r| r.why.clone()).unwrap_or_else(|| "no LayerNorm on a residual stream".into());
-        eprintln!("onnx-normopt: {}: nothing rewritten: {why}", input.display());
+        let why = outcome
+            .report
+            .refusals
+            .first()
+            .map(|r| r.why.clone())
+            .unwrap_or_else(|| "no LayerNorm on a residual stream".into());
+        eprintln!(
+            "onnx-normopt: {}: nothing rewritten: {why}",
+            input.display()
+        );
         return 3;
     }
     let proto = outcome.model.to_proto();
@@ -290,7 +297,11 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    let do_verify = if a.no_verify { false } else { a.verify || size <= VERIFY_BY_DEFAULT_BELOW };
+    let do_verify = if a.no_verify {
+        false
+    } else {
+        a.verify || size <= VERIFY_BY_DEFAULT_BELOW
+    };
     if !do_verify && !a.no_verify && !a.quiet {
         eprintln!("onnx-normopt: note: {} is {} MiB, above the default verification size; pass --verify to verify", input.display(), size >> 20);
     }
@@ -307,7 +318,10 @@ fn rewrite(a: &RewriteArgs) -> u8 {
                 }
             }
             Err(e) => {
-                eprintln!("onnx-normopt: {}: could not verify the rewritten model: {e}; nothing written", input.display());
+                eprintln!(
+                    "onnx-normopt: {}: could not verify the rewritten model: {e}; nothing written",
+                    input.display()
+                );
                 return 1;
             }
         }
@@ -329,9 +343,21 @@ fn rewrite(a: &RewriteArgs) -> u8 {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(), std::process::id()));
-    let w = |e: std::io::Error| Error::Write { path: path.into(), reason: e.to_string() };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let w = |e: std::io::Error| Error::Write {
+        path: path.into(),
+        reason: e.to_string(),
+    };
     std::fs::write(&tmp, bytes).map_err(w)?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

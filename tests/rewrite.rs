@@ -13,15 +13,28 @@ fn root() -> PathBuf {
 }
 
 fn manifest() -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(root().join("testdata/manifest.json")).expect("testdata/manifest.json");
+    let text = std::fs::read_to_string(root().join("testdata/manifest.json"))
+        .expect("testdata/manifest.json");
     serde_json::from_str(&text).expect("manifest is JSON")
 }
 
 /// Verify with tract always, and onnxruntime when its library is there (required under CI=true).
 fn verify_opts() -> VerifyOptions {
     let require = verify::ci_requires_ort();
-    let have = !matches!(verify::find_ort_library(None), verify::OrtLibrary::NotFound { .. });
-    VerifyOptions { samples: 2, runtimes: if have || require { Runtimes::Both } else { Runtimes::Tract }, require_ort: require, ..Default::default() }
+    let have = !matches!(
+        verify::find_ort_library(None),
+        verify::OrtLibrary::NotFound { .. }
+    );
+    VerifyOptions {
+        samples: 2,
+        runtimes: if have || require {
+            Runtimes::Both
+        } else {
+            Runtimes::Tract
+        },
+        require_ort: require,
+        ..Default::default()
+    }
 }
 
 const LN_OPS: &[&str] = &["LayerNormalization", "SkipLayerNormalization"];
@@ -32,7 +45,10 @@ fn check_case(path: &Path, expect: &str, opts: &Options) -> Result<String, Strin
     match expect {
         "refuse" => {
             if out.rewritten() {
-                return Err(format!("rewrote {} norms of a model that must be refused", out.report.norms_rewritten));
+                return Err(format!(
+                    "rewrote {} norms of a model that must be refused",
+                    out.report.norms_rewritten
+                ));
             }
             if out.report.refusals.is_empty() {
                 return Err("refused without a reason".into());
@@ -43,19 +59,29 @@ fn check_case(path: &Path, expect: &str, opts: &Options) -> Result<String, Strin
             if !out.rewritten() {
                 return Err(format!("nothing rewritten: {}", out.report.summary()));
             }
-            let left: Vec<_> = out.model.graph.nodes.iter().filter(|n| LN_OPS.contains(&n.op_type.as_deref().unwrap_or(""))).collect();
+            let left: Vec<_> = out
+                .model
+                .graph
+                .nodes
+                .iter()
+                .filter(|n| LN_OPS.contains(&n.op_type.as_deref().unwrap_or("")))
+                .collect();
             if !left.is_empty() {
                 return Err(format!("{} LayerNorm op(s) left", left.len()));
             }
             let dir = tempfile::tempdir().unwrap();
             let dst = dir.path().join("out.onnx");
             onnx_normopt::save(&out.model, &dst).map_err(|e| e.to_string())?;
-            let rep = verify::verify_files(path, &dst, &verify_opts()).map_err(|e| e.to_string())?;
+            let rep =
+                verify::verify_files(path, &dst, &verify_opts()).map_err(|e| e.to_string())?;
             if !rep.passed() {
                 return Err(format!("verification failed:\n{rep}"));
             }
             let worst = rep.rows.iter().map(|r| r.max_rel).fold(0.0, f64::max);
-            Ok(format!("{} norms, worst rel {worst:.1e}", out.report.norms_rewritten))
+            Ok(format!(
+                "{} norms, worst rel {worst:.1e}",
+                out.report.norms_rewritten
+            ))
         }
     }
 }
@@ -76,7 +102,12 @@ fn sweep(opts: &Options, filter: impl Fn(&serde_json::Value) -> bool) {
         }
     }
     assert!(n > 0, "no testdata models matched");
-    assert!(failures.is_empty(), "{} of {n} models failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} models failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -91,12 +122,24 @@ fn every_testdata_model_standard_fp16() {
 
 #[test]
 fn every_testdata_model_onnxruntime_form() {
-    sweep(&Options { emit: Emit::Onnxruntime, ..Options::default() }, |m| m["form"] != "ts14" || m["dtype"] == "fp16");
+    sweep(
+        &Options {
+            emit: Emit::Onnxruntime,
+            ..Options::default()
+        },
+        |m| m["form"] != "ts14" || m["dtype"] == "fp16",
+    );
 }
 
 #[test]
 fn every_testdata_model_without_folding() {
-    sweep(&Options { fold: false, ..Options::default() }, |m| m["form"] == "dynamo18" || m["form"] == "ortfused");
+    sweep(
+        &Options {
+            fold: false,
+            ..Options::default()
+        },
+        |m| m["form"] == "dynamo18" || m["form"] == "ortfused",
+    );
 }
 
 /// The corpus of the acceptance judge, when it sits beside the repository.
@@ -110,7 +153,11 @@ fn shared_corpus_when_present() {
     let spec: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut failures = Vec::new();
     for (name, s) in spec.as_object().unwrap() {
-        let r = check_case(&dir.join(format!("{name}.onnx")), s["expect"].as_str().unwrap(), &Options::default());
+        let r = check_case(
+            &dir.join(format!("{name}.onnx")),
+            s["expect"].as_str().unwrap(),
+            &Options::default(),
+        );
         if let Err(e) = r {
             failures.push(format!("{name}: {e}"));
         }

@@ -45,7 +45,9 @@ fn write_model(dir: &Path, name: &str, m: &ModelProto) -> PathBuf {
 /// FNV-1a of a file's bytes (or of "missing").
 fn hash(p: &Path) -> u64 {
     let bytes = std::fs::read(p).unwrap_or_else(|_| b"missing".to_vec());
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Every path under `dir` (recursively), relative.
@@ -67,7 +69,10 @@ fn listing(dir: &Path) -> BTreeSet<PathBuf> {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("run the binary")
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run the binary")
 }
 
 fn stderr(o: &Output) -> String {
@@ -82,24 +87,52 @@ fn lines(s: &str) -> Vec<&str> {
 /// the contract for a refused input: exit `code`, no panic, ONE stderr line that names `names`
 /// and contains `needle`, nothing new in `dir` (no output, no staging folder), the input
 /// untouched. Returns stderr.
-fn refused(dir: &Path, input: &Path, code: i32, names: &Path, needle: &str, extra: &[&str]) -> String {
+fn refused(
+    dir: &Path,
+    input: &Path,
+    code: i32,
+    names: &Path,
+    needle: &str,
+    extra: &[&str],
+) -> String {
     let out = dir.join("out.onnx");
     let before_hash = hash(input);
     let before = listing(dir);
-    let mut args = vec![input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify"];
+    let mut args = vec![
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-verify",
+    ];
     args.extend_from_slice(extra);
     let o = run(&args);
     let err = stderr(&o);
     println!("{}: exit {:?}: {err}", input.display(), o.status.code());
     assert!(!err.contains("panicked"), "the binary panicked:\n{err}");
-    assert_eq!(o.status.code(), Some(code), "exit status for {}:\n{err}", input.display());
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit status for {}:\n{err}",
+        input.display()
+    );
     let ls = lines(&err);
     assert_eq!(ls.len(), 1, "expected one stderr line, got:\n{err}");
     assert!(ls[0].starts_with("onnx-normopt: "), "stderr line: {err}");
-    assert!(ls[0].contains(&names.display().to_string()), "stderr does not name {}:\n{err}", names.display());
-    assert!(ls[0].contains(needle), "stderr does not say {needle:?}:\n{err}");
+    assert!(
+        ls[0].contains(&names.display().to_string()),
+        "stderr does not name {}:\n{err}",
+        names.display()
+    );
+    assert!(
+        ls[0].contains(needle),
+        "stderr does not say {needle:?}:\n{err}"
+    );
     assert!(!out.exists(), "an output file was written");
-    assert_eq!(listing(dir), before, "files appeared or vanished in the folder");
+    assert_eq!(
+        listing(dir),
+        before,
+        "files appeared or vanished in the folder"
+    );
     assert_eq!(hash(input), before_hash, "the input was modified");
     err
 }
@@ -115,18 +148,30 @@ fn bad_model(m: &ModelProto, needle: &str) {
 fn rewrite_ok(dir: &Path, input: &Path, extra: &[&str]) -> ModelProto {
     let out = dir.join("out.onnx");
     let before = hash(input);
-    let mut args = vec![input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify"];
+    let mut args = vec![
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-verify",
+    ];
     args.extend_from_slice(extra);
     let o = run(&args);
     let err = stderr(&o);
     assert!(!err.contains("panicked"), "the binary panicked:\n{err}");
     assert_eq!(o.status.code(), Some(0), "exit status:\n{err}");
     assert_eq!(hash(input), before, "the input was modified");
-    ModelProto::decode(std::fs::read(&out).expect("output written").as_slice()).expect("output decodes")
+    ModelProto::decode(std::fs::read(&out).expect("output written").as_slice())
+        .expect("output decodes")
 }
 
 fn ops(m: &ModelProto) -> Vec<String> {
-    m.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.clone().unwrap_or_default()).collect()
+    m.graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .map(|n| n.op_type.clone().unwrap_or_default())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -137,7 +182,11 @@ fn control_tiny_gpt_is_rewritten() {
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &tiny_gpt());
     let out = rewrite_ok(d.path(), &p, &[]);
-    assert!(!ops(&out).iter().any(|o| o == "LayerNormalization"), "LayerNorms left: {:?}", ops(&out));
+    assert!(
+        !ops(&out).iter().any(|o| o == "LayerNormalization"),
+        "LayerNorms left: {:?}",
+        ops(&out)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,7 +282,14 @@ fn external_terabyte_length() {
     let mut m = tiny_gpt();
     make_external(init(&mut m, "fc.w"), "w.bin", Some(0), Some(1 << 40));
     let p = write_model(d.path(), "m.onnx", &m);
-    refused(d.path(), &p, 2, &p, "length 1099511627776 lies beyond the file", &[]);
+    refused(
+        d.path(),
+        &p,
+        2,
+        &p,
+        "length 1099511627776 lies beyond the file",
+        &[],
+    );
 }
 
 #[test]
@@ -259,9 +315,21 @@ fn external_absolute_location() {
     let (d, _) = with_data_file(256);
     let abs = d.path().join("w.bin");
     let mut m = tiny_gpt();
-    make_external(init(&mut m, "fc.w"), abs.to_str().unwrap(), Some(0), Some(256));
+    make_external(
+        init(&mut m, "fc.w"),
+        abs.to_str().unwrap(),
+        Some(0),
+        Some(256),
+    );
     let p = write_model(d.path(), "m.onnx", &m);
-    refused(d.path(), &p, 2, &p, "is not a relative path inside the model's folder", &[]);
+    refused(
+        d.path(),
+        &p,
+        2,
+        &p,
+        "is not a relative path inside the model's folder",
+        &[],
+    );
 }
 
 #[test]
@@ -273,7 +341,14 @@ fn external_parent_escape() {
     let mut m = tiny_gpt();
     make_external(init(&mut m, "fc.w"), "../w.bin", Some(0), Some(256));
     let p = write_model(&sub, "m.onnx", &m);
-    refused(&sub, &p, 2, &p, "\"../w.bin\" is not a relative path inside the model's folder", &[]);
+    refused(
+        &sub,
+        &p,
+        2,
+        &p,
+        "\"../w.bin\" is not a relative path inside the model's folder",
+        &[],
+    );
 }
 
 #[test]
@@ -284,7 +359,14 @@ fn external_escape_hidden_in_the_middle() {
     let mut m = tiny_gpt();
     make_external(init(&mut m, "fc.w"), "sub/../../w.bin", Some(0), Some(256));
     let p = write_model(&sub, "m.onnx", &m);
-    refused(&sub, &p, 2, &p, "is not a relative path inside the model's folder", &[]);
+    refused(
+        &sub,
+        &p,
+        2,
+        &p,
+        "is not a relative path inside the model's folder",
+        &[],
+    );
 }
 
 #[test]
@@ -326,12 +408,27 @@ fn cycle_through_a_subgraph_read() {
     let g = graph(&mut m);
     g.input.push(vi("cond", dt::BOOL, &[]));
     let branch = |n: &str| onnx_normopt::proto::GraphProto {
-        node: vec![node("Identity", &format!("{n}_id"), &["b"], &[&format!("{n}_out")], vec![])],
+        node: vec![node(
+            "Identity",
+            &format!("{n}_id"),
+            &["b"],
+            &[&format!("{n}_out")],
+            vec![],
+        )],
         name: Some(n.into()),
         output: vec![vi(&format!("{n}_out"), dt::FLOAT, &[2, D])],
         ..Default::default()
     };
-    g.node[0] = node("If", "if", &["cond"], &["a"], vec![attr_g("then_branch", branch("then")), attr_g("else_branch", branch("else"))]);
+    g.node[0] = node(
+        "If",
+        "if",
+        &["cond"],
+        &["a"],
+        vec![
+            attr_g("then_branch", branch("then")),
+            attr_g("else_branch", branch("else")),
+        ],
+    );
     bad_model(&m, "cycle");
 }
 
@@ -395,10 +492,32 @@ fn absurd_attribute_values() {
     node_mut(&mut m, "ln1").attribute[0] = attr_i("axis", i64::MIN);
     node_mut(&mut m, "embed").attribute[0] = attr_i("axis", i64::MAX);
     let g = graph(&mut m);
-    g.node.push(node("Transpose", "tr", &["h1"], &["tr_out"], vec![attr_ints("perm", &[i64::MAX, i64::MIN, -1])]));
-    g.node.push(node("ReduceMean", "rm", &["h1"], &["rm_out"], vec![attr_ints("axes", &[i64::MIN, i64::MAX])]));
-    g.node.push(node("Concat", "cat", &["h1", "h1"], &["cat_out"], vec![attr_i("axis", i64::MIN)]));
-    g.output.extend([vi("tr_out", dt::FLOAT, &[]), vi("rm_out", dt::FLOAT, &[]), vi("cat_out", dt::FLOAT, &[])]);
+    g.node.push(node(
+        "Transpose",
+        "tr",
+        &["h1"],
+        &["tr_out"],
+        vec![attr_ints("perm", &[i64::MAX, i64::MIN, -1])],
+    ));
+    g.node.push(node(
+        "ReduceMean",
+        "rm",
+        &["h1"],
+        &["rm_out"],
+        vec![attr_ints("axes", &[i64::MIN, i64::MAX])],
+    ));
+    g.node.push(node(
+        "Concat",
+        "cat",
+        &["h1", "h1"],
+        &["cat_out"],
+        vec![attr_i("axis", i64::MIN)],
+    ));
+    g.output.extend([
+        vi("tr_out", dt::FLOAT, &[]),
+        vi("rm_out", dt::FLOAT, &[]),
+        vi("cat_out", dt::FLOAT, &[]),
+    ]);
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &m);
     refused(d.path(), &p, 3, &p, "nothing rewritten", &["-q"]);
@@ -410,7 +529,13 @@ fn absurd_attribute_sizes() {
     // model is valid, rewritten, and the attributes come through unchanged.
     let mut m = tiny_gpt();
     let g = graph(&mut m);
-    let mut n = node("Identity", "big", &["logits"], &["logits2"], vec![attr_ints("pads", &vec![i64::MAX; 1 << 20])]);
+    let mut n = node(
+        "Identity",
+        "big",
+        &["logits"],
+        &["logits2"],
+        vec![attr_ints("pads", &vec![i64::MAX; 1 << 20])],
+    );
     n.attribute.push(onnx_normopt::proto::AttributeProto {
         name: Some("blob".into()),
         s: Some(bytes::Bytes::from(vec![b'x'; 4 << 20])),
@@ -422,7 +547,13 @@ fn absurd_attribute_sizes() {
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &m);
     let out = rewrite_ok(d.path(), &p, &[]);
-    let kept = out.graph.unwrap().node.into_iter().find(|x| x.name.as_deref() == Some("big")).unwrap();
+    let kept = out
+        .graph
+        .unwrap()
+        .node
+        .into_iter()
+        .find(|x| x.name.as_deref() == Some("big"))
+        .unwrap();
     assert!(kept == n, "the big node changed");
 }
 
@@ -436,7 +567,13 @@ fn deeply_nested_subgraphs() {
     };
     for i in 0..200 {
         body = onnx_normopt::proto::GraphProto {
-            node: vec![node("If", &format!("if{i}"), &["c"], &["y"], vec![attr_g("then_branch", body)])],
+            node: vec![node(
+                "If",
+                &format!("if{i}"),
+                &["c"],
+                &["y"],
+                vec![attr_g("then_branch", body)],
+            )],
             output: vec![vi("y", dt::FLOAT, &[])],
             ..Default::default()
         };
@@ -445,7 +582,11 @@ fn deeply_nested_subgraphs() {
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &model(body));
     let err = refused(d.path(), &p, 2, &p, "recursion limit reached", &[]);
-    assert!(err.len() < 400, "the message should stay short: {} bytes", err.len());
+    assert!(
+        err.len() < 400,
+        "the message should stay short: {} bytes",
+        err.len()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -485,7 +626,11 @@ fn truncated_model() {
 #[test]
 fn text_file() {
     let d = tmp();
-    let p = write(d.path(), "m.onnx", b"this is not a model\nir_version: 8\ngraph { node { op_type: \"Add\" } }\n");
+    let p = write(
+        d.path(),
+        "m.onnx",
+        b"this is not a model\nir_version: 8\ngraph { node { op_type: \"Add\" } }\n",
+    );
     refused(d.path(), &p, 2, &p, "not a valid ONNX model", &[]);
 }
 
@@ -509,17 +654,35 @@ fn output_equal_to_input() {
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &tiny_gpt());
     let before = hash(&p);
-    for out in [p.clone(), d.path().join(".").join("m.onnx"), d.path().join("sub/../m.onnx")] {
+    for out in [
+        p.clone(),
+        d.path().join(".").join("m.onnx"),
+        d.path().join("sub/../m.onnx"),
+    ] {
         std::fs::create_dir_all(d.path().join("sub")).unwrap();
-        let o = run(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify"]);
+        let o = run(&[
+            p.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-verify",
+        ]);
         let err = stderr(&o);
         assert!(!err.contains("panicked"), "{err}");
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert_eq!(lines(&err).len(), 1, "{err}");
-        assert!(err.contains("the output must not be the input") && err.contains(&out.display().to_string()), "{err}");
+        assert!(
+            err.contains("the output must not be the input")
+                && err.contains(&out.display().to_string()),
+            "{err}"
+        );
         assert_eq!(hash(&p), before, "the input was modified");
     }
-    assert_eq!(listing(d.path()), [PathBuf::from("m.onnx"), PathBuf::from("sub")].into_iter().collect());
+    assert_eq!(
+        listing(d.path()),
+        [PathBuf::from("m.onnx"), PathBuf::from("sub")]
+            .into_iter()
+            .collect()
+    );
 }
 
 #[test]
@@ -529,12 +692,20 @@ fn output_equal_to_input_through_a_symlink() {
     let link = d.path().join("link.onnx");
     std::os::unix::fs::symlink(&p, &link).unwrap();
     let before = hash(&p);
-    let o = run(&[p.to_str().unwrap(), "-o", link.to_str().unwrap(), "--no-verify"]);
+    let o = run(&[
+        p.to_str().unwrap(),
+        "-o",
+        link.to_str().unwrap(),
+        "--no-verify",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("the output must not be the input"), "{err}");
     assert_eq!(hash(&p), before);
-    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[test]
@@ -543,14 +714,25 @@ fn output_into_a_missing_folder() {
     let p = write_model(d.path(), "m.onnx", &tiny_gpt());
     let out = d.path().join("no/such/folder/out.onnx");
     let before = hash(&p);
-    let o = run(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify"]);
+    let o = run(&[
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-verify",
+    ]);
     let err = stderr(&o);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert_eq!(lines(&err).len(), 1, "{err}");
-    assert!(err.contains("does not exist") && err.contains(&out.display().to_string()), "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains(&out.display().to_string()),
+        "{err}"
+    );
     assert_eq!(hash(&p), before);
-    assert_eq!(listing(d.path()), [PathBuf::from("m.onnx")].into_iter().collect());
+    assert_eq!(
+        listing(d.path()),
+        [PathBuf::from("m.onnx")].into_iter().collect()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -561,10 +743,18 @@ fn unknown_domain_op_reading_the_stream() {
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &unknown_domain_reader());
     refused(d.path(), &p, 3, &p, "nothing rewritten", &["-q"]);
-    let o = run(&[p.to_str().unwrap(), "-o", d.path().join("out.onnx").to_str().unwrap(), "--no-verify"]);
+    let o = run(&[
+        p.to_str().unwrap(),
+        "-o",
+        d.path().join("out.onnx").to_str().unwrap(),
+        "--no-verify",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
-    assert!(err.contains("com.example.unknown:Mystery \"mystery\""), "the reader is not named:\n{err}");
+    assert!(
+        err.contains("com.example.unknown:Mystery \"mystery\""),
+        "the reader is not named:\n{err}"
+    );
     assert!(!d.path().join("out.onnx").exists());
 }
 
@@ -572,10 +762,21 @@ fn subgraph_reader(op: &str) {
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &if_reads_stream(op));
     refused(d.path(), &p, 3, &p, "nothing rewritten", &["-q"]);
-    let o = run(&[p.to_str().unwrap(), "-o", d.path().join("out.onnx").to_str().unwrap(), "--no-verify"]);
+    let o = run(&[
+        p.to_str().unwrap(),
+        "-o",
+        d.path().join("out.onnx").to_str().unwrap(),
+        "--no-verify",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
-    assert!(err.contains(&format!("\"h1\" is read inside a subgraph of \"{}\"", op.to_lowercase())), "the subgraph read is not reported:\n{err}");
+    assert!(
+        err.contains(&format!(
+            "\"h1\" is read inside a subgraph of \"{}\"",
+            op.to_lowercase()
+        )),
+        "the subgraph read is not reported:\n{err}"
+    );
 }
 
 #[test]
@@ -592,13 +793,23 @@ fn loop_body_reading_the_stream() {
 fn model_local_functions_preserved() {
     let mut m = tiny_gpt();
     m.functions.push(local_function());
-    m.functions.push(onnx_normopt::proto::FunctionProto { name: Some("Empty".into()), domain: Some("local.fns".into()), ..Default::default() });
-    m.opset_import.push(onnx_normopt::proto::OperatorSetIdProto { domain: Some("local.fns".into()), version: Some(1) });
+    m.functions.push(onnx_normopt::proto::FunctionProto {
+        name: Some("Empty".into()),
+        domain: Some("local.fns".into()),
+        ..Default::default()
+    });
+    m.opset_import
+        .push(onnx_normopt::proto::OperatorSetIdProto {
+            domain: Some("local.fns".into()),
+            version: Some(1),
+        });
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &m);
     let out = rewrite_ok(d.path(), &p, &[]);
     assert!(!ops(&out).iter().any(|o| o == "LayerNormalization"));
-    let enc = |fs: &[onnx_normopt::proto::FunctionProto]| fs.iter().map(|f| f.encode_to_vec()).collect::<Vec<_>>();
+    let enc = |fs: &[onnx_normopt::proto::FunctionProto]| {
+        fs.iter().map(|f| f.encode_to_vec()).collect::<Vec<_>>()
+    };
     assert_eq!(enc(&out.functions), enc(&m.functions), "functions changed");
 }
 
@@ -606,13 +817,23 @@ fn model_local_functions_preserved() {
 fn training_info_preserved() {
     let mut m = tiny_gpt();
     m.training_info.push(training_info());
-    m.metadata_props.push(onnx_normopt::proto::StringStringEntryProto { key: Some("k".into()), value: Some("v".into()) });
+    m.metadata_props
+        .push(onnx_normopt::proto::StringStringEntryProto {
+            key: Some("k".into()),
+            value: Some("v".into()),
+        });
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &m);
     let out = rewrite_ok(d.path(), &p, &[]);
     assert!(!ops(&out).iter().any(|o| o == "LayerNormalization"));
-    let enc = |t: &[onnx_normopt::proto::TrainingInfoProto]| t.iter().map(|f| f.encode_to_vec()).collect::<Vec<_>>();
-    assert_eq!(enc(&out.training_info), enc(&m.training_info), "training info changed");
+    let enc = |t: &[onnx_normopt::proto::TrainingInfoProto]| {
+        t.iter().map(|f| f.encode_to_vec()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        enc(&out.training_info),
+        enc(&m.training_info),
+        "training info changed"
+    );
     assert_eq!(out.metadata_props, m.metadata_props);
 }
 
@@ -622,7 +843,11 @@ fn two_independent_streams() {
     let p = write_model(d.path(), "m.onnx", &two_streams());
     let rep = d.path().join("r.json");
     let out = rewrite_ok(d.path(), &p, &["--report", rep.to_str().unwrap()]);
-    assert!(!ops(&out).iter().any(|o| o == "LayerNormalization"), "{:?}", ops(&out));
+    assert!(
+        !ops(&out).iter().any(|o| o == "LayerNormalization"),
+        "{:?}",
+        ops(&out)
+    );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rep).unwrap()).unwrap();
     let streams = r["streams"].as_array().unwrap();
     assert_eq!(streams.len(), 2, "{r:#}");
@@ -655,7 +880,13 @@ fn two_streams_one_observed() {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rep).unwrap()).unwrap();
     let refused: Vec<&serde_json::Value> = r["refusals"].as_array().unwrap().iter().collect();
     assert_eq!(refused.len(), 2, "{r:#}");
-    assert!(refused.iter().all(|x| x["why"].as_str().unwrap().contains("com.example.unknown:Mystery")), "{r:#}");
+    assert!(
+        refused.iter().all(|x| x["why"]
+            .as_str()
+            .unwrap()
+            .contains("com.example.unknown:Mystery")),
+        "{r:#}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -664,7 +895,12 @@ fn two_streams_one_observed() {
 fn regressions() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -682,7 +918,14 @@ fn fuzz_regressions_replay_in_process() {
                 None => harness::decode_check(&d),
                 Some(v) => harness::pass_check(&d, v),
             });
-            assert!(r.is_ok(), "{}: {} failed", f.display(), v.map_or("decode_check".to_string(), |v| format!("pass_check variant {v}")));
+            assert!(
+                r.is_ok(),
+                "{}: {} failed",
+                f.display(),
+                v.map_or("decode_check".to_string(), |v| format!(
+                    "pass_check variant {v}"
+                ))
+            );
         }
     }
 }
@@ -695,13 +938,31 @@ fn fuzz_regressions_replay_binary() {
         let p = d.path().join("m.onnx");
         std::fs::copy(&f, &p).unwrap();
         let out = d.path().join("out.onnx");
-        let o = run(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "-q"]);
+        let o = run(&[
+            p.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-verify",
+            "-q",
+        ]);
         let err = stderr(&o);
-        assert!(!err.contains("panicked"), "{}: the binary panicked:\n{err}", f.display());
+        assert!(
+            !err.contains("panicked"),
+            "{}: the binary panicked:\n{err}",
+            f.display()
+        );
         let code = o.status.code();
-        assert!(matches!(code, Some(0) | Some(2) | Some(3)), "{}: exit {code:?}:\n{err}", f.display());
+        assert!(
+            matches!(code, Some(0) | Some(2) | Some(3)),
+            "{}: exit {code:?}:\n{err}",
+            f.display()
+        );
         if code != Some(0) {
-            assert!(!out.exists(), "{}: output written on exit {code:?}", f.display());
+            assert!(
+                !out.exists(),
+                "{}: output written on exit {code:?}",
+                f.display()
+            );
             assert_eq!(lines(&err).len(), 1, "{}:\n{err}", f.display());
         }
     }
@@ -714,27 +975,54 @@ fn fuzz_regressions_replay_binary() {
 /// follow Identity chains, which must stay linear and must not overflow the stack.
 #[test]
 fn long_identity_chain_to_a_weight() {
-    let n = 20_000;
+    let n: usize = std::env::var("NORMOPT_TEST_CHAIN").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let mut m = tiny_gpt();
     let g = graph(&mut m);
     let mut prev = "fc.w".to_string();
     let mut chain = Vec::new();
     for i in 0..n {
         let out = format!("fc.w.id{i}");
-        chain.push(node("Identity", &format!("id{i}"), &[&prev], &[&out], vec![]));
+        chain.push(node(
+            "Identity",
+            &format!("id{i}"),
+            &[&prev],
+            &[&out],
+            vec![],
+        ));
         prev = out;
     }
-    let pos = g.node.iter().position(|x| x.name.as_deref() == Some("fc")).unwrap();
+    let pos = g
+        .node
+        .iter()
+        .position(|x| x.name.as_deref() == Some("fc"))
+        .unwrap();
     g.node[pos].input[1] = prev;
     g.node.splice(0..0, chain);
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &m);
     let t = std::time::Instant::now();
     let out = d.path().join("out.onnx");
-    let o = run(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "-q"]);
+    let o = run(&[
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-verify",
+        "-q",
+    ]);
     let err = stderr(&o);
-    println!("{n} Identity nodes: exit {:?} in {:.1?}: {err}", o.status.code(), t.elapsed());
-    assert!(!err.contains("panicked") && !err.contains("overflow"), "{err}");
+    println!(
+        "{n} Identity nodes: exit {:?} in {:.1?}: {err}",
+        o.status.code(),
+        t.elapsed()
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("overflow"),
+        "{err}"
+    );
     assert!(matches!(o.status.code(), Some(0) | Some(3)), "{err}");
-    assert!(t.elapsed() < std::time::Duration::from_secs(20), "took {:.1?}", t.elapsed());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "took {:.1?}",
+        t.elapsed()
+    );
 }

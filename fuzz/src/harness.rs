@@ -33,7 +33,11 @@ pub const DATA_LEN: usize = 1 << 16;
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
         let dir = base.join("onnx-normopt-fuzz-scratch");
         std::fs::create_dir_all(&dir).expect("scratch dir");
         let mut s: u32 = 0x1234_5678;
@@ -66,7 +70,8 @@ impl Drop for ScratchModel {
 
 /// Write `data` as a model file in the scratch folder (one name per process and thread).
 fn write_model(data: &[u8]) -> ScratchModel {
-    let tid = format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_ascii_digit(), "");
+    let tid =
+        format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_ascii_digit(), "");
     let p = scratch().join(format!("m-{}-{tid}.onnx", std::process::id()));
     std::fs::write(&p, data).expect("write scratch model");
     ScratchModel(p)
@@ -85,14 +90,75 @@ fn check_error(e: &Error, path: &Path) {
     }
     assert!(!msg.contains('\n'), "error message spans lines: {msg:?}");
     if !matches!(e, Error::Usage(_)) {
-        assert!(msg.contains(&path.display().to_string()), "error message does not name the file: {msg:?}");
+        assert!(
+            msg.contains(&path.display().to_string()),
+            "error message does not name the file: {msg:?}"
+        );
     }
     assert_eq!(e.exit_code(), 2, "a bad input must exit 2: {msg}");
+}
+
+/// Known findings to step over while fuzzing, so that one bug does not hide the next:
+/// `NORMOPT_FUZZ_IGNORE` is a `|`-separated list of substrings matched against
+/// "MESSAGE at FILE:LINE" of a panic. A matching panic ends that input quietly. Unset (as in
+/// the tests), every panic is a failure.
+fn ignore_patterns() -> &'static [String] {
+    static PATS: OnceLock<Vec<String>> = OnceLock::new();
+    PATS.get_or_init(|| {
+        let pats: Vec<String> = std::env::var("NORMOPT_FUZZ_IGNORE")
+            .unwrap_or_default()
+            .split('|')
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect();
+        if !pats.is_empty() {
+            let prev = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let msg = info
+                    .payload()
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                let loc = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                let key = format!("{msg} at {loc}");
+                if ignore_patterns().iter().any(|p| key.contains(p.as_str())) {
+                    IGNORED.with(|c| c.set(true));
+                } else {
+                    prev(info);
+                }
+            }));
+        }
+        pats
+    })
+}
+
+thread_local! {
+    static IGNORED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f`; a panic matching `NORMOPT_FUZZ_IGNORE` is swallowed, any other propagates.
+fn guarded(f: impl FnOnce()) {
+    if ignore_patterns().is_empty() {
+        return f();
+    }
+    if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        if !IGNORED.with(|c| c.replace(false)) {
+            std::panic::resume_unwind(e);
+        }
+    }
 }
 
 /// Target 1: decode bytes as a model file, build the IR, check it, and compute everything the
 /// pass would compute from the IR alone (tensor values, shapes, index, order).
 pub fn decode_check(data: &[u8]) {
+    guarded(|| decode_check_inner(data));
+}
+
+fn decode_check_inner(data: &[u8]) {
     let file = write_model(data);
     let path = file.0.clone();
     let model = match Model::load(&path) {
@@ -102,7 +168,10 @@ pub fn decode_check(data: &[u8]) {
     model.graph.check().expect("a loaded graph passes check()");
     // An unmodified model converts back to the protobuf it came from.
     let back = model.to_proto().encode_to_vec();
-    assert!(Some(&back) == canonical(data).as_ref(), "the IR does not round-trip the protobuf");
+    assert!(
+        Some(&back) == canonical(data).as_ref(),
+        "the IR does not round-trip the protobuf"
+    );
     ir_queries(&model);
 }
 
@@ -124,16 +193,28 @@ fn ir_queries(model: &Model) {
         }
     }
     let mut sorted: Graph = g.clone();
-    sorted.toposort().expect("a graph that passes check() has no cycle");
-    if !g.nodes.iter().any(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())) {
-        assert!(sorted.nodes == g.nodes, "toposort reordered a graph that was already in order");
+    sorted
+        .toposort()
+        .expect("a graph that passes check() has no cycle");
+    if !g.nodes.iter().any(|n| {
+        n.attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty())
+    }) {
+        assert!(
+            sorted.nodes == g.nodes,
+            "toposort reordered a graph that was already in order"
+        );
     }
     let _ = onnx_normopt::ir::dump::dump(g);
 }
 
 /// The pass options fuzzed: `variant % 4` picks one.
 pub fn options(variant: u8) -> Options {
-    let mut o = Options { target: Target::Rmsnorm, ..Options::default() };
+    let mut o = Options {
+        target: Target::Rmsnorm,
+        ..Options::default()
+    };
     match variant % 4 {
         0 => {}
         1 => o.emit = Emit::Onnxruntime,
@@ -150,6 +231,10 @@ pub fn options(variant: u8) -> Options {
 /// Target 2: load, run the pass, encode the result and check it; then run the pass again on
 /// the output.
 pub fn pass_check(data: &[u8], variant: u8) {
+    guarded(|| pass_check_inner(data, variant));
+}
+
+fn pass_check_inner(data: &[u8], variant: u8) {
     let file = write_model(data);
     let path = file.0.clone();
     let model = match Model::load(&path) {
@@ -172,23 +257,42 @@ pub fn pass_check(data: &[u8], variant: u8) {
         panic!("the output graph is invalid: {e}");
     }
     if !outcome.rewritten() {
-        assert!(bytes == input.encode_to_vec(), "nothing was rewritten, yet the model changed");
+        assert!(
+            bytes == input.encode_to_vec(),
+            "nothing was rewritten, yet the model changed"
+        );
     } else {
         assert!(outcome.report.norms_rewritten > 0);
     }
     let enc = |v: &dyn Fn(&ModelProto) -> Vec<u8>| (v(&input), v(&out));
     let (a, b) = enc(&|m| m.functions.iter().flat_map(|f| f.encode_to_vec()).collect());
     assert!(a == b, "model-local functions changed");
-    let (a, b) = enc(&|m| m.training_info.iter().flat_map(|f| f.encode_to_vec()).collect());
+    let (a, b) = enc(&|m| {
+        m.training_info
+            .iter()
+            .flat_map(|f| f.encode_to_vec())
+            .collect()
+    });
     assert!(a == b, "training info changed");
-    let (a, b) = enc(&|m| m.metadata_props.iter().flat_map(|f| f.encode_to_vec()).collect());
+    let (a, b) = enc(&|m| {
+        m.metadata_props
+            .iter()
+            .flat_map(|f| f.encode_to_vec())
+            .collect()
+    });
     assert!(a == b, "metadata changed");
     for o in &input.opset_import {
         assert!(out.opset_import.contains(o), "opset import {o:?} dropped");
     }
     // A second run on the output: no panic, no internal error.
     if outcome.rewritten() {
-        let file = ModelFile { proto: back, path: path.clone(), store: Arc::new(ExternalStore::new(&path)), had_external_data: had_external, file_size: bytes.len() as u64 };
+        let file = ModelFile {
+            proto: back,
+            path: path.clone(),
+            store: Arc::new(ExternalStore::new(&path)),
+            had_external_data: had_external,
+            file_size: bytes.len() as u64,
+        };
         match Model::from_file(file) {
             Ok(m2) => {
                 if let Err(e) = passes::run(m2, &options(variant)) {

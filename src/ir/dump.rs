@@ -8,7 +8,9 @@ use crate::proto::{attribute_type as at, data_type, AttributeProto, TensorProto,
 use std::fmt::Write;
 
 fn type_str(v: &ValueInfoProto) -> String {
-    let Some(tt) = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()) else { return "?".into() };
+    let Some(tt) = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()) else {
+        return "?".into();
+    };
     let dims = tt
         .shape
         .as_ref()
@@ -28,7 +30,12 @@ fn type_str(v: &ValueInfoProto) -> String {
 }
 
 fn tensor_str(t: &TensorProto) -> String {
-    let dims = t.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
+    let dims = t
+        .dims
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     format!("{}[{}]", data_type::name(t.data_type.unwrap_or(0)), dims)
 }
 
@@ -37,11 +44,17 @@ fn attr_str(a: &AttributeProto) -> String {
     let v = match a.r#type.unwrap_or(0) {
         at::FLOAT => format!("{:e}", a.f.unwrap_or(0.0)),
         at::INT => a.i.unwrap_or(0).to_string(),
-        at::STRING => format!("{:?}", String::from_utf8_lossy(a.s.as_deref().unwrap_or(b""))),
+        at::STRING => format!(
+            "{:?}",
+            String::from_utf8_lossy(a.s.as_deref().unwrap_or(b""))
+        ),
         at::INTS => format!("{:?}", a.ints),
         at::FLOATS => format!("{:?}", a.floats),
         at::TENSOR => a.t.as_ref().map(tensor_str).unwrap_or_default(),
-        at::GRAPH => format!("<graph {} nodes>", a.g.as_ref().map(|g| g.node.len()).unwrap_or(0)),
+        at::GRAPH => format!(
+            "<graph {} nodes>",
+            a.g.as_ref().map(|g| g.node.len()).unwrap_or(0)
+        ),
         at::GRAPHS => format!("<{} graphs>", a.graphs.len()),
         _ => "…".into(),
     };
@@ -60,10 +73,24 @@ pub fn dump(g: &Graph) -> String {
         let _ = writeln!(s, "  input  %{n}: {}", type_str(v));
     }
     for v in &g.outputs {
-        let _ = writeln!(s, "  output %{}: {}", v.name.as_deref().unwrap_or(""), type_str(v));
+        let _ = writeln!(
+            s,
+            "  output %{}: {}",
+            v.name.as_deref().unwrap_or(""),
+            type_str(v)
+        );
     }
-    let bytes: usize = g.initializers.iter().map(|t| t.raw_data.as_ref().map(|b| b.len()).unwrap_or(0)).sum();
-    let _ = writeln!(s, "  {} initializers, {} bytes inline", g.initializers.len(), bytes);
+    let bytes: usize = g
+        .initializers
+        .iter()
+        .map(|t| t.raw_data.as_ref().map(|b| b.len()).unwrap_or(0))
+        .sum();
+    let _ = writeln!(
+        s,
+        "  {} initializers, {} bytes inline",
+        g.initializers.len(),
+        bytes
+    );
     for n in &g.nodes {
         if n.is("Constant") {
             continue;
@@ -81,8 +108,22 @@ pub fn dump(g: &Graph) -> String {
                 }
             })
             .collect();
-        let outs: Vec<String> = n.output.iter().map(|o| if o.is_empty() { "_".into() } else { format!("%{o}") }).collect();
-        let op = if n.domain().is_empty() { n.op().to_string() } else { format!("{}:{}", n.domain(), n.op()) };
+        let outs: Vec<String> = n
+            .output
+            .iter()
+            .map(|o| {
+                if o.is_empty() {
+                    "_".into()
+                } else {
+                    format!("%{o}")
+                }
+            })
+            .collect();
+        let op = if n.domain().is_empty() {
+            n.op().to_string()
+        } else {
+            format!("{}:{}", n.domain(), n.op())
+        };
         let mut attrs: Vec<String> = n.attribute.iter().map(attr_str).collect();
         attrs.sort();
         let _ = writeln!(

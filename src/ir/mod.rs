@@ -17,7 +17,9 @@ pub mod shape;
 
 use crate::error::{Error, Result};
 use crate::io::{ExternalStore, ModelFile};
-use crate::proto::{attribute_type as at, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use crate::proto::{
+    attribute_type as at, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
+};
 use crate::tensor::{self, Array};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -44,11 +46,29 @@ pub struct Model {
 impl Model {
     /// Build the IR from a decoded file. Checks the graph's structure (see [`Graph::check`]).
     pub fn from_file(file: ModelFile) -> Result<Model> {
-        let ModelFile { mut proto, path, store, had_external_data, .. } = file;
-        let g = proto.graph.take().ok_or_else(|| Error::NotOnnx { path: path.clone(), reason: "no graph".into() })?;
+        let ModelFile {
+            mut proto,
+            path,
+            store,
+            had_external_data,
+            ..
+        } = file;
+        let g = proto.graph.take().ok_or_else(|| Error::NotOnnx {
+            path: path.clone(),
+            reason: "no graph".into(),
+        })?;
         let graph = Graph::from_proto(g);
-        let model = Model { header: proto, graph, store, path, had_external_data };
-        model.graph.check().map_err(|reason| Error::invalid(&model.path, reason))?;
+        let model = Model {
+            header: proto,
+            graph,
+            store,
+            path,
+            had_external_data,
+        };
+        model
+            .graph
+            .check()
+            .map_err(|reason| Error::invalid(&model.path, reason))?;
         Ok(model)
     }
 
@@ -76,19 +96,29 @@ impl Model {
 
     /// Whether a domain is imported.
     pub fn imports(&self, domain: &str) -> bool {
-        self.header.opset_import.iter().any(|o| o.domain.as_deref() == Some(domain))
+        self.header
+            .opset_import
+            .iter()
+            .any(|o| o.domain.as_deref() == Some(domain))
     }
 
     /// Import `domain` at `version` if it is not imported yet.
     pub fn ensure_import(&mut self, domain: &str, version: i64) {
         if !self.imports(domain) {
-            self.header.opset_import.push(crate::proto::OperatorSetIdProto { domain: Some(domain.into()), version: Some(version) });
+            self.header
+                .opset_import
+                .push(crate::proto::OperatorSetIdProto {
+                    domain: Some(domain.into()),
+                    version: Some(version),
+                });
         }
     }
 
     /// Read a constant value (initializer or Constant node output) as f64.
     pub fn constant(&self, name: &str) -> Option<Result<Array>> {
-        self.graph.constant_tensor(name).map(|t| read_array(t, &self.store, &self.path))
+        self.graph
+            .constant_tensor(name)
+            .map(|t| read_array(t, &self.store, &self.path))
     }
 }
 
@@ -96,7 +126,8 @@ impl Model {
 pub fn read_array(t: &TensorProto, store: &ExternalStore, path: &Path) -> Result<Array> {
     let name = t.name.as_deref().unwrap_or("");
     let data_type = t.data_type.unwrap_or(0);
-    let count = tensor::element_count(&t.dims).map_err(|e| Error::invalid(path, format!("tensor {name:?}: {e}")))?;
+    let count = tensor::element_count(&t.dims)
+        .map_err(|e| Error::invalid(path, format!("tensor {name:?}: {e}")))?;
     let data = if crate::io::is_external(t) {
         let r = store.check(t)?;
         let b = store.bytes(&r)?;
@@ -107,7 +138,11 @@ pub fn read_array(t: &TensorProto, store: &ExternalStore, path: &Path) -> Result
         tensor::decode_typed(t, count)
     }
     .map_err(|e| Error::invalid(path, format!("tensor {name:?}: {e}")))?;
-    Ok(Array { dims: t.dims.iter().map(|&d| d as usize).collect(), data_type, data })
+    Ok(Array {
+        dims: t.dims.iter().map(|&d| d as usize).collect(),
+        data_type,
+        data,
+    })
 }
 
 /// The main graph: nodes in topological order, initializers, inputs and outputs.
@@ -159,7 +194,9 @@ impl GraphIndex {
 
     /// Number of places reading `v`: node inputs, graph outputs, subgraph reads.
     pub fn use_count(&self, v: &str) -> usize {
-        self.consumers(v).len() + usize::from(self.graph_outputs.contains(v)) + usize::from(self.subgraph_reads.contains_key(v))
+        self.consumers(v).len()
+            + usize::from(self.graph_outputs.contains(v))
+            + usize::from(self.subgraph_reads.contains_key(v))
     }
 }
 
@@ -202,7 +239,11 @@ impl NodeExt for NodeProto {
     }
     fn label(&self) -> String {
         if self.name().is_empty() {
-            format!("{}->{}", self.op(), self.output.first().map(String::as_str).unwrap_or("?"))
+            format!(
+                "{}->{}",
+                self.op(),
+                self.output.first().map(String::as_str).unwrap_or("?")
+            )
         } else {
             self.name().to_string()
         }
@@ -211,34 +252,54 @@ impl NodeExt for NodeProto {
         self.op() == op && self.domain().is_empty()
     }
     fn input(&self, i: usize) -> Option<&str> {
-        self.input.get(i).map(String::as_str).filter(|s| !s.is_empty())
+        self.input
+            .get(i)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
     fn attr_i(&self, name: &str) -> Option<i64> {
-        self.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.i)
+        self.attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some(name))
+            .and_then(|a| a.i)
     }
     fn attr_f(&self, name: &str) -> Option<f32> {
-        self.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.f)
+        self.attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some(name))
+            .and_then(|a| a.f)
     }
     fn attr_ints(&self, name: &str) -> Option<&[i64]> {
         self.attribute
             .iter()
-            .find(|a| a.name.as_deref() == Some(name) && (a.r#type == Some(at::INTS) || !a.ints.is_empty()))
+            .find(|a| {
+                a.name.as_deref() == Some(name)
+                    && (a.r#type == Some(at::INTS) || !a.ints.is_empty())
+            })
             .map(|a| a.ints.as_slice())
     }
     fn has_subgraph(&self) -> bool {
-        self.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())
+        self.attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty())
     }
 }
 
 /// Collect names read inside a subgraph that it does not define itself (outer-scope reads).
 fn outer_reads(g: &GraphProto, out: &mut BTreeSet<String>) {
     let mut defined: HashSet<&str> = HashSet::new();
-    g.input.iter().filter_map(|v| v.name.as_deref()).for_each(|n| {
-        defined.insert(n);
-    });
-    g.initializer.iter().filter_map(|t| t.name.as_deref()).for_each(|n| {
-        defined.insert(n);
-    });
+    g.input
+        .iter()
+        .filter_map(|v| v.name.as_deref())
+        .for_each(|n| {
+            defined.insert(n);
+        });
+    g.initializer
+        .iter()
+        .filter_map(|t| t.name.as_deref())
+        .for_each(|n| {
+            defined.insert(n);
+        });
     for n in &g.node {
         n.output.iter().for_each(|o| {
             defined.insert(o);
@@ -275,7 +336,15 @@ impl Graph {
         let inputs = std::mem::take(&mut g.input);
         let outputs = std::mem::take(&mut g.output);
         let value_info = std::mem::take(&mut g.value_info);
-        Graph { nodes, initializers, inputs, outputs, value_info, rest: g, taken: HashSet::new() }
+        Graph {
+            nodes,
+            initializers,
+            inputs,
+            outputs,
+            value_info,
+            rest: g,
+            taken: HashSet::new(),
+        }
     }
 
     /// Put the GraphProto back together (field order as the format's).
@@ -347,8 +416,12 @@ impl Graph {
             defined.insert(n);
         }
         let mut produced: HashSet<&str> = HashSet::new();
-        let all_outputs: HashMap<&str, usize> =
-            self.nodes.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
+        let all_outputs: HashMap<&str, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+            .collect();
         for (i, n) in self.nodes.iter().enumerate() {
             // Values read from the outer scope inside subgraphs count as reads of this node.
             let mut outer = BTreeSet::new();
@@ -370,7 +443,10 @@ impl Graph {
             }
             for o in n.output.iter().filter(|s| !s.is_empty()) {
                 if !produced.insert(o.as_str()) || defined.contains(o.as_str()) {
-                    return Err(format!("value {o:?} is defined twice (again by node {:?})", n.label()));
+                    return Err(format!(
+                        "value {o:?} is defined twice (again by node {:?})",
+                        n.label()
+                    ));
                 }
             }
         }
@@ -389,21 +465,36 @@ impl Graph {
         if self.inputs.iter().any(|v| v.name.as_deref() == Some(name)) {
             return None; // an initializer that is also an input can be overridden at run time
         }
-        if let Some(t) = self.initializers.iter().find(|t| t.name.as_deref() == Some(name)) {
+        if let Some(t) = self
+            .initializers
+            .iter()
+            .find(|t| t.name.as_deref() == Some(name))
+        {
             return Some(t);
         }
-        let n = self.nodes.iter().find(|n| (n.is("Constant") || n.is("Identity")) && n.output.first().map(String::as_str) == Some(name))?;
+        let n = self.nodes.iter().find(|n| {
+            (n.is("Constant") || n.is("Identity"))
+                && n.output.first().map(String::as_str) == Some(name)
+        })?;
         if n.is("Identity") {
             // Exporters deduplicate tensors as Identity(initializer).
             let src = n.input(0)?;
-            return if src == name { None } else { self.constant_tensor(src) };
+            return if src == name {
+                None
+            } else {
+                self.constant_tensor(src)
+            };
         }
-        n.attribute.iter().find(|a| a.name.as_deref() == Some("value")).and_then(|a| a.t.as_ref())
+        n.attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some("value"))
+            .and_then(|a| a.t.as_ref())
     }
 
     /// The dims of a constant, without reading its data.
     pub fn constant_dims(&self, name: &str) -> Option<Vec<usize>> {
-        self.constant_tensor(name).map(|t| t.dims.iter().map(|&d| d.max(0) as usize).collect())
+        self.constant_tensor(name)
+            .map(|t| t.dims.iter().map(|&d| d.max(0) as usize).collect())
     }
 
     /// A name not used by any value, initializer or node of the graph, derived from `base`.
@@ -418,12 +509,22 @@ impl Graph {
                 }
             }
             taken.extend(self.initializers.iter().filter_map(|t| t.name.clone()));
-            taken.extend(self.inputs.iter().chain(&self.outputs).chain(&self.value_info).filter_map(|v| v.name.clone()));
+            taken.extend(
+                self.inputs
+                    .iter()
+                    .chain(&self.outputs)
+                    .chain(&self.value_info)
+                    .filter_map(|v| v.name.clone()),
+            );
             self.taken = taken;
         }
         let mut k = 0usize;
         loop {
-            let cand = if k == 0 { base.to_string() } else { format!("{base}_{k}") };
+            let cand = if k == 0 {
+                base.to_string()
+            } else {
+                format!("{base}_{k}")
+            };
             if !self.taken.contains(&cand) {
                 self.taken.insert(cand.clone());
                 return cand;
@@ -464,7 +565,13 @@ impl Graph {
     }
 
     /// Add a new initializer holding `values` of `data_type` with a fresh name based on `base`.
-    pub fn add_initializer(&mut self, base: &str, dims: &[usize], data_type: i32, values: &[f64]) -> Result<String> {
+    pub fn add_initializer(
+        &mut self,
+        base: &str,
+        dims: &[usize],
+        data_type: i32,
+        values: &[f64],
+    ) -> Result<String> {
         let name = self.fresh_name(base);
         let t = tensor::tensor_from_f64(&name, dims, data_type, values).map_err(Error::Internal)?;
         self.initializers.push(t);
@@ -487,7 +594,12 @@ impl Graph {
             .nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.is("Constant") && n.output.iter().all(|o| candidates.contains(o) && ix.use_count(o) == 0))
+            .filter(|(_, n)| {
+                n.is("Constant")
+                    && n.output
+                        .iter()
+                        .all(|o| candidates.contains(o) && ix.use_count(o) == 0)
+            })
             .map(|(i, _)| i)
             .collect();
         self.remove_nodes(&dead);
@@ -510,7 +622,12 @@ impl Graph {
         let mut indeg = vec![0usize; n];
         let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, node) in self.nodes.iter().enumerate() {
-            let mut reads: BTreeSet<String> = node.input.iter().filter(|s| !s.is_empty()).cloned().collect();
+            let mut reads: BTreeSet<String> = node
+                .input
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect();
             for a in &node.attribute {
                 for sg in a.g.iter().chain(a.graphs.iter()) {
                     outer_reads(sg, &mut reads);
@@ -527,8 +644,10 @@ impl Graph {
             }
         }
         // Kahn's algorithm with a min-heap on the original position: stable.
-        let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
-            (0..n).filter(|&i| indeg[i] == 0).map(std::cmp::Reverse).collect();
+        let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
+            .filter(|&i| indeg[i] == 0)
+            .map(std::cmp::Reverse)
+            .collect();
         let mut order = Vec::with_capacity(n);
         while let Some(std::cmp::Reverse(i)) = ready.pop() {
             order.push(i);
@@ -543,8 +662,14 @@ impl Graph {
             return Err("the edited graph has a cycle".into());
         }
         if order.iter().enumerate().any(|(k, &i)| k != i) {
-            let mut old: Vec<Option<NodeProto>> = std::mem::take(&mut self.nodes).into_iter().map(Some).collect();
-            self.nodes = order.into_iter().map(|i| old[i].take().expect("each node once")).collect();
+            let mut old: Vec<Option<NodeProto>> = std::mem::take(&mut self.nodes)
+                .into_iter()
+                .map(Some)
+                .collect();
+            self.nodes = order
+                .into_iter()
+                .map(|i| old[i].take().expect("each node once"))
+                .collect();
         }
         Ok(())
     }
@@ -552,10 +677,22 @@ impl Graph {
     /// Static facts known about a value's type: element type and dims from graph inputs,
     /// outputs, value_info or initializers.
     pub fn declared_type(&self, name: &str) -> Option<(i32, Vec<shape::Dim>)> {
-        if let Some(t) = self.initializers.iter().find(|t| t.name.as_deref() == Some(name)) {
-            return Some((t.data_type.unwrap_or(0), t.dims.iter().map(|&d| shape::Dim::Known(d)).collect()));
+        if let Some(t) = self
+            .initializers
+            .iter()
+            .find(|t| t.name.as_deref() == Some(name))
+        {
+            return Some((
+                t.data_type.unwrap_or(0),
+                t.dims.iter().map(|&d| shape::Dim::Known(d)).collect(),
+            ));
         }
-        let vi = self.inputs.iter().chain(&self.outputs).chain(&self.value_info).find(|v| v.name.as_deref() == Some(name))?;
+        let vi = self
+            .inputs
+            .iter()
+            .chain(&self.outputs)
+            .chain(&self.value_info)
+            .find(|v| v.name.as_deref() == Some(name))?;
         let tt = vi.r#type.as_ref()?.tensor_type.as_ref()?;
         let dims = tt
             .shape
@@ -578,23 +715,45 @@ impl Graph {
     /// type). Copy on write: when nothing else reads the constant the tensor is overwritten in
     /// place; otherwise a new initializer is made and only this slot is re-pointed. Returns the
     /// name of the constant the slot now reads and the bytes added.
-    pub fn write_constant(&mut self, id: NodeId, slot: usize, new: &Array) -> Result<(String, usize)> {
+    pub fn write_constant(
+        &mut self,
+        id: NodeId,
+        slot: usize,
+        new: &Array,
+    ) -> Result<(String, usize)> {
         let old = self.nodes[id].input.get(slot).cloned().unwrap_or_default();
         let sole_user = self.read_count(&old) == 1;
         let encoded = tensor::encode_f64(&new.data, new.data_type).map_err(Error::Internal)?;
         if sole_user {
-            if let Some(t) = self.initializers.iter_mut().find(|t| t.name.as_deref() == Some(old.as_str())) {
+            if let Some(t) = self
+                .initializers
+                .iter_mut()
+                .find(|t| t.name.as_deref() == Some(old.as_str()))
+            {
                 set_payload(t, &new.dims, new.data_type, encoded);
                 return Ok((old, 0));
             }
-            if let Some(n) = self.nodes.iter_mut().find(|n| n.is("Constant") && n.output.first() == Some(&old)) {
-                if let Some(t) = n.attribute.iter_mut().find(|a| a.name.as_deref() == Some("value")).and_then(|a| a.t.as_mut()) {
+            if let Some(n) = self
+                .nodes
+                .iter_mut()
+                .find(|n| n.is("Constant") && n.output.first() == Some(&old))
+            {
+                if let Some(t) = n
+                    .attribute
+                    .iter_mut()
+                    .find(|a| a.name.as_deref() == Some("value"))
+                    .and_then(|a| a.t.as_mut())
+                {
                     set_payload(t, &new.dims, new.data_type, encoded);
                     return Ok((old, 0));
                 }
             }
         }
-        let base = if old.is_empty() { "normopt_const".to_string() } else { format!("{old}_normopt") };
+        let base = if old.is_empty() {
+            "normopt_const".to_string()
+        } else {
+            format!("{old}_normopt")
+        };
         let name = self.fresh_name(&base);
         let bytes = encoded.len();
         let mut t = TensorProto::default();
@@ -609,20 +768,37 @@ impl Graph {
     /// name), graph outputs.
     pub fn read_count(&self, name: &str) -> usize {
         fn in_graph(g: &GraphProto, name: &str) -> usize {
-            g.node.iter().map(|n| in_node(n, name)).sum::<usize>() + g.output.iter().filter(|o| o.name.as_deref() == Some(name)).count()
+            g.node.iter().map(|n| in_node(n, name)).sum::<usize>()
+                + g.output
+                    .iter()
+                    .filter(|o| o.name.as_deref() == Some(name))
+                    .count()
         }
         fn in_node(n: &NodeProto, name: &str) -> usize {
             n.input.iter().filter(|i| *i == name).count()
-                + n.attribute.iter().flat_map(|a| a.g.iter().chain(a.graphs.iter())).map(|g| in_graph(g, name)).sum::<usize>()
+                + n.attribute
+                    .iter()
+                    .flat_map(|a| a.g.iter().chain(a.graphs.iter()))
+                    .map(|g| in_graph(g, name))
+                    .sum::<usize>()
         }
-        self.nodes.iter().map(|n| in_node(n, name)).sum::<usize>() + self.outputs.iter().filter(|o| o.name.as_deref() == Some(name)).count()
+        self.nodes.iter().map(|n| in_node(n, name)).sum::<usize>()
+            + self
+                .outputs
+                .iter()
+                .filter(|o| o.name.as_deref() == Some(name))
+                .count()
     }
 
     /// Counts of op types (domain-qualified when not the default domain), for summaries.
     pub fn op_histogram(&self) -> BTreeMap<String, usize> {
         let mut h = BTreeMap::new();
         for n in &self.nodes {
-            let k = if n.domain().is_empty() { n.op().to_string() } else { format!("{}:{}", n.domain(), n.op()) };
+            let k = if n.domain().is_empty() {
+                n.op().to_string()
+            } else {
+                format!("{}:{}", n.domain(), n.op())
+            };
             *h.entry(k).or_insert(0) += 1;
         }
         h

@@ -75,13 +75,19 @@ impl Shapes {
         let mut s = Shapes::default();
         for t in &g.initializers {
             if let Some(n) = &t.name {
-                s.map.insert(n.clone(), t.dims.iter().map(|&d| Dim::Known(d)).collect());
+                s.map
+                    .insert(n.clone(), t.dims.iter().map(|&d| Dim::Known(d)).collect());
             }
         }
         for v in g.inputs.iter().chain(&g.value_info).chain(&g.outputs) {
             if let Some(n) = &v.name {
                 if let Some((_, dims)) = g.declared_type(n) {
-                    if v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).and_then(|t| t.shape.as_ref()).is_some() {
+                    if v.r#type
+                        .as_ref()
+                        .and_then(|t| t.tensor_type.as_ref())
+                        .and_then(|t| t.shape.as_ref())
+                        .is_some()
+                    {
                         s.map.insert(n.clone(), dims);
                     }
                 }
@@ -101,7 +107,15 @@ impl Shapes {
                         Some(decl) if decl.len() == shape.len() => decl
                             .iter()
                             .zip(&shape)
-                            .map(|(d, i)| if matches!(d, Dim::Known(_)) { d.clone() } else if matches!(i, Dim::Unknown) { d.clone() } else { i.clone() })
+                            .map(|(d, i)| {
+                                if matches!(d, Dim::Known(_)) {
+                                    d.clone()
+                                } else if matches!(i, Dim::Unknown) {
+                                    d.clone()
+                                } else {
+                                    i.clone()
+                                }
+                            })
                             .collect(),
                         Some(decl) => decl.clone(),
                         None => shape,
@@ -141,8 +155,16 @@ fn broadcast(a: &[Dim], b: &[Dim]) -> Vec<Dim> {
     let r = a.len().max(b.len());
     (0..r)
         .map(|i| {
-            let da = if i + a.len() >= r { &a[i + a.len() - r] } else { &Dim::Known(1) };
-            let db = if i + b.len() >= r { &b[i + b.len() - r] } else { &Dim::Known(1) };
+            let da = if i + a.len() >= r {
+                &a[i + a.len() - r]
+            } else {
+                &Dim::Known(1)
+            };
+            let db = if i + b.len() >= r {
+                &b[i + b.len() - r]
+            } else {
+                &Dim::Known(1)
+            };
             match (da, db) {
                 (Dim::Known(1), x) | (x, Dim::Known(1)) => x.clone(),
                 (Dim::Known(x), Dim::Known(y)) if x == y => Dim::Known(*x),
@@ -155,7 +177,8 @@ fn broadcast(a: &[Dim], b: &[Dim]) -> Vec<Dim> {
 }
 
 fn product(d: &[Dim]) -> Option<i64> {
-    d.iter().try_fold(1i64, |acc, x| x.known().and_then(|v| acc.checked_mul(v)))
+    d.iter()
+        .try_fold(1i64, |acc, x| x.known().and_then(|v| acc.checked_mul(v)))
 }
 
 fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
@@ -172,19 +195,53 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         };
     }
     match n.op() {
-        "Constant" => one(g.constant_tensor(n.output.first().map(String::as_str).unwrap_or("")).map(|t| t.dims.iter().map(|&d| Dim::Known(d)).collect())),
-        "Identity" | "Cast" | "Relu" | "Gelu" | "Erf" | "Sqrt" | "Reciprocal" | "Neg" | "Tanh" | "Sigmoid" | "Softmax"
-        | "Exp" | "Log" | "Abs" | "Not" | "IsNaN" | "IsInf" | "LayerNormalization" | "SimplifiedLayerNormalization"
-        | "RMSNormalization" | "LeakyRelu" | "Elu" | "HardSigmoid" | "Softplus" | "Cos" | "Sin" | "CumSum" | "Trilu"
-        | "CastLike" | "Clip" | "Round" | "Floor" | "Ceil" | "Sign" => one(inp(0)),
+        "Constant" => one(g
+            .constant_tensor(n.output.first().map(String::as_str).unwrap_or(""))
+            .map(|t| t.dims.iter().map(|&d| Dim::Known(d)).collect())),
+        "Identity"
+        | "Cast"
+        | "Relu"
+        | "Gelu"
+        | "Erf"
+        | "Sqrt"
+        | "Reciprocal"
+        | "Neg"
+        | "Tanh"
+        | "Sigmoid"
+        | "Softmax"
+        | "Exp"
+        | "Log"
+        | "Abs"
+        | "Not"
+        | "IsNaN"
+        | "IsInf"
+        | "LayerNormalization"
+        | "SimplifiedLayerNormalization"
+        | "RMSNormalization"
+        | "LeakyRelu"
+        | "Elu"
+        | "HardSigmoid"
+        | "Softplus"
+        | "Cos"
+        | "Sin"
+        | "CumSum"
+        | "Trilu"
+        | "CastLike"
+        | "Clip"
+        | "Round"
+        | "Floor"
+        | "Ceil"
+        | "Sign" => one(inp(0)),
         "Dropout" => vec![inp(0), inp(0)],
         "Range" => one(Some(vec![Dim::Unknown])),
         "ConstantOfShape" => one(n.input(0).and_then(|v| s.value(v)).map(<[Dim]>::to_vec)),
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And"
-        | "Or" | "Xor" | "Max" | "Min" | "Mod" | "BitShift" => match (inp(0), inp(1)) {
-            (Some(a), Some(b)) => one(Some(broadcast(&a, &b))),
-            _ => vec![],
-        },
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "Greater" | "LessOrEqual"
+        | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Max" | "Min" | "Mod" | "BitShift" => {
+            match (inp(0), inp(1)) {
+                (Some(a), Some(b)) => one(Some(broadcast(&a, &b))),
+                _ => vec![],
+            }
+        }
         "Where" => match (inp(0), inp(1), inp(2)) {
             (Some(a), Some(b), Some(c)) => one(Some(broadcast(&broadcast(&a, &b), &c))),
             _ => vec![],
@@ -197,20 +254,32 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                 out.push(b[b.len() - 1].clone());
                 one(Some(out))
             }
-            (Some(a), Some(b)) if a.len() >= 2 && b.len() == 1 => one(Some(a[..a.len() - 1].to_vec())),
+            (Some(a), Some(b)) if a.len() >= 2 && b.len() == 1 => {
+                one(Some(a[..a.len() - 1].to_vec()))
+            }
             _ => vec![],
         },
         "Gemm" => match (inp(0), inp(1)) {
             (Some(a), Some(b)) if a.len() == 2 && b.len() == 2 => {
-                let m = if n.attr_i("transA").unwrap_or(0) != 0 { a[1].clone() } else { a[0].clone() };
-                let nn = if n.attr_i("transB").unwrap_or(0) != 0 { b[0].clone() } else { b[1].clone() };
+                let m = if n.attr_i("transA").unwrap_or(0) != 0 {
+                    a[1].clone()
+                } else {
+                    a[0].clone()
+                };
+                let nn = if n.attr_i("transB").unwrap_or(0) != 0 {
+                    b[0].clone()
+                } else {
+                    b[1].clone()
+                };
                 one(Some(vec![m, nn]))
             }
             _ => vec![],
         },
         "Gather" => match (inp(0), inp(1)) {
             (Some(d), Some(i)) => {
-                let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), d.len()) else { return vec![] };
+                let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), d.len()) else {
+                    return vec![];
+                };
                 let mut out = d[..ax].to_vec();
                 out.extend(i);
                 out.extend_from_slice(&d[ax + 1..]);
@@ -238,7 +307,12 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                 })
                 .collect();
             if let Some(pos) = target.iter().position(|t| *t == Dim::Known(-1)) {
-                let others: Vec<Dim> = out.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, d)| d.clone()).collect();
+                let others: Vec<Dim> = out
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != pos)
+                    .map(|(_, d)| d.clone())
+                    .collect();
                 if let (Some(total), Some(rest)) = (product(&x), product(&others)) {
                     if rest > 0 {
                         out[pos] = Dim::Known(total / rest);
@@ -249,7 +323,9 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         }
         "Flatten" => {
             let Some(x) = inp(0) else { return vec![] };
-            let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(1), x.len() + 1) else { return vec![] };
+            let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(1), x.len() + 1) else {
+                return vec![];
+            };
             let a = product(&x[..ax]).map(Dim::Known).unwrap_or(Dim::Unknown);
             let b = product(&x[ax..]).map(Dim::Known).unwrap_or(Dim::Unknown);
             one(Some(vec![a, b]))
@@ -267,10 +343,17 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         }
         "Unsqueeze" => {
             let Some(x) = inp(0) else { return vec![] };
-            let axes = n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| n.input(1).and_then(|a| const_ints(g, a)));
+            let axes = n
+                .attr_ints("axes")
+                .map(<[i64]>::to_vec)
+                .or_else(|| n.input(1).and_then(|a| const_ints(g, a)));
             let Some(axes) = axes else { return vec![] };
             let r = x.len() + axes.len();
-            let mut ax: Vec<usize> = match axes.iter().map(|&a| norm_axis(a, r)).collect::<Option<Vec<_>>>() {
+            let mut ax: Vec<usize> = match axes
+                .iter()
+                .map(|&a| norm_axis(a, r))
+                .collect::<Option<Vec<_>>>()
+            {
                 Some(a) => a,
                 None => return vec![],
             };
@@ -288,14 +371,26 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         }
         "Squeeze" => {
             let Some(x) = inp(0) else { return vec![] };
-            let axes = n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| n.input(1).and_then(|a| const_ints(g, a)));
+            let axes = n
+                .attr_ints("axes")
+                .map(<[i64]>::to_vec)
+                .or_else(|| n.input(1).and_then(|a| const_ints(g, a)));
             match axes {
                 Some(axes) => {
-                    let ax: Option<Vec<usize>> = axes.iter().map(|&a| norm_axis(a, x.len())).collect();
+                    let ax: Option<Vec<usize>> =
+                        axes.iter().map(|&a| norm_axis(a, x.len())).collect();
                     let Some(ax) = ax else { return vec![] };
-                    one(Some(x.into_iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, d)| d).collect()))
+                    one(Some(
+                        x.into_iter()
+                            .enumerate()
+                            .filter(|(i, _)| !ax.contains(i))
+                            .map(|(_, d)| d)
+                            .collect(),
+                    ))
                 }
-                None if x.iter().all(|d| d.known().is_some()) => one(Some(x.into_iter().filter(|d| d.known() != Some(1)).collect())),
+                None if x.iter().all(|d| d.known().is_some()) => one(Some(
+                    x.into_iter().filter(|d| d.known() != Some(1)).collect(),
+                )),
                 None => vec![],
             }
         }
@@ -303,19 +398,35 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             let shapes: Option<Vec<Vec<Dim>>> = (0..n.input.len()).map(inp).collect();
             let Some(shapes) = shapes else {
                 // All inputs share a rank: one known input gives it, and its other axes.
-                let Some(known) = (0..n.input.len()).find_map(inp) else { return vec![] };
-                let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), known.len()) else { return vec![] };
+                let Some(known) = (0..n.input.len()).find_map(inp) else {
+                    return vec![];
+                };
+                let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), known.len()) else {
+                    return vec![];
+                };
                 let mut out = known;
                 out[ax] = Dim::Unknown;
                 return one(Some(out));
             };
-            let Some(first) = shapes.first() else { return vec![] };
-            let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), first.len()) else { return vec![] };
+            let Some(first) = shapes.first() else {
+                return vec![];
+            };
+            let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), first.len()) else {
+                return vec![];
+            };
             let mut out = first.clone();
-            out[ax] = shapes.iter().map(|s| s.get(ax).and_then(Dim::known)).try_fold(0i64, |a, v| v.map(|v| a + v)).map(Dim::Known).unwrap_or(Dim::Unknown);
+            out[ax] = shapes
+                .iter()
+                .map(|s| s.get(ax).and_then(Dim::known))
+                .try_fold(0i64, |a, v| v.map(|v| a + v))
+                .map(Dim::Known)
+                .unwrap_or(Dim::Unknown);
             for s in &shapes[1..] {
                 for (i, d) in s.iter().enumerate() {
-                    if i != ax && matches!(out.get(i), Some(Dim::Unknown) | Some(Dim::Sym(_))) && d.known().is_some() {
+                    if i != ax
+                        && matches!(out.get(i), Some(Dim::Unknown) | Some(Dim::Sym(_)))
+                        && d.known().is_some()
+                    {
                         out[i] = d.clone();
                     }
                 }
@@ -338,16 +449,28 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             match (starts, ends, axes, steps) {
                 (Some(st), Some(en), Some(ax), Some(sp)) => {
                     for k in 0..ax.len() {
-                        let Some(a) = norm_axis(ax[k], x.len()) else { return vec![] };
+                        let Some(a) = norm_axis(ax[k], x.len()) else {
+                            return vec![];
+                        };
                         out[a] = match (x[a].known(), st.get(k), en.get(k), sp.get(k)) {
                             (Some(d), Some(&s0), Some(&e0), Some(&step)) if step != 0 => {
                                 let clamp = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
                                 let (s1, e1) = if step > 0 {
-                                    (clamp(if s0 < 0 { s0 + d } else { s0 }, 0, d), clamp(if e0 < 0 { e0 + d } else { e0 }, 0, d))
+                                    (
+                                        clamp(if s0 < 0 { s0 + d } else { s0 }, 0, d),
+                                        clamp(if e0 < 0 { e0 + d } else { e0 }, 0, d),
+                                    )
                                 } else {
-                                    (clamp(if s0 < 0 { s0 + d } else { s0 }, -1, d - 1), clamp(if e0 < 0 { e0 + d } else { e0 }, -1, d - 1))
+                                    (
+                                        clamp(if s0 < 0 { s0 + d } else { s0 }, -1, d - 1),
+                                        clamp(if e0 < 0 { e0 + d } else { e0 }, -1, d - 1),
+                                    )
                                 };
-                                let len = if step > 0 { (e1 - s1 + step - 1) / step } else { (s1 - e1 + (-step) - 1) / (-step) };
+                                let len = if step > 0 {
+                                    (e1 - s1 + step - 1) / step
+                                } else {
+                                    (s1 - e1 + (-step) - 1) / (-step)
+                                };
                                 Dim::Known(len.max(0))
                             }
                             _ => Dim::Unknown,
@@ -367,20 +490,46 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             }
         }
         "Conv" => {
-            let (Some(x), Some(w)) = (inp(0), inp(1)) else { return vec![] };
+            let (Some(x), Some(w)) = (inp(0), inp(1)) else {
+                return vec![];
+            };
             if x.len() < 3 || w.len() != x.len() {
                 return vec![];
             }
             let sp = x.len() - 2;
-            let strides = n.attr_ints("strides").map(<[i64]>::to_vec).unwrap_or(vec![1; sp]);
-            let dil = n.attr_ints("dilations").map(<[i64]>::to_vec).unwrap_or(vec![1; sp]);
-            let pads = n.attr_ints("pads").map(<[i64]>::to_vec).unwrap_or(vec![0; 2 * sp]);
-            let auto = n.attribute.iter().find(|a| a.name.as_deref() == Some("auto_pad")).and_then(|a| a.s.clone());
-            let auto_ok = auto.as_deref().map_or(true, |s| s == b"NOTSET" || s == b"VALID");
+            let strides = n
+                .attr_ints("strides")
+                .map(<[i64]>::to_vec)
+                .unwrap_or(vec![1; sp]);
+            let dil = n
+                .attr_ints("dilations")
+                .map(<[i64]>::to_vec)
+                .unwrap_or(vec![1; sp]);
+            let pads = n
+                .attr_ints("pads")
+                .map(<[i64]>::to_vec)
+                .unwrap_or(vec![0; 2 * sp]);
+            let auto = n
+                .attribute
+                .iter()
+                .find(|a| a.name.as_deref() == Some("auto_pad"))
+                .and_then(|a| a.s.clone());
+            let auto_ok = auto
+                .as_deref()
+                .map_or(true, |s| s == b"NOTSET" || s == b"VALID");
             let mut out = vec![x[0].clone(), w[0].clone()];
             for i in 0..sp {
-                let d = match (x[2 + i].known(), w[2 + i].known(), strides.get(i), dil.get(i), pads.get(i), pads.get(i + sp)) {
-                    (Some(xi), Some(k), Some(&s), Some(&dl), Some(&p0), Some(&p1)) if auto_ok && s > 0 => {
+                let d = match (
+                    x[2 + i].known(),
+                    w[2 + i].known(),
+                    strides.get(i),
+                    dil.get(i),
+                    pads.get(i),
+                    pads.get(i + sp),
+                ) {
+                    (Some(xi), Some(k), Some(&s), Some(&dl), Some(&p0), Some(&p1))
+                        if auto_ok && s > 0 =>
+                    {
                         Dim::Known((xi + p0 + p1 - dl * (k - 1) - 1) / s + 1)
                     }
                     _ => Dim::Unknown,
@@ -391,10 +540,17 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         }
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2" => {
             let Some(x) = inp(0) else { return vec![] };
-            let axes = n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| n.input(1).and_then(|a| const_ints(g, a)));
+            let axes = n
+                .attr_ints("axes")
+                .map(<[i64]>::to_vec)
+                .or_else(|| n.input(1).and_then(|a| const_ints(g, a)));
             let keep = n.attr_i("keepdims").unwrap_or(1) != 0;
             let ax: Vec<usize> = match axes {
-                Some(a) => match a.iter().map(|&v| norm_axis(v, x.len())).collect::<Option<Vec<_>>>() {
+                Some(a) => match a
+                    .iter()
+                    .map(|&v| norm_axis(v, x.len()))
+                    .collect::<Option<Vec<_>>>()
+                {
                     Some(v) => v,
                     None => return vec![],
                 },
@@ -403,14 +559,25 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             let out = x
                 .iter()
                 .enumerate()
-                .filter_map(|(i, d)| if ax.contains(&i) { keep.then_some(Dim::Known(1)) } else { Some(d.clone()) })
+                .filter_map(|(i, d)| {
+                    if ax.contains(&i) {
+                        keep.then_some(Dim::Known(1))
+                    } else {
+                        Some(d.clone())
+                    }
+                })
                 .collect();
             one(Some(out))
         }
         "Split" => {
             let Some(x) = inp(0) else { return vec![] };
-            let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), x.len()) else { return vec![] };
-            let sizes = n.input(1).and_then(|v| const_ints(g, v)).or_else(|| n.attr_ints("split").map(<[i64]>::to_vec));
+            let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), x.len()) else {
+                return vec![];
+            };
+            let sizes = n
+                .input(1)
+                .and_then(|v| const_ints(g, v))
+                .or_else(|| n.attr_ints("split").map(<[i64]>::to_vec));
             let k = n.output.len();
             (0..k)
                 .map(|i| {
@@ -441,7 +608,12 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                 None => match n.input(1).and_then(|v| s.value(v)) {
                     // Unknown target entries: the input's size where it is not 1, else unknown.
                     Some(v) => v.to_vec(),
-                    None => match n.input(1).and_then(|v| s.get(v)).and_then(|sh| sh.first()).and_then(Dim::known) {
+                    None => match n
+                        .input(1)
+                        .and_then(|v| s.get(v))
+                        .and_then(|sh| sh.first())
+                        .and_then(Dim::known)
+                    {
                         Some(k) if (0..=16).contains(&k) => vec![Dim::Unknown; k as usize],
                         _ => return vec![],
                     },
@@ -450,8 +622,16 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             let r = x.len().max(t.len());
             let out = (0..r)
                 .map(|i| {
-                    let xd = if i + x.len() >= r { x[i + x.len() - r].clone() } else { Dim::Known(1) };
-                    let td = if i + t.len() >= r { t[i + t.len() - r].clone() } else { Dim::Known(1) };
+                    let xd = if i + x.len() >= r {
+                        x[i + x.len() - r].clone()
+                    } else {
+                        Dim::Known(1)
+                    };
+                    let td = if i + t.len() >= r {
+                        t[i + t.len() - r].clone()
+                    } else {
+                        Dim::Known(1)
+                    };
                     match (&xd, &td) {
                         (_, Dim::Known(1)) => xd,
                         (Dim::Known(1), _) => td,
@@ -479,12 +659,17 @@ fn shape_value(g: &Graph, s: &Shapes, n: &NodeProto) -> Option<Vec<Dim>> {
         return None;
     }
     match n.op() {
-        "Constant" => const_ints(g, n.output.first()?).map(|c| c.into_iter().map(Dim::Known).collect()),
+        "Constant" => {
+            const_ints(g, n.output.first()?).map(|c| c.into_iter().map(Dim::Known).collect())
+        }
         "Shape" => {
             let x = s.get(n.input(0)?)?;
             let r = x.len() as i64;
             let c = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-            let (a, b) = (c(n.attr_i("start").unwrap_or(0)), c(n.attr_i("end").unwrap_or(r)));
+            let (a, b) = (
+                c(n.attr_i("start").unwrap_or(0)),
+                c(n.attr_i("end").unwrap_or(r)),
+            );
             Some(x.get(a..b.max(a))?.to_vec())
         }
         "Identity" | "Cast" | "Squeeze" | "Unsqueeze" => val(0),

@@ -375,10 +375,21 @@ fn compare(
         };
         // An f32 output of a graph that computes in f16 is only as exact as f16.
         let tol_type = match a.low_precision {
-            Some(low) if elem_type == crate::proto::data_type::FLOAT || elem_type == crate::proto::data_type::DOUBLE => low,
+            Some(low)
+                if elem_type == crate::proto::data_type::FLOAT
+                    || elem_type == crate::proto::data_type::DOUBLE =>
+            {
+                low
+            }
             _ => elem_type,
         };
-        let mut acc = Accum::new(runtime, k, &o.name, elem_type, rtol.or((tol_type != elem_type).then(|| default_tolerance(tol_type))));
+        let mut acc = Accum::new(
+            runtime,
+            k,
+            &o.name,
+            elem_type,
+            rtol.or((tol_type != elem_type).then(|| default_tolerance(tol_type))),
+        );
         for (sa, sb) in outs_a.iter().zip(outs_b) {
             acc.add(&sa[k], &sb[k]);
         }

@@ -372,13 +372,13 @@ impl fmt::Display for VerifyReport {
         }
         let names: Vec<&str> = self.runtimes.iter().map(|r| r.name()).collect();
         if self.passed() {
-            write!(f, "PASS: B matches A in {}", names.join(" and "))
+            writeln!(f, "PASS: B matches A in {}", names.join(" and "))
         } else {
             let failed: Vec<String> = self
                 .failures()
                 .map(|r| format!("{} `{}`", r.runtime.name(), r.output))
                 .collect();
-            write!(f, "FAIL: {}", failed.join(", "))
+            writeln!(f, "FAIL: {}", failed.join(", "))
         }
     }
 }

@@ -128,7 +128,9 @@ impl ModelSpec {
             .initializer
             .iter()
             .filter_map(|t| t.data_type)
-            .find(|&t| t == crate::proto::data_type::FLOAT16 || t == crate::proto::data_type::BFLOAT16);
+            .find(|&t| {
+                t == crate::proto::data_type::FLOAT16 || t == crate::proto::data_type::BFLOAT16
+            });
         Ok(ModelSpec {
             path: path.to_path_buf(),
             inputs,

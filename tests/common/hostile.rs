@@ -9,9 +9,10 @@
 
 use bytes::Bytes;
 use onnx_normopt::proto::{
-    attribute_type as at, data_location, data_type as dt, tensor_shape_proto, type_proto, AttributeProto,
-    FunctionProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
-    TensorShapeProto, TrainingInfoProto, TypeProto, ValueInfoProto,
+    attribute_type as at, data_location, data_type as dt, tensor_shape_proto, type_proto,
+    AttributeProto, FunctionProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TrainingInfoProto, TypeProto,
+    ValueInfoProto,
 };
 
 /// A float32 tensor with `dims` holding `values` in `raw_data`.
@@ -42,7 +43,13 @@ pub fn rand_tensor(name: &str, dims: &[i64], seed: u64, offset: f32) -> TensorPr
 }
 
 /// A node in the default domain.
-pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+pub fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<AttributeProto>,
+) -> NodeProto {
     NodeProto {
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: outputs.iter().map(|s| s.to_string()).collect(),
@@ -55,22 +62,42 @@ pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<
 
 /// An int attribute.
 pub fn attr_i(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), i: Some(v), r#type: Some(at::INT), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(v),
+        r#type: Some(at::INT),
+        ..Default::default()
+    }
 }
 
 /// A float attribute.
 pub fn attr_f(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), f: Some(v), r#type: Some(at::FLOAT), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        f: Some(v),
+        r#type: Some(at::FLOAT),
+        ..Default::default()
+    }
 }
 
 /// An ints attribute.
 pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), ints: v.to_vec(), r#type: Some(at::INTS), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        ints: v.to_vec(),
+        r#type: Some(at::INTS),
+        ..Default::default()
+    }
 }
 
 /// A graph attribute.
 pub fn attr_g(name: &str, g: GraphProto) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), g: Some(g), r#type: Some(at::GRAPH), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        g: Some(g),
+        r#type: Some(at::GRAPH),
+        ..Default::default()
+    }
 }
 
 /// A tensor value_info with `elem` type and dims (a negative dim becomes the symbol `dN`).
@@ -86,7 +113,10 @@ pub fn vi(name: &str, elem: i32, dims: &[i64]) -> ValueInfoProto {
     ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(TypeProto {
-            tensor_type: Some(type_proto::Tensor { elem_type: Some(elem), shape: Some(TensorShapeProto { dim }) }),
+            tensor_type: Some(type_proto::Tensor {
+                elem_type: Some(elem),
+                shape: Some(TensorShapeProto { dim }),
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -100,16 +130,66 @@ pub const V: i64 = 16;
 
 /// The nodes and initializers of one Pre-LN "tower" (ids → embedding → LN → MatMul+Add →
 /// residual Add → final LN → logits), with every name prefixed by `p`.
-pub fn tower(p: &str, seed: u64) -> (Vec<NodeProto>, Vec<TensorProto>, ValueInfoProto, ValueInfoProto) {
+pub fn tower(
+    p: &str,
+    seed: u64,
+) -> (
+    Vec<NodeProto>,
+    Vec<TensorProto>,
+    ValueInfoProto,
+    ValueInfoProto,
+) {
     let n = |s: &str| format!("{p}{s}");
     let nodes = vec![
-        node("Gather", &n("embed"), &[&n("wte"), &n("ids")], &[&n("h0")], vec![attr_i("axis", 0)]),
-        node("LayerNormalization", &n("ln1"), &[&n("h0"), &n("ln1.g"), &n("ln1.b")], &[&n("n1")], vec![attr_i("axis", -1), attr_f("epsilon", 1e-5)]),
-        node("MatMul", &n("fc"), &[&n("n1"), &n("fc.w")], &[&n("a")], vec![]),
-        node("Add", &n("fc_bias"), &[&n("a"), &n("fc.b")], &[&n("a2")], vec![]),
-        node("Add", &n("residual"), &[&n("h0"), &n("a2")], &[&n("h1")], vec![]),
-        node("LayerNormalization", &n("lnf"), &[&n("h1"), &n("lnf.g"), &n("lnf.b")], &[&n("nf")], vec![attr_i("axis", -1), attr_f("epsilon", 1e-5)]),
-        node("MatMul", &n("head"), &[&n("nf"), &n("head.w")], &[&n("logits")], vec![]),
+        node(
+            "Gather",
+            &n("embed"),
+            &[&n("wte"), &n("ids")],
+            &[&n("h0")],
+            vec![attr_i("axis", 0)],
+        ),
+        node(
+            "LayerNormalization",
+            &n("ln1"),
+            &[&n("h0"), &n("ln1.g"), &n("ln1.b")],
+            &[&n("n1")],
+            vec![attr_i("axis", -1), attr_f("epsilon", 1e-5)],
+        ),
+        node(
+            "MatMul",
+            &n("fc"),
+            &[&n("n1"), &n("fc.w")],
+            &[&n("a")],
+            vec![],
+        ),
+        node(
+            "Add",
+            &n("fc_bias"),
+            &[&n("a"), &n("fc.b")],
+            &[&n("a2")],
+            vec![],
+        ),
+        node(
+            "Add",
+            &n("residual"),
+            &[&n("h0"), &n("a2")],
+            &[&n("h1")],
+            vec![],
+        ),
+        node(
+            "LayerNormalization",
+            &n("lnf"),
+            &[&n("h1"), &n("lnf.g"), &n("lnf.b")],
+            &[&n("nf")],
+            vec![attr_i("axis", -1), attr_f("epsilon", 1e-5)],
+        ),
+        node(
+            "MatMul",
+            &n("head"),
+            &[&n("nf"), &n("head.w")],
+            &[&n("logits")],
+            vec![],
+        ),
     ];
     let inits = vec![
         rand_tensor(&n("wte"), &[V, D], seed, 1.5),
@@ -121,7 +201,12 @@ pub fn tower(p: &str, seed: u64) -> (Vec<NodeProto>, Vec<TensorProto>, ValueInfo
         rand_tensor(&n("lnf.b"), &[D], seed + 6, 0.0),
         rand_tensor(&n("head.w"), &[D, V], seed + 7, 0.0),
     ];
-    (nodes, inits, vi(&n("ids"), dt::INT64, &[-1, -2]), vi(&n("logits"), dt::FLOAT, &[-1, -2, V]))
+    (
+        nodes,
+        inits,
+        vi(&n("ids"), dt::INT64, &[-1, -2]),
+        vi(&n("logits"), dt::FLOAT, &[-1, -2, V]),
+    )
 }
 
 /// A valid Pre-LN model with one residual stream and two LayerNorms; the pass rewrites both.
@@ -159,7 +244,10 @@ pub fn model(graph: GraphProto) -> ModelProto {
         ir_version: Some(8),
         producer_name: Some("hostile.rs".into()),
         graph: Some(graph),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(18) }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(18),
+        }],
         ..Default::default()
     }
 }
@@ -171,20 +259,36 @@ pub fn graph(m: &mut ModelProto) -> &mut GraphProto {
 
 /// The initializer `name`.
 pub fn init<'a>(m: &'a mut ModelProto, name: &str) -> &'a mut TensorProto {
-    graph(m).initializer.iter_mut().find(|t| t.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("no initializer {name}"))
+    graph(m)
+        .initializer
+        .iter_mut()
+        .find(|t| t.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no initializer {name}"))
 }
 
 /// The node `name`.
 pub fn node_mut<'a>(m: &'a mut ModelProto, name: &str) -> &'a mut NodeProto {
-    graph(m).node.iter_mut().find(|n| n.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("no node {name}"))
+    graph(m)
+        .node
+        .iter_mut()
+        .find(|n| n.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no node {name}"))
 }
 
 /// Point tensor `t` at external data.
-pub fn make_external(t: &mut TensorProto, location: &str, offset: Option<u64>, length: Option<u64>) {
+pub fn make_external(
+    t: &mut TensorProto,
+    location: &str,
+    offset: Option<u64>,
+    length: Option<u64>,
+) {
     t.raw_data = None;
     t.float_data.clear();
     t.data_location = Some(data_location::EXTERNAL);
-    let kv = |k: &str, v: String| StringStringEntryProto { key: Some(k.into()), value: Some(v) };
+    let kv = |k: &str, v: String| StringStringEntryProto {
+        key: Some(k.into()),
+        value: Some(v),
+    };
     t.external_data = vec![kv("location", location.into())];
     if let Some(o) = offset {
         t.external_data.push(kv("offset", o.to_string()));
@@ -199,11 +303,20 @@ pub fn make_external(t: &mut TensorProto, location: &str, offset: Option<u64>, l
 pub fn unknown_domain_reader() -> ModelProto {
     let mut m = tiny_gpt();
     let g = graph(&mut m);
-    let mut n = node("Mystery", "mystery", &["h1"], &["mystery_out"], vec![attr_i("k", 3)]);
+    let mut n = node(
+        "Mystery",
+        "mystery",
+        &["h1"],
+        &["mystery_out"],
+        vec![attr_i("k", 3)],
+    );
     n.domain = Some("com.example.unknown".into());
     g.node.push(n);
     g.output.push(vi("mystery_out", dt::FLOAT, &[-1, -2, D]));
-    m.opset_import.push(OperatorSetIdProto { domain: Some("com.example.unknown".into()), version: Some(1) });
+    m.opset_import.push(OperatorSetIdProto {
+        domain: Some("com.example.unknown".into()),
+        version: Some(1),
+    });
     m
 }
 
@@ -212,7 +325,13 @@ pub fn unknown_domain_reader() -> ModelProto {
 pub fn if_reads_stream(op: &str) -> ModelProto {
     let mut m = tiny_gpt();
     let branch = |name: &str| GraphProto {
-        node: vec![node("Identity", &format!("{name}_id"), &["h1"], &[&format!("{name}_out")], vec![])],
+        node: vec![node(
+            "Identity",
+            &format!("{name}_id"),
+            &["h1"],
+            &[&format!("{name}_out")],
+            vec![],
+        )],
         name: Some(name.into()),
         output: vec![vi(&format!("{name}_out"), dt::FLOAT, &[-1, -2, D])],
         ..Default::default()
@@ -220,7 +339,16 @@ pub fn if_reads_stream(op: &str) -> ModelProto {
     let g = graph(&mut m);
     g.input.push(vi("cond", dt::BOOL, &[]));
     let n = match op {
-        "If" => node("If", "if", &["cond"], &["if_out"], vec![attr_g("then_branch", branch("then")), attr_g("else_branch", branch("else"))]),
+        "If" => node(
+            "If",
+            "if",
+            &["cond"],
+            &["if_out"],
+            vec![
+                attr_g("then_branch", branch("then")),
+                attr_g("else_branch", branch("else")),
+            ],
+        ),
         "Loop" => {
             // Loop(M="", cond) with a body (iter, cond_in) -> (cond_out, scan_out) reading h1.
             let body = GraphProto {
@@ -230,15 +358,27 @@ pub fn if_reads_stream(op: &str) -> ModelProto {
                 ],
                 name: Some("body".into()),
                 input: vec![vi("iter", dt::INT64, &[]), vi("cond_in", dt::BOOL, &[])],
-                output: vec![vi("cond_out", dt::BOOL, &[]), vi("scan_out", dt::FLOAT, &[-1, -2, D])],
+                output: vec![
+                    vi("cond_out", dt::BOOL, &[]),
+                    vi("scan_out", dt::FLOAT, &[-1, -2, D]),
+                ],
                 ..Default::default()
             };
-            node("Loop", "loop", &["", "cond"], &["if_out"], vec![attr_g("body", body)])
+            node(
+                "Loop",
+                "loop",
+                &["", "cond"],
+                &["if_out"],
+                vec![attr_g("body", body)],
+            )
         }
         other => panic!("no subgraph op {other}"),
     };
     g.node.push(n);
-    g.output.push(ValueInfoProto { name: Some("if_out".into()), ..Default::default() });
+    g.output.push(ValueInfoProto {
+        name: Some("if_out".into()),
+        ..Default::default()
+    });
     m
 }
 
@@ -250,7 +390,10 @@ pub fn local_function() -> FunctionProto {
         output: vec!["y".into()],
         node: vec![node("Add", "twice_add", &["x", "x"], &["y"], vec![])],
         doc_string: Some("y = x + x".into()),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(18) }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(18),
+        }],
         domain: Some("local.fns".into()),
         ..Default::default()
     }
@@ -261,20 +404,32 @@ pub fn training_info() -> TrainingInfoProto {
     TrainingInfoProto {
         initialization: None,
         algorithm: Some(GraphProto {
-            node: vec![node("Identity", "train_step", &["fc.w"], &["fc.w.next"], vec![])],
+            node: vec![node(
+                "Identity",
+                "train_step",
+                &["fc.w"],
+                &["fc.w.next"],
+                vec![],
+            )],
             name: Some("algorithm".into()),
             output: vec![vi("fc.w.next", dt::FLOAT, &[D, D])],
             ..Default::default()
         }),
         initialization_binding: vec![],
-        update_binding: vec![StringStringEntryProto { key: Some("fc.w".into()), value: Some("fc.w.next".into()) }],
+        update_binding: vec![StringStringEntryProto {
+            key: Some("fc.w".into()),
+            value: Some("fc.w.next".into()),
+        }],
     }
 }
 
 /// A graph with a cycle: `a = Add(x, b)`, `b = Relu(a)`.
 pub fn cycle() -> ModelProto {
     model(GraphProto {
-        node: vec![node("Add", "add", &["x", "b"], &["a"], vec![]), node("Relu", "relu", &["a"], &["b"], vec![])],
+        node: vec![
+            node("Add", "add", &["x", "b"], &["a"], vec![]),
+            node("Relu", "relu", &["a"], &["b"], vec![]),
+        ],
         name: Some("cycle".into()),
         input: vec![vi("x", dt::FLOAT, &[2, D])],
         output: vec![vi("b", dt::FLOAT, &[2, D])],

@@ -225,4 +225,60 @@ impl Builder<'_> {
         }
         Ok(())
     }
+
+    /// `ReduceSum(x)` over the last axis, keepdims, in the opset's form.
+    pub fn reduce_sum_last(&mut self, x: &str) -> Result<String> {
+        if self.opset >= 13 {
+            let axes = self.constant("axes", &[1], dt::INT64, &[-1.0])?;
+            Ok(self.node("", "ReduceSum", &[x, &axes], None, vec![attr_i("keepdims", 1)]))
+        } else {
+            Ok(self.node("", "ReduceSum", &[x], None, vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)]))
+        }
+    }
+
+    /// `x[..., 0:len]`.
+    pub fn slice_last(&mut self, x: &str, len: usize) -> Result<String> {
+        let starts = self.constant("starts", &[1], dt::INT64, &[0.0])?;
+        let ends = self.constant("ends", &[1], dt::INT64, &[len as f64])?;
+        let axes = self.constant("axes", &[1], dt::INT64, &[-1.0])?;
+        Ok(self.node("", "Slice", &[x, &starts, &ends, &axes], None, vec![]))
+    }
+
+    /// CRMSNorm of the compressed `x̃` (width D−1) into `out`:
+    /// `x̃ / sqrt((Σx̃² + (Σx̃)²)/D + ε)` — the first D−1 entries of RMSNorm(x) for the zero-mean
+    /// x = (x̃, −Σx̃). With γ or β, the decompressed vector `Concat(ỹ, −Σỹ)` gets them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn crms(&mut self, x: &str, d: usize, eps: f32, gamma: Option<&str>, beta: Option<&str>, data_type: i32, compute_type: Option<i32>, out: &str) -> Result<()> {
+        let wide = data_type == dt::FLOAT16 || data_type == dt::BFLOAT16;
+        let ct = compute_type.unwrap_or(if wide { dt::FLOAT } else { data_type });
+        let xin = if ct != data_type { self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)]) } else { x.to_string() };
+        let sq = self.node("", "Mul", &[&xin, &xin], None, vec![]);
+        let s1 = self.reduce_sum_last(&sq)?;
+        let s = self.reduce_sum_last(&xin)?;
+        let s2 = self.node("", "Mul", &[&s, &s], None, vec![]);
+        let tot = self.node("", "Add", &[&s1, &s2], None, vec![]);
+        let inv_d = self.constant("inv_width", &[], ct, &[1.0 / d as f64])?;
+        let ms = self.node("", "Mul", &[&tot, &inv_d], None, vec![]);
+        let e = self.constant("epsilon", &[], ct, &[eps as f64])?;
+        let a = self.node("", "Add", &[&ms, &e], None, vec![]);
+        let r = self.node("", "Sqrt", &[&a], None, vec![]);
+        let affine = gamma.is_some() || beta.is_some();
+        let back_needed = ct != data_type;
+        let y = self.node("", "Div", &[&xin, &r], if affine || back_needed { None } else { Some(out) }, vec![]);
+        let y = if back_needed { self.node("", "Cast", &[&y], if affine { None } else { Some(out) }, vec![attr_i("to", data_type as i64)]) } else { y };
+        if !affine {
+            return Ok(());
+        }
+        let sy = self.reduce_sum_last(&y)?;
+        let neg = self.node("", "Neg", &[&sy], None, vec![]);
+        let full = self.node("", "Concat", &[&y, &neg], None, vec![attr_i("axis", -1)]);
+        let scaled = match gamma {
+            Some(g) => self.node("", "Mul", &[&full, g], if beta.is_none() { Some(out) } else { None }, vec![]),
+            None => full,
+        };
+        if let Some(bt) = beta {
+            self.node("", "Add", &[&scaled, bt], Some(out), vec![]);
+        }
+        Ok(())
+    }
 }

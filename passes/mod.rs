@@ -11,13 +11,14 @@
 //!    Post-LN encoder).
 //! 4. **plan** ([`rewrite::plan`]): weight edits, folds, centering nodes — nothing mutated.
 //! 5. **apply** ([`rewrite::apply`]): the one place that mutates the graph; checks it after.
-//! 6. **compress** ([`crms`], `--target crmsnorm` only): D → D−1 on the rewritten streams.
+//! 6. **compress** (`--target crmsnorm` only, planned with the rest): sources and writers drop
+//!    the last output column, readers fold it in (W' = W[0:D−1] − W[D−1]), norms become
+//!    CRMSNorm, shape constants that hard-code D become D−1 (design §4).
 //!
 //! The identities (design §3): with mean(x) = 0, LN(x) = RMS(x) with the same γ, β, ε;
 //! centring every source and writer keeps every stream value zero-mean; a norm's affine folds
 //! into linear readers as W' = diag(γ)·W, b' = b + β·W.
 
-pub mod crms;
 pub mod emit;
 pub mod math;
 pub mod norms;
@@ -257,7 +258,7 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
         .enumerate()
         .filter(|(i, _)| reasons[*i].is_empty() && !swallowed[*i])
         .collect();
-    let (plan, parts) = rewrite::plan(&a, &model, &accepted, opts.fold)?;
+    let (plan, parts) = rewrite::plan(&a, &model, &accepted, opts.fold, opts.target == Target::Crmsnorm)?;
     let mut stream_reports: Vec<StreamReport> = streams
         .iter()
         .enumerate()
@@ -349,13 +350,8 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
         report.centering_nodes = applied.centering_nodes;
         report.bytes_added = applied.bytes_added;
         if opts.target == Target::Crmsnorm {
-            let c = crms::compress(&mut model, opts)?;
-            report.bytes_added += c.bytes_added;
-            for sr in stream_reports
-                .iter_mut()
-                .filter(|s| s.status == "rewritten")
-            {
-                sr.new_width = c.widths.get(&sr.id).copied().or(sr.new_width);
+            for sr in stream_reports.iter_mut().filter(|s| s.status == "rewritten") {
+                sr.new_width = sr.width.map(|w| w - 1);
             }
         }
     }

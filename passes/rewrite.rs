@@ -27,6 +27,13 @@ pub enum Edit {
     AddRows(Vec<f64>),
     /// Centre over an axis (sources and writers).
     Center { axis: usize },
+    /// CRMSNorm, a reader of a compressed stream: W' = W[0:D−1] − W[D−1] along the input axis.
+    FoldLastIn { axis: usize },
+    /// CRMSNorm, a source or writer: drop the last entry of its (centred) output axis when that
+    /// axis has the stream's width.
+    DropLast { axis: usize, width: usize },
+    /// CRMSNorm: a shape constant that hard-codes the stream width D at `index` becomes D−1.
+    ShrinkDim { index: usize, width: usize },
 }
 
 impl Edit {
@@ -36,6 +43,9 @@ impl Edit {
             Edit::Scale { .. } => 1,
             Edit::AddRows(_) => 2,
             Edit::Center { .. } => 3,
+            Edit::FoldLastIn { .. } => 4,
+            Edit::DropLast { .. } => 5,
+            Edit::ShrinkDim { .. } => 6,
         }
     }
 }
@@ -62,6 +72,8 @@ pub struct NormPlan {
     pub fold: Option<Vec<Reader>>,
     /// Why the affine is kept, when it is.
     pub kept_affine: Option<String>,
+    /// CRMSNorm: the original width D of the compressed stream.
+    pub compressed_from: Option<usize>,
 }
 
 /// The whole plan.
@@ -81,10 +93,12 @@ pub struct Plan {
     pub new_gemm_c: Vec<(NodeId, Vec<f64>, bool)>,
     /// Linear nodes that are writers/sources (centred), to centre new biases too.
     pub centred_linears: BTreeSet<NodeId>,
+    /// CRMSNorm: explicit centering outputs to slice to D−1, with D.
+    pub compress_explicit: BTreeMap<String, usize>,
 }
 
 /// The readers of norm output `y` for folding, or why they cannot all take γ and β.
-pub fn fold_readers(a: &Analysis, y: &str, d: usize) -> std::result::Result<Vec<Reader>, String> {
+pub fn fold_readers(a: &Analysis, y: &str, d: usize, path: &mut Vec<NodeId>) -> std::result::Result<Vec<Reader>, String> {
     let mut out = Vec::new();
     let mut queue = vec![y.to_string()];
     while let Some(v) = queue.pop() {
@@ -163,7 +177,10 @@ pub fn fold_readers(a: &Analysis, y: &str, d: usize) -> std::result::Result<Vec<
                 ));
             }
             match a.pass_through(c, slot, d) {
-                Ok(outs) => queue.extend(outs),
+                Ok(outs) => {
+                    path.push(c);
+                    queue.extend(outs)
+                }
                 Err(_) => {
                     return Err(format!(
                         "{} {:?} is not a constant-weight linear op",
@@ -190,6 +207,7 @@ pub fn plan(
     model: &Model,
     streams: &[(usize, &Stream)],
     fold: bool,
+    compress: bool,
 ) -> Result<(Plan, Vec<(usize, Vec<LeafReport>, Vec<NormReport>)>)> {
     let mut p = Plan::default();
     let mut reports = Vec::new();
@@ -204,6 +222,7 @@ pub fn plan(
             .width
             .ok_or_else(|| Error::Internal("accepted stream without width".into()))?;
         let mut leaves = Vec::new();
+        let centred_before: BTreeSet<(NodeId, usize)> = p.edits.keys().copied().collect();
         for la in &st.leaves {
             let (kind, node, how) = match &la.leaf {
                 Leaf::Const { node, slot } => {
@@ -311,6 +330,9 @@ pub fn plan(
                 Leaf::Explicit { why } => {
                     let edges = st.edges.get(&la.value).cloned().unwrap_or_default();
                     p.explicit.insert(la.value.clone(), edges);
+                    if compress {
+                        p.compress_explicit.insert(la.value.clone(), d);
+                    }
                     let node = a.ix.producer(&la.value).unwrap_or(usize::MAX);
                     (
                         "explicit centering",
@@ -327,6 +349,39 @@ pub fn plan(
                 how,
             });
         }
+        if compress {
+            // Sources and writers lose the last entry of their centred output axis.
+            let fresh: Vec<(NodeId, usize)> = p.edits.keys().copied().filter(|k| !centred_before.contains(k)).collect();
+            for key in fresh {
+                let axes: Vec<usize> = p.edits[&key].iter().filter_map(|e| if let Edit::Center { axis } = e { Some(*axis) } else { None }).collect();
+                for axis in axes {
+                    p.edits.entry(key).or_default().push(Edit::DropLast { axis, width: d });
+                }
+            }
+            // Shapes that hard-code D on the stream: Reshape/Expand targets.
+            let mut shape_nodes: BTreeSet<NodeId> = BTreeSet::new();
+            for v in &st.values {
+                shape_nodes.extend(a.ix.producer(v));
+                shape_nodes.extend(a.ix.consumers(v).iter().map(|(c, _)| *c));
+            }
+            for node in shape_nodes {
+                shrink_target(a, &mut p, node, d);
+            }
+            for la in &st.leaves {
+                if let Leaf::Conv { node } = la.leaf {
+                    // Conv → Reshape [N, D, -1]: the channel axis is index 1 there.
+                    for &(c, _) in a.ix.consumers(&a.g.nodes[node].output[0]) {
+                        let cn = &a.g.nodes[c];
+                        if cn.is("Reshape") {
+                            if let Some(t) = cn.input(1).filter(|t| a.g.constant_tensor(t).is_some()) {
+                                let _ = t;
+                                p.edits.entry((c, 1)).or_default().push(Edit::ShrinkDim { index: 1, width: d });
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let mut norms = Vec::new();
         for &k in &st.norms {
             let m = &a.norms[k];
@@ -341,8 +396,16 @@ pub fn plan(
             } else if m.gamma.is_none() && m.beta.is_none() {
                 (None, None)
             } else {
-                match fold_readers(a, &m.y, d) {
-                    Ok(r) => (Some(r), None),
+                let mut path = Vec::new();
+                match fold_readers(a, &m.y, d, &mut path) {
+                    Ok(r) => {
+                        if compress {
+                            for node in path {
+                                shrink_target(a, &mut p, node, d);
+                            }
+                        }
+                        (Some(r), None)
+                    }
                     Err(why) => (None, Some(why)),
                 }
             };
@@ -352,6 +415,9 @@ pub fn plan(
                 for r in readers {
                     let rn = &a.g.nodes[r.node];
                     let w = read(rn.input(1).unwrap_or(""))?;
+                    if compress {
+                        p.edits.entry((r.node, 1)).or_default().push(Edit::FoldLastIn { axis: r.in_axis });
+                    }
                     if let Some(gm) = &gamma {
                         let gv = broadcast_vec(&gm.data, d);
                         p.edits.entry((r.node, 1)).or_default().push(Edit::Scale {
@@ -396,6 +462,7 @@ pub fn plan(
                 norm: k,
                 fold: fold_plan,
                 kept_affine: kept,
+                compressed_from: compress.then_some(d),
             });
         }
         reports.push((sid, leaves, norms));
@@ -405,6 +472,22 @@ pub fn plan(
         e.sort_by_key(Edit::rank);
     }
     Ok((p, reports))
+}
+
+/// A Reshape/Expand whose constant target ends in the stream width D: make it D−1.
+fn shrink_target(a: &Analysis, p: &mut Plan, node: NodeId, d: usize) {
+    let n = &a.g.nodes[node];
+    if !(n.is("Reshape") || n.is("Expand")) {
+        return;
+    }
+    let Some(t) = n.input(1) else { return };
+    let Some(vals) = crate::ir::shape::const_ints(a.g, t) else { return };
+    if vals.last() == Some(&(d as i64)) {
+        let e = p.edits.entry((node, 1)).or_default();
+        if !e.iter().any(|x| matches!(x, Edit::ShrinkDim { .. })) {
+            e.push(Edit::ShrinkDim { index: vals.len() - 1, width: d });
+        }
+    }
 }
 
 fn broadcast_vec(v: &[f64], d: usize) -> Vec<f64> {
@@ -461,6 +544,21 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
                     }
                 }
                 Edit::Center { axis } => math::center(&mut arr.data, &arr.dims, *axis),
+                Edit::FoldLastIn { axis } => {
+                    let (data, dims) = math::fold_last_in(&arr.data, &arr.dims, *axis);
+                    arr = Array { dims, data_type: arr.data_type, data };
+                }
+                Edit::DropLast { axis, width } => {
+                    if arr.dims.get(*axis) == Some(width) {
+                        let (data, dims) = math::drop_last(&arr.data, &arr.dims, *axis);
+                        arr = Array { dims, data_type: arr.data_type, data };
+                    }
+                }
+                Edit::ShrinkDim { index, width } => {
+                    if arr.data.get(*index) == Some(&(*width as f64)) {
+                        arr.data[*index] -= 1.0;
+                    }
+                }
             }
         }
         let (_, added) = model.graph.write_constant(node, slot, &arr)?;
@@ -503,7 +601,10 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
     // 3. Explicit centering nodes on the stream side of a value.
     let mut renamed: HashMap<String, String> = HashMap::new();
     for (v, edges) in &p.explicit {
-        let c = b.center(v)?;
+        let mut c = b.center(v)?;
+        if let Some(&d) = p.compress_explicit.get(v) {
+            c = b.slice_last(&c, d - 1)?;
+        }
         for &(node, slot) in edges {
             b.g.set_input(node, slot, &c);
         }
@@ -553,6 +654,13 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
             }
             None => r(&m.x),
         };
+        if let Some(full) = np.compressed_from {
+            // CRMSNorm on the compressed stream; an unfolded affine sees the decompressed vector.
+            let (gamma, beta) = if np.fold.is_some() { (None, None) } else { (m.gamma.clone(), m.beta.clone()) };
+            b.crms(&x, full, m.epsilon, gamma.as_deref(), beta.as_deref(), dtype, m.compute_type, &m.y)?;
+            out.forms_out.push(if np.fold.is_some() { "decomposed CRMSNorm" } else { "decomposed CRMSNorm + decompression" }.into());
+            continue;
+        }
         let folded = np.fold.is_some();
         let decomposed = emit == Emit::Standard && opset < 23;
         let gamma: Option<String> = if folded || m.gamma.is_none() {

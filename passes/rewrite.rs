@@ -95,6 +95,43 @@ pub struct Plan {
     pub centred_linears: BTreeSet<NodeId>,
     /// CRMSNorm: explicit centering outputs to slice to D−1, with D.
     pub compress_explicit: BTreeMap<String, usize>,
+    /// CRMSNorm: the widths D that were compressed (value_info declaring them is stale).
+    pub compressed_widths: BTreeSet<usize>,
+    /// CRMSNorm: `Shape` nodes on compressed values whose result must still say D (it sizes
+    /// other tensors, e.g. attention heads): (node, rank) — their last entry gets +1.
+    pub shape_fixes: Vec<(NodeId, usize)>,
+}
+
+/// How the result of `Shape(v)` on a compressed value is used downstream.
+fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -> (bool, bool) {
+    let (mut own, mut other) = (false, false);
+    let mut queue = vec![a.g.nodes[shape_node].output[0].clone()];
+    let mut seen = BTreeSet::new();
+    while let Some(v) = queue.pop() {
+        if !seen.insert(v.clone()) {
+            continue;
+        }
+        if a.ix.graph_outputs.contains(&v) {
+            other = true;
+        }
+        for &(c, slot) in a.ix.consumers(&v) {
+            let n = &a.g.nodes[c];
+            match n.op() {
+                "Reshape" | "Expand" if slot == 1 => {
+                    if n.input(0).is_some_and(|x| compressed.contains(x)) {
+                        own = true;
+                    } else {
+                        other = true;
+                    }
+                }
+                "Gather" | "Slice" | "Squeeze" | "Unsqueeze" | "Concat" | "Cast" | "Identity" | "Div" | "Mul" | "Add" | "Sub" => {
+                    queue.extend(n.output.iter().cloned())
+                }
+                _ => other = true,
+            }
+        }
+    }
+    (own, other)
 }
 
 /// The readers of norm output `y` for folding, or why they cannot all take γ and β.
@@ -350,6 +387,7 @@ pub fn plan(
             });
         }
         if compress {
+            p.compressed_widths.insert(d);
             // Sources and writers lose the last entry of their centred output axis.
             let fresh: Vec<(NodeId, usize)> = p.edits.keys().copied().filter(|k| !centred_before.contains(k)).collect();
             for key in fresh {
@@ -464,6 +502,37 @@ pub fn plan(
                 kept_affine: kept,
                 compressed_from: compress.then_some(d),
             });
+        }
+        if compress {
+            let mut compressed: BTreeSet<String> = st.values.clone();
+            for np in p.norms.iter().filter(|np| np.compressed_from == Some(d) && np.fold.is_some()) {
+                let m = &a.norms[np.norm];
+                let mut path = Vec::new();
+                compressed.insert(m.y.clone());
+                if fold_readers(a, &m.y, d, &mut path).is_ok() {
+                    for n in path {
+                        compressed.extend(a.g.nodes[n].output.iter().cloned());
+                    }
+                }
+            }
+            for v in &compressed {
+                for &(c, _) in a.ix.consumers(v) {
+                    if !a.g.nodes[c].is("Shape") || a.g.nodes[c].attr_i("end").is_some() {
+                        continue;
+                    }
+                    let (own, other) = shape_uses(a, c, &compressed);
+                    if own && other {
+                        return Err(Error::Usage(format!(
+                            "cannot compress the stream: the shape of {v:?} sizes both the compressed value and other tensors (Shape node {:?})",
+                            a.g.nodes[c].label()
+                        )));
+                    }
+                    if other {
+                        let rank = a.shapes.rank(v).ok_or_else(|| Error::Usage(format!("cannot compress: rank of {v:?} unknown")))?;
+                        p.shape_fixes.push((c, rank));
+                    }
+                }
+            }
         }
         reports.push((sid, leaves, norms));
     }
@@ -729,6 +798,18 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         };
         out.forms_out.push(form.into());
     }
+    // CRMSNorm: Shape readers that size other tensors still see the original width.
+    for &(node, rank) in &p.shape_fixes {
+        let o = b.g.nodes[node].output[0].clone();
+        let raw = b.value("shape");
+        b.g.nodes[node].output[0] = raw.clone();
+        let mut onehot = vec![0.0; rank];
+        if let Some(l) = onehot.last_mut() {
+            *l = 1.0;
+        }
+        let c = b.constant("width_fix", &[rank], dt::INT64, &onehot)?;
+        b.node("", "Add", &[&raw, &c], Some(&o), vec![]);
+    }
     if p.norms
         .iter()
         .any(|np| emit == Emit::Onnxruntime && norms[np.norm].skip.is_some())
@@ -737,6 +818,14 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
     }
     // 6. Remove the replaced nodes, restore order, drop what nobody reads.
     let g = &mut model.graph;
+    if !p.compressed_widths.is_empty() {
+        // Intermediate type annotations of width D are stale after compression: drop them
+        // (they are optional hints; graph inputs and outputs keep theirs).
+        g.value_info.retain(|v| {
+            let dims = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).and_then(|t| t.shape.as_ref());
+            !dims.is_some_and(|s| s.dim.iter().any(|d| d.dim_value.is_some_and(|x| x > 0 && p.compressed_widths.contains(&(x as usize)))))
+        });
+    }
     g.remove_nodes(&removed);
     g.toposort()
         .map_err(|e| Error::Internal(format!("after the rewrite: {e}")))?;

@@ -462,33 +462,41 @@ impl Graph {
     /// The tensor behind a constant value: an initializer (that is not also a graph input) or
     /// the `value` of a Constant node.
     pub fn constant_tensor(&self, name: &str) -> Option<&TensorProto> {
-        if self.inputs.iter().any(|v| v.name.as_deref() == Some(name)) {
-            return None; // an initializer that is also an input can be overridden at run time
+        // At most this many Identity hops: each costs a scan of the graph, and a hostile chain
+        // of thousands of Identity nodes made every lookup (so the pass) cubic.
+        const MAX_IDENTITY_HOPS: usize = 8;
+        let mut name = name;
+        for _ in 0..=MAX_IDENTITY_HOPS {
+            if self.inputs.iter().any(|v| v.name.as_deref() == Some(name)) {
+                return None; // an initializer that is also an input can be overridden at run time
+            }
+            if let Some(t) = self
+                .initializers
+                .iter()
+                .find(|t| t.name.as_deref() == Some(name))
+            {
+                return Some(t);
+            }
+            let n = self.nodes.iter().find(|n| {
+                (n.is("Constant") || n.is("Identity"))
+                    && n.output.first().map(String::as_str) == Some(name)
+            })?;
+            if n.is("Identity") {
+                // Exporters deduplicate tensors as Identity(initializer).
+                let src = n.input(0)?;
+                if src == name {
+                    return None;
+                }
+                name = src;
+                continue;
+            }
+            return n
+                .attribute
+                .iter()
+                .find(|a| a.name.as_deref() == Some("value"))
+                .and_then(|a| a.t.as_ref());
         }
-        if let Some(t) = self
-            .initializers
-            .iter()
-            .find(|t| t.name.as_deref() == Some(name))
-        {
-            return Some(t);
-        }
-        let n = self.nodes.iter().find(|n| {
-            (n.is("Constant") || n.is("Identity"))
-                && n.output.first().map(String::as_str) == Some(name)
-        })?;
-        if n.is("Identity") {
-            // Exporters deduplicate tensors as Identity(initializer).
-            let src = n.input(0)?;
-            return if src == name {
-                None
-            } else {
-                self.constant_tensor(src)
-            };
-        }
-        n.attribute
-            .iter()
-            .find(|a| a.name.as_deref() == Some("value"))
-            .and_then(|a| a.t.as_ref())
+        None
     }
 
     /// The dims of a constant, without reading its data.

@@ -522,13 +522,13 @@ pub fn plan(
                     }
                     let (own, other) = shape_uses(a, c, &compressed);
                     if own && other {
-                        return Err(Error::Usage(format!(
+                        return Err(Error::NotRewritable(format!(
                             "cannot compress the stream: the shape of {v:?} sizes both the compressed value and other tensors (Shape node {:?})",
                             a.g.nodes[c].label()
                         )));
                     }
                     if other {
-                        let rank = a.shapes.rank(v).ok_or_else(|| Error::Usage(format!("cannot compress: rank of {v:?} unknown")))?;
+                        let rank = a.shapes.rank(v).ok_or_else(|| Error::NotRewritable(format!("cannot compress the stream: the rank of {v:?} (read by Shape node {:?}) is unknown", a.g.nodes[c].label())))?;
                         p.shape_fixes.push((c, rank));
                     }
                 }
@@ -550,9 +550,19 @@ fn shrink_target(a: &Analysis, p: &mut Plan, node: NodeId, d: usize) {
         return;
     }
     let Some(t) = n.input(1) else { return };
-    let Some(vals) = crate::ir::shape::const_ints(a.g, t) else { return };
+    let (node, slot, vals) = match crate::ir::shape::const_ints(a.g, t) {
+        Some(v) => (node, 1, v),
+        None => {
+            // A computed target Concat(..., [D]): patch its constant last piece.
+            let Some(c) = a.ix.producer(t).filter(|&c| a.g.nodes[c].is("Concat")) else { return };
+            let cn = &a.g.nodes[c];
+            let last = cn.input.len().saturating_sub(1);
+            let Some(v) = cn.input(last).and_then(|x| crate::ir::shape::const_ints(a.g, x)) else { return };
+            (c, last, v)
+        }
+    };
     if vals.last() == Some(&(d as i64)) {
-        let e = p.edits.entry((node, 1)).or_default();
+        let e = p.edits.entry((node, slot)).or_default();
         if !e.iter().any(|x| matches!(x, Edit::ShrinkDim { .. })) {
             e.push(Edit::ShrinkDim { index: vals.len() - 1, width: d });
         }

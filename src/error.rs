@@ -42,6 +42,9 @@ pub enum Error {
         /// What the OS said.
         reason: String,
     },
+    /// The model is valid but the requested rewrite cannot be done exactly (exit 3).
+    #[error("{0}")]
+    NotRewritable(String),
     /// A broken internal invariant (a bug in this tool, not in the user's file).
     #[error("internal error: {0}")]
     Internal(String),
@@ -59,6 +62,7 @@ impl Error {
             | Error::Invalid { .. }
             | Error::Usage(_) => 2,
             Error::Write { .. } => 2,
+            Error::NotRewritable(_) => 3,
             Error::Internal(_) => 1,
         }
     }

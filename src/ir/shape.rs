@@ -418,7 +418,7 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             out[ax] = shapes
                 .iter()
                 .map(|s| s.get(ax).and_then(Dim::known))
-                .try_fold(0i64, |a, v| v.map(|v| a + v))
+                .try_fold(0i64, |a, v| v.and_then(|v| a.checked_add(v)))
                 .map(Dim::Known)
                 .unwrap_or(Dim::Unknown);
             for s in &shapes[1..] {
@@ -453,8 +453,11 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                             return vec![];
                         };
                         out[a] = match (x[a].known(), st.get(k), en.get(k), sp.get(k)) {
-                            (Some(d), Some(&s0), Some(&e0), Some(&step)) if step != 0 => {
-                                let clamp = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
+                            (Some(d), Some(&s0), Some(&e0), Some(&step)) if step != 0 && d >= 0 => {
+                                // In i128: starts, ends and steps come from the file and may be
+                                // anything (i64::MIN, i64::MAX).
+                                let (d, s0, e0, step) = (d as i128, s0 as i128, e0 as i128, step as i128);
+                                let clamp = |v: i128, lo: i128, hi: i128| v.max(lo).min(hi);
                                 let (s1, e1) = if step > 0 {
                                     (
                                         clamp(if s0 < 0 { s0 + d } else { s0 }, 0, d),
@@ -471,7 +474,7 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                                 } else {
                                     (s1 - e1 + (-step) - 1) / (-step)
                                 };
-                                Dim::Known(len.max(0))
+                                i64::try_from(len.max(0)).map(Dim::Known).unwrap_or(Dim::Unknown)
                             }
                             _ => Dim::Unknown,
                         };
@@ -530,7 +533,9 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                     (Some(xi), Some(k), Some(&s), Some(&dl), Some(&p0), Some(&p1))
                         if auto_ok && s > 0 =>
                     {
-                        Dim::Known((xi + p0 + p1 - dl * (k - 1) - 1) / s + 1)
+                        // In i128: sizes, pads and dilations come from the file.
+                        let (xi, p0, p1, dl, k, s) = (xi as i128, p0 as i128, p1 as i128, dl as i128, k as i128, s as i128);
+                        i64::try_from((xi + p0 + p1 - dl * (k - 1) - 1) / s + 1).map(Dim::Known).unwrap_or(Dim::Unknown)
                     }
                     _ => Dim::Unknown,
                 };
@@ -725,12 +730,13 @@ fn shape_value(g: &Graph, s: &Shapes, n: &NodeProto) -> Option<Vec<Dim>> {
                         let y = &b[if b.len() == 1 { 0 } else { i }];
                         match (x.known(), y.known()) {
                             (Some(x), Some(y)) => match n.op() {
-                                "Add" => Dim::Known(x + y),
-                                "Sub" => Dim::Known(x - y),
-                                "Mul" => Dim::Known(x * y),
-                                _ if y != 0 => Dim::Known(x / y),
-                                _ => Dim::Unknown,
-                            },
+                                "Add" => x.checked_add(y),
+                                "Sub" => x.checked_sub(y),
+                                "Mul" => x.checked_mul(y),
+                                _ => x.checked_div(y),
+                            }
+                            .map(Dim::Known)
+                            .unwrap_or(Dim::Unknown),
                             _ => Dim::Unknown,
                         }
                     })

@@ -1,2 +1,0 @@
-# 2026-11-27T21:57:54Z load before: 4.04 4.78 4.74
-nice -n -10 target/release/normopt-bench-runner bench/models/vit_s.onnx bench/models/vit_s_rms_std.onnx bench/models/vit_s_rms_ort.onnx bench/models/vit_s_nonorm.onnx --label orig --label rms_std --label rms_ort --label nonorm --limit --runs 50 --warmup 3 --profile 5 --ops --json 

@@ -4,7 +4,7 @@
 //! with its reasons.
 
 use onnx_normopt::ir::Model;
-use onnx_normopt::passes::{self, emit::Emit, Options};
+use onnx_normopt::passes::{self, emit::Emit, Options, Target};
 use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
 use std::path::{Path, PathBuf};
 
@@ -39,9 +39,33 @@ fn verify_opts() -> VerifyOptions {
 
 const LN_OPS: &[&str] = &["LayerNormalization", "SkipLayerNormalization"];
 
+/// Models whose streams cannot be compressed exactly yet: a `Shape` of a stream value sizes
+/// both the compressed tensor and other tensors, or its rank is unknown. They must be refused
+/// with `Error::NotRewritable` (exit 3), never written wrong.
+const CANNOT_COMPRESS: &[&str] = &[
+    "bloom_ortfused_fp32.onnx",
+    "bloom_ts14_fp16.onnx",
+    "bloom_ts14_fp32.onnx",
+    "bloom_ts17_fp32.onnx",
+    "codegen_ts14_fp32.onnx",
+    "gpt2_tied_ortfused_fp32.onnx",
+    "gpt2_tied_ts14_fp32.onnx",
+    "gpt2_tied_ts17_fp32.onnx",
+    "gpt_bigcode_ts14_fp32.onnx",
+    "gpt_bigcode_ts17_fp32.onnx",
+    "gptj_ts14_fp32.onnx",
+    "gptj_ts17_fp32.onnx",
+];
+
 fn check_case(path: &Path, expect: &str, opts: &Options) -> Result<String, String> {
     let model = Model::load(path).map_err(|e| e.to_string())?;
-    let out = passes::run(model, opts).map_err(|e| e.to_string())?;
+    let out = match passes::run(model, opts) {
+        Ok(o) => o,
+        Err(onnx_normopt::Error::NotRewritable(why)) if opts.target == Target::Crmsnorm && CANNOT_COMPRESS.iter().any(|f| path.ends_with(f)) => {
+            return Ok(format!("refused to compress: {why}"));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     match expect {
         "refuse" => {
             if out.rewritten() {
@@ -76,6 +100,17 @@ fn check_case(path: &Path, expect: &str, opts: &Options) -> Result<String, Strin
                 verify::verify_files(path, &dst, &verify_opts()).map_err(|e| e.to_string())?;
             if !rep.passed() {
                 return Err(format!("verification failed:\n{rep}"));
+            }
+            if opts.target == Target::Crmsnorm {
+                for st in out.report.streams.iter().filter(|s| s.status == "rewritten") {
+                    let (w, nw) = (st.width.unwrap(), st.new_width.unwrap());
+                    if nw != w - 1 {
+                        return Err(format!("stream {} width {w} -> {nw}", st.id));
+                    }
+                    if !out.model.graph.initializers.iter().any(|t| t.dims.last() == Some(&(nw as i64)) || t.dims.first() == Some(&(nw as i64))) {
+                        return Err(format!("no initializer of compressed width {nw}"));
+                    }
+                }
             }
             let worst = rep.rows.iter().map(|r| r.max_rel).fold(0.0, f64::max);
             Ok(format!(
@@ -140,6 +175,11 @@ fn every_testdata_model_without_folding() {
         },
         |m| m["form"] == "dynamo18" || m["form"] == "ortfused",
     );
+}
+
+#[test]
+fn every_testdata_model_crmsnorm() {
+    sweep(&Options { target: Target::Crmsnorm, ..Options::default() }, |_| true);
 }
 
 /// The corpus of the acceptance judge, when it sits beside the repository.

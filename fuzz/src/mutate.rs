@@ -445,6 +445,10 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                 if nn > 0 {
                     let i = o.idx(nn);
                     let inner = g.node[i].clone();
+                    if inner.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty()) {
+                        // Wrapping again would double the model per op (two branches each).
+                        continue;
+                    }
                     let outs = inner.output.clone();
                     let branch = |b: &str, inner: NodeProto| GraphProto {
                         node: vec![inner],

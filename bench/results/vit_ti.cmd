@@ -1,0 +1,2 @@
+# 2026-11-27T22:12:31Z load before: 4.54 4.37 4.54
+nice -n -10 target/release/normopt-bench-runner bench/models/vit_ti.onnx bench/models/vit_ti_rms_std.onnx bench/models/vit_ti_rms_ort.onnx bench/models/vit_ti_nonorm.onnx --label orig --label rms_std --label rms_ort --label nonorm --limit --runs 50 --warmup 3 --profile 5 --ops --json 

@@ -192,14 +192,12 @@ fn shared_corpus_when_present() {
     };
     let spec: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut failures = Vec::new();
-    for (name, s) in spec.as_object().unwrap() {
-        let r = check_case(
-            &dir.join(format!("{name}.onnx")),
-            s["expect"].as_str().unwrap(),
-            &Options::default(),
-        );
-        if let Err(e) = r {
-            failures.push(format!("{name}: {e}"));
+    for target in [Target::Rmsnorm, Target::Crmsnorm] {
+        for (name, s) in spec.as_object().unwrap() {
+            let opts = Options { target, ..Options::default() };
+            if let Err(e) = check_case(&dir.join(format!("{name}.onnx")), s["expect"].as_str().unwrap(), &opts) {
+                failures.push(format!("{name} ({target:?}): {e}"));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -603,14 +603,69 @@ pub fn stage(
         1 << 20,
         std::fs::File::create(staged.model_path()).map_err(wr)?,
     );
-    let mut buf = Vec::with_capacity(len);
-    model
-        .encode(&mut buf)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    w.write_all(&buf).map_err(wr)?;
+    write_model_streaming(&model, &mut w).map_err(wr)?;
     let f = w.into_inner().map_err(|e| wr(e.into_error()))?;
     f.sync_all().map_err(wr)?;
     Ok(staged)
+}
+
+/// Encode `model` to `w` piece by piece, so that peak memory is one node or tensor, not the
+/// whole protobuf. The bytes are exactly `model.encode_to_vec()`: prost and the reference
+/// serialisers write fields in tag order, and a message is its fields concatenated, so the
+/// ModelProto is written as [fields before `graph`] + graph (key, length, its fields one by one)
+/// + [fields after `graph`], and the graph's repeated fields one element at a time.
+pub fn write_model_streaming(model: &ModelProto, w: &mut impl Write) -> std::io::Result<()> {
+    let Some(graph) = &model.graph else {
+        return w.write_all(&model.encode_to_vec());
+    };
+    let head = ModelProto {
+        ir_version: model.ir_version,
+        producer_name: model.producer_name.clone(),
+        producer_version: model.producer_version.clone(),
+        domain: model.domain.clone(),
+        model_version: model.model_version,
+        doc_string: model.doc_string.clone(),
+        ..Default::default()
+    };
+    w.write_all(&head.encode_to_vec())?;
+    let mut key = Vec::new();
+    prost::encoding::encode_key(7, prost::encoding::WireType::LengthDelimited, &mut key);
+    prost::encoding::encode_varint(graph.encoded_len() as u64, &mut key);
+    w.write_all(&key)?;
+    // GraphProto fields in tag order: node 1, name 2, initializer 5, then the rest (10..16).
+    let mut buf = Vec::new();
+    for n in &graph.node {
+        buf.clear();
+        prost::encoding::message::encode(1, n, &mut buf);
+        w.write_all(&buf)?;
+    }
+    let name_only = GraphProto { name: graph.name.clone(), ..Default::default() };
+    w.write_all(&name_only.encode_to_vec())?;
+    for t in &graph.initializer {
+        buf.clear();
+        prost::encoding::message::encode(5, t, &mut buf);
+        w.write_all(&buf)?;
+    }
+    let tail = GraphProto {
+        doc_string: graph.doc_string.clone(),
+        input: graph.input.clone(),
+        output: graph.output.clone(),
+        value_info: graph.value_info.clone(),
+        quantization_annotation: graph.quantization_annotation.clone(),
+        sparse_initializer: graph.sparse_initializer.clone(),
+        metadata_props: graph.metadata_props.clone(),
+        ..Default::default()
+    };
+    w.write_all(&tail.encode_to_vec())?;
+    let rest = ModelProto {
+        opset_import: model.opset_import.clone(),
+        metadata_props: model.metadata_props.clone(),
+        training_info: model.training_info.clone(),
+        functions: model.functions.clone(),
+        configuration: model.configuration.clone(),
+        ..Default::default()
+    };
+    w.write_all(&rest.encode_to_vec())
 }
 
 fn kv(k: &str, v: &str) -> StringStringEntryProto {

@@ -98,3 +98,13 @@ fn external_location_escaping_the_folder_is_rejected() {
     assert!(err.contains("not a relative path inside the model's folder"), "{err}");
     assert!(err.contains("ext.onnx"), "{err}");
 }
+
+#[test]
+fn streaming_writer_matches_whole_encoding() {
+    for p in models() {
+        let file = io::load(&p).unwrap();
+        let mut out = Vec::new();
+        io::write_model_streaming(&file.proto, &mut out).unwrap();
+        assert!(out == file.proto.encode_to_vec(), "{}: streamed bytes differ", p.display());
+    }
+}

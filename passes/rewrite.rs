@@ -104,6 +104,9 @@ pub struct Plan {
 
 /// How the result of `Shape(v)` on a compressed value is used downstream.
 fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -> (bool, bool) {
+    // Only values that still carry the last entry (the width) of the shape matter.
+    let rank = a.g.nodes[shape_node].input(0).and_then(|x| a.shapes.rank(x));
+    let picks_last = |idx: &[i64]| idx.iter().any(|&i| i == -1 || rank.map_or(true, |r| i == r as i64 - 1));
     let (mut own, mut other) = (false, false);
     let mut queue = vec![a.g.nodes[shape_node].output[0].clone()];
     let mut seen = BTreeSet::new();
@@ -116,6 +119,7 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
         }
         for &(c, slot) in a.ix.consumers(&v) {
             let n = &a.g.nodes[c];
+            let konst = |i: usize| n.input(i).and_then(|x| crate::ir::shape::const_ints(a.g, x));
             match n.op() {
                 "Reshape" | "Expand" if slot == 1 => {
                     if n.input(0).is_some_and(|x| compressed.contains(x)) {
@@ -124,7 +128,25 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
                         other = true;
                     }
                 }
-                "Gather" | "Slice" | "Squeeze" | "Unsqueeze" | "Concat" | "Cast" | "Identity" | "Div" | "Mul" | "Add" | "Sub" => {
+                "Gather" if slot == 0 => {
+                    if konst(1).map_or(true, |idx| picks_last(&idx)) {
+                        queue.extend(n.output.iter().cloned())
+                    }
+                }
+                "Slice" if slot == 0 => {
+                    let keeps_last = match (konst(1), konst(2), rank) {
+                        (Some(st), Some(en), Some(r)) => {
+                            let r = r as i64;
+                            let norm = |x: i64| if x < 0 { x + r } else { x.min(r) };
+                            st.first().map_or(true, |&s0| norm(s0) <= r - 1) && en.first().map_or(true, |&e0| norm(e0) > r - 1)
+                        }
+                        _ => true,
+                    };
+                    if keeps_last {
+                        queue.extend(n.output.iter().cloned())
+                    }
+                }
+                "Squeeze" | "Unsqueeze" | "Concat" | "Cast" | "Identity" | "Div" | "Mul" | "Add" | "Sub" => {
                     queue.extend(n.output.iter().cloned())
                 }
                 _ => other = true,

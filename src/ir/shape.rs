@@ -234,6 +234,22 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         | "Sign" => one(inp(0)),
         "Dropout" => vec![inp(0), inp(0)],
         "Range" => one(Some(vec![Dim::Unknown])),
+        "Tile" => {
+            let Some(x) = inp(0) else { return vec![] };
+            let reps: Option<Vec<Dim>> = n
+                .input(1)
+                .and_then(|r| const_ints(g, r).map(|v| v.into_iter().map(Dim::Known).collect()).or_else(|| s.value(r).map(<[Dim]>::to_vec)));
+            let out = x
+                .iter()
+                .enumerate()
+                .map(|(i, d)| match (d.known(), reps.as_ref().and_then(|r| r.get(i)).and_then(Dim::known)) {
+                    (Some(a), Some(b)) => Dim::Known(a * b),
+                    (_, Some(1)) => d.clone(),
+                    _ => Dim::Unknown,
+                })
+                .collect();
+            one(Some(out))
+        }
         "ConstantOfShape" => one(n.input(0).and_then(|v| s.value(v)).map(<[Dim]>::to_vec)),
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "Greater" | "LessOrEqual"
         | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Max" | "Min" | "Mod" | "BitShift" => {

@@ -4,12 +4,24 @@
 //! (Jiang et al., NeurIPS 2023): keep every residual stream zero-mean by centring the weights
 //! that write into it, and every LayerNorm on it equals an RMSNorm with the same γ, β, ε.
 //!
-//! ```no_run
-//! use onnx_normopt::{ir::Model, passes};
-//! let model = Model::load("model.onnx".as_ref())?;
-//! let outcome = passes::run(model, &passes::Options::default())?;
+//! ```
+//! use onnx_normopt::{ir::Model, passes, verify};
+//! // Load (memory-mapped; external data resolved inside the model's folder only).
+//! let model = Model::load("testdata/models/gpt2_dynamo18_fp32.onnx".as_ref())?;
+//! // Run the pass: Pre-LN → Pre-RMSNorm (or `Target::Crmsnorm`), standard ONNX ops.
+//! let opts = passes::Options { target: passes::Target::Rmsnorm, ..Default::default() };
+//! let outcome = passes::run(model, &opts)?;
+//! assert_eq!(outcome.report.norms_rewritten, 5);
 //! println!("{}", outcome.report.summary());
-//! onnx_normopt::save(&outcome.model, "out.onnx".as_ref())?;
+//! // Save atomically, then verify against the original in tract.
+//! let dir = std::env::temp_dir().join(format!("normopt-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let out = dir.join("gpt2_rms.onnx");
+//! onnx_normopt::save(&outcome.model, &out)?;
+//! let check = verify::VerifyOptions { runtimes: verify::Runtimes::Tract, ..Default::default() };
+//! let table = verify::verify_files("testdata/models/gpt2_dynamo18_fp32.onnx".as_ref(), &out, &check).unwrap();
+//! assert!(table.passed(), "{table}");
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), onnx_normopt::Error>(())
 //! ```
 

@@ -22,18 +22,39 @@ pub enum Edit {
     /// Replace the values (precomputed embedding LayerNorm table).
     Replace(Vec<f64>),
     /// Scale along an axis by γ (fold of a norm's scale into a reader).
-    Scale { axis: usize, gamma: Vec<f64> },
+    Scale {
+        /// The input axis.
+        axis: usize,
+        /// γ, one factor per entry of the axis.
+        gamma: Vec<f64>,
+    },
     /// Add a vector along the last axis (fold of β·W into a reader's bias).
     AddRows(Vec<f64>),
     /// Centre over an axis (sources and writers).
-    Center { axis: usize },
+    Center {
+        /// The output axis.
+        axis: usize,
+    },
     /// CRMSNorm, a reader of a compressed stream: W' = W[0:D−1] − W[D−1] along the input axis.
-    FoldLastIn { axis: usize },
+    FoldLastIn {
+        /// The input axis.
+        axis: usize,
+    },
     /// CRMSNorm, a source or writer: drop the last entry of its (centred) output axis when that
     /// axis has the stream's width.
-    DropLast { axis: usize, width: usize },
+    DropLast {
+        /// The output axis.
+        axis: usize,
+        /// The stream width D (other lengths are left alone).
+        width: usize,
+    },
     /// CRMSNorm: a shape constant that hard-codes the stream width D at `index` becomes D−1.
-    ShrinkDim { index: usize, width: usize },
+    ShrinkDim {
+        /// Position in the shape.
+        index: usize,
+        /// D.
+        width: usize,
+    },
 }
 
 impl Edit {

@@ -25,6 +25,8 @@
 //! # Ok::<(), onnx_normopt::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod error;
 pub mod io;

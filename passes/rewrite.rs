@@ -177,6 +177,13 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
     (own, other)
 }
 
+impl Plan {
+    /// Centre the constant read at `slot` over `axis` (a source or writer).
+    fn center(&mut self, slot: (NodeId, usize), axis: usize) {
+        self.edits.entry(slot).or_default().push(Edit::Center { axis });
+    }
+}
+
 /// The readers of norm output `y` for folding, or why they cannot all take γ and β.
 pub fn fold_readers(a: &Analysis, y: &str, d: usize, path: &mut Vec<NodeId>) -> std::result::Result<Vec<Reader>, String> {
     let mut out = Vec::new();
@@ -326,14 +333,10 @@ pub fn plan(
                     p.centred_linears.insert(*node);
                     if n.is("Gemm") {
                         let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                        p.edits.entry((*node, 1)).or_default().push(Edit::Center {
-                            axis: usize::from(!trans_b),
-                        });
+                        p.center((*node, 1), usize::from(!trans_b),);
                         if let Some(cv) = n.input(2) {
                             let cd = a.g.constant_dims(cv).unwrap_or_default();
-                            p.edits.entry((*node, 2)).or_default().push(Edit::Center {
-                                axis: cd.len().saturating_sub(1),
-                            });
+                            p.center((*node, 2), cd.len().saturating_sub(1),);
                         }
                         (
                             "linear",
@@ -344,10 +347,7 @@ pub fn plan(
                             ),
                         )
                     } else {
-                        p.edits
-                            .entry((*node, 1))
-                            .or_default()
-                            .push(Edit::Center { axis: 1 });
+                        p.center((*node, 1), 1);
                         (
                             "linear",
                             *node,
@@ -356,22 +356,13 @@ pub fn plan(
                     }
                 }
                 Leaf::Table { node } => {
-                    p.edits
-                        .entry((*node, 0))
-                        .or_default()
-                        .push(Edit::Center { axis: 1 });
+                    p.center((*node, 0), 1);
                     ("embedding", *node, "table rows centred".to_string())
                 }
                 Leaf::Conv { node } => {
-                    p.edits
-                        .entry((*node, 1))
-                        .or_default()
-                        .push(Edit::Center { axis: 0 });
+                    p.center((*node, 1), 0);
                     if a.g.nodes[*node].input(2).is_some() {
-                        p.edits
-                            .entry((*node, 2))
-                            .or_default()
-                            .push(Edit::Center { axis: 0 });
+                        p.center((*node, 2), 0);
                     }
                     (
                         "patch embedding",

@@ -101,8 +101,6 @@ pub struct Analysis<'a> {
     pub shapes: &'a Shapes,
     /// Matched norms.
     pub norms: &'a [NormMatch],
-    /// value → norm reading it as x (or as a Skip summand).
-    norm_by_input: HashMap<String, Vec<usize>>,
     /// value → norm producing it as y.
     norm_by_output: HashMap<String, usize>,
     /// node → norm owning it.
@@ -122,16 +120,9 @@ impl<'a> Analysis<'a> {
         shapes: &'a Shapes,
         norms: &'a [NormMatch],
     ) -> Self {
-        let mut norm_by_input: HashMap<String, Vec<usize>> = HashMap::new();
         let mut norm_by_output = HashMap::new();
         let mut norm_by_node = HashMap::new();
         for (k, m) in norms.iter().enumerate() {
-            if let Some(s) = &m.skip {
-                norm_by_input.entry(s.a.clone()).or_default().push(k);
-                norm_by_input.entry(s.b.clone()).or_default().push(k);
-            } else {
-                norm_by_input.entry(m.x.clone()).or_default().push(k);
-            }
             norm_by_output.insert(m.y.clone(), k);
             for &n in &m.nodes {
                 norm_by_node.insert(n, k);
@@ -142,8 +133,7 @@ impl<'a> Analysis<'a> {
             ix,
             shapes,
             norms,
-            norm_by_input,
-            norm_by_output,
+                        norm_by_output,
             norm_by_node,
         }
     }

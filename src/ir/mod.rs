@@ -435,9 +435,11 @@ impl Graph {
                     return Err(match all_outputs.get(inp.as_str()) {
                         Some(&j) if j >= i => format!(
                             "node {:?} ({}) reads {inp:?} before it is produced by node {:?}: the graph is not in topological order or has a cycle",
-                            n.label(), n.op(), self.nodes[j].label()
+                            n.label(), n.op().escape_debug(), self.nodes[j].label()
                         ),
-                        _ => format!("node {:?} ({}) reads undefined value {inp:?}", n.label(), n.op()),
+                        // escape_debug: names come from the file; a newline would split the
+                        // one-line error.
+                        _ => format!("node {:?} ({}) reads undefined value {inp:?}", n.label(), n.op().escape_debug()),
                     });
                 }
             }
@@ -702,20 +704,7 @@ impl Graph {
             .chain(&self.value_info)
             .find(|v| v.name.as_deref() == Some(name))?;
         let tt = vi.r#type.as_ref()?.tensor_type.as_ref()?;
-        let dims = tt
-            .shape
-            .as_ref()
-            .map(|s| {
-                s.dim
-                    .iter()
-                    .map(|d| match (d.dim_value, &d.dim_param) {
-                        (Some(v), _) => shape::Dim::Known(v),
-                        (None, Some(p)) if !p.is_empty() => shape::Dim::Sym(p.clone()),
-                        _ => shape::Dim::Unknown,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let dims = tt.shape.as_ref().map(shape::declared_dims).unwrap_or_default();
         Some((tt.elem_type.unwrap_or(0), dims))
     }
 

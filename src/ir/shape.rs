@@ -40,6 +40,19 @@ impl std::fmt::Display for Dim {
     }
 }
 
+/// The dims a declared shape states (a size, a symbol, or unknown per axis).
+pub fn declared_dims(shape: &crate::proto::TensorShapeProto) -> Vec<Dim> {
+    shape
+        .dim
+        .iter()
+        .map(|d| match (d.dim_value, &d.dim_param) {
+            (Some(v), _) => Dim::Known(v),
+            (None, Some(p)) if !p.is_empty() => Dim::Sym(p.clone()),
+            _ => Dim::Unknown,
+        })
+        .collect()
+}
+
 /// Shapes of the values of a graph, as far as known.
 #[derive(Debug, Default, Clone)]
 pub struct Shapes {

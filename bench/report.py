@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-ORDER = ["op_128x768", "op_197x384", "op_1576x192", "vit_ti", "vit_ti_ort_1thread", "vit_s", "gpt2"]
+ORDER = ["op_128x768", "op_197x384", "op_1576x192", "vit_ti", "vit_ti_ort_1thread", "vit_s", "vit_s_ort_1thread", "gpt2", "gpt2_ort_1thread"]
 
 # Op names that belong to normalisation, per runtime (for the "norm ops" profile column).
 NORM_OPS = {
@@ -31,30 +31,42 @@ def render(name, rep, cmd):
         ms = [m["ms"]["median"] for m in r["models"]]
         fmt = "{:.3f}" if max(ms) < 10 else "{:.1f}"
         norm_ops = NORM_OPS.get(r["runtime"], set())
+        has_cpu = all(m.get("cpu_ms") for m in r["models"])
         has_prof = any(m.get("profile") for m in r["models"])
         has_cap = bool(r["captured"])
-        head = f"| {r['runtime']} | median ms [p25, p75] | ratio vs {r['models'][0]['label']} [p25, p75] |"
+        a = r["models"][0]["label"]
+        head = f"| {r['runtime']} | wall ms [p25, p75] | wall ratio vs {a} |"
         sep = "|---|---|---|"
+        if has_cpu:
+            head += f" CPU ms [p25, p75] | CPU ratio vs {a} |"
+            sep += "---|---|"
         if has_cap:
-            head += " captured [p25, p75] |"
-            sep += "---|"
+            head += " captured (wall) |" + (" captured (CPU) |" if has_cpu else "")
+            sep += "---|" + ("---|" if has_cpu else "")
         if has_prof:
             head += " norm ops ms/run (profile) |"
             sep += "---|"
         out += [head, sep]
         for k, m in enumerate(r["models"]):
-            row = f"| {m['label']} | {q(m['ms'], fmt)} | "
-            row += "1" if k == 0 else q(r["ratios"][k - 1]["stats"], "{:.3f}")
-            row += " |"
+            def ratio(key):
+                return "1" if k == 0 else q(r[key][k - 1]["stats"], "{:.3f}")
+
+            def cap(key):
+                c = next((c for c in r.get(key, []) if c["label"] == m["label"] and 0 < k < len(r["models"]) - 1), None)
+                return q(c["stats"], "{:.2f}") if c else ""
+
+            row = f"| {m['label']} | {q(m['ms'], fmt)} | {ratio('ratios')} |"
+            if has_cpu:
+                row += f" {q(m['cpu_ms'], fmt)} | {ratio('cpu_ratios')} |"
             if has_cap:
-                c = next((c for c in r["captured"] if c["label"] == m["label"] and 0 < k < len(r["models"]) - 1), None)
-                row += f" {q(c['stats'], '{:.2f}') if c else ''} |"
+                row += f" {cap('captured')} |" + (f" {cap('cpu_captured')} |" if has_cpu else "")
             if has_prof:
                 p = m.get("profile") or []
                 nops = [o for o in p if o["op"] in norm_ops]
                 tot = sum(o["ms_per_run"] for o in nops)
+                alltot = sum(o["ms_per_run"] for o in p) or 1.0
                 desc = ", ".join(f"{o['op']}×{o['nodes']}" for o in nops)
-                row += f" {tot:.2f} ({desc}) |" if nops else " 0 |"
+                row += f" {tot:.2f} = {100 * tot / alltot:.1f}% ({desc}) |" if nops else " 0 |"
             out.append(row)
         out.append("")
     return "\n".join(out)

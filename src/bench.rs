@@ -18,9 +18,15 @@
 //!   (A B C, B C A, C A B, ...) so no model always runs after the same one; warm-up rounds are
 //!   dropped; every run's wall time (inputs in, outputs out and dropped) is recorded;
 //! - statistics are median and quartiles (p25, p75, linear interpolation) of the per-run times
-//!   and of the per-round ratios, which cancel slow drifts of a noisy machine.
+//!   and of the per-round ratios, which cancel slow drifts of a noisy machine;
+//! - besides wall time, every run's **CPU time** of the whole process is recorded (all threads,
+//!   `CLOCK_PROCESS_CPUTIME_ID`, 64-bit Linux only): time the process was descheduled
+//!   for other processes does not count, which makes it far steadier than wall time on a shared
+//!   machine. For single-threaded runs (tract; onnxruntime with `--ort-threads 1`) it is the
+//!   compute time; with an onnxruntime thread pool it also counts the pool's spin-waiting.
 //!
-//! `--profile N` adds N profiled runs per model after the timing: per-op-type time from tract
+//! `--profile N` adds N profiled rounds after the timing (interleaved like the timed ones):
+//! per-op-type time from tract
 //! (an eval hook around every node of the plan) and from onnxruntime's own profiler (its JSON
 //! trace, per `op_name`, so fused kernels show up under their fused name). `--ops` prints the op
 //! histogram of tract's optimised model (what tract actually runs).
@@ -193,6 +199,11 @@ pub struct ModelResult {
     pub ms: Stats,
     /// Every timed run, in ms, in round order.
     pub runs_ms: Vec<f64>,
+    /// Statistics of the runs' process CPU time, in ms (None where it cannot be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<Stats>,
+    /// Every timed run's process CPU time, in ms (empty where it cannot be read).
+    pub runs_cpu_ms: Vec<f64>,
     /// tract only, with `--ops`: op name → node count in the optimised model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ops: Option<BTreeMap<String, usize>>,
@@ -223,6 +234,10 @@ pub struct RuntimeResult {
     pub ratios: Vec<Relative>,
     /// With a limit model: `(t_A − t_X)/(t_A − t_L)` per round, for the models in between.
     pub captured: Vec<Relative>,
+    /// [`Self::ratios`] on CPU time.
+    pub cpu_ratios: Vec<Relative>,
+    /// [`Self::captured`] on CPU time.
+    pub cpu_captured: Vec<Relative>,
 }
 
 /// The whole benchmark.
@@ -353,11 +368,13 @@ impl Runner for TractRunner {
     }
 }
 
+/// Per op name: the node ids seen and the seconds spent.
+type OpAcc = BTreeMap<String, (std::collections::HashSet<usize>, f64)>;
+
 impl TractRunner {
-    /// Run `n` times timing every node; per op name: (nodes, total seconds).
-    fn profile(&mut self, n: usize) -> Result<Vec<OpTime>, BenchError> {
-        let mut acc: BTreeMap<String, (std::collections::HashSet<usize>, f64)> = BTreeMap::new();
-        for _ in 0..n {
+    /// Run once timing every node into `acc`.
+    fn profile_once(&mut self, acc: &mut OpAcc) -> Result<(), BenchError> {
+        {
             let r = self
                 .state
                 .run_plan_with_eval(self.inputs.clone(), |ctx, st, node, inp| {
@@ -375,10 +392,7 @@ impl TractRunner {
                 ))
             })?;
         }
-        Ok(sorted_ops(
-            acc.into_iter()
-                .map(|(k, (ids, s))| (k, ids.len(), s * 1e3 / n as f64)),
-        ))
+        Ok(())
     }
 }
 
@@ -557,29 +571,79 @@ fn machine() -> String {
     )
 }
 
-/// Interleaved timing of `runners`: returns per-model run times (ms), round by round.
+/// CPU time of this process so far, in ns (all threads): `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`,
+/// which is exact (`/proc/self/task/*/schedstat` only advances at scheduler ticks). `None` where
+/// not implemented (non-Linux, 32-bit).
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn process_cpu_ns() -> Option<u64> {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut t = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable `struct timespec` (two 64-bit fields on 64-bit Linux);
+    // libc's clock_gettime only writes it.
+    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    (rc == 0).then(|| t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64)
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn process_cpu_ns() -> Option<u64> {
+    None
+}
+
+/// Per-model run times (ms), round by round: wall and process CPU time (empty when it cannot
+/// be read).
+struct Timings {
+    wall: Vec<Vec<f64>>,
+    cpu: Vec<Vec<f64>>,
+}
+
+/// Interleaved timing of `runners`, rotating the starting model every round.
 fn time_rounds(
     runners: &mut [Box<dyn Runner + '_>],
     warmup: usize,
     runs: usize,
-) -> Result<Vec<Vec<f64>>, BenchError> {
+) -> Result<Timings, BenchError> {
     let n = runners.len();
-    let mut times = vec![Vec::with_capacity(runs); n];
+    let mut wall = vec![Vec::with_capacity(runs); n];
+    let mut cpu = vec![Vec::with_capacity(runs); n];
+    let mut cpu_ok = true;
     for round in 0..warmup + runs {
         for k in 0..n {
             let m = (round + k) % n;
+            let c0 = process_cpu_ns();
             let t = Instant::now();
             runners[m].run_once()?;
             let ms = t.elapsed().as_secs_f64() * 1e3;
+            let c1 = process_cpu_ns();
             if round >= warmup {
-                times[m].push(ms);
+                wall[m].push(ms);
+                match (c0, c1) {
+                    (Some(a), Some(b)) => cpu[m].push(b.saturating_sub(a) as f64 / 1e6),
+                    _ => cpu_ok = false,
+                }
             }
         }
     }
-    Ok(times)
+    if !cpu_ok {
+        cpu.iter_mut().for_each(Vec::clear);
+    }
+    Ok(Timings { wall, cpu })
 }
 
 fn relative(labels: &[String], times: &[Vec<f64>], limit: bool) -> (Vec<Relative>, Vec<Relative>) {
+    if times.iter().any(Vec::is_empty) {
+        return (Vec::new(), Vec::new());
+    }
     let a = &times[0];
     let mut ratios = Vec::new();
     let mut captured = Vec::new();
@@ -722,6 +786,7 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
             let dir =
                 std::env::temp_dir().join(format!("onnx-normopt-bench-{}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|x| err(format!("{}: {x}", dir.display())))?;
+            let mut prof: Vec<OrtRunner> = Vec::new();
             for (k, p) in args.models.iter().enumerate() {
                 let prefix = dir.join(format!("m{k}"));
                 let o = OrtOptions {
@@ -729,14 +794,16 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
                     optimized_out: None,
                     profile_prefix: Some(&prefix),
                 };
-                let mut r = ort_load(&env, p, sample, &o)?;
-                for _ in 0..args.warmup {
-                    r.run_once()?;
+                prof.push(ort_load(&env, p, sample, &o)?);
+            }
+            // The profile starts at session creation: the warm-up runs are counted too.
+            for round in 0..args.warmup + n {
+                let np = prof.len();
+                for k in 0..np {
+                    prof[(round + k) % np].run_once()?;
                 }
-                // The profile starts at session creation: count the warm-up runs too.
-                for _ in 0..n {
-                    r.run_once()?;
-                }
+            }
+            for (k, mut r) in prof.into_iter().enumerate() {
                 let file = r
                     .session
                     .end_profiling()
@@ -747,12 +814,13 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
             }
             let _ = std::fs::remove_dir(&dir);
             notes.push(format!(
-                "onnxruntime profile: {} runs per model incl. {} warm-up, per op_name of the optimised graph",
+                "onnxruntime profile: {} interleaved rounds incl. {} warm-up, per op_name of the optimised graph",
                 n + args.warmup,
                 args.warmup
             ));
         }
-        let (ratios, captured) = relative(&labels, &times, args.limit);
+        let (ratios, captured) = relative(&labels, &times.wall, args.limit);
+        let (cpu_ratios, cpu_captured) = relative(&labels, &times.cpu, args.limit);
         let threads = args
             .ort_threads
             .map(|n| format!("{n} intra-op threads"))
@@ -773,6 +841,8 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
             ),
             ratios,
             captured,
+            cpu_ratios,
+            cpu_captured,
         });
     }
 
@@ -796,21 +866,34 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         };
         let mut profiles = vec![None; args.models.len()];
         if let Some(n) = args.profile.filter(|&n| n > 0) {
-            for (k, r) in runners.iter_mut().enumerate() {
-                profiles[k] = Some(r.profile(n)?);
+            let mut accs: Vec<OpAcc> = vec![OpAcc::new(); runners.len()];
+            for round in 0..n {
+                for k in 0..runners.len() {
+                    let m = (round + k) % runners.len();
+                    runners[m].profile_once(&mut accs[m])?;
+                }
+            }
+            for (k, acc) in accs.into_iter().enumerate() {
+                profiles[k] = Some(sorted_ops(
+                    acc.into_iter()
+                        .map(|(op, (ids, s))| (op, ids.len(), s * 1e3 / n as f64)),
+                ));
             }
             notes.push(format!(
-                "tract profile: {n} runs per model, per op name of the optimised plan"
+                "tract profile: {n} interleaved rounds, per op name of the optimised plan"
             ));
         }
         drop(runners);
-        let (ratios, captured) = relative(&labels, &times, args.limit);
+        let (ratios, captured) = relative(&labels, &times.wall, args.limit);
+        let (cpu_ratios, cpu_captured) = relative(&labels, &times.cpu, args.limit);
         results.push(RuntimeResult {
             runtime: "tract".into(),
             settings: "tract-onnx 0.23, into_optimized().into_runnable(), concrete input shapes, single thread".into(),
             models: models(&labels, args, &load_ms, times, hist, profiles),
             ratios,
             captured,
+            cpu_ratios,
+            cpu_captured,
         });
     }
 
@@ -838,21 +921,25 @@ fn models(
     labels: &[String],
     args: &BenchArgs,
     load_ms: &[f64],
-    times: Vec<Vec<f64>>,
+    times: Timings,
     ops: Vec<Option<BTreeMap<String, usize>>>,
     profiles: Vec<Option<Vec<OpTime>>>,
 ) -> Vec<ModelResult> {
     times
+        .wall
         .into_iter()
+        .zip(times.cpu)
         .zip(ops)
         .zip(profiles)
         .enumerate()
-        .map(|(k, ((t, ops), profile))| ModelResult {
+        .map(|(k, (((t, c), ops), profile))| ModelResult {
             label: labels[k].clone(),
             path: args.models[k].clone(),
             load_ms: load_ms[k],
             ms: Stats::of(&t),
             runs_ms: t,
+            cpu_ms: (!c.is_empty()).then(|| Stats::of(&c)),
+            runs_cpu_ms: c,
             ops,
             profile,
         })
@@ -883,34 +970,54 @@ impl std::fmt::Display for BenchReport {
                 .max()
                 .unwrap_or(5)
                 .max(5);
-            writeln!(
-                f,
-                "{:<w$}  {:>10} {:>10} {:>10}  {:>22}  {:>24}",
-                "model", "median ms", "p25", "p75", "ratio vs A [p25, p75]", "captured [p25, p75]"
-            )?;
-            for (k, m) in r.models.iter().enumerate() {
-                let ratio = if k == 0 {
-                    "A".to_string()
-                } else {
-                    let s = &r.ratios[k - 1].stats;
-                    format!("{:.3} [{:.3}, {:.3}]", s.median, s.p25, s.p75)
-                };
-                let cap = r
-                    .captured
+            let fmt_q =
+                |s: &Stats, p: usize| format!("{:.p$} [{:.p$}, {:.p$}]", s.median, s.p25, s.p75);
+            let kinds: [(&str, bool); 2] = [("wall", true), ("cpu", false)];
+            for (kind, wall) in kinds {
+                let stats: Vec<Option<&Stats>> = r
+                    .models
                     .iter()
-                    .find(|c| c.label == m.label && k > 0 && k + 1 < r.models.len())
-                    .map(|c| {
-                        format!(
-                            "{:.2} [{:.2}, {:.2}]",
-                            c.stats.median, c.stats.p25, c.stats.p75
-                        )
-                    })
-                    .unwrap_or_default();
+                    .map(|m| if wall { Some(&m.ms) } else { m.cpu_ms.as_ref() })
+                    .collect();
+                if stats.iter().any(Option::is_none) {
+                    continue;
+                }
+                let (ratios, captured) = if wall {
+                    (&r.ratios, &r.captured)
+                } else {
+                    (&r.cpu_ratios, &r.cpu_captured)
+                };
                 writeln!(
                     f,
-                    "{:<w$}  {:>10.3} {:>10.3} {:>10.3}  {:>22}  {:>24}",
-                    m.label, m.ms.median, m.ms.p25, m.ms.p75, ratio, cap
+                    "{:<w$}  {:>26}  {:>22}  {:>20}",
+                    format!("[{kind}]"),
+                    "median ms [p25, p75]",
+                    "ratio vs A [p25, p75]",
+                    "captured [p25, p75]"
                 )?;
+                for (k, m) in r.models.iter().enumerate() {
+                    let ratio = match k {
+                        0 => "A".to_string(),
+                        _ => ratios
+                            .get(k - 1)
+                            .map(|x| fmt_q(&x.stats, 3))
+                            .unwrap_or_default(),
+                    };
+                    let cap = captured
+                        .iter()
+                        .find(|c| c.label == m.label && k > 0 && k + 1 < r.models.len())
+                        .map(|c| fmt_q(&c.stats, 2))
+                        .unwrap_or_default();
+                    let s = stats[k].expect("checked");
+                    writeln!(
+                        f,
+                        "{:<w$}  {:>26}  {:>22}  {:>20}",
+                        m.label,
+                        fmt_q(s, 3),
+                        ratio,
+                        cap
+                    )?;
+                }
             }
             for m in &r.models {
                 if let Some(ops) = &m.ops {

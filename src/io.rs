@@ -78,6 +78,20 @@ impl ExternalStore {
         Ok(map)
     }
 
+    /// Whether `p` is the input model or one of the data files its tensors reference (all
+    /// are mapped at load), so that writing `p` would destroy the input.
+    pub fn is_input_file(&self, p: &Path) -> bool {
+        let Ok(p) = p.canonicalize() else { return false };
+        let same = |a: &Path| a.canonicalize().is_ok_and(|a| a == p);
+        if same(&self.model_path) {
+            return true;
+        }
+        match self.maps.lock() {
+            Ok(maps) => maps.keys().any(|l| same(&self.dir.join(l))),
+            Err(_) => true,
+        }
+    }
+
     /// The bytes of an external tensor (borrowed from the map, no copy).
     pub fn bytes(&self, r: &ExternalRef) -> Result<Bytes> {
         let map = self.map(&r.location)?;
@@ -511,6 +525,18 @@ pub fn stage(
         .ok_or_else(|| Error::Usage(format!("{}: not a file name", out.display())))?
         .to_string_lossy()
         .to_string();
+    // Renaming into place must never replace the input model or one of its data files.
+    let mut targets = vec![out.to_path_buf()];
+    if layout == DataLayout::External {
+        targets.push(dir.join(format!("{file_name}.data")));
+    }
+    if let Some(t) = targets.iter().find(|t| store.is_input_file(t)) {
+        return Err(Error::Usage(format!(
+            "{}: writing {} would overwrite the input (its model or external data file)",
+            out.display(),
+            t.display()
+        )));
+    }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

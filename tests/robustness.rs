@@ -912,7 +912,7 @@ fn regressions() -> Vec<PathBuf> {
 fn fuzz_regressions_replay_in_process() {
     for f in regressions() {
         let data = std::fs::read(&f).unwrap();
-        for v in [None, Some(0u8), Some(1), Some(2), Some(3)] {
+        for v in std::iter::once(None).chain((0..harness::VARIANTS).map(Some)) {
             let d = data.clone();
             let r = std::panic::catch_unwind(move || match v {
                 None => harness::decode_check(&d),
@@ -971,58 +971,287 @@ fn fuzz_regressions_replay_binary() {
 // ---------------------------------------------------------------------------------------------
 // size and depth
 
-/// A long chain `w → Identity → Identity → …` read by the stream's MatMul: constant lookups
-/// follow Identity chains, which must stay linear and must not overflow the stack.
+/// Run the binary, killing it after `limit` (returns `None` then).
+fn run_with_limit(args: &[&str], limit: std::time::Duration) -> Option<Output> {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the binary");
+    let t = std::time::Instant::now();
+    while t.elapsed() < limit {
+        if child.try_wait().expect("wait").is_some() {
+            return Some(child.wait_with_output().expect("output"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A long chain `w → Identity → Identity → …` read by the stream's MatMul. Constant lookups
+/// follow Identity chains (exporters deduplicate weights that way); before the hop bound a
+/// chain made every lookup walk it, and the pass cubic: 2 000 nodes took 160 s in a debug
+/// build, 20 000 would take hours. `NORMOPT_TEST_CHAIN` sets the length (default 3 000).
 #[test]
 fn long_identity_chain_to_a_weight() {
-    let n: usize = std::env::var("NORMOPT_TEST_CHAIN").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let n: usize = std::env::var("NORMOPT_TEST_CHAIN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000);
     let mut m = tiny_gpt();
     let g = graph(&mut m);
     let mut prev = "fc.w".to_string();
     let mut chain = Vec::new();
     for i in 0..n {
         let out = format!("fc.w.id{i}");
-        chain.push(node(
-            "Identity",
-            &format!("id{i}"),
-            &[&prev],
-            &[&out],
-            vec![],
-        ));
+        chain.push(node("Identity", &format!("id{i}"), &[&prev], &[&out], vec![]));
         prev = out;
     }
-    let pos = g
-        .node
-        .iter()
-        .position(|x| x.name.as_deref() == Some("fc"))
-        .unwrap();
+    let pos = g.node.iter().position(|x| x.name.as_deref() == Some("fc")).unwrap();
     g.node[pos].input[1] = prev;
     g.node.splice(0..0, chain);
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &m);
-    let t = std::time::Instant::now();
     let out = d.path().join("out.onnx");
-    let o = run(&[
-        p.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--no-verify",
-        "-q",
-    ]);
+    let t = std::time::Instant::now();
+    let limit = std::time::Duration::from_secs(30);
+    let o = run_with_limit(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "-q"], limit)
+        .unwrap_or_else(|| panic!("{n} Identity nodes: still running after {limit:?}"));
     let err = stderr(&o);
-    println!(
-        "{n} Identity nodes: exit {:?} in {:.1?}: {err}",
-        o.status.code(),
-        t.elapsed()
-    );
-    assert!(
-        !err.contains("panicked") && !err.contains("overflow"),
-        "{err}"
-    );
+    println!("{n} Identity nodes: exit {:?} in {:.1?}: {err}", o.status.code(), t.elapsed());
+    assert!(!err.contains("panicked") && !err.contains("overflow"), "{err}");
+    // Past the hop bound the weight is not seen as a constant: the writer gets an explicit
+    // centering node, or the stream is refused. Either is fine; a hang or a crash is not.
     assert!(matches!(o.status.code(), Some(0) | Some(3)), "{err}");
-    assert!(
-        t.elapsed() < std::time::Duration::from_secs(20),
-        "took {:.1?}",
-        t.elapsed()
-    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// open bugs in passes/ (found by the fuzzers; `cargo test -- --ignored` runs them)
+
+fn open_regressions() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions/open");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Fuzz crash inputs whose bug is in `passes/` and still open: move a file up to
+/// `tests/regressions/` once its bug is fixed.
+#[test]
+#[ignore = "open bugs in passes/: see tests/regressions/README.md"]
+fn fuzz_regressions_open() {
+    let mut failed = Vec::new();
+    for f in open_regressions() {
+        let data = std::fs::read(&f).unwrap();
+        for v in 0..harness::VARIANTS {
+            let d = data.clone();
+            if std::panic::catch_unwind(move || harness::pass_check(&d, v)).is_err() {
+                failed.push(format!("{} (variant {v})", f.display()));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "still failing:\n{}", failed.join("\n"));
+}
+
+/// The contract for a valid model the pass cannot handle: exit 0 (rewritten) or 3 (refused,
+/// with a reason), never exit 1 with an internal error.
+fn no_internal_error(m: &ModelProto, extra: &[&str]) {
+    let d = tmp();
+    let p = write_model(d.path(), "m.onnx", m);
+    let out = d.path().join("out.onnx");
+    let mut args = vec![p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "-q"];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    let err = stderr(&o);
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    assert!(matches!(o.status.code(), Some(0) | Some(3)), "exit {:?}: {err}", o.status.code());
+}
+
+/// Scalar γ and β on a LayerNorm (valid: they broadcast). With `--emit onnxruntime` the
+/// applier needs the width from γ/β's dims: `internal error: norm "n1": width unknown`
+/// (passes/rewrite.rs, `apply`, step 5), exit 1.
+#[test]
+#[ignore = "open bug in passes/rewrite.rs"]
+fn open_bug_scalar_gamma_beta_width_unknown() {
+    let mut m = tiny_gpt();
+    *init(&mut m, "ln1.g") = f32_tensor("ln1.g", &[], &[1.5]);
+    *init(&mut m, "ln1.b") = f32_tensor("ln1.b", &[], &[0.1]);
+    no_internal_error(&m, &["--emit", "onnxruntime"]);
+}
+
+/// A writer's bias stored as uint8: read fine, but the centred values cannot be written back:
+/// `internal error: cannot write data type u8 from numbers` (tensor::encode_f64 through
+/// Graph::write_constant, passes/rewrite.rs `apply` step 1), exit 1. Should be refused (or
+/// centred explicitly) before planning.
+#[test]
+#[ignore = "open bug in passes/rewrite.rs"]
+fn open_bug_uint8_bias_cannot_be_written() {
+    let mut m = tiny_gpt();
+    let t = init(&mut m, "fc.b");
+    t.data_type = Some(dt::UINT8);
+    t.raw_data = Some(bytes::Bytes::from((1..=8u8).collect::<Vec<u8>>()));
+    no_internal_error(&m, &[]);
+}
+
+/// A LayerNorm whose input is a constant (the final norm reads the embedding table): the
+/// rewritten graph defines the first norm's output twice: `internal error: the rewritten
+/// graph is invalid: value "n1" is defined twice (again by node "normopt/Mul_1")`, exit 1.
+#[test]
+#[ignore = "open bug in passes/"]
+fn open_bug_layernorm_of_a_constant() {
+    let mut m = tiny_gpt();
+    node_mut(&mut m, "lnf").input[0] = "wte".into();
+    no_internal_error(&m, &[]);
+    no_internal_error(&m, &["--emit", "onnxruntime"]);
+}
+
+/// An empty β (dims [0], no data: consistent, but it does not broadcast to the width) on the
+/// first LayerNorm: `index out of bounds: the len is 0 but the index is 0` in
+/// `passes/rewrite.rs` `broadcast_vec` (called from `plan`). An empty γ on an embedding
+/// LayerNorm panics the same way in `passes/math.rs` (the LN-table precompute, `g[i]`).
+/// Should be exit 2 (γ/β do not match the width) or a refusal.
+#[test]
+#[ignore = "open bug in passes/rewrite.rs and passes/math.rs"]
+fn open_bug_empty_gamma_or_beta_panics() {
+    for (name, v) in [("ln1.b", None), ("ln1.g", None), ("lnf.b", Some("onnxruntime"))] {
+        let mut m = tiny_gpt();
+        *init(&mut m, name) = f32_tensor(name, &[0], &[]);
+        let d = tmp();
+        let p = write_model(d.path(), "m.onnx", &m);
+        let out = d.path().join("out.onnx");
+        let mut args = vec![p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "-q"];
+        if let Some(e) = v {
+            args.extend(["--emit", e]);
+        }
+        let o = run(&args);
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert!(matches!(o.status.code(), Some(2) | Some(3)), "{name}: exit {:?}: {err}", o.status.code());
+    }
+}
+
+/// A MatMul reading a norm's output with an empty output list (valid protobuf; invalid for
+/// MatMul, which has one output): `index out of bounds` at `n.output[0]` in
+/// `passes/rewrite.rs` `fold_readers`. Other matchers index `output[0]` the same way
+/// (`passes/stream.rs` `consumer_role` for Add/Sub/Concat, `passes/norms.rs`).
+#[test]
+#[ignore = "open bug in passes/"]
+fn open_bug_node_without_outputs_panics() {
+    let mut m = tiny_gpt();
+    node_mut(&mut m, "fc").output.clear();
+    node_mut(&mut m, "fc_bias").input[0] = "fc.b".into();
+    let d = tmp();
+    let p = write_model(d.path(), "m.onnx", &m);
+    let out = d.path().join("out.onnx");
+    let o = run(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "-q"]);
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(matches!(o.status.code(), Some(2) | Some(3)), "exit {:?}: {err}", o.status.code());
+}
+
+/// Names come from the file: a newline in an op type must not split the one error line.
+#[test]
+fn control_characters_in_names_stay_on_one_line() {
+    let mut m = tiny_gpt();
+    let n = node_mut(&mut m, "residual");
+    n.op_type = Some("Ad\nd".into());
+    n.input[1] = "gh\nost".into();
+    bad_model(&m, "reads undefined value \"gh\\nost\"");
+}
+
+/// The same for a refusal: an unknown op named with a newline reads the stream. The
+/// "nothing rewritten: REASON" line is printed by `src/main.rs` from reasons built in
+/// `passes/stream.rs` (`{domain}:{op}` unescaped), so it spans two lines.
+#[test]
+#[ignore = "open bug in passes/stream.rs / src/main.rs"]
+fn open_bug_control_characters_in_a_refusal_reason() {
+    let mut m = unknown_domain_reader();
+    node_mut(&mut m, "mystery").op_type = Some("Myst\nery".into());
+    let d = tmp();
+    let p = write_model(d.path(), "m.onnx", &m);
+    refused(d.path(), &p, 3, &p, "nothing rewritten", &["-q"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// outputs that would overwrite part of the input
+
+/// tiny_gpt with its weights in `data` (a data file beside the model), as `dir/m.onnx`.
+fn external_tiny_gpt(dir: &Path, data: &str) -> PathBuf {
+    let mut m = tiny_gpt();
+    let mut blob = Vec::new();
+    for t in &mut graph(&mut m).initializer {
+        let raw = t.raw_data.clone().unwrap();
+        let off = blob.len() as u64;
+        blob.extend_from_slice(&raw);
+        make_external(t, data, Some(off), Some(raw.len() as u64));
+    }
+    write(dir, data, &blob);
+    write_model(dir, "m.onnx", &m)
+}
+
+/// `-o out.onnx` writes `out.onnx.data`: when that is the input's own data file, the input
+/// would be destroyed. Refused, input and data untouched.
+#[test]
+fn output_data_file_equal_to_the_inputs_data_file() {
+    let d = tmp();
+    let p = external_tiny_gpt(d.path(), "out.onnx.data");
+    let data = d.path().join("out.onnx.data");
+    let before = (hash(&p), hash(&data));
+    let out = d.path().join("out.onnx");
+    let o = run(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify"]);
+    let err = stderr(&o);
+    println!("{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("out.onnx.data") && err.contains("input"), "{err}");
+    assert_eq!((hash(&p), hash(&data)), before, "the input or its data was modified");
+    assert!(!out.exists());
+    assert_eq!(listing(d.path()), [PathBuf::from("m.onnx"), PathBuf::from("out.onnx.data")].into_iter().collect());
+}
+
+/// `-o` naming the input's data file.
+#[test]
+fn output_equal_to_the_inputs_data_file() {
+    let d = tmp();
+    let p = external_tiny_gpt(d.path(), "w.bin");
+    let data = d.path().join("w.bin");
+    let before = (hash(&p), hash(&data));
+    let o = run(&[p.to_str().unwrap(), "-o", data.to_str().unwrap(), "--no-verify"]);
+    let err = stderr(&o);
+    println!("{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!((hash(&p), hash(&data)), before, "the input or its data was modified");
+}
+
+/// An input with external data is rewritten: the output has its own data file, the input's
+/// stays as it was.
+#[test]
+fn external_data_input_rewritten() {
+    let d = tmp();
+    let p = external_tiny_gpt(d.path(), "w.bin");
+    let data = d.path().join("w.bin");
+    let before = hash(&data);
+    let out = rewrite_ok(d.path(), &p, &[]);
+    assert!(!ops(&out).iter().any(|o| o == "LayerNormalization"));
+    assert_eq!(hash(&data), before);
+    assert!(d.path().join("out.onnx.data").exists());
+}
+
+/// `--report` naming the input: the JSON report would replace the model.
+#[test]
+#[ignore = "open bug in src/main.rs (write_atomic does not check the report path)"]
+fn open_bug_report_path_equal_to_input() {
+    let d = tmp();
+    let p = write_model(d.path(), "m.onnx", &tiny_gpt());
+    let before = hash(&p);
+    let out = d.path().join("out.onnx");
+    let o = run(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "--report", p.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(hash(&p), before, "the input was overwritten by the report (exit {:?}): {err}", o.status.code());
 }

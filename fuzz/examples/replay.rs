@@ -32,7 +32,8 @@ fn main() {
     let mut bad = 0;
     for f in &args {
         let data = std::fs::read(f).expect("read input");
-        for (what, v) in [("decode", None), ("pass 0", Some(0)), ("pass 1", Some(1)), ("pass 2", Some(2)), ("pass 3", Some(3))] {
+        for v in std::iter::once(None).chain((0..harness::VARIANTS).map(Some)) {
+            let what = v.map_or("decode".to_string(), |v| format!("pass variant {v}"));
             let d = data.clone();
             let r = std::panic::catch_unwind(move || match v {
                 None => harness::decode_check(&d),

@@ -111,7 +111,7 @@ mod loops {
             let len = 1 + r.below(24);
             let input: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
             let (_, bytes) = mutate::build(&input)?;
-            let variant = (input.len() % 4) as u8;
+            let variant = (input.len() % harness::VARIANTS as usize) as u8;
             guarded("pass_struct", &input, move || {
                 harness::decode_check(&bytes);
                 harness::pass_check(&bytes, variant);

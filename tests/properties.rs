@@ -7,7 +7,7 @@ use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, Options, Target};
 use onnx_normopt::proto::{
     attribute_type as at, data_type as dt, tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
 use proptest::prelude::*;

@@ -47,6 +47,12 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = TargetArg::Rmsnorm)]
         target: TargetArg,
     },
+    /// Time models side by side (interleaved rounds, one process) in onnxruntime (default
+    /// session options) and tract: medians, quartiles, and ratios against the first model.
+    Bench {
+        #[command(flatten)]
+        args: onnx_normopt::bench::BenchArgs,
+    },
     /// Compare two models on the same random inputs in tract and onnxruntime.
     /// Exit 0 when they agree, 1 when they differ.
     Verify {
@@ -156,6 +162,7 @@ fn main() -> ExitCode {
             target,
         }) => inspect(&model, json, graph, target),
         Some(Cmd::Verify { a, b, args, json }) => verify_cmd(&a, &b, &args, json),
+        Some(Cmd::Bench { args }) => onnx_normopt::bench::run(&args),
         None => rewrite(&cli.rewrite),
     };
     ExitCode::from(code)

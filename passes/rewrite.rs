@@ -685,30 +685,28 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         opset,
         prefix: "normopt".into(),
     };
-    // 2. New biases for folded readers without one.
-    for (node, shift, centred) in &p.new_bias {
+    // 2. New biases for folded readers without one (β·W; centred, and compressed, when the
+    //    reader is also a writer of a stream).
+    let with_gemm = p.new_bias.iter().map(|e| (e, false)).chain(p.new_gemm_c.iter().map(|e| (e, true)));
+    for ((node, shift, centred), gemm) in with_gemm {
         let mut v = shift.clone();
         if *centred {
             let n = v.len();
             math::center(&mut v, &[n], 0);
+            if p.compressed_widths.contains(&n) {
+                v.pop();
+            }
         }
         let dtype = elem_type_of_weight(b.g, *node);
         let c = b.constant("bias", &[v.len()], dtype, &v)?;
-        let o = b.g.nodes[*node].output[0].clone();
-        let mm = b.value("matmul");
-        b.g.nodes[*node].output[0] = mm.clone();
-        b.node("", "Add", &[&mm, &c], Some(&o), vec![]);
-        out.bytes_added += v.len() * crate::proto::data_type::byte_size(dtype).unwrap_or(4);
-    }
-    for (node, shift, centred) in &p.new_gemm_c {
-        let mut v = shift.clone();
-        if *centred {
-            let n = v.len();
-            math::center(&mut v, &[n], 0);
+        if gemm {
+            b.g.set_input(*node, 2, &c);
+        } else {
+            let o = b.g.nodes[*node].output[0].clone();
+            let mm = b.value("matmul");
+            b.g.nodes[*node].output[0] = mm.clone();
+            b.node("", "Add", &[&mm, &c], Some(&o), vec![]);
         }
-        let dtype = elem_type_of_weight(b.g, *node);
-        let c = b.constant("bias", &[v.len()], dtype, &v)?;
-        b.g.set_input(*node, 2, &c);
         out.bytes_added += v.len() * crate::proto::data_type::byte_size(dtype).unwrap_or(4);
     }
     // 3. Explicit centering nodes on the stream side of a value.

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-ORDER = ["op_128x768", "op_197x384", "op_1576x192", "vit_ti", "vit_ti_ort_1thread", "vit_s", "vit_s_ort_1thread", "gpt2", "gpt2_ort_1thread"]
+ORDER = ["op_128x768", "op_197x384", "op_1576x192", "head", "head_ort_1thread", "vit_ti", "vit_ti_ort_1thread", "vit_s", "vit_s_ort_1thread", "gpt2", "gpt2_ort_1thread"]
 
 # Op names that belong to normalisation, per runtime (for the "norm ops" profile column).
 NORM_OPS = {

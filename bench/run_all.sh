@@ -5,9 +5,10 @@
 #   ONLY="ops vit_ti" bench/run_all.sh
 #
 # Environment: SCRATCH (models, default bench/models, git-ignored), RESULTS (default
-# bench/results), RUNS / WARMUP (whole models, default 50 / 3), OP_RUNS / OP_WARMUP (single-op
+# bench/results), RUNS_VIT_TI / RUNS_VIT_S / RUNS_GPT2 (timed rounds of the whole-model rows,
+# default 200 / 50 / 200), WARMUP (default 3), OP_RUNS / OP_WARMUP (single-op
 # models, default 2000 / 200), PROFILE (profiled runs per model, default 5), ONLY (subset of:
-# ops vit_ti vit_s gpt2), GPT2_LAYERS (default 12), NICE (e.g. -10: run the timing at a higher
+# ops head vit_ti vit_s gpt2), GPT2_LAYERS (default 12), NICE (e.g. -10: run the timing at a higher
 # scheduling priority than concurrent builds on a shared machine; needs root).
 # Needs: python3 with numpy + onnx (bench/synth.py), onnxruntime's Python wheel (its
 # libonnxruntime is what the benchmark loads), a release build of the crate.
@@ -17,12 +18,14 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 SCRATCH=${SCRATCH:-$HERE/models}
 RESULTS=${RESULTS:-$HERE/results}
-RUNS=${RUNS:-50}
+RUNS_VIT_TI=${RUNS_VIT_TI:-200}
+RUNS_VIT_S=${RUNS_VIT_S:-50}
+RUNS_GPT2=${RUNS_GPT2:-200}
 WARMUP=${WARMUP:-3}
 OP_RUNS=${OP_RUNS:-2000}
 OP_WARMUP=${OP_WARMUP:-200}
 PROFILE=${PROFILE:-5}
-ONLY=${ONLY:-ops vit_ti vit_s gpt2}
+ONLY=${ONLY:-ops head vit_ti vit_s gpt2}
 GPT2_LAYERS=${GPT2_LAYERS:-12}
 NICE=${NICE:-0}
 mkdir -p "$SCRATCH" "$RESULTS"
@@ -56,9 +59,9 @@ bench() {
     echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$RESULTS/$name.cmd"
 }
 
-# model NAME SYNTH-ARGS...: original + --no-norm limit + both rewrites.
+# model NAME RUNS SYNTH-ARGS...: original + --no-norm limit + both rewrites, benchmarked.
 model() {
-    local name=$1; shift
+    local name=$1 RUNS=$2; shift 2
     local verify=()
     "${SYNTH[@]}" "$@" -o "$SCRATCH/$name.onnx"
     "${SYNTH[@]}" "$@" --no-norm -o "$SCRATCH/${name}_nonorm.onnx"
@@ -92,9 +95,17 @@ if wants ops; then
         bench "op_$shape" "${files[@]}" "${labels[@]}" --runs "$OP_RUNS" --warmup "$OP_WARMUP" --profile 200 --ops
     done
 fi
-if wants vit_ti; then model vit_ti --kind vit --d 192 --heads 3; fi
-if wants vit_s; then model vit_s --kind vit --d 384 --heads 6; fi
-if wants gpt2; then model gpt2 --kind gpt2 --d 768 --heads 12 --layers "$GPT2_LAYERS" --external-data; fi
+if wants head; then
+    # The GPT-2 LM head alone: what folding the final norm's β into a bias-free head costs.
+    for hb in none after before; do "${SYNTH[@]}" --kind head --head-bias "$hb" -o "$SCRATCH/head_$hb.onnx"; done
+    hf=("$SCRATCH/head_none.onnx" "$SCRATCH/head_after.onnx" "$SCRATCH/head_before.onnx")
+    hl=(--label matmul --label matmul+bias_V --label add_beta_D+matmul)
+    bench head "${hf[@]}" "${hl[@]}" --runs 100 --warmup 5 --profile 10
+    bench head_ort_1thread "${hf[@]}" "${hl[@]}" --runtime ort --ort-threads 1 --runs 100 --warmup 5 --profile 10
+fi
+if wants vit_ti; then model vit_ti "$RUNS_VIT_TI" --kind vit --d 192 --heads 3; fi
+if wants vit_s; then model vit_s "$RUNS_VIT_S" --kind vit --d 384 --heads 6; fi
+if wants gpt2; then model gpt2 "$RUNS_GPT2" --kind gpt2 --d 768 --heads 12 --layers "$GPT2_LAYERS" --external-data; fi
 
 python3 "$HERE/report.py" "$RESULTS" > "$RESULTS/tables.md"
 echo "tables: $RESULTS/tables.md" >&2

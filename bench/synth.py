@@ -17,6 +17,10 @@ norm  One normalisation op over a float input [R, D] (op-level benchmarks); --no
       rewriter emits: Pow -> ReduceMean -> Add -> Sqrt -> Div -> Mul by ones), rms-nomul (the same
       without the Mul by ones), rms-ort (SimplifiedLayerNormalization), rms23
       (RMSNormalization, opset 23), identity.
+head  Just an LM head [B,S,D] x [D,V] (--batch 1, --seq 128, --d 768, --vocab 50257) with
+      --head-bias: none (MatMul), after (MatMul + Add of a [V] bias: what folding the final
+      norm's β into a bias-free LM head produces), before (Add of a [D] β, then MatMul: β kept
+      on the norm output instead).
 
 Blocks: h = LN1(x); q,k,v = h Wq/Wk/Wv (+b) (ViT: three MatMuls; GPT-2: one MatMul + Split);
 softmax(q k^T / sqrt(dh) [+ causal mask]) v; x += h_attn Wo + bo; h = LN2(x);
@@ -250,9 +254,26 @@ def build_norm(a):
     return graph, g, extra
 
 
+def build_head(a):
+    """An LM head, with the final norm's β folded after it, kept before it, or absent."""
+    g = G(a.opset, a.seed)
+    d, v = a.d, a.vocab
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [a.batch, a.seq, d])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [a.batch, a.seq, v])
+    w = g.weight("lm_head.weight", (d, v), 1.0 / math.sqrt(d))
+    x = "x"
+    if a.head_bias == "before":
+        x = g.node("Add", [x, g.f32("ln_f.bias", 0.1 * g.rng.normal(size=d))], "ln_f/Add")
+    y = g.node("MatMul", [x, w], "lm_head/MatMul")
+    if a.head_bias == "after":
+        y = g.node("Add", [y, g.f32("lm_head.bias", 0.1 * g.rng.normal(size=v))], "lm_head/Add")
+    g.nodes.append(helper.make_node("Identity", [y], ["y"], name="output"))
+    return helper.make_graph(g.nodes, f"synth_head_{a.head_bias}", [inp], [out], initializer=g.inits), g
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kind", choices=["vit", "gpt2", "norm"], required=True)
+    p.add_argument("--kind", choices=["vit", "gpt2", "norm", "head"], required=True)
     p.add_argument("--d", type=int, help="model width (vit 192, gpt2 768, norm 768)")
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--heads", type=int, help="attention heads (default D/64)")
@@ -267,6 +288,7 @@ def main():
     p.add_argument("--eps", type=float, help="LayerNorm epsilon (vit 1e-6, gpt2/norm 1e-5)")
     p.add_argument("--rows", type=int, default=128, help="norm: rows of the [rows, D] input")
     p.add_argument("--norm", default="ln", choices=["ln", "rms", "rms-nomul", "rms-ort", "rms23", "identity"], help="norm: which op")
+    p.add_argument("--head-bias", default="none", choices=["none", "after", "before"], help="head: where β goes")
     p.add_argument("--opset", type=int, default=18, choices=[14, 17, 18])
     p.add_argument("--no-norm", action="store_true", help="replace every LayerNorm by Identity")
     p.add_argument("--branch-scale", type=float, help="scale of the residual-branch output weights (attention "
@@ -281,6 +303,9 @@ def main():
         a.d = a.d or 768
         a.eps = a.eps if a.eps is not None else 1e-5
         graph, g, _ = build_norm(a)
+    elif a.kind == "head":
+        a.d, a.batch, a.seq = a.d or 768, a.batch or 1, a.seq or 128
+        graph, g = build_head(a)
     else:
         a.d = a.d or (192 if a.kind == "vit" else 768)
         a.heads = a.heads or max(1, a.d // 64)

@@ -1007,10 +1007,20 @@ fn long_identity_chain_to_a_weight() {
     let mut chain = Vec::new();
     for i in 0..n {
         let out = format!("fc.w.id{i}");
-        chain.push(node("Identity", &format!("id{i}"), &[&prev], &[&out], vec![]));
+        chain.push(node(
+            "Identity",
+            &format!("id{i}"),
+            &[&prev],
+            &[&out],
+            vec![],
+        ));
         prev = out;
     }
-    let pos = g.node.iter().position(|x| x.name.as_deref() == Some("fc")).unwrap();
+    let pos = g
+        .node
+        .iter()
+        .position(|x| x.name.as_deref() == Some("fc"))
+        .unwrap();
     g.node[pos].input[1] = prev;
     g.node.splice(0..0, chain);
     let d = tmp();
@@ -1018,11 +1028,27 @@ fn long_identity_chain_to_a_weight() {
     let out = d.path().join("out.onnx");
     let t = std::time::Instant::now();
     let limit = std::time::Duration::from_secs(30);
-    let o = run_with_limit(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "-q"], limit)
-        .unwrap_or_else(|| panic!("{n} Identity nodes: still running after {limit:?}"));
+    let o = run_with_limit(
+        &[
+            p.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-verify",
+            "-q",
+        ],
+        limit,
+    )
+    .unwrap_or_else(|| panic!("{n} Identity nodes: still running after {limit:?}"));
     let err = stderr(&o);
-    println!("{n} Identity nodes: exit {:?} in {:.1?}: {err}", o.status.code(), t.elapsed());
-    assert!(!err.contains("panicked") && !err.contains("overflow"), "{err}");
+    println!(
+        "{n} Identity nodes: exit {:?} in {:.1?}: {err}",
+        o.status.code(),
+        t.elapsed()
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("overflow"),
+        "{err}"
+    );
     // Past the hop bound the weight is not seen as a constant: the writer gets an explicit
     // centering node, or the stream is refused. Either is fine; a hang or a crash is not.
     assert!(matches!(o.status.code(), Some(0) | Some(3)), "{err}");
@@ -1034,7 +1060,12 @@ fn long_identity_chain_to_a_weight() {
 fn open_regressions() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions/open");
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -1064,12 +1095,25 @@ fn no_internal_error(m: &ModelProto, extra: &[&str]) {
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", m);
     let out = d.path().join("out.onnx");
-    let mut args = vec![p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "-q"];
+    let mut args = vec![
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-verify",
+        "-q",
+    ];
     args.extend_from_slice(extra);
     let o = run(&args);
     let err = stderr(&o);
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
-    assert!(matches!(o.status.code(), Some(0) | Some(3)), "exit {:?}: {err}", o.status.code());
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{err}"
+    );
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(3)),
+        "exit {:?}: {err}",
+        o.status.code()
+    );
 }
 
 /// Scalar γ and β on a LayerNorm (valid: they broadcast). With `--emit onnxruntime` the
@@ -1118,20 +1162,34 @@ fn open_bug_layernorm_of_a_constant() {
 #[test]
 #[ignore = "open bug in passes/rewrite.rs and passes/math.rs"]
 fn open_bug_empty_gamma_or_beta_panics() {
-    for (name, v) in [("ln1.b", None), ("ln1.g", None), ("lnf.b", Some("onnxruntime"))] {
+    for (name, v) in [
+        ("ln1.b", None),
+        ("ln1.g", None),
+        ("lnf.b", Some("onnxruntime")),
+    ] {
         let mut m = tiny_gpt();
         *init(&mut m, name) = f32_tensor(name, &[0], &[]);
         let d = tmp();
         let p = write_model(d.path(), "m.onnx", &m);
         let out = d.path().join("out.onnx");
-        let mut args = vec![p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "-q"];
+        let mut args = vec![
+            p.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-verify",
+            "-q",
+        ];
         if let Some(e) = v {
             args.extend(["--emit", e]);
         }
         let o = run(&args);
         let err = stderr(&o);
         assert!(!err.contains("panicked"), "{name}: {err}");
-        assert!(matches!(o.status.code(), Some(2) | Some(3)), "{name}: exit {:?}: {err}", o.status.code());
+        assert!(
+            matches!(o.status.code(), Some(2) | Some(3)),
+            "{name}: exit {:?}: {err}",
+            o.status.code()
+        );
     }
 }
 
@@ -1148,10 +1206,20 @@ fn open_bug_node_without_outputs_panics() {
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &m);
     let out = d.path().join("out.onnx");
-    let o = run(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "-q"]);
+    let o = run(&[
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-verify",
+        "-q",
+    ]);
     let err = stderr(&o);
     assert!(!err.contains("panicked"), "{err}");
-    assert!(matches!(o.status.code(), Some(2) | Some(3)), "exit {:?}: {err}", o.status.code());
+    assert!(
+        matches!(o.status.code(), Some(2) | Some(3)),
+        "exit {:?}: {err}",
+        o.status.code()
+    );
 }
 
 /// Names come from the file: a newline in an op type must not split the one error line.
@@ -1203,15 +1271,32 @@ fn output_data_file_equal_to_the_inputs_data_file() {
     let data = d.path().join("out.onnx.data");
     let before = (hash(&p), hash(&data));
     let out = d.path().join("out.onnx");
-    let o = run(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify"]);
+    let o = run(&[
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-verify",
+    ]);
     let err = stderr(&o);
     println!("{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("out.onnx.data") && err.contains("input"), "{err}");
-    assert_eq!((hash(&p), hash(&data)), before, "the input or its data was modified");
+    assert!(
+        err.contains("out.onnx.data") && err.contains("input"),
+        "{err}"
+    );
+    assert_eq!(
+        (hash(&p), hash(&data)),
+        before,
+        "the input or its data was modified"
+    );
     assert!(!out.exists());
-    assert_eq!(listing(d.path()), [PathBuf::from("m.onnx"), PathBuf::from("out.onnx.data")].into_iter().collect());
+    assert_eq!(
+        listing(d.path()),
+        [PathBuf::from("m.onnx"), PathBuf::from("out.onnx.data")]
+            .into_iter()
+            .collect()
+    );
 }
 
 /// `-o` naming the input's data file.
@@ -1221,12 +1306,21 @@ fn output_equal_to_the_inputs_data_file() {
     let p = external_tiny_gpt(d.path(), "w.bin");
     let data = d.path().join("w.bin");
     let before = (hash(&p), hash(&data));
-    let o = run(&[p.to_str().unwrap(), "-o", data.to_str().unwrap(), "--no-verify"]);
+    let o = run(&[
+        p.to_str().unwrap(),
+        "-o",
+        data.to_str().unwrap(),
+        "--no-verify",
+    ]);
     let err = stderr(&o);
     println!("{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert_eq!((hash(&p), hash(&data)), before, "the input or its data was modified");
+    assert_eq!(
+        (hash(&p), hash(&data)),
+        before,
+        "the input or its data was modified"
+    );
 }
 
 /// An input with external data is rewritten: the output has its own data file, the input's
@@ -1251,7 +1345,19 @@ fn open_bug_report_path_equal_to_input() {
     let p = write_model(d.path(), "m.onnx", &tiny_gpt());
     let before = hash(&p);
     let out = d.path().join("out.onnx");
-    let o = run(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-verify", "--report", p.to_str().unwrap()]);
+    let o = run(&[
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-verify",
+        "--report",
+        p.to_str().unwrap(),
+    ]);
     let err = stderr(&o);
-    assert_eq!(hash(&p), before, "the input was overwritten by the report (exit {:?}): {err}", o.status.code());
+    assert_eq!(
+        hash(&p),
+        before,
+        "the input was overwritten by the report (exit {:?}): {err}",
+        o.status.code()
+    );
 }

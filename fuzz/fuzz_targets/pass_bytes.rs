@@ -5,5 +5,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    onnx_normopt_fuzz::harness::pass_check(data, (data.len() % onnx_normopt_fuzz::harness::VARIANTS as usize) as u8);
+    onnx_normopt_fuzz::harness::pass_check(
+        data,
+        (data.len() % onnx_normopt_fuzz::harness::VARIANTS as usize) as u8,
+    );
 });

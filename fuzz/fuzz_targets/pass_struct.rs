@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     if let Some((seed, bytes)) = mutate::build(data) {
         if let Ok(out) = std::env::var("NORMOPT_MATERIALIZE") {
             std::fs::write(&out, &bytes).expect("write the materialized model");
-            eprintln!("{out}: seed {}, variant {}", mutate::seeds()[seed].0, data.len() % harness::VARIANTS as usize);
+            eprintln!(
+                "{out}: seed {}, variant {}",
+                mutate::seeds()[seed].0,
+                data.len() % harness::VARIANTS as usize
+            );
         }
         harness::decode_check(&bytes);
         harness::pass_check(&bytes, (data.len() % harness::VARIANTS as usize) as u8);

@@ -209,7 +209,11 @@ fn ir_queries(model: &Model) {
     }) {
         assert!(
             // Compared encoded: a NaN attribute is never == itself.
-            sorted.nodes.iter().map(|n| n.encode_to_vec()).eq(g.nodes.iter().map(|n| n.encode_to_vec())),
+            sorted
+                .nodes
+                .iter()
+                .map(|n| n.encode_to_vec())
+                .eq(g.nodes.iter().map(|n| n.encode_to_vec())),
             "toposort reordered a graph that was already in order"
         );
     }

@@ -54,14 +54,26 @@ pub fn mutate_bytes(r: &mut Rng, data: &mut Vec<u8>) {
 }
 
 /// Run `f` on `input`; a panic is recorded under `fuzz/artifacts/loop-NAME/` and returned.
-pub fn guarded(name: &str, input: &[u8], f: impl FnOnce() + std::panic::UnwindSafe) -> Option<String> {
+pub fn guarded(
+    name: &str,
+    input: &[u8],
+    f: impl FnOnce() + std::panic::UnwindSafe,
+) -> Option<String> {
     match std::panic::catch_unwind(f) {
         Ok(()) => None,
         Err(e) => {
-            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts").join(format!("loop-{name}"));
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("artifacts")
+                .join(format!("loop-{name}"));
             let _ = std::fs::create_dir_all(&dir);
-            let h = input.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+            let h = input.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
             let _ = std::fs::write(dir.join(format!("crash-{h:016x}")), input);
             Some(format!("{msg} (input saved as crash-{h:016x})"))
         }
@@ -76,10 +88,23 @@ mod loops {
     /// Iterations and time budget from `NORMOPT_FUZZ_ITERS` (default 300) and
     /// `NORMOPT_FUZZ_SECS` (default none), seed from `NORMOPT_FUZZ_SEED` (default fixed).
     fn budget() -> (u64, Option<Duration>, u64) {
-        let iters = std::env::var("NORMOPT_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
-        let secs = std::env::var("NORMOPT_FUZZ_SECS").ok().and_then(|v| v.parse().ok()).map(Duration::from_secs);
-        let seed = std::env::var("NORMOPT_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_1234_u64);
-        (if secs.is_some() { u64::MAX } else { iters }, secs, seed | 1)
+        let iters = std::env::var("NORMOPT_FUZZ_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        let secs = std::env::var("NORMOPT_FUZZ_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs);
+        let seed = std::env::var("NORMOPT_FUZZ_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x5eed_1234_u64);
+        (
+            if secs.is_some() { u64::MAX } else { iters },
+            secs,
+            seed | 1,
+        )
     }
 
     fn run_loop(name: &str, mut step: impl FnMut(&mut Rng) -> Option<String>) {
@@ -93,15 +118,26 @@ mod loops {
         std::panic::set_hook(Box::new(|_| {}));
         while n < iters && secs.map_or(true, |s| start.elapsed() < s) {
             if let Some(f) = step(&mut r) {
-                if !failures.iter().any(|x| x.split(" (input saved").next() == f.split(" (input saved").next()) {
+                if !failures
+                    .iter()
+                    .any(|x| x.split(" (input saved").next() == f.split(" (input saved").next())
+                {
                     failures.push(f);
                 }
             }
             n += 1;
         }
         std::panic::set_hook(hook);
-        eprintln!("{name}: {n} executions in {:.1?}, {} distinct failure(s)", start.elapsed(), failures.len());
-        assert!(failures.is_empty(), "{name} found:\n{}", failures.join("\n"));
+        eprintln!(
+            "{name}: {n} executions in {:.1?}, {} distinct failure(s)",
+            start.elapsed(),
+            failures.len()
+        );
+        assert!(
+            failures.is_empty(),
+            "{name} found:\n{}",
+            failures.join("\n")
+        );
     }
 
     /// Structured mutations of the seed models through load, check, pass and encode.
@@ -122,7 +158,11 @@ mod loops {
     /// Byte-level mutations of the built-in models through load and check.
     #[test]
     fn decode_loop() {
-        let seeds: Vec<Vec<u8>> = mutate::seeds().iter().take(4).map(|(_, m)| prost::Message::encode_to_vec(m)).collect();
+        let seeds: Vec<Vec<u8>> = mutate::seeds()
+            .iter()
+            .take(4)
+            .map(|(_, m)| prost::Message::encode_to_vec(m))
+            .collect();
         run_loop("decode", |r| {
             let mut data = seeds[r.below(seeds.len())].clone();
             for _ in 0..1 + r.below(3) {

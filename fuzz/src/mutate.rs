@@ -25,16 +25,29 @@ pub fn seeds() -> &'static [(String, ModelProto)] {
         let mut v: Vec<(String, ModelProto)> = vec![
             ("builtin:tiny_gpt".into(), hostile::tiny_gpt()),
             ("builtin:two_streams".into(), hostile::two_streams()),
-            ("builtin:unknown_domain_reader".into(), hostile::unknown_domain_reader()),
-            ("builtin:if_reads_stream".into(), hostile::if_reads_stream("If")),
+            (
+                "builtin:unknown_domain_reader".into(),
+                hostile::unknown_domain_reader(),
+            ),
+            (
+                "builtin:if_reads_stream".into(),
+                hostile::if_reads_stream("If"),
+            ),
         ];
         for dir in seed_dirs() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect())
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+                        .collect()
+                })
                 .unwrap_or_default();
             files.sort();
             for f in files {
-                if let Some(m) = std::fs::read(&f).ok().and_then(|b| ModelProto::decode(b.as_slice()).ok()) {
+                if let Some(m) = std::fs::read(&f)
+                    .ok()
+                    .and_then(|b| ModelProto::decode(b.as_slice()).ok())
+                {
                     v.push((f.display().to_string(), m));
                 }
             }
@@ -45,27 +58,43 @@ pub fn seeds() -> &'static [(String, ModelProto)] {
 
 fn seed_dirs() -> Vec<PathBuf> {
     if let Ok(s) = std::env::var("NORMOPT_FUZZ_SEEDS") {
-        return s.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect();
+        return s
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect();
     }
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = if here.ends_with("fuzz") { here.parent().unwrap_or(here) } else { here };
-    vec![root.join("../shared/corpus"), PathBuf::from("/work/shared/corpus"), root.join("testdata/models")]
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .fold(Vec::new(), |mut acc, p| {
-            let c = p.canonicalize().unwrap_or(p);
-            if !acc.contains(&c) {
-                acc.push(c);
-            }
-            acc
-        })
+    let root = if here.ends_with("fuzz") {
+        here.parent().unwrap_or(here)
+    } else {
+        here
+    };
+    vec![
+        root.join("../shared/corpus"),
+        PathBuf::from("/work/shared/corpus"),
+        root.join("testdata/models"),
+    ]
+    .into_iter()
+    .filter(|p| p.is_dir())
+    .fold(Vec::new(), |mut acc, p| {
+        let c = p.canonicalize().unwrap_or(p);
+        if !acc.contains(&c) {
+            acc.push(c);
+        }
+        acc
+    })
 }
 
 /// Pick the seed for selector byte `sel`: built-in models for `sel < 96`, files otherwise.
 pub fn pick_seed(sel: u8) -> (usize, &'static ModelProto) {
     let s = seeds();
     let builtin = 4.min(s.len());
-    let i = if (sel as usize) < 96 || s.len() == builtin { sel as usize % builtin } else { builtin + sel as usize % (s.len() - builtin) };
+    let i = if (sel as usize) < 96 || s.len() == builtin {
+        sel as usize % builtin
+    } else {
+        builtin + sel as usize % (s.len() - builtin)
+    };
     (i, &s[i].1)
 }
 
@@ -115,27 +144,124 @@ impl<'a> Ops<'a> {
     }
     fn int(&mut self) -> i64 {
         const I: [i64; 24] = [
-            0, 1, -1, 2, -2, 3, -3, 4, 8, 16, 32, 64, 1 << 20, i32::MAX as i64, i32::MIN as i64, 1 << 32, 1 << 40,
-            1 << 62, i64::MAX, i64::MIN, i64::MAX - 1, i64::MIN + 1, 7, 100,
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            3,
+            -3,
+            4,
+            8,
+            16,
+            32,
+            64,
+            1 << 20,
+            i32::MAX as i64,
+            i32::MIN as i64,
+            1 << 32,
+            1 << 40,
+            1 << 62,
+            i64::MAX,
+            i64::MIN,
+            i64::MAX - 1,
+            i64::MIN + 1,
+            7,
+            100,
         ];
         self.pick(&I)
     }
     fn float(&mut self) -> f32 {
-        const F: [f32; 12] = [0.0, -0.0, 1e-5, 1e-12, 1.0, -1.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, f32::MIN_POSITIVE, 0.5];
+        const F: [f32; 12] = [
+            0.0,
+            -0.0,
+            1e-5,
+            1e-12,
+            1.0,
+            -1.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e30,
+            f32::MIN_POSITIVE,
+            0.5,
+        ];
         self.pick(&F)
     }
 }
 
 const OPS: [&str; 40] = [
-    "Add", "Sub", "Mul", "Div", "MatMul", "Gemm", "Identity", "Reshape", "Transpose", "LayerNormalization", "Concat",
-    "Split", "Gather", "Shape", "Cast", "Slice", "Squeeze", "Unsqueeze", "ReduceMean", "Pow", "Sqrt", "Reciprocal",
-    "Conv", "If", "Loop", "SkipLayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization", "Dropout",
-    "Flatten", "Expand", "Where", "Constant", "Size", "Erf", "Softmax", "Mystery", "ReduceSum", "Relu", "Scan",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "MatMul",
+    "Gemm",
+    "Identity",
+    "Reshape",
+    "Transpose",
+    "LayerNormalization",
+    "Concat",
+    "Split",
+    "Gather",
+    "Shape",
+    "Cast",
+    "Slice",
+    "Squeeze",
+    "Unsqueeze",
+    "ReduceMean",
+    "Pow",
+    "Sqrt",
+    "Reciprocal",
+    "Conv",
+    "If",
+    "Loop",
+    "SkipLayerNormalization",
+    "SimplifiedLayerNormalization",
+    "RMSNormalization",
+    "Dropout",
+    "Flatten",
+    "Expand",
+    "Where",
+    "Constant",
+    "Size",
+    "Erf",
+    "Softmax",
+    "Mystery",
+    "ReduceSum",
+    "Relu",
+    "Scan",
 ];
-const DOMAINS: [&str; 5] = ["", "ai.onnx", "com.microsoft", "com.example.unknown", "ai.onnx_normopt"];
-const INT_ATTRS: [&str; 12] =
-    ["axis", "transA", "transB", "to", "keepdims", "allowzero", "group", "start", "end", "stash_type", "training_mode", "noop_with_empty_axes"];
-const INTS_ATTRS: [&str; 7] = ["axes", "perm", "pads", "strides", "dilations", "split", "kernel_shape"];
+const DOMAINS: [&str; 5] = [
+    "",
+    "ai.onnx",
+    "com.microsoft",
+    "com.example.unknown",
+    "ai.onnx_normopt",
+];
+const INT_ATTRS: [&str; 12] = [
+    "axis",
+    "transA",
+    "transB",
+    "to",
+    "keepdims",
+    "allowzero",
+    "group",
+    "start",
+    "end",
+    "stash_type",
+    "training_mode",
+    "noop_with_empty_axes",
+];
+const INTS_ATTRS: [&str; 7] = [
+    "axes",
+    "perm",
+    "pads",
+    "strides",
+    "dilations",
+    "split",
+    "kernel_shape",
+];
 const FLOAT_ATTRS: [&str; 4] = ["epsilon", "alpha", "beta", "ratio"];
 const DTYPES: [i32; 14] = [0, 1, 2, 6, 7, 8, 9, 10, 11, 14, 16, 17, 23, 99];
 
@@ -154,7 +280,10 @@ fn names(g: &GraphProto) -> Vec<String> {
 }
 
 fn kv(k: &str, v: &str) -> StringStringEntryProto {
-    StringStringEntryProto { key: Some(k.into()), value: Some(v.into()) }
+    StringStringEntryProto {
+        key: Some(k.into()),
+        value: Some(v.into()),
+    }
 }
 
 fn set_attr(n: &mut NodeProto, a: onnx_normopt::proto::AttributeProto) {
@@ -178,7 +307,10 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                         x.version = Some(v);
                     }
                 }
-                2 => m.opset_import.push(OperatorSetIdProto { domain: Some("com.microsoft".into()), version: Some(1) }),
+                2 => m.opset_import.push(OperatorSetIdProto {
+                    domain: Some("com.microsoft".into()),
+                    version: Some(1),
+                }),
                 _ => m.ir_version = Some(o.int()),
             }
             continue;
@@ -237,7 +369,11 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                     let at_ = o.idx(nn + 1);
                     g.node.insert(at_, n);
                     if o.u8() % 2 == 0 {
-                        g.output.push(hostile::vi(&format!("{new_name}_0"), 1, &[-1, -2, hostile::D]));
+                        g.output.push(hostile::vi(
+                            &format!("{new_name}_0"),
+                            1,
+                            &[-1, -2, hostile::D],
+                        ));
                     }
                 }
             }
@@ -251,7 +387,11 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                 if nn > 0 {
                     let i = o.idx(nn);
                     let d = o.pick(&DOMAINS);
-                    g.node[i].domain = if d.is_empty() && o.u8() % 2 == 0 { None } else { Some(d.into()) };
+                    g.node[i].domain = if d.is_empty() && o.u8() % 2 == 0 {
+                        None
+                    } else {
+                        Some(d.into())
+                    };
                 }
             }
             6 => {
@@ -289,7 +429,10 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                             0 => {
                                 n.attribute.remove(k);
                             }
-                            1 => n.attribute[k].r#type = Some(o.pick(&[0, at::INT, at::FLOATS, at::GRAPH, 99])),
+                            1 => {
+                                n.attribute[k].r#type =
+                                    Some(o.pick(&[0, at::INT, at::FLOATS, at::GRAPH, 99]))
+                            }
                             _ => n.attribute[k].i = Some(o.int()),
                         }
                     }
@@ -326,7 +469,21 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                 let name = pool[o.idx(pool.len())].clone();
                 let elem = o.pick(&DTYPES);
                 let rank = o.u8() % 5;
-                let dims: Vec<i64> = (0..rank).map(|_| o.pick(&[-1, -2, 0, 1, 2, hostile::D, hostile::D - 1, 1 << 40, i64::MAX])).collect();
+                let dims: Vec<i64> = (0..rank)
+                    .map(|_| {
+                        o.pick(&[
+                            -1,
+                            -2,
+                            0,
+                            1,
+                            2,
+                            hostile::D,
+                            hostile::D - 1,
+                            1 << 40,
+                            i64::MAX,
+                        ])
+                    })
+                    .collect();
                 let v = hostile::vi(&name, elem, &dims);
                 match o.u8() % 3 {
                     0 => g.value_info.push(v),
@@ -335,7 +492,12 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                         g.value_info.push(v);
                     }
                     _ => {
-                        if let Some(x) = g.input.iter_mut().chain(g.output.iter_mut()).find(|x| x.name.as_deref() == Some(&name)) {
+                        if let Some(x) = g
+                            .input
+                            .iter_mut()
+                            .chain(g.output.iter_mut())
+                            .find(|x| x.name.as_deref() == Some(&name))
+                        {
                             *x = v;
                         }
                     }
@@ -345,7 +507,13 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                 // A subgraph reading a value from the outer scope.
                 let name = pool[o.idx(pool.len())].clone();
                 let branch = |b: &str| GraphProto {
-                    node: vec![hostile::node("Identity", &format!("{new_name}_{b}_id"), &[&name], &[&format!("{new_name}_{b}")], vec![])],
+                    node: vec![hostile::node(
+                        "Identity",
+                        &format!("{new_name}_{b}_id"),
+                        &[&name],
+                        &[&format!("{new_name}_{b}")],
+                        vec![],
+                    )],
                     name: Some(b.into()),
                     output: vec![hostile::vi(&format!("{new_name}_{b}"), 1, &[])],
                     ..Default::default()
@@ -356,7 +524,10 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                     &new_name,
                     &[&cond],
                     &[&new_name],
-                    vec![hostile::attr_g("then_branch", branch("then")), hostile::attr_g("else_branch", branch("else"))],
+                    vec![
+                        hostile::attr_g("then_branch", branch("then")),
+                        hostile::attr_g("else_branch", branch("else")),
+                    ],
                 );
                 let at_ = o.idx(nn + 1);
                 g.node.insert(at_, n);
@@ -384,7 +555,12 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                     n.input.iter_mut().for_each(r);
                     n.output.iter_mut().for_each(r);
                 }
-                for v in g.input.iter_mut().chain(g.output.iter_mut()).chain(g.value_info.iter_mut()) {
+                for v in g
+                    .input
+                    .iter_mut()
+                    .chain(g.output.iter_mut())
+                    .chain(g.value_info.iter_mut())
+                {
                     if let Some(s) = v.name.as_mut() {
                         r(s);
                     }
@@ -427,16 +603,32 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
             }
             26 => {
                 // A Constant node defining some name (maybe one already defined).
-                let name = if o.u8() % 2 == 0 { pool[o.idx(pool.len())].clone() } else { new_name.clone() };
-                let dims: Vec<i64> = (0..o.u8() % 3).map(|_| o.pick(&[0, 1, 2, hostile::D, 1 << 40])).collect();
-                let n_el: i64 = dims.iter().try_fold(1i64, |a, &d| a.checked_mul(d)).unwrap_or(0).min(64);
+                let name = if o.u8() % 2 == 0 {
+                    pool[o.idx(pool.len())].clone()
+                } else {
+                    new_name.clone()
+                };
+                let dims: Vec<i64> = (0..o.u8() % 3)
+                    .map(|_| o.pick(&[0, 1, 2, hostile::D, 1 << 40]))
+                    .collect();
+                let n_el: i64 = dims
+                    .iter()
+                    .try_fold(1i64, |a, &d| a.checked_mul(d))
+                    .unwrap_or(0)
+                    .min(64);
                 let t = hostile::f32_tensor("", &dims, &vec![0.5; n_el as usize]);
-                let n = hostile::node("Constant", &new_name, &[], &[&name], vec![onnx_normopt::proto::AttributeProto {
-                    name: Some("value".into()),
-                    t: Some(t),
-                    r#type: Some(at::TENSOR),
-                    ..Default::default()
-                }]);
+                let n = hostile::node(
+                    "Constant",
+                    &new_name,
+                    &[],
+                    &[&name],
+                    vec![onnx_normopt::proto::AttributeProto {
+                        name: Some("value".into()),
+                        t: Some(t),
+                        r#type: Some(at::TENSOR),
+                        ..Default::default()
+                    }],
+                );
                 let at_ = o.idx(nn + 1);
                 g.node.insert(at_, n);
             }
@@ -445,7 +637,11 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                 if nn > 0 {
                     let i = o.idx(nn);
                     let inner = g.node[i].clone();
-                    if inner.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty()) {
+                    if inner
+                        .attribute
+                        .iter()
+                        .any(|a| a.g.is_some() || !a.graphs.is_empty())
+                    {
                         // Wrapping again would double the model per op (two branches each).
                         continue;
                     }
@@ -462,7 +658,10 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                         output: outs.clone(),
                         name: Some(new_name.clone()),
                         op_type: Some("If".into()),
-                        attribute: vec![hostile::attr_g("then_branch", branch("then", inner.clone())), hostile::attr_g("else_branch", branch("else", inner))],
+                        attribute: vec![
+                            hostile::attr_g("then_branch", branch("then", inner.clone())),
+                            hostile::attr_g("else_branch", branch("else", inner)),
+                        ],
                         ..Default::default()
                     };
                 }
@@ -482,15 +681,24 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
             30 => {
                 // Graph-level leftovers: sparse initializer, quantization annotation, clear the name.
                 match o.u8() % 3 {
-                    0 => g.sparse_initializer.push(onnx_normopt::proto::SparseTensorProto {
-                        values: Some(hostile::f32_tensor(&new_name, &[1], &[1.0])),
-                        indices: Some(TensorProto { dims: vec![1], data_type: Some(7), int64_data: vec![0], ..Default::default() }),
-                        dims: vec![hostile::D],
-                    }),
-                    1 => g.quantization_annotation.push(onnx_normopt::proto::TensorAnnotation {
-                        tensor_name: Some(pool[o.idx(pool.len())].clone()),
-                        quant_parameter_tensor_names: vec![kv("SCALE_TENSOR", "s")],
-                    }),
+                    0 => g
+                        .sparse_initializer
+                        .push(onnx_normopt::proto::SparseTensorProto {
+                            values: Some(hostile::f32_tensor(&new_name, &[1], &[1.0])),
+                            indices: Some(TensorProto {
+                                dims: vec![1],
+                                data_type: Some(7),
+                                int64_data: vec![0],
+                                ..Default::default()
+                            }),
+                            dims: vec![hostile::D],
+                        }),
+                    1 => g
+                        .quantization_annotation
+                        .push(onnx_normopt::proto::TensorAnnotation {
+                            tensor_name: Some(pool[o.idx(pool.len())].clone()),
+                            quant_parameter_tensor_names: vec![kv("SCALE_TENSOR", "s")],
+                        }),
                     _ => g.name = None,
                 }
             }
@@ -539,7 +747,10 @@ fn mutate_initializer(g: &mut GraphProto, op: u8, o: &mut Ops, new_name: &str) {
                 2 => {
                     // raw → float_data (same values when the type is f32).
                     if let Some(r) = t.raw_data.take() {
-                        t.float_data = r.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                        t.float_data = r
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect();
                     }
                 }
                 _ => {
@@ -549,9 +760,35 @@ fn mutate_initializer(g: &mut GraphProto, op: u8, o: &mut Ops, new_name: &str) {
         }
         14 => {
             let t = &mut g.initializer[k];
-            let loc = o.pick(&[crate::harness::DATA_FILE, "missing.bin", "../w.bin", "/etc/passwd", "", "sub/../w.bin", "w.bin\\x", "."]);
-            let offset = o.pick(&[None, Some(0u64), Some(4), Some(3), Some(crate::harness::DATA_LEN as u64), Some(u64::MAX), Some(1 << 40)]);
-            let length = o.pick(&[None, Some(0u64), Some(4), Some(32), Some(256), Some(crate::harness::DATA_LEN as u64), Some(u64::MAX), Some(1 << 40)]);
+            let loc = o.pick(&[
+                crate::harness::DATA_FILE,
+                "missing.bin",
+                "../w.bin",
+                "/etc/passwd",
+                "",
+                "sub/../w.bin",
+                "w.bin\\x",
+                ".",
+            ]);
+            let offset = o.pick(&[
+                None,
+                Some(0u64),
+                Some(4),
+                Some(3),
+                Some(crate::harness::DATA_LEN as u64),
+                Some(u64::MAX),
+                Some(1 << 40),
+            ]);
+            let length = o.pick(&[
+                None,
+                Some(0u64),
+                Some(4),
+                Some(32),
+                Some(256),
+                Some(crate::harness::DATA_LEN as u64),
+                Some(u64::MAX),
+                Some(1 << 40),
+            ]);
             hostile::make_external(t, loc, offset, length);
             if o.u8() % 4 == 0 {
                 t.data_location = Some(data_location::DEFAULT);
@@ -569,12 +806,18 @@ fn mutate_initializer(g: &mut GraphProto, op: u8, o: &mut Ops, new_name: &str) {
             let name = t.name.take().unwrap_or_default();
             g.node.insert(
                 0,
-                hostile::node("Constant", new_name, &[], &[&name], vec![onnx_normopt::proto::AttributeProto {
-                    name: Some("value".into()),
-                    t: Some(t),
-                    r#type: Some(at::TENSOR),
-                    ..Default::default()
-                }]),
+                hostile::node(
+                    "Constant",
+                    new_name,
+                    &[],
+                    &[&name],
+                    vec![onnx_normopt::proto::AttributeProto {
+                        name: Some("value".into()),
+                        t: Some(t),
+                        r#type: Some(at::TENSOR),
+                        ..Default::default()
+                    }],
+                ),
             );
         }
         _ => {

@@ -261,6 +261,11 @@ fn rewrite(a: &RewriteArgs) -> u8 {
             out.display()
         )));
     }
+    if let Some(rp) = &a.report {
+        if same_file(input, rp) || rp == input || rp == out {
+            return fail(&Error::Usage(format!("{}: the report must not be the input or the output model", rp.display())));
+        }
+    }
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

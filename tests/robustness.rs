@@ -1339,8 +1339,7 @@ fn external_data_input_rewritten() {
 
 /// `--report` naming the input: the JSON report would replace the model.
 #[test]
-#[ignore = "open bug in src/main.rs (write_atomic does not check the report path)"]
-fn open_bug_report_path_equal_to_input() {
+fn report_path_equal_to_input_is_refused() {
     let d = tmp();
     let p = write_model(d.path(), "m.onnx", &tiny_gpt());
     let before = hash(&p);

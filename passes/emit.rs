@@ -230,9 +230,21 @@ impl Builder<'_> {
     pub fn reduce_sum_last(&mut self, x: &str) -> Result<String> {
         if self.opset >= 13 {
             let axes = self.constant("axes", &[1], dt::INT64, &[-1.0])?;
-            Ok(self.node("", "ReduceSum", &[x, &axes], None, vec![attr_i("keepdims", 1)]))
+            Ok(self.node(
+                "",
+                "ReduceSum",
+                &[x, &axes],
+                None,
+                vec![attr_i("keepdims", 1)],
+            ))
         } else {
-            Ok(self.node("", "ReduceSum", &[x], None, vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)]))
+            Ok(self.node(
+                "",
+                "ReduceSum",
+                &[x],
+                None,
+                vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)],
+            ))
         }
     }
 
@@ -248,10 +260,24 @@ impl Builder<'_> {
     /// `x̃ / sqrt((Σx̃² + (Σx̃)²)/D + ε)` — the first D−1 entries of RMSNorm(x) for the zero-mean
     /// x = (x̃, −Σx̃). With γ or β, the decompressed vector `Concat(ỹ, −Σỹ)` gets them.
     #[allow(clippy::too_many_arguments)]
-    pub fn crms(&mut self, x: &str, d: usize, eps: f32, gamma: Option<&str>, beta: Option<&str>, data_type: i32, compute_type: Option<i32>, out: &str) -> Result<()> {
+    pub fn crms(
+        &mut self,
+        x: &str,
+        d: usize,
+        eps: f32,
+        gamma: Option<&str>,
+        beta: Option<&str>,
+        data_type: i32,
+        compute_type: Option<i32>,
+        out: &str,
+    ) -> Result<()> {
         let wide = data_type == dt::FLOAT16 || data_type == dt::BFLOAT16;
         let ct = compute_type.unwrap_or(if wide { dt::FLOAT } else { data_type });
-        let xin = if ct != data_type { self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)]) } else { x.to_string() };
+        let xin = if ct != data_type {
+            self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)])
+        } else {
+            x.to_string()
+        };
         let sq = self.node("", "Mul", &[&xin, &xin], None, vec![]);
         let s1 = self.reduce_sum_last(&sq)?;
         let s = self.reduce_sum_last(&xin)?;
@@ -264,8 +290,28 @@ impl Builder<'_> {
         let r = self.node("", "Sqrt", &[&a], None, vec![]);
         let affine = gamma.is_some() || beta.is_some();
         let back_needed = ct != data_type;
-        let y = self.node("", "Div", &[&xin, &r], if affine || back_needed { None } else { Some(out) }, vec![]);
-        let y = if back_needed { self.node("", "Cast", &[&y], if affine { None } else { Some(out) }, vec![attr_i("to", data_type as i64)]) } else { y };
+        let y = self.node(
+            "",
+            "Div",
+            &[&xin, &r],
+            if affine || back_needed {
+                None
+            } else {
+                Some(out)
+            },
+            vec![],
+        );
+        let y = if back_needed {
+            self.node(
+                "",
+                "Cast",
+                &[&y],
+                if affine { None } else { Some(out) },
+                vec![attr_i("to", data_type as i64)],
+            )
+        } else {
+            y
+        };
         if !affine {
             return Ok(());
         }
@@ -273,7 +319,13 @@ impl Builder<'_> {
         let neg = self.node("", "Neg", &[&sy], None, vec![]);
         let full = self.node("", "Concat", &[&y, &neg], None, vec![attr_i("axis", -1)]);
         let scaled = match gamma {
-            Some(g) => self.node("", "Mul", &[&full, g], if beta.is_none() { Some(out) } else { None }, vec![]),
+            Some(g) => self.node(
+                "",
+                "Mul",
+                &[&full, g],
+                if beta.is_none() { Some(out) } else { None },
+                vec![],
+            ),
             None => full,
         };
         if let Some(bt) = beta {

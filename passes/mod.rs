@@ -258,7 +258,13 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
         .enumerate()
         .filter(|(i, _)| reasons[*i].is_empty() && !swallowed[*i])
         .collect();
-    let (plan, parts) = rewrite::plan(&a, &model, &accepted, opts.fold, opts.target == Target::Crmsnorm)?;
+    let (plan, parts) = rewrite::plan(
+        &a,
+        &model,
+        &accepted,
+        opts.fold,
+        opts.target == Target::Crmsnorm,
+    )?;
     let mut stream_reports: Vec<StreamReport> = streams
         .iter()
         .enumerate()
@@ -350,7 +356,10 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
         report.centering_nodes = applied.centering_nodes;
         report.bytes_added = applied.bytes_added;
         if opts.target == Target::Crmsnorm {
-            for sr in stream_reports.iter_mut().filter(|s| s.status == "rewritten") {
+            for sr in stream_reports
+                .iter_mut()
+                .filter(|s| s.status == "rewritten")
+            {
                 sr.new_width = sr.width.map(|w| w - 1);
             }
         }

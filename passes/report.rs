@@ -115,6 +115,15 @@ impl Report {
             for r in &st.reasons {
                 let _ = writeln!(s, "  refused: {r}");
             }
+            for n in &st.norms {
+                if let Some(why) = n
+                    .kept_affine
+                    .as_deref()
+                    .filter(|w| *w != "folding disabled")
+                {
+                    let _ = writeln!(s, "  γ/β not folded on {:?}: {why}", n.name);
+                }
+            }
         }
         let _ = writeln!(
             s,

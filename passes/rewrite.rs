@@ -126,8 +126,13 @@ pub struct Plan {
 /// How the result of `Shape(v)` on a compressed value is used downstream.
 fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -> (bool, bool) {
     // Only values that still carry the last entry (the width) of the shape matter.
-    let rank = a.g.nodes[shape_node].input(0).and_then(|x| a.shapes.rank(x));
-    let picks_last = |idx: &[i64]| idx.iter().any(|&i| i == -1 || rank.map_or(true, |r| i == r as i64 - 1));
+    let rank = a.g.nodes[shape_node]
+        .input(0)
+        .and_then(|x| a.shapes.rank(x));
+    let picks_last = |idx: &[i64]| {
+        idx.iter()
+            .any(|&i| i == -1 || rank.map_or(true, |r| i == r as i64 - 1))
+    };
     let (mut own, mut other) = (false, false);
     let mut queue = vec![a.g.nodes[shape_node].output[0].clone()];
     let mut seen = BTreeSet::new();
@@ -140,7 +145,10 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
         }
         for &(c, slot) in a.ix.consumers(&v) {
             let n = &a.g.nodes[c];
-            let konst = |i: usize| n.input(i).and_then(|x| crate::ir::shape::const_ints(a.g, x));
+            let konst = |i: usize| {
+                n.input(i)
+                    .and_then(|x| crate::ir::shape::const_ints(a.g, x))
+            };
             match n.op() {
                 "Reshape" | "Expand" if slot == 1 => {
                     if n.input(0).is_some_and(|x| compressed.contains(x)) {
@@ -159,7 +167,8 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
                         (Some(st), Some(en), Some(r)) => {
                             let r = r as i64;
                             let norm = |x: i64| if x < 0 { x + r } else { x.min(r) };
-                            st.first().map_or(true, |&s0| norm(s0) <= r - 1) && en.first().map_or(true, |&e0| norm(e0) > r - 1)
+                            st.first().map_or(true, |&s0| norm(s0) <= r - 1)
+                                && en.first().map_or(true, |&e0| norm(e0) > r - 1)
                         }
                         _ => true,
                     };
@@ -167,9 +176,8 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
                         queue.extend(n.output.iter().cloned())
                     }
                 }
-                "Squeeze" | "Unsqueeze" | "Concat" | "Cast" | "Identity" | "Div" | "Mul" | "Add" | "Sub" => {
-                    queue.extend(n.output.iter().cloned())
-                }
+                "Squeeze" | "Unsqueeze" | "Concat" | "Cast" | "Identity" | "Div" | "Mul"
+                | "Add" | "Sub" => queue.extend(n.output.iter().cloned()),
                 _ => other = true,
             }
         }
@@ -180,12 +188,20 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
 impl Plan {
     /// Centre the constant read at `slot` over `axis` (a source or writer).
     fn center(&mut self, slot: (NodeId, usize), axis: usize) {
-        self.edits.entry(slot).or_default().push(Edit::Center { axis });
+        self.edits
+            .entry(slot)
+            .or_default()
+            .push(Edit::Center { axis });
     }
 }
 
 /// The readers of norm output `y` for folding, or why they cannot all take γ and β.
-pub fn fold_readers(a: &Analysis, y: &str, d: usize, path: &mut Vec<NodeId>) -> std::result::Result<Vec<Reader>, String> {
+pub fn fold_readers(
+    a: &Analysis,
+    y: &str,
+    d: usize,
+    path: &mut Vec<NodeId>,
+) -> std::result::Result<Vec<Reader>, String> {
     let mut out = Vec::new();
     let mut queue = vec![y.to_string()];
     while let Some(v) = queue.pop() {
@@ -207,8 +223,14 @@ pub fn fold_readers(a: &Analysis, y: &str, d: usize, path: &mut Vec<NodeId>) -> 
                     ));
                 }
                 let o = &n.output[0];
+                // The bias is an Add after the MatMul, or the bias input of onnxruntime's
+                // fused BiasGelu / FastGelu (Gelu(x + bias)).
                 let bias = match a.ix.consumers(o) {
-                    [(b, bslot)] if a.g.nodes[*b].is("Add") && !a.ix.graph_outputs.contains(o) => {
+                    [(b, bslot)] if a.ix.graph_outputs.contains(o) || *bslot > 1 => None,
+                    [(b, bslot)]
+                        if a.g.nodes[*b].is("Add")
+                            || (*bslot == 0 && is_bias_gelu(&a.g.nodes[*b])) =>
+                    {
                         let other = 1 - bslot;
                         let bn = &a.g.nodes[*b];
                         let ok = bn.input(other).and_then(|bv| a.g.constant_dims(bv)).map_or(
@@ -284,6 +306,11 @@ pub fn fold_readers(a: &Analysis, y: &str, d: usize, path: &mut Vec<NodeId>) -> 
     Ok(out)
 }
 
+/// onnxruntime's `com.microsoft` BiasGelu and FastGelu: input 1 is a bias added to input 0.
+fn is_bias_gelu(n: &crate::proto::NodeProto) -> bool {
+    n.domain() == "com.microsoft" && matches!(n.op(), "BiasGelu" | "FastGelu")
+}
+
 fn norm_label(a: &Analysis, k: usize) -> String {
     a.g.nodes[a.norms[k].anchor].label()
 }
@@ -333,10 +360,10 @@ pub fn plan(
                     p.centred_linears.insert(*node);
                     if n.is("Gemm") {
                         let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                        p.center((*node, 1), usize::from(!trans_b),);
+                        p.center((*node, 1), usize::from(!trans_b));
                         if let Some(cv) = n.input(2) {
                             let cd = a.g.constant_dims(cv).unwrap_or_default();
-                            p.center((*node, 2), cd.len().saturating_sub(1),);
+                            p.center((*node, 2), cd.len().saturating_sub(1));
                         }
                         (
                             "linear",
@@ -423,11 +450,28 @@ pub fn plan(
         if compress {
             p.compressed_widths.insert(d);
             // Sources and writers lose the last entry of their centred output axis.
-            let fresh: Vec<(NodeId, usize)> = p.edits.keys().copied().filter(|k| !centred_before.contains(k)).collect();
+            let fresh: Vec<(NodeId, usize)> = p
+                .edits
+                .keys()
+                .copied()
+                .filter(|k| !centred_before.contains(k))
+                .collect();
             for key in fresh {
-                let axes: Vec<usize> = p.edits[&key].iter().filter_map(|e| if let Edit::Center { axis } = e { Some(*axis) } else { None }).collect();
+                let axes: Vec<usize> = p.edits[&key]
+                    .iter()
+                    .filter_map(|e| {
+                        if let Edit::Center { axis } = e {
+                            Some(*axis)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
                 for axis in axes {
-                    p.edits.entry(key).or_default().push(Edit::DropLast { axis, width: d });
+                    p.edits
+                        .entry(key)
+                        .or_default()
+                        .push(Edit::DropLast { axis, width: d });
                 }
             }
             // Shapes that hard-code D on the stream: Reshape/Expand targets.
@@ -445,9 +489,14 @@ pub fn plan(
                     for &(c, _) in a.ix.consumers(&a.g.nodes[node].output[0]) {
                         let cn = &a.g.nodes[c];
                         if cn.is("Reshape") {
-                            if let Some(t) = cn.input(1).filter(|t| a.g.constant_tensor(t).is_some()) {
+                            if let Some(t) =
+                                cn.input(1).filter(|t| a.g.constant_tensor(t).is_some())
+                            {
                                 let _ = t;
-                                p.edits.entry((c, 1)).or_default().push(Edit::ShrinkDim { index: 1, width: d });
+                                p.edits
+                                    .entry((c, 1))
+                                    .or_default()
+                                    .push(Edit::ShrinkDim { index: 1, width: d });
                             }
                         }
                     }
@@ -469,7 +518,15 @@ pub fn plan(
                 (None, None)
             } else {
                 let mut path = Vec::new();
-                match fold_readers(a, &m.y, d, &mut path) {
+                let readers =
+                    fold_readers(a, &m.y, d, &mut path).and_then(|r| {
+                        match costly_new_bias(a, m.beta.as_deref(), &r, d, &read) {
+                            Ok(Some(why)) => Err(why),
+                            Ok(None) => Ok(r),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    });
+                match readers {
                     Ok(r) => {
                         if compress {
                             for node in path {
@@ -488,7 +545,10 @@ pub fn plan(
                     let rn = &a.g.nodes[r.node];
                     let w = read(rn.input(1).unwrap_or(""))?;
                     if compress {
-                        p.edits.entry((r.node, 1)).or_default().push(Edit::FoldLastIn { axis: r.in_axis });
+                        p.edits
+                            .entry((r.node, 1))
+                            .or_default()
+                            .push(Edit::FoldLastIn { axis: r.in_axis });
                     }
                     if let Some(gm) = &gamma {
                         let gv = broadcast_vec(&gm.data, d);
@@ -539,7 +599,11 @@ pub fn plan(
         }
         if compress {
             let mut compressed: BTreeSet<String> = st.values.clone();
-            for np in p.norms.iter().filter(|np| np.compressed_from == Some(d) && np.fold.is_some()) {
+            for np in p
+                .norms
+                .iter()
+                .filter(|np| np.compressed_from == Some(d) && np.fold.is_some())
+            {
                 let m = &a.norms[np.norm];
                 let mut path = Vec::new();
                 compressed.insert(m.y.clone());
@@ -577,6 +641,50 @@ pub fn plan(
     Ok((p, reports))
 }
 
+/// Why folding β into `readers` would cost more than it saves, if it would.
+///
+/// Folding β into a MatMul without a bias creates one (β·W), an Add over the reader's whole
+/// output. Keeping β as an Add after the norm costs one Add of width D instead. When the new
+/// biases are wider in total than D (an LM head of vocabulary width; q/k/v projections without
+/// biases) the affine stays on the norm. Gemm readers take a new C for free.
+fn costly_new_bias(
+    a: &Analysis,
+    beta: Option<&str>,
+    readers: &[Reader],
+    d: usize,
+    read: &dyn Fn(&str) -> Result<Array>,
+) -> Result<Option<String>> {
+    let Some(beta) = beta else { return Ok(None) };
+    if read(beta)?.data.iter().all(|&x| x == 0.0) {
+        return Ok(None);
+    }
+    let mut created = Vec::new();
+    for r in readers {
+        let n = &a.g.nodes[r.node];
+        if r.bias.is_some() || !n.is("MatMul") {
+            continue;
+        }
+        let width = n
+            .input(1)
+            .and_then(|w| a.g.constant_dims(w))
+            .and_then(|s| s.last().copied())
+            .unwrap_or(0);
+        created.push((n.label(), width));
+    }
+    let total: usize = created.iter().map(|(_, w)| w).sum();
+    if total <= d {
+        return Ok(None);
+    }
+    let names: Vec<String> = created
+        .iter()
+        .map(|(l, w)| format!("{l:?} ({w})"))
+        .collect();
+    Ok(Some(format!(
+        "folding β would add biases of total width {total} > {d} to {}",
+        names.join(", ")
+    )))
+}
+
 /// A Reshape/Expand whose constant target ends in the stream width D: make it D−1.
 fn shrink_target(a: &Analysis, p: &mut Plan, node: NodeId, d: usize) {
     let n = &a.g.nodes[node];
@@ -588,17 +696,27 @@ fn shrink_target(a: &Analysis, p: &mut Plan, node: NodeId, d: usize) {
         Some(v) => (node, 1, v),
         None => {
             // A computed target Concat(..., [D]): patch its constant last piece.
-            let Some(c) = a.ix.producer(t).filter(|&c| a.g.nodes[c].is("Concat")) else { return };
+            let Some(c) = a.ix.producer(t).filter(|&c| a.g.nodes[c].is("Concat")) else {
+                return;
+            };
             let cn = &a.g.nodes[c];
             let last = cn.input.len().saturating_sub(1);
-            let Some(v) = cn.input(last).and_then(|x| crate::ir::shape::const_ints(a.g, x)) else { return };
+            let Some(v) = cn
+                .input(last)
+                .and_then(|x| crate::ir::shape::const_ints(a.g, x))
+            else {
+                return;
+            };
             (c, last, v)
         }
     };
     if vals.last() == Some(&(d as i64)) {
         let e = p.edits.entry((node, slot)).or_default();
         if !e.iter().any(|x| matches!(x, Edit::ShrinkDim { .. })) {
-            e.push(Edit::ShrinkDim { index: vals.len() - 1, width: d });
+            e.push(Edit::ShrinkDim {
+                index: vals.len() - 1,
+                width: d,
+            });
         }
     }
 }
@@ -659,12 +777,20 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
                 Edit::Center { axis } => math::center(&mut arr.data, &arr.dims, *axis),
                 Edit::FoldLastIn { axis } => {
                     let (data, dims) = math::fold_last_in(&arr.data, &arr.dims, *axis);
-                    arr = Array { dims, data_type: arr.data_type, data };
+                    arr = Array {
+                        dims,
+                        data_type: arr.data_type,
+                        data,
+                    };
                 }
                 Edit::DropLast { axis, width } => {
                     if arr.dims.get(*axis) == Some(width) {
                         let (data, dims) = math::drop_last(&arr.data, &arr.dims, *axis);
-                        arr = Array { dims, data_type: arr.data_type, data };
+                        arr = Array {
+                            dims,
+                            data_type: arr.data_type,
+                            data,
+                        };
                     }
                 }
                 Edit::ShrinkDim { index, width } => {
@@ -687,7 +813,11 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
     };
     // 2. New biases for folded readers without one (β·W; centred, and compressed, when the
     //    reader is also a writer of a stream).
-    let with_gemm = p.new_bias.iter().map(|e| (e, false)).chain(p.new_gemm_c.iter().map(|e| (e, true)));
+    let with_gemm = p
+        .new_bias
+        .iter()
+        .map(|e| (e, false))
+        .chain(p.new_gemm_c.iter().map(|e| (e, true)));
     for ((node, shift, centred), gemm) in with_gemm {
         let mut v = shift.clone();
         if *centred {
@@ -767,9 +897,29 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         };
         if let Some(full) = np.compressed_from {
             // CRMSNorm on the compressed stream; an unfolded affine sees the decompressed vector.
-            let (gamma, beta) = if np.fold.is_some() { (None, None) } else { (m.gamma.clone(), m.beta.clone()) };
-            b.crms(&x, full, m.epsilon, gamma.as_deref(), beta.as_deref(), dtype, m.compute_type, &m.y)?;
-            out.forms_out.push(if np.fold.is_some() { "decomposed CRMSNorm" } else { "decomposed CRMSNorm + decompression" }.into());
+            let (gamma, beta) = if np.fold.is_some() {
+                (None, None)
+            } else {
+                (m.gamma.clone(), m.beta.clone())
+            };
+            b.crms(
+                &x,
+                full,
+                m.epsilon,
+                gamma.as_deref(),
+                beta.as_deref(),
+                dtype,
+                m.compute_type,
+                &m.y,
+            )?;
+            out.forms_out.push(
+                if np.fold.is_some() {
+                    "decomposed CRMSNorm"
+                } else {
+                    "decomposed CRMSNorm + decompression"
+                }
+                .into(),
+            );
             continue;
         }
         let folded = np.fold.is_some();
@@ -864,8 +1014,17 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         // Intermediate type annotations of width D are stale after compression: drop them
         // (they are optional hints; graph inputs and outputs keep theirs).
         g.value_info.retain(|v| {
-            let dims = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).and_then(|t| t.shape.as_ref());
-            !dims.is_some_and(|s| s.dim.iter().any(|d| d.dim_value.is_some_and(|x| x > 0 && p.compressed_widths.contains(&(x as usize)))))
+            let dims = v
+                .r#type
+                .as_ref()
+                .and_then(|t| t.tensor_type.as_ref())
+                .and_then(|t| t.shape.as_ref());
+            !dims.is_some_and(|s| {
+                s.dim.iter().any(|d| {
+                    d.dim_value
+                        .is_some_and(|x| x > 0 && p.compressed_widths.contains(&(x as usize)))
+                })
+            })
         });
     }
     g.remove_nodes(&removed);

@@ -133,7 +133,7 @@ impl<'a> Analysis<'a> {
             ix,
             shapes,
             norms,
-                        norm_by_output,
+            norm_by_output,
             norm_by_node,
         }
     }

@@ -81,7 +81,9 @@ impl ExternalStore {
     /// Whether `p` is the input model or one of the data files its tensors reference (all
     /// are mapped at load), so that writing `p` would destroy the input.
     pub fn is_input_file(&self, p: &Path) -> bool {
-        let Ok(p) = p.canonicalize() else { return false };
+        let Ok(p) = p.canonicalize() else {
+            return false;
+        };
         let same = |a: &Path| a.canonicalize().is_ok_and(|a| a == p);
         if same(&self.model_path) {
             return true;
@@ -665,7 +667,10 @@ pub fn write_model_streaming(model: &ModelProto, w: &mut impl Write) -> std::io:
         prost::encoding::message::encode(1, n, &mut buf);
         w.write_all(&buf)?;
     }
-    let name_only = GraphProto { name: graph.name.clone(), ..Default::default() };
+    let name_only = GraphProto {
+        name: graph.name.clone(),
+        ..Default::default()
+    };
     w.write_all(&name_only.encode_to_vec())?;
     for t in &graph.initializer {
         buf.clear();

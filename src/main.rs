@@ -263,7 +263,10 @@ fn rewrite(a: &RewriteArgs) -> u8 {
     }
     if let Some(rp) = &a.report {
         if same_file(input, rp) || rp == input || rp == out {
-            return fail(&Error::Usage(format!("{}: the report must not be the input or the output model", rp.display())));
+            return fail(&Error::Usage(format!(
+                "{}: the report must not be the input or the output model",
+                rp.display()
+            )));
         }
     }
     let dir = out

@@ -6,8 +6,9 @@
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, Options, Target};
 use onnx_normopt::proto::{
-    attribute_type as at, data_type as dt, tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_type as at, data_type as dt, tensor_shape_proto::Dimension, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
 };
 use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
 use proptest::prelude::*;
@@ -55,7 +56,9 @@ impl B {
     }
     fn init(&mut self, base: &str, dims: &[usize], f: impl Fn(&mut Rng) -> f64) -> String {
         let name = self.name(base);
-        let vals: Vec<f64> = (0..dims.iter().product::<usize>()).map(|_| f(&mut self.rng)).collect();
+        let vals: Vec<f64> = (0..dims.iter().product::<usize>())
+            .map(|_| f(&mut self.rng))
+            .collect();
         let t = onnx_normopt::tensor::tensor_from_f64(&name, dims, self.fdt, &vals).unwrap();
         self.g.initializer.push(t);
         name
@@ -63,7 +66,9 @@ impl B {
     fn ints(&mut self, base: &str, v: &[i64]) -> String {
         let name = self.name(base);
         let vals: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-        self.g.initializer.push(onnx_normopt::tensor::tensor_from_f64(&name, &[v.len()], dt::INT64, &vals).unwrap());
+        self.g.initializer.push(
+            onnx_normopt::tensor::tensor_from_f64(&name, &[v.len()], dt::INT64, &vals).unwrap(),
+        );
         name
     }
     fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
@@ -94,10 +99,20 @@ impl B {
         let g = self.init("gamma", &[d], |r| 0.5 + r.next());
         let b = self.init("beta", &[d], |r| r.normal() * 0.3);
         if !decomposed {
-            let eps = AttributeProto { name: Some("epsilon".into()), f: Some(1e-5), r#type: Some(at::FLOAT), ..Default::default() };
+            let eps = AttributeProto {
+                name: Some("epsilon".into()),
+                f: Some(1e-5),
+                r#type: Some(at::FLOAT),
+                ..Default::default()
+            };
             return self.node("LayerNormalization", &[x, &g, &b], vec![eps]);
         }
-        let axes = AttributeProto { name: Some("axes".into()), ints: vec![-1], r#type: Some(at::INTS), ..Default::default() };
+        let axes = AttributeProto {
+            name: Some("axes".into()),
+            ints: vec![-1],
+            r#type: Some(at::INTS),
+            ..Default::default()
+        };
         let rm = |s: &mut B, v: &str| {
             if opset >= 18 {
                 let a = s.ints("axes", &[-1]);
@@ -124,7 +139,10 @@ fn value(name: &str, elem: i32, dims: &[Dimension]) -> ValueInfoProto {
     ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(TypeProto {
-            tensor_type: Some(type_proto::Tensor { elem_type: Some(elem), shape: Some(TensorShapeProto { dim: dims.to_vec() }) }),
+            tensor_type: Some(type_proto::Tensor {
+                elem_type: Some(elem),
+                shape: Some(TensorShapeProto { dim: dims.to_vec() }),
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -134,14 +152,25 @@ fn value(name: &str, elem: i32, dims: &[Dimension]) -> ValueInfoProto {
 fn build(s: &Spec) -> ModelProto {
     let opset = if s.decomposed { 14 } else { 18 };
     let fdt = if s.fp16 { dt::FLOAT16 } else { dt::FLOAT };
-    let mut b = B { g: GraphProto { name: Some("prop".into()), ..Default::default() }, n: 0, fdt, rng: Rng(s.seed | 1) };
+    let mut b = B {
+        g: GraphProto {
+            name: Some("prop".into()),
+            ..Default::default()
+        },
+        n: 0,
+        fdt,
+        rng: Rng(s.seed | 1),
+    };
     let d = s.d;
     // Token table with a large shared row offset, so an uncentred stream is clearly off.
     let offset: Vec<f64> = (0..d).map(|_| 2.0 * b.rng.normal() + 1.0).collect();
     let table = {
         let name = b.name("wte");
-        let vals: Vec<f64> = (0..s.vocab * d).map(|i| b.rng.normal() + offset[i % d]).collect();
-        b.g.initializer.push(onnx_normopt::tensor::tensor_from_f64(&name, &[s.vocab, d], fdt, &vals).unwrap());
+        let vals: Vec<f64> = (0..s.vocab * d)
+            .map(|i| b.rng.normal() + offset[i % d])
+            .collect();
+        b.g.initializer
+            .push(onnx_normopt::tensor::tensor_from_f64(&name, &[s.vocab, d], fdt, &vals).unwrap());
         name
     };
     let mut x = b.node("Gather", &[&table, "ids"], vec![]);
@@ -153,7 +182,11 @@ fn build(s: &Spec) -> ModelProto {
         let a1 = b.node("Relu", &[&a1], vec![]);
         let f1 = b.linear(&a1, 2 * d, d, s.bias);
         if s.parallel {
-            let h2 = if s.shared_norm { h1.clone() } else { b.layernorm(&x, d, s.decomposed, opset) };
+            let h2 = if s.shared_norm {
+                h1.clone()
+            } else {
+                b.layernorm(&x, d, s.decomposed, opset)
+            };
             let a2 = b.linear(&h2, d, d, s.bias);
             let a2 = b.node("Tanh", &[&a2], vec![]);
             let f2 = b.linear(&a2, d, d, s.bias);
@@ -173,39 +206,66 @@ fn build(s: &Spec) -> ModelProto {
         // The head reads the token table itself: Gemm(h2d, wte, transB=1).
         let shape2 = b.ints("shape", &[-1, d as i64]);
         let h2 = b.node("Reshape", &[&h, &shape2], vec![]);
-        let tb = AttributeProto { name: Some("transB".into()), i: Some(1), r#type: Some(at::INT), ..Default::default() };
+        let tb = AttributeProto {
+            name: Some("transB".into()),
+            i: Some(1),
+            r#type: Some(at::INT),
+            ..Default::default()
+        };
         b.node("Gemm", &[&h2, &table], vec![tb]);
     } else {
         b.linear(&h, d, s.vocab, false);
     }
     let out_name = b.g.node.last().unwrap().output[0].clone();
-    let dim = |v: i64| Dimension { dim_value: Some(v), ..Default::default() };
+    let dim = |v: i64| Dimension {
+        dim_value: Some(v),
+        ..Default::default()
+    };
     b.g.input.push(value("ids", dt::INT64, &[dim(2), dim(8)]));
-    let out_dims: Vec<Dimension> = if s.tied { vec![dim(16), dim(s.vocab as i64)] } else { vec![dim(2), dim(8), dim(s.vocab as i64)] };
+    let out_dims: Vec<Dimension> = if s.tied {
+        vec![dim(16), dim(s.vocab as i64)]
+    } else {
+        vec![dim(2), dim(8), dim(s.vocab as i64)]
+    };
     b.g.output.push(value(&out_name, fdt, &out_dims));
     ModelProto {
         ir_version: Some(8),
         producer_name: Some("properties.rs".into()),
         graph: Some(b.g),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(opset),
+        }],
         ..Default::default()
     }
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    (1usize..=3, prop::sample::select(vec![8usize, 12, 16]), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>())
-        .prop_map(|(layers, d, parallel, shared_norm, tied, bias, fp16, decomposed, seed)| Spec {
-            layers,
-            d,
-            vocab: 24,
-            parallel,
-            shared_norm,
-            tied,
-            bias,
-            fp16,
-            decomposed,
-            seed,
-        })
+    (
+        1usize..=3,
+        prop::sample::select(vec![8usize, 12, 16]),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(layers, d, parallel, shared_norm, tied, bias, fp16, decomposed, seed)| Spec {
+                layers,
+                d,
+                vocab: 24,
+                parallel,
+                shared_norm,
+                tied,
+                bias,
+                fp16,
+                decomposed,
+                seed,
+            },
+        )
 }
 
 fn check(s: &Spec, target: Target) -> Result<(), TestCaseError> {
@@ -213,15 +273,44 @@ fn check(s: &Spec, target: Target) -> Result<(), TestCaseError> {
     let src = dir.path().join("in.onnx");
     std::fs::write(&src, build(s).encode_to_vec()).unwrap();
     let model = Model::load(&src).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let out = passes::run(model, &Options { target, ..Options::default() }).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    prop_assert!(out.rewritten(), "nothing rewritten: {}", out.report.summary());
-    let norms = 2 * s.layers + 1 - if s.parallel && s.shared_norm { s.layers } else { 0 };
+    let out = passes::run(
+        model,
+        &Options {
+            target,
+            ..Options::default()
+        },
+    )
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert!(
+        out.rewritten(),
+        "nothing rewritten: {}",
+        out.report.summary()
+    );
+    let norms = 2 * s.layers + 1
+        - if s.parallel && s.shared_norm {
+            s.layers
+        } else {
+            0
+        };
     prop_assert_eq!(out.report.norms_rewritten, norms);
-    prop_assert!(!out.model.graph.nodes.iter().any(|n| n.op_type.as_deref() == Some("LayerNormalization")));
+    prop_assert!(!out
+        .model
+        .graph
+        .nodes
+        .iter()
+        .any(|n| n.op_type.as_deref() == Some("LayerNormalization")));
     let dst = dir.path().join("out.onnx");
     onnx_normopt::save(&out.model, &dst).unwrap();
-    let rep = verify::verify_files(&src, &dst, &VerifyOptions { runtimes: Runtimes::Tract, samples: 2, ..Default::default() })
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let rep = verify::verify_files(
+        &src,
+        &dst,
+        &VerifyOptions {
+            runtimes: Runtimes::Tract,
+            samples: 2,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert!(rep.passed(), "{:?}\n{}", s, rep);
     Ok(())
 }

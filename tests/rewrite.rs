@@ -48,7 +48,10 @@ fn check_case(path: &Path, expect: &str, opts: &Options) -> Result<String, Strin
     let model = Model::load(path).map_err(|e| e.to_string())?;
     let out = match passes::run(model, opts) {
         Ok(o) => o,
-        Err(onnx_normopt::Error::NotRewritable(why)) if opts.target == Target::Crmsnorm && CANNOT_COMPRESS.iter().any(|f| path.ends_with(f)) => {
+        Err(onnx_normopt::Error::NotRewritable(why))
+            if opts.target == Target::Crmsnorm
+                && CANNOT_COMPRESS.iter().any(|f| path.ends_with(f)) =>
+        {
             return Ok(format!("refused to compress: {why}"));
         }
         Err(e) => return Err(e.to_string()),
@@ -89,12 +92,19 @@ fn check_case(path: &Path, expect: &str, opts: &Options) -> Result<String, Strin
                 return Err(format!("verification failed:\n{rep}"));
             }
             if opts.target == Target::Crmsnorm {
-                for st in out.report.streams.iter().filter(|s| s.status == "rewritten") {
+                for st in out
+                    .report
+                    .streams
+                    .iter()
+                    .filter(|s| s.status == "rewritten")
+                {
                     let (w, nw) = (st.width.unwrap(), st.new_width.unwrap());
                     if nw != w - 1 {
                         return Err(format!("stream {} width {w} -> {nw}", st.id));
                     }
-                    if !out.model.graph.initializers.iter().any(|t| t.dims.last() == Some(&(nw as i64)) || t.dims.first() == Some(&(nw as i64))) {
+                    if !out.model.graph.initializers.iter().any(|t| {
+                        t.dims.last() == Some(&(nw as i64)) || t.dims.first() == Some(&(nw as i64))
+                    }) {
                         return Err(format!("no initializer of compressed width {nw}"));
                     }
                 }
@@ -166,7 +176,13 @@ fn every_testdata_model_without_folding() {
 
 #[test]
 fn every_testdata_model_crmsnorm() {
-    sweep(&Options { target: Target::Crmsnorm, ..Options::default() }, |_| true);
+    sweep(
+        &Options {
+            target: Target::Crmsnorm,
+            ..Options::default()
+        },
+        |_| true,
+    );
 }
 
 /// The corpus of the acceptance judge, when it sits beside the repository.
@@ -181,8 +197,15 @@ fn shared_corpus_when_present() {
     let mut failures = Vec::new();
     for target in [Target::Rmsnorm, Target::Crmsnorm] {
         for (name, s) in spec.as_object().unwrap() {
-            let opts = Options { target, ..Options::default() };
-            if let Err(e) = check_case(&dir.join(format!("{name}.onnx")), s["expect"].as_str().unwrap(), &opts) {
+            let opts = Options {
+                target,
+                ..Options::default()
+            };
+            if let Err(e) = check_case(
+                &dir.join(format!("{name}.onnx")),
+                s["expect"].as_str().unwrap(),
+                &opts,
+            ) {
                 failures.push(format!("{name} ({target:?}): {e}"));
             }
         }

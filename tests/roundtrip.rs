@@ -26,13 +26,25 @@ fn models() -> Vec<PathBuf> {
 #[test]
 fn decode_encode_is_byte_identical() {
     let all = models();
-    assert!(all.len() >= 90, "expected the testdata models, found {}", all.len());
+    assert!(
+        all.len() >= 90,
+        "expected the testdata models, found {}",
+        all.len()
+    );
     for p in all {
         let bytes = std::fs::read(&p).unwrap();
         let file = io::load(&p).unwrap_or_else(|e| panic!("{e}"));
-        assert!(file.proto.encode_to_vec() == bytes, "{}: protobuf round trip differs", p.display());
+        assert!(
+            file.proto.encode_to_vec() == bytes,
+            "{}: protobuf round trip differs",
+            p.display()
+        );
         let model = Model::from_file(file).unwrap_or_else(|e| panic!("{e}"));
-        assert!(model.to_proto().encode_to_vec() == bytes, "{}: IR round trip differs", p.display());
+        assert!(
+            model.to_proto().encode_to_vec() == bytes,
+            "{}: IR round trip differs",
+            p.display()
+        );
     }
 }
 
@@ -51,9 +63,23 @@ fn external_data_round_trip() {
     // Every tensor reads back the same values; offsets are 4096-aligned.
     for t in &model.graph.initializers {
         let name = t.name.clone().unwrap();
-        let u = back.graph.initializers.iter().find(|x| x.name.as_deref() == Some(&name)).unwrap();
+        let u = back
+            .graph
+            .initializers
+            .iter()
+            .find(|x| x.name.as_deref() == Some(&name))
+            .unwrap();
         if io::is_external(u) {
-            let off: u64 = u.external_data.iter().find(|e| e.key.as_deref() == Some("offset")).unwrap().value.as_ref().unwrap().parse().unwrap();
+            let off: u64 = u
+                .external_data
+                .iter()
+                .find(|e| e.key.as_deref() == Some("offset"))
+                .unwrap()
+                .value
+                .as_ref()
+                .unwrap()
+                .parse()
+                .unwrap();
             assert_eq!(off % io::EXTERNAL_ALIGN, 0);
         }
         let a = read_array(t, &model.store, &model.path).unwrap();
@@ -69,7 +95,15 @@ fn external_data_round_trip() {
     let rewritten = dir.path().join("rms.onnx");
     let files = onnx_normopt::save(&out.model, &rewritten).unwrap();
     assert_eq!(files.len(), 2);
-    let rep = onnx_normopt::verify::verify_files(&src, &rewritten, &onnx_normopt::verify::VerifyOptions { runtimes: onnx_normopt::verify::Runtimes::Tract, ..Default::default() }).unwrap();
+    let rep = onnx_normopt::verify::verify_files(
+        &src,
+        &rewritten,
+        &onnx_normopt::verify::VerifyOptions {
+            runtimes: onnx_normopt::verify::Runtimes::Tract,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(rep.passed(), "{rep}");
 }
 
@@ -95,7 +129,10 @@ fn external_location_escaping_the_folder_is_rejected() {
     });
     std::fs::write(&ext, m.encode_to_vec()).unwrap();
     let err = io::load(&ext).unwrap_err().to_string();
-    assert!(err.contains("not a relative path inside the model's folder"), "{err}");
+    assert!(
+        err.contains("not a relative path inside the model's folder"),
+        "{err}"
+    );
     assert!(err.contains("ext.onnx"), "{err}");
 }
 
@@ -105,6 +142,10 @@ fn streaming_writer_matches_whole_encoding() {
         let file = io::load(&p).unwrap();
         let mut out = Vec::new();
         io::write_model_streaming(&file.proto, &mut out).unwrap();
-        assert!(out == file.proto.encode_to_vec(), "{}: streamed bytes differ", p.display());
+        assert!(
+            out == file.proto.encode_to_vec(),
+            "{}: streamed bytes differ",
+            p.display()
+        );
     }
 }

@@ -8,7 +8,9 @@ use std::path::Path;
 
 fn inspect(rel: &str) -> String {
     let model = Model::load(Path::new(rel)).expect("testdata model loads");
-    passes::inspect(&model, &Options::default()).expect("analysis runs").inspect_text()
+    passes::inspect(&model, &Options::default())
+        .expect("analysis runs")
+        .inspect_text()
 }
 
 #[test]

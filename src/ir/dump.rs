@@ -14,7 +14,13 @@ fn type_str(v: &ValueInfoProto) -> String {
     let dims = tt
         .shape
         .as_ref()
-        .map(|s| super::shape::declared_dims(s).iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
+        .map(|s| {
+            super::shape::declared_dims(s)
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_else(|| "*".into());
     format!("{}[{}]", data_type::name(tt.elem_type.unwrap_or(0)), dims)
 }

@@ -704,7 +704,11 @@ impl Graph {
             .chain(&self.value_info)
             .find(|v| v.name.as_deref() == Some(name))?;
         let tt = vi.r#type.as_ref()?.tensor_type.as_ref()?;
-        let dims = tt.shape.as_ref().map(shape::declared_dims).unwrap_or_default();
+        let dims = tt
+            .shape
+            .as_ref()
+            .map(shape::declared_dims)
+            .unwrap_or_default();
         Some((tt.elem_type.unwrap_or(0), dims))
     }
 

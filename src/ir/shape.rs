@@ -249,16 +249,23 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         "Range" => one(Some(vec![Dim::Unknown])),
         "Tile" => {
             let Some(x) = inp(0) else { return vec![] };
-            let reps: Option<Vec<Dim>> = n
-                .input(1)
-                .and_then(|r| const_ints(g, r).map(|v| v.into_iter().map(Dim::Known).collect()).or_else(|| s.value(r).map(<[Dim]>::to_vec)));
+            let reps: Option<Vec<Dim>> = n.input(1).and_then(|r| {
+                const_ints(g, r)
+                    .map(|v| v.into_iter().map(Dim::Known).collect())
+                    .or_else(|| s.value(r).map(<[Dim]>::to_vec))
+            });
             let out = x
                 .iter()
                 .enumerate()
-                .map(|(i, d)| match (d.known(), reps.as_ref().and_then(|r| r.get(i)).and_then(Dim::known)) {
-                    (Some(a), Some(b)) => Dim::Known(a * b),
-                    (_, Some(1)) => d.clone(),
-                    _ => Dim::Unknown,
+                .map(|(i, d)| {
+                    match (
+                        d.known(),
+                        reps.as_ref().and_then(|r| r.get(i)).and_then(Dim::known),
+                    ) {
+                        (Some(a), Some(b)) => Dim::Known(a * b),
+                        (_, Some(1)) => d.clone(),
+                        _ => Dim::Unknown,
+                    }
                 })
                 .collect();
             one(Some(out))
@@ -485,7 +492,8 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                             (Some(d), Some(&s0), Some(&e0), Some(&step)) if step != 0 && d >= 0 => {
                                 // In i128: starts, ends and steps come from the file and may be
                                 // anything (i64::MIN, i64::MAX).
-                                let (d, s0, e0, step) = (d as i128, s0 as i128, e0 as i128, step as i128);
+                                let (d, s0, e0, step) =
+                                    (d as i128, s0 as i128, e0 as i128, step as i128);
                                 let clamp = |v: i128, lo: i128, hi: i128| v.max(lo).min(hi);
                                 let (s1, e1) = if step > 0 {
                                     (
@@ -503,7 +511,9 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                                 } else {
                                     (s1 - e1 + (-step) - 1) / (-step)
                                 };
-                                i64::try_from(len.max(0)).map(Dim::Known).unwrap_or(Dim::Unknown)
+                                i64::try_from(len.max(0))
+                                    .map(Dim::Known)
+                                    .unwrap_or(Dim::Unknown)
                             }
                             _ => Dim::Unknown,
                         };
@@ -563,8 +573,12 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                         if auto_ok && s > 0 =>
                     {
                         // In i128: sizes, pads and dilations come from the file.
-                        let (xi, p0, p1, dl, k, s) = (xi as i128, p0 as i128, p1 as i128, dl as i128, k as i128, s as i128);
-                        i64::try_from((xi + p0 + p1 - dl * (k - 1) - 1) / s + 1).map(Dim::Known).unwrap_or(Dim::Unknown)
+                        let (xi, p0, p1, dl, k, s) = (
+                            xi as i128, p0 as i128, p1 as i128, dl as i128, k as i128, s as i128,
+                        );
+                        i64::try_from((xi + p0 + p1 - dl * (k - 1) - 1) / s + 1)
+                            .map(Dim::Known)
+                            .unwrap_or(Dim::Unknown)
                     }
                     _ => Dim::Unknown,
                 };

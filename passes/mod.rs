@@ -20,6 +20,7 @@
 //! into linear readers as W' = diag(γ)·W, b' = b + β·W.
 
 pub mod emit;
+pub mod lazy;
 pub mod math;
 pub mod norms;
 pub mod report;
@@ -68,6 +69,9 @@ pub struct Options {
     pub fold: bool,
     /// Allow explicit centering nodes at all.
     pub allow_centering: bool,
+    /// Weight edits of initializers of at least this many bytes run while the model is
+    /// written, a block of rows at a time (bounded memory); smaller ones in memory at once.
+    pub defer_bytes: usize,
 }
 
 impl Default for Options {
@@ -78,6 +82,7 @@ impl Default for Options {
             crms_emit: CrmsEmit::Standard,
             fold: true,
             allow_centering: true,
+            defer_bytes: rewrite::DEFER_BYTES,
         }
     }
 }
@@ -346,7 +351,7 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
     }
     let n_rewritten = plan.norms.len() + plan.ln_tables.len();
     if n_rewritten > 0 {
-        let applied = rewrite::apply(&mut model, &norms, &plan, opts.emit)?;
+        let applied = rewrite::apply(&mut model, &norms, &plan, opts.emit, opts.defer_bytes)?;
         let mut forms = applied.forms_out.iter();
         for sr in stream_reports.iter_mut() {
             for nr in sr.norms.iter_mut() {

@@ -6,6 +6,7 @@
 //! order — replace, scale (γ), shift (β·W), centre — from the original f64 values, rounded once.
 
 use super::emit::{Builder, Emit};
+use super::lazy;
 use super::math;
 use super::norms::{NormForm, NormMatch};
 use super::report::{LeafReport, NormReport};
@@ -19,8 +20,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// One edit of a constant, applied in the order of the variants.
 #[derive(Clone, Debug)]
 pub enum Edit {
-    /// Replace the values (precomputed embedding LayerNorm table).
-    Replace(Vec<f64>),
+    /// Replace every row of a [V, D] table by its LayerNorm (an embedding LayerNorm precomputed
+    /// into the table).
+    LayerNormRows {
+        /// γ, length D.
+        gamma: Vec<f64>,
+        /// β, length D.
+        beta: Vec<f64>,
+        /// ε.
+        eps: f64,
+    },
     /// Scale along an axis by γ (fold of a norm's scale into a reader).
     Scale {
         /// The input axis.
@@ -60,7 +69,7 @@ pub enum Edit {
 impl Edit {
     fn rank(&self) -> u8 {
         match self {
-            Edit::Replace(_) => 0,
+            Edit::LayerNormRows { .. } => 0,
             Edit::Scale { .. } => 1,
             Edit::AddRows(_) => 2,
             Edit::Center { .. } => 3,
@@ -70,6 +79,9 @@ impl Edit {
         }
     }
 }
+
+/// By default, constants at least this large are edited at write time, row block by row block.
+pub const DEFER_BYTES: usize = 1 << 20;
 
 /// A linear op reading a norm's output, into which γ and β fold.
 #[derive(Clone, Debug)]
@@ -399,22 +411,23 @@ pub fn plan(
                 }
                 Leaf::LnTable { norm, gather } => {
                     let m = &a.norms[*norm];
-                    let table_name = a.g.nodes[*gather].input[0].clone();
-                    let table = read(&table_name)?;
+                    let table = &a.g.nodes[*gather].input[0];
+                    let td =
+                        a.g.constant_dims(table)
+                            .and_then(|s| s.last().copied())
+                            .unwrap_or(0);
                     let gamma = m.gamma.as_deref().map(read).transpose()?;
                     let beta = m.beta.as_deref().map(read).transpose()?;
-                    let td = table.last_dim();
-                    let vals = math::layernorm_rows(
-                        &table.data,
-                        td,
-                        gamma.as_ref().map(|g| g.data.as_slice()),
-                        beta.as_ref().map(|b| b.data.as_slice()),
-                        m.epsilon as f64,
-                    );
-                    p.edits
-                        .entry((*gather, 0))
-                        .or_default()
-                        .extend([Edit::Replace(vals), Edit::Center { axis: 1 }]);
+                    let gamma = gamma.map_or_else(|| vec![1.0; td], |g| broadcast_vec(&g.data, td));
+                    let beta = beta.map_or_else(|| vec![0.0; td], |b| broadcast_vec(&b.data, td));
+                    p.edits.entry((*gather, 0)).or_default().extend([
+                        Edit::LayerNormRows {
+                            gamma,
+                            beta,
+                            eps: m.epsilon as f64,
+                        },
+                        Edit::Center { axis: 1 },
+                    ]);
                     p.ln_tables.push((*norm, *gather));
                     (
                         "embedding LayerNorm",
@@ -741,66 +754,50 @@ pub struct Applied {
 }
 
 /// Apply a plan: the one place that mutates the graph.
-pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Result<Applied> {
+pub fn apply(
+    model: &mut Model,
+    norms: &[NormMatch],
+    p: &Plan,
+    emit: Emit,
+    defer_bytes: usize,
+) -> Result<Applied> {
     let mut out = Applied::default();
     let path = model.path.clone();
     let store = model.store.clone();
     let opset = model.onnx_opset();
     let mut removed: BTreeSet<NodeId> = BTreeSet::new();
     let mut dead_consts: BTreeSet<String> = BTreeSet::new();
-    // 1. Constant edits, copy on write.
+    // 1. Constant edits, copy on write. Large initializers are edited while the model is
+    //    written, a block of rows at a time (passes/lazy.rs); the rest here, in memory.
     for (&(node, slot), edits) in &p.edits {
         let name = model.graph.nodes[node].input[slot].clone();
         let t = model
             .graph
             .constant_tensor(&name)
             .ok_or_else(|| Error::Internal(format!("constant {name:?} vanished")))?;
-        let mut arr = read_array(t, &store, &path)?;
-        for e in edits {
-            match e {
-                Edit::Replace(v) => arr.data.clone_from(v),
-                Edit::Scale { axis, gamma } => math::scale(&mut arr.data, &arr.dims, *axis, gamma),
-                Edit::AddRows(v) => {
-                    let last = arr.last_dim();
-                    if last == v.len() {
-                        math::add_rows(&mut arr.data, v);
-                    } else {
-                        // A scalar bias: materialise it along the last axis.
-                        let base = arr.data.first().copied().unwrap_or(0.0);
-                        arr = Array {
-                            dims: vec![v.len()],
-                            data_type: arr.data_type,
-                            data: v.iter().map(|x| x + base).collect(),
-                        };
-                    }
-                }
-                Edit::Center { axis } => math::center(&mut arr.data, &arr.dims, *axis),
-                Edit::FoldLastIn { axis } => {
-                    let (data, dims) = math::fold_last_in(&arr.data, &arr.dims, *axis);
-                    arr = Array {
-                        dims,
-                        data_type: arr.data_type,
-                        data,
-                    };
-                }
-                Edit::DropLast { axis, width } => {
-                    if arr.dims.get(*axis) == Some(width) {
-                        let (data, dims) = math::drop_last(&arr.data, &arr.dims, *axis);
-                        arr = Array {
-                            dims,
-                            data_type: arr.data_type,
-                            data,
-                        };
-                    }
-                }
-                Edit::ShrinkDim { index, width } => {
-                    if arr.data.get(*index) == Some(&(*width as f64)) {
-                        arr.data[*index] -= 1.0;
-                    }
-                }
+        let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+        let bytes =
+            dims.iter().product::<usize>() * dt::byte_size(t.data_type.unwrap_or(0)).unwrap_or(0);
+        let deferrable =
+            bytes >= defer_bytes && (t.raw_data.is_some() || crate::io::is_external(t));
+        let is_init = model
+            .graph
+            .initializers
+            .iter()
+            .any(|i| i.name.as_deref() == Some(&name));
+        let pipeline = (deferrable && is_init && crate::tensor::is_float(t.data_type.unwrap_or(0)))
+            .then(|| lazy::RowPipeline::new(&dims, edits))
+            .flatten();
+        let (_, added) = match pipeline {
+            Some(pl) => model
+                .graph
+                .write_constant_deferred(node, slot, std::sync::Arc::new(pl))?,
+            None => {
+                let mut arr = read_array(t, &store, &path)?;
+                lazy::apply_all(&mut arr, edits);
+                model.graph.write_constant(node, slot, &arr)?
             }
-        }
-        let (_, added) = model.graph.write_constant(node, slot, &arr)?;
+        };
         if added > 0 {
             dead_consts.insert(name);
         }

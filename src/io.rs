@@ -36,6 +36,8 @@ pub struct ExternalStore {
     dir: PathBuf,
     model_path: PathBuf,
     maps: Mutex<HashMap<String, Arc<Mmap>>>,
+    /// The map of the model file itself (inline tensors point into it).
+    model_map: Mutex<Option<Arc<Mmap>>>,
 }
 
 impl ExternalStore {
@@ -49,6 +51,35 @@ impl ExternalStore {
             dir,
             model_path: model_path.to_path_buf(),
             maps: Mutex::default(),
+            model_map: Mutex::default(),
+        }
+    }
+
+    /// Tell the system that `slice`, a payload read from one of the input's maps, will not be
+    /// read again soon: its pages leave this process's resident set (they stay in the page
+    /// cache and are read back on the next access). Streaming a large model through the
+    /// rewrite thus keeps only the tensors in flight resident. Slices of other memory are
+    /// ignored.
+    pub fn release(&self, slice: &[u8]) {
+        let (p, n) = (slice.as_ptr() as usize, slice.len());
+        let mut maps: Vec<Arc<Mmap>> = match self.maps.lock() {
+            Ok(m) => m.values().cloned().collect(),
+            Err(_) => return,
+        };
+        if let Ok(Some(m)) = self.model_map.lock().as_deref() {
+            maps.push(m.clone());
+        }
+        for m in maps {
+            let start = m.as_ptr() as usize;
+            if p >= start && p + n <= start + m.len() && n > 0 {
+                // SAFETY: a read-only, never written, file-backed map: MADV_DONTNEED only drops
+                // resident pages, and a later read faults the same bytes back in from the file.
+                // The map is alive (we hold an Arc to it).
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, p - start, n)
+                };
+                return;
+            }
         }
     }
 
@@ -257,10 +288,11 @@ pub fn load(path: &Path) -> Result<ModelFile> {
         path: path.into(),
         reason: e.to_string(),
     })?;
+    let map = Arc::new(map);
     let bytes = Bytes::from_owner(MapSlice {
         start: 0,
         end: map.len(),
-        map: Arc::new(map),
+        map: map.clone(),
     });
     let proto = ModelProto::decode(bytes).map_err(|e| Error::NotOnnx {
         path: path.into(),
@@ -278,7 +310,11 @@ pub fn load(path: &Path) -> Result<ModelFile> {
             reason: "no ir_version and no opset_import".into(),
         });
     }
-    let store = Arc::new(ExternalStore::new(path));
+    let store = ExternalStore::new(path);
+    if let Ok(mut m) = store.model_map.lock() {
+        *m = Some(map);
+    }
+    let store = Arc::new(store);
     let mut had_external_data = false;
     let mut err = None;
     for_each_tensor(&proto, &mut |t| {
@@ -442,8 +478,19 @@ pub const PROTOBUF_LIMIT: usize = (2u64 << 30) as usize - 1;
 
 /// Choose the layout for an output: external when the input used external data or the encoded
 /// model would pass the 2 GiB protobuf limit.
-pub fn choose_layout(model: &ModelProto, input_had_external: bool) -> DataLayout {
-    if input_had_external || model.encoded_len() > PROTOBUF_LIMIT - (64 << 20) {
+/// `computed` payloads count with their final size.
+pub fn choose_layout(
+    model: &ModelProto,
+    computed: &dyn Computed,
+    input_had_external: bool,
+) -> DataLayout {
+    let mut extra = 0usize;
+    for_each_tensor(model, &mut |t| {
+        if computed.is_computed(t) {
+            extra += computed.computed_len(t) + 16;
+        }
+    });
+    if input_had_external || model.encoded_len() + extra > PROTOBUF_LIMIT - (64 << 20) {
         DataLayout::External
     } else {
         DataLayout::Inline
@@ -487,6 +534,43 @@ impl Drop for Staged {
     }
 }
 
+/// Tensor payloads computed while the model is written, a block at a time (the rewrite's
+/// deferred weight edits, see [`crate::ir::Deferred`]).
+pub trait Computed {
+    /// Whether the payload of `t` is computed here.
+    fn is_computed(&self, t: &TensorProto) -> bool;
+    /// Its encoded byte length.
+    fn computed_len(&self, t: &TensorProto) -> usize;
+    /// Compute it into `sink`, block by block.
+    fn write_computed(
+        &self,
+        t: &TensorProto,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()>;
+}
+
+/// No computed payloads: every tensor carries its own.
+pub struct NothingComputed;
+
+impl Computed for NothingComputed {
+    fn is_computed(&self, _: &TensorProto) -> bool {
+        false
+    }
+    fn computed_len(&self, _: &TensorProto) -> usize {
+        0
+    }
+    fn write_computed(
+        &self,
+        _: &TensorProto,
+        _: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Progress of a write, in payload bytes: called with (done, total).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
 /// Write `model` to `out` atomically (stage, then commit). See [`stage`].
 pub fn save(
     model: &ModelProto,
@@ -494,18 +578,24 @@ pub fn save(
     out: &Path,
     layout: DataLayout,
 ) -> Result<Vec<PathBuf>> {
-    stage(model, store, out, layout)?.commit()
+    stage(model, store, &NothingComputed, out, layout, &mut |_, _| {})?.commit()
 }
 
 /// Write `model` for destination `out` into a staging folder beside it. External tensors of the
 /// input are read through `store`. With [`DataLayout::External`], tensors of at least
 /// [`EXTERNAL_THRESHOLD`] bytes go to `OUT.data` (named after the output file), offsets aligned
 /// to [`EXTERNAL_ALIGN`]; the rest stay inline.
+///
+/// Payloads are streamed: input tensors are copied from their memory maps (whose pages are
+/// released after each tensor), computed tensors are produced block by block, so peak memory
+/// does not grow with the model. `progress` is told the payload bytes written.
 pub fn stage(
     model: &ModelProto,
     store: &ExternalStore,
+    computed: &dyn Computed,
     out: &Path,
     layout: DataLayout,
+    progress: Progress,
 ) -> Result<Staged> {
     let wr = |e: std::io::Error| Error::Write {
         path: out.into(),
@@ -555,6 +645,18 @@ pub fn stage(
     };
     let mut model = model.clone();
     let data_name = format!("{file_name}.data");
+    let payload_len = |t: &TensorProto| -> u64 {
+        if computed.is_computed(t) {
+            computed.computed_len(t) as u64
+        } else if is_external(t) {
+            store.check(t).map_or(0, |r| r.length)
+        } else {
+            t.raw_data.as_ref().map_or(0, |b| b.len() as u64)
+        }
+    };
+    let mut total = 0u64;
+    for_each_tensor(&model, &mut |t| total += payload_len(t));
+    let mut done = 0u64;
     if layout == DataLayout::External {
         let data_tmp = stage_dir.join(&data_name);
         let mut w = std::io::BufWriter::with_capacity(
@@ -568,27 +670,46 @@ pub fn stage(
                 return;
             }
             let r = (|| -> Result<()> {
-                let payload = if is_external(t) {
+                let is_computed = computed.is_computed(t);
+                let payload = if is_computed {
+                    None
+                } else if is_external(t) {
                     let r = store.check(t)?;
-                    store.bytes(&r)?
+                    Some(store.bytes(&r)?)
                 } else {
                     match &t.raw_data {
-                        Some(b) if b.len() >= EXTERNAL_THRESHOLD => b.clone(),
+                        Some(b) if b.len() >= EXTERNAL_THRESHOLD => Some(b.clone()),
                         _ => return Ok(()),
                     }
                 };
                 let pad = (EXTERNAL_ALIGN - pos % EXTERNAL_ALIGN) % EXTERNAL_ALIGN;
                 w.write_all(&vec![0u8; pad as usize]).map_err(wr)?;
                 pos += pad;
-                w.write_all(&payload).map_err(wr)?;
+                let len = match payload {
+                    Some(p) => {
+                        w.write_all(&p).map_err(wr)?;
+                        store.release(&p);
+                        p.len() as u64
+                    }
+                    None => {
+                        let mut n = 0u64;
+                        computed.write_computed(t, &mut |b| {
+                            n += b.len() as u64;
+                            w.write_all(b).map_err(wr)
+                        })?;
+                        n
+                    }
+                };
                 t.raw_data = None;
                 t.data_location = Some(data_location::EXTERNAL);
                 t.external_data = vec![
                     kv("location", &data_name),
                     kv("offset", &pos.to_string()),
-                    kv("length", &payload.len().to_string()),
+                    kv("length", &len.to_string()),
                 ];
-                pos += payload.len() as u64;
+                pos += len;
+                done += len;
+                progress(done, total);
                 Ok(())
             })();
             if let Err(e) = r {
@@ -602,7 +723,7 @@ pub fn stage(
         f.sync_all().map_err(wr)?;
         staged.files.push((data_tmp, dir.join(&data_name)));
     } else {
-        // Inline: pull any external payload into raw_data.
+        // Inline: pull any external payload into raw_data (still borrowed from its map).
         let mut fail: Option<Error> = None;
         for_each_tensor_mut(&mut model, &mut |t| {
             if fail.is_none() && is_external(t) {
@@ -620,7 +741,19 @@ pub fn stage(
             return Err(e);
         }
     }
-    let len = model.encoded_len();
+    // Computed initializers still to be filled in (inline layout): their payloads count.
+    let extra: usize = model
+        .graph
+        .iter()
+        .flat_map(|g| &g.initializer)
+        .filter(|t| computed.is_computed(t))
+        .map(|t| {
+            let before = t.encoded_len();
+            let after = before + raw_data_field_len(computed.computed_len(t));
+            entry_len(after) - entry_len(before)
+        })
+        .sum();
+    let len = model.encoded_len() + extra;
     if len > PROTOBUF_LIMIT {
         return Err(Error::Write {
             path: out.into(),
@@ -631,10 +764,57 @@ pub fn stage(
         1 << 20,
         std::fs::File::create(staged.model_path()).map_err(wr)?,
     );
-    write_model_streaming(&model, &mut w).map_err(wr)?;
+    let mut fill = |t: &TensorProto| -> Result<Option<TensorProto>> {
+        if !computed.is_computed(t) {
+            return Ok(None);
+        }
+        let mut buf = Vec::with_capacity(computed.computed_len(t));
+        computed.write_computed(t, &mut |b| {
+            buf.extend_from_slice(b);
+            Ok(())
+        })?;
+        let mut t = t.clone();
+        t.raw_data = Some(Bytes::from(buf));
+        Ok(Some(t))
+    };
+    let mut after = |t: &TensorProto| {
+        if let Some(b) = &t.raw_data {
+            done += b.len() as u64;
+            store.release(b);
+            progress(done, total);
+        }
+    };
+    write_model_streaming_with(&model, extra, &mut fill, &mut after, &mut w).map_err(
+        |e| match e {
+            StreamError::Io(e) => wr(e),
+            StreamError::Fill(e) => e,
+        },
+    )?;
     let f = w.into_inner().map_err(|e| wr(e.into_error()))?;
     f.sync_all().map_err(wr)?;
     Ok(staged)
+}
+
+/// Bytes a `raw_data` field (tag 9) of `n` bytes adds to a TensorProto.
+fn raw_data_field_len(n: usize) -> usize {
+    1 + prost::encoding::encoded_len_varint(n as u64) + n
+}
+
+/// Bytes a message of `n` bytes takes as a repeated field entry (tag < 16).
+fn entry_len(n: usize) -> usize {
+    1 + prost::encoding::encoded_len_varint(n as u64) + n
+}
+
+/// Why [`write_model_streaming_with`] stopped.
+enum StreamError {
+    Io(std::io::Error),
+    Fill(Error),
+}
+
+impl From<std::io::Error> for StreamError {
+    fn from(e: std::io::Error) -> Self {
+        StreamError::Io(e)
+    }
 }
 
 /// Encode `model` to `w` piece by piece, so that peak memory is one node or tensor, not the
@@ -643,8 +823,25 @@ pub fn stage(
 /// ModelProto is written as [fields before `graph`] + graph (key, length, its fields one by one)
 /// + [fields after `graph`], and the graph's repeated fields one element at a time.
 pub fn write_model_streaming(model: &ModelProto, w: &mut impl Write) -> std::io::Result<()> {
+    match write_model_streaming_with(model, 0, &mut |_| Ok(None), &mut |_| {}, w) {
+        Ok(()) => Ok(()),
+        Err(StreamError::Io(e)) => Err(e),
+        Err(StreamError::Fill(e)) => Err(std::io::Error::other(e.to_string())),
+    }
+}
+
+/// [`write_model_streaming`] where `fill` may replace a top-level initializer just before it is
+/// written (a computed payload, made one tensor at a time; `extra` is the bytes those
+/// replacements add to the graph) and `after` sees each initializer written.
+fn write_model_streaming_with(
+    model: &ModelProto,
+    extra: usize,
+    fill: &mut dyn FnMut(&TensorProto) -> Result<Option<TensorProto>>,
+    after: &mut dyn FnMut(&TensorProto),
+    w: &mut impl Write,
+) -> std::result::Result<(), StreamError> {
     let Some(graph) = &model.graph else {
-        return w.write_all(&model.encode_to_vec());
+        return Ok(w.write_all(&model.encode_to_vec())?);
     };
     let head = ModelProto {
         ir_version: model.ir_version,
@@ -658,7 +855,7 @@ pub fn write_model_streaming(model: &ModelProto, w: &mut impl Write) -> std::io:
     w.write_all(&head.encode_to_vec())?;
     let mut key = Vec::new();
     prost::encoding::encode_key(7, prost::encoding::WireType::LengthDelimited, &mut key);
-    prost::encoding::encode_varint(graph.encoded_len() as u64, &mut key);
+    prost::encoding::encode_varint((graph.encoded_len() + extra) as u64, &mut key);
     w.write_all(&key)?;
     // GraphProto fields in tag order: node 1, name 2, initializer 5, then the rest (10..16).
     let mut buf = Vec::new();
@@ -673,9 +870,12 @@ pub fn write_model_streaming(model: &ModelProto, w: &mut impl Write) -> std::io:
     };
     w.write_all(&name_only.encode_to_vec())?;
     for t in &graph.initializer {
+        let filled = fill(t).map_err(StreamError::Fill)?;
+        let t = filled.as_ref().unwrap_or(t);
         buf.clear();
         prost::encoding::message::encode(5, t, &mut buf);
         w.write_all(&buf)?;
+        after(t);
     }
     let tail = GraphProto {
         doc_string: graph.doc_string.clone(),
@@ -696,7 +896,7 @@ pub fn write_model_streaming(model: &ModelProto, w: &mut impl Write) -> std::io:
         configuration: model.configuration.clone(),
         ..Default::default()
     };
-    w.write_all(&rest.encode_to_vec())
+    Ok(w.write_all(&rest.encode_to_vec())?)
 }
 
 fn kv(k: &str, v: &str) -> StringStringEntryProto {

@@ -42,7 +42,7 @@ pub use error::{Error, Result};
 
 /// Save a model to `out` atomically (external data kept external when the input had it).
 pub fn save(model: &ir::Model, out: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
-    let proto = model.to_proto();
-    let layout = io::choose_layout(&proto, model.had_external_data);
-    io::save(&proto, &model.store, out, layout)
+    let proto = model.to_proto_pending();
+    let layout = io::choose_layout(&proto, model, model.had_external_data);
+    io::stage(&proto, &model.store, model, out, layout, &mut |_, _| {})?.commit()
 }

@@ -3,6 +3,8 @@
 //! Exit status: 0 rewritten; 1 verification failed; 2 bad input or usage; 3 nothing could be
 //! rewritten (reasons printed, no output written).
 
+mod progress;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use onnx_normopt::ir::{dump, Model};
 use onnx_normopt::passes::{self, emit::Emit, CrmsEmit, Options, Target};
@@ -234,7 +236,7 @@ fn total_size(path: &Path, model: &Model) -> u64 {
     if model.had_external_data {
         if let Some(dir) = path.parent() {
             let mut seen = std::collections::BTreeSet::new();
-            io::for_each_tensor(&model.to_proto(), &mut |t| {
+            io::for_each_tensor(&model.to_proto_pending(), &mut |t| {
                 for e in &t.external_data {
                     if e.key.as_deref() == Some("location") {
                         seen.insert(e.value.clone().unwrap_or_default());
@@ -306,9 +308,19 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         );
         return 3;
     }
-    let proto = outcome.model.to_proto();
-    let layout = io::choose_layout(&proto, outcome.model.had_external_data);
-    let staged = match io::stage(&proto, &outcome.model.store, out, layout) {
+    let proto = outcome.model.to_proto_pending();
+    let layout = io::choose_layout(&proto, &outcome.model, outcome.model.had_external_data);
+    let mut bar = progress::Bar::new(!a.quiet, "writing");
+    let staged = io::stage(
+        &proto,
+        &outcome.model.store,
+        &outcome.model,
+        out,
+        layout,
+        &mut |d, t| bar.set(d, t),
+    );
+    bar.finish();
+    let staged = match staged {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };

@@ -41,7 +41,7 @@ fn decode_encode_is_byte_identical() {
         );
         let model = Model::from_file(file).unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            model.to_proto().encode_to_vec() == bytes,
+            model.to_proto().unwrap().encode_to_vec() == bytes,
             "{}: IR round trip differs",
             p.display()
         );
@@ -54,7 +54,13 @@ fn external_data_round_trip() {
     let model = Model::load(&src).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ext = dir.path().join("ext.onnx");
-    let written = io::save(&model.to_proto(), &model.store, &ext, DataLayout::External).unwrap();
+    let written = io::save(
+        &model.to_proto().unwrap(),
+        &model.store,
+        &ext,
+        DataLayout::External,
+    )
+    .unwrap();
     assert_eq!(written.len(), 2, "model and data file");
     let data = dir.path().join("ext.onnx.data");
     assert!(data.exists());
@@ -88,7 +94,13 @@ fn external_data_round_trip() {
     }
     // Saving again inline gives the original file back, byte for byte.
     let inline = dir.path().join("inline.onnx");
-    io::save(&back.to_proto(), &back.store, &inline, DataLayout::Inline).unwrap();
+    io::save(
+        &back.to_proto().unwrap(),
+        &back.store,
+        &inline,
+        DataLayout::Inline,
+    )
+    .unwrap();
     assert!(std::fs::read(&inline).unwrap() == std::fs::read(&src).unwrap());
     // And the rewrite keeps external data external.
     let out = onnx_normopt::passes::run(back, &Default::default()).unwrap();
@@ -115,7 +127,13 @@ fn external_location_escaping_the_folder_is_rejected() {
     let sub = dir.path().join("m");
     std::fs::create_dir(&sub).unwrap();
     let ext = sub.join("ext.onnx");
-    io::save(&model.to_proto(), &model.store, &ext, DataLayout::External).unwrap();
+    io::save(
+        &model.to_proto().unwrap(),
+        &model.store,
+        &ext,
+        DataLayout::External,
+    )
+    .unwrap();
     std::fs::rename(sub.join("ext.onnx.data"), dir.path().join("ext.onnx.data")).unwrap();
     // Point the locations at ../ext.onnx.data.
     let bytes = std::fs::read(&ext).unwrap();

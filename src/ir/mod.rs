@@ -77,11 +77,100 @@ impl Model {
         Model::from_file(crate::io::load(path)?)
     }
 
-    /// The model protobuf with the graph put back.
-    pub fn to_proto(&self) -> ModelProto {
+    /// The model protobuf with the graph put back, pending values computed (in memory; writing
+    /// a model with [`crate::save`] streams them instead).
+    pub fn to_proto(&self) -> Result<ModelProto> {
+        let mut m = self.header.clone();
+        let mut g = self.graph.to_proto();
+        for t in &mut g.initializer {
+            if let Some(b) = self.computed_payload(t)? {
+                t.raw_data = Some(b);
+            }
+        }
+        m.graph = Some(g);
+        Ok(m)
+    }
+
+    /// The model protobuf with pending initializers left without payload (see
+    /// [`Model::write_pending`]).
+    pub fn to_proto_pending(&self) -> ModelProto {
         let mut m = self.header.clone();
         m.graph = Some(self.graph.to_proto());
         m
+    }
+
+    /// The pending computation of `t`, if `t` is a top-level initializer written later.
+    pub fn pending_of(&self, t: &TensorProto) -> Option<&Pending> {
+        let p = self.graph.pending.get(t.name.as_deref()?)?;
+        let empty = t.raw_data.is_none() && t.external_data.is_empty();
+        empty.then_some(p)
+    }
+
+    /// The payload of a pending tensor, computed into memory (`None` for other tensors).
+    pub fn computed_payload(&self, t: &TensorProto) -> Result<Option<bytes::Bytes>> {
+        if self.pending_of(t).is_none() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        self.write_pending(t, &mut |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        })?;
+        Ok(Some(bytes::Bytes::from(out)))
+    }
+
+    /// Compute a pending tensor's payload block by block into `sink` (encoded in the tensor's
+    /// type). Returns false when `t` is not pending.
+    pub fn write_pending(
+        &self,
+        t: &TensorProto,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<bool> {
+        let Some(p) = self.pending_of(t) else {
+            return Ok(false);
+        };
+        let src = &p.source;
+        let name = src.name.as_deref().unwrap_or("");
+        let data_type = src.data_type.unwrap_or(0);
+        let bad = |e: String| Error::invalid(&self.path, format!("tensor {name:?}: {e}"));
+        let raw = if crate::io::is_external(src) {
+            let r = self.store.check(src)?;
+            self.store.bytes(&r)?
+        } else {
+            src.raw_data.clone().ok_or_else(|| {
+                Error::Internal(format!("pending tensor {name:?} has no raw data"))
+            })?
+        };
+        let size = crate::proto::data_type::byte_size(data_type)
+            .ok_or_else(|| bad(format!("cannot read type {}", data_type)))?;
+        let count = tensor::element_count(&src.dims).map_err(bad)?;
+        if raw.len() != count * size {
+            return Err(bad(format!(
+                "raw data has {} bytes, dims need {}",
+                raw.len(),
+                count * size
+            )));
+        }
+        let row_bytes = size
+            * src.dims[1..]
+                .iter()
+                .map(|&d| d as usize)
+                .product::<usize>()
+                .max(1);
+        let out_type = t.data_type.unwrap_or(data_type);
+        p.transform.run(
+            &mut |a, b| {
+                let chunk = &raw[a * row_bytes..b * row_bytes];
+                let v = tensor::decode_raw(chunk, data_type, chunk.len() / size).map_err(bad);
+                self.store.release(chunk);
+                v
+            },
+            &mut |vals| {
+                let enc = tensor::encode_f64(vals, out_type).map_err(Error::Internal)?;
+                sink(&enc)
+            },
+        )?;
+        Ok(true)
     }
 
     /// The opset version imported for the default ONNX domain.
@@ -119,6 +208,23 @@ impl Model {
         self.graph
             .constant_tensor(name)
             .map(|t| read_array(t, &self.store, &self.path))
+    }
+}
+
+impl crate::io::Computed for Model {
+    fn is_computed(&self, t: &TensorProto) -> bool {
+        self.pending_of(t).is_some()
+    }
+    fn computed_len(&self, t: &TensorProto) -> usize {
+        let n: usize = t.dims.iter().map(|&d| d.max(0) as usize).product();
+        n * crate::proto::data_type::byte_size(t.data_type.unwrap_or(0)).unwrap_or(0)
+    }
+    fn write_computed(
+        &self,
+        t: &TensorProto,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.write_pending(t, sink).map(|_| ())
     }
 }
 
@@ -162,6 +268,33 @@ pub struct Graph {
     rest: GraphProto,
     /// Names handed out by [`Graph::fresh_name`].
     taken: HashSet<String>,
+    /// Initializers whose values are computed when the model is written (by name). Their
+    /// `TensorProto` in [`Graph::initializers`] carries the new dims and type but no payload.
+    pub pending: HashMap<String, Pending>,
+}
+
+/// New values of a constant, computed from its old values while the model is written, a block
+/// of rows (axis 0) at a time, so memory does not grow with the tensor.
+pub trait Deferred: Send + Sync + std::fmt::Debug {
+    /// Dims of the result.
+    fn dims(&self) -> Vec<usize>;
+    /// Produce the result in row-major order, block by block, into `sink`. `rows(a, b)` reads
+    /// rows `a..b` (axis 0) of the source as f64.
+    fn run(
+        &self,
+        rows: &mut dyn FnMut(usize, usize) -> Result<Vec<f64>>,
+        sink: &mut dyn FnMut(&[f64]) -> Result<()>,
+    ) -> Result<()>;
+}
+
+/// An initializer whose values are a [`Deferred`] function of a source tensor.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The tensor the values are computed from (its payload is inline or in the input's
+    /// external data).
+    pub source: TensorProto,
+    /// The computation.
+    pub transform: Arc<dyn Deferred>,
 }
 
 /// Where a value comes from and who reads it.
@@ -344,6 +477,7 @@ impl Graph {
             value_info,
             rest: g,
             taken: HashSet::new(),
+            pending: HashMap::new(),
         }
     }
 
@@ -761,6 +895,54 @@ impl Graph {
         t.name = Some(name.clone());
         set_payload(&mut t, &new.dims, new.data_type, encoded);
         self.initializers.push(t);
+        self.set_input(id, slot, &name);
+        Ok((name, bytes))
+    }
+
+    /// Like [`Graph::write_constant`], but the new values are computed at write time by
+    /// `transform` from the constant's current tensor (which must be an initializer with a raw
+    /// or external payload). Returns the name the slot now reads and the bytes added.
+    pub fn write_constant_deferred(
+        &mut self,
+        id: NodeId,
+        slot: usize,
+        transform: Arc<dyn Deferred>,
+    ) -> Result<(String, usize)> {
+        let old = self.nodes[id].input.get(slot).cloned().unwrap_or_default();
+        let pos = self
+            .initializers
+            .iter()
+            .position(|t| t.name.as_deref() == Some(old.as_str()))
+            .ok_or_else(|| {
+                Error::Internal(format!("deferred edit of {old:?}: not an initializer"))
+            })?;
+        // An edit of an already pending tensor would need both computations chained.
+        if self.pending.contains_key(&old) {
+            return Err(Error::Internal(format!("{old:?} is edited twice")));
+        }
+        let source = self.initializers[pos].clone();
+        let dims = transform.dims();
+        let data_type = source.data_type.unwrap_or(0);
+        let bytes = dims.iter().product::<usize>()
+            * crate::proto::data_type::byte_size(data_type).unwrap_or(4);
+        let mut t = TensorProto {
+            name: Some(old.clone()),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: Some(data_type),
+            doc_string: source.doc_string.clone(),
+            metadata_props: source.metadata_props.clone(),
+            ..Default::default()
+        };
+        let pending = Pending { source, transform };
+        if self.read_count(&old) == 1 {
+            self.initializers[pos] = t;
+            self.pending.insert(old.clone(), pending);
+            return Ok((old, 0));
+        }
+        let name = self.fresh_name(&format!("{old}_normopt"));
+        t.name = Some(name.clone());
+        self.initializers.push(t);
+        self.pending.insert(name.clone(), pending);
         self.set_input(id, slot, &name);
         Ok((name, bytes))
     }

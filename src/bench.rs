@@ -309,7 +309,11 @@ fn tract_load(
     use tract_onnx::prelude::*;
     let e =
         |stage: &str, m: String| err(format!("tract could not {stage} {}: {m}", path.display()));
-    let mut model = tract_onnx_with_extensions()
+    // Concrete input shapes: the graph's value_info (symbolic dims such as `batch`) would clash
+    // with them, so it is ignored, as verification's first attempt does.
+    let mut onnx = tract_onnx_with_extensions();
+    onnx.ignore_value_info = true;
+    let mut model = onnx
         .model_for_path(path)
         .map_err(|x| e("load", format!("{x:#}")))?;
     let outlets = model

@@ -59,7 +59,8 @@ bench() {
     echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$RESULTS/$name.cmd"
 }
 
-# model NAME RUNS SYNTH-ARGS...: original + --no-norm limit + both rewrites, benchmarked.
+# model NAME RUNS SYNTH-ARGS...: original + --no-norm limit + the rewrites (RMSNorm in both
+# forms, CRMSNorm), benchmarked.
 model() {
     local name=$1 RUNS=$2; shift 2
     local verify=()
@@ -68,19 +69,21 @@ model() {
     [[ " $* " == *" --external-data "* ]] && verify=(--no-verify)
     "$CLI" "$SCRATCH/$name.onnx" -o "$SCRATCH/${name}_rms_std.onnx" --emit standard "${verify[@]}" --report "$RESULTS/${name}_rewrite_std.json"
     "$CLI" "$SCRATCH/$name.onnx" -o "$SCRATCH/${name}_rms_ort.onnx" --emit onnxruntime "${verify[@]}" --report "$RESULTS/${name}_rewrite_ort.json"
+    "$CLI" "$SCRATCH/$name.onnx" -o "$SCRATCH/${name}_crms.onnx" --target crmsnorm "${verify[@]}" --report "$RESULTS/${name}_rewrite_crms.json"
     if [[ ${#verify[@]} -gt 0 ]]; then
         # Not verified while rewriting (large): verify once now, in both runtimes.
         "$CLI" verify "$SCRATCH/$name.onnx" "$SCRATCH/${name}_rms_std.onnx" --samples 1 > "$RESULTS/${name}_verify_std.txt" || true
         "$CLI" verify "$SCRATCH/$name.onnx" "$SCRATCH/${name}_rms_ort.onnx" --samples 1 > "$RESULTS/${name}_verify_ort.txt" || true
+        "$CLI" verify "$SCRATCH/$name.onnx" "$SCRATCH/${name}_crms.onnx" --samples 1 > "$RESULTS/${name}_verify_crms.txt" || true
     fi
-    bench "$name" "$SCRATCH/$name.onnx" "$SCRATCH/${name}_rms_std.onnx" "$SCRATCH/${name}_rms_ort.onnx" "$SCRATCH/${name}_nonorm.onnx" \
-        --label orig --label rms_std --label rms_ort --label nonorm --limit \
+    local set=("$SCRATCH/$name.onnx" "$SCRATCH/${name}_rms_std.onnx" "$SCRATCH/${name}_rms_ort.onnx" "$SCRATCH/${name}_crms.onnx" "$SCRATCH/${name}_nonorm.onnx")
+    local labels=(--label orig --label rms_std --label rms_ort --label crms --label nonorm --limit)
+    bench "$name" "${set[@]}" "${labels[@]}" \
         --runs "$RUNS" --warmup "$WARMUP" --profile "$PROFILE" --ops
     # The same four models in onnxruntime with one intra-op thread: less sensitive to other
     # processes on a shared 2-core machine (a parallel op waits for its slowest thread), and its
     # CPU time is pure compute (no pool spin-waiting).
-    bench "${name}_ort_1thread" "$SCRATCH/$name.onnx" "$SCRATCH/${name}_rms_std.onnx" "$SCRATCH/${name}_rms_ort.onnx" "$SCRATCH/${name}_nonorm.onnx" \
-        --label orig --label rms_std --label rms_ort --label nonorm --limit \
+    bench "${name}_ort_1thread" "${set[@]}" "${labels[@]}" \
         --runtime ort --ort-threads 1 --runs "$RUNS" --warmup "$WARMUP" --profile "$PROFILE"
 }
 

@@ -58,7 +58,10 @@ from onnx import TensorProto, helper, numpy_helper
 class G:
     """A tiny graph builder: nodes, initializers, unique names."""
 
-    def __init__(self, opset, seed):
+    def __init__(self, opset, seed, data=None):
+        # data: (open binary file, its name beside the model) to stream large weights into as
+        # they are made (external data without holding the model in memory).
+        self.data = data
         self.opset = opset
         self.nodes = []
         self.inits = []
@@ -76,8 +79,19 @@ class G:
 
     def const(self, base, arr):
         n = self.name(base)
-        arr = np.asarray(arr)
-        self.inits.append(numpy_helper.from_array(arr if arr.flags.c_contiguous else arr.copy(), n))
+        arr = np.ascontiguousarray(np.asarray(arr))
+        if self.data is not None and arr.nbytes >= 1024:
+            f, loc = self.data
+            off = f.tell()
+            f.write(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+            t = TensorProto(name=n, dims=list(arr.shape), data_type=helper.np_dtype_to_tensor_dtype(arr.dtype))
+            t.data_location = TensorProto.EXTERNAL
+            for k, v in (("location", loc), ("offset", str(off)), ("length", str(arr.nbytes))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+            self.inits.append(t)
+        else:
+            self.inits.append(numpy_helper.from_array(arr, n))
         return n
 
     def f32(self, base, arr):
@@ -178,7 +192,7 @@ class G:
 
 
 def build_transformer(a):
-    g = G(a.opset, a.seed)
+    g = G(a.opset, a.seed, getattr(a, 'data', None))
     d = a.d
     if a.kind == "vit":
         if a.stem == "conv":
@@ -315,18 +329,32 @@ def main():
         a.seq = a.seq or (197 if a.kind == "vit" else 128)
         a.eps = a.eps if a.eps is not None else (1e-6 if a.kind == "vit" else 1e-5)
         a.branch_scale = a.branch_scale if a.branch_scale is not None else 1.0 / math.sqrt(2 * a.layers)
+        datafile = None
+        if a.external_data:
+            # Stream the weights into OUT.data as they are made: models of many GB need no
+            # more memory than their largest tensor.
+            loc = os.path.basename(a.output) + ".data"
+            os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
+            datafile = open(os.path.join(os.path.dirname(os.path.abspath(a.output)), loc), "wb")
+            a.data = (datafile, loc)
         graph, g = build_transformer(a)
+        if datafile is not None:
+            datafile.close()
 
     opsets = [helper.make_opsetid("", a.opset)]
     if a.kind == "norm" and a.norm == "rms-ort":
         opsets.append(helper.make_opsetid("com.microsoft", 1))
     ir = 11 if a.opset >= 23 else 8
     model = helper.make_model(graph, opset_imports=opsets, ir_version=ir, producer_name="onnx-normopt bench/synth.py")
-    if not (a.kind == "norm" and a.norm == "rms-ort"):
+    streamed = getattr(a, "data", None) is not None
+    if not (a.kind == "norm" and a.norm == "rms-ort") and not streamed:
         onnx.checker.check_model(model, full_check=False)
     out = a.output
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    if a.external_data:
+    if streamed:
+        onnx.save_model(model, out)
+        onnx.checker.check_model(out, full_check=False)
+    elif a.external_data:
         loc = os.path.basename(out) + ".data"
         if os.path.exists(os.path.join(os.path.dirname(os.path.abspath(out)), loc)):
             os.remove(os.path.join(os.path.dirname(os.path.abspath(out)), loc))

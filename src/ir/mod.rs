@@ -234,12 +234,18 @@ pub fn read_array(t: &TensorProto, store: &ExternalStore, path: &Path) -> Result
     let data_type = t.data_type.unwrap_or(0);
     let count = tensor::element_count(&t.dims)
         .map_err(|e| Error::invalid(path, format!("tensor {name:?}: {e}")))?;
+    // The mapped pages are released once decoded: planning reads many weights once each, and
+    // they should not stay in the resident set.
     let data = if crate::io::is_external(t) {
         let r = store.check(t)?;
         let b = store.bytes(&r)?;
-        tensor::decode_raw(&b, data_type, count)
+        let v = tensor::decode_raw(&b, data_type, count);
+        store.release(&b);
+        v
     } else if let Some(raw) = &t.raw_data {
-        tensor::decode_raw(raw, data_type, count)
+        let v = tensor::decode_raw(raw, data_type, count);
+        store.release(raw);
+        v
     } else {
         tensor::decode_typed(t, count)
     }

@@ -25,10 +25,11 @@ python3 -c "import onnxruntime.transformers.optimizer" 2>/dev/null && have_opt=1
 run() { # label command...
     local label=$1; shift
     rm -rf "$SCRATCH/out"; mkdir -p "$SCRATCH/out"
-    local t
-    t=$( { /usr/bin/time -f "%e %M" "$@" > /dev/null 2> "$SCRATCH/err"; } 2>&1 | tail -1)
-    local rc=$?
-    printf '%-12s %8s s %10s kB  rc=%s\n' "$label" ${t:-? ?} "$rc"
+    /usr/bin/time -o "$SCRATCH/time" -f "%e %M" "$@" > /dev/null 2> "$SCRATCH/err"
+    local rc=$? t
+    t=$(tail -1 "$SCRATCH/time")
+    printf '%-14s %8s s %10s kB  exit %s\n' "$label" ${t:-? ?} "$rc"
+    [[ $rc != 0 ]] && sed 's/^/    /' "$SCRATCH/err" | tail -3
     sync
 }
 for i in $(seq "$REPEAT"); do

@@ -220,8 +220,9 @@ impl Deferred for RowPipeline {
 
     fn run(
         &self,
-        rows: &mut dyn FnMut(usize, usize) -> Result<Vec<f64>>,
-        sink: &mut dyn FnMut(&[f64]) -> Result<()>,
+        rows: &(dyn Fn(usize, usize) -> Result<Vec<f64>> + Sync),
+        encode: &(dyn Fn(&[f64]) -> Result<Vec<u8>> + Sync),
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
         let stages = stage_dims(&self.dims, &self.edits);
         let n = self.dims[0];
@@ -253,8 +254,8 @@ impl Deferred for RowPipeline {
                 _ => {}
             }
         }
-        let mut a = 0;
-        while a < n {
+        // The blocks themselves are independent: a few at a time, one per core, written in order.
+        let one = |a: usize| -> Result<Vec<u8>> {
             let b = (a + self.block_rows).min(n);
             let src = rows(a, b)?;
             if src.len() != (b - a) * inner {
@@ -264,9 +265,30 @@ impl Deferred for RowPipeline {
                     (b - a) * inner
                 )));
             }
-            let out = self.run_block(&stages, &stats, self.edits.len(), a, src);
-            sink(&out)?;
-            a = b;
+            encode(&self.run_block(&stages, &stats, self.edits.len(), a, src))
+        };
+        let starts: Vec<usize> = (0..n).step_by(self.block_rows).collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(4);
+        for batch in starts.chunks(threads) {
+            let outs: Vec<Result<Vec<u8>>> = if batch.len() == 1 {
+                vec![one(batch[0])]
+            } else {
+                std::thread::scope(|s| {
+                    let hs: Vec<_> = batch.iter().map(|&a| s.spawn(move || one(a))).collect();
+                    hs.into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(Error::Internal("a weight block worker panicked".into()))
+                            })
+                        })
+                        .collect()
+                })
+            };
+            for o in outs {
+                sink(&o?)?;
+            }
         }
         Ok(())
     }
@@ -302,9 +324,13 @@ mod tests {
         let inner: usize = dims[1..].iter().product::<usize>().max(1);
         let mut out = Vec::new();
         p.run(
-            &mut |a, b| Ok(data[a * inner..b * inner].to_vec()),
+            &|a, b| Ok(data[a * inner..b * inner].to_vec()),
+            &|vals| Ok(vals.iter().flat_map(|x| x.to_le_bytes()).collect()),
             &mut |blk| {
-                out.extend_from_slice(blk);
+                out.extend(
+                    blk.chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap())),
+                );
                 Ok(())
             },
         )

@@ -48,9 +48,13 @@ pub fn scale(data: &mut [f64], dims: &[usize], axis: usize, gamma: &[f64]) {
 pub fn shift_through(w: &[f64], dims: &[usize], in_axis: usize, beta: &[f64]) -> Vec<f64> {
     let (rows, cols) = (dims[0], dims[1]);
     if in_axis == 0 {
-        (0..cols)
-            .map(|c| (0..rows).map(|r| beta[r] * w[r * cols + c]).sum())
-            .collect()
+        // Row by row (memory order); each output still sums its terms in row order.
+        let mut out = vec![0.0; cols];
+        for (r, row) in w.chunks_exact(cols.max(1)).enumerate().take(rows) {
+            let b = beta[r];
+            out.iter_mut().zip(row).for_each(|(o, x)| *o += b * x);
+        }
+        out
     } else {
         (0..rows)
             .map(|r| (0..cols).map(|c| beta[c] * w[r * cols + c]).sum())

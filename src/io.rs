@@ -568,6 +568,16 @@ impl Computed for NothingComputed {
     }
 }
 
+static FSYNC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether written files are flushed to disk (`fsync`) before they are renamed into place
+/// (default yes: after a power loss the output is either complete or absent). Off, a crash of
+/// the machine right after the write could leave a renamed file whose data never reached the
+/// disk; the write itself is faster (no wait for the disk).
+pub fn set_fsync(on: bool) {
+    FSYNC.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Progress of a write, in payload bytes: called with (done, total).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
@@ -720,7 +730,9 @@ pub fn stage(
             return Err(e);
         }
         let f = w.into_inner().map_err(|e| wr(e.into_error()))?;
-        f.sync_all().map_err(wr)?;
+        if FSYNC.load(std::sync::atomic::Ordering::Relaxed) {
+            f.sync_all().map_err(wr)?;
+        }
         staged.files.push((data_tmp, dir.join(&data_name)));
     } else {
         // Inline: pull any external payload into raw_data (still borrowed from its map).
@@ -791,7 +803,9 @@ pub fn stage(
         },
     )?;
     let f = w.into_inner().map_err(|e| wr(e.into_error()))?;
-    f.sync_all().map_err(wr)?;
+    if FSYNC.load(std::sync::atomic::Ordering::Relaxed) {
+        f.sync_all().map_err(wr)?;
+    }
     Ok(staged)
 }
 

@@ -99,9 +99,13 @@ struct RewriteArgs {
     /// Write a JSON report of what was done.
     #[arg(long, value_name = "R.json")]
     report: Option<PathBuf>,
-    /// Print nothing but errors.
+    /// Print nothing but errors (and no progress bar).
     #[arg(short, long)]
     quiet: bool,
+    /// Do not wait for the output to reach the disk (fsync) before renaming it into place:
+    /// faster, but a machine crash right after could leave an incomplete output.
+    #[arg(long)]
+    no_fsync: bool,
     #[command(flatten)]
     verify_args: VerifyArgs,
 }
@@ -308,6 +312,7 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         );
         return 3;
     }
+    io::set_fsync(!a.no_fsync);
     let proto = outcome.model.to_proto_pending();
     let layout = io::choose_layout(&proto, &outcome.model, outcome.model.had_external_data);
     let mut bar = progress::Bar::new(!a.quiet, "writing");

@@ -137,9 +137,12 @@ pub fn decode_typed(t: &TensorProto, count: usize) -> Result<Vec<f64>, String> {
 pub fn encode_f64(values: &[f64], data_type: i32) -> Result<Bytes, String> {
     let mut out: Vec<u8> = Vec::with_capacity(values.len() * dt::byte_size(data_type).unwrap_or(8));
     match data_type {
-        dt::FLOAT => values
-            .iter()
-            .for_each(|&x| out.extend_from_slice(&(x as f32).to_le_bytes())),
+        dt::FLOAT => {
+            out.resize(values.len() * 4, 0);
+            for (c, &x) in out.chunks_exact_mut(4).zip(values) {
+                c.copy_from_slice(&(x as f32).to_le_bytes());
+            }
+        }
         dt::FLOAT16 => values
             .iter()
             .for_each(|&x| out.extend_from_slice(&f16::from_f64(x).to_le_bytes())),

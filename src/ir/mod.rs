@@ -159,16 +159,18 @@ impl Model {
                 .max(1);
         let out_type = t.data_type.unwrap_or(data_type);
         p.transform.run(
-            &mut |a, b| {
+            &|a, b| {
                 let chunk = &raw[a * row_bytes..b * row_bytes];
                 let v = tensor::decode_raw(chunk, data_type, chunk.len() / size).map_err(bad);
                 self.store.release(chunk);
                 v
             },
-            &mut |vals| {
-                let enc = tensor::encode_f64(vals, out_type).map_err(Error::Internal)?;
-                sink(&enc)
+            &|vals| {
+                tensor::encode_f64(vals, out_type)
+                    .map(Vec::from)
+                    .map_err(Error::Internal)
             },
+            sink,
         )?;
         Ok(true)
     }
@@ -284,12 +286,14 @@ pub struct Graph {
 pub trait Deferred: Send + Sync + std::fmt::Debug {
     /// Dims of the result.
     fn dims(&self) -> Vec<usize>;
-    /// Produce the result in row-major order, block by block, into `sink`. `rows(a, b)` reads
-    /// rows `a..b` (axis 0) of the source as f64.
+    /// Produce the result in row-major order, block by block: `rows(a, b)` reads rows `a..b`
+    /// (axis 0) of the source as f64, `encode` turns a block of results into bytes (both may
+    /// run on several threads), `sink` takes the encoded blocks in order.
     fn run(
         &self,
-        rows: &mut dyn FnMut(usize, usize) -> Result<Vec<f64>>,
-        sink: &mut dyn FnMut(&[f64]) -> Result<()>,
+        rows: &(dyn Fn(usize, usize) -> Result<Vec<f64>> + Sync),
+        encode: &(dyn Fn(&[f64]) -> Result<Vec<u8>> + Sync),
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<()>;
 }
 

@@ -91,7 +91,7 @@ if wants ops; then
     for shape in 128x768 197x384 1576x192; do
         rows=${shape%x*}; d=${shape#*x}
         files=(); labels=()
-        for n in ln rms rms-ort rms23 rms-nomul identity; do
+        for n in ln rms rms-ort rms23 rms-nomul crms slice identity; do
             "${SYNTH[@]}" --kind norm --norm "$n" --rows "$rows" --d "$d" -o "$SCRATCH/op_${shape}_$n.onnx"
             files+=("$SCRATCH/op_${shape}_$n.onnx"); labels+=(--label "$n")
         done

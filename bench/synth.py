@@ -257,6 +257,32 @@ def build_norm(a):
         y = g.node("Div", ["x", sr], "rms/Div")
         if a.norm == "rms":
             y = g.node("Mul", [y, g.f32("ones", np.ones(d))], "rms/Mul")
+    elif a.norm in ("crms", "crms-cat", "slice"):
+        # CRMSNorm over the compressed width d-1 (exactly the chain passes/emit.rs writes), on
+        # the first d-1 columns of the input so that every op model takes the same input; "slice"
+        # is that Slice alone (subtract it to get the CRMSNorm ops' own time).
+        x = g.node("Slice", ["x", g.i64("starts", [0]), g.i64("ends", [d - 1]), g.i64("axes", [-1])], "crms/Slice")
+        out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [a.rows, d - 1])
+        y = x
+        if a.norm == "crms-cat":
+            # Experiment: decompress, onnxruntime's fused RMSNorm over D, compress again.
+            ax = g.i64("crms/axes", [-1])
+            s = g.node("ReduceSum", [x, ax], "crms/ReduceSum", keepdims=1)
+            ng = g.node("Neg", [s], "crms/Neg")
+            full = g.node("Concat", [x, ng], "crms/Concat", axis=-1)
+            r = g.node("SimplifiedLayerNormalization", [full, g.f32("ones", np.ones(d))], "crms/SLN", axis=-1, epsilon=a.eps, stash_type=1)
+            y = g.node("Slice", [r, g.i64("starts2", [0]), g.i64("ends2", [d - 1]), g.i64("axes2", [-1])], "crms/Slice_back")
+        if a.norm == "crms":
+            ax = g.i64("crms/axes", [-1])
+            sq = g.node("Mul", [x, x], "crms/Mul_sq")
+            s1 = g.node("ReduceSum", [sq, ax], "crms/ReduceSum_sq", keepdims=1)
+            s = g.node("ReduceSum", [x, ax], "crms/ReduceSum", keepdims=1)
+            s2 = g.node("Mul", [s, s], "crms/Mul_s")
+            tot = g.node("Add", [s1, s2], "crms/Add_tot")
+            ms = g.node("Mul", [tot, g.f32("crms/inv_width", 1.0 / d)], "crms/Mul_inv")
+            ad = g.node("Add", [ms, g.f32("crms/epsilon", a.eps)], "crms/Add_eps")
+            sr = g.node("Sqrt", [ad], "crms/Sqrt")
+            y = g.node("Div", [x, sr], "crms/Div")
     elif a.norm == "rms-ort":
         y = g.node("SimplifiedLayerNormalization", ["x", g.f32("ones", np.ones(d))], "rms/SLN", axis=-1, epsilon=a.eps, stash_type=1)
     elif a.norm == "rms23":
@@ -301,7 +327,7 @@ def main():
     p.add_argument("--patch", type=int, default=16)
     p.add_argument("--eps", type=float, help="LayerNorm epsilon (vit 1e-6, gpt2/norm 1e-5)")
     p.add_argument("--rows", type=int, default=128, help="norm: rows of the [rows, D] input")
-    p.add_argument("--norm", default="ln", choices=["ln", "rms", "rms-nomul", "rms-ort", "rms23", "identity"], help="norm: which op")
+    p.add_argument("--norm", default="ln", choices=["ln", "rms", "rms-nomul", "rms-ort", "rms23", "crms", "crms-cat", "slice", "identity"], help="norm: which op")
     p.add_argument("--head-bias", default="none", choices=["none", "after", "before"], help="head: where β goes")
     p.add_argument("--opset", type=int, default=18, choices=[14, 17, 18])
     p.add_argument("--no-norm", action="store_true", help="replace every LayerNorm by Identity")
@@ -347,7 +373,7 @@ def main():
     ir = 11 if a.opset >= 23 else 8
     model = helper.make_model(graph, opset_imports=opsets, ir_version=ir, producer_name="onnx-normopt bench/synth.py")
     streamed = getattr(a, "data", None) is not None
-    if not (a.kind == "norm" and a.norm == "rms-ort") and not streamed:
+    if not (a.kind == "norm" and a.norm in ("rms-ort", "crms-cat")) and not streamed:
         onnx.checker.check_model(model, full_check=False)
     out = a.output
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

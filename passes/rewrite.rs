@@ -623,7 +623,9 @@ pub struct Applied {
 }
 
 /// Apply a plan: the one place that mutates the graph.
-pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Result<Applied> {
+/// `crms` chooses CRMSNorm's form (`--target crmsnorm`); the caller imports our domain when it
+/// is [`CrmsEmit::Custom`](super::CrmsEmit::Custom).
+pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit, crms: super::CrmsEmit) -> Result<Applied> {
     let mut out = Applied::default();
     let path = model.path.clone();
     let store = model.store.clone();
@@ -768,8 +770,9 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         if let Some(full) = np.compressed_from {
             // CRMSNorm on the compressed stream; an unfolded affine sees the decompressed vector.
             let (gamma, beta) = if np.fold.is_some() { (None, None) } else { (m.gamma.clone(), m.beta.clone()) };
-            b.crms(&x, full, m.epsilon, gamma.as_deref(), beta.as_deref(), dtype, m.compute_type, &m.y)?;
-            out.forms_out.push(if np.fold.is_some() { "decomposed CRMSNorm" } else { "decomposed CRMSNorm + decompression" }.into());
+            b.crms(crms, &x, full, m.epsilon, gamma.as_deref(), beta.as_deref(), dtype, m.compute_type, &m.y)?;
+            let core = if crms == super::CrmsEmit::Custom { "CRMSNormalization" } else { "decomposed CRMSNorm" };
+            out.forms_out.push(if np.fold.is_some() { core.to_string() } else { format!("{core} + decompression") });
             continue;
         }
         let folded = np.fold.is_some();

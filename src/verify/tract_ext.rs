@@ -508,7 +508,7 @@ impl Expansion for CrmsNormalizationExpansion {
 ///
 /// — the first D−1 entries of RMSNorm(x) for x = (x̃, −Σ x̃), design §4. One pass per row
 /// accumulates Σx̃ and Σx̃² together, a second one scales. `f32` and `f64` compute in their own
-/// type; `f16` is widened to `f32` per row and rounded back once at the end (the decomposed
+/// type; `f16` is widened to `f32` and rounded back once at the end (the decomposed
 /// form's `Cast → … → Cast` does the same). `Scale` (rank 1, length D−1) multiplies in the
 /// compute type.
 #[derive(Debug, Clone)]
@@ -527,64 +527,122 @@ impl PartialEq for CrmsNormalization {
 
 impl Eq for CrmsNormalization {}
 
-/// Σx and Σx² of one row, in 8 independent lanes (so the loop vectorises), then added up.
-fn row_sums<T: Float>(row: &[T]) -> (T, T) {
-    let mut s = [T::zero(); 8];
-    let mut q = [T::zero(); 8];
-    let chunks = row.chunks_exact(8);
-    let rest = chunks.remainder();
+/// Accumulation lanes: independent partial sums, so the loops vectorise (4 AVX registers of
+/// f32 each for Σx and Σx²).
+const LANES: usize = 32;
+
+/// CRMSNorm of one row `x` into `y` (same length), with `1/D`, ε and an optional scale.
+#[inline(always)]
+fn crms_row<T: Float>(x: &[T], y: &mut [T], inv_width: T, eps: T, scale: Option<&[T]>) {
+    let mut s = [T::zero(); LANES];
+    let mut q = [T::zero(); LANES];
+    let (chunks, rest) = x.as_chunks::<LANES>();
     for c in chunks {
-        for i in 0..8 {
+        for i in 0..LANES {
             s[i] = s[i] + c[i];
             q[i] = q[i] + c[i] * c[i];
         }
     }
     let (mut sum, mut sq) = (T::zero(), T::zero());
-    for i in 0..8 {
+    for i in 0..LANES {
         sum = sum + s[i];
         sq = sq + q[i];
     }
-    for &x in rest {
-        sum = sum + x;
-        sq = sq + x * x;
+    for &v in rest {
+        sum = sum + v;
+        sq = sq + v * v;
     }
-    (sum, sq)
-}
-
-/// CRMSNorm in place on every row of length `n` of `data` (see [`CrmsNormalization`]).
-fn crms_rows<T: Float>(data: &mut [T], n: usize, width: usize, eps: f32, scale: Option<&[T]>) {
-    let inv_width = T::one() / T::from(width).unwrap_or_else(T::nan);
-    let eps = T::from(eps).unwrap_or_else(T::nan);
-    for row in data.chunks_exact_mut(n) {
-        let (s, q) = row_sums(row);
-        let inv = T::one() / ((q + s * s) * inv_width + eps).sqrt();
-        match scale {
-            Some(g) => row.iter_mut().zip(g).for_each(|(x, &g)| *x = *x * inv * g),
-            None => row.iter_mut().for_each(|x| *x = *x * inv),
+    let inv = T::one() / ((sq + sum * sum) * inv_width + eps).sqrt();
+    match scale {
+        Some(g) => {
+            for ((y, &x), &g) in y.iter_mut().zip(x).zip(g) {
+                *y = x * inv * g;
+            }
+        }
+        None => {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = x * inv;
+            }
         }
     }
 }
 
-/// [`crms_rows`] on a tensor of `T` with an optional scale (cast to `T`).
+/// Every row of `n` entries of `x` into `y` (see [`CrmsNormalization`]).
+#[inline(always)]
+fn crms_rows_portable<T: Float>(
+    x: &[T],
+    y: &mut [T],
+    n: usize,
+    width: usize,
+    eps: f32,
+    scale: Option<&[T]>,
+) {
+    let inv_width = T::one() / T::from(width).unwrap_or_else(T::nan);
+    let eps = T::from(eps).unwrap_or_else(T::nan);
+    for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+        crms_row(xr, yr, inv_width, eps, scale);
+    }
+}
+
+/// [`crms_rows_portable`] compiled for AVX2 (8 f32 per instruction instead of SSE's 4).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn crms_rows_avx2<T: Float>(
+    x: &[T],
+    y: &mut [T],
+    n: usize,
+    width: usize,
+    eps: f32,
+    scale: Option<&[T]>,
+) {
+    crms_rows_portable(x, y, n, width, eps, scale)
+}
+
+/// Every row of `x` into `y`, with AVX2 when the CPU has it.
+fn crms_rows<T: Float>(
+    x: &[T],
+    y: &mut [T],
+    n: usize,
+    width: usize,
+    eps: f32,
+    scale: Option<&[T]>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { crms_rows_avx2(x, y, n, width, eps, scale) };
+        return;
+    }
+    crms_rows_portable(x, y, n, width, eps, scale)
+}
+
+/// [`crms_rows`] from a tensor of `T` into a new one, with an optional scale (cast to `T`).
 fn crms_tensor<T: Float + Datum>(
-    x: &mut Tensor,
+    x: &Tensor,
     n: usize,
     width: usize,
     eps: f32,
     scale: Option<&Tensor>,
-) -> TractResult<()> {
+) -> TractResult<Tensor> {
     let g = scale.map(|g| g.cast_to::<T>()).transpose()?;
     let g = g.as_ref().map(|g| g.try_as_plain_ram()).transpose()?;
     let g = g.as_ref().map(|g| g.as_slice::<T>()).transpose()?;
-    let mut view = x.try_as_plain_ram_mut()?;
-    crms_rows(view.as_slice_mut::<T>()?, n, width, eps, g);
-    Ok(())
+    let xv = x.try_as_plain_ram()?;
+    let xs = xv.as_slice::<T>()?;
+    // SAFETY: `T` is a plain float type and every element is written below: the rows of `n`
+    // entries cover the tensor (`n` divides its length, as the last axis).
+    let mut y = unsafe { Tensor::uninitialized::<T>(x.shape())? };
+    {
+        let mut yv = y.try_as_plain_ram_mut()?;
+        crms_rows(xs, yv.as_slice_mut::<T>()?, n, width, eps, g);
+    }
+    Ok(y)
 }
 
 impl CrmsNormalization {
     /// Normalise `x` (rank ≥ 1, rows of D−1 entries along the last axis), times `scale` when
-    /// given; `f32`, `f64`, and `f16` (computed in `f32`).
-    pub fn compute(&self, mut x: Tensor, scale: Option<&Tensor>) -> TractResult<Tensor> {
+    /// given, into a new tensor; `f32`, `f64`, and `f16` (computed in `f32`).
+    pub fn compute(&self, x: &Tensor, scale: Option<&Tensor>) -> TractResult<Tensor> {
         let dt = x.datum_type();
         ensure!(x.rank() >= 1, "{CRMS_OP_TYPE}: X must have rank at least 1");
         let n = x.shape()[x.rank() - 1];
@@ -601,23 +659,24 @@ impl CrmsNormalization {
                 g.shape()
             );
         }
+        ensure!(
+            matches!(dt, DatumType::F32 | DatumType::F64 | DatumType::F16),
+            "{CRMS_OP_TYPE}: element type {dt:?} is not supported (f32, f16, f64)"
+        );
         if n == 0 || x.len() == 0 {
-            return Ok(x);
+            return Ok(x.clone());
         }
         match dt {
-            DatumType::F32 => crms_tensor::<f32>(&mut x, n, self.width, self.epsilon, scale)?,
-            DatumType::F64 => crms_tensor::<f64>(&mut x, n, self.width, self.epsilon, scale)?,
-            DatumType::F16 => {
-                // Widen once, compute in f32, round once.
-                let mut wide = x.cast_to::<f32>()?.into_owned();
-                crms_tensor::<f32>(&mut wide, n, self.width, self.epsilon, scale)?;
-                x = wide.cast_to::<f16>()?.into_owned();
-            }
-            other => {
-                bail!("{CRMS_OP_TYPE}: element type {other:?} is not supported (f32, f16, f64)")
+            DatumType::F32 => crms_tensor::<f32>(x, n, self.width, self.epsilon, scale),
+            DatumType::F64 => crms_tensor::<f64>(x, n, self.width, self.epsilon, scale),
+            _ => {
+                // f16: widen once, compute in f32, round once.
+                let wide = x.cast_to::<f32>()?;
+                crms_tensor::<f32>(&wide, n, self.width, self.epsilon, scale)?
+                    .cast_to::<f16>()
+                    .map(|t| t.into_owned())
             }
         }
-        Ok(x)
     }
 }
 
@@ -646,9 +705,9 @@ impl EvalOp for CrmsNormalization {
             inputs.len()
         );
         let mut inputs = inputs.into_iter();
-        let x = inputs.next().context("no X")?.into_tensor();
+        let x = inputs.next().context("no X")?;
         let scale = inputs.next();
-        Ok(tvec!(self.compute(x, scale.as_deref())?.into_tvalue()))
+        Ok(tvec!(self.compute(&x, scale.as_deref())?.into_tvalue()))
     }
 }
 

@@ -184,7 +184,7 @@ fn crms_tract_op_matches_the_formula() {
                     .unwrap()
                     .into_owned();
                 let y = op
-                    .compute(xt, with_scale.then_some(&gt))
+                    .compute(&xt, with_scale.then_some(&gt))
                     .unwrap_or_else(|e| panic!("{dt:?} width {width}: {e}"));
                 assert_eq!(y.datum_type(), dt);
                 assert_eq!(y.shape(), &shape);
@@ -215,13 +215,13 @@ fn crms_tract_op_rejects_wrong_inputs() {
         epsilon: 1e-5,
     };
     let x = Tensor::from_shape(&[2, 3], &[1f32; 6]).unwrap();
-    let e = op.compute(x, None).unwrap_err().to_string();
+    let e = op.compute(&x, None).unwrap_err().to_string();
     assert!(e.contains("rows have 3 entries"), "{e}");
     let x = Tensor::from_shape(&[2, 4], &[1f32; 8]).unwrap();
     let g = Tensor::from_shape(&[3], &[1f32; 3]).unwrap();
-    let e = op.compute(x, Some(&g)).unwrap_err().to_string();
+    let e = op.compute(&x, Some(&g)).unwrap_err().to_string();
     assert!(e.contains("Scale has shape [3]"), "{e}");
     let x = Tensor::from_shape(&[1, 4], &[1i32; 4]).unwrap();
-    let e = op.compute(x, None).unwrap_err().to_string();
+    let e = op.compute(&x, None).unwrap_err().to_string();
     assert!(e.contains("not supported"), "{e}");
 }

@@ -1,12 +1,16 @@
 //! Building the nodes the rewrite adds: RMSNorm in its forms, centering, bias adds.
 //! Only node construction lives here; where they go is decided by the applier.
 
+use super::CrmsEmit;
 use crate::ir::Graph;
 use crate::proto::{attribute_type as at, data_type as dt, AttributeProto, NodeProto};
 use crate::Result;
 
-/// The domain of our own ops.
+/// The domain of our own ops (version 1: [`CRMS_OP`]).
 pub const NORMOPT_DOMAIN: &str = "ai.onnx_normopt";
+
+/// `ai.onnx_normopt:CRMSNormalization`, CRMSNorm as one op (see [`Builder::crms_custom`]).
+pub const CRMS_OP: &str = "CRMSNormalization";
 
 /// How RMSNorm is written into the output graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -259,9 +263,14 @@ impl Builder<'_> {
     /// CRMSNorm of the compressed `x̃` (width D−1) into `out`:
     /// `x̃ / sqrt((Σx̃² + (Σx̃)²)/D + ε)` — the first D−1 entries of RMSNorm(x) for the zero-mean
     /// x = (x̃, −Σx̃). With γ or β, the decompressed vector `Concat(ỹ, −Σỹ)` gets them.
+    ///
+    /// `form` chooses the core: standard ops (in `compute_type`, default f32 for f16/bf16), or
+    /// one [`crms_custom`](Self::crms_custom) node. The decompression and the affine are
+    /// standard ops in both forms.
     #[allow(clippy::too_many_arguments)]
     pub fn crms(
         &mut self,
+        form: CrmsEmit,
         x: &str,
         d: usize,
         eps: f32,
@@ -271,46 +280,13 @@ impl Builder<'_> {
         compute_type: Option<i32>,
         out: &str,
     ) -> Result<()> {
-        let wide = data_type == dt::FLOAT16 || data_type == dt::BFLOAT16;
-        let ct = compute_type.unwrap_or(if wide { dt::FLOAT } else { data_type });
-        let xin = if ct != data_type {
-            self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)])
-        } else {
-            x.to_string()
-        };
-        let sq = self.node("", "Mul", &[&xin, &xin], None, vec![]);
-        let s1 = self.reduce_sum_last(&sq)?;
-        let s = self.reduce_sum_last(&xin)?;
-        let s2 = self.node("", "Mul", &[&s, &s], None, vec![]);
-        let tot = self.node("", "Add", &[&s1, &s2], None, vec![]);
-        let inv_d = self.constant("inv_width", &[], ct, &[1.0 / d as f64])?;
-        let ms = self.node("", "Mul", &[&tot, &inv_d], None, vec![]);
-        let e = self.constant("epsilon", &[], ct, &[eps as f64])?;
-        let a = self.node("", "Add", &[&ms, &e], None, vec![]);
-        let r = self.node("", "Sqrt", &[&a], None, vec![]);
         let affine = gamma.is_some() || beta.is_some();
-        let back_needed = ct != data_type;
-        let y = self.node(
-            "",
-            "Div",
-            &[&xin, &r],
-            if affine || back_needed {
-                None
-            } else {
-                Some(out)
-            },
-            vec![],
-        );
-        let y = if back_needed {
-            self.node(
-                "",
-                "Cast",
-                &[&y],
-                if affine { None } else { Some(out) },
-                vec![attr_i("to", data_type as i64)],
-            )
-        } else {
-            y
+        let core_out = if affine { None } else { Some(out) };
+        let y = match form {
+            CrmsEmit::Custom => self.crms_custom(x, d, eps, data_type, core_out),
+            CrmsEmit::Standard => {
+                self.crms_standard(x, d, eps, data_type, compute_type, core_out)?
+            }
         };
         if !affine {
             return Ok(());
@@ -332,5 +308,90 @@ impl Builder<'_> {
             self.node("", "Add", &[&scaled, bt], Some(out), vec![]);
         }
         Ok(())
+    }
+
+    /// The CRMSNorm core in standard ops (see [`crms`](Self::crms)). Returns its output.
+    fn crms_standard(
+        &mut self,
+        x: &str,
+        d: usize,
+        eps: f32,
+        data_type: i32,
+        compute_type: Option<i32>,
+        out: Option<&str>,
+    ) -> Result<String> {
+        let wide = data_type == dt::FLOAT16 || data_type == dt::BFLOAT16;
+        let ct = compute_type.unwrap_or(if wide { dt::FLOAT } else { data_type });
+        let xin = if ct != data_type {
+            self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)])
+        } else {
+            x.to_string()
+        };
+        let sq = self.node("", "Mul", &[&xin, &xin], None, vec![]);
+        let s1 = self.reduce_sum_last(&sq)?;
+        let s = self.reduce_sum_last(&xin)?;
+        let s2 = self.node("", "Mul", &[&s, &s], None, vec![]);
+        let tot = self.node("", "Add", &[&s1, &s2], None, vec![]);
+        let inv_d = self.constant("inv_width", &[], ct, &[1.0 / d as f64])?;
+        let ms = self.node("", "Mul", &[&tot, &inv_d], None, vec![]);
+        let e = self.constant("epsilon", &[], ct, &[eps as f64])?;
+        let a = self.node("", "Add", &[&ms, &e], None, vec![]);
+        let r = self.node("", "Sqrt", &[&a], None, vec![]);
+        let back_needed = ct != data_type;
+        let y = self.node(
+            "",
+            "Div",
+            &[&xin, &r],
+            if back_needed { None } else { out },
+            vec![],
+        );
+        Ok(if back_needed {
+            self.node("", "Cast", &[&y], out, vec![attr_i("to", data_type as i64)])
+        } else {
+            y
+        })
+    }
+
+    /// The CRMSNorm core as one node of our domain (the model must import
+    /// [`NORMOPT_DOMAIN`] version 1):
+    ///
+    /// `ai.onnx_normopt:CRMSNormalization(X) -> Y`, attributes `epsilon` (float), `width` (int,
+    /// the uncompressed D) and `axis` (= −1, the only value defined):
+    /// `Y = X / sqrt((ΣX² + (ΣX)²) / width + ε)` over the last axis of D−1 entries. The op also
+    /// accepts an optional second input `Scale` of shape [D−1] (`Y ⊙ Scale`), which the rewrite
+    /// does not use: an unfolded γ applies to the decompressed width-D vector instead.
+    /// f16 is computed in f32 inside the op; element types the op does not define (bf16, ...) are
+    /// cast to f32 around it. Returns the output.
+    pub fn crms_custom(
+        &mut self,
+        x: &str,
+        d: usize,
+        eps: f32,
+        data_type: i32,
+        out: Option<&str>,
+    ) -> String {
+        let native = matches!(data_type, dt::FLOAT | dt::FLOAT16 | dt::DOUBLE);
+        let xin = if native {
+            x.to_string()
+        } else {
+            self.node("", "Cast", &[x], None, vec![attr_i("to", dt::FLOAT as i64)])
+        };
+        let attrs = vec![
+            attr_f("epsilon", eps),
+            attr_i("width", d as i64),
+            attr_i("axis", -1),
+        ];
+        let y = self.node(
+            NORMOPT_DOMAIN,
+            CRMS_OP,
+            &[&xin],
+            if native { out } else { None },
+            attrs,
+        );
+        if native {
+            y
+        } else {
+            self.node("", "Cast", &[&y], out, vec![attr_i("to", data_type as i64)])
+        }
     }
 }

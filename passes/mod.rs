@@ -46,13 +46,16 @@ pub enum Target {
     Crmsnorm,
 }
 
-/// How CRMSNorm is written.
+/// How CRMSNorm is written (`--target crmsnorm`; with [`Target::Rmsnorm`], `Custom` is a usage
+/// error).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CrmsEmit {
     /// Standard ONNX ops.
     #[default]
     Standard,
-    /// One op `ai.onnx_normopt:CRMSNormalization` (tract runs it through our registration).
+    /// One op `ai.onnx_normopt:CRMSNormalization` ([`emit::Builder::crms_custom`]; tract runs it
+    /// as one fused op through [`crate::verify::tract_onnx_with_extensions`], onnxruntime cannot
+    /// run it). The model imports `ai.onnx_normopt` version 1.
     Custom,
 }
 
@@ -110,10 +113,21 @@ pub fn inspect(model: &Model, opts: &Options) -> Result<Report> {
 
 /// Run the pass.
 pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
+    if opts.crms_emit == CrmsEmit::Custom && opts.target != Target::Crmsnorm {
+        return Err(Error::Usage(
+            "--emit custom writes CRMSNorm as one custom op, so it needs --target crmsnorm \
+             (for RMSNorm use --emit standard or --emit onnxruntime)"
+                .into(),
+        ));
+    }
     let mut report = Report {
         model: model.path.display().to_string(),
         target: format!("{:?}", opts.target).to_lowercase(),
-        emit: format!("{:?}", opts.emit).to_lowercase(),
+        emit: if opts.crms_emit == CrmsEmit::Custom {
+            "custom".into()
+        } else {
+            format!("{:?}", opts.emit).to_lowercase()
+        },
         ops_before: model.graph.op_histogram(),
         ..Default::default()
     };
@@ -351,7 +365,22 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
     }
     let n_rewritten = plan.norms.len() + plan.ln_tables.len();
     if n_rewritten > 0 {
-        let applied = rewrite::apply(&mut model, &norms, &plan, opts.emit, opts.defer_bytes)?;
+        let applied = rewrite::apply(
+            &mut model,
+            &norms,
+            &plan,
+            opts.emit,
+            opts.crms_emit,
+            opts.defer_bytes,
+        )?;
+        if model
+            .graph
+            .nodes
+            .iter()
+            .any(|n| n.domain.as_deref() == Some(emit::NORMOPT_DOMAIN))
+        {
+            model.ensure_import(emit::NORMOPT_DOMAIN, 1);
+        }
         let mut forms = applied.forms_out.iter();
         for sr in stream_reports.iter_mut() {
             for nr in sr.norms.iter_mut() {
@@ -379,6 +408,5 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
             why: "no normalisation found in the graph".into(),
         });
     }
-    let _ = Error::Usage;
     Ok(Outcome { model, report })
 }

@@ -754,11 +754,15 @@ pub struct Applied {
 }
 
 /// Apply a plan: the one place that mutates the graph.
+/// `crms` chooses CRMSNorm's form (`--target crmsnorm`); the caller imports our domain when it
+/// is [`CrmsEmit::Custom`](super::CrmsEmit::Custom). Constants of at least `defer_bytes` are
+/// edited while the model is written (passes/lazy.rs).
 pub fn apply(
     model: &mut Model,
     norms: &[NormMatch],
     p: &Plan,
     emit: Emit,
+    crms: super::CrmsEmit,
     defer_bytes: usize,
 ) -> Result<Applied> {
     let mut out = Applied::default();
@@ -900,6 +904,7 @@ pub fn apply(
                 (m.gamma.clone(), m.beta.clone())
             };
             b.crms(
+                crms,
                 &x,
                 full,
                 m.epsilon,
@@ -909,14 +914,16 @@ pub fn apply(
                 m.compute_type,
                 &m.y,
             )?;
-            out.forms_out.push(
-                if np.fold.is_some() {
-                    "decomposed CRMSNorm"
-                } else {
-                    "decomposed CRMSNorm + decompression"
-                }
-                .into(),
-            );
+            let core = if crms == super::CrmsEmit::Custom {
+                "CRMSNormalization"
+            } else {
+                "decomposed CRMSNorm"
+            };
+            out.forms_out.push(if np.fold.is_some() {
+                core.to_string()
+            } else {
+                format!("{core} + decompression")
+            });
             continue;
         }
         let folded = np.fold.is_some();

@@ -40,6 +40,11 @@ pub mod passes;
 
 pub use error::{Error, Result};
 
+/// The tract ONNX loader that runs every model this crate writes, including
+/// `ai.onnx_normopt:CRMSNormalization` (`--emit custom`) as one fused op: load rewritten models
+/// with it in a tract pipeline (`tract_onnx_with_extensions().model_for_path(..)`).
+pub use verify::tract_onnx_with_extensions;
+
 /// Save a model to `out` atomically (external data kept external when the input had it).
 pub fn save(model: &ir::Model, out: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
     let proto = model.to_proto_pending();

@@ -83,7 +83,11 @@ struct RewriteArgs {
     target: TargetArg,
     /// How to write RMSNorm: `standard` (ONNX RMSNormalization at opset >= 23, else standard
     /// ops; passes onnx.checker) or `onnxruntime` (SimplifiedLayerNormalization and
-    /// com.microsoft:SkipSimplifiedLayerNormalization; fastest in onnxruntime).
+    /// com.microsoft:SkipSimplifiedLayerNormalization; fastest in onnxruntime). With
+    /// `--target crmsnorm`, `custom` writes each CRMSNorm as one op
+    /// ai.onnx_normopt:CRMSNormalization, which only tract (with this crate's registration) runs;
+    /// the model is then verified in tract alone. `--emit custom` with `--target rmsnorm` is a
+    /// usage error (exit 2).
     #[arg(long, value_enum, default_value_t = EmitArg::Standard)]
     emit: EmitArg,
     /// Keep γ and β on the RMSNorm instead of folding them into the linear readers.
@@ -124,7 +128,8 @@ enum EmitArg {
     Standard,
     /// onnxruntime contrib ops.
     Onnxruntime,
-    /// Portable ONNX, CRMSNorm as one custom op (ai.onnx_normopt:CRMSNormalization).
+    /// CRMSNorm as one custom op ai.onnx_normopt:CRMSNormalization (tract only; needs
+    /// --target crmsnorm).
     Custom,
 }
 

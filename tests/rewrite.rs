@@ -4,7 +4,7 @@
 //! with its reasons.
 
 use onnx_normopt::ir::Model;
-use onnx_normopt::passes::{self, emit::Emit, Options, Target};
+use onnx_normopt::passes::{self, emit::Emit, CrmsEmit, Options, Target};
 use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
 use std::path::{Path, PathBuf};
 
@@ -109,6 +109,9 @@ fn check_case(path: &Path, expect: &str, opts: &Options) -> Result<String, Strin
                     }
                 }
             }
+            if opts.crms_emit == CrmsEmit::Custom {
+                check_custom_op(&out, &rep)?;
+            }
             let worst = rep.rows.iter().map(|r| r.max_rel).fold(0.0, f64::max);
             Ok(format!(
                 "{} norms, worst rel {worst:.1e}",
@@ -116,6 +119,46 @@ fn check_case(path: &Path, expect: &str, opts: &Options) -> Result<String, Strin
             ))
         }
     }
+}
+
+/// `--emit custom`: every CRMSNorm is one `ai.onnx_normopt:CRMSNormalization` node, the model
+/// imports the domain, and verification ran the rewrite in tract (onnxruntime cannot).
+fn check_custom_op(out: &passes::Outcome, rep: &verify::VerifyReport) -> Result<(), String> {
+    let custom = out
+        .model
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.domain.as_deref() == Some(passes::emit::NORMOPT_DOMAIN)
+                && n.op_type.as_deref() == Some(passes::emit::CRMS_OP)
+        })
+        .count();
+    let forms: Vec<&str> = out
+        .report
+        .streams
+        .iter()
+        .flat_map(|s| s.norms.iter().map(|n| n.form_out.as_str()))
+        .collect();
+    let planned = forms
+        .iter()
+        .filter(|f| f.starts_with("CRMSNormalization"))
+        .count();
+    if custom == 0 || custom != planned {
+        return Err(format!(
+            "{custom} custom op node(s) for the norm forms {forms:?}"
+        ));
+    }
+    if let Some(f) = forms.iter().find(|f| f.contains("decomposed CRMSNorm")) {
+        return Err(format!("a CRMSNorm was decomposed with --emit custom: {f}"));
+    }
+    if !out.model.imports(passes::emit::NORMOPT_DOMAIN) {
+        return Err("the model does not import ai.onnx_normopt".into());
+    }
+    if !rep.ran(verify::Runtime::Tract) || rep.ran(verify::Runtime::Ort) {
+        return Err(format!("custom op model verified in {:?}", rep.runtimes));
+    }
+    Ok(())
 }
 
 fn sweep(opts: &Options, filter: impl Fn(&serde_json::Value) -> bool) {
@@ -192,6 +235,80 @@ fn every_testdata_model_crmsnorm() {
         },
         |_| true,
     );
+}
+
+/// `--target crmsnorm --emit custom`: CRMSNorm as one custom op, verified in tract (whose
+/// registration runs it fused) against the original.
+#[test]
+fn every_testdata_model_crmsnorm_custom_op() {
+    sweep(
+        &Options {
+            target: Target::Crmsnorm,
+            crms_emit: CrmsEmit::Custom,
+            ..Options::default()
+        },
+        |_| true,
+    );
+}
+
+/// Unfolded γ/β stay standard ops around the custom op, on the decompressed vector.
+#[test]
+fn every_testdata_model_crmsnorm_custom_op_without_folding() {
+    sweep(
+        &Options {
+            target: Target::Crmsnorm,
+            crms_emit: CrmsEmit::Custom,
+            fold: false,
+            ..Options::default()
+        },
+        |m| m["form"] == "dynamo18" && (m["dtype"] == "fp16" || m["family"] == "gpt2"),
+    );
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_onnx-normopt")
+}
+
+/// The command line: `--emit custom` needs `--target crmsnorm` (exit 2, nothing written);
+/// with it, the model is written with the custom op and verified in tract alone, even under
+/// CI=true (which otherwise requires onnxruntime).
+#[test]
+fn cli_emit_custom() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = root().join("testdata/models/gpt2_dynamo18_fp32.onnx");
+    let out = dir.path().join("out.onnx");
+    let run = |target: &str| {
+        std::process::Command::new(bin())
+            .args([input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .args(["--target", target, "--emit", "custom", "--samples", "1"])
+            .env("CI", "true")
+            .output()
+            .unwrap()
+    };
+    let o = run("rmsnorm");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--emit custom") && err.contains("--target crmsnorm"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let o = run("crmsnorm");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("not run: onnxruntime (custom op ai.onnx_normopt:CRMSNormalization)"),
+        "{err}"
+    );
+    let m = Model::load(&out).unwrap();
+    assert!(m.imports(passes::emit::NORMOPT_DOMAIN));
+    let n = m
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.op_type.as_deref() == Some(passes::emit::CRMS_OP))
+        .count();
+    assert_eq!(n, 5, "gpt2 (2 layers) has 5 LayerNorms");
 }
 
 /// The corpus of the acceptance judge, when it sits beside the repository.

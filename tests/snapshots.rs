@@ -64,3 +64,35 @@ fn rewritten_graph_dump_mpt_torchscript14() {
     assert!(out.rewritten());
     insta::assert_snapshot!(dump::dump(&out.model.graph));
 }
+
+/// `--target crmsnorm --emit custom` on GPT-2 (2 layers, D = 32): the model's opset imports, its
+/// op histogram, and every custom-op node (one per LayerNorm, width 32, reading width-31 values).
+#[test]
+fn rewritten_ops_gpt2_crmsnorm_custom_op() {
+    let model = Model::load(Path::new("testdata/models/gpt2_dynamo18_fp32.onnx")).unwrap();
+    let opts = Options {
+        target: passes::Target::Crmsnorm,
+        crms_emit: passes::CrmsEmit::Custom,
+        ..Options::default()
+    };
+    let out = passes::run(model, &opts).unwrap();
+    assert!(out.rewritten());
+    let mut text = String::new();
+    for o in &out.model.to_proto_pending().opset_import {
+        text += &format!(
+            "opset_import {:?} {}\n",
+            o.domain.as_deref().unwrap_or(""),
+            o.version.unwrap_or(0)
+        );
+    }
+    for (op, n) in &out.report.ops_after {
+        text += &format!("{n:4} {op}\n");
+    }
+    for line in dump::dump(&out.model.graph).lines() {
+        if line.contains("ai.onnx_normopt:") {
+            text += line.trim();
+            text.push('\n');
+        }
+    }
+    insta::assert_snapshot!(text);
+}

@@ -1170,3 +1170,210 @@ fn sweep_testdata_models_verify_against_themselves() {
         models.len()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// ai.onnx_normopt:CRMSNormalization (`--target crmsnorm --emit custom`)
+
+/// CRMSNorm over width `D` (rows of D−1 = 15): `y = CRMS(x)`, `z = CRMS(x) ⊙ g` — as the custom
+/// op (`custom`) or in standard opset-17 ops, the decomposed form the rewrite writes by default
+/// (f16 computes in f32 between two Casts there).
+fn crms_model(elem: i32, custom: bool) -> ModelProto {
+    let n = D - 1;
+    let shape = [dp("batch"), dp("seq"), dv(n)];
+    let mut inits = vec![init("g", elem, &[n], &values(n as usize, 4))];
+    let mut nodes = Vec::new();
+    let opsets: &[(&str, i64)] = if custom {
+        let attrs = || {
+            vec![
+                attr_f("epsilon", 1e-5),
+                attr_i("width", D),
+                attr_i("axis", -1),
+            ]
+        };
+        nodes.push(node(
+            "CRMSNormalization",
+            "ai.onnx_normopt",
+            &["x"],
+            &["y"],
+            attrs(),
+        ));
+        nodes.push(node(
+            "CRMSNormalization",
+            "ai.onnx_normopt",
+            &["x", "g"],
+            &["z"],
+            attrs(),
+        ));
+        &[("", 17), ("ai.onnx_normopt", 1)]
+    } else {
+        let f = data_type::FLOAT;
+        inits.push(init("inv_d", f, &[], &[1.0 / D as f32]));
+        inits.push(init("eps", f, &[], &[1e-5]));
+        inits.push(TensorProto {
+            name: Some("axes".into()),
+            dims: vec![1],
+            data_type: Some(data_type::INT64),
+            int64_data: vec![-1],
+            ..Default::default()
+        });
+        let wide = elem != f;
+        let xf = if wide { "xf" } else { "x" };
+        if wide {
+            nodes.push(node(
+                "Cast",
+                "",
+                &["x"],
+                &["xf"],
+                vec![attr_i("to", f as i64)],
+            ));
+            nodes.push(node(
+                "Cast",
+                "",
+                &["g"],
+                &["gf"],
+                vec![attr_i("to", f as i64)],
+            ));
+        }
+        let sum = |o: &str, i: &str| {
+            node(
+                "ReduceSum",
+                "",
+                &[i, "axes"],
+                &[o],
+                vec![attr_i("keepdims", 1)],
+            )
+        };
+        nodes.push(node("Mul", "", &[xf, xf], &["sq"], vec![]));
+        nodes.push(sum("s1", "sq"));
+        nodes.push(sum("s", xf));
+        nodes.push(node("Mul", "", &["s", "s"], &["s2"], vec![]));
+        nodes.push(node("Add", "", &["s1", "s2"], &["tot"], vec![]));
+        nodes.push(node("Mul", "", &["tot", "inv_d"], &["ms"], vec![]));
+        nodes.push(node("Add", "", &["ms", "eps"], &["mse"], vec![]));
+        nodes.push(node("Sqrt", "", &["mse"], &["r"], vec![]));
+        nodes.push(node(
+            "Div",
+            "",
+            &[xf, "r"],
+            &[if wide { "yf" } else { "y" }],
+            vec![],
+        ));
+        nodes.push(node(
+            "Mul",
+            "",
+            &[if wide { "yf" } else { "y" }, if wide { "gf" } else { "g" }],
+            &[if wide { "zf" } else { "z" }],
+            vec![],
+        ));
+        if wide {
+            nodes.push(node(
+                "Cast",
+                "",
+                &["yf"],
+                &["y"],
+                vec![attr_i("to", elem as i64)],
+            ));
+            nodes.push(node(
+                "Cast",
+                "",
+                &["zf"],
+                &["z"],
+                vec![attr_i("to", elem as i64)],
+            ));
+        }
+        &[("", 17)]
+    };
+    model(
+        nodes,
+        vec![vi("x", elem, &shape)],
+        vec![vi("y", elem, &shape), vi("z", elem, &shape)],
+        inits,
+        opsets,
+    )
+}
+
+/// The custom op loads through `tract_onnx_with_extensions`, stays one fused node per norm in
+/// tract's optimised plan, and computes what the decomposed form computes (f32 and f16).
+#[test]
+fn crms_custom_op_is_fused_in_tract_and_matches_the_decomposed_form() {
+    use tract_onnx::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    for (elem, name) in [(data_type::FLOAT, "f32"), (data_type::FLOAT16, "f16")] {
+        let custom = save(
+            dir.path(),
+            &format!("custom_{name}.onnx"),
+            &crms_model(elem, true),
+        );
+        let std = save(
+            dir.path(),
+            &format!("std_{name}.onnx"),
+            &crms_model(elem, false),
+        );
+        let r = verify(&std, &custom, &opts(Runtimes::Tract));
+        assert!(r.passed(), "{name}\n{r}");
+        assert_eq!(r.rows.len(), 2);
+        assert!(r.rows.iter().all(|row| row.max_ref > 0.5), "{r}");
+        if elem == data_type::FLOAT {
+            assert!(r.rows.iter().all(|row| row.max_rel < 1e-6), "{r}");
+        }
+        let dt = if elem == data_type::FLOAT {
+            f32::datum_type()
+        } else {
+            f16::datum_type()
+        };
+        let plan = onnx_normopt::tract_onnx_with_extensions()
+            .model_for_path(&custom)
+            .unwrap()
+            .with_input_fact(0, InferenceFact::dt_shape(dt, [2, 3, D as usize - 1]))
+            .unwrap()
+            .into_optimized()
+            .unwrap();
+        let fused = plan
+            .nodes()
+            .iter()
+            .filter(|n| n.op().name() == "CRMSNormalization")
+            .count();
+        assert_eq!(fused, 2, "{name}: {plan}");
+    }
+}
+
+/// A model with the custom op is verified in tract alone, even when onnxruntime is required
+/// (CI=true) and even when the onnxruntime library given does not exist: the report says why
+/// onnxruntime did not run. Asking for onnxruntime alone is an error.
+#[test]
+fn crms_custom_op_is_verified_in_tract_alone_even_when_onnxruntime_is_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let custom = save(
+        dir.path(),
+        "custom.onnx",
+        &crms_model(data_type::FLOAT, true),
+    );
+    let std = save(dir.path(), "std.onnx", &crms_model(data_type::FLOAT, false));
+    let o = VerifyOptions {
+        runtimes: Runtimes::Both,
+        require_ort: true,
+        ort_lib: Some(dir.path().join("no-such-libonnxruntime.so")),
+        ..VerifyOptions::default()
+    };
+    let r = verify(&std, &custom, &o);
+    assert!(r.passed(), "{r}");
+    assert_eq!(r.runtimes, vec![Runtime::Tract]);
+    assert_eq!(r.not_run.len(), 1);
+    assert_eq!(r.not_run[0].runtime, Runtime::Ort);
+    let text = r.to_string();
+    assert!(
+        text.contains("not run: onnxruntime (custom op ai.onnx_normopt:CRMSNormalization)"),
+        "{text}"
+    );
+    let e = verify_files(
+        &std,
+        &custom,
+        &VerifyOptions {
+            runtimes: Runtimes::Ort,
+            ..o
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, VerifyError::Ort { .. }), "{e}");
+    assert!(e.to_string().contains("--runtime tract"), "{e}");
+}

@@ -19,7 +19,10 @@
 //! `--ort-lib`, `ORT_DYLIB_PATH`, an installed Python `onnxruntime` package, common folders), once
 //! per process, and runs with graph optimisations off unless asked. When it cannot be found the
 //! report says so in its notes and verification uses tract alone — unless
-//! [`VerifyOptions::require_ort`] is set (CI), which makes that an error.
+//! [`VerifyOptions::require_ort`] is set (CI), which makes that an error. A model using this
+//! crate's own ops (`ai.onnx_normopt:CRMSNormalization`, `--emit custom`) is verified in tract
+//! alone whatever the options: onnxruntime cannot run it, the report lists onnxruntime as not
+//! run with the reason ([`VerifyReport::not_run`]), and `require_ort` does not apply.
 //!
 //! ```no_run
 //! use onnx_normopt::verify::{verify_files, VerifyOptions};
@@ -47,9 +50,10 @@ use std::time::Instant;
 
 pub use inputs::{GeneratedInputs, DEFAULT_VOCAB};
 pub use ort_rt::{find_ort_library, OrtLibrary};
-pub use report::{default_tolerance, Row, Runtime, VerifyReport};
+pub use report::{default_tolerance, NotRun, Row, Runtime, VerifyReport};
 pub use spec::{DEFAULT_BATCH, DEFAULT_OTHER};
 pub use tensor::{HostTensor, InputSummary};
+pub use tract_ext::CrmsNormalization;
 pub use tract_rt::{tract_onnx_with_extensions, TractModel};
 
 use report::Accum;
@@ -583,7 +587,42 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
     }
 
     let mut ort_library = None;
-    if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
+    let mut not_run = Vec::new();
+    // This crate's own ops (`--emit custom`) exist in tract only, through
+    // `tract_onnx_with_extensions`: onnxruntime is then not run at all (so a required
+    // onnxruntime is not an error), and asking for onnxruntime alone is.
+    let mut custom_ops: Vec<String> = spec_a.custom_ops.clone();
+    custom_ops.extend(spec_b.custom_ops.iter().cloned());
+    custom_ops.sort();
+    custom_ops.dedup();
+    if !custom_ops.is_empty() && matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
+        let which = if spec_b.custom_ops.is_empty() {
+            &spec_a
+        } else {
+            &spec_b
+        };
+        if opts.runtimes == Runtimes::Ort {
+            return Err(VerifyError::Ort {
+                stage: "load",
+                path: which.path.clone(),
+                message: format!(
+                    "the model uses {}, this crate's own op(s), which onnxruntime cannot run; \
+                     verify with --runtime tract",
+                    custom_ops.join(", ")
+                ),
+            });
+        }
+        not_run.push(NotRun {
+            runtime: Runtime::Ort,
+            why: format!("custom op {}", custom_ops.join(", ")),
+        });
+        notes.push(format!(
+            "onnxruntime NOT used: {} uses {}, which only tract runs (registered by \
+             tract_onnx_with_extensions); verified with tract alone",
+            which.path.display(),
+            custom_ops.join(", ")
+        ));
+    } else if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
         if let Some((env, lib)) = ort_for_run(opts, &mut notes)? {
             let outs_a = run_ort(&env, &lib, &spec_a, &gen.samples, opts)?;
             let outs_b = run_ort(&env, &lib, &spec_b, &gen.samples, opts)?;
@@ -620,6 +659,7 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
         ort_optimize: opts.ort_optimize,
         rows,
         notes,
+        not_run,
         elapsed_ms: start.elapsed().as_millis() as u64,
     })
 }

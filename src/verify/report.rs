@@ -223,6 +223,15 @@ pub(crate) fn max_rel(a: &[HostTensor], b: &[HostTensor]) -> Option<f64> {
     Some(worst)
 }
 
+/// A runtime that was asked for but not run, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NotRun {
+    /// The runtime.
+    pub runtime: Runtime,
+    /// Why (e.g. `custom op ai.onnx_normopt:CRMSNormalization`).
+    pub why: String,
+}
+
 /// The result of [`verify_files`](super::verify_files): one [`Row`] per runtime and output.
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
@@ -248,6 +257,9 @@ pub struct VerifyReport {
     pub rows: Vec<Row>,
     /// Remarks the user should see: a runtime that could not be used, runtime disagreement, ...
     pub notes: Vec<String>,
+    /// Runtimes that were asked for but could not run these models, and why (onnxruntime for a
+    /// model with this crate's custom ops).
+    pub not_run: Vec<NotRun>,
     /// Wall time of the whole verification, in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -324,10 +336,13 @@ impl fmt::Display for VerifyReport {
             ran.push("none".into());
         }
         let mut ran = ran.join(", ");
-        let skipped: Vec<&str> = [Runtime::Tract, Runtime::Ort]
+        let skipped: Vec<String> = [Runtime::Tract, Runtime::Ort]
             .into_iter()
             .filter(|rt| !self.ran(*rt))
-            .map(|rt| rt.name())
+            .map(|rt| match self.not_run.iter().find(|n| n.runtime == rt) {
+                Some(n) => format!("{} ({})", rt.name(), n.why),
+                None => rt.name().to_string(),
+            })
             .collect();
         if !skipped.is_empty() {
             ran.push_str(&format!("; not run: {}", skipped.join(", ")));

@@ -43,6 +43,10 @@ pub(crate) struct ModelSpec {
     /// A half-precision type (f16/bf16) the graph computes in, when its weights use one: float
     /// outputs are then only as exact as that type, whatever their own element type.
     pub low_precision: Option<i32>,
+    /// Ops of this crate's own domain the graph uses (`ai.onnx_normopt:CRMSNormalization`):
+    /// only tract, through [`tract_onnx_with_extensions`](super::tract_onnx_with_extensions),
+    /// can run them.
+    pub custom_ops: Vec<String>,
 }
 
 /// Decode an ONNX file with the crate's prost types (external data is not needed: only the graph
@@ -131,12 +135,27 @@ impl ModelSpec {
             .find(|&t| {
                 t == crate::proto::data_type::FLOAT16 || t == crate::proto::data_type::BFLOAT16
             });
+        let mut custom_ops: Vec<String> = graph
+            .node
+            .iter()
+            .filter(|n| n.domain.as_deref() == Some(crate::passes::emit::NORMOPT_DOMAIN))
+            .map(|n| {
+                format!(
+                    "{}:{}",
+                    crate::passes::emit::NORMOPT_DOMAIN,
+                    n.op_type.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        custom_ops.sort();
+        custom_ops.dedup();
         Ok(ModelSpec {
             path: path.to_path_buf(),
             inputs,
             outputs,
             vocab,
             low_precision,
+            custom_ops,
         })
     }
 }

@@ -17,6 +17,20 @@ use crate::proto::data_type as dt;
 /// `SkipLayerNormalization`, ...). Its `SkipSimplifiedLayerNormalization` ignores the optional
 /// `bias` input, which onnxruntime adds, so that builder is replaced here by one that adds it.
 ///
+/// It also registers this crate's own op, `ai.onnx_normopt:CRMSNormalization` (written by
+/// `--target crmsnorm --emit custom`), as one fused tract operator,
+/// [`CrmsNormalization`](super::CrmsNormalization), which stays one node through
+/// `into_optimized()`. Load rewritten models in a tract pipeline with it:
+///
+/// ```no_run
+/// use tract_onnx::prelude::*;
+/// let model = onnx_normopt::tract_onnx_with_extensions()
+///     .model_for_path("vit_crms_custom.onnx")?
+///     .into_optimized()?
+///     .into_runnable()?;
+/// # Ok::<(), TractError>(())
+/// ```
+///
 /// tract looks operators up by `op_type` alone (the node's domain is not consulted), so a custom
 /// operator of this crate's own domain is registered in `tract_ext::register` with
 /// `onnx.op_register.insert("OpType", builder)` — the one place to do it; verification and any

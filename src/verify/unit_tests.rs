@@ -115,3 +115,113 @@ fn comparison_is_relative_to_the_largest_reference_and_flags_non_finite() {
     let row = acc.finish();
     assert!(!row.pass && row.tolerance == 0.0);
 }
+
+/// The naive CRMSNorm of one row in f64: `x̃ / sqrt((Σx̃² + (Σx̃)²)/D + ε) [· γ]`.
+fn crms_reference(row: &[f64], width: usize, eps: f64, scale: Option<&[f64]>) -> Vec<f64> {
+    let s: f64 = row.iter().sum();
+    let q: f64 = row.iter().map(|x| x * x).sum();
+    let r = ((q + s * s) / width as f64 + eps).sqrt();
+    row.iter()
+        .enumerate()
+        .map(|(i, x)| x / r * scale.map_or(1.0, |g| g[i]))
+        .collect()
+}
+
+/// CRMSNorm is the first D−1 entries of RMSNorm of the zero-mean (x̃, −Σx̃): check the reference
+/// against that identity, so the op tests below compare with the paper's definition.
+#[test]
+fn crms_reference_is_rmsnorm_of_the_decompressed_vector() {
+    let mut rng = Rng::new(7);
+    let row: Vec<f64> = (0..11).map(|_| rng.normal()).collect();
+    let mut full = row.clone();
+    full.push(-row.iter().sum::<f64>());
+    let ms = full.iter().map(|x| x * x).sum::<f64>() / 12.0;
+    let rms: Vec<f64> = full.iter().map(|x| x / (ms + 1e-5).sqrt()).collect();
+    let crms = crms_reference(&row, 12, 1e-5, None);
+    for (a, b) in crms.iter().zip(&rms) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+}
+
+/// The fused tract op against the naive formula: f32, f64 and f16, with and without `Scale`,
+/// rows longer and shorter than the 8 accumulation lanes, and a leading batch shape.
+#[test]
+fn crms_tract_op_matches_the_formula() {
+    use super::CrmsNormalization;
+    use tract_onnx::prelude::*;
+    let mut rng = Rng::new(3);
+    for &(width, rows) in &[(2usize, 3usize), (8, 2), (17, 5), (193, 4)] {
+        let n = width - 1;
+        let x: Vec<f64> = (0..rows * n).map(|_| 3.0 * rng.normal() + 0.5).collect();
+        let g: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let op = CrmsNormalization {
+            width,
+            epsilon: 1e-5,
+        };
+        for with_scale in [false, true] {
+            let want: Vec<f64> = x
+                .chunks(n)
+                // ε is a float attribute: the op uses the f32 1e-5 (widened for f64).
+                .flat_map(|r| {
+                    crms_reference(r, width, 1e-5f32 as f64, with_scale.then_some(&g[..]))
+                })
+                .collect();
+            let max_ref = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+            for (dt, tol) in [
+                (DatumType::F32, 1e-6),
+                (DatumType::F64, 1e-12),
+                (DatumType::F16, 1e-3),
+            ] {
+                let shape = [1, rows, n];
+                let xt = Tensor::from_shape(&shape, &x)
+                    .unwrap()
+                    .cast_to_dt(dt)
+                    .unwrap()
+                    .into_owned();
+                let gt = Tensor::from_shape(&[n], &g)
+                    .unwrap()
+                    .cast_to_dt(dt)
+                    .unwrap()
+                    .into_owned();
+                let y = op
+                    .compute(&xt, with_scale.then_some(&gt))
+                    .unwrap_or_else(|e| panic!("{dt:?} width {width}: {e}"));
+                assert_eq!(y.datum_type(), dt);
+                assert_eq!(y.shape(), &shape);
+                let y = y.cast_to::<f64>().unwrap();
+                let y = y.to_plain_array_view::<f64>().unwrap();
+                let worst = y
+                    .iter()
+                    .zip(&want)
+                    .fold(0f64, |m, (a, b)| m.max((a - b).abs()))
+                    / max_ref;
+                assert!(
+                    worst < tol,
+                    "{dt:?} width {width} scale {with_scale}: max|Δ|/max|ref| = {worst:e}"
+                );
+            }
+        }
+    }
+}
+
+/// Wrong inputs are errors, not panics: a row length that does not match `width`, a Scale of the
+/// wrong length, an integer tensor.
+#[test]
+fn crms_tract_op_rejects_wrong_inputs() {
+    use super::CrmsNormalization;
+    use tract_onnx::prelude::*;
+    let op = CrmsNormalization {
+        width: 5,
+        epsilon: 1e-5,
+    };
+    let x = Tensor::from_shape(&[2, 3], &[1f32; 6]).unwrap();
+    let e = op.compute(&x, None).unwrap_err().to_string();
+    assert!(e.contains("rows have 3 entries"), "{e}");
+    let x = Tensor::from_shape(&[2, 4], &[1f32; 8]).unwrap();
+    let g = Tensor::from_shape(&[3], &[1f32; 3]).unwrap();
+    let e = op.compute(&x, Some(&g)).unwrap_err().to_string();
+    assert!(e.contains("Scale has shape [3]"), "{e}");
+    let x = Tensor::from_shape(&[1, 4], &[1i32; 4]).unwrap();
+    let e = op.compute(&x, None).unwrap_err().to_string();
+    assert!(e.contains("not supported"), "{e}");
+}

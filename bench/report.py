@@ -7,13 +7,13 @@ import json
 import os
 import sys
 
-ORDER = ["op_128x768", "op_197x384", "op_1576x192", "head", "head_ort_1thread", "vit_ti", "vit_ti_ort_1thread", "vit_s", "vit_s_ort_1thread", "gpt2", "gpt2_ort_1thread"]
+ORDER = ["op_128x768", "op_197x384", "op_1576x192", "head", "head_ort_1thread"] + [f"{m}{v}" for m in ("vit_ti", "vit_s", "gpt2") for v in ("", "_tract", "_ort_1thread")]
 
 # Op names that belong to normalisation, per runtime (for the "norm ops" profile column).
 NORM_OPS = {
     "onnxruntime": {"LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
                      "SkipSimplifiedLayerNormalization", "RMSNormalization", "Pow", "Sqrt", "ReduceMean", "Sub"},
-    "tract": {"RmsNorm", "Reduce<Sum>", "OptSubByScalar", "OptMulByScalar", "OptBinChain(Mul+Add)"},
+    "tract": {"RmsNorm", "Reduce<Sum>", "OptSubByScalar", "OptMulByScalar", "OptBinChain(Mul+Add)", "CRMSNormalization"},
 }
 
 

@@ -70,6 +70,7 @@ model() {
     "$CLI" "$SCRATCH/$name.onnx" -o "$SCRATCH/${name}_rms_std.onnx" --emit standard "${verify[@]}" --report "$RESULTS/${name}_rewrite_std.json"
     "$CLI" "$SCRATCH/$name.onnx" -o "$SCRATCH/${name}_rms_ort.onnx" --emit onnxruntime "${verify[@]}" --report "$RESULTS/${name}_rewrite_ort.json"
     "$CLI" "$SCRATCH/$name.onnx" -o "$SCRATCH/${name}_crms.onnx" --target crmsnorm "${verify[@]}" --report "$RESULTS/${name}_rewrite_crms.json"
+    "$CLI" "$SCRATCH/$name.onnx" -o "$SCRATCH/${name}_crms_custom.onnx" --target crmsnorm --emit custom "${verify[@]}" --report "$RESULTS/${name}_rewrite_crms_custom.json"
     if [[ ${#verify[@]} -gt 0 ]]; then
         # Not verified while rewriting (large): verify once now, in both runtimes.
         "$CLI" verify "$SCRATCH/$name.onnx" "$SCRATCH/${name}_rms_std.onnx" --samples 1 > "$RESULTS/${name}_verify_std.txt" || true
@@ -78,9 +79,14 @@ model() {
     fi
     local set=("$SCRATCH/$name.onnx" "$SCRATCH/${name}_rms_std.onnx" "$SCRATCH/${name}_rms_ort.onnx" "$SCRATCH/${name}_crms.onnx" "$SCRATCH/${name}_nonorm.onnx")
     local labels=(--label orig --label rms_std --label rms_ort --label crms --label nonorm --limit)
+    # onnxruntime: the five models; tract: the same plus CRMSNorm as our custom op (tract only).
     bench "$name" "${set[@]}" "${labels[@]}" \
-        --runs "$RUNS" --warmup "$WARMUP" --profile "$PROFILE" --ops
-    # The same four models in onnxruntime with one intra-op thread: less sensitive to other
+        --runtime ort --runs "$RUNS" --warmup "$WARMUP" --profile "$PROFILE"
+    local tset=("${set[@]:0:4}" "$SCRATCH/${name}_crms_custom.onnx" "${set[4]}")
+    local tlabels=(--label orig --label rms_std --label rms_ort --label crms --label crms_custom --label nonorm --limit)
+    bench "${name}_tract" "${tset[@]}" "${tlabels[@]}" \
+        --runtime tract --runs "$RUNS" --warmup "$WARMUP" --profile "$PROFILE" --ops
+    # The same models in onnxruntime with one intra-op thread: less sensitive to other
     # processes on a shared 2-core machine (a parallel op waits for its slowest thread), and its
     # CPU time is pure compute (no pool spin-waiting).
     bench "${name}_ort_1thread" "${set[@]}" "${labels[@]}" \

@@ -749,8 +749,28 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     let mut notes = gen.notes.clone();
     let mut results = Vec::new();
 
+    // This crate's own ops (`--emit custom`) run in tract only.
+    let mut custom = Vec::new();
+    for p in &args.models {
+        if let Ok(spec) = crate::verify::spec::ModelSpec::from_path(p) {
+            custom.extend(spec.custom_ops.iter().map(|o| format!("{} ({o})", p.display())));
+        }
+    }
     let ort = match args.runtime {
         Runtimes::Tract => None,
+        Runtimes::Ort | Runtimes::Both if !custom.is_empty() => {
+            if args.runtime == Runtimes::Ort {
+                return Err(err(format!(
+                    "onnxruntime cannot run this crate's own ops: {}; use --runtime tract",
+                    custom.join(", ")
+                )));
+            }
+            notes.push(format!(
+                "onnxruntime NOT benchmarked: {} only run in tract",
+                custom.join(", ")
+            ));
+            None
+        }
         Runtimes::Ort => Some(ort_env(args)?),
         Runtimes::Both => match ort_env(args) {
             Ok(x) => Some(x),

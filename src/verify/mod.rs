@@ -37,7 +37,7 @@
 mod inputs;
 mod ort_rt;
 mod report;
-mod spec;
+pub(crate) mod spec;
 mod tensor;
 mod tract_ext;
 mod tract_rt;

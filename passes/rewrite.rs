@@ -126,10 +126,19 @@ pub struct Plan {
 /// How the result of `Shape(v)` on a compressed value is used downstream.
 fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -> (bool, bool) {
     // Only values that still carry the last entry (the width) of the shape matter.
-    let rank = a.g.nodes[shape_node].input(0).and_then(|x| a.shapes.rank(x));
-    let picks_last = |idx: &[i64]| idx.iter().any(|&i| i == -1 || rank.map_or(true, |r| i == r as i64 - 1));
+    let rank = a.g.nodes[shape_node]
+        .input(0)
+        .and_then(|x| a.shapes.rank(x));
+    let picks_last = |idx: &[i64]| {
+        idx.iter()
+            .any(|&i| i == -1 || rank.map_or(true, |r| i == r as i64 - 1))
+    };
     let (mut own, mut other) = (false, false);
-    let mut queue = vec![a.g.nodes[shape_node].output[0].clone()];
+    let mut queue: Vec<String> = a.g.nodes[shape_node]
+        .out(0)
+        .map(str::to_string)
+        .into_iter()
+        .collect();
     let mut seen = BTreeSet::new();
     while let Some(v) = queue.pop() {
         if !seen.insert(v.clone()) {
@@ -140,7 +149,10 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
         }
         for &(c, slot) in a.ix.consumers(&v) {
             let n = &a.g.nodes[c];
-            let konst = |i: usize| n.input(i).and_then(|x| crate::ir::shape::const_ints(a.g, x));
+            let konst = |i: usize| {
+                n.input(i)
+                    .and_then(|x| crate::ir::shape::const_ints(a.g, x))
+            };
             match n.op() {
                 "Reshape" | "Expand" if slot == 1 => {
                     if n.input(0).is_some_and(|x| compressed.contains(x)) {
@@ -159,7 +171,8 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
                         (Some(st), Some(en), Some(r)) => {
                             let r = r as i64;
                             let norm = |x: i64| if x < 0 { x + r } else { x.min(r) };
-                            st.first().map_or(true, |&s0| norm(s0) <= r - 1) && en.first().map_or(true, |&e0| norm(e0) > r - 1)
+                            st.first().map_or(true, |&s0| norm(s0) <= r - 1)
+                                && en.first().map_or(true, |&e0| norm(e0) > r - 1)
                         }
                         _ => true,
                     };
@@ -167,9 +180,8 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
                         queue.extend(n.output.iter().cloned())
                     }
                 }
-                "Squeeze" | "Unsqueeze" | "Concat" | "Cast" | "Identity" | "Div" | "Mul" | "Add" | "Sub" => {
-                    queue.extend(n.output.iter().cloned())
-                }
+                "Squeeze" | "Unsqueeze" | "Concat" | "Cast" | "Identity" | "Div" | "Mul"
+                | "Add" | "Sub" => queue.extend(n.output.iter().cloned()),
                 _ => other = true,
             }
         }
@@ -180,12 +192,20 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
 impl Plan {
     /// Centre the constant read at `slot` over `axis` (a source or writer).
     fn center(&mut self, slot: (NodeId, usize), axis: usize) {
-        self.edits.entry(slot).or_default().push(Edit::Center { axis });
+        self.edits
+            .entry(slot)
+            .or_default()
+            .push(Edit::Center { axis });
     }
 }
 
 /// The readers of norm output `y` for folding, or why they cannot all take γ and β.
-pub fn fold_readers(a: &Analysis, y: &str, d: usize, path: &mut Vec<NodeId>) -> std::result::Result<Vec<Reader>, String> {
+pub fn fold_readers(
+    a: &Analysis,
+    y: &str,
+    d: usize,
+    path: &mut Vec<NodeId>,
+) -> std::result::Result<Vec<Reader>, String> {
     let mut out = Vec::new();
     let mut queue = vec![y.to_string()];
     while let Some(v) = queue.pop() {
@@ -206,7 +226,9 @@ pub fn fold_readers(a: &Analysis, y: &str, d: usize, path: &mut Vec<NodeId>) -> 
                         n.label()
                     ));
                 }
-                let o = &n.output[0];
+                let Some(o) = n.out(0) else {
+                    return Err(format!("MatMul {:?} has no output", n.label()));
+                };
                 let bias = match a.ix.consumers(o) {
                     [(b, bslot)] if a.g.nodes[*b].is("Add") && !a.ix.graph_outputs.contains(o) => {
                         let other = 1 - bslot;
@@ -313,9 +335,10 @@ pub fn plan(
         for la in &st.leaves {
             let (kind, node, how) = match &la.leaf {
                 Leaf::Const { node, slot } => {
-                    let dims =
-                        a.g.constant_dims(&a.g.nodes[*node].input[*slot])
-                            .unwrap_or_default();
+                    let dims = a.g.nodes[*node]
+                        .input(*slot)
+                        .and_then(|c| a.g.constant_dims(c))
+                        .unwrap_or_default();
                     let axis = dims.len().saturating_sub(1);
                     p.edits
                         .entry((*node, *slot))
@@ -333,10 +356,10 @@ pub fn plan(
                     p.centred_linears.insert(*node);
                     if n.is("Gemm") {
                         let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                        p.center((*node, 1), usize::from(!trans_b),);
+                        p.center((*node, 1), usize::from(!trans_b));
                         if let Some(cv) = n.input(2) {
                             let cd = a.g.constant_dims(cv).unwrap_or_default();
-                            p.center((*node, 2), cd.len().saturating_sub(1),);
+                            p.center((*node, 2), cd.len().saturating_sub(1));
                         }
                         (
                             "linear",
@@ -372,8 +395,7 @@ pub fn plan(
                 }
                 Leaf::LnTable { norm, gather } => {
                     let m = &a.norms[*norm];
-                    let table_name = a.g.nodes[*gather].input[0].clone();
-                    let table = read(&table_name)?;
+                    let table = read(a.g.nodes[*gather].input(0).unwrap_or(""))?;
                     let gamma = m.gamma.as_deref().map(read).transpose()?;
                     let beta = m.beta.as_deref().map(read).transpose()?;
                     let td = table.last_dim();
@@ -423,11 +445,28 @@ pub fn plan(
         if compress {
             p.compressed_widths.insert(d);
             // Sources and writers lose the last entry of their centred output axis.
-            let fresh: Vec<(NodeId, usize)> = p.edits.keys().copied().filter(|k| !centred_before.contains(k)).collect();
+            let fresh: Vec<(NodeId, usize)> = p
+                .edits
+                .keys()
+                .copied()
+                .filter(|k| !centred_before.contains(k))
+                .collect();
             for key in fresh {
-                let axes: Vec<usize> = p.edits[&key].iter().filter_map(|e| if let Edit::Center { axis } = e { Some(*axis) } else { None }).collect();
+                let axes: Vec<usize> = p.edits[&key]
+                    .iter()
+                    .filter_map(|e| {
+                        if let Edit::Center { axis } = e {
+                            Some(*axis)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
                 for axis in axes {
-                    p.edits.entry(key).or_default().push(Edit::DropLast { axis, width: d });
+                    p.edits
+                        .entry(key)
+                        .or_default()
+                        .push(Edit::DropLast { axis, width: d });
                 }
             }
             // Shapes that hard-code D on the stream: Reshape/Expand targets.
@@ -442,12 +481,17 @@ pub fn plan(
             for la in &st.leaves {
                 if let Leaf::Conv { node } = la.leaf {
                     // Conv → Reshape [N, D, -1]: the channel axis is index 1 there.
-                    for &(c, _) in a.ix.consumers(&a.g.nodes[node].output[0]) {
+                    for &(c, _) in a.ix.consumers(a.g.nodes[node].out(0).unwrap_or("")) {
                         let cn = &a.g.nodes[c];
                         if cn.is("Reshape") {
-                            if let Some(t) = cn.input(1).filter(|t| a.g.constant_tensor(t).is_some()) {
+                            if let Some(t) =
+                                cn.input(1).filter(|t| a.g.constant_tensor(t).is_some())
+                            {
                                 let _ = t;
-                                p.edits.entry((c, 1)).or_default().push(Edit::ShrinkDim { index: 1, width: d });
+                                p.edits
+                                    .entry((c, 1))
+                                    .or_default()
+                                    .push(Edit::ShrinkDim { index: 1, width: d });
                             }
                         }
                     }
@@ -488,7 +532,10 @@ pub fn plan(
                     let rn = &a.g.nodes[r.node];
                     let w = read(rn.input(1).unwrap_or(""))?;
                     if compress {
-                        p.edits.entry((r.node, 1)).or_default().push(Edit::FoldLastIn { axis: r.in_axis });
+                        p.edits
+                            .entry((r.node, 1))
+                            .or_default()
+                            .push(Edit::FoldLastIn { axis: r.in_axis });
                     }
                     if let Some(gm) = &gamma {
                         let gv = broadcast_vec(&gm.data, d);
@@ -539,7 +586,11 @@ pub fn plan(
         }
         if compress {
             let mut compressed: BTreeSet<String> = st.values.clone();
-            for np in p.norms.iter().filter(|np| np.compressed_from == Some(d) && np.fold.is_some()) {
+            for np in p
+                .norms
+                .iter()
+                .filter(|np| np.compressed_from == Some(d) && np.fold.is_some())
+            {
                 let m = &a.norms[np.norm];
                 let mut path = Vec::new();
                 compressed.insert(m.y.clone());
@@ -588,17 +639,27 @@ fn shrink_target(a: &Analysis, p: &mut Plan, node: NodeId, d: usize) {
         Some(v) => (node, 1, v),
         None => {
             // A computed target Concat(..., [D]): patch its constant last piece.
-            let Some(c) = a.ix.producer(t).filter(|&c| a.g.nodes[c].is("Concat")) else { return };
+            let Some(c) = a.ix.producer(t).filter(|&c| a.g.nodes[c].is("Concat")) else {
+                return;
+            };
             let cn = &a.g.nodes[c];
             let last = cn.input.len().saturating_sub(1);
-            let Some(v) = cn.input(last).and_then(|x| crate::ir::shape::const_ints(a.g, x)) else { return };
+            let Some(v) = cn
+                .input(last)
+                .and_then(|x| crate::ir::shape::const_ints(a.g, x))
+            else {
+                return;
+            };
             (c, last, v)
         }
     };
     if vals.last() == Some(&(d as i64)) {
         let e = p.edits.entry((node, slot)).or_default();
         if !e.iter().any(|x| matches!(x, Edit::ShrinkDim { .. })) {
-            e.push(Edit::ShrinkDim { index: vals.len() - 1, width: d });
+            e.push(Edit::ShrinkDim {
+                index: vals.len() - 1,
+                width: d,
+            });
         }
     }
 }
@@ -632,7 +693,10 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
     let mut dead_consts: BTreeSet<String> = BTreeSet::new();
     // 1. Constant edits, copy on write.
     for (&(node, slot), edits) in &p.edits {
-        let name = model.graph.nodes[node].input[slot].clone();
+        let name = model.graph.nodes[node]
+            .input(slot)
+            .ok_or_else(|| Error::Internal(format!("edit of node {node} slot {slot}: no input")))?
+            .to_string();
         let t = model
             .graph
             .constant_tensor(&name)
@@ -659,12 +723,20 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
                 Edit::Center { axis } => math::center(&mut arr.data, &arr.dims, *axis),
                 Edit::FoldLastIn { axis } => {
                     let (data, dims) = math::fold_last_in(&arr.data, &arr.dims, *axis);
-                    arr = Array { dims, data_type: arr.data_type, data };
+                    arr = Array {
+                        dims,
+                        data_type: arr.data_type,
+                        data,
+                    };
                 }
                 Edit::DropLast { axis, width } => {
                     if arr.dims.get(*axis) == Some(width) {
                         let (data, dims) = math::drop_last(&arr.data, &arr.dims, *axis);
-                        arr = Array { dims, data_type: arr.data_type, data };
+                        arr = Array {
+                            dims,
+                            data_type: arr.data_type,
+                            data,
+                        };
                     }
                 }
                 Edit::ShrinkDim { index, width } => {
@@ -687,7 +759,11 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
     };
     // 2. New biases for folded readers without one (β·W; centred, and compressed, when the
     //    reader is also a writer of a stream).
-    let with_gemm = p.new_bias.iter().map(|e| (e, false)).chain(p.new_gemm_c.iter().map(|e| (e, true)));
+    let with_gemm = p
+        .new_bias
+        .iter()
+        .map(|e| (e, false))
+        .chain(p.new_gemm_c.iter().map(|e| (e, true)));
     for ((node, shift, centred), gemm) in with_gemm {
         let mut v = shift.clone();
         if *centred {
@@ -702,9 +778,12 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         if gemm {
             b.g.set_input(*node, 2, &c);
         } else {
-            let o = b.g.nodes[*node].output[0].clone();
+            let o = b.g.nodes[*node]
+                .out(0)
+                .ok_or_else(|| Error::Internal(format!("reader {node} has no output")))?
+                .to_string();
             let mm = b.value("matmul");
-            b.g.nodes[*node].output[0] = mm.clone();
+            b.g.set_output(*node, 0, &mm)?;
             b.node("", "Add", &[&mm, &c], Some(&o), vec![]);
         }
         out.bytes_added += v.len() * crate::proto::data_type::byte_size(dtype).unwrap_or(4);
@@ -727,7 +806,7 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         let m = &norms[k];
         removed.extend(m.nodes.iter().copied());
         dead_consts.extend(norm_consts(b.g, m));
-        b.g.nodes[gather].output[0] = m.y.clone();
+        b.g.set_output(gather, 0, &m.y)?;
     }
     // 5. Norms → RMSNorm.
     for np in &p.norms {
@@ -767,9 +846,29 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         };
         if let Some(full) = np.compressed_from {
             // CRMSNorm on the compressed stream; an unfolded affine sees the decompressed vector.
-            let (gamma, beta) = if np.fold.is_some() { (None, None) } else { (m.gamma.clone(), m.beta.clone()) };
-            b.crms(&x, full, m.epsilon, gamma.as_deref(), beta.as_deref(), dtype, m.compute_type, &m.y)?;
-            out.forms_out.push(if np.fold.is_some() { "decomposed CRMSNorm" } else { "decomposed CRMSNorm + decompression" }.into());
+            let (gamma, beta) = if np.fold.is_some() {
+                (None, None)
+            } else {
+                (m.gamma.clone(), m.beta.clone())
+            };
+            b.crms(
+                &x,
+                full,
+                m.epsilon,
+                gamma.as_deref(),
+                beta.as_deref(),
+                dtype,
+                m.compute_type,
+                &m.y,
+            )?;
+            out.forms_out.push(
+                if np.fold.is_some() {
+                    "decomposed CRMSNorm"
+                } else {
+                    "decomposed CRMSNorm + decompression"
+                }
+                .into(),
+            );
             continue;
         }
         let folded = np.fold.is_some();
@@ -842,9 +941,12 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
     }
     // CRMSNorm: Shape readers that size other tensors still see the original width.
     for &(node, rank) in &p.shape_fixes {
-        let o = b.g.nodes[node].output[0].clone();
+        let o = b.g.nodes[node]
+            .out(0)
+            .ok_or_else(|| Error::Internal(format!("Shape node {node} has no output")))?
+            .to_string();
         let raw = b.value("shape");
-        b.g.nodes[node].output[0] = raw.clone();
+        b.g.set_output(node, 0, &raw)?;
         let mut onehot = vec![0.0; rank];
         if let Some(l) = onehot.last_mut() {
             *l = 1.0;
@@ -864,8 +966,17 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         // Intermediate type annotations of width D are stale after compression: drop them
         // (they are optional hints; graph inputs and outputs keep theirs).
         g.value_info.retain(|v| {
-            let dims = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).and_then(|t| t.shape.as_ref());
-            !dims.is_some_and(|s| s.dim.iter().any(|d| d.dim_value.is_some_and(|x| x > 0 && p.compressed_widths.contains(&(x as usize)))))
+            let dims = v
+                .r#type
+                .as_ref()
+                .and_then(|t| t.tensor_type.as_ref())
+                .and_then(|t| t.shape.as_ref());
+            !dims.is_some_and(|s| {
+                s.dim.iter().any(|d| {
+                    d.dim_value
+                        .is_some_and(|x| x > 0 && p.compressed_widths.contains(&(x as usize)))
+                })
+            })
         });
     }
     g.remove_nodes(&removed);

@@ -133,7 +133,7 @@ impl<'a> Analysis<'a> {
             ix,
             shapes,
             norms,
-                        norm_by_output,
+            norm_by_output,
             norm_by_node,
         }
     }
@@ -439,7 +439,11 @@ impl<'a> Analysis<'a> {
             .map(|(value, leaf)| LeafAt { value, leaf })
             .collect();
         for (node, slot) in const_leaves {
-            let value = self.g.nodes[node].input[slot].clone();
+            let value = self.g.nodes[node]
+                .input
+                .get(slot)
+                .cloned()
+                .unwrap_or_default();
             st.leaves.push(LeafAt {
                 value,
                 leaf: Leaf::Const { node, slot },
@@ -474,14 +478,14 @@ impl<'a> Analysis<'a> {
             return Consumer::Shape;
         }
         if n.is("Add") || n.is("Sub") {
-            return Consumer::Join(vec![n.output[0].clone()]);
+            return Consumer::Join(n.out(0).map(str::to_string).into_iter().collect());
         }
         if n.is("Concat") {
             let r = self.rank(v);
             let axis = n.attr_i("axis").unwrap_or(0);
             return match r {
                 Some(r) if (if axis < 0 { axis + r as i64 } else { axis }) != r as i64 - 1 => {
-                    Consumer::Join(vec![n.output[0].clone()])
+                    Consumer::Join(n.out(0).map(str::to_string).into_iter().collect())
                 }
                 _ => Consumer::Outside(format!(
                     "Concat {:?} (along the hidden axis or unknown rank)",

@@ -162,6 +162,81 @@ pub struct Graph {
     rest: GraphProto,
     /// Names handed out by [`Graph::fresh_name`].
     taken: HashSet<String>,
+    /// Lookup index of [`Graph::constant_tensor`] (built on first use, kept by the mutation API).
+    consts: ConstCache,
+}
+
+/// Where constants live, by name: what [`Graph::constant_tensor`] looks up (a scan of the
+/// graph per lookup made the pass quadratic on big graphs).
+#[derive(Debug, Default)]
+struct ConstIndex {
+    /// (nodes, initializers, inputs) counts when built: a different count means the vectors
+    /// were edited behind the mutation API and the index is rebuilt.
+    sizes: (usize, usize, usize),
+    /// Graph input names.
+    inputs: HashSet<String>,
+    /// Initializer name → first position in `Graph::initializers`.
+    initializers: HashMap<String, usize>,
+    /// First output of a Constant or Identity node → first such node.
+    nodes: HashMap<String, NodeId>,
+}
+
+impl ConstIndex {
+    fn build(g: &Graph) -> ConstIndex {
+        let mut ix = ConstIndex {
+            sizes: (g.nodes.len(), g.initializers.len(), g.inputs.len()),
+            inputs: g.inputs.iter().filter_map(|v| v.name.clone()).collect(),
+            ..Default::default()
+        };
+        for (i, t) in g.initializers.iter().enumerate() {
+            if let Some(n) = &t.name {
+                ix.initializers.entry(n.clone()).or_insert(i);
+            }
+        }
+        for (i, n) in g.nodes.iter().enumerate() {
+            ix.note_node(n, i);
+        }
+        ix
+    }
+
+    fn note_node(&mut self, n: &NodeProto, id: NodeId) {
+        if n.is("Constant") || n.is("Identity") {
+            if let Some(o) = n.output.first() {
+                self.nodes.entry(o.clone()).or_insert(id);
+            }
+        }
+    }
+}
+
+/// The cached [`ConstIndex`]. Clones start empty; `Debug` shows nothing (it is derived data).
+#[derive(Default)]
+struct ConstCache(std::sync::RwLock<Option<Arc<ConstIndex>>>);
+
+impl Clone for ConstCache {
+    fn clone(&self) -> Self {
+        ConstCache::default()
+    }
+}
+
+impl std::fmt::Debug for ConstCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConstCache")
+    }
+}
+
+impl ConstCache {
+    /// The index for `mut` edits, when built (`None`: nothing to keep up to date).
+    fn get_mut(&mut self) -> Option<&mut ConstIndex> {
+        let slot = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        if slot.as_mut().is_some_and(|a| Arc::get_mut(a).is_none()) {
+            *slot = None; // still shared by a lookup: rebuild on next use
+        }
+        slot.as_mut().and_then(Arc::get_mut)
+    }
+
+    fn clear(&mut self) {
+        *self.0.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 /// Where a value comes from and who reads it.
@@ -214,6 +289,8 @@ pub trait NodeExt {
     fn is(&self, op: &str) -> bool;
     /// Input `i`, if present and non-empty.
     fn input(&self, i: usize) -> Option<&str>;
+    /// Output `i`, if present and non-empty.
+    fn out(&self, i: usize) -> Option<&str>;
     /// An int attribute.
     fn attr_i(&self, name: &str) -> Option<i64>;
     /// A float attribute.
@@ -257,6 +334,12 @@ impl NodeExt for NodeProto {
             .map(String::as_str)
             .filter(|s| !s.is_empty())
     }
+    fn out(&self, i: usize) -> Option<&str> {
+        self.output
+            .get(i)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
     fn attr_i(&self, name: &str) -> Option<i64> {
         self.attribute
             .iter()
@@ -284,6 +367,43 @@ impl NodeExt for NodeProto {
             .any(|a| a.g.is_some() || !a.graphs.is_empty())
     }
 }
+
+/// Ops the pass reasons about whose first output the ONNX schema requires: a node of one of
+/// these with no (or an empty) first output is an invalid model, refused at load.
+const FIRST_OUTPUT_REQUIRED: &[&str] = &[
+    "Add",
+    "Cast",
+    "Concat",
+    "Constant",
+    "Conv",
+    "Div",
+    "Dropout",
+    "Expand",
+    "Flatten",
+    "Gather",
+    "Gemm",
+    "Identity",
+    "LayerNormalization",
+    "MatMul",
+    "Mul",
+    "Pow",
+    "RMSNormalization",
+    "Reciprocal",
+    "ReduceMean",
+    "Reshape",
+    "Shape",
+    "SimplifiedLayerNormalization",
+    "Size",
+    "SkipLayerNormalization",
+    "SkipSimplifiedLayerNormalization",
+    "Slice",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Transpose",
+    "Unsqueeze",
+];
 
 /// Collect names read inside a subgraph that it does not define itself (outer-scope reads).
 fn outer_reads(g: &GraphProto, out: &mut BTreeSet<String>) {
@@ -344,6 +464,7 @@ impl Graph {
             value_info,
             rest: g,
             taken: HashSet::new(),
+            consts: ConstCache::default(),
         }
     }
 
@@ -423,6 +544,16 @@ impl Graph {
             .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
             .collect();
         for (i, n) in self.nodes.iter().enumerate() {
+            if matches!(n.domain(), "" | "com.microsoft")
+                && FIRST_OUTPUT_REQUIRED.contains(&n.op())
+                && n.out(0).is_none()
+            {
+                return Err(format!(
+                    "node {:?} ({}) has no output: the op requires one",
+                    n.label(),
+                    n.op().escape_debug()
+                ));
+            }
             // Values read from the outer scope inside subgraphs count as reads of this node.
             let mut outer = BTreeSet::new();
             for a in &n.attribute {
@@ -461,28 +592,79 @@ impl Graph {
         Ok(())
     }
 
+    /// The constant index, built when missing or when the graph's vectors changed size behind
+    /// the mutation API.
+    fn const_index(&self) -> Arc<ConstIndex> {
+        let sizes = (self.nodes.len(), self.initializers.len(), self.inputs.len());
+        if let Some(ix) = self
+            .consts
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|ix| ix.sizes == sizes)
+        {
+            return ix.clone();
+        }
+        let ix = Arc::new(ConstIndex::build(self));
+        *self.consts.0.write().unwrap_or_else(|e| e.into_inner()) = Some(ix.clone());
+        ix
+    }
+
+    /// Drop the constant index (after edits made directly on the public vectors).
+    pub fn invalidate_index(&mut self) {
+        self.consts.clear();
+    }
+
+    /// Position of the initializer named `name` (the first one), through the index.
+    fn initializer_pos(&self, name: &str) -> Option<usize> {
+        let hit = |ix: &ConstIndex| {
+            ix.initializers
+                .get(name)
+                .copied()
+                .filter(|&i| self.initializers.get(i).and_then(|t| t.name.as_deref()) == Some(name))
+        };
+        let ix = self.const_index();
+        if let Some(i) = hit(&ix) {
+            return Some(i);
+        }
+        if ix.initializers.contains_key(name) {
+            // A stale entry: the vectors were edited directly. Rebuild once.
+            *self.consts.0.write().unwrap_or_else(|e| e.into_inner()) = None;
+            return hit(&self.const_index());
+        }
+        None
+    }
+
     /// The tensor behind a constant value: an initializer (that is not also a graph input) or
     /// the `value` of a Constant node.
     pub fn constant_tensor(&self, name: &str) -> Option<&TensorProto> {
-        // At most this many Identity hops: each costs a scan of the graph, and a hostile chain
-        // of thousands of Identity nodes made every lookup (so the pass) cubic.
+        // At most this many Identity hops: a hostile chain of thousands of Identity nodes made
+        // every lookup (so the pass) cubic when each hop scanned the graph.
         const MAX_IDENTITY_HOPS: usize = 8;
+        let ix = self.const_index();
         let mut name = name;
         for _ in 0..=MAX_IDENTITY_HOPS {
-            if self.inputs.iter().any(|v| v.name.as_deref() == Some(name)) {
+            if ix.inputs.contains(name) {
                 return None; // an initializer that is also an input can be overridden at run time
             }
-            if let Some(t) = self
-                .initializers
-                .iter()
-                .find(|t| t.name.as_deref() == Some(name))
-            {
-                return Some(t);
+            if let Some(i) = self.initializer_pos(name) {
+                return self.initializers.get(i);
             }
-            let n = self.nodes.iter().find(|n| {
-                (n.is("Constant") || n.is("Identity"))
-                    && n.output.first().map(String::as_str) == Some(name)
-            })?;
+            let n = match ix.nodes.get(name).and_then(|&i| self.nodes.get(i)) {
+                Some(n)
+                    if (n.is("Constant") || n.is("Identity"))
+                        && n.output.first().map(String::as_str) == Some(name) =>
+                {
+                    n
+                }
+                // Stale (edited behind the API): the slow way, correct.
+                Some(_) => self.nodes.iter().find(|n| {
+                    (n.is("Constant") || n.is("Identity"))
+                        && n.output.first().map(String::as_str) == Some(name)
+                })?,
+                None => return None,
+            };
             if n.is("Identity") {
                 // Exporters deduplicate tensors as Identity(initializer).
                 let src = n.input(0)?;
@@ -551,8 +733,45 @@ impl Graph {
         if let Some(n) = &node.name {
             self.taken.insert(n.clone());
         }
+        let id = self.nodes.len();
+        if let Some(ix) = self.consts.get_mut() {
+            ix.note_node(&node, id);
+            ix.sizes.0 += 1;
+        }
         self.nodes.push(node);
-        self.nodes.len() - 1
+        id
+    }
+
+    /// Rename output `slot` of node `id` to `value` (the slot must exist).
+    pub fn set_output(&mut self, id: NodeId, slot: usize, value: &str) -> Result<()> {
+        let n = self
+            .nodes
+            .get_mut(id)
+            .ok_or_else(|| Error::Internal(format!("set_output: no node {id}")))?;
+        let label = n.label();
+        let o = n
+            .output
+            .get_mut(slot)
+            .ok_or_else(|| Error::Internal(format!("node {label:?} has no output {slot}")))?;
+        *o = value.to_string();
+        let constant_like = n.is("Constant") || n.is("Identity");
+        self.taken.insert(value.to_string());
+        if constant_like {
+            self.consts.clear();
+        }
+        Ok(())
+    }
+
+    /// Push an initializer, keeping the constant index.
+    fn push_initializer(&mut self, t: TensorProto) {
+        let pos = self.initializers.len();
+        if let Some(ix) = self.consts.get_mut() {
+            if let Some(n) = &t.name {
+                ix.initializers.entry(n.clone()).or_insert(pos);
+            }
+            ix.sizes.1 += 1;
+        }
+        self.initializers.push(t);
     }
 
     /// Point input `slot` of node `id` at `value`.
@@ -566,6 +785,10 @@ impl Graph {
 
     /// Remove the given nodes (ids refer to the current order).
     pub fn remove_nodes(&mut self, ids: &BTreeSet<NodeId>) {
+        if ids.is_empty() {
+            return;
+        }
+        self.consts.clear();
         let mut i = 0;
         self.nodes.retain(|_| {
             let keep = !ids.contains(&i);
@@ -584,13 +807,14 @@ impl Graph {
     ) -> Result<String> {
         let name = self.fresh_name(base);
         let t = tensor::tensor_from_f64(&name, dims, data_type, values).map_err(Error::Internal)?;
-        self.initializers.push(t);
+        self.push_initializer(t);
         Ok(name)
     }
 
     /// Remove initializers nobody reads any more (only ones this tool made unused).
     pub fn drop_unused_initializers(&mut self, candidates: &BTreeSet<String>) {
         let ix = self.index();
+        self.consts.clear();
         self.initializers.retain(|t| {
             let n = t.name.as_deref().unwrap_or("");
             !candidates.contains(n) || ix.use_count(n) > 0
@@ -672,6 +896,7 @@ impl Graph {
             return Err("the edited graph has a cycle".into());
         }
         if order.iter().enumerate().any(|(k, &i)| k != i) {
+            self.consts.clear();
             let mut old: Vec<Option<NodeProto>> = std::mem::take(&mut self.nodes)
                 .into_iter()
                 .map(Some)
@@ -688,9 +913,8 @@ impl Graph {
     /// outputs, value_info or initializers.
     pub fn declared_type(&self, name: &str) -> Option<(i32, Vec<shape::Dim>)> {
         if let Some(t) = self
-            .initializers
-            .iter()
-            .find(|t| t.name.as_deref() == Some(name))
+            .initializer_pos(name)
+            .and_then(|i| self.initializers.get(i))
         {
             return Some((
                 t.data_type.unwrap_or(0),
@@ -704,7 +928,11 @@ impl Graph {
             .chain(&self.value_info)
             .find(|v| v.name.as_deref() == Some(name))?;
         let tt = vi.r#type.as_ref()?.tensor_type.as_ref()?;
-        let dims = tt.shape.as_ref().map(shape::declared_dims).unwrap_or_default();
+        let dims = tt
+            .shape
+            .as_ref()
+            .map(shape::declared_dims)
+            .unwrap_or_default();
         Some((tt.elem_type.unwrap_or(0), dims))
     }
 
@@ -723,9 +951,8 @@ impl Graph {
         let encoded = tensor::encode_f64(&new.data, new.data_type).map_err(Error::Internal)?;
         if sole_user {
             if let Some(t) = self
-                .initializers
-                .iter_mut()
-                .find(|t| t.name.as_deref() == Some(old.as_str()))
+                .initializer_pos(&old)
+                .and_then(|i| self.initializers.get_mut(i))
             {
                 set_payload(t, &new.dims, new.data_type, encoded);
                 return Ok((old, 0));
@@ -756,7 +983,7 @@ impl Graph {
         let mut t = TensorProto::default();
         t.name = Some(name.clone());
         set_payload(&mut t, &new.dims, new.data_type, encoded);
-        self.initializers.push(t);
+        self.push_initializer(t);
         self.set_input(id, slot, &name);
         Ok((name, bytes))
     }

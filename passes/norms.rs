@@ -17,6 +17,7 @@
 //! `Pow → ReduceMean → Add → Sqrt → Div | Reciprocal+Mul`.
 
 use crate::ir::{shape, Graph, GraphIndex, NodeExt, NodeId};
+use crate::tensor::is_float;
 use crate::proto::NodeProto;
 
 /// What a normalisation computes.
@@ -173,6 +174,37 @@ impl Ctx<'_> {
         &self.g.nodes[id]
     }
 
+    /// Whether constant `c` can be the scale/shift of a norm of `v` (the normalised values): one
+    /// entry (a scalar that broadcasts) or D entries along its last axis (other axes 1), D the
+    /// last dim of `v` when known. Else why not (an empty γ broadcast nowhere and panicked).
+    fn affine_fits(&self, c: &str, v: &str) -> Result<(), String> {
+        let dims = self
+            .g
+            .constant_dims(c)
+            .ok_or_else(|| format!("its scale/shift {c:?} is not a constant"))?;
+        let n = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| format!("its scale/shift {c:?} is too large"))?;
+        if n == 0 {
+            return Err(format!("its scale/shift {c:?} is empty"));
+        }
+        if n == 1 {
+            return Ok(());
+        }
+        if dims.last() != Some(&n) {
+            return Err(format!(
+                "its scale/shift {c:?} of dims {dims:?} is not a vector along the normalised axis"
+            ));
+        }
+        match self.shapes.last(v) {
+            Some(w) if w != n as i64 => Err(format!(
+                "its scale/shift {c:?} has {n} entries, the normalised axis {w}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Extend a normalised output `v` with a following `Mul(γ)` and `Add(β)` (constants, either
     /// operand order). Returns (y, γ, β, nodes).
     fn affine_tail(&self, v: &str) -> (String, Option<String>, Option<String>, Vec<NodeId>) {
@@ -183,8 +215,8 @@ impl Ctx<'_> {
         if let Some(m) = sole(self.ix, &y) {
             let n = self.node(m);
             if n.is("Mul") {
-                if let (Some(c), Some(o)) = (other(n, &y).filter(|c| is_const(self.g, c)), n.out(0))
-                {
+                let fits = |c: &&str| is_const(self.g, c) && self.affine_fits(c, v).is_ok();
+                if let (Some(c), Some(o)) = (other(n, &y).filter(fits), n.out(0)) {
                     gamma = Some(c.to_string());
                     nodes.push(m);
                     y = o.to_string();
@@ -194,8 +226,8 @@ impl Ctx<'_> {
         if let Some(a) = sole(self.ix, &y) {
             let n = self.node(a);
             if n.is("Add") {
-                if let (Some(c), Some(o)) = (other(n, &y).filter(|c| is_const(self.g, c)), n.out(0))
-                {
+                let fits = |c: &&str| is_const(self.g, c) && self.affine_fits(c, v).is_ok();
+                if let (Some(c), Some(o)) = (other(n, &y).filter(fits), n.out(0)) {
                     beta = Some(c.to_string());
                     nodes.push(a);
                     y = o.to_string();
@@ -224,7 +256,7 @@ impl Ctx<'_> {
             ("com.microsoft", "SkipSimplifiedLayerNormalization") => {
                 (NormKind::Rms, NormForm::SkipSimplifiedLayerNormalization)
             }
-            _ => return Err(format!("{} is not a fused normalisation", n.op())),
+            _ => return Err(format!("{} is not a fused normalisation", n.op().escape_debug())),
         };
         let y = n
             .output
@@ -246,10 +278,9 @@ impl Ctx<'_> {
         } else {
             n.input(beta_slot).map(str::to_string)
         };
+        let x0 = n.input(0).unwrap_or("");
         for c in gamma.iter().chain(beta.iter()) {
-            if !is_const(self.g, c) {
-                return Err(format!("its scale/shift {c:?} is not a constant"));
-            }
+            self.affine_fits(c, x0)?;
         }
         let extra_outputs_read: Vec<String> = if skip {
             n.output
@@ -287,6 +318,7 @@ impl Ctx<'_> {
                 if !is_const(self.g, bz) {
                     return Err(format!("its bias {bz:?} is not a constant"));
                 }
+                self.affine_fits(bz, x0)?;
             }
             let sum = n
                 .output
@@ -348,8 +380,10 @@ impl Ctx<'_> {
         let mut inner_cast = None;
         if let Some(c) = sole(self.ix, &d) {
             let cn = self.node(c);
-            if cn.is("Cast") {
-                inner_cast = cn.attr_i("to").map(|t| t as i32);
+            // Only a cast to a float type: the core's constants are written in that type.
+            let to = cn.attr_i("to").map(|t| t as i32).filter(|&t| is_float(t));
+            if cn.is("Cast") && to.is_some() {
+                inner_cast = to;
                 nodes.push(c);
                 d = out0(cn)?;
             }
@@ -382,7 +416,7 @@ impl Ctx<'_> {
             } else {
                 return Err(format!(
                     "the centred value is read by {} {:?}",
-                    cn.op(),
+                    cn.op().escape_debug(),
                     cn.label()
                 ));
             }
@@ -440,6 +474,7 @@ impl Ctx<'_> {
             _ if compute_type.is_some() => (x0.clone(), compute_type),
             Some((p, pn))
                 if pn.is("Cast")
+                    && pn.attr_i("to").is_some_and(|t| is_float(t as i32))
                     && self.ix.consumers(&x0).len() == 2
                     && !self.ix.graph_outputs.contains(&x0) =>
             {

@@ -95,6 +95,8 @@ pub struct NormPlan {
     pub kept_affine: Option<String>,
     /// CRMSNorm: the original width D of the compressed stream.
     pub compressed_from: Option<usize>,
+    /// The width D of the norm's stream (γ and β may be scalars that broadcast to it).
+    pub width: usize,
 }
 
 /// The whole plan.
@@ -229,9 +231,19 @@ pub fn fold_readers(
                 let Some(o) = n.out(0) else {
                     return Err(format!("MatMul {:?} has no output", n.label()));
                 };
+                if let Some(why) = a.unwritable_input(c, 1) {
+                    return Err(why);
+                }
                 let bias = match a.ix.consumers(o) {
-                    [(b, bslot)] if a.g.nodes[*b].is("Add") && !a.ix.graph_outputs.contains(o) => {
+                    [(b, bslot)]
+                        if *bslot <= 1
+                            && a.g.nodes[*b].is("Add")
+                            && !a.ix.graph_outputs.contains(o) =>
+                    {
                         let other = 1 - bslot;
+                        if let Some(why) = a.unwritable_input(*b, other) {
+                            return Err(why);
+                        }
                         let bn = &a.g.nodes[*b];
                         let ok = bn.input(other).and_then(|bv| a.g.constant_dims(bv)).map_or(
                             false,
@@ -269,6 +281,9 @@ pub fn fold_readers(
                         n.label()
                     ));
                 }
+                if let Some(why) = a.unwritable_input(c, 1).or_else(|| a.unwritable_input(c, 2)) {
+                    return Err(why);
+                }
                 let bias = n.input(2).map(|_| (c, 2usize));
                 out.push(Reader {
                     node: c,
@@ -281,7 +296,7 @@ pub fn fold_readers(
             if n.is("Mul") || n.is("Div") {
                 return Err(format!(
                     "{} {:?} is not a constant-weight linear op",
-                    n.op(),
+                    n.op().escape_debug(),
                     n.label()
                 ));
             }
@@ -293,7 +308,7 @@ pub fn fold_readers(
                 Err(_) => {
                     return Err(format!(
                         "{} {:?} is not a constant-weight linear op",
-                        n.op(),
+                        n.op().escape_debug(),
                         n.label()
                     ))
                 }
@@ -399,11 +414,23 @@ pub fn plan(
                     let gamma = m.gamma.as_deref().map(read).transpose()?;
                     let beta = m.beta.as_deref().map(read).transpose()?;
                     let td = table.last_dim();
+                    if td != d {
+                        return Err(Error::invalid(
+                            &model.path,
+                            format!(
+                                "LayerNorm {:?} normalises rows of width {td} of its table with a scale/shift of width {d}",
+                                norm_label(a, *norm)
+                            ),
+                        ));
+                    }
+                    // γ/β may be scalars (they broadcast).
+                    let gamma = gamma.map(|g| broadcast_vec(&g.data, d)).transpose()?;
+                    let beta = beta.map(|b| broadcast_vec(&b.data, d)).transpose()?;
                     let vals = math::layernorm_rows(
                         &table.data,
                         td,
-                        gamma.as_ref().map(|g| g.data.as_slice()),
-                        beta.as_ref().map(|b| b.data.as_slice()),
+                        gamma.as_deref(),
+                        beta.as_deref(),
                         m.epsilon as f64,
                     );
                     p.edits
@@ -538,14 +565,14 @@ pub fn plan(
                             .push(Edit::FoldLastIn { axis: r.in_axis });
                     }
                     if let Some(gm) = &gamma {
-                        let gv = broadcast_vec(&gm.data, d);
+                        let gv = broadcast_vec(&gm.data, d)?;
                         p.edits.entry((r.node, 1)).or_default().push(Edit::Scale {
                             axis: r.in_axis,
                             gamma: gv,
                         });
                     }
                     if let Some(bt) = &beta {
-                        let bv = broadcast_vec(&bt.data, d);
+                        let bv = broadcast_vec(&bt.data, d)?;
                         let shift: Vec<f64> = math::shift_through(&w.data, &w.dims, r.in_axis, &bv)
                             .into_iter()
                             .map(|x| x * r.bias_factor)
@@ -582,6 +609,7 @@ pub fn plan(
                 fold: fold_plan,
                 kept_affine: kept,
                 compressed_from: compress.then_some(d),
+                width: d,
             });
         }
         if compress {
@@ -664,11 +692,16 @@ fn shrink_target(a: &Analysis, p: &mut Plan, node: NodeId, d: usize) {
     }
 }
 
-fn broadcast_vec(v: &[f64], d: usize) -> Vec<f64> {
-    if v.len() == d {
-        v.to_vec()
-    } else {
-        (0..d).map(|i| v[i % v.len().max(1)]).collect()
+/// γ or β of `v.len()` entries as a vector of the width `d`: itself, or a scalar repeated. The
+/// matchers only accept lengths 1 and D; anything else is a broken invariant, not a panic.
+fn broadcast_vec(v: &[f64], d: usize) -> Result<Vec<f64>> {
+    match v {
+        _ if v.len() == d => Ok(v.to_vec()),
+        [x] => Ok(vec![*x; d]),
+        _ => Err(Error::Internal(format!(
+            "a scale/shift of {} entries does not broadcast to width {d}",
+            v.len()
+        ))),
     }
 }
 
@@ -818,7 +851,11 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
             .as_deref()
             .and_then(|gm| b.g.constant_tensor(gm))
             .and_then(|t| t.data_type)
+            .filter(|&t| crate::tensor::is_float(t))
             .or_else(|| super::stream::elem_type(b.g, &m.y))
+            // New constants are written in this type: a declared non-float type is a lie
+            // (the norm computes in floats), not something to write.
+            .filter(|&t| crate::tensor::is_float(t))
             .unwrap_or(dt::FLOAT);
         let d = m
             .gamma
@@ -874,20 +911,36 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         let folded = np.fold.is_some();
         let decomposed = emit == Emit::Standard && opset < 23;
         let gamma: Option<String> = if folded || m.gamma.is_none() {
-            // Fused ops need a scale; the decomposed chain keeps a Mul so onnxruntime fuses it.
-            let d = d.or_else(|| {
-                m.beta
-                    .as_deref()
-                    .and_then(|bt| b.g.constant_dims(bt))
-                    .and_then(|s| s.last().copied())
-            });
+            // Fused ops need a scale of the stream's width (γ/β may be scalars: they broadcast);
+            // the decomposed chain keeps a Mul so onnxruntime fuses it.
+            let d = if decomposed {
+                d.or_else(|| {
+                    m.beta
+                        .as_deref()
+                        .and_then(|bt| b.g.constant_dims(bt))
+                        .and_then(|s| s.last().copied())
+                })
+            } else {
+                Some(np.width)
+            };
             match d {
                 Some(d) => Some(b.constant("ones", &[d], dtype, &vec![1.0; d])?),
-                None if decomposed => None,
-                None => return Err(Error::Internal(format!("norm {:?}: width unknown", m.y))),
+                None => None,
             }
         } else {
-            m.gamma.clone()
+            match m.gamma.as_deref() {
+                // A fused op's scale must have the normalised width: widen a broadcast γ.
+                Some(gm) if !decomposed && b.g.constant_dims(gm).map(|s| s.iter().product::<usize>()) != Some(np.width) => {
+                    let t = b
+                        .g
+                        .constant_tensor(gm)
+                        .ok_or_else(|| Error::Internal(format!("constant {gm:?} vanished")))?;
+                    let arr = read_array(t, &store, &path)?;
+                    let v = broadcast_vec(&arr.data, np.width)?;
+                    Some(b.constant("scale", &[np.width], arr.data_type, &v)?)
+                }
+                g => g.map(str::to_string),
+            }
         };
         let beta = if folded { None } else { m.beta.clone() };
         let form = if emit == Emit::Onnxruntime
@@ -1007,5 +1060,6 @@ fn elem_type_of_weight(g: &crate::ir::Graph, node: NodeId) -> i32 {
         .input(1)
         .and_then(|w| g.constant_tensor(w))
         .and_then(|t| t.data_type)
+        .filter(|&t| crate::tensor::is_float(t))
         .unwrap_or(dt::FLOAT)
 }

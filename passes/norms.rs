@@ -17,8 +17,8 @@
 //! `Pow → ReduceMean → Add → Sqrt → Div | Reciprocal+Mul`.
 
 use crate::ir::{shape, Graph, GraphIndex, NodeExt, NodeId};
-use crate::tensor::is_float;
 use crate::proto::NodeProto;
+use crate::tensor::is_float;
 
 /// What a normalisation computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -256,7 +256,12 @@ impl Ctx<'_> {
             ("com.microsoft", "SkipSimplifiedLayerNormalization") => {
                 (NormKind::Rms, NormForm::SkipSimplifiedLayerNormalization)
             }
-            _ => return Err(format!("{} is not a fused normalisation", n.op().escape_debug())),
+            _ => {
+                return Err(format!(
+                    "{} is not a fused normalisation",
+                    n.op().escape_debug()
+                ))
+            }
         };
         let y = n
             .output

@@ -281,7 +281,10 @@ pub fn fold_readers(
                         n.label()
                     ));
                 }
-                if let Some(why) = a.unwritable_input(c, 1).or_else(|| a.unwritable_input(c, 2)) {
+                if let Some(why) = a
+                    .unwritable_input(c, 1)
+                    .or_else(|| a.unwritable_input(c, 2))
+                {
                     return Err(why);
                 }
                 let bias = n.input(2).map(|_| (c, 2usize));
@@ -930,11 +933,14 @@ pub fn apply(model: &mut Model, norms: &[NormMatch], p: &Plan, emit: Emit) -> Re
         } else {
             match m.gamma.as_deref() {
                 // A fused op's scale must have the normalised width: widen a broadcast γ.
-                Some(gm) if !decomposed && b.g.constant_dims(gm).map(|s| s.iter().product::<usize>()) != Some(np.width) => {
-                    let t = b
-                        .g
-                        .constant_tensor(gm)
-                        .ok_or_else(|| Error::Internal(format!("constant {gm:?} vanished")))?;
+                Some(gm)
+                    if !decomposed
+                        && b.g.constant_dims(gm).map(|s| s.iter().product::<usize>())
+                            != Some(np.width) =>
+                {
+                    let t =
+                        b.g.constant_tensor(gm)
+                            .ok_or_else(|| Error::Internal(format!("constant {gm:?} vanished")))?;
                     let arr = read_array(t, &store, &path)?;
                     let v = broadcast_vec(&arr.data, np.width)?;
                     Some(b.constant("scale", &[np.width], arr.data_type, &v)?)

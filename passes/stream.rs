@@ -312,7 +312,11 @@ impl<'a> Analysis<'a> {
                     ))
                 }
             }
-            _ => Err(format!("{} {:?} reads the stream", n.op().escape_debug(), n.label())),
+            _ => Err(format!(
+                "{} {:?} reads the stream",
+                n.op().escape_debug(),
+                n.label()
+            )),
         }
     }
 
@@ -322,7 +326,11 @@ impl<'a> Analysis<'a> {
     pub fn unwritable_input(&self, node: NodeId, slot: usize) -> Option<String> {
         let n = self.g.nodes.get(node)?;
         let c = n.input(slot)?;
-        let t = self.g.constant_tensor(c)?.data_type.unwrap_or(dt::UNDEFINED);
+        let t = self
+            .g
+            .constant_tensor(c)?
+            .data_type
+            .unwrap_or(dt::UNDEFINED);
         (!crate::tensor::is_float(t) && dt::byte_size(t).is_some()).then(|| {
             format!(
                 "{c:?} (input {slot} of {} {:?}) is stored as {}, not a float type: its edited values cannot be written back",
@@ -386,8 +394,7 @@ impl<'a> Analysis<'a> {
             // went one way through a leaf it stops at the other way. Planning both would edit
             // the shared part twice: refuse both.
             if let Some(o) = s.values.iter().find_map(|v| owner.get(v).copied()) {
-                s.observed
-                    .push(format!("it shares values with stream {o}"));
+                s.observed.push(format!("it shares values with stream {o}"));
                 streams[o]
                     .observed
                     .push(format!("it shares values with stream {sid}"));
@@ -534,7 +541,11 @@ impl<'a> Analysis<'a> {
             if reads_x && (m.skip.is_some() || slot == 0 || n.is("Sub")) {
                 return Consumer::Norm(k);
             }
-            return Consumer::Outside(format!("{} {:?} (inside a norm)", n.op().escape_debug(), n.label()));
+            return Consumer::Outside(format!(
+                "{} {:?} (inside a norm)",
+                n.op().escape_debug(),
+                n.label()
+            ));
         }
         if n.is("Shape") || n.is("Size") {
             return Consumer::Shape;

@@ -344,16 +344,16 @@ impl<'a> Analysis<'a> {
     /// Why the stream's sources and writers cannot be centred in place: the constants their
     /// leaves would edit that are not of a float type (empty when all can).
     pub fn unwritable(&self, st: &Stream) -> Vec<String> {
-        let mut slots: Vec<(NodeId, usize)> = Vec::new();
+        let mut slots: BTreeSet<(NodeId, usize)> = BTreeSet::new();
         for l in &st.leaves {
-            match l.leaf {
-                Leaf::Const { node, slot } => slots.push((node, slot)),
-                Leaf::Linear { node } => slots.extend([(node, 1), (node, 2)]),
-                Leaf::Table { node } => slots.push((node, 0)),
-                Leaf::Conv { node } => slots.extend([(node, 1), (node, 2)]),
-                Leaf::LnTable { gather, .. } => slots.push((gather, 0)),
-                Leaf::Explicit { .. } => {}
-            }
+            let edited: &[(NodeId, usize)] = match l.leaf {
+                Leaf::Const { node, slot } => &[(node, slot)],
+                Leaf::Linear { node } | Leaf::Conv { node } => &[(node, 1), (node, 2)],
+                Leaf::Table { node } => &[(node, 0)],
+                Leaf::LnTable { gather, .. } => &[(gather, 0)],
+                Leaf::Explicit { .. } => &[],
+            };
+            slots.extend(edited.iter().copied());
         }
         slots
             .into_iter()

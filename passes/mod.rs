@@ -208,6 +208,7 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
                 ));
             }
         }
+        reasons[sid].extend(a.unwritable(st));
         let explicit = st
             .leaves
             .iter()

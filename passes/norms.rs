@@ -18,6 +18,7 @@
 
 use crate::ir::{shape, Graph, GraphIndex, NodeExt, NodeId};
 use crate::proto::NodeProto;
+use crate::tensor::is_float;
 
 /// What a normalisation computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -116,6 +117,13 @@ fn const_scalar(g: &Graph, v: &str) -> Option<f64> {
     arr.data.first().copied()
 }
 
+/// The first output of a matched node (the load check requires it; a reason if absent).
+fn out0(n: &NodeProto) -> Result<String, String> {
+    n.out(0)
+        .map(str::to_string)
+        .ok_or_else(|| format!("{} {:?} has no output", n.op().escape_debug(), n.label()))
+}
+
 fn is_const(g: &Graph, v: &str) -> bool {
     g.constant_tensor(v).is_some()
 }
@@ -166,6 +174,37 @@ impl Ctx<'_> {
         &self.g.nodes[id]
     }
 
+    /// Whether constant `c` can be the scale/shift of a norm of `v` (the normalised values): one
+    /// entry (a scalar that broadcasts) or D entries along its last axis (other axes 1), D the
+    /// last dim of `v` when known. Else why not (an empty γ broadcast nowhere and panicked).
+    fn affine_fits(&self, c: &str, v: &str) -> Result<(), String> {
+        let dims = self
+            .g
+            .constant_dims(c)
+            .ok_or_else(|| format!("its scale/shift {c:?} is not a constant"))?;
+        let n = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| format!("its scale/shift {c:?} is too large"))?;
+        if n == 0 {
+            return Err(format!("its scale/shift {c:?} is empty"));
+        }
+        if n == 1 {
+            return Ok(());
+        }
+        if dims.last() != Some(&n) {
+            return Err(format!(
+                "its scale/shift {c:?} of dims {dims:?} is not a vector along the normalised axis"
+            ));
+        }
+        match self.shapes.last(v) {
+            Some(w) if w != n as i64 => Err(format!(
+                "its scale/shift {c:?} has {n} entries, the normalised axis {w}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Extend a normalised output `v` with a following `Mul(γ)` and `Add(β)` (constants, either
     /// operand order). Returns (y, γ, β, nodes).
     fn affine_tail(&self, v: &str) -> (String, Option<String>, Option<String>, Vec<NodeId>) {
@@ -176,20 +215,22 @@ impl Ctx<'_> {
         if let Some(m) = sole(self.ix, &y) {
             let n = self.node(m);
             if n.is("Mul") {
-                if let Some(c) = other(n, &y).filter(|c| is_const(self.g, c)) {
+                let fits = |c: &&str| is_const(self.g, c) && self.affine_fits(c, v).is_ok();
+                if let (Some(c), Some(o)) = (other(n, &y).filter(fits), n.out(0)) {
                     gamma = Some(c.to_string());
                     nodes.push(m);
-                    y = n.output[0].clone();
+                    y = o.to_string();
                 }
             }
         }
         if let Some(a) = sole(self.ix, &y) {
             let n = self.node(a);
             if n.is("Add") {
-                if let Some(c) = other(n, &y).filter(|c| is_const(self.g, c)) {
+                let fits = |c: &&str| is_const(self.g, c) && self.affine_fits(c, v).is_ok();
+                if let (Some(c), Some(o)) = (other(n, &y).filter(fits), n.out(0)) {
                     beta = Some(c.to_string());
                     nodes.push(a);
-                    y = n.output[0].clone();
+                    y = o.to_string();
                 }
             }
         }
@@ -215,7 +256,12 @@ impl Ctx<'_> {
             ("com.microsoft", "SkipSimplifiedLayerNormalization") => {
                 (NormKind::Rms, NormForm::SkipSimplifiedLayerNormalization)
             }
-            _ => return Err(format!("{} is not a fused normalisation", n.op())),
+            _ => {
+                return Err(format!(
+                    "{} is not a fused normalisation",
+                    n.op().escape_debug()
+                ))
+            }
         };
         let y = n
             .output
@@ -237,10 +283,9 @@ impl Ctx<'_> {
         } else {
             n.input(beta_slot).map(str::to_string)
         };
+        let x0 = n.input(0).unwrap_or("");
         for c in gamma.iter().chain(beta.iter()) {
-            if !is_const(self.g, c) {
-                return Err(format!("its scale/shift {c:?} is not a constant"));
-            }
+            self.affine_fits(c, x0)?;
         }
         let extra_outputs_read: Vec<String> = if skip {
             n.output
@@ -278,6 +323,7 @@ impl Ctx<'_> {
                 if !is_const(self.g, bz) {
                     return Err(format!("its bias {bz:?} is not a constant"));
                 }
+                self.affine_fits(bz, x0)?;
             }
             let sum = n
                 .output
@@ -324,7 +370,7 @@ impl Ctx<'_> {
                 "ReduceMean reduces axes {axes:?}, not the last axis alone"
             ));
         }
-        let mean = rm1.output[0].clone();
+        let mean = out0(rm1)?;
         let sub = sole(self.ix, &mean).ok_or("the mean has several readers")?;
         let subn = self.node(sub);
         if !(subn.is("Sub")
@@ -333,16 +379,18 @@ impl Ctx<'_> {
         {
             return Err("the mean is not subtracted from its input".into());
         }
-        let mut d = subn.output[0].clone();
+        let mut d = out0(subn)?;
         let mut nodes = vec![id, sub];
         // fp16 graphs from the TorchScript exporter: Sub → Cast(wide) → Pow/Div → Cast(back).
         let mut inner_cast = None;
         if let Some(c) = sole(self.ix, &d) {
             let cn = self.node(c);
-            if cn.is("Cast") {
-                inner_cast = cn.attr_i("to").map(|t| t as i32);
+            // Only a cast to a float type: the core's constants are written in that type.
+            let to = cn.attr_i("to").map(|t| t as i32).filter(|&t| is_float(t));
+            if cn.is("Cast") && to.is_some() {
+                inner_cast = to;
                 nodes.push(c);
-                d = cn.output[0].clone();
+                d = out0(cn)?;
             }
         }
         // d feeds the square and the division.
@@ -373,7 +421,7 @@ impl Ctx<'_> {
             } else {
                 return Err(format!(
                     "the centred value is read by {} {:?}",
-                    cn.op(),
+                    cn.op().escape_debug(),
                     cn.label()
                 ));
             }
@@ -382,24 +430,24 @@ impl Ctx<'_> {
         let div = div.ok_or("the centred value is not divided by its deviation")?;
         nodes.push(sq);
         let var_rm =
-            sole(self.ix, &self.node(sq).output[0]).ok_or("the square has several readers")?;
+            sole(self.ix, &out0(self.node(sq))?).ok_or("the square has several readers")?;
         let vn = self.node(var_rm);
         if !vn.is("ReduceMean") || reduce_axes(g, vn).as_deref() != Some(axes.as_slice()) {
             return Err("the square is not averaged over the same axis".into());
         }
         nodes.push(var_rm);
-        let add = sole(self.ix, &vn.output[0]).ok_or("the variance has several readers")?;
+        let add = sole(self.ix, &out0(vn)?).ok_or("the variance has several readers")?;
         let an = self.node(add);
-        let eps_v = other(an, &vn.output[0])
+        let eps_v = other(an, &out0(vn)?)
             .filter(|_| an.is("Add"))
             .ok_or("the variance is not followed by Add(ε)")?;
         let epsilon = const_scalar(g, eps_v).ok_or("ε is not a constant scalar")? as f32;
         nodes.push(add);
-        let sqrt = sole(self.ix, &an.output[0])
+        let sqrt = sole(self.ix, &out0(an)?)
             .filter(|&s| self.node(s).is("Sqrt"))
             .ok_or("variance + ε is not followed by Sqrt")?;
         nodes.push(sqrt);
-        let s = self.node(sqrt).output[0].clone();
+        let s = out0(self.node(sqrt))?;
         let dn = self.node(div);
         if dn.is("Div") {
             if dn.input(1) != Some(s.as_str()) || sole(self.ix, &s) != Some(div) {
@@ -409,21 +457,21 @@ impl Ctx<'_> {
             let r = sole(self.ix, &s)
                 .filter(|&r| self.node(r).is("Reciprocal"))
                 .ok_or("the deviation is not inverted")?;
-            let rv = &self.node(r).output[0];
+            let rv = &out0(self.node(r))?;
             if other(dn, &d) != Some(rv.as_str()) || sole(self.ix, rv) != Some(div) {
                 return Err("the centred value is not multiplied by the inverse deviation".into());
             }
             nodes.push(r);
         }
         nodes.push(div);
-        let mut normed = dn.output[0].clone();
+        let mut normed = out0(dn)?;
         let mut compute_type = None;
         if inner_cast.is_some() {
             let back = sole(self.ix, &normed)
                 .filter(|&c| self.node(c).is("Cast"))
                 .ok_or("the widened LayerNorm is not cast back")?;
             nodes.push(back);
-            normed = self.node(back).output[0].clone();
+            normed = out0(self.node(back))?;
             compute_type = inner_cast;
         }
         // fp16 graphs: x → Cast(f32) → core → Cast(back).
@@ -431,6 +479,7 @@ impl Ctx<'_> {
             _ if compute_type.is_some() => (x0.clone(), compute_type),
             Some((p, pn))
                 if pn.is("Cast")
+                    && pn.attr_i("to").is_some_and(|t| is_float(t as i32))
                     && self.ix.consumers(&x0).len() == 2
                     && !self.ix.graph_outputs.contains(&x0) =>
             {
@@ -440,7 +489,7 @@ impl Ctx<'_> {
                     Some((c, cn)) if cn.is("Cast") => {
                         nodes.insert(0, p);
                         nodes.push(c);
-                        normed = cn.output[0].clone();
+                        normed = out0(cn)?;
                         (outer, to)
                     }
                     _ => (x0.clone(), None),
@@ -480,34 +529,34 @@ impl Ctx<'_> {
                 return Err("squares a difference (LayerNorm)".into());
             }
         }
-        let rm = sole(self.ix, &p.output[0])
+        let rm = sole(self.ix, &out0(p)?)
             .filter(|&r| self.node(r).is("ReduceMean"))
             .ok_or("square not averaged")?;
-        let add = sole(self.ix, &self.node(rm).output[0])
+        let add = sole(self.ix, &out0(self.node(rm))?)
             .filter(|&a| self.node(a).is("Add"))
             .ok_or("no Add(ε)")?;
         let an = self.node(add);
-        let epsilon = other(an, &self.node(rm).output[0])
+        let epsilon = other(an, &out0(self.node(rm))?)
             .and_then(|e| const_scalar(g, e))
             .ok_or("ε not constant")? as f32;
-        let sq = sole(self.ix, &an.output[0])
+        let sq = sole(self.ix, &out0(an)?)
             .filter(|&s| self.node(s).is("Sqrt"))
             .ok_or("no Sqrt")?;
-        let s = &self.node(sq).output[0];
+        let s = &out0(self.node(sq))?;
         let mut nodes = vec![id, rm, add, sq];
         let c = sole(self.ix, s).ok_or("deviation read twice")?;
         let cn = self.node(c);
         let out = if cn.is("Div") && cn.input(0) == Some(x.as_str()) {
             nodes.push(c);
-            cn.output[0].clone()
+            out0(cn)?
         } else if cn.is("Reciprocal") {
-            let r = &cn.output[0];
+            let r = &out0(cn)?;
             let m = sole(self.ix, r)
                 .filter(|&m| self.node(m).is("Mul") && other(self.node(m), r) == Some(x.as_str()))
                 .ok_or("inverse not applied")?;
             nodes.push(c);
             nodes.push(m);
-            self.node(m).output[0].clone()
+            out0(self.node(m))?
         } else {
             return Err("deviation not applied".into());
         };

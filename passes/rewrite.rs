@@ -107,6 +107,8 @@ pub struct NormPlan {
     pub kept_affine: Option<String>,
     /// CRMSNorm: the original width D of the compressed stream.
     pub compressed_from: Option<usize>,
+    /// The width D of the norm's stream (γ and β may be scalars that broadcast to it).
+    pub width: usize,
 }
 
 /// The whole plan.
@@ -146,7 +148,11 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
             .any(|&i| i == -1 || rank.map_or(true, |r| i == r as i64 - 1))
     };
     let (mut own, mut other) = (false, false);
-    let mut queue = vec![a.g.nodes[shape_node].output[0].clone()];
+    let mut queue: Vec<String> = a.g.nodes[shape_node]
+        .out(0)
+        .map(str::to_string)
+        .into_iter()
+        .collect();
     let mut seen = BTreeSet::new();
     while let Some(v) = queue.pop() {
         if !seen.insert(v.clone()) {
@@ -234,16 +240,24 @@ pub fn fold_readers(
                         n.label()
                     ));
                 }
-                let o = &n.output[0];
+                let Some(o) = n.out(0) else {
+                    return Err(format!("MatMul {:?} has no output", n.label()));
+                };
+                if let Some(why) = a.unwritable_input(c, 1) {
+                    return Err(why);
+                }
                 // The bias is an Add after the MatMul, or the bias input of onnxruntime's
                 // fused BiasGelu / FastGelu (Gelu(x + bias)).
                 let bias = match a.ix.consumers(o) {
-                    [(b, bslot)] if a.ix.graph_outputs.contains(o) || *bslot > 1 => None,
+                    [(_, bslot)] if a.ix.graph_outputs.contains(o) || *bslot > 1 => None,
                     [(b, bslot)]
                         if a.g.nodes[*b].is("Add")
                             || (*bslot == 0 && is_bias_gelu(&a.g.nodes[*b])) =>
                     {
                         let other = 1 - bslot;
+                        if let Some(why) = a.unwritable_input(*b, other) {
+                            return Err(why);
+                        }
                         let bn = &a.g.nodes[*b];
                         let ok = bn.input(other).and_then(|bv| a.g.constant_dims(bv)).map_or(
                             false,
@@ -281,6 +295,12 @@ pub fn fold_readers(
                         n.label()
                     ));
                 }
+                if let Some(why) = a
+                    .unwritable_input(c, 1)
+                    .or_else(|| a.unwritable_input(c, 2))
+                {
+                    return Err(why);
+                }
                 let bias = n.input(2).map(|_| (c, 2usize));
                 out.push(Reader {
                     node: c,
@@ -293,7 +313,7 @@ pub fn fold_readers(
             if n.is("Mul") || n.is("Div") {
                 return Err(format!(
                     "{} {:?} is not a constant-weight linear op",
-                    n.op(),
+                    n.op().escape_debug(),
                     n.label()
                 ));
             }
@@ -305,7 +325,7 @@ pub fn fold_readers(
                 Err(_) => {
                     return Err(format!(
                         "{} {:?} is not a constant-weight linear op",
-                        n.op(),
+                        n.op().escape_debug(),
                         n.label()
                     ))
                 }
@@ -352,9 +372,10 @@ pub fn plan(
         for la in &st.leaves {
             let (kind, node, how) = match &la.leaf {
                 Leaf::Const { node, slot } => {
-                    let dims =
-                        a.g.constant_dims(&a.g.nodes[*node].input[*slot])
-                            .unwrap_or_default();
+                    let dims = a.g.nodes[*node]
+                        .input(*slot)
+                        .and_then(|c| a.g.constant_dims(c))
+                        .unwrap_or_default();
                     let axis = dims.len().saturating_sub(1);
                     p.edits
                         .entry((*node, *slot))
@@ -411,15 +432,31 @@ pub fn plan(
                 }
                 Leaf::LnTable { norm, gather } => {
                     let m = &a.norms[*norm];
-                    let table = &a.g.nodes[*gather].input[0];
+                    let table = a.g.nodes[*gather].input(0).unwrap_or("");
                     let td =
                         a.g.constant_dims(table)
                             .and_then(|s| s.last().copied())
                             .unwrap_or(0);
+                    if td != d {
+                        return Err(Error::invalid(
+                            &model.path,
+                            format!(
+                                "LayerNorm {:?} normalises rows of width {td} of its table with a scale/shift of width {d}",
+                                norm_label(a, *norm)
+                            ),
+                        ));
+                    }
                     let gamma = m.gamma.as_deref().map(read).transpose()?;
                     let beta = m.beta.as_deref().map(read).transpose()?;
-                    let gamma = gamma.map_or_else(|| vec![1.0; td], |g| broadcast_vec(&g.data, td));
-                    let beta = beta.map_or_else(|| vec![0.0; td], |b| broadcast_vec(&b.data, td));
+                    // γ/β may be scalars (they broadcast).
+                    let gamma = match gamma {
+                        Some(g) => broadcast_vec(&g.data, d)?,
+                        None => vec![1.0; d],
+                    };
+                    let beta = match beta {
+                        Some(b) => broadcast_vec(&b.data, d)?,
+                        None => vec![0.0; d],
+                    };
                     p.edits.entry((*gather, 0)).or_default().extend([
                         Edit::LayerNormRows {
                             gamma,
@@ -499,7 +536,7 @@ pub fn plan(
             for la in &st.leaves {
                 if let Leaf::Conv { node } = la.leaf {
                     // Conv → Reshape [N, D, -1]: the channel axis is index 1 there.
-                    for &(c, _) in a.ix.consumers(&a.g.nodes[node].output[0]) {
+                    for &(c, _) in a.ix.consumers(a.g.nodes[node].out(0).unwrap_or("")) {
                         let cn = &a.g.nodes[c];
                         if cn.is("Reshape") {
                             if let Some(t) =
@@ -564,14 +601,14 @@ pub fn plan(
                             .push(Edit::FoldLastIn { axis: r.in_axis });
                     }
                     if let Some(gm) = &gamma {
-                        let gv = broadcast_vec(&gm.data, d);
+                        let gv = broadcast_vec(&gm.data, d)?;
                         p.edits.entry((r.node, 1)).or_default().push(Edit::Scale {
                             axis: r.in_axis,
                             gamma: gv,
                         });
                     }
                     if let Some(bt) = &beta {
-                        let bv = broadcast_vec(&bt.data, d);
+                        let bv = broadcast_vec(&bt.data, d)?;
                         let shift: Vec<f64> = math::shift_through(&w.data, &w.dims, r.in_axis, &bv)
                             .into_iter()
                             .map(|x| x * r.bias_factor)
@@ -608,6 +645,7 @@ pub fn plan(
                 fold: fold_plan,
                 kept_affine: kept,
                 compressed_from: compress.then_some(d),
+                width: d,
             });
         }
         if compress {
@@ -734,11 +772,16 @@ fn shrink_target(a: &Analysis, p: &mut Plan, node: NodeId, d: usize) {
     }
 }
 
-fn broadcast_vec(v: &[f64], d: usize) -> Vec<f64> {
-    if v.len() == d {
-        v.to_vec()
-    } else {
-        (0..d).map(|i| v[i % v.len().max(1)]).collect()
+/// γ or β of `v.len()` entries as a vector of the width `d`: itself, or a scalar repeated. The
+/// matchers only accept lengths 1 and D; anything else is a broken invariant, not a panic.
+fn broadcast_vec(v: &[f64], d: usize) -> Result<Vec<f64>> {
+    match v {
+        _ if v.len() == d => Ok(v.to_vec()),
+        [x] => Ok(vec![*x; d]),
+        _ => Err(Error::Internal(format!(
+            "a scale/shift of {} entries does not broadcast to width {d}",
+            v.len()
+        ))),
     }
 }
 
@@ -774,7 +817,10 @@ pub fn apply(
     // 1. Constant edits, copy on write. Large initializers are edited while the model is
     //    written, a block of rows at a time (passes/lazy.rs); the rest here, in memory.
     for (&(node, slot), edits) in &p.edits {
-        let name = model.graph.nodes[node].input[slot].clone();
+        let name = model.graph.nodes[node]
+            .input(slot)
+            .ok_or_else(|| Error::Internal(format!("edit of node {node} slot {slot}: no input")))?
+            .to_string();
         let t = model
             .graph
             .constant_tensor(&name)
@@ -833,9 +879,12 @@ pub fn apply(
         if gemm {
             b.g.set_input(*node, 2, &c);
         } else {
-            let o = b.g.nodes[*node].output[0].clone();
+            let o = b.g.nodes[*node]
+                .out(0)
+                .ok_or_else(|| Error::Internal(format!("reader {node} has no output")))?
+                .to_string();
             let mm = b.value("matmul");
-            b.g.nodes[*node].output[0] = mm.clone();
+            b.g.set_output(*node, 0, &mm)?;
             b.node("", "Add", &[&mm, &c], Some(&o), vec![]);
         }
         out.bytes_added += v.len() * crate::proto::data_type::byte_size(dtype).unwrap_or(4);
@@ -858,7 +907,7 @@ pub fn apply(
         let m = &norms[k];
         removed.extend(m.nodes.iter().copied());
         dead_consts.extend(norm_consts(b.g, m));
-        b.g.nodes[gather].output[0] = m.y.clone();
+        b.g.set_output(gather, 0, &m.y)?;
     }
     // 5. Norms → RMSNorm.
     for np in &p.norms {
@@ -870,7 +919,11 @@ pub fn apply(
             .as_deref()
             .and_then(|gm| b.g.constant_tensor(gm))
             .and_then(|t| t.data_type)
+            .filter(|&t| crate::tensor::is_float(t))
             .or_else(|| super::stream::elem_type(b.g, &m.y))
+            // New constants are written in this type: a declared non-float type is a lie
+            // (the norm computes in floats), not something to write.
+            .filter(|&t| crate::tensor::is_float(t))
             .unwrap_or(dt::FLOAT);
         let d = m
             .gamma
@@ -929,20 +982,39 @@ pub fn apply(
         let folded = np.fold.is_some();
         let decomposed = emit == Emit::Standard && opset < 23;
         let gamma: Option<String> = if folded || m.gamma.is_none() {
-            // Fused ops need a scale; the decomposed chain keeps a Mul so onnxruntime fuses it.
-            let d = d.or_else(|| {
-                m.beta
-                    .as_deref()
-                    .and_then(|bt| b.g.constant_dims(bt))
-                    .and_then(|s| s.last().copied())
-            });
+            // Fused ops need a scale of the stream's width (γ/β may be scalars: they broadcast);
+            // the decomposed chain keeps a Mul so onnxruntime fuses it.
+            let d = if decomposed {
+                d.or_else(|| {
+                    m.beta
+                        .as_deref()
+                        .and_then(|bt| b.g.constant_dims(bt))
+                        .and_then(|s| s.last().copied())
+                })
+            } else {
+                Some(np.width)
+            };
             match d {
                 Some(d) => Some(b.constant("ones", &[d], dtype, &vec![1.0; d])?),
-                None if decomposed => None,
-                None => return Err(Error::Internal(format!("norm {:?}: width unknown", m.y))),
+                None => None,
             }
         } else {
-            m.gamma.clone()
+            match m.gamma.as_deref() {
+                // A fused op's scale must have the normalised width: widen a broadcast γ.
+                Some(gm)
+                    if !decomposed
+                        && b.g.constant_dims(gm).map(|s| s.iter().product::<usize>())
+                            != Some(np.width) =>
+                {
+                    let t =
+                        b.g.constant_tensor(gm)
+                            .ok_or_else(|| Error::Internal(format!("constant {gm:?} vanished")))?;
+                    let arr = read_array(t, &store, &path)?;
+                    let v = broadcast_vec(&arr.data, np.width)?;
+                    Some(b.constant("scale", &[np.width], arr.data_type, &v)?)
+                }
+                g => g.map(str::to_string),
+            }
         };
         let beta = if folded { None } else { m.beta.clone() };
         let form = if emit == Emit::Onnxruntime
@@ -996,9 +1068,12 @@ pub fn apply(
     }
     // CRMSNorm: Shape readers that size other tensors still see the original width.
     for &(node, rank) in &p.shape_fixes {
-        let o = b.g.nodes[node].output[0].clone();
+        let o = b.g.nodes[node]
+            .out(0)
+            .ok_or_else(|| Error::Internal(format!("Shape node {node} has no output")))?
+            .to_string();
         let raw = b.value("shape");
-        b.g.nodes[node].output[0] = raw.clone();
+        b.g.set_output(node, 0, &raw)?;
         let mut onehot = vec![0.0; rank];
         if let Some(l) = onehot.last_mut() {
             *l = 1.0;
@@ -1059,5 +1134,6 @@ fn elem_type_of_weight(g: &crate::ir::Graph, node: NodeId) -> i32 {
         .input(1)
         .and_then(|w| g.constant_tensor(w))
         .and_then(|t| t.data_type)
+        .filter(|&t| crate::tensor::is_float(t))
         .unwrap_or(dt::FLOAT)
 }

@@ -184,8 +184,8 @@ impl<'a> Analysis<'a> {
         if !n.domain().is_empty() {
             return Err(format!(
                 "{}:{} is not known to keep the mean",
-                n.domain(),
-                n.op()
+                n.domain().escape_debug(),
+                n.op().escape_debug()
             ));
         }
         match n.op() {
@@ -205,7 +205,7 @@ impl<'a> Analysis<'a> {
                 if !self.last_is(&o, d) {
                     return Err(format!(
                         "{} {:?} does not keep the hidden axis last with width {d}",
-                        n.op(),
+                        n.op().escape_debug(),
                         n.label()
                     ));
                 }
@@ -225,7 +225,7 @@ impl<'a> Analysis<'a> {
                             }
                             _ => Err(format!(
                                 "{} {:?} may touch the hidden axis",
-                                n.op(),
+                                n.op().escape_debug(),
                                 n.label()
                             )),
                         }
@@ -307,13 +307,58 @@ impl<'a> Analysis<'a> {
                 } else {
                     Err(format!(
                         "{} {:?} scales the hidden axis elementwise",
-                        n.op(),
+                        n.op().escape_debug(),
                         n.label()
                     ))
                 }
             }
-            _ => Err(format!("{} {:?} reads the stream", n.op(), n.label())),
+            _ => Err(format!(
+                "{} {:?} reads the stream",
+                n.op().escape_debug(),
+                n.label()
+            )),
         }
+    }
+
+    /// The constant read at `slot` of `node`, when it is stored in a numeric type the rewrite
+    /// can read but cannot write edited values back into (integers): why. Types that cannot be
+    /// read as numbers at all (strings, unknown codes) are left to the reader: invalid input.
+    pub fn unwritable_input(&self, node: NodeId, slot: usize) -> Option<String> {
+        let n = self.g.nodes.get(node)?;
+        let c = n.input(slot)?;
+        let t = self
+            .g
+            .constant_tensor(c)?
+            .data_type
+            .unwrap_or(dt::UNDEFINED);
+        (!crate::tensor::is_float(t) && dt::byte_size(t).is_some()).then(|| {
+            format!(
+                "{c:?} (input {slot} of {} {:?}) is stored as {}, not a float type: its edited values cannot be written back",
+                n.op().escape_debug(),
+                n.label(),
+                dt::name(t)
+            )
+        })
+    }
+
+    /// Why the stream's sources and writers cannot be centred in place: the constants their
+    /// leaves would edit that are not of a float type (empty when all can).
+    pub fn unwritable(&self, st: &Stream) -> Vec<String> {
+        let mut slots: BTreeSet<(NodeId, usize)> = BTreeSet::new();
+        for l in &st.leaves {
+            let edited: &[(NodeId, usize)] = match l.leaf {
+                Leaf::Const { node, slot } => &[(node, slot)],
+                Leaf::Linear { node } | Leaf::Conv { node } => &[(node, 1), (node, 2)],
+                Leaf::Table { node } => &[(node, 0)],
+                Leaf::LnTable { gather, .. } => &[(gather, 0)],
+                Leaf::Explicit { .. } => &[],
+            };
+            slots.extend(edited.iter().copied());
+        }
+        slots
+            .into_iter()
+            .filter_map(|(node, slot)| self.unwritable_input(node, slot))
+            .collect()
     }
 
     /// Discover every stream, seeded from the LayerNorms.
@@ -328,10 +373,34 @@ impl<'a> Analysis<'a> {
             if seeds.iter().any(|s| owner.contains_key(s)) {
                 continue;
             }
+            if let Some(c) = seeds.iter().find(|s| self.is_const(s)) {
+                // A norm of a constant reads no residual stream. Grown from there, the "stream"
+                // ran down through the Gathers of the table into the real stream and overlapped
+                // it: both were planned, and the norms they share rewritten twice.
+                streams.push(Stream {
+                    width: self.norm_width(k),
+                    norms: vec![k],
+                    observed: vec![format!(
+                        "the input {c:?} of norm {:?} is a constant, not a residual stream",
+                        self.g.nodes[m.anchor].label()
+                    )],
+                    ..Default::default()
+                });
+                continue;
+            }
             let sid = streams.len();
-            let s = self.grow(k, seeds);
+            let mut s = self.grow(k, seeds);
+            // Streams are closed sets: one reaching values of an earlier one means the analysis
+            // went one way through a leaf it stops at the other way. Planning both would edit
+            // the shared part twice: refuse both.
+            if let Some(o) = s.values.iter().find_map(|v| owner.get(v).copied()) {
+                s.observed.push(format!("it shares values with stream {o}"));
+                streams[o]
+                    .observed
+                    .push(format!("it shares values with stream {sid}"));
+            }
             for v in &s.values {
-                owner.insert(v.clone(), sid);
+                owner.entry(v.clone()).or_insert(sid);
             }
             streams.push(s);
         }
@@ -439,7 +508,11 @@ impl<'a> Analysis<'a> {
             .map(|(value, leaf)| LeafAt { value, leaf })
             .collect();
         for (node, slot) in const_leaves {
-            let value = self.g.nodes[node].input[slot].clone();
+            let value = self.g.nodes[node]
+                .input
+                .get(slot)
+                .cloned()
+                .unwrap_or_default();
             st.leaves.push(LeafAt {
                 value,
                 leaf: Leaf::Const { node, slot },
@@ -468,20 +541,24 @@ impl<'a> Analysis<'a> {
             if reads_x && (m.skip.is_some() || slot == 0 || n.is("Sub")) {
                 return Consumer::Norm(k);
             }
-            return Consumer::Outside(format!("{} {:?} (inside a norm)", n.op(), n.label()));
+            return Consumer::Outside(format!(
+                "{} {:?} (inside a norm)",
+                n.op().escape_debug(),
+                n.label()
+            ));
         }
         if n.is("Shape") || n.is("Size") {
             return Consumer::Shape;
         }
         if n.is("Add") || n.is("Sub") {
-            return Consumer::Join(vec![n.output[0].clone()]);
+            return Consumer::Join(n.out(0).map(str::to_string).into_iter().collect());
         }
         if n.is("Concat") {
             let r = self.rank(v);
             let axis = n.attr_i("axis").unwrap_or(0);
             return match r {
                 Some(r) if (if axis < 0 { axis + r as i64 } else { axis }) != r as i64 - 1 => {
-                    Consumer::Join(vec![n.output[0].clone()])
+                    Consumer::Join(n.out(0).map(str::to_string).into_iter().collect())
                 }
                 _ => Consumer::Outside(format!(
                     "Concat {:?} (along the hidden axis or unknown rank)",
@@ -494,9 +571,9 @@ impl<'a> Analysis<'a> {
             Err(_) => Consumer::Outside(format!(
                 "{} {:?}",
                 if n.domain().is_empty() {
-                    n.op().to_string()
+                    n.op().escape_debug().to_string()
                 } else {
-                    format!("{}:{}", n.domain(), n.op())
+                    format!("{}:{}", n.domain().escape_debug(), n.op().escape_debug())
                 },
                 n.label()
             )),
@@ -677,9 +754,9 @@ impl<'a> Analysis<'a> {
             }
         }
         let op = if n.domain().is_empty() {
-            n.op().to_string()
+            n.op().escape_debug().to_string()
         } else {
-            format!("{}:{}", n.domain(), n.op())
+            format!("{}:{}", n.domain().escape_debug(), n.op().escape_debug())
         };
         Producer::Leaf(Leaf::Explicit {
             why: format!(

@@ -753,7 +753,11 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     let mut custom = Vec::new();
     for p in &args.models {
         if let Ok(spec) = crate::verify::spec::ModelSpec::from_path(p) {
-            custom.extend(spec.custom_ops.iter().map(|o| format!("{} ({o})", p.display())));
+            custom.extend(
+                spec.custom_ops
+                    .iter()
+                    .map(|o| format!("{} ({o})", p.display())),
+            );
         }
     }
     let ort = match args.runtime {

@@ -184,6 +184,36 @@ fn fail(e: &Error) -> u8 {
     e.exit_code() as u8
 }
 
+/// Report an error of the pass on `input`: a refusal ([`Error::NotRewritable`]) names the file
+/// like the "nothing rewritten" line does; other errors name it themselves.
+fn fail_pass(input: &Path, e: &Error) -> u8 {
+    match e {
+        Error::NotRewritable(why) => {
+            eprintln!(
+                "onnx-normopt: {}: nothing rewritten: {}",
+                input.display(),
+                one_line(why)
+            );
+            e.exit_code() as u8
+        }
+        _ => fail(e),
+    }
+}
+
+/// `s` with control characters escaped: reasons quote names from the file, and the reason
+/// line must stay one line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn inspect(path: &Path, json: bool, graph: bool, target: TargetArg) -> u8 {
     let model = match Model::load(path) {
         Ok(m) => m,
@@ -191,7 +221,7 @@ fn inspect(path: &Path, json: bool, graph: bool, target: TargetArg) -> u8 {
     };
     let report = match passes::inspect(&model, &options(target, EmitArg::Standard, true)) {
         Ok(r) => r,
-        Err(e) => return fail(&e),
+        Err(e) => return fail_pass(path, &e),
     };
     if json {
         println!(
@@ -299,7 +329,7 @@ fn rewrite(a: &RewriteArgs) -> u8 {
     let opts = options(a.target, a.emit, !a.no_fold);
     let mut outcome = match passes::run(model, &opts) {
         Ok(o) => o,
-        Err(e) => return fail(&e),
+        Err(e) => return fail_pass(input, &e),
     };
     if !outcome.rewritten() {
         if !a.quiet {
@@ -312,8 +342,9 @@ fn rewrite(a: &RewriteArgs) -> u8 {
             .map(|r| r.why.clone())
             .unwrap_or_else(|| "no LayerNorm on a residual stream".into());
         eprintln!(
-            "onnx-normopt: {}: nothing rewritten: {why}",
-            input.display()
+            "onnx-normopt: {}: nothing rewritten: {}",
+            input.display(),
+            one_line(&why)
         );
         return 3;
     }

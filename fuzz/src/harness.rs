@@ -82,9 +82,9 @@ fn canonical(data: &[u8]) -> Option<Vec<u8>> {
     ModelProto::decode(data).ok().map(|m| m.encode_to_vec())
 }
 
-/// A user-facing error must be one line that names the file (usage errors and "cannot be
-/// rewritten" refusals carry no path: `src/main.rs` prints them as they are), exit 2 for a bad
-/// input, 3 for a refusal.
+/// A user-facing error must be one line that names the file (usage errors carry no path, and
+/// `src/main.rs` adds the file to the line of a "cannot be rewritten" refusal), exit 2 for a
+/// bad input, 3 for a refusal.
 fn check_error(e: &Error, path: &Path) {
     let msg = e.to_string();
     if let Error::Internal(_) = e {

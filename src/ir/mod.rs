@@ -279,6 +279,8 @@ pub struct Graph {
     /// Initializers whose values are computed when the model is written (by name). Their
     /// `TensorProto` in [`Graph::initializers`] carries the new dims and type but no payload.
     pub pending: HashMap<String, Pending>,
+    /// Lookup index of [`Graph::constant_tensor`] (built on first use, kept by the mutation API).
+    consts: ConstCache,
 }
 
 /// New values of a constant, computed from its old values while the model is written, a block
@@ -305,6 +307,79 @@ pub struct Pending {
     pub source: TensorProto,
     /// The computation.
     pub transform: Arc<dyn Deferred>,
+}
+
+/// Where constants live, by name: what [`Graph::constant_tensor`] looks up (a scan of the
+/// graph per lookup made the pass quadratic on big graphs).
+#[derive(Debug, Default)]
+struct ConstIndex {
+    /// (nodes, initializers, inputs) counts when built: a different count means the vectors
+    /// were edited behind the mutation API and the index is rebuilt.
+    sizes: (usize, usize, usize),
+    /// Graph input names.
+    inputs: HashSet<String>,
+    /// Initializer name → first position in `Graph::initializers`.
+    initializers: HashMap<String, usize>,
+    /// First output of a Constant or Identity node → first such node.
+    nodes: HashMap<String, NodeId>,
+}
+
+impl ConstIndex {
+    fn build(g: &Graph) -> ConstIndex {
+        let mut ix = ConstIndex {
+            sizes: (g.nodes.len(), g.initializers.len(), g.inputs.len()),
+            inputs: g.inputs.iter().filter_map(|v| v.name.clone()).collect(),
+            ..Default::default()
+        };
+        for (i, t) in g.initializers.iter().enumerate() {
+            if let Some(n) = &t.name {
+                ix.initializers.entry(n.clone()).or_insert(i);
+            }
+        }
+        for (i, n) in g.nodes.iter().enumerate() {
+            ix.note_node(n, i);
+        }
+        ix
+    }
+
+    fn note_node(&mut self, n: &NodeProto, id: NodeId) {
+        if n.is("Constant") || n.is("Identity") {
+            if let Some(o) = n.output.first() {
+                self.nodes.entry(o.clone()).or_insert(id);
+            }
+        }
+    }
+}
+
+/// The cached [`ConstIndex`]. Clones start empty; `Debug` shows nothing (it is derived data).
+#[derive(Default)]
+struct ConstCache(std::sync::RwLock<Option<Arc<ConstIndex>>>);
+
+impl Clone for ConstCache {
+    fn clone(&self) -> Self {
+        ConstCache::default()
+    }
+}
+
+impl std::fmt::Debug for ConstCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConstCache")
+    }
+}
+
+impl ConstCache {
+    /// The index for `mut` edits, when built (`None`: nothing to keep up to date).
+    fn get_mut(&mut self) -> Option<&mut ConstIndex> {
+        let slot = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        if slot.as_mut().is_some_and(|a| Arc::get_mut(a).is_none()) {
+            *slot = None; // still shared by a lookup: rebuild on next use
+        }
+        slot.as_mut().and_then(Arc::get_mut)
+    }
+
+    fn clear(&mut self) {
+        *self.0.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 /// Where a value comes from and who reads it.
@@ -357,6 +432,8 @@ pub trait NodeExt {
     fn is(&self, op: &str) -> bool;
     /// Input `i`, if present and non-empty.
     fn input(&self, i: usize) -> Option<&str>;
+    /// Output `i`, if present and non-empty.
+    fn out(&self, i: usize) -> Option<&str>;
     /// An int attribute.
     fn attr_i(&self, name: &str) -> Option<i64>;
     /// A float attribute.
@@ -400,6 +477,12 @@ impl NodeExt for NodeProto {
             .map(String::as_str)
             .filter(|s| !s.is_empty())
     }
+    fn out(&self, i: usize) -> Option<&str> {
+        self.output
+            .get(i)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
     fn attr_i(&self, name: &str) -> Option<i64> {
         self.attribute
             .iter()
@@ -427,6 +510,43 @@ impl NodeExt for NodeProto {
             .any(|a| a.g.is_some() || !a.graphs.is_empty())
     }
 }
+
+/// Ops the pass reasons about whose first output the ONNX schema requires: a node of one of
+/// these with no (or an empty) first output is an invalid model, refused at load.
+const FIRST_OUTPUT_REQUIRED: &[&str] = &[
+    "Add",
+    "Cast",
+    "Concat",
+    "Constant",
+    "Conv",
+    "Div",
+    "Dropout",
+    "Expand",
+    "Flatten",
+    "Gather",
+    "Gemm",
+    "Identity",
+    "LayerNormalization",
+    "MatMul",
+    "Mul",
+    "Pow",
+    "RMSNormalization",
+    "Reciprocal",
+    "ReduceMean",
+    "Reshape",
+    "Shape",
+    "SimplifiedLayerNormalization",
+    "Size",
+    "SkipLayerNormalization",
+    "SkipSimplifiedLayerNormalization",
+    "Slice",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Transpose",
+    "Unsqueeze",
+];
 
 /// Collect names read inside a subgraph that it does not define itself (outer-scope reads).
 fn outer_reads(g: &GraphProto, out: &mut BTreeSet<String>) {
@@ -488,6 +608,7 @@ impl Graph {
             rest: g,
             taken: HashSet::new(),
             pending: HashMap::new(),
+            consts: ConstCache::default(),
         }
     }
 
@@ -567,6 +688,16 @@ impl Graph {
             .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
             .collect();
         for (i, n) in self.nodes.iter().enumerate() {
+            if matches!(n.domain(), "" | "com.microsoft")
+                && FIRST_OUTPUT_REQUIRED.contains(&n.op())
+                && n.out(0).is_none()
+            {
+                return Err(format!(
+                    "node {:?} ({}) has no output: the op requires one",
+                    n.label(),
+                    n.op().escape_debug()
+                ));
+            }
             // Values read from the outer scope inside subgraphs count as reads of this node.
             let mut outer = BTreeSet::new();
             for a in &n.attribute {
@@ -605,28 +736,79 @@ impl Graph {
         Ok(())
     }
 
+    /// The constant index, built when missing or when the graph's vectors changed size behind
+    /// the mutation API.
+    fn const_index(&self) -> Arc<ConstIndex> {
+        let sizes = (self.nodes.len(), self.initializers.len(), self.inputs.len());
+        if let Some(ix) = self
+            .consts
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|ix| ix.sizes == sizes)
+        {
+            return ix.clone();
+        }
+        let ix = Arc::new(ConstIndex::build(self));
+        *self.consts.0.write().unwrap_or_else(|e| e.into_inner()) = Some(ix.clone());
+        ix
+    }
+
+    /// Drop the constant index (after edits made directly on the public vectors).
+    pub fn invalidate_index(&mut self) {
+        self.consts.clear();
+    }
+
+    /// Position of the initializer named `name` (the first one), through the index.
+    fn initializer_pos(&self, name: &str) -> Option<usize> {
+        let hit = |ix: &ConstIndex| {
+            ix.initializers
+                .get(name)
+                .copied()
+                .filter(|&i| self.initializers.get(i).and_then(|t| t.name.as_deref()) == Some(name))
+        };
+        let ix = self.const_index();
+        if let Some(i) = hit(&ix) {
+            return Some(i);
+        }
+        if ix.initializers.contains_key(name) {
+            // A stale entry: the vectors were edited directly. Rebuild once.
+            *self.consts.0.write().unwrap_or_else(|e| e.into_inner()) = None;
+            return hit(&self.const_index());
+        }
+        None
+    }
+
     /// The tensor behind a constant value: an initializer (that is not also a graph input) or
     /// the `value` of a Constant node.
     pub fn constant_tensor(&self, name: &str) -> Option<&TensorProto> {
-        // At most this many Identity hops: each costs a scan of the graph, and a hostile chain
-        // of thousands of Identity nodes made every lookup (so the pass) cubic.
+        // At most this many Identity hops: a hostile chain of thousands of Identity nodes made
+        // every lookup (so the pass) cubic when each hop scanned the graph.
         const MAX_IDENTITY_HOPS: usize = 8;
+        let ix = self.const_index();
         let mut name = name;
         for _ in 0..=MAX_IDENTITY_HOPS {
-            if self.inputs.iter().any(|v| v.name.as_deref() == Some(name)) {
+            if ix.inputs.contains(name) {
                 return None; // an initializer that is also an input can be overridden at run time
             }
-            if let Some(t) = self
-                .initializers
-                .iter()
-                .find(|t| t.name.as_deref() == Some(name))
-            {
-                return Some(t);
+            if let Some(i) = self.initializer_pos(name) {
+                return self.initializers.get(i);
             }
-            let n = self.nodes.iter().find(|n| {
-                (n.is("Constant") || n.is("Identity"))
-                    && n.output.first().map(String::as_str) == Some(name)
-            })?;
+            let n = match ix.nodes.get(name).and_then(|&i| self.nodes.get(i)) {
+                Some(n)
+                    if (n.is("Constant") || n.is("Identity"))
+                        && n.output.first().map(String::as_str) == Some(name) =>
+                {
+                    n
+                }
+                // Stale (edited behind the API): the slow way, correct.
+                Some(_) => self.nodes.iter().find(|n| {
+                    (n.is("Constant") || n.is("Identity"))
+                        && n.output.first().map(String::as_str) == Some(name)
+                })?,
+                None => return None,
+            };
             if n.is("Identity") {
                 // Exporters deduplicate tensors as Identity(initializer).
                 let src = n.input(0)?;
@@ -695,8 +877,45 @@ impl Graph {
         if let Some(n) = &node.name {
             self.taken.insert(n.clone());
         }
+        let id = self.nodes.len();
+        if let Some(ix) = self.consts.get_mut() {
+            ix.note_node(&node, id);
+            ix.sizes.0 += 1;
+        }
         self.nodes.push(node);
-        self.nodes.len() - 1
+        id
+    }
+
+    /// Rename output `slot` of node `id` to `value` (the slot must exist).
+    pub fn set_output(&mut self, id: NodeId, slot: usize, value: &str) -> Result<()> {
+        let n = self
+            .nodes
+            .get_mut(id)
+            .ok_or_else(|| Error::Internal(format!("set_output: no node {id}")))?;
+        let label = n.label();
+        let o = n
+            .output
+            .get_mut(slot)
+            .ok_or_else(|| Error::Internal(format!("node {label:?} has no output {slot}")))?;
+        *o = value.to_string();
+        let constant_like = n.is("Constant") || n.is("Identity");
+        self.taken.insert(value.to_string());
+        if constant_like {
+            self.consts.clear();
+        }
+        Ok(())
+    }
+
+    /// Push an initializer, keeping the constant index.
+    fn push_initializer(&mut self, t: TensorProto) {
+        let pos = self.initializers.len();
+        if let Some(ix) = self.consts.get_mut() {
+            if let Some(n) = &t.name {
+                ix.initializers.entry(n.clone()).or_insert(pos);
+            }
+            ix.sizes.1 += 1;
+        }
+        self.initializers.push(t);
     }
 
     /// Point input `slot` of node `id` at `value`.
@@ -710,6 +929,10 @@ impl Graph {
 
     /// Remove the given nodes (ids refer to the current order).
     pub fn remove_nodes(&mut self, ids: &BTreeSet<NodeId>) {
+        if ids.is_empty() {
+            return;
+        }
+        self.consts.clear();
         let mut i = 0;
         self.nodes.retain(|_| {
             let keep = !ids.contains(&i);
@@ -728,13 +951,14 @@ impl Graph {
     ) -> Result<String> {
         let name = self.fresh_name(base);
         let t = tensor::tensor_from_f64(&name, dims, data_type, values).map_err(Error::Internal)?;
-        self.initializers.push(t);
+        self.push_initializer(t);
         Ok(name)
     }
 
     /// Remove initializers nobody reads any more (only ones this tool made unused).
     pub fn drop_unused_initializers(&mut self, candidates: &BTreeSet<String>) {
         let ix = self.index();
+        self.consts.clear();
         self.initializers.retain(|t| {
             let n = t.name.as_deref().unwrap_or("");
             !candidates.contains(n) || ix.use_count(n) > 0
@@ -816,6 +1040,7 @@ impl Graph {
             return Err("the edited graph has a cycle".into());
         }
         if order.iter().enumerate().any(|(k, &i)| k != i) {
+            self.consts.clear();
             let mut old: Vec<Option<NodeProto>> = std::mem::take(&mut self.nodes)
                 .into_iter()
                 .map(Some)
@@ -832,9 +1057,8 @@ impl Graph {
     /// outputs, value_info or initializers.
     pub fn declared_type(&self, name: &str) -> Option<(i32, Vec<shape::Dim>)> {
         if let Some(t) = self
-            .initializers
-            .iter()
-            .find(|t| t.name.as_deref() == Some(name))
+            .initializer_pos(name)
+            .and_then(|i| self.initializers.get(i))
         {
             return Some((
                 t.data_type.unwrap_or(0),
@@ -871,9 +1095,8 @@ impl Graph {
         let encoded = tensor::encode_f64(&new.data, new.data_type).map_err(Error::Internal)?;
         if sole_user {
             if let Some(t) = self
-                .initializers
-                .iter_mut()
-                .find(|t| t.name.as_deref() == Some(old.as_str()))
+                .initializer_pos(&old)
+                .and_then(|i| self.initializers.get_mut(i))
             {
                 set_payload(t, &new.dims, new.data_type, encoded);
                 return Ok((old, 0));
@@ -904,7 +1127,7 @@ impl Graph {
         let mut t = TensorProto::default();
         t.name = Some(name.clone());
         set_payload(&mut t, &new.dims, new.data_type, encoded);
-        self.initializers.push(t);
+        self.push_initializer(t);
         self.set_input(id, slot, &name);
         Ok((name, bytes))
     }
@@ -951,7 +1174,7 @@ impl Graph {
         }
         let name = self.fresh_name(&format!("{old}_normopt"));
         t.name = Some(name.clone());
-        self.initializers.push(t);
+        self.push_initializer(t);
         self.pending.insert(name.clone(), pending);
         self.set_input(id, slot, &name);
         Ok((name, bytes))
@@ -1010,4 +1233,162 @@ fn set_payload(t: &mut TensorProto, dims: &[usize], data_type: i32, raw: bytes::
     t.data_location = None;
     t.segment = None;
     t.raw_data = Some(raw);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{data_type as dt, AttributeProto};
+
+    fn t(name: &str, v: f64) -> TensorProto {
+        tensor::tensor_from_f64(name, &[1], dt::FLOAT, &[v]).unwrap()
+    }
+
+    fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            name: Some(name.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn value(g: &Graph, name: &str) -> Option<f64> {
+        let t = g.constant_tensor(name)?;
+        let a = read_array(t, &ExternalStore::default(), Path::new("")).unwrap();
+        a.data.first().copied()
+    }
+
+    /// `constant_tensor` answers from an index: it must stay right through every edit of the
+    /// mutation API, and through edits made directly on the public vectors.
+    #[test]
+    fn constant_index_follows_every_edit() {
+        let mut konst = node("Constant", "k", &[], &["c"]);
+        konst.attribute.push(AttributeProto {
+            name: Some("value".into()),
+            t: Some(t("c_value", 3.0)),
+            ..Default::default()
+        });
+        let mut g = Graph::from_proto(GraphProto {
+            initializer: vec![t("a", 1.0), t("b", 2.0), t("e", 5.0)],
+            input: vec![ValueInfoProto {
+                name: Some("e".into()),
+                ..Default::default()
+            }],
+            node: vec![
+                konst,
+                node("Identity", "i", &["a"], &["d"]),
+                node("Add", "add", &["c", "d"], &["s"]),
+            ],
+            ..Default::default()
+        });
+        assert_eq!(value(&g, "a"), Some(1.0));
+        assert_eq!(value(&g, "b"), Some(2.0));
+        assert_eq!(value(&g, "c"), Some(3.0));
+        assert_eq!(value(&g, "d"), Some(1.0), "through the Identity");
+        assert_eq!(
+            value(&g, "e"),
+            None,
+            "an initializer that is an input is not constant"
+        );
+        assert_eq!(value(&g, "s"), None);
+        assert_eq!(value(&g, "nothing"), None);
+
+        // Added through the API.
+        let n = g.add_initializer("new", &[1], dt::FLOAT, &[7.0]).unwrap();
+        assert_eq!(value(&g, &n), Some(7.0));
+        let mut k2 = node("Constant", "k2", &[], &["c2"]);
+        k2.attribute.push(AttributeProto {
+            name: Some("value".into()),
+            t: Some(t("c2_value", 8.0)),
+            ..Default::default()
+        });
+        let k2_id = g.add_node(k2);
+        assert_eq!(value(&g, "c2"), Some(8.0));
+        g.add_node(node("Identity", "i2", &["c2"], &["d2"]));
+        assert_eq!(value(&g, "d2"), Some(8.0));
+
+        // Copy on write: "a" has two readers once the Add reads it too.
+        let add = g.nodes.iter().position(|n| n.name() == "add").unwrap();
+        g.set_input(add, 1, "a");
+        let arr = Array {
+            dims: vec![1],
+            data_type: dt::FLOAT,
+            data: vec![9.0],
+        };
+        let (copy, added) = g.write_constant(add, 1, &arr).unwrap();
+        assert!(added > 0 && copy != "a");
+        assert_eq!(value(&g, &copy), Some(9.0));
+        assert_eq!(value(&g, "a"), Some(1.0));
+
+        // Renaming the output of a Constant node.
+        g.set_output(k2_id, 0, "c3").unwrap();
+        assert_eq!(value(&g, "c2"), None);
+        assert_eq!(value(&g, "c3"), Some(8.0));
+
+        // Removal shifts positions.
+        let k = g.nodes.iter().position(|n| n.name() == "k").unwrap();
+        g.remove_nodes(&[k].into_iter().collect());
+        assert_eq!(value(&g, "c"), None);
+        assert_eq!(value(&g, "c3"), Some(8.0));
+        assert_eq!(value(&g, "d"), Some(1.0));
+        g.drop_unused_initializers(&["b".to_string()].into_iter().collect());
+        assert_eq!(value(&g, "b"), None);
+        assert_eq!(value(&g, "a"), Some(1.0));
+        assert_eq!(value(&g, &copy), Some(9.0));
+        assert_eq!(value(&g, &n), Some(7.0));
+
+        // Reordering.
+        g.nodes.reverse();
+        g.toposort().unwrap();
+        assert_eq!(value(&g, "d"), Some(1.0));
+        assert_eq!(value(&g, "c3"), Some(8.0));
+
+        // Behind the API: a push changes the size (rebuilt); a same-size rename is stale until
+        // `invalidate_index` (a hit at a renamed position is still caught).
+        g.initializers.push(t("pushed", 4.0));
+        assert_eq!(value(&g, "pushed"), Some(4.0));
+        let pos = g
+            .initializers
+            .iter()
+            .position(|t| t.name.as_deref() == Some("a"))
+            .unwrap();
+        g.initializers[pos].name = Some("renamed".into());
+        assert_eq!(value(&g, "a"), None, "a stale hit is verified");
+        g.invalidate_index();
+        assert_eq!(value(&g, "renamed"), Some(1.0));
+
+        // A clone gets its own index.
+        let c = g.clone();
+        assert_eq!(value(&c, "renamed"), Some(1.0));
+        assert_eq!(value(&c, "pushed"), Some(4.0));
+    }
+
+    /// Many lookups on a big graph stay linear overall (a scan per lookup took minutes here).
+    #[test]
+    fn constant_lookups_on_a_big_graph() {
+        let n = 100_000;
+        let g = Graph::from_proto(GraphProto {
+            initializer: (0..n).map(|i| t(&format!("w{i}"), i as f64)).collect(),
+            node: (0..n)
+                .map(|i| {
+                    node(
+                        "Identity",
+                        &format!("i{i}"),
+                        &[&format!("w{i}")],
+                        &[&format!("x{i}")],
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        });
+        let start = std::time::Instant::now();
+        for i in (0..n).rev() {
+            assert!(g.constant_tensor(&format!("x{i}")).is_some());
+            assert!(g.constant_tensor(&format!("y{i}")).is_none());
+        }
+        // Generous: the index answers in well under a second; scans took ~10^10 comparisons.
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tool's own speed and memory on one model, side by side in one run:
 #   cp of the model and its data file | onnx-normopt --target rmsnorm | --target crmsnorm |
+#   the same two with --no-fsync (cp does not wait for the disk either) |
 #   onnxruntime's Python transformer optimizer (python -m onnxruntime.transformers.optimizer,
 #   the usual way to get fused/simplified norms in onnxruntime) on the same model.
 # Each command runs REPEAT times (default 3) in rotation; wall time and peak RSS from
@@ -20,8 +21,8 @@ files=("$MODEL"); [[ -f "$MODEL.data" ]] && files+=("$MODEL.data")
 cat "${files[@]}" > /dev/null
 bytes=$(du -cb "${files[@]}" | tail -1 | cut -f1)
 echo "# $(date -u +%FT%TZ) model $(basename "$MODEL"): $((bytes >> 20)) MiB; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-have_opt=0
-python3 -c "import onnxruntime.transformers.optimizer" 2>/dev/null && have_opt=1
+have_opt=0  # NO_OPTIMIZER=1 skips the optimizer row (it needs ~7x the model in RAM)
+[[ -z ${NO_OPTIMIZER:-} ]] && python3 -c "import onnxruntime.transformers.optimizer" 2>/dev/null && have_opt=1
 run() { # label command...
     local label=$1; shift
     rm -rf "$SCRATCH/out"; mkdir -p "$SCRATCH/out"
@@ -36,6 +37,9 @@ for i in $(seq "$REPEAT"); do
     run cp cp "${files[@]}" "$SCRATCH/out/"
     run rmsnorm "$CLI" "$MODEL" -o "$SCRATCH/out/o.onnx" --no-verify -q
     run crmsnorm "$CLI" "$MODEL" -o "$SCRATCH/out/o.onnx" --target crmsnorm --no-verify -q
+    # cp does not wait for the disk; neither do these two.
+    run rms-nofsync "$CLI" "$MODEL" -o "$SCRATCH/out/o.onnx" --no-verify -q --no-fsync
+    run crms-nofsync "$CLI" "$MODEL" -o "$SCRATCH/out/o.onnx" --target crmsnorm --no-verify -q --no-fsync
     if [[ $have_opt == 1 ]]; then
         run ort-optimizer python3 -m onnxruntime.transformers.optimizer --input "$MODEL" \
             --output "$SCRATCH/out/o.onnx" --model_type "$TYPE" --use_external_data_format

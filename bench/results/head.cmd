@@ -1,3 +1,3 @@
-# 2026-11-27T23:11:45Z load before: 2.84 4.14 4.68
+# 2026-11-28T01:40:29Z load before: 1.68 2.23 3.05
 nice -n -10 target/release/onnx-normopt bench bench/models/head_none.onnx bench/models/head_after.onnx bench/models/head_before.onnx --label matmul --label matmul+bias_V --label add_beta_D+matmul --runs 100 --warmup 5 --profile 10 --json 
-# load after: 3.50 4.09 4.61
+# load after: 1.60 2.13 2.95

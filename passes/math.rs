@@ -18,6 +18,14 @@ pub fn center(data: &mut [f64], dims: &[usize], axis: usize) {
         return;
     }
     let (outer, len, inner) = split(dims, axis);
+    if inner == 1 && len > 0 {
+        // The last axis: contiguous fibres (same sums in the same order as below).
+        for fibre in data.chunks_exact_mut(len) {
+            let mean = fibre.iter().sum::<f64>() / len as f64;
+            fibre.iter_mut().for_each(|x| *x -= mean);
+        }
+        return;
+    }
     for o in 0..outer {
         for r in 0..inner {
             let idx = |i: usize| (o * len + i) * inner + r;

@@ -46,7 +46,7 @@ pub fn decode_raw(raw: &[u8], data_type: i32, count: usize) -> Result<Vec<f64>, 
     let v = match data_type {
         dt::FLOAT => raw
             .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
             .collect(),
         dt::FLOAT16 => raw
             .chunks_exact(2)

@@ -152,7 +152,10 @@ impl Model {
             )));
         }
         let row_bytes = size
-            * src.dims[1..]
+            * src
+                .dims
+                .get(1..)
+                .unwrap_or(&[])
                 .iter()
                 .map(|&d| d as usize)
                 .product::<usize>()
@@ -160,7 +163,11 @@ impl Model {
         let out_type = t.data_type.unwrap_or(data_type);
         p.transform.run(
             &|a, b| {
-                let chunk = &raw[a * row_bytes..b * row_bytes];
+                let chunk = raw.get(a * row_bytes..b * row_bytes).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "pending tensor {name:?}: rows {a}..{b} out of range"
+                    ))
+                })?;
                 let v = tensor::decode_raw(chunk, data_type, chunk.len() / size).map_err(bad);
                 self.store.release(chunk);
                 v

@@ -826,10 +826,12 @@ pub fn apply(
             .constant_tensor(&name)
             .ok_or_else(|| Error::Internal(format!("constant {name:?} vanished")))?;
         let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
-        let bytes =
-            dims.iter().product::<usize>() * dt::byte_size(t.data_type.unwrap_or(0)).unwrap_or(0);
-        let deferrable =
-            bytes >= defer_bytes && (t.raw_data.is_some() || crate::io::is_external(t));
+        // Hostile dims may overflow: then the in-memory path, which reports them.
+        let bytes = crate::tensor::element_count(&t.dims)
+            .ok()
+            .and_then(|n| n.checked_mul(dt::byte_size(t.data_type.unwrap_or(0)).unwrap_or(0)));
+        let deferrable = bytes.is_some_and(|b| b >= defer_bytes)
+            && (t.raw_data.is_some() || crate::io::is_external(t));
         let is_init = model
             .graph
             .initializers
@@ -1003,7 +1005,9 @@ pub fn apply(
                 // A fused op's scale must have the normalised width: widen a broadcast γ.
                 Some(gm)
                     if !decomposed
-                        && b.g.constant_dims(gm).map(|s| s.iter().product::<usize>())
+                        && b.g
+                            .constant_dims(gm)
+                            .and_then(|s| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d)))
                             != Some(np.width) =>
                 {
                     let t =

@@ -907,12 +907,12 @@ fn regressions() -> Vec<PathBuf> {
 }
 
 /// Every crash input the fuzzers found, through the same checks as the fuzz targets (in
-/// process, every option variant).
+/// process, every option variant, with weight edits in memory and at write time).
 #[test]
 fn fuzz_regressions_replay_in_process() {
     for f in regressions() {
         let data = std::fs::read(&f).unwrap();
-        for v in std::iter::once(None).chain((0..harness::VARIANTS).map(Some)) {
+        for v in std::iter::once(None).chain((0..2 * harness::VARIANTS).map(Some)) {
             let d = data.clone();
             let r = std::panic::catch_unwind(move || match v {
                 None => harness::decode_check(&d),

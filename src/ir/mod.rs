@@ -796,6 +796,11 @@ impl Graph {
         let ix = self.const_index();
         let mut name = name;
         for _ in 0..=MAX_IDENTITY_HOPS {
+            // An empty name is an absent optional input, never a value (even if a hostile file
+            // names an initializer "").
+            if name.is_empty() {
+                return None;
+            }
             if ix.inputs.contains(name) {
                 return None; // an initializer that is also an input can be overridden at run time
             }
@@ -1163,8 +1168,11 @@ impl Graph {
         let source = self.initializers[pos].clone();
         let dims = transform.dims();
         let data_type = source.data_type.unwrap_or(0);
-        let bytes = dims.iter().product::<usize>()
-            * crate::proto::data_type::byte_size(data_type).unwrap_or(4);
+        let bytes = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .and_then(|n| n.checked_mul(crate::proto::data_type::byte_size(data_type).unwrap_or(4)))
+            .ok_or_else(|| Error::Internal(format!("deferred edit of {old:?}: size overflows")))?;
         let mut t = TensorProto {
             name: Some(old.clone()),
             dims: dims.iter().map(|&d| d as i64).collect(),

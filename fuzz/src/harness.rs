@@ -227,7 +227,8 @@ fn ir_queries(model: &Model) {
 pub const VARIANTS: u8 = 8;
 
 /// The pass options fuzzed: `variant % VARIANTS` picks one (0–3 RMSNorm, 4–7 CRMSNorm; emit
-/// form, folding and centering vary).
+/// form, folding and centering vary); `(variant / VARIANTS) % 2` chooses whether weight edits
+/// run in memory (0) or at write time, block by block (1).
 pub fn options(variant: u8) -> Options {
     let mut o = Options {
         target: Target::Rmsnorm,

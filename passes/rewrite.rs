@@ -832,11 +832,7 @@ pub fn apply(
             .and_then(|n| n.checked_mul(dt::byte_size(t.data_type.unwrap_or(0)).unwrap_or(0)));
         let deferrable = bytes.is_some_and(|b| b >= defer_bytes)
             && (t.raw_data.is_some() || crate::io::is_external(t));
-        let is_init = model
-            .graph
-            .initializers
-            .iter()
-            .any(|i| i.name.as_deref() == Some(&name));
+        let is_init = model.graph.initializer_pos(&name).is_some();
         let pipeline = (deferrable && is_init && crate::tensor::is_float(t.data_type.unwrap_or(0)))
             .then(|| lazy::RowPipeline::new(&dims, edits))
             .flatten();

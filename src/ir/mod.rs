@@ -768,7 +768,7 @@ impl Graph {
     }
 
     /// Position of the initializer named `name` (the first one), through the index.
-    fn initializer_pos(&self, name: &str) -> Option<usize> {
+    pub fn initializer_pos(&self, name: &str) -> Option<usize> {
         let hit = |ix: &ConstIndex| {
             ix.initializers
                 .get(name)
@@ -1154,13 +1154,9 @@ impl Graph {
         transform: Arc<dyn Deferred>,
     ) -> Result<(String, usize)> {
         let old = self.nodes[id].input.get(slot).cloned().unwrap_or_default();
-        let pos = self
-            .initializers
-            .iter()
-            .position(|t| t.name.as_deref() == Some(old.as_str()))
-            .ok_or_else(|| {
-                Error::Internal(format!("deferred edit of {old:?}: not an initializer"))
-            })?;
+        let pos = self.initializer_pos(&old).ok_or_else(|| {
+            Error::Internal(format!("deferred edit of {old:?}: not an initializer"))
+        })?;
         // An edit of an already pending tensor would need both computations chained.
         if self.pending.contains_key(&old) {
             return Err(Error::Internal(format!("{old:?} is edited twice")));

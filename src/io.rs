@@ -729,10 +729,7 @@ pub fn stage(
         if let Some(e) = fail {
             return Err(e);
         }
-        let f = w.into_inner().map_err(|e| wr(e.into_error()))?;
-        if FSYNC.load(std::sync::atomic::Ordering::Relaxed) {
-            f.sync_all().map_err(wr)?;
-        }
+        finish(w).map_err(wr)?;
         staged.files.push((data_tmp, dir.join(&data_name)));
     } else {
         // Inline: pull any external payload into raw_data (still borrowed from its map).
@@ -802,11 +799,17 @@ pub fn stage(
             StreamError::Fill(e) => e,
         },
     )?;
-    let f = w.into_inner().map_err(|e| wr(e.into_error()))?;
-    if FSYNC.load(std::sync::atomic::Ordering::Relaxed) {
-        f.sync_all().map_err(wr)?;
-    }
+    finish(w).map_err(wr)?;
     Ok(staged)
+}
+
+/// Flush a written file and, unless [`set_fsync`] turned it off, wait for it to reach the disk.
+fn finish(w: std::io::BufWriter<std::fs::File>) -> std::io::Result<()> {
+    let f = w.into_inner().map_err(|e| e.into_error())?;
+    if FSYNC.load(std::sync::atomic::Ordering::Relaxed) {
+        f.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Bytes a `raw_data` field (tag 9) of `n` bytes adds to a TensorProto.

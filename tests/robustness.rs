@@ -892,8 +892,11 @@ fn two_streams_one_observed() {
 // ---------------------------------------------------------------------------------------------
 // fuzz regressions
 
-fn regressions() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+/// The `.onnx` files of a folder under `tests/`, sorted.
+fn onnx_files(sub: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(sub);
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|rd| {
             rd.flatten()
@@ -904,6 +907,10 @@ fn regressions() -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+fn regressions() -> Vec<PathBuf> {
+    onnx_files("regressions")
 }
 
 /// Every crash input the fuzzers found, through the same checks as the fuzz targets (in
@@ -1057,29 +1064,15 @@ fn long_identity_chain_to_a_weight() {
 // ---------------------------------------------------------------------------------------------
 // open bugs in passes/ (found by the fuzzers; `cargo test -- --ignored` runs them)
 
-fn open_regressions() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions/open");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 /// Fuzz crash inputs whose bug is in `passes/` and still open: move a file up to
 /// `tests/regressions/` once its bug is fixed.
 #[test]
 #[ignore = "open bugs in passes/: see tests/regressions/README.md"]
 fn fuzz_regressions_open() {
     let mut failed = Vec::new();
-    for f in open_regressions() {
+    for f in onnx_files("regressions/open") {
         let data = std::fs::read(&f).unwrap();
-        for v in 0..harness::VARIANTS {
+        for v in 0..2 * harness::VARIANTS {
             let d = data.clone();
             if std::panic::catch_unwind(move || harness::pass_check(&d, v)).is_err() {
                 failed.push(format!("{} (variant {v})", f.display()));

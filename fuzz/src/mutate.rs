@@ -617,18 +617,7 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
                     .unwrap_or(0)
                     .min(64);
                 let t = hostile::f32_tensor("", &dims, &vec![0.5; n_el as usize]);
-                let n = hostile::node(
-                    "Constant",
-                    &new_name,
-                    &[],
-                    &[&name],
-                    vec![onnx_normopt::proto::AttributeProto {
-                        name: Some("value".into()),
-                        t: Some(t),
-                        r#type: Some(at::TENSOR),
-                        ..Default::default()
-                    }],
-                );
+                let n = constant_node(&new_name, &name, t);
                 let at_ = o.idx(nn + 1);
                 g.node.insert(at_, n);
             }
@@ -804,21 +793,7 @@ fn mutate_initializer(g: &mut GraphProto, op: u8, o: &mut Ops, new_name: &str) {
             // Turn an initializer into a Constant node at the front.
             let mut t = g.initializer.remove(k);
             let name = t.name.take().unwrap_or_default();
-            g.node.insert(
-                0,
-                hostile::node(
-                    "Constant",
-                    new_name,
-                    &[],
-                    &[&name],
-                    vec![onnx_normopt::proto::AttributeProto {
-                        name: Some("value".into()),
-                        t: Some(t),
-                        r#type: Some(at::TENSOR),
-                        ..Default::default()
-                    }],
-                ),
-            );
+            g.node.insert(0, constant_node(new_name, &name, t));
         }
         _ => {
             // Duplicate an initializer (same name) or give it another's name.
@@ -827,4 +802,20 @@ fn mutate_initializer(g: &mut GraphProto, op: u8, o: &mut Ops, new_name: &str) {
         }
     }
     let _ = Bytes::new();
+}
+
+/// A Constant node `node_name` whose `value` is `t`, defining `out`.
+fn constant_node(node_name: &str, out: &str, t: TensorProto) -> NodeProto {
+    hostile::node(
+        "Constant",
+        node_name,
+        &[],
+        &[out],
+        vec![onnx_normopt::proto::AttributeProto {
+            name: Some("value".into()),
+            t: Some(t),
+            r#type: Some(at::TENSOR),
+            ..Default::default()
+        }],
+    )
 }

@@ -32,14 +32,7 @@ mkdir -p "$SCRATCH" "$RESULTS"
 
 CLI=$ROOT/target/release/onnx-normopt
 (cd "$ROOT" && cargo build --release --quiet) || echo "warning: cargo build failed; using the existing binary" >&2
-if "$CLI" --help 2>/dev/null | grep -qE "^  bench( |$)"; then
-    BENCH=("$CLI" bench)
-else
-    # `onnx-normopt bench` is not wired into src/main.rs yet: use the stop-gap runner.
-    (cd "$ROOT" && CARGO_TARGET_DIR="$ROOT/target" cargo build --release --quiet --manifest-path bench/runner/Cargo.toml) \
-        || echo "warning: runner build failed; using the existing binary" >&2
-    BENCH=("$ROOT/target/release/normopt-bench-runner")
-fi
+BENCH=("$CLI" bench)
 SYNTH=(python3 "$HERE/synth.py")
 
 wants() { [[ " $ONLY " == *" $1 "* ]]; }

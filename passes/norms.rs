@@ -549,7 +549,12 @@ impl Ctx<'_> {
         let out = if cn.is("Div") && cn.input(0) == Some(x.as_str()) {
             nodes.push(c);
             out0(cn)?
-        } else if cn.is("Reciprocal") {
+        } else if cn.is("Reciprocal")
+            || (cn.is("Div")
+                && cn.input(1) == Some(s.as_str())
+                && cn.input(0).and_then(|one| const_scalar(g, one)) == Some(1.0))
+        {
+            // 1/√(…) as Reciprocal, or as Div(1, √(…)) (LLaMA's TorchScript export).
             let r = &out0(cn)?;
             let m = sole(self.ix, r)
                 .filter(|&m| self.node(m).is("Mul") && other(self.node(m), r) == Some(x.as_str()))

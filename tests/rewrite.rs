@@ -117,8 +117,21 @@ fn check_case_with(
             if out.report.refusals.is_empty() {
                 return Err("refused without a reason".into());
             }
+            // Every refusal gives the model's reason, or says that it follows from a refused
+            // stream its norm feeds (BERT's embedding LayerNorm).
             if let Some(want) = refusal {
-                if let Some(r) = out.report.refusals.iter().find(|r| !r.why.contains(want)) {
+                let (direct, flowed): (Vec<_>, Vec<_>) = out
+                    .report
+                    .refusals
+                    .iter()
+                    .partition(|r| r.why.contains(want));
+                if direct.is_empty() {
+                    return Err(format!(
+                        "no refusal says {want:?}: {:?}",
+                        out.report.refusals[0].why
+                    ));
+                }
+                if let Some(r) = flowed.iter().find(|r| !r.why.contains("which is refused")) {
                     return Err(format!(
                         "refusal of {:?} says {:?}, expected it to say {want:?}",
                         r.norm, r.why

@@ -232,12 +232,14 @@ DECODERS = {
 
 def build_decoder(family):
     cls, cfg_cls, kw, _ = DECODERS[family]
+    torch.manual_seed(family_seed(family))      # for parameters that randomize() leaves to HF init
     cfg = getattr(transformers, cfg_cls)(**ids_cfg(**kw))
     model = getattr(transformers, cls)(cfg).eval()
     return randomize(model, family)
 
 
 def build_whisper():
+    torch.manual_seed(family_seed("whisper"))
     cfg = transformers.WhisperConfig(
         vocab_size=V, num_mel_bins=WHISPER_MELS, d_model=D, encoder_layers=L, encoder_attention_heads=H,
         encoder_ffn_dim=4 * D, decoder_layers=L, decoder_attention_heads=H, decoder_ffn_dim=4 * D,
@@ -249,6 +251,7 @@ def build_whisper():
 
 
 def build_vit():
+    torch.manual_seed(family_seed("vit"))
     cfg = transformers.ViTConfig(hidden_size=D, num_hidden_layers=L, num_attention_heads=H,
                                  intermediate_size=4 * D, image_size=IMG, patch_size=8, num_labels=10)
     return randomize(transformers.ViTForImageClassification(cfg).eval(), "vit")

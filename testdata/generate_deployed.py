@@ -47,6 +47,13 @@ Usage (from the repository root, in the venv above):
     /work/venv-gen/bin/python testdata/generate_deployed.py --list   # list the jobs
 """
 import os
+import sys
+
+if os.environ.get("PYTHONHASHSEED") != "0":
+    # Optimum's decoder merge walks Python sets of initializer names: fix the string hash so the
+    # merged file (initializer order and `_merged_N` names) is the same on every run.
+    os.environ["PYTHONHASHSEED"] = "0"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -58,7 +65,6 @@ import io
 import json
 import logging
 import shutil
-import sys
 import tempfile
 import time
 import traceback

@@ -707,12 +707,50 @@ def opset23(ctx, src):
             notes=[f"onnx {onnx.__version__} version_converter.convert_version(·, 23) of {src}"] + list(notes))
 
 
+def job_decoder_fp16(ctx, family):
+    """optimum-cli export onnx --dtype fp16 on the CPU (kept if onnxruntime can load the result)."""
+    name = f"{family}_past_fp16"
+    model = build_decoder(family)
+    src = os.path.join(ctx.tmp, name + "_src")
+    out = os.path.join(ctx.tmp, name + "_onnx")
+    model.save_pretrained(src)
+    export(src, out, "text-generation-with-past", dtype="fp16")
+    path = os.path.join(out, "model.onnx")
+    prefix, new = ids(family_seed(family), PAST), ids(family_seed(family) + 1, NEW)
+    past = presents_as_past(run(path, decoder_feed(path, prefix)))
+    with torch.no_grad():
+        full = torch.from_numpy(np.concatenate([prefix, new], axis=1))
+        logits = model.half().float()(input_ids=full, use_cache=False).logits
+    ctx.add(name, path, decoder_feed(path, new, past, PAST), family, "optimum", dtype="fp16",
+            torch_ref={"logits": logits[:, PAST:].numpy()}, notes=["optimum --dtype fp16 (CPU)"])
+
+
+def fp16conv(ctx, src):
+    """onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True): fp16 weights and
+    compute, float32 graph inputs/outputs through Casts at the boundary."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    path, feed, family, dtype, notes = source_entry(ctx, src)
+    name = f"{src}_fp16conv"
+    dst = os.path.join(ctx.tmp, name + ".onnx")
+    with quiet():
+        m = convert_float_to_float16(onnx.load(path), keep_io_types=True)
+    onnx.save(m, dst)
+    ctx.add(name, dst, feed, family, "fp16conv", dtype="fp16", ref_from=src,
+            notes=["onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True) of "
+                   f"{src}: fp16 weights and compute, float32 inputs/outputs (Cast at the boundary)"]
+            + list(notes))
+
+
 def jobs():
     out = [(f"{f}_past", (lambda f: lambda ctx: job_decoder(ctx, f))(f)) for f in DECODERS]
     out.append(("gpt2_past_dedup", lambda ctx: job_decoder(ctx, "gpt2", "_dedup")))
+    out.append(("gpt2_past_fp16", lambda ctx: job_decoder_fp16(ctx, "gpt2")))
     out.append(("whisper", job_whisper))
     out.append(("vit_optimum", job_vit))
+    for src in ("gpt2_past", "opt_past"):
+        out.append((f"fp16conv:{src}", (lambda s: lambda ctx: fp16conv(ctx, s))(src)))
     for src in ("gpt2_past", "opt_past", "phi_past", "vit_optimum", "whisper_decoder_model_merged",
+                "gpt2_past_fp16conv",
                 "gpt2_dynamo18_fp32", "vit_dynamo18_fp32", "phi_dynamo18_fp32", "whisper_encoder_dynamo18_fp32",
                 "gpt2_ts14_fp32", "gpt2_ts17_fp32", "vit_ts17_fp32", "bloom_ts17_fp32",
                 "gpt2_dynamo18_fp16", "vit_dynamo18_fp16", "opt_dynamo18_fp16", "gpt_neox_dynamo18_fp16"):

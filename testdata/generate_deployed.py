@@ -232,7 +232,7 @@ DECODERS = {
                ["parallel attn+mlp share input_layernorm", "multi-query", "no biases", TIED]),
     "gpt_bigcode": ("GPTBigCodeForCausalLM", "GPTBigCodeConfig", dict(n_embd=D, n_layer=L, n_head=H,
                                                                       n_positions=P, multi_query=True),
-                    ["multi-query (fused key_value cache)", TIED]),
+                    ["multi-query (K/V caches with one head)", TIED]),
 }
 
 
@@ -448,6 +448,7 @@ class Ctx:
         self.ref = {}            # name -> {"torch": {out: arr}, "ort": {out: arr}, "feed": feed, "dtype": ..}
 
     def fail(self, name, reason):
+        reason = reason.replace(self.tmp, "<tmp>")
         print(f"  FAILED {name}: {reason}")
         self.failures.append({"name": name, "reason": reason})
 
@@ -714,7 +715,10 @@ def job_decoder_fp16(ctx, family):
     src = os.path.join(ctx.tmp, name + "_src")
     out = os.path.join(ctx.tmp, name + "_onnx")
     model.save_pretrained(src)
-    export(src, out, "text-generation-with-past", dtype="fp16")
+    try:
+        export(src, out, "text-generation-with-past", dtype="fp16")
+    except Exception as e:
+        raise RuntimeError(f"optimum --dtype fp16 on the CPU made a file onnxruntime cannot load: {one_line(e)}")
     path = os.path.join(out, "model.onnx")
     prefix, new = ids(family_seed(family), PAST), ids(family_seed(family) + 1, NEW)
     past = presents_as_past(run(path, decoder_feed(path, prefix)))

@@ -93,6 +93,8 @@ FOLDERS = os.path.join(OUT, "folders")
 MANIFEST = os.path.join(OUT, "manifest.json")
 FAILURES = os.path.join(OUT, "failures.json")
 SRC_MODELS = os.path.join(HERE, "models")          # generate.py's clean exports
+README = os.path.join(HERE, "README.md")
+BEGIN, END = "<!-- deployed:begin -->", "<!-- deployed:end -->"
 
 BATCH, PAST, NEW = 2, 8, 4
 SEED = 20230523
@@ -453,18 +455,19 @@ class Ctx:
         self.failures.append({"name": name, "reason": reason})
 
     def add(self, name, src_path, feed, family, tool, dtype="fp32", torch_ref=None, ref_from=None,
-            notes=(), expect="rewrite", why=None, extra=None):
+            notes=(), expect="rewrite", why=None, extra=None, model=None):
         """Copy src_path to deployed/NAME.onnx, check it in onnxruntime against PyTorch (torch_ref:
         {output: array}) and/or a source's outputs, write the feed and the outputs, record it."""
-        dst = os.path.join(OUT, name + ".onnx")
-        if os.path.abspath(src_path) != dst:
+        dst = os.path.join(OUT, (model or name) + ".onnx")
+        if model is None and os.path.abspath(src_path) != dst:
             shutil.copyfile(src_path, dst)
         try:
             onnx.checker.check_model(dst)
             checker = "ok"
         except Exception as e:           # kept if onnxruntime runs it (an ORT-only file is deployed too)
             checker = one_line(e)
-        stamp(dst, name, family, tool, expect)
+        if model is None:
+            stamp(dst, name, family, tool, expect)
         outs = run(dst, feed)
         tol = TOL[dtype]
         errs = {}
@@ -483,7 +486,8 @@ class Ctx:
             raise RuntimeError("nothing to compare with")
         worst = max(errs.values())
         if not worst < tol:
-            os.remove(dst)
+            if model is None:
+                os.remove(dst)
             bad = {k: v for k, v in errs.items() if not v < tol}
             raise RuntimeError(f"mismatch above tol {tol}: {bad}")
         np.savez(os.path.join(OUT, name + ".input.npz"), **feed)
@@ -492,7 +496,7 @@ class Ctx:
                           "ort": outs, "feed": feed}
         facts = graph_facts(dst)
         entry = {
-            "name": name, "file": f"deployed/{name}.onnx", "family": family, "tool": tool, "dtype": dtype,
+            "name": name, "file": f"deployed/{model or name}.onnx", "family": family, "tool": tool, "dtype": dtype,
             "input": f"deployed/{name}.input.npz", "output": f"deployed/{name}.output.npz",
             "d": D, "layers": L, "expect": expect, "why": why, "tol": tol,
             "max_rel_err": float(f"{worst:.3g}"),
@@ -604,6 +608,22 @@ def job_whisper(ctx):
                 torch_ref={"logits": logits[:, PAST:].numpy()},
                 notes=common + ["one If on use_cache_branch (fed True); both branches hold the Pre-LN "
                                 "decoder and read initializers of the outer graph"])
+        # the same file on its other branch: the first step of generate (empty past)
+        feed = {}
+        for n, dtype, dims in graph_inputs(mg_path):
+            if n == "input_ids":
+                feed[n] = prefix
+            elif n == "encoder_hidden_states":
+                feed[n] = hidden
+            elif n == "use_cache_branch":
+                feed[n] = np.array([False])
+            else:
+                feed[n] = empty_past(dims, dtype)
+        ctx.add("whisper_decoder_model_merged_nocache", mg_path, feed, "whisper", "optimum",
+                torch_ref={"logits": logits[:, :PAST].numpy()}, model="whisper_decoder_model_merged",
+                notes=common + ["second case on whisper_decoder_model_merged.onnx: use_cache_branch = "
+                                "[False], the 8-token prefix, empty past (length 0), as generate's first "
+                                "step; every output non-empty"])
     else:
         ctx.fail("whisper_decoder_model_merged", f"not produced by the export (files: {files})")
 
@@ -768,12 +788,75 @@ def jobs():
     return out
 
 
+def write_readme_table(entries, failures):
+    """Refresh the generated part of the README's deployed section (between the markers)."""
+    if not os.path.exists(README):
+        return
+    text = open(README).read()
+    if BEGIN not in text or END not in text:
+        return
+    fmt_ln = lambda d: ", ".join(f"{k} {v}" for k, v in d.items()) or "-"
+    rows = ["| file | KiB | tool | dtype | expect | graph inputs | LayerNorm forms (all subgraphs) | notes |",
+            "| --- | ---: | --- | --- | --- | ---: | --- | --- |"]
+    for e in entries:
+        notes = "; ".join(e["notes"]).replace("|", "/")
+        if e.get("onnx_checker", "ok") != "ok":
+            notes += f"; onnx.checker: {e['onnx_checker']}"
+        rows.append(f"| `{os.path.basename(e['file'])}` | {e['bytes'] / 1024:.0f} | {e['tool']} | {e['dtype']} | "
+                    f"{e['expect']} | {len(e['inputs'])} | {fmt_ln(e['ln_forms'])} | {notes} |")
+    fails = ["| job | reason |", "| --- | --- |"]
+    fails += [f"| `{f['name']}` | {f['reason'].replace('|', '/')} |" for f in failures]
+    total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
+    body = (f"\n{len(entries)} models; {total / 1e6:.1f} MB in `deployed/` with the feeds, outputs and "
+            f"folders.\n\n" + "\n".join(rows) + "\n\n#### Not produced\n\n"
+            + ("\n".join(fails) if failures else "None.") + "\n")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    open(README, "w").write(head + BEGIN + body + END + tail)
+
+
+def write_expect(entries):
+    """deployed/expect.json in the format of the acceptance tool (acceptance.py --corpus DIR)."""
+    spec = {}
+    for e in entries:
+        case = {"d": e["d"], "expect": e["expect"], "input": os.path.basename(e["input"]), "tol": e["tol"],
+                "why": e["why"] or f"{e['tool']}: " + "; ".join(e["notes"])[:200]}
+        if os.path.basename(e["file"]) != e["name"] + ".onnx":
+            case["model"] = os.path.basename(e["file"])
+        spec[e["name"]] = case
+    with open(os.path.join(OUT, "expect.json"), "w") as fh:
+        json.dump(spec, fh, indent=1, sort_keys=True, ensure_ascii=False)
+        fh.write("\n")
+
+
+def check_all():
+    bad = 0
+    entries = json.load(open(MANIFEST))
+    for e in entries:
+        feed = dict(np.load(os.path.join(HERE, e["input"])))
+        want = dict(np.load(os.path.join(HERE, e["output"])))
+        got = run(os.path.join(HERE, e["file"]), feed)
+        errs = {k: rel_err(v, got[k]) for k, v in want.items()}
+        worst = max(errs.values())
+        ok = worst <= 1e-6 and set(got) == set(want)
+        bad += not ok
+        print(f"{'ok ' if ok else 'BAD'} {e['name']}: {len(feed)} inputs, {len(got)} outputs, max rel {worst:.2e}")
+    total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
+    print(f"{len(entries) - bad} passed, {bad} failed ({total / 1e6:.1f} MB in deployed/)")
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("only", nargs="*", help="job name prefixes (default: all)")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--check", action="store_true",
+                    help="only re-run every file of the manifest on its feed (CPU, ORT_DISABLE_ALL) and "
+                         "compare with its recorded outputs")
     args = ap.parse_args()
     all_jobs = jobs()
+    if args.check:
+        return check_all()
     if args.list:
         for n, _ in all_jobs:
             print(n)
@@ -804,7 +887,6 @@ def main():
             ctx.fail(n, one_line(e))
             if os.environ.get("DEPLOYED_DEBUG"):
                 traceback.print_exc()
-    order = {n: i for i, (n, _) in enumerate(all_jobs)}
     ctx.entries.sort(key=lambda e: e["name"])
     with open(MANIFEST, "w") as fh:
         json.dump(ctx.entries, fh, indent=1, ensure_ascii=False)
@@ -813,6 +895,8 @@ def main():
         json.dump(sorted(ctx.failures, key=lambda x: x["name"]), fh, indent=1, ensure_ascii=False)
         fh.write("\n")
     shutil.rmtree(ctx.tmp, ignore_errors=True)
+    write_readme_table(ctx.entries, sorted(ctx.failures, key=lambda x: x["name"]))
+    write_expect(ctx.entries)
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"{len(ctx.entries)} models, {len(ctx.failures)} failures, {total / 1e6:.1f} MB in deployed/, "
           f"{time.time() - t0:.0f}s")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Tuple, TypeVar, Union
@@ -90,23 +91,28 @@ _KINDS = {
 }
 
 
-def _translate(e: BaseException) -> NormoptError:
-    """The public exception for a native error ``(kind, message, reasons, report, table)``."""
-    kind, message, reasons, report_json, table_json = e.args
-    report = Report._from_json(report_json) if report_json else None
+def _error(e: Mapping[str, Any]) -> NormoptError:
+    """The public exception for a native error ``{kind, message, reasons, report, table}``."""
+    kind, message = e.get("kind"), str(e.get("message", ""))
+    report = Report._from(e["report"]) if e.get("report") else None
     if kind == "nothing":
-        return NothingToRewrite(message, reasons, report)
+        return NothingToRewrite(message, list(e.get("reasons") or []), report)
     if kind == "verification":
-        table = VerifyTable._from_json(table_json) if table_json else None
+        table = VerifyTable._from(e["table"]) if e.get("table") else None
         return VerificationError(message, table, report)
     return _KINDS.get(kind, InternalError)(message)
 
 
-def _call(f: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return f(*args, **kwargs)
-    except _native.NativeError as e:
-        raise _translate(e) from None
+def _result(text: str) -> Mapping[str, Any]:
+    """The ``ok`` part of a native answer, or raise its error."""
+    answer = json.loads(text)
+    if "error" in answer:
+        raise _error(answer["error"])
+    return answer["ok"]
+
+
+def _args(**kwargs: Any) -> str:
+    return json.dumps(kwargs)
 
 
 def ort_library() -> Optional[str]:
@@ -308,20 +314,23 @@ def rewrite(
         WriteError: the output could not be written; nothing left behind.
     """
     args = _check_args(runtimes, dims, rtol, samples, seed, ort_lib)
-    text, summary = _call(
-        _native.rewrite,
-        _path(src, "src"),
-        _path(dst, "dst"),
-        target=_choice(target, "target", _TARGETS),
-        emit=_choice(emit, "emit", _EMITS),
-        fold=bool(fold),
-        verify=None if verify is None else bool(verify),
-        report=None if report is None else _path(report, "report"),
-        progress=bool(progress),
-        fsync=bool(fsync),
-        **args,
+    ok = _result(
+        _native.rewrite(
+            _args(
+                src=_path(src, "src"),
+                dst=_path(dst, "dst"),
+                target=_choice(target, "target", _TARGETS),
+                emit=_choice(emit, "emit", _EMITS),
+                fold=bool(fold),
+                verify=None if verify is None else bool(verify),
+                report=None if report is None else _path(report, "report"),
+                progress=bool(progress),
+                fsync=bool(fsync),
+                **args,
+            )
+        )
     )
-    return Report._from_json(text, summary)
+    return Report._from(ok["report"], ok["summary"])
 
 
 def rewrite_model(
@@ -363,17 +372,19 @@ def rewrite_model(
     """
     data = _model_bytes(model, "rewrite_model")
     args = _check_args(runtimes, dims, rtol, samples, seed, ort_lib)
-    out, text, summary = _call(
-        _native.rewrite_bytes,
+    out, text = _native.rewrite_bytes(
         data,
-        target=_choice(target, "target", _TARGETS),
-        emit=_choice(emit, "emit", _EMITS),
-        fold=bool(fold),
-        verify=bool(verify),
-        progress=bool(progress),
-        **args,
+        _args(
+            target=_choice(target, "target", _TARGETS),
+            emit=_choice(emit, "emit", _EMITS),
+            fold=bool(fold),
+            verify=bool(verify),
+            progress=bool(progress),
+            **args,
+        ),
     )
-    report = Report._from_json(text, summary)
+    ok = _result(text)
+    report = Report._from(ok["report"], ok["summary"])
     if isinstance(model, (bytes, bytearray, memoryview)):
         return out, report  # type: ignore[return-value]
     return type(model).FromString(out), report  # type: ignore[attr-defined]
@@ -390,12 +401,13 @@ def inspect(model: Union[PathLike, bytes, Any], *, target: str = "rmsnorm") -> R
     Raises:
         UsageError, InvalidModelError.
     """
+    target = _choice(target, "target", _TARGETS)
     if isinstance(model, (str, os.PathLike)):
-        text, shown = _call(_native.inspect, _path(model, "model"), target=_choice(target, "target", _TARGETS))
+        text = _native.inspect(_args(src=_path(model, "model"), target=target), None)
     else:
-        data = _model_bytes(model, "inspect")
-        text, shown = _call(_native.inspect, None, target=_choice(target, "target", _TARGETS), data=data)
-    return Report._from_json(text, shown)
+        text = _native.inspect(_args(target=target), _model_bytes(model, "inspect"))
+    ok = _result(text)
+    return Report._from(ok["report"], ok["summary"])
 
 
 def verify(
@@ -426,5 +438,5 @@ def verify(
             a runtime failed on a model, onnxruntime required but missing).
     """
     args = _check_args(runtimes, dims, rtol, samples, seed, ort_lib)
-    text, shown = _call(_native.verify, _path(a, "a"), _path(b, "b"), **args)
-    return VerifyTable._from_json(text, shown)
+    ok = _result(_native.verify(_args(a=_path(a, "a"), b=_path(b, "b"), **args)))
+    return VerifyTable._from(ok["table"], ok["summary"])

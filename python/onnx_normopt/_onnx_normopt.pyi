@@ -1,58 +1,23 @@
 # Stub of the native half of onnx_normopt (python/src/lib.rs). Private: use the functions of
-# the onnx_normopt package, which validate arguments and turn NativeError into the public
-# exception classes.
-from typing import Dict, Optional, Tuple
+# the onnx_normopt package, which check the arguments and turn errors into its exceptions.
+#
+# Each function takes its arguments as one JSON object (plus the model's bytes) and answers
+# one JSON object: {"ok": {...}} or {"error": {"kind", "message", "reasons", "report", "table"}}.
+from typing import Optional, Tuple
 
 __version__: str
 
-class NativeError(Exception):
-    """args: (kind, message, reasons, report_json, table_json)."""
+def rewrite(args_json: str, /) -> str:
+    """{src, dst, target, emit, fold, verify, report, progress, fsync, runtimes, dims, rtol,
+    samples, seed, ort_lib, default_ort_lib} -> {"ok": {"report", "summary"}}."""
 
-def rewrite(
-    src: str,
-    dst: str,
-    *,
-    target: str,
-    emit: str,
-    fold: bool,
-    verify: Optional[bool],
-    report: Optional[str],
-    progress: bool,
-    fsync: bool,
-    runtimes: str,
-    dims: Optional[Dict[str, int]],
-    rtol: Optional[float],
-    samples: int,
-    seed: int,
-    ort_lib: Optional[str],
-    default_ort_lib: Optional[str],
-) -> Tuple[str, str]: ...
-def rewrite_bytes(
-    data: bytes,
-    *,
-    target: str,
-    emit: str,
-    fold: bool,
-    verify: Optional[bool],
-    progress: bool,
-    runtimes: str,
-    dims: Optional[Dict[str, int]],
-    rtol: Optional[float],
-    samples: int,
-    seed: int,
-    ort_lib: Optional[str],
-    default_ort_lib: Optional[str],
-) -> Tuple[bytes, str, str]: ...
-def inspect(src: Optional[str], *, target: str, data: Optional[bytes] = None) -> Tuple[str, str]: ...
-def verify(
-    a: str,
-    b: str,
-    *,
-    runtimes: str,
-    dims: Optional[Dict[str, int]],
-    rtol: Optional[float],
-    samples: int,
-    seed: int,
-    ort_lib: Optional[str],
-    default_ort_lib: Optional[str],
-) -> Tuple[str, str]: ...
+def rewrite_bytes(data: bytes, args_json: str, /) -> Tuple[Optional[bytes], str]:
+    """The model's bytes and the arguments of rewrite (without src, dst, report, fsync) ->
+    (the rewritten model's bytes or None on error, {"ok": {"report", "summary"}})."""
+
+def inspect(args_json: str, data: Optional[bytes], /) -> str:
+    """{src, target} or the model's bytes -> {"ok": {"report", "summary"}}."""
+
+def verify(args_json: str, /) -> str:
+    """{a, b, runtimes, dims, rtol, samples, seed, ort_lib, default_ort_lib} ->
+    {"ok": {"table", "summary"}}."""

@@ -8,7 +8,6 @@ objects); the attributes are typed views of it.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -279,9 +278,6 @@ class VerifyTable:
             text,
         )
 
-    @classmethod
-    def _from_json(cls, s: str, text: Optional[str] = None) -> "VerifyTable":
-        return cls._from(json.loads(s), text)
 
 
 @dataclass(frozen=True)
@@ -348,6 +344,3 @@ class Report:
             text,
         )
 
-    @classmethod
-    def _from_json(cls, s: str, text: str = "") -> "Report":
-        return cls._from(json.loads(s), text)

@@ -1,37 +1,33 @@
 //! The native half of the Python package `onnx_normopt` (its Python half, `onnx_normopt/`, holds
-//! the public API, the exceptions and the report classes).
+//! the public API, the argument checks, the exceptions and the report classes).
 //!
 //! Every function here is a thin client of the library, like the CLI (`src/main.rs`): load →
 //! `passes::run` → stage the output → `verify::verify_files` → commit. Nothing of the pass is
 //! reimplemented. Invariants kept at this edge:
 //! - the GIL is released while a model is loaded, rewritten, written or verified;
-//! - no panic crosses into Python: each call runs under `catch_unwind` and a panic becomes an
-//!   internal error;
-//! - every failure reaches Python as one `NativeError(kind, message, reasons, report, table)`,
-//!   which the Python half turns into the exception class of its kind (`usage`, `invalid`,
-//!   `write`, `verification`, `nothing`, `internal`), mirroring the CLI's exit codes;
-//! - reports cross as JSON text, exactly the CLI's `--report` / `--json` serialisation.
+//! - no panic crosses into Python: each call runs under `catch_unwind`, and a panic becomes an
+//!   `internal` error;
+//! - arguments arrive as one JSON object (plus the model's bytes), results leave as one JSON
+//!   object: `{"ok": {...}}`, or `{"error": {"kind", "message", "reasons", "report", "table"}}`
+//!   whose kind (`usage`, `invalid`, `write`, `verification`, `nothing`, `internal`) the Python
+//!   half turns into the exception class mirroring the CLI's exit status;
+//! - reports are the library's own serialisation, exactly the CLI's `--report` / `--json`.
+//!
+//! The module is written with pyo3's plain API (no `#[pymodule]`/`#[pyfunction]`): pyo3's proc
+//! macros would change the features of `syn` for the whole build and make Cargo rebuild every
+//! deriving crate instead of reusing the CLI's release build (see Cargo.toml).
 
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, emit::Emit, report::Report, CrmsEmit, Options, Target};
 use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
 use onnx_normopt::{io, Error};
 use prost::Message;
-use pyo3::create_exception;
-use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-
-create_exception!(
-    _onnx_normopt,
-    NativeError,
-    PyException,
-    "Raised by the native module with args (kind, message, reasons, report_json, table_json); \
-     the public functions of onnx_normopt turn it into the exception class of its kind."
-);
 
 /// Models up to this many bytes (file plus external data) are verified when `verify` is None
 /// (the CLI's default rule).
@@ -45,13 +41,13 @@ enum Fail {
     Nothing {
         message: String,
         reasons: Vec<String>,
-        report: Option<serde_json::Value>,
+        report: Option<Value>,
     },
     /// Verification failed or could not be carried out (exit 1); nothing was written.
     Verification {
         message: String,
-        table: Option<serde_json::Value>,
-        report: Option<serde_json::Value>,
+        table: Option<Value>,
+        report: Option<Value>,
     },
     /// A panic or a broken invariant (exit 1).
     Internal(String),
@@ -62,9 +58,9 @@ impl Fail {
         Fail::Lib(Error::Usage(message.into()))
     }
 
-    /// `NativeError(kind, message, reasons, report_json, table_json)`, paths relabelled.
-    fn into_py(self, labels: &Labels) -> PyErr {
-        let json = |v: Option<serde_json::Value>| v.map(|v| labels.json(v).to_string());
+    /// `{"error": {kind, message, reasons, report, table}}`, paths relabelled.
+    fn to_json(self, labels: &Labels) -> Value {
+        let json_of = |v: Option<Value>| v.map(|v| labels.json(v)).unwrap_or(Value::Null);
         let (kind, message, reasons, report, table) = match self {
             Fail::Lib(e) => {
                 let kind = match &e {
@@ -75,27 +71,32 @@ impl Fail {
                     _ if e.exit_code() == 2 => "invalid",
                     _ => "internal",
                 };
-                let message = e.to_string();
                 let reasons = match &e {
                     Error::NotRewritable(why) => vec![why.clone()],
                     _ => Vec::new(),
                 };
-                (kind, message, reasons, None, None)
+                (kind, e.to_string(), reasons, Value::Null, Value::Null)
             }
             Fail::Nothing {
                 message,
                 reasons,
                 report,
-            } => ("nothing", message, reasons, json(report), None),
+            } => ("nothing", message, reasons, json_of(report), Value::Null),
             Fail::Verification {
                 message,
                 table,
                 report,
-            } => ("verification", message, Vec::new(), json(report), json(table)),
-            Fail::Internal(m) => ("internal", format!("internal error: {m}"), Vec::new(), None, None),
+            } => ("verification", message, Vec::new(), json_of(report), json_of(table)),
+            Fail::Internal(m) => ("internal", format!("internal error: {m}"), Vec::new(), Value::Null, Value::Null),
         };
         let reasons: Vec<String> = reasons.iter().map(|r| labels.text(r)).collect();
-        NativeError::new_err((kind, labels.text(&message), reasons, report, table))
+        json!({"error": {
+            "kind": kind,
+            "message": labels.text(&message),
+            "reasons": reasons,
+            "report": report,
+            "table": table,
+        }})
     }
 }
 
@@ -113,8 +114,7 @@ impl Labels {
         s
     }
 
-    fn json(&self, v: serde_json::Value) -> serde_json::Value {
-        use serde_json::Value;
+    fn json(&self, v: Value) -> Value {
         if self.0.is_empty() {
             return v;
         }
@@ -143,8 +143,8 @@ fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Fail> + Send)
     })
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+fn value_of<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 fn options(target: &str, emit: &str, fold: bool) -> Result<Options, Fail> {
@@ -412,7 +412,7 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
         return Err(Fail::Nothing {
             message: format!("{}: nothing rewritten: {first}", input.display()),
             reasons,
-            report: Some(to_json(&outcome.report)),
+            report: Some(value_of(&outcome.report)),
         });
     }
     io::set_fsync(job.fsync);
@@ -442,7 +442,7 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
     if do_verify {
         match job.check.run(input, staged.model_path()) {
             Ok(rep) => {
-                let table = to_json(&rep);
+                let table = value_of(&rep);
                 outcome.report.verification = Some(table.clone());
                 if !rep.passed() {
                     return Err(Fail::Verification {
@@ -452,7 +452,7 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
                             input.display()
                         ),
                         table: Some(table),
-                        report: Some(to_json(&outcome.report)),
+                        report: Some(value_of(&outcome.report)),
                     });
                 }
             }
@@ -463,7 +463,7 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
                         input.display()
                     ),
                     table: None,
-                    report: Some(to_json(&outcome.report)),
+                    report: Some(value_of(&outcome.report)),
                 })
             }
         }
@@ -494,25 +494,22 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
 const EXTERNAL_IN_MEMORY: &str = "the model keeps tensors in external data files, which an \
      in-memory model cannot carry: save it and use onnx_normopt.rewrite(src, dst) on the path";
 
-/// A private temporary folder holding an in-memory model as `model.onnx`, and the labels that
-/// replace its paths in messages.
+/// A private temporary folder (mode 0700) holding an in-memory model as `model.onnx`, removed
+/// when dropped, and the labels that replace its paths in messages.
 struct Scratch {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
     labels: Labels,
 }
 
 impl Scratch {
     fn new(data: &[u8]) -> Result<Scratch, Fail> {
-        let dir = tempfile::Builder::new()
-            .prefix("onnx-normopt-")
-            .tempdir()
-            .map_err(|e| Fail::Internal(format!("cannot create a temporary folder: {e}")))?;
+        let dir = private_dir()?;
         let labels = Labels(vec![
             (
-                dir.path().join("model.onnx").display().to_string(),
+                dir.join("model.onnx").display().to_string(),
                 "<in-memory model>".into(),
             ),
-            (dir.path().display().to_string(), "<temporary folder>".into()),
+            (dir.display().to_string(), "<temporary folder>".into()),
         ]);
         let s = Scratch { dir, labels };
         // Bytes that decode as a model naming external data: say so, instead of "file not
@@ -530,194 +527,341 @@ impl Scratch {
     }
 
     fn model(&self) -> PathBuf {
-        self.dir.path().join("model.onnx")
+        self.dir.join("model.onnx")
     }
 }
 
-/// `rewrite(src, dst, *, ...) -> (report_json, summary)`.
-#[pyfunction]
-#[pyo3(signature = (src, dst, *, target, emit, fold, verify, report, progress, fsync,
-                    runtimes, dims, rtol, samples, seed, ort_lib, default_ort_lib))]
-#[allow(clippy::too_many_arguments)]
-fn rewrite(
-    py: Python<'_>,
-    src: PathBuf,
-    dst: PathBuf,
-    target: &str,
-    emit: &str,
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A new folder only this user can read, in the system's temporary folder.
+fn private_dir() -> Result<PathBuf, Fail> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::temp_dir();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut last = None;
+    for _ in 0..16 {
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let dir = base.join(format!("onnx-normopt-{}-{n}-{nanos:x}", std::process::id()));
+        let mut b = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        match b.create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => {
+                last = Some(e);
+                break;
+            }
+        }
+    }
+    Err(Fail::Internal(format!(
+        "cannot create a temporary folder in {}: {}",
+        base.display(),
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+/// The arguments of every entry point, as the Python half sends them (one JSON object).
+#[derive(serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Args {
+    src: Option<PathBuf>,
+    dst: Option<PathBuf>,
+    a: Option<PathBuf>,
+    b: Option<PathBuf>,
+    target: String,
+    emit: String,
     fold: bool,
+    /// `None`: the CLI's rule (verify models up to 512 MiB).
     verify: Option<bool>,
     report: Option<PathBuf>,
     progress: bool,
     fsync: bool,
-    runtimes: &str,
+    runtimes: String,
     dims: Option<BTreeMap<String, usize>>,
     rtol: Option<f64>,
     samples: usize,
     seed: u64,
     ort_lib: Option<PathBuf>,
     default_ort_lib: Option<PathBuf>,
-) -> PyResult<(String, String)> {
-    let labels = Labels::default();
-    let go = || -> Result<(String, String), Fail> {
-        let job = Job {
-            input: src,
-            out: dst,
-            report_path: report,
-            opts: options(target, emit, fold)?,
-            verify,
-            check: check(runtimes, dims, rtol, samples, seed, ort_lib, default_ort_lib)?,
-            progress,
-            fsync,
-            in_memory: false,
-        };
-        let done = detached(py, || run_rewrite(&job))?;
-        Ok((to_json(&done.report).to_string(), done.report.summary()))
-    };
-    go().map_err(|f| f.into_py(&labels))
 }
 
-/// `rewrite_bytes(data, *, ...) -> (model_bytes, report_json, summary)`.
-#[pyfunction]
-#[pyo3(signature = (data, *, target, emit, fold, verify, progress,
-                    runtimes, dims, rtol, samples, seed, ort_lib, default_ort_lib))]
-#[allow(clippy::too_many_arguments)]
-fn rewrite_bytes<'py>(
-    py: Python<'py>,
-    data: &[u8],
-    target: &str,
-    emit: &str,
-    fold: bool,
-    verify: Option<bool>,
-    progress: bool,
-    runtimes: &str,
-    dims: Option<BTreeMap<String, usize>>,
-    rtol: Option<f64>,
-    samples: usize,
-    seed: u64,
-    ort_lib: Option<PathBuf>,
-    default_ort_lib: Option<PathBuf>,
-) -> PyResult<(Bound<'py, PyBytes>, String, String)> {
-    let mut labels = Labels::default();
-    let mut go = || -> Result<(Vec<u8>, String, String), Fail> {
-        let opts = options(target, emit, fold)?;
-        let check = check(runtimes, dims, rtol, samples, seed, ort_lib, default_ort_lib)?;
-        let (scratch, done) = detached(py, || {
-            let scratch = Scratch::new(data)?;
-            let job = Job {
-                input: scratch.model(),
-                out: scratch.dir.path().join("rewritten.onnx"),
-                report_path: None,
-                opts,
-                verify,
-                check,
-                progress,
-                // A private temporary file that is read back at once: no need to wait for
-                // the disk.
-                fsync: false,
-                in_memory: true,
-            };
-            let done = run_rewrite(&job);
-            Ok((scratch, done))
-        })?;
-        labels = std::mem::take(&mut { scratch }.labels);
-        let done = done?;
-        let report = labels.json(to_json(&done.report)).to_string();
-        let summary = labels.text(&done.report.summary());
-        Ok((done.bytes.unwrap_or_default(), report, summary))
-    };
-    let (bytes, report, summary) = go().map_err(|f| f.into_py(&labels))?;
-    Ok((PyBytes::new(py, &bytes), report, summary))
-}
-
-/// `inspect(src, *, target, in_memory) -> (report_json, text)`; `src` is a path, or the model's
-/// bytes when `data` is given.
-#[pyfunction]
-#[pyo3(signature = (src, *, target, data=None))]
-fn inspect(
-    py: Python<'_>,
-    src: Option<PathBuf>,
-    target: &str,
-    data: Option<&[u8]>,
-) -> PyResult<(String, String)> {
-    let mut labels = Labels::default();
-    let mut go = || -> Result<(String, String), Fail> {
-        let opts = options(target, "standard", true)?;
-        let (scratch, report) = detached(py, || {
-            let scratch = data.map(Scratch::new).transpose()?;
-            let path = match (&scratch, &src) {
-                (Some(s), _) => s.model(),
-                (None, Some(p)) => p.clone(),
-                (None, None) => return Err(Fail::usage("inspect needs a path or model bytes")),
-            };
-            let report = Model::load(&path)
-                .and_then(|m| passes::inspect(&m, &opts))
-                .map_err(|e| match e {
-                    Error::NotRewritable(why) => Fail::Nothing {
-                        message: format!("{}: nothing rewritten: {why}", path.display()),
-                        reasons: vec![why],
-                        report: None,
-                    },
-                    e => Fail::Lib(e),
-                });
-            Ok((scratch, report))
-        })?;
-        if let Some(s) = scratch {
-            labels = std::mem::take(&mut { s }.labels);
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            src: None,
+            dst: None,
+            a: None,
+            b: None,
+            target: "rmsnorm".into(),
+            emit: "standard".into(),
+            fold: true,
+            verify: Some(true),
+            report: None,
+            progress: false,
+            fsync: true,
+            runtimes: "both".into(),
+            dims: None,
+            rtol: None,
+            samples: 3,
+            seed: 0,
+            ort_lib: None,
+            default_ort_lib: None,
         }
-        let report = report?;
-        Ok((
-            labels.json(to_json(&report)).to_string(),
-            labels.text(&report.inspect_text()),
-        ))
-    };
-    go().map_err(|f| f.into_py(&labels))
+    }
 }
 
-/// `verify(a, b, *, ...) -> (table_json, text)`: a table that did not pass is returned, not
-/// raised; an error means verification could not be carried out.
-#[pyfunction]
-#[pyo3(signature = (a, b, *, runtimes, dims, rtol, samples, seed, ort_lib, default_ort_lib))]
-#[allow(clippy::too_many_arguments)]
-fn verify(
+impl Args {
+    fn parse(text: &str) -> Result<Args, Fail> {
+        serde_json::from_str(text).map_err(|e| Fail::usage(format!("bad arguments: {e}")))
+    }
+
+    fn check(&self) -> Result<Check, Fail> {
+        check(
+            &self.runtimes,
+            self.dims.clone(),
+            self.rtol,
+            self.samples,
+            self.seed,
+            self.ort_lib.clone(),
+            self.default_ort_lib.clone(),
+        )
+    }
+}
+
+fn need(p: &Option<PathBuf>, what: &str) -> Result<PathBuf, Fail> {
+    p.clone()
+        .ok_or_else(|| Fail::usage(format!("missing argument {what}")))
+}
+
+/// `rewrite(args)`: `src` to `dst`, as `onnx-normopt SRC -o DST`.
+fn rewrite_file(py: Python<'_>, text: &str) -> Result<Value, Fail> {
+    let a = Args::parse(text)?;
+    let job = Job {
+        input: need(&a.src, "src")?,
+        out: need(&a.dst, "dst")?,
+        report_path: a.report.clone(),
+        opts: options(&a.target, &a.emit, a.fold)?,
+        verify: a.verify,
+        check: a.check()?,
+        progress: a.progress,
+        fsync: a.fsync,
+        in_memory: false,
+    };
+    let done = detached(py, || run_rewrite(&job))?;
+    Ok(json!({"report": value_of(&done.report), "summary": done.report.summary()}))
+}
+
+/// `rewrite_bytes(data, args)`: a model in memory, through a private temporary folder.
+fn rewrite_memory(
     py: Python<'_>,
-    a: PathBuf,
-    b: PathBuf,
-    runtimes: &str,
-    dims: Option<BTreeMap<String, usize>>,
-    rtol: Option<f64>,
-    samples: usize,
-    seed: u64,
-    ort_lib: Option<PathBuf>,
-    default_ort_lib: Option<PathBuf>,
-) -> PyResult<(String, String)> {
-    let labels = Labels::default();
-    let go = || -> Result<(String, String), Fail> {
-        let check = check(runtimes, dims, rtol, samples, seed, ort_lib, default_ort_lib)?;
-        detached(py, || {
-            // As the CLI: a file that is not a model is bad input (exit 2), not a failed check.
-            for p in [&a, &b] {
-                io::load(p).map_err(Fail::Lib)?;
-            }
-            let rep = check.run(&a, &b).map_err(|e| Fail::Verification {
-                message: format!("verify: {e}"),
-                table: None,
-                report: None,
-            })?;
-            Ok((to_json(&rep).to_string(), rep.to_string()))
-        })
-    };
-    go().map_err(|f| f.into_py(&labels))
+    data: &[u8],
+    text: &str,
+    labels: &mut Labels,
+) -> Result<(Vec<u8>, Value), Fail> {
+    let a = Args::parse(text)?;
+    let opts = options(&a.target, &a.emit, a.fold)?;
+    let check = a.check()?;
+    let (scratch, done) = detached(py, || {
+        let scratch = Scratch::new(data)?;
+        let job = Job {
+            input: scratch.model(),
+            out: scratch.dir.join("rewritten.onnx"),
+            report_path: None,
+            opts,
+            verify: a.verify,
+            check,
+            progress: a.progress,
+            // A private temporary file, read back at once: no need to wait for the disk.
+            fsync: false,
+            in_memory: true,
+        };
+        let done = run_rewrite(&job);
+        Ok((scratch, done))
+    })?;
+    let mut scratch = scratch;
+    *labels = std::mem::take(&mut scratch.labels);
+    drop(scratch);
+    let done = done?;
+    let report = labels.json(value_of(&done.report));
+    let summary = labels.text(&done.report.summary());
+    Ok((
+        done.bytes.unwrap_or_default(),
+        json!({"report": report, "summary": summary}),
+    ))
 }
 
-/// The native half of `onnx_normopt`.
-#[pymodule]
-fn _onnx_normopt(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("NativeError", m.py().get_type::<NativeError>())?;
+/// `inspect(args, data)`: `src`, or the model's bytes when given.
+fn inspect_any(
+    py: Python<'_>,
+    text: &str,
+    data: Option<&[u8]>,
+    labels: &mut Labels,
+) -> Result<Value, Fail> {
+    let a = Args::parse(text)?;
+    let opts = options(&a.target, "standard", true)?;
+    let (scratch, report) = detached(py, || {
+        let scratch = data.map(Scratch::new).transpose()?;
+        let path = match &scratch {
+            Some(s) => s.model(),
+            None => need(&a.src, "src")?,
+        };
+        let report = Model::load(&path)
+            .and_then(|m| passes::inspect(&m, &opts))
+            .map_err(|e| match e {
+                Error::NotRewritable(why) => Fail::Nothing {
+                    message: format!("{}: nothing rewritten: {why}", path.display()),
+                    reasons: vec![why],
+                    report: None,
+                },
+                e => Fail::Lib(e),
+            });
+        Ok((scratch, report))
+    })?;
+    if let Some(mut s) = scratch {
+        *labels = std::mem::take(&mut s.labels);
+    }
+    let report = report?;
+    Ok(json!({
+        "report": labels.json(value_of(&report)),
+        "summary": labels.text(&report.inspect_text()),
+    }))
+}
+
+/// `verify(args)`: `b` against the reference `a`. A table that did not pass is a result, not
+/// an error; an error means verification could not be carried out.
+fn verify_files(py: Python<'_>, text: &str) -> Result<Value, Fail> {
+    let args = Args::parse(text)?;
+    let (a, b) = (need(&args.a, "a")?, need(&args.b, "b")?);
+    let check = args.check()?;
+    detached(py, || {
+        // As the CLI: a file that is not a model is bad input (exit 2), not a failed check.
+        for p in [&a, &b] {
+            io::load(p).map_err(Fail::Lib)?;
+        }
+        let rep = check.run(&a, &b).map_err(|e| Fail::Verification {
+            message: format!("verify: {e}"),
+            table: None,
+            report: None,
+        })?;
+        Ok(json!({"table": value_of(&rep), "summary": rep.to_string()}))
+    })
+}
+
+fn answer(r: Result<Value, Fail>, labels: &Labels) -> String {
+    match r {
+        Ok(v) => json!({ "ok": v }).to_string(),
+        Err(f) => f.to_json(labels).to_string(),
+    }
+}
+
+fn bytes_arg<'a>(args: &'a Bound<'_, PyTuple>, i: usize) -> PyResult<Option<Bound<'a, PyBytes>>> {
+    let x = args.get_item(i)?;
+    if x.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(x.cast_into::<PyBytes>()?))
+}
+
+fn add_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add_function(wrap_pyfunction!(rewrite, m)?)?;
-    m.add_function(wrap_pyfunction!(rewrite_bytes, m)?)?;
-    m.add_function(wrap_pyfunction!(inspect, m)?)?;
-    m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add_function(PyCFunction::new_closure(
+        py,
+        Some(c"rewrite"),
+        Some(c"rewrite(args_json) -> result_json"),
+        |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<String> {
+            let text: String = args.get_item(0)?.extract()?;
+            Ok(answer(rewrite_file(args.py(), &text), &Labels::default()))
+        },
+    )?)?;
+    m.add_function(PyCFunction::new_closure(
+        py,
+        Some(c"rewrite_bytes"),
+        Some(c"rewrite_bytes(data, args_json) -> (bytes | None, result_json)"),
+        |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<Py<PyAny>> {
+            let py = args.py();
+            let data = bytes_arg(args, 0)?;
+            let data = data.as_ref().map(|d| d.as_bytes()).unwrap_or_default();
+            let text: String = args.get_item(1)?.extract()?;
+            let mut labels = Labels::default();
+            let (bytes, result) = match rewrite_memory(py, data, &text, &mut labels) {
+                Ok((bytes, v)) => (Some(PyBytes::new(py, &bytes)), answer(Ok(v), &labels)),
+                Err(f) => (None, answer(Err(f), &labels)),
+            };
+            Ok((bytes, result).into_pyobject(py)?.into_any().unbind())
+        },
+    )?)?;
+    m.add_function(PyCFunction::new_closure(
+        py,
+        Some(c"inspect"),
+        Some(c"inspect(args_json, data: bytes | None) -> result_json"),
+        |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<String> {
+            let text: String = args.get_item(0)?.extract()?;
+            let data = bytes_arg(args, 1)?;
+            let mut labels = Labels::default();
+            let r = inspect_any(args.py(), &text, data.as_ref().map(|d| d.as_bytes()), &mut labels);
+            Ok(answer(r, &labels))
+        },
+    )?)?;
+    m.add_function(PyCFunction::new_closure(
+        py,
+        Some(c"verify"),
+        Some(c"verify(args_json) -> result_json"),
+        |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<String> {
+            let text: String = args.get_item(0)?.extract()?;
+            Ok(answer(verify_files(args.py(), &text), &Labels::default()))
+        },
+    )?)?;
     Ok(())
+}
+
+static mut MODULE_DEF: pyo3::ffi::PyModuleDef = pyo3::ffi::PyModuleDef {
+    m_base: pyo3::ffi::PyModuleDef_HEAD_INIT,
+    m_name: c"_onnx_normopt".as_ptr(),
+    m_doc: c"The native half of onnx_normopt; use the functions of the onnx_normopt package.".as_ptr(),
+    m_size: -1,
+    m_methods: std::ptr::null_mut(),
+    m_slots: std::ptr::null_mut(),
+    m_traverse: None,
+    m_clear: None,
+    m_free: None,
+};
+
+/// The module's entry point (single-phase initialisation).
+///
+/// # Safety
+/// Called by the Python interpreter, with the GIL held, once per process.
+#[no_mangle]
+pub unsafe extern "C" fn PyInit__onnx_normopt() -> *mut pyo3::ffi::PyObject {
+    Python::attach(|py| {
+        let made = catch_unwind(AssertUnwindSafe(|| -> PyResult<Py<PyModule>> {
+            // SAFETY: MODULE_DEF is only handed to the interpreter, here, once.
+            let m = unsafe { pyo3::ffi::PyModule_Create(std::ptr::addr_of_mut!(MODULE_DEF)) };
+            // SAFETY: a new reference (or null, with the error set).
+            let m = unsafe { Bound::from_owned_ptr_or_err(py, m) }?.cast_into::<PyModule>()?;
+            add_functions(&m)?;
+            Ok(m.unbind())
+        }));
+        match made {
+            Ok(Ok(m)) => m.into_ptr(),
+            Ok(Err(e)) => {
+                e.restore(py);
+                std::ptr::null_mut()
+            }
+            Err(_) => {
+                pyo3::exceptions::PySystemError::new_err("onnx_normopt: module init panicked")
+                    .restore(py);
+                std::ptr::null_mut()
+            }
+        }
+    })
 }

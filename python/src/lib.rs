@@ -24,7 +24,7 @@ use onnx_normopt::{io, Error};
 use prost::Message;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -41,13 +41,13 @@ enum Fail {
     Nothing {
         message: String,
         reasons: Vec<String>,
-        report: Option<Value>,
+        report: Option<String>,
     },
     /// Verification failed or could not be carried out (exit 1); nothing was written.
     Verification {
         message: String,
-        table: Option<Value>,
-        report: Option<Value>,
+        table: Option<String>,
+        report: Option<String>,
     },
     /// A panic or a broken invariant (exit 1).
     Internal(String),
@@ -58,9 +58,10 @@ impl Fail {
         Fail::Lib(Error::Usage(message.into()))
     }
 
-    /// `{"error": {kind, message, reasons, report, table}}`, paths relabelled.
-    fn to_json(self, labels: &Labels) -> Value {
-        let json_of = |v: Option<Value>| v.map(|v| labels.json(v)).unwrap_or(Value::Null);
+    /// `{"error": {kind, message, reasons, report, table}}`, paths relabelled; `report` and
+    /// `table` are the library's JSON text, embedded as they are.
+    fn to_json(self, labels: &Labels) -> String {
+        let raw = |v: Option<String>| v.map(|v| labels.json(&v)).unwrap_or_else(|| "null".into());
         let (kind, message, reasons, report, table) = match self {
             Fail::Lib(e) => {
                 let kind = match &e {
@@ -75,28 +76,33 @@ impl Fail {
                     Error::NotRewritable(why) => vec![why.clone()],
                     _ => Vec::new(),
                 };
-                (kind, e.to_string(), reasons, Value::Null, Value::Null)
+                (kind, e.to_string(), reasons, raw(None), raw(None))
             }
             Fail::Nothing {
                 message,
                 reasons,
                 report,
-            } => ("nothing", message, reasons, json_of(report), Value::Null),
+            } => ("nothing", message, reasons, raw(report), raw(None)),
             Fail::Verification {
                 message,
                 table,
                 report,
-            } => ("verification", message, Vec::new(), json_of(report), json_of(table)),
-            Fail::Internal(m) => ("internal", format!("internal error: {m}"), Vec::new(), Value::Null, Value::Null),
+            } => ("verification", message, Vec::new(), raw(report), raw(table)),
+            Fail::Internal(m) => (
+                "internal",
+                format!("internal error: {m}"),
+                Vec::new(),
+                raw(None),
+                raw(None),
+            ),
         };
         let reasons: Vec<String> = reasons.iter().map(|r| labels.text(r)).collect();
-        json!({"error": {
-            "kind": kind,
-            "message": labels.text(&message),
-            "reasons": reasons,
-            "report": report,
-            "table": table,
-        }})
+        format!(
+            r#"{{"error": {{"kind": {}, "message": {}, "reasons": {}, "report": {report}, "table": {table}}}}}"#,
+            json!(kind),
+            json!(labels.text(&message)),
+            json!(reasons),
+        )
     }
 }
 
@@ -114,16 +120,18 @@ impl Labels {
         s
     }
 
-    fn json(&self, v: Value) -> Value {
-        if self.0.is_empty() {
-            return v;
+    /// The same replacements inside JSON text (strings compared in their escaped form). The
+    /// text is not parsed again: its numbers stay exactly as the library printed them.
+    fn json(&self, text: &str) -> String {
+        let escaped = |s: &str| {
+            let q = json!(s).to_string();
+            q[1..q.len() - 1].to_string()
+        };
+        let mut text = text.to_string();
+        for (from, to) in &self.0 {
+            text = text.replace(&escaped(from), &escaped(to));
         }
-        match v {
-            Value::String(s) => Value::String(self.text(&s)),
-            Value::Array(a) => Value::Array(a.into_iter().map(|x| self.json(x)).collect()),
-            Value::Object(o) => Value::Object(o.into_iter().map(|(k, x)| (k, self.json(x))).collect()),
-            v => v,
-        }
+        text
     }
 }
 
@@ -143,8 +151,9 @@ fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Fail> + Send)
     })
 }
 
-fn value_of<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
+/// The library's JSON of `v`, as text (what the CLI prints).
+fn text_of<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
 fn options(target: &str, emit: &str, fold: bool) -> Result<Options, Fail> {
@@ -412,7 +421,7 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
         return Err(Fail::Nothing {
             message: format!("{}: nothing rewritten: {first}", input.display()),
             reasons,
-            report: Some(value_of(&outcome.report)),
+            report: Some(text_of(&outcome.report)),
         });
     }
     io::set_fsync(job.fsync);
@@ -442,8 +451,9 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
     if do_verify {
         match job.check.run(input, staged.model_path()) {
             Ok(rep) => {
-                let table = value_of(&rep);
-                outcome.report.verification = Some(table.clone());
+                // As the CLI: the table enters the report as a JSON value.
+                outcome.report.verification = serde_json::to_value(&rep).ok();
+                let table = text_of(&rep);
                 if !rep.passed() {
                     return Err(Fail::Verification {
                         message: format!(
@@ -452,7 +462,7 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
                             input.display()
                         ),
                         table: Some(table),
-                        report: Some(value_of(&outcome.report)),
+                        report: Some(text_of(&outcome.report)),
                     });
                 }
             }
@@ -463,7 +473,7 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
                         input.display()
                     ),
                     table: None,
-                    report: Some(value_of(&outcome.report)),
+                    report: Some(text_of(&outcome.report)),
                 })
             }
         }
@@ -643,7 +653,7 @@ fn need(p: &Option<PathBuf>, what: &str) -> Result<PathBuf, Fail> {
 }
 
 /// `rewrite(args)`: `src` to `dst`, as `onnx-normopt SRC -o DST`.
-fn rewrite_file(py: Python<'_>, text: &str) -> Result<Value, Fail> {
+fn rewrite_file(py: Python<'_>, text: &str) -> Result<Answer, Fail> {
     let a = Args::parse(text)?;
     let job = Job {
         input: need(&a.src, "src")?,
@@ -657,7 +667,7 @@ fn rewrite_file(py: Python<'_>, text: &str) -> Result<Value, Fail> {
         in_memory: false,
     };
     let done = detached(py, || run_rewrite(&job))?;
-    Ok(json!({"report": value_of(&done.report), "summary": done.report.summary()}))
+    Ok(Answer::report(text_of(&done.report), done.report.summary()))
 }
 
 /// `rewrite_bytes(data, args)`: a model in memory, through a private temporary folder.
@@ -666,7 +676,7 @@ fn rewrite_memory(
     data: &[u8],
     text: &str,
     labels: &mut Labels,
-) -> Result<(Vec<u8>, Value), Fail> {
+) -> Result<(Vec<u8>, Answer), Fail> {
     let a = Args::parse(text)?;
     let opts = options(&a.target, &a.emit, a.fold)?;
     let check = a.check()?;
@@ -691,11 +701,11 @@ fn rewrite_memory(
     *labels = std::mem::take(&mut scratch.labels);
     drop(scratch);
     let done = done?;
-    let report = labels.json(value_of(&done.report));
+    let report = labels.json(&text_of(&done.report));
     let summary = labels.text(&done.report.summary());
     Ok((
         done.bytes.unwrap_or_default(),
-        json!({"report": report, "summary": summary}),
+        Answer::report(report, summary),
     ))
 }
 
@@ -705,7 +715,7 @@ fn inspect_any(
     text: &str,
     data: Option<&[u8]>,
     labels: &mut Labels,
-) -> Result<Value, Fail> {
+) -> Result<Answer, Fail> {
     let a = Args::parse(text)?;
     let opts = options(&a.target, "standard", true)?;
     let (scratch, report) = detached(py, || {
@@ -730,15 +740,15 @@ fn inspect_any(
         *labels = std::mem::take(&mut s.labels);
     }
     let report = report?;
-    Ok(json!({
-        "report": labels.json(value_of(&report)),
-        "summary": labels.text(&report.inspect_text()),
-    }))
+    Ok(Answer::report(
+        labels.json(&text_of(&report)),
+        labels.text(&report.inspect_text()),
+    ))
 }
 
 /// `verify(args)`: `b` against the reference `a`. A table that did not pass is a result, not
 /// an error; an error means verification could not be carried out.
-fn verify_files(py: Python<'_>, text: &str) -> Result<Value, Fail> {
+fn verify_files(py: Python<'_>, text: &str) -> Result<Answer, Fail> {
     let args = Args::parse(text)?;
     let (a, b) = (need(&args.a, "a")?, need(&args.b, "b")?);
     let check = args.check()?;
@@ -752,14 +762,41 @@ fn verify_files(py: Python<'_>, text: &str) -> Result<Value, Fail> {
             table: None,
             report: None,
         })?;
-        Ok(json!({"table": value_of(&rep), "summary": rep.to_string()}))
+        Ok(Answer {
+            key: "table",
+            json: text_of(&rep),
+            summary: rep.to_string(),
+        })
     })
 }
 
-fn answer(r: Result<Value, Fail>, labels: &Labels) -> String {
+/// A successful result: the library's JSON text under `key`, and the CLI's text.
+struct Answer {
+    key: &'static str,
+    json: String,
+    summary: String,
+}
+
+impl Answer {
+    fn report(json: String, summary: String) -> Answer {
+        Answer {
+            key: "report",
+            json,
+            summary,
+        }
+    }
+}
+
+/// `{"ok": {KEY: JSON, "summary": TEXT}}` or the error.
+fn answer(r: Result<Answer, Fail>, labels: &Labels) -> String {
     match r {
-        Ok(v) => json!({ "ok": v }).to_string(),
-        Err(f) => f.to_json(labels).to_string(),
+        Ok(a) => format!(
+            r#"{{"ok": {{"{}": {}, "summary": {}}}}}"#,
+            a.key,
+            a.json,
+            json!(a.summary)
+        ),
+        Err(f) => f.to_json(labels),
     }
 }
 

@@ -295,11 +295,12 @@ def rewrite(
             f16 1e-2, bf16 5e-2).
         runtimes: The runtimes to verify in: ``("tract", "onnxruntime")``, ``"tract"`` or
             ``"onnxruntime"``.
-        samples: Number of random input samples. seed: Their seed.
+        samples: Number of random input samples.
+        seed: Seed of the random inputs.
         ort_lib: The onnxruntime shared library (default: ``ORT_DYLIB_PATH``, else the
             installed ``onnxruntime`` package's; see ``ort_library()``).
-        progress: Show a progress bar on stderr while a large model is written (only on a
-            terminal).
+        progress: Show a progress bar on stderr while the output is written (drawn only when
+            stderr is a terminal). Off by default: the call prints nothing.
         fsync: Wait for the output to reach the disk before renaming it into place.
 
     Returns:

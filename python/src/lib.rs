@@ -136,7 +136,10 @@ impl Labels {
 }
 
 /// Run `f` without the GIL and without letting a panic escape.
-fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Fail> + Send) -> Result<T, Fail> {
+fn detached<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<T, Fail> + Send,
+) -> Result<T, Fail> {
     py.detach(|| {
         catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
             let what = if let Some(s) = p.downcast_ref::<&str>() {
@@ -349,7 +352,9 @@ struct Job {
     verify: Option<bool>,
     check: Check,
     progress: bool,
-    fsync: bool,
+    /// Wait for the output to reach the disk (`io::set_fsync`, process-wide); `None` leaves
+    /// the setting alone.
+    fsync: Option<bool>,
     /// Return the output's bytes instead of committing it (in-memory models).
     in_memory: bool,
 }
@@ -424,7 +429,9 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
             report: Some(text_of(&outcome.report)),
         });
     }
-    io::set_fsync(job.fsync);
+    if let Some(on) = job.fsync {
+        io::set_fsync(on);
+    }
     let proto = outcome.model.to_proto_pending();
     let layout = io::choose_layout(&proto, &outcome.model, outcome.model.had_external_data);
     if job.in_memory && layout == io::DataLayout::External {
@@ -663,7 +670,7 @@ fn rewrite_file(py: Python<'_>, text: &str) -> Result<Answer, Fail> {
         verify: a.verify,
         check: a.check()?,
         progress: a.progress,
-        fsync: a.fsync,
+        fsync: Some(a.fsync),
         in_memory: false,
     };
     let done = detached(py, || run_rewrite(&job))?;
@@ -690,8 +697,9 @@ fn rewrite_memory(
             verify: a.verify,
             check,
             progress: a.progress,
-            // A private temporary file, read back at once: no need to wait for the disk.
-            fsync: false,
+            // A private temporary file, read back at once: the process-wide fsync setting
+            // (that of file rewrites, possibly running in other threads) is left alone.
+            fsync: None,
             in_memory: true,
         };
         let done = run_rewrite(&job);
@@ -845,7 +853,12 @@ fn add_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
             let text: String = args.get_item(0)?.extract()?;
             let data = bytes_arg(args, 1)?;
             let mut labels = Labels::default();
-            let r = inspect_any(args.py(), &text, data.as_ref().map(|d| d.as_bytes()), &mut labels);
+            let r = inspect_any(
+                args.py(),
+                &text,
+                data.as_ref().map(|d| d.as_bytes()),
+                &mut labels,
+            );
             Ok(answer(r, &labels))
         },
     )?)?;
@@ -864,7 +877,8 @@ fn add_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
 static mut MODULE_DEF: pyo3::ffi::PyModuleDef = pyo3::ffi::PyModuleDef {
     m_base: pyo3::ffi::PyModuleDef_HEAD_INIT,
     m_name: c"_onnx_normopt".as_ptr(),
-    m_doc: c"The native half of onnx_normopt; use the functions of the onnx_normopt package.".as_ptr(),
+    m_doc: c"The native half of onnx_normopt; use the functions of the onnx_normopt package."
+        .as_ptr(),
     m_size: -1,
     m_methods: std::ptr::null_mut(),
     m_slots: std::ptr::null_mut(),

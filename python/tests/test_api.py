@@ -82,3 +82,37 @@ def test_ort_library_found_without_importing_onnxruntime():
     assert Path(lib).parent.name == "capi" and Path(lib).parent.parent.name == "onnxruntime"
     assert imported == "False"
     assert with_env == "None"
+
+
+def _stderr_on_terminal(progress: bool, tmp_path) -> str:
+    """stderr of a rewrite in a child process whose stderr is a terminal (a pty)."""
+    import os
+    import pty
+
+    code = (
+        "import sys, onnx_normopt\n"
+        f"onnx_normopt.rewrite(sys.argv[1], sys.argv[2], verify=False, progress={progress})\n"
+    )
+    master, slave = pty.openpty()
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(model_path("gpt2_dynamo18_fp32")), str(tmp_path / f"o{progress}.onnx")],
+        stderr=slave,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:  # the child closed the pty
+            break
+        if not b:
+            break
+        chunks.append(b)
+    assert p.wait(timeout=120) == 0
+    os.close(master)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_bar_only_when_asked(tmp_path):
+    assert "writing [" in _stderr_on_terminal(True, tmp_path)
+    assert _stderr_on_terminal(False, tmp_path) == ""

@@ -30,7 +30,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, TypeVar, Union
 
 from . import _onnx_normopt as _native
 from ._errors import (
@@ -93,7 +93,7 @@ _KINDS = {
 
 def _error(e: Mapping[str, Any]) -> NormoptError:
     """The public exception for a native error ``{kind, message, reasons, report, table}``."""
-    kind, message = e.get("kind"), str(e.get("message", ""))
+    kind, message = str(e.get("kind")), str(e.get("message", ""))
     report = Report._from(e["report"]) if e.get("report") else None
     if kind == "nothing":
         return NothingToRewrite(message, list(e.get("reasons") or []), report)
@@ -105,10 +105,11 @@ def _error(e: Mapping[str, Any]) -> NormoptError:
 
 def _result(text: str) -> Mapping[str, Any]:
     """The ``ok`` part of a native answer, or raise its error."""
-    answer = json.loads(text)
+    answer: Dict[str, Any] = json.loads(text)
     if "error" in answer:
         raise _error(answer["error"])
-    return answer["ok"]
+    ok: Mapping[str, Any] = answer["ok"]
+    return ok
 
 
 def _args(**kwargs: Any) -> str:
@@ -158,7 +159,7 @@ def _runtimes(runtimes: Union[str, Iterable[str]]) -> str:
     )
 
 
-def _dims(dims: Optional[Mapping[str, int]]) -> Optional[dict]:
+def _dims(dims: Optional[Mapping[str, int]]) -> Optional[Dict[str, int]]:
     if dims is None:
         return None
     out = {}
@@ -202,7 +203,7 @@ def _check_args(
     samples: int,
     seed: int,
     ort_lib: Optional[PathLike],
-) -> dict:
+) -> Dict[str, Any]:
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise UsageError(f"samples must be an int >= 1, got {samples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

@@ -1,0 +1,918 @@
+//! The native half of the Python package `onnx_normopt` (its Python half, `onnx_normopt/`, holds
+//! the public API, the argument checks, the exceptions and the report classes).
+//!
+//! Every function here is a thin client of the library, like the CLI (`src/main.rs`): load →
+//! `passes::run` → stage the output → `verify::verify_files` → commit. Nothing of the pass is
+//! reimplemented. Invariants kept at this edge:
+//! - the GIL is released while a model is loaded, rewritten, written or verified;
+//! - no panic crosses into Python: each call runs under `catch_unwind`, and a panic becomes an
+//!   `internal` error;
+//! - arguments arrive as one JSON object (plus the model's bytes), results leave as one JSON
+//!   object: `{"ok": {...}}`, or `{"error": {"kind", "message", "reasons", "report", "table"}}`
+//!   whose kind (`usage`, `invalid`, `write`, `verification`, `nothing`, `internal`) the Python
+//!   half turns into the exception class mirroring the CLI's exit status;
+//! - reports are the library's own serialisation, exactly the CLI's `--report` / `--json`.
+//!
+//! The module is written with pyo3's plain API (no `#[pymodule]`/`#[pyfunction]`): pyo3's proc
+//! macros would change the features of `syn` for the whole build and make Cargo rebuild every
+//! deriving crate instead of reusing the CLI's release build (see Cargo.toml).
+
+use onnx_normopt::ir::Model;
+use onnx_normopt::passes::{self, emit::Emit, report::Report, CrmsEmit, Options, Target};
+use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
+use onnx_normopt::{io, Error};
+use prost::Message;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+/// Models up to this many bytes (file plus external data) are verified when `verify` is None
+/// (the CLI's default rule).
+const VERIFY_BY_DEFAULT_BELOW: u64 = 512 << 20;
+
+/// What went wrong, in the categories of the Python exceptions (and of the CLI's exit codes).
+enum Fail {
+    /// A library error; its variant picks the category.
+    Lib(Error),
+    /// Nothing could be rewritten (exit 3).
+    Nothing {
+        message: String,
+        reasons: Vec<String>,
+        report: Option<String>,
+    },
+    /// Verification failed or could not be carried out (exit 1); nothing was written.
+    Verification {
+        message: String,
+        table: Option<String>,
+        report: Option<String>,
+    },
+    /// A panic or a broken invariant (exit 1).
+    Internal(String),
+}
+
+impl Fail {
+    fn usage(message: impl Into<String>) -> Fail {
+        Fail::Lib(Error::Usage(message.into()))
+    }
+
+    /// `{"error": {kind, message, reasons, report, table}}`, paths relabelled; `report` and
+    /// `table` are the library's JSON text, embedded as they are.
+    fn to_json(self, labels: &Labels) -> String {
+        let raw = |v: Option<String>| v.map(|v| labels.json(&v)).unwrap_or_else(|| "null".into());
+        let (kind, message, reasons, report, table) = match self {
+            Fail::Lib(e) => {
+                let kind = match &e {
+                    Error::Usage(_) => "usage",
+                    Error::Write { .. } => "write",
+                    Error::NotRewritable(_) => "nothing",
+                    Error::Internal(_) => "internal",
+                    _ if e.exit_code() == 2 => "invalid",
+                    _ => "internal",
+                };
+                let reasons = match &e {
+                    Error::NotRewritable(why) => vec![why.clone()],
+                    _ => Vec::new(),
+                };
+                (kind, e.to_string(), reasons, raw(None), raw(None))
+            }
+            Fail::Nothing {
+                message,
+                reasons,
+                report,
+            } => ("nothing", message, reasons, raw(report), raw(None)),
+            Fail::Verification {
+                message,
+                table,
+                report,
+            } => ("verification", message, Vec::new(), raw(report), raw(table)),
+            Fail::Internal(m) => (
+                "internal",
+                format!("internal error: {m}"),
+                Vec::new(),
+                raw(None),
+                raw(None),
+            ),
+        };
+        let reasons: Vec<String> = reasons.iter().map(|r| labels.text(r)).collect();
+        format!(
+            r#"{{"error": {{"kind": {}, "message": {}, "reasons": {}, "report": {report}, "table": {table}}}}}"#,
+            json!(kind),
+            json!(labels.text(&message)),
+            json!(reasons),
+        )
+    }
+}
+
+/// Replaces the paths of a private temporary folder (in-memory models) by readable labels in
+/// messages and reports.
+#[derive(Default)]
+struct Labels(Vec<(String, String)>);
+
+impl Labels {
+    fn text(&self, s: &str) -> String {
+        let mut s = s.to_string();
+        for (from, to) in &self.0 {
+            s = s.replace(from.as_str(), to);
+        }
+        s
+    }
+
+    /// The same replacements inside JSON text (strings compared in their escaped form). The
+    /// text is not parsed again: its numbers stay exactly as the library printed them.
+    fn json(&self, text: &str) -> String {
+        let escaped = |s: &str| {
+            let q = json!(s).to_string();
+            q[1..q.len() - 1].to_string()
+        };
+        let mut text = text.to_string();
+        for (from, to) in &self.0 {
+            text = text.replace(&escaped(from), &escaped(to));
+        }
+        text
+    }
+}
+
+/// Run `f` without the GIL and without letting a panic escape.
+fn detached<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<T, Fail> + Send,
+) -> Result<T, Fail> {
+    py.detach(|| {
+        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+            let what = if let Some(s) = p.downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = p.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "unknown panic".to_string()
+            };
+            Err(Fail::Internal(format!("panicked: {what}")))
+        })
+    })
+}
+
+/// The library's JSON of `v`, as text (what the CLI prints).
+fn text_of<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn options(target: &str, emit: &str, fold: bool) -> Result<Options, Fail> {
+    let target = match target {
+        "rmsnorm" => Target::Rmsnorm,
+        "crmsnorm" => Target::Crmsnorm,
+        t => {
+            return Err(Fail::usage(format!(
+                "target must be \"rmsnorm\" or \"crmsnorm\", not {t:?}"
+            )))
+        }
+    };
+    let (emit, crms_emit) = match emit {
+        "standard" => (Emit::Standard, CrmsEmit::Standard),
+        "onnxruntime" => (Emit::Onnxruntime, CrmsEmit::Standard),
+        "custom" => (Emit::Standard, CrmsEmit::Custom),
+        e => {
+            return Err(Fail::usage(format!(
+                "emit must be \"standard\", \"onnxruntime\" or \"custom\", not {e:?}"
+            )))
+        }
+    };
+    Ok(Options {
+        target,
+        emit,
+        crms_emit,
+        fold,
+        ..Options::default()
+    })
+}
+
+/// How to verify, as given from Python.
+#[derive(Clone)]
+struct Check {
+    opts: VerifyOptions,
+    /// The onnxruntime library of the installed Python package, used when neither `ort_lib`
+    /// nor `ORT_DYLIB_PATH` names one.
+    default_ort: Option<PathBuf>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    runtimes: &str,
+    dims: Option<BTreeMap<String, usize>>,
+    rtol: Option<f64>,
+    samples: usize,
+    seed: u64,
+    ort_lib: Option<PathBuf>,
+    default_ort_lib: Option<PathBuf>,
+) -> Result<Check, Fail> {
+    let runtimes = match runtimes {
+        "both" => Runtimes::Both,
+        "tract" => Runtimes::Tract,
+        "onnxruntime" => Runtimes::Ort,
+        r => {
+            return Err(Fail::usage(format!(
+                "runtimes must name \"tract\" and/or \"onnxruntime\", not {r:?}"
+            )))
+        }
+    };
+    Ok(Check {
+        opts: VerifyOptions {
+            samples,
+            seed,
+            dims: dims.unwrap_or_default(),
+            rtol,
+            ort_lib,
+            runtimes,
+            require_ort: verify::ci_requires_ort(),
+            ..VerifyOptions::default()
+        },
+        default_ort: default_ort_lib,
+    })
+}
+
+impl Check {
+    /// Verify `b` against `a`. The Python package's onnxruntime is loaded first when nothing
+    /// else names a library; if it cannot be loaded, the library's own search runs (and its
+    /// report says what happened), with a note saying why the package's library was not used.
+    fn run(&self, a: &Path, b: &Path) -> Result<verify::VerifyReport, verify::VerifyError> {
+        let mut opts = self.opts.clone();
+        let mut notes = Vec::new();
+        let env_set = std::env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty());
+        if opts.runtimes != Runtimes::Tract && opts.ort_lib.is_none() && !env_set {
+            if let Some(lib) = &self.default_ort {
+                match verify::ort_environment(Some(lib)) {
+                    Ok((_, loaded)) => opts.ort_lib = Some(loaded),
+                    Err(e) => notes.push(format!(
+                        "the onnxruntime library of the installed Python package was not used: {e}"
+                    )),
+                }
+            }
+        }
+        let mut rep = verify::verify_files(a, b, &opts)?;
+        rep.notes.extend(notes);
+        Ok(rep)
+    }
+}
+
+/// A byte progress bar on stderr for the write, drawn only when asked (and stderr is a
+/// terminal: indicatif hides it otherwise).
+struct Bar {
+    enabled: bool,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Bar {
+    fn set(&mut self, done: u64, total: u64) {
+        if !self.enabled {
+            return;
+        }
+        let bar = self.bar.get_or_insert_with(|| {
+            let b = indicatif::ProgressBar::new(total);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ) {
+                b.set_style(style.progress_chars("=> "));
+            }
+            b.set_message("writing");
+            b
+        });
+        bar.set_length(total);
+        bar.set_position(done);
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// The model file plus the external data files it references (what the CLI's default
+/// verification rule counts).
+fn total_size(path: &Path, model: &Model) -> u64 {
+    let mut n = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if model.had_external_data {
+        if let Some(dir) = path.parent() {
+            let mut seen = std::collections::BTreeSet::new();
+            io::for_each_tensor(&model.to_proto_pending(), &mut |t| {
+                for e in &t.external_data {
+                    if e.key.as_deref() == Some("location") {
+                        seen.insert(e.value.clone().unwrap_or_default());
+                    }
+                }
+            });
+            n += seen
+                .iter()
+                .map(|l| std::fs::metadata(dir.join(l)).map(|m| m.len()).unwrap_or(0))
+                .sum::<u64>();
+        }
+    }
+    n
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Fail> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let w = |e: std::io::Error| {
+        Fail::Lib(Error::Write {
+            path: path.into(),
+            reason: e.to_string(),
+        })
+    };
+    std::fs::write(&tmp, bytes).map_err(w)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        w(e)
+    })
+}
+
+/// One rewrite, as the CLI's rewrite command does it.
+struct Job {
+    input: PathBuf,
+    out: PathBuf,
+    report_path: Option<PathBuf>,
+    opts: Options,
+    /// `None`: the CLI's rule (verify models up to 512 MiB).
+    verify: Option<bool>,
+    check: Check,
+    progress: bool,
+    /// Wait for the output to reach the disk (`io::set_fsync`, process-wide); `None` leaves
+    /// the setting alone.
+    fsync: Option<bool>,
+    /// Return the output's bytes instead of committing it (in-memory models).
+    in_memory: bool,
+}
+
+struct Done {
+    report: Report,
+    bytes: Option<Vec<u8>>,
+}
+
+fn refusal_reasons(report: &Report) -> Vec<String> {
+    report
+        .refusals
+        .iter()
+        .map(|r| format!("{} ({}): {}", r.norm, r.form, r.why))
+        .collect()
+}
+
+fn run_rewrite(job: &Job) -> Result<Done, Fail> {
+    let (input, out) = (job.input.as_path(), job.out.as_path());
+    if same_file(input, out) {
+        return Err(Fail::usage(format!(
+            "{}: the output must not be the input",
+            out.display()
+        )));
+    }
+    if let Some(rp) = &job.report_path {
+        if same_file(input, rp) || rp == out {
+            return Err(Fail::usage(format!(
+                "{}: the report must not be the input or the output model",
+                rp.display()
+            )));
+        }
+    }
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(Fail::usage(format!(
+            "{}: the output folder {} does not exist",
+            out.display(),
+            dir.display()
+        )));
+    }
+    let model = Model::load(input).map_err(Fail::Lib)?;
+    if job.in_memory && model.had_external_data {
+        return Err(Fail::usage(EXTERNAL_IN_MEMORY));
+    }
+    let size = total_size(input, &model);
+    let mut outcome = passes::run(model, &job.opts).map_err(|e| match e {
+        Error::NotRewritable(why) => Fail::Nothing {
+            message: format!("{}: nothing rewritten: {why}", input.display()),
+            reasons: vec![why],
+            report: None,
+        },
+        e => Fail::Lib(e),
+    })?;
+    if !outcome.rewritten() {
+        let first = outcome
+            .report
+            .refusals
+            .first()
+            .map(|r| r.why.clone())
+            .unwrap_or_else(|| "no LayerNorm on a residual stream".into());
+        let mut reasons = refusal_reasons(&outcome.report);
+        if reasons.is_empty() {
+            reasons.push(first.clone());
+        }
+        return Err(Fail::Nothing {
+            message: format!("{}: nothing rewritten: {first}", input.display()),
+            reasons,
+            report: Some(text_of(&outcome.report)),
+        });
+    }
+    if let Some(on) = job.fsync {
+        io::set_fsync(on);
+    }
+    let proto = outcome.model.to_proto_pending();
+    let layout = io::choose_layout(&proto, &outcome.model, outcome.model.had_external_data);
+    if job.in_memory && layout == io::DataLayout::External {
+        return Err(Fail::usage(
+            "the rewritten model would not fit in one protobuf (2 GiB): save the model with \
+             external data and use onnx_normopt.rewrite(src, dst)",
+        ));
+    }
+    let mut bar = Bar {
+        enabled: job.progress,
+        bar: None,
+    };
+    let staged = io::stage(
+        &proto,
+        &outcome.model.store,
+        &outcome.model,
+        out,
+        layout,
+        &mut |d, t| bar.set(d, t),
+    );
+    bar.finish();
+    let staged = staged.map_err(Fail::Lib)?;
+    let do_verify = job.verify.unwrap_or(size <= VERIFY_BY_DEFAULT_BELOW);
+    if do_verify {
+        match job.check.run(input, staged.model_path()) {
+            Ok(rep) => {
+                // As the CLI: the table enters the report as a JSON value.
+                outcome.report.verification = serde_json::to_value(&rep).ok();
+                let table = text_of(&rep);
+                if !rep.passed() {
+                    return Err(Fail::Verification {
+                        message: format!(
+                            "{}: verification failed: the rewritten model differs; nothing \
+                             written\n{rep}",
+                            input.display()
+                        ),
+                        table: Some(table),
+                        report: Some(text_of(&outcome.report)),
+                    });
+                }
+            }
+            Err(e) => {
+                return Err(Fail::Verification {
+                    message: format!(
+                        "{}: could not verify the rewritten model: {e}; nothing written",
+                        input.display()
+                    ),
+                    table: None,
+                    report: Some(text_of(&outcome.report)),
+                })
+            }
+        }
+    }
+    if job.in_memory {
+        let bytes = std::fs::read(staged.model_path()).map_err(|e| {
+            Fail::Lib(Error::Write {
+                path: staged.model_path().into(),
+                reason: e.to_string(),
+            })
+        })?;
+        return Ok(Done {
+            report: outcome.report,
+            bytes: Some(bytes),
+        });
+    }
+    if let Some(rp) = &job.report_path {
+        let text = serde_json::to_string_pretty(&outcome.report).unwrap_or_default();
+        write_atomic(rp, text.as_bytes())?;
+    }
+    staged.commit().map_err(Fail::Lib)?;
+    Ok(Done {
+        report: outcome.report,
+        bytes: None,
+    })
+}
+
+const EXTERNAL_IN_MEMORY: &str = "the model keeps tensors in external data files, which an \
+     in-memory model cannot carry: save it and use onnx_normopt.rewrite(src, dst) on the path";
+
+/// A private temporary folder (mode 0700) holding an in-memory model as `model.onnx`, removed
+/// when dropped, and the labels that replace its paths in messages.
+struct Scratch {
+    dir: PathBuf,
+    labels: Labels,
+}
+
+impl Scratch {
+    fn new(data: &[u8]) -> Result<Scratch, Fail> {
+        let dir = private_dir()?;
+        let labels = Labels(vec![
+            (
+                dir.join("model.onnx").display().to_string(),
+                "<in-memory model>".into(),
+            ),
+            (dir.display().to_string(), "<temporary folder>".into()),
+        ]);
+        let s = Scratch { dir, labels };
+        // Bytes that decode as a model naming external data: say so, instead of "file not
+        // found" in a folder the user never saw. Other bytes are left to the loader.
+        if let Ok(m) = onnx_normopt::proto::ModelProto::decode(data) {
+            let mut external = false;
+            io::for_each_tensor(&m, &mut |t| external |= io::is_external(t));
+            if external {
+                return Err(Fail::usage(EXTERNAL_IN_MEMORY));
+            }
+        }
+        std::fs::write(s.model(), data)
+            .map_err(|e| Fail::Internal(format!("cannot write a temporary file: {e}")))?;
+        Ok(s)
+    }
+
+    fn model(&self) -> PathBuf {
+        self.dir.join("model.onnx")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A new folder only this user can read, in the system's temporary folder.
+fn private_dir() -> Result<PathBuf, Fail> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::temp_dir();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut last = None;
+    for _ in 0..16 {
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let dir = base.join(format!("onnx-normopt-{}-{n}-{nanos:x}", std::process::id()));
+        let mut b = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        match b.create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => {
+                last = Some(e);
+                break;
+            }
+        }
+    }
+    Err(Fail::Internal(format!(
+        "cannot create a temporary folder in {}: {}",
+        base.display(),
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+/// The arguments of every entry point, as the Python half sends them (one JSON object).
+#[derive(serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Args {
+    src: Option<PathBuf>,
+    dst: Option<PathBuf>,
+    a: Option<PathBuf>,
+    b: Option<PathBuf>,
+    target: String,
+    emit: String,
+    fold: bool,
+    /// `None`: the CLI's rule (verify models up to 512 MiB).
+    verify: Option<bool>,
+    report: Option<PathBuf>,
+    progress: bool,
+    fsync: bool,
+    runtimes: String,
+    dims: Option<BTreeMap<String, usize>>,
+    rtol: Option<f64>,
+    samples: usize,
+    seed: u64,
+    ort_lib: Option<PathBuf>,
+    default_ort_lib: Option<PathBuf>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            src: None,
+            dst: None,
+            a: None,
+            b: None,
+            target: "rmsnorm".into(),
+            emit: "standard".into(),
+            fold: true,
+            verify: Some(true),
+            report: None,
+            progress: false,
+            fsync: true,
+            runtimes: "both".into(),
+            dims: None,
+            rtol: None,
+            samples: 3,
+            seed: 0,
+            ort_lib: None,
+            default_ort_lib: None,
+        }
+    }
+}
+
+impl Args {
+    fn parse(text: &str) -> Result<Args, Fail> {
+        serde_json::from_str(text).map_err(|e| Fail::usage(format!("bad arguments: {e}")))
+    }
+
+    fn check(&self) -> Result<Check, Fail> {
+        check(
+            &self.runtimes,
+            self.dims.clone(),
+            self.rtol,
+            self.samples,
+            self.seed,
+            self.ort_lib.clone(),
+            self.default_ort_lib.clone(),
+        )
+    }
+}
+
+fn need(p: &Option<PathBuf>, what: &str) -> Result<PathBuf, Fail> {
+    p.clone()
+        .ok_or_else(|| Fail::usage(format!("missing argument {what}")))
+}
+
+/// `rewrite(args)`: `src` to `dst`, as `onnx-normopt SRC -o DST`.
+fn rewrite_file(py: Python<'_>, text: &str) -> Result<Answer, Fail> {
+    let a = Args::parse(text)?;
+    let job = Job {
+        input: need(&a.src, "src")?,
+        out: need(&a.dst, "dst")?,
+        report_path: a.report.clone(),
+        opts: options(&a.target, &a.emit, a.fold)?,
+        verify: a.verify,
+        check: a.check()?,
+        progress: a.progress,
+        fsync: Some(a.fsync),
+        in_memory: false,
+    };
+    let done = detached(py, || run_rewrite(&job))?;
+    Ok(Answer::report(text_of(&done.report), done.report.summary()))
+}
+
+/// `rewrite_bytes(data, args)`: a model in memory, through a private temporary folder.
+fn rewrite_memory(
+    py: Python<'_>,
+    data: &[u8],
+    text: &str,
+    labels: &mut Labels,
+) -> Result<(Vec<u8>, Answer), Fail> {
+    let a = Args::parse(text)?;
+    let opts = options(&a.target, &a.emit, a.fold)?;
+    let check = a.check()?;
+    let (scratch, done) = detached(py, || {
+        let scratch = Scratch::new(data)?;
+        let job = Job {
+            input: scratch.model(),
+            out: scratch.dir.join("rewritten.onnx"),
+            report_path: None,
+            opts,
+            verify: a.verify,
+            check,
+            progress: a.progress,
+            // A private temporary file, read back at once: the process-wide fsync setting
+            // (that of file rewrites, possibly running in other threads) is left alone.
+            fsync: None,
+            in_memory: true,
+        };
+        let done = run_rewrite(&job);
+        Ok((scratch, done))
+    })?;
+    let mut scratch = scratch;
+    *labels = std::mem::take(&mut scratch.labels);
+    drop(scratch);
+    let done = done?;
+    let report = labels.json(&text_of(&done.report));
+    let summary = labels.text(&done.report.summary());
+    Ok((
+        done.bytes.unwrap_or_default(),
+        Answer::report(report, summary),
+    ))
+}
+
+/// `inspect(args, data)`: `src`, or the model's bytes when given.
+fn inspect_any(
+    py: Python<'_>,
+    text: &str,
+    data: Option<&[u8]>,
+    labels: &mut Labels,
+) -> Result<Answer, Fail> {
+    let a = Args::parse(text)?;
+    let opts = options(&a.target, "standard", true)?;
+    let (scratch, report) = detached(py, || {
+        let scratch = data.map(Scratch::new).transpose()?;
+        let path = match &scratch {
+            Some(s) => s.model(),
+            None => need(&a.src, "src")?,
+        };
+        let report = Model::load(&path)
+            .and_then(|m| passes::inspect(&m, &opts))
+            .map_err(|e| match e {
+                Error::NotRewritable(why) => Fail::Nothing {
+                    message: format!("{}: nothing rewritten: {why}", path.display()),
+                    reasons: vec![why],
+                    report: None,
+                },
+                e => Fail::Lib(e),
+            });
+        Ok((scratch, report))
+    })?;
+    if let Some(mut s) = scratch {
+        *labels = std::mem::take(&mut s.labels);
+    }
+    let report = report?;
+    Ok(Answer::report(
+        labels.json(&text_of(&report)),
+        labels.text(&report.inspect_text()),
+    ))
+}
+
+/// `verify(args)`: `b` against the reference `a`. A table that did not pass is a result, not
+/// an error; an error means verification could not be carried out.
+fn verify_files(py: Python<'_>, text: &str) -> Result<Answer, Fail> {
+    let args = Args::parse(text)?;
+    let (a, b) = (need(&args.a, "a")?, need(&args.b, "b")?);
+    let check = args.check()?;
+    detached(py, || {
+        // As the CLI: a file that is not a model is bad input (exit 2), not a failed check.
+        for p in [&a, &b] {
+            io::load(p).map_err(Fail::Lib)?;
+        }
+        let rep = check.run(&a, &b).map_err(|e| Fail::Verification {
+            message: format!("verify: {e}"),
+            table: None,
+            report: None,
+        })?;
+        Ok(Answer {
+            key: "table",
+            json: text_of(&rep),
+            summary: rep.to_string(),
+        })
+    })
+}
+
+/// A successful result: the library's JSON text under `key`, and the CLI's text.
+struct Answer {
+    key: &'static str,
+    json: String,
+    summary: String,
+}
+
+impl Answer {
+    fn report(json: String, summary: String) -> Answer {
+        Answer {
+            key: "report",
+            json,
+            summary,
+        }
+    }
+}
+
+/// `{"ok": {KEY: JSON, "summary": TEXT}}` or the error.
+fn answer(r: Result<Answer, Fail>, labels: &Labels) -> String {
+    match r {
+        Ok(a) => format!(
+            r#"{{"ok": {{"{}": {}, "summary": {}}}}}"#,
+            a.key,
+            a.json,
+            json!(a.summary)
+        ),
+        Err(f) => f.to_json(labels),
+    }
+}
+
+fn bytes_arg<'a>(args: &'a Bound<'_, PyTuple>, i: usize) -> PyResult<Option<Bound<'a, PyBytes>>> {
+    let x = args.get_item(i)?;
+    if x.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(x.cast_into::<PyBytes>()?))
+}
+
+fn add_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(PyCFunction::new_closure(
+        py,
+        Some(c"rewrite"),
+        Some(c"rewrite(args_json) -> result_json"),
+        |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<String> {
+            let text: String = args.get_item(0)?.extract()?;
+            Ok(answer(rewrite_file(args.py(), &text), &Labels::default()))
+        },
+    )?)?;
+    m.add_function(PyCFunction::new_closure(
+        py,
+        Some(c"rewrite_bytes"),
+        Some(c"rewrite_bytes(data, args_json) -> (bytes | None, result_json)"),
+        |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<Py<PyAny>> {
+            let py = args.py();
+            let data = bytes_arg(args, 0)?;
+            let data = data.as_ref().map(|d| d.as_bytes()).unwrap_or_default();
+            let text: String = args.get_item(1)?.extract()?;
+            let mut labels = Labels::default();
+            let (bytes, result) = match rewrite_memory(py, data, &text, &mut labels) {
+                Ok((bytes, v)) => (Some(PyBytes::new(py, &bytes)), answer(Ok(v), &labels)),
+                Err(f) => (None, answer(Err(f), &labels)),
+            };
+            Ok((bytes, result).into_pyobject(py)?.into_any().unbind())
+        },
+    )?)?;
+    m.add_function(PyCFunction::new_closure(
+        py,
+        Some(c"inspect"),
+        Some(c"inspect(args_json, data: bytes | None) -> result_json"),
+        |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<String> {
+            let text: String = args.get_item(0)?.extract()?;
+            let data = bytes_arg(args, 1)?;
+            let mut labels = Labels::default();
+            let r = inspect_any(
+                args.py(),
+                &text,
+                data.as_ref().map(|d| d.as_bytes()),
+                &mut labels,
+            );
+            Ok(answer(r, &labels))
+        },
+    )?)?;
+    m.add_function(PyCFunction::new_closure(
+        py,
+        Some(c"verify"),
+        Some(c"verify(args_json) -> result_json"),
+        |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<String> {
+            let text: String = args.get_item(0)?.extract()?;
+            Ok(answer(verify_files(args.py(), &text), &Labels::default()))
+        },
+    )?)?;
+    Ok(())
+}
+
+static mut MODULE_DEF: pyo3::ffi::PyModuleDef = pyo3::ffi::PyModuleDef {
+    m_base: pyo3::ffi::PyModuleDef_HEAD_INIT,
+    m_name: c"_onnx_normopt".as_ptr(),
+    m_doc: c"The native half of onnx_normopt; use the functions of the onnx_normopt package."
+        .as_ptr(),
+    m_size: -1,
+    m_methods: std::ptr::null_mut(),
+    m_slots: std::ptr::null_mut(),
+    m_traverse: None,
+    m_clear: None,
+    m_free: None,
+};
+
+/// The module's entry point (single-phase initialisation).
+///
+/// # Safety
+/// Called by the Python interpreter, with the GIL held, once per process.
+#[no_mangle]
+pub unsafe extern "C" fn PyInit__onnx_normopt() -> *mut pyo3::ffi::PyObject {
+    Python::attach(|py| {
+        let made = catch_unwind(AssertUnwindSafe(|| -> PyResult<Py<PyModule>> {
+            // SAFETY: MODULE_DEF is only handed to the interpreter, here, once.
+            let m = unsafe { pyo3::ffi::PyModule_Create(std::ptr::addr_of_mut!(MODULE_DEF)) };
+            // SAFETY: a new reference (or null, with the error set).
+            let m = unsafe { Bound::from_owned_ptr_or_err(py, m) }?.cast_into::<PyModule>()?;
+            add_functions(&m)?;
+            Ok(m.unbind())
+        }));
+        match made {
+            Ok(Ok(m)) => m.into_ptr(),
+            Ok(Err(e)) => {
+                e.restore(py);
+                std::ptr::null_mut()
+            }
+            Err(_) => {
+                pyo3::exceptions::PySystemError::new_err("onnx_normopt: module init panicked")
+                    .restore(py);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}

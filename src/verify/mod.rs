@@ -523,7 +523,8 @@ fn tract_plan_for(spec: &ModelSpec, sample: &[HostTensor]) -> Result<TractModel,
         })
         .map(|i| i.name.clone())
         .collect();
-    TractModel::load(&spec.path, sample, &concrete)
+    let fixed = spec.branch_flags.iter().cloned().collect();
+    TractModel::load(&spec.path, sample, &concrete, &fixed)
 }
 
 /// Load `model` in tract the way verification does, optimised for the types and shapes of

@@ -250,7 +250,7 @@ impl fmt::Display for NotRun {
         let at = self
             .case
             .as_deref()
-            .map(|c| format!(" at {c}"))
+            .map(|c| format!(" in case {c}"))
             .unwrap_or_default();
         if self.why.starts_with(CANNOT_RUN_ORIGINAL) {
             write!(f, "{}{at}, {}", self.runtime.name(), self.why)
@@ -343,6 +343,14 @@ impl fmt::Display for VerifyReport {
             self.a.display(),
             self.b.display()
         )?;
+        // Rows name their case by number (`#1`), as listed above the table.
+        let case_no = |c: &Option<String>| -> Option<String> {
+            let c = c.as_ref()?;
+            Some(match self.cases.iter().position(|k| &k.label == c) {
+                Some(i) => format!("#{}", i + 1),
+                None => c.clone(),
+            })
+        };
         let dims_text = |dims: &BTreeMap<String, usize>| {
             if dims.is_empty() {
                 "none".to_string()
@@ -361,8 +369,14 @@ impl fmt::Display for VerifyReport {
                 self.seed,
                 self.cases.len()
             )?;
-            for c in &self.cases {
-                writeln!(f, "  case {}: dynamic dims: {}", c.label, dims_text(&c.dims))?;
+            for (k, c) in self.cases.iter().enumerate() {
+                writeln!(
+                    f,
+                    "  case #{} ({}): dynamic dims: {}",
+                    k + 1,
+                    c.label,
+                    dims_text(&c.dims)
+                )?;
                 for i in &c.inputs {
                     writeln!(
                         f,
@@ -409,7 +423,13 @@ impl fmt::Display for VerifyReport {
                 .not_run
                 .iter()
                 .filter(|n| n.runtime == rt)
-                .map(|n| n.to_string())
+                .map(|n| {
+                    NotRun {
+                        case: case_no(&n.case),
+                        ..n.clone()
+                    }
+                    .to_string()
+                })
                 .collect();
             if why.is_empty() && !self.ran(rt) {
                 skipped.push(rt.name().to_string());
@@ -430,7 +450,7 @@ impl fmt::Display for VerifyReport {
         let cw = self
             .rows
             .iter()
-            .filter_map(|r| r.case.as_ref().map(|c| c.len() + 2))
+            .filter_map(|r| case_no(&r.case).map(|c| c.chars().count().max(4) + 2))
             .max()
             .unwrap_or(0);
         writeln!(
@@ -455,7 +475,9 @@ impl fmt::Display for VerifyReport {
                 .as_deref()
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
-            let case = r.case.as_deref().map(|c| format!("  {c}")).unwrap_or_default();
+            let case = case_no(&r.case)
+                .map(|c| format!("  {c}"))
+                .unwrap_or_default();
             writeln!(
                 f,
                 "  {:<11}{case:<cw$}  {:<ow$}  {:<5}  {:>9}  {:>15}  {:>9}  {verdict}{detail}",
@@ -476,8 +498,8 @@ impl fmt::Display for VerifyReport {
         } else {
             let failed: Vec<String> = self
                 .failures()
-                .map(|r| match &r.case {
-                    Some(c) => format!("{} `{}` at {c}", r.runtime.name(), r.output),
+                .map(|r| match case_no(&r.case) {
+                    Some(c) => format!("{} `{}` in case {c}", r.runtime.name(), r.output),
                     None => format!("{} `{}`", r.runtime.name(), r.output),
                 })
                 .collect();

@@ -244,6 +244,15 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
+    /// The CLI exit status for this error: 4 when no runtime could run the original model
+    /// ([`VerifyError::NoRuntime`]: not a verdict on the rewrite), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            VerifyError::NoRuntime { .. } => 4,
+            _ => 1,
+        }
+    }
+
     /// A one-line, bounded form of the error's runtime message, for tables (`optimise: …`).
     pub fn short(&self) -> String {
         let (stage, message) = match self {

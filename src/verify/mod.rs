@@ -40,6 +40,7 @@ mod report;
 pub(crate) mod spec;
 mod tensor;
 mod tract_ext;
+mod tract_ms;
 mod tract_rt;
 #[cfg(test)]
 mod unit_tests;

@@ -310,20 +310,38 @@ fn a_runtime_that_cannot_run_the_original_is_not_run_and_the_other_verifies() {
 fn runtime_failures_print_no_backtrace() {
     let dir = tempfile::tempdir().unwrap();
     let a = save(dir.path(), "kv.onnx", &kv_model(1.0));
-    let out = dir.path().join("out.onnx");
     let s = a.to_str().unwrap();
-    let (code, _, stderr) = run(&[
+    let (code, stdout, stderr) = run(&[
+        "verify",
         s,
-        "-o",
-        out.to_str().unwrap(),
+        s,
         "--runtime",
         "tract",
         "--dim",
         "past_sequence_length + sequence_length=5",
     ]);
-    println!("{stderr}");
-    assert_ne!(code, Some(0));
-    assert!(!out.exists());
+    println!("{stdout}{stderr}");
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("tract: could not"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_no_backtrace(&stderr);
+    // A Gather whose indices leave its table (ids shifted past the 4 rows): tract panics.
+    let g = graph(
+        vec![
+            node("Add", "", &["ids", "shift"], &["far"], vec![]),
+            node("Gather", "", &["table", "far"], &["y"], vec![]),
+        ],
+        vec![vi("ids", dt::INT64, &[dv(3)])],
+        vec![vi("y", dt::FLOAT, &[dv(3), dv(2)])],
+        vec![f32_init("table", &[4, 2], &values(8, 4)), i64_init("shift", &[1], &[10])],
+    );
+    let p = save(dir.path(), "gather.onnx", &model(g, 17));
+    let p = p.to_str().unwrap();
+    let (code, stdout, stderr) = run(&["verify", p, p, "--runtime", "tract"]);
+    println!("{stdout}{stderr}");
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("tract: could not run: panicked: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_no_backtrace(&stderr);
     // The same on an exported GPT-2 with past, where tract panics ("index out of bounds").
     let gpt2 = Path::new("/work/shared/corpus-deployed/gpt2_past.onnx");

@@ -480,6 +480,13 @@ fn compare(
     rows
 }
 
+/// Whether `e` is a runtime failing on a model (which, on model A, makes that runtime "not
+/// run"), rather than a setup error (a CUDA request it cannot honour, an unreadable file, ...)
+/// that stays an error.
+fn runtime_failure(e: &VerifyError) -> bool {
+    matches!(e, VerifyError::Tract { .. } | VerifyError::Ort { .. })
+}
+
 /// One failed row per output of A: model B could not be run where A could.
 fn failed_rows(runtime: Runtime, case: Option<&str>, a: &ModelSpec, e: &VerifyError) -> Vec<Row> {
     a.outputs
@@ -689,7 +696,10 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
     if matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both) {
         for (k, c) in cases.iter().enumerate() {
             match run_tract(&spec_a, &c.samples) {
-                Err(e) => not_run.push(cannot_run(Runtime::Tract, k, c, &e)),
+                Err(e) if runtime_failure(&e) => {
+                    not_run.push(cannot_run(Runtime::Tract, k, c, &e))
+                }
+                Err(e) => return Err(e),
                 Ok(outs_a) => {
                     match run_tract(&spec_b, &c.samples) {
                         Ok(outs_b) => rows.extend(compare(
@@ -760,6 +770,7 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
                 ort_rt::OrtModel::load(&env, &lib, &spec.path, opts.ort_optimize, opts.ort_device)
             };
             match load(&spec_a) {
+                Err(e) if !runtime_failure(&e) => return Err(e),
                 Err(e) => {
                     // A load failure is the same in every case: listed once.
                     for (k, c) in cases.iter().enumerate() {
@@ -774,6 +785,7 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
                     for (k, c) in cases.iter().enumerate() {
                         let outs_a = match run_ort_with(&mut model_a, &spec_a, &c.samples) {
                             Ok(o) => o,
+                            Err(e) if !runtime_failure(&e) => return Err(e),
                             Err(e) => {
                                 not_run.push(cannot_run(Runtime::Ort, k, c, &e));
                                 continue;

@@ -1,7 +1,8 @@
 //! The `onnx-normopt` command line: a thin client of the library.
 //!
 //! Exit status: 0 rewritten; 1 verification failed; 2 bad input or usage; 3 nothing could be
-//! rewritten (reasons printed, no output written).
+//! rewritten (reasons printed, no output written); 4 not verifiable: no runtime could run the
+//! original model (nothing written).
 
 mod progress;
 
@@ -17,7 +18,8 @@ use std::process::ExitCode;
 /// models, and prove it by running both in tract and onnxruntime.
 ///
 /// Exit status: 0 rewritten; 1 verification failed; 2 bad input or usage;
-/// 3 nothing could be rewritten (reasons printed, nothing written).
+/// 3 nothing could be rewritten (reasons printed, nothing written); 4 not verifiable: no runtime
+/// could run the original model (nothing written; --no-verify skips verification).
 #[derive(Parser, Debug)]
 #[command(
     name = "onnx-normopt",
@@ -56,7 +58,7 @@ enum Cmd {
         args: onnx_normopt::bench::BenchArgs,
     },
     /// Compare two models on the same random inputs in tract and onnxruntime.
-    /// Exit 0 when they agree, 1 when they differ.
+    /// Exit 0 when they agree, 1 when they differ, 4 when no runtime can run A.
     Verify {
         /// The reference model.
         a: PathBuf,
@@ -156,7 +158,53 @@ fn options(target: TargetArg, emit: EmitArg, fold: bool) -> Options {
     }
 }
 
+/// Set while a runtime runs under verification: its panics are caught (`catch_unwind`) and
+/// reported as one line by the verifier, so the hook prints nothing for them.
+static IN_RUNTIME: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Panics never reach the user as a backtrace: inside verification they are silent (the
+/// verifier reports them), elsewhere they print one line naming the place, as a bug of this tool.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        if IN_RUNTIME.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "onnx-normopt: internal error (a bug in this tool, please report it): {}{at}",
+            one_line(&msg)
+        );
+    }));
+}
+
+/// Run verification `f` with runtime panics kept silent (the verifier catches them where a
+/// runtime runs); a panic that escapes anyway becomes `Err` with its message, one line.
+fn quiet_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    use std::sync::atomic::Ordering;
+    let before = IN_RUNTIME.swap(true, Ordering::SeqCst);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_RUNTIME.store(before, Ordering::SeqCst);
+    r.map_err(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        format!("internal error during verification (a bug in this tool): {}", one_line(&msg))
+    })
+}
+
 fn main() -> ExitCode {
+    install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -243,7 +291,14 @@ fn verify_cmd(a: &Path, b: &Path, args: &VerifyArgs, json: bool) -> u8 {
             return fail(&e);
         }
     }
-    match verify::verify_files(a, b, &args.to_options()) {
+    let result = match quiet_panics(|| verify::verify_files(a, b, &args.to_options())) {
+        Ok(r) => r,
+        Err(msg) => {
+            eprintln!("onnx-normopt: verify: {msg}");
+            return 1;
+        }
+    };
+    match result {
         Ok(rep) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rep).unwrap_or_default());
@@ -258,7 +313,7 @@ fn verify_cmd(a: &Path, b: &Path, args: &VerifyArgs, json: bool) -> u8 {
         }
         Err(e) => {
             eprintln!("onnx-normopt: verify: {e}");
-            1
+            e.exit_code()
         }
     }
 }
@@ -374,7 +429,17 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         eprintln!("onnx-normopt: note: {} is {} MiB, above the default verification size; pass --verify to verify", input.display(), size >> 20);
     }
     if do_verify {
-        match verify::verify_files(input, staged.model_path(), &a.verify_args.to_options()) {
+        let result = quiet_panics(|| {
+            verify::verify_files(input, staged.model_path(), &a.verify_args.to_options())
+        });
+        let result = match result {
+            Ok(r) => r,
+            Err(msg) => {
+                eprintln!("onnx-normopt: {}: {msg}; nothing written", input.display());
+                return 1;
+            }
+        };
+        match result {
             Ok(rep) => {
                 if !a.quiet || !rep.passed() {
                     eprint!("{rep}");
@@ -390,7 +455,7 @@ fn rewrite(a: &RewriteArgs) -> u8 {
                     "onnx-normopt: {}: could not verify the rewritten model: {e}; nothing written",
                     input.display()
                 );
-                return 1;
+                return e.exit_code();
             }
         }
     }

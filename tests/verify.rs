@@ -558,14 +558,24 @@ fn mismatched_interfaces_are_a_clear_error() {
         "{e}"
     );
 
-    // A graph tract cannot load: a clear error naming the runtime and the file, no panic.
+    // A rewrite tract cannot load while it runs the original: a failed check (not an error),
+    // each row saying why, no panic.
     let mut m = decode(&a);
     m.graph.as_mut().unwrap().node[0].op_type = Some("NoSuchOp".into());
     let bad = save(dir.path(), "bad_op.onnx", &m);
-    let e = verify_files(&a, &bad, &opts(Runtimes::Tract)).unwrap_err();
+    let r = verify_files(&a, &bad, &opts(Runtimes::Tract)).unwrap();
+    assert!(!r.passed(), "{r}");
+    let detail = r.rows[0].detail.clone().unwrap_or_default();
+    assert!(
+        detail.starts_with("B cannot be run: could not") && detail.contains("NoSuchOp"),
+        "{r}"
+    );
+    assert!(r.to_string().contains("bad_op.onnx"), "{r}");
+    // The same model as the original: no runtime can run it, an error naming it.
+    let e = verify_files(&bad, &bad, &opts(Runtimes::Tract)).unwrap_err();
     let msg = e.to_string();
     assert!(
-        msg.starts_with("tract could not") && msg.contains("bad_op.onnx"),
+        msg.contains("no runtime could run the original model") && msg.contains("bad_op.onnx"),
         "{msg}"
     );
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::spec::{resolve_shapes, ModelSpec};
+use super::spec::{resolve_shapes, CasePlan, ModelSpec};
 use super::tensor::{from_f64_fn, is_float, is_int, HostTensor, InputSummary};
 use super::VerifyError;
 use crate::proto::data_type as dt;
@@ -52,6 +52,9 @@ impl Rng {
 /// (in graph input order); the same tensors go to both models and both runtimes.
 #[derive(Clone, Debug, Serialize)]
 pub struct GeneratedInputs {
+    /// The case these inputs are for: `default`, or the past length and branch flags of a
+    /// KV-cache or merged decoder (`past_sequence_length=8 sequence_length=4`).
+    pub case: String,
     /// The dynamic dimensions used, by `dim_param` name (or `INPUT[AXIS]` for unnamed ones).
     pub dims: BTreeMap<String, usize>,
     /// How each input was generated.
@@ -68,12 +71,23 @@ fn looks_like_mask(name: &str) -> bool {
     name.to_ascii_lowercase().contains("mask")
 }
 
-/// Generate `samples` samples for `spec`'s inputs with `seed`. `vocab` overrides the per-input
-/// vocabulary bounds found in the spec (the caller passes the smaller of both models' bounds).
+/// Whether an integer input holds token positions (`position_ids`, `cache_position`): filled
+/// with past … past+seq−1 along its last axis.
+fn looks_like_positions(name: &str) -> bool {
+    let l = name.to_ascii_lowercase();
+    l.contains("position_ids") || l.contains("cache_position") || l == "positions"
+}
+
+/// Generate `samples` samples for `spec`'s inputs with `seed`, for one `case` on top of the
+/// `--dim` values `dims`. `vocab` overrides the per-input vocabulary bounds found in the spec
+/// (the caller passes the smaller of both models' bounds). `past` names the past-length dims
+/// (the first one resolved gives the first position of position inputs).
 pub(crate) fn generate(
     spec: &ModelSpec,
     vocab: &BTreeMap<String, (usize, String)>,
     dims: &BTreeMap<String, usize>,
+    case: &CasePlan,
+    past: &[String],
     samples: usize,
     seed: u64,
 ) -> Result<GeneratedInputs, VerifyError> {
@@ -89,8 +103,14 @@ pub(crate) fn generate(
             });
         }
     }
-    let (shapes, used) = resolve_shapes(&spec.inputs, dims);
-    let mut notes = Vec::new();
+    let resolved =
+        resolve_shapes(&spec.inputs, dims, &case.dims).map_err(|message| VerifyError::Model {
+            path: spec.path.clone(),
+            message,
+        })?;
+    let (shapes, used) = (resolved.shapes, resolved.used);
+    let mut notes = resolved.notes;
+    let past_len = past.iter().find_map(|p| used.get(p)).copied().unwrap_or(0);
     for k in dims.keys() {
         if !used.contains_key(k) {
             notes.push(format!(
@@ -102,8 +122,25 @@ pub(crate) fn generate(
     for (i, shape) in spec.inputs.iter().zip(&shapes) {
         let values = if is_float(i.elem_type) {
             "N(0,1)".to_string()
+        } else if let Some(f) = case.flags.get(&i.name) {
+            format!("all {f} (chooses an If branch)")
         } else if i.elem_type == dt::BOOL {
             "all true".to_string()
+        } else if looks_like_positions(&i.name) {
+            let n = shape.last().copied().unwrap_or(1);
+            let hi = past_len + n;
+            match vocab.get(&i.name) {
+                Some((v, table)) if hi > *v => {
+                    notes.push(format!(
+                        "input `{}`: positions up to {} exceed the {v} rows of `{table}`;                          clamped to {}",
+                        i.name,
+                        hi.saturating_sub(1),
+                        v.saturating_sub(1)
+                    ));
+                    format!("positions {past_len}..{hi} along the last axis, clamped below {v}")
+                }
+                _ => format!("positions {past_len}..{hi} along the last axis"),
+            }
         } else if looks_like_mask(&i.name) {
             "all ones (mask)".to_string()
         } else if let Some((v, table)) = vocab.get(&i.name) {
@@ -125,6 +162,17 @@ pub(crate) fn generate(
         for (i, shape) in spec.inputs.iter().zip(&shapes) {
             let t = if is_float(i.elem_type) {
                 from_f64_fn(&i.name, i.elem_type, shape, || rng.normal())
+            } else if let Some(&f) = case.flags.get(&i.name) {
+                from_f64_fn(&i.name, i.elem_type, shape, || if f { 1.0 } else { 0.0 })
+            } else if is_int(i.elem_type) && looks_like_positions(&i.name) {
+                let n = shape.last().copied().unwrap_or(1).max(1);
+                let cap = vocab.get(&i.name).map_or(u64::MAX, |v| v.0.max(1) as u64 - 1);
+                let mut k = 0usize;
+                from_f64_fn(&i.name, i.elem_type, shape, || {
+                    let p = ((past_len + k % n) as u64).min(cap);
+                    k += 1;
+                    p as f64
+                })
             } else if i.elem_type == dt::BOOL || (is_int(i.elem_type) && looks_like_mask(&i.name)) {
                 from_f64_fn(&i.name, i.elem_type, shape, || 1.0)
             } else {
@@ -149,6 +197,7 @@ pub(crate) fn generate(
         out.push(sample);
     }
     Ok(GeneratedInputs {
+        case: case.label.clone(),
         dims: used,
         summary,
         samples: out,

@@ -40,6 +40,7 @@ mod report;
 pub(crate) mod spec;
 mod tensor;
 mod tract_ext;
+mod tract_ms;
 mod tract_rt;
 #[cfg(test)]
 mod unit_tests;
@@ -50,8 +51,10 @@ use std::time::Instant;
 
 pub use inputs::{GeneratedInputs, DEFAULT_VOCAB};
 pub use ort_rt::{find_ort_library, OrtLibrary};
-pub use report::{default_tolerance, NotRun, Row, Runtime, VerifyReport};
-pub use spec::{DEFAULT_BATCH, DEFAULT_OTHER};
+pub use report::{
+    default_tolerance, CaseReport, NotRun, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
+};
+pub use spec::{DEFAULT_BATCH, DEFAULT_OTHER, NEW_TOKENS, PAST_LENGTHS};
 pub use tensor::{HostTensor, InputSummary};
 pub use tract_ext::CrmsNormalization;
 pub use tract_rt::{tract_onnx_with_extensions, TractModel};
@@ -226,6 +229,57 @@ pub enum VerifyError {
     /// The options are invalid.
     #[error("invalid verify options: {0}")]
     Options(String),
+    /// No runtime asked for could run the reference model A, so nothing was checked.
+    #[error(
+        "no runtime could run the original model {}, so the rewrite cannot be verified: {}; \
+         pass --no-verify to write it unverified",
+        path.display(),
+        reasons.join("; ")
+    )]
+    NoRuntime {
+        /// Model A.
+        path: PathBuf,
+        /// Each runtime (and case) with why it could not run A.
+        reasons: Vec<String>,
+    },
+}
+
+impl VerifyError {
+    /// The CLI exit status for this error: 4 when no runtime could run the original model
+    /// ([`VerifyError::NoRuntime`]: not a verdict on the rewrite), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            VerifyError::NoRuntime { .. } => 4,
+            _ => 1,
+        }
+    }
+
+    /// A one-line, bounded form of the error's runtime message, for tables (`optimise: …`).
+    pub fn short(&self) -> String {
+        let (stage, message) = match self {
+            VerifyError::Tract { stage, message, .. } | VerifyError::Ort { stage, message, .. } => {
+                (*stage, message.as_str())
+            }
+            other => return shorten(&other.to_string()),
+        };
+        let message = message
+            .split(" (and with symbolic input shapes:")
+            .next()
+            .unwrap_or(message);
+        shorten(&format!("could not {stage}: {message}"))
+    }
+}
+
+/// The first line of `s`, at most 240 characters.
+fn shorten(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("").trim();
+    if line.chars().count() > 240 {
+        let mut t: String = line.chars().take(237).collect();
+        t.push('…');
+        t
+    } else {
+        line.to_string()
+    }
 }
 
 pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -239,8 +293,25 @@ pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Generate the inputs [`verify_files`] would feed `model` (as model A) with `opts`: same seed,
-/// samples, dims and vocabulary bounds.
+/// samples, dims and vocabulary bounds. For a model verified in several cases (KV-cache and
+/// merged decoders) these are the last case's: a filled cache, the cache branch
+/// ([`generate_cases`] gives them all).
 pub fn generate_inputs(model: &Path, opts: &VerifyOptions) -> Result<GeneratedInputs, VerifyError> {
+    let spec = ModelSpec::from_path(model)?;
+    let mut cases = generate_for(&spec, None, opts)?;
+    cases.pop().ok_or_else(|| VerifyError::Model {
+        path: model.to_path_buf(),
+        message: "no verification case".into(),
+    })
+}
+
+/// The inputs of every case [`verify_files`] verifies `model` in (as model A) with `opts`: one
+/// for most models; an empty cache and a filled one for KV-cache models; both values of the
+/// branch flag for merged decoders.
+pub fn generate_cases(
+    model: &Path,
+    opts: &VerifyOptions,
+) -> Result<Vec<GeneratedInputs>, VerifyError> {
     let spec = ModelSpec::from_path(model)?;
     generate_for(&spec, None, opts)
 }
@@ -249,7 +320,7 @@ fn generate_for(
     a: &ModelSpec,
     b: Option<&ModelSpec>,
     opts: &VerifyOptions,
-) -> Result<GeneratedInputs, VerifyError> {
+) -> Result<Vec<GeneratedInputs>, VerifyError> {
     if opts.samples == 0 {
         return Err(VerifyError::Options("--samples must be at least 1".into()));
     }
@@ -266,7 +337,11 @@ fn generate_for(
             }
         }
     }
-    inputs::generate(a, &vocab, &opts.dims, opts.samples, opts.seed)
+    let past = spec::past_names(a);
+    spec::plan_cases(a, &opts.dims)
+        .iter()
+        .map(|c| inputs::generate(a, &vocab, &opts.dims, c, &past, opts.samples, opts.seed))
+        .collect()
 }
 
 fn check_interfaces(a: &ModelSpec, b: &ModelSpec) -> Result<(), VerifyError> {
@@ -361,6 +436,7 @@ fn check_shapes_fit(
 /// Compare B's outputs with A's (per sample, per output position) into one row per output.
 fn compare(
     runtime: Runtime,
+    case: Option<&str>,
     a: &ModelSpec,
     outs_a: &[Vec<HostTensor>],
     outs_b: &[Vec<HostTensor>],
@@ -397,9 +473,33 @@ fn compare(
         for (sa, sb) in outs_a.iter().zip(outs_b) {
             acc.add(&sa[k], &sb[k]);
         }
-        rows.push(acc.finish());
+        let mut row = acc.finish();
+        row.case = case.map(str::to_string);
+        rows.push(row);
     }
     rows
+}
+
+/// Whether `e` is a runtime failing on a model (which, on model A, makes that runtime "not
+/// run"), rather than a setup error (a CUDA request it cannot honour, an unreadable file, ...)
+/// that stays an error.
+fn runtime_failure(e: &VerifyError) -> bool {
+    matches!(e, VerifyError::Tract { .. } | VerifyError::Ort { .. })
+}
+
+/// One failed row per output of A: model B could not be run where A could.
+fn failed_rows(runtime: Runtime, case: Option<&str>, a: &ModelSpec, e: &VerifyError) -> Vec<Row> {
+    a.outputs
+        .iter()
+        .enumerate()
+        .map(|(k, o)| {
+            let mut acc = Accum::new(runtime, k, &o.name, o.elem_type, None);
+            acc.fail(format!("B cannot be run: {}", e.short()));
+            let mut row = acc.finish();
+            row.case = case.map(str::to_string);
+            row
+        })
+        .collect()
 }
 
 fn check_count(runtime: Runtime, spec: &ModelSpec, outs: &[HostTensor]) -> Result<(), VerifyError> {
@@ -440,7 +540,8 @@ fn tract_plan_for(spec: &ModelSpec, sample: &[HostTensor]) -> Result<TractModel,
         })
         .map(|i| i.name.clone())
         .collect();
-    TractModel::load(&spec.path, sample, &concrete)
+    let fixed = spec.branch_flags.iter().cloned().collect();
+    TractModel::load(&spec.path, sample, &concrete, &fixed)
 }
 
 /// Load `model` in tract the way verification does, optimised for the types and shapes of
@@ -484,15 +585,11 @@ fn run_tract(
     Ok(outs)
 }
 
-fn run_ort(
-    env: &ort::environment::Environment,
-    lib: &Path,
+fn run_ort_with(
+    model: &mut ort_rt::OrtModel,
     spec: &ModelSpec,
     samples: &[Vec<HostTensor>],
-    opts: &VerifyOptions,
 ) -> Result<Vec<Vec<HostTensor>>, VerifyError> {
-    let mut model =
-        ort_rt::OrtModel::load(env, lib, &spec.path, opts.ort_optimize, opts.ort_device)?;
     let mut outs = Vec::with_capacity(samples.len());
     for s in samples {
         let o = model.run(s)?;
@@ -565,29 +662,71 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
     let spec_a = ModelSpec::from_path(a)?;
     let spec_b = ModelSpec::from_path(b)?;
     check_interfaces(&spec_a, &spec_b)?;
-    let gen = generate_for(&spec_a, Some(&spec_b), opts)?;
-    check_shapes_fit(&spec_a, &spec_b, &gen.samples[0])?;
-    let mut notes = gen.notes.clone();
+    let cases = generate_for(&spec_a, Some(&spec_b), opts)?;
+    for c in &cases {
+        check_shapes_fit(&spec_a, &spec_b, &c.samples[0])?;
+    }
+    let multi = cases.len() > 1;
+    let label = |c: &GeneratedInputs| multi.then(|| c.case.clone());
+    let mut notes: Vec<String> = Vec::new();
+    for c in &cases {
+        for n in &c.notes {
+            if !notes.contains(n) {
+                notes.push(n.clone());
+            }
+        }
+    }
     let mut rows = Vec::new();
     let mut ran = Vec::new();
+    let mut not_run = Vec::new();
+    // A runtime that cannot run model A says nothing about B: it is listed as not run (for that
+    // case) and the other runtime verifies. `original[k]` holds the reasons case k was not run.
+    let mut original: Vec<Vec<String>> = vec![Vec::new(); cases.len()];
+    let mut cannot_run = |runtime: Runtime, k: usize, c: &GeneratedInputs, e: &VerifyError| {
+        let why = format!("{CANNOT_RUN_ORIGINAL}: {}", e.short());
+        original[k].push(format!("{}: {}", runtime.name(), e.short()));
+        NotRun {
+            runtime,
+            case: label(c),
+            why,
+        }
+    };
 
-    let mut tract_ref: Option<Vec<Vec<HostTensor>>> = None;
+    let mut tract_ref: Vec<Option<Vec<Vec<HostTensor>>>> = vec![None; cases.len()];
     if matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both) {
-        let outs_a = run_tract(&spec_a, &gen.samples)?;
-        let outs_b = run_tract(&spec_b, &gen.samples)?;
-        rows.extend(compare(
-            Runtime::Tract,
-            &spec_a,
-            &outs_a,
-            &outs_b,
-            opts.rtol,
-        ));
-        ran.push(Runtime::Tract);
-        tract_ref = Some(outs_a);
+        for (k, c) in cases.iter().enumerate() {
+            match run_tract(&spec_a, &c.samples) {
+                Err(e) if runtime_failure(&e) => {
+                    not_run.push(cannot_run(Runtime::Tract, k, c, &e))
+                }
+                Err(e) => return Err(e),
+                Ok(outs_a) => {
+                    match run_tract(&spec_b, &c.samples) {
+                        Ok(outs_b) => rows.extend(compare(
+                            Runtime::Tract,
+                            label(c).as_deref(),
+                            &spec_a,
+                            &outs_a,
+                            &outs_b,
+                            opts.rtol,
+                        )),
+                        Err(e) => rows.extend(failed_rows(
+                            Runtime::Tract,
+                            label(c).as_deref(),
+                            &spec_a,
+                            &e,
+                        )),
+                    }
+                    if !ran.contains(&Runtime::Tract) {
+                        ran.push(Runtime::Tract);
+                    }
+                    tract_ref[k] = Some(outs_a);
+                }
+            }
+        }
     }
 
     let mut ort_library = None;
-    let mut not_run = Vec::new();
     // This crate's own ops (`--emit custom`) exist in tract only, through
     // `tract_onnx_with_extensions`: onnxruntime is then not run at all (so a required
     // onnxruntime is not an error), and asking for onnxruntime alone is.
@@ -614,6 +753,7 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
         }
         not_run.push(NotRun {
             runtime: Runtime::Ort,
+            case: None,
             why: format!("custom op {}", custom_ops.join(", ")),
         });
         notes.push(format!(
@@ -624,37 +764,132 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
         ));
     } else if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
         if let Some((env, lib)) = ort_for_run(opts, &mut notes)? {
-            let outs_a = run_ort(&env, &lib, &spec_a, &gen.samples, opts)?;
-            let outs_b = run_ort(&env, &lib, &spec_b, &gen.samples, opts)?;
-            rows.extend(compare(Runtime::Ort, &spec_a, &outs_a, &outs_b, opts.rtol));
-            ran.push(Runtime::Ort);
-            ort_library = Some(lib);
-            if let Some(t) = &tract_ref {
-                let worst = t
-                    .iter()
-                    .zip(&outs_a)
-                    .map(|(x, y)| report::max_rel(x, y))
-                    .try_fold(0f64, |m, r| r.map(|r| m.max(r)));
-                match worst {
-                    Some(w) => notes.push(format!(
-                        "tract and onnxruntime agree on A to max|Δ|/max|ref| = {w:.2e}"
-                    )),
-                    None => {
-                        notes.push("tract and onnxruntime give A's outputs different shapes".into())
+            let mut agree: Option<f64> = None;
+            let mut shapes_differ = false;
+            let load = |spec: &ModelSpec| {
+                ort_rt::OrtModel::load(&env, &lib, &spec.path, opts.ort_optimize, opts.ort_device)
+            };
+            match load(&spec_a) {
+                Err(e) if !runtime_failure(&e) => return Err(e),
+                Err(e) => {
+                    // A load failure is the same in every case: listed once.
+                    for (k, c) in cases.iter().enumerate() {
+                        let n = cannot_run(Runtime::Ort, k, c, &e);
+                        if k == 0 {
+                            not_run.push(NotRun { case: None, ..n });
+                        }
                     }
                 }
+                Ok(mut model_a) => {
+                    let mut model_b = load(&spec_b);
+                    for (k, c) in cases.iter().enumerate() {
+                        let outs_a = match run_ort_with(&mut model_a, &spec_a, &c.samples) {
+                            Ok(o) => o,
+                            Err(e) if !runtime_failure(&e) => return Err(e),
+                            Err(e) => {
+                                not_run.push(cannot_run(Runtime::Ort, k, c, &e));
+                                continue;
+                            }
+                        };
+                        let case = label(c);
+                        match &mut model_b {
+                            Ok(mb) => match run_ort_with(mb, &spec_b, &c.samples) {
+                                Ok(outs_b) => rows.extend(compare(
+                                    Runtime::Ort,
+                                    case.as_deref(),
+                                    &spec_a,
+                                    &outs_a,
+                                    &outs_b,
+                                    opts.rtol,
+                                )),
+                                Err(e) => rows.extend(failed_rows(
+                                    Runtime::Ort,
+                                    case.as_deref(),
+                                    &spec_a,
+                                    &e,
+                                )),
+                            },
+                            Err(e) => rows.extend(failed_rows(
+                                Runtime::Ort,
+                                case.as_deref(),
+                                &spec_a,
+                                e,
+                            )),
+                        }
+                        if !ran.contains(&Runtime::Ort) {
+                            ran.push(Runtime::Ort);
+                        }
+                        ort_library = Some(lib.clone());
+                        if let Some(t) = &tract_ref[k] {
+                            let worst = t
+                                .iter()
+                                .zip(&outs_a)
+                                .map(|(x, y)| report::max_rel(x, y))
+                                .try_fold(0f64, |m, r| r.map(|r| m.max(r)));
+                            match worst {
+                                Some(w) => agree = Some(agree.map_or(w, |a: f64| a.max(w))),
+                                None => shapes_differ = true,
+                            }
+                        }
+                    }
+                }
+            }
+            if shapes_differ {
+                notes.push("tract and onnxruntime give A's outputs different shapes".into());
+            } else if let Some(w) = agree {
+                notes.push(format!(
+                    "tract and onnxruntime agree on A to max|Δ|/max|ref| = {w:.2e}"
+                ));
             }
         }
     }
 
+    if rows.is_empty() {
+        let reasons: Vec<String> = original
+            .iter()
+            .zip(&cases)
+            .flat_map(|(r, c)| {
+                r.iter().map(move |r| match label(c) {
+                    Some(l) => format!("{r} (at {l})"),
+                    None => r.clone(),
+                })
+            })
+            .collect();
+        if !reasons.is_empty() {
+            return Err(VerifyError::NoRuntime {
+                path: a.to_path_buf(),
+                reasons,
+            });
+        }
+    }
+    for (k, c) in cases.iter().enumerate() {
+        let verified = rows.iter().any(|r| r.case == label(c));
+        if !verified && !original[k].is_empty() {
+            notes.push(format!(
+                "case {} was NOT verified: no runtime could run the original there ({})",
+                c.case,
+                original[k].join("; ")
+            ));
+        }
+    }
+
+    let first = cases.first();
     Ok(VerifyReport {
         a: a.to_path_buf(),
         b: b.to_path_buf(),
         runtimes: ran,
         samples: opts.samples,
         seed: opts.seed,
-        dims: gen.dims,
-        inputs: gen.summary,
+        dims: first.map(|c| c.dims.clone()).unwrap_or_default(),
+        inputs: first.map(|c| c.summary.clone()).unwrap_or_default(),
+        cases: cases
+            .iter()
+            .map(|c| CaseReport {
+                label: c.case.clone(),
+                dims: c.dims.clone(),
+                inputs: c.summary.clone(),
+            })
+            .collect(),
         ort_library,
         ort_optimize: opts.ort_optimize,
         rows,

@@ -326,7 +326,7 @@ impl OrtModel {
                 .map_err(|e| err(e.to_string()))?
                 .with_optimization_level(level)
                 .map_err(|e| err(e.to_string()))?
-                .with_log_level(ort::logging::LogLevel::Error)
+                .with_log_level(ort::logging::LogLevel::Fatal)
                 .map_err(|e| err(e.to_string()))?;
             if device == OrtDevice::Cuda {
                 b = with_cuda(b, lib)?;

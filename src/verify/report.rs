@@ -63,6 +63,10 @@ pub fn default_tolerance(elem_type: i32) -> f64 {
 pub struct Row {
     /// The runtime both models ran in.
     pub runtime: Runtime,
+    /// The verification case (past length, branch flags) when the model is verified in several
+    /// (KV-cache and merged decoders); `None` for a model verified in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
     /// The output's position in the graph outputs.
     pub index: usize,
     /// The output's name.
@@ -110,6 +114,7 @@ impl Accum {
         Accum {
             row: Row {
                 runtime,
+                case: None,
                 index,
                 output: output.to_string(),
                 dtype: dt::name(elem_type).to_string(),
@@ -126,7 +131,7 @@ impl Accum {
         }
     }
 
-    fn fail(&mut self, why: String) {
+    pub(crate) fn fail(&mut self, why: String) {
         self.row.pass = false;
         if self.row.detail.is_none() {
             self.row.detail = Some(why);
@@ -228,8 +233,42 @@ pub(crate) fn max_rel(a: &[HostTensor], b: &[HostTensor]) -> Option<f64> {
 pub struct NotRun {
     /// The runtime.
     pub runtime: Runtime,
-    /// Why (e.g. `custom op ai.onnx_normopt:CRMSNormalization`).
+    /// The case it was not run in (`None`: in any case).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
+    /// Why (e.g. `custom op ai.onnx_normopt:CRMSNormalization`, or
+    /// `cannot run the original: …` when the runtime fails on model A itself, which is no
+    /// verdict on B).
     pub why: String,
+}
+
+/// The prefix of [`NotRun::why`] for a runtime that cannot run model A.
+pub const CANNOT_RUN_ORIGINAL: &str = "cannot run the original";
+
+impl fmt::Display for NotRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = self
+            .case
+            .as_deref()
+            .map(|c| format!(" in case {c}"))
+            .unwrap_or_default();
+        if self.why.starts_with(CANNOT_RUN_ORIGINAL) {
+            write!(f, "{}{at}, {}", self.runtime.name(), self.why)
+        } else {
+            write!(f, "{}{at} ({})", self.runtime.name(), self.why)
+        }
+    }
+}
+
+/// One verification case: its label, the dynamic dims and the inputs it used.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseReport {
+    /// The case's name (`default`, or e.g. `past_sequence_length=8 sequence_length=4`).
+    pub label: String,
+    /// The dynamic dimensions used.
+    pub dims: BTreeMap<String, usize>,
+    /// How each input was generated.
+    pub inputs: Vec<InputSummary>,
 }
 
 /// The result of [`verify_files`](super::verify_files): one [`Row`] per runtime and output.
@@ -245,10 +284,14 @@ pub struct VerifyReport {
     pub samples: usize,
     /// Seed of the input generator.
     pub seed: u64,
-    /// The dynamic dimensions used (by `dim_param`, or `INPUT[AXIS]` for unnamed axes).
+    /// The dynamic dimensions used (by `dim_param`, or `INPUT[AXIS]` for unnamed axes) in the
+    /// first case.
     pub dims: BTreeMap<String, usize>,
-    /// How each input was generated.
+    /// How each input was generated in the first case.
     pub inputs: Vec<InputSummary>,
+    /// Every case verified (one for most models; an empty and a filled cache for KV-cache
+    /// models; both branches for merged decoders), each with its dims and inputs.
+    pub cases: Vec<CaseReport>,
     /// The onnxruntime library used, if onnxruntime ran.
     pub ort_library: Option<PathBuf>,
     /// Whether onnxruntime ran with its graph optimisations on.
@@ -257,8 +300,9 @@ pub struct VerifyReport {
     pub rows: Vec<Row>,
     /// Remarks the user should see: a runtime that could not be used, runtime disagreement, ...
     pub notes: Vec<String>,
-    /// Runtimes that were asked for but could not run these models, and why (onnxruntime for a
-    /// model with this crate's custom ops).
+    /// Runtimes that were asked for but could not run these models, and why: onnxruntime for a
+    /// model with this crate's custom ops; a runtime that cannot load or run model A (in one
+    /// case or all), which is then verified by the other runtime.
     pub not_run: Vec<NotRun>,
     /// Wall time of the whole verification, in milliseconds.
     pub elapsed_ms: u64,
@@ -299,26 +343,63 @@ impl fmt::Display for VerifyReport {
             self.a.display(),
             self.b.display()
         )?;
-        let dims = if self.dims.is_empty() {
-            "none".to_string()
-        } else {
-            self.dims
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+        // Rows name their case by number (`#1`), as listed above the table.
+        let case_no = |c: &Option<String>| -> Option<String> {
+            let c = c.as_ref()?;
+            Some(match self.cases.iter().position(|k| &k.label == c) {
+                Some(i) => format!("#{}", i + 1),
+                None => c.clone(),
+            })
         };
-        writeln!(
-            f,
-            "  samples: {}, seed: {}, dynamic dims: {dims}",
-            self.samples, self.seed
-        )?;
-        for i in &self.inputs {
+        let dims_text = |dims: &BTreeMap<String, usize>| {
+            if dims.is_empty() {
+                "none".to_string()
+            } else {
+                dims.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
+        if self.cases.len() > 1 {
             writeln!(
                 f,
-                "  input {} {}{:?}: {}",
-                i.name, i.dtype, i.shape, i.values
+                "  samples: {}, seed: {}, {} cases",
+                self.samples,
+                self.seed,
+                self.cases.len()
             )?;
+            for (k, c) in self.cases.iter().enumerate() {
+                writeln!(
+                    f,
+                    "  case #{} ({}): dynamic dims: {}",
+                    k + 1,
+                    c.label,
+                    dims_text(&c.dims)
+                )?;
+                for i in &c.inputs {
+                    writeln!(
+                        f,
+                        "    input {} {}{:?}: {}",
+                        i.name, i.dtype, i.shape, i.values
+                    )?;
+                }
+            }
+        } else {
+            writeln!(
+                f,
+                "  samples: {}, seed: {}, dynamic dims: {}",
+                self.samples,
+                self.seed,
+                dims_text(&self.dims)
+            )?;
+            for i in &self.inputs {
+                writeln!(
+                    f,
+                    "  input {} {}{:?}: {}",
+                    i.name, i.dtype, i.shape, i.values
+                )?;
+            }
         }
         let mut ran: Vec<String> = self
             .runtimes
@@ -336,16 +417,27 @@ impl fmt::Display for VerifyReport {
             ran.push("none".into());
         }
         let mut ran = ran.join(", ");
-        let skipped: Vec<String> = [Runtime::Tract, Runtime::Ort]
-            .into_iter()
-            .filter(|rt| !self.ran(*rt))
-            .map(|rt| match self.not_run.iter().find(|n| n.runtime == rt) {
-                Some(n) => format!("{} ({})", rt.name(), n.why),
-                None => rt.name().to_string(),
-            })
-            .collect();
+        let mut skipped: Vec<String> = Vec::new();
+        for rt in [Runtime::Tract, Runtime::Ort] {
+            let why: Vec<String> = self
+                .not_run
+                .iter()
+                .filter(|n| n.runtime == rt)
+                .map(|n| {
+                    NotRun {
+                        case: case_no(&n.case),
+                        ..n.clone()
+                    }
+                    .to_string()
+                })
+                .collect();
+            if why.is_empty() && !self.ran(rt) {
+                skipped.push(rt.name().to_string());
+            }
+            skipped.extend(why);
+        }
         if !skipped.is_empty() {
-            ran.push_str(&format!("; not run: {}", skipped.join(", ")));
+            ran.push_str(&format!("; not run: {}", skipped.join("; ")));
         }
         writeln!(f, "  runtimes: {ran}")?;
         let ow = self
@@ -355,10 +447,22 @@ impl fmt::Display for VerifyReport {
             .max()
             .unwrap_or(6)
             .max(6);
+        let cw = self
+            .rows
+            .iter()
+            .filter_map(|r| case_no(&r.case).map(|c| c.chars().count().max(4) + 2))
+            .max()
+            .unwrap_or(0);
         writeln!(
             f,
-            "  {:<11}  {:<ow$}  {:<5}  {:>9}  {:>15}  {:>9}  result",
-            "runtime", "output", "dtype", "max|Δ|", "max|Δ|/max|ref|", "tolerance"
+            "  {:<11}{:<cw$}  {:<ow$}  {:<5}  {:>9}  {:>15}  {:>9}  result",
+            "runtime",
+            if cw > 0 { "  case" } else { "" },
+            "output",
+            "dtype",
+            "max|Δ|",
+            "max|Δ|/max|ref|",
+            "tolerance"
         )?;
         for r in &self.rows {
             let verdict = if r.pass {
@@ -371,9 +475,12 @@ impl fmt::Display for VerifyReport {
                 .as_deref()
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
+            let case = case_no(&r.case)
+                .map(|c| format!("  {c}"))
+                .unwrap_or_default();
             writeln!(
                 f,
-                "  {:<11}  {:<ow$}  {:<5}  {:>9}  {:>15}  {:>9}  {verdict}{detail}",
+                "  {:<11}{case:<cw$}  {:<ow$}  {:<5}  {:>9}  {:>15}  {:>9}  {verdict}{detail}",
                 r.runtime.name(),
                 r.output,
                 r.dtype,
@@ -391,7 +498,10 @@ impl fmt::Display for VerifyReport {
         } else {
             let failed: Vec<String> = self
                 .failures()
-                .map(|r| format!("{} `{}`", r.runtime.name(), r.output))
+                .map(|r| match case_no(&r.case) {
+                    Some(c) => format!("{} `{}` in case {c}", r.runtime.name(), r.output),
+                    None => format!("{} `{}`", r.runtime.name(), r.output),
+                })
                 .collect();
             writeln!(f, "FAIL: {}", failed.join(", "))
         }

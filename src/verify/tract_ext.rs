@@ -17,6 +17,8 @@
 //! - `GatherND`: tract reads negative indices as huge unsigned ones (falcon's dynamo export
 //!   gathers index `-2`: "Slice: Condition failed: `end <= len`"). This builder wraps constant
 //!   negative indices by the data's axis length before tract's `GatherNd`.
+//! - `com.microsoft:FusedMatMul`, `FusedGemm`, `FusedConv` (onnxruntime's offline optimiser
+//!   writes them): see [`tract_ms`](super::tract_ms).
 //! - `ai.onnx_normopt:CRMSNormalization`: this crate's own op (`--target crmsnorm --emit custom`),
 //!   run as one fused operator, [`CrmsNormalization`], that survives `into_optimized()`.
 
@@ -39,6 +41,7 @@ pub(crate) fn register(onnx: &mut tract_onnx::Onnx) {
     onnx.op_register.insert("Gemm", gemm);
     onnx.op_register.insert("GatherND", gather_nd);
     onnx.op_register.insert(CRMS_OP_TYPE, crms_normalization);
+    super::tract_ms::register(onnx);
 }
 
 fn gather_nd(
@@ -152,11 +155,11 @@ fn gemm(
 
 /// ONNX `Gemm`: `alpha · A'·B' + beta · C`, computed in the operands' type.
 #[derive(Debug, Clone)]
-struct Gemm {
-    alpha: f32,
-    beta: f32,
-    trans_a: bool,
-    trans_b: bool,
+pub(crate) struct Gemm {
+    pub alpha: f32,
+    pub beta: f32,
+    pub trans_a: bool,
+    pub trans_b: bool,
 }
 
 impl Expansion for Gemm {

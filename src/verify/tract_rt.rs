@@ -87,6 +87,78 @@ fn onnx_type(d: DatumType) -> Option<i32> {
     })
 }
 
+/// Replace every top-level `If` whose condition is known (from `known`: boolean graph inputs
+/// with one value, carried through `Identity`, `Not`, `Cast` to bool and shape-only ops) by the
+/// nodes of the branch it takes: the branch's initializers move to the graph, and each branch
+/// output is copied to the `If`'s output by an `Identity` (unless it already has that name).
+/// Nodes stay in order, so the graph stays topologically sorted.
+pub(crate) fn inline_decided_ifs(
+    graph: &mut tract_onnx::pb::GraphProto,
+    mut known: std::collections::HashMap<String, bool>,
+) -> usize {
+    use tract_onnx::pb::NodeProto;
+    let mut inlined = 0;
+    let nodes = std::mem::take(&mut graph.node);
+    let mut out: Vec<NodeProto> = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        let first = n.input.first().and_then(|i| known.get(i)).copied();
+        let plain = n.domain.is_empty() || n.domain == "ai.onnx";
+        match (plain, n.op_type.as_str(), first) {
+            (true, "Identity" | "Squeeze" | "Unsqueeze" | "Reshape" | "Flatten" | "Expand", Some(v))
+            | (true, "Cast", Some(v)) => {
+                let to_bool = n.op_type != "Cast"
+                    || n.attribute.iter().any(|a| a.name == "to" && a.i == 9);
+                if to_bool {
+                    if let Some(o) = n.output.first() {
+                        known.insert(o.clone(), v);
+                    }
+                }
+                out.push(n);
+            }
+            (true, "Not", Some(v)) => {
+                if let Some(o) = n.output.first() {
+                    known.insert(o.clone(), !v);
+                }
+                out.push(n);
+            }
+            (true, "If", Some(v)) => {
+                let which = if v { "then_branch" } else { "else_branch" };
+                let Some(branch) = n
+                    .attribute
+                    .iter()
+                    .find(|a| a.name == which)
+                    .and_then(|a| a.g.clone())
+                else {
+                    out.push(n);
+                    continue;
+                };
+                if branch.output.len() != n.output.len() {
+                    out.push(n);
+                    continue;
+                }
+                graph.initializer.extend(branch.initializer);
+                out.extend(branch.node);
+                for (k, (bo, io)) in branch.output.iter().zip(&n.output).enumerate() {
+                    if io.is_empty() || &bo.name == io {
+                        continue;
+                    }
+                    out.push(NodeProto {
+                        name: format!("{}.branch_output_{k}", n.name),
+                        op_type: "Identity".into(),
+                        input: vec![bo.name.clone()],
+                        output: vec![io.clone()],
+                        ..NodeProto::default()
+                    });
+                }
+                inlined += 1;
+            }
+            _ => out.push(n),
+        }
+    }
+    graph.node = out;
+    inlined
+}
+
 /// A model loaded and optimised by tract for the input types and shapes of one sample (see
 /// [`tract_plan`](super::tract_plan)).
 pub struct TractModel {
@@ -107,14 +179,21 @@ impl TractModel {
     /// shape is missing or partly unknown). Concrete shapes avoid tract's symbolic reasoning,
     /// which mis-broadcasts some attention masks (bloom, falcon, gpt-j: "Can not broadcast 8
     /// against 2" at run time).
+    ///
+    /// Inputs named in `fixed` (the boolean flags that choose an `If` branch) have their value in
+    /// `sample` taken as given: every top-level `If` they decide is replaced by the chosen branch
+    /// before tract parses the graph ([`inline_decided_ifs`]). tract requires both branches of an
+    /// `If` to produce outputs of the same shape, and a merged decoder's branches do not (its
+    /// cache branch returns past+seq positions, the other seq).
     pub(crate) fn load(
         path: &Path,
         sample: &[HostTensor],
         concrete: &HashSet<String>,
+        fixed: &HashSet<String>,
     ) -> Result<TractModel, VerifyError> {
-        match Self::load_with(path, sample, None) {
+        match Self::load_with(path, sample, None, fixed) {
             Ok(m) => Ok(m),
-            Err(first) => match Self::load_with(path, sample, Some(concrete)) {
+            Err(first) => match Self::load_with(path, sample, Some(concrete), fixed) {
                 Ok(m) => Ok(m),
                 Err(VerifyError::Tract { message, .. }) => match first {
                     VerifyError::Tract {
@@ -139,6 +218,7 @@ impl TractModel {
         path: &Path,
         sample: &[HostTensor],
         concrete: Option<&HashSet<String>>,
+        fixed: &HashSet<String>,
     ) -> Result<TractModel, VerifyError> {
         let err = |stage: &'static str, message: String| VerifyError::Tract {
             stage,
@@ -148,9 +228,39 @@ impl TractModel {
         let r = catch_unwind(AssertUnwindSafe(|| -> Result<TractModel, VerifyError> {
             let mut onnx = tract_onnx_with_extensions();
             onnx.ignore_value_info = concrete.is_none();
-            let mut model = onnx
-                .model_for_path(path)
-                .map_err(|e| err("load", format!("{e:#}")))?;
+            let mut model = if fixed.is_empty() {
+                onnx.model_for_path(path)
+                    .map_err(|e| err("load", format!("{e:#}")))?
+            } else {
+                let mut proto = onnx
+                    .proto_model_for_path(path)
+                    .map_err(|e| err("load", format!("{e:#}")))?;
+                let mut known = std::collections::HashMap::new();
+                for t in sample.iter().filter(|t| fixed.contains(&t.name)) {
+                    if let Some(&b) = t.data.first() {
+                        if t.data.iter().all(|&x| (x != 0) == (b != 0)) {
+                            known.insert(t.name.clone(), b != 0);
+                        }
+                    }
+                }
+                if let Some(g) = proto.graph.as_mut() {
+                    inline_decided_ifs(g, known);
+                }
+                let dir = path.parent().and_then(|d| d.to_str());
+                let parsed = onnx
+                    .parse(&proto, dir)
+                    .map_err(|e| err("load", format!("{e:#}")))?;
+                if !parsed.unresolved_inputs.is_empty() {
+                    return Err(err(
+                        "load",
+                        format!(
+                            "could not resolve inputs at top level: {:?}",
+                            parsed.unresolved_inputs
+                        ),
+                    ));
+                }
+                parsed.model
+            };
             let outlets = model
                 .input_outlets()
                 .map_err(|e| err("load", format!("{e:#}")))?

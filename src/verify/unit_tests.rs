@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::inputs::Rng;
 use super::report::{Accum, Runtime};
-use super::spec::{resolve_shapes, Dim, ValueSpec};
+use super::spec::{resolve_shapes, Dim, DimExpr, ValueSpec};
 use super::tensor::{from_f64_fn, HostTensor};
 use crate::proto::data_type as dt;
 
@@ -29,7 +29,9 @@ fn dynamic_dims_default_by_name_and_position() {
         spec("pos", vec![p("n")]),
         spec("len_first", vec![p("seq"), Dim::Fixed(4)]),
     ];
-    let (shapes, used) = resolve_shapes(&inputs, &BTreeMap::new());
+    let none = BTreeMap::new();
+    let r = resolve_shapes(&inputs, &none, &none).unwrap();
+    let (shapes, used) = (r.shapes, r.used);
     assert_eq!(shapes[0], vec![2, 8]);
     assert_eq!(shapes[1], vec![2, 8]);
     assert_eq!(shapes[2], vec![2, 3, 8, 8]);
@@ -37,7 +39,8 @@ fn dynamic_dims_default_by_name_and_position() {
     assert_eq!(shapes[4], vec![8, 4]); // a length-like name is never a batch
     assert_eq!(used.get("pix[2]"), Some(&8));
     let overrides = BTreeMap::from([("sequence_length".into(), 3), ("pix[2]".into(), 5)]);
-    let (shapes, used) = resolve_shapes(&inputs, &overrides);
+    let r = resolve_shapes(&inputs, &overrides, &none).unwrap();
+    let (shapes, used) = (r.shapes, r.used);
     assert_eq!(shapes[0], vec![2, 3]);
     assert_eq!(shapes[2], vec![2, 3, 5, 8]);
     assert_eq!(used["sequence_length"], 3);
@@ -224,4 +227,63 @@ fn crms_tract_op_rejects_wrong_inputs() {
     let x = Tensor::from_shape(&[1, 4], &[1i32; 4]).unwrap();
     let e = op.compute(&x, None).unwrap_err().to_string();
     assert!(e.contains("not supported"), "{e}");
+}
+
+#[test]
+fn dim_params_parse_as_names_literals_or_expressions() {
+    assert_eq!(Dim::from_param("seq"), Dim::Param("seq".into()));
+    assert_eq!(Dim::from_param("sequence-length"), Dim::Param("sequence-length".into()));
+    assert_eq!(Dim::from_param("1"), Dim::Fixed(1));
+    assert_eq!(Dim::from_param("2*3 + 1"), Dim::Fixed(7));
+    let Dim::Expr(text, e) = Dim::from_param("past_sequence_length + sequence_length") else {
+        panic!("not an expression");
+    };
+    assert_eq!(text, "past_sequence_length + sequence_length");
+    assert_eq!(e.names(), ["past_sequence_length", "sequence_length"]);
+    assert_eq!(e.summed_names(), ["past_sequence_length", "sequence_length"]);
+    // Precedence, parentheses, unary minus, floor division and remainder.
+    let e = DimExpr::parse("2*(a + 1) - b // 2 + -c % 3").unwrap();
+    let v = |n: &str| match n {
+        "a" => 4,
+        "b" => 7,
+        _ => 1,
+    };
+    assert_eq!(e.eval(&v), Ok(2 * 5 - 3 + 2)); // -1 mod 3 = 2 (floor)
+    assert_eq!(DimExpr::parse("a / 0").unwrap().eval(&v).unwrap_err(), "divides by zero");
+    // Not this grammar: an opaque name, never a crash.
+    assert!(matches!(Dim::from_param("floor(s0/2)"), Dim::Param(_)));
+    assert!(matches!(Dim::from_param("a +"), Dim::Param(_)));
+    assert!(matches!(Dim::from_param(&"(".repeat(10_000)), Dim::Param(_)));
+}
+
+#[test]
+fn expression_dims_take_one_value_per_name() {
+    let e = |s: &str| Dim::from_param(s);
+    let inputs = vec![
+        spec("past", vec![e("batch"), Dim::Fixed(4), e("past_len"), Dim::Fixed(8)]),
+        spec("mask", vec![e("batch"), e("past_len + seq")]),
+        spec("ids", vec![e("batch"), e("seq")]),
+        spec("only_in_expr", vec![e("extra * 2")]),
+    ];
+    let none = BTreeMap::new();
+    let case = BTreeMap::from([("past_len".to_string(), 8), ("seq".to_string(), 4)]);
+    let r = resolve_shapes(&inputs, &none, &case).unwrap();
+    assert_eq!(r.shapes[0], [2, 4, 8, 8]);
+    assert_eq!(r.shapes[1], [2, 12]);
+    assert_eq!(r.shapes[2], [2, 4]);
+    assert_eq!(r.shapes[3], [16]); // `extra` gets the default 8
+    assert_eq!(r.used["past_len + seq"], 12);
+    // --dim wins over the case, for names and for a whole expression.
+    let user = BTreeMap::from([("seq".to_string(), 3)]);
+    let r = resolve_shapes(&inputs, &user, &case).unwrap();
+    assert_eq!(r.shapes[1], [2, 11]);
+    let user = BTreeMap::from([("past_len + seq".to_string(), 5)]);
+    assert_eq!(resolve_shapes(&inputs, &user, &case).unwrap().shapes[1], [2, 5]);
+    // A size that cannot be chosen names the axis, the expression and the --dim to set.
+    let neg = vec![spec("x", vec![e("a - b")])];
+    let user = BTreeMap::from([("a".to_string(), 2), ("b".to_string(), 5)]);
+    let err = resolve_shapes(&neg, &user, &none).unwrap_err();
+    assert!(err.contains("axis 0 of input `x`"), "{err}");
+    assert!(err.contains("`a - b` comes out negative (-3)"), "{err}");
+    assert!(err.contains("--dim a=VALUE --dim b=VALUE"), "{err}");
 }

@@ -297,6 +297,7 @@ fn branch_ops(m: &ModelProto) -> Vec<(String, Vec<String>)> {
 }
 
 struct Case {
+    seed: u64,
     variant: Else,
     target: Target,
     defer_bytes: usize,
@@ -307,7 +308,7 @@ struct Case {
 fn check(c: &Case) -> (passes::report::Report, ModelProto, ModelProto) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("in.onnx");
-    let input = build(c.variant, 7);
+    let input = build(c.variant, c.seed);
     std::fs::write(&src, input.encode_to_vec()).unwrap();
     let model = Model::load(&src).unwrap();
     let out = passes::run(
@@ -405,6 +406,7 @@ const MODES: &[(Target, usize)] = &[
 fn same_edits_in_both_branches_edit_outer_weights_in_place() {
     for &(target, defer_bytes) in MODES {
         let (r, input, written) = check(&Case {
+            seed: 7,
             variant: Else::Same,
             target,
             defer_bytes,
@@ -436,6 +438,7 @@ fn same_edits_in_both_branches_edit_outer_weights_in_place() {
 fn a_weight_edited_by_one_branch_only_is_copied() {
     for &(target, defer_bytes) in MODES {
         let (r, input, written) = check(&Case {
+            seed: 7,
             variant: Else::TanhHead,
             target,
             defer_bytes,
@@ -461,6 +464,7 @@ fn a_weight_edited_by_one_branch_only_is_copied() {
 fn a_refused_branch_keeps_the_original_weights() {
     for &(target, defer_bytes) in MODES {
         let (r, input, written) = check(&Case {
+            seed: 7,
             variant: Else::Observed,
             target,
             defer_bytes,
@@ -482,5 +486,23 @@ fn a_refused_branch_keeps_the_original_weights() {
             Some("If \"optimum::if\" else_branch")
         );
         assert!(r.summary().contains("in If \"optimum::if\" else_branch"));
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 12, failure_persistence: None, ..Default::default()
+    })]
+
+    /// Random weights, else-branch form, target and edit mode: the rewrite agrees with the
+    /// original for both conditions (the checks of `check`).
+    #[test]
+    fn rewriting_branches_is_equivalent(
+        seed in proptest::prelude::any::<u64>(),
+        variant in proptest::sample::select(vec![Else::Same, Else::TanhHead, Else::Observed]),
+        mode in 0..MODES.len(),
+    ) {
+        let (target, defer_bytes) = MODES[mode];
+        check(&Case { seed, variant, target, defer_bytes });
     }
 }

@@ -26,6 +26,7 @@ pub mod norms;
 pub mod report;
 pub mod rewrite;
 pub mod stream;
+pub mod subgraph;
 
 use crate::ir::{shape::Shapes, Model, NodeExt};
 use crate::{Error, Result};
@@ -111,8 +112,15 @@ pub fn inspect(model: &Model, opts: &Options) -> Result<Report> {
     Ok(run(model.clone(), opts)?.report)
 }
 
-/// Run the pass.
-pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
+/// Run the pass: on the main graph, then inside its subgraphs (If/Loop/Scan bodies,
+/// recursively; see [`subgraph`]).
+pub fn run(model: Model, opts: &Options) -> Result<Outcome> {
+    let out = run_graph(model, opts)?;
+    subgraph::rewrite_bodies(out, opts)
+}
+
+/// The pass on one graph, its subgraphs left as they are.
+fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
     if opts.crms_emit == CrmsEmit::Custom && opts.target != Target::Crmsnorm {
         return Err(Error::Usage(
             "--emit custom writes CRMSNorm as one custom op, so it needs --target crmsnorm \
@@ -168,6 +176,7 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
             norm: model.graph.nodes[*id].label(),
             form: "unrecognised".into(),
             why: format!("not a LayerNorm pattern: {why}"),
+            subgraph: None,
         });
     }
     let a = Analysis::new(&model.graph, &ix, &shapes, &norms);
@@ -303,6 +312,7 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
             leaves: vec![],
             norms: vec![],
             norm_names: st.norms.iter().map(|&k| label(k)).collect(),
+            subgraph: None,
         })
         .collect();
     for (sid, st) in streams.iter().enumerate() {
@@ -346,6 +356,7 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
                     norm: label(k),
                     form: norms[k].form.to_string(),
                     why: reasons[sid].join("; "),
+                    subgraph: None,
                 });
             }
         } else {
@@ -359,6 +370,7 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
                         norm: label(k),
                         form: m.form.to_string(),
                         why: "its optional outputs are read".into(),
+                        subgraph: None,
                     });
                 }
             }
@@ -407,6 +419,7 @@ pub fn run(mut model: Model, opts: &Options) -> Result<Outcome> {
             norm: "-".into(),
             form: "-".into(),
             why: "no normalisation found in the graph".into(),
+            subgraph: None,
         });
     }
     Ok(Outcome { model, report })

@@ -42,6 +42,9 @@ pub struct Refusal {
     pub form: String,
     /// Why.
     pub why: String,
+    /// The subgraph holding the norm (e.g. `If "/If" then_branch`), when not the main graph.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subgraph: Option<String>,
 }
 
 /// One residual stream.
@@ -63,6 +66,9 @@ pub struct StreamReport {
     pub norms: Vec<NormReport>,
     /// Names of the norms reading the stream.
     pub norm_names: Vec<String>,
+    /// The subgraph holding the stream (e.g. `If "/If" then_branch`), when not the main graph.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subgraph: Option<String>,
 }
 
 /// The whole report.
@@ -94,6 +100,11 @@ pub struct Report {
     pub verification: Option<serde_json::Value>,
 }
 
+/// " in If \"/If\" then_branch" for a subgraph, "" for the main graph.
+fn in_subgraph(s: &Option<String>) -> String {
+    s.as_ref().map(|s| format!(" in {s}")).unwrap_or_default()
+}
+
 impl Report {
     /// A few lines for stderr.
     pub fn summary(&self) -> String {
@@ -106,8 +117,9 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "stream {} (width {w}{nw}): {}, {} norms, {} sources/writers",
+                "stream {}{} (width {w}{nw}): {}, {} norms, {} sources/writers",
                 st.id,
+                in_subgraph(&st.subgraph),
                 st.status,
                 st.norm_names.len(),
                 st.leaves.len()
@@ -134,7 +146,14 @@ impl Report {
             self.bytes_added
         );
         for r in &self.refusals {
-            let _ = writeln!(s, "  left alone: {} ({}): {}", r.norm, r.form, r.why);
+            let _ = writeln!(
+                s,
+                "  left alone: {}{} ({}): {}",
+                r.norm,
+                in_subgraph(&r.subgraph),
+                r.form,
+                r.why
+            );
         }
         s
     }
@@ -162,8 +181,9 @@ impl Report {
         for st in &r.streams {
             let _ = writeln!(
                 s,
-                "stream {} width {}: {}",
+                "stream {}{} width {}: {}",
                 st.id,
+                in_subgraph(&st.subgraph),
                 st.width.map(|w| w.to_string()).unwrap_or("?".into()),
                 st.status
             );
@@ -194,7 +214,14 @@ impl Report {
             }
         }
         for rf in &r.refusals {
-            let _ = writeln!(s, "left alone: {} ({}): {}", rf.norm, rf.form, rf.why);
+            let _ = writeln!(
+                s,
+                "left alone: {}{} ({}): {}",
+                rf.norm,
+                in_subgraph(&rf.subgraph),
+                rf.form,
+                rf.why
+            );
         }
         let _ = writeln!(
             s,

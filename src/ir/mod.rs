@@ -14,6 +14,7 @@
 
 pub mod dump;
 pub mod shape;
+pub mod subgraph;
 
 use crate::error::{Error, Result};
 use crate::io::{ExternalStore, ModelFile};
@@ -845,27 +846,32 @@ impl Graph {
             .map(|t| t.dims.iter().map(|&d| d.max(0) as usize).collect())
     }
 
-    /// A name not used by any value, initializer or node of the graph, derived from `base`.
-    pub fn fresh_name(&mut self, base: &str) -> String {
-        if self.taken.is_empty() {
-            let mut taken: HashSet<String> = HashSet::new();
-            for n in &self.nodes {
-                taken.extend(n.input.iter().cloned());
-                taken.extend(n.output.iter().cloned());
-                if let Some(nm) = &n.name {
-                    taken.insert(nm.clone());
-                }
-            }
-            taken.extend(self.initializers.iter().filter_map(|t| t.name.clone()));
-            taken.extend(
-                self.inputs
-                    .iter()
-                    .chain(&self.outputs)
-                    .chain(&self.value_info)
-                    .filter_map(|v| v.name.clone()),
-            );
-            self.taken = taken;
+    /// Fill the set of taken names on first use: every value, initializer and node name of the
+    /// graph, including those inside its subgraphs (ONNX names are unique across scopes: a new
+    /// outer value must not shadow a body's own).
+    fn init_taken(&mut self) {
+        if !self.taken.is_empty() {
+            return;
         }
+        let mut taken: HashSet<String> = HashSet::new();
+        for n in &self.nodes {
+            subgraph::node_names(n, &mut taken);
+        }
+        taken.extend(self.initializers.iter().filter_map(|t| t.name.clone()));
+        taken.extend(
+            self.inputs
+                .iter()
+                .chain(&self.outputs)
+                .chain(&self.value_info)
+                .filter_map(|v| v.name.clone()),
+        );
+        self.taken = taken;
+    }
+
+    /// A name not used by any value, initializer or node of the graph (or of its subgraphs),
+    /// derived from `base`.
+    pub fn fresh_name(&mut self, base: &str) -> String {
+        self.init_taken();
         let mut k = 0usize;
         loop {
             let cand = if k == 0 {

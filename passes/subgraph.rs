@@ -1,0 +1,426 @@
+//! Streams inside subgraphs: If branches, Loop and Scan bodies (recursively).
+//!
+//! After the flat pass has run on a graph, each body held by its nodes is rewritten as a graph of
+//! its own, a *view*, by the whole pass ([`super::run`], so nested bodies are handled the same
+//! way), and put back:
+//! - the view is the body plus what it reads from the enclosing scope: outer constants
+//!   (initializers, Constant outputs) become initializers of the view under their own names;
+//!   other outer values (graph inputs, node outputs) become graph inputs of the view with their
+//!   declared type when one is known;
+//! - a stream that crosses the boundary is handled by the rules of the flat pass, which are
+//!   exact here: a body output is a graph output of the view (a raw stream value there
+//!   observes the mean: the stream is refused, and the report names the body); an outer value
+//!   the body reads is an input of the view (the stream gets an explicit centring node inside
+//!   the body; the outer value itself is not changed). So no value outside the body changes
+//!   (width included, under CRMSNorm) except the outer constants below;
+//! - an outer initializer the bodies edit gets one consistent edit. Readers are the bodies that
+//!   read it and the enclosing graph itself. When no reader keeps the old value (the enclosing
+//!   graph reads it directly, or a body reads it unchanged), the edit shared by the largest group
+//!   of bodies whose edits are equal replaces the initializer in place — Optimum's merged
+//!   decoder, whose two branches are the same decoder, makes the same edits in both and does not
+//!   grow. Every other group of equal edits gets its own copy under a fresh name (copy on
+//!   write; the bytes are added to the report). Outer constants that are not initializers of the
+//!   enclosing graph (Constant nodes, Identity aliases) are always copied when edited;
+//! - equality of two edits is decided on the values: the tensors' dims, type and bytes, with
+//!   write-time edits (`Graph::pending`, passes/lazy.rs) materialised one tensor at a time and
+//!   compared byte for byte. Nothing is assumed from the shape of the edit;
+//! - write-time edits live in the top-level graph only (the writer computes them there): a
+//!   pending tensor of a body is moved to the enclosing graph (a body sees its outer scope), and
+//!   from there further up when that graph is itself a view.
+
+use super::report::Report;
+use super::{Options, Outcome};
+use crate::ir::subgraph::{outer_reads_of, rename_reads, BodyRef};
+use crate::ir::{Graph, Model};
+use crate::proto::{GraphProto, TensorProto, ValueInfoProto};
+use crate::{Error, Result};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a view took from the enclosing scope.
+#[derive(Debug, Default)]
+struct Imports {
+    /// Outer constants, as they were (name → tensor).
+    constants: BTreeMap<String, TensorProto>,
+    /// Those of them that are initializers of the enclosing graph (editable in place).
+    initializers: BTreeSet<String>,
+    /// Outer values read as graph inputs of the view.
+    inputs: BTreeSet<String>,
+}
+
+/// A body after the pass ran on its view.
+struct Done {
+    body: BodyRef,
+    label: String,
+    imports: Imports,
+    view: Model,
+    report: Report,
+}
+
+/// What one body did to one outer constant.
+enum Status {
+    /// Still read, unchanged.
+    Kept,
+    /// Edited (its tensor in the view, possibly pending).
+    Edited,
+}
+
+/// Rewrite the streams inside the bodies of `out.model`'s graph (after the flat pass ran on it)
+/// and merge what was done into the report.
+pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options) -> Result<Outcome> {
+    let Outcome {
+        mut model,
+        mut report,
+    } = out;
+    let bodies = model.graph.bodies();
+    if bodies.is_empty() {
+        return Ok(Outcome { model, report });
+    }
+    // The bodies are still as in the input (the flat pass does not touch them).
+    for (r, _) in &bodies {
+        if let Some(b) = model.graph.body(r) {
+            let mut h = BTreeMap::new();
+            crate::ir::subgraph::deep_histogram(&b.node, &mut h);
+            for (k, v) in h {
+                *report.ops_before.entry(k).or_insert(0) += v;
+            }
+        }
+    }
+    let mut reserved: Vec<String> = model.graph.taken_names().iter().cloned().collect();
+    let mut done: Vec<Done> = Vec::new();
+    for (r, label) in bodies {
+        let body = model
+            .graph
+            .body(&r)
+            .ok_or_else(|| Error::Internal(format!("{label}: body vanished")))?
+            .clone();
+        let (view, imports) = view_of(&model, &body, &reserved, &label)?;
+        let res = super::run(view, opts).map_err(|e| in_body(e, &label))?;
+        let mut view = res.model;
+        reserved.extend(view.graph.taken_names().iter().cloned());
+        done.push(Done {
+            body: r,
+            label,
+            imports,
+            view,
+            report: res.report,
+        });
+    }
+    model.graph.reserve_names(reserved.iter());
+    let added = reconcile(&mut model, &mut done)?;
+    merge_reports(&mut report, &done);
+    report.bytes_added += added;
+    report.ops_after = model.graph.deep_histogram();
+    Ok(Outcome { model, report })
+}
+
+/// Add the body's label to an error of the pass inside it.
+fn in_body(e: Error, label: &str) -> Error {
+    match e {
+        Error::Internal(m) => Error::Internal(format!("in {label}: {m}")),
+        Error::NotRewritable(m) => Error::NotRewritable(format!("in {label}: {m}")),
+        Error::Invalid { path, reason } => Error::Invalid {
+            path,
+            reason: format!("in {label}: {reason}"),
+        },
+        e => e,
+    }
+}
+
+/// The standalone model of one body: the body, the outer constants it reads as initializers,
+/// the other outer values it reads as inputs. Names in `reserved` are never made fresh in it.
+fn view_of(
+    model: &Model,
+    body: &GraphProto,
+    reserved: &[String],
+    label: &str,
+) -> Result<(Model, Imports)> {
+    let g = &model.graph;
+    let mut imports = Imports::default();
+    let mut graph = Graph::from_proto(body.clone());
+    for name in outer_reads_of(body) {
+        let is_input = g.inputs.iter().any(|v| v.name.as_deref() == Some(&name));
+        let constant = if is_input {
+            None
+        } else {
+            g.constant_tensor(&name)
+                .filter(|t| model.pending_of(t).is_none())
+        };
+        match constant {
+            Some(t) => {
+                let mut t = t.clone();
+                t.name = Some(name.clone());
+                if g.initializer_pos(&name).is_some() {
+                    imports.initializers.insert(name.clone());
+                }
+                imports.constants.insert(name.clone(), t.clone());
+                graph.put_initializer(t, None)?;
+            }
+            None => {
+                let vi = g
+                    .inputs
+                    .iter()
+                    .chain(&g.value_info)
+                    .chain(&g.outputs)
+                    .find(|v| v.name.as_deref() == Some(&name))
+                    .cloned()
+                    .unwrap_or_else(|| ValueInfoProto {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    });
+                imports.inputs.insert(name.clone());
+                graph.inputs.push(vi);
+            }
+        }
+    }
+    graph.invalidate_index();
+    graph.reserve_names(reserved.iter());
+    graph
+        .check()
+        .map_err(|why| Error::invalid(&model.path, format!("{label}: {why}")))?;
+    let mut header = model.header.clone();
+    header.graph = None;
+    Ok((
+        Model {
+            header,
+            graph,
+            store: model.store.clone(),
+            path: model.path.clone(),
+            had_external_data: model.had_external_data,
+        },
+        imports,
+    ))
+}
+
+/// Byte size of a tensor's values (dims × element size).
+fn tensor_bytes(t: &TensorProto) -> usize {
+    crate::tensor::element_count(&t.dims).unwrap_or(0)
+        * crate::proto::data_type::byte_size(t.data_type.unwrap_or(0)).unwrap_or(0)
+}
+
+/// Whether two bodies' new values of the same constant are equal: same dims and type and the
+/// same bytes, write-time edits computed (one tensor in memory at a time).
+fn same_values(a: (&Model, &TensorProto), b: (&Model, &TensorProto)) -> Result<bool> {
+    let ((ma, ta), (mb, tb)) = (a, b);
+    if ta.dims != tb.dims || ta.data_type != tb.data_type {
+        return Ok(false);
+    }
+    let pa = ma.pending_of(ta).is_some();
+    let pb = mb.pending_of(tb).is_some();
+    if !pa && !pb {
+        // Both in memory: payloads written by the same encoder, or untouched (then equal
+        // protos mean equal values; unequal protos are taken as different: a copy, never
+        // wrong).
+        let strip = |t: &TensorProto| TensorProto {
+            name: None,
+            ..t.clone()
+        };
+        return Ok(strip(ta) == strip(tb));
+    }
+    // Materialise one side, stream the other against it.
+    let (first, second) = if pa { (a, b) } else { (b, a) };
+    let bytes_of = |m: &Model, t: &TensorProto| -> Result<Option<bytes::Bytes>> {
+        if m.pending_of(t).is_some() {
+            m.computed_payload(t)
+        } else {
+            Ok(t.raw_data.clone())
+        }
+    };
+    let Some(want) = bytes_of(first.0, first.1)? else {
+        return Ok(false);
+    };
+    if second.0.pending_of(second.1).is_none() {
+        return Ok(second.1.raw_data.as_ref() == Some(&want));
+    }
+    let mut at = 0usize;
+    let mut equal = true;
+    second.0.write_pending(second.1, &mut |blk| {
+        if equal {
+            equal = want.get(at..at + blk.len()) == Some(blk);
+        }
+        at += blk.len();
+        Ok(())
+    })?;
+    Ok(equal && at == want.len())
+}
+
+/// Put the rewritten bodies back into `model`'s graph, giving each outer constant one
+/// consistent edit (module doc). Returns the bytes of the copies made.
+fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
+    let mut added = 0usize;
+    // Per body: outer name -> the name its reads now use.
+    let mut renames: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); done.len()];
+    let names: BTreeSet<String> = done
+        .iter()
+        .flat_map(|d| d.imports.constants.keys().cloned())
+        .collect();
+    for name in &names {
+        let mut kept = false;
+        let mut editors: Vec<usize> = Vec::new();
+        let mut editable = true;
+        for (i, d) in done.iter().enumerate() {
+            let Some(orig) = d.imports.constants.get(name) else {
+                continue;
+            };
+            editable &= d.imports.initializers.contains(name);
+            let g = &d.view.graph;
+            let Some(p) = g.initializer_pos(name) else {
+                continue; // the body no longer reads it
+            };
+            let status = if g.pending.contains_key(name) || &g.initializers[p] != orig {
+                Status::Edited
+            } else {
+                Status::Kept
+            };
+            match status {
+                Status::Kept => kept = true,
+                Status::Edited => editors.push(i),
+            }
+        }
+        if editors.is_empty() {
+            continue;
+        }
+        // Groups of bodies whose new values are equal.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for &i in &editors {
+            let ti = tensor_in(&done[i], name)?;
+            let mut placed = false;
+            for grp in groups.iter_mut() {
+                let j = grp[0];
+                let tj = tensor_in(&done[j], name)?;
+                if same_values((&done[i].view, ti), (&done[j].view, tj))? {
+                    grp.push(i);
+                    placed = true;
+                    break;
+                }
+            }
+            if !placed {
+                groups.push(vec![i]);
+            }
+        }
+        let in_place = editable && !kept && model.graph.direct_reads(name) == 0;
+        // The largest group (the first of equals) edits in place when allowed.
+        let chosen = in_place.then(|| {
+            (0..groups.len())
+                .max_by_key(|&k| (groups[k].len(), std::cmp::Reverse(k)))
+                .unwrap_or(0)
+        });
+        for (k, grp) in groups.iter().enumerate() {
+            let rep = &done[grp[0]];
+            let mut t = tensor_in(rep, name)?.clone();
+            let pending = rep.view.graph.pending.get(name).cloned();
+            let target = if Some(k) == chosen {
+                name.clone()
+            } else {
+                let fresh = model.graph.fresh_name(&format!("{name}_normopt"));
+                added += tensor_bytes(&t);
+                fresh
+            };
+            // A pending tensor keeps its source; its payload is computed when written.
+            t.name = Some(target.clone());
+            model.graph.put_initializer(t, pending)?;
+            if &target != name {
+                for &i in grp {
+                    renames[i].insert(name.clone(), target.clone());
+                }
+            }
+        }
+    }
+    // Put the bodies back: without the imported values, with pending tensors hoisted.
+    for (i, d) in done.iter_mut().enumerate() {
+        let vg = &d.view.graph;
+        let mut gp = vg.to_proto();
+        let mut hoisted: Vec<TensorProto> = Vec::new();
+        gp.initializer.retain(|t| {
+            let n = t.name.as_deref().unwrap_or("");
+            if d.imports.constants.contains_key(n) {
+                return false;
+            }
+            if vg.pending.contains_key(n) {
+                hoisted.push(t.clone());
+                return false;
+            }
+            true
+        });
+        gp.input
+            .retain(|v| !d.imports.inputs.contains(v.name.as_deref().unwrap_or("")));
+        for t in hoisted {
+            let n = t.name.clone().unwrap_or_default();
+            let p = vg.pending.get(&n).cloned();
+            model.graph.put_initializer(t, p)?;
+        }
+        for (from, to) in &renames[i] {
+            rename_reads(&mut gp, from, to);
+        }
+        model.graph.set_body(&d.body, gp)?;
+        for o in &d.view.header.opset_import {
+            if let (Some(dom), Some(v)) = (o.domain.as_deref(), o.version) {
+                if !dom.is_empty() {
+                    model.ensure_import(dom, v);
+                }
+            }
+        }
+    }
+    // Outer constants no reader is left for (a body that dropped its last read of one).
+    let candidates: BTreeSet<String> = done
+        .iter()
+        .flat_map(|d| d.imports.initializers.iter().cloned())
+        .collect();
+    model.graph.drop_unused_initializers(&candidates);
+    model
+        .graph
+        .check()
+        .map_err(|why| Error::Internal(format!("after rewriting subgraphs: {why}")))?;
+    Ok(added)
+}
+
+/// The tensor named `name` in a body's view (it must be there).
+fn tensor_in<'a>(d: &'a Done, name: &str) -> Result<&'a TensorProto> {
+    let g = &d.view.graph;
+    g.initializer_pos(name)
+        .and_then(|p| g.initializers.get(p))
+        .ok_or_else(|| Error::Internal(format!("{}: {name:?} vanished", d.label)))
+}
+
+/// Merge the bodies' reports into the enclosing graph's: streams and refusals named by their
+/// body, counts summed.
+fn merge_reports(report: &mut Report, done: &[Done]) {
+    let mut next = report.streams.len();
+    let mut found: BTreeMap<String, usize> = report.norms_found.iter().cloned().collect();
+    let nested = |label: &str, inner: &Option<String>| {
+        Some(match inner {
+            Some(i) => format!("{label} / {i}"),
+            None => label.to_string(),
+        })
+    };
+    let mut any = false;
+    for d in done {
+        let r = &d.report;
+        for (f, n) in &r.norms_found {
+            *found.entry(f.clone()).or_insert(0) += n;
+            any = true;
+        }
+        for st in &r.streams {
+            let mut st = st.clone();
+            st.id = next;
+            next += 1;
+            st.subgraph = nested(&d.label, &st.subgraph);
+            report.streams.push(st);
+            any = true;
+        }
+        for rf in &r.refusals {
+            if rf.norm == "-" {
+                continue; // "no normalisation found" in this body
+            }
+            let mut rf = rf.clone();
+            rf.subgraph = nested(&d.label, &rf.subgraph);
+            report.refusals.push(rf);
+        }
+        report.norms_rewritten += r.norms_rewritten;
+        report.centering_nodes += r.centering_nodes;
+        report.bytes_added += r.bytes_added;
+    }
+    report.norms_found = found.into_iter().collect();
+    if any {
+        report.refusals.retain(|rf| rf.norm != "-");
+    }
+}

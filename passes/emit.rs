@@ -413,13 +413,14 @@ fn quoted(names: &[String]) -> String {
 }
 
 /// The `doc_string` of the nodes that replace the norm `label` (of `form`): RMSNorm, or
-/// CRMSNorm of width D−1 when `compressed_from` is D, and where γ/β went.
+/// CRMSNorm of width D−1 when `compressed_from` is D, and where γ/β went (or why they stayed).
 pub fn doc_norm(
     label: &str,
     form: &str,
     eps: f32,
     compressed_from: Option<usize>,
     folded_into: &[String],
+    kept_affine: Option<&str>,
 ) -> String {
     let what = match compressed_from {
         Some(d) => format!("CRMSNorm (stream compressed {d} -> {})", d.saturating_sub(1)),
@@ -431,7 +432,9 @@ pub fn doc_norm(
         "LayerNorm".to_string()
     };
     let affine = if folded_into.is_empty() {
-        String::new()
+        kept_affine
+            .map(|k| format!("; γ/β kept on the norm ({k})"))
+            .unwrap_or_default()
     } else {
         format!("; γ/β folded into {}", quoted(folded_into))
     };

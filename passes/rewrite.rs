@@ -940,6 +940,7 @@ pub fn apply(
             m.epsilon,
             np.compressed_from,
             &folded_into,
+            np.kept_affine.as_deref(),
         ));
         removed.extend(m.nodes.iter().copied());
         dead_consts.extend(norm_consts(b.g, m));

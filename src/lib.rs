@@ -32,6 +32,7 @@ pub mod error;
 pub mod io;
 pub mod ir;
 pub mod proto;
+pub mod provenance;
 pub mod tensor;
 pub mod verify;
 

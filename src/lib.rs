@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod dot;
 pub mod error;
 pub mod io;
 pub mod ir;

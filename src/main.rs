@@ -50,6 +50,11 @@ enum Cmd {
         /// Target to analyse for.
         #[arg(long, value_enum, default_value_t = TargetArg::Rmsnorm)]
         target: TargetArg,
+        /// Write Graphviz DOT of the residual streams (sources, writers, norms, readers,
+        /// coloured by what the rewrite does to each; repeated blocks collapsed) to stdout, or
+        /// to FILE with `--dot=FILE`. Render with `dot -Tsvg`.
+        #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-")]
+        dot: Option<PathBuf>,
     },
     /// Time models side by side (interleaved rounds, one process) in onnxruntime (default
     /// session options) and tract: medians, quartiles, and ratios against the first model.
@@ -170,7 +175,11 @@ fn main() -> ExitCode {
             json,
             graph,
             target,
-        }) => inspect(&model, json, graph, target),
+            dot,
+        }) => match dot {
+            Some(d) => inspect_dot(&model, &d, target),
+            None => inspect(&model, json, graph, target),
+        },
         Some(Cmd::Verify { a, b, args, json }) => verify_cmd(&a, &b, &args, json),
         Some(Cmd::Bench { args }) => onnx_normopt::bench::run(&args),
         None => rewrite(&cli.rewrite),
@@ -223,6 +232,51 @@ fn inspect(path: &Path, json: bool, graph: bool, target: TargetArg) -> u8 {
         }
     }
     0
+}
+
+/// `inspect --dot`: the picture of the streams.
+fn inspect_dot(path: &Path, dot_out: &Path, target: TargetArg) -> u8 {
+    let model = match Model::load(path) {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    let report = match passes::inspect(&model, &options(target, EmitArg::Standard, true)) {
+        Ok(r) => r,
+        Err(e) => return fail_pass(path, &e),
+    };
+    let names = onnx_normopt::dot::display_names(&model.graph);
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut title = format!(
+        "{file}: residual streams, target {} ({} norm(s) rewritten, {} left alone)",
+        report.target,
+        report.norms_rewritten,
+        report.refusals.len()
+    );
+    if let Some(p) = onnx_normopt::provenance::read(&model.header) {
+        title.push_str(&format!(" — already rewritten by {}", p.describe()));
+    }
+    let text = onnx_normopt::dot::streams_dot(
+        &report,
+        &|n| names.get(n).cloned().unwrap_or_else(|| n.to_string()),
+        &title,
+    );
+    if dot_out == Path::new("-") {
+        print!("{text}");
+        return 0;
+    }
+    if same_file(path, dot_out) {
+        return fail(&Error::Usage(format!(
+            "{}: the DOT file must not be the model",
+            dot_out.display()
+        )));
+    }
+    match write_atomic(dot_out, text.as_bytes()) {
+        Ok(()) => 0,
+        Err(e) => fail(&e),
+    }
 }
 
 fn verify_cmd(a: &Path, b: &Path, args: &VerifyArgs, json: bool) -> u8 {

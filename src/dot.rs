@@ -450,51 +450,52 @@ pub fn streams_dot(report: &Report, names: &dyn Fn(&str) -> String, title: &str)
     s
 }
 
+/// DOT well-formedness without graphviz: a digraph, strings closed (no raw newline inside),
+/// braces balanced outside strings.
+pub fn check_syntax(s: &str) -> Result<(), String> {
+    let (mut depth, mut in_str, mut escape) = (0i64, false, false);
+    for (i, c) in s.char_indices() {
+        if in_str {
+            if escape {
+                escape = false;
+            } else if c == '\\' {
+                escape = true;
+            } else if c == '"' {
+                in_str = false;
+            } else if c == '\n' {
+                return Err(format!("raw newline in a string at byte {i}"));
+            }
+            continue;
+        }
+        match c {
+            '"' => in_str = true,
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(format!("unbalanced '}}' at byte {i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    if in_str {
+        return Err("unterminated string".into());
+    }
+    if depth != 0 {
+        return Err(format!("{depth} unclosed brace(s)"));
+    }
+    if !s.trim_start().starts_with("digraph") {
+        return Err("not a digraph".into());
+    }
+    Ok(())
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::passes::report::{LeafReport, NormReport, Refusal, StreamReport};
-
-    /// DOT well-formedness without graphviz: strings closed, escapes valid, braces balanced
-    /// outside strings.
-    pub fn check_dot(s: &str) -> Result<(), String> {
-        let (mut depth, mut in_str, mut escape) = (0i64, false, false);
-        for (i, c) in s.char_indices() {
-            if in_str {
-                if escape {
-                    escape = false;
-                } else if c == '\\' {
-                    escape = true;
-                } else if c == '"' {
-                    in_str = false;
-                } else if c == '\n' {
-                    return Err(format!("raw newline in a string at byte {i}"));
-                }
-                continue;
-            }
-            match c {
-                '"' => in_str = true,
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth < 0 {
-                        return Err(format!("unbalanced '}}' at byte {i}"));
-                    }
-                }
-                _ => {}
-            }
-        }
-        if in_str {
-            return Err("unterminated string".into());
-        }
-        if depth != 0 {
-            return Err(format!("{depth} unclosed brace(s)"));
-        }
-        if !s.trim_start().starts_with("digraph") {
-            return Err("not a digraph".into());
-        }
-        Ok(())
-    }
 
     fn report(layers: usize, nasty: &str) -> Report {
         let mut leaves = vec![LeafReport {
@@ -574,7 +575,7 @@ mod tests {
         let nasty = "x\"}{\\n\ty";
         let r = report(12, nasty);
         let dot = streams_dot(&r, &|n| n.to_string(), "gpt2 \"12\" layers");
-        check_dot(&dot).unwrap_or_else(|e| panic!("{e}\n{dot}"));
+        check_syntax(&dot).unwrap_or_else(|e| panic!("{e}\n{dot}"));
         assert!(dot.contains("/m/h.N × 12"), "{dot}");
         assert!(dot.contains("/m/h.N/ln_1/LayerNormalization × 12"), "{dot}");
         // Small: 12 layers draw as a handful of nodes.
@@ -588,7 +589,7 @@ mod tests {
         );
         // The refusal reason is in a label.
         assert!(dot.contains("observed by x\\\"}{"), "{dot}");
-        assert!(check_dot("digraph { \"a\" -> \"b }").is_err());
-        assert!(check_dot("digraph { { }").is_err());
+        assert!(check_syntax("digraph { \"a\" -> \"b }").is_err());
+        assert!(check_syntax("digraph { { }").is_err());
     }
 }

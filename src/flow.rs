@@ -123,21 +123,11 @@ pub fn one_line(s: &str) -> String {
 }
 
 /// Rewrite `input` into a staged output for `out` (its data file, if any, named `data_name`
-/// or `OUT.data`). `model` is the input, already loaded (the folder mode loads it first to find
-/// its data files); `None` loads it here.
-pub fn rewrite_file(
-    input: &Path,
-    model: Option<Model>,
-    out: &Path,
-    data_name: Option<&str>,
-    s: &Settings,
-) -> FileResult {
-    let model = match model {
-        Some(m) => m,
-        None => match Model::load(input) {
-            Ok(m) => m,
-            Err(e) => return FileResult::Error(e),
-        },
+/// or `OUT.data`).
+pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Settings) -> FileResult {
+    let model = match Model::load(input) {
+        Ok(m) => m,
+        Err(e) => return FileResult::Error(e),
     };
     let target = match s.opts.target {
         passes::Target::Rmsnorm => "rmsnorm",

@@ -340,7 +340,7 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
             data_file: None,
             report: None,
         };
-        match flow::rewrite_file(&input, None, &dst, Some(&data_name), s) {
+        match flow::rewrite_file(&input, &dst, Some(&data_name), s) {
             FileResult::Rewritten {
                 staged,
                 report,

@@ -357,7 +357,7 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         )));
     }
     let s = settings(a);
-    let result = flow::rewrite_file(input, None, out, None, &s);
+    let result = flow::rewrite_file(input, out, None, &s);
     let code = result.exit_code();
     let (staged, report) = match result {
         flow::FileResult::Error(e) => return fail_pass(input, &e),

@@ -155,14 +155,15 @@ fn crmsnorm_and_onnxruntime_forms_carry_provenance_too() {
         (&["--emit", "onnxruntime"][..], "rmsnorm", "onnxruntime", "RMSNorm replacing LayerNorm"),
     ] {
         let out = tmp.path().join(format!("{target}-{emit}.onnx"));
+        let input = tm("gpt2_ts17_fp32.onnx");
         let mut a: Vec<&std::ffi::OsStr> = vec![
-            tm("gpt2_ts17_fp32.onnx").into_os_string().leak(),
+            input.as_os_str(),
             "-o".as_ref(),
             out.as_os_str(),
             "--runtime".as_ref(),
             "tract".as_ref(),
         ];
-        a.extend(args.iter().map(|s| s.as_ref()));
+        a.extend(args.iter().map(|s| std::ffi::OsStr::new(s)));
         let o = run(&a);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         let m = meta(&out);

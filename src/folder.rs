@@ -15,7 +15,8 @@
 //!
 //! Exit status: 0 when every model was rewritten (and verified, unless verification was
 //! skipped) or refused with a reason, and at least one was rewritten; 1 when a verification
-//! failed; 2 for usage or bad input; 3 when nothing could be rewritten.
+//! failed; 2 for usage or bad input (including a folder without any `.onnx` file); 3 when
+//! nothing could be rewritten.
 
 use crate::flow::{self, one_line, FileResult, Settings, Verified};
 use onnx_normopt::passes::report::Report;
@@ -273,11 +274,10 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
     }
     let models: Vec<PathBuf> = files.iter().filter(|f| is_model(f)).cloned().collect();
     if models.is_empty() {
-        eprintln!(
-            "onnx-normopt: {}: nothing rewritten: no .onnx file in the folder",
+        return usage(format!(
+            "{}: is a directory with no .onnx file under it (a folder is rewritten file by file)",
             dir.display()
-        );
-        return 3;
+        ));
     }
     // Which data files each model reads (a model that cannot be read stops the run: exit 2).
     let mut data_of: BTreeMap<PathBuf, BTreeSet<PathBuf>> = BTreeMap::new();

@@ -62,6 +62,10 @@ pub struct Builder<'g> {
     pub opset: i64,
     /// Name prefix of new nodes and values.
     pub prefix: String,
+    /// The `doc_string` of the nodes added from now on: why they are there (which LayerNorm
+    /// they replace, which fold or centering they carry), so that a viewer such as Netron shows
+    /// it. Set by the applier before each group of nodes.
+    pub doc: Option<String>,
 }
 
 impl Builder<'_> {
@@ -96,6 +100,7 @@ impl Builder<'_> {
                 Some(domain.into())
             },
             attribute: attrs,
+            doc_string: self.doc.clone(),
             ..Default::default()
         });
         out
@@ -394,4 +399,70 @@ impl Builder<'_> {
             self.node("", "Cast", &[&y], out, vec![attr_i("to", data_type as i64)])
         }
     }
+}
+
+/// The prefix of every `doc_string` this tool writes on the nodes it adds.
+pub const DOC_PREFIX: &str = "onnx-normopt: ";
+
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `doc_string` of the nodes that replace the norm `label` (of `form`): RMSNorm, or
+/// CRMSNorm of width D−1 when `compressed_from` is D, and where γ/β went (or why they stayed).
+pub fn doc_norm(
+    label: &str,
+    form: &str,
+    eps: f32,
+    compressed_from: Option<usize>,
+    folded_into: &[String],
+    kept_affine: Option<&str>,
+) -> String {
+    let what = match compressed_from {
+        Some(d) => format!(
+            "CRMSNorm (stream compressed {d} -> {})",
+            d.saturating_sub(1)
+        ),
+        None => "RMSNorm".to_string(),
+    };
+    let kind = if form.starts_with("Skip") {
+        form.to_string()
+    } else {
+        "LayerNorm".to_string()
+    };
+    let affine = if folded_into.is_empty() {
+        kept_affine
+            .map(|k| format!("; γ/β kept on the norm ({k})"))
+            .unwrap_or_default()
+    } else {
+        format!("; γ/β folded into {}", quoted(folded_into))
+    };
+    format!("{DOC_PREFIX}{what} replacing {kind} '{label}' (ε={eps:e}){affine}")
+}
+
+/// The `doc_string` of a bias added to the linear reader `reader`: β·W of the folded norm.
+pub fn doc_bias(norm: Option<&str>, reader: &str) -> String {
+    match norm {
+        Some(n) => format!("{DOC_PREFIX}β of LayerNorm '{n}' folded into '{reader}' (bias β·W)"),
+        None => format!("{DOC_PREFIX}bias β·W of a folded LayerNorm shift, for '{reader}'"),
+    }
+}
+
+/// The `doc_string` of an explicit centering `x − mean(x)` of `value`.
+pub fn doc_center(value: &str) -> String {
+    format!(
+        "{DOC_PREFIX}centres '{value}' (x − mean(x)) so that the residual stream stays zero-mean"
+    )
+}
+
+/// The `doc_string` of the fix that keeps a `Shape` of a compressed stream saying D.
+pub fn doc_shape_fix(shape_node: &str) -> String {
+    format!(
+        "{DOC_PREFIX}width +1 after '{shape_node}': the stream is compressed to D−1 (CRMSNorm), \
+         the shape it sizes still needs D"
+    )
 }

@@ -98,6 +98,9 @@ pub struct Report {
     pub ops_after: std::collections::BTreeMap<String, usize>,
     /// Verification table, when run.
     pub verification: Option<serde_json::Value>,
+    /// `inspect` of a model this tool rewrote: what its metadata records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewritten_by: Option<crate::provenance::Provenance>,
 }
 
 /// " in If \"/If\" then_branch" for a subgraph, "" for the main graph.
@@ -163,6 +166,9 @@ impl Report {
         let r = self;
         use std::fmt::Write;
         let mut s = String::new();
+        if let Some(p) = &r.rewritten_by {
+            let _ = writeln!(s, "{}: rewritten by {}", r.model, p.describe());
+        }
         let found: Vec<String> = r
             .norms_found
             .iter()

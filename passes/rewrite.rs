@@ -851,10 +851,23 @@ pub fn apply(
         }
         out.bytes_added += added;
     }
+    // Why each added node is there (its doc_string): the norm a reader's fold comes from.
+    let norm_label = |k: usize| model.graph.nodes[norms[k].anchor].label();
+    let fold_of: HashMap<NodeId, String> = p
+        .norms
+        .iter()
+        .flat_map(|np| {
+            np.fold
+                .iter()
+                .flatten()
+                .map(move |r| (r.node, norm_label(np.norm)))
+        })
+        .collect();
     let mut b = Builder {
         g: &mut model.graph,
         opset,
         prefix: "normopt".into(),
+        doc: None,
     };
     // 2. New biases for folded readers without one (β·W; centred, and compressed, when the
     //    reader is also a writer of a stream).
@@ -872,6 +885,10 @@ pub fn apply(
                 v.pop();
             }
         }
+        b.doc = Some(super::emit::doc_bias(
+            fold_of.get(node).map(String::as_str),
+            &b.g.nodes[*node].label(),
+        ));
         let dtype = elem_type_of_weight(b.g, *node);
         let c = b.constant("bias", &[v.len()], dtype, &v)?;
         if gemm {
@@ -890,6 +907,7 @@ pub fn apply(
     // 3. Explicit centering nodes on the stream side of a value.
     let mut renamed: HashMap<String, String> = HashMap::new();
     for (v, edges) in &p.explicit {
+        b.doc = Some(super::emit::doc_center(v));
         let mut c = b.center(v)?;
         if let Some(&d) = p.compress_explicit.get(v) {
             c = b.slice_last(&c, d - 1)?;
@@ -910,6 +928,20 @@ pub fn apply(
     // 5. Norms → RMSNorm.
     for np in &p.norms {
         let m = &norms[np.norm];
+        let folded_into: Vec<String> = np
+            .fold
+            .iter()
+            .flatten()
+            .map(|r| b.g.nodes[r.node].label())
+            .collect();
+        b.doc = Some(super::emit::doc_norm(
+            &b.g.nodes[m.anchor].label(),
+            &m.form.to_string(),
+            m.epsilon,
+            np.compressed_from,
+            &folded_into,
+            np.kept_affine.as_deref(),
+        ));
         removed.extend(m.nodes.iter().copied());
         dead_consts.extend(norm_consts(b.g, m));
         let dtype = m
@@ -1041,6 +1073,7 @@ pub fn apply(
                 op_type: Some("SkipSimplifiedLayerNormalization".into()),
                 domain: Some("com.microsoft".into()),
                 attribute: vec![super::emit::attr_f("epsilon", m.epsilon)],
+                doc_string: b.doc.clone(),
                 ..Default::default()
             });
             if let Some(bt) = &beta {
@@ -1068,6 +1101,7 @@ pub fn apply(
     }
     // CRMSNorm: Shape readers that size other tensors still see the original width.
     for &(node, rank) in &p.shape_fixes {
+        b.doc = Some(super::emit::doc_shape_fix(&b.g.nodes[node].label()));
         let o = b.g.nodes[node]
             .out(0)
             .ok_or_else(|| Error::Internal(format!("Shape node {node} has no output")))?

@@ -578,6 +578,12 @@ pub fn set_fsync(on: bool) {
     FSYNC.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Whether written files are flushed to disk before they are renamed into place (see
+/// [`set_fsync`]).
+pub fn fsync_enabled() -> bool {
+    FSYNC.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Progress of a write, in payload bytes: called with (done, total).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
@@ -607,6 +613,21 @@ pub fn stage(
     layout: DataLayout,
     progress: Progress,
 ) -> Result<Staged> {
+    stage_as(model, store, computed, out, layout, None, progress)
+}
+
+/// [`stage`] with the data file (external layout) named `data_name` (a plain file name beside
+/// the output) instead of `OUT.data`: the folder mode keeps the input's data file name, or
+/// avoids a file of the input folder that is copied under that name.
+pub fn stage_as(
+    model: &ModelProto,
+    store: &ExternalStore,
+    computed: &dyn Computed,
+    out: &Path,
+    layout: DataLayout,
+    data_name: Option<&str>,
+    progress: Progress,
+) -> Result<Staged> {
     let wr = |e: std::io::Error| Error::Write {
         path: out.into(),
         reason: e.to_string(),
@@ -628,9 +649,22 @@ pub fn stage(
         .to_string_lossy()
         .to_string();
     // Renaming into place must never replace the input model or one of its data files.
+    let data_name = match data_name {
+        Some(d) => {
+            let plain = Path::new(d).file_name().map(|f| f.to_string_lossy() == d);
+            if plain != Some(true) || d == file_name {
+                return Err(Error::Usage(format!(
+                    "{}: {d:?} is not a usable data file name",
+                    out.display()
+                )));
+            }
+            d.to_string()
+        }
+        None => format!("{file_name}.data"),
+    };
     let mut targets = vec![out.to_path_buf()];
     if layout == DataLayout::External {
-        targets.push(dir.join(format!("{file_name}.data")));
+        targets.push(dir.join(&data_name));
     }
     if let Some(t) = targets.iter().find(|t| store.is_input_file(t)) {
         return Err(Error::Usage(format!(
@@ -654,7 +688,6 @@ pub fn stage(
         committed: false,
     };
     let mut model = model.clone();
-    let data_name = format!("{file_name}.data");
     let payload_len = |t: &TensorProto| -> u64 {
         if computed.is_computed(t) {
             computed.computed_len(t) as u64

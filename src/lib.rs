@@ -28,10 +28,12 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod dot;
 pub mod error;
 pub mod io;
 pub mod ir;
 pub mod proto;
+pub mod provenance;
 pub mod tensor;
 pub mod verify;
 

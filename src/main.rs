@@ -4,6 +4,8 @@
 //! rewritten (reasons printed, no output written); 4 not verifiable: no runtime could run the
 //! original model (nothing written).
 
+mod flow;
+mod folder;
 mod progress;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -50,6 +52,11 @@ enum Cmd {
         /// Target to analyse for.
         #[arg(long, value_enum, default_value_t = TargetArg::Rmsnorm)]
         target: TargetArg,
+        /// Write Graphviz DOT of the residual streams (sources, writers, norms, readers,
+        /// coloured by what the rewrite does to each; repeated blocks collapsed) to stdout, or
+        /// to FILE with `--dot=FILE`. Render with `dot -Tsvg`.
+        #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-")]
+        dot: Option<PathBuf>,
     },
     /// Time models side by side (interleaved rounds, one process) in onnxruntime (default
     /// session options) and tract: medians, quartiles, and ratios against the first model.
@@ -135,9 +142,6 @@ enum EmitArg {
     Custom,
 }
 
-/// Models up to this many bytes (file plus external data) are verified by default.
-const VERIFY_BY_DEFAULT_BELOW: u64 = 512 << 20;
-
 fn options(target: TargetArg, emit: EmitArg, fold: bool) -> Options {
     Options {
         target: match target {
@@ -199,7 +203,10 @@ fn quiet_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "panic".into());
-        format!("internal error during verification (a bug in this tool): {}", one_line(&msg))
+        format!(
+            "internal error during verification (a bug in this tool): {}",
+            one_line(&msg)
+        )
     })
 }
 
@@ -219,7 +226,11 @@ fn main() -> ExitCode {
             json,
             graph,
             target,
-        }) => inspect(&model, json, graph, target),
+            dot,
+        }) => match dot {
+            Some(d) => inspect_dot(&model, &d, target),
+            None => inspect(&model, json, graph, target),
+        },
         Some(Cmd::Verify { a, b, args, json }) => verify_cmd(&a, &b, &args, json),
         Some(Cmd::Bench { args }) => onnx_normopt::bench::run(&args),
         None => rewrite(&cli.rewrite),
@@ -248,29 +259,18 @@ fn fail_pass(input: &Path, e: &Error) -> u8 {
     }
 }
 
-/// `s` with control characters escaped: reasons quote names from the file, and the reason
-/// line must stay one line.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
+use flow::one_line;
 
 fn inspect(path: &Path, json: bool, graph: bool, target: TargetArg) -> u8 {
     let model = match Model::load(path) {
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
-    let report = match passes::inspect(&model, &options(target, EmitArg::Standard, true)) {
+    let mut report = match passes::inspect(&model, &options(target, EmitArg::Standard, true)) {
         Ok(r) => r,
         Err(e) => return fail_pass(path, &e),
     };
+    report.rewritten_by = onnx_normopt::provenance::read(&model.header);
     if json {
         println!(
             "{}",
@@ -283,6 +283,51 @@ fn inspect(path: &Path, json: bool, graph: bool, target: TargetArg) -> u8 {
         }
     }
     0
+}
+
+/// `inspect --dot`: the picture of the streams.
+fn inspect_dot(path: &Path, dot_out: &Path, target: TargetArg) -> u8 {
+    let model = match Model::load(path) {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    let report = match passes::inspect(&model, &options(target, EmitArg::Standard, true)) {
+        Ok(r) => r,
+        Err(e) => return fail_pass(path, &e),
+    };
+    let names = onnx_normopt::dot::display_names(&model.graph);
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut title = format!(
+        "{file}: residual streams, target {} ({} norm(s) rewritten, {} left alone)",
+        report.target,
+        report.norms_rewritten,
+        report.refusals.len()
+    );
+    if let Some(p) = onnx_normopt::provenance::read(&model.header) {
+        title.push_str(&format!(" — already rewritten by {}", p.describe()));
+    }
+    let text = onnx_normopt::dot::streams_dot(
+        &report,
+        &|n| names.get(n).cloned().unwrap_or_else(|| n.to_string()),
+        &title,
+    );
+    if dot_out == Path::new("-") {
+        print!("{text}");
+        return 0;
+    }
+    if same_file(path, dot_out) {
+        return fail(&Error::Usage(format!(
+            "{}: the DOT file must not be the model",
+            dot_out.display()
+        )));
+    }
+    match write_atomic(dot_out, text.as_bytes()) {
+        Ok(()) => 0,
+        Err(e) => fail(&e),
+    }
 }
 
 fn verify_cmd(a: &Path, b: &Path, args: &VerifyArgs, json: bool) -> u8 {
@@ -325,25 +370,14 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn total_size(path: &Path, model: &Model) -> u64 {
-    let mut n = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if model.had_external_data {
-        if let Some(dir) = path.parent() {
-            let mut seen = std::collections::BTreeSet::new();
-            io::for_each_tensor(&model.to_proto_pending(), &mut |t| {
-                for e in &t.external_data {
-                    if e.key.as_deref() == Some("location") {
-                        seen.insert(e.value.clone().unwrap_or_default());
-                    }
-                }
-            });
-            n += seen
-                .iter()
-                .map(|l| std::fs::metadata(dir.join(l)).map(|m| m.len()).unwrap_or(0))
-                .sum::<u64>();
-        }
+fn settings(a: &RewriteArgs) -> flow::Settings {
+    flow::Settings {
+        opts: options(a.target, a.emit, !a.no_fold),
+        verify: a.verify,
+        no_verify: a.no_verify,
+        verify_opts: a.verify_args.to_options(),
+        quiet: a.quiet,
     }
-    n
 }
 
 fn rewrite(a: &RewriteArgs) -> u8 {
@@ -351,6 +385,10 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         eprintln!("onnx-normopt: usage: onnx-normopt MODEL -o OUT (see --help)");
         return 2;
     };
+    io::set_fsync(!a.no_fsync);
+    if input.is_dir() {
+        return folder::run(input, out, a.report.as_deref(), &settings(a));
+    }
     if same_file(input, out) || input == out {
         return fail(&Error::Usage(format!(
             "{}: the output must not be the input",
@@ -376,91 +414,50 @@ fn rewrite(a: &RewriteArgs) -> u8 {
             dir.display()
         )));
     }
-    let model = match Model::load(input) {
-        Ok(m) => m,
-        Err(e) => return fail(&e),
-    };
-    let size = total_size(input, &model);
-    let opts = options(a.target, a.emit, !a.no_fold);
-    let mut outcome = match passes::run(model, &opts) {
-        Ok(o) => o,
-        Err(e) => return fail_pass(input, &e),
-    };
-    if !outcome.rewritten() {
-        if !a.quiet {
-            eprint!("{}", outcome.report.summary());
+    let s = settings(a);
+    let result = flow::rewrite_file(input, out, None, &s);
+    let code = result.exit_code();
+    let (staged, report) = match result {
+        flow::FileResult::Error(e) => return fail_pass(input, &e),
+        flow::FileResult::Refused { why, report } => {
+            if let (Some(r), false) = (&report, a.quiet) {
+                eprint!("{}", r.summary());
+            }
+            eprintln!(
+                "onnx-normopt: {}: nothing rewritten: {}",
+                input.display(),
+                one_line(&why)
+            );
+            return code;
         }
-        let why = outcome
-            .report
-            .refusals
-            .first()
-            .map(|r| r.why.clone())
-            .unwrap_or_else(|| "no LayerNorm on a residual stream".into());
-        eprintln!(
-            "onnx-normopt: {}: nothing rewritten: {}",
-            input.display(),
-            one_line(&why)
-        );
-        return 3;
-    }
-    io::set_fsync(!a.no_fsync);
-    let proto = outcome.model.to_proto_pending();
-    let layout = io::choose_layout(&proto, &outcome.model, outcome.model.had_external_data);
-    let mut bar = progress::Bar::new(!a.quiet, "writing");
-    let staged = io::stage(
-        &proto,
-        &outcome.model.store,
-        &outcome.model,
-        out,
-        layout,
-        &mut |d, t| bar.set(d, t),
-    );
-    bar.finish();
-    let staged = match staged {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
-    };
-    let do_verify = if a.no_verify {
-        false
-    } else {
-        a.verify || size <= VERIFY_BY_DEFAULT_BELOW
-    };
-    if !do_verify && !a.no_verify && !a.quiet {
-        eprintln!("onnx-normopt: note: {} is {} MiB, above the default verification size; pass --verify to verify", input.display(), size >> 20);
-    }
-    if do_verify {
-        let result = quiet_panics(|| {
-            verify::verify_files(input, staged.model_path(), &a.verify_args.to_options())
-        });
-        let result = match result {
-            Ok(r) => r,
-            Err(msg) => {
-                eprintln!("onnx-normopt: {}: {msg}; nothing written", input.display());
-                return 1;
+        flow::FileResult::VerifyFailed { why, table, .. } => {
+            if let Some(t) = table {
+                eprint!("{t}");
             }
-        };
-        match result {
-            Ok(rep) => {
-                if !a.quiet || !rep.passed() {
-                    eprint!("{rep}");
-                }
-                outcome.report.verification = serde_json::to_value(&rep).ok();
-                if !rep.passed() {
-                    eprintln!("onnx-normopt: {}: verification failed: the rewritten model differs; nothing written", input.display());
-                    return 1;
-                }
-            }
-            Err(e) => {
-                eprintln!(
-                    "onnx-normopt: {}: could not verify the rewritten model: {e}; nothing written",
-                    input.display()
-                );
-                return e.exit_code();
-            }
+            eprintln!(
+                "onnx-normopt: {}: {}; nothing written",
+                input.display(),
+                one_line(&why)
+            );
+            return code;
         }
-    }
+        flow::FileResult::Rewritten {
+            staged,
+            report,
+            verified,
+        } => {
+            match verified {
+                flow::Verified::Passed(t) if !a.quiet => eprint!("{t}"),
+                flow::Verified::Skipped(why) if !a.quiet && !a.no_verify => {
+                    eprintln!("onnx-normopt: note: {}: {why}", input.display())
+                }
+                _ => {}
+            }
+            (staged, report)
+        }
+    };
     if let Some(rp) = &a.report {
-        let text = serde_json::to_string_pretty(&outcome.report).unwrap_or_default();
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         if let Err(e) = write_atomic(rp, text.as_bytes()) {
             return fail(&e);
         }
@@ -469,13 +466,13 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         return fail(&e);
     }
     if !a.quiet {
-        eprint!("{}", outcome.report.summary());
+        eprint!("{}", report.summary());
         eprintln!("onnx-normopt: wrote {}", out.display());
     }
     0
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -14,7 +14,7 @@ use std::process::Command;
 use build::*;
 use onnx_normopt::proto::{data_type as dt, ModelProto};
 use onnx_normopt::verify::{
-    generate_cases, verify_files, ci_requires_ort, Runtime, Runtimes, VerifyError, VerifyOptions,
+    ci_requires_ort, generate_cases, verify_files, Runtime, Runtimes, VerifyError, VerifyOptions,
     CANNOT_RUN_ORIGINAL, NEW_TOKENS, PAST_LENGTHS,
 };
 
@@ -44,23 +44,53 @@ fn kv_model(scale: f32) -> ModelProto {
             node("Add", "", &["tok", "pos"], &["h"], vec![]),
             node("Mul", "", &["h", "scale"], &["hs"], vec![]),
             node("Reshape", "", &["hs", "heads"], &["h4"], vec![]),
-            node("Transpose", "", &["h4"], &["new"], vec![attr_ints("perm", &[0, 2, 1, 3])]),
-            node("Concat", "", &["past_key_values.0.key", "new"], &["present"], vec![attr_i("axis", 2)]),
-            node("Cast", "", &["attention_mask"], &["maskf"], vec![attr_i("to", dt::FLOAT as i64)]),
+            node(
+                "Transpose",
+                "",
+                &["h4"],
+                &["new"],
+                vec![attr_ints("perm", &[0, 2, 1, 3])],
+            ),
+            node(
+                "Concat",
+                "",
+                &["past_key_values.0.key", "new"],
+                &["present"],
+                vec![attr_i("axis", 2)],
+            ),
+            node(
+                "Cast",
+                "",
+                &["attention_mask"],
+                &["maskf"],
+                vec![attr_i("to", dt::FLOAT as i64)],
+            ),
             node("Unsqueeze", "", &["maskf", "mask_axes"], &["mask4"], vec![]),
             node("Mul", "", &["present", "mask4"], &["out"], vec![]),
         ],
         vec![
-            vi("input_ids", dt::INT64, &[dp("batch_size"), dp("sequence_length")]),
+            vi(
+                "input_ids",
+                dt::INT64,
+                &[dp("batch_size"), dp("sequence_length")],
+            ),
             vi(
                 "past_key_values.0.key",
                 dt::FLOAT,
                 &[dp("batch_size"), dv(2), dp("past_sequence_length"), dv(4)],
             ),
             vi("attention_mask", dt::INT64, &[dp("batch_size"), dp(total)]),
-            vi("position_ids", dt::INT64, &[dp("batch_size"), dp("sequence_length")]),
+            vi(
+                "position_ids",
+                dt::INT64,
+                &[dp("batch_size"), dp("sequence_length")],
+            ),
         ],
-        vec![vi("out", dt::FLOAT, &[dp("batch_size"), dv(2), dp(total), dv(4)])],
+        vec![vi(
+            "out",
+            dt::FLOAT,
+            &[dp("batch_size"), dv(2), dp(total), dv(4)],
+        )],
         vec![
             f32_init("wte", &[10, 8], &values(80, 1)),
             f32_init("wpe", &[16, 8], &values(128, 2)),
@@ -81,13 +111,22 @@ fn kv_cache_inputs_are_consistent_at_an_empty_and_a_filled_cache() {
     let dir = tempfile::tempdir().unwrap();
     let a = save(dir.path(), "kv.onnx", &kv_model(1.0));
     let cases = generate_cases(&a, &VerifyOptions::default()).unwrap();
-    assert_eq!(cases.len(), 2, "{:?}", cases.iter().map(|c| &c.case).collect::<Vec<_>>());
+    assert_eq!(
+        cases.len(),
+        2,
+        "{:?}",
+        cases.iter().map(|c| &c.case).collect::<Vec<_>>()
+    );
     for (c, past) in cases.iter().zip(PAST_LENGTHS) {
         let seq = if past == 0 { 8 } else { NEW_TOKENS };
         assert_eq!(c.dims["past_sequence_length"], past, "{}", c.case);
         assert_eq!(c.dims["sequence_length"], seq, "{}", c.case);
         assert_eq!(c.dims["past_sequence_length + sequence_length"], past + seq);
-        assert!(c.case.contains(&format!("past_sequence_length={past}")), "{}", c.case);
+        assert!(
+            c.case.contains(&format!("past_sequence_length={past}")),
+            "{}",
+            c.case
+        );
         for s in &c.samples {
             let by = |n: &str| s.iter().find(|t| t.name == n).unwrap();
             assert_eq!(by("past_key_values.0.key").shape, [2, 2, past, 4]);
@@ -147,7 +186,13 @@ fn kv_cache_inputs_are_consistent_at_an_empty_and_a_filled_cache() {
 fn merged_model(delta: f32) -> ModelProto {
     let then_g = graph(
         vec![
-            node("Concat", "", &["past", "x"], &["cat"], vec![attr_i("axis", 1)]),
+            node(
+                "Concat",
+                "",
+                &["past", "x"],
+                &["cat"],
+                vec![attr_i("axis", 1)],
+            ),
             node("Mul", "", &["cat", "w"], &["cw"], vec![]),
             node("Mul", "", &["cw", "w_cache"], &["then_out"], vec![]),
         ],
@@ -170,14 +215,26 @@ fn merged_model(delta: f32) -> ModelProto {
             vec![attr_g("then_branch", then_g), attr_g("else_branch", else_g)],
         )],
         vec![
-            vi("x", dt::FLOAT, &[dp("batch_size"), dp("sequence_length"), dv(4)]),
-            vi("past", dt::FLOAT, &[dp("batch_size"), dp("past_sequence_length"), dv(4)]),
+            vi(
+                "x",
+                dt::FLOAT,
+                &[dp("batch_size"), dp("sequence_length"), dv(4)],
+            ),
+            vi(
+                "past",
+                dt::FLOAT,
+                &[dp("batch_size"), dp("past_sequence_length"), dv(4)],
+            ),
             vi("use_cache_branch", dt::BOOL, &[dv(1)]),
         ],
         vec![vi(
             "y",
             dt::FLOAT,
-            &[dp("batch_size"), dp("past_sequence_length + sequence_length"), dv(4)],
+            &[
+                dp("batch_size"),
+                dp("past_sequence_length + sequence_length"),
+                dv(4),
+            ],
         )],
         vec![
             f32_init("w", &[4], &[0.5, -1.0, 2.0, 0.25]),
@@ -194,7 +251,11 @@ fn merged_decoders_are_verified_in_both_branches() {
     let cases = generate_cases(&a, &VerifyOptions::default()).unwrap();
     assert_eq!(cases.len(), 2);
     for (c, flag) in cases.iter().zip([false, true]) {
-        assert!(c.case.contains(&format!("use_cache_branch={flag}")), "{}", c.case);
+        assert!(
+            c.case.contains(&format!("use_cache_branch={flag}")),
+            "{}",
+            c.case
+        );
         let f = c.samples[0]
             .iter()
             .find(|t| t.name == "use_cache_branch")
@@ -202,7 +263,11 @@ fn merged_decoders_are_verified_in_both_branches() {
         assert_eq!(f.data, [flag as u8]);
     }
     let with_ort = have_ort("merged_decoders_are_verified_in_both_branches");
-    let runtimes = if with_ort { Runtimes::Both } else { Runtimes::Tract };
+    let runtimes = if with_ort {
+        Runtimes::Both
+    } else {
+        Runtimes::Tract
+    };
     let r = verify_files(&a, &a, &opts(runtimes)).unwrap();
     println!("{r}");
     assert!(r.passed(), "{r}");
@@ -254,7 +319,12 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
 }
 
 fn assert_no_backtrace(stderr: &str) {
-    for bad in ["stack backtrace", "panicked at", "RUST_BACKTRACE", "note: run with"] {
+    for bad in [
+        "stack backtrace",
+        "panicked at",
+        "RUST_BACKTRACE",
+        "note: run with",
+    ] {
         assert!(!stderr.contains(bad), "`{bad}` on stderr:\n{stderr}");
     }
 }
@@ -273,7 +343,10 @@ fn a_runtime_that_cannot_run_the_original_is_not_run_and_the_other_verifies() {
     assert_eq!(err.exit_code(), 4);
     let (code, _, stderr) = run(&["verify", &s(&a), &s(&same), "--runtime", "tract"]);
     assert_eq!(code, Some(4), "{stderr}");
-    assert!(stderr.contains("no runtime could run the original model"), "{stderr}");
+    assert!(
+        stderr.contains("no runtime could run the original model"),
+        "{stderr}"
+    );
     assert!(stderr.contains("tract: could not"), "{stderr}");
     assert!(stderr.contains("--no-verify"), "{stderr}");
     assert_no_backtrace(&stderr);
@@ -333,14 +406,20 @@ fn runtime_failures_print_no_backtrace() {
         ],
         vec![vi("ids", dt::INT64, &[dv(3)])],
         vec![vi("y", dt::FLOAT, &[dv(3), dv(2)])],
-        vec![f32_init("table", &[4, 2], &values(8, 4)), i64_init("shift", &[1], &[10])],
+        vec![
+            f32_init("table", &[4, 2], &values(8, 4)),
+            i64_init("shift", &[1], &[10]),
+        ],
     );
     let p = save(dir.path(), "gather.onnx", &model(g, 17));
     let p = p.to_str().unwrap();
     let (code, stdout, stderr) = run(&["verify", p, p, "--runtime", "tract"]);
     println!("{stdout}{stderr}");
     assert_eq!(code, Some(4), "{stderr}");
-    assert!(stderr.contains("tract: could not run: panicked: "), "{stderr}");
+    assert!(
+        stderr.contains("tract: could not run: panicked: "),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_no_backtrace(&stderr);
     // The same on an exported GPT-2 with past, where tract panics ("index out of bounds").

@@ -86,10 +86,7 @@ fn models() -> Vec<(String, PathBuf)> {
         .collect();
     shared.sort();
     out.extend(shared.into_iter().map(|p| {
-        let name = format!(
-            "shared/corpus/{}",
-            p.file_name().unwrap().to_string_lossy()
-        );
+        let name = format!("shared/corpus/{}", p.file_name().unwrap().to_string_lossy());
         (name, p)
     }));
     out

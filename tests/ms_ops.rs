@@ -46,7 +46,11 @@ fn check(c: Case) {
     let b = save(dir.path(), "decomposed.onnx", &mk(c.decomposed));
     let with_ort = have_ort(c.name);
     let opts = VerifyOptions {
-        runtimes: if with_ort { Runtimes::Both } else { Runtimes::Tract },
+        runtimes: if with_ort {
+            Runtimes::Both
+        } else {
+            Runtimes::Tract
+        },
         require_ort: ci_requires_ort(),
         ..VerifyOptions::default()
     };
@@ -57,7 +61,11 @@ fn check(c: Case) {
     assert!(r.ran(Runtime::Tract), "{}", c.name);
     assert_eq!(r.ran(Runtime::Ort), with_ort, "{}", c.name);
     // Not vacuous: the output is not all zeros.
-    assert!(r.rows.iter().all(|row| row.max_ref > 1e-3), "{}: {r}", c.name);
+    assert!(
+        r.rows.iter().all(|row| row.max_ref > 1e-3),
+        "{}: {r}",
+        c.name
+    );
 }
 
 fn scalar(name: &str, v: f32) -> TensorProto {
@@ -66,7 +74,9 @@ fn scalar(name: &str, v: f32) -> TensorProto {
 
 #[test]
 fn fused_matmul_matches_transpose_matmul_scale() {
-    let t = |i: &str, o: &str, perm: &[i64]| node("Transpose", "", &[i], &[o], vec![attr_ints("perm", perm)]);
+    let t = |i: &str, o: &str, perm: &[i64]| {
+        node("Transpose", "", &[i], &[o], vec![attr_ints("perm", perm)])
+    };
     let mm = |a: &str, b: &str| node("MatMul", "", &[a, b], &["ab"], vec![]);
     let scale = || node("Mul", "", &["ab", "alpha"], &["y"], vec![]);
     let fused = |attrs: Vec<_>| vec![node("FusedMatMul", MS, &["a", "b"], &["y"], attrs)];
@@ -130,7 +140,13 @@ fn fused_matmul_matches_transpose_matmul_scale() {
         inputs: vec![("a", vec![4, 3]), ("b", vec![4, 5])],
         out: vec![3, 5],
         inits: vec![scalar("alpha", 1.0)],
-        fused: vec![node("TransposeMatMul", MS, &["a", "b"], &["y"], vec![attr_i("transA", 1)])],
+        fused: vec![node(
+            "TransposeMatMul",
+            MS,
+            &["a", "b"],
+            &["y"],
+            vec![attr_i("transA", 1)],
+        )],
         decomposed: vec![t("a", "at", &[1, 0]), mm("at", "b"), scale()],
     });
 }
@@ -138,14 +154,32 @@ fn fused_matmul_matches_transpose_matmul_scale() {
 #[test]
 fn fused_gemm_matches_gemm_then_activation() {
     let acts: Vec<(&str, Vec<(&str, f32)>, Vec<NodeProto>)> = vec![
-        ("Relu", vec![], vec![node("Relu", "", &["g"], &["y"], vec![])]),
+        (
+            "Relu",
+            vec![],
+            vec![node("Relu", "", &["g"], &["y"], vec![])],
+        ),
         (
             "LeakyRelu",
             vec![("activation_alpha", 0.2)],
-            vec![node("LeakyRelu", "", &["g"], &["y"], vec![attr_f("alpha", 0.2)])],
+            vec![node(
+                "LeakyRelu",
+                "",
+                &["g"],
+                &["y"],
+                vec![attr_f("alpha", 0.2)],
+            )],
         ),
-        ("Sigmoid", vec![], vec![node("Sigmoid", "", &["g"], &["y"], vec![])]),
-        ("Tanh", vec![], vec![node("Tanh", "", &["g"], &["y"], vec![])]),
+        (
+            "Sigmoid",
+            vec![],
+            vec![node("Sigmoid", "", &["g"], &["y"], vec![])],
+        ),
+        (
+            "Tanh",
+            vec![],
+            vec![node("Tanh", "", &["g"], &["y"], vec![])],
+        ),
         (
             "HardSigmoid",
             vec![("activation_alpha", 0.3), ("activation_beta", 0.4)],
@@ -158,7 +192,13 @@ fn fused_gemm_matches_gemm_then_activation() {
             )],
         ),
     ];
-    let gemm_attrs = || vec![attr_f("alpha", 0.7), attr_f("beta", 0.3), attr_i("transB", 1)];
+    let gemm_attrs = || {
+        vec![
+            attr_f("alpha", 0.7),
+            attr_f("beta", 0.3),
+            attr_i("transB", 1),
+        ]
+    };
     for (act, params, tail) in acts {
         let mut attrs = gemm_attrs();
         attrs.push(attr_s("activation", act));
@@ -199,7 +239,13 @@ fn fused_conv_matches_conv_add_activation() {
         inputs: vec![("x", vec![1, 2, 5, 5]), ("z", vec![1, 3, 3, 3])],
         out: vec![1, 3, 3, 3],
         inits: inits(),
-        fused: vec![node("FusedConv", MS, &["x", "w", "bias", "z"], &["y"], attrs)],
+        fused: vec![node(
+            "FusedConv",
+            MS,
+            &["x", "w", "bias", "z"],
+            &["y"],
+            attrs,
+        )],
         decomposed: vec![
             node("Conv", "", &["x", "w", "bias"], &["cv"], conv_attrs()),
             node("Add", "", &["cv", "z"], &["s"], vec![]),
@@ -292,7 +338,13 @@ fn gelu_family_matches_its_formulas() {
         inputs: x(),
         out: vec![2, 3, 8],
         inits: gelu_consts(),
-        fused: vec![node("QuickGelu", MS, &["x"], &["y"], vec![attr_f("alpha", 1.5)])],
+        fused: vec![node(
+            "QuickGelu",
+            MS,
+            &["x"],
+            &["y"],
+            vec![attr_f("alpha", 1.5)],
+        )],
         decomposed: vec![
             node("Mul", "", &["x", "qa"], &["ax"], vec![]),
             node("Sigmoid", "", &["ax"], &["s"], vec![]),

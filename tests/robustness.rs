@@ -834,7 +834,15 @@ fn training_info_preserved() {
         enc(&m.training_info),
         "training info changed"
     );
-    assert_eq!(out.metadata_props, m.metadata_props);
+    // The input's metadata first, unchanged; the rewrite's provenance appended after it.
+    let n = m.metadata_props.len();
+    assert_eq!(out.metadata_props[..n], m.metadata_props[..]);
+    assert!(out.metadata_props[n..].iter().all(|e| e
+        .key
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("onnx_normopt.")));
+    assert!(onnx_normopt::provenance::read(&out).is_some());
 }
 
 #[test]

@@ -142,7 +142,8 @@ fn decoder(prefix: &str, variant: Option<Else>) -> GraphProto {
         // The head reads the raw stream: the stream's mean is observed.
         Some(Else::Observed) => b.linear(&x, "head", "head_b"),
     };
-    b.g.output.push(value(&out, dt::FLOAT, &[2, T as i64, V as i64]));
+    b.g.output
+        .push(value(&out, dt::FLOAT, &[2, T as i64, V as i64]));
     b.g
 }
 
@@ -176,9 +177,7 @@ fn build(variant: Else, seed: u64) -> ModelProto {
     };
     // Tables with a large shared row offset: an uncentred stream is clearly off.
     let offset: Vec<f64> = (0..D).map(|_| 2.0 * w.rng.normal() + 1.0).collect();
-    let vals: Vec<f64> = (0..V * D)
-        .map(|i| w.rng.normal() + offset[i % D])
-        .collect();
+    let vals: Vec<f64> = (0..V * D).map(|i| w.rng.normal() + offset[i % D]).collect();
     w.inits
         .push(onnx_normopt::tensor::tensor_from_f64("wte", &[V, D], dt::FLOAT, &vals).unwrap());
     w.add("wpe", &[T, D], |r| r.normal() + 0.5);
@@ -411,7 +410,12 @@ fn same_edits_in_both_branches_edit_outer_weights_in_place() {
             target,
             defer_bytes,
         });
-        assert_eq!(r.bytes_added, 0, "{target:?} {defer_bytes}: {}", r.summary());
+        assert_eq!(
+            r.bytes_added,
+            0,
+            "{target:?} {defer_bytes}: {}",
+            r.summary()
+        );
         let before = outer_names(&input);
         let after = outer_names(&written);
         assert!(
@@ -444,7 +448,11 @@ fn a_weight_edited_by_one_branch_only_is_copied() {
             defer_bytes,
         });
         let head = outer(&input, "head").unwrap();
-        assert_eq!(outer(&written, "head"), Some(head), "the else branch's head");
+        assert_eq!(
+            outer(&written, "head"),
+            Some(head),
+            "the else branch's head"
+        );
         let copies: Vec<String> = outer_names(&written)
             .into_iter()
             .filter(|n| n.starts_with("head_normopt"))

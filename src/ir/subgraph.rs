@@ -66,7 +66,9 @@ pub fn outer_reads_of(g: &GraphProto) -> BTreeSet<String> {
 /// defines `from` itself) read `to`. Returns how many reads were renamed.
 pub fn rename_reads(g: &mut GraphProto, from: &str, to: &str) -> usize {
     let defines = g.input.iter().any(|v| v.name.as_deref() == Some(from))
-        || g.initializer.iter().any(|t| t.name.as_deref() == Some(from))
+        || g.initializer
+            .iter()
+            .any(|t| t.name.as_deref() == Some(from))
         || g.node.iter().any(|n| n.output.iter().any(|o| o == from));
     if defines {
         return 0;
@@ -83,7 +85,11 @@ pub fn rename_reads(g: &mut GraphProto, from: &str, to: &str) -> usize {
             }
         }
     }
-    for o in g.output.iter_mut().filter(|o| o.name.as_deref() == Some(from)) {
+    for o in g
+        .output
+        .iter_mut()
+        .filter(|o| o.name.as_deref() == Some(from))
+    {
         o.name = Some(to.to_string());
         k += 1;
     }
@@ -310,8 +316,15 @@ mod tests {
         let f = g.fresh_name("q");
         assert_eq!(f, "q_1");
         let mut t = then_b.clone();
-        assert_eq!(rename_reads(&mut t, "w", "w2"), 2, "in the body and the nested Loop");
-        assert_eq!(outer_reads_of(&t).into_iter().collect::<Vec<_>>(), ["w2", "x", "z"]);
+        assert_eq!(
+            rename_reads(&mut t, "w", "w2"),
+            2,
+            "in the body and the nested Loop"
+        );
+        assert_eq!(
+            outer_reads_of(&t).into_iter().collect::<Vec<_>>(),
+            ["w2", "x", "z"]
+        );
         g.set_body(&b[0].0, t).unwrap();
         assert_eq!(g.deep_histogram().get("Add"), Some(&1));
         assert_eq!(g.direct_reads("c"), 1);

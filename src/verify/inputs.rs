@@ -166,7 +166,9 @@ pub(crate) fn generate(
                 from_f64_fn(&i.name, i.elem_type, shape, || if f { 1.0 } else { 0.0 })
             } else if is_int(i.elem_type) && looks_like_positions(&i.name) {
                 let n = shape.last().copied().unwrap_or(1).max(1);
-                let cap = vocab.get(&i.name).map_or(u64::MAX, |v| v.0.max(1) as u64 - 1);
+                let cap = vocab
+                    .get(&i.name)
+                    .map_or(u64::MAX, |v| v.0.max(1) as u64 - 1);
                 let mut k = 0usize;
                 from_f64_fn(&i.name, i.elem_type, shape, || {
                     let p = ((past_len + k % n) as u64).min(cap);

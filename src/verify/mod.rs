@@ -696,9 +696,7 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
     if matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both) {
         for (k, c) in cases.iter().enumerate() {
             match run_tract(&spec_a, &c.samples) {
-                Err(e) if runtime_failure(&e) => {
-                    not_run.push(cannot_run(Runtime::Tract, k, c, &e))
-                }
+                Err(e) if runtime_failure(&e) => not_run.push(cannot_run(Runtime::Tract, k, c, &e)),
                 Err(e) => return Err(e),
                 Ok(outs_a) => {
                     match run_tract(&spec_b, &c.samples) {
@@ -809,12 +807,9 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
                                     &e,
                                 )),
                             },
-                            Err(e) => rows.extend(failed_rows(
-                                Runtime::Ort,
-                                case.as_deref(),
-                                &spec_a,
-                                e,
-                            )),
+                            Err(e) => {
+                                rows.extend(failed_rows(Runtime::Ort, case.as_deref(), &spec_a, e))
+                            }
                         }
                         if !ran.contains(&Runtime::Ort) {
                             ran.push(Runtime::Ort);

@@ -157,7 +157,9 @@ impl ModelSpec {
         custom_ops.dedup();
         let branch_flags = inputs
             .iter()
-            .filter(|i| i.elem_type == crate::proto::data_type::BOOL && chooses_branch(graph, &i.name))
+            .filter(|i| {
+                i.elem_type == crate::proto::data_type::BOOL && chooses_branch(graph, &i.name)
+            })
             .map(|i| i.name.clone())
             .collect();
         Ok(ModelSpec {
@@ -176,7 +178,14 @@ impl ModelSpec {
 /// keep or negate a boolean).
 fn chooses_branch(graph: &GraphProto, input: &str) -> bool {
     const KEEP: &[&str] = &[
-        "Identity", "Not", "Cast", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Expand",
+        "Identity",
+        "Not",
+        "Cast",
+        "Squeeze",
+        "Unsqueeze",
+        "Reshape",
+        "Flatten",
+        "Expand",
     ];
     let mut seen: HashSet<&str> = HashSet::new();
     let mut queue: VecDeque<&str> = VecDeque::from([input]);
@@ -710,7 +719,9 @@ pub(crate) fn resolve_shapes(
 /// `past.*`, `*cache*` (not `use_cache*` / `cache_position`).
 fn looks_like_cache_input(name: &str) -> bool {
     let l = name.to_ascii_lowercase();
-    (l.starts_with("past") || l.contains("cache")) && !l.contains("use_cache") && !l.contains("position")
+    (l.starts_with("past") || l.contains("cache"))
+        && !l.contains("use_cache")
+        && !l.contains("position")
 }
 
 /// The past (cache) length names of a model: every dim name containing `past`, and the names
@@ -819,11 +830,7 @@ pub(crate) fn plan_cases(spec: &ModelSpec, overrides: &BTreeMap<String, usize>) 
                 c.dims.insert(n.clone(), NEW_TOKENS);
             }
         }
-        let mut parts: Vec<String> = c
-            .flags
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let mut parts: Vec<String> = c.flags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         parts.extend(c.dims.iter().map(|(k, v)| format!("{k}={v}")));
         c.label = parts.join(" ");
         cases.push(c);

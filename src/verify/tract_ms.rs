@@ -88,7 +88,9 @@ impl Activation {
             Activation::LeakyRelu(alpha) => {
                 model.wire_node(format!("{prefix}.leaky_relu"), leaky_relu(alpha), &[x])?[0]
             }
-            Activation::Sigmoid => model.wire_node(format!("{prefix}.sigmoid"), sigmoid(), &[x])?[0],
+            Activation::Sigmoid => {
+                model.wire_node(format!("{prefix}.sigmoid"), sigmoid(), &[x])?[0]
+            }
             Activation::Tanh => model.wire_node(format!("{prefix}.tanh"), tanh(), &[x])?[0],
             Activation::HardSigmoid(alpha, beta) => {
                 let a = k(model, "alpha", alpha)?;
@@ -114,9 +116,8 @@ fn fused_matmul(
     _ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let flag = |name: &str| -> TractResult<bool> {
-        Ok(node.get_attr_opt::<i64>(name)?.unwrap_or(0) != 0)
-    };
+    let flag =
+        |name: &str| -> TractResult<bool> { Ok(node.get_attr_opt::<i64>(name)?.unwrap_or(0) != 0) };
     Ok((
         expand(FusedMatMul {
             alpha: node.get_attr_opt("alpha")?.unwrap_or(1.0),
@@ -145,7 +146,10 @@ fn batch_moved<D: Clone>(shape: TVec<D>, on: bool) -> TractResult<TVec<D>> {
         return Ok(shape);
     }
     let r = shape.len();
-    ensure!(r >= 3, "FusedMatMul: transBatch needs rank 3 or more, got rank {r}");
+    ensure!(
+        r >= 3,
+        "FusedMatMul: transBatch needs rank 3 or more, got rank {r}"
+    );
     let mut v: TVec<D> = shape[1..r - 1].iter().cloned().collect();
     v.push(shape[0].clone());
     v.push(shape[r - 1].clone());
@@ -186,7 +190,10 @@ impl Expansion for FusedMatMul {
         for (k, on) in [self.batch_a, self.batch_b].into_iter().enumerate() {
             if on {
                 let r = model.outlet_fact(ops[k])?.rank();
-                ensure!(r >= 3, "FusedMatMul: transBatch needs rank 3 or more, got rank {r}");
+                ensure!(
+                    r >= 3,
+                    "FusedMatMul: transBatch needs rank 3 or more, got rank {r}"
+                );
                 ops[k] = model.wire_node(
                     format!("{prefix}.batch_move_{k}"),
                     AxisOp::Move(0, r - 2),

@@ -104,10 +104,14 @@ pub(crate) fn inline_decided_ifs(
         let first = n.input.first().and_then(|i| known.get(i)).copied();
         let plain = n.domain.is_empty() || n.domain == "ai.onnx";
         match (plain, n.op_type.as_str(), first) {
-            (true, "Identity" | "Squeeze" | "Unsqueeze" | "Reshape" | "Flatten" | "Expand", Some(v))
+            (
+                true,
+                "Identity" | "Squeeze" | "Unsqueeze" | "Reshape" | "Flatten" | "Expand",
+                Some(v),
+            )
             | (true, "Cast", Some(v)) => {
-                let to_bool = n.op_type != "Cast"
-                    || n.attribute.iter().any(|a| a.name == "to" && a.i == 9);
+                let to_bool =
+                    n.op_type != "Cast" || n.attribute.iter().any(|a| a.name == "to" && a.i == 9);
                 if to_bool {
                     if let Some(o) = n.output.first() {
                         known.insert(o.clone(), v);

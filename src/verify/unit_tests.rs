@@ -232,7 +232,10 @@ fn crms_tract_op_rejects_wrong_inputs() {
 #[test]
 fn dim_params_parse_as_names_literals_or_expressions() {
     assert_eq!(Dim::from_param("seq"), Dim::Param("seq".into()));
-    assert_eq!(Dim::from_param("sequence-length"), Dim::Param("sequence-length".into()));
+    assert_eq!(
+        Dim::from_param("sequence-length"),
+        Dim::Param("sequence-length".into())
+    );
     assert_eq!(Dim::from_param("1"), Dim::Fixed(1));
     assert_eq!(Dim::from_param("2*3 + 1"), Dim::Fixed(7));
     let Dim::Expr(text, e) = Dim::from_param("past_sequence_length + sequence_length") else {
@@ -240,7 +243,10 @@ fn dim_params_parse_as_names_literals_or_expressions() {
     };
     assert_eq!(text, "past_sequence_length + sequence_length");
     assert_eq!(e.names(), ["past_sequence_length", "sequence_length"]);
-    assert_eq!(e.summed_names(), ["past_sequence_length", "sequence_length"]);
+    assert_eq!(
+        e.summed_names(),
+        ["past_sequence_length", "sequence_length"]
+    );
     // Precedence, parentheses, unary minus, floor division and remainder.
     let e = DimExpr::parse("2*(a + 1) - b // 2 + -c % 3").unwrap();
     let v = |n: &str| match n {
@@ -249,18 +255,27 @@ fn dim_params_parse_as_names_literals_or_expressions() {
         _ => 1,
     };
     assert_eq!(e.eval(&v), Ok(2 * 5 - 3 + 2)); // -1 mod 3 = 2 (floor)
-    assert_eq!(DimExpr::parse("a / 0").unwrap().eval(&v).unwrap_err(), "divides by zero");
+    assert_eq!(
+        DimExpr::parse("a / 0").unwrap().eval(&v).unwrap_err(),
+        "divides by zero"
+    );
     // Not this grammar: an opaque name, never a crash.
     assert!(matches!(Dim::from_param("floor(s0/2)"), Dim::Param(_)));
     assert!(matches!(Dim::from_param("a +"), Dim::Param(_)));
-    assert!(matches!(Dim::from_param(&"(".repeat(10_000)), Dim::Param(_)));
+    assert!(matches!(
+        Dim::from_param(&"(".repeat(10_000)),
+        Dim::Param(_)
+    ));
 }
 
 #[test]
 fn expression_dims_take_one_value_per_name() {
     let e = |s: &str| Dim::from_param(s);
     let inputs = vec![
-        spec("past", vec![e("batch"), Dim::Fixed(4), e("past_len"), Dim::Fixed(8)]),
+        spec(
+            "past",
+            vec![e("batch"), Dim::Fixed(4), e("past_len"), Dim::Fixed(8)],
+        ),
         spec("mask", vec![e("batch"), e("past_len + seq")]),
         spec("ids", vec![e("batch"), e("seq")]),
         spec("only_in_expr", vec![e("extra * 2")]),
@@ -278,7 +293,10 @@ fn expression_dims_take_one_value_per_name() {
     let r = resolve_shapes(&inputs, &user, &case).unwrap();
     assert_eq!(r.shapes[1], [2, 11]);
     let user = BTreeMap::from([("past_len + seq".to_string(), 5)]);
-    assert_eq!(resolve_shapes(&inputs, &user, &case).unwrap().shapes[1], [2, 5]);
+    assert_eq!(
+        resolve_shapes(&inputs, &user, &case).unwrap().shapes[1],
+        [2, 5]
+    );
     // A size that cannot be chosen names the axis, the expression and the --dim to set.
     let neg = vec![spec("x", vec![e("a - b")])];
     let user = BTreeMap::from([("a".to_string(), 2), ("b".to_string(), 5)]);

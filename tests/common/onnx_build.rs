@@ -134,7 +134,10 @@ pub fn f32_init(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
         dims: dims.to_vec(),
         data_type: Some(data_type::FLOAT),
         raw_data: Some(Bytes::from(
-            values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+            values
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
         )),
         ..Default::default()
     }
@@ -146,7 +149,10 @@ pub fn i64_init(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
         dims: dims.to_vec(),
         data_type: Some(data_type::INT64),
         raw_data: Some(Bytes::from(
-            values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+            values
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
         )),
         ..Default::default()
     }

@@ -1,0 +1,257 @@
+//! The rewrite of one model file, shared by the single-file command and the folder mode:
+//! load → refuse an already-rewritten model → `passes::run` → record provenance → stage the
+//! output (not yet visible) → verify the staged file against the input.
+//!
+//! Nothing here prints but the write progress bar: the caller reports, and decides whether the
+//! staged output is committed (see [`FileResult`]).
+
+use crate::progress;
+use onnx_normopt::ir::Model;
+use onnx_normopt::passes::{self, report::Report, Options};
+use onnx_normopt::provenance::{self, PendingDigest, Provenance};
+use onnx_normopt::verify::{self, VerifyOptions, VerifyReport};
+use onnx_normopt::{io, Error};
+use std::path::Path;
+
+/// Models up to this many bytes (file plus external data) are verified by default.
+pub const VERIFY_BY_DEFAULT_BELOW: u64 = 512 << 20;
+
+/// How every file is rewritten.
+pub struct Settings {
+    /// The pass options.
+    pub opts: Options,
+    /// `--verify` given.
+    pub verify: bool,
+    /// `--no-verify` given.
+    pub no_verify: bool,
+    /// Verification options.
+    pub verify_opts: VerifyOptions,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+/// Whether and how the rewritten model was verified.
+pub enum Verified {
+    /// Verified: the table.
+    Passed(Box<VerifyReport>),
+    /// Not verified, and why (`--no-verify`, or above the default size).
+    Skipped(String),
+}
+
+/// What happened to one file.
+pub enum FileResult {
+    /// Rewritten, staged, verified when asked: `staged.commit()` puts it into place.
+    Rewritten {
+        /// The staged output.
+        staged: io::Staged,
+        /// What was done (verification included).
+        report: Box<Report>,
+        /// Verification.
+        verified: Verified,
+    },
+    /// Nothing rewritten (exit 3): why, and the report when the pass ran.
+    Refused {
+        /// One line.
+        why: String,
+        /// The pass's report.
+        report: Option<Box<Report>>,
+    },
+    /// The rewritten model differs from the input, or could not be verified (exit 1).
+    VerifyFailed {
+        /// One line.
+        why: String,
+        /// 1 (the rewrite differs, or a runtime that runs the original cannot run it) or 4
+        /// (no runtime could run the original: nothing was checked).
+        code: u8,
+        /// The pass's report (with the verification table when it ran).
+        report: Box<Report>,
+        /// The table, when it ran.
+        table: Option<Box<VerifyReport>>,
+    },
+    /// An error (bad input, write failure, internal error).
+    Error(Error),
+}
+
+impl FileResult {
+    /// The exit status of a single-file run ending here (0 when rewritten).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            FileResult::Rewritten { .. } => 0,
+            FileResult::Refused { .. } => 3,
+            FileResult::VerifyFailed { code, .. } => *code,
+            FileResult::Error(e) => e.exit_code() as u8,
+        }
+    }
+}
+
+/// Size of the model: the file plus the external data files it references.
+fn total_size(path: &Path, model: &Model) -> u64 {
+    let mut n = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if let Some(dir) = path.parent() {
+        n += external_files(model)
+            .iter()
+            .map(|l| std::fs::metadata(dir.join(l)).map(|m| m.len()).unwrap_or(0))
+            .sum::<u64>();
+    }
+    n
+}
+
+/// The external data files a loaded model references (locations, relative to its folder).
+pub fn external_files(model: &Model) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    if model.had_external_data {
+        io::for_each_tensor(&model.to_proto_pending(), &mut |t| {
+            for e in &t.external_data {
+                if e.key.as_deref() == Some("location") {
+                    seen.insert(e.value.clone().unwrap_or_default());
+                }
+            }
+        });
+    }
+    seen
+}
+
+/// `s` with control characters escaped: reasons quote names from the file, and the reason
+/// line must stay one line.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Rewrite `input` into a staged output for `out` (its data file, if any, named `data_name`
+/// or `OUT.data`).
+pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Settings) -> FileResult {
+    let model = match Model::load(input) {
+        Ok(m) => m,
+        Err(e) => return FileResult::Error(e),
+    };
+    let target = match s.opts.target {
+        passes::Target::Rmsnorm => "rmsnorm",
+        passes::Target::Crmsnorm => "crmsnorm",
+    };
+    if let Some(why) = provenance::already_rewritten(&model.header, target) {
+        return FileResult::Refused { why, report: None };
+    }
+    let digest = PendingDigest::start(input);
+    let size = total_size(input, &model);
+    let mut outcome = match passes::run(model, &s.opts) {
+        Ok(o) => o,
+        Err(Error::NotRewritable(why)) => return FileResult::Refused { why, report: None },
+        Err(e) => return FileResult::Error(e),
+    };
+    if !outcome.rewritten() {
+        let why = outcome
+            .report
+            .refusals
+            .first()
+            .map(|r| r.why.clone())
+            .unwrap_or_else(|| "no LayerNorm on a residual stream".into());
+        return FileResult::Refused {
+            why,
+            report: Some(Box::new(outcome.report)),
+        };
+    }
+    let sha = match digest.finish(input) {
+        Ok(d) => d,
+        Err(e) => return FileResult::Error(e),
+    };
+    provenance::record(
+        &mut outcome.model.header,
+        &Provenance::of(&outcome.report, s.opts.fold, input, &sha),
+    );
+    let proto = outcome.model.to_proto_pending();
+    let layout = io::choose_layout(&proto, &outcome.model, outcome.model.had_external_data);
+    let mut bar = progress::Bar::new(!s.quiet, "writing");
+    let staged = io::stage_as(
+        &proto,
+        &outcome.model.store,
+        &outcome.model,
+        out,
+        layout,
+        data_name,
+        &mut |d, t| bar.set(d, t),
+    );
+    bar.finish();
+    let staged = match staged {
+        Ok(st) => st,
+        Err(e) => return FileResult::Error(e),
+    };
+    let do_verify = !s.no_verify && (s.verify || size <= VERIFY_BY_DEFAULT_BELOW);
+    let mut report = Box::new(outcome.report);
+    if !do_verify {
+        let why = if s.no_verify {
+            "not verified (--no-verify)".to_string()
+        } else {
+            format!(
+                "not verified: {} MiB is above the default verification size; pass --verify to verify",
+                size >> 20
+            )
+        };
+        return FileResult::Rewritten {
+            staged,
+            report,
+            verified: Verified::Skipped(why),
+        };
+    }
+    let result =
+        crate::quiet_panics(|| verify::verify_files(input, staged.model_path(), &s.verify_opts));
+    match result {
+        Ok(Ok(rep)) => {
+            report.verification = serde_json::to_value(&rep).ok();
+            if rep.passed() {
+                FileResult::Rewritten {
+                    staged,
+                    report,
+                    verified: Verified::Passed(Box::new(rep)),
+                }
+            } else {
+                FileResult::VerifyFailed {
+                    why: "verification failed: the rewritten model differs".into(),
+                    code: 1,
+                    report,
+                    table: Some(Box::new(rep)),
+                }
+            }
+        }
+        Ok(Err(e)) => FileResult::VerifyFailed {
+            why: format!("could not verify the rewritten model: {e}"),
+            code: e.exit_code(),
+            report,
+            table: None,
+        },
+        Err(panic) => FileResult::VerifyFailed {
+            why: panic,
+            code: 1,
+            report,
+            table: None,
+        },
+    }
+}
+
+/// A short account of a verification table: runtimes and the largest relative error.
+pub fn verification_line(rep: &VerifyReport) -> String {
+    let runtimes: Vec<&str> = rep.runtimes.iter().map(|r| r.name()).collect();
+    let worst = rep
+        .rows
+        .iter()
+        .map(|r| r.max_abs)
+        .fold(0.0f64, |a, b| if b > a { b } else { a });
+    format!(
+        "{} ({}, {} sample(s), max |Δ| {:.1e})",
+        if rep.passed() { "passed" } else { "FAILED" },
+        if runtimes.is_empty() {
+            "no runtime".to_string()
+        } else {
+            runtimes.join("+")
+        },
+        rep.samples,
+        worst
+    )
+}

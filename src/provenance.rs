@@ -1,0 +1,254 @@
+//! Provenance: what a rewritten model records about its rewrite, in its `metadata_props`.
+//!
+//! Keys (all under [`PREFIX`]): `version`, `target`, `emit`, `fold`, `norms_rewritten`,
+//! `norms_refused`, `input_file` (the input's file name, no folder), `input_sha256` (SHA-256 of
+//! the input model file's bytes; external data files are not part of it).
+//!
+//! Invariant: entries already in the input are kept as they are, in their order; ours are
+//! appended after them ([`record`]). A model carrying [`PREFIX`]`version` was written by this
+//! tool, and a second rewrite refuses it ([`already_rewritten`]).
+
+use crate::passes::report::Report;
+use crate::proto::{ModelProto, StringStringEntryProto};
+use crate::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The prefix of our metadata keys.
+pub const PREFIX: &str = "onnx_normopt.";
+
+/// This tool's version, as recorded.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a rewritten model records about its rewrite.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Provenance {
+    /// Tool version.
+    pub version: String,
+    /// rmsnorm or crmsnorm.
+    pub target: String,
+    /// standard, onnxruntime or custom.
+    pub emit: String,
+    /// Whether γ/β were folded into readers ("true"/"false").
+    pub fold: String,
+    /// Norms rewritten.
+    pub norms_rewritten: String,
+    /// Norms left alone.
+    pub norms_refused: String,
+    /// The input's file name.
+    pub input_file: String,
+    /// SHA-256 of the input model file, hex.
+    pub input_sha256: String,
+}
+
+impl Provenance {
+    /// The provenance of a rewrite described by `report`, of the input `input` with digest
+    /// `sha256`.
+    pub fn of(report: &Report, fold: bool, input: &Path, sha256: &str) -> Provenance {
+        Provenance {
+            version: VERSION.into(),
+            target: report.target.clone(),
+            emit: report.emit.clone(),
+            fold: fold.to_string(),
+            norms_rewritten: report.norms_rewritten.to_string(),
+            norms_refused: report.refusals.len().to_string(),
+            input_file: input
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            input_sha256: sha256.into(),
+        }
+    }
+
+    fn entries(&self) -> [(&'static str, &str); 8] {
+        [
+            ("version", &self.version),
+            ("target", &self.target),
+            ("emit", &self.emit),
+            ("fold", &self.fold),
+            ("norms_rewritten", &self.norms_rewritten),
+            ("norms_refused", &self.norms_refused),
+            ("input_file", &self.input_file),
+            ("input_sha256", &self.input_sha256),
+        ]
+    }
+
+    /// One line: "onnx-normopt 0.1.0 (target rmsnorm, emit standard, 5 norm(s) rewritten, ...)".
+    pub fn describe(&self) -> String {
+        format!(
+            "onnx-normopt {} (target {}, emit {}, fold {}, {} norm(s) rewritten, {} left alone; input {} sha256 {})",
+            self.version,
+            self.target,
+            self.emit,
+            self.fold,
+            self.norms_rewritten,
+            self.norms_refused,
+            if self.input_file.is_empty() { "?" } else { &self.input_file },
+            if self.input_sha256.is_empty() { "?" } else { &self.input_sha256 },
+        )
+    }
+}
+
+/// Append `p` to the model's `metadata_props`. Entries already there are not touched; an input
+/// carrying our keys is refused before this point ([`already_rewritten`]).
+pub fn record(header: &mut ModelProto, p: &Provenance) {
+    for (k, v) in p.entries() {
+        header.metadata_props.push(StringStringEntryProto {
+            key: Some(format!("{PREFIX}{k}")),
+            value: Some(v.to_string()),
+        });
+    }
+}
+
+/// The provenance recorded in a model, if this tool wrote it.
+pub fn read(header: &ModelProto) -> Option<Provenance> {
+    let get = |k: &str| {
+        header
+            .metadata_props
+            .iter()
+            .rev()
+            .find(|e| e.key.as_deref() == Some(&format!("{PREFIX}{k}")))
+            .and_then(|e| e.value.clone())
+    };
+    let version = get("version")?;
+    Some(Provenance {
+        version,
+        target: get("target").unwrap_or_default(),
+        emit: get("emit").unwrap_or_default(),
+        fold: get("fold").unwrap_or_default(),
+        norms_rewritten: get("norms_rewritten").unwrap_or_default(),
+        norms_refused: get("norms_refused").unwrap_or_default(),
+        input_file: get("input_file").unwrap_or_default(),
+        input_sha256: get("input_sha256").unwrap_or_default(),
+    })
+}
+
+/// Why a model this tool already rewrote is not rewritten again (for `target`), or `None` when
+/// it carries no provenance.
+pub fn already_rewritten(header: &ModelProto, target: &str) -> Option<String> {
+    let p = read(header)?;
+    let mut why = format!("already rewritten by {}", p.describe());
+    if p.target == "rmsnorm" && target == "crmsnorm" {
+        why.push_str(
+            ": compressing an already-rewritten model to CRMSNorm is not supported (its graph \
+             does not show that the streams are zero-mean); rewrite the original model with \
+             --target crmsnorm",
+        );
+    } else {
+        why.push_str("; rewrite the original model instead");
+    }
+    Some(why)
+}
+
+/// SHA-256 of a file's bytes, read in 1 MiB blocks (models can be gigabytes), hex. Stops with
+/// `None` when `cancel` is set.
+pub fn sha256_file(path: &Path, cancel: &AtomicBool) -> Result<Option<String>> {
+    let rd = |e: std::io::Error| Error::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    };
+    let mut f = std::fs::File::open(path).map_err(rd)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(rd(e)),
+        };
+        h.update(&buf[..n]);
+    }
+    Ok(Some(hex(&h.finalize())))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A digest computed on another thread while the model is rewritten.
+pub struct PendingDigest {
+    cancel: std::sync::Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Result<Option<String>>>>,
+}
+
+impl PendingDigest {
+    /// Start hashing `path`.
+    pub fn start(path: &Path) -> PendingDigest {
+        let cancel = std::sync::Arc::new(AtomicBool::new(false));
+        let (c, p) = (cancel.clone(), path.to_path_buf());
+        let handle = std::thread::Builder::new()
+            .name("sha256".into())
+            .spawn(move || sha256_file(&p, &c))
+            .ok();
+        PendingDigest { cancel, handle }
+    }
+
+    /// Wait for the digest (computed here if the thread could not start).
+    pub fn finish(mut self, path: &Path) -> Result<String> {
+        let r = match self.handle.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| Error::Internal("the digest thread panicked".into()))?,
+            None => sha256_file(path, &AtomicBool::new(false)),
+        };
+        r?.ok_or_else(|| Error::Internal("digest cancelled".into()))
+    }
+}
+
+impl Drop for PendingDigest {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_known_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("abc");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&p, &AtomicBool::new(false)).unwrap().unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(PendingDigest::start(&p).finish(&p).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn record_appends_and_read_finds_it() {
+        let mut h = ModelProto::default();
+        h.metadata_props.push(StringStringEntryProto {
+            key: Some("author".into()),
+            value: Some("me".into()),
+        });
+        let before = h.metadata_props.clone();
+        let report = Report {
+            target: "rmsnorm".into(),
+            emit: "standard".into(),
+            norms_rewritten: 5,
+            ..Default::default()
+        };
+        let p = Provenance::of(&report, true, Path::new("/x/model.onnx"), "00ff");
+        record(&mut h, &p);
+        assert_eq!(&h.metadata_props[..1], &before[..]);
+        assert_eq!(read(&h), Some(p));
+        let why = already_rewritten(&h, "rmsnorm").unwrap();
+        assert!(
+            why.starts_with("already rewritten by onnx-normopt "),
+            "{why}"
+        );
+        assert!(already_rewritten(&h, "crmsnorm")
+            .unwrap()
+            .contains("not supported"));
+        assert!(already_rewritten(&ModelProto::default(), "rmsnorm").is_none());
+    }
+}

@@ -137,6 +137,15 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
             format!("{:?}", opts.emit).to_lowercase()
         },
         ops_before: model.graph.op_histogram(),
+        notes: if model.reordered {
+            vec![
+                "the nodes were not in topological order: they were sorted on load, and the \
+                  output is written in that order"
+                    .into(),
+            ]
+        } else {
+            vec![]
+        },
         ..Default::default()
     };
     let ix = model.graph.index();

@@ -101,6 +101,9 @@ pub struct Report {
     /// `inspect` of a model this tool rewrote: what its metadata records.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rewritten_by: Option<crate::provenance::Provenance>,
+    /// Remarks on the input (e.g. nodes sorted into topological order on load).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// " in If \"/If\" then_branch" for a subgraph, "" for the main graph.
@@ -112,6 +115,9 @@ impl Report {
     /// A few lines for stderr.
     pub fn summary(&self) -> String {
         let mut s = String::new();
+        for n in &self.notes {
+            let _ = writeln!(s, "note: {n}");
+        }
         for st in &self.streams {
             let w = st.width.map(|w| w.to_string()).unwrap_or("?".into());
             let nw = match (st.width, st.new_width) {

@@ -174,9 +174,15 @@ fn view_of(
     }
     graph.invalidate_index();
     graph.reserve_names(reserved.iter());
-    graph
-        .check()
-        .map_err(|why| Error::invalid(&model.path, format!("{label}: {why}")))?;
+    // A body out of topological order is sorted, as a top-level graph is on load.
+    if let Err(why) = graph.check() {
+        let mut sorted = graph.clone();
+        if sorted.toposort().is_ok() && sorted.check().is_ok() {
+            graph = sorted;
+        } else {
+            return Err(Error::invalid(&model.path, format!("{label}: {why}")));
+        }
+    }
     let mut header = model.header.clone();
     header.graph = None;
     Ok((
@@ -186,6 +192,7 @@ fn view_of(
             store: model.store.clone(),
             path: model.path.clone(),
             had_external_data: model.had_external_data,
+            reordered: false,
         },
         imports,
     ))

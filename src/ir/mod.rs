@@ -42,6 +42,9 @@ pub struct Model {
     pub path: PathBuf,
     /// Whether the input used external data (the output then does too).
     pub had_external_data: bool,
+    /// The file's nodes were not in topological order: they were sorted on load (stably), and
+    /// the output is written in that order.
+    pub reordered: bool,
 }
 
 impl Model {
@@ -58,19 +61,28 @@ impl Model {
             path: path.clone(),
             reason: "no graph".into(),
         })?;
-        let graph = Graph::from_proto(g);
-        let model = Model {
+        let mut graph = Graph::from_proto(g);
+        // Nodes out of topological order (onnxruntime's fp16 converter appends its input Casts
+        // at the end; onnxruntime runs such files) are put in order, stably; a graph that is
+        // still invalid after that is refused with the reason of the original order.
+        let mut reordered = false;
+        if let Err(reason) = graph.check() {
+            let mut sorted = graph.clone();
+            if sorted.toposort().is_ok() && sorted.check().is_ok() {
+                graph = sorted;
+                reordered = true;
+            } else {
+                return Err(Error::invalid(&path, reason));
+            }
+        }
+        Ok(Model {
             header: proto,
             graph,
             store,
             path,
             had_external_data,
-        };
-        model
-            .graph
-            .check()
-            .map_err(|reason| Error::invalid(&model.path, reason))?;
-        Ok(model)
+            reordered,
+        })
     }
 
     /// Load a model file into the IR.

@@ -337,10 +337,13 @@ fn generate_for(
             }
         }
     }
+    // Sizes the graph fixes (a Conv's input channels) are defaults; `--dim` wins.
+    let mut dims = a.dim_hints.clone();
+    dims.extend(opts.dims.iter().map(|(k, v)| (k.clone(), *v)));
     let past = spec::past_names(a);
-    spec::plan_cases(a, &opts.dims)
+    spec::plan_cases(a, &dims)
         .iter()
-        .map(|c| inputs::generate(a, &vocab, &opts.dims, c, &past, opts.samples, opts.seed))
+        .map(|c| inputs::generate(a, &vocab, &dims, c, &past, opts.samples, opts.seed))
         .collect()
 }
 
@@ -644,13 +647,73 @@ fn ort_for_run(
     }
 }
 
+/// Candidate sizes for symbolic image dims (`height`, `width`, …), tried in order when no runtime
+/// can run the original at the default size: the sizes image models are commonly built for (a
+/// ViT without position interpolation runs at its one training size only).
+const IMAGE_SIZES: &[usize] = &[16, 32, 64, 128, 224, 256, 384, 512];
+
+/// Whether a symbolic dim name looks like a spatial image axis.
+fn looks_spatial(name: &str) -> bool {
+    let l = name.to_ascii_lowercase();
+    matches!(l.as_str(), "h" | "w")
+        || ["height", "width", "resolution", "image", "img"]
+            .iter()
+            .any(|k| l.contains(k))
+}
+
 /// Verify that model `b` computes the same outputs as model `a` (the reference) on random inputs,
 /// in tract and/or onnxruntime as `opts` says.
 ///
+/// When no runtime can run `a` at the default sizes and it has symbolic image dims that
+/// `opts.dims` does not set, those dims are tried at [`IMAGE_SIZES`] (the same size for all of
+/// them) until a runtime runs it; the report's notes say which size was used.
+///
 /// Returns a report (check [`VerifyReport::passed`]); an `Err` means verification could not be
-/// carried out: unreadable file, different interfaces, a runtime that cannot load or run a model,
-/// or a required onnxruntime that is missing.
+/// carried out: unreadable file, different interfaces, no runtime that can run the original, a
+/// setup error, or a required onnxruntime that is missing.
 pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+    let first = verify_at(a, b, opts);
+    if !matches!(first, Err(VerifyError::NoRuntime { .. })) {
+        return first;
+    }
+    let spec = ModelSpec::from_path(a)?;
+    let mut free: Vec<String> = spec
+        .inputs
+        .iter()
+        .flat_map(|i| i.dims.iter().flatten())
+        .filter_map(|d| match d {
+            Dim::Param(p) if looks_spatial(p) && !opts.dims.contains_key(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    free.sort();
+    free.dedup();
+    if free.is_empty() {
+        return first;
+    }
+    for &size in IMAGE_SIZES {
+        let mut o = opts.clone();
+        for n in &free {
+            o.dims.insert(n.clone(), size);
+        }
+        match verify_at(a, b, &o) {
+            Err(VerifyError::NoRuntime { .. }) => continue,
+            Ok(mut rep) => {
+                rep.notes.push(format!(
+                    "no runtime could run the original with the default size of {}; verified \
+                     at {size} (set it with --dim)",
+                    free.join(", ")
+                ));
+                return Ok(rep);
+            }
+            other => return other,
+        }
+    }
+    first
+}
+
+/// [`verify_files`] at the sizes `opts` gives (no search).
+fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
     let start = Instant::now();
     if let Some(r) = opts.rtol {
         if !r.is_finite() || r < 0.0 {

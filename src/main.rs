@@ -204,6 +204,10 @@ fn quiet_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 }
 
 fn main() -> ExitCode {
+    // The isolated verifier (see onnx_normopt::verify::child): internal, not in --help.
+    if std::env::args_os().nth(1).is_some_and(|a| a == verify::CHILD_ARG) {
+        return ExitCode::from(verify::child_main());
+    }
     install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -291,17 +295,12 @@ fn verify_cmd(a: &Path, b: &Path, args: &VerifyArgs, json: bool) -> u8 {
             return fail(&e);
         }
     }
-    let result = match quiet_panics(|| verify::verify_files(a, b, &args.to_options())) {
-        Ok(r) => r,
-        Err(msg) => {
-            eprintln!("onnx-normopt: verify: {msg}");
-            return 1;
-        }
-    };
-    match result {
+    let names = [format!("model A ({})", a.display()), format!("model B ({})", b.display())];
+    let iso = args.isolation([&names[0], &names[1]]);
+    match verify::verify_isolated(a, b, &args.to_options(), &iso) {
         Ok(rep) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&rep).unwrap_or_default());
+                println!("{}", serde_json::to_string_pretty(&rep.json).unwrap_or_default());
             } else {
                 print!("{rep}");
             }
@@ -429,22 +428,14 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         eprintln!("onnx-normopt: note: {} is {} MiB, above the default verification size; pass --verify to verify", input.display(), size >> 20);
     }
     if do_verify {
-        let result = quiet_panics(|| {
-            verify::verify_files(input, staged.model_path(), &a.verify_args.to_options())
-        });
-        let result = match result {
-            Ok(r) => r,
-            Err(msg) => {
-                eprintln!("onnx-normopt: {}: {msg}; nothing written", input.display());
-                return 1;
-            }
-        };
-        match result {
+        let iso = a.verify_args.isolation(["the original model", "the rewritten model"]);
+        let opts = a.verify_args.to_options();
+        match verify::verify_isolated(input, staged.model_path(), &opts, &iso) {
             Ok(rep) => {
                 if !a.quiet || !rep.passed() {
                     eprint!("{rep}");
                 }
-                outcome.report.verification = serde_json::to_value(&rep).ok();
+                outcome.report.verification = Some(rep.json.clone());
                 if !rep.passed() {
                     eprintln!("onnx-normopt: {}: verification failed: the rewritten model differs; nothing written", input.display());
                     return 1;

@@ -497,10 +497,6 @@ fn over_budget_message(first: &BudgetEstimate, smallest: &BudgetEstimate) -> Str
     }
     let dynamic: Vec<&String> = first.inputs.iter().flat_map(|i| &i.dynamic).collect();
     let mut todo = vec!["pass --no-verify to write the rewrite unverified".to_string()];
-    todo.push(format!(
-        "--verify-budget {} to allow more",
-        budget_hint(e.total_bytes)
-    ));
     if !dynamic.is_empty() {
         todo.push(format!(
             "--dim NAME=VALUE to make symbolic dims smaller ({})",
@@ -510,11 +506,18 @@ fn over_budget_message(first: &BudgetEstimate, smallest: &BudgetEstimate) -> Str
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-    } else {
-        todo.push("(--dim does not apply: no input dim is symbolic)".into());
     }
+    todo.push(format!(
+        "a larger --verify-budget (about {})",
+        budget_hint(e.total_bytes)
+    ));
+    let dim_note = if dynamic.is_empty() {
+        " (--dim cannot help: every input dim is fixed)"
+    } else {
+        ""
+    };
     format!(
-        "{}; nothing was run. To proceed: {}",
+        "{}; nothing was run. To proceed: {}{dim_note}",
         parts.join("; "),
         todo.join(", or ")
     )

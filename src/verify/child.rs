@@ -408,3 +408,82 @@ pub fn child_main() -> u8 {
     let _ = out.flush();
     0
 }
+
+/// Set in the environment of a command re-run by [`isolate_command`]: its address-space limit.
+const ISOLATED_ENV: &str = "NORMOPT_ISOLATED_LIMIT";
+
+/// Run the current command (`bench`) in a child process of the same executable, with the same
+/// arguments, an address-space limit and `timeout`: returns `Some(exit status)` in the parent
+/// (the child's own status; 5 with one line naming `what` when it crashed, ran out of memory or
+/// time) and `None` in the child, which limits itself and carries on. The child's output goes
+/// straight to the terminal.
+pub fn isolate_command(what: &str, models: &[PathBuf], timeout: Option<Duration>) -> Option<u8> {
+    if let Ok(v) = std::env::var(ISOLATED_ENV) {
+        limit_address_space(v.parse().unwrap_or(0));
+        if matches!(
+            std::env::var("NORMOPT_TEST_CHILD_ABORT").as_deref(),
+            Ok("1" | "segv")
+        ) {
+            test_hook(0);
+        }
+        return None;
+    }
+    let weights: u64 = models.iter().map(|m| budget_file_size(m)).sum();
+    let limit = (budget::default_budget().saturating_mul(2))
+        .saturating_add(weights.saturating_mul(4))
+        .saturating_add(6 << 30);
+    let fail = |why: String| {
+        eprintln!("onnx-normopt: {what} could not complete: {why}");
+        Some(5)
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return fail(format!("could not find this program to run it: {e}")),
+    };
+    let mut child = match Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .env(ISOLATED_ENV, limit.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(format!("could not start {}: {e}", exe.display())),
+    };
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => {}
+            Err(e) => return fail(format!("lost the {what} process: {e}")),
+        }
+        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return fail(format!(
+                "it did not finish within {} s and was stopped",
+                timeout.map_or(0, |t| t.as_secs())
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if let Some(c) = status.code() {
+        return Some(u8::try_from(c).unwrap_or(1));
+    }
+    #[cfg(unix)]
+    if let Some(sig) = std::os::unix::process::ExitStatusExt::signal(&status) {
+        return fail(if sig == 6 {
+            format!(
+                "the {what} process aborted (signal 6; an allocation past its {} memory limit \
+                 ends this way)",
+                budget::human(limit)
+            )
+        } else {
+            format!("the {what} process crashed (signal {sig})")
+        });
+    }
+    fail(format!("the {what} process stopped without a status"))
+}
+
+fn budget_file_size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}

@@ -52,7 +52,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub use budget::BudgetEstimate;
-pub use child::{child_main, verify_isolated, Checked, Isolation, CHILD_ARG};
+pub use child::{
+    child_main, isolate_command, verify_isolated, Checked, Isolation, CHILD_ARG,
+};
 pub use inputs::{GeneratedInputs, DEFAULT_VOCAB};
 pub use ort_rt::{find_ort_library, OrtLibrary};
 pub use report::{
@@ -239,9 +241,9 @@ pub enum VerifyError {
     Options(String),
     /// Verification would exceed its memory budget even with the smallest dynamic dims
     /// ([`budget::plan`]); nothing was run.
-    #[error("{}: {message}", path.display())]
+    #[error("{message}")]
     OverBudget {
-        /// Model A.
+        /// Model A (the message does not repeat it: callers name it).
         path: PathBuf,
         /// What it would need, what causes it, and what to do.
         message: String,

@@ -364,3 +364,77 @@ fn bench_runs_in_a_child_and_a_crash_is_one_line() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!o.stdout.is_empty());
 }
+
+mod props {
+    use super::*;
+    use onnx_normopt::verify::{generate_cases, VerifyError};
+    use proptest::prelude::*;
+
+    /// One axis of the input: fixed, named, or unnamed.
+    fn axis() -> impl Strategy<Value = Dimension> {
+        prop_oneof![
+            (1i64..48).prop_map(dv),
+            prop::sample::select(vec!["batch", "seq", "n"]).prop_map(dp),
+            Just(Dimension::default()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// `plan` either fits the budget, only ever shrinking dims the user did not set, with an
+        /// estimate whose input bytes are exactly what the generator then makes; or refuses,
+        /// and then even every free dim at 1 does not fit.
+        #[test]
+        fn plan_fits_or_explains(
+            lead in prop::collection::vec(axis(), 1..3),
+            samples in 1usize..4,
+            budget in (8u32..22, 0u64..1024).prop_map(|(b, x)| (1u64 << b) + x),
+            user_seq in prop::option::of(1usize..16),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut dims = lead.clone();
+            dims.push(dv(D));
+            let src = save(dir.path(), "m.onnx", &two_ln_model(&dims));
+            let mut opts = VerifyOptions { samples, ..VerifyOptions::default() };
+            if let Some(s) = user_seq {
+                opts.dims.insert("seq".into(), s);
+            }
+            match budget::plan(&src, &src, &opts, budget) {
+                Ok((chosen, e)) => {
+                    prop_assert!(e.fits && e.total_bytes <= budget);
+                    for r in &e.reduced {
+                        prop_assert!(r.to < r.from, "{:?}", r);
+                    }
+                    if let Some(s) = user_seq {
+                        prop_assert_eq!(chosen.dims.get("seq"), Some(&s));
+                    }
+                    let cases = generate_cases(&src, &chosen).unwrap();
+                    let bytes: u64 = cases
+                        .iter()
+                        .flat_map(|c| &c.samples)
+                        .flatten()
+                        .map(|t| t.data.len() as u64)
+                        .sum();
+                    prop_assert_eq!(bytes, e.input_bytes);
+                    prop_assert_eq!(&cases.last().unwrap().dims, &e.dims);
+                }
+                Err(VerifyError::OverBudget { message, .. }) => {
+                    prop_assert!(message.contains("--no-verify"));
+                    let mut smallest = opts.clone();
+                    for (k, i) in lead.iter().enumerate() {
+                        let name = match i.dim_param.as_deref() {
+                            Some(p) => p.to_string(),
+                            None if i.dim_value.is_none() => format!("x[{k}]"),
+                            None => continue,
+                        };
+                        smallest.dims.entry(name).or_insert(1);
+                    }
+                    let e = budget::estimate(&src, Some(&src), &smallest, budget).unwrap();
+                    prop_assert!(!e.fits, "{:?}", e);
+                }
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
+        }
+    }
+}

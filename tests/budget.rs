@@ -438,3 +438,57 @@ mod props {
         }
     }
 }
+
+/// On every model the repository ships (and the shared corpus when present), the estimate's
+/// input bytes are exactly what the generator makes, case by case, and its cases are the
+/// generator's.
+#[test]
+fn estimate_matches_the_generator_on_shipped_models() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for d in [
+        root.join("testdata/models"),
+        root.join("testdata/deployed"),
+        root.join("../shared/corpus"),
+        Path::new("/work/shared/corpus").to_path_buf(),
+        Path::new("/work/shared/corpus-deployed").to_path_buf(),
+    ] {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().extension().is_some_and(|x| x == "onnx") {
+                files.push(e.path());
+            }
+        }
+    }
+    assert!(files.len() >= 10, "found {} models", files.len());
+    let opts = VerifyOptions {
+        samples: 2,
+        ..VerifyOptions::default()
+    };
+    let mut checked = 0;
+    for f in &files {
+        let e = match budget::estimate(f, Some(f), &opts, 2 << 30) {
+            Ok(e) => e,
+            Err(err) => {
+                // Only models the generator refuses too.
+                assert!(generate_cases_err(f, &opts), "{}: {err}", f.display());
+                continue;
+            }
+        };
+        let cases = onnx_normopt::verify::generate_cases(f, &opts).unwrap();
+        assert_eq!(cases.len(), e.cases, "{}", f.display());
+        let bytes: u64 = cases
+            .iter()
+            .flat_map(|c| &c.samples)
+            .flatten()
+            .map(|t| t.data.len() as u64)
+            .sum();
+        assert_eq!(bytes, e.input_bytes, "{}", f.display());
+        assert!(e.fits, "{}: {e:?}", f.display());
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked}");
+}
+
+fn generate_cases_err(f: &Path, opts: &VerifyOptions) -> bool {
+    onnx_normopt::verify::generate_cases(f, opts).is_err()
+}

@@ -24,6 +24,14 @@
 //! alone whatever the options: onnxruntime cannot run it, the report lists onnxruntime as not
 //! run with the reason ([`VerifyReport::not_run`]), and `require_ort` does not apply.
 //!
+//! In process or isolated: [`verify_files`] runs both runtimes in the caller's process, with no
+//! memory budget and no limits (a runtime that segfaults takes the caller with it; a model with
+//! huge fixed shapes allocates what it asks for). The command line instead calls
+//! [`verify_isolated`]: [`budget::plan`] estimates the memory needed from the inferred shapes
+//! and refuses ([`VerifyError::OverBudget`], exit 5) or shrinks dynamic dims before anything
+//! runs, then [`child`] runs [`verify_files`] in a child process of the same executable under
+//! an address-space limit and a timeout, turning a crash into [`VerifyError::Incomplete`].
+//!
 //! ```no_run
 //! use onnx_normopt::verify::{verify_files, VerifyOptions};
 //! let report = verify_files("a.onnx".as_ref(), "b.onnx".as_ref(), &VerifyOptions::default())?;

@@ -492,3 +492,22 @@ fn estimate_matches_the_generator_on_shipped_models() {
 fn generate_cases_err(f: &Path, opts: &VerifyOptions) -> bool {
     onnx_normopt::verify::generate_cases(f, opts).is_err()
 }
+
+#[test]
+fn the_verify_command_refuses_a_huge_pair_naming_model_a() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = save(
+        dir.path(),
+        "huge.onnx",
+        &two_ln_model(&[dv(4096), dv(4096), dv(D)]),
+    );
+    let (o, took) = run(&["verify", path_str(&src), path_str(&src)], &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(
+        err.contains(&format!("verifying model A ({}) would need about", src.display())),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -377,6 +377,17 @@ pub fn plan(
     opts: &VerifyOptions,
     budget: u64,
 ) -> Result<(VerifyOptions, BudgetEstimate), VerifyError> {
+    plan_as(a, b, opts, budget, "verification")
+}
+
+/// [`plan`], its refusal saying `{subject} would need about …`.
+pub(crate) fn plan_as(
+    a: &Path,
+    b: &Path,
+    opts: &VerifyOptions,
+    budget: u64,
+    subject: &str,
+) -> Result<(VerifyOptions, BudgetEstimate), VerifyError> {
     let (pa, sa) = load(a)?;
     let (pb, sb) = load(b)?;
     let la = Loaded {
@@ -438,15 +449,15 @@ pub fn plan(
     }
     Err(VerifyError::OverBudget {
         path: a.to_path_buf(),
-        message: over_budget_message(&first, &est),
+        message: over_budget_message(subject, &first, &est),
     })
 }
 
 /// The explanation of a refusal: what it needs, what causes it, what to do.
-fn over_budget_message(first: &BudgetEstimate, smallest: &BudgetEstimate) -> String {
+fn over_budget_message(subject: &str, first: &BudgetEstimate, smallest: &BudgetEstimate) -> String {
     let e = smallest;
     let mut parts = vec![format!(
-        "verification would need about {} (inputs {} per sample × {} sample(s){}, activations up \
+        "{subject} would need about {} (inputs {} per sample × {} sample(s){}, activations up \
          to {}{}), over its budget of {}",
         human(e.total_bytes),
         human(e.input_bytes_per_sample),

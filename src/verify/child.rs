@@ -144,7 +144,12 @@ pub fn verify_isolated(
     iso: &Isolation,
 ) -> Result<Checked, VerifyError> {
     let budget = iso.budget.unwrap_or_else(budget::default_budget);
-    let (opts, estimate) = budget::plan(a, b, opts, budget)?;
+    let subject = if iso.names[0].starts_with("the original") {
+        "verification".to_string()
+    } else {
+        format!("verifying {}", iso.names[0])
+    };
+    let (opts, estimate) = budget::plan_as(a, b, opts, budget, &subject)?;
     let mut notes = Vec::new();
     if !estimate.reduced.is_empty() {
         notes.push(format!(

@@ -9,7 +9,7 @@ use crate::progress;
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, report::Report, Options};
 use onnx_normopt::provenance::{self, PendingDigest, Provenance};
-use onnx_normopt::verify::{self, VerifyOptions, VerifyReport};
+use onnx_normopt::verify::{self, Checked, VerifyOptions};
 use onnx_normopt::{io, Error};
 use std::path::Path;
 
@@ -26,6 +26,8 @@ pub struct Settings {
     pub no_verify: bool,
     /// Verification options.
     pub verify_opts: VerifyOptions,
+    /// The verifier's child process: memory budget, time limit, model names in messages.
+    pub isolation: verify::Isolation,
     /// No progress bar.
     pub quiet: bool,
 }
@@ -33,7 +35,7 @@ pub struct Settings {
 /// Whether and how the rewritten model was verified.
 pub enum Verified {
     /// Verified: the table.
-    Passed(Box<VerifyReport>),
+    Passed(Box<Checked>),
     /// Not verified, and why (`--no-verify`, or above the default size).
     Skipped(String),
 }
@@ -66,7 +68,7 @@ pub enum FileResult {
         /// The pass's report (with the verification table when it ran).
         report: Box<Report>,
         /// The table, when it ran.
-        table: Option<Box<VerifyReport>>,
+        table: Option<Box<Checked>>,
     },
     /// An error (bad input, write failure, internal error).
     Error(Error),
@@ -200,11 +202,10 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
             verified: Verified::Skipped(why),
         };
     }
-    let result =
-        crate::quiet_panics(|| verify::verify_files(input, staged.model_path(), &s.verify_opts));
-    match result {
-        Ok(Ok(rep)) => {
-            report.verification = serde_json::to_value(&rep).ok();
+    // In a child process, with the memory budget checked first (verify::child).
+    match verify::verify_isolated(input, staged.model_path(), &s.verify_opts, &s.isolation) {
+        Ok(rep) => {
+            report.verification = Some(rep.json.clone());
             if rep.passed() {
                 FileResult::Rewritten {
                     staged,
@@ -220,15 +221,9 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
                 }
             }
         }
-        Ok(Err(e)) => FileResult::VerifyFailed {
+        Err(e) => FileResult::VerifyFailed {
             why: format!("could not verify the rewritten model: {e}"),
             code: e.exit_code(),
-            report,
-            table: None,
-        },
-        Err(panic) => FileResult::VerifyFailed {
-            why: panic,
-            code: 1,
             report,
             table: None,
         },
@@ -236,13 +231,20 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
 }
 
 /// A short account of a verification table: runtimes and the largest relative error.
-pub fn verification_line(rep: &VerifyReport) -> String {
-    let runtimes: Vec<&str> = rep.runtimes.iter().map(|r| r.name()).collect();
-    let worst = rep
-        .rows
-        .iter()
-        .map(|r| r.max_abs)
-        .fold(0.0f64, |a, b| if b > a { b } else { a });
+pub fn verification_line(rep: &Checked) -> String {
+    let j = &rep.json;
+    let runtimes: Vec<&str> = j["runtimes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r.as_str()).collect())
+        .unwrap_or_default();
+    let worst = j["rows"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r["max_abs"].as_f64())
+                .fold(0.0f64, f64::max)
+        })
+        .unwrap_or(0.0);
     format!(
         "{} ({}, {} sample(s), max |Δ| {:.1e})",
         if rep.passed() { "passed" } else { "FAILED" },
@@ -251,7 +253,7 @@ pub fn verification_line(rep: &VerifyReport) -> String {
         } else {
             runtimes.join("+")
         },
-        rep.samples,
+        j["samples"].as_u64().unwrap_or(0),
         worst
     )
 }

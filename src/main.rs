@@ -2,7 +2,8 @@
 //!
 //! Exit status: 0 rewritten; 1 verification failed; 2 bad input or usage; 3 nothing could be
 //! rewritten (reasons printed, no output written); 4 not verifiable: no runtime could run the
-//! original model (nothing written).
+//! original model (nothing written); 5 verification would exceed its budget or could not
+//! complete (nothing written).
 
 mod flow;
 mod folder;
@@ -21,7 +22,9 @@ use std::process::ExitCode;
 ///
 /// Exit status: 0 rewritten; 1 verification failed; 2 bad input or usage;
 /// 3 nothing could be rewritten (reasons printed, nothing written); 4 not verifiable: no runtime
-/// could run the original model (nothing written; --no-verify skips verification).
+/// could run the original model (nothing written; --no-verify skips verification);
+/// 5 verification would exceed its memory budget (--verify-budget) or could not complete (the
+/// verifier crashed, ran out of memory, or passed --verify-timeout; nothing written).
 #[derive(Parser, Debug)]
 #[command(
     name = "onnx-normopt",
@@ -65,7 +68,8 @@ enum Cmd {
         args: onnx_normopt::bench::BenchArgs,
     },
     /// Compare two models on the same random inputs in tract and onnxruntime.
-    /// Exit 0 when they agree, 1 when they differ, 4 when no runtime can run A.
+    /// Exit 0 when they agree, 1 when they differ, 4 when no runtime can run A, 5 when
+    /// verification would exceed its budget or could not complete.
     Verify {
         /// The reference model.
         a: PathBuf,
@@ -162,17 +166,10 @@ fn options(target: TargetArg, emit: EmitArg, fold: bool) -> Options {
     }
 }
 
-/// Set while a runtime runs under verification: its panics are caught (`catch_unwind`) and
-/// reported as one line by the verifier, so the hook prints nothing for them.
-static IN_RUNTIME: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Panics never reach the user as a backtrace: inside verification they are silent (the
-/// verifier reports them), elsewhere they print one line naming the place, as a bug of this tool.
+/// Panics never reach the user as a backtrace: they print one line naming the place, as a bug of
+/// this tool. (Runtimes run in the verifier's child process, which reports their panics itself.)
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        if IN_RUNTIME.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
         let msg = info
             .payload()
             .downcast_ref::<&str>()
@@ -190,27 +187,14 @@ fn install_panic_hook() {
     }));
 }
 
-/// Run verification `f` with runtime panics kept silent (the verifier catches them where a
-/// runtime runs); a panic that escapes anyway becomes `Err` with its message, one line.
-fn quiet_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    use std::sync::atomic::Ordering;
-    let before = IN_RUNTIME.swap(true, Ordering::SeqCst);
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    IN_RUNTIME.store(before, Ordering::SeqCst);
-    r.map_err(|p| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".into());
-        format!(
-            "internal error during verification (a bug in this tool): {}",
-            one_line(&msg)
-        )
-    })
-}
-
 fn main() -> ExitCode {
+    // The isolated verifier (see onnx_normopt::verify::child): internal, not in --help.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == verify::CHILD_ARG)
+    {
+        return ExitCode::from(verify::child_main());
+    }
     install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -232,7 +216,9 @@ fn main() -> ExitCode {
             None => inspect(&model, json, graph, target),
         },
         Some(Cmd::Verify { a, b, args, json }) => verify_cmd(&a, &b, &args, json),
-        Some(Cmd::Bench { args }) => onnx_normopt::bench::run(&args),
+        // In a child process with a memory limit: a runtime crash is one line, exit 5.
+        Some(Cmd::Bench { args }) => verify::isolate_command("bench", &args.models, None)
+            .unwrap_or_else(|| onnx_normopt::bench::run(&args)),
         None => rewrite(&cli.rewrite),
     };
     ExitCode::from(code)
@@ -336,17 +322,18 @@ fn verify_cmd(a: &Path, b: &Path, args: &VerifyArgs, json: bool) -> u8 {
             return fail(&e);
         }
     }
-    let result = match quiet_panics(|| verify::verify_files(a, b, &args.to_options())) {
-        Ok(r) => r,
-        Err(msg) => {
-            eprintln!("onnx-normopt: verify: {msg}");
-            return 1;
-        }
-    };
-    match result {
+    let names = [
+        format!("model A ({})", a.display()),
+        format!("model B ({})", b.display()),
+    ];
+    let iso = args.isolation([&names[0], &names[1]]);
+    match verify::verify_isolated(a, b, &args.to_options(), &iso) {
         Ok(rep) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&rep).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rep.json).unwrap_or_default()
+                );
             } else {
                 print!("{rep}");
             }
@@ -376,6 +363,9 @@ fn settings(a: &RewriteArgs) -> flow::Settings {
         verify: a.verify,
         no_verify: a.no_verify,
         verify_opts: a.verify_args.to_options(),
+        isolation: a
+            .verify_args
+            .isolation(["the original model", "the rewritten model"]),
         quiet: a.quiet,
     }
 }

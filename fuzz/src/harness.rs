@@ -11,7 +11,9 @@
 //!   one line naming the file;
 //! - its output encodes, decodes and passes `Graph::check`; when nothing was rewritten it is the
 //!   input, byte for byte; functions, training info and metadata are kept byte for byte;
-//! - running the pass again on its own output neither panics nor fails internally.
+//! - running the pass again on its own output neither panics nor fails internally;
+//! - the verifier's budget estimate never panics, and the inputs its generator makes have the
+//!   sizes the estimate counted.
 #![allow(dead_code)]
 
 use onnx_normopt::io::{self, ExternalStore, ModelFile};
@@ -182,6 +184,39 @@ fn decode_check_inner(data: &[u8]) {
         "the IR does not round-trip the protobuf"
     );
     ir_queries(&model);
+    verify_budget_queries(&path);
+}
+
+/// The verifier's budget estimate and input generator on any model that loads: never a panic
+/// (nor an overflow), and when the estimate is small enough to generate the inputs, the
+/// generated samples have exactly the sizes the estimate counted.
+fn verify_budget_queries(path: &Path) {
+    use onnx_normopt::verify::{budget, generate_cases, VerifyOptions};
+    let opts = VerifyOptions {
+        samples: 2,
+        ..VerifyOptions::default()
+    };
+    let Ok(e) = budget::estimate(path, Some(path), &opts, 16 << 20) else {
+        return;
+    };
+    assert!(e.total_bytes >= e.input_bytes, "the total holds the inputs");
+    if !e.fits {
+        return;
+    }
+    let Ok(cases) = generate_cases(path, &opts) else {
+        return;
+    };
+    assert_eq!(cases.len(), e.cases, "the estimate counts every case");
+    let generated: u64 = cases
+        .iter()
+        .flat_map(|c| &c.samples)
+        .flatten()
+        .map(|t| t.data.len() as u64)
+        .sum();
+    assert_eq!(
+        generated, e.input_bytes,
+        "generated input bytes = estimated input bytes"
+    );
 }
 
 /// Everything the pass asks of the IR, on any loaded model: must not panic.

@@ -24,6 +24,14 @@
 //! alone whatever the options: onnxruntime cannot run it, the report lists onnxruntime as not
 //! run with the reason ([`VerifyReport::not_run`]), and `require_ort` does not apply.
 //!
+//! In process or isolated: [`verify_files`] runs both runtimes in the caller's process, with no
+//! memory budget and no limits (a runtime that segfaults takes the caller with it; a model with
+//! huge fixed shapes allocates what it asks for). The command line instead calls
+//! [`verify_isolated`]: [`budget::plan`] estimates the memory needed from the inferred shapes
+//! and refuses ([`VerifyError::OverBudget`], exit 5) or shrinks dynamic dims before anything
+//! runs, then [`child`] runs [`verify_files`] in a child process of the same executable under
+//! an address-space limit and a timeout, turning a crash into [`VerifyError::Incomplete`].
+//!
 //! ```no_run
 //! use onnx_normopt::verify::{verify_files, VerifyOptions};
 //! let report = verify_files("a.onnx".as_ref(), "b.onnx".as_ref(), &VerifyOptions::default())?;
@@ -34,6 +42,8 @@
 
 #![warn(missing_docs)]
 
+pub mod budget;
+pub mod child;
 mod inputs;
 mod ort_rt;
 mod report;
@@ -49,6 +59,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub use budget::BudgetEstimate;
+pub use child::{child_main, isolate_command, verify_isolated, Checked, Isolation, CHILD_ARG};
 pub use inputs::{GeneratedInputs, DEFAULT_VOCAB};
 pub use ort_rt::{find_ort_library, OrtLibrary};
 pub use report::{
@@ -63,7 +75,18 @@ use report::Accum;
 use spec::{Dim, ModelSpec};
 
 /// Where onnxruntime runs the models.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OrtDevice {
     /// The CPU execution provider.
@@ -75,7 +98,18 @@ pub enum OrtDevice {
 }
 
 /// Which runtimes to verify in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Runtimes {
     /// tract only.
@@ -229,6 +263,28 @@ pub enum VerifyError {
     /// The options are invalid.
     #[error("invalid verify options: {0}")]
     Options(String),
+    /// Verification would exceed its memory budget even with the smallest dynamic dims
+    /// ([`budget::plan`]); nothing was run.
+    #[error("{message}")]
+    OverBudget {
+        /// Model A (the message does not repeat it: callers name it).
+        path: PathBuf,
+        /// What it would need, what causes it, and what to do.
+        message: String,
+    },
+    /// The isolated verification process ([`child`]) crashed, was killed, ran out of memory or
+    /// time: `verification could not complete: onnxruntime crashed on the original model
+    /// (signal 11)`.
+    #[error("verification could not complete: {0}")]
+    Incomplete(String),
+    /// An error reported by the isolated verification process, as it was displayed there.
+    #[error("{message}")]
+    Child {
+        /// The error's text.
+        message: String,
+        /// Its exit status.
+        code: u8,
+    },
     /// No runtime asked for could run the reference model A, so nothing was checked.
     #[error(
         "no runtime could run the original model {}, so the rewrite cannot be verified: {}; \
@@ -246,10 +302,14 @@ pub enum VerifyError {
 
 impl VerifyError {
     /// The CLI exit status for this error: 4 when no runtime could run the original model
-    /// ([`VerifyError::NoRuntime`]: not a verdict on the rewrite), 1 otherwise.
+    /// ([`VerifyError::NoRuntime`]: not a verdict on the rewrite); 5 when verification would
+    /// exceed its budget or could not complete ([`VerifyError::OverBudget`],
+    /// [`VerifyError::Incomplete`]); 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             VerifyError::NoRuntime { .. } => 4,
+            VerifyError::OverBudget { .. } | VerifyError::Incomplete(_) => 5,
+            VerifyError::Child { code, .. } => *code,
             _ => 1,
         }
     }
@@ -758,10 +818,12 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
     let mut tract_ref: Vec<Option<Vec<Vec<HostTensor>>>> = vec![None; cases.len()];
     if matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both) {
         for (k, c) in cases.iter().enumerate() {
+            child::mark("tract", "A");
             match run_tract(&spec_a, &c.samples) {
                 Err(e) if runtime_failure(&e) => not_run.push(cannot_run(Runtime::Tract, k, c, &e)),
                 Err(e) => return Err(e),
                 Ok(outs_a) => {
+                    child::mark("tract", "B");
                     match run_tract(&spec_b, &c.samples) {
                         Ok(outs_b) => rows.extend(compare(
                             Runtime::Tract,
@@ -824,12 +886,14 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
             custom_ops.join(", ")
         ));
     } else if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
+        child::mark("onnxruntime", "lib");
         if let Some((env, lib)) = ort_for_run(opts, &mut notes)? {
             let mut agree: Option<f64> = None;
             let mut shapes_differ = false;
             let load = |spec: &ModelSpec| {
                 ort_rt::OrtModel::load(&env, &lib, &spec.path, opts.ort_optimize, opts.ort_device)
             };
+            child::mark("onnxruntime", "A");
             match load(&spec_a) {
                 Err(e) if !runtime_failure(&e) => return Err(e),
                 Err(e) => {
@@ -842,8 +906,10 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                     }
                 }
                 Ok(mut model_a) => {
+                    child::mark("onnxruntime", "B");
                     let mut model_b = load(&spec_b);
                     for (k, c) in cases.iter().enumerate() {
+                        child::mark("onnxruntime", "A");
                         let outs_a = match run_ort_with(&mut model_a, &spec_a, &c.samples) {
                             Ok(o) => o,
                             Err(e) if !runtime_failure(&e) => return Err(e),
@@ -854,7 +920,10 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                         };
                         let case = label(c);
                         match &mut model_b {
-                            Ok(mb) => match run_ort_with(mb, &spec_b, &c.samples) {
+                            Ok(mb) => match {
+                                child::mark("onnxruntime", "B");
+                                run_ort_with(mb, &spec_b, &c.samples)
+                            } {
                                 Ok(outs_b) => rows.extend(compare(
                                     Runtime::Ort,
                                     case.as_deref(),
@@ -1017,6 +1086,14 @@ pub struct VerifyArgs {
     /// the environment variable CI=true).
     #[arg(long)]
     pub require_ort: bool,
+    /// Memory verification may use (e.g. 2G, 512M; default: the smaller of 2 GiB and a quarter
+    /// of the available memory). Checked before anything runs: dynamic dims are made smaller to
+    /// fit; when fixed dims cannot fit, nothing runs and the exit status is 5.
+    #[arg(long, value_name = "BYTES", value_parser = budget::parse_bytes)]
+    pub verify_budget: Option<u64>,
+    /// Stop verification after this many seconds (0: no limit); exit status 5.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub verify_timeout: u64,
 }
 
 impl Default for VerifyArgs {
@@ -1031,11 +1108,24 @@ impl Default for VerifyArgs {
             ort_optimize: false,
             runtime: Runtimes::Both,
             require_ort: false,
+            verify_budget: None,
+            verify_timeout: 600,
         }
     }
 }
 
 impl VerifyArgs {
+    /// The isolation these flags ask for ([`child::verify_isolated`]), naming models A and B
+    /// `names` in messages.
+    pub fn isolation(&self, names: [&str; 2]) -> child::Isolation {
+        child::Isolation {
+            budget: self.verify_budget,
+            timeout: (self.verify_timeout > 0)
+                .then(|| std::time::Duration::from_secs(self.verify_timeout)),
+            names: names.map(str::to_string),
+        }
+    }
+
     /// The options these flags mean; `require_ort` is also set when the environment has
     /// `CI=true` ([`ci_requires_ort`]).
     pub fn to_options(&self) -> VerifyOptions {

@@ -232,8 +232,7 @@ pub fn fold_readers(
                 continue;
             }
             if n.is("MatMul") && slot == 0 {
-                let w = n.input(1).unwrap_or("");
-                let wd = a.g.constant_dims(w).filter(|s| s.len() == 2 && s[0] == d);
+                let wd = a.const_dims_at(c, 1).filter(|s| s.len() == 2 && s[0] == d);
                 if wd.is_none() {
                     return Err(format!(
                         "MatMul {:?} has no constant [{d}, N] weight",
@@ -259,14 +258,15 @@ pub fn fold_readers(
                             return Err(why);
                         }
                         let bn = &a.g.nodes[*b];
-                        let ok = bn.input(other).and_then(|bv| a.g.constant_dims(bv)).map_or(
+                        let _ = bn;
+                        let ok = a.const_dims_at(*b, other).map_or(
                             false,
                             |bd| {
                                 bd.last() == Some(&wd.as_ref().unwrap()[1])
                                     && bd.iter().rev().skip(1).all(|&x| x == 1)
                             },
                         );
-                        ok.then_some((*b, other))
+                        ok.then(|| a.edit_slot(*b, other))
                     }
                     _ => None,
                 };
@@ -280,13 +280,10 @@ pub fn fold_readers(
             }
             if n.is("Gemm") && slot == 0 && n.attr_i("transA").unwrap_or(0) == 0 {
                 let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                let w = n.input(1).unwrap_or("");
-                let ok = a.g.constant_dims(w).map_or(false, |s| {
+                let ok = a.const_dims_at(c, 1).map_or(false, |s| {
                     s.len() == 2 && s[if trans_b { 1 } else { 0 }] == d
                 });
-                let c_ok = n
-                    .input(2)
-                    .map_or(true, |cv| a.g.constant_tensor(cv).is_some());
+                let c_ok = n.input(2).map_or(true, |_| a.const_at(c, 2));
                 let alpha = n.attr_f("alpha").unwrap_or(1.0) as f64;
                 let beta = n.attr_f("beta").unwrap_or(1.0) as f64;
                 if !ok || !c_ok || beta == 0.0 {
@@ -301,7 +298,7 @@ pub fn fold_readers(
                 {
                     return Err(why);
                 }
-                let bias = n.input(2).map(|_| (c, 2usize));
+                let bias = n.input(2).map(|_| a.edit_slot(c, 2));
                 out.push(Reader {
                     node: c,
                     in_axis: usize::from(trans_b),
@@ -357,12 +354,7 @@ pub fn plan(
 ) -> Result<(Plan, Vec<(usize, Vec<LeafReport>, Vec<NormReport>)>)> {
     let mut p = Plan::default();
     let mut reports = Vec::new();
-    let read = |name: &str| -> Result<Array> {
-        let t =
-            a.g.constant_tensor(name)
-                .ok_or_else(|| Error::Internal(format!("constant {name:?} vanished")))?;
-        read_array(t, &model.store, &model.path)
-    };
+    let read = |name: &str| read_value(a, model, name);
     for &(sid, st) in streams {
         let d = st
             .width
@@ -393,10 +385,10 @@ pub fn plan(
                     p.centred_linears.insert(*node);
                     if n.is("Gemm") {
                         let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                        p.center((*node, 1), usize::from(!trans_b));
-                        if let Some(cv) = n.input(2) {
-                            let cd = a.g.constant_dims(cv).unwrap_or_default();
-                            p.center((*node, 2), cd.len().saturating_sub(1));
+                        p.center(a.edit_slot(*node, 1), usize::from(!trans_b));
+                        if n.input(2).is_some() {
+                            let cd = a.const_dims_at(*node, 2).unwrap_or_default();
+                            p.center(a.edit_slot(*node, 2), cd.len().saturating_sub(1));
                         }
                         (
                             "linear",
@@ -407,7 +399,7 @@ pub fn plan(
                             ),
                         )
                     } else {
-                        p.center((*node, 1), 1);
+                        p.center(a.edit_slot(*node, 1), 1);
                         (
                             "linear",
                             *node,
@@ -416,13 +408,13 @@ pub fn plan(
                     }
                 }
                 Leaf::Table { node } => {
-                    p.center((*node, 0), 1);
+                    p.center(a.edit_slot(*node, 0), 1);
                     ("embedding", *node, "table rows centred".to_string())
                 }
                 Leaf::Conv { node } => {
-                    p.center((*node, 1), 0);
+                    p.center(a.edit_slot(*node, 1), 0);
                     if a.g.nodes[*node].input(2).is_some() {
-                        p.center((*node, 2), 0);
+                        p.center(a.edit_slot(*node, 2), 0);
                     }
                     (
                         "patch embedding",
@@ -525,10 +517,21 @@ pub fn plan(
                 }
             }
             // Shapes that hard-code D on the stream: Reshape/Expand targets.
+            // An explicitly centred value is compressed after its producer (whose target keeps
+            // D), and only its stream-side readers see the compressed copy.
             let mut shape_nodes: BTreeSet<NodeId> = BTreeSet::new();
             for v in &st.values {
-                shape_nodes.extend(a.ix.producer(v));
-                shape_nodes.extend(a.ix.consumers(v).iter().map(|(c, _)| *c));
+                let explicit = st
+                    .leaves
+                    .iter()
+                    .any(|l| &l.value == v && matches!(l.leaf, Leaf::Explicit { .. }));
+                if explicit {
+                    let edges = st.edges.get(v).map(Vec::as_slice).unwrap_or_default();
+                    shape_nodes.extend(edges.iter().map(|(c, _)| *c));
+                } else {
+                    shape_nodes.extend(a.ix.producer(v));
+                    shape_nodes.extend(a.ix.consumers(v).iter().map(|(c, _)| *c));
+                }
             }
             for node in shape_nodes {
                 shrink_target(a, &mut p, node, d);
@@ -593,16 +596,17 @@ pub fn plan(
                 let beta = m.beta.as_deref().map(read).transpose()?;
                 for r in readers {
                     let rn = &a.g.nodes[r.node];
+                    let wslot = a.edit_slot(r.node, 1);
                     let w = read(rn.input(1).unwrap_or(""))?;
                     if compress {
                         p.edits
-                            .entry((r.node, 1))
+                            .entry(wslot)
                             .or_default()
                             .push(Edit::FoldLastIn { axis: r.in_axis });
                     }
                     if let Some(gm) = &gamma {
                         let gv = broadcast_vec(&gm.data, d)?;
-                        p.edits.entry((r.node, 1)).or_default().push(Edit::Scale {
+                        p.edits.entry(wslot).or_default().push(Edit::Scale {
                             axis: r.in_axis,
                             gamma: gv,
                         });
@@ -692,6 +696,41 @@ pub fn plan(
     Ok((p, reports))
 }
 
+/// The values of constant `name`, or of the float `Cast` of a constant that `name` is: the
+/// stored values rounded to the Cast's type (what the graph computes with).
+fn read_value(a: &Analysis, model: &Model, name: &str) -> Result<Array> {
+    read_through(a.g, a.ix, &model.store, &model.path, name)
+}
+
+/// [`read_value`] on any graph and index.
+fn read_through(
+    g: &crate::ir::Graph,
+    ix: &crate::ir::GraphIndex,
+    store: &crate::io::ExternalStore,
+    path: &std::path::Path,
+    name: &str,
+) -> Result<Array> {
+    if let Some(t) = g.constant_tensor(name) {
+        return read_array(t, store, path);
+    }
+    let vanished = || Error::Internal(format!("constant {name:?} vanished"));
+    let c = super::stream::cast_of_const(g, ix, name).ok_or_else(vanished)?;
+    let cn = &g.nodes[c];
+    let src = cn
+        .input(0)
+        .and_then(|s| g.constant_tensor(s))
+        .ok_or_else(vanished)?;
+    let arr = read_array(src, store, path)?;
+    let to = cn.attr_i("to").map_or(dt::FLOAT, |t| t as i32);
+    let bytes = crate::tensor::encode_f64(&arr.data, to).map_err(Error::Internal)?;
+    let data = crate::tensor::decode_raw(&bytes, to, arr.data.len()).map_err(Error::Internal)?;
+    Ok(Array {
+        dims: arr.dims,
+        data_type: to,
+        data,
+    })
+}
+
 /// Why folding β into `readers` would cost more than it saves, if it would.
 ///
 /// Folding β into a MatMul without a bias creates one (β·W), an Add over the reader's whole
@@ -717,7 +756,7 @@ fn costly_new_bias(
         }
         let width = n
             .input(1)
-            .and_then(|w| a.g.constant_dims(w))
+            .and_then(|_| a.const_dims_at(r.node, 1))
             .and_then(|s| s.last().copied())
             .unwrap_or(0);
         created.push((n.label(), width));
@@ -814,6 +853,8 @@ pub fn apply(
     let opset = model.onnx_opset();
     let mut removed: BTreeSet<NodeId> = BTreeSet::new();
     let mut dead_consts: BTreeSet<String> = BTreeSet::new();
+    // Producers of γ/β behind a Cast (node ids are stable: nodes are only appended below).
+    let ix0 = model.graph.index();
     // 1. Constant edits, copy on write. Large initializers are edited while the model is
     //    written, a block of rows at a time (passes/lazy.rs); the rest here, in memory.
     for (&(node, slot), edits) in &p.edits {
@@ -926,7 +967,7 @@ pub fn apply(
         let d = m
             .gamma
             .as_deref()
-            .and_then(|gm| b.g.constant_dims(gm))
+            .and_then(|gm| super::stream::const_dims_through(b.g, &ix0, gm))
             .and_then(|s| s.last().copied());
         let r = |v: &str| renamed.get(v).cloned().unwrap_or_else(|| v.to_string());
         let x = match &m.skip {
@@ -986,7 +1027,7 @@ pub fn apply(
                 d.or_else(|| {
                     m.beta
                         .as_deref()
-                        .and_then(|bt| b.g.constant_dims(bt))
+                        .and_then(|bt| super::stream::const_dims_through(b.g, &ix0, bt))
                         .and_then(|s| s.last().copied())
                 })
             } else {
@@ -1001,15 +1042,11 @@ pub fn apply(
                 // A fused op's scale must have the normalised width: widen a broadcast γ.
                 Some(gm)
                     if !decomposed
-                        && b.g
-                            .constant_dims(gm)
+                        && super::stream::const_dims_through(b.g, &ix0, gm)
                             .and_then(|s| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d)))
                             != Some(np.width) =>
                 {
-                    let t =
-                        b.g.constant_tensor(gm)
-                            .ok_or_else(|| Error::Internal(format!("constant {gm:?} vanished")))?;
-                    let arr = read_array(t, &store, &path)?;
+                    let arr = read_through(b.g, &ix0, &store, &path, gm)?;
                     let v = broadcast_vec(&arr.data, np.width)?;
                     Some(b.constant("scale", &[np.width], arr.data_type, &v)?)
                 }
@@ -1086,6 +1123,43 @@ pub fn apply(
         .any(|np| emit == Emit::Onnxruntime && norms[np.norm].skip.is_some())
     {
         model.ensure_import("com.microsoft", 1);
+    }
+    // A Cast of γ/β that only the replaced norms read goes with them.
+    let casts: BTreeSet<NodeId> = p
+        .norms
+        .iter()
+        .map(|np| np.norm)
+        .chain(p.ln_tables.iter().map(|(k, _)| *k))
+        .flat_map(|k| norms[k].gamma.iter().chain(norms[k].beta.iter()))
+        .filter_map(|v| super::stream::cast_of_const(&model.graph, &ix0, v))
+        .collect();
+    if !casts.is_empty() {
+        let mut reads: HashMap<&str, usize> = HashMap::new();
+        for (i, n) in model.graph.nodes.iter().enumerate() {
+            if !removed.contains(&i) {
+                for v in &n.input {
+                    *reads.entry(v.as_str()).or_default() += 1;
+                }
+            }
+        }
+        let outputs: BTreeSet<&str> = model
+            .graph
+            .outputs
+            .iter()
+            .filter_map(|o| o.name.as_deref())
+            .collect();
+        let mut gone = Vec::new();
+        for c in casts {
+            let n = &model.graph.nodes[c];
+            let o = n.out(0).unwrap_or("");
+            if reads.get(o).copied().unwrap_or(0) == 0 && !outputs.contains(o) {
+                gone.push((c, n.input(0).unwrap_or("").to_string()));
+            }
+        }
+        for (c, src) in gone {
+            removed.insert(c);
+            dead_consts.insert(src);
+        }
     }
     // 6. Remove the replaced nodes, restore order, drop what nobody reads.
     let g = &mut model.graph;

@@ -142,11 +142,47 @@ impl<'a> Analysis<'a> {
         self.g.constant_tensor(v).is_some()
     }
 
+    /// Where the constant read at `(node, slot)` is stored: the slot itself, or — for a float
+    /// constant behind a float `Cast` read only there (onnxruntime's fp16 optimisation casts
+    /// fp16 weights for f32 `Gemm`s) — the Cast's input. An edit there is computed in f64 from
+    /// the stored values and rounded once to the stored type; the Cast stays. A Cast read
+    /// elsewhere too is not looked through (its other readers would see the edit).
+    pub fn edit_slot(&self, node: NodeId, slot: usize) -> (NodeId, usize) {
+        let Some(v) = self.g.nodes.get(node).and_then(|n| n.input(slot)) else {
+            return (node, slot);
+        };
+        if self.is_const(v) {
+            return (node, slot);
+        }
+        match cast_of_const(self.g, self.ix, v) {
+            Some(c)
+                if self.ix.consumers(v) == [(node, slot)]
+                    && !self.ix.graph_outputs.contains(v)
+                    && !self.ix.subgraph_reads.contains_key(v) =>
+            {
+                (c, 0)
+            }
+            _ => (node, slot),
+        }
+    }
+
+    /// Whether a constant is read at `(node, slot)`, directly or behind a Cast ([`Self::edit_slot`]).
+    pub fn const_at(&self, node: NodeId, slot: usize) -> bool {
+        let (n, s) = self.edit_slot(node, slot);
+        self.g.nodes[n].input(s).is_some_and(|v| self.is_const(v))
+    }
+
+    /// The dims of the constant read at `(node, slot)` ([`Self::const_at`]).
+    pub fn const_dims_at(&self, node: NodeId, slot: usize) -> Option<Vec<usize>> {
+        let (n, s) = self.edit_slot(node, slot);
+        self.g.constant_dims(self.g.nodes[n].input(s)?)
+    }
+
     /// The hidden width a norm normalises over, when it can be known.
     pub fn norm_width(&self, k: usize) -> Option<usize> {
         let m = &self.norms[k];
         if let Some(gm) = &m.gamma {
-            if let Some(d) = self.g.constant_dims(gm) {
+            if let Some(d) = const_dims_through(self.g, self.ix, gm) {
                 if let Some(&last) = d.last() {
                     if last > 1 {
                         return Some(last);
@@ -324,6 +360,8 @@ impl<'a> Analysis<'a> {
     /// can read but cannot write edited values back into (integers): why. Types that cannot be
     /// read as numbers at all (strings, unknown codes) are left to the reader: invalid input.
     pub fn unwritable_input(&self, node: NodeId, slot: usize) -> Option<String> {
+        self.g.nodes.get(node)?;
+        let (node, slot) = self.edit_slot(node, slot);
         let n = self.g.nodes.get(node)?;
         let c = n.input(slot)?;
         let t = self
@@ -665,42 +703,31 @@ impl<'a> Analysis<'a> {
                     return Producer::Internal { push, consts };
                 }
                 "MatMul" => {
-                    if let Some(w) = n.input(1) {
-                        if self.is_const(w)
-                            && self
-                                .g
-                                .constant_dims(w)
-                                .map_or(false, |s| s.len() == 2 && s[1] == d)
-                        {
-                            return Producer::Leaf(Leaf::Linear { node: p });
-                        }
+                    if self
+                        .const_dims_at(p, 1)
+                        .map_or(false, |s| s.len() == 2 && s[1] == d)
+                    {
+                        return Producer::Leaf(Leaf::Linear { node: p });
                     }
                 }
                 "Gemm" => {
-                    if let Some(w) = n.input(1) {
-                        let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                        let c_ok = n.input(2).map_or(true, |c| self.is_const(c));
-                        if self.is_const(w)
-                            && c_ok
-                            && self.g.constant_dims(w).map_or(false, |s| {
-                                s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d
-                            })
-                        {
-                            return Producer::Leaf(Leaf::Linear { node: p });
-                        }
+                    let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
+                    let c_ok = n.input(2).map_or(true, |_| self.const_at(p, 2));
+                    if c_ok
+                        && self.const_dims_at(p, 1).map_or(false, |s| {
+                            s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d
+                        })
+                    {
+                        return Producer::Leaf(Leaf::Linear { node: p });
                     }
                 }
                 "Gather" => {
-                    if let Some(t) = n.input(0) {
-                        if n.attr_i("axis").unwrap_or(0) == 0
-                            && self.is_const(t)
-                            && self
-                                .g
-                                .constant_dims(t)
-                                .map_or(false, |s| s.len() == 2 && s[1] == d)
-                        {
-                            return Producer::Leaf(Leaf::Table { node: p });
-                        }
+                    if n.attr_i("axis").unwrap_or(0) == 0
+                        && self
+                            .const_dims_at(p, 0)
+                            .map_or(false, |s| s.len() == 2 && s[1] == d)
+                    {
+                        return Producer::Leaf(Leaf::Table { node: p });
                     }
                 }
                 "Transpose" => {
@@ -814,9 +841,8 @@ impl<'a> Analysis<'a> {
         if !cn.is("Conv") || cn.attr_i("group").unwrap_or(1) != 1 {
             return None;
         }
-        let w = cn.input(1)?;
-        let wd = self.g.constant_dims(w)?;
-        if wd.first() != Some(&d) || cn.input(2).map_or(false, |b| !self.is_const(b)) {
+        let wd = self.const_dims_at(p, 1)?;
+        if wd.first() != Some(&d) || cn.input(2).is_some() && !self.const_at(p, 2) {
             return None;
         }
         Some(p)
@@ -836,6 +862,25 @@ enum Consumer {
     Join(Vec<String>),
     Shape,
     Outside(String),
+}
+
+/// The `Cast` (to a float type) producing `v` from a float constant, when it does.
+pub fn cast_of_const(g: &Graph, ix: &GraphIndex, v: &str) -> Option<NodeId> {
+    let c = ix.producer(v)?;
+    let n = &g.nodes[c];
+    if !(n.is("Cast") && is_float_cast(n)) {
+        return None;
+    }
+    let t = g.constant_tensor(n.input(0)?)?;
+    crate::tensor::is_float(t.data_type.unwrap_or(dt::UNDEFINED)).then_some(c)
+}
+
+/// The dims of constant `v`, or of the constant behind it when `v` is its float `Cast`.
+pub fn const_dims_through(g: &Graph, ix: &GraphIndex, v: &str) -> Option<Vec<usize>> {
+    g.constant_dims(v).or_else(|| {
+        let c = cast_of_const(g, ix, v)?;
+        g.constant_dims(g.nodes[c].input(0)?)
+    })
 }
 
 /// Float element type of a value, when declared (used to keep centering nodes in the stream's

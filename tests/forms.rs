@@ -352,3 +352,41 @@ fn constants_behind_cast() {
         },
     );
 }
+
+/// An explicitly centred stream value made by a `Reshape` whose target ends in D: under CRMSNorm
+/// the centring node compresses after the Reshape, so the target must keep D (it was shrunk, and
+/// the rewrite failed to run: onnxruntime-optimised GPT-2, Gemm on rows then Reshape back).
+#[test]
+fn explicit_reshape_keeps_its_target() {
+    let mut b = B::default();
+    let wte = b.w("wte", &[V, D], 1.5);
+    let h0 = b.op("Gather", &[&wte, "ids"], vec![attr_i("axis", 0)]);
+    let n1 = b.ln(&h0, D);
+    let sh = b.ints(&[-1, D], &[2]);
+    let rows = b.op("Reshape", &[&n1, &sh], vec![]);
+    let w = b.w("w", &[D, D], 0.0);
+    let c = b.w("c", &[D], 0.3);
+    let g = b.op("Gemm", &[&rows, &w, &c], vec![attr_i("transB", 1)]);
+    let act = b.op("Tanh", &[&g], vec![]);
+    let (d0, d1) = (b.dim(&h0, 0), b.dim(&h0, 1));
+    let dd = b.ints(&[D], &[1]);
+    let back = b.op("Concat", &[&d0, &d1, &dd], vec![attr_i("axis", 0)]);
+    let a = b.op("Reshape", &[&act, &back], vec![]);
+    let h1 = b.op("Add", &[&h0, &a], vec![]);
+    let n2 = b.ln(&h1, D);
+    let a2 = b.linear(&n2, D, D);
+    let h2 = b.op("Add", &[&h1, &a2], vec![]);
+    let nf = b.ln(&h2, D);
+    let head = b.w("head", &[D, V], 0.0);
+    b.nodes.push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
+    let m = b.model(ids_input(), "logits", &[-1, -2, V]);
+    check(
+        "explicit_reshape",
+        &m,
+        &Expect {
+            norms: 3,
+            centering: 1,
+            says: &[],
+        },
+    );
+}

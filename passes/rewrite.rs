@@ -10,7 +10,7 @@ use super::lazy;
 use super::math;
 use super::norms::{NormForm, NormMatch};
 use super::report::{LeafReport, NormReport};
-use super::stream::{Analysis, Leaf, Stream};
+use super::stream::{Analysis, Leaf, StepOp, Stream};
 use crate::ir::{read_array, Model, NodeExt, NodeId};
 use crate::proto::data_type as dt;
 use crate::tensor::Array;
@@ -132,6 +132,9 @@ pub struct Plan {
     pub compress_explicit: BTreeMap<String, usize>,
     /// CRMSNorm: the widths D that were compressed (value_info declaring them is stale).
     pub compressed_widths: BTreeSet<usize>,
+    /// LayerScale nodes folded into their writer, with their data input slot: removed, the
+    /// node before each takes over its output.
+    pub bypass: Vec<(NodeId, usize)>,
     /// CRMSNorm: `Shape` nodes on compressed values whose result must still say D (it sizes
     /// other tensors, e.g. attention heads): (node, rank) — their last entry gets +1.
     pub shape_fixes: Vec<(NodeId, usize)>,
@@ -355,6 +358,7 @@ pub fn plan(
     let mut p = Plan::default();
     let mut reports = Vec::new();
     let read = |name: &str| read_value(a, model, name);
+    let scales = tail_scales(a, streams, &read)?;
     for &(sid, st) in streams {
         let d = st
             .width
@@ -380,32 +384,77 @@ pub fn plan(
                     };
                     ("constant", *node, how.to_string())
                 }
-                Leaf::Linear { node } => {
+                Leaf::Linear { node, tail } => {
                     let n = &a.g.nodes[*node];
                     p.centred_linears.insert(*node);
-                    if n.is("Gemm") {
+                    // LayerScale: λ ⊙ (W·h + b) = (W·diag(λ))·h + λ ⊙ b (math::layer_scale).
+                    let lambda = scales.linear.get(node).cloned();
+                    let scale_then_center = |p: &mut Plan, slot: (NodeId, usize), axis: usize| {
+                        if let Some(l) = &lambda {
+                            p.edits.entry(slot).or_default().push(Edit::Scale {
+                                axis,
+                                gamma: l.clone(),
+                            });
+                        }
+                        p.center(slot, axis);
+                    };
+                    let mut how = if n.is("Gemm") {
                         let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                        p.center(a.edit_slot(*node, 1), usize::from(!trans_b));
+                        scale_then_center(&mut p, a.edit_slot(*node, 1), usize::from(!trans_b));
                         if n.input(2).is_some() {
                             let cd = a.const_dims_at(*node, 2).unwrap_or_default();
-                            p.center(a.edit_slot(*node, 2), cd.len().saturating_sub(1));
+                            let slot = a.edit_slot(*node, 2);
+                            let axis = cd.len().saturating_sub(1);
+                            if let Some(l) = scales.bias.get(&slot) {
+                                p.edits.entry(slot).or_default().push(Edit::Scale {
+                                    axis,
+                                    gamma: l.clone(),
+                                });
+                            }
+                            p.center(slot, axis);
                         }
-                        (
-                            "linear",
-                            *node,
-                            format!(
-                                "Gemm weight centred over its output axis (transB={})",
-                                u8::from(trans_b)
-                            ),
+                        format!(
+                            "Gemm weight centred over its output axis (transB={})",
+                            u8::from(trans_b)
                         )
                     } else {
-                        p.center(a.edit_slot(*node, 1), 1);
-                        (
-                            "linear",
-                            *node,
-                            "MatMul weight centred over its output axis".to_string(),
-                        )
+                        scale_then_center(&mut p, a.edit_slot(*node, 1), 1);
+                        "MatMul weight centred over its output axis".to_string()
+                    };
+                    if !tail.is_empty() {
+                        let mut folded = Vec::new();
+                        for st in tail {
+                            let sn = &a.g.nodes[st.node];
+                            match st.op {
+                                StepOp::Bias => {
+                                    let slot = a.edit_slot(st.node, st.slot);
+                                    let bd = a.const_dims_at(st.node, st.slot).unwrap_or_default();
+                                    let axis = bd.len().saturating_sub(1);
+                                    if let Some(l) = scales.bias.get(&slot) {
+                                        let l = if bd.last().copied().unwrap_or(1) == 1 {
+                                            vec![l[0]]
+                                        } else {
+                                            l.clone()
+                                        };
+                                        p.edits
+                                            .entry(slot)
+                                            .or_default()
+                                            .push(Edit::Scale { axis, gamma: l });
+                                    }
+                                    p.center(slot, axis);
+                                }
+                                StepOp::Mul | StepOp::Div => {
+                                    p.bypass.push((st.node, 1 - st.slot));
+                                    folded.push(format!("{} {:?}", sn.op().escape_debug(), sn.label()));
+                                }
+                            }
+                        }
+                        how = format!(
+                            "{how}, after the scales that followed it; LayerScale folded ({} removed), biases scaled and centred",
+                            folded.join(", ")
+                        );
                     }
+                    ("linear", *node, how)
                 }
                 Leaf::Table { node } => {
                     p.center(a.edit_slot(*node, 0), 1);
@@ -613,10 +662,15 @@ pub fn plan(
                     }
                     if let Some(bt) = &beta {
                         let bv = broadcast_vec(&bt.data, d)?;
-                        let shift: Vec<f64> = math::shift_through(&w.data, &w.dims, r.in_axis, &bv)
-                            .into_iter()
-                            .map(|x| x * r.bias_factor)
-                            .collect();
+                        let mut shift: Vec<f64> =
+                            math::shift_through(&w.data, &w.dims, r.in_axis, &bv)
+                                .into_iter()
+                                .map(|x| x * r.bias_factor)
+                                .collect();
+                        // A LayerScale after the reader scales its bias, and so the shift.
+                        if let Some(l) = scales.linear.get(&r.node) {
+                            shift.iter_mut().zip(l).for_each(|(x, l)| *x *= l);
+                        }
                         if shift.iter().any(|&x| x != 0.0) {
                             let centred = p.centred_linears.contains(&r.node);
                             match r.bias {
@@ -729,6 +783,55 @@ fn read_through(
         data_type: to,
         data,
     })
+}
+
+/// The LayerScale factors of the accepted streams' affine writers: for each linear op, the
+/// product Λ of every scale of its tail (its weight's output axis and its Gemm bias are scaled
+/// by it); for each bias slot of a tail, the product of the scales after it.
+#[derive(Default)]
+struct TailScales {
+    linear: HashMap<NodeId, Vec<f64>>,
+    bias: HashMap<(NodeId, usize), Vec<f64>>,
+}
+
+fn tail_scales(
+    a: &Analysis,
+    streams: &[(usize, &Stream)],
+    read: &dyn Fn(&str) -> Result<Array>,
+) -> Result<TailScales> {
+    let mut out = TailScales::default();
+    for &(_, st) in streams {
+        let Some(d) = st.width else { continue };
+        for la in &st.leaves {
+            let Leaf::Linear { node, tail } = &la.leaf else {
+                continue;
+            };
+            if tail.is_empty() {
+                continue;
+            }
+            let mut prod = vec![1.0; d];
+            for step in tail.iter().rev() {
+                let c = a.g.nodes[step.node].input(step.slot).unwrap_or("");
+                match step.op {
+                    StepOp::Bias => {
+                        out.bias
+                            .insert(a.edit_slot(step.node, step.slot), prod.clone());
+                    }
+                    StepOp::Mul | StepOp::Div => {
+                        let v = broadcast_vec(&read(c)?.data, d)?;
+                        for (p, x) in prod.iter_mut().zip(v) {
+                            *p = if step.op == StepOp::Div { *p / x } else { *p * x };
+                        }
+                    }
+                }
+            }
+            if a.g.nodes[*node].is("Gemm") && a.g.nodes[*node].input(2).is_some() {
+                out.bias.insert(a.edit_slot(*node, 2), prod.clone());
+            }
+            out.linear.insert(*node, prod);
+        }
+    }
+    Ok(out)
 }
 
 /// Why folding β into `readers` would cost more than it saves, if it would.
@@ -927,6 +1030,28 @@ pub fn apply(
             b.node("", "Add", &[&mm, &c], Some(&o), vec![]);
         }
         out.bytes_added += v.len() * crate::proto::data_type::byte_size(dtype).unwrap_or(4);
+    }
+    // LayerScale nodes folded into their writers: the node before each takes its output
+    // (looked up now: a new bias Add may have been put there).
+    for &(node, slot) in &p.bypass {
+        let n = &b.g.nodes[node];
+        let (Some(i), Some(o)) = (n.input(slot).map(str::to_string), n.out(0).map(str::to_string))
+        else {
+            return Err(Error::Internal(format!("LayerScale node {node} lost its operands")));
+        };
+        if let Some(c) = n.input(1 - slot) {
+            dead_consts.insert(c.to_string());
+        }
+        removed.insert(node);
+        let prod = b
+            .g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(id, _)| !removed.contains(id))
+            .find_map(|(id, m)| m.output.iter().position(|x| *x == i).map(|k| (id, k)))
+            .ok_or_else(|| Error::Internal(format!("{i:?} has no producer")))?;
+        b.g.set_output(prod.0, prod.1, &o)?;
     }
     // 3. Explicit centering nodes on the stream side of a value.
     let mut renamed: HashMap<String, String> = HashMap::new();

@@ -32,10 +32,15 @@ pub enum Leaf {
         slot: usize,
     },
     /// A MatMul/Gemm with a constant weight: centre the weight over its output axis (and the
-    /// Gemm bias).
+    /// Gemm bias). With a `tail` (LayerScale), the scales fold into the weight and the biases
+    /// before them, which are then centred, and the scaling nodes go.
     Linear {
         /// The MatMul/Gemm.
         node: NodeId,
+        /// Bias adds and constant scales after it, from the linear op outwards (empty for a
+        /// plain writer, whose bias Add is a constant leaf of its own).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tail: Vec<Step>,
     },
     /// An embedding `Gather` from a constant table: centre the rows.
     Table {
@@ -59,6 +64,30 @@ pub enum Leaf {
         /// Why no weight can absorb the mean.
         why: String,
     },
+}
+
+/// One op of an affine writer's tail: `Add` of a constant bias, or `Mul`/`Div` by a constant
+/// per-channel ([D], [1, …, 1, D]) or scalar scale.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Step {
+    /// The Add/Mul/Div.
+    pub node: NodeId,
+    /// Its constant input slot.
+    pub slot: usize,
+    /// What it does.
+    pub op: StepOp,
+}
+
+/// What a [`Step`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOp {
+    /// `+ b`.
+    Bias,
+    /// `⊙ λ`.
+    Mul,
+    /// `/ c` (a Mul by 1/c).
+    Div,
 }
 
 /// A leaf at the stream value it produces.
@@ -386,7 +415,11 @@ impl<'a> Analysis<'a> {
         for l in &st.leaves {
             let edited: &[(NodeId, usize)] = match l.leaf {
                 Leaf::Const { node, slot } => &[(node, slot)],
-                Leaf::Linear { node } | Leaf::Conv { node } => &[(node, 1), (node, 2)],
+                Leaf::Linear { node, ref tail } => {
+                    slots.extend(tail.iter().filter(|t| t.op == StepOp::Bias).map(|t| (t.node, t.slot)));
+                    &[(node, 1), (node, 2)]
+                }
+                Leaf::Conv { node } => &[(node, 1), (node, 2)],
                 Leaf::Table { node } => &[(node, 0)],
                 Leaf::LnTable { gather, .. } => &[(gather, 0)],
                 Leaf::Explicit { .. } => &[],
@@ -707,7 +740,10 @@ impl<'a> Analysis<'a> {
                         .const_dims_at(p, 1)
                         .map_or(false, |s| s.len() == 2 && s[1] == d)
                     {
-                        return Producer::Leaf(Leaf::Linear { node: p });
+                        return Producer::Leaf(Leaf::Linear {
+                            node: p,
+                            tail: vec![],
+                        });
                     }
                 }
                 "Gemm" => {
@@ -718,7 +754,10 @@ impl<'a> Analysis<'a> {
                             s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d
                         })
                     {
-                        return Producer::Leaf(Leaf::Linear { node: p });
+                        return Producer::Leaf(Leaf::Linear {
+                            node: p,
+                            tail: vec![],
+                        });
                     }
                 }
                 "Gather" => {
@@ -728,6 +767,11 @@ impl<'a> Analysis<'a> {
                             .map_or(false, |s| s.len() == 2 && s[1] == d)
                     {
                         return Producer::Leaf(Leaf::Table { node: p });
+                    }
+                }
+                "Mul" | "Div" => {
+                    if let Some((node, tail)) = self.affine_writer(p, d) {
+                        return Producer::Leaf(Leaf::Linear { node, tail });
                     }
                 }
                 "Transpose" => {
@@ -791,6 +835,108 @@ impl<'a> Analysis<'a> {
                 n.label()
             ),
         })
+    }
+
+    /// Whether `(node, slot)` reads a linear op's constant weight of output width `d` (and a
+    /// constant Gemm bias).
+    fn linear_writer(&self, node: NodeId, d: usize) -> bool {
+        let n = &self.g.nodes[node];
+        match n.op() {
+            _ if !n.domain().is_empty() => false,
+            "MatMul" => self
+                .const_dims_at(node, 1)
+                .is_some_and(|s| s.len() == 2 && s[1] == d),
+            "Gemm" => {
+                let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
+                n.input(2).map_or(true, |_| self.const_at(node, 2))
+                    && self.const_dims_at(node, 1).is_some_and(|s| {
+                        s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d
+                    })
+            }
+            _ => false,
+        }
+    }
+
+    /// LayerScale (`x + λ ⊙ (W·h + b)`, DINOv2, CaiT, DeiT-III, BEiT, ConvNeXt): the value made
+    /// by node `top` is a linear op with a constant weight of output width `d`, then any chain
+    /// of constant bias `Add`s and constant `Mul`/`Div` (per-channel [D] or [1, …, 1, D], or
+    /// scalar), at least one scale per-channel. Each value inside the chain is read only by
+    /// the next op. A scalar bias under a per-channel scale would become a vector: no match.
+    /// Returns the linear op and the tail (linear outwards). See [`super::math::layer_scale`].
+    fn affine_writer(&self, top: NodeId, d: usize) -> Option<(NodeId, Vec<Step>)> {
+        let mut tail = Vec::new();
+        let mut per_channel_after = false;
+        let mut cur = top;
+        // Each step consumes one node; a chain longer than the graph is a cycle.
+        for _ in 0..=self.g.nodes.len() {
+            if self.linear_writer(cur, d) {
+                if !per_channel_after {
+                    return None;
+                }
+                tail.reverse();
+                return Some((cur, tail));
+            }
+            let n = &self.g.nodes[cur];
+            if !n.domain().is_empty() || n.output.len() != 1 {
+                return None;
+            }
+            let op = match n.op() {
+                "Add" => StepOp::Bias,
+                "Mul" => StepOp::Mul,
+                "Div" => StepOp::Div,
+                _ => return None,
+            };
+            let cslot = match op {
+                StepOp::Div => 1,
+                _ => (0..2).find(|&i| n.input(i).is_some_and(|v| self.is_const(v)))?,
+            };
+            let c = n.input(cslot)?;
+            if !self.is_const(c) {
+                return None;
+            }
+            let x = n.input(1 - cslot)?;
+            let out = n.out(0)?;
+            let dims = self.g.constant_dims(c)?;
+            let count: usize = dims.iter().product();
+            let last = dims.last().copied().unwrap_or(1);
+            let fits = dims.iter().rev().skip(1).all(|&e| e == 1)
+                && (last == d || count == 1)
+                && count >= 1
+                && match self.rank(out) {
+                    Some(r) => dims.len() <= r,
+                    None => dims.len() <= 1,
+                };
+            if !fits {
+                return None;
+            }
+            match op {
+                StepOp::Bias if count == 1 && per_channel_after => return None,
+                StepOp::Mul | StepOp::Div if last == d && d > 1 => per_channel_after = true,
+                _ => {}
+            }
+            if op == StepOp::Div {
+                // x / c folds as x · (1/c): every c must be a finite non-zero number.
+                let t = self.g.constant_tensor(c)?;
+                let arr =
+                    crate::ir::read_array(t, &Default::default(), std::path::Path::new("")).ok()?;
+                if arr.data.iter().any(|v| *v == 0.0 || !v.is_finite()) {
+                    return None;
+                }
+            }
+            if self.ix.use_count(x) != 1
+                || self.ix.graph_outputs.contains(x)
+                || self.ix.subgraph_reads.contains_key(x)
+            {
+                return None;
+            }
+            tail.push(Step {
+                node: cur,
+                slot: cslot,
+                op,
+            });
+            cur = self.ix.producer(x)?;
+        }
+        None
     }
 
     /// Readers of `v`'s values: every use except `Shape`/`Size` nodes (which read no values).

@@ -390,3 +390,60 @@ fn explicit_reshape_keeps_its_target() {
         },
     );
 }
+
+/// LayerScale writers (DINOv2, CaiT, DeiT-III): `x + λ ⊙ (W·h + b)`, with λ [D] or
+/// [1, 1, D], on either side of the bias, a `Div` by a per-channel constant, a scalar `Mul`
+/// and a Gemm on rows. Each folds into its writer: no explicit centering node.
+#[test]
+fn layer_scale_writers() {
+    let mut b = B::default();
+    let wte = b.w("wte", &[V, D], 1.5);
+    let h0 = b.op("Gather", &[&wte, "ids"], vec![attr_i("axis", 0)]);
+    // λ ⊙ (W·h + b)
+    let n1 = b.ln(&h0, D);
+    let z = b.linear(&n1, D, D);
+    let l1 = b.w("lambda1", &[D], 0.5);
+    let y1 = b.op("Mul", &[&z, &l1], vec![]);
+    let h1 = b.op("Add", &[&h0, &y1], vec![]);
+    // [1, 1, λ] ⊙ (W·h) + b, λ on the left of the Mul, then a scalar Mul and a Div by c.
+    let n2 = b.ln(&h1, D);
+    let w2 = b.w("w2", &[D, D], 0.0);
+    let m2 = b.op("MatMul", &[&n2, &w2], vec![]);
+    let l2 = b.w("lambda2", &[1, 1, D], 0.5);
+    let s2 = b.op("Mul", &[&l2, &m2], vec![]);
+    let b2 = b.w("b2", &[1, 1, D], 0.3);
+    let a2 = b.op("Add", &[&s2, &b2], vec![]);
+    let half = b.f32s(&[0.5], &[]);
+    let s3 = b.op("Mul", &[&a2, &half], vec![]);
+    let c = b.w("c", &[D], 2.0);
+    let y2 = b.op("Div", &[&s3, &c], vec![]);
+    let h2 = b.op("Add", &[&h1, &y2], vec![]);
+    // A Gemm on rows with its bias, scaled after the reshape back... the scale reads the Gemm
+    // output directly here: Gemm → Mul(λ) on [N, D].
+    let n3 = b.ln(&h2, D);
+    let sh = b.ints(&[-1, D], &[2]);
+    let rows = b.op("Reshape", &[&n3, &sh], vec![]);
+    let w3 = b.w("w3", &[D, D], 0.0);
+    let c3 = b.w("c3", &[D], 0.3);
+    let g3 = b.op("Gemm", &[&rows, &w3, &c3], vec![attr_i("transB", 1)]);
+    let l3 = b.w("lambda3", &[D], 0.5);
+    let y3 = b.op("Mul", &[&g3, &l3], vec![]);
+    let (d0, d1) = (b.dim(&h2, 0), b.dim(&h2, 1));
+    let dd = b.ints(&[D], &[1]);
+    let back = b.op("Concat", &[&d0, &d1, &dd], vec![attr_i("axis", 0)]);
+    let y3b = b.op("Reshape", &[&y3, &back], vec![]);
+    let h3 = b.op("Add", &[&h2, &y3b], vec![]);
+    let nf = b.ln(&h3, D);
+    let head = b.w("head", &[D, V], 0.0);
+    b.nodes.push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
+    let m = b.model(ids_input(), "logits", &[-1, -2, V]);
+    check(
+        "layer_scale",
+        &m,
+        &Expect {
+            norms: 4,
+            centering: 0,
+            says: &["LayerScale folded"],
+        },
+    );
+}

@@ -367,22 +367,37 @@ pub fn plan(
         let centred_before: BTreeSet<(NodeId, usize)> = p.edits.keys().copied().collect();
         for la in &st.leaves {
             let (kind, node, how) = match &la.leaf {
-                Leaf::Const { node, slot } => {
+                Leaf::Const {
+                    node,
+                    slot,
+                    axis: hidden,
+                    through,
+                } => {
                     let dims = a.g.nodes[*node]
                         .input(*slot)
                         .and_then(|c| a.g.constant_dims(c))
                         .unwrap_or_default();
-                    let axis = dims.len().saturating_sub(1);
+                    let axis = hidden.unwrap_or(dims.len().saturating_sub(1));
                     p.edits
                         .entry((*node, *slot))
                         .or_default()
                         .push(Edit::Center { axis });
-                    let how = if dims.last().copied().unwrap_or(1) == 1 {
-                        "broadcast constant zeroed"
+                    let mut how = if dims.get(axis).copied().unwrap_or(1) == 1 {
+                        "broadcast constant zeroed".to_string()
+                    } else if hidden.is_some() {
+                        format!("centred over its hidden axis {axis}")
                     } else {
-                        "centred over the last axis"
+                        "centred over the last axis".to_string()
                     };
-                    ("constant", *node, how.to_string())
+                    if !through.is_empty() {
+                        let mut ops = through.clone();
+                        ops.reverse();
+                        how = format!(
+                            "{how}; it reaches the stream through {} (linear and the same on every channel: they pass a zero mean through)",
+                            ops.join(", ")
+                        );
+                    }
+                    ("constant", *node, how)
                 }
                 Leaf::Linear { node, tail } => {
                     let n = &a.g.nodes[*node];
@@ -585,6 +600,20 @@ pub fn plan(
             for node in shape_nodes {
                 shrink_target(a, &mut p, node, d);
             }
+            // Shapes inside constant chains that state the hidden width at its position.
+            for &(node, slot, index) in &st.chain_shapes {
+                let vals = a.g.nodes[node]
+                    .input(slot)
+                    .and_then(|t| crate::ir::shape::const_ints(a.g, t));
+                if let Some(vals) = vals {
+                    if vals.get(index) == Some(&(d as i64)) {
+                        let e = p.edits.entry((node, slot)).or_default();
+                        if !e.iter().any(|x| matches!(x, Edit::ShrinkDim { .. })) {
+                            e.push(Edit::ShrinkDim { index, width: d });
+                        }
+                    }
+                }
+            }
             for la in &st.leaves {
                 if let Leaf::Conv { node } = la.leaf {
                     // Conv → Reshape [N, D, -1]: the channel axis is index 1 there.
@@ -708,6 +737,12 @@ pub fn plan(
         }
         if compress {
             let mut compressed: BTreeSet<String> = st.values.clone();
+            compressed.extend(st.chain_values.iter().cloned());
+            // Constants that a chain reads are compressed along their hidden axis too.
+            compressed.extend(st.leaves.iter().filter_map(|l| match &l.leaf {
+                Leaf::Const { axis: Some(_), .. } => Some(l.value.clone()),
+                _ => None,
+            }));
             for np in p
                 .norms
                 .iter()

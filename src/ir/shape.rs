@@ -344,6 +344,19 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         | "Ceil"
         | "Sign" => one(inp(0)),
         "Dropout" => vec![inp(0), inp(0)],
+        // Same rank; sizes when stated (constant or computed from shapes), else unknown.
+        "Resize" if n.attr_ints("axes").is_none() => {
+            let Some(x) = inp(0) else { return vec![] };
+            let sizes: Option<Vec<Dim>> = n.input(3).filter(|v| !v.is_empty()).and_then(|v| {
+                const_ints(g, v)
+                    .map(|c| c.into_iter().map(Dim::Known).collect())
+                    .or_else(|| s.value(v).map(<[Dim]>::to_vec))
+            });
+            match sizes {
+                Some(sz) if sz.len() == x.len() => one(Some(sz)),
+                _ => one(Some(vec![Dim::Unknown; x.len()])),
+            }
+        }
         // Scatters write into a copy of their data input: same shape.
         "ScatterND" | "ScatterElements" | "Scatter" => one(inp(0)),
         "Range" => one(Some(vec![Dim::Unknown])),
@@ -732,7 +745,16 @@ fn shape_value(g: &Graph, s: &Shapes, n: &NodeProto) -> Option<Vec<Dim>> {
         if let Some(c) = const_ints(g, v) {
             return Some(c.into_iter().map(Dim::Known).collect());
         }
-        s.value(v).map(<[Dim]>::to_vec)
+        if let Some(x) = s.value(v) {
+            return Some(x.to_vec());
+        }
+        // A small tensor of known shape whose values are not known (a size computed in
+        // floats): that many unknown entries, so a target built from it has a known length.
+        match s.get(v)? {
+            [] => Some(vec![Dim::Unknown]),
+            [Dim::Known(k)] if (0..=16).contains(k) => Some(vec![Dim::Unknown; *k as usize]),
+            _ => None,
+        }
     };
     if !n.domain().is_empty() {
         return None;

@@ -367,6 +367,80 @@ impl<'a> Analysis<'a> {
                     Err(format!("Split {:?} splits the hidden axis", n.label()))
                 }
             }
+            // Linear and the same on every channel, over other axes than the hidden (last) one.
+            "Pad" if slot == 0 => {
+                let r = self
+                    .rank(&v)
+                    .ok_or_else(|| format!("Pad {:?}: rank unknown", n.label()))?;
+                let mode_ok = n
+                    .attribute
+                    .iter()
+                    .find(|a| a.name.as_deref() == Some("mode"))
+                    .map_or(true, |a| a.s.as_deref() == Some(b"constant"));
+                let zero = match n.input(2) {
+                    None => n.attr_f("value").unwrap_or(0.0) == 0.0,
+                    Some(c) => self
+                        .g
+                        .constant_tensor(c)
+                        .and_then(|t| {
+                            crate::ir::read_array(t, &Default::default(), std::path::Path::new(""))
+                                .ok()
+                        })
+                        .is_some_and(|a| a.data.iter().all(|&x| x == 0.0)),
+                };
+                let pads = n.attr_ints("pads").map(<[i64]>::to_vec).or_else(|| {
+                    n.input(1)
+                        .and_then(|x| crate::ir::shape::const_ints(self.g, x))
+                });
+                let pads_ok = n.input(3).is_none()
+                    && pads.is_some_and(|pd| pd.len() == 2 * r && pd[r - 1] == 0 && pd[2 * r - 1] == 0);
+                if mode_ok && zero && pads_ok {
+                    Ok(vec![out0()])
+                } else {
+                    Err(format!("Pad {:?} pads the hidden axis or not with zeros", n.label()))
+                }
+            }
+            "Resize" if slot == 0 => {
+                let o = out0();
+                let crop = n.attribute.iter().any(|a| {
+                    a.name.as_deref() == Some("coordinate_transformation_mode")
+                        && a.s.as_deref() == Some(b"tf_crop_and_resize")
+                });
+                if !crop && self.last_is(&o, d) && self.rank(&o) == self.rank(&v) {
+                    Ok(vec![o])
+                } else {
+                    Err(format!("Resize {:?} may resize the hidden axis", n.label()))
+                }
+            }
+            "ReduceMean" | "ReduceSum" if slot == 0 => {
+                let r = self
+                    .rank(&v)
+                    .ok_or_else(|| format!("{} {:?}: rank unknown", n.op(), n.label()))?;
+                let axes = n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| {
+                    n.input(1)
+                        .and_then(|a| crate::ir::shape::const_ints(self.g, a))
+                });
+                match axes {
+                    Some(ax)
+                        if !ax.is_empty()
+                            && ax.iter().all(|&a| norm_axis(a, r) != r as i64 - 1) =>
+                    {
+                        Ok(vec![out0()])
+                    }
+                    _ => Err(format!(
+                        "{} {:?} reduces the hidden axis",
+                        n.op().escape_debug(),
+                        n.label()
+                    )),
+                }
+            }
+            "Where" if slot == 1 || slot == 2 => {
+                if self.per_token(n, &v) {
+                    Ok(vec![out0()])
+                } else {
+                    Err(format!("Where {:?} selects per channel", n.label()))
+                }
+            }
             "Mul" | "Div" => {
                 // Scaling every row by a per-row (or scalar) factor keeps the mean zero.
                 let other_slot = 1 - slot.min(1);
@@ -395,6 +469,20 @@ impl<'a> Analysis<'a> {
                 n.op().escape_debug(),
                 n.label()
             )),
+        }
+    }
+
+    /// Whether the condition of `Where` node `n` is the same for every channel of the hidden
+    /// (last) axis: a scalar, or size 1 on its last axis (it aligns with the hidden axis).
+    fn per_token(&self, n: &crate::proto::NodeProto, v: &str) -> bool {
+        let Some(c) = n.input(0) else { return false };
+        if self.rank(v).is_none() {
+            return false;
+        }
+        match self.shapes.get(c) {
+            Some([]) => true,
+            Some(cs) => cs.last().and_then(shape::Dim::known) == Some(1),
+            None => false,
         }
     }
 
@@ -801,6 +889,21 @@ impl<'a> Analysis<'a> {
                         return Producer::Leaf(Leaf::Table { node: p });
                     }
                 }
+                "Where" => {
+                    // A per-token choice between two zero-mean values.
+                    if self.per_token(n, v) {
+                        let mut push = vec![];
+                        let mut consts = vec![];
+                        for i in 1..3 {
+                            match n.input(i) {
+                                Some(inp) if self.is_const(inp) => consts.push((p, i)),
+                                Some(inp) => push.push(inp.to_string()),
+                                None => {}
+                            }
+                        }
+                        return Producer::Internal { push, consts };
+                    }
+                }
                 "Mul" | "Div" => {
                     if let Some((node, tail)) = self.affine_writer(p, d) {
                         return Producer::Leaf(Leaf::Linear { node, tail });
@@ -839,7 +942,8 @@ impl<'a> Analysis<'a> {
                     }
                 }
                 for (slot, inp) in n.input.iter().enumerate() {
-                    if inp.is_empty() || self.is_const(inp) {
+                    // Where has two data inputs: both or neither (above).
+                    if inp.is_empty() || self.is_const(inp) || n.is("Where") {
                         continue;
                     }
                     if let Ok(outs) = self.pass_through(p, slot, d) {

@@ -6,7 +6,7 @@
 #[path = "common/hostile.rs"]
 mod hostile;
 
-use hostile::{attr_f, attr_i, model, node, rand_tensor, vi};
+use hostile::{attr_f, attr_i, attr_ints, model, node, rand_tensor, vi};
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, Options, Target};
 use onnx_normopt::proto::{data_type as dt, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
@@ -165,6 +165,10 @@ fn check(name: &str, m: &ModelProto, e: &Expect) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join(format!("{name}.onnx"));
     std::fs::write(&src, m.encode_to_vec()).unwrap();
+    if let Some(keep) = std::env::var_os("FORMS_KEEP") {
+        // For a look with the CLI: FORMS_KEEP=dir cargo test --test forms NAME
+        std::fs::write(std::path::Path::new(&keep).join(format!("{name}.onnx")), m.encode_to_vec()).unwrap();
+    }
     for target in [Target::Rmsnorm, Target::Crmsnorm] {
         let model = Model::load(&src).unwrap();
         let out = passes::run(
@@ -491,4 +495,73 @@ fn backbones_layer_scale_and_interpolated_positions() {
             }
         }
     }
+}
+
+/// Position tables reaching the stream through every pass-through of the hidden-axis rule:
+/// Transpose, Pad with zeros, AveragePool, ReduceMean over another axis, Squeeze/Unsqueeze,
+/// Slice, Split, Gather on the token axis, Where with a per-token condition, Add. The tables are
+/// centred over their hidden axis: no explicit centering node.
+#[test]
+fn position_tables_through_pass_throughs() {
+    const S: i64 = 4;
+    let mut b = B::default();
+    // Table A [1, 6, 6, D] → [1, D, 6, 6] → Pad → [1, D, 8, 8] → AveragePool → [1, D, 4, 4]
+    // → ReduceMean over the last axis → [1, D, 4, 1] → Squeeze → Transpose → [1, 4, D].
+    let ta = b.w("table_a", &[1, 6, 6, D], 1.0);
+    let a = b.op("Transpose", &[&ta], vec![attr_ints("perm", &[0, 3, 1, 2])]);
+    let pads = b.ints(&[0, 0, 1, 1, 0, 0, 1, 1], &[8]);
+    let a = b.op("Pad", &[&a, &pads], vec![]);
+    let a = b.op(
+        "AveragePool",
+        &[&a],
+        vec![attr_ints("kernel_shape", &[2, 2]), attr_ints("strides", &[2, 2])],
+    );
+    let ax3 = b.ints(&[3], &[1]);
+    let a = b.op("ReduceMean", &[&a, &ax3], vec![]);
+    let a = b.op("Squeeze", &[&a, &ax3], vec![]);
+    let a = b.op("Transpose", &[&a], vec![attr_ints("perm", &[0, 2, 1])]);
+    // Table B [1, 10, D] → Slice tokens 1..9 → Split 4 + 4; the second reversed by a Gather
+    // and sent through Unsqueeze/Squeeze.
+    let tb = b.w("table_b", &[1, 10, D], -1.0);
+    let (st, en, ax1) = (b.ints(&[1], &[1]), b.ints(&[9], &[1]), b.ints(&[1], &[1]));
+    let sl = b.op("Slice", &[&tb, &st, &en, &ax1], vec![]);
+    let sizes = b.ints(&[S, S], &[2]);
+    let (s0, s1) = (b.fresh("split"), b.fresh("split"));
+    let name = b.fresh("Split");
+    b.nodes.push(node("Split", &name, &[&sl, &sizes], &[&s0, &s1], vec![attr_i("axis", 1)]));
+    let idx = b.ints(&[3, 2, 1, 0], &[S]);
+    let c = b.op("Gather", &[&s1, &idx], vec![attr_i("axis", 1)]);
+    let ax0 = b.ints(&[0], &[1]);
+    let c = b.op("Unsqueeze", &[&c, &ax0], vec![]);
+    let c = b.op("Squeeze", &[&c, &ax0], vec![]);
+    // Where with a per-token condition [1, S, 1].
+    let cond = b.fresh("cond");
+    b.inits.push(TensorProto {
+        dims: vec![1, S, 1],
+        data_type: Some(dt::BOOL),
+        name: Some(cond.clone()),
+        int32_data: vec![1, 0, 0, 1],
+        ..Default::default()
+    });
+    let w = b.op("Where", &[&cond, &a, &c], vec![]);
+    let pos = b.op("Add", &[&w, &s0], vec![]);
+    let wte = b.w("wte", &[V, D], 1.5);
+    let e = b.op("Gather", &[&wte, "ids"], vec![attr_i("axis", 0)]);
+    let h0 = b.op("Add", &[&e, &pos], vec![]);
+    let n1 = b.ln(&h0, D);
+    let a1 = b.linear(&n1, D, D);
+    let h1 = b.op("Add", &[&h0, &a1], vec![]);
+    let nf = b.ln(&h1, D);
+    let head = b.w("head", &[D, V], 0.0);
+    b.nodes.push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
+    let m = b.model(vec![vi("ids", dt::INT64, &[-1, S])], "logits", &[-1, S, V]);
+    check(
+        "pass_throughs",
+        &m,
+        &Expect {
+            norms: 2,
+            centering: 0,
+            says: &["hidden axis", "AveragePool", "Where", "Pad"],
+        },
+    );
 }

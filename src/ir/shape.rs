@@ -630,6 +630,49 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             }
         }
         "Conv" => one(conv_shape(n, inp(0), inp(1))),
+        "Pad" => {
+            let Some(x) = inp(0) else { return vec![] };
+            let r = x.len();
+            let pads = n
+                .attr_ints("pads")
+                .map(<[i64]>::to_vec)
+                .or_else(|| n.input(1).and_then(|p| const_ints(g, p)));
+            let with_axes = n.input(3).is_some_and(|a| !a.is_empty());
+            let out = match pads {
+                Some(pd) if pd.len() == 2 * r && !with_axes => x
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| match d.known() {
+                        Some(k) => k
+                            .checked_add(pd[i])
+                            .and_then(|v| v.checked_add(pd[i + r]))
+                            .map_or(Dim::Unknown, Dim::Known),
+                        None if pd[i] == 0 && pd[i + r] == 0 => d.clone(),
+                        None => Dim::Unknown,
+                    })
+                    .collect(),
+                _ => vec![Dim::Unknown; r],
+            };
+            one(Some(out))
+        }
+        // Pooling keeps batch and channels; spatial sizes as a convolution by the kernel.
+        "AveragePool" | "MaxPool" | "LpPool" if n.output.len() == 1 => {
+            let Some(x) = inp(0) else { return vec![] };
+            let Some(k) = n.attr_ints("kernel_shape") else { return vec![] };
+            if x.len() < 3 || k.len() != x.len() - 2 {
+                return vec![];
+            }
+            let mut w = vec![Dim::Unknown, Dim::Unknown];
+            w.extend(k.iter().map(|&v| Dim::Known(v)));
+            let mut out = conv_shape(n, Some(x.clone()), Some(w)).unwrap_or_default();
+            if n.attr_i("ceil_mode").unwrap_or(0) != 0 {
+                out.iter_mut().skip(2).for_each(|d| *d = Dim::Unknown);
+            }
+            if out.len() == x.len() {
+                out[1] = x[1].clone();
+            }
+            one(Some(out))
+        }
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2" => {
             let Some(x) = inp(0) else { return vec![] };
             let axes = n

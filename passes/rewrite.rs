@@ -616,8 +616,15 @@ pub fn plan(
             }
             for la in &st.leaves {
                 if let Leaf::Conv { node } = la.leaf {
-                    // Conv → Reshape [N, D, -1]: the channel axis is index 1 there.
-                    for &(c, _) in a.ix.consumers(a.g.nodes[node].out(0).unwrap_or("")) {
+                    // Conv → Reshape [N, D, -1]: the channel axis is index 1 there (also behind
+                    // a float Cast back from an f32 Conv in an fp16 graph).
+                    let mut conv_out = a.g.nodes[node].out(0).unwrap_or("");
+                    if let [(c, 0)] = a.ix.consumers(conv_out) {
+                        if a.g.nodes[*c].is("Cast") {
+                            conv_out = a.g.nodes[*c].out(0).unwrap_or("");
+                        }
+                    }
+                    for &(c, _) in a.ix.consumers(conv_out) {
                         let cn = &a.g.nodes[c];
                         if cn.is("Reshape") {
                             if let Some(t) =

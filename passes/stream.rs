@@ -1400,6 +1400,15 @@ impl<'a> Analysis<'a> {
             cur = inp;
             p = self.ix.producer(&cur)?;
         }
+        // fp16 graphs computing the Conv in f32: a float Cast back after it.
+        let cast = &self.g.nodes[p];
+        if cast.is("Cast") && is_float_cast(cast) {
+            let inp = cast.input(0)?.to_string();
+            if self.value_uses(&inp) != 1 || self.ix.graph_outputs.contains(&inp) {
+                return None;
+            }
+            p = self.ix.producer(&inp)?;
+        }
         let cn = &self.g.nodes[p];
         if !cn.is("Conv") || cn.attr_i("group").unwrap_or(1) != 1 {
             return None;

@@ -51,6 +51,16 @@ pub fn scale(data: &mut [f64], dims: &[usize], axis: usize, gamma: &[f64]) {
     }
 }
 
+/// LayerScale fold: a writer `y = λ ⊙ (x·W + b)` (ONNX MatMul weight [K, D], λ per output
+/// channel) is the writer `y = x·(W·diag(λ)) + λ ⊙ b`: scale the weight's output axis and the
+/// bias by λ. A `Div` by c is a `Mul` by 1/c; a chain `λ₂ ⊙ (λ₁ ⊙ (x·W + b₁) + b₂)` scales W
+/// by λ₁λ₂, b₁ by λ₁λ₂ and b₂ by λ₂ (each bias by the product of the scales after it). The
+/// folded writer is then centred like any other (W ← W − mean over the output axis), so
+/// mean(y) = 0 and the scaling ops go away. This is [`scale`] along the output axis.
+pub fn layer_scale(data: &mut [f64], dims: &[usize], out_axis: usize, lambda: &[f64]) {
+    scale(data, dims, out_axis, lambda)
+}
+
 /// β·W for a linear map whose input axis is `in_axis` of a 2-D weight: the bias a shift β of
 /// the input adds to every output (b ← b + β·W).
 pub fn shift_through(w: &[f64], dims: &[usize], in_axis: usize, beta: &[f64]) -> Vec<f64> {
@@ -170,6 +180,35 @@ mod tests {
             .collect();
         for (a, b) in direct.iter().zip(&folded) {
             assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn layer_scale_identity_holds() {
+        // λ ⊙ (x W + b) == x (W diag(λ)) + λ ⊙ b, and centring the folded weight and bias
+        // centres the output.
+        let w = vec![1.0, 2.0, 3.0, 4.0, 5.0, 7.0]; // [2, 3]
+        let (b, l, x) = ([0.5, -1.0, 2.0], [0.1, 2.0, -3.0], [0.7, -0.2]);
+        let direct: Vec<f64> = (0..3)
+            .map(|c| l[c] * ((0..2).map(|r| x[r] * w[r * 3 + c]).sum::<f64>() + b[c]))
+            .collect();
+        let mut wf = w.clone();
+        layer_scale(&mut wf, &[2, 3], 1, &l);
+        let mut bf = b.to_vec();
+        layer_scale(&mut bf, &[3], 0, &l);
+        let out = |wf: &[f64], bf: &[f64]| -> Vec<f64> {
+            (0..3)
+                .map(|c| (0..2).map(|r| x[r] * wf[r * 3 + c]).sum::<f64>() + bf[c])
+                .collect()
+        };
+        for (a, b) in direct.iter().zip(out(&wf, &bf)) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        center(&mut wf, &[2, 3], 1);
+        center(&mut bf, &[3], 0);
+        let mean = direct.iter().sum::<f64>() / 3.0;
+        for (a, b) in direct.iter().zip(out(&wf, &bf)) {
+            assert!((a - mean - b).abs() < 1e-12);
         }
     }
 

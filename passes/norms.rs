@@ -10,7 +10,10 @@
 //! - decomposed: `ReduceMean → Sub → Pow(2)|Mul(d,d) → ReduceMean → Add(ε) → Sqrt →
 //!   Div | Reciprocal+Mul`, optionally wrapped in `Cast` (fp16 graphs computing in fp32), then
 //!   optional `Mul(γ)` and `Add(β)`; ReduceMean axes as attribute or input;
-//! - `com.microsoft:SkipLayerNormalization`: `LN(a + b [+ bias])`, 4th output the sum.
+//! - `com.microsoft:SkipLayerNormalization`: `LN(a + b [+ bias])`, 4th output the sum;
+//! - onnxruntime's split LayerNorm: `Sub(x, ReduceMean(x)) → SimplifiedLayerNormalization(γ)`,
+//!   optionally `Add(β)`. The offline optimiser fuses the RMS half of a decomposed LayerNorm and
+//!   leaves the mean subtraction: RMS(x − μ) = (x − μ)/sqrt(mean((x − μ)²) + ε) is LN(x).
 //!
 //! RMSNorm forms (recognised so that "already RMSNorm" can be reported): `RMSNormalization`,
 //! `SimplifiedLayerNormalization`, `SkipSimplifiedLayerNormalization`, decomposed
@@ -38,6 +41,8 @@ pub enum NormForm {
     DecomposedLayerNorm,
     /// `com.microsoft:SkipLayerNormalization`.
     SkipLayerNormalization,
+    /// `Sub(x, ReduceMean(x))` feeding `SimplifiedLayerNormalization` (onnxruntime's optimiser).
+    SplitLayerNorm,
     /// `RMSNormalization` (opset 23).
     RMSNormalization,
     /// `SimplifiedLayerNormalization`.
@@ -54,6 +59,7 @@ impl std::fmt::Display for NormForm {
             NormForm::LayerNormalization => "LayerNormalization",
             NormForm::DecomposedLayerNorm => "decomposed LayerNorm",
             NormForm::SkipLayerNormalization => "SkipLayerNormalization",
+            NormForm::SplitLayerNorm => "ReduceMean→Sub→SimplifiedLayerNormalization",
             NormForm::RMSNormalization => "RMSNormalization",
             NormForm::SimplifiedLayerNormalization => "SimplifiedLayerNormalization",
             NormForm::SkipSimplifiedLayerNormalization => "SkipSimplifiedLayerNormalization",
@@ -128,6 +134,12 @@ fn is_const(g: &Graph, v: &str) -> bool {
     g.constant_tensor(v).is_some()
 }
 
+/// A scale/shift: a constant, or a float `Cast` of one (onnxruntime's fp16 optimisation casts
+/// fp16 γ/β for f32 norms). Only read, never written: the fold reads the cast values.
+fn is_affine_const(ctx: &Ctx, v: &str) -> bool {
+    is_const(ctx.g, v) || crate::passes::stream::cast_of_const(ctx.g, ctx.ix, v).is_some()
+}
+
 /// The only consumer of `v`, when there is exactly one and `v` is not a graph output.
 fn sole(ix: &GraphIndex, v: &str) -> Option<NodeId> {
     match ix.consumers(v) {
@@ -178,9 +190,7 @@ impl Ctx<'_> {
     /// entry (a scalar that broadcasts) or D entries along its last axis (other axes 1), D the
     /// last dim of `v` when known. Else why not (an empty γ broadcast nowhere and panicked).
     fn affine_fits(&self, c: &str, v: &str) -> Result<(), String> {
-        let dims = self
-            .g
-            .constant_dims(c)
+        let dims = crate::passes::stream::const_dims_through(self.g, self.ix, c)
             .ok_or_else(|| format!("its scale/shift {c:?} is not a constant"))?;
         let n = dims
             .iter()
@@ -215,7 +225,7 @@ impl Ctx<'_> {
         if let Some(m) = sole(self.ix, &y) {
             let n = self.node(m);
             if n.is("Mul") {
-                let fits = |c: &&str| is_const(self.g, c) && self.affine_fits(c, v).is_ok();
+                let fits = |c: &&str| is_affine_const(self, c) && self.affine_fits(c, v).is_ok();
                 if let (Some(c), Some(o)) = (other(n, &y).filter(fits), n.out(0)) {
                     gamma = Some(c.to_string());
                     nodes.push(m);
@@ -226,7 +236,7 @@ impl Ctx<'_> {
         if let Some(a) = sole(self.ix, &y) {
             let n = self.node(a);
             if n.is("Add") {
-                let fits = |c: &&str| is_const(self.g, c) && self.affine_fits(c, v).is_ok();
+                let fits = |c: &&str| is_affine_const(self, c) && self.affine_fits(c, v).is_ok();
                 if let (Some(c), Some(o)) = (other(n, &y).filter(fits), n.out(0)) {
                     beta = Some(c.to_string());
                     nodes.push(a);
@@ -353,6 +363,97 @@ impl Ctx<'_> {
             axis,
             compute_type: None,
             extra_outputs_read,
+        })
+    }
+
+    /// onnxruntime's split LayerNorm, anchored at the `SimplifiedLayerNormalization`: its input
+    /// is `Sub(x, ReduceMean(x))` over the last axis, read by nothing else. RMSNorm of a
+    /// centred x is LayerNorm of x (same γ, ε); a following constant `Add` is β.
+    pub fn split_layernorm(&self, id: NodeId) -> Result<NormMatch, String> {
+        let n = self.node(id);
+        if !(n.op() == "SimplifiedLayerNormalization"
+            && matches!(n.domain(), "" | "com.microsoft"))
+        {
+            return Err("not a SimplifiedLayerNormalization".into());
+        }
+        let c = n.input(0).ok_or("no input")?;
+        let sub = self
+            .ix
+            .producer(c)
+            .filter(|&p| self.node(p).is("Sub"))
+            .ok_or("its input is not a difference")?;
+        if sole(self.ix, c) != Some(id) {
+            return Err("the centred value has other readers".into());
+        }
+        let subn = self.node(sub);
+        let (x, mean) = (
+            subn.input(0).ok_or("Sub without input")?,
+            subn.input(1).ok_or("Sub without input")?,
+        );
+        let rm = self
+            .ix
+            .producer(mean)
+            .filter(|&p| self.node(p).is("ReduceMean") && self.node(p).input(0) == Some(x))
+            .ok_or("the difference does not subtract the mean of its input")?;
+        if sole(self.ix, mean) != Some(sub) {
+            return Err("the mean has other readers".into());
+        }
+        let rmn = self.node(rm);
+        let axes = reduce_axes(self.g, rmn).ok_or("ReduceMean axes are not constant")?;
+        if !last_axis_only(&axes, self.shapes.rank(x)) {
+            return Err(format!(
+                "ReduceMean reduces axes {axes:?}, not the last axis alone"
+            ));
+        }
+        if rmn.attr_i("keepdims").unwrap_or(1) == 0 {
+            return Err("ReduceMean drops the reduced axis".into());
+        }
+        let axis = n.attr_i("axis").unwrap_or(-1);
+        if !last_axis_only(&[axis], self.shapes.rank(x)) {
+            return Err(format!(
+                "SimplifiedLayerNormalization normalises from axis {axis}"
+            ));
+        }
+        if n.output.iter().skip(1).any(|o| !o.is_empty() && self.ix.use_count(o) > 0) {
+            return Err("its inverse deviation output is read".into());
+        }
+        let gamma = n.input(1).map(str::to_string);
+        if let Some(gm) = &gamma {
+            if !is_affine_const(self, gm) {
+                return Err(format!("its scale {gm:?} is not a constant"));
+            }
+            self.affine_fits(gm, x)?;
+        }
+        let y = out0(n)?;
+        let mut nodes = vec![rm, sub, id];
+        // β: a constant Add after the norm (SimplifiedLayerNormalization has no bias input).
+        let mut out = y.clone();
+        let mut beta = None;
+        if let Some(a) = sole(self.ix, &y) {
+            let an = self.node(a);
+            let fits = |c: &&str| is_affine_const(self, c) && self.affine_fits(c, x).is_ok();
+            if an.is("Add") {
+                if let (Some(b), Some(o)) = (other(an, &y).filter(fits), an.out(0)) {
+                    beta = Some(b.to_string());
+                    nodes.push(a);
+                    out = o.to_string();
+                }
+            }
+        }
+        Ok(NormMatch {
+            kind: NormKind::LayerNorm,
+            form: NormForm::SplitLayerNorm,
+            anchor: id,
+            nodes,
+            x: x.to_string(),
+            skip: None,
+            y: out,
+            gamma,
+            beta,
+            epsilon: n.attr_f("epsilon").unwrap_or(1e-5),
+            axis,
+            compute_type: None,
+            extra_outputs_read: vec![],
         })
     }
 
@@ -585,6 +686,18 @@ impl Ctx<'_> {
     }
 }
 
+/// Whether the mean subtraction anchored at ReduceMean `id` is the first half of a split
+/// LayerNorm (matched at its `SimplifiedLayerNormalization`).
+fn split_ahead(ctx: &Ctx, id: NodeId) -> bool {
+    let Some(mean) = ctx.g.nodes[id].out(0) else {
+        return false;
+    };
+    sole(ctx.ix, mean)
+        .and_then(|sub| ctx.g.nodes[sub].out(0))
+        .and_then(|c| sole(ctx.ix, c))
+        .is_some_and(|sln| ctx.split_layernorm(sln).is_ok())
+}
+
 /// Every normalisation in the graph, and for LayerNorm-looking nodes that did not match, why.
 pub fn find_norms(ctx: &Ctx) -> (Vec<NormMatch>, Vec<(NodeId, String)>) {
     let mut found = Vec::new();
@@ -595,6 +708,9 @@ pub fn find_norms(ctx: &Ctx) -> (Vec<NormMatch>, Vec<(NodeId, String)>) {
             continue;
         }
         let r = match n.op() {
+            "SimplifiedLayerNormalization" if ctx.split_layernorm(id).is_ok() => {
+                Some(ctx.split_layernorm(id))
+            }
             "LayerNormalization"
             | "SkipLayerNormalization"
             | "RMSNormalization"
@@ -608,7 +724,8 @@ pub fn find_norms(ctx: &Ctx) -> (Vec<NormMatch>, Vec<(NodeId, String)>) {
                     Err(e)
                         if e.contains("not subtracted")
                             || e.contains("several readers")
-                            || e.contains("reduces axes") =>
+                            || e.contains("reduces axes")
+                            || split_ahead(ctx, id) =>
                     {
                         None
                     }

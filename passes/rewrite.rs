@@ -10,7 +10,7 @@ use super::lazy;
 use super::math;
 use super::norms::{NormForm, NormMatch};
 use super::report::{LeafReport, NormReport};
-use super::stream::{Analysis, Leaf, Stream};
+use super::stream::{Analysis, Leaf, StepOp, Stream};
 use crate::ir::{read_array, Model, NodeExt, NodeId};
 use crate::proto::data_type as dt;
 use crate::tensor::Array;
@@ -132,6 +132,9 @@ pub struct Plan {
     pub compress_explicit: BTreeMap<String, usize>,
     /// CRMSNorm: the widths D that were compressed (value_info declaring them is stale).
     pub compressed_widths: BTreeSet<usize>,
+    /// LayerScale nodes folded into their writer, with their data input slot: removed, the
+    /// node before each takes over its output.
+    pub bypass: Vec<(NodeId, usize)>,
     /// CRMSNorm: `Shape` nodes on compressed values whose result must still say D (it sizes
     /// other tensors, e.g. attention heads): (node, rank) — their last entry gets +1.
     pub shape_fixes: Vec<(NodeId, usize)>,
@@ -232,8 +235,7 @@ pub fn fold_readers(
                 continue;
             }
             if n.is("MatMul") && slot == 0 {
-                let w = n.input(1).unwrap_or("");
-                let wd = a.g.constant_dims(w).filter(|s| s.len() == 2 && s[0] == d);
+                let wd = a.const_dims_at(c, 1).filter(|s| s.len() == 2 && s[0] == d);
                 if wd.is_none() {
                     return Err(format!(
                         "MatMul {:?} has no constant [{d}, N] weight",
@@ -259,14 +261,15 @@ pub fn fold_readers(
                             return Err(why);
                         }
                         let bn = &a.g.nodes[*b];
-                        let ok = bn.input(other).and_then(|bv| a.g.constant_dims(bv)).map_or(
+                        let _ = bn;
+                        let ok = a.const_dims_at(*b, other).map_or(
                             false,
                             |bd| {
                                 bd.last() == Some(&wd.as_ref().unwrap()[1])
                                     && bd.iter().rev().skip(1).all(|&x| x == 1)
                             },
                         );
-                        ok.then_some((*b, other))
+                        ok.then(|| a.edit_slot(*b, other))
                     }
                     _ => None,
                 };
@@ -280,13 +283,10 @@ pub fn fold_readers(
             }
             if n.is("Gemm") && slot == 0 && n.attr_i("transA").unwrap_or(0) == 0 {
                 let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                let w = n.input(1).unwrap_or("");
-                let ok = a.g.constant_dims(w).map_or(false, |s| {
+                let ok = a.const_dims_at(c, 1).map_or(false, |s| {
                     s.len() == 2 && s[if trans_b { 1 } else { 0 }] == d
                 });
-                let c_ok = n
-                    .input(2)
-                    .map_or(true, |cv| a.g.constant_tensor(cv).is_some());
+                let c_ok = n.input(2).map_or(true, |_| a.const_at(c, 2));
                 let alpha = n.attr_f("alpha").unwrap_or(1.0) as f64;
                 let beta = n.attr_f("beta").unwrap_or(1.0) as f64;
                 if !ok || !c_ok || beta == 0.0 {
@@ -301,7 +301,7 @@ pub fn fold_readers(
                 {
                     return Err(why);
                 }
-                let bias = n.input(2).map(|_| (c, 2usize));
+                let bias = n.input(2).map(|_| a.edit_slot(c, 2));
                 out.push(Reader {
                     node: c,
                     in_axis: usize::from(trans_b),
@@ -357,12 +357,8 @@ pub fn plan(
 ) -> Result<(Plan, Vec<(usize, Vec<LeafReport>, Vec<NormReport>)>)> {
     let mut p = Plan::default();
     let mut reports = Vec::new();
-    let read = |name: &str| -> Result<Array> {
-        let t =
-            a.g.constant_tensor(name)
-                .ok_or_else(|| Error::Internal(format!("constant {name:?} vanished")))?;
-        read_array(t, &model.store, &model.path)
-    };
+    let read = |name: &str| read_value(a, model, name);
+    let scales = tail_scales(a, streams, &read)?;
     for &(sid, st) in streams {
         let d = st
             .width
@@ -371,58 +367,118 @@ pub fn plan(
         let centred_before: BTreeSet<(NodeId, usize)> = p.edits.keys().copied().collect();
         for la in &st.leaves {
             let (kind, node, how) = match &la.leaf {
-                Leaf::Const { node, slot } => {
+                Leaf::Const {
+                    node,
+                    slot,
+                    axis: hidden,
+                    through,
+                } => {
                     let dims = a.g.nodes[*node]
                         .input(*slot)
                         .and_then(|c| a.g.constant_dims(c))
                         .unwrap_or_default();
-                    let axis = dims.len().saturating_sub(1);
+                    let axis = hidden.unwrap_or(dims.len().saturating_sub(1));
                     p.edits
                         .entry((*node, *slot))
                         .or_default()
                         .push(Edit::Center { axis });
-                    let how = if dims.last().copied().unwrap_or(1) == 1 {
-                        "broadcast constant zeroed"
+                    let mut how = if dims.get(axis).copied().unwrap_or(1) == 1 {
+                        "broadcast constant zeroed".to_string()
+                    } else if hidden.is_some() {
+                        format!("centred over its hidden axis {axis}")
                     } else {
-                        "centred over the last axis"
+                        "centred over the last axis".to_string()
                     };
-                    ("constant", *node, how.to_string())
+                    if !through.is_empty() {
+                        let mut ops = through.clone();
+                        ops.reverse();
+                        how = format!(
+                            "{how}; it reaches the stream through {} (linear and the same on every channel: they pass a zero mean through)",
+                            ops.join(", ")
+                        );
+                    }
+                    ("constant", *node, how)
                 }
-                Leaf::Linear { node } => {
+                Leaf::Linear { node, tail } => {
                     let n = &a.g.nodes[*node];
                     p.centred_linears.insert(*node);
-                    if n.is("Gemm") {
-                        let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                        p.center((*node, 1), usize::from(!trans_b));
-                        if let Some(cv) = n.input(2) {
-                            let cd = a.g.constant_dims(cv).unwrap_or_default();
-                            p.center((*node, 2), cd.len().saturating_sub(1));
+                    // LayerScale: λ ⊙ (W·h + b) = (W·diag(λ))·h + λ ⊙ b (math::layer_scale).
+                    let lambda = scales.linear.get(node).cloned();
+                    let scale_then_center = |p: &mut Plan, slot: (NodeId, usize), axis: usize| {
+                        if let Some(l) = &lambda {
+                            p.edits.entry(slot).or_default().push(Edit::Scale {
+                                axis,
+                                gamma: l.clone(),
+                            });
                         }
-                        (
-                            "linear",
-                            *node,
-                            format!(
-                                "Gemm weight centred over its output axis (transB={})",
-                                u8::from(trans_b)
-                            ),
+                        p.center(slot, axis);
+                    };
+                    let mut how = if n.is("Gemm") {
+                        let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
+                        scale_then_center(&mut p, a.edit_slot(*node, 1), usize::from(!trans_b));
+                        if n.input(2).is_some() {
+                            let cd = a.const_dims_at(*node, 2).unwrap_or_default();
+                            let slot = a.edit_slot(*node, 2);
+                            let axis = cd.len().saturating_sub(1);
+                            if let Some(l) = scales.bias.get(&slot) {
+                                p.edits.entry(slot).or_default().push(Edit::Scale {
+                                    axis,
+                                    gamma: l.clone(),
+                                });
+                            }
+                            p.center(slot, axis);
+                        }
+                        format!(
+                            "Gemm weight centred over its output axis (transB={})",
+                            u8::from(trans_b)
                         )
                     } else {
-                        p.center((*node, 1), 1);
-                        (
-                            "linear",
-                            *node,
-                            "MatMul weight centred over its output axis".to_string(),
-                        )
+                        scale_then_center(&mut p, a.edit_slot(*node, 1), 1);
+                        "MatMul weight centred over its output axis".to_string()
+                    };
+                    if !tail.is_empty() {
+                        let mut folded = Vec::new();
+                        for st in tail {
+                            let sn = &a.g.nodes[st.node];
+                            match st.op {
+                                StepOp::Bias => {
+                                    let slot = a.edit_slot(st.node, st.slot);
+                                    let bd = a.const_dims_at(st.node, st.slot).unwrap_or_default();
+                                    let axis = bd.len().saturating_sub(1);
+                                    if let Some(l) = scales.bias.get(&slot) {
+                                        let l = if bd.last().copied().unwrap_or(1) == 1 {
+                                            vec![l[0]]
+                                        } else {
+                                            l.clone()
+                                        };
+                                        p.edits
+                                            .entry(slot)
+                                            .or_default()
+                                            .push(Edit::Scale { axis, gamma: l });
+                                    }
+                                    p.center(slot, axis);
+                                }
+                                StepOp::Mul | StepOp::Div => {
+                                    p.bypass.push((st.node, 1 - st.slot));
+                                    folded.push(format!("{} {:?}", sn.op().escape_debug(), sn.label()));
+                                }
+                            }
+                        }
+                        how = format!(
+                            "{how}, after the scales that followed it; LayerScale folded ({} removed), biases scaled and centred",
+                            folded.join(", ")
+                        );
                     }
+                    ("linear", *node, how)
                 }
                 Leaf::Table { node } => {
-                    p.center((*node, 0), 1);
+                    p.center(a.edit_slot(*node, 0), 1);
                     ("embedding", *node, "table rows centred".to_string())
                 }
                 Leaf::Conv { node } => {
-                    p.center((*node, 1), 0);
+                    p.center(a.edit_slot(*node, 1), 0);
                     if a.g.nodes[*node].input(2).is_some() {
-                        p.center((*node, 2), 0);
+                        p.center(a.edit_slot(*node, 2), 0);
                     }
                     (
                         "patch embedding",
@@ -525,18 +581,50 @@ pub fn plan(
                 }
             }
             // Shapes that hard-code D on the stream: Reshape/Expand targets.
+            // An explicitly centred value is compressed after its producer (whose target keeps
+            // D), and only its stream-side readers see the compressed copy.
             let mut shape_nodes: BTreeSet<NodeId> = BTreeSet::new();
             for v in &st.values {
-                shape_nodes.extend(a.ix.producer(v));
-                shape_nodes.extend(a.ix.consumers(v).iter().map(|(c, _)| *c));
+                let explicit = st
+                    .leaves
+                    .iter()
+                    .any(|l| &l.value == v && matches!(l.leaf, Leaf::Explicit { .. }));
+                if explicit {
+                    let edges = st.edges.get(v).map(Vec::as_slice).unwrap_or_default();
+                    shape_nodes.extend(edges.iter().map(|(c, _)| *c));
+                } else {
+                    shape_nodes.extend(a.ix.producer(v));
+                    shape_nodes.extend(a.ix.consumers(v).iter().map(|(c, _)| *c));
+                }
             }
             for node in shape_nodes {
                 shrink_target(a, &mut p, node, d);
             }
+            // Shapes inside constant chains that state the hidden width at its position.
+            for &(node, slot, index) in &st.chain_shapes {
+                let vals = a.g.nodes[node]
+                    .input(slot)
+                    .and_then(|t| crate::ir::shape::const_ints(a.g, t));
+                if let Some(vals) = vals {
+                    if vals.get(index) == Some(&(d as i64)) {
+                        let e = p.edits.entry((node, slot)).or_default();
+                        if !e.iter().any(|x| matches!(x, Edit::ShrinkDim { .. })) {
+                            e.push(Edit::ShrinkDim { index, width: d });
+                        }
+                    }
+                }
+            }
             for la in &st.leaves {
                 if let Leaf::Conv { node } = la.leaf {
-                    // Conv → Reshape [N, D, -1]: the channel axis is index 1 there.
-                    for &(c, _) in a.ix.consumers(a.g.nodes[node].out(0).unwrap_or("")) {
+                    // Conv → Reshape [N, D, -1]: the channel axis is index 1 there (also behind
+                    // a float Cast back from an f32 Conv in an fp16 graph).
+                    let mut conv_out = a.g.nodes[node].out(0).unwrap_or("");
+                    if let [(c, 0)] = a.ix.consumers(conv_out) {
+                        if a.g.nodes[*c].is("Cast") {
+                            conv_out = a.g.nodes[*c].out(0).unwrap_or("");
+                        }
+                    }
+                    for &(c, _) in a.ix.consumers(conv_out) {
                         let cn = &a.g.nodes[c];
                         if cn.is("Reshape") {
                             if let Some(t) =
@@ -593,26 +681,32 @@ pub fn plan(
                 let beta = m.beta.as_deref().map(read).transpose()?;
                 for r in readers {
                     let rn = &a.g.nodes[r.node];
+                    let wslot = a.edit_slot(r.node, 1);
                     let w = read(rn.input(1).unwrap_or(""))?;
                     if compress {
                         p.edits
-                            .entry((r.node, 1))
+                            .entry(wslot)
                             .or_default()
                             .push(Edit::FoldLastIn { axis: r.in_axis });
                     }
                     if let Some(gm) = &gamma {
                         let gv = broadcast_vec(&gm.data, d)?;
-                        p.edits.entry((r.node, 1)).or_default().push(Edit::Scale {
+                        p.edits.entry(wslot).or_default().push(Edit::Scale {
                             axis: r.in_axis,
                             gamma: gv,
                         });
                     }
                     if let Some(bt) = &beta {
                         let bv = broadcast_vec(&bt.data, d)?;
-                        let shift: Vec<f64> = math::shift_through(&w.data, &w.dims, r.in_axis, &bv)
-                            .into_iter()
-                            .map(|x| x * r.bias_factor)
-                            .collect();
+                        let mut shift: Vec<f64> =
+                            math::shift_through(&w.data, &w.dims, r.in_axis, &bv)
+                                .into_iter()
+                                .map(|x| x * r.bias_factor)
+                                .collect();
+                        // A LayerScale after the reader scales its bias, and so the shift.
+                        if let Some(l) = scales.linear.get(&r.node) {
+                            shift.iter_mut().zip(l).for_each(|(x, l)| *x *= l);
+                        }
                         if shift.iter().any(|&x| x != 0.0) {
                             let centred = p.centred_linears.contains(&r.node);
                             match r.bias {
@@ -650,6 +744,12 @@ pub fn plan(
         }
         if compress {
             let mut compressed: BTreeSet<String> = st.values.clone();
+            compressed.extend(st.chain_values.iter().cloned());
+            // Constants that a chain reads are compressed along their hidden axis too.
+            compressed.extend(st.leaves.iter().filter_map(|l| match &l.leaf {
+                Leaf::Const { axis: Some(_), .. } => Some(l.value.clone()),
+                _ => None,
+            }));
             for np in p
                 .norms
                 .iter()
@@ -692,6 +792,90 @@ pub fn plan(
     Ok((p, reports))
 }
 
+/// The values of constant `name`, or of the float `Cast` of a constant that `name` is: the
+/// stored values rounded to the Cast's type (what the graph computes with).
+fn read_value(a: &Analysis, model: &Model, name: &str) -> Result<Array> {
+    read_through(a.g, a.ix, &model.store, &model.path, name)
+}
+
+/// [`read_value`] on any graph and index.
+fn read_through(
+    g: &crate::ir::Graph,
+    ix: &crate::ir::GraphIndex,
+    store: &crate::io::ExternalStore,
+    path: &std::path::Path,
+    name: &str,
+) -> Result<Array> {
+    if let Some(t) = g.constant_tensor(name) {
+        return read_array(t, store, path);
+    }
+    let vanished = || Error::Internal(format!("constant {name:?} vanished"));
+    let c = super::stream::cast_of_const(g, ix, name).ok_or_else(vanished)?;
+    let cn = &g.nodes[c];
+    let src = cn
+        .input(0)
+        .and_then(|s| g.constant_tensor(s))
+        .ok_or_else(vanished)?;
+    let arr = read_array(src, store, path)?;
+    let to = cn.attr_i("to").map_or(dt::FLOAT, |t| t as i32);
+    let bytes = crate::tensor::encode_f64(&arr.data, to).map_err(Error::Internal)?;
+    let data = crate::tensor::decode_raw(&bytes, to, arr.data.len()).map_err(Error::Internal)?;
+    Ok(Array {
+        dims: arr.dims,
+        data_type: to,
+        data,
+    })
+}
+
+/// The LayerScale factors of the accepted streams' affine writers: for each linear op, the
+/// product Λ of every scale of its tail (its weight's output axis and its Gemm bias are scaled
+/// by it); for each bias slot of a tail, the product of the scales after it.
+#[derive(Default)]
+struct TailScales {
+    linear: HashMap<NodeId, Vec<f64>>,
+    bias: HashMap<(NodeId, usize), Vec<f64>>,
+}
+
+fn tail_scales(
+    a: &Analysis,
+    streams: &[(usize, &Stream)],
+    read: &dyn Fn(&str) -> Result<Array>,
+) -> Result<TailScales> {
+    let mut out = TailScales::default();
+    for &(_, st) in streams {
+        let Some(d) = st.width else { continue };
+        for la in &st.leaves {
+            let Leaf::Linear { node, tail } = &la.leaf else {
+                continue;
+            };
+            if tail.is_empty() {
+                continue;
+            }
+            let mut prod = vec![1.0; d];
+            for step in tail.iter().rev() {
+                let c = a.g.nodes[step.node].input(step.slot).unwrap_or("");
+                match step.op {
+                    StepOp::Bias => {
+                        out.bias
+                            .insert(a.edit_slot(step.node, step.slot), prod.clone());
+                    }
+                    StepOp::Mul | StepOp::Div => {
+                        let v = broadcast_vec(&read(c)?.data, d)?;
+                        for (p, x) in prod.iter_mut().zip(v) {
+                            *p = if step.op == StepOp::Div { *p / x } else { *p * x };
+                        }
+                    }
+                }
+            }
+            if a.g.nodes[*node].is("Gemm") && a.g.nodes[*node].input(2).is_some() {
+                out.bias.insert(a.edit_slot(*node, 2), prod.clone());
+            }
+            out.linear.insert(*node, prod);
+        }
+    }
+    Ok(out)
+}
+
 /// Why folding β into `readers` would cost more than it saves, if it would.
 ///
 /// Folding β into a MatMul without a bias creates one (β·W), an Add over the reader's whole
@@ -717,7 +901,7 @@ fn costly_new_bias(
         }
         let width = n
             .input(1)
-            .and_then(|w| a.g.constant_dims(w))
+            .and_then(|_| a.const_dims_at(r.node, 1))
             .and_then(|s| s.last().copied())
             .unwrap_or(0);
         created.push((n.label(), width));
@@ -814,6 +998,8 @@ pub fn apply(
     let opset = model.onnx_opset();
     let mut removed: BTreeSet<NodeId> = BTreeSet::new();
     let mut dead_consts: BTreeSet<String> = BTreeSet::new();
+    // Producers of γ/β behind a Cast (node ids are stable: nodes are only appended below).
+    let ix0 = model.graph.index();
     // 1. Constant edits, copy on write. Large initializers are edited while the model is
     //    written, a block of rows at a time (passes/lazy.rs); the rest here, in memory.
     for (&(node, slot), edits) in &p.edits {
@@ -904,6 +1090,28 @@ pub fn apply(
         }
         out.bytes_added += v.len() * crate::proto::data_type::byte_size(dtype).unwrap_or(4);
     }
+    // LayerScale nodes folded into their writers: the node before each takes its output
+    // (looked up now: a new bias Add may have been put there).
+    for &(node, slot) in &p.bypass {
+        let n = &b.g.nodes[node];
+        let (Some(i), Some(o)) = (n.input(slot).map(str::to_string), n.out(0).map(str::to_string))
+        else {
+            return Err(Error::Internal(format!("LayerScale node {node} lost its operands")));
+        };
+        if let Some(c) = n.input(1 - slot) {
+            dead_consts.insert(c.to_string());
+        }
+        removed.insert(node);
+        let prod = b
+            .g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(id, _)| !removed.contains(id))
+            .find_map(|(id, m)| m.output.iter().position(|x| *x == i).map(|k| (id, k)))
+            .ok_or_else(|| Error::Internal(format!("{i:?} has no producer")))?;
+        b.g.set_output(prod.0, prod.1, &o)?;
+    }
     // 3. Explicit centering nodes on the stream side of a value.
     let mut renamed: HashMap<String, String> = HashMap::new();
     for (v, edges) in &p.explicit {
@@ -958,7 +1166,7 @@ pub fn apply(
         let d = m
             .gamma
             .as_deref()
-            .and_then(|gm| b.g.constant_dims(gm))
+            .and_then(|gm| super::stream::const_dims_through(b.g, &ix0, gm))
             .and_then(|s| s.last().copied());
         let r = |v: &str| renamed.get(v).cloned().unwrap_or_else(|| v.to_string());
         let x = match &m.skip {
@@ -1018,7 +1226,7 @@ pub fn apply(
                 d.or_else(|| {
                     m.beta
                         .as_deref()
-                        .and_then(|bt| b.g.constant_dims(bt))
+                        .and_then(|bt| super::stream::const_dims_through(b.g, &ix0, bt))
                         .and_then(|s| s.last().copied())
                 })
             } else {
@@ -1033,15 +1241,11 @@ pub fn apply(
                 // A fused op's scale must have the normalised width: widen a broadcast γ.
                 Some(gm)
                     if !decomposed
-                        && b.g
-                            .constant_dims(gm)
+                        && super::stream::const_dims_through(b.g, &ix0, gm)
                             .and_then(|s| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d)))
                             != Some(np.width) =>
                 {
-                    let t =
-                        b.g.constant_tensor(gm)
-                            .ok_or_else(|| Error::Internal(format!("constant {gm:?} vanished")))?;
-                    let arr = read_array(t, &store, &path)?;
+                    let arr = read_through(b.g, &ix0, &store, &path, gm)?;
                     let v = broadcast_vec(&arr.data, np.width)?;
                     Some(b.constant("scale", &[np.width], arr.data_type, &v)?)
                 }
@@ -1120,6 +1324,43 @@ pub fn apply(
         .any(|np| emit == Emit::Onnxruntime && norms[np.norm].skip.is_some())
     {
         model.ensure_import("com.microsoft", 1);
+    }
+    // A Cast of γ/β that only the replaced norms read goes with them.
+    let casts: BTreeSet<NodeId> = p
+        .norms
+        .iter()
+        .map(|np| np.norm)
+        .chain(p.ln_tables.iter().map(|(k, _)| *k))
+        .flat_map(|k| norms[k].gamma.iter().chain(norms[k].beta.iter()))
+        .filter_map(|v| super::stream::cast_of_const(&model.graph, &ix0, v))
+        .collect();
+    if !casts.is_empty() {
+        let mut reads: HashMap<&str, usize> = HashMap::new();
+        for (i, n) in model.graph.nodes.iter().enumerate() {
+            if !removed.contains(&i) {
+                for v in &n.input {
+                    *reads.entry(v.as_str()).or_default() += 1;
+                }
+            }
+        }
+        let outputs: BTreeSet<&str> = model
+            .graph
+            .outputs
+            .iter()
+            .filter_map(|o| o.name.as_deref())
+            .collect();
+        let mut gone = Vec::new();
+        for c in casts {
+            let n = &model.graph.nodes[c];
+            let o = n.out(0).unwrap_or("");
+            if reads.get(o).copied().unwrap_or(0) == 0 && !outputs.contains(o) {
+                gone.push((c, n.input(0).unwrap_or("").to_string()));
+            }
+        }
+        for (c, src) in gone {
+            removed.insert(c);
+            dead_consts.insert(src);
+        }
     }
     // 6. Remove the replaced nodes, restore order, drop what nobody reads.
     let g = &mut model.graph;

@@ -24,18 +24,31 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Leaf {
-    /// A constant read at (node, slot): centre it over its last axis.
+    /// A constant read at (node, slot): centre it over its last axis (or over `axis`, where
+    /// the hidden axis sits in it, when it reaches the stream through `through`).
     Const {
         /// Reading node.
         node: NodeId,
         /// Input slot.
         slot: usize,
+        /// The hidden axis of the constant, when not its last.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        axis: Option<usize>,
+        /// Ops between the constant and the stream that act linearly and identically on every
+        /// channel (the hidden axis followed through them), outermost last.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        through: Vec<String>,
     },
     /// A MatMul/Gemm with a constant weight: centre the weight over its output axis (and the
-    /// Gemm bias).
+    /// Gemm bias). With a `tail` (LayerScale), the scales fold into the weight and the biases
+    /// before them, which are then centred, and the scaling nodes go.
     Linear {
         /// The MatMul/Gemm.
         node: NodeId,
+        /// Bias adds and constant scales after it, from the linear op outwards (empty for a
+        /// plain writer, whose bias Add is a constant leaf of its own).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tail: Vec<Step>,
     },
     /// An embedding `Gather` from a constant table: centre the rows.
     Table {
@@ -59,6 +72,30 @@ pub enum Leaf {
         /// Why no weight can absorb the mean.
         why: String,
     },
+}
+
+/// One op of an affine writer's tail: `Add` of a constant bias, or `Mul`/`Div` by a constant
+/// per-channel ([D], [1, …, 1, D]) or scalar scale.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Step {
+    /// The Add/Mul/Div.
+    pub node: NodeId,
+    /// Its constant input slot.
+    pub slot: usize,
+    /// What it does.
+    pub op: StepOp,
+}
+
+/// What a [`Step`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOp {
+    /// `+ b`.
+    Bias,
+    /// `⊙ λ`.
+    Mul,
+    /// `/ c` (a Mul by 1/c).
+    Div,
 }
 
 /// A leaf at the stream value it produces.
@@ -89,6 +126,11 @@ pub struct Stream {
     pub norm_sources: Vec<usize>,
     /// Shape nodes reading stream values.
     pub shape_readers: Vec<NodeId>,
+    /// Values between a constant source and the stream, through ops that keep every channel
+    /// apart (their hidden axis may sit anywhere): compressed with the stream.
+    pub chain_values: BTreeSet<String>,
+    /// Shape inputs of such ops that state the hidden width: (node, slot, index in the shape).
+    pub chain_shapes: Vec<(NodeId, usize, usize)>,
 }
 
 /// The analysis context.
@@ -142,11 +184,47 @@ impl<'a> Analysis<'a> {
         self.g.constant_tensor(v).is_some()
     }
 
+    /// Where the constant read at `(node, slot)` is stored: the slot itself, or — for a float
+    /// constant behind a float `Cast` read only there (onnxruntime's fp16 optimisation casts
+    /// fp16 weights for f32 `Gemm`s) — the Cast's input. An edit there is computed in f64 from
+    /// the stored values and rounded once to the stored type; the Cast stays. A Cast read
+    /// elsewhere too is not looked through (its other readers would see the edit).
+    pub fn edit_slot(&self, node: NodeId, slot: usize) -> (NodeId, usize) {
+        let Some(v) = self.g.nodes.get(node).and_then(|n| n.input(slot)) else {
+            return (node, slot);
+        };
+        if self.is_const(v) {
+            return (node, slot);
+        }
+        match cast_of_const(self.g, self.ix, v) {
+            Some(c)
+                if self.ix.consumers(v) == [(node, slot)]
+                    && !self.ix.graph_outputs.contains(v)
+                    && !self.ix.subgraph_reads.contains_key(v) =>
+            {
+                (c, 0)
+            }
+            _ => (node, slot),
+        }
+    }
+
+    /// Whether a constant is read at `(node, slot)`, directly or behind a Cast ([`Self::edit_slot`]).
+    pub fn const_at(&self, node: NodeId, slot: usize) -> bool {
+        let (n, s) = self.edit_slot(node, slot);
+        self.g.nodes[n].input(s).is_some_and(|v| self.is_const(v))
+    }
+
+    /// The dims of the constant read at `(node, slot)` ([`Self::const_at`]).
+    pub fn const_dims_at(&self, node: NodeId, slot: usize) -> Option<Vec<usize>> {
+        let (n, s) = self.edit_slot(node, slot);
+        self.g.constant_dims(self.g.nodes[n].input(s)?)
+    }
+
     /// The hidden width a norm normalises over, when it can be known.
     pub fn norm_width(&self, k: usize) -> Option<usize> {
         let m = &self.norms[k];
         if let Some(gm) = &m.gamma {
-            if let Some(d) = self.g.constant_dims(gm) {
+            if let Some(d) = const_dims_through(self.g, self.ix, gm) {
                 if let Some(&last) = d.last() {
                     if last > 1 {
                         return Some(last);
@@ -289,6 +367,80 @@ impl<'a> Analysis<'a> {
                     Err(format!("Split {:?} splits the hidden axis", n.label()))
                 }
             }
+            // Linear and the same on every channel, over other axes than the hidden (last) one.
+            "Pad" if slot == 0 => {
+                let r = self
+                    .rank(&v)
+                    .ok_or_else(|| format!("Pad {:?}: rank unknown", n.label()))?;
+                let mode_ok = n
+                    .attribute
+                    .iter()
+                    .find(|a| a.name.as_deref() == Some("mode"))
+                    .map_or(true, |a| a.s.as_deref() == Some(b"constant"));
+                let zero = match n.input(2) {
+                    None => n.attr_f("value").unwrap_or(0.0) == 0.0,
+                    Some(c) => self
+                        .g
+                        .constant_tensor(c)
+                        .and_then(|t| {
+                            crate::ir::read_array(t, &Default::default(), std::path::Path::new(""))
+                                .ok()
+                        })
+                        .is_some_and(|a| a.data.iter().all(|&x| x == 0.0)),
+                };
+                let pads = n.attr_ints("pads").map(<[i64]>::to_vec).or_else(|| {
+                    n.input(1)
+                        .and_then(|x| crate::ir::shape::const_ints(self.g, x))
+                });
+                let pads_ok = n.input(3).is_none()
+                    && pads.is_some_and(|pd| pd.len() == 2 * r && pd[r - 1] == 0 && pd[2 * r - 1] == 0);
+                if mode_ok && zero && pads_ok {
+                    Ok(vec![out0()])
+                } else {
+                    Err(format!("Pad {:?} pads the hidden axis or not with zeros", n.label()))
+                }
+            }
+            "Resize" if slot == 0 => {
+                let o = out0();
+                let crop = n.attribute.iter().any(|a| {
+                    a.name.as_deref() == Some("coordinate_transformation_mode")
+                        && a.s.as_deref() == Some(b"tf_crop_and_resize")
+                });
+                if !crop && self.last_is(&o, d) && self.rank(&o) == self.rank(&v) {
+                    Ok(vec![o])
+                } else {
+                    Err(format!("Resize {:?} may resize the hidden axis", n.label()))
+                }
+            }
+            "ReduceMean" | "ReduceSum" if slot == 0 => {
+                let r = self
+                    .rank(&v)
+                    .ok_or_else(|| format!("{} {:?}: rank unknown", n.op(), n.label()))?;
+                let axes = n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| {
+                    n.input(1)
+                        .and_then(|a| crate::ir::shape::const_ints(self.g, a))
+                });
+                match axes {
+                    Some(ax)
+                        if !ax.is_empty()
+                            && ax.iter().all(|&a| norm_axis(a, r) != r as i64 - 1) =>
+                    {
+                        Ok(vec![out0()])
+                    }
+                    _ => Err(format!(
+                        "{} {:?} reduces the hidden axis",
+                        n.op().escape_debug(),
+                        n.label()
+                    )),
+                }
+            }
+            "Where" if slot == 1 || slot == 2 => {
+                if self.per_token(n, &v) {
+                    Ok(vec![out0()])
+                } else {
+                    Err(format!("Where {:?} selects per channel", n.label()))
+                }
+            }
             "Mul" | "Div" => {
                 // Scaling every row by a per-row (or scalar) factor keeps the mean zero.
                 let other_slot = 1 - slot.min(1);
@@ -320,10 +472,26 @@ impl<'a> Analysis<'a> {
         }
     }
 
+    /// Whether the condition of `Where` node `n` is the same for every channel of the hidden
+    /// (last) axis: a scalar, or size 1 on its last axis (it aligns with the hidden axis).
+    fn per_token(&self, n: &crate::proto::NodeProto, v: &str) -> bool {
+        let Some(c) = n.input(0) else { return false };
+        if self.rank(v).is_none() {
+            return false;
+        }
+        match self.shapes.get(c) {
+            Some([]) => true,
+            Some(cs) => cs.last().and_then(shape::Dim::known) == Some(1),
+            None => false,
+        }
+    }
+
     /// The constant read at `slot` of `node`, when it is stored in a numeric type the rewrite
     /// can read but cannot write edited values back into (integers): why. Types that cannot be
     /// read as numbers at all (strings, unknown codes) are left to the reader: invalid input.
     pub fn unwritable_input(&self, node: NodeId, slot: usize) -> Option<String> {
+        self.g.nodes.get(node)?;
+        let (node, slot) = self.edit_slot(node, slot);
         let n = self.g.nodes.get(node)?;
         let c = n.input(slot)?;
         let t = self
@@ -347,8 +515,12 @@ impl<'a> Analysis<'a> {
         let mut slots: BTreeSet<(NodeId, usize)> = BTreeSet::new();
         for l in &st.leaves {
             let edited: &[(NodeId, usize)] = match l.leaf {
-                Leaf::Const { node, slot } => &[(node, slot)],
-                Leaf::Linear { node } | Leaf::Conv { node } => &[(node, 1), (node, 2)],
+                Leaf::Const { node, slot, .. } => &[(node, slot)],
+                Leaf::Linear { node, ref tail } => {
+                    slots.extend(tail.iter().filter(|t| t.op == StepOp::Bias).map(|t| (t.node, t.slot)));
+                    &[(node, 1), (node, 2)]
+                }
+                Leaf::Conv { node } => &[(node, 1), (node, 2)],
                 Leaf::Table { node } => &[(node, 0)],
                 Leaf::LnTable { gather, .. } => &[(gather, 0)],
                 Leaf::Explicit { .. } => &[],
@@ -424,6 +596,8 @@ impl<'a> Analysis<'a> {
         let mut norms: BTreeSet<usize> = BTreeSet::new();
         let mut leaves: BTreeMap<String, Leaf> = BTreeMap::new();
         let mut const_leaves: BTreeSet<(NodeId, usize)> = BTreeSet::new();
+        // Constants reached through a pass-through chain: their hidden axis and the chain.
+        let mut chain_consts: BTreeMap<(NodeId, usize), (usize, Vec<String>)> = BTreeMap::new();
         while let Some(v) = queue.pop_front() {
             if !st.values.insert(v.clone()) {
                 continue;
@@ -433,6 +607,14 @@ impl<'a> Analysis<'a> {
                 Producer::Internal { push, consts } => {
                     queue.extend(push);
                     const_leaves.extend(consts);
+                }
+                Producer::Chain(ch) => {
+                    for (node, slot, axis, through) in ch.consts {
+                        const_leaves.insert((node, slot));
+                        chain_consts.insert((node, slot), (axis, through));
+                    }
+                    st.chain_values.extend(ch.values);
+                    st.chain_shapes.extend(ch.shapes);
                 }
                 Producer::Leaf(l) => {
                     if let Leaf::LnTable { norm, .. } = &l {
@@ -513,9 +695,18 @@ impl<'a> Analysis<'a> {
                 .get(slot)
                 .cloned()
                 .unwrap_or_default();
+            let (axis, through) = match chain_consts.remove(&(node, slot)) {
+                Some((a, t)) => (Some(a), t),
+                None => (None, vec![]),
+            };
             st.leaves.push(LeafAt {
                 value,
-                leaf: Leaf::Const { node, slot },
+                leaf: Leaf::Const {
+                    node,
+                    slot,
+                    axis,
+                    through,
+                },
             });
         }
         for &k in &st.norms {
@@ -665,42 +856,57 @@ impl<'a> Analysis<'a> {
                     return Producer::Internal { push, consts };
                 }
                 "MatMul" => {
-                    if let Some(w) = n.input(1) {
-                        if self.is_const(w)
-                            && self
-                                .g
-                                .constant_dims(w)
-                                .map_or(false, |s| s.len() == 2 && s[1] == d)
-                        {
-                            return Producer::Leaf(Leaf::Linear { node: p });
-                        }
+                    if self
+                        .const_dims_at(p, 1)
+                        .map_or(false, |s| s.len() == 2 && s[1] == d)
+                    {
+                        return Producer::Leaf(Leaf::Linear {
+                            node: p,
+                            tail: vec![],
+                        });
                     }
                 }
                 "Gemm" => {
-                    if let Some(w) = n.input(1) {
-                        let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                        let c_ok = n.input(2).map_or(true, |c| self.is_const(c));
-                        if self.is_const(w)
-                            && c_ok
-                            && self.g.constant_dims(w).map_or(false, |s| {
-                                s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d
-                            })
-                        {
-                            return Producer::Leaf(Leaf::Linear { node: p });
-                        }
+                    let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
+                    let c_ok = n.input(2).map_or(true, |_| self.const_at(p, 2));
+                    if c_ok
+                        && self.const_dims_at(p, 1).map_or(false, |s| {
+                            s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d
+                        })
+                    {
+                        return Producer::Leaf(Leaf::Linear {
+                            node: p,
+                            tail: vec![],
+                        });
                     }
                 }
                 "Gather" => {
-                    if let Some(t) = n.input(0) {
-                        if n.attr_i("axis").unwrap_or(0) == 0
-                            && self.is_const(t)
-                            && self
-                                .g
-                                .constant_dims(t)
-                                .map_or(false, |s| s.len() == 2 && s[1] == d)
-                        {
-                            return Producer::Leaf(Leaf::Table { node: p });
+                    if n.attr_i("axis").unwrap_or(0) == 0
+                        && self
+                            .const_dims_at(p, 0)
+                            .map_or(false, |s| s.len() == 2 && s[1] == d)
+                    {
+                        return Producer::Leaf(Leaf::Table { node: p });
+                    }
+                }
+                "Where" => {
+                    // A per-token choice between two zero-mean values.
+                    if self.per_token(n, v) {
+                        let mut push = vec![];
+                        let mut consts = vec![];
+                        for i in 1..3 {
+                            match n.input(i) {
+                                Some(inp) if self.is_const(inp) => consts.push((p, i)),
+                                Some(inp) => push.push(inp.to_string()),
+                                None => {}
+                            }
                         }
+                        return Producer::Internal { push, consts };
+                    }
+                }
+                "Mul" | "Div" => {
+                    if let Some((node, tail)) = self.affine_writer(p, d) {
+                        return Producer::Leaf(Leaf::Linear { node, tail });
                     }
                 }
                 "Transpose" => {
@@ -736,7 +942,8 @@ impl<'a> Analysis<'a> {
                     }
                 }
                 for (slot, inp) in n.input.iter().enumerate() {
-                    if inp.is_empty() || self.is_const(inp) {
+                    // Where has two data inputs: both or neither (above).
+                    if inp.is_empty() || self.is_const(inp) || n.is("Where") {
                         continue;
                     }
                     if let Ok(outs) = self.pass_through(p, slot, d) {
@@ -753,6 +960,14 @@ impl<'a> Analysis<'a> {
                 }
             }
         }
+        // A constant (a position table) reaching the stream through ops that act linearly and
+        // identically on every channel: centre the constant over its hidden axis.
+        if let Some(r) = self.rank(v) {
+            let mut ch = Chain::default();
+            if r > 0 && self.chain(v, r - 1, d, &mut ch, &mut Vec::new(), 0) {
+                return Producer::Chain(ch);
+            }
+        }
         let op = if n.domain().is_empty() {
             n.op().escape_debug().to_string()
         } else {
@@ -764,6 +979,381 @@ impl<'a> Analysis<'a> {
                 n.label()
             ),
         })
+    }
+
+    /// Whether `v`, its hidden axis at `axis` (width `d`), is computed from constants only,
+    /// through ops that act linearly and identically on every channel along other axes
+    /// (DINOv2's and ViT's `interpolate_pos_encoding`: a position table reshaped, transposed,
+    /// resized, transposed back, reshaped and concatenated). For such an op f, and C the
+    /// centring over the hidden axis, f(C(x)) = C(f(x)): f mixes positions, never channels, with
+    /// the same weights for every channel. So centring each constant over its hidden axis
+    /// centres `v`. The hidden axis is followed through `Transpose` (any permutation),
+    /// `Reshape` (when its extent and position can be followed), `Unsqueeze`/`Squeeze`,
+    /// `Flatten`; passed through `Identity`, `Cast`, `Dropout`, `Resize` (any mode, the hidden
+    /// axis not resized), `Slice`, `Pad` with zeros, `Concat`, `Gather`/`Split` on other axes,
+    /// `AveragePool` (channels first), `ReduceMean`/`ReduceSum` over other axes, `Add`/`Sub`,
+    /// `Where` with a per-token condition, and `Mul`/`Div` by a constant scalar. Each value
+    /// inside the chain is read by nothing else (`Shape` apart). Fills `ch`.
+    fn chain(
+        &self,
+        v: &str,
+        axis: usize,
+        d: usize,
+        ch: &mut Chain,
+        path: &mut Vec<String>,
+        depth: usize,
+    ) -> bool {
+        if depth > 64 {
+            return false;
+        }
+        let Some(p) = self.ix.producer(v) else {
+            return false;
+        };
+        let n = &self.g.nodes[p];
+        if !n.domain().is_empty() || self.norm_by_node.contains_key(&p) {
+            return false;
+        }
+        let r = match self.rank(v) {
+            Some(r) if axis < r => r,
+            _ => return false,
+        };
+        let norm = |a: i64, rank: usize| -> Option<usize> {
+            let a = if a < 0 { a + rank as i64 } else { a };
+            (0..rank as i64).contains(&a).then_some(a as usize)
+        };
+        let ints = |slot: usize| n.input(slot).and_then(|x| shape::const_ints(self.g, x));
+        let axes_of = |slot: usize| {
+            n.attr_ints("axes")
+                .map(<[i64]>::to_vec)
+                .or_else(|| ints(slot))
+        };
+        path.push(format!("{} {:?}", n.op().escape_debug(), n.label()));
+        let label = path.clone();
+        // Follow input `slot`, its hidden axis at `ax`.
+        let go = |slot: usize, ax: usize, ch: &mut Chain, path: &mut Vec<String>| -> bool {
+            let Some(x) = n.input(slot).filter(|x| !x.is_empty()) else {
+                return false;
+            };
+            if self.is_const(x) {
+                let dims = self.g.constant_dims(x).unwrap_or_default();
+                if dims.get(ax).is_some_and(|&e| e == d || e == 1) {
+                    ch.consts.push((p, slot, ax, label.clone()));
+                    return true;
+                }
+                return false;
+            }
+            if self.value_uses(x) != 1
+                || self.ix.graph_outputs.contains(x)
+                || self.ix.subgraph_reads.contains_key(x)
+            {
+                return false;
+            }
+            ch.values.push(x.to_string());
+            let mut sub = path.clone();
+            self.chain(x, ax, d, ch, &mut sub, depth + 1)
+        };
+        // The hidden axis of input `x` when `x` broadcasts against the output (rank `r`).
+        let aligned = |x: &str| -> Option<usize> {
+            let rx = self
+                .rank(x)
+                .or_else(|| self.g.constant_dims(x).map(|v| v.len()))?;
+            (axis + rx).checked_sub(r).filter(|&a| a < rx)
+        };
+        let ok = match n.op() {
+            "Identity" | "Dropout" => go(0, axis, ch, path),
+            "Cast" if is_float_cast(n) => go(0, axis, ch, path),
+            "Transpose" => {
+                let perm: Vec<usize> = match n.attr_ints("perm") {
+                    Some(pm) => pm.iter().map(|&a| a as usize).collect(),
+                    None => (0..r).rev().collect(),
+                };
+                perm.len() == r && perm.get(axis).is_some_and(|&a| a < r) && go(0, perm[axis], ch, path)
+            }
+            "Reshape" => {
+                let (Some(out), Some(inp)) = (self.shapes.get(v), n.input(0).and_then(|x| self.shapes.get(x))) else {
+                    path.pop();
+                    return false;
+                };
+                let prod = |ds: &[shape::Dim]| -> Option<i64> {
+                    ds.iter().try_fold(1i64, |a, x| x.known().and_then(|k| a.checked_mul(k)))
+                };
+                let inner = prod(&out[axis + 1..]);
+                let j = (0..inp.len()).rev().find(|&j| {
+                    inp[j].known() == Some(d as i64) && prod(&inp[j + 1..]) == inner
+                });
+                match (out[axis].known(), inner, j) {
+                    (Some(k), Some(_), Some(j)) if k == d as i64 => {
+                        ch.shapes.push((p, 1, axis));
+                        go(0, j, ch, path)
+                    }
+                    _ => false,
+                }
+            }
+            "Resize" | "Upsample" => {
+                let crop = n
+                    .attribute
+                    .iter()
+                    .any(|a| a.name.as_deref() == Some("coordinate_transformation_mode") && a.s.as_deref() == Some(b"tf_crop_and_resize"));
+                let scales_ok = match n.input(if n.is("Upsample") { 1 } else { 2 }).filter(|x| !x.is_empty()) {
+                    None => true,
+                    Some(sc) => self
+                        .g
+                        .constant_tensor(sc)
+                        .and_then(|t| crate::ir::read_array(t, &Default::default(), std::path::Path::new("")).ok())
+                        .is_some_and(|a| a.data.is_empty() || a.data.get(axis) == Some(&1.0)),
+                };
+                let sizes_ok = match n.input(3).filter(|x| !x.is_empty() && n.is("Resize")) {
+                    None => true,
+                    Some(sz) => {
+                        let vals: Option<Vec<shape::Dim>> = shape::const_ints(self.g, sz)
+                            .map(|v| v.into_iter().map(shape::Dim::Known).collect())
+                            .or_else(|| self.shapes.value(sz).map(<[shape::Dim]>::to_vec));
+                        let fine = vals.is_some_and(|v| v.get(axis).and_then(shape::Dim::known) == Some(d as i64));
+                        if fine {
+                            ch.shapes.push((p, 3, axis));
+                        }
+                        fine
+                    }
+                };
+                !crop && n.attr_ints("axes").is_none() && scales_ok && sizes_ok && go(0, axis, ch, path)
+            }
+            "Slice" => {
+                let axes = match n.input(3) {
+                    Some(_) => ints(3),
+                    None => ints(1).map(|st| (0..st.len() as i64).collect()),
+                };
+                axes.is_some_and(|ax| ax.iter().all(|&a| norm(a, r) != Some(axis)))
+                    && go(0, axis, ch, path)
+            }
+            "Concat" => {
+                norm(n.attr_i("axis").unwrap_or(0), r).is_some_and(|a| a != axis)
+                    && (0..n.input.len()).all(|i| go(i, axis, ch, path))
+            }
+            "Unsqueeze" => match axes_of(1) {
+                Some(ax) => {
+                    let ax: Option<Vec<usize>> = ax.iter().map(|&a| norm(a, r)).collect();
+                    match ax {
+                        Some(ax) if !ax.contains(&axis) => {
+                            let before = ax.iter().filter(|&&a| a < axis).count();
+                            go(0, axis - before, ch, path)
+                        }
+                        _ => false,
+                    }
+                }
+                None => false,
+            },
+            "Squeeze" => match axes_of(1) {
+                Some(ax) => {
+                    let ri = r + ax.len();
+                    let ax: Option<Vec<usize>> = ax.iter().map(|&a| norm(a, ri)).collect();
+                    match ax {
+                        Some(ax) => match (0..ri).filter(|i| !ax.contains(i)).nth(axis) {
+                            Some(j) => go(0, j, ch, path),
+                            None => false,
+                        },
+                        None => false,
+                    }
+                }
+                None => false,
+            },
+            "Flatten" => {
+                let ri = n.input(0).and_then(|x| self.rank(x));
+                match ri {
+                    Some(ri) if axis == 1 && r == 2 => {
+                        let f = n.attr_i("axis").unwrap_or(1);
+                        norm(f, ri + 1) == Some(ri - 1)
+                            && n.input(0).and_then(|x| self.shapes.get(x)).and_then(|s| s.last().and_then(shape::Dim::known)) == Some(d as i64)
+                            && go(0, ri - 1, ch, path)
+                    }
+                    _ => false,
+                }
+            }
+            "Pad" => {
+                let mode_ok = n
+                    .attribute
+                    .iter()
+                    .find(|a| a.name.as_deref() == Some("mode"))
+                    .map_or(true, |a| a.s.as_deref() == Some(b"constant"));
+                let zero = match n.input(2).filter(|x| !x.is_empty()) {
+                    None => n.attr_f("value").unwrap_or(0.0) == 0.0,
+                    Some(c) => self
+                        .g
+                        .constant_tensor(c)
+                        .and_then(|t| crate::ir::read_array(t, &Default::default(), std::path::Path::new("")).ok())
+                        .is_some_and(|a| a.data.iter().all(|&x| x == 0.0)),
+                };
+                let pads = n.attr_ints("pads").map(<[i64]>::to_vec).or_else(|| ints(1));
+                let pads_ok = n.input(3).filter(|x| !x.is_empty()).is_none()
+                    && pads.is_some_and(|pd| pd.len() == 2 * r && pd[axis] == 0 && pd[axis + r] == 0);
+                mode_ok && zero && pads_ok && go(0, axis, ch, path)
+            }
+            "Gather" => {
+                let ri = n.input(0).and_then(|x| self.rank(x));
+                let rk = n.input(1).and_then(|x| self.rank(x).or_else(|| self.g.constant_dims(x).map(|v| v.len())));
+                match (ri, rk) {
+                    (Some(ri), Some(rk)) => match norm(n.attr_i("axis").unwrap_or(0), ri) {
+                        Some(g) if axis < g => go(0, axis, ch, path),
+                        Some(g) if axis >= g + rk => go(0, axis + 1 - rk, ch, path),
+                        _ => false,
+                    },
+                    _ => false,
+                }
+            }
+            "Split" => {
+                norm(n.attr_i("axis").unwrap_or(0), r).is_some_and(|a| a != axis)
+                    && go(0, axis, ch, path)
+            }
+            "AveragePool" => axis == 1 && go(0, 1, ch, path),
+            "ReduceMean" | "ReduceSum" => {
+                let ri = n.input(0).and_then(|x| self.rank(x));
+                let keep = n.attr_i("keepdims").unwrap_or(1) != 0;
+                match (ri, axes_of(1)) {
+                    (Some(ri), Some(ax)) if !ax.is_empty() => {
+                        let ax: Option<Vec<usize>> = ax.iter().map(|&a| norm(a, ri)).collect();
+                        let j = match &ax {
+                            Some(ax) if keep => Some(axis).filter(|j| !ax.contains(j)),
+                            Some(ax) => (0..ri).filter(|i| !ax.contains(i)).nth(axis),
+                            None => None,
+                        };
+                        match j {
+                            Some(j) => go(0, j, ch, path),
+                            None => false,
+                        }
+                    }
+                    _ => false,
+                }
+            }
+            "Add" | "Sub" => {
+                let (a0, a1) = (n.input(0).and_then(|x| aligned(x)), n.input(1).and_then(|x| aligned(x)));
+                match (a0, a1) {
+                    (Some(a0), Some(a1)) => go(0, a0, ch, path) && go(1, a1, ch, path),
+                    _ => false,
+                }
+            }
+            "Where" => {
+                let per_token = n.input(0).is_some_and(|c| match self.shapes.get(c) {
+                    Some(cs) => match (axis + cs.len()).checked_sub(r) {
+                        None => true,
+                        Some(k) => cs.get(k).and_then(shape::Dim::known) == Some(1),
+                    },
+                    None => false,
+                });
+                let (a1, a2) = (n.input(1).and_then(|x| aligned(x)), n.input(2).and_then(|x| aligned(x)));
+                match (per_token, a1, a2) {
+                    (true, Some(a1), Some(a2)) => go(1, a1, ch, path) && go(2, a2, ch, path),
+                    _ => false,
+                }
+            }
+            "Mul" | "Div" => {
+                let scalar = n.input(1).and_then(|c| self.g.constant_dims(c)).is_some_and(|ds| ds.iter().product::<usize>() == 1);
+                scalar && go(0, axis, ch, path)
+            }
+            _ => false,
+        };
+        path.pop();
+        ok
+    }
+
+    /// Whether `(node, slot)` reads a linear op's constant weight of output width `d` (and a
+    /// constant Gemm bias).
+    fn linear_writer(&self, node: NodeId, d: usize) -> bool {
+        let n = &self.g.nodes[node];
+        match n.op() {
+            _ if !n.domain().is_empty() => false,
+            "MatMul" => self
+                .const_dims_at(node, 1)
+                .is_some_and(|s| s.len() == 2 && s[1] == d),
+            "Gemm" => {
+                let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
+                n.input(2).map_or(true, |_| self.const_at(node, 2))
+                    && self.const_dims_at(node, 1).is_some_and(|s| {
+                        s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d
+                    })
+            }
+            _ => false,
+        }
+    }
+
+    /// LayerScale (`x + λ ⊙ (W·h + b)`, DINOv2, CaiT, DeiT-III, BEiT, ConvNeXt): the value made
+    /// by node `top` is a linear op with a constant weight of output width `d`, then any chain
+    /// of constant bias `Add`s and constant `Mul`/`Div` (per-channel [D] or [1, …, 1, D], or
+    /// scalar), at least one scale per-channel. Each value inside the chain is read only by
+    /// the next op. A scalar bias under a per-channel scale would become a vector: no match.
+    /// Returns the linear op and the tail (linear outwards). See [`super::math::layer_scale`].
+    fn affine_writer(&self, top: NodeId, d: usize) -> Option<(NodeId, Vec<Step>)> {
+        let mut tail = Vec::new();
+        let mut per_channel_after = false;
+        let mut cur = top;
+        // Each step consumes one node; a chain longer than the graph is a cycle.
+        for _ in 0..=self.g.nodes.len() {
+            if self.linear_writer(cur, d) {
+                if !per_channel_after {
+                    return None;
+                }
+                tail.reverse();
+                return Some((cur, tail));
+            }
+            let n = &self.g.nodes[cur];
+            if !n.domain().is_empty() || n.output.len() != 1 {
+                return None;
+            }
+            let op = match n.op() {
+                "Add" => StepOp::Bias,
+                "Mul" => StepOp::Mul,
+                "Div" => StepOp::Div,
+                _ => return None,
+            };
+            let cslot = match op {
+                StepOp::Div => 1,
+                _ => (0..2).find(|&i| n.input(i).is_some_and(|v| self.is_const(v)))?,
+            };
+            let c = n.input(cslot)?;
+            if !self.is_const(c) {
+                return None;
+            }
+            let x = n.input(1 - cslot)?;
+            let out = n.out(0)?;
+            let dims = self.g.constant_dims(c)?;
+            let count: usize = dims.iter().product();
+            let last = dims.last().copied().unwrap_or(1);
+            let fits = dims.iter().rev().skip(1).all(|&e| e == 1)
+                && (last == d || count == 1)
+                && count >= 1
+                && match self.rank(out) {
+                    Some(r) => dims.len() <= r,
+                    None => dims.len() <= 1,
+                };
+            if !fits {
+                return None;
+            }
+            match op {
+                StepOp::Bias if count == 1 && per_channel_after => return None,
+                StepOp::Mul | StepOp::Div if last == d && d > 1 => per_channel_after = true,
+                _ => {}
+            }
+            if op == StepOp::Div {
+                // x / c folds as x · (1/c): every c must be a finite non-zero number.
+                let t = self.g.constant_tensor(c)?;
+                let arr =
+                    crate::ir::read_array(t, &Default::default(), std::path::Path::new("")).ok()?;
+                if arr.data.iter().any(|v| *v == 0.0 || !v.is_finite()) {
+                    return None;
+                }
+            }
+            if self.ix.use_count(x) != 1
+                || self.ix.graph_outputs.contains(x)
+                || self.ix.subgraph_reads.contains_key(x)
+            {
+                return None;
+            }
+            tail.push(Step {
+                node: cur,
+                slot: cslot,
+                op,
+            });
+            cur = self.ix.producer(x)?;
+        }
+        None
     }
 
     /// Readers of `v`'s values: every use except `Shape`/`Size` nodes (which read no values).
@@ -810,13 +1400,21 @@ impl<'a> Analysis<'a> {
             cur = inp;
             p = self.ix.producer(&cur)?;
         }
+        // fp16 graphs computing the Conv in f32: a float Cast back after it.
+        let cast = &self.g.nodes[p];
+        if cast.is("Cast") && is_float_cast(cast) {
+            let inp = cast.input(0)?.to_string();
+            if self.value_uses(&inp) != 1 || self.ix.graph_outputs.contains(&inp) {
+                return None;
+            }
+            p = self.ix.producer(&inp)?;
+        }
         let cn = &self.g.nodes[p];
         if !cn.is("Conv") || cn.attr_i("group").unwrap_or(1) != 1 {
             return None;
         }
-        let w = cn.input(1)?;
-        let wd = self.g.constant_dims(w)?;
-        if wd.first() != Some(&d) || cn.input(2).map_or(false, |b| !self.is_const(b)) {
+        let wd = self.const_dims_at(p, 1)?;
+        if wd.first() != Some(&d) || cn.input(2).is_some() && !self.const_at(p, 2) {
             return None;
         }
         Some(p)
@@ -828,7 +1426,19 @@ enum Producer {
         push: Vec<String>,
         consts: Vec<(NodeId, usize)>,
     },
+    Chain(Chain),
     Leaf(Leaf),
+}
+
+/// A constant source reaching the stream through pass-through ops ([`Analysis::chain`]).
+#[derive(Default)]
+struct Chain {
+    /// (node, slot, hidden axis in the constant, the ops passed through).
+    consts: Vec<(NodeId, usize, usize, Vec<String>)>,
+    /// The values passed through.
+    values: Vec<String>,
+    /// Shape inputs that state the hidden width: (node, slot, index).
+    shapes: Vec<(NodeId, usize, usize)>,
 }
 
 enum Consumer {
@@ -836,6 +1446,25 @@ enum Consumer {
     Join(Vec<String>),
     Shape,
     Outside(String),
+}
+
+/// The `Cast` (to a float type) producing `v` from a float constant, when it does.
+pub fn cast_of_const(g: &Graph, ix: &GraphIndex, v: &str) -> Option<NodeId> {
+    let c = ix.producer(v)?;
+    let n = &g.nodes[c];
+    if !(n.is("Cast") && is_float_cast(n)) {
+        return None;
+    }
+    let t = g.constant_tensor(n.input(0)?)?;
+    crate::tensor::is_float(t.data_type.unwrap_or(dt::UNDEFINED)).then_some(c)
+}
+
+/// The dims of constant `v`, or of the constant behind it when `v` is its float `Cast`.
+pub fn const_dims_through(g: &Graph, ix: &GraphIndex, v: &str) -> Option<Vec<usize>> {
+    g.constant_dims(v).or_else(|| {
+        let c = cast_of_const(g, ix, v)?;
+        g.constant_dims(g.nodes[c].input(0)?)
+    })
 }
 
 /// Float element type of a value, when declared (used to keep centering nodes in the stream's

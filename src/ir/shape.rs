@@ -194,6 +194,84 @@ fn product(d: &[Dim]) -> Option<i64> {
         .try_fold(1i64, |acc, x| x.known().and_then(|v| acc.checked_mul(v)))
 }
 
+/// MatMul's output shape (numpy semantics; 1-D operands of the right side only).
+fn matmul_shape(a: Option<Vec<Dim>>, b: Option<Vec<Dim>>) -> Option<Vec<Dim>> {
+    match (a?, b?) {
+        (a, b) if a.len() >= 2 && b.len() >= 2 => {
+            let mut out = broadcast(&a[..a.len() - 2], &b[..b.len() - 2]);
+            out.push(a[a.len() - 2].clone());
+            out.push(b[b.len() - 1].clone());
+            Some(out)
+        }
+        (a, b) if a.len() >= 2 && b.len() == 1 => Some(a[..a.len() - 1].to_vec()),
+        _ => None,
+    }
+}
+
+/// Gemm's output shape [M, N].
+fn gemm_shape(n: &NodeProto, a: Option<Vec<Dim>>, b: Option<Vec<Dim>>) -> Option<Vec<Dim>> {
+    let (a, b) = (a?, b?);
+    if a.len() != 2 || b.len() != 2 {
+        return None;
+    }
+    let m = a[usize::from(n.attr_i("transA").unwrap_or(0) != 0)].clone();
+    let nn = b[usize::from(n.attr_i("transB").unwrap_or(0) == 0)].clone();
+    Some(vec![m, nn])
+}
+
+/// Conv's output shape [N, C_out, spatial...] (spatial sizes when pads and strides are known).
+fn conv_shape(n: &NodeProto, x: Option<Vec<Dim>>, w: Option<Vec<Dim>>) -> Option<Vec<Dim>> {
+    let (x, w) = (x?, w?);
+    if x.len() < 3 || w.len() != x.len() {
+        return None;
+    }
+    let sp = x.len() - 2;
+    let strides = n
+        .attr_ints("strides")
+        .map(<[i64]>::to_vec)
+        .unwrap_or(vec![1; sp]);
+    let dil = n
+        .attr_ints("dilations")
+        .map(<[i64]>::to_vec)
+        .unwrap_or(vec![1; sp]);
+    let pads = n
+        .attr_ints("pads")
+        .map(<[i64]>::to_vec)
+        .unwrap_or(vec![0; 2 * sp]);
+    let auto = n
+        .attribute
+        .iter()
+        .find(|a| a.name.as_deref() == Some("auto_pad"))
+        .and_then(|a| a.s.clone());
+    let auto_ok = auto
+        .as_deref()
+        .map_or(true, |s| s == b"NOTSET" || s == b"VALID");
+    let mut out = vec![x[0].clone(), w[0].clone()];
+    for i in 0..sp {
+        let d = match (
+            x[2 + i].known(),
+            w[2 + i].known(),
+            strides.get(i),
+            dil.get(i),
+            pads.get(i),
+            pads.get(i + sp),
+        ) {
+            (Some(xi), Some(k), Some(&s), Some(&dl), Some(&p0), Some(&p1)) if auto_ok && s > 0 => {
+                // In i128: sizes, pads and dilations come from the file.
+                let (xi, p0, p1, dl, k, s) = (
+                    xi as i128, p0 as i128, p1 as i128, dl as i128, k as i128, s as i128,
+                );
+                i64::try_from((xi + p0 + p1 - dl * (k - 1) - 1) / s + 1)
+                    .map(Dim::Known)
+                    .unwrap_or(Dim::Unknown)
+            }
+            _ => Dim::Unknown,
+        };
+        out.push(d);
+    }
+    Some(out)
+}
+
 fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
     let inp = |i: usize| n.input(i).and_then(|v| s.get(v)).map(<[Dim]>::to_vec);
     let one = |x: Option<Vec<Dim>>| vec![x];
@@ -203,7 +281,27 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                 let x = inp(0);
                 vec![x.clone(), None, None, x]
             }
-            "BiasGelu" | "FastGelu" | "Gelu" | "QuickGelu" | "BiasAdd" => one(inp(0)),
+            "BiasGelu" | "FastGelu" | "Gelu" | "QuickGelu" | "BiasAdd" | "LayerNormalization"
+            | "SimplifiedLayerNormalization" | "BiasSoftmax" => one(inp(0)),
+            // onnxruntime's optimiser: MatMul with transposes and a scale; Gemm and Conv with an
+            // activation. Same shapes as the standard ops (transBatch* left unknown).
+            "FusedMatMul"
+                if n.attr_i("transBatchA").unwrap_or(0) == 0
+                    && n.attr_i("transBatchB").unwrap_or(0) == 0 =>
+            {
+                let t = |x: Option<Vec<Dim>>, flag: &str| {
+                    x.map(|mut v| {
+                        let r = v.len();
+                        if n.attr_i(flag).unwrap_or(0) != 0 && r >= 2 {
+                            v.swap(r - 1, r - 2);
+                        }
+                        v
+                    })
+                };
+                one(matmul_shape(t(inp(0), "transA"), t(inp(1), "transB")))
+            }
+            "FusedGemm" => one(gemm_shape(n, inp(0), inp(1))),
+            "FusedConv" => one(conv_shape(n, inp(0), inp(1))),
             _ => vec![],
         };
     }
@@ -246,6 +344,21 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         | "Ceil"
         | "Sign" => one(inp(0)),
         "Dropout" => vec![inp(0), inp(0)],
+        // Same rank; sizes when stated (constant or computed from shapes), else unknown.
+        "Resize" if n.attr_ints("axes").is_none() => {
+            let Some(x) = inp(0) else { return vec![] };
+            let sizes: Option<Vec<Dim>> = n.input(3).filter(|v| !v.is_empty()).and_then(|v| {
+                const_ints(g, v)
+                    .map(|c| c.into_iter().map(Dim::Known).collect())
+                    .or_else(|| s.value(v).map(<[Dim]>::to_vec))
+            });
+            match sizes {
+                Some(sz) if sz.len() == x.len() => one(Some(sz)),
+                _ => one(Some(vec![Dim::Unknown; x.len()])),
+            }
+        }
+        // Scatters write into a copy of their data input: same shape.
+        "ScatterND" | "ScatterElements" | "Scatter" => one(inp(0)),
         "Range" => one(Some(vec![Dim::Unknown])),
         "Tile" => {
             let Some(x) = inp(0) else { return vec![] };
@@ -282,35 +395,8 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             (Some(a), Some(b), Some(c)) => one(Some(broadcast(&broadcast(&a, &b), &c))),
             _ => vec![],
         },
-        "MatMul" => match (inp(0), inp(1)) {
-            (Some(a), Some(b)) if a.len() >= 2 && b.len() >= 2 => {
-                let batch = broadcast(&a[..a.len() - 2], &b[..b.len() - 2]);
-                let mut out = batch;
-                out.push(a[a.len() - 2].clone());
-                out.push(b[b.len() - 1].clone());
-                one(Some(out))
-            }
-            (Some(a), Some(b)) if a.len() >= 2 && b.len() == 1 => {
-                one(Some(a[..a.len() - 1].to_vec()))
-            }
-            _ => vec![],
-        },
-        "Gemm" => match (inp(0), inp(1)) {
-            (Some(a), Some(b)) if a.len() == 2 && b.len() == 2 => {
-                let m = if n.attr_i("transA").unwrap_or(0) != 0 {
-                    a[1].clone()
-                } else {
-                    a[0].clone()
-                };
-                let nn = if n.attr_i("transB").unwrap_or(0) != 0 {
-                    b[0].clone()
-                } else {
-                    b[1].clone()
-                };
-                one(Some(vec![m, nn]))
-            }
-            _ => vec![],
-        },
+        "MatMul" => one(matmul_shape(inp(0), inp(1))),
+        "Gemm" => one(gemm_shape(n, inp(0), inp(1))),
         "Gather" => match (inp(0), inp(1)) {
             (Some(d), Some(i)) => {
                 let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(0), d.len()) else {
@@ -324,12 +410,23 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             _ => vec![],
         },
         "Reshape" => {
-            let Some(x) = inp(0) else { return vec![] };
+            // The output's rank is the target's length even when the input's shape is unknown
+            // (its entries 0 and -1 are then unknown too).
+            let x = inp(0).unwrap_or_default();
             let target: Vec<Dim> = match n.input(1).and_then(|t| const_ints(g, t)) {
                 Some(t) => t.into_iter().map(Dim::Known).collect(),
                 None => match n.input(1).and_then(|t| s.value(t)) {
                     Some(v) => v.to_vec(),
-                    None => return vec![],
+                    None => match n
+                        .input(1)
+                        .and_then(|t| s.get(t))
+                        .and_then(|sh| match sh {
+                            [k] => k.known(),
+                            _ => None,
+                        }) {
+                        Some(k) if (0..=16).contains(&k) => vec![Dim::Unknown; k as usize],
+                        _ => return vec![],
+                    },
                 },
             };
             let allowzero = n.attr_i("allowzero").unwrap_or(0) != 0;
@@ -349,7 +446,8 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                     .filter(|(i, _)| *i != pos)
                     .map(|(_, d)| d.clone())
                     .collect();
-                if let (Some(total), Some(rest)) = (product(&x), product(&others)) {
+                let total = if inp(0).is_some() { product(&x) } else { None };
+                if let (Some(total), Some(rest)) = (total, product(&others)) {
                     if rest > 0 {
                         out[pos] = Dim::Known(total / rest);
                     }
@@ -531,58 +629,47 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                 _ => one(Some(vec![Dim::Unknown; x.len()])),
             }
         }
-        "Conv" => {
-            let (Some(x), Some(w)) = (inp(0), inp(1)) else {
-                return vec![];
-            };
-            if x.len() < 3 || w.len() != x.len() {
-                return vec![];
-            }
-            let sp = x.len() - 2;
-            let strides = n
-                .attr_ints("strides")
-                .map(<[i64]>::to_vec)
-                .unwrap_or(vec![1; sp]);
-            let dil = n
-                .attr_ints("dilations")
-                .map(<[i64]>::to_vec)
-                .unwrap_or(vec![1; sp]);
+        "Conv" => one(conv_shape(n, inp(0), inp(1))),
+        "Pad" => {
+            let Some(x) = inp(0) else { return vec![] };
+            let r = x.len();
             let pads = n
                 .attr_ints("pads")
                 .map(<[i64]>::to_vec)
-                .unwrap_or(vec![0; 2 * sp]);
-            let auto = n
-                .attribute
-                .iter()
-                .find(|a| a.name.as_deref() == Some("auto_pad"))
-                .and_then(|a| a.s.clone());
-            let auto_ok = auto
-                .as_deref()
-                .map_or(true, |s| s == b"NOTSET" || s == b"VALID");
-            let mut out = vec![x[0].clone(), w[0].clone()];
-            for i in 0..sp {
-                let d = match (
-                    x[2 + i].known(),
-                    w[2 + i].known(),
-                    strides.get(i),
-                    dil.get(i),
-                    pads.get(i),
-                    pads.get(i + sp),
-                ) {
-                    (Some(xi), Some(k), Some(&s), Some(&dl), Some(&p0), Some(&p1))
-                        if auto_ok && s > 0 =>
-                    {
-                        // In i128: sizes, pads and dilations come from the file.
-                        let (xi, p0, p1, dl, k, s) = (
-                            xi as i128, p0 as i128, p1 as i128, dl as i128, k as i128, s as i128,
-                        );
-                        i64::try_from((xi + p0 + p1 - dl * (k - 1) - 1) / s + 1)
-                            .map(Dim::Known)
-                            .unwrap_or(Dim::Unknown)
-                    }
-                    _ => Dim::Unknown,
-                };
-                out.push(d);
+                .or_else(|| n.input(1).and_then(|p| const_ints(g, p)));
+            let with_axes = n.input(3).is_some_and(|a| !a.is_empty());
+            let out = match pads {
+                Some(pd) if pd.len() == 2 * r && !with_axes => x
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| match d.known() {
+                        Some(k) => k
+                            .checked_add(pd[i])
+                            .and_then(|v| v.checked_add(pd[i + r]))
+                            .map_or(Dim::Unknown, Dim::Known),
+                        None if pd[i] == 0 && pd[i + r] == 0 => d.clone(),
+                        None => Dim::Unknown,
+                    })
+                    .collect(),
+                _ => vec![Dim::Unknown; r],
+            };
+            one(Some(out))
+        }
+        // Pooling keeps batch and channels; spatial sizes as a convolution by the kernel.
+        "AveragePool" | "MaxPool" | "LpPool" if n.output.len() == 1 => {
+            let Some(x) = inp(0) else { return vec![] };
+            let Some(k) = n.attr_ints("kernel_shape") else { return vec![] };
+            if x.len() < 3 || k.len() != x.len() - 2 {
+                return vec![];
+            }
+            let mut w = vec![Dim::Unknown, Dim::Unknown];
+            w.extend(k.iter().map(|&v| Dim::Known(v)));
+            let mut out = conv_shape(n, Some(x.clone()), Some(w)).unwrap_or_default();
+            if n.attr_i("ceil_mode").unwrap_or(0) != 0 {
+                out.iter_mut().skip(2).for_each(|d| *d = Dim::Unknown);
+            }
+            if out.len() == x.len() {
+                out[1] = x[1].clone();
             }
             one(Some(out))
         }
@@ -701,7 +788,16 @@ fn shape_value(g: &Graph, s: &Shapes, n: &NodeProto) -> Option<Vec<Dim>> {
         if let Some(c) = const_ints(g, v) {
             return Some(c.into_iter().map(Dim::Known).collect());
         }
-        s.value(v).map(<[Dim]>::to_vec)
+        if let Some(x) = s.value(v) {
+            return Some(x.to_vec());
+        }
+        // A small tensor of known shape whose values are not known (a size computed in
+        // floats): that many unknown entries, so a target built from it has a known length.
+        match s.get(v)? {
+            [] => Some(vec![Dim::Unknown]),
+            [Dim::Known(k)] if (0..=16).contains(k) => Some(vec![Dim::Unknown; *k as usize]),
+            _ => None,
+        }
     };
     if !n.domain().is_empty() {
         return None;

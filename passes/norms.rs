@@ -371,8 +371,7 @@ impl Ctx<'_> {
     /// centred x is LayerNorm of x (same γ, ε); a following constant `Add` is β.
     pub fn split_layernorm(&self, id: NodeId) -> Result<NormMatch, String> {
         let n = self.node(id);
-        if !(n.op() == "SimplifiedLayerNormalization"
-            && matches!(n.domain(), "" | "com.microsoft"))
+        if !(n.op() == "SimplifiedLayerNormalization" && matches!(n.domain(), "" | "com.microsoft"))
         {
             return Err("not a SimplifiedLayerNormalization".into());
         }
@@ -414,7 +413,11 @@ impl Ctx<'_> {
                 "SimplifiedLayerNormalization normalises from axis {axis}"
             ));
         }
-        if n.output.iter().skip(1).any(|o| !o.is_empty() && self.ix.use_count(o) > 0) {
+        if n.output
+            .iter()
+            .skip(1)
+            .any(|o| !o.is_empty() && self.ix.use_count(o) > 0)
+        {
             return Err("its inverse deviation output is read".into());
         }
         let gamma = n.input(1).map(str::to_string);

@@ -262,13 +262,10 @@ pub fn fold_readers(
                         }
                         let bn = &a.g.nodes[*b];
                         let _ = bn;
-                        let ok = a.const_dims_at(*b, other).map_or(
-                            false,
-                            |bd| {
-                                bd.last() == Some(&wd.as_ref().unwrap()[1])
-                                    && bd.iter().rev().skip(1).all(|&x| x == 1)
-                            },
-                        );
+                        let ok = a.const_dims_at(*b, other).map_or(false, |bd| {
+                            bd.last() == Some(&wd.as_ref().unwrap()[1])
+                                && bd.iter().rev().skip(1).all(|&x| x == 1)
+                        });
                         ok.then(|| a.edit_slot(*b, other))
                     }
                     _ => None,
@@ -460,7 +457,11 @@ pub fn plan(
                                 }
                                 StepOp::Mul | StepOp::Div => {
                                     p.bypass.push((st.node, 1 - st.slot));
-                                    folded.push(format!("{} {:?}", sn.op().escape_debug(), sn.label()));
+                                    folded.push(format!(
+                                        "{} {:?}",
+                                        sn.op().escape_debug(),
+                                        sn.label()
+                                    ));
                                 }
                             }
                         }
@@ -862,7 +863,11 @@ fn tail_scales(
                     StepOp::Mul | StepOp::Div => {
                         let v = broadcast_vec(&read(c)?.data, d)?;
                         for (p, x) in prod.iter_mut().zip(v) {
-                            *p = if step.op == StepOp::Div { *p / x } else { *p * x };
+                            *p = if step.op == StepOp::Div {
+                                *p / x
+                            } else {
+                                *p * x
+                            };
                         }
                     }
                 }
@@ -1094,22 +1099,25 @@ pub fn apply(
     // (looked up now: a new bias Add may have been put there).
     for &(node, slot) in &p.bypass {
         let n = &b.g.nodes[node];
-        let (Some(i), Some(o)) = (n.input(slot).map(str::to_string), n.out(0).map(str::to_string))
-        else {
-            return Err(Error::Internal(format!("LayerScale node {node} lost its operands")));
+        let (Some(i), Some(o)) = (
+            n.input(slot).map(str::to_string),
+            n.out(0).map(str::to_string),
+        ) else {
+            return Err(Error::Internal(format!(
+                "LayerScale node {node} lost its operands"
+            )));
         };
         if let Some(c) = n.input(1 - slot) {
             dead_consts.insert(c.to_string());
         }
         removed.insert(node);
-        let prod = b
-            .g
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(id, _)| !removed.contains(id))
-            .find_map(|(id, m)| m.output.iter().position(|x| *x == i).map(|k| (id, k)))
-            .ok_or_else(|| Error::Internal(format!("{i:?} has no producer")))?;
+        let prod =
+            b.g.nodes
+                .iter()
+                .enumerate()
+                .filter(|(id, _)| !removed.contains(id))
+                .find_map(|(id, m)| m.output.iter().position(|x| *x == i).map(|k| (id, k)))
+                .ok_or_else(|| Error::Internal(format!("{i:?} has no producer")))?;
         b.g.set_output(prod.0, prod.1, &o)?;
     }
     // 3. Explicit centering nodes on the stream side of a value.

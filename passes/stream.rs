@@ -393,11 +393,16 @@ impl<'a> Analysis<'a> {
                         .and_then(|x| crate::ir::shape::const_ints(self.g, x))
                 });
                 let pads_ok = n.input(3).is_none()
-                    && pads.is_some_and(|pd| pd.len() == 2 * r && pd[r - 1] == 0 && pd[2 * r - 1] == 0);
+                    && pads.is_some_and(|pd| {
+                        pd.len() == 2 * r && pd[r - 1] == 0 && pd[2 * r - 1] == 0
+                    });
                 if mode_ok && zero && pads_ok {
                     Ok(vec![out0()])
                 } else {
-                    Err(format!("Pad {:?} pads the hidden axis or not with zeros", n.label()))
+                    Err(format!(
+                        "Pad {:?} pads the hidden axis or not with zeros",
+                        n.label()
+                    ))
                 }
             }
             "Resize" if slot == 0 => {
@@ -517,7 +522,11 @@ impl<'a> Analysis<'a> {
             let edited: &[(NodeId, usize)] = match l.leaf {
                 Leaf::Const { node, slot, .. } => &[(node, slot)],
                 Leaf::Linear { node, ref tail } => {
-                    slots.extend(tail.iter().filter(|t| t.op == StepOp::Bias).map(|t| (t.node, t.slot)));
+                    slots.extend(
+                        tail.iter()
+                            .filter(|t| t.op == StepOp::Bias)
+                            .map(|t| (t.node, t.slot)),
+                    );
                     &[(node, 1), (node, 2)]
                 }
                 Leaf::Conv { node } => &[(node, 1), (node, 2)],
@@ -1067,20 +1076,26 @@ impl<'a> Analysis<'a> {
                     Some(pm) => pm.iter().map(|&a| a as usize).collect(),
                     None => (0..r).rev().collect(),
                 };
-                perm.len() == r && perm.get(axis).is_some_and(|&a| a < r) && go(0, perm[axis], ch, path)
+                perm.len() == r
+                    && perm.get(axis).is_some_and(|&a| a < r)
+                    && go(0, perm[axis], ch, path)
             }
             "Reshape" => {
-                let (Some(out), Some(inp)) = (self.shapes.get(v), n.input(0).and_then(|x| self.shapes.get(x))) else {
+                let (Some(out), Some(inp)) = (
+                    self.shapes.get(v),
+                    n.input(0).and_then(|x| self.shapes.get(x)),
+                ) else {
                     path.pop();
                     return false;
                 };
                 let prod = |ds: &[shape::Dim]| -> Option<i64> {
-                    ds.iter().try_fold(1i64, |a, x| x.known().and_then(|k| a.checked_mul(k)))
+                    ds.iter()
+                        .try_fold(1i64, |a, x| x.known().and_then(|k| a.checked_mul(k)))
                 };
                 let inner = prod(&out[axis + 1..]);
-                let j = (0..inp.len()).rev().find(|&j| {
-                    inp[j].known() == Some(d as i64) && prod(&inp[j + 1..]) == inner
-                });
+                let j = (0..inp.len())
+                    .rev()
+                    .find(|&j| inp[j].known() == Some(d as i64) && prod(&inp[j + 1..]) == inner);
                 match (out[axis].known(), inner, j) {
                     (Some(k), Some(_), Some(j)) if k == d as i64 => {
                         ch.shapes.push((p, 1, axis));
@@ -1090,16 +1105,22 @@ impl<'a> Analysis<'a> {
                 }
             }
             "Resize" | "Upsample" => {
-                let crop = n
-                    .attribute
-                    .iter()
-                    .any(|a| a.name.as_deref() == Some("coordinate_transformation_mode") && a.s.as_deref() == Some(b"tf_crop_and_resize"));
-                let scales_ok = match n.input(if n.is("Upsample") { 1 } else { 2 }).filter(|x| !x.is_empty()) {
+                let crop = n.attribute.iter().any(|a| {
+                    a.name.as_deref() == Some("coordinate_transformation_mode")
+                        && a.s.as_deref() == Some(b"tf_crop_and_resize")
+                });
+                let scales_ok = match n
+                    .input(if n.is("Upsample") { 1 } else { 2 })
+                    .filter(|x| !x.is_empty())
+                {
                     None => true,
                     Some(sc) => self
                         .g
                         .constant_tensor(sc)
-                        .and_then(|t| crate::ir::read_array(t, &Default::default(), std::path::Path::new("")).ok())
+                        .and_then(|t| {
+                            crate::ir::read_array(t, &Default::default(), std::path::Path::new(""))
+                                .ok()
+                        })
                         .is_some_and(|a| a.data.is_empty() || a.data.get(axis) == Some(&1.0)),
                 };
                 let sizes_ok = match n.input(3).filter(|x| !x.is_empty() && n.is("Resize")) {
@@ -1108,14 +1129,20 @@ impl<'a> Analysis<'a> {
                         let vals: Option<Vec<shape::Dim>> = shape::const_ints(self.g, sz)
                             .map(|v| v.into_iter().map(shape::Dim::Known).collect())
                             .or_else(|| self.shapes.value(sz).map(<[shape::Dim]>::to_vec));
-                        let fine = vals.is_some_and(|v| v.get(axis).and_then(shape::Dim::known) == Some(d as i64));
+                        let fine = vals.is_some_and(|v| {
+                            v.get(axis).and_then(shape::Dim::known) == Some(d as i64)
+                        });
                         if fine {
                             ch.shapes.push((p, 3, axis));
                         }
                         fine
                     }
                 };
-                !crop && n.attr_ints("axes").is_none() && scales_ok && sizes_ok && go(0, axis, ch, path)
+                !crop
+                    && n.attr_ints("axes").is_none()
+                    && scales_ok
+                    && sizes_ok
+                    && go(0, axis, ch, path)
             }
             "Slice" => {
                 let axes = match n.input(3) {
@@ -1162,7 +1189,10 @@ impl<'a> Analysis<'a> {
                     Some(ri) if axis == 1 && r == 2 => {
                         let f = n.attr_i("axis").unwrap_or(1);
                         norm(f, ri + 1) == Some(ri - 1)
-                            && n.input(0).and_then(|x| self.shapes.get(x)).and_then(|s| s.last().and_then(shape::Dim::known)) == Some(d as i64)
+                            && n.input(0)
+                                .and_then(|x| self.shapes.get(x))
+                                .and_then(|s| s.last().and_then(shape::Dim::known))
+                                == Some(d as i64)
                             && go(0, ri - 1, ch, path)
                     }
                     _ => false,
@@ -1179,17 +1209,24 @@ impl<'a> Analysis<'a> {
                     Some(c) => self
                         .g
                         .constant_tensor(c)
-                        .and_then(|t| crate::ir::read_array(t, &Default::default(), std::path::Path::new("")).ok())
+                        .and_then(|t| {
+                            crate::ir::read_array(t, &Default::default(), std::path::Path::new(""))
+                                .ok()
+                        })
                         .is_some_and(|a| a.data.iter().all(|&x| x == 0.0)),
                 };
                 let pads = n.attr_ints("pads").map(<[i64]>::to_vec).or_else(|| ints(1));
                 let pads_ok = n.input(3).filter(|x| !x.is_empty()).is_none()
-                    && pads.is_some_and(|pd| pd.len() == 2 * r && pd[axis] == 0 && pd[axis + r] == 0);
+                    && pads
+                        .is_some_and(|pd| pd.len() == 2 * r && pd[axis] == 0 && pd[axis + r] == 0);
                 mode_ok && zero && pads_ok && go(0, axis, ch, path)
             }
             "Gather" => {
                 let ri = n.input(0).and_then(|x| self.rank(x));
-                let rk = n.input(1).and_then(|x| self.rank(x).or_else(|| self.g.constant_dims(x).map(|v| v.len())));
+                let rk = n.input(1).and_then(|x| {
+                    self.rank(x)
+                        .or_else(|| self.g.constant_dims(x).map(|v| v.len()))
+                });
                 match (ri, rk) {
                     (Some(ri), Some(rk)) => match norm(n.attr_i("axis").unwrap_or(0), ri) {
                         Some(g) if axis < g => go(0, axis, ch, path),
@@ -1224,7 +1261,10 @@ impl<'a> Analysis<'a> {
                 }
             }
             "Add" | "Sub" => {
-                let (a0, a1) = (n.input(0).and_then(|x| aligned(x)), n.input(1).and_then(|x| aligned(x)));
+                let (a0, a1) = (
+                    n.input(0).and_then(|x| aligned(x)),
+                    n.input(1).and_then(|x| aligned(x)),
+                );
                 match (a0, a1) {
                     (Some(a0), Some(a1)) => go(0, a0, ch, path) && go(1, a1, ch, path),
                     _ => false,
@@ -1238,14 +1278,20 @@ impl<'a> Analysis<'a> {
                     },
                     None => false,
                 });
-                let (a1, a2) = (n.input(1).and_then(|x| aligned(x)), n.input(2).and_then(|x| aligned(x)));
+                let (a1, a2) = (
+                    n.input(1).and_then(|x| aligned(x)),
+                    n.input(2).and_then(|x| aligned(x)),
+                );
                 match (per_token, a1, a2) {
                     (true, Some(a1), Some(a2)) => go(1, a1, ch, path) && go(2, a2, ch, path),
                     _ => false,
                 }
             }
             "Mul" | "Div" => {
-                let scalar = n.input(1).and_then(|c| self.g.constant_dims(c)).is_some_and(|ds| ds.iter().product::<usize>() == 1);
+                let scalar = n
+                    .input(1)
+                    .and_then(|c| self.g.constant_dims(c))
+                    .is_some_and(|ds| ds.iter().product::<usize>() == 1);
                 scalar && go(0, axis, ch, path)
             }
             _ => false,
@@ -1266,9 +1312,9 @@ impl<'a> Analysis<'a> {
             "Gemm" => {
                 let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
                 n.input(2).map_or(true, |_| self.const_at(node, 2))
-                    && self.const_dims_at(node, 1).is_some_and(|s| {
-                        s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d
-                    })
+                    && self
+                        .const_dims_at(node, 1)
+                        .is_some_and(|s| s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d)
             }
             _ => false,
         }

@@ -9,7 +9,9 @@ mod hostile;
 use hostile::{attr_f, attr_i, attr_ints, model, node, rand_tensor, vi};
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, Options, Target};
-use onnx_normopt::proto::{data_type as dt, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
+use onnx_normopt::proto::{
+    data_type as dt, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto,
+};
 use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
 use prost::Message;
 
@@ -39,7 +41,13 @@ impl B {
     }
 
     /// A node of another domain with one output.
-    fn op_in(&mut self, domain: &str, op: &str, ins: &[&str], attrs: Vec<AttributeProto>) -> String {
+    fn op_in(
+        &mut self,
+        domain: &str,
+        op: &str,
+        ins: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> String {
         let o = self.op(op, ins, attrs);
         self.nodes.last_mut().unwrap().domain = Some(domain.into());
         o
@@ -120,7 +128,12 @@ impl B {
         self.op("Unsqueeze", &[&g, &ax], vec![])
     }
 
-    fn model(self, inputs: Vec<onnx_normopt::proto::ValueInfoProto>, out: &str, out_dims: &[i64]) -> ModelProto {
+    fn model(
+        self,
+        inputs: Vec<onnx_normopt::proto::ValueInfoProto>,
+        out: &str,
+        out_dims: &[i64],
+    ) -> ModelProto {
         let mut m = model(GraphProto {
             node: self.nodes,
             name: Some("forms".into()),
@@ -167,7 +180,11 @@ fn check(name: &str, m: &ModelProto, e: &Expect) {
     std::fs::write(&src, m.encode_to_vec()).unwrap();
     if let Some(keep) = std::env::var_os("FORMS_KEEP") {
         // For a look with the CLI: FORMS_KEEP=dir cargo test --test forms NAME
-        std::fs::write(std::path::Path::new(&keep).join(format!("{name}.onnx")), m.encode_to_vec()).unwrap();
+        std::fs::write(
+            std::path::Path::new(&keep).join(format!("{name}.onnx")),
+            m.encode_to_vec(),
+        )
+        .unwrap();
     }
     for target in [Target::Rmsnorm, Target::Crmsnorm] {
         let model = Model::load(&src).unwrap();
@@ -181,7 +198,8 @@ fn check(name: &str, m: &ModelProto, e: &Expect) {
         .unwrap_or_else(|err| panic!("{name} {target:?}: {err}"));
         let json = serde_json::to_string(&out.report).unwrap();
         assert_eq!(
-            out.report.norms_rewritten, e.norms,
+            out.report.norms_rewritten,
+            e.norms,
             "{name} {target:?}: {}",
             out.report.summary()
         );
@@ -190,7 +208,10 @@ fn check(name: &str, m: &ModelProto, e: &Expect) {
             "{name} {target:?}: {json}"
         );
         for s in e.says {
-            assert!(json.contains(s), "{name} {target:?}: report lacks {s:?}: {json}");
+            assert!(
+                json.contains(s),
+                "{name} {target:?}: report lacks {s:?}: {json}"
+            );
         }
         let dst = dir.path().join(format!("{name}_{target:?}.onnx"));
         onnx_normopt::save(&out.model, &dst).unwrap();
@@ -226,7 +247,11 @@ fn stream_reshaped_to_rows_and_back() {
     let h1 = b.op("Add", &[&h0, &a], vec![]);
     // [-1, Shape(h1)[-1:]]
     let sh = b.op("Shape", &[&h1], vec![]);
-    let (st, en, ax) = (b.ints(&[-1], &[1]), b.ints(&[i64::MAX], &[1]), b.ints(&[0], &[1]));
+    let (st, en, ax) = (
+        b.ints(&[-1], &[1]),
+        b.ints(&[i64::MAX], &[1]),
+        b.ints(&[0], &[1]),
+    );
     let last = b.op("Slice", &[&sh, &st, &en, &ax], vec![]);
     let sq = b.op("Squeeze", &[&last, &ax], vec![]);
     let un = b.op("Unsqueeze", &[&sq, &ax], vec![]);
@@ -252,7 +277,8 @@ fn stream_reshaped_to_rows_and_back() {
     let h3 = b.op("Reshape", &[&h2, &back], vec![]);
     let nf = b.ln(&h3, D);
     let head = b.w("head", &[D, V], 0.0);
-    b.nodes.push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
+    b.nodes
+        .push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
     let m = b.model(ids_input(), "logits", &[-1, -2, V]);
     check(
         "opt_past",
@@ -294,7 +320,8 @@ fn split_layernorm_is_a_layernorm() {
     let h1 = b.op("Add", &[&h0, &a], vec![]);
     let nf = split(&mut b, &h1, false);
     let head = b.w("head", &[D, V], 0.0);
-    b.nodes.push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
+    b.nodes
+        .push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
     let m = b.model(ids_input(), "logits", &[-1, -2, V]);
     check(
         "split_ln",
@@ -344,7 +371,8 @@ fn constants_behind_cast() {
     let h2 = b.op("Add", &[&h1, &g3], vec![]);
     let nf = ln16(&mut b, &h2);
     let head = b.w16("head", &[D, V], 0.0);
-    b.nodes.push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
+    b.nodes
+        .push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
     let m = b.model(ids_input(), "logits", &[-1, -2, V]);
     check(
         "cast_weights",
@@ -382,7 +410,8 @@ fn explicit_reshape_keeps_its_target() {
     let h2 = b.op("Add", &[&h1, &a2], vec![]);
     let nf = b.ln(&h2, D);
     let head = b.w("head", &[D, V], 0.0);
-    b.nodes.push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
+    b.nodes
+        .push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
     let m = b.model(ids_input(), "logits", &[-1, -2, V]);
     check(
         "explicit_reshape",
@@ -439,7 +468,8 @@ fn layer_scale_writers() {
     let h3 = b.op("Add", &[&h2, &y3b], vec![]);
     let nf = b.ln(&h3, D);
     let head = b.w("head", &[D, V], 0.0);
-    b.nodes.push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
+    b.nodes
+        .push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
     let m = b.model(ids_input(), "logits", &[-1, -2, V]);
     check(
         "layer_scale",
@@ -514,7 +544,10 @@ fn position_tables_through_pass_throughs() {
     let a = b.op(
         "AveragePool",
         &[&a],
-        vec![attr_ints("kernel_shape", &[2, 2]), attr_ints("strides", &[2, 2])],
+        vec![
+            attr_ints("kernel_shape", &[2, 2]),
+            attr_ints("strides", &[2, 2]),
+        ],
     );
     let ax3 = b.ints(&[3], &[1]);
     let a = b.op("ReduceMean", &[&a, &ax3], vec![]);
@@ -528,7 +561,13 @@ fn position_tables_through_pass_throughs() {
     let sizes = b.ints(&[S, S], &[2]);
     let (s0, s1) = (b.fresh("split"), b.fresh("split"));
     let name = b.fresh("Split");
-    b.nodes.push(node("Split", &name, &[&sl, &sizes], &[&s0, &s1], vec![attr_i("axis", 1)]));
+    b.nodes.push(node(
+        "Split",
+        &name,
+        &[&sl, &sizes],
+        &[&s0, &s1],
+        vec![attr_i("axis", 1)],
+    ));
     let idx = b.ints(&[3, 2, 1, 0], &[S]);
     let c = b.op("Gather", &[&s1, &idx], vec![attr_i("axis", 1)]);
     let ax0 = b.ints(&[0], &[1]);
@@ -553,7 +592,8 @@ fn position_tables_through_pass_throughs() {
     let h1 = b.op("Add", &[&h0, &a1], vec![]);
     let nf = b.ln(&h1, D);
     let head = b.w("head", &[D, V], 0.0);
-    b.nodes.push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
+    b.nodes
+        .push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
     let m = b.model(vec![vi("ids", dt::INT64, &[-1, S])], "logits", &[-1, S, V]);
     check(
         "pass_throughs",

@@ -281,8 +281,14 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                 let x = inp(0);
                 vec![x.clone(), None, None, x]
             }
-            "BiasGelu" | "FastGelu" | "Gelu" | "QuickGelu" | "BiasAdd" | "LayerNormalization"
-            | "SimplifiedLayerNormalization" | "BiasSoftmax" => one(inp(0)),
+            "BiasGelu"
+            | "FastGelu"
+            | "Gelu"
+            | "QuickGelu"
+            | "BiasAdd"
+            | "LayerNormalization"
+            | "SimplifiedLayerNormalization"
+            | "BiasSoftmax" => one(inp(0)),
             // onnxruntime's optimiser: MatMul with transposes and a scale; Gemm and Conv with an
             // activation. Same shapes as the standard ops (transBatch* left unknown).
             "FusedMatMul"
@@ -417,13 +423,10 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
                 Some(t) => t.into_iter().map(Dim::Known).collect(),
                 None => match n.input(1).and_then(|t| s.value(t)) {
                     Some(v) => v.to_vec(),
-                    None => match n
-                        .input(1)
-                        .and_then(|t| s.get(t))
-                        .and_then(|sh| match sh {
-                            [k] => k.known(),
-                            _ => None,
-                        }) {
+                    None => match n.input(1).and_then(|t| s.get(t)).and_then(|sh| match sh {
+                        [k] => k.known(),
+                        _ => None,
+                    }) {
                         Some(k) if (0..=16).contains(&k) => vec![Dim::Unknown; k as usize],
                         _ => return vec![],
                     },
@@ -658,7 +661,9 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
         // Pooling keeps batch and channels; spatial sizes as a convolution by the kernel.
         "AveragePool" | "MaxPool" | "LpPool" if n.output.len() == 1 => {
             let Some(x) = inp(0) else { return vec![] };
-            let Some(k) = n.attr_ints("kernel_shape") else { return vec![] };
+            let Some(k) = n.attr_ints("kernel_shape") else {
+                return vec![];
+            };
             if x.len() < 3 || k.len() != x.len() - 2 {
                 return vec![];
             }

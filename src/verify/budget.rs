@@ -258,14 +258,15 @@ fn estimate_loaded(
     budget: u64,
 ) -> Result<BudgetEstimate, VerifyError> {
     let samples = opts.samples.max(1) as u64;
-    let plans = spec::plan_cases(a.spec, &opts.dims);
+    let given = spec::with_hints(a.spec, &opts.dims);
+    let plans = spec::plan_cases(a.spec, &given);
     let (mut input_all, mut output_all, mut act) = (0u64, 0u64, 0u64);
     let (mut largest, mut n_unsized) = (None::<Intermediate>, 0usize);
     let mut per_input: BTreeMap<String, InputNeed> = BTreeMap::new();
     let mut per_sample_max = 0u64;
     let mut dims = BTreeMap::new();
     for c in &plans {
-        let r = spec::resolve_shapes(&a.spec.inputs, &opts.dims, &c.dims).map_err(|message| {
+        let r = spec::resolve_shapes(&a.spec.inputs, &given, &c.dims).map_err(|message| {
             VerifyError::Model {
                 path: a.spec.path.clone(),
                 message,
@@ -403,13 +404,15 @@ pub(crate) fn plan_as(
         return Ok((opts.clone(), first));
     }
     // Dims that may shrink: dynamic, not set by the user, not set by a case.
-    let plans = spec::plan_cases(&sa, &opts.dims);
+    // (Sizes the graph fixes count as set.)
+    let given = spec::with_hints(&sa, &opts.dims);
+    let plans = spec::plan_cases(&sa, &given);
     let fixed_by_case: Vec<&String> = plans.iter().flat_map(|c| c.dims.keys()).collect();
     let defaults = first.dims.clone();
     let mut free: BTreeMap<String, usize> = defaults
         .iter()
         .filter(|(k, _)| {
-            !opts.dims.contains_key(*k)
+            !given.contains_key(*k)
                 && !fixed_by_case.contains(k)
                 && spec::DimExpr::parse(k).is_none_or(|e| e.names() == [k.as_str()])
         })

@@ -398,8 +398,7 @@ fn generate_for(
         }
     }
     // Sizes the graph fixes (a Conv's input channels) are defaults; `--dim` wins.
-    let mut dims = a.dim_hints.clone();
-    dims.extend(opts.dims.iter().map(|(k, v)| (k.clone(), *v)));
+    let dims = spec::with_hints(a, &opts.dims);
     let past = spec::past_names(a);
     spec::plan_cases(a, &dims)
         .iter()

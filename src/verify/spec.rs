@@ -180,6 +180,17 @@ impl ModelSpec {
     }
 }
 
+/// The dims to generate with: the sizes the graph fixes ([`ModelSpec::dim_hints`]) under the
+/// user's `--dim` values (which win).
+pub(crate) fn with_hints(
+    spec: &ModelSpec,
+    dims: &BTreeMap<String, usize>,
+) -> BTreeMap<String, usize> {
+    let mut all = spec.dim_hints.clone();
+    all.extend(dims.iter().map(|(k, v)| (k.clone(), *v)));
+    all
+}
+
 /// For each input read (directly, or through `Cast`/`Identity`) as the data of a `Conv` whose
 /// weight is a constant: its axis 1 (channels) has `W.dims[1] × group` entries. Returns the
 /// symbolic names of such axes with that size (an Optimum ViT export declares

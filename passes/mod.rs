@@ -217,7 +217,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
             if m.axis != -1
                 && shapes
                     .rank(if m.x.is_empty() { &m.y } else { &m.x })
-                    .map_or(true, |r| m.axis != r as i64 - 1)
+                    .is_none_or(|r| m.axis != r as i64 - 1)
             {
                 reasons[sid].push(format!(
                     "LayerNorm {:?} normalises from axis {}, not the last axis alone",

@@ -166,7 +166,7 @@ fn reduce_axes(g: &Graph, n: &NodeProto) -> Option<Vec<i64>> {
 fn last_axis_only(axes: &[i64], rank: Option<usize>) -> bool {
     match axes {
         [-1] => true,
-        [a] => rank.map_or(false, |r| *a == r as i64 - 1),
+        [a] => rank.is_some_and(|r| *a == r as i64 - 1),
         _ => false,
     }
 }

@@ -148,7 +148,7 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
         .and_then(|x| a.shapes.rank(x));
     let picks_last = |idx: &[i64]| {
         idx.iter()
-            .any(|&i| i == -1 || rank.map_or(true, |r| i == r as i64 - 1))
+            .any(|&i| i == -1 || rank.is_none_or(|r| i == r as i64 - 1))
     };
     let (mut own, mut other) = (false, false);
     let mut queue: Vec<String> = a.g.nodes[shape_node]
@@ -179,7 +179,7 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
                     }
                 }
                 "Gather" if slot == 0 => {
-                    if konst(1).map_or(true, |idx| picks_last(&idx)) {
+                    if konst(1).is_none_or(|idx| picks_last(&idx)) {
                         queue.extend(n.output.iter().cloned())
                     }
                 }
@@ -188,8 +188,8 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
                         (Some(st), Some(en), Some(r)) => {
                             let r = r as i64;
                             let norm = |x: i64| if x < 0 { x + r } else { x.min(r) };
-                            st.first().map_or(true, |&s0| norm(s0) <= r - 1)
-                                && en.first().map_or(true, |&e0| norm(e0) > r - 1)
+                            st.first().is_none_or(|&s0| norm(s0) < r)
+                                && en.first().is_none_or(|&e0| norm(e0) > r - 1)
                         }
                         _ => true,
                     };
@@ -262,7 +262,7 @@ pub fn fold_readers(
                         }
                         let bn = &a.g.nodes[*b];
                         let _ = bn;
-                        let ok = a.const_dims_at(*b, other).map_or(false, |bd| {
+                        let ok = a.const_dims_at(*b, other).is_some_and(|bd| {
                             bd.last() == Some(&wd.as_ref().unwrap()[1])
                                 && bd.iter().rev().skip(1).all(|&x| x == 1)
                         });
@@ -280,10 +280,10 @@ pub fn fold_readers(
             }
             if n.is("Gemm") && slot == 0 && n.attr_i("transA").unwrap_or(0) == 0 {
                 let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                let ok = a.const_dims_at(c, 1).map_or(false, |s| {
-                    s.len() == 2 && s[if trans_b { 1 } else { 0 }] == d
-                });
-                let c_ok = n.input(2).map_or(true, |_| a.const_at(c, 2));
+                let ok = a
+                    .const_dims_at(c, 1)
+                    .is_some_and(|s| s.len() == 2 && s[if trans_b { 1 } else { 0 }] == d);
+                let c_ok = n.input(2).is_none_or(|_| a.const_at(c, 2));
                 let alpha = n.attr_f("alpha").unwrap_or(1.0) as f64;
                 let beta = n.attr_f("beta").unwrap_or(1.0) as f64;
                 if !ok || !c_ok || beta == 0.0 {
@@ -340,6 +340,9 @@ fn is_bias_gelu(n: &crate::proto::NodeProto) -> bool {
     n.domain() == "com.microsoft" && matches!(n.op(), "BiasGelu" | "FastGelu")
 }
 
+/// What planning tells the report of each accepted stream: its id, its leaves and its norms.
+pub type StreamParts = Vec<(usize, Vec<LeafReport>, Vec<NormReport>)>;
+
 fn norm_label(a: &Analysis, k: usize) -> String {
     a.g.nodes[a.norms[k].anchor].label()
 }
@@ -351,7 +354,7 @@ pub fn plan(
     streams: &[(usize, &Stream)],
     fold: bool,
     compress: bool,
-) -> Result<(Plan, Vec<(usize, Vec<LeafReport>, Vec<NormReport>)>)> {
+) -> Result<(Plan, StreamParts)> {
     let mut p = Plan::default();
     let mut reports = Vec::new();
     let read = |name: &str| read_value(a, model, name);

@@ -151,7 +151,7 @@ pub struct Analysis<'a> {
 
 fn is_float_cast(n: &crate::proto::NodeProto) -> bool {
     n.attr_i("to")
-        .map_or(false, |t| crate::tensor::is_float(t as i32))
+        .is_some_and(|t| crate::tensor::is_float(t as i32))
 }
 
 impl<'a> Analysis<'a> {
@@ -376,7 +376,7 @@ impl<'a> Analysis<'a> {
                     .attribute
                     .iter()
                     .find(|a| a.name.as_deref() == Some("mode"))
-                    .map_or(true, |a| a.s.as_deref() == Some(b"constant"));
+                    .is_none_or(|a| a.s.as_deref() == Some(b"constant"));
                 let zero = match n.input(2) {
                     None => n.attr_f("value").unwrap_or(0.0) == 0.0,
                     Some(c) => self
@@ -456,7 +456,7 @@ impl<'a> Analysis<'a> {
                     return Err("missing operand".into());
                 };
                 let per_row = match self.shapes.get(o) {
-                    Some(s) => s.last().map_or(true, |x| x.known() == Some(1)),
+                    Some(s) => s.last().is_none_or(|x| x.known() == Some(1)),
                     None => false,
                 };
                 if per_row {
@@ -798,9 +798,9 @@ impl<'a> Analysis<'a> {
                     let gn = &self.g.nodes[gp];
                     if gn.is("Gather")
                         && gn.attr_i("axis").unwrap_or(0) == 0
-                        && gn.input(0).map_or(false, |t| {
+                        && gn.input(0).is_some_and(|t| {
                             self.is_const(t)
-                                && self.g.constant_dims(t).map_or(false, |d| d.len() == 2)
+                                && self.g.constant_dims(t).is_some_and(|d| d.len() == 2)
                         })
                         && self.ix.use_count(&m.x) == 1
                         && m.extra_outputs_read.is_empty()
@@ -841,7 +841,7 @@ impl<'a> Analysis<'a> {
                     if n.is("Concat") {
                         let axis = n.attr_i("axis").unwrap_or(0);
                         let r = self.rank(v);
-                        let ok = r.map_or(false, |r| {
+                        let ok = r.is_some_and(|r| {
                             (if axis < 0 { axis + r as i64 } else { axis }) != r as i64 - 1
                         });
                         if !ok {
@@ -864,22 +864,21 @@ impl<'a> Analysis<'a> {
                     }
                     return Producer::Internal { push, consts };
                 }
-                "MatMul" => {
+                "MatMul"
                     if self
                         .const_dims_at(p, 1)
-                        .map_or(false, |s| s.len() == 2 && s[1] == d)
-                    {
+                        .is_some_and(|s| s.len() == 2 && s[1] == d)
+                    => {
                         return Producer::Leaf(Leaf::Linear {
                             node: p,
                             tail: vec![],
                         });
                     }
-                }
                 "Gemm" => {
                     let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                    let c_ok = n.input(2).map_or(true, |_| self.const_at(p, 2));
+                    let c_ok = n.input(2).is_none_or(|_| self.const_at(p, 2));
                     if c_ok
-                        && self.const_dims_at(p, 1).map_or(false, |s| {
+                        && self.const_dims_at(p, 1).is_some_and(|s| {
                             s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d
                         })
                     {
@@ -889,18 +888,17 @@ impl<'a> Analysis<'a> {
                         });
                     }
                 }
-                "Gather" => {
+                "Gather"
                     if n.attr_i("axis").unwrap_or(0) == 0
                         && self
                             .const_dims_at(p, 0)
-                            .map_or(false, |s| s.len() == 2 && s[1] == d)
-                    {
+                            .is_some_and(|s| s.len() == 2 && s[1] == d)
+                    => {
                         return Producer::Leaf(Leaf::Table { node: p });
                     }
-                }
-                "Where" => {
+                "Where"
                     // A per-token choice between two zero-mean values.
-                    if self.per_token(n, v) {
+                    if self.per_token(n, v) => {
                         let mut push = vec![];
                         let mut consts = vec![];
                         for i in 1..3 {
@@ -912,7 +910,6 @@ impl<'a> Analysis<'a> {
                         }
                         return Producer::Internal { push, consts };
                     }
-                }
                 "Mul" | "Div" => {
                     if let Some((node, tail)) = self.affine_writer(p, d) {
                         return Producer::Leaf(Leaf::Linear { node, tail });
@@ -938,7 +935,7 @@ impl<'a> Analysis<'a> {
                         | "Cast"
                         | "Flatten"
                 );
-                if data_op && n.input(0).map_or(false, |i| self.is_const(i)) {
+                if data_op && n.input(0).is_some_and(|i| self.is_const(i)) {
                     let last = self
                         .g
                         .constant_dims(n.input(0).unwrap_or(""))
@@ -1203,7 +1200,7 @@ impl<'a> Analysis<'a> {
                     .attribute
                     .iter()
                     .find(|a| a.name.as_deref() == Some("mode"))
-                    .map_or(true, |a| a.s.as_deref() == Some(b"constant"));
+                    .is_none_or(|a| a.s.as_deref() == Some(b"constant"));
                 let zero = match n.input(2).filter(|x| !x.is_empty()) {
                     None => n.attr_f("value").unwrap_or(0.0) == 0.0,
                     Some(c) => self
@@ -1261,10 +1258,7 @@ impl<'a> Analysis<'a> {
                 }
             }
             "Add" | "Sub" => {
-                let (a0, a1) = (
-                    n.input(0).and_then(|x| aligned(x)),
-                    n.input(1).and_then(|x| aligned(x)),
-                );
+                let (a0, a1) = (n.input(0).and_then(&aligned), n.input(1).and_then(&aligned));
                 match (a0, a1) {
                     (Some(a0), Some(a1)) => go(0, a0, ch, path) && go(1, a1, ch, path),
                     _ => false,
@@ -1278,10 +1272,7 @@ impl<'a> Analysis<'a> {
                     },
                     None => false,
                 });
-                let (a1, a2) = (
-                    n.input(1).and_then(|x| aligned(x)),
-                    n.input(2).and_then(|x| aligned(x)),
-                );
+                let (a1, a2) = (n.input(1).and_then(&aligned), n.input(2).and_then(aligned));
                 match (per_token, a1, a2) {
                     (true, Some(a1), Some(a2)) => go(1, a1, ch, path) && go(2, a2, ch, path),
                     _ => false,
@@ -1311,7 +1302,7 @@ impl<'a> Analysis<'a> {
                 .is_some_and(|s| s.len() == 2 && s[1] == d),
             "Gemm" => {
                 let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                n.input(2).map_or(true, |_| self.const_at(node, 2))
+                n.input(2).is_none_or(|_| self.const_at(node, 2))
                     && self
                         .const_dims_at(node, 1)
                         .is_some_and(|s| s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d)

@@ -79,9 +79,12 @@ fn rel_str(p: &Path) -> String {
     p.to_string_lossy().replace('\\', "/")
 }
 
+/// What [`walk`] finds: files, folders, and notes on what it did not follow.
+type Walked = (Vec<PathBuf>, Vec<PathBuf>, Vec<String>);
+
 /// Files (and folders) under `dir`, relative, sorted. Symbolic links to folders are not
 /// followed (a link loop would never end); links to files are copied as files.
-fn walk(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>, Vec<String>), Error> {
+fn walk(dir: &Path) -> Result<Walked, Error> {
     let mut files = vec![];
     let mut dirs = vec![];
     let mut skipped = vec![];

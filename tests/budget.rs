@@ -422,7 +422,7 @@ fn byte_sizes_parse() {
     assert!(budget::parse_bytes("0").is_err());
     assert!(budget::parse_bytes("3X").is_err());
     let d = budget::default_budget();
-    assert!(d <= 2 << 30 && d >= 64 << 20, "{d}");
+    assert!((64 << 20..=2 << 30).contains(&d), "{d}");
 }
 
 #[test]

@@ -153,7 +153,8 @@ fn fused_matmul_matches_transpose_matmul_scale() {
 
 #[test]
 fn fused_gemm_matches_gemm_then_activation() {
-    let acts: Vec<(&str, Vec<(&str, f32)>, Vec<NodeProto>)> = vec![
+    type Activation<'a> = (&'a str, Vec<(&'a str, f32)>, Vec<NodeProto>);
+    let acts: Vec<Activation> = vec![
         (
             "Relu",
             vec![],

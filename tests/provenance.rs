@@ -174,7 +174,7 @@ fn crmsnorm_and_onnxruntime_forms_carry_provenance_too() {
             "--runtime".as_ref(),
             "tract".as_ref(),
         ];
-        a.extend(args.iter().map(|s| std::ffi::OsStr::new(s)));
+        a.extend(args.iter().map(std::ffi::OsStr::new));
         let o = run(&a);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         let m = meta(&out);

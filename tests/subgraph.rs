@@ -7,6 +7,7 @@
 //!   then branch folds γ/β into the head → the head is copied for it, the rest edited in place;
 //! - `Observed`: the else branch reads the raw stream with its head → refused → every weight
 //!   the then branch edits is copied (copy on write, bytes counted).
+//!
 //! Original and rewrite run in tract and onnxruntime for BOTH values of the condition (frozen as
 //! a constant in both files) and must agree at float32 rounding; both targets, with weight
 //! edits in memory and at write time (passes/lazy.rs).

@@ -1154,8 +1154,10 @@ impl Graph {
         };
         let name = self.fresh_name(&base);
         let bytes = encoded.len();
-        let mut t = TensorProto::default();
-        t.name = Some(name.clone());
+        let mut t = TensorProto {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
         set_payload(&mut t, &new.dims, new.data_type, encoded);
         self.push_initializer(t);
         self.set_input(id, slot, &name);

@@ -121,9 +121,7 @@ impl Shapes {
                             .iter()
                             .zip(&shape)
                             .map(|(d, i)| {
-                                if matches!(d, Dim::Known(_)) {
-                                    d.clone()
-                                } else if matches!(i, Dim::Unknown) {
+                                if matches!(d, Dim::Known(_)) || matches!(i, Dim::Unknown) {
                                     d.clone()
                                 } else {
                                     i.clone()
@@ -245,7 +243,7 @@ fn conv_shape(n: &NodeProto, x: Option<Vec<Dim>>, w: Option<Vec<Dim>>) -> Option
         .and_then(|a| a.s.clone());
     let auto_ok = auto
         .as_deref()
-        .map_or(true, |s| s == b"NOTSET" || s == b"VALID");
+        .is_none_or(|s| s == b"NOTSET" || s == b"VALID");
     let mut out = vec![x[0].clone(), w[0].clone()];
     for i in 0..sp {
         let d = match (
@@ -585,8 +583,8 @@ fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec<Dim>>> {
             let mut out = x.clone();
             match (starts, ends, axes, steps) {
                 (Some(st), Some(en), Some(ax), Some(sp)) => {
-                    for k in 0..ax.len() {
-                        let Some(a) = norm_axis(ax[k], x.len()) else {
+                    for (k, &axis) in ax.iter().enumerate() {
+                        let Some(a) = norm_axis(axis, x.len()) else {
                             return vec![];
                         };
                         out[a] = match (x[a].known(), st.get(k), en.get(k), sp.get(k)) {

@@ -322,7 +322,7 @@ fn estimate_loaded(
     }
     let total = input_all.saturating_add(output_all).saturating_add(act);
     let mut inputs: Vec<InputNeed> = per_input.into_values().collect();
-    inputs.sort_by(|x, y| y.bytes.cmp(&x.bytes));
+    inputs.sort_by_key(|x| std::cmp::Reverse(x.bytes));
     Ok(BudgetEstimate {
         budget_bytes: budget,
         total_bytes: total,
@@ -420,15 +420,12 @@ pub(crate) fn plan_as(
         .collect();
     let mut cur = opts.clone();
     let mut est = first.clone();
-    loop {
-        let Some((name, v)) = free
-            .iter()
-            .filter(|(_, v)| **v > 1)
-            .max_by_key(|(_, v)| **v)
-            .map(|(k, v)| (k.clone(), *v))
-        else {
-            break;
-        };
+    while let Some((name, v)) = free
+        .iter()
+        .filter(|(_, v)| **v > 1)
+        .max_by_key(|(_, v)| **v)
+        .map(|(k, v)| (k.clone(), *v))
+    {
         let nv = v / 2;
         free.insert(name.clone(), nv);
         cur.dims.insert(name, nv);

@@ -647,6 +647,16 @@ fn run_tract(
     Ok(outs)
 }
 
+/// [`run_ort_with`] on model B, marked for the child's crash report.
+fn run_ort_marked(
+    model: &mut ort_rt::OrtModel,
+    spec: &ModelSpec,
+    samples: &[Vec<HostTensor>],
+) -> Result<Vec<Vec<HostTensor>>, VerifyError> {
+    child::mark("onnxruntime", "B");
+    run_ort_with(model, spec, samples)
+}
+
 fn run_ort_with(
     model: &mut ort_rt::OrtModel,
     spec: &ModelSpec,
@@ -919,10 +929,7 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                         };
                         let case = label(c);
                         match &mut model_b {
-                            Ok(mb) => match {
-                                child::mark("onnxruntime", "B");
-                                run_ort_with(mb, &spec_b, &c.samples)
-                            } {
+                            Ok(mb) => match run_ort_marked(mb, &spec_b, &c.samples) {
                                 Ok(outs_b) => rows.extend(compare(
                                     Runtime::Ort,
                                     case.as_deref(),

@@ -75,7 +75,7 @@ pub enum Leaf {
 }
 
 /// One op of an affine writer's tail: `Add` of a constant bias, or `Mul`/`Div` by a constant
-/// per-channel ([D], [1, …, 1, D]) or scalar scale.
+/// per-channel (`[D]`, `[1, …, 1, D]`) or scalar scale.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Step {
     /// The Add/Mul/Div.

@@ -734,7 +734,7 @@ fn looks_spatial(name: &str) -> bool {
 /// in tract and/or onnxruntime as `opts` says.
 ///
 /// When no runtime can run `a` at the default sizes and it has symbolic image dims that
-/// `opts.dims` does not set, those dims are tried at [`IMAGE_SIZES`] (the same size for all of
+/// `opts.dims` does not set, those dims are tried at 16, 32, 64, 128, 224, 256, 384 and 512 (the same size for all of
 /// them) until a runtime runs it; the report's notes say which size was used.
 ///
 /// Returns a report (check [`VerifyReport::passed`]); an `Err` means verification could not be

@@ -150,25 +150,6 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
     };
     let ix = model.graph.index();
     let shapes = Shapes::infer(&model.graph);
-    if std::env::var_os("NORMOPT_DEBUG_SHAPES").is_some() {
-        for n in &model.graph.nodes {
-            for o in &n.output {
-                let sh = shapes.get(o).map(|s| {
-                    s.iter()
-                        .map(|d| d.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                });
-                eprintln!(
-                    "shape {o} = {:?} (value {:?})",
-                    sh,
-                    shapes
-                        .value(o)
-                        .map(|v| v.iter().map(|d| d.to_string()).collect::<Vec<_>>())
-                );
-            }
-        }
-    }
     let ctx = Ctx {
         g: &model.graph,
         ix: &ix,

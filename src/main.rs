@@ -52,6 +52,10 @@ enum Cmd {
         /// Also print the graph as text.
         #[arg(long)]
         graph: bool,
+        /// Also print the shape the pass infers for every value (and the values of small
+        /// shape tensors it can compute).
+        #[arg(long)]
+        shapes: bool,
         /// Target to analyse for.
         #[arg(long, value_enum, default_value_t = TargetArg::Rmsnorm)]
         target: TargetArg,
@@ -209,11 +213,12 @@ fn main() -> ExitCode {
             model,
             json,
             graph,
+            shapes,
             target,
             dot,
         }) => match dot {
             Some(d) => inspect_dot(&model, &d, target),
-            None => inspect(&model, json, graph, target),
+            None => inspect(&model, json, graph, shapes, target),
         },
         Some(Cmd::Verify { a, b, args, json }) => verify_cmd(&a, &b, &args, json),
         // In a child process with a memory limit: a runtime crash is one line, exit 5.
@@ -247,7 +252,7 @@ fn fail_pass(input: &Path, e: &Error) -> u8 {
 
 use flow::one_line;
 
-fn inspect(path: &Path, json: bool, graph: bool, target: TargetArg) -> u8 {
+fn inspect(path: &Path, json: bool, graph: bool, shapes: bool, target: TargetArg) -> u8 {
     let model = match Model::load(path) {
         Ok(m) => m,
         Err(e) => return fail(&e),
@@ -267,8 +272,40 @@ fn inspect(path: &Path, json: bool, graph: bool, target: TargetArg) -> u8 {
         if graph {
             print!("\n{}", dump::dump(&model.graph));
         }
+        if shapes {
+            print!("\n{}", shapes_text(&model.graph));
+        }
     }
     0
+}
+
+/// `inspect --shapes`: every node output with its inferred shape (and value, when known).
+fn shapes_text(g: &onnx_normopt::ir::Graph) -> String {
+    let shapes = onnx_normopt::ir::shape::Shapes::infer(g);
+    let list = |v: &[onnx_normopt::ir::shape::Dim]| {
+        v.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut s = String::from("shapes:\n");
+    for o in g
+        .nodes
+        .iter()
+        .flat_map(|n| n.output.iter())
+        .filter(|o| !o.is_empty())
+    {
+        let shape = shapes
+            .get(o)
+            .map(|d| format!("[{}]", list(d)))
+            .unwrap_or_else(|| "unknown".into());
+        let value = shapes
+            .value(o)
+            .map(|v| format!(" = [{}]", list(v)))
+            .unwrap_or_default();
+        s.push_str(&format!("  {o:?}: {shape}{value}\n"));
+    }
+    s
 }
 
 /// `inspect --dot`: the picture of the streams.

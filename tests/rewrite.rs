@@ -436,3 +436,18 @@ fn shared_corpus_when_present() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `inspect --shapes` prints the shape inferred for every value (the shapes the pass reasons
+/// with), symbolic dims by name.
+#[test]
+fn inspect_shapes() {
+    let o = std::process::Command::new(bin())
+        .args(["inspect", "--shapes"])
+        .arg(root().join("testdata/models/gpt2_ts14_fp32.onnx"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("\"logits\": [batch, seq, 96]"), "{out}");
+    assert!(out.contains("= [-1, seq, 32]"), "{out}");
+}

@@ -7,29 +7,10 @@ use onnx_normopt::ir::Model;
 use onnx_normopt::proto::ModelProto;
 use onnx_normopt::verify::{verify_files, Runtimes, VerifyOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_onnx-normopt")
-}
-
-fn tm(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/models")
-        .join(name)
-}
-
-fn run(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(bin()).args(args).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{run, text, tm};
 
 /// An export-like folder:
 /// - `model.onnx` (GPT-2, inline), `config.json`, `notes.txt`;

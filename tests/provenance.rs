@@ -5,29 +5,11 @@
 use onnx_normopt::io;
 use sha2::Digest;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_onnx-normopt")
-}
-
-fn tm(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/models")
-        .join(name)
-}
-
-fn run(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(bin()).args(args).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{run, text, tm};
 
 fn meta(p: &Path) -> Vec<(String, String)> {
     io::load(p)

@@ -3,14 +3,15 @@
 //! output (not yet visible) → verify the staged file against the input.
 //!
 //! Nothing here prints but the write progress bar: the caller reports, and decides whether the
-//! staged output is committed (see [`FileResult`]).
+//! staged output is committed (see [`FileResult`]). The CLI (single files and folders) and the
+//! Python package both run it.
 
+use crate::ir::Model;
+use crate::passes::{self, report::Report, Options};
 use crate::progress;
-use onnx_normopt::ir::Model;
-use onnx_normopt::passes::{self, report::Report, Options};
-use onnx_normopt::provenance::{self, PendingDigest, Provenance};
-use onnx_normopt::verify::{self, VerifyOptions, VerifyReport};
-use onnx_normopt::{io, Error};
+use crate::provenance::{self, PendingDigest, Provenance};
+use crate::verify::{self, VerifyOptions, VerifyReport};
+use crate::{io, Error};
 use std::path::Path;
 
 /// Models up to this many bytes (file plus external data) are verified by default.
@@ -28,6 +29,60 @@ pub struct Settings {
     pub verify_opts: VerifyOptions,
     /// No progress bar.
     pub quiet: bool,
+    /// Runs the verification of a staged output against its input (see [`Verifier`]).
+    pub verifier: Box<Verifier>,
+}
+
+/// Verifies `b` against `a`: the verifier's result, or `Err(one line)` when it panicked. The
+/// default ([`verify_guarded`]) catches panics itself; the CLI passes one that also keeps its
+/// panic hook quiet while a runtime runs.
+pub type Verifier = dyn Fn(&Path, &Path, &VerifyOptions) -> Result<Result<VerifyReport, verify::VerifyError>, String>
+    + Send
+    + Sync;
+
+impl Settings {
+    /// Settings with the default verifier ([`verify_guarded`]).
+    pub fn new(
+        opts: Options,
+        verify: bool,
+        no_verify: bool,
+        verify_opts: VerifyOptions,
+        quiet: bool,
+    ) -> Settings {
+        Settings {
+            opts,
+            verify,
+            no_verify,
+            verify_opts,
+            quiet,
+            verifier: Box::new(verify_guarded),
+        }
+    }
+}
+
+/// `verify::verify_files` with a panic turned into `Err(one line)`.
+pub fn verify_guarded(
+    a: &Path,
+    b: &Path,
+    opts: &VerifyOptions,
+) -> Result<Result<VerifyReport, verify::VerifyError>, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        verify::verify_files(a, b, opts)
+    }))
+    .map_err(|p| panic_line(p.as_ref()))
+}
+
+/// The one line a caught verification panic becomes.
+pub fn panic_line(p: &(dyn std::any::Any + Send)) -> String {
+    let msg = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into());
+    format!(
+        "internal error during verification (a bug in this tool): {}",
+        one_line(&msg)
+    )
 }
 
 /// Whether and how the rewritten model was verified.
@@ -200,8 +255,7 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
             verified: Verified::Skipped(why),
         };
     }
-    let result =
-        crate::quiet_panics(|| verify::verify_files(input, staged.model_path(), &s.verify_opts));
+    let result = (s.verifier)(input, staged.model_path(), &s.verify_opts);
     match result {
         Ok(Ok(rep)) => {
             report.verification = serde_json::to_value(&rep).ok();
@@ -254,4 +308,28 @@ pub fn verification_line(rep: &VerifyReport) -> String {
         rep.samples,
         worst
     )
+}
+
+/// Write `bytes` to `path` through a temporary file beside it, renamed into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let w = |e: std::io::Error| Error::Write {
+        path: path.into(),
+        reason: e.to_string(),
+    };
+    std::fs::write(&tmp, bytes).map_err(w)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        w(e)
+    })
 }

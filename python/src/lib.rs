@@ -20,7 +20,7 @@
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, emit::Emit, report::Report, CrmsEmit, Options, Target};
 use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
-use onnx_normopt::{flow, folder, io, Error};
+use onnx_normopt::{flow, folder, io, provenance, Error};
 use prost::Message;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
@@ -423,6 +423,20 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
     if job.in_memory && model.had_external_data {
         return Err(Fail::usage(EXTERNAL_IN_MEMORY));
     }
+    // As the CLI (flow::rewrite_file): a model this tool wrote is not rewritten again, and the
+    // output records its provenance (digest of the input computed alongside the pass).
+    let target = match job.opts.target {
+        Target::Rmsnorm => "rmsnorm",
+        Target::Crmsnorm => "crmsnorm",
+    };
+    if let Some(why) = provenance::already_rewritten(&model.header, target) {
+        return Err(Fail::Nothing {
+            message: format!("{}: nothing rewritten: {why}", input.display()),
+            reasons: vec![why],
+            report: None,
+        });
+    }
+    let digest = provenance::PendingDigest::start(input);
     let size = total_size(input, &model);
     let mut outcome = passes::run(model, &job.opts).map_err(|e| match e {
         Error::NotRewritable(why) => Fail::Nothing {
@@ -449,6 +463,13 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
             report: Some(text_of(&outcome.report)),
         });
     }
+    let sha = digest.finish(input).map_err(Fail::Lib)?;
+    let mut prov = provenance::Provenance::of(&outcome.report, job.opts.fold, input, &sha);
+    if job.in_memory {
+        // The private temporary file's name says nothing about the model.
+        prov.input_file = String::new();
+    }
+    provenance::record(&mut outcome.model.header, &prov);
     if let Some(on) = job.fsync {
         io::set_fsync(on);
     }

@@ -62,7 +62,9 @@ def test_rewrite_dir(tmp_path):
     }
     assert [f.file for f in rep.rewritten] == ["model.onnx", "onnx/vision_model.onnx"]
     bert = rep.refused[0]
-    assert "Post-LN" in (bert.reason or ""), bert.reason
+    assert bert.reason and "refused" in bert.reason, bert.reason
+    assert bert.report is not None
+    assert any("Post-LN" in r.why for r in bert.report.refusals)
     assert bert.norms_rewritten == 0 and bert.norms_refused == 5
     assert rep.copied == ["notes.txt"]
     assert rep.target == "rmsnorm"
@@ -125,16 +127,19 @@ def test_rewrite_dir_nothing_to_rewrite(tmp_path):
 def test_rewrite_dir_verification_error_writes_nothing(tmp_path):
     src = make_folder(tmp_path)
     out = tmp_path / "out"
-    # onnxruntime alone, from a library that does not exist: the verification cannot run,
-    # which fails the files, and nothing is written (not even the refused model's copy).
+    # A tolerance of 0 cannot be met by float rounding: both rewrites fail verification, and
+    # nothing is written (not even the refused model's copy).
     with pytest.raises(onnx_normopt.VerificationError) as e:
-        onnx_normopt.rewrite_dir(
-            src, out, runtimes="onnxruntime", ort_lib=tmp_path / "no-such-libonnxruntime.so"
-        )
+        onnx_normopt.rewrite_dir(src, out, rtol=0.0)
     assert "verification failed for 2 file(s); nothing written" in str(e.value)
     fr = e.value.folder_report
     assert fr is not None
-    assert {f.file: f.status for f in fr.files}["model.onnx"] == "verification failed"
+    assert {f.file: f.status for f in fr.files} == {
+        "model.onnx": "verification failed",
+        "onnx/encoder_model.onnx": "refused",
+        "onnx/vision_model.onnx": "verification failed",
+    }
+    assert e.value.table is not None and not e.value.table.passed
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 
@@ -167,3 +172,27 @@ def test_rewrite_dir_invalid_model(tmp_path):
     with pytest.raises(onnx_normopt.InvalidModelError, match="broken.onnx"):
         onnx_normopt.rewrite_dir(src, out)
     assert not out.exists()
+
+
+def test_rewrite_records_provenance_like_the_cli(tmp_path):
+    """``rewrite`` and ``rewrite_model`` go through the same provenance as the CLI: the output's
+    metadata names the tool and the input's digest, and a second rewrite explains itself."""
+    import onnx
+
+    src = model_path(GPT2)
+    out = tmp_path / "o.onnx"
+    onnx_normopt.rewrite(src, out, verify=False)
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["onnx_normopt.input_file"] == src.name
+    assert meta["onnx_normopt.input_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert meta["onnx_normopt.target"] == "rmsnorm"
+    with pytest.raises(onnx_normopt.NothingToRewrite, match="already rewritten by onnx-normopt"):
+        onnx_normopt.rewrite(out, tmp_path / "again.onnx")
+    proto = onnx.load(str(src))
+    m, _ = onnx_normopt.rewrite_model(proto, verify=False)
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert meta["onnx_normopt.input_file"] == ""
+    sha = hashlib.sha256(proto.SerializeToString()).hexdigest()
+    assert meta["onnx_normopt.input_sha256"] == sha
+    with pytest.raises(onnx_normopt.NothingToRewrite, match="already rewritten"):
+        onnx_normopt.rewrite_model(m)

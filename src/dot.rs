@@ -575,6 +575,7 @@ mod tests {
                     leaves,
                     norms,
                     norm_names: names,
+                    subgraph: None,
                 },
                 StreamReport {
                     id: 1,
@@ -585,12 +586,14 @@ mod tests {
                     leaves: vec![],
                     norms: vec![],
                     norm_names: vec![nasty.to_string()],
+                    subgraph: None,
                 },
             ],
             refusals: vec![Refusal {
                 norm: nasty.into(),
                 form: "LayerNormalization".into(),
                 why: format!("observed by {nasty}"),
+                subgraph: None,
             }],
             ..Default::default()
         }

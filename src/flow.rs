@@ -3,14 +3,15 @@
 //! output (not yet visible) → verify the staged file against the input.
 //!
 //! Nothing here prints but the write progress bar: the caller reports, and decides whether the
-//! staged output is committed (see [`FileResult`]).
+//! staged output is committed (see [`FileResult`]). The CLI (single files and folders) and the
+//! Python package both run it.
 
+use crate::ir::Model;
+use crate::passes::{self, report::Report, Options};
 use crate::progress;
-use onnx_normopt::ir::Model;
-use onnx_normopt::passes::{self, report::Report, Options};
-use onnx_normopt::provenance::{self, PendingDigest, Provenance};
-use onnx_normopt::verify::{self, Checked, VerifyOptions};
-use onnx_normopt::{io, Error};
+use crate::provenance::{self, PendingDigest, Provenance};
+use crate::verify::{self, VerifyOptions, VerifyReport};
+use crate::{io, Error};
 use std::path::Path;
 
 /// Models up to this many bytes (file plus external data) are verified by default.
@@ -26,16 +27,115 @@ pub struct Settings {
     pub no_verify: bool,
     /// Verification options.
     pub verify_opts: VerifyOptions,
-    /// The verifier's child process: memory budget, time limit, model names in messages.
-    pub isolation: verify::Isolation,
     /// No progress bar.
     pub quiet: bool,
+    /// Runs the verification of a staged output against its input (see [`Verifier`]).
+    pub verifier: Box<Verifier>,
+}
+
+/// Verifies `b` against `a`: the verifier's result, or `Err(one line)` when it panicked. The
+/// default ([`verify_guarded`]) catches panics itself; the CLI passes one that also keeps its
+/// panic hook quiet while a runtime runs.
+pub type Verifier = dyn Fn(&Path, &Path, &VerifyOptions) -> Result<Result<Verification, verify::VerifyError>, String>
+    + Send
+    + Sync;
+
+impl Settings {
+    /// Settings with the default verifier ([`verify_guarded`]).
+    pub fn new(
+        opts: Options,
+        verify: bool,
+        no_verify: bool,
+        verify_opts: VerifyOptions,
+        quiet: bool,
+    ) -> Settings {
+        Settings {
+            opts,
+            verify,
+            no_verify,
+            verify_opts,
+            quiet,
+            verifier: Box::new(verify_guarded),
+        }
+    }
+}
+
+/// A verification that ran to the end, as the flow reports it: the table as JSON (the
+/// `--report`'s `verification`) and as text, and whether it passed. The in-process verifier
+/// ([`verify::verify_files`]) and the isolated one ([`verify::verify_isolated`], the CLI's) both
+/// give one.
+#[derive(Clone, Debug)]
+pub struct Verification {
+    /// The table as JSON.
+    pub json: serde_json::Value,
+    /// The table as text.
+    pub text: String,
+    /// Whether every row passed.
+    pub passed: bool,
+}
+
+impl Verification {
+    /// Whether every row passed.
+    pub fn passed(&self) -> bool {
+        self.passed
+    }
+}
+
+impl From<VerifyReport> for Verification {
+    fn from(rep: VerifyReport) -> Verification {
+        Verification {
+            json: serde_json::to_value(&rep).unwrap_or_default(),
+            text: rep.to_string(),
+            passed: rep.passed(),
+        }
+    }
+}
+
+impl From<verify::Checked> for Verification {
+    fn from(c: verify::Checked) -> Verification {
+        Verification {
+            passed: c.passed(),
+            json: c.json,
+            text: c.text,
+        }
+    }
+}
+
+impl std::fmt::Display for Verification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// `verify::verify_files` (in process) with a panic turned into `Err(one line)`.
+pub fn verify_guarded(
+    a: &Path,
+    b: &Path,
+    opts: &VerifyOptions,
+) -> Result<Result<Verification, verify::VerifyError>, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        verify::verify_files(a, b, opts).map(Verification::from)
+    }))
+    .map_err(|p| panic_line(p.as_ref()))
+}
+
+/// The one line a caught verification panic becomes.
+pub fn panic_line(p: &(dyn std::any::Any + Send)) -> String {
+    let msg = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into());
+    format!(
+        "internal error during verification (a bug in this tool): {}",
+        one_line(&msg)
+    )
 }
 
 /// Whether and how the rewritten model was verified.
 pub enum Verified {
     /// Verified: the table.
-    Passed(Box<Checked>),
+    Passed(Box<Verification>),
     /// Not verified, and why (`--no-verify`, or above the default size).
     Skipped(String),
 }
@@ -68,7 +168,7 @@ pub enum FileResult {
         /// The pass's report (with the verification table when it ran).
         report: Box<Report>,
         /// The table, when it ran.
-        table: Option<Box<Checked>>,
+        table: Option<Box<Verification>>,
     },
     /// An error (bad input, write failure, internal error).
     Error(Error),
@@ -202,9 +302,9 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
             verified: Verified::Skipped(why),
         };
     }
-    // In a child process, with the memory budget checked first (verify::child).
-    match verify::verify_isolated(input, staged.model_path(), &s.verify_opts, &s.isolation) {
-        Ok(rep) => {
+    let result = (s.verifier)(input, staged.model_path(), &s.verify_opts);
+    match result {
+        Ok(Ok(rep)) => {
             report.verification = Some(rep.json.clone());
             if rep.passed() {
                 FileResult::Rewritten {
@@ -221,9 +321,15 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
                 }
             }
         }
-        Err(e) => FileResult::VerifyFailed {
+        Ok(Err(e)) => FileResult::VerifyFailed {
             why: format!("could not verify the rewritten model: {e}"),
             code: e.exit_code(),
+            report,
+            table: None,
+        },
+        Err(panic) => FileResult::VerifyFailed {
+            why: panic,
+            code: 1,
             report,
             table: None,
         },
@@ -231,7 +337,7 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
 }
 
 /// A short account of a verification table: runtimes and the largest relative error.
-pub fn verification_line(rep: &Checked) -> String {
+pub fn verification_line(rep: &Verification) -> String {
     let j = &rep.json;
     let runtimes: Vec<&str> = j["runtimes"]
         .as_array()
@@ -256,4 +362,28 @@ pub fn verification_line(rep: &Checked) -> String {
         j["samples"].as_u64().unwrap_or(0),
         worst
     )
+}
+
+/// Write `bytes` to `path` through a temporary file beside it, renamed into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let w = |e: std::io::Error| Error::Write {
+        path: path.into(),
+        reason: e.to_string(),
+    };
+    std::fs::write(&tmp, bytes).map_err(w)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        w(e)
+    })
 }

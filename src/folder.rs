@@ -2,6 +2,8 @@
 //! Optimum exports keep `model.onnx` or encoder/decoder files beside `config.json`,
 //! transformers.js keeps them under `onnx/`) with the same options, each through the
 //! single-file flow ([`crate::flow::rewrite_file`]), and copies every other file unchanged.
+//! The CLI and the Python package (`rewrite_dir`) both call [`run`]; it prints nothing itself
+//! but hands the lines to show to a `log` callback, and returns an [`Outcome`].
 //!
 //! Invariants:
 //! - nothing is written under OUT_DIR unless the whole run succeeds: everything is staged in a
@@ -19,41 +21,98 @@
 //! nothing could be rewritten.
 
 use crate::flow::{self, one_line, FileResult, Settings, Verified};
-use onnx_normopt::passes::report::Report;
-use onnx_normopt::{io, Error};
+use crate::passes::report::Report;
+use crate::{io, Error};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// What happened to one model of the folder.
-#[derive(serde::Serialize)]
-struct FileRow {
+#[derive(Debug, serde::Serialize)]
+pub struct FileRow {
     /// Path relative to DIR.
-    file: String,
+    pub file: String,
     /// rewritten, refused, verification failed.
-    status: String,
+    pub status: String,
     /// Why it was refused or failed.
-    reason: Option<String>,
-    norms_rewritten: usize,
-    norms_refused: usize,
+    pub reason: Option<String>,
+    /// Norms rewritten.
+    pub norms_rewritten: usize,
+    /// Norms left alone.
+    pub norms_refused: usize,
     /// One line about the verification.
-    verification: String,
+    pub verification: String,
     /// The external data file the output references (rewritten models), relative to OUT_DIR.
-    data_file: Option<String>,
+    pub data_file: Option<String>,
     /// The pass's report.
-    report: Option<Box<Report>>,
+    pub report: Option<Box<Report>>,
 }
 
 /// The JSON `--report` of a folder run.
-#[derive(serde::Serialize)]
-struct FolderReport<'a> {
-    input: String,
-    output: String,
-    target: &'a str,
-    files: &'a [FileRow],
+#[derive(Debug, Default, serde::Serialize)]
+pub struct FolderReport {
+    /// DIR, as given.
+    pub input: String,
+    /// OUT_DIR, as given.
+    pub output: String,
+    /// `rmsnorm` or `crmsnorm`.
+    pub target: String,
+    /// One row per model, in path order (the models handled before a run stopped).
+    pub files: Vec<FileRow>,
     /// Other files, copied unchanged.
-    copied: Vec<String>,
+    pub copied: Vec<String>,
     /// External data files of rewritten models, replaced by the rewritten models' own.
-    replaced_data_files: Vec<String>,
+    pub replaced_data_files: Vec<String>,
+    /// The table the CLI prints at the end (empty when the run stopped before it).
+    #[serde(skip)]
+    pub table: String,
+}
+
+/// How a folder run ended, in the categories of the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Written (exit 0).
+    Done,
+    /// A usage error (exit 2): OUT_DIR not empty, inside DIR, no `.onnx` file...
+    Usage,
+    /// A model (or the folder) cannot be read or is not a valid model (exit 2).
+    Invalid,
+    /// The output could not be written (exit 2).
+    Write,
+    /// A verification failed or could not be carried out (exit 1 or 4).
+    Verification,
+    /// Every model was refused (exit 3).
+    Nothing,
+    /// A bug (exit 1).
+    Internal,
+}
+
+/// The end of a folder run.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The exit status.
+    pub code: u8,
+    /// Its category.
+    pub kind: Kind,
+    /// The last line when the run failed (the CLI prints it after `onnx-normopt: `).
+    pub message: Option<String>,
+    /// What was done (complete when the run reached its end).
+    pub report: FolderReport,
+}
+
+/// A run stopped early: exit status, category, last line.
+struct Stop(u8, Kind, String);
+
+impl Stop {
+    fn of(e: &Error, suffix: &str) -> Stop {
+        let kind = match e {
+            Error::Usage(_) => Kind::Usage,
+            Error::Write { .. } => Kind::Write,
+            Error::NotRewritable(_) => Kind::Nothing,
+            Error::Internal(_) => Kind::Internal,
+            _ => Kind::Invalid,
+        };
+        Stop(e.exit_code() as u8, kind, format!("{e}{suffix}"))
+    }
 }
 
 /// A staging folder removed on drop unless committed.
@@ -70,9 +129,8 @@ impl Drop for StageDir {
     }
 }
 
-fn usage(msg: String) -> u8 {
-    eprintln!("onnx-normopt: {msg}");
-    2
+fn usage(msg: String) -> Result<(), Stop> {
+    Err(Stop(2, Kind::Usage, msg))
 }
 
 fn rel_str(p: &Path) -> String {
@@ -211,11 +269,55 @@ fn data_name_for(
     name
 }
 
-/// Run the folder mode. Returns the exit status.
-pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> u8 {
-    let say = |m: String| {
-        if !s.quiet {
-            eprintln!("onnx-normopt: {m}");
+/// Rewrite the folder `dir` into `out` (see the module's documentation), writing the JSON
+/// report to `report_path` on success. The lines the CLI shows on stderr go to `log`, each
+/// ending with a newline (progress lines only unless `s.quiet`); the last line of a failed
+/// run is the outcome's `message`.
+pub fn run(
+    dir: &Path,
+    out: &Path,
+    report_path: Option<&Path>,
+    s: &Settings,
+    log: &mut dyn FnMut(&str),
+) -> Outcome {
+    let mut report = FolderReport {
+        input: dir.display().to_string(),
+        output: out.display().to_string(),
+        target: match s.opts.target {
+            crate::passes::Target::Rmsnorm => "rmsnorm",
+            crate::passes::Target::Crmsnorm => "crmsnorm",
+        }
+        .into(),
+        ..FolderReport::default()
+    };
+    match run_inner(dir, out, report_path, s, log, &mut report) {
+        Ok(()) => Outcome {
+            code: 0,
+            kind: Kind::Done,
+            message: None,
+            report,
+        },
+        Err(Stop(code, kind, message)) => Outcome {
+            code,
+            kind,
+            message: Some(message),
+            report,
+        },
+    }
+}
+
+fn run_inner(
+    dir: &Path,
+    out: &Path,
+    report_path: Option<&Path>,
+    s: &Settings,
+    log: &mut dyn FnMut(&str),
+    rep: &mut FolderReport,
+) -> Result<(), Stop> {
+    let quiet = s.quiet;
+    let say = |log: &mut dyn FnMut(&str), m: String| {
+        if !quiet {
+            log(&format!("onnx-normopt: {m}\n"));
         }
     };
     // Usage checks: OUT_DIR empty or absent, not inside DIR; its parent exists.
@@ -271,10 +373,10 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
     }
     let (files, dirs, skipped) = match walk(dir) {
         Ok(w) => w,
-        Err(e) => return usage(e.to_string()),
+        Err(e) => return Err(Stop::of(&e, "")),
     };
     for sk in &skipped {
-        say(format!("{sk}: not a regular file or folder, skipped"));
+        say(log, format!("{sk}: not a regular file or folder, skipped"));
     }
     let models: Vec<PathBuf> = files.iter().filter(|f| is_model(f)).cloned().collect();
     if models.is_empty() {
@@ -295,8 +397,7 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
                 data_of.insert(m.clone(), d);
             }
             Err(e) => {
-                eprintln!("onnx-normopt: {e}; nothing written");
-                return e.exit_code() as u8;
+                return Err(Stop::of(&e, "; nothing written"));
             }
         }
     }
@@ -332,7 +433,7 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
         let data_name = data_name_for(m, &data, &readers, &all_files);
         let rel = rel_str(m);
         if !s.quiet {
-            eprintln!("onnx-normopt: [{}/{n}] {rel} ...", i + 1);
+            log(&format!("onnx-normopt: [{}/{n}] {rel} ...\n", i + 1));
         }
         let mut row = FileRow {
             file: rel.clone(),
@@ -353,8 +454,7 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
                 let written = match staged.commit() {
                     Ok(w) => w,
                     Err(e) => {
-                        eprintln!("onnx-normopt: {e}; nothing written");
-                        return e.exit_code() as u8;
+                        return Err(Stop::of(&e, "; nothing written"));
                     }
                 };
                 row.status = "rewritten".into();
@@ -373,8 +473,7 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
             }
             FileResult::Refused { why, report } => {
                 if let Err(e) = copy_file(&input, &dst) {
-                    eprintln!("onnx-normopt: {e}; nothing written");
-                    return e.exit_code() as u8;
+                    return Err(Stop::of(&e, "; nothing written"));
                 }
                 row.status = "refused".into();
                 row.reason = Some(one_line(&why));
@@ -388,7 +487,7 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
                 why, report, table, ..
             } => {
                 if let Some(t) = &table {
-                    eprint!("{t}");
+                    log(&t.to_string());
                 }
                 row.status = "verification failed".into();
                 row.reason = Some(one_line(&why));
@@ -401,11 +500,9 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
                 row.report = Some(report);
             }
             FileResult::Error(e) => {
-                eprintln!(
-                    "onnx-normopt: {}; nothing written",
-                    one_line(&e.to_string())
-                );
-                return e.exit_code() as u8;
+                let mut stop = Stop::of(&e, "; nothing written");
+                stop.2 = format!("{}; nothing written", one_line(&e.to_string()));
+                return Err(stop);
             }
         }
         if !s.quiet {
@@ -416,7 +513,7 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
                 ),
                 st => format!("{st}: {}", row.reason.clone().unwrap_or_default()),
             };
-            eprintln!("onnx-normopt: [{}/{n}] {rel}: {what}", i + 1);
+            log(&format!("onnx-normopt: [{}/{n}] {rel}: {what}\n", i + 1));
         }
         rows.push(row);
     }
@@ -432,8 +529,7 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
             continue;
         }
         if let Err(e) = copy_file(&dir.join(f), &stage.path.join(f)) {
-            eprintln!("onnx-normopt: {e}; nothing written");
-            return e.exit_code() as u8;
+            return Err(Stop::of(&e, "; nothing written"));
         }
         copied.push(rel_str(f));
     }
@@ -444,11 +540,14 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
             continue;
         }
         if let Err(e) = io::load(&stage.path.join(m)) {
-            eprintln!(
-                "onnx-normopt: internal error: the output {} does not load: {e}; nothing written",
-                out.join(m).display()
-            );
-            return 1;
+            return Err(Stop(
+                1,
+                Kind::Internal,
+                format!(
+                    "internal error: the output {} does not load: {e}; nothing written",
+                    out.join(m).display()
+                ),
+            ));
         }
     }
     let failed = rows.iter().any(|r| r.status == "verification failed");
@@ -460,74 +559,76 @@ pub fn run(dir: &Path, out: &Path, report_path: Option<&Path>, s: &Settings) -> 
         0
     };
     // The table.
+    rep.table = table(&rows, copied.len(), &replaced);
     if !s.quiet || code != 0 {
-        eprint!("{}", table(&rows, copied.len(), &replaced));
+        log(&rep.table);
     }
+    let n_failed = rows
+        .iter()
+        .filter(|r| r.status == "verification failed")
+        .count();
+    let n_refused = rows.iter().filter(|r| r.status == "refused").count();
+    rep.files = rows;
+    rep.copied = copied;
+    rep.replaced_data_files = replaced;
     match code {
         1 => {
-            eprintln!(
-                "onnx-normopt: {}: verification failed for {} file(s); nothing written",
-                dir.display(),
-                rows.iter()
-                    .filter(|r| r.status == "verification failed")
-                    .count()
-            );
-            return 1;
+            return Err(Stop(
+                1,
+                Kind::Verification,
+                format!(
+                    "{}: verification failed for {n_failed} file(s); nothing written",
+                    dir.display(),
+                ),
+            ));
         }
         3 => {
-            eprintln!(
-                "onnx-normopt: {}: nothing rewritten: every model was refused; nothing written",
-                dir.display()
-            );
-            return 3;
+            return Err(Stop(
+                3,
+                Kind::Nothing,
+                format!(
+                    "{}: nothing rewritten: every model was refused; nothing written",
+                    dir.display()
+                ),
+            ));
         }
         _ => {}
     }
     if let Some(rp) = report_path {
-        let target = match s.opts.target {
-            onnx_normopt::passes::Target::Rmsnorm => "rmsnorm",
-            onnx_normopt::passes::Target::Crmsnorm => "crmsnorm",
-        };
-        let rep = FolderReport {
-            input: dir.display().to_string(),
-            output: out.display().to_string(),
-            target,
-            files: &rows,
-            copied: copied.clone(),
-            replaced_data_files: replaced.clone(),
-        };
-        let text = serde_json::to_string_pretty(&rep).unwrap_or_default();
-        if let Err(e) = crate::write_atomic(rp, text.as_bytes()) {
-            eprintln!("onnx-normopt: {e}; nothing written");
-            return e.exit_code() as u8;
+        let text = serde_json::to_string_pretty(&*rep).unwrap_or_default();
+        if let Err(e) = flow::write_atomic(rp, text.as_bytes()) {
+            return Err(Stop::of(&e, "; nothing written"));
         }
     }
     // Into place: an empty OUT_DIR is replaced.
     if out.is_dir() {
         if let Err(e) = std::fs::remove_dir(out) {
-            eprintln!(
-                "onnx-normopt: {}: cannot write: {e}; nothing written",
-                out.display()
-            );
-            return 2;
+            return Err(Stop(
+                2,
+                Kind::Write,
+                format!("{}: cannot write: {e}; nothing written", out.display()),
+            ));
         }
     }
     if let Err(e) = std::fs::rename(&stage.path, out) {
-        eprintln!(
-            "onnx-normopt: {}: cannot write: {e}; nothing written",
-            out.display()
-        );
-        return 2;
+        return Err(Stop(
+            2,
+            Kind::Write,
+            format!("{}: cannot write: {e}; nothing written", out.display()),
+        ));
     }
     stage.keep = true;
-    say(format!(
-        "wrote {} ({} model(s) rewritten, {} refused and copied, {} other file(s) copied)",
-        out.display(),
-        rewritten.len(),
-        rows.iter().filter(|r| r.status == "refused").count(),
-        copied.len()
-    ));
-    0
+    say(
+        log,
+        format!(
+            "wrote {} ({} model(s) rewritten, {} refused and copied, {} other file(s) copied)",
+            out.display(),
+            rewritten.len(),
+            n_refused,
+            rep.copied.len()
+        ),
+    );
+    Ok(())
 }
 
 /// The table printed at the end.

@@ -30,6 +30,8 @@
 pub mod bench;
 pub mod dot;
 pub mod error;
+pub mod flow;
+pub mod folder;
 pub mod io;
 pub mod ir;
 pub mod proto;
@@ -39,6 +41,7 @@ pub mod verify;
 
 #[path = "../passes/mod.rs"]
 pub mod passes;
+pub mod progress;
 
 pub use error::{Error, Result};
 

@@ -5,15 +5,12 @@
 //! original model (nothing written); 5 verification would exceed its budget or could not
 //! complete (nothing written).
 
-mod flow;
-mod folder;
-mod progress;
-
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use onnx_normopt::flow::{self, write_atomic};
 use onnx_normopt::ir::{dump, Model};
 use onnx_normopt::passes::{self, emit::Emit, CrmsEmit, Options, Target};
 use onnx_normopt::verify::{self, VerifyArgs};
-use onnx_normopt::{io, Error};
+use onnx_normopt::{folder, io, Error};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -395,15 +392,20 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 fn settings(a: &RewriteArgs) -> flow::Settings {
+    let iso = a
+        .verify_args
+        .isolation(["the original model", "the rewritten model"]);
     flow::Settings {
         opts: options(a.target, a.emit, !a.no_fold),
         verify: a.verify,
         no_verify: a.no_verify,
         verify_opts: a.verify_args.to_options(),
-        isolation: a
-            .verify_args
-            .isolation(["the original model", "the rewritten model"]),
         quiet: a.quiet,
+        // In a child process, with the memory budget checked first (verify::child): a runtime
+        // crash, an allocation failure or a timeout is one line, exit 5.
+        verifier: Box::new(move |x, y, o| {
+            Ok(verify::verify_isolated(x, y, o, &iso).map(flow::Verification::from))
+        }),
     }
 }
 
@@ -414,7 +416,13 @@ fn rewrite(a: &RewriteArgs) -> u8 {
     };
     io::set_fsync(!a.no_fsync);
     if input.is_dir() {
-        return folder::run(input, out, a.report.as_deref(), &settings(a));
+        let done = folder::run(input, out, a.report.as_deref(), &settings(a), &mut |m| {
+            eprint!("{m}")
+        });
+        if let Some(m) = &done.message {
+            eprintln!("onnx-normopt: {m}");
+        }
+        return done.code;
     }
     if same_file(input, out) || input == out {
         return fail(&Error::Usage(format!(
@@ -497,27 +505,4 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         eprintln!("onnx-normopt: wrote {}", out.display());
     }
     0
-}
-
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .map(|f| f.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let w = |e: std::io::Error| Error::Write {
-        path: path.into(),
-        reason: e.to_string(),
-    };
-    std::fs::write(&tmp, bytes).map_err(w)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        w(e)
-    })
 }

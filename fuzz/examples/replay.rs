@@ -15,7 +15,7 @@ fn main() {
         // The built-in models as files, to seed the `decode` and `pass_bytes` corpora.
         let dir = std::path::Path::new(&args[1]);
         std::fs::create_dir_all(dir).expect("seed folder");
-        for (name, m) in mutate::seeds().iter().take(4) {
+        for (name, m) in mutate::seeds().iter().take(mutate::BUILTIN_SEEDS) {
             let file = dir.join(format!("{}.onnx", name.trim_start_matches("builtin:")));
             std::fs::write(&file, prost::Message::encode_to_vec(m)).expect("write seed");
         }

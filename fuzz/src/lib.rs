@@ -155,12 +155,51 @@ mod loops {
         });
     }
 
+    /// The If-wrapped seeds: the pass rewrites the streams inside both branches (RMSNorm and
+    /// CRMSNorm, weight edits in memory and at write time), and every option variant passes
+    /// the harness's checks.
+    #[test]
+    fn if_wrapped_seeds_are_rewritten() {
+        use onnx_normopt::{ir::Model, passes};
+        let dir = std::env::temp_dir().join(format!("normopt-fuzz-if-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut checked = 0;
+        for (name, m) in mutate::seeds().iter().take(mutate::BUILTIN_SEEDS) {
+            if !name.contains("if_wrapped") {
+                continue;
+            }
+            let bytes = prost::Message::encode_to_vec(m);
+            harness::decode_check(&bytes);
+            let p = dir.join("m.onnx");
+            std::fs::write(&p, &bytes).unwrap();
+            // tiny_gpt has 2 LayerNorms, two_streams 4: each branch holds them all.
+            let per_branch = if name.contains("two_streams") { 4 } else { 2 };
+            for v in 0..2 * harness::VARIANTS {
+                harness::pass_check(&bytes, v);
+                let o = harness::options(v);
+                if !o.allow_centering {
+                    continue;
+                }
+                let out = passes::run(Model::load(&p).unwrap(), &o).unwrap();
+                assert_eq!(
+                    out.report.norms_rewritten,
+                    2 * per_branch,
+                    "{name}, variant {v}: {}",
+                    out.report.summary()
+                );
+                checked += 1;
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(checked >= 8, "{checked}");
+    }
+
     /// Byte-level mutations of the built-in models through load and check.
     #[test]
     fn decode_loop() {
         let seeds: Vec<Vec<u8>> = mutate::seeds()
             .iter()
-            .take(4)
+            .take(mutate::BUILTIN_SEEDS)
             .map(|(_, m)| prost::Message::encode_to_vec(m))
             .collect();
         run_loop("decode", |r| {

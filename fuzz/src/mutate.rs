@@ -33,6 +33,17 @@ pub fn seeds() -> &'static [(String, ModelProto)] {
                 "builtin:if_reads_stream".into(),
                 hostile::if_reads_stream("If"),
             ),
+            // Streams inside If bodies (Optimum's merged decoders): the pass rewrites them.
+            ("builtin:if_wrapped_tiny_gpt".into(), {
+                let mut m = hostile::tiny_gpt();
+                wrap_in_if(&mut m, false);
+                m
+            }),
+            ("builtin:if_wrapped_two_streams_tanh_else".into(), {
+                let mut m = hostile::two_streams();
+                wrap_in_if(&mut m, true);
+                m
+            }),
         ];
         for dir in seed_dirs() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -86,10 +97,13 @@ fn seed_dirs() -> Vec<PathBuf> {
     })
 }
 
+/// How many built-in seeds [`seeds`] starts with.
+pub const BUILTIN_SEEDS: usize = 6;
+
 /// Pick the seed for selector byte `sel`: built-in models for `sel < 96`, files otherwise.
 pub fn pick_seed(sel: u8) -> (usize, &'static ModelProto) {
     let s = seeds();
-    let builtin = 4.min(s.len());
+    let builtin = BUILTIN_SEEDS.min(s.len());
     let i = if (sel as usize) < 96 || s.len() == builtin {
         sel as usize % builtin
     } else {
@@ -316,11 +330,13 @@ pub fn apply(m: &mut ModelProto, ops: &[u8]) {
             continue;
         }
         if op == 31 {
-            // Things around the graph that must survive: functions, training info, metadata.
-            match o.u8() % 3 {
+            // Things around the graph that must survive: functions, training info, metadata;
+            // or the whole graph (as mutated so far) moved into both branches of an If.
+            match o.u8() % 5 {
                 0 => m.functions.push(hostile::local_function()),
                 1 => m.training_info.push(hostile::training_info()),
-                _ => m.metadata_props.push(kv("fuzz", "1")),
+                2 => m.metadata_props.push(kv("fuzz", "1")),
+                k => wrap_in_if(m, k == 4),
             }
             continue;
         }
@@ -818,4 +834,151 @@ fn constant_node(node_name: &str, out: &str, t: TensorProto) -> NodeProto {
             ..Default::default()
         }],
     )
+}
+
+/// Move the whole main graph of `m` into both branches of one `If` on a new bool graph input
+/// (`fz_cond`), as Optimum's merged decoders hold their two decoders: the initializers stay in
+/// the outer graph (the branches read them from the outer scope), every value a node computes
+/// and every node name gets the branch's prefix (`then/`, `else/`), the If's outputs are the
+/// graph's outputs. With `tanh_else`, the else branch puts a Tanh on its first output (so the
+/// branches differ, and only one of them may fold into a shared reader). Graphs already
+/// wrapped (a top-level If named `fz_wrap`) and big graphs are left alone: wrapping doubles the
+/// model.
+pub fn wrap_in_if(m: &mut ModelProto, tanh_else: bool) {
+    let Some(g) = m.graph.as_mut() else { return };
+    if g.node.len() > 4096 || g.node.iter().any(|n| n.name.as_deref() == Some("fz_wrap")) {
+        return;
+    }
+    let computed: std::collections::BTreeSet<String> = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().filter(|x| !x.is_empty()).cloned())
+        .collect();
+    let outputs = g.output.clone();
+    let branch = |prefix: &str, tanh: bool| -> GraphProto {
+        let rename = |x: &String| {
+            if computed.contains(x) {
+                format!("{prefix}/{x}")
+            } else {
+                x.clone()
+            }
+        };
+        let mut nodes: Vec<NodeProto> = g
+            .node
+            .iter()
+            .map(|n| {
+                let mut n = n.clone();
+                n.input = n.input.iter().map(rename).collect();
+                n.output = n.output.iter().map(rename).collect();
+                n.name = n.name.as_ref().map(|x| format!("{prefix}/{x}"));
+                for a in &mut n.attribute {
+                    if let Some(sub) = a.g.as_mut() {
+                        rename_refs(sub, &rename);
+                    }
+                    for sub in &mut a.graphs {
+                        rename_refs(sub, &rename);
+                    }
+                }
+                n
+            })
+            .collect();
+        let mut outs = Vec::new();
+        for (k, o) in outputs.iter().enumerate() {
+            let name = o.name.clone().unwrap_or_default();
+            let mut inner = rename(&name);
+            if inner == name {
+                // A graph output that no node computes (an input or an initializer): a
+                // branch output must be a value of its own.
+                let id = format!("{prefix}/{name}/id");
+                nodes.push(NodeProto {
+                    input: vec![name.clone()],
+                    output: vec![id.clone()],
+                    name: Some(format!("{prefix}/{name}/identity")),
+                    op_type: Some("Identity".into()),
+                    ..Default::default()
+                });
+                inner = id;
+            }
+            if tanh && k == 0 {
+                let t = format!("{inner}/tanh");
+                nodes.push(NodeProto {
+                    input: vec![inner.clone()],
+                    output: vec![t.clone()],
+                    name: Some(format!("{prefix}/tanh_out0")),
+                    op_type: Some("Tanh".into()),
+                    ..Default::default()
+                });
+                inner = t;
+            }
+            let mut vi = o.clone();
+            vi.name = Some(inner);
+            outs.push(vi);
+        }
+        let value_info = g
+            .value_info
+            .iter()
+            .map(|v| {
+                let mut v = v.clone();
+                v.name = v.name.as_ref().map(rename);
+                v
+            })
+            .collect();
+        GraphProto {
+            node: nodes,
+            name: Some(prefix.into()),
+            output: outs,
+            value_info,
+            ..Default::default()
+        }
+    };
+    let then_b = branch("then", false);
+    let else_b = branch("else", tanh_else);
+    let mut cond = "fz_cond".to_string();
+    while g
+        .input
+        .iter()
+        .any(|i| i.name.as_deref() == Some(cond.as_str()))
+        || g.initializer
+            .iter()
+            .any(|i| i.name.as_deref() == Some(cond.as_str()))
+        || computed.contains(&cond)
+    {
+        cond.push('_');
+    }
+    g.node = vec![NodeProto {
+        input: vec![cond.clone()],
+        output: outputs
+            .iter()
+            .map(|o| o.name.clone().unwrap_or_default())
+            .collect(),
+        name: Some("fz_wrap".into()),
+        op_type: Some("If".into()),
+        attribute: vec![
+            hostile::attr_g("then_branch", then_b),
+            hostile::attr_g("else_branch", else_b),
+        ],
+        ..Default::default()
+    }];
+    g.value_info.clear();
+    g.input.push(hostile::vi(&cond, 9, &[]));
+}
+
+/// Rename the outer-scope references of a nested subgraph (shadowing is ignored: a fuzzed
+/// model may break scoping anyway).
+fn rename_refs(g: &mut GraphProto, rename: &dyn Fn(&String) -> String) {
+    for n in &mut g.node {
+        n.input = n.input.iter().map(rename).collect();
+        n.output = n.output.iter().map(rename).collect();
+        for a in &mut n.attribute {
+            if let Some(sub) = a.g.as_mut() {
+                rename_refs(sub, rename);
+            }
+            for sub in &mut a.graphs {
+                rename_refs(sub, rename);
+            }
+        }
+    }
+    for o in &mut g.output {
+        o.name = o.name.as_ref().map(rename);
+    }
 }

@@ -11,6 +11,9 @@ Functions:
 
 - ``rewrite(src, dst, ...)``: file to file, like ``onnx-normopt SRC -o DST`` (external data
   kept, staged write, the input never touched, nothing written unless verified).
+- ``rewrite_dir(src_dir, dst_dir, ...)``: every ``.onnx`` file of an export folder, like
+  ``onnx-normopt DIR -o OUT_DIR`` (other files copied, refused models copied unchanged, the
+  whole folder written only when every rewrite verified).
 - ``rewrite_model(model, ...)``: an ``onnx.ModelProto`` or serialized bytes in, the same kind
   out, with the report.
 - ``inspect(model)``: what the rewrite would do, and why any LayerNorm would be left alone.
@@ -43,6 +46,8 @@ from ._errors import (
     WriteError,
 )
 from ._report import (
+    FolderFile,
+    FolderReport,
     InputSummary,
     Leaf,
     Norm,
@@ -58,10 +63,13 @@ __version__: str = _native.__version__
 
 __all__ = [
     "rewrite",
+    "rewrite_dir",
     "rewrite_model",
     "inspect",
     "verify",
     "Report",
+    "FolderReport",
+    "FolderFile",
     "VerifyTable",
     "Stream",
     "Leaf",
@@ -95,11 +103,12 @@ def _error(e: Mapping[str, Any]) -> NormoptError:
     """The public exception for a native error ``{kind, message, reasons, report, table}``."""
     kind, message = str(e.get("kind")), str(e.get("message", ""))
     report = Report._from(e["report"]) if e.get("report") else None
+    folder = FolderReport._from(e["folder_report"]) if e.get("folder_report") else None
     if kind == "nothing":
-        return NothingToRewrite(message, list(e.get("reasons") or []), report)
+        return NothingToRewrite(message, list(e.get("reasons") or []), report, folder)
     if kind == "verification":
         table = VerifyTable._from(e["table"]) if e.get("table") else None
-        return VerificationError(message, table, report)
+        return VerificationError(message, table, report, folder)
     return _KINDS.get(kind, InternalError)(message)
 
 
@@ -333,6 +342,83 @@ def rewrite(
         )
     )
     return Report._from(ok["report"], ok["summary"])
+
+
+def rewrite_dir(
+    src_dir: PathLike,
+    dst_dir: PathLike,
+    *,
+    target: str = "rmsnorm",
+    emit: str = "standard",
+    fold: bool = True,
+    verify: Optional[bool] = True,
+    dims: Optional[Mapping[str, int]] = None,
+    report: Optional[PathLike] = None,
+    rtol: Optional[float] = None,
+    runtimes: Union[str, Iterable[str]] = ("tract", "onnxruntime"),
+    samples: int = 3,
+    seed: int = 0,
+    ort_lib: Optional[PathLike] = None,
+    progress: bool = False,
+    fsync: bool = True,
+) -> FolderReport:
+    """Rewrite every ``.onnx`` file of the folder ``src_dir`` into ``dst_dir``, like
+    ``onnx-normopt DIR -o OUT_DIR`` (the same implementation).
+
+    For export folders (Optimum's ``model.onnx`` or encoder/decoder files beside
+    ``config.json``, transformers.js's ``onnx/``): the folder is walked recursively, each model
+    is rewritten and verified as ``rewrite`` does, with the same options.
+
+    - Every other file is copied unchanged; external data files stay valid (a rewritten model
+      writes its own data file, a refused model keeps the original's).
+    - A model that cannot be rewritten is copied unchanged and listed with its reason.
+    - Nothing appears under ``dst_dir`` unless the whole run succeeds: the folder is staged
+      beside it and renamed into place at the end. ``src_dir`` is never modified.
+
+    Args:
+        src_dir: The input folder.
+        dst_dir: The output folder: must not exist or must be empty, and must not be inside
+            ``src_dir``; its parent must exist.
+        report: Also write the folder report as JSON to this path (the CLI's ``--report``).
+        verify: Verify every rewritten model (default). ``False`` skips it; ``None`` follows
+            the CLI's rule (verify models up to 512 MiB).
+        progress: Print the CLI's progress lines and table on stderr (off by default).
+        target, emit, fold, dims, rtol, runtimes, samples, seed, ort_lib, fsync: as for
+            ``rewrite``.
+
+    Returns:
+        The ``FolderReport``: one entry per model (status, reason, norms, verification, the
+        model's ``Report``), the files copied, the data files replaced. ``str(report)`` is the
+        CLI's table.
+
+    Raises:
+        UsageError: ``dst_dir`` is not empty, is inside ``src_dir``, ``src_dir`` is not a
+            folder or holds no ``.onnx`` file, ...
+        InvalidModelError: an ``.onnx`` file is not a valid model.
+        NothingToRewrite: every model was refused (``.reasons``: one ``"FILE: WHY"`` line
+            each; ``.folder_report``); nothing written.
+        VerificationError: a rewritten model differs from its original (``.folder_report``,
+            ``.table``); nothing written.
+        WriteError: the output could not be written; nothing left behind.
+    """
+    args = _check_args(runtimes, dims, rtol, samples, seed, ort_lib)
+    ok = _result(
+        _native.rewrite_dir(
+            _args(
+                src=_path(src_dir, "src_dir"),
+                dst=_path(dst_dir, "dst_dir"),
+                target=_choice(target, "target", _TARGETS),
+                emit=_choice(emit, "emit", _EMITS),
+                fold=bool(fold),
+                verify=None if verify is None else bool(verify),
+                report=None if report is None else _path(report, "report"),
+                progress=bool(progress),
+                fsync=bool(fsync),
+                **args,
+            )
+        )
+    )
+    return FolderReport._from(ok["folder_report"], ok["summary"])
 
 
 def rewrite_model(

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, List, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._report import Report, VerifyTable
+    from ._report import FolderReport, Report, VerifyTable
 
 __all__ = [
     "NormoptError",
@@ -67,7 +67,9 @@ class VerificationError(NormoptError):
     verification could not be carried out. Nothing was written (exit status 1).
 
     ``table`` is the verification table when the models ran (None when they could not),
-    ``report`` the rewrite's report."""
+    ``report`` the rewrite's report. For ``rewrite_dir``, ``report`` is ``None``,
+    ``folder_report`` says what happened to each file and ``table`` is the first failed file's
+    table."""
 
     exit_code = 1
 
@@ -76,10 +78,12 @@ class VerificationError(NormoptError):
         message: str,
         table: Optional["VerifyTable"] = None,
         report: Optional["Report"] = None,
+        folder_report: Optional["FolderReport"] = None,
     ) -> None:
         super().__init__(message)
         self.table = table
         self.report = report
+        self.folder_report = folder_report
 
 
 class NothingToRewrite(NormoptError):
@@ -87,7 +91,9 @@ class NothingToRewrite(NormoptError):
     BERT). Nothing was written (exit status 3).
 
     ``reasons`` lists why, one line per norm left alone (``"NODE (FORM): WHY"``); ``report``
-    is the full report (streams, refusals) when the analysis ran."""
+    is the full report (streams, refusals) when the analysis ran. For ``rewrite_dir``,
+    ``reasons`` has one line per refused file (``"FILE: WHY"``) and ``folder_report`` says what
+    happened to each file."""
 
     exit_code = 3
 
@@ -96,10 +102,12 @@ class NothingToRewrite(NormoptError):
         message: str,
         reasons: Optional[List[str]] = None,
         report: Optional["Report"] = None,
+        folder_report: Optional["FolderReport"] = None,
     ) -> None:
         super().__init__(message)
         self.reasons: List[str] = list(reasons or [])
         self.report = report
+        self.folder_report = folder_report
 
 
 class InternalError(NormoptError):

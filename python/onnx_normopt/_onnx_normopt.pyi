@@ -2,7 +2,8 @@
 # the onnx_normopt package, which check the arguments and turn errors into its exceptions.
 #
 # Each function takes its arguments as one JSON object (plus the model's bytes) and answers
-# one JSON object: {"ok": {...}} or {"error": {"kind", "message", "reasons", "report", "table"}}.
+# one JSON object: {"ok": {...}} or {"error": {"kind", "message", "reasons", "report", "table",
+# "folder_report"}}.
 from typing import Optional, Tuple
 
 __version__: str
@@ -10,6 +11,10 @@ __version__: str
 def rewrite(args_json: str, /) -> str:
     """{src, dst, target, emit, fold, verify, report, progress, fsync, runtimes, dims, rtol,
     samples, seed, ort_lib, default_ort_lib} -> {"ok": {"report", "summary"}}."""
+
+def rewrite_dir(args_json: str, /) -> str:
+    """The arguments of rewrite, src and dst being folders -> {"ok": {"folder_report",
+    "summary"}}; errors carry "folder_report" (the folder report so far)."""
 
 def rewrite_bytes(data: bytes, args_json: str, /) -> Tuple[Optional[bytes], str]:
     """The model's bytes and the arguments of rewrite (without src, dst, report, fsync) ->

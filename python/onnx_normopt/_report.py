@@ -21,6 +21,8 @@ __all__ = [
     "Row",
     "InputSummary",
     "NotRun",
+    "FolderReport",
+    "FolderFile",
 ]
 
 
@@ -344,3 +346,88 @@ class Report:
             text,
         )
 
+
+@dataclass(frozen=True)
+class FolderFile:
+    """One model of a folder rewrite (``rewrite_dir``) and what happened to it."""
+
+    file: str
+    """Its path relative to the input folder (``/``-separated)."""
+    status: str
+    """``"rewritten"``, ``"refused"`` (copied unchanged) or ``"verification failed"``."""
+    reason: Optional[str]
+    """Why it was refused or failed."""
+    norms_rewritten: int
+    norms_refused: int
+    verification: str
+    """One line about its verification (``"passed (tract+onnxruntime, ...)"``, ``"not
+    verified (...)"``, ``"- (copied unchanged)"``)."""
+    data_file: Optional[str]
+    """The external data file the rewritten model references, relative to the output."""
+    report: Optional[Report]
+    """The pass's report for this model (``None`` when the pass did not run)."""
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> "FolderFile":
+        r = d.get("report")
+        return cls(
+            str(d.get("file", "")),
+            str(d.get("status", "")),
+            d.get("reason"),
+            int(d.get("norms_rewritten", 0)),
+            int(d.get("norms_refused", 0)),
+            str(d.get("verification", "")),
+            d.get("data_file"),
+            Report._from(r) if r else None,
+        )
+
+
+@dataclass(frozen=True)
+class FolderReport:
+    """What a folder rewrite (``rewrite_dir``, ``onnx-normopt DIR -o OUT_DIR``) did.
+
+    ``str(report)`` is the table the CLI prints at the end; ``to_dict()`` is exactly the JSON
+    of ``onnx-normopt DIR -o OUT_DIR --report R.json``.
+    """
+
+    input: str
+    output: str
+    target: str
+    files: List[FolderFile]
+    """One entry per ``.onnx`` file, in path order."""
+    copied: List[str]
+    """Other files, copied unchanged (relative paths)."""
+    replaced_data_files: List[str]
+    """External data files read only by rewritten models, replaced by their own."""
+    _raw: Dict[str, Any] = field(repr=False, compare=False)
+    _text: str = field(default="", repr=False, compare=False)
+
+    @property
+    def rewritten(self) -> List[FolderFile]:
+        """The files rewritten."""
+        return [f for f in self.files if f.status == "rewritten"]
+
+    @property
+    def refused(self) -> List[FolderFile]:
+        """The files refused (copied unchanged)."""
+        return [f for f in self.files if f.status == "refused"]
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The report as the CLI's folder ``--report`` JSON (a deep copy)."""
+        return copy.deepcopy(self._raw)
+
+    def __str__(self) -> str:
+        return self._text
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any], text: str = "") -> "FolderReport":
+        return cls(
+            str(d.get("input", "")),
+            str(d.get("output", "")),
+            str(d.get("target", "")),
+            [FolderFile._from(x) for x in d.get("files", [])],
+            list(d.get("copied", [])),
+            list(d.get("replaced_data_files", [])),
+            copy.deepcopy(dict(d)),
+            text,
+        )

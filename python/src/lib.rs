@@ -20,7 +20,7 @@
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, emit::Emit, report::Report, CrmsEmit, Options, Target};
 use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
-use onnx_normopt::{io, Error};
+use onnx_normopt::{flow, folder, io, provenance, Error};
 use prost::Message;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
@@ -51,6 +51,15 @@ enum Fail {
     },
     /// A panic or a broken invariant (exit 1).
     Internal(String),
+    /// A folder run that stopped: its kind (as above), message, reasons (one per refused
+    /// file) and the folder report (JSON text, under `folder_report`).
+    Folder {
+        kind: &'static str,
+        message: String,
+        reasons: Vec<String>,
+        table: Option<String>,
+        report: String,
+    },
 }
 
 impl Fail {
@@ -62,6 +71,7 @@ impl Fail {
     /// `table` are the library's JSON text, embedded as they are.
     fn to_json(self, labels: &Labels) -> String {
         let raw = |v: Option<String>| v.map(|v| labels.json(&v)).unwrap_or_else(|| "null".into());
+        let mut folder = raw(None);
         let (kind, message, reasons, report, table) = match self {
             Fail::Lib(e) => {
                 let kind = match &e {
@@ -95,10 +105,20 @@ impl Fail {
                 raw(None),
                 raw(None),
             ),
+            Fail::Folder {
+                kind,
+                message,
+                reasons,
+                table,
+                report,
+            } => {
+                folder = raw(Some(report));
+                (kind, message, reasons, raw(None), raw(table))
+            }
         };
         let reasons: Vec<String> = reasons.iter().map(|r| labels.text(r)).collect();
         format!(
-            r#"{{"error": {{"kind": {}, "message": {}, "reasons": {}, "report": {report}, "table": {table}}}}}"#,
+            r#"{{"error": {{"kind": {}, "message": {}, "reasons": {}, "report": {report}, "table": {table}, "folder_report": {folder}}}}}"#,
             json!(kind),
             json!(labels.text(&message)),
             json!(reasons),
@@ -403,6 +423,20 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
     if job.in_memory && model.had_external_data {
         return Err(Fail::usage(EXTERNAL_IN_MEMORY));
     }
+    // As the CLI (flow::rewrite_file): a model this tool wrote is not rewritten again, and the
+    // output records its provenance (digest of the input computed alongside the pass).
+    let target = match job.opts.target {
+        Target::Rmsnorm => "rmsnorm",
+        Target::Crmsnorm => "crmsnorm",
+    };
+    if let Some(why) = provenance::already_rewritten(&model.header, target) {
+        return Err(Fail::Nothing {
+            message: format!("{}: nothing rewritten: {why}", input.display()),
+            reasons: vec![why],
+            report: None,
+        });
+    }
+    let digest = provenance::PendingDigest::start(input);
     let size = total_size(input, &model);
     let mut outcome = passes::run(model, &job.opts).map_err(|e| match e {
         Error::NotRewritable(why) => Fail::Nothing {
@@ -429,6 +463,13 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
             report: Some(text_of(&outcome.report)),
         });
     }
+    let sha = digest.finish(input).map_err(Fail::Lib)?;
+    let mut prov = provenance::Provenance::of(&outcome.report, job.opts.fold, input, &sha);
+    if job.in_memory {
+        // The private temporary file's name says nothing about the model.
+        prov.input_file = String::new();
+    }
+    provenance::record(&mut outcome.model.header, &prov);
     if let Some(on) = job.fsync {
         io::set_fsync(on);
     }
@@ -677,6 +718,90 @@ fn rewrite_file(py: Python<'_>, text: &str) -> Result<Answer, Fail> {
     Ok(Answer::report(text_of(&done.report), done.report.summary()))
 }
 
+/// `rewrite_dir(args)`: the folder `src` to `dst`, as `onnx-normopt DIR -o OUT_DIR` (the
+/// library's folder mode, [`onnx_normopt::folder::run`]). With `progress`, the lines the CLI
+/// shows go to stderr.
+fn rewrite_dir(py: Python<'_>, text: &str) -> Result<Answer, Fail> {
+    let a = Args::parse(text)?;
+    let (src, dst) = (need(&a.src, "src")?, need(&a.dst, "dst")?);
+    let opts = options(&a.target, &a.emit, a.fold)?;
+    let check = a.check()?;
+    if !src.is_dir() {
+        return Err(Fail::usage(format!(
+            "{}: not a folder (rewrite_dir rewrites a folder; use rewrite for one file)",
+            src.display()
+        )));
+    }
+    let verify_opts = check.opts.clone();
+    let settings = flow::Settings {
+        opts,
+        verify: a.verify == Some(true),
+        no_verify: a.verify == Some(false),
+        verify_opts,
+        quiet: !a.progress,
+        // The Python package's onnxruntime, as for `rewrite` (Check::run); panics caught.
+        verifier: Box::new(move |x: &Path, y: &Path, _: &VerifyOptions| {
+            catch_unwind(AssertUnwindSafe(|| {
+                check.run(x, y).map(flow::Verification::from)
+            }))
+            .map_err(|p| flow::panic_line(p.as_ref()))
+        }),
+    };
+    let fsync = a.fsync;
+    let report_path = a.report.clone();
+    let progress = a.progress;
+    let done = detached(py, || {
+        io::set_fsync(fsync);
+        let mut log = |m: &str| {
+            if progress {
+                eprint!("{m}");
+            }
+        };
+        Ok(folder::run(
+            &src,
+            &dst,
+            report_path.as_deref(),
+            &settings,
+            &mut log,
+        ))
+    })?;
+    let json = text_of(&done.report);
+    if done.kind == folder::Kind::Done {
+        return Ok(Answer {
+            key: "folder_report",
+            json,
+            summary: done.report.table.clone(),
+        });
+    }
+    let kind = match done.kind {
+        folder::Kind::Done | folder::Kind::Internal => "internal",
+        folder::Kind::Usage => "usage",
+        folder::Kind::Invalid => "invalid",
+        folder::Kind::Write => "write",
+        folder::Kind::Verification => "verification",
+        folder::Kind::Nothing => "nothing",
+    };
+    let rows = &done.report.files;
+    let reasons = rows
+        .iter()
+        .filter(|r| done.kind == folder::Kind::Nothing || r.status != "refused")
+        .filter_map(|r| r.reason.as_ref().map(|why| format!("{}: {why}", r.file)))
+        .collect();
+    // The first failed file's verification table, when it ran.
+    let table = rows
+        .iter()
+        .filter(|r| r.status == "verification failed")
+        .find_map(|r| r.report.as_ref()?.verification.as_ref())
+        .map(|t| t.to_string());
+    Err(Fail::Folder {
+        kind,
+        message: done.message.unwrap_or_default(),
+        reasons,
+        table,
+        report: json,
+    })
+}
+
 /// `rewrite_bytes(data, args)`: a model in memory, through a private temporary folder.
 fn rewrite_memory(
     py: Python<'_>,
@@ -826,6 +951,15 @@ fn add_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
         |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<String> {
             let text: String = args.get_item(0)?.extract()?;
             Ok(answer(rewrite_file(args.py(), &text), &Labels::default()))
+        },
+    )?)?;
+    m.add_function(PyCFunction::new_closure(
+        py,
+        Some(c"rewrite_dir"),
+        Some(c"rewrite_dir(args_json) -> result_json"),
+        |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<String> {
+            let text: String = args.get_item(0)?.extract()?;
+            Ok(answer(rewrite_dir(args.py(), &text), &Labels::default()))
         },
     )?)?;
     m.add_function(PyCFunction::new_closure(

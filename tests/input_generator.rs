@@ -9,7 +9,6 @@
 //!
 //! Iterations: `NORMOPT_PROP_ITERS` (default 400); seed `NORMOPT_PROP_SEED`.
 
-#[allow(dead_code)]
 #[path = "common/onnx_build.rs"]
 mod onnx_build;
 
@@ -333,7 +332,7 @@ fn input_generator_properties() {
                         // A constant that is negative or cannot be computed is an opaque name
                         // (with a note), like unparsable text.
                         Axis::Expr(e, t)
-                            if !e.has_names() && e.eval(&|_| None).map_or(true, |v| v < 0) =>
+                            if !e.has_names() && e.eval(&|_| None).is_none_or(|v| v < 0) =>
                         {
                             used.get(t.as_str()).or(dims.get(t.as_str())).copied()
                         }

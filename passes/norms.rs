@@ -502,6 +502,9 @@ impl Ctx<'_> {
         if self.ix.graph_outputs.contains(&d) {
             return Err("the centred value is a graph output".into());
         }
+        if self.ix.subgraph_reads.contains_key(&d) {
+            return Err("the centred value is read inside a subgraph".into());
+        }
         let mut sq = None;
         let mut div = None;
         for &(c, _) in readers {

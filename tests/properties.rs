@@ -322,7 +322,7 @@ fn check(s: &Spec, target: Target) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
     fn pre_rmsnorm_is_equivalent(s in spec()) {

@@ -500,7 +500,7 @@ fn a_refused_branch_keeps_the_original_weights() {
 
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig {
-        cases: 12, failure_persistence: None, ..Default::default()
+        cases: 12, ..Default::default()
     })]
 
     /// Random weights, else-branch form, target and edit mode: the rewrite agrees with the

@@ -289,7 +289,7 @@ impl Builder<'_> {
         let core_out = if affine { None } else { Some(out) };
         let y = match form {
             CrmsEmit::Custom => self.crms_custom(x, d, eps, data_type, core_out),
-            CrmsEmit::Standard => {
+            CrmsEmit::Standard | CrmsEmit::Onnxruntime => {
                 self.crms_standard(x, d, eps, data_type, compute_type, core_out)?
             }
         };
@@ -420,7 +420,7 @@ pub fn doc_norm(
     eps: f32,
     compressed_from: Option<usize>,
     folded_into: &[String],
-    kept_affine: Option<&str>,
+    kept_affine: Option<&super::report::KeptAffine>,
 ) -> String {
     let what = match compressed_from {
         Some(d) => format!(

@@ -5,7 +5,7 @@
 //!    patterns that do not match keep their reason.
 //! 2. **analyse** ([`stream`]): grow the residual streams from the norms' inputs; each stream
 //!    knows its width, leaves (sources, writers), readers, and whether anything observes it.
-//! 3. **decide** (here): refuse observed streams, Post-LN, streams already on RMSNorm, streams
+//! 3. **decide** (`decide.rs`): refuse observed streams, Post-LN, streams already on RMSNorm, streams
 //!    that would need more explicit centering nodes than norms they convert; refusal flows from
 //!    a stream to the one whose LayerNorm feeds it (BERT's embedding LayerNorm belongs to its
 //!    Post-LN encoder).
@@ -19,6 +19,7 @@
 //! centring every source and writer keeps every stream value zero-mean; a norm's affine folds
 //! into linear readers as W' = diag(γ)·W, b' = b + β·W.
 
+mod decide;
 pub mod emit;
 pub mod lazy;
 pub mod math;
@@ -32,7 +33,7 @@ use crate::ir::{shape::Shapes, Model, NodeExt};
 use crate::{Error, Result};
 use emit::Emit;
 use norms::{Ctx, NormKind};
-use report::{Refusal, Report, StreamReport};
+use report::{LeftAlone, Report, StreamReport, StreamStatus, Why};
 use std::collections::BTreeMap;
 use stream::{Analysis, Leaf};
 
@@ -47,28 +48,110 @@ pub enum Target {
     Crmsnorm,
 }
 
-/// How CRMSNorm is written (`--target crmsnorm`; with [`Target::Rmsnorm`], `Custom` is a usage
-/// error).
+/// How CRMSNorm is written (`--target crmsnorm`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CrmsEmit {
     /// Standard ONNX ops.
     #[default]
     Standard,
+    /// Standard ONNX ops, as `Standard`; the model also imports onnxruntime's `com.microsoft`
+    /// domain when a Skip norm was rewritten, as `--emit onnxruntime` does for RMSNorm.
+    Onnxruntime,
     /// One op `ai.onnx_normopt:CRMSNormalization` ([`emit::Builder::crms_custom`]; tract runs it
     /// as one fused op through [`crate::verify::tract_onnx_with_extensions`], onnxruntime cannot
     /// run it). The model imports `ai.onnx_normopt` version 1.
     Custom,
 }
 
+/// What the rewrite writes: the target normalisation and the ops it is written in. One value,
+/// so that an invalid combination (CRMSNorm's custom op on an RMSNorm target) cannot be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputForm {
+    /// Pre-RMSNorm: same width, RMSNorm written as [`Emit`] says.
+    Rms(Emit),
+    /// Pre-CRMSNorm: streams compressed to width D−1, CRMSNorm written as [`CrmsEmit`] says.
+    Crms(CrmsEmit),
+}
+
+impl Default for OutputForm {
+    fn default() -> Self {
+        OutputForm::Rms(Emit::Standard)
+    }
+}
+
+impl OutputForm {
+    /// The form for the command line's `--target` and `--emit` (`standard`, `onnxruntime`,
+    /// `custom`): a usage error for `custom` without `--target crmsnorm`, or another word.
+    pub fn from_flags(target: Target, emit: &str) -> Result<OutputForm> {
+        match (target, emit) {
+            (Target::Rmsnorm, "standard") => Ok(OutputForm::Rms(Emit::Standard)),
+            (Target::Rmsnorm, "onnxruntime") => Ok(OutputForm::Rms(Emit::Onnxruntime)),
+            (Target::Crmsnorm, "standard") => Ok(OutputForm::Crms(CrmsEmit::Standard)),
+            (Target::Crmsnorm, "onnxruntime") => Ok(OutputForm::Crms(CrmsEmit::Onnxruntime)),
+            (Target::Crmsnorm, "custom") => Ok(OutputForm::Crms(CrmsEmit::Custom)),
+            (Target::Rmsnorm, "custom") => Err(Error::Usage(
+                "--emit custom writes CRMSNorm as one custom op, so it needs --target crmsnorm \
+                 (for RMSNorm use --emit standard or --emit onnxruntime)"
+                    .into(),
+            )),
+            (_, e) => Err(Error::Usage(format!(
+                "emit must be \"standard\", \"onnxruntime\" or \"custom\", not {e:?}"
+            ))),
+        }
+    }
+
+    /// The target normalisation.
+    pub fn target(self) -> Target {
+        match self {
+            OutputForm::Rms(_) => Target::Rmsnorm,
+            OutputForm::Crms(_) => Target::Crmsnorm,
+        }
+    }
+
+    /// The `--emit` word of this form (the report's `emit`).
+    pub fn emit_name(self) -> &'static str {
+        match self {
+            OutputForm::Rms(Emit::Standard) | OutputForm::Crms(CrmsEmit::Standard) => "standard",
+            OutputForm::Rms(Emit::Onnxruntime) | OutputForm::Crms(CrmsEmit::Onnxruntime) => {
+                "onnxruntime"
+            }
+            OutputForm::Crms(CrmsEmit::Custom) => "custom",
+        }
+    }
+
+    /// How RMSNorm (and the Skip norms' domain import) is written.
+    fn rms_emit(self) -> Emit {
+        match self {
+            OutputForm::Rms(e) => e,
+            OutputForm::Crms(CrmsEmit::Onnxruntime) => Emit::Onnxruntime,
+            OutputForm::Crms(_) => Emit::Standard,
+        }
+    }
+
+    /// How CRMSNorm is written.
+    fn crms_emit(self) -> CrmsEmit {
+        match self {
+            OutputForm::Rms(_) => CrmsEmit::Standard,
+            OutputForm::Crms(c) => c,
+        }
+    }
+}
+
+/// The target written in standard ONNX ops.
+impl From<Target> for OutputForm {
+    fn from(t: Target) -> Self {
+        match t {
+            Target::Rmsnorm => OutputForm::Rms(Emit::Standard),
+            Target::Crmsnorm => OutputForm::Crms(CrmsEmit::Standard),
+        }
+    }
+}
+
 /// Options of the pass.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Target normalisation.
-    pub target: Target,
-    /// RMSNorm op form.
-    pub emit: Emit,
-    /// CRMSNorm op form.
-    pub crms_emit: CrmsEmit,
+    /// Target normalisation and op form.
+    pub form: OutputForm,
     /// Fold γ/β into linear readers.
     pub fold: bool,
     /// Allow explicit centering nodes at all.
@@ -81,9 +164,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            target: Target::Rmsnorm,
-            emit: Emit::Standard,
-            crms_emit: CrmsEmit::Standard,
+            form: OutputForm::default(),
             fold: true,
             allow_centering: true,
             defer_bytes: rewrite::DEFER_BYTES,
@@ -121,21 +202,11 @@ pub fn run(model: Model, opts: &Options) -> Result<Outcome> {
 
 /// The pass on one graph, its subgraphs left as they are.
 fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
-    if opts.crms_emit == CrmsEmit::Custom && opts.target != Target::Crmsnorm {
-        return Err(Error::Usage(
-            "--emit custom writes CRMSNorm as one custom op, so it needs --target crmsnorm \
-             (for RMSNorm use --emit standard or --emit onnxruntime)"
-                .into(),
-        ));
-    }
+    let target = opts.form.target();
     let mut report = Report {
         model: model.path.display().to_string(),
-        target: format!("{:?}", opts.target).to_lowercase(),
-        emit: if opts.crms_emit == CrmsEmit::Custom {
-            "custom".into()
-        } else {
-            format!("{:?}", opts.emit).to_lowercase()
-        },
+        target: format!("{target:?}").to_lowercase(),
+        emit: opts.form.emit_name().into(),
         ops_before: model.graph.op_histogram(),
         notes: if model.reordered {
             vec![
@@ -161,98 +232,18 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
         *found.entry(m.form.to_string()).or_insert(0) += 1;
     }
     report.norms_found = found.into_iter().collect();
-    for (id, why) in &near_misses {
-        report.refusals.push(Refusal {
-            norm: model.graph.nodes[*id].label(),
+    for (id, why) in near_misses {
+        report.refusals.push(LeftAlone {
+            norm: model.graph.nodes[id].label(),
             form: "unrecognised".into(),
-            why: format!("not a LayerNorm pattern: {why}"),
+            why: Why::NotAPattern(why),
             subgraph: None,
         });
     }
     let a = Analysis::new(&model.graph, &ix, &shapes, &norms);
     let streams = a.streams();
-    // Decide.
-    let mut reasons: Vec<Vec<String>> = streams.iter().map(|s| s.observed.clone()).collect();
+    let reasons = decide::refusals(&a, &streams, opts);
     let label = |k: usize| model.graph.nodes[norms[k].anchor].label();
-    for (sid, st) in streams.iter().enumerate() {
-        let ln: Vec<usize> = st
-            .norms
-            .iter()
-            .copied()
-            .filter(|&k| norms[k].kind == NormKind::LayerNorm)
-            .collect();
-        if ln.is_empty() {
-            reasons[sid].push("already RMSNorm: no LayerNorm reads this stream".into());
-        }
-        for &k in &ln {
-            let m = &norms[k];
-            if m.extra_outputs_read
-                .iter()
-                .any(|o| model.graph.nodes[m.anchor].output.get(1) == Some(o))
-            {
-                reasons[sid].push(format!(
-                    "the Mean output of LayerNorm {:?} is read: the stream's mean is observed",
-                    label(k)
-                ));
-            }
-            if m.axis != -1
-                && shapes
-                    .rank(if m.x.is_empty() { &m.y } else { &m.x })
-                    .is_none_or(|r| m.axis != r as i64 - 1)
-            {
-                reasons[sid].push(format!(
-                    "LayerNorm {:?} normalises from axis {}, not the last axis alone",
-                    label(k),
-                    m.axis
-                ));
-            }
-        }
-        reasons[sid].extend(a.unwritable(st));
-        let explicit = st
-            .leaves
-            .iter()
-            .filter(|l| matches!(l.leaf, Leaf::Explicit { .. }))
-            .count();
-        if explicit > 0 && !opts.allow_centering {
-            reasons[sid].push(format!(
-                "{explicit} explicit centering node(s) would be needed and centering is disabled"
-            ));
-        }
-        let converted = ln.len()
-            + st.leaves
-                .iter()
-                .filter(|l| matches!(l.leaf, Leaf::LnTable { .. }))
-                .count();
-        if explicit > 0 && explicit >= converted {
-            reasons[sid].push(format!(
-                "{explicit} explicit centering node(s) for {converted} LayerNorm(s): no gain"
-            ));
-        }
-    }
-    // Refusal flows upstream: a norm feeding a refused stream stays a LayerNorm, so its own
-    // input stream is left alone too.
-    loop {
-        let mut changed = false;
-        for sid in 0..streams.len() {
-            if reasons[sid].is_empty() {
-                continue;
-            }
-            for &k in &streams[sid].norm_sources {
-                for (up, st) in streams.iter().enumerate() {
-                    if up != sid && reasons[up].is_empty() && st.norms.contains(&k) {
-                        reasons[up].push(format!(
-                            "its LayerNorm {:?} feeds stream {sid}, which is refused",
-                            label(k)
-                        ));
-                        changed = true;
-                    }
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
     // An embedding LayerNorm precomputed into its table takes its little input stream with it.
     let absorbed: std::collections::BTreeSet<usize> = streams
         .iter()
@@ -277,13 +268,8 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
         .enumerate()
         .filter(|(i, _)| reasons[*i].is_empty() && !swallowed[*i])
         .collect();
-    let (plan, parts) = rewrite::plan(
-        &a,
-        &model,
-        &accepted,
-        opts.fold,
-        opts.target == Target::Crmsnorm,
-    )?;
+    let (plan, parts) =
+        rewrite::plan(&a, &model, &accepted, opts.fold, target == Target::Crmsnorm)?;
     let mut stream_reports: Vec<StreamReport> = streams
         .iter()
         .enumerate()
@@ -292,11 +278,11 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
             width: st.width,
             new_width: st.width,
             status: if swallowed[sid] && reasons[sid].is_empty() {
-                "precomputed into its embedding table".into()
+                StreamStatus::Precomputed
             } else if reasons[sid].is_empty() {
-                "rewritten".into()
+                StreamStatus::Rewritten
             } else {
-                "refused".into()
+                StreamStatus::Refused
             },
             reasons: reasons[sid].clone(),
             leaves: vec![],
@@ -342,10 +328,10 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
     for (sid, st) in streams.iter().enumerate() {
         if !reasons[sid].is_empty() {
             for &k in &st.norms {
-                report.refusals.push(Refusal {
+                report.refusals.push(LeftAlone {
                     norm: label(k),
                     form: norms[k].form.to_string(),
-                    why: reasons[sid].join("; "),
+                    why: Why::Stream(reasons[sid].clone()),
                     subgraph: None,
                 });
             }
@@ -356,10 +342,10 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
                     && !plan.norms.iter().any(|p| p.norm == k)
                     && !plan.ln_tables.iter().any(|(n, _)| *n == k)
                 {
-                    report.refusals.push(Refusal {
+                    report.refusals.push(LeftAlone {
                         norm: label(k),
                         form: m.form.to_string(),
-                        why: "its optional outputs are read".into(),
+                        why: Why::OptionalOutputsRead,
                         subgraph: None,
                     });
                 }
@@ -372,8 +358,8 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
             &mut model,
             &norms,
             &plan,
-            opts.emit,
-            opts.crms_emit,
+            opts.form.rms_emit(),
+            opts.form.crms_emit(),
             opts.defer_bytes,
         )?;
         if model
@@ -384,18 +370,17 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
         {
             model.ensure_import(emit::NORMOPT_DOMAIN, 1);
         }
-        let mut forms = applied.forms_out.iter();
         for sr in stream_reports.iter_mut() {
             for nr in sr.norms.iter_mut() {
-                nr.form_out = forms.next().cloned().unwrap_or_default();
+                nr.form_out = applied.forms_out.get(&nr.norm).cloned().unwrap_or_default();
             }
         }
         report.centering_nodes = applied.centering_nodes;
         report.bytes_added = applied.bytes_added;
-        if opts.target == Target::Crmsnorm {
+        if target == Target::Crmsnorm {
             for sr in stream_reports
                 .iter_mut()
-                .filter(|s| s.status == "rewritten")
+                .filter(|s| s.status == StreamStatus::Rewritten)
             {
                 sr.new_width = sr.width.map(|w| w - 1);
             }
@@ -405,10 +390,10 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
     report.streams = stream_reports;
     report.ops_after = model.graph.op_histogram();
     if n_rewritten == 0 && report.streams.is_empty() && norms.is_empty() {
-        report.refusals.push(Refusal {
+        report.refusals.push(LeftAlone {
             norm: "-".into(),
             form: "-".into(),
-            why: "no normalisation found in the graph".into(),
+            why: Why::NothingFound,
             subgraph: None,
         });
     }

@@ -1,7 +1,255 @@
 //! The rewrite report: JSON (`--report`) and a short human summary.
+//!
+//! Reasons are typed ([`Refusal`], [`Why`], [`KeptAffine`], [`StreamStatus`]): their `Display` is
+//! the report's text, and the JSON holds that text, so code tells reasons apart by variant and
+//! people read the same words in both.
 
-use serde::Serialize;
-use std::fmt::Write;
+use super::norms::NoMatch;
+use serde::{Serialize, Serializer};
+use std::fmt::{self, Display, Write};
+
+/// Serialise a value by its `Display` text.
+fn as_text<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// Serialise a list of values as a list of their `Display` texts.
+fn as_texts<T: Display, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(ToString::to_string))
+}
+
+/// Serialise an optional value as its `Display` text, or null.
+fn as_opt_text<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+/// Why the decide phase refuses a stream (its norms stay LayerNorms). `Display` is the report's
+/// text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A norm reads a constant, not a residual stream.
+    ConstantInput {
+        /// The constant.
+        input: String,
+        /// The norm.
+        norm: String,
+    },
+    /// The stream reaches values of another stream (the analysis met a leaf from both sides).
+    SharesValues {
+        /// The other stream.
+        stream: usize,
+    },
+    /// The width D of the seed norm's stream is not known.
+    WidthUnknown {
+        /// The norm.
+        norm: String,
+    },
+    /// A stream value is a graph output: its mean is observed.
+    GraphOutput {
+        /// The value.
+        value: String,
+    },
+    /// A stream value is read inside a subgraph.
+    ReadInSubgraph {
+        /// The value.
+        value: String,
+        /// The node holding the subgraph.
+        node: String,
+    },
+    /// Post-LN: a norm's output is the residual stream and is also read outside it.
+    PostLn {
+        /// The norm.
+        norm: String,
+        /// Who reads it (op and node).
+        reader: String,
+    },
+    /// A stream value is read by a node that sees its mean.
+    ObservedBy {
+        /// The value.
+        value: String,
+        /// Who reads it (op and node, and how).
+        reader: String,
+    },
+    /// Norms of different widths read the stream.
+    MixedWidths {
+        /// The stream's width.
+        width: usize,
+        /// The other norm's width.
+        other: usize,
+    },
+    /// No LayerNorm reads the stream: it is already on RMSNorm.
+    AlreadyRms,
+    /// The Mean output of a LayerNorm is read.
+    MeanOutputRead {
+        /// The norm.
+        norm: String,
+    },
+    /// A LayerNorm normalises over more than the last axis.
+    NotLastAxis {
+        /// The norm.
+        norm: String,
+        /// Its axis.
+        axis: i64,
+    },
+    /// A constant that centring would edit is stored in a type that cannot hold the edit
+    /// (the detail names the constant, its node and its type).
+    Unwritable(String),
+    /// Explicit centering nodes would be needed, and centering is disabled.
+    CenteringDisabled {
+        /// How many.
+        explicit: usize,
+    },
+    /// The stream would need at least as many explicit centering nodes as norms it converts.
+    NoGain {
+        /// Explicit centering nodes needed.
+        explicit: usize,
+        /// LayerNorms converted.
+        converted: usize,
+    },
+    /// A LayerNorm of this stream feeds a refused stream, so it stays and so does this stream.
+    Upstream {
+        /// The norm.
+        norm: String,
+        /// The refused stream.
+        stream: usize,
+    },
+}
+
+impl Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Refusal::*;
+        match self {
+            ConstantInput { input, norm } => write!(
+                f,
+                "the input {input:?} of norm {norm:?} is a constant, not a residual stream"
+            ),
+            SharesValues { stream } => write!(f, "it shares values with stream {stream}"),
+            WidthUnknown { norm } => write!(f, "cannot tell the hidden width of norm {norm:?}"),
+            GraphOutput { value } => write!(f, "{value:?} is a graph output"),
+            ReadInSubgraph { value, node } => {
+                write!(f, "{value:?} is read inside a subgraph of {node:?}")
+            }
+            PostLn { norm, reader } => write!(
+                f,
+                "Post-LN: the output of norm {norm:?} is both the residual stream and read by \
+                 {reader} (the norm sits after the residual Add)"
+            ),
+            ObservedBy { value, reader } => {
+                write!(f, "{value:?} is read by {reader}, which observes the mean")
+            }
+            MixedWidths { width, other } => {
+                write!(
+                    f,
+                    "norms of widths {width} and {other} read the same stream"
+                )
+            }
+            AlreadyRms => f.write_str("already RMSNorm: no LayerNorm reads this stream"),
+            MeanOutputRead { norm } => write!(
+                f,
+                "the Mean output of LayerNorm {norm:?} is read: the stream's mean is observed"
+            ),
+            NotLastAxis { norm, axis } => write!(
+                f,
+                "LayerNorm {norm:?} normalises from axis {axis}, not the last axis alone"
+            ),
+            Unwritable(detail) => f.write_str(detail),
+            CenteringDisabled { explicit } => write!(
+                f,
+                "{explicit} explicit centering node(s) would be needed and centering is disabled"
+            ),
+            NoGain {
+                explicit,
+                converted,
+            } => write!(
+                f,
+                "{explicit} explicit centering node(s) for {converted} LayerNorm(s): no gain"
+            ),
+            Upstream { norm, stream } => write!(
+                f,
+                "its LayerNorm {norm:?} feeds stream {stream}, which is refused"
+            ),
+        }
+    }
+}
+
+/// Why a norm was left alone.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Why {
+    /// Its stream was refused, for these reasons (text: joined with "; ").
+    Stream(Vec<Refusal>),
+    /// A LayerNorm-looking pattern that is not one.
+    NotAPattern(NoMatch),
+    /// Its stream is rewritten, but the norm's optional outputs are read.
+    OptionalOutputsRead,
+    /// The graph has no normalisation at all (reported with norm "-").
+    NothingFound,
+}
+
+impl Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Why::Stream(reasons) => {
+                for (i, r) in reasons.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{r}")?;
+                }
+                Ok(())
+            }
+            Why::NotAPattern(m) => write!(f, "not a LayerNorm pattern: {m}"),
+            Why::OptionalOutputsRead => f.write_str("its optional outputs are read"),
+            Why::NothingFound => f.write_str("no normalisation found in the graph"),
+        }
+    }
+}
+
+/// Why γ/β stayed on a rewritten norm instead of folding into its readers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeptAffine {
+    /// Folding was turned off (`--no-fold`).
+    FoldingDisabled,
+    /// The readers cannot take the fold (the detail says which and why).
+    NotFoldable(String),
+}
+
+impl Display for KeptAffine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeptAffine::FoldingDisabled => f.write_str("folding disabled"),
+            KeptAffine::NotFoldable(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What happened to a stream. Serialised as its text: "rewritten", "refused",
+/// "precomputed into its embedding table".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum StreamStatus {
+    /// Centred, its LayerNorms rewritten.
+    #[serde(rename = "rewritten")]
+    Rewritten,
+    /// Left alone (see its reasons).
+    #[serde(rename = "refused")]
+    Refused,
+    /// Its only norm is an embedding LayerNorm precomputed into the table of the stream it
+    /// feeds.
+    #[serde(rename = "precomputed into its embedding table")]
+    Precomputed,
+}
+
+impl Display for StreamStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StreamStatus::Rewritten => "rewritten",
+            StreamStatus::Refused => "refused",
+            StreamStatus::Precomputed => "precomputed into its embedding table",
+        })
+    }
+}
 
 /// How one leaf (source or writer) of a stream was centred.
 #[derive(Clone, Debug, Serialize)]
@@ -30,18 +278,23 @@ pub struct NormReport {
     /// Nodes γ and β were folded into.
     pub folded_into: Vec<String>,
     /// Why γ/β stayed on the norm, when they did.
-    pub kept_affine: Option<String>,
+    #[serde(serialize_with = "as_opt_text")]
+    pub kept_affine: Option<KeptAffine>,
+    /// Index of the norm among the pass's matches (pairs the report with what was applied).
+    #[serde(skip)]
+    pub(crate) norm: usize,
 }
 
 /// A norm left alone, and why.
 #[derive(Clone, Debug, Serialize)]
-pub struct Refusal {
+pub struct LeftAlone {
     /// Node name.
     pub norm: String,
     /// Its form.
     pub form: String,
     /// Why.
-    pub why: String,
+    #[serde(serialize_with = "as_text")]
+    pub why: Why,
     /// The subgraph holding the norm (e.g. `If "/If" then_branch`), when not the main graph.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subgraph: Option<String>,
@@ -56,10 +309,11 @@ pub struct StreamReport {
     pub width: Option<usize>,
     /// Width after the rewrite (D−1 for CRMSNorm).
     pub new_width: Option<usize>,
-    /// "rewritten" or "refused".
-    pub status: String,
+    /// Rewritten, refused or precomputed.
+    pub status: StreamStatus,
     /// Why it was refused.
-    pub reasons: Vec<String>,
+    #[serde(serialize_with = "as_texts")]
+    pub reasons: Vec<Refusal>,
     /// Sources and writers, and how each was centred.
     pub leaves: Vec<LeafReport>,
     /// Norms rewritten.
@@ -85,7 +339,7 @@ pub struct Report {
     /// Streams.
     pub streams: Vec<StreamReport>,
     /// Norms left alone.
-    pub refusals: Vec<Refusal>,
+    pub refusals: Vec<LeftAlone>,
     /// Norms rewritten.
     pub norms_rewritten: usize,
     /// Explicit centering nodes added.
@@ -139,8 +393,8 @@ impl Report {
             for n in &st.norms {
                 if let Some(why) = n
                     .kept_affine
-                    .as_deref()
-                    .filter(|w| *w != "folding disabled")
+                    .as_ref()
+                    .filter(|w| **w != KeptAffine::FoldingDisabled)
                 {
                     let _ = writeln!(s, "  γ/β not folded on {:?}: {why}", n.name);
                 }

@@ -9,7 +9,7 @@ use super::emit::{Builder, Emit};
 use super::lazy;
 use super::math;
 use super::norms::{NormForm, NormMatch};
-use super::report::{LeafReport, NormReport};
+use super::report::{KeptAffine, LeafReport, NormReport};
 use super::stream::{Analysis, Leaf, StepOp, Stream};
 use crate::ir::{read_array, Model, NodeExt, NodeId};
 use crate::proto::data_type as dt;
@@ -104,7 +104,7 @@ pub struct NormPlan {
     /// Readers γ/β fold into; `None` keeps the affine on the RMSNorm.
     pub fold: Option<Vec<Reader>>,
     /// Why the affine is kept, when it is.
-    pub kept_affine: Option<String>,
+    pub kept_affine: Option<KeptAffine>,
     /// CRMSNorm: the original width D of the compressed stream.
     pub compressed_from: Option<usize>,
     /// The width D of the norm's stream (γ and β may be scalars that broadcast to it).
@@ -655,7 +655,7 @@ pub fn plan(
                 continue;
             }
             let (fold_plan, kept) = if !fold {
-                (None, Some("folding disabled".to_string()))
+                (None, Some(KeptAffine::FoldingDisabled))
             } else if m.gamma.is_none() && m.beta.is_none() {
                 (None, None)
             } else {
@@ -677,7 +677,7 @@ pub fn plan(
                         }
                         (Some(r), None)
                     }
-                    Err(why) => (None, Some(why)),
+                    Err(why) => (None, Some(KeptAffine::NotFoldable(why))),
                 }
             };
             if let Some(readers) = &fold_plan {
@@ -737,6 +737,7 @@ pub fn plan(
                 epsilon: m.epsilon,
                 folded_into,
                 kept_affine: kept.clone(),
+                norm: k,
             });
             p.norms.push(NormPlan {
                 norm: k,
@@ -984,8 +985,8 @@ pub struct Applied {
     pub bytes_added: usize,
     /// Explicit centering nodes added.
     pub centering_nodes: usize,
-    /// Output form of each norm plan, in order.
-    pub forms_out: Vec<String>,
+    /// Output form of each planned norm, by its index among the matches.
+    pub forms_out: BTreeMap<usize, String>,
 }
 
 /// Apply a plan: the one place that mutates the graph.
@@ -1159,7 +1160,7 @@ pub fn apply(
             m.epsilon,
             np.compressed_from,
             &folded_into,
-            np.kept_affine.as_deref(),
+            np.kept_affine.as_ref(),
         ));
         removed.extend(m.nodes.iter().copied());
         dead_consts.extend(norm_consts(b.g, m));
@@ -1221,11 +1222,14 @@ pub fn apply(
             } else {
                 "decomposed CRMSNorm"
             };
-            out.forms_out.push(if np.fold.is_some() {
-                core.to_string()
-            } else {
-                format!("{core} + decompression")
-            });
+            out.forms_out.insert(
+                np.norm,
+                if np.fold.is_some() {
+                    core.to_string()
+                } else {
+                    format!("{core} + decompression")
+                },
+            );
             continue;
         }
         let folded = np.fold.is_some();
@@ -1312,7 +1316,7 @@ pub fn apply(
                 (Emit::Standard, true) => "decomposed RMSNorm",
             }
         };
-        out.forms_out.push(form.into());
+        out.forms_out.insert(np.norm, form.into());
     }
     // CRMSNorm: Shape readers that size other tensors still see the original width.
     for &(node, rank) in &p.shape_fixes {

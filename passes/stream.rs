@@ -16,6 +16,7 @@
 //! branch too: that is the Post-LN signature, and the stream is refused.
 
 use super::norms::{NormKind, NormMatch};
+use super::report::Refusal;
 use crate::ir::{shape::Shapes, Graph, GraphIndex, NodeExt, NodeId};
 use crate::proto::data_type as dt;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -121,7 +122,7 @@ pub struct Stream {
     /// Stream-side reads of each value: (node, slot). Explicit centering rewires only these.
     pub edges: HashMap<String, Vec<(NodeId, usize)>>,
     /// Why the stream is observed (refused), if it is.
-    pub observed: Vec<String>,
+    pub observed: Vec<Refusal>,
     /// Norms whose output is a source of this stream.
     pub norm_sources: Vec<usize>,
     /// Shape nodes reading stream values.
@@ -516,7 +517,7 @@ impl<'a> Analysis<'a> {
 
     /// Why the stream's sources and writers cannot be centred in place: the constants their
     /// leaves would edit that are not of a float type (empty when all can).
-    pub fn unwritable(&self, st: &Stream) -> Vec<String> {
+    pub fn unwritable(&self, st: &Stream) -> Vec<Refusal> {
         let mut slots: BTreeSet<(NodeId, usize)> = BTreeSet::new();
         for l in &st.leaves {
             let edited: &[(NodeId, usize)] = match l.leaf {
@@ -539,6 +540,7 @@ impl<'a> Analysis<'a> {
         slots
             .into_iter()
             .filter_map(|(node, slot)| self.unwritable_input(node, slot))
+            .map(Refusal::Unwritable)
             .collect()
     }
 
@@ -561,10 +563,10 @@ impl<'a> Analysis<'a> {
                 streams.push(Stream {
                     width: self.norm_width(k),
                     norms: vec![k],
-                    observed: vec![format!(
-                        "the input {c:?} of norm {:?} is a constant, not a residual stream",
-                        self.g.nodes[m.anchor].label()
-                    )],
+                    observed: vec![Refusal::ConstantInput {
+                        input: c.clone(),
+                        norm: self.g.nodes[m.anchor].label(),
+                    }],
                     ..Default::default()
                 });
                 continue;
@@ -575,10 +577,10 @@ impl<'a> Analysis<'a> {
             // went one way through a leaf it stops at the other way. Planning both would edit
             // the shared part twice: refuse both.
             if let Some(o) = s.values.iter().find_map(|v| owner.get(v).copied()) {
-                s.observed.push(format!("it shares values with stream {o}"));
+                s.observed.push(Refusal::SharesValues { stream: o });
                 streams[o]
                     .observed
-                    .push(format!("it shares values with stream {sid}"));
+                    .push(Refusal::SharesValues { stream: sid });
             }
             for v in &s.values {
                 owner.entry(v.clone()).or_insert(sid);
@@ -594,10 +596,9 @@ impl<'a> Analysis<'a> {
             ..Default::default()
         };
         let Some(d) = st.width else {
-            st.observed.push(format!(
-                "cannot tell the hidden width of norm {:?}",
-                self.g.nodes[self.norms[seed_norm].anchor].label()
-            ));
+            st.observed.push(Refusal::WidthUnknown {
+                norm: self.g.nodes[self.norms[seed_norm].anchor].label(),
+            });
             st.norms.push(seed_norm);
             return st;
         };
@@ -639,13 +640,13 @@ impl<'a> Analysis<'a> {
             }
             // Downwards: who reads v.
             if self.ix.graph_outputs.contains(&v) {
-                st.observed.push(format!("{v:?} is a graph output"));
+                st.observed.push(Refusal::GraphOutput { value: v.clone() });
             }
             if let Some(&n) = self.ix.subgraph_reads.get(&v) {
-                st.observed.push(format!(
-                    "{v:?} is read inside a subgraph of {:?}",
-                    self.g.nodes[n].label()
-                ));
+                st.observed.push(Refusal::ReadInSubgraph {
+                    value: v.clone(),
+                    node: self.g.nodes[n].label(),
+                });
             }
             let leaf_here = leaves.contains_key(&v);
             let mut outside: Vec<String> = Vec::new();
@@ -676,17 +677,22 @@ impl<'a> Analysis<'a> {
             if !outside.is_empty() {
                 let post_ln = self.norm_by_output.get(&v).copied();
                 match (leaf_here, post_ln) {
-                    (true, Some(k)) => st.observed.push(format!(
-                        "Post-LN: the output of norm {:?} is both the residual stream and read by {} (the norm sits after the residual Add)",
-                        self.g.nodes[self.norms[k].anchor].label(),
-                        outside[0]
-                    )),
+                    (true, Some(k)) => st.observed.push(Refusal::PostLn {
+                        norm: self.g.nodes[self.norms[k].anchor].label(),
+                        reader: outside[0].clone(),
+                    }),
                     (true, None) => {
                         // Cut: keep the leaf's value for its other readers, centre a copy.
                         let why = format!("its output is also read by {}", outside[0]);
                         leaves.insert(v.clone(), Leaf::Explicit { why });
                     }
-                    (false, _) => st.observed.extend(outside.into_iter().map(|w| format!("{v:?} is read by {w}, which observes the mean"))),
+                    (false, _) => {
+                        st.observed
+                            .extend(outside.into_iter().map(|reader| Refusal::ObservedBy {
+                                value: v.clone(),
+                                reader,
+                            }))
+                    }
                 }
             }
         }
@@ -722,7 +728,7 @@ impl<'a> Analysis<'a> {
             if let Some(w) = self.norm_width(k) {
                 if w != d {
                     st.observed
-                        .push(format!("norms of widths {d} and {w} read the same stream"));
+                        .push(Refusal::MixedWidths { width: d, other: w });
                 }
             }
         }

@@ -28,7 +28,7 @@
 //!   pending tensor of a body is moved to the enclosing graph (a body sees its outer scope), and
 //!   from there further up when that graph is itself a view.
 
-use super::report::Report;
+use super::report::{Report, Why};
 use super::{Options, Outcome};
 use crate::ir::subgraph::{outer_reads_of, rename_reads, BodyRef};
 use crate::ir::{Graph, Model};
@@ -415,8 +415,8 @@ fn merge_reports(report: &mut Report, done: &[Done]) {
             any = true;
         }
         for rf in &r.refusals {
-            if rf.norm == "-" {
-                continue; // "no normalisation found" in this body
+            if rf.why == Why::NothingFound {
+                continue;
             }
             let mut rf = rf.clone();
             rf.subgraph = nested(&d.label, &rf.subgraph);
@@ -428,6 +428,6 @@ fn merge_reports(report: &mut Report, done: &[Done]) {
     }
     report.norms_found = found.into_iter().collect();
     if any {
-        report.refusals.retain(|rf| rf.norm != "-");
+        report.refusals.retain(|rf| rf.why != Why::NothingFound);
     }
 }

@@ -13,7 +13,7 @@
 //! `namespace` metadata, see [`display_names`]).
 
 use crate::ir::Graph;
-use crate::passes::report::Report;
+use crate::passes::report::{Report, StreamStatus};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -246,14 +246,14 @@ pub fn streams_dot(report: &Report, names: &dyn Fn(&str) -> String, title: &str)
     // Hubs: one node per stream (index = stream position), then the elements.
     let mut hubs: Vec<(String, String, Fate)> = vec![];
     let mut stream_groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    let refused_norm: BTreeMap<&str, &str> = report
+    let refused_norm: BTreeMap<&str, String> = report
         .refusals
         .iter()
-        .map(|r| (r.norm.as_str(), r.why.as_str()))
+        .map(|r| (r.norm.as_str(), r.why.to_string()))
         .collect();
     for (si, st) in report.streams.iter().enumerate() {
-        let refused = st.status == "refused";
-        let precomputed = st.status.starts_with("precomputed");
+        let refused = st.status == StreamStatus::Refused;
+        let precomputed = st.status == StreamStatus::Precomputed;
         let width = match (st.width, st.new_width) {
             (Some(a), Some(n)) if a != n => format!("width {a} → {n}"),
             (Some(a), _) => format!("width {a}"),
@@ -263,10 +263,10 @@ pub fn streams_dot(report: &Report, names: &dyn Fn(&str) -> String, title: &str)
             "residual stream {}\\n{}\\n{}",
             st.id,
             esc(&width),
-            esc(&st.status)
+            esc(&st.status.to_string())
         );
         for r in &st.reasons {
-            let _ = write!(label, "\\n{}", wrap(r, 56));
+            let _ = write!(label, "\\n{}", wrap(&r.to_string(), 56));
         }
         let fate = if refused {
             Fate::Refused
@@ -347,7 +347,13 @@ pub fn streams_dot(report: &Report, names: &dyn Fn(&str) -> String, title: &str)
     let mut loose = vec![];
     for r in &report.refusals {
         if !in_streams.contains(r.norm.as_str()) && r.norm != "-" {
-            loose.push(b.add(usize::MAX, "unmatched", &r.norm, Fate::Refused, &r.why));
+            loose.push(b.add(
+                usize::MAX,
+                "unmatched",
+                &r.norm,
+                Fate::Refused,
+                &r.why.to_string(),
+            ));
         }
     }
 
@@ -535,9 +541,13 @@ pub fn check_syntax(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::passes::report::{LeafReport, NormReport, Refusal, StreamReport};
+    use crate::passes::report::{LeafReport, LeftAlone, NormReport, Refusal, StreamReport, Why};
 
     fn report(layers: usize, nasty: &str) -> Report {
+        let observed = Refusal::ObservedBy {
+            value: "v".into(),
+            reader: nasty.into(),
+        };
         let mut leaves = vec![LeafReport {
             value: "emb".into(),
             kind: "embedding".into(),
@@ -562,6 +572,7 @@ mod tests {
                 epsilon: 1e-5,
                 folded_into: vec![format!("/m/h.{l}/attn/c_attn/MatMul")],
                 kept_affine: None,
+                norm: l,
             });
         }
         Report {
@@ -570,7 +581,7 @@ mod tests {
                     id: 0,
                     width: Some(768),
                     new_width: Some(768),
-                    status: "rewritten".into(),
+                    status: StreamStatus::Rewritten,
                     reasons: vec![],
                     leaves,
                     norms,
@@ -581,18 +592,18 @@ mod tests {
                     id: 1,
                     width: None,
                     new_width: None,
-                    status: "refused".into(),
-                    reasons: vec![format!("observed by {nasty}")],
+                    status: StreamStatus::Refused,
+                    reasons: vec![observed.clone()],
                     leaves: vec![],
                     norms: vec![],
                     norm_names: vec![nasty.to_string()],
                     subgraph: None,
                 },
             ],
-            refusals: vec![Refusal {
+            refusals: vec![LeftAlone {
                 norm: nasty.into(),
                 form: "LayerNormalization".into(),
-                why: format!("observed by {nasty}"),
+                why: Why::Stream(vec![observed]),
                 subgraph: None,
             }],
             ..Default::default()
@@ -639,7 +650,7 @@ mod tests {
             "one layer and twelve draw the same nodes"
         );
         // The refusal reason is in a label.
-        assert!(dot.contains("observed by x\\\"}{"), "{dot}");
+        assert!(dot.contains("read by x\\\"}{"), "{dot}");
         assert!(check_syntax("digraph { \"a\" -> \"b }").is_err());
         assert!(check_syntax("digraph { { }").is_err());
     }

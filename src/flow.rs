@@ -234,7 +234,7 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
         Ok(m) => m,
         Err(e) => return FileResult::Error(e),
     };
-    let target = match s.opts.target {
+    let target = match s.opts.form.target() {
         passes::Target::Rmsnorm => "rmsnorm",
         passes::Target::Crmsnorm => "crmsnorm",
     };
@@ -253,7 +253,7 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
             .report
             .refusals
             .first()
-            .map(|r| r.why.clone())
+            .map(|r| r.why.to_string())
             .unwrap_or_else(|| "no LayerNorm on a residual stream".into());
         return FileResult::Refused {
             why,

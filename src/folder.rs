@@ -283,7 +283,7 @@ pub fn run(
     let mut report = FolderReport {
         input: dir.display().to_string(),
         output: out.display().to_string(),
-        target: match s.opts.target {
+        target: match s.opts.form.target() {
             crate::passes::Target::Rmsnorm => "rmsnorm",
             crate::passes::Target::Crmsnorm => "crmsnorm",
         }

@@ -9,7 +9,7 @@
 //! // Load (memory-mapped; external data resolved inside the model's folder only).
 //! let model = Model::load("testdata/models/gpt2_dynamo18_fp32.onnx".as_ref())?;
 //! // Run the pass: Pre-LN → Pre-RMSNorm (or `Target::Crmsnorm`), standard ONNX ops.
-//! let opts = passes::Options { target: passes::Target::Rmsnorm, ..Default::default() };
+//! let opts = passes::Options { form: passes::Target::Rmsnorm.into(), ..Default::default() };
 //! let outcome = passes::run(model, &opts)?;
 //! assert_eq!(outcome.report.norms_rewritten, 5);
 //! println!("{}", outcome.report.summary());

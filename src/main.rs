@@ -8,7 +8,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use onnx_normopt::flow::{self, write_atomic};
 use onnx_normopt::ir::{dump, Model};
-use onnx_normopt::passes::{self, emit::Emit, CrmsEmit, Options, Target};
+use onnx_normopt::passes::{self, Options, OutputForm, Target};
 use onnx_normopt::verify::{self, VerifyArgs};
 use onnx_normopt::{folder, io, Error};
 use std::path::{Path, PathBuf};
@@ -147,22 +147,33 @@ enum EmitArg {
     Custom,
 }
 
-fn options(target: TargetArg, emit: EmitArg, fold: bool) -> Options {
-    Options {
-        target: match target {
-            TargetArg::Rmsnorm => Target::Rmsnorm,
-            TargetArg::Crmsnorm => Target::Crmsnorm,
-        },
-        emit: match emit {
-            EmitArg::Onnxruntime => Emit::Onnxruntime,
-            _ => Emit::Standard,
-        },
-        crms_emit: if matches!(emit, EmitArg::Custom) {
-            CrmsEmit::Custom
-        } else {
-            CrmsEmit::Standard
-        },
+/// The pass's options for `--target`, `--emit` and `--no-fold`: a usage error for `--emit custom`
+/// without `--target crmsnorm`.
+fn options(target: TargetArg, emit: EmitArg, fold: bool) -> Result<Options, Error> {
+    let target = match target {
+        TargetArg::Rmsnorm => Target::Rmsnorm,
+        TargetArg::Crmsnorm => Target::Crmsnorm,
+    };
+    let emit = match emit {
+        EmitArg::Standard => "standard",
+        EmitArg::Onnxruntime => "onnxruntime",
+        EmitArg::Custom => "custom",
+    };
+    Ok(Options {
+        form: OutputForm::from_flags(target, emit)?,
         fold,
+        ..Options::default()
+    })
+}
+
+/// The pass's options for `inspect` (standard ops, folding on).
+fn inspect_options(target: TargetArg) -> Options {
+    let form = match target {
+        TargetArg::Rmsnorm => OutputForm::Rms(passes::emit::Emit::Standard),
+        TargetArg::Crmsnorm => OutputForm::Crms(passes::CrmsEmit::Standard),
+    };
+    Options {
+        form,
         ..Options::default()
     }
 }
@@ -254,7 +265,7 @@ fn inspect(path: &Path, json: bool, graph: bool, shapes: bool, target: TargetArg
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
-    let mut report = match passes::inspect(&model, &options(target, EmitArg::Standard, true)) {
+    let mut report = match passes::inspect(&model, &inspect_options(target)) {
         Ok(r) => r,
         Err(e) => return fail_pass(path, &e),
     };
@@ -311,7 +322,7 @@ fn inspect_dot(path: &Path, dot_out: &Path, target: TargetArg) -> u8 {
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
-    let report = match passes::inspect(&model, &options(target, EmitArg::Standard, true)) {
+    let report = match passes::inspect(&model, &inspect_options(target)) {
         Ok(r) => r,
         Err(e) => return fail_pass(path, &e),
     };
@@ -391,12 +402,12 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn settings(a: &RewriteArgs) -> flow::Settings {
+fn settings(a: &RewriteArgs, opts: Options) -> flow::Settings {
     let iso = a
         .verify_args
         .isolation(["the original model", "the rewritten model"]);
     flow::Settings {
-        opts: options(a.target, a.emit, !a.no_fold),
+        opts,
         verify: a.verify,
         no_verify: a.no_verify,
         verify_opts: a.verify_args.to_options(),
@@ -414,11 +425,19 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         eprintln!("onnx-normopt: usage: onnx-normopt MODEL -o OUT (see --help)");
         return 2;
     };
+    let opts = match options(a.target, a.emit, !a.no_fold) {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
     io::set_fsync(!a.no_fsync);
     if input.is_dir() {
-        let done = folder::run(input, out, a.report.as_deref(), &settings(a), &mut |m| {
-            eprint!("{m}")
-        });
+        let done = folder::run(
+            input,
+            out,
+            a.report.as_deref(),
+            &settings(a, opts),
+            &mut |m| eprint!("{m}"),
+        );
         if let Some(m) = &done.message {
             eprintln!("onnx-normopt: {m}");
         }
@@ -449,7 +468,7 @@ fn rewrite(a: &RewriteArgs) -> u8 {
             dir.display()
         )));
     }
-    let s = settings(a);
+    let s = settings(a, opts);
     let result = flow::rewrite_file(input, out, None, &s);
     let code = result.exit_code();
     let (staged, report) = match result {

@@ -191,7 +191,7 @@ fn check(name: &str, m: &ModelProto, e: &Expect) {
         let out = passes::run(
             model,
             &Options {
-                target,
+                form: target.into(),
                 ..Options::default()
             },
         )
@@ -500,7 +500,7 @@ fn backbones_layer_scale_and_interpolated_positions() {
             let out = passes::run(
                 Model::load(&src).unwrap(),
                 &Options {
-                    target,
+                    form: target.into(),
                     ..Options::default()
                 },
             )

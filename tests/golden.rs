@@ -99,7 +99,7 @@ fn outputs_match_the_stored_hashes() {
         (
             "crmsnorm",
             Options {
-                target: Target::Crmsnorm,
+                form: Target::Crmsnorm.into(),
                 ..Options::default()
             },
         ),

@@ -276,7 +276,7 @@ fn check(s: &Spec, target: Target) -> Result<(), TestCaseError> {
     let out = passes::run(
         model,
         &Options {
-            target,
+            form: target.into(),
             // CRMSNorm cases edit every weight block by block at write time (passes/lazy.rs).
             defer_bytes: if target == Target::Crmsnorm {
                 0

@@ -71,8 +71,7 @@ fn rewritten_graph_dump_mpt_torchscript14() {
 fn rewritten_ops_gpt2_crmsnorm_custom_op() {
     let model = Model::load(Path::new("testdata/models/gpt2_dynamo18_fp32.onnx")).unwrap();
     let opts = Options {
-        target: passes::Target::Crmsnorm,
-        crms_emit: passes::CrmsEmit::Custom,
+        form: passes::OutputForm::Crms(passes::CrmsEmit::Custom),
         ..Options::default()
     };
     let out = passes::run(model, &opts).unwrap();

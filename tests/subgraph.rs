@@ -314,7 +314,7 @@ fn check(c: &Case) -> (passes::report::Report, ModelProto, ModelProto) {
     let out = passes::run(
         model,
         &Options {
-            target: c.target,
+            form: c.target.into(),
             defer_bytes: c.defer_bytes,
             ..Options::default()
         },
@@ -488,7 +488,11 @@ fn a_refused_branch_keeps_the_original_weights() {
         }
         let wte = D * V * 4;
         assert!(r.bytes_added > wte, "{}", r.summary());
-        let refused: Vec<_> = r.streams.iter().filter(|s| s.status == "refused").collect();
+        let refused: Vec<_> = r
+            .streams
+            .iter()
+            .filter(|s| s.status == passes::report::StreamStatus::Refused)
+            .collect();
         assert_eq!(refused.len(), 1);
         assert_eq!(
             refused[0].subgraph.as_deref(),

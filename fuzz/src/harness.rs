@@ -18,7 +18,7 @@
 
 use onnx_normopt::io::{self, ExternalStore, ModelFile};
 use onnx_normopt::ir::{self, shape::Shapes, Graph, Model};
-use onnx_normopt::passes::{self, emit::Emit, Options, Target};
+use onnx_normopt::passes::{self, emit::Emit, CrmsEmit, Options, OutputForm, Target};
 use onnx_normopt::proto::ModelProto;
 use onnx_normopt::Error;
 use prost::Message;
@@ -266,7 +266,7 @@ pub const VARIANTS: u8 = 8;
 /// run in memory (0) or at write time, block by block (1).
 pub fn options(variant: u8) -> Options {
     let mut o = Options {
-        target: Target::Rmsnorm,
+        form: Target::Rmsnorm.into(),
         // Half of the variants edit every weight block by block at write time.
         defer_bytes: if (variant / VARIANTS) % 2 == 1 {
             0
@@ -277,25 +277,21 @@ pub fn options(variant: u8) -> Options {
     };
     match variant % VARIANTS {
         0 => {}
-        1 => o.emit = Emit::Onnxruntime,
+        1 => o.form = OutputForm::Rms(Emit::Onnxruntime),
         2 => o.fold = false,
         3 => {
-            o.emit = Emit::Onnxruntime;
+            o.form = OutputForm::Rms(Emit::Onnxruntime);
             o.fold = false;
             o.allow_centering = false;
         }
-        4 => o.target = Target::Crmsnorm,
-        5 => {
-            o.target = Target::Crmsnorm;
-            o.crms_emit = passes::CrmsEmit::Custom;
-        }
+        4 => o.form = Target::Crmsnorm.into(),
+        5 => o.form = OutputForm::Crms(CrmsEmit::Custom),
         6 => {
-            o.target = Target::Crmsnorm;
-            o.emit = Emit::Onnxruntime;
+            o.form = OutputForm::Crms(CrmsEmit::Onnxruntime);
             o.fold = false;
         }
         _ => {
-            o.target = Target::Crmsnorm;
+            o.form = Target::Crmsnorm.into();
             o.fold = false;
             o.allow_centering = false;
         }

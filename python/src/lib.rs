@@ -18,7 +18,7 @@
 //! deriving crate instead of reusing the CLI's release build (see Cargo.toml).
 
 use onnx_normopt::ir::Model;
-use onnx_normopt::passes::{self, emit::Emit, report::Report, CrmsEmit, Options, Target};
+use onnx_normopt::passes::{self, report::Report, Options, OutputForm, Target};
 use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
 use onnx_normopt::{flow, folder, io, provenance, Error};
 use prost::Message;
@@ -189,20 +189,9 @@ fn options(target: &str, emit: &str, fold: bool) -> Result<Options, Fail> {
             )))
         }
     };
-    let (emit, crms_emit) = match emit {
-        "standard" => (Emit::Standard, CrmsEmit::Standard),
-        "onnxruntime" => (Emit::Onnxruntime, CrmsEmit::Standard),
-        "custom" => (Emit::Standard, CrmsEmit::Custom),
-        e => {
-            return Err(Fail::usage(format!(
-                "emit must be \"standard\", \"onnxruntime\" or \"custom\", not {e:?}"
-            )))
-        }
-    };
+    // Unknown words and `custom` without `crmsnorm` are usage errors.
     Ok(Options {
-        target,
-        emit,
-        crms_emit,
+        form: OutputForm::from_flags(target, emit).map_err(Fail::Lib)?,
         fold,
         ..Options::default()
     })
@@ -425,7 +414,7 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
     }
     // As the CLI (flow::rewrite_file): a model this tool wrote is not rewritten again, and the
     // output records its provenance (digest of the input computed alongside the pass).
-    let target = match job.opts.target {
+    let target = match job.opts.form.target() {
         Target::Rmsnorm => "rmsnorm",
         Target::Crmsnorm => "crmsnorm",
     };
@@ -451,7 +440,7 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
             .report
             .refusals
             .first()
-            .map(|r| r.why.clone())
+            .map(|r| r.why.to_string())
             .unwrap_or_else(|| "no LayerNorm on a residual stream".into());
         let mut reasons = refusal_reasons(&outcome.report);
         if reasons.is_empty() {

@@ -1,0 +1,97 @@
+//! The decide phase: which streams the rewrite takes, and why it refuses the others.
+//!
+//! A stream is refused when something observes its mean (the analysis says what: a graph
+//! output, a Post-LN reader, …), when no LayerNorm reads it (already RMSNorm), when one of its
+//! LayerNorms exposes its Mean output or normalises over more than the last axis, when a
+//! constant its centring would edit cannot hold the edit, or when it would need at least as many
+//! explicit centering nodes as LayerNorms it converts. Refusal then flows upstream: a LayerNorm
+//! feeding a refused stream stays a LayerNorm, so its own input stream is left alone too (BERT's
+//! embedding LayerNorm belongs to its Post-LN encoder).
+
+use super::norms::NormKind;
+use super::report::Refusal;
+use super::stream::{Analysis, Leaf, Stream};
+use super::Options;
+use crate::ir::NodeExt;
+
+/// The reasons each stream is refused (empty: accepted), in stream order.
+pub(crate) fn refusals(a: &Analysis, streams: &[Stream], opts: &Options) -> Vec<Vec<Refusal>> {
+    let (g, norms) = (a.g, a.norms);
+    let mut reasons: Vec<Vec<Refusal>> = streams.iter().map(|s| s.observed.clone()).collect();
+    let label = |k: usize| g.nodes[norms[k].anchor].label();
+    for (sid, st) in streams.iter().enumerate() {
+        let ln: Vec<usize> = st
+            .norms
+            .iter()
+            .copied()
+            .filter(|&k| norms[k].kind == NormKind::LayerNorm)
+            .collect();
+        if ln.is_empty() {
+            reasons[sid].push(Refusal::AlreadyRms);
+        }
+        for &k in &ln {
+            let m = &norms[k];
+            if m.extra_outputs_read
+                .iter()
+                .any(|o| g.nodes[m.anchor].output.get(1) == Some(o))
+            {
+                reasons[sid].push(Refusal::MeanOutputRead { norm: label(k) });
+            }
+            if m.axis != -1
+                && a.shapes
+                    .rank(if m.x.is_empty() { &m.y } else { &m.x })
+                    .is_none_or(|r| m.axis != r as i64 - 1)
+            {
+                reasons[sid].push(Refusal::NotLastAxis {
+                    norm: label(k),
+                    axis: m.axis,
+                });
+            }
+        }
+        reasons[sid].extend(a.unwritable(st));
+        let explicit = st
+            .leaves
+            .iter()
+            .filter(|l| matches!(l.leaf, Leaf::Explicit { .. }))
+            .count();
+        if explicit > 0 && !opts.allow_centering {
+            reasons[sid].push(Refusal::CenteringDisabled { explicit });
+        }
+        let converted = ln.len()
+            + st.leaves
+                .iter()
+                .filter(|l| matches!(l.leaf, Leaf::LnTable { .. }))
+                .count();
+        if explicit > 0 && explicit >= converted {
+            reasons[sid].push(Refusal::NoGain {
+                explicit,
+                converted,
+            });
+        }
+    }
+    // Refusal flows upstream: a norm feeding a refused stream stays a LayerNorm, so its own
+    // input stream is left alone too.
+    loop {
+        let mut changed = false;
+        for sid in 0..streams.len() {
+            if reasons[sid].is_empty() {
+                continue;
+            }
+            for &k in &streams[sid].norm_sources {
+                for (up, st) in streams.iter().enumerate() {
+                    if up != sid && reasons[up].is_empty() && st.norms.contains(&k) {
+                        reasons[up].push(Refusal::Upstream {
+                            norm: label(k),
+                            stream: sid,
+                        });
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    reasons
+}

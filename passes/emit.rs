@@ -6,11 +6,7 @@ use crate::ir::Graph;
 use crate::proto::{attribute_type as at, data_type as dt, AttributeProto, NodeProto};
 use crate::Result;
 
-/// The domain of our own ops (version 1: [`CRMS_OP`]).
-pub const NORMOPT_DOMAIN: &str = "ai.onnx_normopt";
-
-/// `ai.onnx_normopt:CRMSNormalization`, CRMSNorm as one op (see [`Builder::crms_custom`]).
-pub const CRMS_OP: &str = "CRMSNormalization";
+pub(crate) use crate::ops::{CRMS_OP, NORMOPT_DOMAIN};
 
 /// How RMSNorm is written into the output graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -381,11 +377,7 @@ impl Builder<'_> {
         } else {
             self.node("", "Cast", &[x], None, vec![attr_i("to", dt::FLOAT as i64)])
         };
-        let attrs = vec![
-            attr_f("epsilon", eps),
-            attr_i("width", d as i64),
-            attr_i("axis", -1),
-        ];
+        let attrs = crate::ops::crms_attributes(eps, d);
         let y = self.node(
             NORMOPT_DOMAIN,
             CRMS_OP,

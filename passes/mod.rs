@@ -368,7 +368,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
             .iter()
             .any(|n| n.domain.as_deref() == Some(emit::NORMOPT_DOMAIN))
         {
-            model.ensure_import(emit::NORMOPT_DOMAIN, 1);
+            model.ensure_import(emit::NORMOPT_DOMAIN, crate::ops::NORMOPT_DOMAIN_VERSION);
         }
         for sr in stream_reports.iter_mut() {
             for nr in sr.norms.iter_mut() {

@@ -1,6 +1,7 @@
 //! The typed error at the library edge. Every variant names the file (and the node or tensor when
 //! it matters); the CLI prints it on one line and maps it to an exit status.
 
+use crate::verify::VerifyError;
 use std::path::PathBuf;
 
 /// What can go wrong when loading, rewriting, verifying or saving a model.
@@ -48,13 +49,29 @@ pub enum Error {
     /// A broken internal invariant (a bug in this tool, not in the user's file).
     #[error("internal error: {0}")]
     Internal(String),
+    /// Verification could not be carried out (see [`VerifyError`]; a failed comparison is a
+    /// report, not an error).
+    #[error(transparent)]
+    Verify(Box<VerifyError>),
+}
+
+/// A verification error at the library edge: a model that could not be loaded is that load
+/// error; the rest are [`Error::Verify`].
+impl From<VerifyError> for Error {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Load(e) => e,
+            e => Error::Verify(Box::new(e)),
+        }
+    }
 }
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The CLI exit status for this error: 2 for bad input or usage, 1 otherwise.
+    /// The CLI exit status for this error: 2 for bad input or usage, 3 when nothing can be
+    /// rewritten, the verifier's status for [`Error::Verify`], 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Read { .. }
@@ -64,6 +81,7 @@ impl Error {
             Error::Write { .. } => 2,
             Error::NotRewritable(_) => 3,
             Error::Internal(_) => 1,
+            Error::Verify(e) => i32::from(e.exit_code()),
         }
     }
 

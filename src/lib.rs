@@ -15,11 +15,11 @@
 //! println!("{}", outcome.report.summary());
 //! // Save atomically, then verify against the original in tract.
 //! let dir = std::env::temp_dir().join(format!("normopt-doc-{}", std::process::id()));
-//! std::fs::create_dir_all(&dir).unwrap();
+//! std::fs::create_dir_all(&dir).map_err(|e| onnx_normopt::Error::Write { path: dir.clone(), reason: e.to_string() })?;
 //! let out = dir.join("gpt2_rms.onnx");
 //! onnx_normopt::save(&outcome.model, &out)?;
 //! let check = verify::VerifyOptions { runtimes: verify::Runtimes::Tract, ..Default::default() };
-//! let table = verify::verify_files("testdata/models/gpt2_dynamo18_fp32.onnx".as_ref(), &out, &check).unwrap();
+//! let table = verify::verify_files("testdata/models/gpt2_dynamo18_fp32.onnx".as_ref(), &out, &check)?;
 //! assert!(table.passed(), "{table}");
 //! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), onnx_normopt::Error>(())
@@ -34,6 +34,7 @@ pub mod flow;
 pub mod folder;
 pub mod io;
 pub mod ir;
+pub mod ops;
 pub mod proto;
 pub mod provenance;
 pub mod tensor;

@@ -223,8 +223,8 @@ fn check_custom_op(out: &passes::Outcome, rep: &verify::VerifyReport) -> Result<
         .nodes
         .iter()
         .filter(|n| {
-            n.domain.as_deref() == Some(passes::emit::NORMOPT_DOMAIN)
-                && n.op_type.as_deref() == Some(passes::emit::CRMS_OP)
+            n.domain.as_deref() == Some(onnx_normopt::ops::NORMOPT_DOMAIN)
+                && n.op_type.as_deref() == Some(onnx_normopt::ops::CRMS_OP)
         })
         .count();
     let forms: Vec<&str> = out
@@ -245,7 +245,7 @@ fn check_custom_op(out: &passes::Outcome, rep: &verify::VerifyReport) -> Result<
     if let Some(f) = forms.iter().find(|f| f.contains("decomposed CRMSNorm")) {
         return Err(format!("a CRMSNorm was decomposed with --emit custom: {f}"));
     }
-    if !out.model.imports(passes::emit::NORMOPT_DOMAIN) {
+    if !out.model.imports(onnx_normopt::ops::NORMOPT_DOMAIN) {
         return Err("the model does not import ai.onnx_normopt".into());
     }
     if !rep.ran(verify::Runtime::Tract) || rep.ran(verify::Runtime::Ort) {
@@ -399,12 +399,12 @@ fn cli_emit_custom() {
         "{err}"
     );
     let m = Model::load(&out).unwrap();
-    assert!(m.imports(passes::emit::NORMOPT_DOMAIN));
+    assert!(m.imports(onnx_normopt::ops::NORMOPT_DOMAIN));
     let n = m
         .graph
         .nodes
         .iter()
-        .filter(|n| n.op_type.as_deref() == Some(passes::emit::CRMS_OP))
+        .filter(|n| n.op_type.as_deref() == Some(onnx_normopt::ops::CRMS_OP))
         .count();
     assert_eq!(n, 5, "gpt2 (2 layers) has 5 LayerNorms");
 }

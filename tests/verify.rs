@@ -546,7 +546,8 @@ fn mismatched_interfaces_are_a_clear_error() {
 
     let e = verify_files(&a, &dir.path().join("missing.onnx"), &opts(Runtimes::Tract)).unwrap_err();
     assert!(
-        matches!(e, VerifyError::Read { .. }) && e.to_string().contains("missing.onnx"),
+        matches!(e, VerifyError::Load(onnx_normopt::Error::Read { .. }))
+            && e.to_string().contains("missing.onnx"),
         "{e}"
     );
 
@@ -554,7 +555,8 @@ fn mismatched_interfaces_are_a_clear_error() {
     std::fs::write(&junk, b"\xff\xff\xff not a model").unwrap();
     let e = verify_files(&a, &junk, &opts(Runtimes::Tract)).unwrap_err();
     assert!(
-        matches!(e, VerifyError::Decode { .. }) && e.to_string().contains("junk.onnx"),
+        matches!(e, VerifyError::Load(onnx_normopt::Error::NotOnnx { .. }))
+            && e.to_string().contains("junk.onnx"),
         "{e}"
     );
 

@@ -59,6 +59,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub use crate::ops::CrmsNormalization;
 pub use budget::BudgetEstimate;
 pub use child::{child_main, isolate_command, verify_isolated, Checked, Isolation, CHILD_ARG};
 pub use inputs::{GeneratedInputs, DEFAULT_VOCAB};
@@ -68,7 +69,6 @@ pub use report::{
 };
 pub use spec::{DEFAULT_BATCH, DEFAULT_OTHER, NEW_TOKENS, PAST_LENGTHS};
 pub use tensor::{HostTensor, InputSummary};
-pub use tract_ext::CrmsNormalization;
 pub use tract_rt::{tract_onnx_with_extensions, TractModel};
 
 use report::Accum;
@@ -174,22 +174,9 @@ pub fn ci_requires_ort() -> bool {
 /// report whose [`VerifyReport::passed`] is false).
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    /// A model file could not be read.
-    #[error("could not read {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// A model file is not a valid ONNX protobuf.
-    #[error("could not decode {} as an ONNX model: {message}", path.display())]
-    Decode {
-        /// The file.
-        path: PathBuf,
-        /// The decoder's message.
-        message: String,
-    },
+    /// A model file could not be loaded ([`crate::io::load`]: unreadable, not ONNX, invalid).
+    #[error(transparent)]
+    Load(#[from] crate::Error),
     /// A model's graph cannot be verified (no graph, an input type that cannot be generated, ...).
     #[error("{}: {message}", path.display())]
     Model {

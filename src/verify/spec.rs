@@ -5,8 +5,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use prost::Message;
-
 use super::VerifyError;
 use crate::proto::{GraphProto, ModelProto, TensorProto, ValueInfoProto};
 
@@ -59,17 +57,10 @@ pub(crate) struct ModelSpec {
     pub dim_hints: BTreeMap<String, usize>,
 }
 
-/// Decode an ONNX file with the crate's prost types (external data is not needed: only the graph
-/// structure and tensor dims are read).
+/// Load an ONNX file with the crate's one reader ([`crate::io::load`]: memory-mapped, external
+/// data references checked but not read: only the graph structure and tensor dims are used).
 pub(crate) fn read_model(path: &Path) -> Result<ModelProto, VerifyError> {
-    let bytes = std::fs::read(path).map_err(|e| VerifyError::Read {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    ModelProto::decode(bytes::Bytes::from(bytes)).map_err(|e| VerifyError::Decode {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    Ok(crate::io::load(path)?.proto)
 }
 
 fn value_spec(path: &Path, vi: &ValueInfoProto, what: &str) -> Result<ValueSpec, VerifyError> {
@@ -148,11 +139,11 @@ impl ModelSpec {
         let mut custom_ops: Vec<String> = graph
             .node
             .iter()
-            .filter(|n| n.domain.as_deref() == Some(crate::passes::emit::NORMOPT_DOMAIN))
+            .filter(|n| n.domain.as_deref() == Some(crate::ops::NORMOPT_DOMAIN))
             .map(|n| {
                 format!(
                     "{}:{}",
-                    crate::passes::emit::NORMOPT_DOMAIN,
+                    crate::ops::NORMOPT_DOMAIN,
                     n.op_type.as_deref().unwrap_or("")
                 )
             })

@@ -27,7 +27,6 @@
 
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod dot;
 pub mod error;
 pub mod flow;

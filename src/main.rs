@@ -5,6 +5,9 @@
 //! original model (nothing written); 5 verification would exceed its budget or could not
 //! complete (nothing written).
 
+#[path = "cli/bench.rs"]
+mod bench;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use onnx_normopt::flow::{self, write_atomic};
 use onnx_normopt::ir::{dump, Model};
@@ -66,7 +69,7 @@ enum Cmd {
     /// session options) and tract: medians, quartiles, and ratios against the first model.
     Bench {
         #[command(flatten)]
-        args: onnx_normopt::bench::BenchArgs,
+        args: bench::BenchArgs,
     },
     /// Compare two models on the same random inputs in tract and onnxruntime.
     /// Exit 0 when they agree, 1 when they differ, 4 when no runtime can run A, 5 when
@@ -231,7 +234,7 @@ fn main() -> ExitCode {
         Some(Cmd::Verify { a, b, args, json }) => verify_cmd(&a, &b, &args, json),
         // In a child process with a memory limit: a runtime crash is one line, exit 5.
         Some(Cmd::Bench { args }) => verify::isolate_command("bench", &args.models, None)
-            .unwrap_or_else(|| onnx_normopt::bench::run(&args)),
+            .unwrap_or_else(|| bench::run(&args)),
         None => rewrite(&cli.rewrite),
     };
     ExitCode::from(code)

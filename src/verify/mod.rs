@@ -1019,8 +1019,16 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
     })
 }
 
+/// This crate's own ops (`ai.onnx_normopt:…`, which onnxruntime cannot run) that the model at
+/// `path` uses; empty when it uses none or cannot be read.
+pub fn custom_ops(path: &Path) -> Vec<String> {
+    spec::ModelSpec::from_path(path)
+        .map(|s| s.custom_ops)
+        .unwrap_or_default()
+}
+
 /// Parse `NAME=VALUE` for `--dim`.
-fn parse_dim(s: &str) -> Result<(String, usize), String> {
+pub fn parse_dim(s: &str) -> Result<(String, usize), String> {
     let (k, v) = s
         .rsplit_once('=')
         .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;

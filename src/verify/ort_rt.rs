@@ -257,7 +257,8 @@ pub(crate) fn loaded_library() -> Option<PathBuf> {
         .map(|s| s.path.clone())
 }
 
-fn element_type(elem_type: i32) -> Option<TensorElementType> {
+/// onnxruntime's element type for an ONNX `data_type` code (`None`: one it cannot hold).
+pub(crate) fn ort_element_type(elem_type: i32) -> Option<TensorElementType> {
     Some(match elem_type {
         dt::FLOAT => TensorElementType::Float32,
         dt::FLOAT16 => TensorElementType::Float16,
@@ -293,6 +294,28 @@ fn onnx_type(t: TensorElementType) -> Option<i32> {
         TensorElementType::Bool => dt::BOOL,
         _ => return None,
     })
+}
+
+impl HostTensor {
+    /// This tensor as an onnxruntime tensor in CPU memory (its bytes copied once).
+    pub fn to_ort(&self, allocator: &Allocator) -> Result<DynTensor, String> {
+        let ty = ort_element_type(self.elem_type).ok_or_else(|| {
+            format!(
+                "input `{}`: unsupported element type {}",
+                self.name,
+                dt::name(self.elem_type)
+            )
+        })?;
+        let mut v =
+            DynTensor::new(allocator, ty, self.shape.as_slice()).map_err(|e| e.to_string())?;
+        if !self.data.is_empty() {
+            let p = v.data_ptr_mut().cast::<u8>();
+            // SAFETY: the tensor was just allocated on the CPU with `self.shape` elements of
+            // `ty`, i.e. exactly `self.data.len()` bytes (checked by the generator).
+            unsafe { std::ptr::copy_nonoverlapping(self.data.as_ptr(), p, self.data.len()) };
+        }
+        Ok(v)
+    }
 }
 
 /// An onnxruntime session for one model.
@@ -359,22 +382,7 @@ impl OrtModel {
                 let allocator = Allocator::default();
                 let mut inputs: Vec<(String, DynTensor)> = Vec::with_capacity(sample.len());
                 for t in sample {
-                    let ty = element_type(t.elem_type).ok_or_else(|| {
-                        err(format!(
-                            "input `{}`: unsupported element type {}",
-                            t.name,
-                            dt::name(t.elem_type)
-                        ))
-                    })?;
-                    let mut v = DynTensor::new(&allocator, ty, t.shape.as_slice())
-                        .map_err(|e| err(e.to_string()))?;
-                    if !t.data.is_empty() {
-                        let p = v.data_ptr_mut().cast::<u8>();
-                        // SAFETY: the tensor was just allocated on the CPU with `t.shape` elements of
-                        // `ty`, i.e. exactly `t.data.len()` bytes (checked by the generator).
-                        unsafe { std::ptr::copy_nonoverlapping(t.data.as_ptr(), p, t.data.len()) };
-                    }
-                    inputs.push((t.name.clone(), v));
+                    inputs.push((t.name.clone(), t.to_ort(&allocator).map_err(err)?));
                 }
                 let outputs = self.session.run(inputs).map_err(|e| err(e.to_string()))?;
                 let mut result = Vec::with_capacity(self.output_names.len());

@@ -41,8 +41,9 @@ pub fn tract_onnx_with_extensions() -> tract_onnx::Onnx {
     onnx
 }
 
-fn datum_type(path: &Path, name: &str, elem_type: i32) -> Result<DatumType, VerifyError> {
-    Ok(match elem_type {
+/// tract's datum type for an ONNX `data_type` code (`None`: one tract cannot hold).
+pub(crate) fn tract_datum_type(elem_type: i32) -> Option<DatumType> {
+    Some(match elem_type {
         dt::FLOAT => DatumType::F32,
         dt::FLOAT16 => DatumType::F16,
         dt::DOUBLE => DatumType::F64,
@@ -55,18 +56,41 @@ fn datum_type(path: &Path, name: &str, elem_type: i32) -> Result<DatumType, Veri
         dt::UINT32 => DatumType::U32,
         dt::UINT64 => DatumType::U64,
         dt::BOOL => DatumType::Bool,
-        other => {
-            return Err(VerifyError::Tract {
-                stage: "load",
-                path: path.to_path_buf(),
-                message: format!(
-                    "input `{name}` has element type {}, which tract does not support \
-                     (use --runtime ort)",
-                    dt::name(other)
-                ),
-            })
-        }
+        _ => return None,
     })
+}
+
+fn datum_type(path: &Path, name: &str, elem_type: i32) -> Result<DatumType, VerifyError> {
+    tract_datum_type(elem_type).ok_or_else(|| VerifyError::Tract {
+        stage: "load",
+        path: path.to_path_buf(),
+        message: format!(
+            "input `{name}` has element type {}, which tract does not support \
+             (use --runtime ort)",
+            dt::name(elem_type)
+        ),
+    })
+}
+
+/// `t`'s bytes as a tract tensor of type `dt`.
+fn raw_tensor(dt: DatumType, t: &HostTensor) -> TractResult<Tensor> {
+    // SAFETY: `dt` is a plain-old-data type and `t.data` holds exactly `len * size_of(dt)`
+    // little-endian bytes, which is tract's in-memory layout (booleans are one byte, 0 or 1).
+    unsafe { Tensor::from_raw_dt(dt, &t.shape, &t.data) }
+}
+
+impl HostTensor {
+    /// This tensor as a tract tensor (its bytes copied once).
+    pub fn to_tract(&self) -> Result<Tensor, String> {
+        let dt = tract_datum_type(self.elem_type).ok_or_else(|| {
+            format!(
+                "input `{}`: element type {} is not supported by tract",
+                self.name,
+                dt::name(self.elem_type)
+            )
+        })?;
+        raw_tensor(dt, self).map_err(|e| format!("{e:#}"))
+    }
 }
 
 fn onnx_type(d: DatumType) -> Option<i32> {
@@ -320,11 +344,7 @@ impl TractModel {
                 for &si in &self.feed {
                     let t = &sample[si];
                     let dt = datum_type(&self.path, &t.name, t.elem_type)?;
-                    // SAFETY: `dt` is a plain-old-data type and `t.data` holds exactly
-                    // `len * size_of(dt)` little-endian bytes, which is tract's in-memory layout
-                    // (booleans are one byte, 0 or 1).
-                    let tensor = unsafe { Tensor::from_raw_dt(dt, &t.shape, &t.data) }
-                        .map_err(|e| err(format!("{e:#}")))?;
+                    let tensor = raw_tensor(dt, t).map_err(|e| err(format!("{e:#}")))?;
                     inputs.push(tensor.into_tvalue());
                 }
                 let outs = self.plan.run(inputs).map_err(|e| err(format!("{e:#}")))?;

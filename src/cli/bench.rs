@@ -37,10 +37,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::proto::data_type as dt;
-use crate::verify::{
-    find_ort_library, generate_inputs, tract_onnx_with_extensions, HostTensor, InputSummary,
-    OrtLibrary, Runtimes, VerifyOptions,
+use onnx_normopt::verify::{
+    self, generate_inputs, parse_dim, HostTensor, InputSummary, Runtimes, VerifyOptions,
 };
 
 /// The command-line flags of `onnx-normopt bench` (flatten into a subcommand).
@@ -112,22 +110,6 @@ impl Default for BenchArgs {
             json: false,
         }
     }
-}
-
-/// Parse `NAME=VALUE` for `--dim`.
-fn parse_dim(s: &str) -> Result<(String, usize), String> {
-    let (k, v) = s
-        .rsplit_once('=')
-        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
-    let k = k.trim();
-    let v: usize = v
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{v}` is not a dimension size"))?;
-    if k.is_empty() || v == 0 {
-        return Err(format!("expected NAME=VALUE with VALUE ≥ 1, got `{s}`"));
-    }
-    Ok((k.to_string(), v))
 }
 
 /// Median and quartiles of a sample.
@@ -281,74 +263,28 @@ struct TractRunner {
     path: PathBuf,
 }
 
-fn tract_dt(elem_type: i32) -> Option<tract_onnx::prelude::DatumType> {
-    use tract_onnx::prelude::DatumType as D;
-    Some(match elem_type {
-        dt::FLOAT => D::F32,
-        dt::FLOAT16 => D::F16,
-        dt::DOUBLE => D::F64,
-        dt::INT8 => D::I8,
-        dt::INT16 => D::I16,
-        dt::INT32 => D::I32,
-        dt::INT64 => D::I64,
-        dt::UINT8 => D::U8,
-        dt::UINT16 => D::U16,
-        dt::UINT32 => D::U32,
-        dt::UINT64 => D::U64,
-        dt::BOOL => D::Bool,
-        _ => return None,
-    })
-}
-
-/// Load `path` in tract with concrete input shapes from `sample`, optimise it; returns the
-/// runner and the optimised model's op histogram.
+/// Load `path` in tract with concrete input shapes from `sample` and optimise it, as
+/// verification does ([`verify::tract_plan`]); returns the runner and the optimised model's op
+/// histogram.
 fn tract_load(
     path: &Path,
     sample: &[HostTensor],
 ) -> Result<(TractRunner, BTreeMap<String, usize>), BenchError> {
     use tract_onnx::prelude::*;
-    let e =
-        |stage: &str, m: String| err(format!("tract could not {stage} {}: {m}", path.display()));
-    // Concrete input shapes: the graph's value_info (symbolic dims such as `batch`) would clash
-    // with them, so it is ignored, as verification's first attempt does.
-    let mut onnx = tract_onnx_with_extensions();
-    onnx.ignore_value_info = true;
-    let mut model = onnx
-        .model_for_path(path)
-        .map_err(|x| e("load", format!("{x:#}")))?;
-    let outlets = model
-        .input_outlets()
-        .map_err(|x| e("load", format!("{x:#}")))?
-        .to_vec();
+    let model = verify::tract_plan(path, sample).map_err(err)?;
+    let e = |stage: &str, m: String| err(format!("tract could not {stage} {}: {m}", path.display()));
     let mut inputs: TVec<TValue> = tvec![];
-    for (ix, o) in outlets.iter().enumerate() {
-        let name = model.node(o.node).name.clone();
-        let t = sample
-            .iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| e("load", format!("no generated input for `{name}`")))?;
-        let d = tract_dt(t.elem_type)
-            .ok_or_else(|| e("load", format!("input `{name}`: unsupported type")))?;
-        model
-            .set_input_fact(ix, InferenceFact::dt_shape(d, &t.shape))
-            .map_err(|x| e("load", format!("{x:#}")))?;
-        // SAFETY: `d` is plain-old-data and `t.data` holds exactly len × size_of(d)
-        // little-endian bytes (the generator's layout, which is tract's in-memory layout).
-        let tensor = unsafe { Tensor::from_raw_dt(d, &t.shape, &t.data) }
-            .map_err(|x| e("load", format!("{x:#}")))?;
-        inputs.push(tensor.into_tvalue());
+    for &si in &model.feed {
+        inputs.push(sample[si].to_tract().map_err(|m| e("load", m))?.into_tvalue());
     }
-    let typed = model
-        .into_optimized()
-        .map_err(|x| e("optimise", format!("{x:#}")))?;
     let mut ops = BTreeMap::new();
-    for n in typed.nodes() {
+    for n in model.plan.model().nodes() {
         *ops.entry(n.op.name().to_string()).or_insert(0) += 1;
     }
-    let plan = typed
-        .into_runnable()
+    let state = model
+        .plan
+        .spawn()
         .map_err(|x| e("prepare", format!("{x:#}")))?;
-    let state = plan.spawn().map_err(|x| e("prepare", format!("{x:#}")))?;
     Ok((
         TractRunner {
             state,
@@ -424,26 +360,6 @@ struct OrtRunner {
     path: PathBuf,
 }
 
-fn ort_type(elem_type: i32) -> Option<ort::value::TensorElementType> {
-    use ort::value::TensorElementType as T;
-    Some(match elem_type {
-        dt::FLOAT => T::Float32,
-        dt::FLOAT16 => T::Float16,
-        dt::BFLOAT16 => T::Bfloat16,
-        dt::DOUBLE => T::Float64,
-        dt::INT8 => T::Int8,
-        dt::INT16 => T::Int16,
-        dt::INT32 => T::Int32,
-        dt::INT64 => T::Int64,
-        dt::UINT8 => T::Uint8,
-        dt::UINT16 => T::Uint16,
-        dt::UINT32 => T::Uint32,
-        dt::UINT64 => T::Uint64,
-        dt::BOOL => T::Bool,
-        _ => return None,
-    })
-}
-
 struct OrtOptions<'a> {
     threads: Option<usize>,
     optimized_out: Option<PathBuf>,
@@ -482,22 +398,7 @@ fn ort_load(
     let allocator = ort::memory::Allocator::default();
     let mut inputs = Vec::with_capacity(sample.len());
     for t in sample {
-        let ty = ort_type(t.elem_type)
-            .ok_or_else(|| e(format!("input `{}`: unsupported type", t.name)))?;
-        let mut v = ort::value::DynTensor::new(&allocator, ty, t.shape.as_slice())
-            .map_err(|x| e(x.to_string()))?;
-        if !t.data.is_empty() {
-            // SAFETY: the tensor was just allocated on the CPU with `t.shape` elements of `ty`,
-            // exactly `t.data.len()` bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    t.data.as_ptr(),
-                    v.data_ptr_mut().cast::<u8>(),
-                    t.data.len(),
-                )
-            };
-        }
-        inputs.push((t.name.clone(), v));
+        inputs.push((t.name.clone(), t.to_ort(&allocator).map_err(e)?));
     }
     Ok(OrtRunner {
         session,
@@ -682,28 +583,10 @@ fn relative(labels: &[String], times: &[Vec<f64>], limit: bool) -> (Vec<Relative
     (ratios, captured)
 }
 
+/// The process's onnxruntime environment, shared with verification
+/// ([`verify::ort_environment`]: from `--ort-lib` or as `verify` finds the library).
 fn ort_env(args: &BenchArgs) -> Result<(ort::environment::Environment, PathBuf), BenchError> {
-    let lib = match find_ort_library(args.ort_lib.as_deref()) {
-        OrtLibrary::Found { path, .. } => path,
-        OrtLibrary::NotFound { tried } => {
-            return Err(err(format!(
-                "onnxruntime library not found (tried: {}); pass --ort-lib or use --runtime tract",
-                tried.join("; ")
-            )))
-        }
-    };
-    let env = ort::init_from(&lib)
-        .map_err(|x| err(format!("could not load {}: {x}", lib.display())))?
-        .with_name("onnx-normopt-bench")
-        .with_telemetry(false)
-        .build()
-        .map_err(|x| {
-            err(format!(
-                "could not initialise onnxruntime from {}: {x}",
-                lib.display()
-            ))
-        })?;
-    Ok((env, lib))
+    verify::ort_environment(args.ort_lib.as_deref()).map_err(err)
 }
 
 /// Run the benchmark described by `args` and return its report.
@@ -752,13 +635,11 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     // This crate's own ops (`--emit custom`) run in tract only.
     let mut custom = Vec::new();
     for p in &args.models {
-        if let Ok(spec) = crate::verify::spec::ModelSpec::from_path(p) {
-            custom.extend(
-                spec.custom_ops
-                    .iter()
-                    .map(|o| format!("{} ({o})", p.display())),
-            );
-        }
+        custom.extend(
+            verify::custom_ops(p)
+                .iter()
+                .map(|o| format!("{} ({o})", p.display())),
+        );
     }
     let ort = match args.runtime {
         Runtimes::Tract => None,

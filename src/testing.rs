@@ -352,3 +352,14 @@ macro_rules! check_no_match {
 }
 
 pub(crate) use {check, check_no_match};
+
+/// The numeric check has teeth: LayerNorm replaced by RMSNorm without centring the stream (the
+/// rewrite minus its first step) is caught.
+#[test]
+#[should_panic(expected = "max |Δ| / max |ref|")]
+fn uncentred_rmsnorm_is_caught() {
+    let ln = "input %x: f32[2,3,8]\noutput %y: f32[2,3,8]\n\
+              %y = LayerNormalization[n](%x, @g:f32[8]) epsilon=1e-5";
+    let rms = ln.replace("LayerNormalization", "SimplifiedLayerNormalization");
+    assert_same_outputs(&parse(ln), &parse(&rms));
+}

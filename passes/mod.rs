@@ -28,6 +28,8 @@ pub mod report;
 pub mod rewrite;
 pub mod stream;
 pub mod subgraph;
+#[cfg(test)]
+mod tests;
 
 use crate::ir::{shape::Shapes, Model, NodeExt};
 use crate::{Error, Result};

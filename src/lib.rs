@@ -42,6 +42,8 @@ pub mod verify;
 #[path = "../passes/mod.rs"]
 pub mod passes;
 pub mod progress;
+#[cfg(test)]
+mod testing;
 
 pub use error::{Error, Result};
 

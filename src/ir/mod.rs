@@ -15,6 +15,10 @@
 pub mod dump;
 pub mod shape;
 pub mod subgraph;
+pub mod text;
+#[cfg(test)]
+#[path = "tests/mod.rs"]
+mod unit;
 
 use crate::error::{Error, Result};
 use crate::io::{ExternalStore, ModelFile};

@@ -1,0 +1,194 @@
+//! The nodes the rewrite emits (`passes/emit.rs`): RMSNorm as standard ops or
+//! `RMSNormalization` (opset 23), as onnxruntime's `SimplifiedLayerNormalization`, CRMSNorm as
+//! standard ops or as the custom op.
+
+use super::block;
+use crate::passes::{self, CrmsEmit};
+use crate::testing::{check, crms, crms_custom, parse, rms, rms_ort};
+
+fn pre_ln() -> String {
+    block("%ln = LayerNormalization[ln](%x, @g:f32[8], @beta:f32[8]) epsilon=1e-5")
+}
+
+/// Standard at opset 23: `RMSNormalization` (below 23 it is the decomposed chain: see the
+/// matcher tests).
+#[test]
+fn standard_at_opset_23_is_rmsnormalization() {
+    check!(&format!("opset 23\n{}", pre_ln()), rms(), @r#"
+        graph "text"
+          input  %x: f32[2,3,8]
+          output %y: f32[2,3,8]
+          6 initializers, 392 bytes inline
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x, @normopt/axes:i64[1]) keepdims=1
+          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
+          %ln = RMSNormalization[normopt/RMSNormalization](%normopt/Sub, @normopt/ones:f32[8]) axis=-1 epsilon=1e-5 stash_type=1
+          %h = MatMul[fc](%ln, @w:f32[8,8])
+          %hb = Add[fc_bias](%h, @b:f32[8])
+          %s = Add[residual](%normopt/Sub, %hb)
+          %normopt/rms = RMSNormalization[normopt/RMSNormalization_1](%s, @g_f:f32[8]) axis=-1 epsilon=1e-5 stash_type=1
+          %y = Add[normopt/Add](%normopt/rms, @b_f:f32[8])
+
+        rewritten 2
+        stream 0 width 8 -> 8: rewritten
+          leaf %h linear [fc]: MatMul weight centred over its output axis
+          leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
+          leaf %b constant [fc_bias]: centred over the last axis
+          norm ln: LayerNormalization -> RMSNormalization, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> RMSNormalization, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+    "#);
+}
+
+/// onnxruntime: `SimplifiedLayerNormalization`.
+#[test]
+fn onnxruntime_simplified_layernormalization() {
+    check!(&pre_ln(), rms_ort(), @r#"
+        graph "text"
+          input  %x: f32[2,3,8]
+          output %y: f32[2,3,8]
+          5 initializers, 384 bytes inline
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
+          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
+          %ln = SimplifiedLayerNormalization[normopt/SimplifiedLayerNormalization](%normopt/Sub, @normopt/ones:f32[8]) axis=-1 epsilon=1e-5 stash_type=1
+          %h = MatMul[fc](%ln, @w:f32[8,8])
+          %hb = Add[fc_bias](%h, @b:f32[8])
+          %s = Add[residual](%normopt/Sub, %hb)
+          %normopt/rms = SimplifiedLayerNormalization[normopt/SimplifiedLayerNormalization_1](%s, @g_f:f32[8]) axis=-1 epsilon=1e-5 stash_type=1
+          %y = Add[normopt/Add](%normopt/rms, @b_f:f32[8])
+
+        rewritten 2
+        stream 0 width 8 -> 8: rewritten
+          leaf %h linear [fc]: MatMul weight centred over its output axis
+          leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
+          leaf %b constant [fc_bias]: centred over the last axis
+          norm ln: LayerNormalization -> SimplifiedLayerNormalization, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> SimplifiedLayerNormalization, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+    "#);
+}
+
+/// onnxruntime: a `SkipLayerNormalization` becomes `SkipSimplifiedLayerNormalization` (no
+/// bias input: tract ignores it).
+#[test]
+fn onnxruntime_skip_simplified_layernormalization() {
+    let g = "
+input %x: f32[2,3,8]
+output %y: f32[2,3,8]
+%ln = LayerNormalization[ln](%x, @g:f32[8], @beta:f32[8]) epsilon=1e-5
+%h = MatMul[fc](%ln, @w:f32[8,8])
+%y, _, _, %s = com.microsoft:SkipLayerNormalization[skip_ln](%x, %h, @g2:f32[8], @b2:f32[8]) epsilon=1e-5
+";
+    check!(g, rms_ort(), @r#"
+        graph "text"
+          input  %x: f32[2,3,8]
+          output %y: f32[2,3,8]
+          5 initializers, 384 bytes inline
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
+          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
+          %ln = SimplifiedLayerNormalization[normopt/SimplifiedLayerNormalization](%normopt/Sub, @normopt/ones:f32[8]) axis=-1 epsilon=1e-5 stash_type=1
+          %normopt/matmul = MatMul[fc](%ln, @w:f32[8,8])
+          %h = Add[normopt/Add](%normopt/matmul, @normopt/bias:f32[8])
+          %normopt/rms, _, _, _ = com.microsoft:SkipSimplifiedLayerNormalization[normopt/SkipSimplifiedLayerNormalization](%normopt/Sub, %h, @g2:f32[8]) epsilon=1e-5
+          %y = Add[normopt/Add_3](%normopt/rms, @b2:f32[8])
+
+        rewritten 2
+        stream 0 width 8 -> 8: rewritten
+          leaf %h linear [fc]: MatMul weight centred over its output axis
+          leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
+          norm ln: LayerNormalization -> SimplifiedLayerNormalization, eps 9.999999747378752e-6, folded into [fc]
+          norm skip_ln: SkipLayerNormalization -> com.microsoft:SkipSimplifiedLayerNormalization, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+    "#);
+}
+
+/// CRMSNorm as standard ops.
+#[test]
+fn crms_standard() {
+    check!(&pre_ln(), crms(), @r#"
+        graph "text"
+          input  %x: f32[2,3,8]
+          output %y: f32[2,3,8]
+          16 initializers, 368 bytes inline
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
+          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
+          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Slice, %normopt/Slice)
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/Mul, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/Slice, @normopt/axes_2:i64[1]) keepdims=1
+          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum_2, %normopt/ReduceSum_2)
+          %normopt/Add = Add[normopt/Add_1](%normopt/ReduceSum, %normopt/Mul_2)
+          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/Add, @normopt/inv_width:f32[])
+          %normopt/Add_2 = Add[normopt/Add_3](%normopt/Mul_4, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_2)
+          %ln = Div[normopt/Div](%normopt/Slice, %normopt/Sqrt)
+          %h = MatMul[fc](%ln, @w:f32[7,7])
+          %hb = Add[fc_bias](%h, @b:f32[7])
+          %s = Add[residual](%normopt/Slice, %hb)
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%s, %s)
+          %normopt/ReduceSum_4 = ReduceSum[normopt/ReduceSum_5](%normopt/Mul_6, @normopt/axes_3:i64[1]) keepdims=1
+          %normopt/ReduceSum_6 = ReduceSum[normopt/ReduceSum_7](%s, @normopt/axes_4:i64[1]) keepdims=1
+          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_6, %normopt/ReduceSum_6)
+          %normopt/Add_4 = Add[normopt/Add_5](%normopt/ReduceSum_4, %normopt/Mul_8)
+          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Add_4, @normopt/inv_width_1:f32[])
+          %normopt/Add_6 = Add[normopt/Add_7](%normopt/Mul_10, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_6)
+          %normopt/Div_1 = Div[normopt/Div_2](%s, %normopt/Sqrt_2)
+          %normopt/ReduceSum_8 = ReduceSum[normopt/ReduceSum_9](%normopt/Div_1, @normopt/axes_5:i64[1]) keepdims=1
+          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum_8)
+          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Div_1, %normopt/Neg) axis=-1
+          %normopt/Mul_12 = Mul[normopt/Mul_13](%normopt/Concat, @g_f:f32[8])
+          %y = Add[normopt/Add_8](%normopt/Mul_12, @b_f:f32[8])
+
+        rewritten 2
+        stream 0 width 8 -> 7: rewritten
+          leaf %h linear [fc]: MatMul weight centred over its output axis
+          leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
+          leaf %b constant [fc_bias]: centred over the last axis
+          norm ln: LayerNormalization -> decomposed CRMSNorm, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+    "#);
+}
+
+/// CRMSNorm as the one op `ai.onnx_normopt:CRMSNormalization` (tract runs it through the
+/// crate's extension).
+#[test]
+fn crms_custom_op() {
+    check!(&pre_ln(), crms_custom(), @r#"
+        graph "text"
+          input  %x: f32[2,3,8]
+          output %y: f32[2,3,8]
+          8 initializers, 320 bytes inline
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
+          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
+          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %ln = ai.onnx_normopt:CRMSNormalization[normopt/CRMSNormalization](%normopt/Slice) axis=-1 epsilon=1e-5 width=8
+          %h = MatMul[fc](%ln, @w:f32[7,7])
+          %hb = Add[fc_bias](%h, @b:f32[7])
+          %s = Add[residual](%normopt/Slice, %hb)
+          %normopt/CRMSNormalization_1 = ai.onnx_normopt:CRMSNormalization[normopt/CRMSNormalization_2](%s) axis=-1 epsilon=1e-5 width=8
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/CRMSNormalization_1, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum)
+          %normopt/Concat = Concat[normopt/Concat_1](%normopt/CRMSNormalization_1, %normopt/Neg) axis=-1
+          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Concat, @g_f:f32[8])
+          %y = Add[normopt/Add](%normopt/Mul, @b_f:f32[8])
+
+        rewritten 2
+        stream 0 width 8 -> 7: rewritten
+          leaf %h linear [fc]: MatMul weight centred over its output axis
+          leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
+          leaf %b constant [fc_bias]: centred over the last axis
+          norm ln: LayerNormalization -> CRMSNormalization, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> CRMSNormalization + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+    "#);
+}
+
+/// The custom op writes CRMSNorm only: with the RMSNorm target it is a usage error.
+#[test]
+fn custom_op_needs_the_crmsnorm_target() {
+    let opts = passes::Options {
+        crms_emit: CrmsEmit::Custom,
+        ..rms()
+    };
+    let e = passes::run(parse(&pre_ln()), &opts).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    insta::assert_snapshot!(e, @r#"
+        --emit custom writes CRMSNorm as one custom op, so it needs --target crmsnorm (for RMSNorm use --emit standard or --emit onnxruntime)
+    "#);
+}

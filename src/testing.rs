@@ -12,7 +12,7 @@
 //! reviewed like code.
 
 use crate::ir::{dump::dump, text, Model};
-use crate::passes::{self, emit::Emit, CrmsEmit, Options, Target};
+use crate::passes::{self, emit::Emit, CrmsEmit, Options, OutputForm};
 use crate::proto::{data_type as dt, ModelProto};
 use prost::Message;
 use std::fmt::Write;
@@ -25,38 +25,32 @@ use tract_onnx::prelude::*;
 /// more on random weights.
 pub(crate) const TOL: f64 = 2e-6;
 
-/// Pass options for `target` with everything else at its default.
-pub(crate) fn opts(target: Target) -> Options {
+/// Pass options for an output form with everything else at its default.
+pub(crate) fn opts(form: OutputForm) -> Options {
     Options {
-        target,
+        form,
         ..Default::default()
     }
 }
 
 /// Pre-RMSNorm, standard ops.
 pub(crate) fn rms() -> Options {
-    opts(Target::Rmsnorm)
+    opts(OutputForm::Rms(Emit::Standard))
 }
 
 /// Pre-CRMSNorm, standard ops.
 pub(crate) fn crms() -> Options {
-    opts(Target::Crmsnorm)
+    opts(OutputForm::Crms(CrmsEmit::Standard))
 }
 
 /// Pre-RMSNorm as onnxruntime's `SimplifiedLayerNormalization`.
 pub(crate) fn rms_ort() -> Options {
-    Options {
-        emit: Emit::Onnxruntime,
-        ..rms()
-    }
+    opts(OutputForm::Rms(Emit::Onnxruntime))
 }
 
 /// Pre-CRMSNorm as the one custom op.
 pub(crate) fn crms_custom() -> Options {
-    Options {
-        crms_emit: CrmsEmit::Custom,
-        ..crms()
-    }
+    opts(OutputForm::Crms(CrmsEmit::Custom))
 }
 
 /// Parse a test graph (panics with the parse error).

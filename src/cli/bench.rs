@@ -272,10 +272,16 @@ fn tract_load(
 ) -> Result<(TractRunner, BTreeMap<String, usize>), BenchError> {
     use tract_onnx::prelude::*;
     let model = verify::tract_plan(path, sample).map_err(err)?;
-    let e = |stage: &str, m: String| err(format!("tract could not {stage} {}: {m}", path.display()));
+    let e =
+        |stage: &str, m: String| err(format!("tract could not {stage} {}: {m}", path.display()));
     let mut inputs: TVec<TValue> = tvec![];
     for &si in &model.feed {
-        inputs.push(sample[si].to_tract().map_err(|m| e("load", m))?.into_tvalue());
+        inputs.push(
+            sample[si]
+                .to_tract()
+                .map_err(|m| e("load", m))?
+                .into_tvalue(),
+        );
     }
     let mut ops = BTreeMap::new();
     for n in model.plan.model().nodes() {

@@ -5,7 +5,7 @@
 //! original model (nothing written); 5 verification would exceed its budget or could not
 //! complete (nothing written).
 
-#[path = "cli/bench.rs"]
+#[path = "cli/bench/mod.rs"]
 mod bench;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

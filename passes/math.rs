@@ -57,6 +57,7 @@ pub fn scale(data: &mut [f64], dims: &[usize], axis: usize, gamma: &[f64]) {
 /// by λ₁λ₂, b₁ by λ₁λ₂ and b₂ by λ₂ (each bias by the product of the scales after it). The
 /// folded writer is then centred like any other (W ← W − mean over the output axis), so
 /// mean(y) = 0 and the scaling ops go away. This is [`scale`] along the output axis.
+#[allow(dead_code)] // The identity as stated; the rewrite applies it through `scale`.
 pub fn layer_scale(data: &mut [f64], dims: &[usize], out_axis: usize, lambda: &[f64]) {
     scale(data, dims, out_axis, lambda)
 }

@@ -1,16 +1,16 @@
 //! The rewrite passes.
 //!
 //! Pass order, and why:
-//! 1. **match** ([`norms`]): find every normalisation in every form; LayerNorm-looking
+//! 1. **match** (`norms/`): find every normalisation in every form; LayerNorm-looking
 //!    patterns that do not match keep their reason.
-//! 2. **analyse** ([`stream`]): grow the residual streams from the norms' inputs; each stream
+//! 2. **analyse** (`stream.rs`): grow the residual streams from the norms' inputs; each stream
 //!    knows its width, leaves (sources, writers), readers, and whether anything observes it.
 //! 3. **decide** (`decide.rs`): refuse observed streams, Post-LN, streams already on RMSNorm, streams
 //!    that would need more explicit centering nodes than norms they convert; refusal flows from
 //!    a stream to the one whose LayerNorm feeds it (BERT's embedding LayerNorm belongs to its
 //!    Post-LN encoder).
-//! 4. **plan** ([`rewrite::plan`]): weight edits, folds, centering nodes — nothing mutated.
-//! 5. **apply** ([`rewrite::apply`]): the one place that mutates the graph; checks it after.
+//! 4. **plan** (`rewrite::plan`): weight edits, folds, centering nodes — nothing mutated.
+//! 5. **apply** (`rewrite::apply`): the one place that mutates the graph; checks it after.
 //! 6. **compress** (`--target crmsnorm` only, planned with the rest): sources and writers drop
 //!    the last output column, readers fold it in (W' = W[0:D−1] − W[D−1]), norms become
 //!    CRMSNorm, shape constants that hard-code D become D−1 (design §4).
@@ -19,21 +19,23 @@
 //! centring every source and writer keeps every stream value zero-mean; a norm's affine folds
 //! into linear readers as W' = diag(γ)·W, b' = b + β·W.
 
+// The phases are internal: a pipeline uses `run`/`inspect`, `Options` and the `report`.
 mod decide;
-pub mod emit;
-pub mod lazy;
-pub mod math;
-pub mod norms;
+pub(crate) mod emit;
+pub(crate) mod lazy;
+pub(crate) mod math;
+pub(crate) mod norms;
 pub mod report;
-pub mod rewrite;
-pub mod stream;
-pub mod subgraph;
+pub(crate) mod rewrite;
+pub(crate) mod stream;
+pub(crate) mod subgraph;
 #[cfg(test)]
 mod tests;
 
+pub use emit::Emit;
+
 use crate::ir::{shape::Shapes, Model, NodeExt};
 use crate::{Error, Result};
-use emit::Emit;
 use norms::{Ctx, NormKind};
 use report::{LeftAlone, Report, StreamReport, StreamStatus, Why};
 use std::collections::BTreeMap;
@@ -59,7 +61,7 @@ pub enum CrmsEmit {
     /// Standard ONNX ops, as `Standard`; the model also imports onnxruntime's `com.microsoft`
     /// domain when a Skip norm was rewritten, as `--emit onnxruntime` does for RMSNorm.
     Onnxruntime,
-    /// One op `ai.onnx_normopt:CRMSNormalization` ([`emit::Builder::crms_custom`]; tract runs it
+    /// One op `ai.onnx_normopt:CRMSNormalization` (schema in [`crate::ops`]; tract runs it
     /// as one fused op through [`crate::verify::tract_onnx_with_extensions`], onnxruntime cannot
     /// run it). The model imports `ai.onnx_normopt` version 1.
     Custom,
@@ -196,7 +198,7 @@ pub fn inspect(model: &Model, opts: &Options) -> Result<Report> {
 }
 
 /// Run the pass: on the main graph, then inside its subgraphs (If/Loop/Scan bodies,
-/// recursively; see [`subgraph`]).
+/// recursively; see `subgraph.rs`).
 pub fn run(model: Model, opts: &Options) -> Result<Outcome> {
     let out = run_graph(model, opts)?;
     subgraph::rewrite_bodies(out, opts)

@@ -2,6 +2,8 @@
 //! each stream — its sources and writers, its norms, and the readers γ/β fold into — coloured
 //! by what happens to each (rewritten, centred, folded, explicit centering, precomputed,
 //! refused, with why in the label).
+//! (One file, though over 600 lines with its tests: building the picture, collapsing repeated
+//! blocks and writing DOT share one node model and are read together.)
 //!
 //! Repeated blocks collapse: a node name is normalised by replacing every path component that is
 //! a number (`/h.0/`, `/layers.11/`, `.h.3.` → `N`), nodes with the same normalised name and

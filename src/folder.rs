@@ -4,6 +4,8 @@
 //! single-file flow ([`crate::flow::rewrite_file`]), and copies every other file unchanged.
 //! The CLI and the Python package (`rewrite_dir`) both call [`run`]; it prints nothing itself
 //! but hands the lines to show to a `log` callback, and returns an [`Outcome`].
+//! (One file, though over 600 lines: staging, copying, per-model rewriting and the summary all
+//! serve the invariants below, which are easiest to check in one place.)
 //!
 //! Invariants:
 //! - nothing is written under OUT_DIR unless the whole run succeeds: everything is staged in a

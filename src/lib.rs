@@ -4,6 +4,26 @@
 //! (Jiang et al., NeurIPS 2023): keep every residual stream zero-mean by centring the weights
 //! that write into it, and every LayerNorm on it equals an RMSNorm with the same γ, β, ε.
 //!
+//! ## What a pipeline user gets
+//!
+//! - **Load**: [`ir::Model::load`] (one reader, [`io::load`], used by verification too).
+//! - **Rewrite**: [`passes::run`] (or [`passes::inspect`] to see what it would do), with
+//!   [`passes::Options`] (its [`passes::OutputForm`] says the target and the ops written) and a
+//!   [`passes::report::Report`] whose reasons are typed (`Refusal`, `Why`, `StreamStatus`).
+//!   The phases behind them (matching, stream analysis, decision, planning, applying) are
+//!   internal.
+//! - **Save**: [`save`] (atomic; external data kept external).
+//! - **Verify**: [`verify::verify_files`] (tract and onnxruntime on random inputs), or
+//!   [`verify::verify_isolated`] in a child process with a memory budget.
+//! - **The command line's workflow** as a library: [`flow`] (one file: load, rewrite, verify,
+//!   write) and [`folder`] (a folder of models).
+//! - **Running rewritten models in tract**: [`tract_onnx_with_extensions`], which knows this
+//!   crate's own op ([`ops`]).
+//! - **One error type**: [`Error`], with `From<`[`verify::VerifyError`]`>`.
+//!
+//! [`ir`], [`proto`], [`tensor`] and [`io`] are the graph, its protobuf messages and their I/O;
+//! [`dot`] and [`provenance`] serve `inspect --dot` and the metadata of rewritten models.
+//!
 //! ```
 //! use onnx_normopt::{ir::Model, passes, verify};
 //! // Load (memory-mapped; external data resolved inside the model's folder only).

@@ -5,7 +5,7 @@
 //! original model (nothing written); 5 verification would exceed its budget or could not
 //! complete (nothing written).
 
-#[path = "cli/bench.rs"]
+#[path = "cli/bench/mod.rs"]
 mod bench;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -172,7 +172,7 @@ fn options(target: TargetArg, emit: EmitArg, fold: bool) -> Result<Options, Erro
 /// The pass's options for `inspect` (standard ops, folding on).
 fn inspect_options(target: TargetArg) -> Options {
     let form = match target {
-        TargetArg::Rmsnorm => OutputForm::Rms(passes::emit::Emit::Standard),
+        TargetArg::Rmsnorm => OutputForm::Rms(passes::Emit::Standard),
         TargetArg::Crmsnorm => OutputForm::Crms(passes::CrmsEmit::Standard),
     };
     Options {

@@ -1,4 +1,7 @@
 //! The ONNX protobuf messages, written by hand as prost types from the format's field numbers.
+//! (One file on purpose, though over 600 lines: it is the whole message set of `onnx.proto`, in
+//! its order, so that its completeness, which the round trip depends on, can be checked against
+//! the format in one read.)
 //!
 //! Invariant: these types cover the *whole* current ONNX IR (v11), not just the parts the pass
 //! touches. prost drops unknown fields, so completeness is what makes a decode → encode round trip

@@ -5,7 +5,7 @@
 
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::report::{Refusal, StreamStatus, Why};
-use onnx_normopt::passes::{self, emit::Emit, CrmsEmit, Options, OutputForm, Target};
+use onnx_normopt::passes::{self, CrmsEmit, Emit, Options, OutputForm, Target};
 use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
 use std::path::{Path, PathBuf};
 

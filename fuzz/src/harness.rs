@@ -18,7 +18,7 @@
 
 use onnx_normopt::io::{self, ExternalStore, ModelFile};
 use onnx_normopt::ir::{self, shape::Shapes, Graph, Model};
-use onnx_normopt::passes::{self, emit::Emit, CrmsEmit, Options, OutputForm, Target};
+use onnx_normopt::passes::{self, CrmsEmit, Emit, Options, OutputForm, Target};
 use onnx_normopt::proto::ModelProto;
 use onnx_normopt::Error;
 use prost::Message;

@@ -639,6 +639,17 @@ pub fn plan(
                                     .entry((c, 1))
                                     .or_default()
                                     .push(Edit::ShrinkDim { index: 1, width: d });
+                            } else if let Some((n, slot, index)) = a.const_shape_slot(c, 1, 1, 0) {
+                                // A target computed as `Concat(Shape(x)[:1], [D], [h·w])` (the
+                                // dynamo exporter with dynamic image sizes): its constant D.
+                                let at = a.g.nodes[n].input(slot);
+                                let vals = at.and_then(|t| crate::ir::shape::const_ints(a.g, t));
+                                if vals.and_then(|v| v.get(index).copied()) == Some(d as i64) {
+                                    p.edits
+                                        .entry((n, slot))
+                                        .or_default()
+                                        .push(Edit::ShrinkDim { index, width: d });
+                                }
                             }
                         }
                     }

@@ -1138,14 +1138,13 @@ impl<'a> Analysis<'a> {
                             v.get(axis).and_then(shape::Dim::known) == Some(d as i64)
                         });
                         // The constant that states the width (the dynamo exporter's sizes are
-                        // `Concat([1, D], [h, w])`): compressed with the chain, else no chain.
-                        match self.const_shape_slot(p, 3, axis, 0).filter(|_| fine) {
-                            Some(at) => {
-                                ch.shapes.push(at);
-                                true
-                            }
-                            None => false,
+                        // `Concat([1, D], [h, w])`) is shrunk with the chain; a width computed
+                        // from a `Shape` follows the compressed value by itself.
+                        if fine {
+                            ch.shapes
+                                .push(self.const_shape_slot(p, 3, axis, 0).unwrap_or((p, 3, axis)));
                         }
+                        fine
                     }
                 };
                 !crop

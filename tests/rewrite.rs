@@ -561,3 +561,52 @@ fn check_listed(path: &Path, m: &serde_json::Value, target: Target) -> Result<St
         sizes.len()
     ))
 }
+
+/// `inspect` explains the new forms, folds and pass-throughs: the other frameworks' LayerNorm
+/// forms by name, LayerScale folded into its writer, a position table centred through the
+/// Resize/Transpose of its interpolation (the dynamo exporter) or the Slice of Keras.
+#[test]
+fn inspect_explains_backbones_and_framework_forms() {
+    for (file, says) in [
+        (
+            "frameworks/flax_jax2tf.onnx",
+            &[
+                "5 x decomposed LayerNorm (Flax/jax2tf: max(0, E[x²] − E[x]²))",
+                "would rewrite 5 norm(s), add 0 centering node(s)",
+            ][..],
+        ),
+        (
+            "frameworks/keras_tf2onnx.onnx",
+            &[
+                "5 x decomposed LayerNorm (Keras/tf2onnx: x·r + (β − μ·r))",
+                "it reaches the stream through Slice",
+            ][..],
+        ),
+        (
+            "backbones/dinov2_dynamo18.onnx",
+            &[
+                "LayerScale folded (Mul \"node_mul_19\" removed)",
+                "centred over its hidden axis 1; it reaches the stream through Resize",
+                "(linear and the same on every channel: they pass a zero mean through)",
+            ][..],
+        ),
+        (
+            "backbones/cait_ts17.onnx",
+            &[
+                "LayerScale folded",
+                "would rewrite 9 norm(s), add 0 centering node(s)",
+            ][..],
+        ),
+    ] {
+        let o = std::process::Command::new(bin())
+            .arg("inspect")
+            .arg(root().join("testdata").join(file))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{file}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        for s in says {
+            assert!(out.contains(s), "{file}: inspect lacks {s:?}:\n{out}");
+        }
+    }
+}

@@ -610,3 +610,51 @@ fn inspect_explains_backbones_and_framework_forms() {
         }
     }
 }
+
+/// A Flax or Keras LayerNorm whose statistics are also read outside it is recognised and left
+/// alone with that structural reason (never "no normalisation found"); the rest of the model
+/// follows from it.
+#[test]
+fn framework_forms_near_misses_say_why() {
+    for (file, inner, form) in [
+        (
+            "frameworks/flax_jax2tf.onnx",
+            "jax2tf_apply_/Model/b0/ln_a/pjit__lambda__/Maximum:0",
+            "Flax/jax2tf",
+        ),
+        (
+            "frameworks/keras_tf2onnx.onnx",
+            "model/ln0a/moments/variance:0",
+            "Keras/tf2onnx",
+        ),
+    ] {
+        let mut model = Model::load(&root().join("testdata").join(file)).unwrap();
+        model
+            .graph
+            .outputs
+            .push(onnx_normopt::proto::ValueInfoProto {
+                name: Some(inner.to_string()),
+                ..Default::default()
+            });
+        model.graph.invalidate_index();
+        let text = match passes::run(model, &Options::default()) {
+            Ok(out) => {
+                assert_eq!(out.report.norms_rewritten, 0, "{file}");
+                let r = &out.report.refusals;
+                r.iter()
+                    .map(|r| format!("{} [{}]: {}", r.norm, r.form, r.why))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            text.contains(&format!(
+                "its intermediate value {inner:?} is a graph output"
+            )),
+            "{file}: {text}"
+        );
+        assert!(text.contains(form), "{file}: {text}");
+        assert!(!text.contains("no normalisation found"), "{file}: {text}");
+    }
+}

@@ -744,7 +744,7 @@ impl<'a> Analysis<'a> {
                 None => m.x == v,
             };
             // The first nodes of a decomposed norm read x; a fused norm reads it at slot 0; a
-            // jax2tf LayerNorm squares it (x·x, norms_foreign.rs).
+            // jax2tf LayerNorm squares it (x·x, norms/foreign.rs).
             let square = n.is("Mul") && n.input(0) == n.input(1);
             if reads_x && (m.skip.is_some() || slot == 0 || n.is("Sub") || square) {
                 return Consumer::Norm(k);

@@ -606,7 +606,7 @@ fn position_tables_through_pass_throughs() {
     );
 }
 
-/// Keras's LayerNorm as tf2onnx writes it (norms_foreign.rs): μ by `ReduceMean` (axes input)
+/// Keras's LayerNorm as tf2onnx writes it (passes/norms/foreign.rs): μ by `ReduceMean` (axes input)
 /// or `GlobalAveragePool`, the square by `Pow(d, 2)` or `Mul(d, d)`, y = x·r + (β − μ·r), or
 /// x·r − μ·r without β. Returns y.
 fn keras_ln(b: &mut B, x: &str, pool: bool, beta: bool) -> String {

@@ -492,7 +492,7 @@ fn backbones_and_other_frameworks() {
 /// One model of [`backbones_and_other_frameworks`].
 fn check_listed(path: &Path, m: &serde_json::Value, target: Target) -> Result<String, String> {
     let opts = Options {
-        target,
+        form: target.into(),
         ..Options::default()
     };
     let out = passes::run(Model::load(path).map_err(|e| e.to_string())?, &opts)

@@ -639,6 +639,17 @@ pub fn plan(
                                     .entry((c, 1))
                                     .or_default()
                                     .push(Edit::ShrinkDim { index: 1, width: d });
+                            } else if let Some((n, slot, index)) = a.const_shape_slot(c, 1, 1, 0) {
+                                // A target computed as `Concat(Shape(x)[:1], [D], [h·w])` (the
+                                // dynamo exporter with dynamic image sizes): its constant D.
+                                let at = a.g.nodes[n].input(slot);
+                                let vals = at.and_then(|t| crate::ir::shape::const_ints(a.g, t));
+                                if vals.and_then(|v| v.get(index).copied()) == Some(d as i64) {
+                                    p.edits
+                                        .entry((n, slot))
+                                        .or_default()
+                                        .push(Edit::ShrinkDim { index, width: d });
+                                }
                             }
                         }
                     }
@@ -939,7 +950,18 @@ fn shrink_target(a: &Analysis, p: &mut Plan, node: NodeId, d: usize) {
     let (node, slot, vals) = match crate::ir::shape::const_ints(a.g, t) {
         Some(v) => (node, 1, v),
         None => {
-            // A computed target Concat(..., [D]): patch its constant last piece.
+            // A computed target Concat(..., [D]): patch its constant last piece. tf2onnx
+            // casts the int32 target to int64 after the Concat: look through that Cast when it
+            // only feeds shape inputs (jax2tf: the same target for Reshape and Expand).
+            let mut t = t;
+            if let Some(cast) = a.ix.producer(t).filter(|&c| a.g.nodes[c].is("Cast")) {
+                let shapes_only = a.ix.consumers(t).iter().all(|&(c, slot)| {
+                    slot == 1 && (a.g.nodes[c].is("Reshape") || a.g.nodes[c].is("Expand"))
+                });
+                if shapes_only {
+                    t = a.g.nodes[cast].input(0).unwrap_or(t);
+                }
+            }
             let Some(c) = a.ix.producer(t).filter(|&c| a.g.nodes[c].is("Concat")) else {
                 return;
             };

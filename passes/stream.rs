@@ -743,8 +743,10 @@ impl<'a> Analysis<'a> {
                 Some(s) => (s.a == v || s.b == v) && slot <= 1,
                 None => m.x == v,
             };
-            // The first nodes of a decomposed norm read x; a fused norm reads it at slot 0.
-            if reads_x && (m.skip.is_some() || slot == 0 || n.is("Sub")) {
+            // The first nodes of a decomposed norm read x; a fused norm reads it at slot 0; a
+            // jax2tf LayerNorm squares it (x·x, norms/foreign.rs).
+            let square = n.is("Mul") && n.input(0) == n.input(1);
+            if reads_x && (m.skip.is_some() || slot == 0 || n.is("Sub") || square) {
                 return Consumer::Norm(k);
             }
             return Consumer::Outside(format!(
@@ -1135,8 +1137,12 @@ impl<'a> Analysis<'a> {
                         let fine = vals.is_some_and(|v| {
                             v.get(axis).and_then(shape::Dim::known) == Some(d as i64)
                         });
+                        // The constant that states the width (the dynamo exporter's sizes are
+                        // `Concat([1, D], [h, w])`) is shrunk with the chain; a width computed
+                        // from a `Shape` follows the compressed value by itself.
                         if fine {
-                            ch.shapes.push((p, 3, axis));
+                            ch.shapes
+                                .push(self.const_shape_slot(p, 3, axis, 0).unwrap_or((p, 3, axis)));
                         }
                         fine
                     }
@@ -1408,6 +1414,47 @@ impl<'a> Analysis<'a> {
                 .iter()
                 .filter(|(c, _)| self.g.nodes[*c].is("Shape") || self.g.nodes[*c].is("Size"))
                 .count()
+    }
+
+    /// Where entry `index` of the 1-D integer input `slot` of `node` is a constant: that input
+    /// itself, or a constant piece of the `Concat` (axis 0, read only there) computing it, as
+    /// (node, slot, index in that constant).
+    pub(crate) fn const_shape_slot(
+        &self,
+        node: NodeId,
+        slot: usize,
+        index: usize,
+        depth: usize,
+    ) -> Option<(NodeId, usize, usize)> {
+        let x = self.g.nodes[node].input(slot)?;
+        if shape::const_ints(self.g, x).is_some() {
+            return Some((node, slot, index));
+        }
+        let p = self.ix.producer(x)?;
+        let pn = &self.g.nodes[p];
+        if depth > 8
+            || !pn.is("Concat")
+            || pn.attr_i("axis").unwrap_or(0) != 0
+            || self.ix.consumers(x).len() != 1
+            || self.ix.graph_outputs.contains(x)
+        {
+            return None;
+        }
+        let mut start = 0;
+        for (i, piece) in pn.input.iter().enumerate() {
+            let len = match shape::const_ints(self.g, piece) {
+                Some(v) => v.len(),
+                None => match self.shapes.get(piece)? {
+                    [n] => usize::try_from(n.known()?).ok()?,
+                    _ => return None,
+                },
+            };
+            if index < start + len {
+                return self.const_shape_slot(p, i, index - start, depth + 1);
+            }
+            start += len;
+        }
+        None
     }
 
     /// Transpose(perm moves axis 1 last) ← [Reshape|Flatten keeping axis 1] ← Conv(W const).

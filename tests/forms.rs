@@ -605,3 +605,95 @@ fn position_tables_through_pass_throughs() {
         },
     );
 }
+
+/// Keras's LayerNorm as tf2onnx writes it (passes/norms/foreign.rs): μ by `ReduceMean` (axes input)
+/// or `GlobalAveragePool`, the square by `Pow(d, 2)` or `Mul(d, d)`, y = x·r + (β − μ·r), or
+/// x·r − μ·r without β. Returns y.
+fn keras_ln(b: &mut B, x: &str, pool: bool, beta: bool) -> String {
+    let mean = if pool {
+        b.op("GlobalAveragePool", &[x], vec![])
+    } else {
+        let ax = b.ints(&[-1], &[1]);
+        b.op("ReduceMean", &[x, &ax], vec![])
+    };
+    let d = b.op("Sub", &[x, &mean], vec![]);
+    let sq = if pool {
+        b.op("Mul", &[&d, &d], vec![])
+    } else {
+        let two = b.f32s(&[2.0], &[]);
+        b.op("Pow", &[&d, &two], vec![])
+    };
+    let var = if pool {
+        b.op("GlobalAveragePool", &[&sq], vec![])
+    } else {
+        let ax = b.ints(&[-1], &[1]);
+        b.op("ReduceMean", &[&sq, &ax], vec![])
+    };
+    let eps = b.f32s(&[1e-5], &[]);
+    let a = b.op("Add", &[&var, &eps], vec![]);
+    let s = b.op("Sqrt", &[&a], vec![]);
+    let r = b.op("Reciprocal", &[&s], vec![]);
+    let g = b.w("ln.g", &[D], 1.0);
+    let rg = b.op("Mul", &[&r, &g], vec![]);
+    let mr = b.op("Mul", &[&mean, &rg], vec![]);
+    let xr = b.op("Mul", &[x, &rg], vec![]);
+    if beta {
+        let be = b.w("ln.b", &[D], 0.2);
+        let sh = b.op("Sub", &[&be, &mr], vec![]);
+        b.op("Add", &[&xr, &sh], vec![])
+    } else {
+        b.op("Sub", &[&xr, &mr], vec![])
+    }
+}
+
+/// Flax's LayerNorm as jax2tf + tf2onnx write it, in the variant with kept dims (no
+/// Reshape/Expand), `Div(Σ, n)`, no `Max`, `Div(1, Sqrt)` and no γ: y = (x − μ)·r + β.
+fn jax_ln(b: &mut B, x: &str) -> String {
+    let ax = b.ints(&[2], &[1]);
+    let n = b.f32s(&[D as f32], &[]);
+    let s1 = b.op("ReduceSum", &[x, &ax], vec![]);
+    let mean = b.op("Div", &[&s1, &n], vec![]);
+    let c = b.op("Sub", &[x, &mean], vec![]);
+    let mm = b.op("Mul", &[&mean, &mean], vec![]);
+    let xx = b.op("Mul", &[x, x], vec![]);
+    let s2 = b.op("ReduceSum", &[&xx, &ax], vec![]);
+    let m2 = b.op("Div", &[&s2, &n], vec![]);
+    let var = b.op("Sub", &[&m2, &mm], vec![]);
+    let eps = b.f32s(&[1e-5], &[]);
+    let a = b.op("Add", &[&var, &eps], vec![]);
+    let s = b.op("Sqrt", &[&a], vec![]);
+    let one = b.f32s(&[1.0], &[]);
+    let r = b.op("Div", &[&one, &s], vec![]);
+    let y = b.op("Mul", &[&c, &r], vec![]);
+    let be = b.w("ln.b", &[1, 1, D], 0.2);
+    b.op("Add", &[&y, &be], vec![])
+}
+
+/// The other frameworks' LayerNorm forms in the variants their converters may write (the
+/// exported ones are in testdata/frameworks): recognised by name, rewritten, 0 centering nodes.
+#[test]
+fn framework_layernorm_variants() {
+    let mut b = B::default();
+    let wte = b.w("wte", &[V, D], 1.5);
+    let h0 = b.op("Gather", &[&wte, "ids"], vec![attr_i("axis", 0)]);
+    let n1 = keras_ln(&mut b, &h0, false, false);
+    let a1 = b.linear(&n1, D, D);
+    let h1 = b.op("Add", &[&h0, &a1], vec![]);
+    let n2 = jax_ln(&mut b, &h1);
+    let a2 = b.linear(&n2, D, D);
+    let h2 = b.op("Add", &[&h1, &a2], vec![]);
+    let nf = keras_ln(&mut b, &h2, true, true);
+    let head = b.w("head", &[D, V], 0.0);
+    b.nodes
+        .push(node("MatMul", "head", &[&nf, &head], &["logits"], vec![]));
+    let m = b.model(ids_input(), "logits", &[-1, -2, V]);
+    check(
+        "framework_variants",
+        &m,
+        &Expect {
+            norms: 3,
+            centering: 0,
+            says: &["Keras/tf2onnx", "Flax/jax2tf"],
+        },
+    );
+}

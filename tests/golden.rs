@@ -78,6 +78,18 @@ fn models() -> Vec<(String, PathBuf)> {
         .filter_map(|m| m["file"].as_str())
         .map(|f| (format!("testdata/{f}"), root().join("testdata").join(f)))
         .collect();
+    // The backbones and the other frameworks' exports, listed by their own manifests.
+    for dir in ["backbones", "frameworks"] {
+        let text = std::fs::read_to_string(root().join("testdata").join(dir).join("manifest.json"))
+            .unwrap_or_else(|e| panic!("testdata/{dir}/manifest.json: {e}"));
+        let listed: Vec<serde_json::Value> = serde_json::from_str(&text).expect("JSON");
+        out.extend(listed.iter().filter_map(|m| m["file"].as_str()).map(|f| {
+            (
+                format!("testdata/{dir}/{f}"),
+                root().join("testdata").join(dir).join(f),
+            )
+        }));
+    }
     let corpus = root().join("../shared/corpus");
     let mut shared: Vec<PathBuf> = std::fs::read_dir(&corpus)
         .unwrap_or_else(|e| panic!("{}: {e}", corpus.display()))

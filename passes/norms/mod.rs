@@ -20,6 +20,7 @@
 //! `Pow → ReduceMean → Add → Sqrt → Div | Reciprocal+Mul`.
 
 mod decomposed;
+pub mod foreign;
 mod fused;
 mod no_match;
 
@@ -57,6 +58,10 @@ pub enum NormForm {
     SkipSimplifiedLayerNormalization,
     /// Pow/ReduceMean/Add/Sqrt/Div chain.
     DecomposedRms,
+    /// Flax through jax2tf and tf2onnx: max(0, `E[x²]` − `E[x]`²) ([`foreign`]).
+    JaxLayerNorm,
+    /// Keras through tf2onnx: x·r + (β − μ·r) ([`foreign`]).
+    KerasLayerNorm,
 }
 
 impl std::fmt::Display for NormForm {
@@ -70,6 +75,8 @@ impl std::fmt::Display for NormForm {
             NormForm::SimplifiedLayerNormalization => "SimplifiedLayerNormalization",
             NormForm::SkipSimplifiedLayerNormalization => "SkipSimplifiedLayerNormalization",
             NormForm::DecomposedRms => "decomposed RMSNorm",
+            NormForm::JaxLayerNorm => "decomposed LayerNorm (Flax/jax2tf: max(0, E[x²] − E[x]²))",
+            NormForm::KerasLayerNorm => "decomposed LayerNorm (Keras/tf2onnx: x·r + (β − μ·r))",
         };
         f.write_str(s)
     }
@@ -291,11 +298,14 @@ pub fn find_norms(ctx: &Ctx) -> (Vec<NormMatch>, Vec<(NodeId, NoMatch)>) {
             | "RMSNormalization"
             | "SimplifiedLayerNormalization"
             | "SkipSimplifiedLayerNormalization" => Some(ctx.fused(id)),
+            // Other frameworks' forms (foreign.rs).
+            "ReduceSum" | "GlobalAveragePool" => foreign::find(ctx, id),
             "ReduceMean" => {
                 let r = ctx.decomposed_layernorm(id);
                 // A ReduceMean that is not a mean subtraction is ordinary; only report the
                 // ones that looked like the start of a LayerNorm.
                 match &r {
+                    Err(_) if foreign::find(ctx, id).is_some() => foreign::find(ctx, id),
                     Err(e) if e.ordinary_reduce_mean() || split_ahead(ctx, id) => None,
                     _ => Some(r),
                 }

@@ -169,6 +169,56 @@ pub enum NoMatch {
     RmsInverseNotApplied,
     /// The deviation neither divides the input nor is inverted.
     RmsDeviationNotApplied,
+
+    // --- other frameworks' LayerNorms (foreign.rs) ---
+    /// jax2tf: `E[x²]` is not `ReduceSum(x·x)`.
+    ForeignNoSquareOfX,
+    /// jax2tf: `x·x` is not summed over the mean's axis.
+    ForeignSquareNotSummed,
+    /// jax2tf: the sum of `x·x` is not divided by the width.
+    ForeignSumNotDivided,
+    /// jax2tf: the variance is not `E[x²]` − μ·μ.
+    ForeignNotMomentDifference,
+    /// The deviation `Sqrt(σ² + ε)` is read by more than its inversion.
+    ForeignDeviationSeveralReaders,
+    /// A value computed inside the pattern is a graph output.
+    ForeignIntermediateIsOutput {
+        /// The value.
+        value: String,
+    },
+    /// A value computed inside the pattern is read inside a subgraph.
+    ForeignIntermediateInSubgraph {
+        /// The value.
+        value: String,
+    },
+    /// A value computed inside the pattern is read by a node outside it.
+    ForeignIntermediateReadBy {
+        /// The value.
+        value: String,
+        /// Op type of the reader.
+        op: String,
+        /// Its label.
+        node: String,
+    },
+    /// Keras: the inverse deviation is read by something else than x·r and μ·r.
+    ForeignInverseReadBy {
+        /// Op type of the reader.
+        op: String,
+        /// Its label.
+        node: String,
+    },
+    /// Keras: x is not multiplied by the inverse deviation.
+    ForeignXNotScaled,
+    /// Keras: the mean is not multiplied by the inverse deviation.
+    ForeignMeanNotScaled,
+    /// Keras: μ·r is not subtracted.
+    ForeignMeanScaledNotSubtracted,
+    /// Keras: the shift is not β − μ·r with β a constant.
+    ForeignShiftNotBeta,
+    /// Keras: x·r and β − μ·r are not added.
+    ForeignNotAdded,
+    /// Keras: x·r is read outside the norm.
+    ForeignScaledOtherReaders,
 }
 
 impl NoMatch {
@@ -267,6 +317,35 @@ impl fmt::Display for NoMatch {
             RmsDeviationReadTwice => f.write_str("deviation read twice"),
             RmsInverseNotApplied => f.write_str("inverse not applied"),
             RmsDeviationNotApplied => f.write_str("deviation not applied"),
+            ForeignNoSquareOfX => f.write_str("E[x²] is not computed from x·x"),
+            ForeignSquareNotSummed => f.write_str("x·x is not summed over the same axis"),
+            ForeignSumNotDivided => f.write_str("the sum of x·x is not divided by n"),
+            ForeignNotMomentDifference => f.write_str("the variance is not E[x²] − E[x]²"),
+            ForeignDeviationSeveralReaders => f.write_str("the deviation has several readers"),
+            ForeignIntermediateIsOutput { value } => {
+                write!(f, "its intermediate value {value:?} is a graph output")
+            }
+            ForeignIntermediateInSubgraph { value } => {
+                write!(f, "its intermediate value {value:?} is read inside a subgraph")
+            }
+            ForeignIntermediateReadBy { value, op, node } => write!(
+                f,
+                "its intermediate value {value:?} is also read by {} {node:?}",
+                op.escape_debug()
+            ),
+            ForeignInverseReadBy { op, node } => write!(
+                f,
+                "the inverse deviation is read by {} {node:?}",
+                op.escape_debug()
+            ),
+            ForeignXNotScaled => f.write_str("x is not multiplied by the inverse deviation"),
+            ForeignMeanNotScaled => {
+                f.write_str("the mean is not multiplied by the inverse deviation")
+            }
+            ForeignMeanScaledNotSubtracted => f.write_str("μ·r is not subtracted"),
+            ForeignShiftNotBeta => f.write_str("the shift is not β − μ·r with β constant"),
+            ForeignNotAdded => f.write_str("x·r + (β − μ·r) is not added"),
+            ForeignScaledOtherReaders => f.write_str("x·r has other readers"),
         }
     }
 }

@@ -106,6 +106,15 @@ impl Builder<'_> {
         out
     }
 
+    /// Take the names [`Builder::node`] would take for `op` (its output unless `out` is given,
+    /// and its node name) without adding a node.
+    pub fn reserve_node(&mut self, op: &str, out: Option<&str>) {
+        if out.is_none() {
+            self.value(op);
+        }
+        self.g.fresh_name(&format!("{}/{op}", self.prefix));
+    }
+
     /// A scalar or vector constant of `data_type`.
     pub fn constant(
         &mut self,

@@ -163,7 +163,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
     report.norms_found = found.into_iter().collect();
     for (id, why) in &near_misses {
         report.refusals.push(Refusal {
-            norm: model.graph.nodes[*id].label(),
+            norm: model.graph.node(*id).label(),
             form: "unrecognised".into(),
             why: format!("not a LayerNorm pattern: {why}"),
             subgraph: None,
@@ -173,7 +173,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
     let streams = a.streams();
     // Decide.
     let mut reasons: Vec<Vec<String>> = streams.iter().map(|s| s.observed.clone()).collect();
-    let label = |k: usize| model.graph.nodes[norms[k].anchor].label();
+    let label = |k: usize| model.graph.node(norms[k].anchor).label();
     for (sid, st) in streams.iter().enumerate() {
         let ln: Vec<usize> = st
             .norms
@@ -188,7 +188,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
             let m = &norms[k];
             if m.extra_outputs_read
                 .iter()
-                .any(|o| model.graph.nodes[m.anchor].output.get(1) == Some(o))
+                .any(|o| model.graph.node(m.anchor).output.get(1) == Some(o))
             {
                 reasons[sid].push(format!(
                     "the Mean output of LayerNorm {:?} is read: the stream's mean is observed",
@@ -321,7 +321,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
                     };
                     let node = model
                         .graph
-                        .nodes
+                        .nodes()
                         .get(ix.producer(&l.value).unwrap_or(usize::MAX))
                         .map(|n| n.label())
                         .unwrap_or_default();
@@ -378,7 +378,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
         )?;
         if model
             .graph
-            .nodes
+            .nodes()
             .iter()
             .any(|n| n.domain.as_deref() == Some(emit::NORMOPT_DOMAIN))
         {

@@ -143,19 +143,18 @@ pub struct Plan {
 /// How the result of `Shape(v)` on a compressed value is used downstream.
 fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -> (bool, bool) {
     // Only values that still carry the last entry (the width) of the shape matter.
-    let rank = a.g.nodes[shape_node]
-        .input(0)
-        .and_then(|x| a.shapes.rank(x));
+    let rank = a.g.node(shape_node).input(0).and_then(|x| a.shapes.rank(x));
     let picks_last = |idx: &[i64]| {
         idx.iter()
             .any(|&i| i == -1 || rank.is_none_or(|r| i == r as i64 - 1))
     };
     let (mut own, mut other) = (false, false);
-    let mut queue: Vec<String> = a.g.nodes[shape_node]
-        .out(0)
-        .map(str::to_string)
-        .into_iter()
-        .collect();
+    let mut queue: Vec<String> =
+        a.g.node(shape_node)
+            .out(0)
+            .map(str::to_string)
+            .into_iter()
+            .collect();
     let mut seen = BTreeSet::new();
     while let Some(v) = queue.pop() {
         if !seen.insert(v.clone()) {
@@ -165,7 +164,7 @@ fn shape_uses(a: &Analysis, shape_node: NodeId, compressed: &BTreeSet<String>) -
             other = true;
         }
         for &(c, slot) in a.ix.consumers(&v) {
-            let n = &a.g.nodes[c];
+            let n = a.g.node(c);
             let konst = |i: usize| {
                 n.input(i)
                     .and_then(|x| crate::ir::shape::const_ints(a.g, x))
@@ -230,7 +229,7 @@ pub fn fold_readers(
             return Err(format!("{v:?} is a graph output or read by a subgraph"));
         }
         for &(c, slot) in a.ix.consumers(&v) {
-            let n = &a.g.nodes[c];
+            let n = a.g.node(c);
             if n.is("Shape") {
                 continue;
             }
@@ -253,14 +252,14 @@ pub fn fold_readers(
                 let bias = match a.ix.consumers(o) {
                     [(_, bslot)] if a.ix.graph_outputs.contains(o) || *bslot > 1 => None,
                     [(b, bslot)]
-                        if a.g.nodes[*b].is("Add")
-                            || (*bslot == 0 && is_bias_gelu(&a.g.nodes[*b])) =>
+                        if a.g.node(*b).is("Add")
+                            || (*bslot == 0 && is_bias_gelu(a.g.node(*b))) =>
                     {
                         let other = 1 - bslot;
                         if let Some(why) = a.unwritable_input(*b, other) {
                             return Err(why);
                         }
-                        let bn = &a.g.nodes[*b];
+                        let bn = a.g.node(*b);
                         let _ = bn;
                         let ok = a.const_dims_at(*b, other).is_some_and(|bd| {
                             bd.last() == Some(&wd.as_ref().unwrap()[1])
@@ -344,7 +343,7 @@ fn is_bias_gelu(n: &crate::proto::NodeProto) -> bool {
 pub type StreamParts = Vec<(usize, Vec<LeafReport>, Vec<NormReport>)>;
 
 fn norm_label(a: &Analysis, k: usize) -> String {
-    a.g.nodes[a.norms[k].anchor].label()
+    a.g.node(a.norms[k].anchor).label()
 }
 
 /// Plan the rewrite of the accepted streams. Returns the plan and per-stream report parts.
@@ -373,10 +372,11 @@ pub fn plan(
                     axis: hidden,
                     through,
                 } => {
-                    let dims = a.g.nodes[*node]
-                        .input(*slot)
-                        .and_then(|c| a.g.constant_dims(c))
-                        .unwrap_or_default();
+                    let dims =
+                        a.g.node(*node)
+                            .input(*slot)
+                            .and_then(|c| a.g.constant_dims(c))
+                            .unwrap_or_default();
                     let axis = hidden.unwrap_or(dims.len().saturating_sub(1));
                     p.edits
                         .entry((*node, *slot))
@@ -400,7 +400,7 @@ pub fn plan(
                     ("constant", *node, how)
                 }
                 Leaf::Linear { node, tail } => {
-                    let n = &a.g.nodes[*node];
+                    let n = a.g.node(*node);
                     p.centred_linears.insert(*node);
                     // LayerScale: λ ⊙ (W·h + b) = (W·diag(λ))·h + λ ⊙ b (math::layer_scale).
                     let lambda = scales.linear.get(node).cloned();
@@ -439,7 +439,7 @@ pub fn plan(
                     if !tail.is_empty() {
                         let mut folded = Vec::new();
                         for st in tail {
-                            let sn = &a.g.nodes[st.node];
+                            let sn = a.g.node(st.node);
                             match st.op {
                                 StepOp::Bias => {
                                     let slot = a.edit_slot(st.node, st.slot);
@@ -481,7 +481,7 @@ pub fn plan(
                 }
                 Leaf::Conv { node } => {
                     p.center(a.edit_slot(*node, 1), 0);
-                    if a.g.nodes[*node].input(2).is_some() {
+                    if a.g.node(*node).input(2).is_some() {
                         p.center(a.edit_slot(*node, 2), 0);
                     }
                     (
@@ -492,7 +492,7 @@ pub fn plan(
                 }
                 Leaf::LnTable { norm, gather } => {
                     let m = &a.norms[*norm];
-                    let table = a.g.nodes[*gather].input(0).unwrap_or("");
+                    let table = a.g.node(*gather).input(0).unwrap_or("");
                     let td =
                         a.g.constant_dims(table)
                             .and_then(|s| s.last().copied())
@@ -549,7 +549,7 @@ pub fn plan(
                     )
                 }
             };
-            let node_name = a.g.nodes.get(node).map(|n| n.label()).unwrap_or_default();
+            let node_name = a.g.nodes().get(node).map(|n| n.label()).unwrap_or_default();
             leaves.push(LeafReport {
                 value: la.value.clone(),
                 kind: kind.into(),
@@ -606,9 +606,10 @@ pub fn plan(
             }
             // Shapes inside constant chains that state the hidden width at its position.
             for &(node, slot, index) in &st.chain_shapes {
-                let vals = a.g.nodes[node]
-                    .input(slot)
-                    .and_then(|t| crate::ir::shape::const_ints(a.g, t));
+                let vals =
+                    a.g.node(node)
+                        .input(slot)
+                        .and_then(|t| crate::ir::shape::const_ints(a.g, t));
                 if let Some(vals) = vals {
                     if vals.get(index) == Some(&(d as i64)) {
                         let e = p.edits.entry((node, slot)).or_default();
@@ -622,14 +623,14 @@ pub fn plan(
                 if let Leaf::Conv { node } = la.leaf {
                     // Conv → Reshape [N, D, -1]: the channel axis is index 1 there (also behind
                     // a float Cast back from an f32 Conv in an fp16 graph).
-                    let mut conv_out = a.g.nodes[node].out(0).unwrap_or("");
+                    let mut conv_out = a.g.node(node).out(0).unwrap_or("");
                     if let [(c, 0)] = a.ix.consumers(conv_out) {
-                        if a.g.nodes[*c].is("Cast") {
-                            conv_out = a.g.nodes[*c].out(0).unwrap_or("");
+                        if a.g.node(*c).is("Cast") {
+                            conv_out = a.g.node(*c).out(0).unwrap_or("");
                         }
                     }
                     for &(c, _) in a.ix.consumers(conv_out) {
-                        let cn = &a.g.nodes[c];
+                        let cn = a.g.node(c);
                         if cn.is("Reshape") {
                             if let Some(t) =
                                 cn.input(1).filter(|t| a.g.constant_tensor(t).is_some())
@@ -684,7 +685,7 @@ pub fn plan(
                 let gamma = m.gamma.as_deref().map(read).transpose()?;
                 let beta = m.beta.as_deref().map(read).transpose()?;
                 for r in readers {
-                    let rn = &a.g.nodes[r.node];
+                    let rn = a.g.node(r.node);
                     let wslot = a.edit_slot(r.node, 1);
                     let w = read(rn.input(1).unwrap_or(""))?;
                     if compress {
@@ -728,7 +729,7 @@ pub fn plan(
             }
             let folded_into = fold_plan
                 .as_ref()
-                .map(|rs| rs.iter().map(|r| a.g.nodes[r.node].label()).collect())
+                .map(|rs| rs.iter().map(|r| a.g.node(r.node).label()).collect())
                 .unwrap_or_default();
             norms.push(NormReport {
                 name: norm_label(a, k),
@@ -764,24 +765,24 @@ pub fn plan(
                 compressed.insert(m.y.clone());
                 if fold_readers(a, &m.y, d, &mut path).is_ok() {
                     for n in path {
-                        compressed.extend(a.g.nodes[n].output.iter().cloned());
+                        compressed.extend(a.g.node(n).output.iter().cloned());
                     }
                 }
             }
             for v in &compressed {
                 for &(c, _) in a.ix.consumers(v) {
-                    if !a.g.nodes[c].is("Shape") || a.g.nodes[c].attr_i("end").is_some() {
+                    if !a.g.node(c).is("Shape") || a.g.node(c).attr_i("end").is_some() {
                         continue;
                     }
                     let (own, other) = shape_uses(a, c, &compressed);
                     if own && other {
                         return Err(Error::NotRewritable(format!(
                             "cannot compress the stream: the shape of {v:?} sizes both the compressed value and other tensors (Shape node {:?})",
-                            a.g.nodes[c].label()
+                            a.g.node(c).label()
                         )));
                     }
                     if other {
-                        let rank = a.shapes.rank(v).ok_or_else(|| Error::NotRewritable(format!("cannot compress the stream: the rank of {v:?} (read by Shape node {:?}) is unknown", a.g.nodes[c].label())))?;
+                        let rank = a.shapes.rank(v).ok_or_else(|| Error::NotRewritable(format!("cannot compress the stream: the rank of {v:?} (read by Shape node {:?}) is unknown", a.g.node(c).label())))?;
                         p.shape_fixes.push((c, rank));
                     }
                 }
@@ -815,7 +816,7 @@ fn read_through(
     }
     let vanished = || Error::Internal(format!("constant {name:?} vanished"));
     let c = super::stream::cast_of_const(g, ix, name).ok_or_else(vanished)?;
-    let cn = &g.nodes[c];
+    let cn = g.node(c);
     let src = cn
         .input(0)
         .and_then(|s| g.constant_tensor(s))
@@ -857,7 +858,7 @@ fn tail_scales(
             }
             let mut prod = vec![1.0; d];
             for step in tail.iter().rev() {
-                let c = a.g.nodes[step.node].input(step.slot).unwrap_or("");
+                let c = a.g.node(step.node).input(step.slot).unwrap_or("");
                 match step.op {
                     StepOp::Bias => {
                         out.bias
@@ -875,7 +876,7 @@ fn tail_scales(
                     }
                 }
             }
-            if a.g.nodes[*node].is("Gemm") && a.g.nodes[*node].input(2).is_some() {
+            if a.g.node(*node).is("Gemm") && a.g.node(*node).input(2).is_some() {
                 out.bias.insert(a.edit_slot(*node, 2), prod.clone());
             }
             out.linear.insert(*node, prod);
@@ -903,7 +904,7 @@ fn costly_new_bias(
     }
     let mut created = Vec::new();
     for r in readers {
-        let n = &a.g.nodes[r.node];
+        let n = a.g.node(r.node);
         if r.bias.is_some() || !n.is("MatMul") {
             continue;
         }
@@ -930,7 +931,7 @@ fn costly_new_bias(
 
 /// A Reshape/Expand whose constant target ends in the stream width D: make it D−1.
 fn shrink_target(a: &Analysis, p: &mut Plan, node: NodeId, d: usize) {
-    let n = &a.g.nodes[node];
+    let n = a.g.node(node);
     if !(n.is("Reshape") || n.is("Expand")) {
         return;
     }
@@ -939,10 +940,10 @@ fn shrink_target(a: &Analysis, p: &mut Plan, node: NodeId, d: usize) {
         Some(v) => (node, 1, v),
         None => {
             // A computed target Concat(..., [D]): patch its constant last piece.
-            let Some(c) = a.ix.producer(t).filter(|&c| a.g.nodes[c].is("Concat")) else {
+            let Some(c) = a.ix.producer(t).filter(|&c| a.g.node(c).is("Concat")) else {
                 return;
             };
-            let cn = &a.g.nodes[c];
+            let cn = a.g.node(c);
             let last = cn.input.len().saturating_sub(1);
             let Some(v) = cn
                 .input(last)
@@ -1011,7 +1012,9 @@ pub fn apply(
     // 1. Constant edits, copy on write. Large initializers are edited while the model is
     //    written, a block of rows at a time (passes/lazy.rs); the rest here, in memory.
     for (&(node, slot), edits) in &p.edits {
-        let name = model.graph.nodes[node]
+        let name = model
+            .graph
+            .node(node)
             .input(slot)
             .ok_or_else(|| Error::Internal(format!("edit of node {node} slot {slot}: no input")))?
             .to_string();
@@ -1046,7 +1049,7 @@ pub fn apply(
         out.bytes_added += added;
     }
     // Why each added node is there (its doc_string): the norm a reader's fold comes from.
-    let norm_label = |k: usize| model.graph.nodes[norms[k].anchor].label();
+    let norm_label = |k: usize| model.graph.node(norms[k].anchor).label();
     let fold_of: HashMap<NodeId, String> = p
         .norms
         .iter()
@@ -1081,17 +1084,18 @@ pub fn apply(
         }
         b.doc = Some(super::emit::doc_bias(
             fold_of.get(node).map(String::as_str),
-            &b.g.nodes[*node].label(),
+            &b.g.node(*node).label(),
         ));
         let dtype = elem_type_of_weight(b.g, *node);
         let c = b.constant("bias", &[v.len()], dtype, &v)?;
         if gemm {
             b.g.set_input(*node, 2, &c);
         } else {
-            let o = b.g.nodes[*node]
-                .out(0)
-                .ok_or_else(|| Error::Internal(format!("reader {node} has no output")))?
-                .to_string();
+            let o =
+                b.g.node(*node)
+                    .out(0)
+                    .ok_or_else(|| Error::Internal(format!("reader {node} has no output")))?
+                    .to_string();
             let mm = b.value("matmul");
             b.g.set_output(*node, 0, &mm)?;
             b.node("", "Add", &[&mm, &c], Some(&o), vec![]);
@@ -1101,7 +1105,7 @@ pub fn apply(
     // LayerScale nodes folded into their writers: the node before each takes its output
     // (looked up now: a new bias Add may have been put there).
     for &(node, slot) in &p.bypass {
-        let n = &b.g.nodes[node];
+        let n = b.g.node(node);
         let (Some(i), Some(o)) = (
             n.input(slot).map(str::to_string),
             n.out(0).map(str::to_string),
@@ -1115,7 +1119,7 @@ pub fn apply(
         }
         removed.insert(node);
         let prod =
-            b.g.nodes
+            b.g.nodes()
                 .iter()
                 .enumerate()
                 .filter(|(id, _)| !removed.contains(id))
@@ -1151,10 +1155,10 @@ pub fn apply(
             .fold
             .iter()
             .flatten()
-            .map(|r| b.g.nodes[r.node].label())
+            .map(|r| b.g.node(r.node).label())
             .collect();
         b.doc = Some(super::emit::doc_norm(
-            &b.g.nodes[m.anchor].label(),
+            &b.g.node(m.anchor).label(),
             &m.form.to_string(),
             m.epsilon,
             np.compressed_from,
@@ -1180,7 +1184,19 @@ pub fn apply(
             .and_then(|gm| super::stream::const_dims_through(b.g, &ix0, gm))
             .and_then(|s| s.last().copied());
         let r = |v: &str| renamed.get(v).cloned().unwrap_or_else(|| v.to_string());
+        // onnxruntime's fused residual add + RMSNorm (SkipSimplifiedLayerNormalization without
+        // a bias) computes the sum itself.
+        let fused_skip = np.compressed_from.is_none()
+            && emit == Emit::Onnxruntime
+            && m.form == NormForm::SkipLayerNormalization
+            && m.skip.as_ref().is_some_and(|s| s.bias.is_none());
         let x = match &m.skip {
+            Some(s) if fused_skip => {
+                // No plain Add: its names are taken all the same, so that the names of
+                // everything built after it do not depend on the form.
+                b.reserve_node("Add", s.sum.as_deref());
+                String::new()
+            }
             Some(s) => {
                 let sum_name = s.sum.clone();
                 let with_bias = s.bias.is_some();
@@ -1264,16 +1280,9 @@ pub fn apply(
             }
         };
         let beta = if folded { None } else { m.beta.clone() };
-        let form = if emit == Emit::Onnxruntime
-            && m.form == NormForm::SkipLayerNormalization
-            && m.skip.as_ref().is_some_and(|s| s.bias.is_none())
-        {
+        let form = if let (true, Some(s)) = (fused_skip, &m.skip) {
             // Fused residual add + RMSNorm: SkipSimplifiedLayerNormalization without a bias.
-            let s = m.skip.as_ref().unwrap();
             let sum_out = s.sum.clone().unwrap_or_default();
-            // Undo the plain Add just built: the fused op computes the sum itself.
-            let last = b.g.nodes.len() - 1;
-            b.g.nodes.truncate(last);
             let core = if beta.is_some() {
                 b.value("rms")
             } else {
@@ -1316,11 +1325,12 @@ pub fn apply(
     }
     // CRMSNorm: Shape readers that size other tensors still see the original width.
     for &(node, rank) in &p.shape_fixes {
-        b.doc = Some(super::emit::doc_shape_fix(&b.g.nodes[node].label()));
-        let o = b.g.nodes[node]
-            .out(0)
-            .ok_or_else(|| Error::Internal(format!("Shape node {node} has no output")))?
-            .to_string();
+        b.doc = Some(super::emit::doc_shape_fix(&b.g.node(node).label()));
+        let o =
+            b.g.node(node)
+                .out(0)
+                .ok_or_else(|| Error::Internal(format!("Shape node {node} has no output")))?
+                .to_string();
         let raw = b.value("shape");
         b.g.set_output(node, 0, &raw)?;
         let mut onehot = vec![0.0; rank];
@@ -1347,7 +1357,7 @@ pub fn apply(
         .collect();
     if !casts.is_empty() {
         let mut reads: HashMap<&str, usize> = HashMap::new();
-        for (i, n) in model.graph.nodes.iter().enumerate() {
+        for (i, n) in model.graph.nodes().iter().enumerate() {
             if !removed.contains(&i) {
                 for v in &n.input {
                     *reads.entry(v.as_str()).or_default() += 1;
@@ -1356,13 +1366,13 @@ pub fn apply(
         }
         let outputs: BTreeSet<&str> = model
             .graph
-            .outputs
+            .outputs()
             .iter()
             .filter_map(|o| o.name.as_deref())
             .collect();
         let mut gone = Vec::new();
         for c in casts {
-            let n = &model.graph.nodes[c];
+            let n = model.graph.node(c);
             let o = n.out(0).unwrap_or("");
             if reads.get(o).copied().unwrap_or(0) == 0 && !outputs.contains(o) {
                 gone.push((c, n.input(0).unwrap_or("").to_string()));
@@ -1378,7 +1388,7 @@ pub fn apply(
     if !p.compressed_widths.is_empty() {
         // Intermediate type annotations of width D are stale after compression: drop them
         // (they are optional hints; graph inputs and outputs keep theirs).
-        g.value_info.retain(|v| {
+        g.retain_value_info(|v| {
             let dims = v
                 .r#type
                 .as_ref()
@@ -1405,7 +1415,7 @@ fn norm_consts(g: &crate::ir::Graph, m: &NormMatch) -> Vec<String> {
     m.nodes
         .iter()
         .flat_map(|&n| {
-            g.nodes[n]
+            g.node(n)
                 .input
                 .iter()
                 .filter(|i| g.constant_tensor(i).is_some())
@@ -1416,7 +1426,7 @@ fn norm_consts(g: &crate::ir::Graph, m: &NormMatch) -> Vec<String> {
 }
 
 fn elem_type_of_weight(g: &crate::ir::Graph, node: NodeId) -> i32 {
-    g.nodes[node]
+    g.node(node)
         .input(1)
         .and_then(|w| g.constant_tensor(w))
         .and_then(|t| t.data_type)

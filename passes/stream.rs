@@ -190,7 +190,7 @@ impl<'a> Analysis<'a> {
     /// the stored values and rounded once to the stored type; the Cast stays. A Cast read
     /// elsewhere too is not looked through (its other readers would see the edit).
     pub fn edit_slot(&self, node: NodeId, slot: usize) -> (NodeId, usize) {
-        let Some(v) = self.g.nodes.get(node).and_then(|n| n.input(slot)) else {
+        let Some(v) = self.g.nodes().get(node).and_then(|n| n.input(slot)) else {
             return (node, slot);
         };
         if self.is_const(v) {
@@ -211,13 +211,13 @@ impl<'a> Analysis<'a> {
     /// Whether a constant is read at `(node, slot)`, directly or behind a Cast ([`Self::edit_slot`]).
     pub fn const_at(&self, node: NodeId, slot: usize) -> bool {
         let (n, s) = self.edit_slot(node, slot);
-        self.g.nodes[n].input(s).is_some_and(|v| self.is_const(v))
+        self.g.node(n).input(s).is_some_and(|v| self.is_const(v))
     }
 
     /// The dims of the constant read at `(node, slot)` ([`Self::const_at`]).
     pub fn const_dims_at(&self, node: NodeId, slot: usize) -> Option<Vec<usize>> {
         let (n, s) = self.edit_slot(node, slot);
-        self.g.constant_dims(self.g.nodes[n].input(s)?)
+        self.g.constant_dims(self.g.node(n).input(s)?)
     }
 
     /// The hidden width a norm normalises over, when it can be known.
@@ -255,7 +255,7 @@ impl<'a> Analysis<'a> {
 
     /// If node `id` passes the stream from input `slot` to some outputs, those outputs; else why not.
     pub fn pass_through(&self, id: NodeId, slot: usize, d: usize) -> Result<Vec<String>, String> {
-        let n = &self.g.nodes[id];
+        let n = self.g.node(id);
         let out0 = || n.output.first().cloned().unwrap_or_default();
         let v = n.input.get(slot).cloned().unwrap_or_default();
         let norm_axis = |a: i64, r: usize| if a < 0 { a + r as i64 } else { a };
@@ -495,9 +495,9 @@ impl<'a> Analysis<'a> {
     /// can read but cannot write edited values back into (integers): why. Types that cannot be
     /// read as numbers at all (strings, unknown codes) are left to the reader: invalid input.
     pub fn unwritable_input(&self, node: NodeId, slot: usize) -> Option<String> {
-        self.g.nodes.get(node)?;
+        self.g.nodes().get(node)?;
         let (node, slot) = self.edit_slot(node, slot);
-        let n = self.g.nodes.get(node)?;
+        let n = self.g.nodes().get(node)?;
         let c = n.input(slot)?;
         let t = self
             .g
@@ -563,7 +563,7 @@ impl<'a> Analysis<'a> {
                     norms: vec![k],
                     observed: vec![format!(
                         "the input {c:?} of norm {:?} is a constant, not a residual stream",
-                        self.g.nodes[m.anchor].label()
+                        self.g.node(m.anchor).label()
                     )],
                     ..Default::default()
                 });
@@ -596,7 +596,7 @@ impl<'a> Analysis<'a> {
         let Some(d) = st.width else {
             st.observed.push(format!(
                 "cannot tell the hidden width of norm {:?}",
-                self.g.nodes[self.norms[seed_norm].anchor].label()
+                self.g.node(self.norms[seed_norm].anchor).label()
             ));
             st.norms.push(seed_norm);
             return st;
@@ -644,7 +644,7 @@ impl<'a> Analysis<'a> {
             if let Some(&n) = self.ix.subgraph_reads.get(&v) {
                 st.observed.push(format!(
                     "{v:?} is read inside a subgraph of {:?}",
-                    self.g.nodes[n].label()
+                    self.g.node(n).label()
                 ));
             }
             let leaf_here = leaves.contains_key(&v);
@@ -678,7 +678,7 @@ impl<'a> Analysis<'a> {
                 match (leaf_here, post_ln) {
                     (true, Some(k)) => st.observed.push(format!(
                         "Post-LN: the output of norm {:?} is both the residual stream and read by {} (the norm sits after the residual Add)",
-                        self.g.nodes[self.norms[k].anchor].label(),
+                        self.g.node(self.norms[k].anchor).label(),
                         outside[0]
                     )),
                     (true, None) => {
@@ -699,7 +699,9 @@ impl<'a> Analysis<'a> {
             .map(|(value, leaf)| LeafAt { value, leaf })
             .collect();
         for (node, slot) in const_leaves {
-            let value = self.g.nodes[node]
+            let value = self
+                .g
+                .node(node)
                 .input
                 .get(slot)
                 .cloned()
@@ -730,7 +732,7 @@ impl<'a> Analysis<'a> {
     }
 
     fn consumer_role(&self, v: &str, c: NodeId, slot: usize, d: usize) -> Consumer {
-        let n = &self.g.nodes[c];
+        let n = self.g.node(c);
         if let Some(&k) = self.norm_by_node.get(&c) {
             let m = &self.norms[k];
             let reads_x = match &m.skip {
@@ -789,13 +791,13 @@ impl<'a> Analysis<'a> {
             };
             return Producer::Leaf(Leaf::Explicit { why });
         };
-        let n = &self.g.nodes[p];
+        let n = self.g.node(p);
         if let Some(&k) = self.norm_by_output.get(v) {
             let m = &self.norms[k];
             // A LayerNorm over an embedding Gather of a constant table can be precomputed.
             if m.kind == NormKind::LayerNorm && m.skip.is_none() {
                 if let Some(gp) = self.ix.producer(&m.x) {
-                    let gn = &self.g.nodes[gp];
+                    let gn = self.g.node(gp);
                     if gn.is("Gather")
                         && gn.attr_i("axis").unwrap_or(0) == 0
                         && gn.input(0).is_some_and(|t| {
@@ -812,7 +814,7 @@ impl<'a> Analysis<'a> {
                     }
                 }
             }
-            let label = self.g.nodes[m.anchor].label();
+            let label = self.g.node(m.anchor).label();
             return Producer::Leaf(Leaf::Explicit {
                 why: format!("it is the output of norm {label:?} (a LayerNorm source)"),
             });
@@ -831,7 +833,7 @@ impl<'a> Analysis<'a> {
             return Producer::Leaf(Leaf::Explicit {
                 why: format!(
                     "it is an inner value of norm {:?}",
-                    self.g.nodes[self.norms[k].anchor].label()
+                    self.g.node(self.norms[k].anchor).label()
                 ),
             });
         }
@@ -1015,7 +1017,7 @@ impl<'a> Analysis<'a> {
         let Some(p) = self.ix.producer(v) else {
             return false;
         };
-        let n = &self.g.nodes[p];
+        let n = self.g.node(p);
         if !n.domain().is_empty() || self.norm_by_node.contains_key(&p) {
             return false;
         }
@@ -1294,7 +1296,7 @@ impl<'a> Analysis<'a> {
     /// Whether `(node, slot)` reads a linear op's constant weight of output width `d` (and a
     /// constant Gemm bias).
     fn linear_writer(&self, node: NodeId, d: usize) -> bool {
-        let n = &self.g.nodes[node];
+        let n = self.g.node(node);
         match n.op() {
             _ if !n.domain().is_empty() => false,
             "MatMul" => self
@@ -1322,7 +1324,7 @@ impl<'a> Analysis<'a> {
         let mut per_channel_after = false;
         let mut cur = top;
         // Each step consumes one node; a chain longer than the graph is a cycle.
-        for _ in 0..=self.g.nodes.len() {
+        for _ in 0..=self.g.nodes().len() {
             if self.linear_writer(cur, d) {
                 if !per_channel_after {
                     return None;
@@ -1330,7 +1332,7 @@ impl<'a> Analysis<'a> {
                 tail.reverse();
                 return Some((cur, tail));
             }
-            let n = &self.g.nodes[cur];
+            let n = self.g.node(cur);
             if !n.domain().is_empty() || n.output.len() != 1 {
                 return None;
             }
@@ -1400,13 +1402,13 @@ impl<'a> Analysis<'a> {
                 .ix
                 .consumers(v)
                 .iter()
-                .filter(|(c, _)| self.g.nodes[*c].is("Shape") || self.g.nodes[*c].is("Size"))
+                .filter(|(c, _)| self.g.node(*c).is("Shape") || self.g.node(*c).is("Size"))
                 .count()
     }
 
     /// Transpose(perm moves axis 1 last) ← [Reshape|Flatten keeping axis 1] ← Conv(W const).
     fn conv_stem(&self, t: NodeId, d: usize) -> Option<NodeId> {
-        let tn = &self.g.nodes[t];
+        let tn = self.g.node(t);
         let perm = tn.attr_ints("perm")?;
         if perm.last() != Some(&1) {
             return None;
@@ -1416,7 +1418,7 @@ impl<'a> Analysis<'a> {
             return None;
         }
         let mut p = self.ix.producer(&cur)?;
-        let pn = &self.g.nodes[p];
+        let pn = self.g.node(p);
         if pn.is("Reshape") || pn.is("Flatten") {
             let out = self.shapes.get(&cur)?;
             if out.len() != 3 || out[1].known() != Some(d as i64) {
@@ -1438,7 +1440,7 @@ impl<'a> Analysis<'a> {
             p = self.ix.producer(&cur)?;
         }
         // fp16 graphs computing the Conv in f32: a float Cast back after it.
-        let cast = &self.g.nodes[p];
+        let cast = self.g.node(p);
         if cast.is("Cast") && is_float_cast(cast) {
             let inp = cast.input(0)?.to_string();
             if self.value_uses(&inp) != 1 || self.ix.graph_outputs.contains(&inp) {
@@ -1446,7 +1448,7 @@ impl<'a> Analysis<'a> {
             }
             p = self.ix.producer(&inp)?;
         }
-        let cn = &self.g.nodes[p];
+        let cn = self.g.node(p);
         if !cn.is("Conv") || cn.attr_i("group").unwrap_or(1) != 1 {
             return None;
         }
@@ -1488,7 +1490,7 @@ enum Consumer {
 /// The `Cast` (to a float type) producing `v` from a float constant, when it does.
 pub fn cast_of_const(g: &Graph, ix: &GraphIndex, v: &str) -> Option<NodeId> {
     let c = ix.producer(v)?;
-    let n = &g.nodes[c];
+    let n = g.node(c);
     if !(n.is("Cast") && is_float_cast(n)) {
         return None;
     }
@@ -1500,7 +1502,7 @@ pub fn cast_of_const(g: &Graph, ix: &GraphIndex, v: &str) -> Option<NodeId> {
 pub fn const_dims_through(g: &Graph, ix: &GraphIndex, v: &str) -> Option<Vec<usize>> {
     g.constant_dims(v).or_else(|| {
         let c = cast_of_const(g, ix, v)?;
-        g.constant_dims(g.nodes[c].input(0)?)
+        g.constant_dims(g.node(c).input(0)?)
     })
 }
 

@@ -138,7 +138,7 @@ fn view_of(
     let mut imports = Imports::default();
     let mut graph = Graph::from_proto(body.clone());
     for name in outer_reads_of(body) {
-        let is_input = g.inputs.iter().any(|v| v.name.as_deref() == Some(&name));
+        let is_input = g.inputs().iter().any(|v| v.name.as_deref() == Some(&name));
         let constant = if is_input {
             None
         } else {
@@ -157,10 +157,10 @@ fn view_of(
             }
             None => {
                 let vi = g
-                    .inputs
+                    .inputs()
                     .iter()
-                    .chain(&g.value_info)
-                    .chain(&g.outputs)
+                    .chain(g.value_info())
+                    .chain(g.outputs())
                     .find(|v| v.name.as_deref() == Some(&name))
                     .cloned()
                     .unwrap_or_else(|| ValueInfoProto {
@@ -168,11 +168,10 @@ fn view_of(
                         ..Default::default()
                     });
                 imports.inputs.insert(name.clone());
-                graph.inputs.push(vi);
+                graph.push_input(vi);
             }
         }
     }
-    graph.invalidate_index();
     graph.reserve_names(reserved.iter());
     // A body out of topological order is sorted, as a top-level graph is on load.
     if let Err(why) = graph.check() {
@@ -273,7 +272,7 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
             let Some(p) = g.initializer_pos(name) else {
                 continue; // the body no longer reads it
             };
-            let status = if g.pending.contains_key(name) || &g.initializers[p] != orig {
+            let status = if g.pending(name).is_some() || &g.initializers()[p] != orig {
                 Status::Edited
             } else {
                 Status::Kept
@@ -314,7 +313,7 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
         for (k, grp) in groups.iter().enumerate() {
             let rep = &done[grp[0]];
             let mut t = tensor_in(rep, name)?.clone();
-            let pending = rep.view.graph.pending.get(name).cloned();
+            let pending = rep.view.graph.pending(name).cloned();
             let target = if Some(k) == chosen {
                 name.clone()
             } else {
@@ -342,7 +341,7 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
             if d.imports.constants.contains_key(n) {
                 return false;
             }
-            if vg.pending.contains_key(n) {
+            if vg.pending(n).is_some() {
                 hoisted.push(t.clone());
                 return false;
             }
@@ -352,7 +351,7 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
             .retain(|v| !d.imports.inputs.contains(v.name.as_deref().unwrap_or("")));
         for t in hoisted {
             let n = t.name.clone().unwrap_or_default();
-            let p = vg.pending.get(&n).cloned();
+            let p = vg.pending(&n).cloned();
             model.graph.put_initializer(t, p)?;
         }
         for (from, to) in &renames[i] {
@@ -384,7 +383,7 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
 fn tensor_in<'a>(d: &'a Done, name: &str) -> Result<&'a TensorProto> {
     let g = &d.view.graph;
     g.initializer_pos(name)
-        .and_then(|p| g.initializers.get(p))
+        .and_then(|p| g.initializers().get(p))
         .ok_or_else(|| Error::Internal(format!("{}: {name:?} vanished", d.label)))
 }
 

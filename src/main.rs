@@ -287,7 +287,7 @@ fn shapes_text(g: &onnx_normopt::ir::Graph) -> String {
     };
     let mut s = String::from("shapes:\n");
     for o in g
-        .nodes
+        .nodes()
         .iter()
         .flat_map(|n| n.output.iter())
         .filter(|o| !o.is_empty())

@@ -302,7 +302,7 @@ fn check(s: &Spec, target: Target) -> Result<(), TestCaseError> {
     prop_assert!(!out
         .model
         .graph
-        .nodes
+        .nodes()
         .iter()
         .any(|n| n.op_type.as_deref() == Some("LayerNormalization")));
     let dst = dir.path().join("out.onnx");

@@ -67,11 +67,11 @@ fn expected_refusal(why: &str) -> Option<&'static str> {
 /// acceptance judge counts), minus the explicit centering nodes the report accounts for.
 fn mean_subtractions(g: &onnx_normopt::ir::Graph) -> usize {
     let producer: std::collections::HashMap<&str, &onnx_normopt::proto::NodeProto> = g
-        .nodes
+        .nodes()
         .iter()
         .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
         .collect();
-    g.nodes
+    g.nodes()
         .iter()
         .filter(|n| n.op_type.as_deref() == Some("Sub") && n.input.len() == 2)
         .filter(|n| {
@@ -147,7 +147,7 @@ fn check_case_with(
             let left: Vec<_> = out
                 .model
                 .graph
-                .nodes
+                .nodes()
                 .iter()
                 .filter(|n| LN_OPS.contains(&n.op_type.as_deref().unwrap_or("")))
                 .collect();
@@ -189,7 +189,7 @@ fn check_case_with(
                     if nw != w - 1 {
                         return Err(format!("stream {} width {w} -> {nw}", st.id));
                     }
-                    if !out.model.graph.initializers.iter().any(|t| {
+                    if !out.model.graph.initializers().iter().any(|t| {
                         t.dims.last() == Some(&(nw as i64)) || t.dims.first() == Some(&(nw as i64))
                     }) {
                         return Err(format!("no initializer of compressed width {nw}"));
@@ -214,7 +214,7 @@ fn check_custom_op(out: &passes::Outcome, rep: &verify::VerifyReport) -> Result<
     let custom = out
         .model
         .graph
-        .nodes
+        .nodes()
         .iter()
         .filter(|n| {
             n.domain.as_deref() == Some(passes::emit::NORMOPT_DOMAIN)
@@ -398,7 +398,7 @@ fn cli_emit_custom() {
     assert!(m.imports(passes::emit::NORMOPT_DOMAIN));
     let n = m
         .graph
-        .nodes
+        .nodes()
         .iter()
         .filter(|n| n.op_type.as_deref() == Some(passes::emit::CRMS_OP))
         .count();

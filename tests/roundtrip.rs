@@ -67,11 +67,11 @@ fn external_data_round_trip() {
     let back = Model::load(&ext).unwrap();
     assert!(back.had_external_data);
     // Every tensor reads back the same values; offsets are 4096-aligned.
-    for t in &model.graph.initializers {
+    for t in model.graph.initializers() {
         let name = t.name.clone().unwrap();
         let u = back
             .graph
-            .initializers
+            .initializers()
             .iter()
             .find(|x| x.name.as_deref() == Some(&name))
             .unwrap();

@@ -283,22 +283,22 @@ pub fn read_array(t: &TensorProto, store: &ExternalStore, path: &Path) -> Result
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
     /// Nodes, topologically ordered.
-    pub nodes: Vec<NodeProto>,
+    nodes: Vec<NodeProto>,
     /// Initializers, in file order.
-    pub initializers: Vec<TensorProto>,
+    initializers: Vec<TensorProto>,
     /// Graph inputs.
-    pub inputs: Vec<ValueInfoProto>,
+    inputs: Vec<ValueInfoProto>,
     /// Graph outputs.
-    pub outputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
     /// Type annotations of intermediate values.
-    pub value_info: Vec<ValueInfoProto>,
+    value_info: Vec<ValueInfoProto>,
     /// The rest of the GraphProto (name, doc, annotations, sparse initializers, metadata).
     rest: GraphProto,
     /// Names handed out by [`Graph::fresh_name`].
     taken: HashSet<String>,
     /// Initializers whose values are computed when the model is written (by name). Their
     /// `TensorProto` in [`Graph::initializers`] carries the new dims and type but no payload.
-    pub pending: HashMap<String, Pending>,
+    pending: HashMap<String, Pending>,
     /// Lookup index of [`Graph::constant_tensor`] (built on first use, kept by the mutation API).
     consts: ConstCache,
 }
@@ -330,12 +330,10 @@ pub struct Pending {
 }
 
 /// Where constants live, by name: what [`Graph::constant_tensor`] looks up (a scan of the
-/// graph per lookup made the pass quadratic on big graphs).
+/// graph per lookup made the pass quadratic on big graphs). The graph's fields are private and
+/// every edit goes through its mutation API, which keeps the index exact (or drops it).
 #[derive(Debug, Default)]
 struct ConstIndex {
-    /// (nodes, initializers, inputs) counts when built: a different count means the vectors
-    /// were edited behind the mutation API and the index is rebuilt.
-    sizes: (usize, usize, usize),
     /// Graph input names.
     inputs: HashSet<String>,
     /// Initializer name → first position in `Graph::initializers`.
@@ -347,7 +345,6 @@ struct ConstIndex {
 impl ConstIndex {
     fn build(g: &Graph) -> ConstIndex {
         let mut ix = ConstIndex {
-            sizes: (g.nodes.len(), g.initializers.len(), g.inputs.len()),
             inputs: g.inputs.iter().filter_map(|v| v.name.clone()).collect(),
             ..Default::default()
         };
@@ -648,6 +645,58 @@ impl Graph {
         self.rest.name.as_deref().unwrap_or("")
     }
 
+    /// The nodes, in topological order.
+    pub fn nodes(&self) -> &[NodeProto] {
+        &self.nodes
+    }
+
+    /// Node `id` (panics when out of range, like indexing: ids come from this graph).
+    pub fn node(&self, id: NodeId) -> &NodeProto {
+        &self.nodes[id]
+    }
+
+    /// The initializers, in file order.
+    pub fn initializers(&self) -> &[TensorProto] {
+        &self.initializers
+    }
+
+    /// The graph inputs.
+    pub fn inputs(&self) -> &[ValueInfoProto] {
+        &self.inputs
+    }
+
+    /// The graph outputs.
+    pub fn outputs(&self) -> &[ValueInfoProto] {
+        &self.outputs
+    }
+
+    /// The type annotations of intermediate values.
+    pub fn value_info(&self) -> &[ValueInfoProto] {
+        &self.value_info
+    }
+
+    /// The write-time computation of initializer `name`, if it has one.
+    pub fn pending(&self, name: &str) -> Option<&Pending> {
+        self.pending.get(name)
+    }
+
+    /// Declare one more graph input.
+    pub fn push_input(&mut self, v: ValueInfoProto) {
+        self.consts.clear();
+        self.inputs.push(v);
+    }
+
+    /// Keep only the graph inputs `keep` accepts.
+    pub fn retain_inputs(&mut self, keep: impl FnMut(&ValueInfoProto) -> bool) {
+        self.consts.clear();
+        self.inputs.retain(keep);
+    }
+
+    /// Keep only the value annotations `keep` accepts (they are optional hints).
+    pub fn retain_value_info(&mut self, keep: impl FnMut(&ValueInfoProto) -> bool) {
+        self.value_info.retain(keep);
+    }
+
     /// Build the producer/consumer index.
     pub fn index(&self) -> GraphIndex {
         let mut ix = GraphIndex::default();
@@ -756,17 +805,14 @@ impl Graph {
         Ok(())
     }
 
-    /// The constant index, built when missing or when the graph's vectors changed size behind
-    /// the mutation API.
+    /// The constant index, built when missing.
     fn const_index(&self) -> Arc<ConstIndex> {
-        let sizes = (self.nodes.len(), self.initializers.len(), self.inputs.len());
         if let Some(ix) = self
             .consts
             .0
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .filter(|ix| ix.sizes == sizes)
         {
             return ix.clone();
         }
@@ -775,29 +821,9 @@ impl Graph {
         ix
     }
 
-    /// Drop the constant index (after edits made directly on the public vectors).
-    pub fn invalidate_index(&mut self) {
-        self.consts.clear();
-    }
-
     /// Position of the initializer named `name` (the first one), through the index.
     pub fn initializer_pos(&self, name: &str) -> Option<usize> {
-        let hit = |ix: &ConstIndex| {
-            ix.initializers
-                .get(name)
-                .copied()
-                .filter(|&i| self.initializers.get(i).and_then(|t| t.name.as_deref()) == Some(name))
-        };
-        let ix = self.const_index();
-        if let Some(i) = hit(&ix) {
-            return Some(i);
-        }
-        if ix.initializers.contains_key(name) {
-            // A stale entry: the vectors were edited directly. Rebuild once.
-            *self.consts.0.write().unwrap_or_else(|e| e.into_inner()) = None;
-            return hit(&self.const_index());
-        }
-        None
+        self.const_index().initializers.get(name).copied()
     }
 
     /// The tensor behind a constant value: an initializer (that is not also a graph input) or
@@ -820,20 +846,7 @@ impl Graph {
             if let Some(i) = self.initializer_pos(name) {
                 return self.initializers.get(i);
             }
-            let n = match ix.nodes.get(name).and_then(|&i| self.nodes.get(i)) {
-                Some(n)
-                    if (n.is("Constant") || n.is("Identity"))
-                        && n.output.first().map(String::as_str) == Some(name) =>
-                {
-                    n
-                }
-                // Stale (edited behind the API): the slow way, correct.
-                Some(_) => self.nodes.iter().find(|n| {
-                    (n.is("Constant") || n.is("Identity"))
-                        && n.output.first().map(String::as_str) == Some(name)
-                })?,
-                None => return None,
-            };
+            let n = ix.nodes.get(name).and_then(|&i| self.nodes.get(i))?;
             if n.is("Identity") {
                 // Exporters deduplicate tensors as Identity(initializer).
                 let src = n.input(0)?;
@@ -910,7 +923,6 @@ impl Graph {
         let id = self.nodes.len();
         if let Some(ix) = self.consts.get_mut() {
             ix.note_node(&node, id);
-            ix.sizes.0 += 1;
         }
         self.nodes.push(node);
         id
@@ -943,7 +955,6 @@ impl Graph {
             if let Some(n) = &t.name {
                 ix.initializers.entry(n.clone()).or_insert(pos);
             }
-            ix.sizes.1 += 1;
         }
         self.initializers.push(t);
     }
@@ -1292,7 +1303,7 @@ mod tests {
     }
 
     /// `constant_tensor` answers from an index: it must stay right through every edit of the
-    /// mutation API, and through edits made directly on the public vectors.
+    /// mutation API (the only way to edit a graph).
     #[test]
     fn constant_index_follows_every_edit() {
         let mut konst = node("Constant", "k", &[], &["c"]);
@@ -1370,30 +1381,28 @@ mod tests {
         assert_eq!(value(&g, &copy), Some(9.0));
         assert_eq!(value(&g, &n), Some(7.0));
 
-        // Reordering.
-        g.nodes.reverse();
+        // Reordering: a node added before its producer, then sorted.
+        g.add_node(node("Identity", "late_reader", &["d3"], &["d4"]));
+        g.add_node(node("Identity", "late_producer", &["c3"], &["d3"]));
         g.toposort().unwrap();
+        assert_eq!(g.nodes().last().map(|n| n.name()), Some("late_reader"));
+        assert_eq!(value(&g, "d4"), Some(8.0));
         assert_eq!(value(&g, "d"), Some(1.0));
         assert_eq!(value(&g, "c3"), Some(8.0));
 
-        // Behind the API: a push changes the size (rebuilt); a same-size rename is stale until
-        // `invalidate_index` (a hit at a renamed position is still caught).
-        g.initializers.push(t("pushed", 4.0));
-        assert_eq!(value(&g, "pushed"), Some(4.0));
-        let pos = g
-            .initializers
-            .iter()
-            .position(|t| t.name.as_deref() == Some("a"))
-            .unwrap();
-        g.initializers[pos].name = Some("renamed".into());
-        assert_eq!(value(&g, "a"), None, "a stale hit is verified");
-        g.invalidate_index();
-        assert_eq!(value(&g, "renamed"), Some(1.0));
+        // A graph input hides an initializer of the same name from then on.
+        g.push_input(ValueInfoProto {
+            name: Some(n.clone()),
+            ..Default::default()
+        });
+        assert_eq!(value(&g, &n), None);
+        g.retain_inputs(|v| v.name.as_deref() != Some(n.as_str()));
+        assert_eq!(value(&g, &n), Some(7.0));
 
         // A clone gets its own index.
         let c = g.clone();
-        assert_eq!(value(&c, "renamed"), Some(1.0));
-        assert_eq!(value(&c, "pushed"), Some(4.0));
+        assert_eq!(value(&c, "a"), Some(1.0));
+        assert_eq!(value(&c, "d4"), Some(8.0));
     }
 
     /// Many lookups on a big graph stay linear overall (a scan per lookup took minutes here).

@@ -19,8 +19,8 @@
 //! centring every source and writer keeps every stream value zero-mean; a norm's affine folds
 //! into linear readers as W' = diag(γ)·W, b' = b + β·W.
 
+pub mod edit;
 pub mod emit;
-pub mod lazy;
 pub mod math;
 pub mod norms;
 pub mod report;

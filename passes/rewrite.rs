@@ -5,8 +5,8 @@
 //! the graph. Weight edits on one constant slot are collected and applied together in a fixed
 //! order — replace, scale (γ), shift (β·W), centre — from the original f64 values, rounded once.
 
+use super::edit::{self, Edit};
 use super::emit::{Builder, Emit};
-use super::lazy;
 use super::math;
 use super::norms::{NormForm, NormMatch};
 use super::report::{LeafReport, NormReport};
@@ -16,69 +16,6 @@ use crate::proto::data_type as dt;
 use crate::tensor::Array;
 use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// One edit of a constant, applied in the order of the variants.
-#[derive(Clone, Debug)]
-pub enum Edit {
-    /// Replace every row of a [V, D] table by its LayerNorm (an embedding LayerNorm precomputed
-    /// into the table).
-    LayerNormRows {
-        /// γ, length D.
-        gamma: Vec<f64>,
-        /// β, length D.
-        beta: Vec<f64>,
-        /// ε.
-        eps: f64,
-    },
-    /// Scale along an axis by γ (fold of a norm's scale into a reader).
-    Scale {
-        /// The input axis.
-        axis: usize,
-        /// γ, one factor per entry of the axis.
-        gamma: Vec<f64>,
-    },
-    /// Add a vector along the last axis (fold of β·W into a reader's bias).
-    AddRows(Vec<f64>),
-    /// Centre over an axis (sources and writers).
-    Center {
-        /// The output axis.
-        axis: usize,
-    },
-    /// CRMSNorm, a reader of a compressed stream: W' = W[0:D−1] − W[D−1] along the input axis.
-    FoldLastIn {
-        /// The input axis.
-        axis: usize,
-    },
-    /// CRMSNorm, a source or writer: drop the last entry of its (centred) output axis when that
-    /// axis has the stream's width.
-    DropLast {
-        /// The output axis.
-        axis: usize,
-        /// The stream width D (other lengths are left alone).
-        width: usize,
-    },
-    /// CRMSNorm: a shape constant that hard-codes the stream width D at `index` becomes D−1.
-    ShrinkDim {
-        /// Position in the shape.
-        index: usize,
-        /// D.
-        width: usize,
-    },
-}
-
-impl Edit {
-    fn rank(&self) -> u8 {
-        match self {
-            Edit::LayerNormRows { .. } => 0,
-            Edit::Scale { .. } => 1,
-            Edit::AddRows(_) => 2,
-            Edit::Center { .. } => 3,
-            Edit::FoldLastIn { .. } => 4,
-            Edit::DropLast { .. } => 5,
-            Edit::ShrinkDim { .. } => 6,
-        }
-    }
-}
 
 /// By default, constants at least this large are edited at write time, row block by row block.
 pub const DEFER_BYTES: usize = 1 << 20;
@@ -992,7 +929,7 @@ pub struct Applied {
 /// Apply a plan: the one place that mutates the graph.
 /// `crms` chooses CRMSNorm's form (`--target crmsnorm`); the caller imports our domain when it
 /// is [`CrmsEmit::Custom`](super::CrmsEmit::Custom). Constants of at least `defer_bytes` are
-/// edited while the model is written (passes/lazy.rs).
+/// edited while the model is written (passes/edit.rs).
 pub fn apply(
     model: &mut Model,
     norms: &[NormMatch],
@@ -1010,7 +947,7 @@ pub fn apply(
     // Producers of γ/β behind a Cast (node ids are stable: nodes are only appended below).
     let ix0 = model.graph.index();
     // 1. Constant edits, copy on write. Large initializers are edited while the model is
-    //    written, a block of rows at a time (passes/lazy.rs); the rest here, in memory.
+    //    written, a block of rows at a time (passes/edit.rs); the rest here, in memory.
     for (&(node, slot), edits) in &p.edits {
         let name = model
             .graph
@@ -1031,7 +968,7 @@ pub fn apply(
             && (t.raw_data.is_some() || crate::io::is_external(t));
         let is_init = model.graph.initializer_pos(&name).is_some();
         let pipeline = (deferrable && is_init && crate::tensor::is_float(t.data_type.unwrap_or(0)))
-            .then(|| lazy::RowPipeline::new(&dims, edits))
+            .then(|| edit::RowPipeline::new(&dims, edits))
             .flatten();
         let (_, added) = match pipeline {
             Some(pl) => model
@@ -1039,7 +976,7 @@ pub fn apply(
                 .write_constant_deferred(node, slot, std::sync::Arc::new(pl))?,
             None => {
                 let mut arr = read_array(t, &store, &path)?;
-                lazy::apply_all(&mut arr, edits);
+                edit::apply_all(&mut arr, edits);
                 model.graph.write_constant(node, slot, &arr)?
             }
         };

@@ -22,7 +22,7 @@
 //!   write; the bytes are added to the report). Outer constants that are not initializers of the
 //!   enclosing graph (Constant nodes, Identity aliases) are always copied when edited;
 //! - equality of two edits is decided on the values: the tensors' dims, type and bytes, with
-//!   write-time edits (`Graph::pending`, passes/lazy.rs) materialised one tensor at a time and
+//!   write-time edits (`Graph::pending`, passes/edit.rs) materialised one tensor at a time and
 //!   compared byte for byte. Nothing is assumed from the shape of the edit;
 //! - write-time edits live in the top-level graph only (the writer computes them there): a
 //!   pending tensor of a body is moved to the enclosing graph (a body sees its outer scope), and

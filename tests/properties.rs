@@ -277,7 +277,7 @@ fn check(s: &Spec, target: Target) -> Result<(), TestCaseError> {
         model,
         &Options {
             target,
-            // CRMSNorm cases edit every weight block by block at write time (passes/lazy.rs).
+            // CRMSNorm cases edit every weight block by block at write time (passes/edit.rs).
             defer_bytes: if target == Target::Crmsnorm {
                 0
             } else {

@@ -284,7 +284,7 @@ fn every_testdata_model_standard_fp32() {
     sweep(&Options::default(), |m| m["dtype"] == "fp32");
 }
 
-/// (Every weight edit deferred to the write, row block by row block: passes/lazy.rs.)
+/// (Every weight edit deferred to the write, row block by row block: passes/edit.rs.)
 #[test]
 fn every_testdata_model_standard_fp16() {
     sweep(
@@ -318,7 +318,7 @@ fn every_testdata_model_without_folding() {
     );
 }
 
-/// (Every weight edit deferred to the write, row block by row block: passes/lazy.rs.)
+/// (Every weight edit deferred to the write, row block by row block: passes/edit.rs.)
 #[test]
 fn every_testdata_model_crmsnorm() {
     sweep(

@@ -70,10 +70,15 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options) -> Result<Outcome> {
     let Outcome {
         mut model,
         mut report,
+        mut patches,
     } = out;
     let bodies = model.graph.bodies();
     if bodies.is_empty() {
-        return Ok(Outcome { model, report });
+        return Ok(Outcome {
+            model,
+            report,
+            patches,
+        });
     }
     // The bodies are still as in the input (the flat pass does not touch them).
     for (r, _) in &bodies {
@@ -94,7 +99,20 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options) -> Result<Outcome> {
             .ok_or_else(|| Error::Internal(format!("{label}: body vanished")))?
             .clone();
         let (view, imports) = view_of(&model, &body, &reserved, &label)?;
-        let res = super::run(view, opts).map_err(|e| in_body(e, &label))?;
+        // The patch budget (--stop-after) is shared with the enclosing graph; the log names
+        // the body.
+        let body_opts = Options {
+            stop_after: opts.stop_after.map(|n| n.saturating_sub(patches)),
+            patch_log: opts.patch_log.as_ref().map(|l| {
+                let (l, label) = (l.0.clone(), label.clone());
+                super::PatchLog(std::sync::Arc::new(move |p: &str| {
+                    l(&format!("in {label}: {p}"))
+                }))
+            }),
+            ..opts.clone()
+        };
+        let res = super::run(view, &body_opts).map_err(|e| in_body(e, &label))?;
+        patches += res.patches;
         let mut view = res.model;
         reserved.extend(view.graph.taken_names().iter().cloned());
         done.push(Done {
@@ -110,7 +128,11 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options) -> Result<Outcome> {
     merge_reports(&mut report, &done);
     report.bytes_added += added;
     report.ops_after = model.graph.deep_histogram();
-    Ok(Outcome { model, report })
+    Ok(Outcome {
+        model,
+        report,
+        patches,
+    })
 }
 
 /// Add the body's label to an error of the pass inside it.

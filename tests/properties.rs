@@ -276,6 +276,7 @@ fn check(s: &Spec, target: Target) -> Result<(), TestCaseError> {
     let out = passes::run(
         model,
         &Options {
+            check_each_patch: true,
             target,
             // CRMSNorm cases edit every weight block by block at write time (passes/edit.rs).
             defer_bytes: if target == Target::Crmsnorm {

@@ -96,6 +96,11 @@ fn check_case_with(
     refusal: Option<&str>,
 ) -> Result<String, String> {
     let model = Model::load(path).map_err(|e| e.to_string())?;
+    // Every patch is checked as it is applied.
+    let opts = &Options {
+        check_each_patch: true,
+        ..opts.clone()
+    };
     let out = match passes::run(model, opts) {
         Ok(o) => o,
         Err(onnx_normopt::Error::NotRewritable(why))

@@ -103,7 +103,14 @@ fn external_data_round_trip() {
     .unwrap();
     assert!(std::fs::read(&inline).unwrap() == std::fs::read(&src).unwrap());
     // And the rewrite keeps external data external.
-    let out = onnx_normopt::passes::run(back, &Default::default()).unwrap();
+    let out = onnx_normopt::passes::run(
+        back,
+        &onnx_normopt::passes::Options {
+            check_each_patch: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let rewritten = dir.path().join("rms.onnx");
     let files = onnx_normopt::save(&out.model, &rewritten).unwrap();
     assert_eq!(files.len(), 2);

@@ -314,6 +314,7 @@ fn check(c: &Case) -> (passes::report::Report, ModelProto, ModelProto) {
     let out = passes::run(
         model,
         &Options {
+            check_each_patch: true,
             target: c.target,
             defer_bytes: c.defer_bytes,
             ..Options::default()

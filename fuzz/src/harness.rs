@@ -273,6 +273,8 @@ pub fn options(variant: u8) -> Options {
         } else {
             usize::MAX
         },
+        // Every patch is checked as it is applied.
+        check_each_patch: true,
         ..Options::default()
     };
     match variant % VARIANTS {

@@ -124,6 +124,18 @@ struct RewriteArgs {
     /// faster, but a machine crash right after could leave an incomplete output.
     #[arg(long)]
     no_fsync: bool,
+    /// Print each patch of the rewrite as it is applied ("patch #N: what it does").
+    #[arg(short, long)]
+    verbose: bool,
+    /// Check the graph after each patch of the rewrite, not only at the end (slower; the test
+    /// suite always does).
+    #[arg(long)]
+    check_patches: bool,
+    /// Apply only the first N patches of the rewrite (see -v for the list), to bisect a broken
+    /// rewrite. The result is a valid graph but in general not equivalent to the input, so
+    /// verification usually fails: add --no-verify to write it.
+    #[arg(long, value_name = "N")]
+    stop_after: Option<usize>,
     #[command(flatten)]
     verify_args: VerifyArgs,
 }
@@ -395,8 +407,18 @@ fn settings(a: &RewriteArgs) -> flow::Settings {
     let iso = a
         .verify_args
         .isolation(["the original model", "the rewritten model"]);
+    let mut opts = options(a.target, a.emit, !a.no_fold);
+    opts.check_each_patch = a.check_patches;
+    opts.stop_after = a.stop_after;
+    if a.verbose {
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        opts.patch_log = Some(passes::PatchLog(std::sync::Arc::new(move |p: &str| {
+            let k = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            eprintln!("patch #{k}: {p}");
+        })));
+    }
     flow::Settings {
-        opts: options(a.target, a.emit, !a.no_fold),
+        opts,
         verify: a.verify,
         no_verify: a.no_verify,
         verify_opts: a.verify_args.to_options(),
@@ -450,6 +472,12 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         )));
     }
     let s = settings(a);
+    if let Some(n) = a.stop_after {
+        eprintln!(
+            "onnx-normopt: --stop-after {n}: only the first {n} patch(es) of the rewrite are applied; \
+             the result is in general not equivalent to the input"
+        );
+    }
     let result = flow::rewrite_file(input, out, None, &s);
     let code = result.exit_code();
     let (staged, report) = match result {

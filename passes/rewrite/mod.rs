@@ -26,3 +26,6 @@ pub use plan::{plan, NormPlan, Plan, Reader, StreamParts};
 
 /// By default, constants at least this large are edited at write time, row block by row block.
 pub const DEFER_BYTES: usize = 1 << 20;
+
+#[cfg(test)]
+mod tests;

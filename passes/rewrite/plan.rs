@@ -104,9 +104,9 @@ pub(super) struct StreamPlan {
 
 /// Plan the rewrite of the accepted streams. Returns the plan and per-stream report parts.
 ///
-/// Two phases per stream, in stream order: the RMSNorm plan ([`plan_stream`]: centre the leaves,
+/// Two phases per stream, in stream order: the RMSNorm plan (`plan_stream`: centre the leaves,
 /// fold or keep each norm's affine), then, with `compress`, the CRMSNorm compression of what it
-/// planned ([`super::compress::compress_stream`]).
+/// planned (`compress_stream`, rewrite/compress.rs).
 pub fn plan(
     a: &Analysis,
     model: &Model,

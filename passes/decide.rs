@@ -18,7 +18,7 @@ use crate::ir::NodeExt;
 pub(crate) fn refusals(a: &Analysis, streams: &[Stream], opts: &Options) -> Vec<Vec<Refusal>> {
     let (g, norms) = (a.g, a.norms);
     let mut reasons: Vec<Vec<Refusal>> = streams.iter().map(|s| s.observed.clone()).collect();
-    let label = |k: usize| g.nodes[norms[k].anchor].label();
+    let label = |k: usize| g.node(norms[k].anchor).label();
     for (sid, st) in streams.iter().enumerate() {
         let ln: Vec<usize> = st
             .norms
@@ -33,7 +33,7 @@ pub(crate) fn refusals(a: &Analysis, streams: &[Stream], opts: &Options) -> Vec<
             let m = &norms[k];
             if m.extra_outputs_read
                 .iter()
-                .any(|o| g.nodes[m.anchor].output.get(1) == Some(o))
+                .any(|o| g.node(m.anchor).output.get(1) == Some(o))
             {
                 reasons[sid].push(Refusal::MeanOutputRead { norm: label(k) });
             }

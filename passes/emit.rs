@@ -102,6 +102,42 @@ impl Builder<'_> {
         out
     }
 
+    /// Add a node `op(inputs) -> outputs` with several (possibly empty) outputs, named like
+    /// [`Builder::node`]'s.
+    pub fn node_outputs(
+        &mut self,
+        domain: &str,
+        op: &str,
+        inputs: &[&str],
+        outputs: Vec<String>,
+        attrs: Vec<AttributeProto>,
+    ) {
+        let name = self.g.fresh_name(&format!("{}/{op}", self.prefix));
+        self.g.add_node(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs,
+            name: Some(name),
+            op_type: Some(op.into()),
+            domain: if domain.is_empty() {
+                None
+            } else {
+                Some(domain.into())
+            },
+            attribute: attrs,
+            doc_string: self.doc.clone(),
+            ..Default::default()
+        });
+    }
+
+    /// Take the names [`Builder::node`] would take for `op` (its output unless `out` is given,
+    /// and its node name) without adding a node.
+    pub fn reserve_node(&mut self, op: &str, out: Option<&str>) {
+        if out.is_none() {
+            self.value(op);
+        }
+        self.g.fresh_name(&format!("{}/{op}", self.prefix));
+    }
+
     /// A scalar or vector constant of `data_type`.
     pub fn constant(
         &mut self,

@@ -10,10 +10,13 @@
 //!    a stream to the one whose LayerNorm feeds it (BERT's embedding LayerNorm belongs to its
 //!    Post-LN encoder).
 //! 4. **plan** (`rewrite::plan`): weight edits, folds, centering nodes — nothing mutated.
-//! 5. **apply** (`rewrite::apply`): the one place that mutates the graph; checks it after.
-//! 6. **compress** (`--target crmsnorm` only, planned with the rest): sources and writers drop
-//!    the last output column, readers fold it in (W' = W[0:D−1] − W[D−1]), norms become
-//!    CRMSNorm, shape constants that hard-code D become D−1 (design §4).
+//! 5. **compress** (`--target crmsnorm` only; its own phase, run on each stream after its
+//!    plan): sources and writers drop the last output column, readers fold it in
+//!    (W' = W[0:D−1] − W[D−1]), norms become CRMSNorm, shape constants that hard-code D become
+//!    D−1 (design §4).
+//! 6. **patch** (`rewrite::lower`, `rewrite::drive`): the plan becomes an ordered list of
+//!    named patches, which one driver applies — the one place that mutates the graph; it checks
+//!    the graph after each patch when asked ([`Options::check_each_patch`]) and at the end.
 //!
 //! The identities (design §3): with mean(x) = 0, LN(x) = RMS(x) with the same γ, β, ε;
 //! centring every source and writer keeps every stream value zero-mean; a norm's affine folds
@@ -21,8 +24,8 @@
 
 // The phases are internal: a pipeline uses `run`/`inspect`, `Options` and the `report`.
 mod decide;
+pub(crate) mod edit;
 pub(crate) mod emit;
-pub(crate) mod lazy;
 pub(crate) mod math;
 pub(crate) mod norms;
 pub mod report;
@@ -163,6 +166,26 @@ pub struct Options {
     /// Weight edits of initializers of at least this many bytes run while the model is
     /// written, a block of rows at a time (bounded memory); smaller ones in memory at once.
     pub defer_bytes: usize,
+    /// Check the graph after each patch of the rewrite (the patch driver), not only at the
+    /// end (CLI `--check-patches`; the test suite always sets it).
+    pub check_each_patch: bool,
+    /// Apply only the first N patches, over the main graph then its subgraphs (CLI
+    /// `--stop-after N`, to bisect a broken rewrite: the result is valid but in general not
+    /// equivalent).
+    pub stop_after: Option<usize>,
+    /// Told the description of each patch before it is applied (CLI `-v`).
+    pub patch_log: Option<PatchLog>,
+}
+
+/// A callback that is told each patch's one-line description, in order (in a subgraph, the
+/// description starts with the body's label).
+#[derive(Clone)]
+pub struct PatchLog(pub std::sync::Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for PatchLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PatchLog")
+    }
 }
 
 impl Default for Options {
@@ -172,6 +195,9 @@ impl Default for Options {
             fold: true,
             allow_centering: true,
             defer_bytes: rewrite::DEFER_BYTES,
+            check_each_patch: false,
+            stop_after: None,
+            patch_log: None,
         }
     }
 }
@@ -183,6 +209,8 @@ pub struct Outcome {
     pub model: Model,
     /// The report.
     pub report: Report,
+    /// How many patches were applied (main graph and subgraphs).
+    pub patches: usize,
 }
 
 impl Outcome {
@@ -238,7 +266,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
     report.norms_found = found.into_iter().collect();
     for (id, why) in near_misses {
         report.refusals.push(LeftAlone {
-            norm: model.graph.nodes[id].label(),
+            norm: model.graph.node(id).label(),
             form: "unrecognised".into(),
             why: Why::NotAPattern(why),
             subgraph: None,
@@ -247,7 +275,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
     let a = Analysis::new(&model.graph, &ix, &shapes, &norms);
     let streams = a.streams();
     let reasons = decide::refusals(&a, &streams, opts);
-    let label = |k: usize| model.graph.nodes[norms[k].anchor].label();
+    let label = |k: usize| model.graph.node(norms[k].anchor).label();
     // An embedding LayerNorm precomputed into its table takes its little input stream with it.
     let absorbed: std::collections::BTreeSet<usize> = streams
         .iter()
@@ -311,7 +339,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
                     };
                     let node = model
                         .graph
-                        .nodes
+                        .nodes()
                         .get(ix.producer(&l.value).unwrap_or(usize::MAX))
                         .map(|n| n.label())
                         .unwrap_or_default();
@@ -357,23 +385,35 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
         }
     }
     let n_rewritten = plan.norms.len() + plan.ln_tables.len();
+    let mut patches_applied = 0;
     if n_rewritten > 0 {
-        let applied = rewrite::apply(
-            &mut model,
+        let patches = rewrite::lower(
+            &model.graph,
+            &ix,
             &norms,
             &plan,
             opts.form.rms_emit(),
             opts.form.crms_emit(),
-            opts.defer_bytes,
+        );
+        let log = |_: usize, p: &rewrite::Patch| {
+            if let Some(l) = &opts.patch_log {
+                (l.0)(&p.to_string());
+            }
+        };
+        let applied = rewrite::drive(
+            &mut model,
+            &norms,
+            &patches,
+            &rewrite::DriveOptions {
+                emit: opts.form.rms_emit(),
+                crms: opts.form.crms_emit(),
+                defer_bytes: opts.defer_bytes,
+                check_each_patch: opts.check_each_patch,
+                stop_after: opts.stop_after,
+                log: Some(&log),
+            },
         )?;
-        if model
-            .graph
-            .nodes
-            .iter()
-            .any(|n| n.domain.as_deref() == Some(emit::NORMOPT_DOMAIN))
-        {
-            model.ensure_import(emit::NORMOPT_DOMAIN, crate::ops::NORMOPT_DOMAIN_VERSION);
-        }
+        patches_applied = applied.patches;
         for sr in stream_reports.iter_mut() {
             for nr in sr.norms.iter_mut() {
                 nr.form_out = applied.forms_out.get(&nr.norm).cloned().unwrap_or_default();
@@ -401,5 +441,9 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
             subgraph: None,
         });
     }
-    Ok(Outcome { model, report })
+    Ok(Outcome {
+        model,
+        report,
+        patches: patches_applied,
+    })
 }

@@ -22,7 +22,7 @@
 //!   write; the bytes are added to the report). Outer constants that are not initializers of the
 //!   enclosing graph (Constant nodes, Identity aliases) are always copied when edited;
 //! - equality of two edits is decided on the values: the tensors' dims, type and bytes, with
-//!   write-time edits (`Graph::pending`, passes/lazy.rs) materialised one tensor at a time and
+//!   write-time edits (`Graph::pending`, passes/edit.rs) materialised one tensor at a time and
 //!   compared byte for byte. Nothing is assumed from the shape of the edit;
 //! - write-time edits live in the top-level graph only (the writer computes them there): a
 //!   pending tensor of a body is moved to the enclosing graph (a body sees its outer scope), and
@@ -70,10 +70,15 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options) -> Result<Outcome> {
     let Outcome {
         mut model,
         mut report,
+        mut patches,
     } = out;
     let bodies = model.graph.bodies();
     if bodies.is_empty() {
-        return Ok(Outcome { model, report });
+        return Ok(Outcome {
+            model,
+            report,
+            patches,
+        });
     }
     // The bodies are still as in the input (the flat pass does not touch them).
     for (r, _) in &bodies {
@@ -94,7 +99,20 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options) -> Result<Outcome> {
             .ok_or_else(|| Error::Internal(format!("{label}: body vanished")))?
             .clone();
         let (view, imports) = view_of(&model, &body, &reserved, &label)?;
-        let res = super::run(view, opts).map_err(|e| in_body(e, &label))?;
+        // The patch budget (--stop-after) is shared with the enclosing graph; the log names
+        // the body.
+        let body_opts = Options {
+            stop_after: opts.stop_after.map(|n| n.saturating_sub(patches)),
+            patch_log: opts.patch_log.as_ref().map(|l| {
+                let (l, label) = (l.0.clone(), label.clone());
+                super::PatchLog(std::sync::Arc::new(move |p: &str| {
+                    l(&format!("in {label}: {p}"))
+                }))
+            }),
+            ..opts.clone()
+        };
+        let res = super::run(view, &body_opts).map_err(|e| in_body(e, &label))?;
+        patches += res.patches;
         let mut view = res.model;
         reserved.extend(view.graph.taken_names().iter().cloned());
         done.push(Done {
@@ -110,7 +128,11 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options) -> Result<Outcome> {
     merge_reports(&mut report, &done);
     report.bytes_added += added;
     report.ops_after = model.graph.deep_histogram();
-    Ok(Outcome { model, report })
+    Ok(Outcome {
+        model,
+        report,
+        patches,
+    })
 }
 
 /// Add the body's label to an error of the pass inside it.
@@ -138,7 +160,7 @@ fn view_of(
     let mut imports = Imports::default();
     let mut graph = Graph::from_proto(body.clone());
     for name in outer_reads_of(body) {
-        let is_input = g.inputs.iter().any(|v| v.name.as_deref() == Some(&name));
+        let is_input = g.inputs().iter().any(|v| v.name.as_deref() == Some(&name));
         let constant = if is_input {
             None
         } else {
@@ -157,10 +179,10 @@ fn view_of(
             }
             None => {
                 let vi = g
-                    .inputs
+                    .inputs()
                     .iter()
-                    .chain(&g.value_info)
-                    .chain(&g.outputs)
+                    .chain(g.value_info())
+                    .chain(g.outputs())
                     .find(|v| v.name.as_deref() == Some(&name))
                     .cloned()
                     .unwrap_or_else(|| ValueInfoProto {
@@ -168,11 +190,10 @@ fn view_of(
                         ..Default::default()
                     });
                 imports.inputs.insert(name.clone());
-                graph.inputs.push(vi);
+                graph.push_input(vi);
             }
         }
     }
-    graph.invalidate_index();
     graph.reserve_names(reserved.iter());
     // A body out of topological order is sorted, as a top-level graph is on load.
     if let Err(why) = graph.check() {
@@ -273,7 +294,7 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
             let Some(p) = g.initializer_pos(name) else {
                 continue; // the body no longer reads it
             };
-            let status = if g.pending.contains_key(name) || &g.initializers[p] != orig {
+            let status = if g.pending(name).is_some() || &g.initializers()[p] != orig {
                 Status::Edited
             } else {
                 Status::Kept
@@ -314,7 +335,7 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
         for (k, grp) in groups.iter().enumerate() {
             let rep = &done[grp[0]];
             let mut t = tensor_in(rep, name)?.clone();
-            let pending = rep.view.graph.pending.get(name).cloned();
+            let pending = rep.view.graph.pending(name).cloned();
             let target = if Some(k) == chosen {
                 name.clone()
             } else {
@@ -342,7 +363,7 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
             if d.imports.constants.contains_key(n) {
                 return false;
             }
-            if vg.pending.contains_key(n) {
+            if vg.pending(n).is_some() {
                 hoisted.push(t.clone());
                 return false;
             }
@@ -352,7 +373,7 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
             .retain(|v| !d.imports.inputs.contains(v.name.as_deref().unwrap_or("")));
         for t in hoisted {
             let n = t.name.clone().unwrap_or_default();
-            let p = vg.pending.get(&n).cloned();
+            let p = vg.pending(&n).cloned();
             model.graph.put_initializer(t, p)?;
         }
         for (from, to) in &renames[i] {
@@ -384,7 +405,7 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
 fn tensor_in<'a>(d: &'a Done, name: &str) -> Result<&'a TensorProto> {
     let g = &d.view.graph;
     g.initializer_pos(name)
-        .and_then(|p| g.initializers.get(p))
+        .and_then(|p| g.initializers().get(p))
         .ok_or_else(|| Error::Internal(format!("{}: {name:?} vanished", d.label)))
 }
 

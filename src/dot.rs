@@ -64,7 +64,7 @@ impl Fate {
 /// node as its name.
 pub fn display_names(g: &Graph) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for n in &g.nodes {
+    for n in g.nodes() {
         let Some(name) = n.name.as_deref().filter(|s| !s.is_empty()) else {
             continue;
         };

@@ -127,6 +127,18 @@ struct RewriteArgs {
     /// faster, but a machine crash right after could leave an incomplete output.
     #[arg(long)]
     no_fsync: bool,
+    /// Print each patch of the rewrite as it is applied ("patch #N: what it does").
+    #[arg(short, long)]
+    verbose: bool,
+    /// Check the graph after each patch of the rewrite, not only at the end (slower; the test
+    /// suite always does).
+    #[arg(long)]
+    check_patches: bool,
+    /// Apply only the first N patches of the rewrite (see -v for the list), to bisect a broken
+    /// rewrite. The result is a valid graph but in general not equivalent to the input, so
+    /// verification usually fails: add --no-verify to write it.
+    #[arg(long, value_name = "N")]
+    stop_after: Option<usize>,
     #[command(flatten)]
     verify_args: VerifyArgs,
 }
@@ -301,7 +313,7 @@ fn shapes_text(g: &onnx_normopt::ir::Graph) -> String {
     };
     let mut s = String::from("shapes:\n");
     for o in g
-        .nodes
+        .nodes()
         .iter()
         .flat_map(|n| n.output.iter())
         .filter(|o| !o.is_empty())
@@ -405,10 +417,19 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn settings(a: &RewriteArgs, opts: Options) -> flow::Settings {
+fn settings(a: &RewriteArgs, mut opts: Options) -> flow::Settings {
     let iso = a
         .verify_args
         .isolation(["the original model", "the rewritten model"]);
+    opts.check_each_patch = a.check_patches;
+    opts.stop_after = a.stop_after;
+    if a.verbose {
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        opts.patch_log = Some(passes::PatchLog(std::sync::Arc::new(move |p: &str| {
+            let k = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            eprintln!("patch #{k}: {p}");
+        })));
+    }
     flow::Settings {
         opts,
         verify: a.verify,
@@ -472,6 +493,12 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         )));
     }
     let s = settings(a, opts);
+    if let Some(n) = a.stop_after {
+        eprintln!(
+            "onnx-normopt: --stop-after {n}: only the first {n} patch(es) of the rewrite are applied; \
+             the result is in general not equivalent to the input"
+        );
+    }
     let result = flow::rewrite_file(input, out, None, &s);
     let code = result.exit_code();
     let (staged, report) = match result {

@@ -25,10 +25,13 @@ use tract_onnx::prelude::*;
 /// more on random weights.
 pub(crate) const TOL: f64 = 2e-6;
 
-/// Pass options for an output form with everything else at its default.
+/// Pass options for an output form, the graph checked after each patch, everything else at
+/// its default.
 pub(crate) fn opts(form: OutputForm) -> Options {
     Options {
         form,
+        // Tests check the graph after every patch of the rewrite.
+        check_each_patch: true,
         ..Default::default()
     }
 }

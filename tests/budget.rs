@@ -174,7 +174,7 @@ fn huge_static_input_is_refused_before_anything_runs() {
     let m = onnx_normopt::ir::Model::load(&out).unwrap();
     assert!(!m
         .graph
-        .nodes
+        .nodes()
         .iter()
         .any(|n| n.op_type.as_deref() == Some("LayerNormalization")));
 }

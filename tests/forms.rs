@@ -191,6 +191,7 @@ fn check(name: &str, m: &ModelProto, e: &Expect) {
         let out = passes::run(
             model,
             &Options {
+                check_each_patch: true,
                 form: target.into(),
                 ..Options::default()
             },
@@ -500,6 +501,7 @@ fn backbones_layer_scale_and_interpolated_positions() {
             let out = passes::run(
                 Model::load(&src).unwrap(),
                 &Options {
+                    check_each_patch: true,
                     form: target.into(),
                     ..Options::default()
                 },

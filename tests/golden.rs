@@ -106,13 +106,18 @@ fn models() -> Vec<(String, PathBuf)> {
 
 #[test]
 fn outputs_match_the_stored_hashes() {
+    // Every patch of every rewrite is checked as it is applied.
+    let checked = Options {
+        check_each_patch: true,
+        ..Options::default()
+    };
     let configs: [(&str, Options); 2] = [
-        ("rmsnorm", Options::default()),
+        ("rmsnorm", checked.clone()),
         (
             "crmsnorm",
             Options {
                 form: Target::Crmsnorm.into(),
-                ..Options::default()
+                ..checked
             },
         ),
     ];

@@ -73,11 +73,11 @@ fn expected_refusal(why: &str) -> Option<&'static str> {
 /// acceptance judge counts), minus the explicit centering nodes the report accounts for.
 fn mean_subtractions(g: &onnx_normopt::ir::Graph) -> usize {
     let producer: std::collections::HashMap<&str, &onnx_normopt::proto::NodeProto> = g
-        .nodes
+        .nodes()
         .iter()
         .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
         .collect();
-    g.nodes
+    g.nodes()
         .iter()
         .filter(|n| n.op_type.as_deref() == Some("Sub") && n.input.len() == 2)
         .filter(|n| {
@@ -102,6 +102,11 @@ fn check_case_with(
     refusal: Option<&str>,
 ) -> Result<String, String> {
     let model = Model::load(path).map_err(|e| e.to_string())?;
+    // Every patch is checked as it is applied.
+    let opts = &Options {
+        check_each_patch: true,
+        ..opts.clone()
+    };
     let out = match passes::run(model, opts) {
         Ok(o) => o,
         Err(onnx_normopt::Error::NotRewritable(why))
@@ -153,7 +158,7 @@ fn check_case_with(
             let left: Vec<_> = out
                 .model
                 .graph
-                .nodes
+                .nodes()
                 .iter()
                 .filter(|n| LN_OPS.contains(&n.op_type.as_deref().unwrap_or("")))
                 .collect();
@@ -195,7 +200,7 @@ fn check_case_with(
                     if nw != w - 1 {
                         return Err(format!("stream {} width {w} -> {nw}", st.id));
                     }
-                    if !out.model.graph.initializers.iter().any(|t| {
+                    if !out.model.graph.initializers().iter().any(|t| {
                         t.dims.last() == Some(&(nw as i64)) || t.dims.first() == Some(&(nw as i64))
                     }) {
                         return Err(format!("no initializer of compressed width {nw}"));
@@ -220,7 +225,7 @@ fn check_custom_op(out: &passes::Outcome, rep: &verify::VerifyReport) -> Result<
     let custom = out
         .model
         .graph
-        .nodes
+        .nodes()
         .iter()
         .filter(|n| {
             n.domain.as_deref() == Some(onnx_normopt::ops::NORMOPT_DOMAIN)
@@ -290,7 +295,7 @@ fn every_testdata_model_standard_fp32() {
     sweep(&Options::default(), |m| m["dtype"] == "fp32");
 }
 
-/// (Every weight edit deferred to the write, row block by row block: passes/lazy.rs.)
+/// (Every weight edit deferred to the write, row block by row block: passes/edit.rs.)
 #[test]
 fn every_testdata_model_standard_fp16() {
     sweep(
@@ -324,7 +329,7 @@ fn every_testdata_model_without_folding() {
     );
 }
 
-/// (Every weight edit deferred to the write, row block by row block: passes/lazy.rs.)
+/// (Every weight edit deferred to the write, row block by row block: passes/edit.rs.)
 #[test]
 fn every_testdata_model_crmsnorm() {
     sweep(
@@ -402,7 +407,7 @@ fn cli_emit_custom() {
     assert!(m.imports(onnx_normopt::ops::NORMOPT_DOMAIN));
     let n = m
         .graph
-        .nodes
+        .nodes()
         .iter()
         .filter(|n| n.op_type.as_deref() == Some(onnx_normopt::ops::CRMS_OP))
         .count();
@@ -523,7 +528,7 @@ fn check_listed(path: &Path, m: &serde_json::Value, target: Target) -> Result<St
     let left = out
         .model
         .graph
-        .nodes
+        .nodes()
         .iter()
         .filter(|n| LN_OPS.contains(&n.op_type.as_deref().unwrap_or("")))
         .count();
@@ -631,12 +636,10 @@ fn framework_forms_near_misses_say_why() {
         let mut model = Model::load(&root().join("testdata").join(file)).unwrap();
         model
             .graph
-            .outputs
-            .push(onnx_normopt::proto::ValueInfoProto {
+            .push_output(onnx_normopt::proto::ValueInfoProto {
                 name: Some(inner.to_string()),
                 ..Default::default()
             });
-        model.graph.invalidate_index();
         let text = match passes::run(model, &Options::default()) {
             Ok(out) => {
                 assert_eq!(out.report.norms_rewritten, 0, "{file}");

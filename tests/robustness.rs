@@ -68,9 +68,13 @@ fn listing(dir: &Path) -> BTreeSet<PathBuf> {
     out
 }
 
+/// Run the binary; a rewrite checks the graph after each patch.
 fn run(args: &[&str]) -> Output {
+    let rewrite = args.iter().any(|a| *a == "-o" || *a == "--output")
+        && !matches!(args.first(), Some(&("inspect" | "verify" | "bench")));
     Command::new(bin())
         .args(args)
+        .args(rewrite.then_some("--check-patches"))
         .output()
         .expect("run the binary")
 }

@@ -67,11 +67,11 @@ fn external_data_round_trip() {
     let back = Model::load(&ext).unwrap();
     assert!(back.had_external_data);
     // Every tensor reads back the same values; offsets are 4096-aligned.
-    for t in &model.graph.initializers {
+    for t in model.graph.initializers() {
         let name = t.name.clone().unwrap();
         let u = back
             .graph
-            .initializers
+            .initializers()
             .iter()
             .find(|x| x.name.as_deref() == Some(&name))
             .unwrap();
@@ -103,7 +103,14 @@ fn external_data_round_trip() {
     .unwrap();
     assert!(std::fs::read(&inline).unwrap() == std::fs::read(&src).unwrap());
     // And the rewrite keeps external data external.
-    let out = onnx_normopt::passes::run(back, &Default::default()).unwrap();
+    let out = onnx_normopt::passes::run(
+        back,
+        &onnx_normopt::passes::Options {
+            check_each_patch: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let rewritten = dir.path().join("rms.onnx");
     let files = onnx_normopt::save(&out.model, &rewritten).unwrap();
     assert_eq!(files.len(), 2);

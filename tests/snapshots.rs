@@ -4,11 +4,19 @@
 
 use onnx_normopt::ir::{dump, Model};
 use onnx_normopt::passes::{self, Options};
+
+/// The pass's options with every patch checked as it is applied.
+fn checked() -> Options {
+    Options {
+        check_each_patch: true,
+        ..Options::default()
+    }
+}
 use std::path::Path;
 
 fn inspect(rel: &str) -> String {
     let model = Model::load(Path::new(rel)).expect("testdata model loads");
-    passes::inspect(&model, &Options::default())
+    passes::inspect(&model, &checked())
         .expect("analysis runs")
         .inspect_text()
 }
@@ -51,7 +59,7 @@ fn inspect_gpt2_hidden_states_refused() {
 #[test]
 fn report_json_opt_project_in_out() {
     let model = Model::load(Path::new("testdata/models/opt_proj_dynamo18_fp32.onnx")).unwrap();
-    let mut r = passes::inspect(&model, &Options::default()).unwrap();
+    let mut r = passes::inspect(&model, &checked()).unwrap();
     r.ops_before.clear();
     r.ops_after.clear();
     insta::assert_json_snapshot!(r);
@@ -60,7 +68,7 @@ fn report_json_opt_project_in_out() {
 #[test]
 fn rewritten_graph_dump_mpt_torchscript14() {
     let model = Model::load(Path::new("testdata/models/mpt_ts14_fp32.onnx")).unwrap();
-    let out = passes::run(model, &Options::default()).unwrap();
+    let out = passes::run(model, &checked()).unwrap();
     assert!(out.rewritten());
     insta::assert_snapshot!(dump::dump(&out.model.graph));
 }
@@ -72,7 +80,7 @@ fn rewritten_ops_gpt2_crmsnorm_custom_op() {
     let model = Model::load(Path::new("testdata/models/gpt2_dynamo18_fp32.onnx")).unwrap();
     let opts = Options {
         form: passes::OutputForm::Crms(passes::CrmsEmit::Custom),
-        ..Options::default()
+        ..checked()
     };
     let out = passes::run(model, &opts).unwrap();
     assert!(out.rewritten());

@@ -10,7 +10,7 @@
 //!
 //! Original and rewrite run in tract and onnxruntime for BOTH values of the condition (frozen as
 //! a constant in both files) and must agree at float32 rounding; both targets, with weight
-//! edits in memory and at write time (passes/lazy.rs).
+//! edits in memory and at write time (passes/edit.rs).
 
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, Options, Target};
@@ -314,6 +314,7 @@ fn check(c: &Case) -> (passes::report::Report, ModelProto, ModelProto) {
     let out = passes::run(
         model,
         &Options {
+            check_each_patch: true,
             form: c.target.into(),
             defer_bytes: c.defer_bytes,
             ..Options::default()

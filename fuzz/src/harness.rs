@@ -225,10 +225,10 @@ fn ir_queries(model: &Model) {
     let _ = g.index();
     let _ = Shapes::infer(g);
     let _ = g.op_histogram();
-    for t in &g.initializers {
+    for t in g.initializers() {
         let _ = ir::read_array(t, &model.store, &model.path);
     }
-    for n in &g.nodes {
+    for n in g.nodes() {
         for i in &n.input {
             let _ = model.constant(i).map(|r| r.map(|a| a.data.len()));
             let _ = g.constant_dims(i);
@@ -240,7 +240,7 @@ fn ir_queries(model: &Model) {
     sorted
         .toposort()
         .expect("a graph that passes check() has no cycle");
-    if !g.nodes.iter().any(|n| {
+    if !g.nodes().iter().any(|n| {
         n.attribute
             .iter()
             .any(|a| a.g.is_some() || !a.graphs.is_empty())
@@ -248,10 +248,10 @@ fn ir_queries(model: &Model) {
         assert!(
             // Compared encoded: a NaN attribute is never == itself.
             sorted
-                .nodes
+                .nodes()
                 .iter()
                 .map(|n| n.encode_to_vec())
-                .eq(g.nodes.iter().map(|n| n.encode_to_vec())),
+                .eq(g.nodes().iter().map(|n| n.encode_to_vec())),
             "toposort reordered a graph that was already in order"
         );
     }
@@ -273,6 +273,8 @@ pub fn options(variant: u8) -> Options {
         } else {
             usize::MAX
         },
+        // Every patch is checked as it is applied.
+        check_each_patch: true,
         ..Options::default()
     };
     match variant % VARIANTS {

@@ -102,7 +102,7 @@ fn last_axis(ctx: &Ctx, n: &NodeProto, x: &str) -> Option<bool> {
 fn through_broadcasts(ctx: &Ctx, v: &str, nodes: &mut Vec<NodeId>) -> String {
     let mut cur = v.to_string();
     while let Some(c) = sole(ctx, &cur) {
-        let n = &ctx.g.nodes[c];
+        let n = ctx.g.node(c);
         if !(n.is("Reshape") || n.is("Expand") || n.is("Unsqueeze")) || n.input(0) != Some(&cur) {
             break;
         }
@@ -121,7 +121,7 @@ fn through_broadcasts(ctx: &Ctx, v: &str, nodes: &mut Vec<NodeId>) -> String {
 /// constant when not): the mean from a sum. Returns the node.
 fn mean_of_sum(ctx: &Ctx, s: &str, x: &str) -> Option<NodeId> {
     let c = sole(ctx, s)?;
-    let n = &ctx.g.nodes[c];
+    let n = ctx.g.node(c);
     let k = scalar(ctx, other(n, s)?)?;
     let width = ctx.shapes.last(x).filter(|&w| w > 0).map(|w| w as f64);
     let fits = |want: f64| width.is_none_or(|w| (want - w).abs() <= 1e-6 * w);
@@ -148,7 +148,7 @@ fn affine_const(ctx: &Ctx, c: &str, x: &str) -> bool {
 fn closed(ctx: &Ctx, nodes: &[NodeId], y: &str) -> Result<(), NoMatch> {
     let set: BTreeSet<NodeId> = nodes.iter().copied().collect();
     for &id in nodes {
-        for o in ctx.g.nodes[id].output.iter().filter(|o| !o.is_empty()) {
+        for o in ctx.g.node(id).output.iter().filter(|o| !o.is_empty()) {
             if o == y {
                 continue;
             }
@@ -159,7 +159,7 @@ fn closed(ctx: &Ctx, nodes: &[NodeId], y: &str) -> Result<(), NoMatch> {
                 return Err(NoMatch::ForeignIntermediateInSubgraph { value: o.clone() });
             }
             if let Some((c, _)) = ctx.ix.consumers(o).iter().find(|(c, _)| !set.contains(c)) {
-                let cn = &ctx.g.nodes[*c];
+                let cn = ctx.g.node(*c);
                 return Err(NoMatch::ForeignIntermediateReadBy {
                     value: o.clone(),
                     op: cn.op().to_string(),
@@ -175,11 +175,11 @@ fn closed(ctx: &Ctx, nodes: &[NodeId], y: &str) -> Result<(), NoMatch> {
 /// the nodes.
 fn inverse_sqrt(ctx: &Ctx, a: &str, nodes: &mut Vec<NodeId>) -> Result<String, NoMatch> {
     let sq = sole(ctx, a)
-        .filter(|&s| ctx.g.nodes[s].is("Sqrt"))
+        .filter(|&s| ctx.g.node(s).is("Sqrt"))
         .ok_or(NoMatch::NoSqrt)?;
-    let s = out0(&ctx.g.nodes[sq]).ok_or_else(|| no_output(&ctx.g.nodes[sq]))?;
+    let s = out0(ctx.g.node(sq)).ok_or_else(|| no_output(ctx.g.node(sq)))?;
     let r = sole(ctx, &s).ok_or(NoMatch::ForeignDeviationSeveralReaders)?;
-    let rn = &ctx.g.nodes[r];
+    let rn = ctx.g.node(r);
     let inv = rn.is("Reciprocal")
         || (rn.is("Div")
             && rn.input(1) == Some(s.as_str())
@@ -194,9 +194,9 @@ fn inverse_sqrt(ctx: &Ctx, a: &str, nodes: &mut Vec<NodeId>) -> Result<String, N
 /// `Add(v, ε)`: ε and the node.
 fn plus_eps(ctx: &Ctx, v: &str) -> Result<(f32, NodeId), NoMatch> {
     let a = sole(ctx, v)
-        .filter(|&a| ctx.g.nodes[a].is("Add"))
+        .filter(|&a| ctx.g.node(a).is("Add"))
         .ok_or(NoMatch::NoEpsilonAdd)?;
-    let eps = other(&ctx.g.nodes[a], v)
+    let eps = other(ctx.g.node(a), v)
         .and_then(|e| scalar(ctx, e))
         .ok_or(NoMatch::EpsilonNotConst)?;
     Ok((eps as f32, a))
@@ -205,7 +205,7 @@ fn plus_eps(ctx: &Ctx, v: &str) -> Result<(f32, NodeId), NoMatch> {
 /// `Mul(r, γ)` after the inverse deviation `r`, when there is one: (r·γ, γ).
 fn times_gamma(ctx: &Ctx, r: &str, x: &str, nodes: &mut Vec<NodeId>) -> (String, Option<String>) {
     if let Some(m) = sole(ctx, r) {
-        let n = &ctx.g.nodes[m];
+        let n = ctx.g.node(m);
         if n.is("Mul") {
             if let (Some(g), Some(o)) = (other(n, r).filter(|g| affine_const(ctx, g, x)), out0(n)) {
                 nodes.push(m);
@@ -244,7 +244,7 @@ fn matched(
 
 /// Flax's LayerNorm through jax2tf and tf2onnx, anchored at `ReduceSum(x)` (module doc).
 pub fn jax_layernorm(ctx: &Ctx, id: NodeId) -> Result<NormMatch, Miss> {
-    let rs1 = &ctx.g.nodes[id];
+    let rs1 = ctx.g.node(id);
     if !rs1.is("ReduceSum") {
         return Err(None);
     }
@@ -252,13 +252,13 @@ pub fn jax_layernorm(ctx: &Ctx, id: NodeId) -> Result<NormMatch, Miss> {
     let keep = last_axis(ctx, rs1, &x).ok_or(None)?;
     let s1 = out0(rs1).ok_or(None)?;
     let mm = mean_of_sum(ctx, &s1, &x).ok_or(None)?;
-    let mean = out0(&ctx.g.nodes[mm]).ok_or(None)?;
+    let mean = out0(ctx.g.node(mm)).ok_or(None)?;
     // μ is read by the square μ·μ and, through Reshape/Expand, by the subtraction x − μ.
     let mut nodes = vec![id, mm];
     let mut sq_mean = None;
     let mut bcast = None;
     for c in readers(ctx, &mean) {
-        let n = &ctx.g.nodes[c];
+        let n = ctx.g.node(c);
         if n.is("Mul") && n.input(0) == Some(&mean) && n.input(1) == Some(&mean) {
             sq_mean = Some(c);
         } else if bcast.replace(c).is_some() {
@@ -268,7 +268,7 @@ pub fn jax_layernorm(ctx: &Ctx, id: NodeId) -> Result<NormMatch, Miss> {
     let (sq_mean, first) = (sq_mean.ok_or(None)?, bcast.ok_or(None)?);
     // x − μ, μ first brought back to x's shape by Reshape/Expand/Unsqueeze (or not).
     let mut centre_nodes = vec![];
-    let fnode = &ctx.g.nodes[first];
+    let fnode = ctx.g.node(first);
     let sub = if fnode.is("Sub") {
         first
     } else if (fnode.is("Reshape") || fnode.is("Expand") || fnode.is("Unsqueeze"))
@@ -280,45 +280,45 @@ pub fn jax_layernorm(ctx: &Ctx, id: NodeId) -> Result<NormMatch, Miss> {
     } else {
         return Err(None);
     };
-    let subn = &ctx.g.nodes[sub];
-    let mean_b = ctx.g.nodes[*centre_nodes.last().unwrap_or(&mm)].out(0);
+    let subn = ctx.g.node(sub);
+    let mean_b = ctx.g.node(*centre_nodes.last().unwrap_or(&mm)).out(0);
     if !(subn.is("Sub") && subn.input(0) == Some(&x) && subn.input(1) == mean_b) {
         return Err(None);
     }
     // From here on it is a LayerNorm that may not match: say why.
     nodes.extend(centre_nodes);
     nodes.extend([sub, sq_mean]);
-    let centred = out0(&ctx.g.nodes[sub]).ok_or(None)?;
+    let centred = out0(ctx.g.node(sub)).ok_or(None)?;
     // E[x²]: ReduceSum(x·x) over the same axis, times 1/n.
     let xx = readers(ctx, &x)
         .into_iter()
         .find(|&c| {
-            let n = &ctx.g.nodes[c];
+            let n = ctx.g.node(c);
             n.is("Mul") && n.input(0) == Some(&x) && n.input(1) == Some(&x)
         })
         .ok_or_else(|| near(NoMatch::ForeignNoSquareOfX))?;
-    let xxv = out0(&ctx.g.nodes[xx]).ok_or(None)?;
+    let xxv = out0(ctx.g.node(xx)).ok_or(None)?;
     let rs2 = sole(ctx, &xxv)
         .filter(|&r| {
-            let n = &ctx.g.nodes[r];
+            let n = ctx.g.node(r);
             n.is("ReduceSum") && last_axis(ctx, n, &x) == Some(keep)
         })
         .ok_or_else(|| near(NoMatch::ForeignSquareNotSummed))?;
-    let s2 = out0(&ctx.g.nodes[rs2]).ok_or(None)?;
+    let s2 = out0(ctx.g.node(rs2)).ok_or(None)?;
     let mm2 = mean_of_sum(ctx, &s2, &x).ok_or_else(|| near(NoMatch::ForeignSumNotDivided))?;
-    let m2 = out0(&ctx.g.nodes[mm2]).ok_or(None)?;
+    let m2 = out0(ctx.g.node(mm2)).ok_or(None)?;
     nodes.extend([xx, rs2, mm2]);
     // σ² = E[x²] − μ², optionally max(0, ·).
     let vs = sole(ctx, &m2)
         .filter(|&v| {
-            let n = &ctx.g.nodes[v];
-            n.is("Sub") && n.input(0) == Some(&m2) && n.input(1) == ctx.g.nodes[sq_mean].out(0)
+            let n = ctx.g.node(v);
+            n.is("Sub") && n.input(0) == Some(&m2) && n.input(1) == ctx.g.node(sq_mean).out(0)
         })
         .ok_or_else(|| near(NoMatch::ForeignNotMomentDifference))?;
     nodes.push(vs);
-    let mut var = out0(&ctx.g.nodes[vs]).ok_or(None)?;
+    let mut var = out0(ctx.g.node(vs)).ok_or(None)?;
     if let Some(mx) = sole(ctx, &var) {
-        let n = &ctx.g.nodes[mx];
+        let n = ctx.g.node(mx);
         if n.is("Max") && other(n, &var).and_then(|z| scalar(ctx, z)) == Some(0.0) {
             nodes.push(mx);
             var = out0(n).ok_or(None)?;
@@ -327,21 +327,21 @@ pub fn jax_layernorm(ctx: &Ctx, id: NodeId) -> Result<NormMatch, Miss> {
     let var = through_broadcasts(ctx, &var, &mut nodes);
     let (epsilon, add) = plus_eps(ctx, &var).map_err(near)?;
     nodes.push(add);
-    let a = out0(&ctx.g.nodes[add]).ok_or(None)?;
+    let a = out0(ctx.g.node(add)).ok_or(None)?;
     let r = inverse_sqrt(ctx, &a, &mut nodes).map_err(near)?;
     let (rg, gamma) = times_gamma(ctx, &r, &x, &mut nodes);
     // y = (x − μ) · r·γ (+ β)
     let apply = sole(ctx, &rg)
-        .filter(|&m| ctx.g.nodes[m].is("Mul") && other(&ctx.g.nodes[m], &rg) == Some(&centred))
+        .filter(|&m| ctx.g.node(m).is("Mul") && other(ctx.g.node(m), &rg) == Some(&centred))
         .ok_or_else(|| near(NoMatch::NotMulByInverse))?;
     if sole(ctx, &centred) != Some(apply) {
         return Err(near(NoMatch::CentredOtherReaders));
     }
     nodes.push(apply);
-    let mut y = out0(&ctx.g.nodes[apply]).ok_or(None)?;
+    let mut y = out0(ctx.g.node(apply)).ok_or(None)?;
     let mut beta = None;
     if let Some(b) = sole(ctx, &y) {
-        let n = &ctx.g.nodes[b];
+        let n = ctx.g.node(b);
         if n.is("Add") {
             if let Some(c) = other(n, &y).filter(|c| affine_const(ctx, c, &x)) {
                 beta = Some(c.to_string());
@@ -365,7 +365,7 @@ pub fn jax_layernorm(ctx: &Ctx, id: NodeId) -> Result<NormMatch, Miss> {
 /// Keras's LayerNormalization through tf2onnx, anchored at the mean: `GlobalAveragePool(x)`
 /// with x of rank 3, or `ReduceMean(x)` over the last axis keeping it (module doc).
 pub fn keras_layernorm(ctx: &Ctx, id: NodeId) -> Result<NormMatch, Miss> {
-    let mn = &ctx.g.nodes[id];
+    let mn = ctx.g.node(id);
     let x = mn.input(0).ok_or(None)?.to_string();
     let is_mean = match mn.op() {
         "GlobalAveragePool" => ctx.shapes.rank(&x) == Some(3),
@@ -382,24 +382,24 @@ pub fn keras_layernorm(ctx: &Ctx, id: NodeId) -> Result<NormMatch, Miss> {
         .iter()
         .copied()
         .find(|&c| {
-            let n = &ctx.g.nodes[c];
+            let n = ctx.g.node(c);
             n.is("Sub") && n.input(0) == Some(&x) && n.input(1) == Some(&mean)
         })
         .ok_or(None)?;
-    let d = out0(&ctx.g.nodes[sub]).ok_or(None)?;
+    let d = out0(ctx.g.node(sub)).ok_or(None)?;
     let sq = sole(ctx, &d)
         .filter(|&s| {
-            let n = &ctx.g.nodes[s];
+            let n = ctx.g.node(s);
             (n.is("Mul") && n.input(0) == Some(&d) && n.input(1) == Some(&d))
                 || (n.is("Pow")
                     && n.input(0) == Some(&d)
                     && n.input(1).and_then(|e| scalar(ctx, e)) == Some(2.0))
         })
         .ok_or(None)?;
-    let sqv = out0(&ctx.g.nodes[sq]).ok_or(None)?;
+    let sqv = out0(ctx.g.node(sq)).ok_or(None)?;
     let vm = sole(ctx, &sqv)
         .filter(|&v| {
-            let n = &ctx.g.nodes[v];
+            let n = ctx.g.node(v);
             n.op() == mn.op()
                 && (n.is("GlobalAveragePool") || last_axis(ctx, n, &sqv) == Some(true))
         })
@@ -407,17 +407,17 @@ pub fn keras_layernorm(ctx: &Ctx, id: NodeId) -> Result<NormMatch, Miss> {
     // From here on it is a LayerNorm (the centred value is only squared and averaged: the
     // normalised value is x·r + (β − μ·r)); say why it does not match.
     let mut nodes = vec![id, sub, sq, vm];
-    let var = out0(&ctx.g.nodes[vm]).ok_or(None)?;
+    let var = out0(ctx.g.node(vm)).ok_or(None)?;
     let (epsilon, add) = plus_eps(ctx, &var).map_err(near)?;
     nodes.push(add);
-    let a = out0(&ctx.g.nodes[add]).ok_or(None)?;
+    let a = out0(ctx.g.node(add)).ok_or(None)?;
     let r = inverse_sqrt(ctx, &a, &mut nodes).map_err(near)?;
     let (rg, gamma) = times_gamma(ctx, &r, &x, &mut nodes);
     // r·γ is read by x·(r·γ) and μ·(r·γ).
     let mut xs = None;
     let mut ms = None;
     for c in readers(ctx, &rg) {
-        let n = &ctx.g.nodes[c];
+        let n = ctx.g.node(c);
         match (n.is("Mul"), other(n, &rg)) {
             (true, Some(o)) if o == x => xs = Some(c),
             (true, Some(o)) if o == mean => ms = Some(c),
@@ -435,13 +435,13 @@ pub fn keras_layernorm(ctx: &Ctx, id: NodeId) -> Result<NormMatch, Miss> {
         return Err(near(NoMatch::MeanOtherReaders));
     }
     nodes.extend([xs, ms]);
-    let msv = out0(&ctx.g.nodes[ms]).ok_or(None)?;
-    let xsv = out0(&ctx.g.nodes[xs]).ok_or(None)?;
+    let msv = out0(ctx.g.node(ms)).ok_or(None)?;
+    let xsv = out0(ctx.g.node(xs)).ok_or(None)?;
     // shift = β − μ·r (or −μ·r written as x·r − μ·r when there is no β).
     let sh = sole(ctx, &msv)
-        .filter(|&s| ctx.g.nodes[s].is("Sub") && ctx.g.nodes[s].input(1) == Some(&msv))
+        .filter(|&s| ctx.g.node(s).is("Sub") && ctx.g.node(s).input(1) == Some(&msv))
         .ok_or_else(|| near(NoMatch::ForeignMeanScaledNotSubtracted))?;
-    let shn = &ctx.g.nodes[sh];
+    let shn = ctx.g.node(sh);
     nodes.push(sh);
     let (y, beta) = if shn.input(0) == Some(&xsv) {
         (out0(shn).ok_or(None)?, None)
@@ -453,10 +453,10 @@ pub fn keras_layernorm(ctx: &Ctx, id: NodeId) -> Result<NormMatch, Miss> {
             .to_string();
         let shv = out0(shn).ok_or(None)?;
         let add = sole(ctx, &shv)
-            .filter(|&a| ctx.g.nodes[a].is("Add") && other(&ctx.g.nodes[a], &shv) == Some(&xsv))
+            .filter(|&a| ctx.g.node(a).is("Add") && other(ctx.g.node(a), &shv) == Some(&xsv))
             .ok_or_else(|| near(NoMatch::ForeignNotAdded))?;
         nodes.push(add);
-        (out0(&ctx.g.nodes[add]).ok_or(None)?, Some(b))
+        (out0(ctx.g.node(add)).ok_or(None)?, Some(b))
     };
     if sole(ctx, &xsv).is_none() {
         return Err(near(NoMatch::ForeignScaledOtherReaders));
@@ -476,7 +476,7 @@ pub fn keras_layernorm(ctx: &Ctx, id: NodeId) -> Result<NormMatch, Miss> {
 /// The foreign matchers for anchor `id`, in `find_norms`' terms: `None` when no foreign form
 /// starts there, else the match or the near miss.
 pub fn find(ctx: &Ctx, id: NodeId) -> Option<Result<NormMatch, NoMatch>> {
-    let n = &ctx.g.nodes[id];
+    let n = ctx.g.node(id);
     let r = match n.op() {
         "ReduceSum" => jax_layernorm(ctx, id),
         "GlobalAveragePool" | "ReduceMean" => keras_layernorm(ctx, id),

@@ -199,7 +199,7 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn node(&self, id: NodeId) -> &NodeProto {
-        &self.g.nodes[id]
+        self.g.node(id)
     }
 
     /// Whether constant `c` can be the scale/shift of a norm of `v` (the normalised values): one
@@ -271,11 +271,11 @@ impl Ctx<'_> {
 /// Whether the mean subtraction anchored at ReduceMean `id` is the first half of a split
 /// LayerNorm (matched at its `SimplifiedLayerNormalization`).
 fn split_ahead(ctx: &Ctx, id: NodeId) -> bool {
-    let Some(mean) = ctx.g.nodes[id].out(0) else {
+    let Some(mean) = ctx.g.node(id).out(0) else {
         return false;
     };
     sole(ctx.ix, mean)
-        .and_then(|sub| ctx.g.nodes[sub].out(0))
+        .and_then(|sub| ctx.g.node(sub).out(0))
         .and_then(|c| sole(ctx.ix, c))
         .is_some_and(|sln| ctx.split_layernorm(sln).is_ok())
 }
@@ -285,7 +285,7 @@ pub fn find_norms(ctx: &Ctx) -> (Vec<NormMatch>, Vec<(NodeId, NoMatch)>) {
     let mut found = Vec::new();
     let mut near_misses = Vec::new();
     let mut claimed = std::collections::HashSet::new();
-    for (id, n) in ctx.g.nodes.iter().enumerate() {
+    for (id, n) in ctx.g.nodes().iter().enumerate() {
         if claimed.contains(&id) {
             continue;
         }

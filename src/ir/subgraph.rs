@@ -58,7 +58,7 @@ pub fn graph_names(g: &GraphProto, out: &mut HashSet<String>) {
 /// The names a body reads without defining them (from its enclosing scopes), sorted.
 pub fn outer_reads_of(g: &GraphProto) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    super::outer_reads(g, &mut out);
+    super::graph::outer_reads(g, &mut out);
     out
 }
 

@@ -211,7 +211,7 @@ fn activations(
     let inferred = Shapes::infer(&graph);
     let (mut sum, mut largest, mut n_unsized) = (0u64, None::<Intermediate>, 0usize);
     let mut sized: BTreeMap<&str, u64> = BTreeMap::new();
-    for n in &graph.nodes {
+    for n in graph.nodes() {
         for o in n.output.iter().filter(|o| !o.is_empty()) {
             let dims: Option<Vec<i64>> = inferred
                 .get(o)

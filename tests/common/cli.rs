@@ -17,9 +17,24 @@ pub fn tm(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Run the binary with `args`.
+/// `args` with `--check-patches` added when they ask for a rewrite (an output is given): every
+/// rewrite the tests run checks the graph after each patch.
+pub fn checked<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+    let rewrite = v.iter().any(|a| a == "-o" || a == "--output")
+        && !matches!(
+            v.first().and_then(|a| a.to_str()),
+            Some("inspect" | "verify" | "bench")
+        );
+    if rewrite {
+        v.push("--check-patches".into());
+    }
+    v
+}
+
+/// Run the binary with `args` (rewrites check every patch, see [`checked`]).
 pub fn run(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(bin()).args(args).output().unwrap()
+    Command::new(bin()).args(checked(args)).output().unwrap()
 }
 
 /// Everything it printed, stdout then stderr.

@@ -1,4 +1,6 @@
-//! Weight edits applied while the model is written, block of rows by block of rows.
+//! Edits of constants and their application: [`Edit`] says what happens to one constant; the
+//! applier runs a constant's edits in memory or while the model is written, block of rows by
+//! block of rows.
 //!
 //! [`apply_all`] applies a constant's edits to the whole tensor in memory. For large tensors the
 //! applier instead attaches a [`RowPipeline`] to the initializer (see [`crate::ir::Deferred`]):
@@ -10,10 +12,73 @@
 //! [`apply_all`], so both give bit-identical results (tested below).
 
 use super::math;
-use super::rewrite::Edit;
 use crate::ir::Deferred;
 use crate::tensor::Array;
 use crate::{Error, Result};
+
+/// One edit of a constant, applied in the order of the variants.
+#[derive(Clone, Debug)]
+pub enum Edit {
+    /// Replace every row of a [V, D] table by its LayerNorm (an embedding LayerNorm precomputed
+    /// into the table).
+    LayerNormRows {
+        /// γ, length D.
+        gamma: Vec<f64>,
+        /// β, length D.
+        beta: Vec<f64>,
+        /// ε.
+        eps: f64,
+    },
+    /// Scale along an axis by γ (fold of a norm's scale into a reader).
+    Scale {
+        /// The input axis.
+        axis: usize,
+        /// γ, one factor per entry of the axis.
+        gamma: Vec<f64>,
+    },
+    /// Add a vector along the last axis (fold of β·W into a reader's bias).
+    AddRows(Vec<f64>),
+    /// Centre over an axis (sources and writers).
+    Center {
+        /// The output axis.
+        axis: usize,
+    },
+    /// CRMSNorm, a reader of a compressed stream: W' = W[0:D−1] − W[D−1] along the input axis.
+    FoldLastIn {
+        /// The input axis.
+        axis: usize,
+    },
+    /// CRMSNorm, a source or writer: drop the last entry of its (centred) output axis when that
+    /// axis has the stream's width.
+    DropLast {
+        /// The output axis.
+        axis: usize,
+        /// The stream width D (other lengths are left alone).
+        width: usize,
+    },
+    /// CRMSNorm: a shape constant that hard-codes the stream width D at `index` becomes D−1.
+    ShrinkDim {
+        /// Position in the shape.
+        index: usize,
+        /// D.
+        width: usize,
+    },
+}
+
+impl Edit {
+    /// The edit's place in a constant's edit list (edits are applied in this order).
+    pub fn rank(&self) -> u8 {
+        match self {
+            Edit::LayerNormRows { .. } => 0,
+            Edit::Scale { .. } => 1,
+            Edit::AddRows(_) => 2,
+            Edit::Center { .. } => 3,
+            Edit::FoldLastIn { .. } => 4,
+            Edit::DropLast { .. } => 5,
+            Edit::ShrinkDim { .. } => 6,
+        }
+    }
+}
 
 /// Apply `edits` in order to a whole array.
 pub fn apply_all(arr: &mut Array, edits: &[Edit]) {

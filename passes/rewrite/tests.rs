@@ -1,0 +1,169 @@
+//! The patch driver: stopping after N patches, and the check after each patch.
+
+use super::patch::PatchKind;
+use super::{drive, DriveOptions, Patch};
+use crate::ir::{Graph, Model, NodeExt};
+use crate::passes::{self, emit::Emit, CrmsEmit, Options, PatchLog, Target};
+use crate::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        name: Some(format!("{op}_{}", outputs[0])),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn value(name: &str) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+/// x → Relu → y → Neg → z.
+fn small_model() -> Model {
+    Model {
+        header: ModelProto::default(),
+        graph: Graph::from_proto(GraphProto {
+            node: vec![node("Relu", &["x"], &["y"]), node("Neg", &["y"], &["z"])],
+            input: vec![value("x")],
+            output: vec![value("z")],
+            ..Default::default()
+        }),
+        store: Default::default(),
+        path: "small.onnx".into(),
+        had_external_data: false,
+        reordered: false,
+    }
+}
+
+fn center(v: &str, edges: &[(usize, usize)]) -> Patch {
+    Patch {
+        kind: PatchKind::Center {
+            value: v.into(),
+            edges: edges.to_vec(),
+            compress_from: None,
+        },
+        what: format!("centre {v:?}"),
+    }
+}
+
+fn options(check_each_patch: bool, stop_after: Option<usize>) -> DriveOptions<'static> {
+    DriveOptions {
+        emit: Emit::Standard,
+        crms: CrmsEmit::Standard,
+        defer_bytes: usize::MAX,
+        check_each_patch,
+        stop_after,
+        log: None,
+    }
+}
+
+/// The Neg reads a centred copy of y (fine); then the Relu is made to read a centred copy of
+/// z, which depends on the Relu's own output: a cycle.
+fn patches() -> Vec<Patch> {
+    vec![center("y", &[(1, 0)]), center("z", &[(0, 0)])]
+}
+
+#[test]
+fn the_check_after_each_patch_names_the_broken_patch() {
+    let mut m = small_model();
+    let e = drive(&mut m, &[], &patches(), &options(true, None)).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("patch #2 (centre \"z\")"), "{msg}");
+    assert!(msg.contains("cycle"), "{msg}");
+    // Without the check, the end of the rewrite still refuses it, without naming the patch.
+    let mut m = small_model();
+    let e = drive(&mut m, &[], &patches(), &options(false, None)).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("cycle") && !msg.contains("patch #"), "{msg}");
+}
+
+#[test]
+fn stop_after_applies_the_first_patches_only() {
+    let mut m = small_model();
+    let logged = Mutex::new(Vec::new());
+    let log = |k: usize, p: &Patch| logged.lock().unwrap().push(format!("{k}: {p}"));
+    let o = DriveOptions {
+        log: Some(&log),
+        ..options(true, Some(1))
+    };
+    let applied = drive(&mut m, &[], &patches(), &o).unwrap();
+    assert_eq!(applied.patches, 1);
+    assert_eq!(applied.centering_nodes, 1);
+    assert_eq!(*logged.lock().unwrap(), vec!["1: centre \"y\"".to_string()]);
+    m.graph.check().unwrap();
+    // The Neg reads the centred copy; the Relu still reads x.
+    let neg = m.graph.nodes().iter().find(|n| n.is("Neg")).unwrap();
+    assert_ne!(neg.input(0), Some("y"));
+    let relu = m.graph.nodes().iter().find(|n| n.is("Relu")).unwrap();
+    assert_eq!(relu.input(0), Some("x"));
+    // Zero patches: the graph is as it was.
+    let mut m = small_model();
+    let applied = drive(&mut m, &[], &patches(), &options(true, Some(0))).unwrap();
+    assert_eq!(applied.patches, 0);
+    assert_eq!(m.graph.to_proto(), small_model().graph.to_proto());
+}
+
+fn gpt2() -> Model {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/models/gpt2_ts14_fp32.onnx");
+    Model::load(&p).unwrap()
+}
+
+/// On a real model, through the pass: `stop_after` N applies N patches (each one checked), the
+/// log sees the same N, and the full rewrite has more.
+#[test]
+fn stop_after_n_through_the_pass() {
+    for target in [Target::Rmsnorm, Target::Crmsnorm] {
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = log.clone();
+        let full = passes::run(
+            gpt2(),
+            &Options {
+                form: target.into(),
+                check_each_patch: true,
+                patch_log: Some(PatchLog(Arc::new(move |p: &str| {
+                    sink.lock().unwrap().push(p.to_string())
+                }))),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let total = full.patches;
+        assert!(total > 5, "{total} patches");
+        assert_eq!(log.lock().unwrap().len(), total);
+        for n in [0, 1, 3, total - 1, total, total + 10] {
+            let out = passes::run(
+                gpt2(),
+                &Options {
+                    form: target.into(),
+                    check_each_patch: true,
+                    stop_after: Some(n),
+                    ..Options::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(out.patches, n.min(total), "{target:?} stop after {n}");
+            out.model.graph.check().unwrap();
+        }
+        // All patches applied: the same output as without a limit.
+        let limited = passes::run(
+            gpt2(),
+            &Options {
+                form: target.into(),
+                stop_after: Some(total),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            limited.model.to_proto().unwrap(),
+            full.model.to_proto().unwrap()
+        );
+    }
+}

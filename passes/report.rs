@@ -5,6 +5,7 @@
 //! people read the same words in both.
 
 use super::norms::NoMatch;
+use crate::provenance::{Provenance, VERSION};
 use serde::{Serialize, Serializer};
 use std::fmt::{self, Display, Write};
 
@@ -354,7 +355,7 @@ pub struct Report {
     pub verification: Option<serde_json::Value>,
     /// `inspect` of a model this tool rewrote: what its metadata records.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rewritten_by: Option<crate::provenance::Provenance>,
+    pub rewritten_by: Option<Provenance>,
     /// Remarks on the input (e.g. nodes sorted into topological order on load).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -366,6 +367,24 @@ fn in_subgraph(s: &Option<String>) -> String {
 }
 
 impl Report {
+    /// The provenance of a rewrite described by this report, of the input `input` with digest
+    /// `sha256`.
+    pub fn provenance(&self, fold: bool, input: &std::path::Path, sha256: &str) -> Provenance {
+        Provenance {
+            version: VERSION.into(),
+            target: self.target.clone(),
+            emit: self.emit.clone(),
+            fold: fold.to_string(),
+            norms_rewritten: self.norms_rewritten.to_string(),
+            norms_refused: self.refusals.len().to_string(),
+            input_file: input
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            input_sha256: sha256.into(),
+        }
+    }
+
     /// A few lines for stderr.
     pub fn summary(&self) -> String {
         let mut s = String::new();

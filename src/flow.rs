@@ -9,7 +9,7 @@
 use crate::ir::Model;
 use crate::passes::{self, report::Report, Options};
 use crate::progress;
-use crate::provenance::{self, PendingDigest, Provenance};
+use crate::provenance::{self, PendingDigest};
 use crate::verify::{self, VerifyOptions, VerifyReport};
 use crate::{io, Error};
 use std::path::Path;
@@ -266,7 +266,7 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
     };
     provenance::record(
         &mut outcome.model.header,
-        &Provenance::of(&outcome.report, s.opts.fold, input, &sha),
+        &outcome.report.provenance(s.opts.fold, input, &sha),
     );
     let proto = outcome.model.to_proto_pending();
     let layout = io::choose_layout(&proto, &outcome.model, outcome.model.had_external_data);

@@ -8,7 +8,6 @@
 //! appended after them ([`record`]). A model carrying [`PREFIX`]`version` was written by this
 //! tool, and a second rewrite refuses it ([`already_rewritten`]).
 
-use crate::passes::report::Report;
 use crate::proto::{ModelProto, StringStringEntryProto};
 use crate::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -44,24 +43,6 @@ pub struct Provenance {
 }
 
 impl Provenance {
-    /// The provenance of a rewrite described by `report`, of the input `input` with digest
-    /// `sha256`.
-    pub fn of(report: &Report, fold: bool, input: &Path, sha256: &str) -> Provenance {
-        Provenance {
-            version: VERSION.into(),
-            target: report.target.clone(),
-            emit: report.emit.clone(),
-            fold: fold.to_string(),
-            norms_rewritten: report.norms_rewritten.to_string(),
-            norms_refused: report.refusals.len().to_string(),
-            input_file: input
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            input_sha256: sha256.into(),
-        }
-    }
-
     fn entries(&self) -> [(&'static str, &str); 8] {
         [
             ("version", &self.version),
@@ -231,13 +212,13 @@ mod tests {
             value: Some("me".into()),
         });
         let before = h.metadata_props.clone();
-        let report = Report {
+        let report = crate::passes::report::Report {
             target: "rmsnorm".into(),
             emit: "standard".into(),
             norms_rewritten: 5,
             ..Default::default()
         };
-        let p = Provenance::of(&report, true, Path::new("/x/model.onnx"), "00ff");
+        let p = report.provenance(true, Path::new("/x/model.onnx"), "00ff");
         record(&mut h, &p);
         assert_eq!(&h.metadata_props[..1], &before[..]);
         assert_eq!(read(&h), Some(p));

@@ -133,7 +133,7 @@ fn mean_of_sum(ctx: &Ctx, s: &str, x: &str) -> Option<NodeId> {
 /// A constant that can be γ or β of a norm of `x`: one entry, or the width of `x`'s last axis
 /// along its own last axis (other axes 1).
 fn affine_const(ctx: &Ctx, c: &str, x: &str) -> bool {
-    let Some(dims) = crate::passes::stream::const_dims_through(ctx.g, ctx.ix, c) else {
+    let Some(dims) = crate::ir::const_dims_through(ctx.g, ctx.ix, c) else {
         return false;
     };
     let n: usize = dims.iter().product();

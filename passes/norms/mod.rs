@@ -153,7 +153,7 @@ fn is_const(g: &Graph, v: &str) -> bool {
 /// A scale/shift: a constant, or a float `Cast` of one (onnxruntime's fp16 optimisation casts
 /// fp16 γ/β for f32 norms). Only read, never written: the fold reads the cast values.
 fn is_affine_const(ctx: &Ctx, v: &str) -> bool {
-    is_const(ctx.g, v) || crate::passes::stream::cast_of_const(ctx.g, ctx.ix, v).is_some()
+    is_const(ctx.g, v) || crate::ir::cast_of_const(ctx.g, ctx.ix, v).is_some()
 }
 
 /// The only consumer of `v`, when there is exactly one and `v` is not a graph output.
@@ -204,10 +204,10 @@ impl Ctx<'_> {
 
     /// Whether constant `c` can be the scale/shift of a norm of `v` (the normalised values): one
     /// entry (a scalar that broadcasts) or D entries along its last axis (other axes 1), D the
-    /// last dim of `v` when known. Else why not (an empty γ broadcast nowhere and panicked).
+    /// last dim of `v` when known. Else why not.
     fn affine_fits(&self, c: &str, v: &str) -> Result<(), NoMatch> {
         let value = || c.to_string();
-        let dims = crate::passes::stream::const_dims_through(self.g, self.ix, c)
+        let dims = crate::ir::const_dims_through(self.g, self.ix, c)
             .ok_or_else(|| NoMatch::AffineNotConst { value: value() })?;
         let n = dims
             .iter()

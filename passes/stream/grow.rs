@@ -22,9 +22,7 @@ impl Analysis<'_> {
                 continue;
             }
             if let Some(c) = seeds.iter().find(|s| self.is_const(s)) {
-                // A norm of a constant reads no residual stream. Grown from there, the "stream"
-                // ran down through the Gathers of the table into the real stream and overlapped
-                // it: both were planned, and the norms they share rewritten twice.
+                // A norm of a constant reads no residual stream.
                 streams.push(Stream {
                     width: self.norm_width(k),
                     norms: vec![k],
@@ -135,7 +133,7 @@ impl Analysis<'_> {
                         st.edges.entry(v.clone()).or_default().push((c, slot));
                         queue.extend(outs);
                     }
-                    Consumer::Shape => st.shape_readers.push(c),
+                    Consumer::Shape => {}
                     Consumer::Outside(why) => outside.push(why),
                 }
             }

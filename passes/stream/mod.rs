@@ -130,8 +130,6 @@ pub struct Stream {
     pub observed: Vec<Refusal>,
     /// Norms whose output is a source of this stream.
     pub norm_sources: Vec<usize>,
-    /// Shape nodes reading stream values.
-    pub shape_readers: Vec<NodeId>,
     /// Values between a constant source and the stream, through ops that keep every channel
     /// apart (their hidden axis may sit anywhere): compressed with the stream.
     pub chain_values: BTreeSet<String>,
@@ -155,10 +153,8 @@ pub struct Analysis<'a> {
     norm_by_node: HashMap<NodeId, usize>,
 }
 
-pub(super) fn is_float_cast(n: &crate::proto::NodeProto) -> bool {
-    n.attr_i("to")
-        .is_some_and(|t| crate::tensor::is_float(t as i32))
-}
+pub(super) use crate::ir::is_float_cast;
+pub use crate::ir::{cast_of_const, const_dims_through};
 
 impl<'a> Analysis<'a> {
     /// Prepare the lookups.
@@ -324,25 +320,6 @@ impl<'a> Analysis<'a> {
             .map(Refusal::Unwritable)
             .collect()
     }
-}
-
-/// The `Cast` (to a float type) producing `v` from a float constant, when it does.
-pub fn cast_of_const(g: &Graph, ix: &GraphIndex, v: &str) -> Option<NodeId> {
-    let c = ix.producer(v)?;
-    let n = g.node(c);
-    if !(n.is("Cast") && is_float_cast(n)) {
-        return None;
-    }
-    let t = g.constant_tensor(n.input(0)?)?;
-    crate::tensor::is_float(t.data_type.unwrap_or(dt::UNDEFINED)).then_some(c)
-}
-
-/// The dims of constant `v`, or of the constant behind it when `v` is its float `Cast`.
-pub fn const_dims_through(g: &Graph, ix: &GraphIndex, v: &str) -> Option<Vec<usize>> {
-    g.constant_dims(v).or_else(|| {
-        let c = cast_of_const(g, ix, v)?;
-        g.constant_dims(g.node(c).input(0)?)
-    })
 }
 
 /// Float element type of a value, when declared (used to keep centering nodes in the stream's

@@ -453,7 +453,7 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
         });
     }
     let sha = digest.finish(input).map_err(Fail::Lib)?;
-    let mut prov = provenance::Provenance::of(&outcome.report, job.opts.fold, input, &sha);
+    let mut prov = outcome.report.provenance(job.opts.fold, input, &sha);
     if job.in_memory {
         // The private temporary file's name says nothing about the model.
         prov.input_file = String::new();

@@ -79,7 +79,7 @@ impl Drop for Staged {
 }
 
 /// Tensor payloads computed while the model is written, a block at a time (the rewrite's
-/// deferred weight edits, see [`crate::ir::Deferred`]).
+/// deferred weight edits, see `ir::Deferred`).
 pub trait Computed {
     /// Whether the payload of `t` is computed here.
     fn is_computed(&self, t: &TensorProto) -> bool;

@@ -6,8 +6,8 @@ use crate::proto::{NodeProto, TensorProto};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// Where constants live, by name: what [`Graph::constant_tensor`] looks up (a scan of the
-/// graph per lookup made the pass quadratic on big graphs). The graph's fields are private and
+/// Where constants live, by name: what [`Graph::constant_tensor`] looks up in constant time.
+/// The graph's fields are private and
 /// every edit goes through its mutation API, which keeps the index exact (or drops it).
 #[derive(Debug, Default)]
 pub(super) struct ConstIndex {
@@ -137,8 +137,7 @@ impl Graph {
     /// The tensor behind a constant value: an initializer (that is not also a graph input) or
     /// the `value` of a Constant node.
     pub fn constant_tensor(&self, name: &str) -> Option<&TensorProto> {
-        // At most this many Identity hops: a hostile chain of thousands of Identity nodes made
-        // every lookup (so the pass) cubic when each hop scanned the graph.
+        // At most this many Identity hops (a lookup stays bounded on any chain).
         const MAX_IDENTITY_HOPS: usize = 8;
         let ix = self.const_index();
         let mut name = name;
@@ -178,4 +177,29 @@ impl Graph {
         self.constant_tensor(name)
             .map(|t| t.dims.iter().map(|&d| d.max(0) as usize).collect())
     }
+}
+
+/// Whether `n` (a `Cast`) casts to a float type.
+pub fn is_float_cast(n: &NodeProto) -> bool {
+    n.attr_i("to")
+        .is_some_and(|t| crate::tensor::is_float(t as i32))
+}
+
+/// The `Cast` (to a float type) producing `v` from a float constant, when it does.
+pub fn cast_of_const(g: &Graph, ix: &GraphIndex, v: &str) -> Option<NodeId> {
+    let c = ix.producer(v)?;
+    let n = g.node(c);
+    if !(n.is("Cast") && is_float_cast(n)) {
+        return None;
+    }
+    let t = g.constant_tensor(n.input(0)?)?;
+    crate::tensor::is_float(t.data_type.unwrap_or(crate::proto::data_type::UNDEFINED)).then_some(c)
+}
+
+/// The dims of constant `v`, or of the constant behind it when `v` is its float `Cast`.
+pub fn const_dims_through(g: &Graph, ix: &GraphIndex, v: &str) -> Option<Vec<usize>> {
+    g.constant_dims(v).or_else(|| {
+        let c = cast_of_const(g, ix, v)?;
+        g.constant_dims(g.node(c).input(0)?)
+    })
 }

@@ -28,7 +28,7 @@ pub mod text;
 mod unit;
 
 pub use graph::{Deferred, Graph, Pending};
-pub use index::GraphIndex;
+pub use index::{cast_of_const, const_dims_through, is_float_cast, GraphIndex};
 pub use node::NodeExt;
 
 use crate::error::{Error, Result};

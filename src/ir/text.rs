@@ -1,5 +1,6 @@
 //! A text form of small graphs, for tests written by hand: the line format [`super::dump`]
 //! prints, plus a few header lines that give what a dump leaves out (constant values, opsets).
+//! One file: the parser of one line format (a little over 600 lines, kept together).
 //!
 //! ```text
 //! # a comment; blank lines are skipped

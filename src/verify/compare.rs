@@ -146,13 +146,28 @@ pub(super) fn runtime_failure(e: &VerifyError) -> bool {
     matches!(e, VerifyError::Tract { .. } | VerifyError::Ort { .. })
 }
 
-/// One failed row per output of A: model B could not be run where A could.
-pub(super) fn failed_rows(
+/// Model B could not be run where A could: one failed row per output of A, or, when B ran out
+/// of memory (the budget's estimate fell short of what the runtime allocated), a verification
+/// that could not complete — a resource limit says nothing about the rewrite.
+pub(super) fn b_failed(
     runtime: Runtime,
     case: Option<&str>,
     a: &ModelSpec,
     e: &VerifyError,
-) -> Vec<Row> {
+) -> Result<Vec<Row>, VerifyError> {
+    if e.out_of_memory() {
+        return Err(VerifyError::Incomplete(format!(
+            "the rewritten model ran out of memory in {} where the original ran ({}); verify \
+             with a larger --verify-budget or smaller --dim sizes",
+            runtime.name(),
+            e.short()
+        )));
+    }
+    Ok(failed_rows(runtime, case, a, e))
+}
+
+/// One failed row per output of A: model B could not be run where A could.
+fn failed_rows(runtime: Runtime, case: Option<&str>, a: &ModelSpec, e: &VerifyError) -> Vec<Row> {
     a.outputs
         .iter()
         .enumerate()

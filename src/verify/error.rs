@@ -133,6 +133,21 @@ impl VerifyError {
         }
     }
 
+    /// Whether a runtime failed because an allocation failed (tract's allocation panic,
+    /// onnxruntime's arena), not because of the model.
+    pub fn out_of_memory(&self) -> bool {
+        match self {
+            VerifyError::Tract { message, .. } | VerifyError::Ort { message, .. } => {
+                message.contains("failed to allocate")
+                    || message.contains("AllocateRawInternal")
+                    || message.contains("bad_alloc")
+                    || message.contains("out of memory")
+                    || (message.contains("memory allocation of") && message.contains("failed"))
+            }
+            _ => false,
+        }
+    }
+
     /// A one-line, bounded form of the error's runtime message, for tables (`optimise: …`).
     pub fn short(&self) -> String {
         let (stage, message) = match self {

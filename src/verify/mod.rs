@@ -66,7 +66,7 @@ pub use crate::ops::CrmsNormalization;
 pub use budget::BudgetEstimate;
 pub use child::{child_main, isolate_command, verify_isolated, Checked, Isolation, CHILD_ARG};
 use compare::{
-    check_count, check_interfaces, check_shapes_fit, compare, failed_rows, runtime_failure,
+    b_failed, check_count, check_interfaces, check_shapes_fit, compare, runtime_failure,
 };
 pub(crate) use error::panic_message;
 pub(crate) use error::shorten;
@@ -392,12 +392,9 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                             &outs_b,
                             opts.rtol,
                         )),
-                        Err(e) => rows.extend(failed_rows(
-                            Runtime::Tract,
-                            label(c).as_deref(),
-                            &spec_a,
-                            &e,
-                        )),
+                        Err(e) => {
+                            rows.extend(b_failed(Runtime::Tract, label(c).as_deref(), &spec_a, &e)?)
+                        }
                     }
                     if !ran.contains(&Runtime::Tract) {
                         ran.push(Runtime::Tract);
@@ -488,15 +485,15 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                                     &outs_b,
                                     opts.rtol,
                                 )),
-                                Err(e) => rows.extend(failed_rows(
+                                Err(e) => rows.extend(b_failed(
                                     Runtime::Ort,
                                     case.as_deref(),
                                     &spec_a,
                                     &e,
-                                )),
+                                )?),
                             },
                             Err(e) => {
-                                rows.extend(failed_rows(Runtime::Ort, case.as_deref(), &spec_a, e))
+                                rows.extend(b_failed(Runtime::Ort, case.as_deref(), &spec_a, e)?)
                             }
                         }
                         if !ran.contains(&Runtime::Ort) {

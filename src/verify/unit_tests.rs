@@ -6,6 +6,7 @@ use super::inputs::Rng;
 use super::report::{Accum, Runtime};
 use super::spec::{resolve_shapes, Dim, DimExpr, ValueSpec};
 use super::tensor::{from_f64_fn, HostTensor};
+use super::VerifyError;
 use crate::proto::data_type as dt;
 
 fn spec(name: &str, dims: Vec<Dim>) -> ValueSpec {
@@ -304,4 +305,31 @@ fn expression_dims_take_one_value_per_name() {
     assert!(err.contains("axis 0 of input `x`"), "{err}");
     assert!(err.contains("`a - b` comes out negative (-3)"), "{err}");
     assert!(err.contains("--dim a=VALUE --dim b=VALUE"), "{err}");
+}
+
+/// A runtime that failed on an allocation is out of memory (on model B, verification is then
+/// incomplete, exit 5: `compare::b_failed`); a failure of the model itself is not.
+#[test]
+fn allocation_failures_are_out_of_memory() {
+    let ort = |m: &str| VerifyError::Ort {
+        stage: "run",
+        path: "b.onnx".into(),
+        message: m.into(),
+    };
+    assert!(ort(
+        "Non-zero status code returned while running MatMul node. Status Message: \
+         bfc_arena.cc:360 void* onnxruntime::BFCArena::AllocateRawInternal(size_t, bool) \
+         Failed to allocate memory for requested buffer of size 805306368"
+    )
+    .out_of_memory());
+    assert!(
+        !ort("Non-zero status code returned while running MatMul node: shape mismatch")
+            .out_of_memory()
+    );
+    let tract = VerifyError::Tract {
+        stage: "run",
+        path: "b.onnx".into(),
+        message: "panicked: failed to allocate Layout { size: 2048, align: 512 }".into(),
+    };
+    assert!(tract.out_of_memory());
 }

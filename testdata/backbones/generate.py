@@ -160,39 +160,48 @@ COMMON = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
               intermediate_size=64, image_size=32, patch_size=8, num_channels=3)
 
 
-def dinov2(dynamo_only=False):
+def want(only, tag):
+    """`only`: the export tags asked for on the command line (`group:ts14`, `group:dynamo`),
+    None for all of the group's exports."""
+    return only is None or tag in only
+
+
+def dinov2(only=None):
     d = Dinov2Model(Dinov2Config(**COMMON, layerscale_value=1.0)).eval()
     randomize(d, 1)
     out = []
     says = ["LayerScale folded", "Resize"]
-    if not dynamo_only:
-        for opset in (14, 17):
+    for opset in (14, 17):
+        if want(only, f"ts{opset}"):
             err = export(Hidden(d), f"dinov2_ts{opset}.onnx", opset, SIZES)
             out.append(entry(f"dinov2_ts{opset}.onnx", "transformers Dinov2Model",
                              "torchscript", opset, SIZES, 5, says, err))
-    err = export(Hidden(d), "dinov2_dynamo18.onnx", 18, SIZES, dynamo=True)
-    out.append(entry("dinov2_dynamo18.onnx", "transformers Dinov2Model", "dynamo", 18, SIZES,
-                     5, says, err))
+    if want(only, "dynamo"):
+        err = export(Hidden(d), "dinov2_dynamo18.onnx", 18, SIZES, dynamo=True)
+        out.append(entry("dinov2_dynamo18.onnx", "transformers Dinov2Model", "dynamo", 18,
+                         SIZES, 5, says, err))
     return out
 
 
-def vit(dynamo_only=False):
+def vit(only=None):
     v = ViTModel(ViTConfig(**COMMON)).eval()
     randomize(v, 2)
     out = []
-    if not dynamo_only:
-        err = export(Hidden(v, interpolate=True, pooled=False), "vit_interp_ts17.onnx", 17,
-                     SIZES)
-        out.append(entry("vit_interp_ts17.onnx", "transformers ViTModel(interpolate_pos_"
-                         "encoding=True)", "torchscript", 17, SIZES, 5, ["Resize"], err))
-    err = export(Hidden(v, interpolate=True, pooled=False), "vit_interp_dynamo18.onnx", 18,
-                 SIZES, dynamo=True)
-    out.append(entry("vit_interp_dynamo18.onnx", "transformers ViTModel(interpolate_pos_"
-                     "encoding=True)", "dynamo", 18, SIZES, 5, ["Resize"], err))
+    for opset in (14, 17):
+        if want(only, f"ts{opset}"):
+            name = f"vit_interp_ts{opset}.onnx"
+            err = export(Hidden(v, interpolate=True, pooled=False), name, opset, SIZES)
+            out.append(entry(name, "transformers ViTModel(interpolate_pos_encoding=True)",
+                             "torchscript", opset, SIZES, 5, ["Resize"], err))
+    if want(only, "dynamo"):
+        err = export(Hidden(v, interpolate=True, pooled=False), "vit_interp_dynamo18.onnx", 18,
+                     SIZES, dynamo=True)
+        out.append(entry("vit_interp_dynamo18.onnx", "transformers ViTModel(interpolate_pos_"
+                         "encoding=True)", "dynamo", 18, SIZES, 5, ["Resize"], err))
     return out
 
 
-def depth_anything():
+def depth_anything(only=None):
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
     bb = Dinov2Config(**dict(COMMON, num_hidden_layers=4), layerscale_value=1.0,
                       out_features=["stage1", "stage2", "stage3", "stage4"],
@@ -212,8 +221,11 @@ def depth_anything():
             return self.m(pixel_values=pixel_values).predicted_depth
 
     out = []
+    src = "transformers DepthAnythingForDepthEstimation (Dinov2 backbone)"
     # 4 blocks × 2 LayerNorms + the backbone LayerNorm on each of the 4 out stages
     for opset in (14, 17):
+        if not want(only, f"ts{opset}"):
+            continue
         name = f"depth_anything_ts{opset}.onnx"
         err = export(Depth(m), name, opset, SIZES, dynamic_hw=False)
         out.append(entry(name, "transformers DepthAnythingForDepthEstimation (Dinov2 backbone)",
@@ -221,6 +233,16 @@ def depth_anything():
                          dynamic_hw=False,
                          notes="the backbone LayerNorm reads 4 stream values (stage1..4); "
                          "fixed 32x32: the tracer freezes the head's output size (int())"))
+    if want(only, "dynamo"):
+        name = "depth_anything_dynamo18.onnx"
+        # fixed 32x32 here too: exported with dynamic height and width (example 48x40), the
+        # file runs at 32x32 but returns a 48x40 depth map (the head's size is frozen)
+        err = export(Depth(m), name, 18, SIZES, dynamic_hw=False, dynamo=True)
+        out.append(entry(name, src, "dynamo", 18, SIZES, 12, ["LayerScale folded"], err,
+                         dynamic_hw=False,
+                         notes="the backbone LayerNorm reads 4 stream values (stage1..4); "
+                         "fixed 32x32: exported with dynamic HxW, the head's output size "
+                         "stays the example's"))
     return out
 
 
@@ -241,33 +263,42 @@ def timm_model(arch, seed):
     return Logits(m)
 
 
-def cait():
+def cait(only=None):
     m = timm_model("cait_xxs24_224", 4)
     out = []
     # 2 self-attention blocks × 2, 2 class-attention blocks × 2, the final norm
     for opset in (14, 17):
+        if not want(only, f"ts{opset}"):
+            continue
         name = f"cait_ts{opset}.onnx"
         err = export(m, name, opset, SIZES, dynamic_hw=False)
         out.append(entry(name, "timm cait_xxs24_224 architecture, tiny dims", "torchscript",
                          opset, SIZES, 9, ["LayerScale folded"], err, dynamic_hw=False,
                          notes="class-attention blocks read Concat(cls, patches)"))
+    if want(only, "dynamo"):
+        name = "cait_dynamo18.onnx"
+        err = export(m, name, 18, SIZES, dynamic_hw=False, dynamo=True)
+        out.append(entry(name, "timm cait_xxs24_224 architecture, tiny dims", "dynamo", 18,
+                         SIZES, 9, ["LayerScale folded"], err, dynamic_hw=False,
+                         notes="class-attention blocks read Concat(cls, patches)"))
     return out
 
 
-def deit3(dynamo_only=False):
+def deit3(only=None):
     m = timm_model("deit3_small_patch16_224", 5)
     out = []
     says = ["LayerScale folded"]
     src = "timm deit3_small_patch16_224 architecture, tiny dims"
-    if not dynamo_only:
-        for opset in (14, 17):
+    for opset in (14, 17):
+        if want(only, f"ts{opset}"):
             name = f"deit3_ts{opset}.onnx"
             err = export(m, name, opset, SIZES, dynamic_hw=False)
             out.append(entry(name, src, "torchscript", opset, SIZES, 5, says, err,
                              dynamic_hw=False))
-    err = export(m, "deit3_dynamo18.onnx", 18, SIZES, dynamic_hw=False, dynamo=True)
-    out.append(entry("deit3_dynamo18.onnx", src, "dynamo", 18, SIZES, 5, says, err,
-                     dynamic_hw=False))
+    if want(only, "dynamo"):
+        err = export(m, "deit3_dynamo18.onnx", 18, SIZES, dynamic_hw=False, dynamo=True)
+        out.append(entry("deit3_dynamo18.onnx", src, "dynamo", 18, SIZES, 5, says, err,
+                         dynamic_hw=False))
     return out
 
 
@@ -291,7 +322,8 @@ def main():
     manifest = json.load(open(mpath)) if os.path.exists(mpath) else []
     for g in groups:
         torch.manual_seed(0)
-        made = GROUPS[g.split(":")[0]](**({"dynamo_only": True} if g.endswith(":dynamo") else {}))
+        group, _, tags = g.partition(":")
+        made = GROUPS[group](only=set(tags.split(",")) if tags else None)
         names = {e["file"] for e in made}
         manifest = [e for e in manifest if e["file"] not in names] + made
     manifest.sort(key=lambda e: e["file"])

@@ -4,8 +4,8 @@ classes built from config objects (random weights, nothing downloaded):
 - `dinov2_ts14.onnx`, `dinov2_ts17.onnx`: `Dinov2Model` (LayerScale λ on every residual branch,
   position embeddings interpolated inside the graph), TorchScript exporter at opset 14 / 17,
   dynamic batch, height and width; output the last hidden state.
-- `vit_interp_ts17.onnx`: `ViTModel` called with `interpolate_pos_encoding=True`, dynamic
-  height and width; output the pooler output.
+- `vit_interp_ts14.onnx`, `vit_interp_ts17.onnx`: `ViTModel` called with
+  `interpolate_pos_encoding=True`, dynamic height and width; output the last hidden state.
 
 - `depth_anything_ts14.onnx`, `depth_anything_ts17.onnx`: `DepthAnythingForDepthEstimation`
   (Dinov2 backbone config, 4 layers, 4 out stages each read by the backbone's LayerNorm, DPT
@@ -16,9 +16,11 @@ classes built from config objects (random weights, nothing downloaded):
   `Concat(cls, patches)`), fixed 32×32; output the logits.
 - `deit3_ts14.onnx`, `deit3_ts17.onnx`: timm `deit3_small_patch16_224` architecture with tiny
   dims (LayerScale `ls1`/`ls2`, position table without the class row); output the logits.
-- `dinov2_dynamo18.onnx`, `vit_interp_dynamo18.onnx`, `deit3_dynamo18.onnx`: the dynamo
-  exporter (`dynamo=True`, opset 18), DINOv2 and the interpolating ViT with dynamic height and
-  width.
+- `dinov2_dynamo18.onnx`, `vit_interp_dynamo18.onnx`, `deit3_dynamo18.onnx`,
+  `cait_dynamo18.onnx`, `depth_anything_dynamo18.onnx`: the dynamo exporter (`dynamo=True`,
+  opset 18), DINOv2 and the interpolating ViT with dynamic height and width, the others at a
+  fixed 32×32 (DepthAnything exported with dynamic height and width runs at other sizes but
+  returns the example's depth-map size).
 
 Every file is run in onnxruntime against PyTorch (relative error in manifest.json, at every
 size listed there), and `manifest.json` records what the rewrite must do with it.
@@ -27,6 +29,7 @@ Run with torch, transformers and timm (pinned in REQUIREMENTS), onnx and onnxrun
     python3 testdata/backbones/generate.py                  # every model
     python3 testdata/backbones/generate.py cait deit3       # only these groups (manifest merged)
     python3 testdata/backbones/generate.py dinov2:dynamo    # only the group's dynamo export
+    python3 testdata/backbones/generate.py vit:ts14 cait:ts17,dynamo   # single exports
 Weights: seeded; LayerNorm γ ~ U(0.5, 1.5), β ~ N(0, 0.3); λ ~ U(0.5, 1.5); position embeddings,
 class token and patch-embedding bias get a shared row offset so an un-centred stream is off.
 """

@@ -47,12 +47,22 @@ pub(super) fn shape_value(g: &Graph, s: &Shapes, n: &NodeProto) -> Option<Vec<Di
                 // Picking from a shape we cannot read still tells how many values come out.
                 return Some(vec![Dim::Unknown; idx.len()]);
             };
-            idx.iter()
-                .map(|&i| {
-                    let i = if i < 0 { i + data.len() as i64 } else { i };
-                    data.get(usize::try_from(i).ok()?).cloned()
-                })
-                .collect()
+            // Values are kept flat (row-major): from a constant of rank ≥ 2, index i picks
+            // the whole row i (`row` values), not element i.
+            let row = match g.constant_dims(n.input(0)?) {
+                Some(dims) if dims.len() >= 2 => dims[1..].iter().product::<usize>(),
+                _ => 1,
+            };
+            if row == 0 || data.len() % row != 0 {
+                return None;
+            }
+            let rows = (data.len() / row) as i64;
+            let mut out = Vec::with_capacity(idx.len() * row);
+            for &i in &idx {
+                let i = usize::try_from(if i < 0 { i + rows } else { i }).ok()?;
+                out.extend_from_slice(data.get(i * row..(i + 1) * row)?);
+            }
+            Some(out)
         }
         "Slice" => {
             let data = val(0)?;

@@ -110,7 +110,6 @@ init @ids: i64[2,3] = [0, 1, 2, 3, 4, 5]
 /// Gather (axis 0) from a 2-D integer constant picks rows: the value of `Gather(T, [1])` with
 /// T = [[2, 12], [3, 8]] is [3, 8], and a Reshape to it has shape [3, 8].
 #[test]
-#[ignore = "bug: shape_value flattens a 2-D constant and picks element 1 (12), not row 1 ([3, 8])"]
 fn gather_rows_of_a_2d_constant() {
     let out = shapes(
         "

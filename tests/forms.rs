@@ -6,14 +6,17 @@
 #[path = "common/hostile.rs"]
 mod hostile;
 
+#[path = "common/verify_opts.rs"]
+mod verify_opts;
 use hostile::{attr_f, attr_i, attr_ints, model, node, rand_tensor, vi};
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, Options, Target};
 use onnx_normopt::proto::{
     data_type as dt, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto,
 };
-use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
+use onnx_normopt::verify;
 use prost::Message;
+use verify_opts::verify_opts;
 
 /// A graph under construction: nodes, initializers, fresh names.
 #[derive(Default)]
@@ -153,24 +156,6 @@ struct Expect {
     centering: usize,
     /// Strings the report (JSON) must contain.
     says: &'static [&'static str],
-}
-
-fn verify_opts() -> VerifyOptions {
-    let require = verify::ci_requires_ort();
-    let have = !matches!(
-        verify::find_ort_library(None),
-        verify::OrtLibrary::NotFound { .. }
-    );
-    VerifyOptions {
-        samples: 2,
-        runtimes: if have || require {
-            Runtimes::Both
-        } else {
-            Runtimes::Tract
-        },
-        require_ort: require,
-        ..Default::default()
-    }
 }
 
 /// Rewrite `m` with both targets; check the report and run both graphs.

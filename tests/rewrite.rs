@@ -3,11 +3,14 @@
 //! numerically against the original in tract and onnxruntime; each "refuse" model is left alone
 //! with its reasons.
 
+#[path = "common/verify_opts.rs"]
+mod verify_opts;
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::report::{Refusal, StreamStatus, Why};
 use onnx_normopt::passes::{self, CrmsEmit, Emit, Options, OutputForm, Target};
-use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
+use onnx_normopt::verify;
 use std::path::{Path, PathBuf};
+use verify_opts::verify_opts;
 
 /// Whether a norm was left alone because a stream it feeds is refused.
 fn flows_from_refused(why: &Why) -> bool {
@@ -22,25 +25,6 @@ fn manifest() -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(root().join("testdata/manifest.json"))
         .expect("testdata/manifest.json");
     serde_json::from_str(&text).expect("manifest is JSON")
-}
-
-/// Verify with tract always, and onnxruntime when its library is there (required under CI=true).
-fn verify_opts() -> VerifyOptions {
-    let require = verify::ci_requires_ort();
-    let have = !matches!(
-        verify::find_ort_library(None),
-        verify::OrtLibrary::NotFound { .. }
-    );
-    VerifyOptions {
-        samples: 2,
-        runtimes: if have || require {
-            Runtimes::Both
-        } else {
-            Runtimes::Tract
-        },
-        require_ort: require,
-        ..Default::default()
-    }
 }
 
 const LN_OPS: &[&str] = &["LayerNormalization", "SkipLayerNormalization"];

@@ -12,6 +12,8 @@
 //! a constant in both files) and must agree at float32 rounding; both targets, with weight
 //! edits in memory and at write time (passes/edit.rs).
 
+#[path = "common/verify_opts.rs"]
+mod verify_opts;
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, Options, Target};
 use onnx_normopt::proto::{
@@ -19,9 +21,10 @@ use onnx_normopt::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
-use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
+use onnx_normopt::verify;
 use prost::Message;
 use std::path::Path;
+use verify_opts::verify_opts;
 
 const D: usize = 16;
 const V: usize = 24;
@@ -258,24 +261,6 @@ fn freeze(path: &Path, cond: bool, out: &Path) {
         ..Default::default()
     });
     std::fs::write(out, m.encode_to_vec()).unwrap();
-}
-
-fn verify_opts() -> VerifyOptions {
-    let require = verify::ci_requires_ort();
-    let have = !matches!(
-        verify::find_ort_library(None),
-        verify::OrtLibrary::NotFound { .. }
-    );
-    VerifyOptions {
-        samples: 2,
-        runtimes: if have || require {
-            Runtimes::Both
-        } else {
-            Runtimes::Tract
-        },
-        require_ort: require,
-        ..Default::default()
-    }
 }
 
 fn branch_ops(m: &ModelProto) -> Vec<(String, Vec<String>)> {

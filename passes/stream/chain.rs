@@ -218,27 +218,12 @@ impl Analysis<'_> {
                 }
             }
             "Pad" => {
-                let mode_ok = n
-                    .attribute
-                    .iter()
-                    .find(|a| a.name.as_deref() == Some("mode"))
-                    .is_none_or(|a| a.s.as_deref() == Some(b"constant"));
-                let zero = match n.input(2).filter(|x| !x.is_empty()) {
-                    None => n.attr_f("value").unwrap_or(0.0) == 0.0,
-                    Some(c) => self
-                        .g
-                        .constant_tensor(c)
-                        .and_then(|t| {
-                            crate::ir::read_array(t, &Default::default(), std::path::Path::new(""))
-                                .ok()
-                        })
-                        .is_some_and(|a| a.data.iter().all(|&x| x == 0.0)),
-                };
+                let fill_ok = self.pads_with_zeros(n, n.input(2).filter(|x| !x.is_empty()));
                 let pads = n.attr_ints("pads").map(<[i64]>::to_vec).or_else(|| ints(1));
                 let pads_ok = n.input(3).filter(|x| !x.is_empty()).is_none()
                     && pads
                         .is_some_and(|pd| pd.len() == 2 * r && pd[axis] == 0 && pd[axis + r] == 0);
-                mode_ok && zero && pads_ok && go(0, axis, ch, path)
+                fill_ok && pads_ok && go(0, axis, ch, path)
             }
             "Gather" => {
                 let ri = n.input(0).and_then(|x| self.rank(x));

@@ -244,6 +244,27 @@ impl<'a> Analysis<'a> {
 
     /// Whether `v`'s last axis is the hidden axis of width `d`, as far as shapes tell (an
     /// unknown rank is accepted for values reached through checked ops).
+    /// Whether Pad `n` fills with zeros in `constant` mode: its `value` (the input `value`, or
+    /// the attribute when that is absent) is a constant 0.
+    fn pads_with_zeros(&self, n: &crate::proto::NodeProto, value: Option<&str>) -> bool {
+        let constant_mode = n
+            .attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some("mode"))
+            .is_none_or(|a| a.s.as_deref() == Some(b"constant"));
+        let zero = match value {
+            None => n.attr_f("value").unwrap_or(0.0) == 0.0,
+            Some(c) => self
+                .g
+                .constant_tensor(c)
+                .and_then(|t| {
+                    crate::ir::read_array(t, &Default::default(), std::path::Path::new("")).ok()
+                })
+                .is_some_and(|a| a.data.iter().all(|&x| x == 0.0)),
+        };
+        constant_mode && zero
+    }
+
     fn last_is(&self, v: &str, d: usize) -> bool {
         match self.shapes.get(v) {
             Some(s) => s.last().and_then(|x| x.known()) == Some(d as i64),

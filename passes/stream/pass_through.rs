@@ -123,22 +123,7 @@ impl Analysis<'_> {
                 let r = self
                     .rank(&v)
                     .ok_or_else(|| format!("Pad {:?}: rank unknown", n.label()))?;
-                let mode_ok = n
-                    .attribute
-                    .iter()
-                    .find(|a| a.name.as_deref() == Some("mode"))
-                    .is_none_or(|a| a.s.as_deref() == Some(b"constant"));
-                let zero = match n.input(2) {
-                    None => n.attr_f("value").unwrap_or(0.0) == 0.0,
-                    Some(c) => self
-                        .g
-                        .constant_tensor(c)
-                        .and_then(|t| {
-                            crate::ir::read_array(t, &Default::default(), std::path::Path::new(""))
-                                .ok()
-                        })
-                        .is_some_and(|a| a.data.iter().all(|&x| x == 0.0)),
-                };
+                let fill_ok = self.pads_with_zeros(n, n.input(2));
                 let pads = n.attr_ints("pads").map(<[i64]>::to_vec).or_else(|| {
                     n.input(1)
                         .and_then(|x| crate::ir::shape::const_ints(self.g, x))
@@ -147,7 +132,7 @@ impl Analysis<'_> {
                     && pads.is_some_and(|pd| {
                         pd.len() == 2 * r && pd[r - 1] == 0 && pd[2 * r - 1] == 0
                     });
-                if mode_ok && zero && pads_ok {
+                if fill_ok && pads_ok {
                     Ok(vec![out0()])
                 } else {
                     Err(format!(

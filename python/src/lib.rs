@@ -328,29 +328,6 @@ fn total_size(path: &Path, model: &Model) -> u64 {
     n
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Fail> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let w = |e: std::io::Error| {
-        Fail::Lib(Error::Write {
-            path: path.into(),
-            reason: e.to_string(),
-        })
-    };
-    std::fs::write(&tmp, bytes).map_err(w)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        w(e)
-    })
-}
-
 /// One rewrite, as the CLI's rewrite command does it.
 struct Job {
     input: PathBuf,
@@ -529,7 +506,7 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
     }
     if let Some(rp) = &job.report_path {
         let text = serde_json::to_string_pretty(&outcome.report).unwrap_or_default();
-        write_atomic(rp, text.as_bytes())?;
+        onnx_normopt::flow::write_atomic(rp, text.as_bytes()).map_err(Fail::Lib)?;
     }
     staged.commit().map_err(Fail::Lib)?;
     Ok(Done {

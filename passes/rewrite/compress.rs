@@ -142,9 +142,9 @@ pub(super) fn compress_stream(
     }
     let mut compressed: BTreeSet<String> = st.values.clone();
     compressed.extend(st.chain_values.iter().cloned());
-    // Constants that a chain reads are compressed along their hidden axis too.
+    // Centred constants are compressed along their hidden axis too.
     compressed.extend(st.leaves.iter().filter_map(|l| match &l.leaf {
-        Leaf::Const { axis: Some(_), .. } => Some(l.value.clone()),
+        Leaf::Const { .. } => Some(l.value.clone()),
         _ => None,
     }));
     for np in p

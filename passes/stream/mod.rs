@@ -15,10 +15,16 @@
 //! explicit node on the stream side only ("cut") — except a LayerNorm source read by a linear
 //! branch too: that is the Post-LN signature, and the stream is refused.
 
-mod chain;
+mod canon;
 mod grow;
-mod pass_through;
+pub mod lattice;
+mod old;
+mod place;
+pub mod transfer;
 mod writers;
+
+pub use canon::Canon;
+pub use lattice::{Fact, Hidden};
 
 use super::norms::NormMatch;
 use super::report::Refusal;
@@ -135,6 +141,10 @@ pub struct Stream {
     pub chain_values: BTreeSet<String>,
     /// Shape inputs of such ops that state the hidden width: (node, slot, index in the shape).
     pub chain_shapes: Vec<(NodeId, usize, usize)>,
+    /// Every value of the stream with its hidden axis.
+    pub hidden: std::collections::BTreeMap<String, Hidden>,
+    /// The stream values each value is computed from (its producer's stream inputs).
+    pub up: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The analysis context.
@@ -151,6 +161,8 @@ pub struct Analysis<'a> {
     norm_by_output: HashMap<String, usize>,
     /// node → norm owning it.
     norm_by_node: HashMap<NodeId, usize>,
+    /// Structurally equal nodes: one value under several names.
+    pub canon: Canon,
 }
 
 pub(super) use crate::ir::is_float_cast;
@@ -179,6 +191,7 @@ impl<'a> Analysis<'a> {
             norms,
             norm_by_output,
             norm_by_node,
+            canon: Canon::new(g),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Constant sources that reach a stream through ops acting the same on every channel (the
 //! hidden axis followed through them, wherever it sits).
 
-use super::{is_float_cast, Analysis};
+use super::super::{is_float_cast, Analysis};
 use crate::ir::{shape, NodeExt, NodeId};
 
 impl Analysis<'_> {
@@ -18,7 +18,7 @@ impl Analysis<'_> {
     /// `AveragePool` (channels first), `ReduceMean`/`ReduceSum` over other axes, `Add`/`Sub`,
     /// `Where` with a per-token condition, and `Mul`/`Div` by a constant scalar. Each value
     /// inside the chain is read by nothing else (`Shape` apart). Fills `ch`.
-    pub(super) fn chain(
+    pub(super) fn chain_old(
         &self,
         v: &str,
         axis: usize,
@@ -74,7 +74,7 @@ impl Analysis<'_> {
             }
             ch.values.push(x.to_string());
             let mut sub = path.clone();
-            self.chain(x, ax, d, ch, &mut sub, depth + 1)
+            self.chain_old(x, ax, d, ch, &mut sub, depth + 1)
         };
         // The hidden axis of input `x` when `x` broadcasts against the output (rank `r`).
         let aligned = |x: &str| -> Option<usize> {

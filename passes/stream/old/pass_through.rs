@@ -1,11 +1,11 @@
 //! Ops that pass a residual stream through unchanged along its hidden axis.
 
-use super::{is_float_cast, Analysis};
+use super::super::{is_float_cast, Analysis};
 use crate::ir::{shape, NodeExt, NodeId};
 
 impl Analysis<'_> {
     /// If node `id` passes the stream from input `slot` to some outputs, those outputs; else why not.
-    pub fn pass_through(&self, id: NodeId, slot: usize, d: usize) -> Result<Vec<String>, String> {
+    pub fn pass_through_old(&self, id: NodeId, slot: usize, d: usize) -> Result<Vec<String>, String> {
         let n = self.g.node(id);
         let out0 = || n.output.first().cloned().unwrap_or_default();
         let v = n.input.get(slot).cloned().unwrap_or_default();

@@ -85,9 +85,4 @@ impl Canon {
         out.retain(|x| x != v);
         out
     }
-
-    /// Whether any node is duplicated.
-    pub fn is_empty(&self) -> bool {
-        self.rep.is_empty()
-    }
 }

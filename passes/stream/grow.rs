@@ -12,7 +12,6 @@ use super::lattice::{Fact, Hidden};
 use super::transfer::{Carry, Port, Rule};
 use super::{Analysis, Leaf, LeafAt, Stream};
 use crate::ir::{NodeExt, NodeId};
-use crate::passes::norms::NormKind;
 use crate::passes::report::Refusal;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -79,6 +78,7 @@ impl Analysis<'_> {
             queue: VecDeque::new(),
             leaves: BTreeMap::new(),
             consts: BTreeMap::new(),
+            via: HashMap::new(),
             norms: BTreeSet::new(),
             edges: HashMap::new(),
             observed: Vec::new(),
@@ -107,7 +107,9 @@ struct Grower<'a, 'b> {
     queue: VecDeque<(String, Hidden)>,
     leaves: BTreeMap<String, Leaf>,
     /// Constant leaves: (node, slot) → the hidden axis in the constant (None: its last).
-    consts: BTreeMap<(NodeId, usize), Option<usize>>,
+    consts: BTreeMap<(NodeId, usize), (Option<usize>, Vec<String>)>,
+    /// Values reached upwards: value → (the node that reads it, the value that node makes).
+    via: HashMap<String, (NodeId, String)>,
     norms: BTreeSet<usize>,
     edges: HashMap<String, Vec<(NodeId, usize)>>,
     observed: Vec<Refusal>,
@@ -196,10 +198,48 @@ impl Grower<'_, '_> {
                                 None
                             }
                         };
-                        self.consts.entry((node, s)).or_insert(axis);
+                        // The ops between the constant and the stream, when the hidden axis is
+                        // not last on the way (a position table interpolated in the graph).
+                        let mut path = vec![node];
+                        let mut cur = v.to_string();
+                        let upwards = matches!(from, Port::Out(_));
+                        while upwards && self.facts.get(&cur).is_some_and(|h| !h.is_last()) {
+                            match self.via.get(&cur) {
+                                Some((q, w)) if !path.contains(q) => {
+                                    path.push(*q);
+                                    cur = w.clone();
+                                }
+                                _ => break,
+                            }
+                        }
+                        // A constant added or joined in directly, or only reshaped or broadcast
+                        // on the way (a class token), is simply centred.
+                        let direct = matches!(
+                            n.op(),
+                            "Add" | "Sub" | "Concat" | "Where" | "Expand" | "Reshape" | "Unsqueeze"
+                                | "Squeeze" | "Identity" | "Cast" | "Flatten"
+                        );
+                        let (axis, through) = if path.len() > 1 || axis.is_some() || !direct {
+                            let mut t: Vec<String> = path
+                                .iter()
+                                .map(|&q| {
+                                    let qn = a.g.node(q);
+                                    format!("{} {:?}", qn.op().escape_debug(), qn.label())
+                                })
+                                .collect();
+                            t.reverse();
+                            let ax = axis.or_else(|| hp.axis());
+                            (ax, t)
+                        } else {
+                            (None, vec![])
+                        };
+                        self.consts.entry((node, s)).or_insert((axis, through));
                     } else {
                         if matches!(from, Port::Out(_)) {
                             self.up.entry(v.to_string()).or_default().push(x.to_string());
+                            self.via
+                                .entry(x.to_string())
+                                .or_insert((node, v.to_string()));
                         }
                         self.queue.push_back((x.to_string(), hp));
                     }
@@ -259,7 +299,7 @@ impl Grower<'_, '_> {
             if let Some(s) = &a.norms[k].skip {
                 if s.sum.as_deref() == Some(v) {
                     if s.bias.is_some() {
-                        self.consts.entry((p, 4)).or_insert(None);
+                        self.consts.entry((p, 4)).or_insert((None, vec![]));
                     }
                     for x in [&s.a, &s.b] {
                         self.up.entry(v.to_string()).or_default().push(x.clone());
@@ -283,7 +323,7 @@ impl Grower<'_, '_> {
         }
         match a.rule(p, Port::Out(oslot), h, d) {
             Rule::Carry(c) => self.carry(p, Port::Out(oslot), c, v),
-            Rule::Absorb | Rule::Yields(Fact::Same) | Rule::Yields(Fact::Stream(_)) => {
+            Rule::Yields(Fact::Same) | Rule::Yields(Fact::Stream(_)) => {
                 let why = format!("it is computed by {:?}, not by a carrier", n.label());
                 self.leaves.insert(v.to_string(), Leaf::Explicit { why });
             }
@@ -334,7 +374,7 @@ impl Grower<'_, '_> {
                     self.edges.entry(v.to_string()).or_default().push((c, slot));
                     if let Some(s) = &m.skip {
                         if s.bias.is_some() {
-                            self.consts.entry((m.anchor, 4)).or_insert(None);
+                            self.consts.entry((m.anchor, 4)).or_insert((None, vec![]));
                         }
                         for x in [&s.a, &s.b].into_iter().chain(s.sum.as_ref()) {
                             self.queue.push_back((x.clone(), h.with_rank(a.shapes.rank(x))));
@@ -350,14 +390,14 @@ impl Grower<'_, '_> {
                 continue;
             }
             match a.rule(c, Port::In(slot), h, self.d) {
-                Rule::Absorb => {}
+                Rule::Yields(Fact::Same) => {}
                 Rule::Carry(cr) => {
                     self.edges.entry(v.to_string()).or_default().push((c, slot));
                     self.carry(c, Port::In(slot), cr, v);
                 }
                 Rule::Yields(Fact::Unknown(why)) => unknown.push(why),
                 Rule::Yields(Fact::Derived(why)) => outside.push(why),
-                Rule::Yields(Fact::Same | Fact::Stream(_)) => {
+                Rule::Yields(Fact::Stream(_)) => {
                     outside.push(format!("{} {:?}", n.op().escape_debug(), n.label()))
                 }
             }
@@ -431,7 +471,7 @@ impl Grower<'_, '_> {
             .into_iter()
             .map(|(value, leaf)| LeafAt { value, leaf })
             .collect();
-        for ((node, slot), axis) in self.consts {
+        for ((node, slot), (axis, through)) in self.consts {
             let value = a.g.node(node).input.get(slot).cloned().unwrap_or_default();
             st.leaves.push(LeafAt {
                 value,
@@ -439,7 +479,7 @@ impl Grower<'_, '_> {
                     node,
                     slot,
                     axis,
-                    through: vec![],
+                    through,
                 },
             });
         }

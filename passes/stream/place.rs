@@ -15,7 +15,7 @@
 //!   feature projection): cutting at the value, or below it, leaves the observer the original;
 //! - by cost: a value whose cone holds k ≥ 2 explicit centrings is centred once instead.
 
-use super::{Analysis, Leaf, Stream};
+use super::{Analysis, Fact, Leaf, Stream};
 use crate::ir::NodeExt;
 use crate::passes::report::Refusal;
 use std::collections::BTreeSet;
@@ -48,7 +48,7 @@ impl Analysis<'_> {
 
     /// Whether the stream can be cut at `t` with cone `cone`; else why not.
     fn can_cut(&self, st: &Stream, t: &str, cone: &BTreeSet<String>) -> Result<(), String> {
-        if !st.hidden.get(t).is_some_and(|h| h.is_last()) {
+        if !matches!(st.fact(t), Fact::Stream(h) if h.is_last()) {
             return Err(format!("the hidden axis of {t:?} is not its last"));
         }
         for u in cone {

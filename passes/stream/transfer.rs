@@ -26,11 +26,11 @@ pub enum Port {
 /// What one node does with a stream value at one of its ports.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Rule {
-    /// A carrier: its data ports and the hidden axis at each (the asked port included).
+    /// A carrier: its data ports and the hidden axis at each (the asked port included); they
+    /// are all `Stream`.
     Carry(Carry),
-    /// It reads no values (`Shape`, `Size`).
-    Absorb,
-    /// What the node makes of the value instead (`Derived` or `Unknown`).
+    /// What the node makes of the value instead: `Same` for a reader of no values (`Shape`,
+    /// `Size`), `Derived` for one that sees or changes the mean, `Unknown`.
     Yields(Fact),
 }
 
@@ -166,7 +166,7 @@ impl Analysis<'_> {
         let io = matches!(port, Port::In(0) | Port::Out(0));
         let f = h.from_end;
         match n.op() {
-            "Shape" | "Size" if port == Port::In(0) => Rule::Absorb,
+            "Shape" | "Size" if port == Port::In(0) => Rule::Yields(Fact::Same),
             "Identity" if io => simple(&[0], &[0], f, f),
             "Cast" if io && is_float_cast(n) => simple(&[0], &[0], f, f),
             "Neg" if io => simple(&[0], &[0], f, f),
@@ -682,7 +682,7 @@ impl Analysis<'_> {
                 }
                 Ok(outs)
             }
-            Rule::Absorb => Ok(vec![]),
+            Rule::Yields(Fact::Same) => Ok(vec![]),
             Rule::Yields(Fact::Derived(why) | Fact::Unknown(why)) => Err(why),
             Rule::Yields(_) => Err(who()),
         }

@@ -5,7 +5,6 @@
 mod emit;
 mod norms;
 mod rewrite;
-mod parity;
 mod stream;
 
 /// The block every family starts from: one Pre-LN block and a final LayerNorm, width 8, with

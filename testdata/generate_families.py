@@ -342,6 +342,16 @@ def build_pvt_v2():
     return Wrap(T.PvtV2ForImageClassification(cfg), ["pixel_values"], ["logits"])
 
 
+def build_git():
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, image_size=32, patch_size=8)
+    cfg = T.GitConfig(vision_config=vision, vocab_size=96, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                      num_image_with_embedding=None)
+    return Wrap(T.GitForCausalLM(cfg), ["pixel_values", "input_ids"], ["logits"],
+                extra=lambda px, ids: {"use_cache": False})
+
+
 def build_git_vision():
     cfg = T.GitVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                             intermediate_size=64, image_size=32, patch_size=8)
@@ -392,9 +402,21 @@ FAMILIES = [
     Family("git_vision", "#22 (dynamo: a Tile)", "transformers GitVisionModel", build_git_vision,
            vision_in(), ["last_hidden_state"], sizes=[{"batch": 3}], layernorms=6,
            dims={"batch": 2, "height": 32, "width": 32}, tries=[("batch",)]),
+    Family("git", "#22 (dynamo: the image features are repeated by a Tile to the text batch)",
+           "transformers GitForCausalLM (image + text)", build_git,
+           [In("pixel_values", ["batch", 3, 32, 32]), In("input_ids", ["batch", "seq"], vocab=96)],
+           ["logits"], dims={"batch": 2, "seq": 6}, sizes=[{"batch": 3, "seq": 5}],
+           tries=[("batch", "seq"), ("batch",)], layernorms=12,
+           why="not settled (README): the vision tower's 6 LNs are convertible (as git_vision, "
+           "1 explicit centering); the text side is BERT-like Post-LN (its 2x2 block LNs are "
+           "refused); the visual projection's LN (reads a Linear) and the text embedding LN "
+           "(reads table Gathers) are one-norm streams whose outputs feed the refused Post-LN "
+           "stream: exact either way, kept or rewritten by policy; whatever is rewritten, D-1 "
+           "must never reach the Tile that repeats the image features"),
     Family("beit", "#23 (more families: layer scale, mean-pool then LN)",
            "transformers BeitForImageClassification(use_mean_pooling=True)", build_beit,
-           vision_in(), ["logits"], sizes=[{"batch": 3}], layernorms=5,
+           vision_in(), ["logits"], sizes=[{"batch": 3}], layernorms=5, eager_dynamo=True,
+           notes=["dynamo18 with eager attention: with SDPA the exporter's decomposition fails"],
            dims={"batch": 2, "height": 32, "width": 32}, tries=[("batch",)]),
     Family("yolos", "#23 (more families: detection tokens, two outputs)",
            "transformers YolosForObjectDetection", build_yolos, vision_in(),
@@ -427,6 +449,131 @@ FAMILIES = [
            **{k: v for k, v in VISION.items() if k not in ("mult",)}),
 ]
 BY_NAME = {f.name: f for f in FAMILIES}
+
+# What a person reading the graph decides, per family (the same for every export of it). The
+# counts are of LayerNorms: `rewrite` become RMSNorm (CRMSNorm), `left` stay LayerNorm (with
+# `left_why`), `centering` explicit x - ReduceMean(x) nodes. A LayerNorm that reads a constant-
+# weight Conv/Linear (a patch embedding and its LN) is a one-norm stream of its own: centre the
+# Conv over its output channels and it is exact; its output then starts the next stream as a
+# LayerNorm source, which needs one explicit centering (γ·x̂ + β is not centred).
+EXPECTED = {
+    "wav2vec2_stable": (
+        exp(8, 1, 1,
+            "3 conv-layer LNs (feat_extract_norm='layer': Conv -> Transpose -> LN over channels): "
+            "centre each Conv, exact; encoder: the feature projection P is read raw by the "
+            "positional Conv (P + GELU(Conv(P)) is the stream), so no weight change centres the "
+            "stream: one explicit centering of that sum makes the 4 block LNs and the encoder's "
+            "final LN exact (5 norms for 1 node)",
+            "feature_projection.layer_norm reads GELU output (Transpose of the last conv layer): "
+            "only an explicit centering would centre it, 1 node for 1 norm, no gain"),
+        "same as rmsnorm"),
+    "wav2vec2_postln": (
+        exp(0, 6, 0, "Post-LN encoder: refuse all",
+            "encoder.layer_norm and the 4 block LNs sit after residual Adds and their outputs are "
+            "the residual stream (Post-LN); feature_projection.layer_norm reads GELU output "
+            "(explicit centering, no gain); the first conv's GroupNorm is not a LayerNorm"),
+        "same as rmsnorm"),
+    "swin": (
+        exp(9, 0, 1,
+            "embeddings.norm reads the patch Conv (centre it); its output starts stage 1 (one "
+            "explicit centering); stage 1: 2 Pre-LN norms; patch merging: Concat of 4 strided "
+            "slices of the centred stream along the hidden axis is centred (the mean over 4C is "
+            "the mean of four zero means), so LayerNorm(4C) is exact as RMSNorm; the merge's "
+            "Linear (no bias) starts stage 2 (centre it); stage 2: 4 Pre-LN norms and the final "
+            "LN (read by the mean pool and the classifier): all 9 convertible"),
+        "same as rmsnorm (the Concat reads the 4 slices decompressed, or the merge LN is a "
+        "stream of its own; Shape readers that size other tensors keep D)"),
+    "segformer": (
+        exp(9, 0, 2,
+            "per stage: the patch-embedding LN reads the overlapping patch Conv (centre it) and "
+            "its output starts the stage's stream (one explicit centering per stage); block LNs "
+            "are Pre-LN; the attention's sequence-reduction LN reads a strided Conv of the "
+            "normalised value (centre that Conv); the stage's final LN is read by a Reshape to "
+            "the image layout and the next stage's Conv / the decode head: all 9 convertible"),
+        "same as rmsnorm; D-1 must never reach the Reshape/Transpose to [B, C, H, W] that "
+        "sizes the stage output or the sequence-reduction input (they read normalised, "
+        "decompressed values)"),
+    "pvt_v2": (
+        exp(9, 0, 2, "as SegFormer: per stage a patch-embedding LN (centre its Conv; its output "
+            "is the stage's source: one explicit centering), Pre-LN blocks, the spatial-"
+            "reduction LN after a strided Conv (centre it), the stage's final LN: all 9"),
+        "same as rmsnorm; D-1 must not reach the reshape back to [B, C, H, W]"),
+    "hiera": (
+        exp(5, 0, 1,
+            "stage 1: patch Conv + position table (centre both), 2 Pre-LN norms; the stage "
+            "transition block reads the stream only through layernorm_before, and its residual "
+            "is max-pool(proj(LN(x))): a max over tokens is not centred, so stage 2's stream "
+            "needs one explicit centering; then layernorm_after and the pooler (mean over "
+            "tokens keeps each token's channel centring, then the final LN): all 5"),
+        "same as rmsnorm"),
+    "vitmae": (
+        exp(5, 0, 0,
+            "patch Conv + position table (centre), tokens kept by a Gather/GatherElements along "
+            "the token axis (keeps centring), class token (+ its position row) concatenated along "
+            "the token axis; 4 Pre-LN norms and the final LN, whose output is the graph output"),
+        "same as rmsnorm (the shortfall seen: rank unknown at a Shape reader)"),
+    "git_vision": (
+        exp(6, 0, 1,
+            "CLIP-like: pre_layrnorm reads Conv (no bias) + class embedding + position table "
+            "(centre all: exact) and its output starts the stream (one explicit centering); 4 "
+            "Pre-LN norms; post_layernorm's output is the graph output"),
+        "same as rmsnorm; D-1 must not reach the Tile/Expand of the class embedding"),
+    "git": (None, None),
+    "beit": (
+        exp(5, 0, 0,
+            "patch Conv + class token (centre); writers are λ·Linear (layer scale: fold λ into "
+            "the Linear, then centre); 4 Pre-LN norms; the pooler takes the mean over the patch "
+            "tokens (a Slice then a mean over tokens: keeps centring), then its LN: all 5"),
+        "same as rmsnorm"),
+    "yolos": (
+        exp(5, 0, 0,
+            "patch Conv + class and detection tokens + position table interpolated to the "
+            "image size (an interpolation along the token grid keeps each token's centring); 4 "
+            "Pre-LN norms; the final LN is read by two MLP heads (Slice of the detection tokens, "
+            "Linear): all 5"),
+        "same as rmsnorm"),
+    "siglip_vision": (
+        exp(5, 1, 0,
+            "patch Conv + position table (centre); 4 Pre-LN norms; post_layernorm is read by the "
+            "attention-pooling head's key/value projections (linear)",
+            "the head's LN: the head's own stream (attention output + MLP) is the graph output "
+            "pooler_output (row 0), which observes its mean"),
+        "same as rmsnorm"),
+    "xlm_roberta_xl": (
+        exp(5, 0, 0,
+            "word + position + token-type tables (centre all; no embedding LN in XL); 4 Pre-LN "
+            "norms; the encoder's final LN is the graph output"),
+        "same as rmsnorm"),
+    "mbart": (
+        exp(14, 0, 2,
+            "encoder and decoder each: layernorm_embedding reads a sum of two table Gathers "
+            "(shared token table, learned positions: centre both, exact) and starts the stream "
+            "(one explicit centering each); Pre-LN blocks (2x2 encoder, 2x3 decoder); the "
+            "encoder's final LN is read by the cross-attention K/V projections, the decoder's "
+            "by the head (untied copy of the shared table) and final_logits_bias"),
+        "same as rmsnorm"),
+    "videomae": (
+        exp(5, 0, 0,
+            "tubelet Conv3d + fixed sinusoidal position table (centre both); 4 Pre-LN norms; "
+            "mean over tokens then fc_norm, read by the classifier: all 5"),
+        "same as rmsnorm"),
+    "convnextv2": (
+        exp(1, 4, 0,
+            "only the embeddings' channels-first LN, which reads the patch Conv (centre it: "
+            "exact)",
+            "each block's LN reads a depthwise Conv of the stream: its per-channel weights keep "
+            "no centring (mean_c(w_c * x_c) != 0 for centred x), so the block LNs need one "
+            "explicit centering each (no gain), and the depthwise Convs read the stage streams "
+            "raw, so the downsampling LN and the final LN (after the spatial mean) cannot be "
+            "made exact by weight changes either"),
+        "same as rmsnorm"),
+    "vit_optimum": (None, None),
+}
+for _f in FAMILIES:
+    _r, _c = EXPECTED[_f.name]
+    _f.expected = {"rmsnorm": _r,
+                   "crmsnorm": dict(_r, why=_r["why"] + "; crmsnorm: " + _c) if _r else None}
+    _f.why = _r["why"] if _r else _f.why
 
 
 # ----------------------------------------------------------------------------------------------
@@ -683,7 +830,10 @@ VIT_OPT = Family("vit_optimum", "#22 (Optimum export, onnxruntime transformer op
                  "(image-classification) and onnxruntime.transformers.optimizer opt_level=99",
                  None, vision_in(), ["logits"], dims={"batch": 2, "height": 32, "width": 32},
                  sizes=[{"batch": 3}], tries=[("batch",)], forms=("optimum_ort99",),
-                 layernorms=5)
+                 layernorms=5, expected={"rmsnorm": None, "crmsnorm": None},
+                 why="not settled (README): all 5 if the analysis has rules for the nchwc ops "
+                 "(the patch Conv's blocked weights, ReorderInput/ReorderOutput); otherwise the "
+                 "stream refused with a reason naming the nchwc node; never a rewrite that is off")
 
 
 def optimum_worker(outdir):

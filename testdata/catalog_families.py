@@ -36,7 +36,7 @@ def feeds(entry, seed=0):
     size = entry["verify_at"][0]
     out = {}
     for i in entry["inputs"]:
-        shape = [size[d] if isinstance(d, str) else d for d in i["shape"]]
+        shape = [size[d] if isinstance(d, str) else d for d in i["dims"]]
         if i["dtype"] == "int64":
             out[i["name"]] = rng.integers(2, i.get("vocab") or 96, size=shape, dtype=np.int64)
         else:
@@ -72,17 +72,19 @@ def compare(orig, new, feed):
     return worst, None
 
 
-def short(e, n=300):
+def short(e, n=700):
     s = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
     s = s[-1] if s else type(e).__name__
     s = re.sub(r"\x1b\[[0-9;]*m", "", s)
+    s = s.replace("[ONNXRuntimeError] : 1 : FAIL : ", "")
+    s = re.sub(r"/onnxruntime_src/\S+ \S+ ", "", s)     # the C++ source location
     return s[:n]
 
 
 def last_msg(p):
     lines = [l for l in (p.stderr + p.stdout).splitlines() if l.strip()]
     errs = [l for l in lines if l.startswith("onnx-normopt") or "error" in l.lower()]
-    return short((errs or lines or [""])[-1], 400)
+    return short((errs or lines or [""])[-1], 900)
 
 
 def stream_reasons(rep):
@@ -134,9 +136,12 @@ def one(bin_, entry, target, tmp):
             res["inspect_error"] = short(q.stderr or e)
     if os.path.exists(out):
         os.remove(out)
-    p = subprocess.run([bin_, path, "-o", out, "--target", target, "--no-verify", "-q"],
+    p = subprocess.run([bin_, path, "-o", out, "--target", target, "--no-verify", "-v"],
                        capture_output=True, text=True, timeout=900)
     res["noverify_exit"] = p.returncode
+    # patches that change nothing any reader sees (issue #22: a centering with no reader)
+    res["idle_patches"] = [l.strip() for l in (p.stdout + p.stderr).splitlines()
+                           if "for 0 stream-side read" in l]
     res["noverify_msg"] = last_msg(p) if p.returncode else ""
     if os.path.exists(out):
         err, why = compare(path, out, feeds(entry))
@@ -145,9 +150,9 @@ def one(bin_, entry, target, tmp):
     return res
 
 
-def fmt_rel(r):
+def fmt_rel(r, n=120):
     if r.get("noverify_run"):
-        return r["noverify_run"].replace("|", "/")[:160]
+        return r["noverify_run"].replace("|", "/")[:n]
     if r.get("noverify_rel") is None:
         return "-"
     return f"{r['noverify_rel']:.1e}"
@@ -159,6 +164,46 @@ def expected_str(e):
     return f"{e['rewrite']}/{e['rewrite'] + e['left']}" + (f" +{e['centering']}c" if e["centering"] else "")
 
 
+def cell(r, e):
+    """`rw/LN[+Nc] eX` of the default command, then what --no-verify wrote when it is off."""
+    if r is None:
+        return "-"
+    rw = r.get("norms_rewritten")
+    rw = 0 if rw is None and r["default_exit"] == 3 else ("?" if rw is None else rw)
+    c = f"+{r['centering_nodes']}c" if r.get("centering_nodes") else ""
+    out = f"{rw}/{r.get('norms_found', e['layernorms_in_graph'])}{c} e{r['default_exit']}"
+    if r.get("noverify_run"):
+        out += " **nv: cannot run**"
+    elif r.get("noverify_rel") is not None and r["noverify_rel"] > 1e-4:
+        out += f" **nv: off {r['noverify_rel']:.0e}**"
+    if r.get("idle_patches"):
+        out += f" ({len(r['idle_patches'])} idle patch)"
+    return out
+
+
+def summary(manifest, by):
+    forms = ["ts17", "ts14", "dynamo18", "optimum_ort99"]
+    fams = list(dict.fromkeys(e["family"] for e in manifest))
+    lines = ["## Summary", "",
+             "Per family and form: `rewritten/LayerNorms[+centering]` and the default command's "
+             "exit status; **nv** marks a `--no-verify` output that differs from the original "
+             "or cannot run.", ""]
+    for t in TARGETS:
+        lines += [f"### {t}", "", "| family | expected | ts17 | ts14 | dynamo18 / optimum |",
+                  "| --- | --- | --- | --- | --- |"]
+        for f in fams:
+            es = {e["form"]: e for e in manifest if e["family"] == f}
+            any_e = next(iter(es.values()))
+            cells = []
+            for form in ("ts17", "ts14"):
+                cells.append(cell(by.get((es[form]["file"], t)), es[form]) if form in es else "-")
+            last = es.get("dynamo18") or es.get("optimum_ort99")
+            cells.append(cell(by.get((last["file"], t)), last) if last else "-")
+            lines.append(f"| {f} | {expected_str(any_e['expected'].get(t))} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def write_md(manifest, results, bin_):
     by = {(r["file"], r["target"]): r for r in results}
     lines = ["# What the current binary does with testdata/families/", "",
@@ -167,6 +212,7 @@ def write_md(manifest, results, bin_):
              "`exp`: the manifest's expected decision (rewritten/total, centering); `nv`: the",
              "`--no-verify` run; `max|Δ|/max|ref|`: original vs `--no-verify` output in",
              "onnxruntime (graph optimisations off) on the same random input.", ""]
+    lines += summary(manifest, by)
     for t in TARGETS:
         lines += [f"## --target {t}", "",
                   "| file | exp | default exit | rw/LN | nv exit | max\\|Δ\\|/max\\|ref\\| (nv) |",
@@ -176,10 +222,10 @@ def write_md(manifest, results, bin_):
             if r is None:
                 continue
             rw = r.get("norms_rewritten")
-            rw = "?" if rw is None else rw
+            rw = 0 if rw is None and r["default_exit"] == 3 else ("?" if rw is None else rw)
             c = f" +{r['centering_nodes']}c" if r.get("centering_nodes") else ""
             lines.append(f"| `{e['file']}` | {expected_str(e['expected'].get(t))} | "
-                         f"{r['default_exit']} | {rw}/{r.get('norms_found', '?')}{c} | "
+                         f"{r['default_exit']} | {rw}/{r.get('norms_found', e['layernorms_in_graph'])}{c} | "
                          f"{r['noverify_exit']} | {fmt_rel(r)} |")
         lines.append("")
     lines += ["## Messages and refusals, per file", ""]
@@ -194,7 +240,9 @@ def write_md(manifest, results, bin_):
                          + (f" — {r['default_msg']}" if r["default_msg"] else "")
                          + f"; --no-verify exit {r['noverify_exit']}"
                          + (f" — {r['noverify_msg']}" if r["noverify_msg"] else "")
-                         + f"; output vs original: {fmt_rel(r)}")
+                         + f"; output vs original: {fmt_rel(r, 700)}")
+            for l in r.get("idle_patches", []):
+                lines.append(f"  - --no-verify -v: `{l}`")
             for s in r.get("refused_streams", []):
                 why = "; ".join(dict.fromkeys(s["reasons"])) or "?"
                 norms = ", ".join(n.split("/")[-2] if n.count("/") > 1 else n
@@ -209,8 +257,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("files", nargs="*", help="globs of file names (default: all)")
+    ap.add_argument("--md-only", action="store_true", help="rewrite CATALOG.md from catalog.json")
     a = ap.parse_args()
     manifest = json.load(open(os.path.join(FAM, "manifest.json")))
+    if a.md_only:
+        write_md(manifest, json.load(open(os.path.join(FAM, "catalog.json")))["results"], a.bin)
+        return
     todo = [e for e in manifest if not a.files or any(fnmatch.fnmatch(e["file"], g) for g in a.files)]
     cpath = os.path.join(FAM, "catalog.json")
     old = json.load(open(cpath)) if os.path.exists(cpath) else {"results": []}

@@ -803,9 +803,11 @@ def generate(fam, only, log):
 def entry(fam, name, form, path, dyn, sizes, worst, notes, exporter=None, opset=None):
     n_ln, forms, ops = count_layernorms(path)
     inputs, outputs, opsets = symbolic_inputs(path)
-    vocab = {i.name: i.vocab for i in fam.inputs}
+    spec = {i.name: i for i in fam.inputs}
     for i in inputs:
-        i["vocab"] = vocab.get(i["name"]) or None
+        # `dims`: the shape in the names `verify_at` uses (the exporters name dims their own way)
+        i["dims"] = list(spec[i["name"]].shape) if i["name"] in spec else i["shape"]
+        i["vocab"] = spec[i["name"]].vocab or None if i["name"] in spec else None
     return {
         "file": name, "family": fam.name, "issue": fam.issue, "source": fam.source,
         "form": form,

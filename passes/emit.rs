@@ -299,7 +299,8 @@ impl Builder<'_> {
 
     /// CRMSNorm of the compressed `x̃` (width D−1) into `out`:
     /// `x̃ / sqrt((Σx̃² + (Σx̃)²)/D + ε)` — the first D−1 entries of RMSNorm(x) for the zero-mean
-    /// x = (x̃, −Σx̃). With γ or β, the decompressed vector `Concat(ỹ, −Σỹ)` gets them.
+    /// x = (x̃, −Σx̃). With γ or β, the decompressed vector `Concat(ỹ, −Σỹ)` gets them; with
+    /// `decompress` (readers that cannot fold the last entry in) it is the output.
     ///
     /// `form` chooses the core: standard ops (in `compute_type`, default f32 for f16/bf16), or
     /// one [`crms_custom`](Self::crms_custom) node. The decompression and the affine are
@@ -313,24 +314,33 @@ impl Builder<'_> {
         eps: f32,
         gamma: Option<&str>,
         beta: Option<&str>,
+        decompress: bool,
         data_type: i32,
         compute_type: Option<i32>,
         out: &str,
     ) -> Result<()> {
         let affine = gamma.is_some() || beta.is_some();
-        let core_out = if affine { None } else { Some(out) };
+        // The full width-D vector: for γ/β, or for readers that cannot fold the last entry in.
+        let full_width = affine || decompress;
+        let core_out = if full_width { None } else { Some(out) };
         let y = match form {
             CrmsEmit::Custom => self.crms_custom(x, d, eps, data_type, core_out),
             CrmsEmit::Standard | CrmsEmit::Onnxruntime => {
                 self.crms_standard(x, d, eps, data_type, compute_type, core_out)?
             }
         };
-        if !affine {
+        if !full_width {
             return Ok(());
         }
         let sy = self.reduce_sum_last(&y)?;
         let neg = self.node("", "Neg", &[&sy], None, vec![]);
-        let full = self.node("", "Concat", &[&y, &neg], None, vec![attr_i("axis", -1)]);
+        let full = self.node(
+            "",
+            "Concat",
+            &[&y, &neg],
+            if affine { None } else { Some(out) },
+            vec![attr_i("axis", -1)],
+        );
         let scaled = match gamma {
             Some(g) => self.node(
                 "",

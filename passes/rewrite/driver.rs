@@ -85,6 +85,12 @@ pub fn drive(
         if let Some(log) = o.log {
             log(i + 1, p);
         }
+        if let Some(why) = super::effect::idle(&d.model.graph, p) {
+            return Err(Error::Internal(format!(
+                "patch #{} ({p}) changes nothing any reader sees: {why}",
+                i + 1
+            )));
+        }
         d.apply(p)?;
         d.out.patches += 1;
         if o.check_each_patch {
@@ -468,6 +474,7 @@ impl Driver<'_> {
                 m.epsilon,
                 gamma.as_deref(),
                 beta.as_deref(),
+                np.fold.is_none(),
                 dtype,
                 m.compute_type,
                 &m.y,

@@ -15,6 +15,7 @@
 
 mod compress;
 mod driver;
+mod effect;
 mod fold;
 mod patch;
 mod plan;

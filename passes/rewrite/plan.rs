@@ -358,7 +358,16 @@ fn plan_stream(
         let (fold_plan, kept) = if !fold {
             (None, Some(KeptAffine::FoldingDisabled))
         } else if m.gamma.is_none() && m.beta.is_none() {
-            (None, None)
+            // No affine to fold: the readers still decide whether a CRMSNorm output can stay
+            // compressed (each folds the last entry in) or must be decompressed.
+            let mut path = Vec::new();
+            match fold_readers(a, &m.y, d, &mut path) {
+                Ok(r) => {
+                    fold_path = path;
+                    (Some(r), None)
+                }
+                Err(_) => (None, None),
+            }
         } else {
             let mut path = Vec::new();
             let readers = fold_readers(a, &m.y, d, &mut path).and_then(|r| {

@@ -86,6 +86,8 @@ impl Analysis<'_> {
             sizes: BTreeSet::new(),
             same: Vec::new(),
             up: BTreeMap::new(),
+            carriers: BTreeSet::new(),
+            outside: Vec::new(),
         };
         for s in seeds {
             let r = self.shapes.rank(&s);
@@ -119,6 +121,10 @@ struct Grower<'a, 'b> {
     same: Vec<(String, NodeId)>,
     /// The stream values each value is computed from (its producer's stream inputs).
     up: BTreeMap<String, Vec<String>>,
+    /// Nodes applied as carriers.
+    carriers: BTreeSet<NodeId>,
+    /// Readers of stream values that must read the original: (node, value).
+    outside: Vec<(NodeId, String)>,
 }
 
 impl Grower<'_, '_> {
@@ -174,6 +180,7 @@ impl Grower<'_, '_> {
     fn carry(&mut self, node: NodeId, from: Port, c: Carry, v: &str) {
         let a = self.a;
         let n = a.g.node(node);
+        self.carriers.insert(node);
         for (port, hp) in c.ports {
             if port == from {
                 continue;
@@ -395,8 +402,14 @@ impl Grower<'_, '_> {
                     self.edges.entry(v.to_string()).or_default().push((c, slot));
                     self.carry(c, Port::In(slot), cr, v);
                 }
-                Rule::Yields(Fact::Unknown(why)) => unknown.push(why),
-                Rule::Yields(Fact::Derived(why)) => outside.push(why),
+                Rule::Yields(Fact::Unknown(why)) => {
+                    self.outside.push((c, v.to_string()));
+                    unknown.push(why)
+                }
+                Rule::Yields(Fact::Derived(why)) => {
+                    self.outside.push((c, v.to_string()));
+                    outside.push(why)
+                }
                 Rule::Yields(Fact::Stream(_)) => {
                     outside.push(format!("{} {:?}", n.op().escape_debug(), n.label()))
                 }
@@ -436,6 +449,21 @@ impl Grower<'_, '_> {
 
     fn finish(mut self, seed_norm: usize) -> Stream {
         let a = self.a;
+        // One rule, two directions: a node carried one way must not read a stream value as an
+        // outsider the other way (shape inference knew a rank on one side only). Refuse.
+        for (node, v) in std::mem::take(&mut self.outside) {
+            if self.carriers.contains(&node) {
+                let n = a.g.node(node);
+                self.unknown(
+                    &v,
+                    format!(
+                        "{} {:?} carries the stream from one of its ports and not from this one (shapes known on one side only)",
+                        n.op().escape_debug(),
+                        n.label()
+                    ),
+                );
+            }
+        }
         // A factor or a condition must keep its value: one in the stream sees it change.
         for (x, node) in std::mem::take(&mut self.same) {
             if self.facts.contains_key(&x) {

@@ -154,7 +154,21 @@ impl Analysis<'_> {
             from_end: f,
             rank: if p == port { r_here } else { rank(p) },
         };
+        // A carrier whose data ports all have the rank of the asked one (not a broadcasting
+        // op) passes that rank on where shape inference has none.
         let simple = |ins: &[usize], outs: &[usize], f_in: usize, f_out: usize| {
+            let same_rank = !matches!(
+                n.op(),
+                "Add" | "Sub" | "Mul" | "Div" | "Where" | "Expand" | "Gather"
+            );
+            let at = |p: Port, f: usize| {
+                let h = at(p, f);
+                if same_rank && h.rank.is_none() {
+                    h.with_rank(r_here)
+                } else {
+                    h
+                }
+            };
             let mut ports: Vec<(Port, Hidden)> =
                 ins.iter().map(|&s| (Port::In(s), at(Port::In(s), f_in))).collect();
             ports.extend(outs.iter().map(|&o| (Port::Out(o), at(Port::Out(o), f_out))));

@@ -53,8 +53,8 @@ fn product(ds: &[shape::Dim]) -> Option<i64> {
 }
 
 /// Where the axis `a` of width `d` of a value of dims `from` goes when the value is reshaped
-/// to dims `to` (row-major): the axis of width `d` with the same product of dims after it.
-/// The last axis needs only the last dim of `to`.
+/// to dims `to` (row-major): the axis of width `d` with the same product of dims after it (the
+/// last one when several are: trailing 1s). The last axis needs no dims of `from`.
 pub(super) fn reshape_axis(
     from: Option<&[shape::Dim]>,
     a: Hidden,
@@ -63,12 +63,13 @@ pub(super) fn reshape_axis(
 ) -> Option<usize> {
     let to = to?;
     let d = d as i64;
-    if a.is_last() {
-        return (to.last()?.known()? == d).then(|| to.len() - 1);
-    }
-    let from = from?;
-    let ax = from.len().checked_sub(a.from_end + 1)?;
-    let inner = product(&from[ax + 1..])?;
+    let inner = if a.is_last() {
+        1
+    } else {
+        let from = from?;
+        let ax = from.len().checked_sub(a.from_end + 1)?;
+        product(&from[ax + 1..])?
+    };
     (0..to.len())
         .rev()
         .find(|&j| to[j].known() == Some(d) && product(&to[j + 1..]) == Some(inner))

@@ -504,6 +504,16 @@ pub(super) fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec
             };
             one(Some(out))
         }
+        // Global pooling keeps batch and channels; every spatial size becomes 1.
+        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
+            let Some(x) = inp(0) else { return vec![] };
+            if x.len() < 3 {
+                return vec![];
+            }
+            let mut out = x[..2].to_vec();
+            out.extend(std::iter::repeat_n(Dim::Known(1), x.len() - 2));
+            one(Some(out))
+        }
         // Pooling keeps batch and channels; spatial sizes as a convolution by the kernel.
         "AveragePool" | "MaxPool" | "LpPool" if n.output.len() == 1 => {
             let Some(x) = inp(0) else { return vec![] };

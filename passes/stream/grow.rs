@@ -88,6 +88,7 @@ impl Analysis<'_> {
             up: BTreeMap::new(),
             carriers: BTreeSet::new(),
             outside: Vec::new(),
+            observers: BTreeMap::new(),
         };
         for s in seeds {
             let r = self.shapes.rank(&s);
@@ -125,6 +126,9 @@ struct Grower<'a, 'b> {
     carriers: BTreeSet<NodeId>,
     /// Readers of stream values that must read the original: (node, value).
     outside: Vec<(NodeId, String)>,
+    /// Values something outside the stream reads (a graph output, a subgraph, an observer): the
+    /// first such reader.
+    observers: BTreeMap<String, String>,
 }
 
 impl Grower<'_, '_> {
@@ -348,12 +352,18 @@ impl Grower<'_, '_> {
             self.observed.push(Refusal::GraphOutput {
                 value: v.to_string(),
             });
+            self.observers
+                .entry(v.to_string())
+                .or_insert_with(|| "the graph's outputs".into());
         }
         if let Some(&n) = a.ix.subgraph_reads.get(v) {
             self.observed.push(Refusal::ReadInSubgraph {
                 value: v.to_string(),
                 node: a.g.node(n).label(),
             });
+            self.observers
+                .entry(v.to_string())
+                .or_insert_with(|| format!("a subgraph of {:?}", a.g.node(n).label()));
         }
         let leaf_here = self.leaves.contains_key(v);
         let mut outside: Vec<String> = Vec::new();
@@ -434,6 +444,8 @@ impl Grower<'_, '_> {
                 self.leaves.insert(v.to_string(), Leaf::Explicit { why });
             }
             (false, _) => {
+                let first = outside.first().or(unknown.first()).cloned().unwrap_or_default();
+                self.observers.entry(v.to_string()).or_insert(first);
                 for reader in outside {
                     self.observed.push(Refusal::ObservedBy {
                         value: v.to_string(),
@@ -516,6 +528,7 @@ impl Grower<'_, '_> {
         st.norm_sources = self.norm_sources;
         st.chain_shapes = self.sizes.into_iter().collect();
         st.up = self.up;
+        st.observers = self.observers;
         a.place(&mut st);
         for &k in &st.norms {
             if let Some(w) = a.norm_width(k) {

@@ -154,6 +154,9 @@ pub struct Stream {
     pub hidden: std::collections::BTreeMap<String, Hidden>,
     /// The stream values each value is computed from (its producer's stream inputs).
     pub up: std::collections::BTreeMap<String, Vec<String>>,
+    /// Stream values read outside the stream (a graph output, a subgraph, an observer), with
+    /// the first such reader.
+    pub observers: std::collections::BTreeMap<String, String>,
 }
 
 /// The analysis context.

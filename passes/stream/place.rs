@@ -31,6 +31,17 @@ fn refusal_value(r: &Refusal) -> Option<&str> {
     }
 }
 
+/// Leaves in their order: by value, then the constants by (node, slot).
+fn sort_leaves(st: &mut Stream) {
+    st.leaves.sort_by(|a, b| {
+        let key = |l: &super::LeafAt| match l.leaf {
+            Leaf::Const { node, slot, .. } => (1, String::new(), node, slot),
+            _ => (0, l.value.clone(), 0, 0),
+        };
+        key(a).cmp(&key(b))
+    });
+}
+
 impl Analysis<'_> {
     /// The values stream value `t` is computed from through carriers (not `t` itself).
     pub(super) fn cone(&self, st: &Stream, t: &str) -> BTreeSet<String> {
@@ -38,7 +49,7 @@ impl Analysis<'_> {
         let mut stack: Vec<&str> = vec![t];
         while let Some(v) = stack.pop() {
             for u in st.up.get(v).into_iter().flatten() {
-                if u != t && out.insert(u.clone()) {
+                if u != t && st.hidden.contains_key(u) && out.insert(u.clone()) {
                     stack.push(u);
                 }
             }
@@ -106,13 +117,7 @@ impl Analysis<'_> {
             value: t.to_string(),
             leaf: Leaf::Explicit { why },
         });
-        st.leaves.sort_by(|a, b| {
-            let key = |l: &super::LeafAt| match l.leaf {
-                Leaf::Const { node, slot, .. } => (1, String::new(), node, slot),
-                _ => (0, l.value.clone(), 0, 0),
-            };
-            key(a).cmp(&key(b))
-        });
+        sort_leaves(st);
     }
 
     /// Why `t` is centred explicitly: what computes it.
@@ -131,8 +136,195 @@ impl Analysis<'_> {
     }
 
     /// Place the explicit centrings of a grown stream: an explicit centring at a value whose
-    /// hidden axis is not its last moves down to the first values whose hidden axis is.
+    /// hidden axis is not its last moves down to the first values whose hidden axis is; values
+    /// read outside the stream keep their values when cuts pay off; centrings shared by one
+    /// value are merged into one there.
     pub(super) fn place(&self, st: &mut Stream) {
+        self.relocate(st);
+        if !st.observers.is_empty() {
+            let mut trial = st.clone();
+            if self.cut_observed(&mut trial) {
+                self.merge(&mut trial);
+                if self.explicit_count(&trial) < self.converted(&trial) {
+                    *st = trial;
+                    return;
+                }
+            }
+        }
+        self.merge(st);
+    }
+
+    /// Explicit centrings of a stream.
+    fn explicit_count(&self, st: &Stream) -> usize {
+        st.leaves
+            .iter()
+            .filter(|l| matches!(l.leaf, Leaf::Explicit { .. }))
+            .count()
+    }
+
+    /// LayerNorms a stream would convert (RMSNorm, or precomputed into a table).
+    fn converted(&self, st: &Stream) -> usize {
+        st.norms
+            .iter()
+            .filter(|&&k| self.norms[k].kind == crate::passes::norms::NormKind::LayerNorm)
+            .count()
+            + st.leaves
+                .iter()
+                .filter(|l| matches!(l.leaf, Leaf::LnTable { .. }))
+                .count()
+    }
+
+    /// Keep every value read outside the stream (and all it is computed from) as it is, when no
+    /// norm reads any of them (the raw reads come before the first norm): where such a value
+    /// meets the rest of the stream, its stream-side readers read a centred copy (an explicit
+    /// centring at the value, like a leaf read outside). Whether nothing is left to observe (else
+    /// false, `st` half done).
+    fn cut_observed(&self, st: &mut Stream) -> bool {
+        // What must keep its value: the observed values and their cones.
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        for v in st.observers.keys() {
+            if st.hidden.contains_key(v) {
+                keep.insert(v.clone());
+                keep.extend(self.cone(st, v));
+            }
+        }
+        // Only before the first norm: a norm reading a kept value would read it raw (exported
+        // hidden states between blocks stay a refusal).
+        let norm_reads = |u: &String| {
+            st.edges
+                .get(u)
+                .into_iter()
+                .flatten()
+                .any(|(c, _)| self.norm_by_node.contains_key(c))
+        };
+        if keep.is_empty() || keep.iter().any(norm_reads) {
+            return false;
+        }
+        // Where kept values meet the stream: reads by nodes that make no kept value.
+        let mut frontier: BTreeSet<String> = BTreeSet::new();
+        for u in &keep {
+            for &(c, _) in st.edges.get(u).into_iter().flatten() {
+                let inside = !self.norm_by_node.contains_key(&c)
+                    && self
+                        .g
+                        .node(c)
+                        .output
+                        .iter()
+                        .filter(|o| st.hidden.contains_key(*o))
+                        .all(|o| keep.contains(o));
+                if !inside {
+                    frontier.insert(u.clone());
+                }
+            }
+        }
+        let producers: BTreeSet<usize> = keep.iter().filter_map(|v| self.ix.producer(v)).collect();
+        for u in &keep {
+            st.up.remove(u);
+            if frontier.contains(u) {
+                let edges: Vec<(usize, usize)> = st.edges[u]
+                    .iter()
+                    .copied()
+                    .filter(|&(c, _)| {
+                        self.norm_by_node.contains_key(&c)
+                            || self
+                                .g
+                                .node(c)
+                                .output
+                                .iter()
+                                .filter(|o| st.hidden.contains_key(*o))
+                                .any(|o| !keep.contains(o))
+                    })
+                    .collect();
+                st.edges.insert(u.clone(), edges);
+            } else {
+                st.values.remove(u);
+                st.chain_values.remove(u);
+                st.hidden.remove(u);
+                st.edges.remove(u);
+            }
+        }
+        let reader = |u: &str| {
+            st.observers
+                .get(u)
+                .cloned()
+                .unwrap_or_else(|| "a value it is computed into".into())
+        };
+        let mut leaves: Vec<super::LeafAt> = st
+            .leaves
+            .iter()
+            .filter(|l| match &l.leaf {
+                Leaf::Const { node, .. } => !producers.contains(node),
+                _ => !keep.contains(&l.value),
+            })
+            .cloned()
+            .collect();
+        for f in &frontier {
+            leaves.push(super::LeafAt {
+                value: f.clone(),
+                leaf: Leaf::Explicit {
+                    why: format!(
+                        "its original value is read outside the stream (by {})",
+                        reader(f)
+                    ),
+                },
+            });
+        }
+        st.leaves = leaves;
+        sort_leaves(st);
+        st.norm_sources
+            .retain(|&k| !keep.contains(&self.norms[k].y) || frontier.contains(&self.norms[k].y));
+        st.chain_shapes.retain(|(node, _, _)| !producers.contains(node));
+        st.observed
+            .retain(|r| refusal_value(r).is_none_or(|v| !keep.contains(v)));
+        st.observers.retain(|v, _| !keep.contains(v));
+        // A frontier value whose hidden axis is not last cannot be centred by the node.
+        frontier
+            .iter()
+            .all(|f| st.hidden.get(f).is_some_and(|h| h.is_last()))
+            && st.observed.is_empty()
+    }
+
+    /// Merge explicit centrings by cost: a value whose cone holds k ≥ 2 of them, and that can be
+    /// cut, is centred once instead (Wav2Vec2-stable: the projection read raw by the positional
+    /// Conv, plus its GELU output, centred once as their sum).
+    fn merge(&self, st: &mut Stream) {
+        loop {
+            let explicit: BTreeSet<String> = st
+                .leaves
+                .iter()
+                .filter(|l| matches!(l.leaf, Leaf::Explicit { .. }))
+                .map(|l| l.value.clone())
+                .collect();
+            if explicit.len() < 2 {
+                return;
+            }
+            let mut best: Option<(usize, String, BTreeSet<String>)> = None;
+            for (w, h) in &st.hidden {
+                if !h.is_last() {
+                    continue;
+                }
+                let cone = self.cone(st, w);
+                let k = cone.iter().filter(|c| explicit.contains(*c)).count();
+                let saves = k.saturating_sub(usize::from(!explicit.contains(w)));
+                if saves == 0 || best.as_ref().is_some_and(|b| b.0 >= saves) {
+                    continue;
+                }
+                if self.can_cut(st, w, &cone).is_ok() {
+                    best = Some((saves, w.clone(), cone));
+                }
+            }
+            let Some((_, w, cone)) = best else { return };
+            let why = format!(
+                "it is the first value computed from {} explicit centrings' values: centred once",
+                cone.iter().filter(|c| explicit.contains(*c)).count()
+            );
+            self.cut(st, &w, &cone, why);
+        }
+    }
+
+    /// Move explicit centrings at values whose hidden axis is not last down to the first values
+    /// whose hidden axis is.
+    fn relocate(&self, st: &mut Stream) {
         loop {
             let misplaced = st.leaves.iter().find_map(|l| match l.leaf {
                 Leaf::Explicit { .. }

@@ -253,10 +253,12 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
     };
     let ix = model.graph.index();
     let shapes = Shapes::infer(&model.graph);
+    let canon = stream::Canon::new(&model.graph);
     let ctx = Ctx {
         g: &model.graph,
         ix: &ix,
         shapes: &shapes,
+        canon: &canon,
     };
     let (norms, near_misses) = norms::find_norms(&ctx);
     let mut found: BTreeMap<String, usize> = BTreeMap::new();
@@ -272,7 +274,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
             subgraph: None,
         });
     }
-    let a = Analysis::new(&model.graph, &ix, &shapes, &norms);
+    let a = Analysis::new(&model.graph, &ix, &shapes, &norms, canon);
     let streams = a.streams();
     let reasons = decide::refusals(&a, &streams, opts);
     let label = |k: usize| model.graph.node(norms[k].anchor).label();

@@ -187,6 +187,7 @@ impl<'a> Analysis<'a> {
         ix: &'a GraphIndex,
         shapes: &'a Shapes,
         norms: &'a [NormMatch],
+        canon: Canon,
     ) -> Self {
         let mut norm_by_output = HashMap::new();
         let mut norm_by_node = HashMap::new();
@@ -203,7 +204,7 @@ impl<'a> Analysis<'a> {
             norms,
             norm_by_output,
             norm_by_node,
-            canon: Canon::new(g),
+            canon,
         }
     }
 

@@ -39,6 +39,16 @@ pub(super) fn idle(g: &Graph, p: &Patch) -> Option<String> {
                 Some(_) => None,
             }
         }
+        PatchKind::FixSizes { node, slot, delta } => {
+            if delta.iter().all(|&d| d == 0) {
+                return Some("it adds nothing".into());
+            }
+            g.nodes()
+                .get(*node)
+                .and_then(|n| n.input(*slot))
+                .is_none()
+                .then(|| format!("node {node} has no input {slot}"))
+        }
         PatchKind::FixShape { node, .. } => match g.nodes().get(*node).and_then(|n| n.out(0)) {
             Some(o) if reads(o) => None,
             _ => Some("nothing reads the Shape's result".into()),

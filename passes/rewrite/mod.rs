@@ -19,6 +19,7 @@ mod effect;
 mod fold;
 mod patch;
 mod plan;
+mod widths;
 
 pub use driver::{drive, DriveOptions};
 pub use patch::{lower, Patch};

@@ -91,6 +91,16 @@ pub enum PatchKind {
         /// The rank of its input.
         rank: usize,
     },
+    /// CRMSNorm: a size input (a Reshape target, a Tile's repeats, …) reads its value plus
+    /// `delta` (an `Add` before it), so that it says what the compressed graph needs there.
+    FixSizes {
+        /// The reader.
+        node: NodeId,
+        /// Its input slot.
+        slot: usize,
+        /// What to add to each entry.
+        delta: Vec<i64>,
+    },
     /// Import an operator domain.
     Import {
         /// The domain.
@@ -263,6 +273,19 @@ pub fn lower(
         push(
             PatchKind::FixShape { node, rank },
             format!("Shape {:?} keeps reporting the full width", label(node)),
+        );
+    }
+    for (node, slot, delta) in &p.size_fixes {
+        push(
+            PatchKind::FixSizes {
+                node: *node,
+                slot: *slot,
+                delta: delta.clone(),
+            },
+            format!(
+                "size input {slot} of {:?} gets {delta:?} added (compressed widths)",
+                label(*node)
+            ),
         );
     }
     if p.norms

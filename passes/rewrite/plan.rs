@@ -67,6 +67,9 @@ pub struct Plan {
     /// CRMSNorm: `Shape` nodes on compressed values whose result must still say D (it sizes
     /// other tensors, e.g. attention heads): (node, rank) — their last entry gets +1.
     pub shape_fixes: Vec<(NodeId, usize)>,
+    /// CRMSNorm: size inputs that must read a corrected value: (node, slot, what to add to each
+    /// entry) — see `widths.rs`.
+    pub size_fixes: Vec<(NodeId, usize, Vec<i64>)>,
 }
 
 impl Plan {
@@ -92,8 +95,8 @@ pub(super) struct StreamPlan {
     pub leaves: Vec<LeafReport>,
     /// The stream's norms, for the report.
     pub norms: Vec<NormReport>,
-    /// The constant slots first edited by this stream's leaves (its sources and writers, whose
-    /// centred output axes carry the stream), in slot order.
+    /// The constant slots this stream's leaves centre (its sources and writers, whose centred
+    /// output axes carry the stream), in slot order.
     pub writers: Vec<(NodeId, usize)>,
     /// The stream's entries in [`Plan::norms`].
     pub norm_plans: std::ops::Range<usize>,
@@ -128,6 +131,9 @@ pub fn plan(
         }
         reports.push((sid, s.leaves, s.norms));
     }
+    if compress {
+        super::widths::check(a, &mut p, streams)?;
+    }
     // A centring added later (fold into a reader that is also a writer) must come after the fold.
     for e in p.edits.values_mut() {
         e.sort_by_key(Edit::rank);
@@ -149,7 +155,16 @@ fn plan_stream(
     read: &dyn Fn(&str) -> Result<Array>,
 ) -> Result<StreamPlan> {
     let mut leaves = Vec::new();
-    let centred_before: BTreeSet<(NodeId, usize)> = p.edits.keys().copied().collect();
+    // The centrings each constant slot had before this stream's leaves: the slots this stream
+    // centres are its writers (a slot an earlier stream folded a norm into counts too: a reader
+    // of one stream that writes the next, GIT's visual projection).
+    let centrings = |p: &Plan| -> BTreeMap<(NodeId, usize), usize> {
+        p.edits
+            .iter()
+            .map(|(k, e)| (*k, e.iter().filter(|x| matches!(x, Edit::Center { .. })).count()))
+            .collect()
+    };
+    let centred_before = centrings(p);
     for la in &st.leaves {
         let (kind, node, how) = match &la.leaf {
             Leaf::Const {
@@ -336,12 +351,11 @@ fn plan_stream(
             how,
         });
     }
-    // The constant slots this stream's leaves edited first.
-    let writers: Vec<(NodeId, usize)> = p
-        .edits
-        .keys()
-        .copied()
-        .filter(|k| !centred_before.contains(k))
+    // The constant slots this stream's leaves centred.
+    let writers: Vec<(NodeId, usize)> = centrings(p)
+        .into_iter()
+        .filter(|(k, n)| *n > centred_before.get(k).copied().unwrap_or(0))
+        .map(|(k, _)| k)
         .collect();
     let mut norms = Vec::new();
     let norms_start = p.norms.len();

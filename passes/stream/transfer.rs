@@ -150,7 +150,35 @@ impl Analysis<'_> {
         };
         let rank = |p: Port| val(p).and_then(|v| self.rank_of(v));
         // The rank at the asked port: carried by the analysis, else inferred.
-        let r_here = h.rank.or_else(|| rank(port));
+        // Ops whose data ports all have one rank: any port's rank is the asked one's.
+        let rank_preserving = matches!(
+            n.op(),
+            "Identity"
+                | "Cast"
+                | "Neg"
+                | "Dropout"
+                | "Slice"
+                | "Split"
+                | "Concat"
+                | "Pad"
+                | "Resize"
+                | "Upsample"
+                | "AveragePool"
+                | "GlobalAveragePool"
+        );
+        let r_here = h.rank.or_else(|| rank(port)).or_else(|| {
+            if !rank_preserving {
+                return None;
+            }
+            (0..n.input.len())
+                .map(Port::In)
+                .chain((0..n.output.len()).map(Port::Out))
+                .filter(|&p| match (n.op(), p) {
+                    ("Concat", _) | (_, Port::Out(_)) | (_, Port::In(0)) => true,
+                    _ => false,
+                })
+                .find_map(rank)
+        });
         let at = |p: Port, f: usize| Hidden {
             from_end: f,
             rank: if p == port { r_here } else { rank(p) },

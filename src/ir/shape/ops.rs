@@ -211,6 +211,20 @@ pub(super) fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec
         }
         // Scatters write into a copy of their data input: same shape.
         "ScatterND" | "ScatterElements" | "Scatter" => one(inp(0)),
+        // The output has the indices' shape.
+        "GatherElements" => one(inp(1)),
+        // Values and indices: the input's shape, k along the axis.
+        "TopK" => {
+            let Some(mut x) = inp(0) else { return vec![] };
+            let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(-1), x.len()) else {
+                return vec![];
+            };
+            x[ax] = match n.input(1).and_then(|k| const_ints(g, k)).as_deref() {
+                Some([k]) => Dim::Known(*k),
+                _ => Dim::Unknown,
+            };
+            vec![Some(x.clone()), Some(x)]
+        }
         "Range" => one(Some(vec![Dim::Unknown])),
         "Tile" => {
             let Some(x) = inp(0) else { return vec![] };

@@ -220,10 +220,13 @@ impl Driver<'_> {
             }
             PatchKind::FixSizes { node, slot, delta } => {
                 let (node, slot) = (*node, *slot);
-                let x =
-                    self.model.graph.node(node).input(slot).map(str::to_string).ok_or_else(|| {
-                        Error::Internal(format!("node {node} has no input {slot}"))
-                    })?;
+                let x = self
+                    .model
+                    .graph
+                    .node(node)
+                    .input(slot)
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::Internal(format!("node {node} has no input {slot}")))?;
                 let int_type = self.model.graph.declared_type(&x).map(|(t, _)| t);
                 let data_type = match int_type {
                     Some(dt::INT32) => dt::INT32,

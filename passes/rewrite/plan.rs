@@ -161,7 +161,14 @@ fn plan_stream(
     let centrings = |p: &Plan| -> BTreeMap<(NodeId, usize), usize> {
         p.edits
             .iter()
-            .map(|(k, e)| (*k, e.iter().filter(|x| matches!(x, Edit::Center { .. })).count()))
+            .map(|(k, e)| {
+                (
+                    *k,
+                    e.iter()
+                        .filter(|x| matches!(x, Edit::Center { .. }))
+                        .count(),
+                )
+            })
             .collect()
     };
     let centred_before = centrings(p);

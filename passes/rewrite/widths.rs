@@ -115,12 +115,13 @@ fn compressed(
         }
         for l in &st.leaves {
             match &l.leaf {
-                Leaf::Const { node, slot, axis, .. } => {
-                    let dims = a
-                        .g
-                        .node(*node)
-                        .input(*slot)
-                        .and_then(|c| a.g.constant_dims(c));
+                Leaf::Const {
+                    node, slot, axis, ..
+                } => {
+                    let dims =
+                        a.g.node(*node)
+                            .input(*slot)
+                            .and_then(|c| a.g.constant_dims(c));
                     if let Some(dims) = dims {
                         comp.insert(
                             l.value.clone(),
@@ -208,9 +209,7 @@ fn compressed(
 /// or scales them by constants); any other read of a changed value is a size input.
 fn follows(op: &str, slot: usize) -> bool {
     match op {
-        "Gather" | "Slice" | "Unsqueeze" | "Squeeze" | "Identity" | "Cast" | "Reshape" => {
-            slot == 0
-        }
+        "Gather" | "Slice" | "Unsqueeze" | "Squeeze" | "Identity" | "Cast" | "Reshape" => slot == 0,
         "Concat" => true,
         "Add" | "Sub" | "Mul" => slot <= 1,
         _ => false,
@@ -317,7 +316,9 @@ impl Check<'_, '_> {
     fn follow(&self, id: NodeId) -> Delta {
         let a = self.a;
         let n = a.g.node(id);
-        let ins: Vec<Delta> = (0..n.input.len()).map(|s| self.input_delta(id, s)).collect();
+        let ins: Vec<Delta> = (0..n.input.len())
+            .map(|s| self.input_delta(id, s))
+            .collect();
         if ins.iter().all(|d| *d == Delta::Same) {
             return Delta::Same;
         }
@@ -354,14 +355,17 @@ impl Check<'_, '_> {
                     return Delta::Unknown;
                 };
                 let step = ints(4).and_then(|s| s.first().copied()).unwrap_or(1);
-                if ints(3).is_some_and(|ax| ax != [0] && ax != [-1]) || step != 1 || st.len() != 1
-                {
+                if ints(3).is_some_and(|ax| ax != [0] && ax != [-1]) || step != 1 || st.len() != 1 {
                     return Delta::Unknown;
                 }
                 let l = e.len() as i64;
                 let norm = |x: i64| (if x < 0 { (x + l).max(0) } else { x.min(l) }) as usize;
                 let (s, t) = (norm(st[0]), norm(en[0]));
-                Delta::Entries(e.get(s..t.max(s)).map(<[Change]>::to_vec).unwrap_or_default())
+                Delta::Entries(
+                    e.get(s..t.max(s))
+                        .map(<[Change]>::to_vec)
+                        .unwrap_or_default(),
+                )
             }
             "Concat" if n.attr_i("axis").unwrap_or(0) == 0 => {
                 let mut out = vec![];
@@ -414,7 +418,11 @@ impl Check<'_, '_> {
         }
         if let Some(ds) = a.shapes.value(v) {
             if ds.iter().all(|d| d.known().is_some()) {
-                return Some(ds.iter().map(|d| Val::Known(d.known().unwrap_or(0))).collect());
+                return Some(
+                    ds.iter()
+                        .map(|d| Val::Known(d.known().unwrap_or(0)))
+                        .collect(),
+                );
             }
         }
         if depth > 16 {
@@ -479,16 +487,23 @@ impl Check<'_, '_> {
             }
             "ConstantOfShape" => {
                 let len = inp(0)?;
-                let [Val::Known(k)] = len[..] else { return None };
+                let [Val::Known(k)] = len[..] else {
+                    return None;
+                };
                 let fill = n
                     .attribute
                     .iter()
                     .find(|x| x.name.as_deref() == Some("value"))
                     .and_then(|x| x.t.as_ref())
-                    .and_then(|t| crate::ir::read_array(t, &Default::default(), std::path::Path::new("")).ok())
+                    .and_then(|t| {
+                        crate::ir::read_array(t, &Default::default(), std::path::Path::new("")).ok()
+                    })
                     .and_then(|arr| arr.data.first().copied())
                     .unwrap_or(0.0) as i64;
-                Some(vec![Val::Known(fill); usize::try_from(k).ok().filter(|&k| k <= 64)?])
+                Some(vec![
+                    Val::Known(fill);
+                    usize::try_from(k).ok().filter(|&k| k <= 64)?
+                ])
             }
             "Mul" | "Add" | "Sub" | "Equal" => {
                 let (x, y) = (inp(0)?, inp(1)?);
@@ -507,7 +522,8 @@ impl Check<'_, '_> {
                                 _ => Val::Known(i64::from(p == q)),
                             },
                             // A dimension is never negative.
-                            ("Equal", Val::NonNeg, Val::Known(q)) | ("Equal", Val::Known(q), Val::NonNeg)
+                            ("Equal", Val::NonNeg, Val::Known(q))
+                            | ("Equal", Val::Known(q), Val::NonNeg)
                                 if q < 0 =>
                             {
                                 Val::Known(0)
@@ -540,8 +556,8 @@ impl Check<'_, '_> {
     fn required(&self, node: NodeId, slot: usize, len: usize) -> Option<Vec<i64>> {
         let n = self.a.g.node(node);
         let mut req = vec![0; len];
-        let sizing = (slot == 1 && (n.is("Reshape") || n.is("Expand")))
-            || (slot == 3 && n.is("Resize"));
+        let sizing =
+            (slot == 1 && (n.is("Reshape") || n.is("Expand"))) || (slot == 3 && n.is("Resize"));
         if !sizing {
             return Some(req);
         }

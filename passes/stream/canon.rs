@@ -23,8 +23,13 @@ pub struct Canon {
 fn random(op: &str) -> bool {
     matches!(
         op,
-        "RandomNormal" | "RandomNormalLike" | "RandomUniform" | "RandomUniformLike" | "Bernoulli"
-            | "Multinomial" | "Dropout"
+        "RandomNormal"
+            | "RandomNormalLike"
+            | "RandomUniform"
+            | "RandomUniformLike"
+            | "Bernoulli"
+            | "Multinomial"
+            | "Dropout"
     )
 }
 

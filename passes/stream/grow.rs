@@ -227,8 +227,17 @@ impl Grower<'_, '_> {
                         // on the way (a class token), is simply centred.
                         let direct = matches!(
                             n.op(),
-                            "Add" | "Sub" | "Concat" | "Where" | "Expand" | "Reshape" | "Unsqueeze"
-                                | "Squeeze" | "Identity" | "Cast" | "Flatten"
+                            "Add"
+                                | "Sub"
+                                | "Concat"
+                                | "Where"
+                                | "Expand"
+                                | "Reshape"
+                                | "Unsqueeze"
+                                | "Squeeze"
+                                | "Identity"
+                                | "Cast"
+                                | "Flatten"
                         );
                         let (axis, through) = if path.len() > 1 || axis.is_some() || !direct {
                             let mut t: Vec<String> = path
@@ -247,7 +256,10 @@ impl Grower<'_, '_> {
                         self.consts.entry((node, s)).or_insert((axis, through));
                     } else {
                         if matches!(from, Port::Out(_)) {
-                            self.up.entry(v.to_string()).or_default().push(x.to_string());
+                            self.up
+                                .entry(v.to_string())
+                                .or_default()
+                                .push(x.to_string());
                             self.via
                                 .entry(x.to_string())
                                 .or_insert((node, v.to_string()));
@@ -314,7 +326,8 @@ impl Grower<'_, '_> {
                     }
                     for x in [&s.a, &s.b] {
                         self.up.entry(v.to_string()).or_default().push(x.clone());
-                        self.queue.push_back((x.clone(), h.with_rank(a.shapes.rank(x))));
+                        self.queue
+                            .push_back((x.clone(), h.with_rank(a.shapes.rank(x))));
                     }
                     return;
                 }
@@ -394,7 +407,8 @@ impl Grower<'_, '_> {
                             self.consts.entry((m.anchor, 4)).or_insert((None, vec![]));
                         }
                         for x in [&s.a, &s.b].into_iter().chain(s.sum.as_ref()) {
-                            self.queue.push_back((x.clone(), h.with_rank(a.shapes.rank(x))));
+                            self.queue
+                                .push_back((x.clone(), h.with_rank(a.shapes.rank(x))));
                         }
                     }
                     continue;
@@ -416,6 +430,7 @@ impl Grower<'_, '_> {
                     self.outside.push((c, v.to_string()));
                     unknown.push(why)
                 }
+                Rule::Yields(Fact::Derived(_)) if a.shape_only_pick(c, self.d) => {}
                 Rule::Yields(Fact::Derived(why)) => {
                     self.outside.push((c, v.to_string()));
                     outside.push(why)
@@ -431,7 +446,11 @@ impl Grower<'_, '_> {
         let post_ln = a.norm_by_output.get(v).copied();
         match (leaf_here, post_ln) {
             (true, Some(k)) => {
-                let reader = outside.first().or(unknown.first()).cloned().unwrap_or_default();
+                let reader = outside
+                    .first()
+                    .or(unknown.first())
+                    .cloned()
+                    .unwrap_or_default();
                 self.observed.push(Refusal::PostLn {
                     norm: a.g.node(a.norms[k].anchor).label(),
                     reader,
@@ -439,12 +458,20 @@ impl Grower<'_, '_> {
             }
             (true, None) => {
                 // Cut: keep the leaf's value for its other readers, centre a copy.
-                let first = outside.first().or(unknown.first()).cloned().unwrap_or_default();
+                let first = outside
+                    .first()
+                    .or(unknown.first())
+                    .cloned()
+                    .unwrap_or_default();
                 let why = format!("its output is also read by {first}");
                 self.leaves.insert(v.to_string(), Leaf::Explicit { why });
             }
             (false, _) => {
-                let first = outside.first().or(unknown.first()).cloned().unwrap_or_default();
+                let first = outside
+                    .first()
+                    .or(unknown.first())
+                    .cloned()
+                    .unwrap_or_default();
                 self.observers.entry(v.to_string()).or_insert(first);
                 for reader in outside {
                     self.observed.push(Refusal::ObservedBy {

@@ -353,4 +353,3 @@ pub fn elem_type(g: &Graph, v: &str) -> Option<i32> {
         .map(|(t, _)| t)
         .filter(|&t| t != dt::UNDEFINED)
 }
-

@@ -110,7 +110,8 @@ impl Analysis<'_> {
         });
         st.norm_sources
             .retain(|&k| !cone.contains(&self.norms[k].y) && self.norms[k].y != t);
-        st.chain_shapes.retain(|(node, _, _)| !producers.contains(node));
+        st.chain_shapes
+            .retain(|(node, _, _)| !producers.contains(node));
         st.observed
             .retain(|r| refusal_value(r).is_none_or(|v| v != t && !cone.contains(v)));
         st.leaves.push(super::LeafAt {
@@ -273,7 +274,8 @@ impl Analysis<'_> {
         sort_leaves(st);
         st.norm_sources
             .retain(|&k| !keep.contains(&self.norms[k].y) || frontier.contains(&self.norms[k].y));
-        st.chain_shapes.retain(|(node, _, _)| !producers.contains(node));
+        st.chain_shapes
+            .retain(|(node, _, _)| !producers.contains(node));
         st.observed
             .retain(|r| refusal_value(r).is_none_or(|v| !keep.contains(v)));
         st.observers.retain(|v, _| !keep.contains(v));
@@ -327,9 +329,7 @@ impl Analysis<'_> {
     fn relocate(&self, st: &mut Stream) {
         loop {
             let misplaced = st.leaves.iter().find_map(|l| match l.leaf {
-                Leaf::Explicit { .. }
-                    if st.hidden.get(&l.value).is_some_and(|h| !h.is_last()) =>
-                {
+                Leaf::Explicit { .. } if st.hidden.get(&l.value).is_some_and(|h| !h.is_last()) => {
                     Some(l.value.clone())
                 }
                 _ => None,

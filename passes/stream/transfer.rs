@@ -198,9 +198,14 @@ impl Analysis<'_> {
                     h
                 }
             };
-            let mut ports: Vec<(Port, Hidden)> =
-                ins.iter().map(|&s| (Port::In(s), at(Port::In(s), f_in))).collect();
-            ports.extend(outs.iter().map(|&o| (Port::Out(o), at(Port::Out(o), f_out))));
+            let mut ports: Vec<(Port, Hidden)> = ins
+                .iter()
+                .map(|&s| (Port::In(s), at(Port::In(s), f_in)))
+                .collect();
+            ports.extend(
+                outs.iter()
+                    .map(|&o| (Port::Out(o), at(Port::Out(o), f_out))),
+            );
             Rule::Carry(Carry {
                 ports,
                 ..Default::default()
@@ -575,7 +580,16 @@ impl Analysis<'_> {
                         let vals: Option<Vec<shape::Dim>> = shape::const_ints(self.g, sz)
                             .map(|v| v.into_iter().map(shape::Dim::Known).collect())
                             .or_else(|| self.shapes.value(sz).map(<[shape::Dim]>::to_vec));
-                        let fine = vals.map(|v| v.get(a).and_then(shape::Dim::known) == Some(d as i64));
+                        // Or the constant piece of a computed `Concat([1, D], [h, w])`.
+                        let piece = || {
+                            let (pn, ps, pi) = self.const_shape_slot(id, 3, a, 0)?;
+                            let c = shape::const_ints(self.g, self.g.node(pn).input(ps)?)?;
+                            c.get(pi).map(|&x| x == d as i64)
+                        };
+                        let fine = vals
+                            .and_then(|v| v.get(a).and_then(shape::Dim::known))
+                            .map(|x| x == d as i64)
+                            .or_else(piece);
                         if fine == Some(true) {
                             sizes.push((3, a));
                         }
@@ -677,6 +691,29 @@ impl Analysis<'_> {
 }
 
 impl Analysis<'_> {
+    /// Whether node `id` is a `Gather` along the hidden axis (width `d`) with constant indices
+    /// whose result only `Shape`/`Size` read (mBART's TorchScript export sizes its positions with
+    /// `inputs_embeds[:, :, -1]`): its values change, its shape does not (the hidden axis is
+    /// replaced by the indices' shape), and nothing reads the values. Every index must also be
+    /// valid on the compressed width D−1 (in −(D−1)…D−2), so the pick still runs under CRMSNorm.
+    pub(super) fn shape_only_pick(&self, id: NodeId, d: usize) -> bool {
+        let n = self.g.node(id);
+        let w = d as i64 - 1;
+        n.is("Gather")
+            && n.input(1)
+                .and_then(|i| shape::const_ints(self.g, i))
+                .is_some_and(|ix| ix.iter().all(|&i| -w <= i && i < w))
+            && n.output.iter().filter(|o| !o.is_empty()).all(|o| {
+                !self.ix.graph_outputs.contains(o)
+                    && !self.ix.subgraph_reads.contains_key(o)
+                    && self
+                        .ix
+                        .consumers(o)
+                        .iter()
+                        .all(|&(c, _)| self.g.node(c).is("Shape") || self.g.node(c).is("Size"))
+            })
+    }
+
     /// For folding a norm's affine into the linear readers behind node `id` (read at `slot`):
     /// its outputs, when it carries the norm's output with the hidden axis last on both sides
     /// and commutes with the affine map, f(γ⊙z + β) = γ⊙f(z) + β — it moves, selects or

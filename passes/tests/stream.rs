@@ -570,7 +570,10 @@ fn per_token_factor_keeps_centring() {
 %z = Mul[per_token](%s, %m)",
         "f32[2,3,8]",
     )
-    .replace("input %x: f32[2,3,8]", "input %x: f32[2,3,8]\ninput %m: f32[2,3,1]");
+    .replace(
+        "input %x: f32[2,3,8]",
+        "input %x: f32[2,3,8]\ninput %m: f32[2,3,1]",
+    );
     check!(&g, rms(), @r#"
         graph "text"
           input  %x: f32[2,3,8]
@@ -669,7 +672,10 @@ fn concat_along_the_hidden_axis_is_not_a_shift() {
     let (x1, x2) = ([1.0, 3.0], [0.0, 0.0]);
     let joined: Vec<f64> = x1.iter().chain(&x2).copied().collect();
     let centred: Vec<f64> = centre(&x1).into_iter().chain(centre(&x2)).collect();
-    assert!(centred.iter().sum::<f64>().abs() < 1e-12, "the join of centred parts is centred");
+    assert!(
+        centred.iter().sum::<f64>().abs() < 1e-12,
+        "the join of centred parts is centred"
+    );
     let (a, b) = (ln(&joined), rms(&centred));
     assert!(
         a.iter().zip(&b).any(|(p, q)| (p - q).abs() > 0.1),
@@ -686,7 +692,10 @@ fn op_without_a_rule_is_unknown() {
 %z = vendor.ops:Mystery[mystery](%s)",
         "f32[2,3,8]",
     )
-    .replace("output %y: f32[2,3,8]", "output %y: f32[2,3,8]\noutput %z: ?");
+    .replace(
+        "output %y: f32[2,3,8]",
+        "output %y: f32[2,3,8]\noutput %z: ?",
+    );
     check_no_match!(&g, rms(), @r#"
         ln (LayerNormalization): cannot tell what the rewrite of "s" would change: vendor.ops:Mystery "mystery" (no rule for this op: it may see the mean)
         ln_f (LayerNormalization): cannot tell what the rewrite of "s" would change: vendor.ops:Mystery "mystery" (no rule for this op: it may see the mean)
@@ -1021,5 +1030,88 @@ fn where_per_token_keeps_centring() {
           leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
           norm ln: LayerNormalization -> decomposed RMSNorm, eps 9.999999747378752e-6, folded into [fc]
           norm ln_f: LayerNormalization -> decomposed RMSNorm, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+    "#);
+}
+
+/// A pick along the hidden axis read only for its shape (mBART's TorchScript export sizes its
+/// positions with `inputs_embeds[:, :, -1]`): the picked values change, the shape does not
+/// (Gather replaces the hidden axis by the indices' shape), so it does not observe the mean —
+/// also under CRMSNorm, where index −1 still exists on the width D−1.
+#[test]
+fn pick_read_only_for_its_shape_keeps_the_stream() {
+    let g = block_then(
+        "%p = Gather[pick](%s, @last) axis=-1
+%sz = Shape[size](%p)
+%y = LayerNormalization[ln_f](%s, @g_f:f32[8], @b_f:f32[8]) epsilon=1e-5",
+        "f32[2,3,8]",
+    )
+    .replace(
+        "output %y: f32[2,3,8]",
+        "output %y: f32[2,3,8]\noutput %sz: i64[2]\ninit @last: i64[] = [-1]",
+    );
+    check!(&g, crms(), @r#"
+        graph "text"
+          input  %x: f32[2,3,8]
+          output %y: f32[2,3,8]
+          output %sz: i64[2]
+          17 initializers, 376 bytes inline
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
+          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
+          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Slice, %normopt/Slice)
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/Mul, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/Slice, @normopt/axes_2:i64[1]) keepdims=1
+          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum_2, %normopt/ReduceSum_2)
+          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceSum, %normopt/Mul_2)
+          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/Add_1, @normopt/inv_width:f32[])
+          %normopt/Add_3 = Add[normopt/Add_4](%normopt/Mul_4, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_3)
+          %ln = Div[normopt/Div](%normopt/Slice, %normopt/Sqrt)
+          %normopt/matmul = MatMul[fc](%ln, @w:f32[7,7])
+          %h = Add[normopt/Add](%normopt/matmul, @normopt/bias:f32[7])
+          %s = Add[residual](%normopt/Slice, %h)
+          %p = Gather[pick](%s, @last:i64[]) axis=-1
+          %sz = Shape[size](%p)
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%s, %s)
+          %normopt/ReduceSum_4 = ReduceSum[normopt/ReduceSum_5](%normopt/Mul_6, @normopt/axes_3:i64[1]) keepdims=1
+          %normopt/ReduceSum_6 = ReduceSum[normopt/ReduceSum_7](%s, @normopt/axes_4:i64[1]) keepdims=1
+          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_6, %normopt/ReduceSum_6)
+          %normopt/Add_5 = Add[normopt/Add_6](%normopt/ReduceSum_4, %normopt/Mul_8)
+          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Add_5, @normopt/inv_width_1:f32[])
+          %normopt/Add_7 = Add[normopt/Add_8](%normopt/Mul_10, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_7)
+          %normopt/Div_1 = Div[normopt/Div_2](%s, %normopt/Sqrt_2)
+          %normopt/ReduceSum_8 = ReduceSum[normopt/ReduceSum_9](%normopt/Div_1, @normopt/axes_5:i64[1]) keepdims=1
+          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum_8)
+          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Div_1, %normopt/Neg) axis=-1
+          %normopt/Mul_12 = Mul[normopt/Mul_13](%normopt/Concat, @g_f:f32[8])
+          %y = Add[normopt/Add_9](%normopt/Mul_12, @b_f:f32[8])
+
+        rewritten 2
+        stream 0 width 8 -> 7: rewritten
+          leaf %h linear [fc]: MatMul weight centred over its output axis
+          leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
+          norm ln: LayerNormalization -> decomposed CRMSNorm, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+    "#);
+}
+
+/// The same pick at index D−1 = 7 would not exist on the compressed width: it observes the
+/// stream.
+#[test]
+fn pick_beyond_the_compressed_width_is_observed() {
+    let g = block_then(
+        "%p = Gather[pick](%s, @last) axis=-1
+%sz = Shape[size](%p)
+%y = LayerNormalization[ln_f](%s, @g_f:f32[8], @b_f:f32[8]) epsilon=1e-5",
+        "f32[2,3,8]",
+    )
+    .replace(
+        "output %y: f32[2,3,8]",
+        "output %y: f32[2,3,8]\noutput %sz: i64[2]\ninit @last: i64[] = [7]",
+    );
+    check_no_match!(&g, rms(), @r#"
+        ln (LayerNormalization): "s" is read by Gather "pick" (it gathers along the hidden axis), which observes the mean
+        ln_f (LayerNormalization): "s" is read by Gather "pick" (it gathers along the hidden axis), which observes the mean
     "#);
 }

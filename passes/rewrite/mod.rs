@@ -13,6 +13,7 @@
 //! fixed order — replace, scale (γ), shift (β·W), centre, compress — from the original f64
 //! values, rounded once.
 
+mod center;
 mod compress;
 mod driver;
 mod fold;
@@ -21,10 +22,48 @@ mod plan;
 
 pub use driver::{drive, DriveOptions};
 pub use patch::{lower, Patch};
-pub use plan::plan;
+
+use super::edit::Edit;
+use super::stream::{Analysis, Stream};
+use crate::ir::Model;
+use crate::{Error, Result};
+use plan::{read_value, Plan, StreamParts};
 
 /// By default, constants at least this large are edited at write time, row block by row block.
 pub const DEFER_BYTES: usize = 1 << 20;
+
+/// Plan the rewrite of the accepted streams. Returns the plan and per-stream report parts.
+///
+/// Two phases per stream, in stream order: the RMSNorm plan (`center.rs`: centre the leaves,
+/// fold or keep each norm's affine), then, with `compress`, the CRMSNorm compression of what it
+/// planned (`compress.rs`).
+pub fn plan(
+    a: &Analysis,
+    model: &Model,
+    streams: &[(usize, &Stream)],
+    fold: bool,
+    compress: bool,
+) -> Result<(Plan, StreamParts)> {
+    let mut p = Plan::default();
+    let mut reports = Vec::new();
+    let read = |name: &str| read_value(a, model, name);
+    let scales = fold::tail_scales(a, streams, &read)?;
+    for &(sid, st) in streams {
+        let d = st
+            .width
+            .ok_or_else(|| Error::Internal("accepted stream without width".into()))?;
+        let s = center::plan_stream(a, model, &mut p, st, d, fold, &scales, &read)?;
+        if compress {
+            compress::compress_stream(a, &mut p, st, d, &s)?;
+        }
+        reports.push((sid, s.leaves, s.norms));
+    }
+    // A centring added later (fold into a reader that is also a writer) must come after the fold.
+    for e in p.edits.values_mut() {
+        e.sort_by_key(Edit::rank);
+    }
+    Ok((p, reports))
+}
 
 #[cfg(test)]
 mod tests;

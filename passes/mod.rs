@@ -387,14 +387,16 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
     let n_rewritten = plan.norms.len() + plan.ln_tables.len();
     let mut patches_applied = 0;
     if n_rewritten > 0 {
-        let patches = rewrite::lower(
-            &model.graph,
-            &ix,
-            &norms,
-            &plan,
-            opts.form.rms_emit(),
-            opts.form.crms_emit(),
-        );
+        let patches = rewrite::lower(&model, &ix, &norms, &plan, opts.form)?;
+        let forms_out: BTreeMap<usize, String> = patches
+            .iter()
+            .filter_map(|p| match &p.kind {
+                rewrite::PatchKind::ReplaceNorm { norm, form_out, .. } => {
+                    Some((*norm, form_out.clone()))
+                }
+                _ => None,
+            })
+            .collect();
         let log = |_: usize, p: &rewrite::Patch| {
             if let Some(l) = &opts.patch_log {
                 (l.0)(&p.to_string());
@@ -402,11 +404,8 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
         };
         let applied = rewrite::drive(
             &mut model,
-            &norms,
             &patches,
             &rewrite::DriveOptions {
-                emit: opts.form.rms_emit(),
-                crms: opts.form.crms_emit(),
                 defer_bytes: opts.defer_bytes,
                 check_each_patch: opts.check_each_patch,
                 stop_after: opts.stop_after,
@@ -416,7 +415,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
         patches_applied = applied.patches;
         for sr in stream_reports.iter_mut() {
             for nr in sr.norms.iter_mut() {
-                nr.form_out = applied.forms_out.get(&nr.norm).cloned().unwrap_or_default();
+                nr.form_out = forms_out.get(&nr.norm).cloned().unwrap_or_default();
             }
         }
         report.centering_nodes = applied.centering_nodes;

@@ -5,7 +5,9 @@
 //!   weight edit, every explicit centering node and every norm replacement; with `compress`,
 //!   the CRMSNorm phase (`compress.rs`) then compresses what was planned for the stream.
 //!   Nothing is mutated.
-//! - [`lower`] (`patch.rs`) turns the plan into an ordered list of named [`Patch`]es.
+//! - [`lower`] (`lower.rs`) turns the plan into an ordered list of named [`Patch`]es
+//!   (`patch.rs`), making every remaining choice: each norm's concrete output form, its scale,
+//!   the Casts that go, the imports.
 //! - [`drive`] (`driver.rs`) applies them in order: the one place that mutates the graph. It can
 //!   check the graph after each patch and stop after the first N (to bisect a broken rewrite).
 //!
@@ -17,11 +19,13 @@ mod center;
 mod compress;
 mod driver;
 mod fold;
+mod lower;
 mod patch;
 mod plan;
 
 pub use driver::{drive, DriveOptions};
-pub use patch::{lower, Patch};
+pub use lower::lower;
+pub use patch::{Patch, PatchKind};
 
 use super::edit::Edit;
 use super::stream::{Analysis, Stream};

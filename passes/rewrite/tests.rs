@@ -3,7 +3,7 @@
 use super::patch::PatchKind;
 use super::{drive, DriveOptions, Patch};
 use crate::ir::{Graph, Model, NodeExt};
-use crate::passes::{self, emit::Emit, CrmsEmit, Options, PatchLog, Target};
+use crate::passes::{self, Options, PatchLog, Target};
 use crate::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -55,8 +55,6 @@ fn center(v: &str, edges: &[(usize, usize)]) -> Patch {
 
 fn options(check_each_patch: bool, stop_after: Option<usize>) -> DriveOptions<'static> {
     DriveOptions {
-        emit: Emit::Standard,
-        crms: CrmsEmit::Standard,
         defer_bytes: usize::MAX,
         check_each_patch,
         stop_after,
@@ -73,13 +71,13 @@ fn patches() -> Vec<Patch> {
 #[test]
 fn the_check_after_each_patch_names_the_broken_patch() {
     let mut m = small_model();
-    let e = drive(&mut m, &[], &patches(), &options(true, None)).unwrap_err();
+    let e = drive(&mut m, &patches(), &options(true, None)).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("patch #2 (centre \"z\")"), "{msg}");
     assert!(msg.contains("cycle"), "{msg}");
     // Without the check, the end of the rewrite still refuses it, without naming the patch.
     let mut m = small_model();
-    let e = drive(&mut m, &[], &patches(), &options(false, None)).unwrap_err();
+    let e = drive(&mut m, &patches(), &options(false, None)).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("cycle") && !msg.contains("patch #"), "{msg}");
 }
@@ -93,7 +91,7 @@ fn stop_after_applies_the_first_patches_only() {
         log: Some(&log),
         ..options(true, Some(1))
     };
-    let applied = drive(&mut m, &[], &patches(), &o).unwrap();
+    let applied = drive(&mut m, &patches(), &o).unwrap();
     assert_eq!(applied.patches, 1);
     assert_eq!(applied.centering_nodes, 1);
     assert_eq!(*logged.lock().unwrap(), vec!["1: centre \"y\"".to_string()]);
@@ -105,7 +103,7 @@ fn stop_after_applies_the_first_patches_only() {
     assert_eq!(relu.input(0), Some("x"));
     // Zero patches: the graph is as it was.
     let mut m = small_model();
-    let applied = drive(&mut m, &[], &patches(), &options(true, Some(0))).unwrap();
+    let applied = drive(&mut m, &patches(), &options(true, Some(0))).unwrap();
     assert_eq!(applied.patches, 0);
     assert_eq!(m.graph.to_proto(), small_model().graph.to_proto());
 }

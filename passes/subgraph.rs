@@ -1,8 +1,8 @@
 //! Streams inside subgraphs: If branches, Loop and Scan bodies (recursively).
 //!
 //! After the flat pass has run on a graph, each body held by its nodes is rewritten as a graph of
-//! its own, a *view*, by the whole pass ([`super::run`], so nested bodies are handled the same
-//! way), and put back:
+//! its own, a *view*, by the whole pass (the caller's, [`super::run`]: nested bodies are handled
+//! the same way), and put back:
 //! - the view is the body plus what it reads from the enclosing scope: outer constants
 //!   (initializers, Constant outputs) become initializers of the view under their own names;
 //!   other outer values (graph inputs, node outputs) become graph inputs of the view with their
@@ -28,8 +28,8 @@
 //!   pending tensor of a body is moved to the enclosing graph (a body sees its outer scope), and
 //!   from there further up when that graph is itself a view.
 
+use super::api::{Options, Outcome, PatchLog};
 use super::report::{Report, Why};
-use super::{Options, Outcome};
 use crate::ir::subgraph::{outer_reads_of, rename_reads, BodyRef};
 use crate::ir::{Graph, Model};
 use crate::proto::{GraphProto, TensorProto, ValueInfoProto};
@@ -64,9 +64,13 @@ enum Status {
     Edited,
 }
 
+/// The whole pass on one graph and its bodies ([`super::run`]), as [`rewrite_bodies`] runs it
+/// on each view.
+pub(crate) type Pass<'a> = &'a dyn Fn(Model, &Options) -> Result<Outcome>;
+
 /// Rewrite the streams inside the bodies of `out.model`'s graph (after the flat pass ran on it)
-/// and merge what was done into the report.
-pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options) -> Result<Outcome> {
+/// with `pass`, and merge what was done into the report.
+pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options, pass: Pass) -> Result<Outcome> {
     let Outcome {
         mut model,
         mut report,
@@ -105,13 +109,13 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options) -> Result<Outcome> {
             stop_after: opts.stop_after.map(|n| n.saturating_sub(patches)),
             patch_log: opts.patch_log.as_ref().map(|l| {
                 let (l, label) = (l.0.clone(), label.clone());
-                super::PatchLog(std::sync::Arc::new(move |p: &str| {
+                PatchLog(std::sync::Arc::new(move |p: &str| {
                     l(&format!("in {label}: {p}"))
                 }))
             }),
             ..opts.clone()
         };
-        let res = super::run(view, &body_opts).map_err(|e| in_body(e, &label))?;
+        let res = pass(view, &body_opts).map_err(|e| in_body(e, &label))?;
         patches += res.patches;
         let mut view = res.model;
         reserved.extend(view.graph.taken_names().iter().cloned());

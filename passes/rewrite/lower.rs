@@ -7,10 +7,11 @@
 //! Adding an output form: a [`NormOut`] variant (with its report name and builder in
 //! `emit.rs`), and the case of [`norm_build`] that chooses it.
 
+use super::super::api::{CrmsEmit, OutputForm};
+use super::super::emit::Emit;
 use super::super::emit::{doc_norm, NormBuild, NormInput, NormOut, Scale, NORMOPT_DOMAIN};
 use super::super::norms::{NormForm, NormMatch};
 use super::super::stream::{cast_of_const, const_dims_through, elem_type};
-use super::super::{CrmsEmit, Emit, OutputForm};
 use super::patch::{edits_text, Patch, PatchKind, Removed};
 use super::plan::{broadcast_vec, read_through, NormPlan, Plan};
 use crate::ir::{GraphIndex, Model, NodeExt, NodeId};

@@ -33,9 +33,6 @@ use crate::ir::Model;
 use crate::{Error, Result};
 use plan::{read_value, Plan, StreamParts};
 
-/// By default, constants at least this large are edited at write time, row block by row block.
-pub const DEFER_BYTES: usize = 1 << 20;
-
 /// Plan the rewrite of the accepted streams. Returns the plan and per-stream report parts.
 ///
 /// Two phases per stream, in stream order: the RMSNorm plan (`center.rs`: centre the leaves,

@@ -223,21 +223,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
                 _ => None,
             })
             .collect();
-        let log = |_: usize, p: &rewrite::Patch| {
-            if let Some(l) = &opts.patch_log {
-                (l.0)(&p.to_string());
-            }
-        };
-        let applied = rewrite::drive(
-            &mut model,
-            &patches,
-            &rewrite::DriveOptions {
-                defer_bytes: opts.defer_bytes,
-                check_each_patch: opts.check_each_patch,
-                stop_after: opts.stop_after,
-                log: Some(&log),
-            },
-        )?;
+        let applied = rewrite::drive(&mut model, &patches, &rewrite::DriveOptions::of(opts, 0))?;
         patches_applied = applied.patches;
         for sr in stream_reports.iter_mut() {
             for nr in sr.norms.iter_mut() {

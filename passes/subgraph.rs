@@ -27,10 +27,17 @@
 //! - write-time edits live in the top-level graph only (the writer computes them there): a
 //!   pending tensor of a body is moved to the enclosing graph (a body sees its outer scope), and
 //!   from there further up when that graph is itself a view.
+//!
+//! Putting the bodies back is named patches, decided here ([`reconcile`]) and applied by the
+//! one driver after the bodies' own patches: one per edited outer constant (in place or a copy),
+//! one per body, one that drops the outer initializers no body reads any more. So
+//! `--check-patches` checks each, and `--stop-after` can stop among them (a body not put back
+//! stays as it was in the input).
 
 use super::api::{Options, Outcome, PatchLog};
 use super::report::{Report, Why};
-use crate::ir::subgraph::{outer_reads_of, rename_reads, BodyRef};
+use super::rewrite::{drive, DriveOptions, Patch, PatchKind};
+use crate::ir::subgraph::{outer_reads_of, BodyRef};
 use crate::ir::{Graph, Model};
 use crate::proto::{GraphProto, TensorProto, ValueInfoProto};
 use crate::{Error, Result};
@@ -127,10 +134,14 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options, pass: Pass) -> Result
             report: res.report,
         });
     }
+    // Names taken inside the bodies are not fresh in the enclosing graph (name bookkeeping, no
+    // edit of the graph).
     model.graph.reserve_names(reserved.iter());
-    let added = reconcile(&mut model, &mut done)?;
+    let reconciled = reconcile(&model, &done)?;
+    let applied = drive(&mut model, &reconciled, &DriveOptions::of(opts, patches))?;
+    patches += applied.patches;
     merge_reports(&mut report, &done);
-    report.bytes_added += added;
+    report.bytes_added += applied.bytes_added;
     report.ops_after = model.graph.deep_histogram();
     Ok(Outcome {
         model,
@@ -223,12 +234,6 @@ fn view_of(
     ))
 }
 
-/// Byte size of a tensor's values (dims × element size).
-fn tensor_bytes(t: &TensorProto) -> usize {
-    crate::tensor::element_count(&t.dims).unwrap_or(0)
-        * crate::proto::data_type::byte_size(t.data_type.unwrap_or(0)).unwrap_or(0)
-}
-
 /// Whether two bodies' new values of the same constant are equal: same dims and type and the
 /// same bytes, write-time edits computed (one tensor in memory at a time).
 fn same_values(a: (&Model, &TensorProto), b: (&Model, &TensorProto)) -> Result<bool> {
@@ -275,12 +280,12 @@ fn same_values(a: (&Model, &TensorProto), b: (&Model, &TensorProto)) -> Result<b
     Ok(equal && at == want.len())
 }
 
-/// Put the rewritten bodies back into `model`'s graph, giving each outer constant one
-/// consistent edit (module doc). Returns the bytes of the copies made.
-fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
-    let mut added = 0usize;
-    // Per body: outer name -> the name its reads now use.
-    let mut renames: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); done.len()];
+/// The patches that put the rewritten bodies back into `model`'s graph, giving each outer
+/// constant one consistent edit (module doc): the outer constants first, then each body, then
+/// the outer initializers no reader is left for.
+fn reconcile(model: &Model, done: &[Done]) -> Result<Vec<Patch>> {
+    let mut out = Vec::new();
+    let mut push = |kind: PatchKind, what: String| out.push(Patch { kind, what });
     let names: BTreeSet<String> = done
         .iter()
         .flat_map(|d| d.imports.constants.keys().cloned())
@@ -338,71 +343,91 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
         });
         for (k, grp) in groups.iter().enumerate() {
             let rep = &done[grp[0]];
-            let mut t = tensor_in(rep, name)?.clone();
-            let pending = rep.view.graph.pending(name).cloned();
-            let target = if Some(k) == chosen {
-                name.clone()
-            } else {
-                let fresh = model.graph.fresh_name(&format!("{name}_normopt"));
-                added += tensor_bytes(&t);
-                fresh
-            };
-            // A pending tensor keeps its source; its payload is computed when written.
-            t.name = Some(target.clone());
-            model.graph.put_initializer(t, pending)?;
-            if &target != name {
-                for &i in grp {
-                    renames[i].insert(name.clone(), target.clone());
-                }
-            }
+            let copy = Some(k) != chosen;
+            let labels: Vec<&str> = grp.iter().map(|&i| done[i].label.as_str()).collect();
+            push(
+                PatchKind::OuterConstant {
+                    name: name.clone(),
+                    tensor: Box::new(tensor_in(rep, name)?.clone()),
+                    pending: rep.view.graph.pending(name).cloned().map(Box::new),
+                    copy,
+                    bodies: grp.clone(),
+                },
+                format!(
+                    "outer constant {name:?}: {} for {}",
+                    if copy {
+                        "a copy with the edit"
+                    } else {
+                        "edited in place"
+                    },
+                    labels.join(", ")
+                ),
+            );
         }
     }
     // Put the bodies back: without the imported values, with pending tensors hoisted.
-    for (i, d) in done.iter_mut().enumerate() {
+    for (i, d) in done.iter().enumerate() {
         let vg = &d.view.graph;
         let mut gp = vg.to_proto();
-        let mut hoisted: Vec<TensorProto> = Vec::new();
+        let mut hoisted = Vec::new();
         gp.initializer.retain(|t| {
             let n = t.name.as_deref().unwrap_or("");
             if d.imports.constants.contains_key(n) {
                 return false;
             }
-            if vg.pending(n).is_some() {
-                hoisted.push(t.clone());
+            if let Some(p) = vg.pending(n) {
+                hoisted.push((t.clone(), Some(p.clone())));
                 return false;
             }
             true
         });
         gp.input
             .retain(|v| !d.imports.inputs.contains(v.name.as_deref().unwrap_or("")));
-        for t in hoisted {
-            let n = t.name.clone().unwrap_or_default();
-            let p = vg.pending(&n).cloned();
-            model.graph.put_initializer(t, p)?;
-        }
-        for (from, to) in &renames[i] {
-            rename_reads(&mut gp, from, to);
-        }
-        model.graph.set_body(&d.body, gp)?;
-        for o in &d.view.header.opset_import {
-            if let (Some(dom), Some(v)) = (o.domain.as_deref(), o.version) {
-                if !dom.is_empty() {
-                    model.ensure_import(dom, v);
-                }
+        let imports = d
+            .view
+            .header
+            .opset_import
+            .iter()
+            .filter_map(|o| match (o.domain.as_deref(), o.version) {
+                (Some(dom), Some(v)) if !dom.is_empty() => Some((dom.to_string(), v)),
+                _ => None,
+            })
+            .collect();
+        let what = format!(
+            "put back the rewritten {}{}",
+            d.label,
+            if hoisted.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} constant(s) computed at write time move out)",
+                    hoisted.len()
+                )
             }
-        }
+        );
+        push(
+            PatchKind::PutBody {
+                body: d.body.clone(),
+                index: i,
+                graph: Box::new(gp),
+                hoisted,
+                imports,
+            },
+            what,
+        );
     }
     // Outer constants no reader is left for (a body that dropped its last read of one).
     let candidates: BTreeSet<String> = done
         .iter()
         .flat_map(|d| d.imports.initializers.iter().cloned())
         .collect();
-    model.graph.drop_unused_initializers(&candidates);
-    model
-        .graph
-        .check()
-        .map_err(|why| Error::Internal(format!("after rewriting subgraphs: {why}")))?;
-    Ok(added)
+    if !candidates.is_empty() {
+        push(
+            PatchKind::DropUnusedInitializers { candidates },
+            "drop the outer initializers the bodies no longer read".into(),
+        );
+    }
+    Ok(out)
 }
 
 /// The tensor named `name` in a body's view (it must be there).

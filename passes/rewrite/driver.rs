@@ -8,15 +8,18 @@
 //! [`DriveOptions::stop_after`], only the first patches are applied (to bisect a broken
 //! rewrite; the result is a valid graph but in general not an equivalent one).
 
+use super::super::api::{Options, PatchLog};
 use super::super::edit;
 use super::super::emit::{Builder, NormBuild};
 use super::super::math;
 use super::patch::{Patch, PatchKind, Removed};
 use crate::io::ExternalStore;
+use crate::ir::subgraph::rename_reads;
 use crate::ir::{read_array, Model, NodeExt, NodeId};
 use crate::proto::data_type as dt;
+use crate::proto::TensorProto;
 use crate::{Error, Result};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -31,9 +34,6 @@ pub struct Applied {
     pub patches: usize,
 }
 
-/// Told each patch's number (from 1) and the patch, before it is applied.
-pub type PatchObserver<'a> = &'a dyn Fn(usize, &Patch);
-
 /// How the driver runs.
 #[derive(Clone, Copy)]
 pub struct DriveOptions<'a> {
@@ -43,8 +43,22 @@ pub struct DriveOptions<'a> {
     pub check_each_patch: bool,
     /// Apply only this many patches.
     pub stop_after: Option<usize>,
-    /// Called with each patch's number (from 1) and the patch, before it is applied.
-    pub log: Option<PatchObserver<'a>>,
+    /// Told each patch's description before it is applied.
+    pub log: Option<&'a PatchLog>,
+}
+
+impl DriveOptions<'_> {
+    /// How the driver runs for a pass with `opts` that has applied `done` patches already (the
+    /// budget of `--stop-after` is shared by the main graph, its bodies and their
+    /// reconciliation).
+    pub fn of(opts: &Options, done: usize) -> DriveOptions<'_> {
+        DriveOptions {
+            defer_bytes: opts.defer_bytes,
+            check_each_patch: opts.check_each_patch,
+            stop_after: opts.stop_after.map(|n| n.saturating_sub(done)),
+            log: opts.patch_log.as_ref(),
+        }
+    }
 }
 
 /// Apply `patches` in order to `model` (whose graph they were lowered on), then settle the
@@ -59,12 +73,13 @@ pub fn drive(model: &mut Model, patches: &[Patch], o: &DriveOptions) -> Result<A
         removed: BTreeSet::new(),
         dead_consts: BTreeSet::new(),
         renamed: HashMap::new(),
+        copies: BTreeMap::new(),
         out: Applied::default(),
     };
     let n = o.stop_after.map_or(patches.len(), |k| k.min(patches.len()));
     for (i, p) in patches[..n].iter().enumerate() {
         if let Some(log) = o.log {
-            log(i + 1, p);
+            (log.0)(&p.to_string());
         }
         d.apply(p)?;
         d.out.patches += 1;
@@ -90,6 +105,8 @@ struct Driver<'a> {
     dead_consts: BTreeSet<String>,
     /// Explicitly centred values → their centred copies (norms read the copies).
     renamed: HashMap<String, String>,
+    /// Subgraphs: (body number, outer constant) → the copy that body reads.
+    copies: BTreeMap<(usize, String), String>,
     out: Applied,
 }
 
@@ -201,6 +218,56 @@ impl Driver<'_> {
             }
             PatchKind::DropCasts { casts } => {
                 self.drop_casts(casts);
+                Ok(())
+            }
+            PatchKind::OuterConstant {
+                name,
+                tensor,
+                pending,
+                copy,
+                bodies,
+            } => {
+                let g = &mut self.model.graph;
+                let target = if *copy {
+                    let fresh = g.fresh_name(&format!("{name}_normopt"));
+                    self.out.bytes_added += tensor_bytes(tensor);
+                    for &i in bodies {
+                        self.copies.insert((i, name.clone()), fresh.clone());
+                    }
+                    fresh
+                } else {
+                    name.clone()
+                };
+                let t = TensorProto {
+                    name: Some(target),
+                    ..(**tensor).clone()
+                };
+                g.put_initializer(t, pending.as_deref().cloned())
+            }
+            PatchKind::PutBody {
+                body,
+                index,
+                graph,
+                hoisted,
+                imports,
+            } => {
+                let g = &mut self.model.graph;
+                for (t, p) in hoisted {
+                    g.put_initializer(t.clone(), p.clone())?;
+                }
+                let mut gp = (**graph).clone();
+                let copies = self.copies.range((*index, String::new())..);
+                for ((_, from), to) in copies.take_while(|((i, _), _)| i == index) {
+                    rename_reads(&mut gp, from, to);
+                }
+                g.set_body(body, gp)?;
+                for (domain, version) in imports {
+                    self.model.ensure_import(domain, *version);
+                }
+                Ok(())
+            }
+            PatchKind::DropUnusedInitializers { candidates } => {
+                self.model.graph.drop_unused_initializers(candidates);
                 Ok(())
             }
             PatchKind::DropStaleValueInfo { widths } => {
@@ -368,4 +435,10 @@ fn elem_type_of_weight(g: &crate::ir::Graph, node: NodeId) -> i32 {
         .and_then(|t| t.data_type)
         .filter(|&t| crate::tensor::is_float(t))
         .unwrap_or(dt::FLOAT)
+}
+
+/// Byte size of a tensor's values (dims × element size).
+fn tensor_bytes(t: &TensorProto) -> usize {
+    crate::tensor::element_count(&t.dims).unwrap_or(0)
+        * dt::byte_size(t.data_type.unwrap_or(0)).unwrap_or(0)
 }

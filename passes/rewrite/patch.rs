@@ -9,7 +9,9 @@
 
 use super::super::edit::Edit;
 use super::super::emit::NormBuild;
-use crate::ir::NodeId;
+use crate::ir::subgraph::BodyRef;
+use crate::ir::{NodeId, Pending};
+use crate::proto::{GraphProto, TensorProto};
 use std::collections::BTreeSet;
 
 /// One named change of the graph.
@@ -118,6 +120,42 @@ pub enum PatchKind {
     DropStaleValueInfo {
         /// The widths D that were compressed.
         widths: BTreeSet<usize>,
+    },
+    /// Subgraphs: outer constant `name` takes the value that the bodies `bodies` (their
+    /// numbers among the bodies put back) made of it — in place, or as a copy under a fresh
+    /// name (`copy`) that those bodies then read.
+    OuterConstant {
+        /// The outer constant.
+        name: String,
+        /// Its new tensor (the payload computed at write time when `pending`).
+        tensor: Box<TensorProto>,
+        /// What computes its payload at write time.
+        pending: Option<Box<Pending>>,
+        /// A copy under a fresh name, not an edit in place.
+        copy: bool,
+        /// The bodies that read the new value.
+        bodies: Vec<usize>,
+    },
+    /// Subgraphs: put back rewritten body number `index`: its imports removed (outer values
+    /// again), its reads of outer constants copied for it renamed, its constants computed at
+    /// write time moved to the enclosing graph (the writer computes them there), the operator
+    /// domains it uses imported.
+    PutBody {
+        /// Where the body is.
+        body: BodyRef,
+        /// Its number among the bodies put back.
+        index: usize,
+        /// The body.
+        graph: Box<GraphProto>,
+        /// Its constants computed at write time.
+        hoisted: Vec<(TensorProto, Option<Pending>)>,
+        /// The domains it imports (domain, version).
+        imports: Vec<(String, i64)>,
+    },
+    /// Subgraphs: drop the outer initializers among `candidates` that nothing reads any more.
+    DropUnusedInitializers {
+        /// The initializers the bodies imported.
+        candidates: BTreeSet<String>,
     },
 }
 

@@ -85,8 +85,11 @@ fn the_check_after_each_patch_names_the_broken_patch() {
 #[test]
 fn stop_after_applies_the_first_patches_only() {
     let mut m = small_model();
-    let logged = Mutex::new(Vec::new());
-    let log = |k: usize, p: &Patch| logged.lock().unwrap().push(format!("{k}: {p}"));
+    let logged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = logged.clone();
+    let log = PatchLog(Arc::new(move |p: &str| {
+        sink.lock().unwrap().push(p.to_string())
+    }));
     let o = DriveOptions {
         log: Some(&log),
         ..options(true, Some(1))
@@ -94,7 +97,7 @@ fn stop_after_applies_the_first_patches_only() {
     let applied = drive(&mut m, &patches(), &o).unwrap();
     assert_eq!(applied.patches, 1);
     assert_eq!(applied.centering_nodes, 1);
-    assert_eq!(*logged.lock().unwrap(), vec!["1: centre \"y\"".to_string()]);
+    assert_eq!(*logged.lock().unwrap(), vec!["centre \"y\"".to_string()]);
     m.graph.check().unwrap();
     // The Neg reads the centred copy; the Relu still reads x.
     let neg = m.graph.nodes().iter().find(|n| n.is("Neg")).unwrap();
@@ -164,4 +167,104 @@ fn stop_after_n_through_the_pass() {
             full.model.to_proto().unwrap()
         );
     }
+}
+
+/// The merged Whisper decoder of the shared corpus (Optimum's If with two decoder bodies).
+fn whisper_merged() -> Model {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus-deployed/whisper_decoder_model_merged.onnx");
+    Model::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The op types inside the bodies of a graph's nodes.
+fn body_ops(g: &Graph) -> Vec<String> {
+    let mut h = std::collections::BTreeMap::new();
+    for (r, _) in g.bodies() {
+        crate::ir::subgraph::deep_histogram(&g.body(&r).unwrap().node, &mut h);
+    }
+    h.into_keys().collect()
+}
+
+/// Putting rewritten bodies back is patches too: the log names them, `stop_after` can stop
+/// before them (the bodies stay as they were, the graph is valid) or among them, and each is
+/// checked.
+#[test]
+fn subgraph_reconciliation_is_patches() {
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = log.clone();
+    let opts = Options {
+        check_each_patch: true,
+        ..Options::default()
+    };
+    let full = passes::run(
+        whisper_merged(),
+        &Options {
+            patch_log: Some(PatchLog(Arc::new(move |p: &str| {
+                sink.lock().unwrap().push(p.to_string())
+            }))),
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), full.patches);
+    let first_put = log
+        .iter()
+        .position(|p| p.starts_with("put back the rewritten If"))
+        .expect("bodies are put back by patches");
+    let puts = log[first_put..]
+        .iter()
+        .take_while(|p| p.starts_with("put back"))
+        .count();
+    assert_eq!(puts, 2, "{log:#?}");
+    assert!(log[..first_put]
+        .iter()
+        .any(|p| p.starts_with("outer constant")));
+    assert!(log
+        .last()
+        .is_some_and(|p| p.starts_with("drop the outer initializers")));
+    assert!(!body_ops(&full.model.graph).contains(&"LayerNormalization".to_string()));
+    // Stopped before the bodies are put back: they are the input's.
+    let input_ops = body_ops(&whisper_merged().graph);
+    assert!(input_ops.contains(&"LayerNormalization".to_string()));
+    let before = passes::run(
+        whisper_merged(),
+        &Options {
+            stop_after: Some(first_put),
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(before.patches, first_put);
+    before.model.graph.check().unwrap();
+    let g = &before.model.graph;
+    for ((r, label), (r0, _)) in g.bodies().iter().zip(whisper_merged().graph.bodies()) {
+        assert_eq!(
+            g.body(r),
+            whisper_merged().graph.body(&r0),
+            "{label} was put back"
+        );
+    }
+    // Stopped after one body: that one is rewritten, the other is not.
+    let one = passes::run(
+        whisper_merged(),
+        &Options {
+            stop_after: Some(first_put + 1),
+            ..opts
+        },
+    )
+    .unwrap();
+    one.model.graph.check().unwrap();
+    let lns: Vec<bool> = one
+        .model
+        .graph
+        .bodies()
+        .iter()
+        .map(|(r, _)| {
+            let mut h = std::collections::BTreeMap::new();
+            crate::ir::subgraph::deep_histogram(&one.model.graph.body(r).unwrap().node, &mut h);
+            h.contains_key("LayerNormalization")
+        })
+        .collect();
+    assert_eq!(lns.iter().filter(|x| **x).count(), 1, "{lns:?}");
 }

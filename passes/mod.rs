@@ -39,11 +39,11 @@ mod tests;
 pub use api::{CrmsEmit, Options, Outcome, OutputForm, PatchLog, Target};
 pub use emit::Emit;
 
-use crate::ir::{shape::Shapes, Model, NodeExt};
+use crate::ir::{shape::Shapes, Model};
 use crate::Result;
-use norms::{Ctx, NormKind};
-use report::{LeftAlone, Report, StreamReport, StreamStatus, Why};
-use std::collections::BTreeMap;
+use norms::Ctx;
+use report::build::ReportBuilder;
+use report::Report;
 use stream::{Analysis, Leaf};
 
 /// Analyse a model without changing it: the report of what the rewrite would do.
@@ -61,22 +61,7 @@ pub fn run(model: Model, opts: &Options) -> Result<Outcome> {
 /// The pass on one graph, its subgraphs left as they are.
 fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
     let target = opts.form.target();
-    let mut report = Report {
-        model: model.path.display().to_string(),
-        target: format!("{target:?}").to_lowercase(),
-        emit: opts.form.emit_name().into(),
-        ops_before: model.graph.op_histogram(),
-        notes: if model.reordered {
-            vec![
-                "the nodes were not in topological order: they were sorted on load, and the \
-                  output is written in that order"
-                    .into(),
-            ]
-        } else {
-            vec![]
-        },
-        ..Default::default()
-    };
+    let mut report = ReportBuilder::new(&model, opts.form);
     let ix = model.graph.index();
     let shapes = Shapes::infer(&model.graph);
     let ctx = Ctx {
@@ -85,23 +70,10 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
         shapes: &shapes,
     };
     let (norms, near_misses) = norms::find_norms(&ctx);
-    let mut found: BTreeMap<String, usize> = BTreeMap::new();
-    for m in &norms {
-        *found.entry(m.form.to_string()).or_insert(0) += 1;
-    }
-    report.norms_found = found.into_iter().collect();
-    for (id, why) in near_misses {
-        report.refusals.push(LeftAlone {
-            norm: model.graph.node(id).label(),
-            form: "unrecognised".into(),
-            why: Why::NotAPattern(why),
-            subgraph: None,
-        });
-    }
+    report.matched(&model.graph, &norms, near_misses);
     let a = Analysis::new(&model.graph, &ix, &shapes, &norms);
     let streams = a.streams();
     let reasons = decide::refusals(&a, &streams, opts);
-    let label = |k: usize| model.graph.node(norms[k].anchor).label();
     // An embedding LayerNorm precomputed into its table takes its little input stream with it.
     let absorbed: std::collections::BTreeSet<usize> = streams
         .iter()
@@ -128,133 +100,31 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
         .collect();
     let (plan, parts) =
         rewrite::plan(&a, &model, &accepted, opts.fold, target == Target::Crmsnorm)?;
-    let mut stream_reports: Vec<StreamReport> = streams
-        .iter()
-        .enumerate()
-        .map(|(sid, st)| StreamReport {
-            id: sid,
-            width: st.width,
-            new_width: st.width,
-            status: if swallowed[sid] && reasons[sid].is_empty() {
-                StreamStatus::Precomputed
-            } else if reasons[sid].is_empty() {
-                StreamStatus::Rewritten
-            } else {
-                StreamStatus::Refused
-            },
-            reasons: reasons[sid].clone(),
-            leaves: vec![],
-            norms: vec![],
-            norm_names: st.norms.iter().map(|&k| label(k)).collect(),
-            subgraph: None,
-        })
-        .collect();
-    for (sid, st) in streams.iter().enumerate() {
-        if !reasons[sid].is_empty() {
-            stream_reports[sid].leaves = st
-                .leaves
-                .iter()
-                .map(|l| {
-                    let (kind, how) = match &l.leaf {
-                        Leaf::Explicit { why } => ("explicit centering", why.clone()),
-                        Leaf::Const { .. } => ("constant", String::new()),
-                        Leaf::Linear { .. } => ("linear", String::new()),
-                        Leaf::Table { .. } => ("embedding", String::new()),
-                        Leaf::Conv { .. } => ("patch embedding", String::new()),
-                        Leaf::LnTable { .. } => ("embedding LayerNorm", String::new()),
-                    };
-                    let node = model
-                        .graph
-                        .nodes()
-                        .get(ix.producer(&l.value).unwrap_or(usize::MAX))
-                        .map(|n| n.label())
-                        .unwrap_or_default();
-                    report::LeafReport {
-                        value: l.value.clone(),
-                        kind: kind.into(),
-                        node,
-                        how: format!("not applied{}{how}", if how.is_empty() { "" } else { ": " }),
-                    }
-                })
-                .collect();
-        }
-    }
-    for (sid, leaves, nr) in parts {
-        stream_reports[sid].leaves = leaves;
-        stream_reports[sid].norms = nr;
-    }
-    for (sid, st) in streams.iter().enumerate() {
-        if !reasons[sid].is_empty() {
-            for &k in &st.norms {
-                report.refusals.push(LeftAlone {
-                    norm: label(k),
-                    form: norms[k].form.to_string(),
-                    why: Why::Stream(reasons[sid].clone()),
-                    subgraph: None,
-                });
-            }
-        } else {
-            for &k in &st.norms {
-                let m = &norms[k];
-                if m.kind == NormKind::LayerNorm
-                    && !plan.norms.iter().any(|p| p.norm == k)
-                    && !plan.ln_tables.iter().any(|(n, _)| *n == k)
-                {
-                    report.refusals.push(LeftAlone {
-                        norm: label(k),
-                        form: m.form.to_string(),
-                        why: Why::OptionalOutputsRead,
-                        subgraph: None,
-                    });
-                }
-            }
-        }
-    }
-    let n_rewritten = plan.norms.len() + plan.ln_tables.len();
-    let mut patches_applied = 0;
-    if n_rewritten > 0 {
-        let patches = rewrite::lower(&model, &ix, &norms, &plan, opts.form)?;
-        let forms_out: BTreeMap<usize, String> = patches
-            .iter()
-            .filter_map(|p| match &p.kind {
-                rewrite::PatchKind::ReplaceNorm { norm, form_out, .. } => {
-                    Some((*norm, form_out.clone()))
-                }
-                _ => None,
-            })
-            .collect();
-        let applied = rewrite::drive(&mut model, &patches, &rewrite::DriveOptions::of(opts, 0))?;
-        patches_applied = applied.patches;
-        for sr in stream_reports.iter_mut() {
-            for nr in sr.norms.iter_mut() {
-                nr.form_out = forms_out.get(&nr.norm).cloned().unwrap_or_default();
-            }
-        }
-        report.centering_nodes = applied.centering_nodes;
-        report.bytes_added = applied.bytes_added;
-        if target == Target::Crmsnorm {
-            for sr in stream_reports
-                .iter_mut()
-                .filter(|s| s.status == StreamStatus::Rewritten)
-            {
-                sr.new_width = sr.width.map(|w| w - 1);
-            }
-        }
-    }
-    report.norms_rewritten = n_rewritten;
-    report.streams = stream_reports;
-    report.ops_after = model.graph.op_histogram();
-    if n_rewritten == 0 && report.streams.is_empty() && norms.is_empty() {
-        report.refusals.push(LeftAlone {
-            norm: "-".into(),
-            form: "-".into(),
-            why: Why::NothingFound,
-            subgraph: None,
+    report.planned(
+        &model.graph,
+        &ix,
+        &norms,
+        &streams,
+        &reasons,
+        &swallowed,
+        &plan,
+        &parts,
+    );
+    if plan.norms.is_empty() && plan.ln_tables.is_empty() {
+        let ops = model.graph.op_histogram();
+        return Ok(Outcome {
+            model,
+            report: report.finish(None, ops),
+            patches: 0,
         });
     }
+    let patches = rewrite::lower(&model, &ix, &norms, &plan, opts.form)?;
+    report.lowered(&patches);
+    let applied = rewrite::drive(&mut model, &patches, &rewrite::DriveOptions::of(opts, 0))?;
+    let ops = model.graph.op_histogram();
     Ok(Outcome {
         model,
-        report,
-        patches: patches_applied,
+        report: report.finish(Some(&applied), ops),
+        patches: applied.patches,
     })
 }

@@ -35,7 +35,8 @@
 //! stays as it was in the input).
 
 use super::api::{Options, Outcome, PatchLog};
-use super::report::{Report, Why};
+use super::report::build::merge_bodies;
+use super::report::Report;
 use super::rewrite::{drive, DriveOptions, Patch, PatchKind};
 use crate::ir::subgraph::{outer_reads_of, BodyRef};
 use crate::ir::{Graph, Model};
@@ -92,13 +93,10 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options, pass: Pass) -> Result
         });
     }
     // The bodies are still as in the input (the flat pass does not touch them).
+    let mut ops_in_bodies = BTreeMap::new();
     for (r, _) in &bodies {
         if let Some(b) = model.graph.body(r) {
-            let mut h = BTreeMap::new();
-            crate::ir::subgraph::deep_histogram(&b.node, &mut h);
-            for (k, v) in h {
-                *report.ops_before.entry(k).or_insert(0) += v;
-            }
+            crate::ir::subgraph::deep_histogram(&b.node, &mut ops_in_bodies);
         }
     }
     let mut reserved: Vec<String> = model.graph.taken_names().iter().cloned().collect();
@@ -140,9 +138,14 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options, pass: Pass) -> Result
     let reconciled = reconcile(&model, &done)?;
     let applied = drive(&mut model, &reconciled, &DriveOptions::of(opts, patches))?;
     patches += applied.patches;
-    merge_reports(&mut report, &done);
-    report.bytes_added += applied.bytes_added;
-    report.ops_after = model.graph.deep_histogram();
+    let ops_after = model.graph.deep_histogram();
+    merge_bodies(
+        &mut report,
+        ops_in_bodies,
+        done.iter().map(|d| (d.label.as_str(), &d.report)),
+        &applied,
+        ops_after,
+    );
     Ok(Outcome {
         model,
         report,
@@ -436,48 +439,4 @@ fn tensor_in<'a>(d: &'a Done, name: &str) -> Result<&'a TensorProto> {
     g.initializer_pos(name)
         .and_then(|p| g.initializers().get(p))
         .ok_or_else(|| Error::Internal(format!("{}: {name:?} vanished", d.label)))
-}
-
-/// Merge the bodies' reports into the enclosing graph's: streams and refusals named by their
-/// body, counts summed.
-fn merge_reports(report: &mut Report, done: &[Done]) {
-    let mut next = report.streams.len();
-    let mut found: BTreeMap<String, usize> = report.norms_found.iter().cloned().collect();
-    let nested = |label: &str, inner: &Option<String>| {
-        Some(match inner {
-            Some(i) => format!("{label} / {i}"),
-            None => label.to_string(),
-        })
-    };
-    let mut any = false;
-    for d in done {
-        let r = &d.report;
-        for (f, n) in &r.norms_found {
-            *found.entry(f.clone()).or_insert(0) += n;
-            any = true;
-        }
-        for st in &r.streams {
-            let mut st = st.clone();
-            st.id = next;
-            next += 1;
-            st.subgraph = nested(&d.label, &st.subgraph);
-            report.streams.push(st);
-            any = true;
-        }
-        for rf in &r.refusals {
-            if rf.why == Why::NothingFound {
-                continue;
-            }
-            let mut rf = rf.clone();
-            rf.subgraph = nested(&d.label, &rf.subgraph);
-            report.refusals.push(rf);
-        }
-        report.norms_rewritten += r.norms_rewritten;
-        report.centering_nodes += r.centering_nodes;
-        report.bytes_added += r.bytes_added;
-    }
-    report.norms_found = found.into_iter().collect();
-    if any {
-        report.refusals.retain(|rf| rf.why != Why::NothingFound);
-    }
 }

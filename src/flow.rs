@@ -305,7 +305,7 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
     let result = (s.verifier)(input, staged.model_path(), &s.verify_opts);
     match result {
         Ok(Ok(rep)) => {
-            report.verification = Some(rep.json.clone());
+            report.add_verification(&rep.json);
             if rep.passed() {
                 FileResult::Rewritten {
                     staged,

@@ -3,10 +3,10 @@
 
 use super::super::edit::Edit;
 use super::super::math;
-use super::super::report::{KeptAffine, LeafReport, NormReport};
+use super::super::report::{Centring, ConstantAxis, KeptAffine};
 use super::super::stream::{Analysis, Leaf, StepOp, Stream};
 use super::fold::{costly_new_bias, fold_readers, TailScales};
-use super::plan::{broadcast_vec, NormPlan, Plan, StreamPlan};
+use super::plan::{broadcast_vec, NormPlan, Plan, PlannedLeaf, StreamPlan};
 use crate::ir::{Model, NodeExt, NodeId};
 use crate::tensor::Array;
 use crate::{Error, Result};
@@ -32,7 +32,7 @@ pub(super) fn plan_stream(
     let mut leaves = Vec::new();
     let centred_before: BTreeSet<(NodeId, usize)> = p.edits.keys().copied().collect();
     for la in &st.leaves {
-        let (kind, node, how) = match &la.leaf {
+        let (node, how) = match &la.leaf {
             Leaf::Const {
                 node,
                 slot,
@@ -49,22 +49,16 @@ pub(super) fn plan_stream(
                     .entry((*node, *slot))
                     .or_default()
                     .push(Edit::Center { axis });
-                let mut how = if dims.get(axis).copied().unwrap_or(1) == 1 {
-                    "broadcast constant zeroed".to_string()
+                let over = if dims.get(axis).copied().unwrap_or(1) == 1 {
+                    ConstantAxis::Broadcast
                 } else if hidden.is_some() {
-                    format!("centred over its hidden axis {axis}")
+                    ConstantAxis::Hidden(axis)
                 } else {
-                    "centred over the last axis".to_string()
+                    ConstantAxis::Last
                 };
-                if !through.is_empty() {
-                    let mut ops = through.clone();
-                    ops.reverse();
-                    how = format!(
-                        "{how}; it reaches the stream through {} (linear and the same on every channel: they pass a zero mean through)",
-                        ops.join(", ")
-                    );
-                }
-                ("constant", *node, how)
+                let mut through = through.clone();
+                through.reverse();
+                (*node, Centring::Constant { over, through })
             }
             Leaf::Linear { node, tail } => {
                 let n = a.g.node(*node);
@@ -80,7 +74,7 @@ pub(super) fn plan_stream(
                     }
                     p.center(slot, axis);
                 };
-                let mut how = if n.is("Gemm") {
+                let gemm_trans_b = if n.is("Gemm") {
                     let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
                     scale_then_center(p, a.edit_slot(*node, 1), usize::from(!trans_b));
                     if n.input(2).is_some() {
@@ -95,14 +89,12 @@ pub(super) fn plan_stream(
                         }
                         p.center(slot, axis);
                     }
-                    format!(
-                        "Gemm weight centred over its output axis (transB={})",
-                        u8::from(trans_b)
-                    )
+                    Some(trans_b)
                 } else {
                     scale_then_center(p, a.edit_slot(*node, 1), 1);
-                    "MatMul weight centred over its output axis".to_string()
+                    None
                 };
+                let mut layer_scale = None;
                 if !tail.is_empty() {
                     let mut folded = Vec::new();
                     for st in tail {
@@ -131,27 +123,26 @@ pub(super) fn plan_stream(
                             }
                         }
                     }
-                    how = format!(
-                        "{how}, after the scales that followed it; LayerScale folded ({} removed), biases scaled and centred",
-                        folded.join(", ")
-                    );
+                    layer_scale = Some(folded);
                 }
-                ("linear", *node, how)
+                (
+                    *node,
+                    Centring::Linear {
+                        gemm_trans_b,
+                        layer_scale,
+                    },
+                )
             }
             Leaf::Table { node } => {
                 p.center(a.edit_slot(*node, 0), 1);
-                ("embedding", *node, "table rows centred".to_string())
+                (*node, Centring::Table)
             }
             Leaf::Conv { node } => {
                 p.center(a.edit_slot(*node, 1), 0);
                 if a.g.node(*node).input(2).is_some() {
                     p.center(a.edit_slot(*node, 2), 0);
                 }
-                (
-                    "patch embedding",
-                    *node,
-                    "Conv weight and bias centred over output channels".to_string(),
-                )
+                (*node, Centring::Conv)
             }
             Leaf::LnTable { norm, gather } => {
                 let m = &a.norms[*norm];
@@ -190,30 +181,23 @@ pub(super) fn plan_stream(
                 ]);
                 p.ln_tables.push((*norm, *gather));
                 (
-                    "embedding LayerNorm",
                     *gather,
-                    format!(
-                        "LayerNorm {:?} precomputed into the table, rows centred",
-                        norm_label(a, *norm)
-                    ),
+                    Centring::LnTable {
+                        norm: norm_label(a, *norm),
+                    },
                 )
             }
             Leaf::Explicit { why } => {
                 let edges = st.edges.get(&la.value).cloned().unwrap_or_default();
                 p.explicit.insert(la.value.clone(), edges);
                 let node = a.ix.producer(&la.value).unwrap_or(usize::MAX);
-                (
-                    "explicit centering",
-                    node,
-                    format!("x - ReduceMean(x): {why}"),
-                )
+                (node, Centring::Explicit { why: why.clone() })
             }
         };
-        let node_name = a.g.nodes().get(node).map(|n| n.label()).unwrap_or_default();
-        leaves.push(LeafReport {
+        leaves.push(PlannedLeaf {
             value: la.value.clone(),
-            kind: kind.into(),
-            node: node_name,
+            leaf: la.leaf.clone(),
+            node,
             how,
         });
     }
@@ -224,7 +208,6 @@ pub(super) fn plan_stream(
         .copied()
         .filter(|k| !centred_before.contains(k))
         .collect();
-    let mut norms = Vec::new();
     let norms_start = p.norms.len();
     let mut fold_paths = Vec::new();
     for &k in &st.norms {
@@ -294,19 +277,6 @@ pub(super) fn plan_stream(
                 }
             }
         }
-        let folded_into = fold_plan
-            .as_ref()
-            .map(|rs| rs.iter().map(|r| a.g.node(r.node).label()).collect())
-            .unwrap_or_default();
-        norms.push(NormReport {
-            name: norm_label(a, k),
-            form_in: m.form.to_string(),
-            form_out: String::new(),
-            epsilon: m.epsilon,
-            folded_into,
-            kept_affine: kept.clone(),
-            norm: k,
-        });
         p.norms.push(NormPlan {
             norm: k,
             fold: fold_plan,
@@ -320,7 +290,6 @@ pub(super) fn plan_stream(
     }
     Ok(StreamPlan {
         leaves,
-        norms,
         writers,
         norm_plans: norms_start..p.norms.len(),
         fold_paths,

@@ -23,7 +23,7 @@ mod lower;
 mod patch;
 mod plan;
 
-pub use driver::{drive, DriveOptions};
+pub use driver::{drive, Applied, DriveOptions};
 pub use lower::lower;
 pub use patch::{Patch, PatchKind};
 
@@ -31,7 +31,8 @@ use super::edit::Edit;
 use super::stream::{Analysis, Stream};
 use crate::ir::Model;
 use crate::{Error, Result};
-use plan::{read_value, Plan, StreamParts};
+use plan::read_value;
+pub use plan::{Plan, StreamPart};
 
 /// Plan the rewrite of the accepted streams. Returns the plan and per-stream report parts.
 ///
@@ -44,7 +45,7 @@ pub fn plan(
     streams: &[(usize, &Stream)],
     fold: bool,
     compress: bool,
-) -> Result<(Plan, StreamParts)> {
+) -> Result<(Plan, Vec<StreamPart>)> {
     let mut p = Plan::default();
     let mut reports = Vec::new();
     let read = |name: &str| read_value(a, model, name);
@@ -57,7 +58,11 @@ pub fn plan(
         if compress {
             compress::compress_stream(a, &mut p, st, d, &s)?;
         }
-        reports.push((sid, s.leaves, s.norms));
+        reports.push(StreamPart {
+            stream: sid,
+            leaves: s.leaves,
+            norm_plans: s.norm_plans,
+        });
     }
     // A centring added later (fold into a reader that is also a writer) must come after the fold.
     for e in p.edits.values_mut() {

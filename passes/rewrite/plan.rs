@@ -3,8 +3,8 @@
 //! mutated here; `center.rs` and `compress.rs` fill it, `patch.rs` lowers it.
 
 use super::super::edit::Edit;
-use super::super::report::{KeptAffine, LeafReport, NormReport};
-use super::super::stream::Analysis;
+use super::super::report::{Centring, KeptAffine};
+use super::super::stream::{Analysis, Leaf};
 use crate::ir::{read_array, Model, NodeExt, NodeId};
 use crate::proto::data_type as dt;
 use crate::tensor::Array;
@@ -78,15 +78,34 @@ impl Plan {
     }
 }
 
-/// What planning tells the report of each accepted stream: its id, its leaves and its norms.
-pub type StreamParts = Vec<(usize, Vec<LeafReport>, Vec<NormReport>)>;
+/// How one leaf of an accepted stream is centred, for the report.
+#[derive(Clone, Debug)]
+pub struct PlannedLeaf {
+    /// The stream value it produces.
+    pub value: String,
+    /// The leaf.
+    pub leaf: Leaf,
+    /// The node that carries the edit (`usize::MAX`: none).
+    pub node: NodeId,
+    /// What is done.
+    pub how: Centring,
+}
+
+/// What planning tells the report of one accepted stream.
+#[derive(Clone, Debug)]
+pub struct StreamPart {
+    /// The stream's number.
+    pub stream: usize,
+    /// How its leaves are centred.
+    pub leaves: Vec<PlannedLeaf>,
+    /// Its entries in [`Plan::norms`].
+    pub norm_plans: std::ops::Range<usize>,
+}
 
 /// What planning one stream produced besides the plan's entries.
 pub(super) struct StreamPlan {
-    /// The stream's leaves, for the report.
-    pub leaves: Vec<LeafReport>,
-    /// The stream's norms, for the report.
-    pub norms: Vec<NormReport>,
+    /// The stream's leaves and how they are centred, for the report.
+    pub leaves: Vec<PlannedLeaf>,
     /// The constant slots first edited by this stream's leaves (its sources and writers, whose
     /// centred output axes carry the stream), in slot order.
     pub writers: Vec<(NodeId, usize)>,

@@ -466,7 +466,7 @@ fn run_rewrite(job: &Job) -> Result<Done, Fail> {
         match job.check.run(input, staged.model_path()) {
             Ok(rep) => {
                 // As the CLI: the table enters the report as a JSON value.
-                outcome.report.verification = serde_json::to_value(&rep).ok();
+                outcome.report.add_verification(&rep);
                 let table = text_of(&rep);
                 if !rep.passed() {
                     return Err(Fail::Verification {

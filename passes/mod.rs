@@ -46,9 +46,30 @@ use report::build::ReportBuilder;
 use report::Report;
 use stream::{Analysis, Leaf};
 
-/// Analyse a model without changing it: the report of what the rewrite would do.
+/// Analyse a model without changing it: the report of what the rewrite would do. It stops at
+/// the patch list: what applying it would add (centering nodes, bytes, op counts after) is
+/// told from the patches (`rewrite/tally.rs`), inside subgraphs too.
 pub fn inspect(model: &Model, opts: &Options) -> Result<Report> {
-    Ok(run(model.clone(), opts)?.report)
+    Ok(inspect_all(model, opts)?.0)
+}
+
+/// [`inspect`] with the tally of the patches, the model's bodies included.
+fn inspect_all(model: &Model, opts: &Options) -> Result<(Report, rewrite::Tally)> {
+    let (report, patches) = lower_graph(model, opts)?;
+    let (report, tally) = match patches {
+        Some(patches) => {
+            let t = rewrite::tally(model, &patches)?;
+            (report.finish(Some(&t.applied), t.ops_after.clone()), t)
+        }
+        None => {
+            let t = rewrite::Tally {
+                ops_after: model.graph.op_histogram(),
+                ..Default::default()
+            };
+            (report.finish(None, t.ops_after.clone()), t)
+        }
+    };
+    subgraph::inspect_bodies(model, report, tally, opts, &inspect_all)
 }
 
 /// Run the pass: on the main graph, then inside its subgraphs (If/Loop/Scan bodies,
@@ -58,10 +79,14 @@ pub fn run(model: Model, opts: &Options) -> Result<Outcome> {
     subgraph::rewrite_bodies(out, opts, &run)
 }
 
-/// The pass on one graph, its subgraphs left as they are.
-fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
+/// The pass on one graph up to its patch list (`None`: nothing to rewrite), its subgraphs left
+/// as they are, with the report so far.
+fn lower_graph(
+    model: &Model,
+    opts: &Options,
+) -> Result<(ReportBuilder, Option<Vec<rewrite::Patch>>)> {
     let target = opts.form.target();
-    let mut report = ReportBuilder::new(&model, opts.form);
+    let mut report = ReportBuilder::new(model, opts.form);
     let ix = model.graph.index();
     let shapes = Shapes::infer(&model.graph);
     let ctx = Ctx {
@@ -98,8 +123,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
         .enumerate()
         .filter(|(i, _)| reasons[*i].is_empty() && !swallowed[*i])
         .collect();
-    let (plan, parts) =
-        rewrite::plan(&a, &model, &accepted, opts.fold, target == Target::Crmsnorm)?;
+    let (plan, parts) = rewrite::plan(&a, model, &accepted, opts.fold, target == Target::Crmsnorm)?;
     report.planned(
         &model.graph,
         &ix,
@@ -111,17 +135,39 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
         &parts,
     );
     if plan.norms.is_empty() && plan.ln_tables.is_empty() {
+        return Ok((report, None));
+    }
+    let patches = rewrite::lower(model, &ix, &norms, &plan, opts.form)?;
+    report.lowered(&patches);
+    Ok((report, Some(patches)))
+}
+
+/// The pass on one graph, its subgraphs left as they are. With
+/// [`Options::check_each_patch`], what the driver did must be what the patches' tally says
+/// (what `inspect` reports).
+fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
+    let (report, patches) = lower_graph(&model, opts)?;
+    let Some(patches) = patches else {
         let ops = model.graph.op_histogram();
         return Ok(Outcome {
             model,
             report: report.finish(None, ops),
             patches: 0,
         });
-    }
-    let patches = rewrite::lower(&model, &ix, &norms, &plan, opts.form)?;
-    report.lowered(&patches);
+    };
+    let told = if opts.check_each_patch {
+        let n = opts
+            .stop_after
+            .map_or(patches.len(), |k| k.min(patches.len()));
+        Some(rewrite::tally(&model, &patches[..n])?)
+    } else {
+        None
+    };
     let applied = rewrite::drive(&mut model, &patches, &rewrite::DriveOptions::of(opts, 0))?;
     let ops = model.graph.op_histogram();
+    if let Some(t) = &told {
+        rewrite::check_tally(t, &applied, &ops)?;
+    }
     Ok(Outcome {
         model,
         report: report.finish(Some(&applied), ops),

@@ -35,9 +35,10 @@
 //! stays as it was in the input).
 
 use super::api::{Options, Outcome, PatchLog};
+use super::edit::dims_after;
 use super::report::build::merge_bodies;
 use super::report::Report;
-use super::rewrite::{drive, DriveOptions, Patch, PatchKind};
+use super::rewrite::{drive, Applied, DriveOptions, Patch, PatchKind, Tally};
 use crate::ir::subgraph::{outer_reads_of, BodyRef};
 use crate::ir::{Graph, Model};
 use crate::proto::{GraphProto, TensorProto, ValueInfoProto};
@@ -55,26 +56,79 @@ struct Imports {
     inputs: BTreeSet<String>,
 }
 
-/// A body after the pass ran on its view.
-struct Done {
+/// A body after the pass ran (or was told, for `inspect`) on its view; `T` is what it gave.
+struct Done<T> {
     body: BodyRef,
     label: String,
     imports: Imports,
     view: Model,
-    report: Report,
-}
-
-/// What one body did to one outer constant.
-enum Status {
-    /// Still read, unchanged.
-    Kept,
-    /// Edited (its tensor in the view, possibly pending).
-    Edited,
+    out: T,
 }
 
 /// The whole pass on one graph and its bodies ([`super::run`]), as [`rewrite_bodies`] runs it
 /// on each view.
 pub(crate) type Pass<'a> = &'a dyn Fn(Model, &Options) -> Result<Outcome>;
+
+/// The pass told on one graph and its bodies, nothing applied ([`super::inspect`]): the report
+/// and the tally of its patches (op counts after, bodies included).
+pub(crate) type InspectPass<'a> = &'a dyn Fn(&Model, &Options) -> Result<(Report, Tally)>;
+
+/// The op counts of the bodies of `g`, nested ones included.
+fn ops_in_bodies(g: &Graph, bodies: &[(BodyRef, String)]) -> BTreeMap<String, usize> {
+    let mut h = BTreeMap::new();
+    for (r, _) in bodies {
+        if let Some(b) = g.body(r) {
+            crate::ir::subgraph::deep_histogram(&b.node, &mut h);
+        }
+    }
+    h
+}
+
+/// Each body of `model`'s graph as a view, given in order to `pass` with its options (the
+/// patch budget left after `patches`, a log naming the body). `pass` returns the view after it,
+/// what it gave and how many patches it applied; `reserved` (names not fresh in the views)
+/// grows with the names each view took.
+fn each_body<T>(
+    model: &Model,
+    bodies: Vec<(BodyRef, String)>,
+    opts: &Options,
+    patches: &mut usize,
+    reserved: &mut Vec<String>,
+    mut pass: impl FnMut(Model, &Options) -> Result<(Model, T, usize)>,
+) -> Result<Vec<Done<T>>> {
+    let mut done = Vec::new();
+    for (r, label) in bodies {
+        let body = model
+            .graph
+            .body(&r)
+            .ok_or_else(|| Error::Internal(format!("{label}: body vanished")))?
+            .clone();
+        let (view, imports) = view_of(model, &body, reserved, &label)?;
+        // The patch budget (--stop-after) is shared with the enclosing graph; the log names
+        // the body.
+        let body_opts = Options {
+            stop_after: opts.stop_after.map(|n| n.saturating_sub(*patches)),
+            patch_log: opts.patch_log.as_ref().map(|l| {
+                let (l, label) = (l.0.clone(), label.clone());
+                PatchLog(std::sync::Arc::new(move |p: &str| {
+                    l(&format!("in {label}: {p}"))
+                }))
+            }),
+            ..opts.clone()
+        };
+        let (mut view, out, n) = pass(view, &body_opts).map_err(|e| in_body(e, &label))?;
+        *patches += n;
+        reserved.extend(view.graph.taken_names().iter().cloned());
+        done.push(Done {
+            body: r,
+            label,
+            imports,
+            view,
+            out,
+        });
+    }
+    Ok(done)
+}
 
 /// Rewrite the streams inside the bodies of `out.model`'s graph (after the flat pass ran on it)
 /// with `pass`, and merge what was done into the report.
@@ -93,56 +147,50 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options, pass: Pass) -> Result
         });
     }
     // The bodies are still as in the input (the flat pass does not touch them).
-    let mut ops_in_bodies = BTreeMap::new();
-    for (r, _) in &bodies {
-        if let Some(b) = model.graph.body(r) {
-            crate::ir::subgraph::deep_histogram(&b.node, &mut ops_in_bodies);
-        }
-    }
+    let ops_before = ops_in_bodies(&model.graph, &bodies);
     let mut reserved: Vec<String> = model.graph.taken_names().iter().cloned().collect();
-    let mut done: Vec<Done> = Vec::new();
-    for (r, label) in bodies {
-        let body = model
-            .graph
-            .body(&r)
-            .ok_or_else(|| Error::Internal(format!("{label}: body vanished")))?
-            .clone();
-        let (view, imports) = view_of(&model, &body, &reserved, &label)?;
-        // The patch budget (--stop-after) is shared with the enclosing graph; the log names
-        // the body.
-        let body_opts = Options {
-            stop_after: opts.stop_after.map(|n| n.saturating_sub(patches)),
-            patch_log: opts.patch_log.as_ref().map(|l| {
-                let (l, label) = (l.0.clone(), label.clone());
-                PatchLog(std::sync::Arc::new(move |p: &str| {
-                    l(&format!("in {label}: {p}"))
-                }))
-            }),
-            ..opts.clone()
-        };
-        let res = pass(view, &body_opts).map_err(|e| in_body(e, &label))?;
-        patches += res.patches;
-        let mut view = res.model;
-        reserved.extend(view.graph.taken_names().iter().cloned());
-        done.push(Done {
-            body: r,
-            label,
-            imports,
-            view,
-            report: res.report,
-        });
-    }
+    let done = each_body(
+        &model,
+        bodies,
+        opts,
+        &mut patches,
+        &mut reserved,
+        |view, o| {
+            let res = pass(view, o)?;
+            Ok((res.model, res.report, res.patches))
+        },
+    )?;
     // Names taken inside the bodies are not fresh in the enclosing graph (name bookkeeping, no
     // edit of the graph).
     model.graph.reserve_names(reserved.iter());
-    let reconciled = reconcile(&model, &done)?;
+    let decisions = decide(
+        &model,
+        &done,
+        |d, name| {
+            let g = &d.view.graph;
+            let Some(p) = g.initializer_pos(name) else {
+                return Ok(None); // the body no longer reads it
+            };
+            let orig = d.imports.constants.get(name);
+            Ok(Some(
+                g.pending(name).is_some() || Some(&g.initializers()[p]) != orig,
+            ))
+        },
+        |a, b, name| {
+            same_values(
+                (&a.view, tensor_in(a, name)?),
+                (&b.view, tensor_in(b, name)?),
+            )
+        },
+    )?;
+    let reconciled = reconcile(&decisions, &done)?;
     let applied = drive(&mut model, &reconciled, &DriveOptions::of(opts, patches))?;
     patches += applied.patches;
     let ops_after = model.graph.deep_histogram();
     merge_bodies(
         &mut report,
-        ops_in_bodies,
-        done.iter().map(|d| (d.label.as_str(), &d.report)),
+        ops_before,
+        done.iter().map(|d| (d.label.as_str(), &d.out)),
         &applied,
         ops_after,
     );
@@ -151,6 +199,78 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options, pass: Pass) -> Result
         report,
         patches,
     })
+}
+
+/// `inspect` of the bodies of `model`'s graph, whose own report and tally (without its bodies)
+/// are `report` and `tally`: each body told by `pass` on its view, nothing applied, and what
+/// putting them back would add. An outer constant that bodies edit alike is grouped by equal
+/// edits here (the rewrite groups equal values: the two differ only when different edits give
+/// equal values). Returns the report with the bodies' merged in and the tally of the graph
+/// with its bodies (op counts after, bodies included; outer constants edited in place).
+pub(crate) fn inspect_bodies(
+    model: &Model,
+    mut report: Report,
+    mut tally: Tally,
+    opts: &Options,
+    pass: InspectPass,
+) -> Result<(Report, Tally)> {
+    let bodies = model.graph.bodies();
+    if bodies.is_empty() {
+        return Ok((report, tally));
+    }
+    let ops_before = ops_in_bodies(&model.graph, &bodies);
+    let done = each_body(model, bodies, opts, &mut 0, &mut Vec::new(), |view, o| {
+        let told = pass(&view, o)?;
+        Ok((view, told, 0))
+    })?;
+    let decisions = decide(
+        model,
+        &done,
+        |d, name| {
+            let t = &d.out.1;
+            Ok(if t.dropped.contains(name) {
+                None
+            } else {
+                Some(t.edited.contains_key(name))
+            })
+        },
+        |a, b, name| Ok(a.out.1.edited.get(name) == b.out.1.edited.get(name)),
+    )?;
+    let mut added = Applied::default();
+    for dc in &decisions {
+        for (k, grp) in dc.groups.iter().enumerate() {
+            let d = &done[grp[0]];
+            let (Some(t), Some(edits)) = (
+                d.imports.constants.get(&dc.name),
+                d.out.1.edited.get(&dc.name),
+            ) else {
+                continue;
+            };
+            if Some(k) == dc.chosen {
+                tally.edited.insert(dc.name.clone(), edits.clone());
+            } else {
+                let dims: Vec<usize> = t.dims.iter().map(|&x| x.max(0) as usize).collect();
+                added.bytes_added += dims_after(&dims, edits).iter().product::<usize>()
+                    * crate::proto::data_type::byte_size(t.data_type.unwrap_or(0)).unwrap_or(0);
+            }
+        }
+    }
+    let mut ops_after = tally.ops_after.clone();
+    for d in &done {
+        for (k, v) in &d.out.1.ops_after {
+            *ops_after.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    tally.applied.bytes_added += added.bytes_added;
+    tally.ops_after = ops_after.clone();
+    merge_bodies(
+        &mut report,
+        ops_before,
+        done.iter().map(|d| (d.label.as_str(), &d.out.0)),
+        &added,
+        ops_after,
+    );
+    Ok((report, tally))
 }
 
 /// Add the body's label to an error of the pass inside it.
@@ -283,37 +403,43 @@ fn same_values(a: (&Model, &TensorProto), b: (&Model, &TensorProto)) -> Result<b
     Ok(equal && at == want.len())
 }
 
-/// The patches that put the rewritten bodies back into `model`'s graph, giving each outer
-/// constant one consistent edit (module doc): the outer constants first, then each body, then
-/// the outer initializers no reader is left for.
-fn reconcile(model: &Model, done: &[Done]) -> Result<Vec<Patch>> {
-    let mut out = Vec::new();
-    let mut push = |kind: PatchKind, what: String| out.push(Patch { kind, what });
+/// How the bodies' edits of one outer constant are reconciled: the groups of bodies whose new
+/// values are equal, and the group (if any) whose value replaces the constant in place; the
+/// others get copies.
+struct Decision {
+    name: String,
+    groups: Vec<Vec<usize>>,
+    chosen: Option<usize>,
+}
+
+/// Decide, for every outer constant the bodies imported, how their edits are reconciled
+/// (module doc): `edited` says what body `d` did to constant `name` (`None`: it no longer reads
+/// it; `Some(false)`: still read unchanged; `Some(true)`: edited), `same` whether two bodies'
+/// edits of it give equal values.
+fn decide<T>(
+    model: &Model,
+    done: &[Done<T>],
+    edited: impl Fn(&Done<T>, &str) -> Result<Option<bool>>,
+    same: impl Fn(&Done<T>, &Done<T>, &str) -> Result<bool>,
+) -> Result<Vec<Decision>> {
     let names: BTreeSet<String> = done
         .iter()
         .flat_map(|d| d.imports.constants.keys().cloned())
         .collect();
-    for name in &names {
+    let mut out = Vec::new();
+    for name in names {
         let mut kept = false;
         let mut editors: Vec<usize> = Vec::new();
         let mut editable = true;
         for (i, d) in done.iter().enumerate() {
-            let Some(orig) = d.imports.constants.get(name) else {
+            if !d.imports.constants.contains_key(&name) {
                 continue;
-            };
-            editable &= d.imports.initializers.contains(name);
-            let g = &d.view.graph;
-            let Some(p) = g.initializer_pos(name) else {
-                continue; // the body no longer reads it
-            };
-            let status = if g.pending(name).is_some() || &g.initializers()[p] != orig {
-                Status::Edited
-            } else {
-                Status::Kept
-            };
-            match status {
-                Status::Kept => kept = true,
-                Status::Edited => editors.push(i),
+            }
+            editable &= d.imports.initializers.contains(&name);
+            match edited(d, &name)? {
+                None => {}
+                Some(false) => kept = true,
+                Some(true) => editors.push(i),
             }
         }
         if editors.is_empty() {
@@ -322,12 +448,9 @@ fn reconcile(model: &Model, done: &[Done]) -> Result<Vec<Patch>> {
         // Groups of bodies whose new values are equal.
         let mut groups: Vec<Vec<usize>> = Vec::new();
         for &i in &editors {
-            let ti = tensor_in(&done[i], name)?;
             let mut placed = false;
             for grp in groups.iter_mut() {
-                let j = grp[0];
-                let tj = tensor_in(&done[j], name)?;
-                if same_values((&done[i].view, ti), (&done[j].view, tj))? {
+                if same(&done[i], &done[grp[0]], &name)? {
                     grp.push(i);
                     placed = true;
                     break;
@@ -337,16 +460,37 @@ fn reconcile(model: &Model, done: &[Done]) -> Result<Vec<Patch>> {
                 groups.push(vec![i]);
             }
         }
-        let in_place = editable && !kept && model.graph.direct_reads(name) == 0;
+        let in_place = editable && !kept && model.graph.direct_reads(&name) == 0;
         // The largest group (the first of equals) edits in place when allowed.
         let chosen = in_place.then(|| {
             (0..groups.len())
                 .max_by_key(|&k| (groups[k].len(), std::cmp::Reverse(k)))
                 .unwrap_or(0)
         });
+        out.push(Decision {
+            name,
+            groups,
+            chosen,
+        });
+    }
+    Ok(out)
+}
+
+/// The patches that put the rewritten bodies back into the enclosing graph as `decisions` say:
+/// the outer constants first, then each body, then the outer initializers no reader is left
+/// for.
+fn reconcile(decisions: &[Decision], done: &[Done<Report>]) -> Result<Vec<Patch>> {
+    let mut out = Vec::new();
+    let mut push = |kind: PatchKind, what: String| out.push(Patch { kind, what });
+    for Decision {
+        name,
+        groups,
+        chosen,
+    } in decisions
+    {
         for (k, grp) in groups.iter().enumerate() {
             let rep = &done[grp[0]];
-            let copy = Some(k) != chosen;
+            let copy = Some(k) != *chosen;
             let labels: Vec<&str> = grp.iter().map(|&i| done[i].label.as_str()).collect();
             push(
                 PatchKind::OuterConstant {
@@ -434,7 +578,7 @@ fn reconcile(model: &Model, done: &[Done]) -> Result<Vec<Patch>> {
 }
 
 /// The tensor named `name` in a body's view (it must be there).
-fn tensor_in<'a>(d: &'a Done, name: &str) -> Result<&'a TensorProto> {
+fn tensor_in<'a, T>(d: &'a Done<T>, name: &str) -> Result<&'a TensorProto> {
     let g = &d.view.graph;
     g.initializer_pos(name)
         .and_then(|p| g.initializers().get(p))

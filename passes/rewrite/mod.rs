@@ -22,6 +22,7 @@ mod fold;
 mod lower;
 mod patch;
 mod plan;
+mod tally;
 
 pub use driver::{drive, Applied, DriveOptions};
 pub use lower::lower;
@@ -33,6 +34,7 @@ use crate::ir::Model;
 use crate::{Error, Result};
 use plan::read_value;
 pub use plan::{Plan, StreamPart};
+pub use tally::{check as check_tally, tally, Tally};
 
 /// Plan the rewrite of the accepted streams. Returns the plan and per-stream report parts.
 ///

@@ -268,3 +268,68 @@ fn subgraph_reconciliation_is_patches() {
         .collect();
     assert_eq!(lns.iter().filter(|x| **x).count(), 1, "{lns:?}");
 }
+
+/// `inspect` stops at the patch list and tells what applying it adds; on the merged decoder
+/// (outer constants edited alike by both bodies) and on GPT-2, in every output form, its
+/// report is the rewrite's.
+#[test]
+fn inspect_tells_what_the_rewrite_does() {
+    use crate::passes::{CrmsEmit, Emit, OutputForm};
+    let forms = [
+        OutputForm::Rms(Emit::Standard),
+        OutputForm::Rms(Emit::Onnxruntime),
+        OutputForm::Crms(CrmsEmit::Standard),
+        OutputForm::Crms(CrmsEmit::Custom),
+    ];
+    for (name, load) in [
+        ("whisper merged", whisper_merged as fn() -> Model),
+        ("gpt2", gpt2),
+    ] {
+        for form in forms {
+            let opts = Options {
+                form,
+                check_each_patch: true,
+                ..Options::default()
+            };
+            let told = passes::inspect(&load(), &opts).unwrap();
+            let done = passes::run(load(), &opts).unwrap().report;
+            assert!(done.norms_rewritten > 0, "{name} {form:?}");
+            assert_eq!(
+                serde_json::to_value(&told).unwrap(),
+                serde_json::to_value(&done).unwrap(),
+                "{name} {form:?}"
+            );
+        }
+    }
+}
+
+/// The check of the driver against the tally names what differs.
+#[test]
+fn the_tally_check_names_a_difference() {
+    let m = gpt2();
+    let opts = Options::default();
+    let run = passes::run(m, &opts).unwrap();
+    let t = super::Tally {
+        applied: super::Applied {
+            centering_nodes: run.report.centering_nodes,
+            bytes_added: run.report.bytes_added + 4,
+            patches: run.patches,
+        },
+        ops_after: run.report.ops_after.clone(),
+        ..Default::default()
+    };
+    let applied = super::Applied {
+        centering_nodes: run.report.centering_nodes,
+        bytes_added: run.report.bytes_added,
+        patches: run.patches,
+    };
+    let e = super::check_tally(&t, &applied, &run.report.ops_after).unwrap_err();
+    assert!(e.to_string().contains("bytes added"), "{e}");
+    let t = super::Tally {
+        applied,
+        ops_after: Default::default(),
+        ..Default::default()
+    };
+    let e = super::check_tally(&t, &t.applied, &run.report.ops_after).unwrap_err();
+    assert!(e.to_string().contains("op counts"), "{e}");
+}

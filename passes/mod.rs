@@ -3,20 +3,31 @@
 //! Pass order, and why:
 //! 1. **match** (`norms/`): find every normalisation in every form; LayerNorm-looking
 //!    patterns that do not match keep their reason.
-//! 2. **analyse** (`stream.rs`): grow the residual streams from the norms' inputs; each stream
+//! 2. **analyse** (`stream/`): grow the residual streams from the norms' inputs; each stream
 //!    knows its width, leaves (sources, writers), readers, and whether anything observes it.
 //! 3. **decide** (`decide.rs`): refuse observed streams, Post-LN, streams already on RMSNorm, streams
 //!    that would need more explicit centering nodes than norms they convert; refusal flows from
 //!    a stream to the one whose LayerNorm feeds it (BERT's embedding LayerNorm belongs to its
 //!    Post-LN encoder).
-//! 4. **plan** (`rewrite::plan`): weight edits, folds, centering nodes — nothing mutated.
-//! 5. **compress** (`--target crmsnorm` only; its own phase, run on each stream after its
-//!    plan): sources and writers drop the last output column, readers fold it in
-//!    (W' = W[0:D−1] − W[D−1]), norms become CRMSNorm, shape constants that hard-code D become
+//! 4. **plan** (`rewrite::plan`: `rewrite/center.rs`, `fold.rs`, the plan as data in `plan.rs`):
+//!    weight edits, folds, centering nodes — nothing mutated.
+//! 5. **compress** (`rewrite/compress.rs`, `--target crmsnorm` only; its own phase, run on each
+//!    stream after its plan): sources and writers drop the last output column, readers fold it
+//!    in (W' = W[0:D−1] − W[D−1]), norms become CRMSNorm, shape constants that hard-code D become
 //!    D−1 (design §4).
-//! 6. **patch** (`rewrite::lower`, `rewrite::drive`): the plan becomes an ordered list of
-//!    named patches, which one driver applies — the one place that mutates the graph; it checks
-//!    the graph after each patch when asked ([`Options::check_each_patch`]) and at the end.
+//! 6. **lower** (`rewrite/lower.rs`): the plan becomes an ordered list of named patches
+//!    (`rewrite/patch.rs`), every choice made there — each norm's concrete output form
+//!    ([`emit::NormOut`]), its scale, the Casts that go, the imports.
+//! 7. **apply** (`rewrite/driver.rs`): one driver applies the patches — the one place that
+//!    mutates the graph, building nodes with the builders of `emit.rs`; it checks the graph after
+//!    each patch when asked ([`Options::check_each_patch`], which also checks that it did what
+//!    the patches' tally says, `rewrite/tally.rs`) and at the end.
+//! 8. **subgraphs** (`subgraph.rs`): each If/Loop/Scan body is passed through steps 1–7 as a
+//!    graph of its own, and put back by named patches of the same driver.
+//!
+//! Each phase hands its facts to the one report builder (`report/build.rs`). [`inspect`] runs
+//! steps 1–6 and tells what step 7 would add from the patches (`rewrite/tally.rs`), applying
+//! nothing.
 //!
 //! The identities (design §3): with mean(x) = 0, LN(x) = RMS(x) with the same γ, β, ε;
 //! centring every source and writer keeps every stream value zero-mean; a norm's affine folds

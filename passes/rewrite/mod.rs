@@ -1,15 +1,17 @@
 //! Planning and applying the Pre-LN → Pre-RMSNorm rewrite (design §3).
 //!
-//! Three steps, each in its own module:
-//! - [`plan()`] (`plan.rs`, `fold.rs`) reads the analysis and decides, per accepted stream, every
-//!   weight edit, every explicit centering node and every norm replacement; with `compress`,
-//!   the CRMSNorm phase (`compress.rs`) then compresses what was planned for the stream.
-//!   Nothing is mutated.
+//! Steps, each in its own module (imports go one way: `center`, `compress` → `fold` → `plan`;
+//! `lower` → `patch`, `plan`; `driver`, `tally` → `patch`):
+//! - [`plan()`] reads the analysis and decides, per accepted stream, every weight edit, every
+//!   explicit centering node and every norm replacement (`center.rs`, folds in `fold.rs`); with
+//!   `compress`, the CRMSNorm phase (`compress.rs`) then compresses what was planned for the
+//!   stream. The plan is data (`plan.rs`). Nothing is mutated.
 //! - [`lower`] (`lower.rs`) turns the plan into an ordered list of named [`Patch`]es
 //!   (`patch.rs`), making every remaining choice: each norm's concrete output form, its scale,
 //!   the Casts that go, the imports.
 //! - [`drive`] (`driver.rs`) applies them in order: the one place that mutates the graph. It can
 //!   check the graph after each patch and stop after the first N (to bisect a broken rewrite).
+//! - [`tally`] (`tally.rs`) tells what applying them adds without applying them (`inspect`).
 //!
 //! Weight edits on one constant slot are collected and applied together, as one patch, in a
 //! fixed order — replace, scale (γ), shift (β·W), centre, compress — from the original f64

@@ -266,7 +266,7 @@ fn estimate_loaded(
     let mut per_sample_max = 0u64;
     let mut dims = BTreeMap::new();
     for c in &plans {
-        let r = spec::resolve_shapes(&a.spec.inputs, &given, &c.dims).map_err(|message| {
+        let r = spec::resolve_shapes(a.spec, &given, c).map_err(|message| {
             VerifyError::Model {
                 path: a.spec.path.clone(),
                 message,

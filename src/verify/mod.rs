@@ -129,8 +129,7 @@ fn generate_for(
             }
         }
     }
-    // Sizes the graph fixes (a Conv's input channels) are defaults; `--dim` wins.
-    let dims = spec::with_hints(a, &opts.dims);
+    let dims = opts.dims.clone();
     let past = spec::past_names(a);
     spec::plan_cases(a, &dims)
         .iter()

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::inputs::Rng;
 use super::report::{Accum, Runtime};
-use super::spec::{resolve_shapes, Dim, DimExpr, ValueSpec};
+use super::spec::{resolve_shapes, CasePlan, Dim, DimExpr, ModelSpec, Resolved, ValueSpec};
 use super::tensor::{from_f64_fn, HostTensor};
 use super::VerifyError;
 use crate::proto::data_type as dt;
@@ -15,6 +15,29 @@ fn spec(name: &str, dims: Vec<Dim>) -> ValueSpec {
         elem_type: dt::INT64,
         dims: Some(dims),
     }
+}
+
+/// [`resolve_shapes`] for inputs alone (a graph stating no facts), with a case's fixed sizes.
+fn resolve(
+    inputs: &[ValueSpec],
+    user: &BTreeMap<String, usize>,
+    case: &BTreeMap<String, usize>,
+) -> Result<Resolved, String> {
+    let spec = ModelSpec {
+        path: "test.onnx".into(),
+        inputs: inputs.to_vec(),
+        outputs: vec![],
+        vocab: Default::default(),
+        low_precision: None,
+        custom_ops: vec![],
+        branch_flags: vec![],
+        facts: vec![],
+    };
+    let case = CasePlan {
+        dims: case.clone(),
+        ..CasePlan::default()
+    };
+    resolve_shapes(&spec, user, &case)
 }
 
 #[test]
@@ -31,7 +54,7 @@ fn dynamic_dims_default_by_name_and_position() {
         spec("len_first", vec![p("seq"), Dim::Fixed(4)]),
     ];
     let none = BTreeMap::new();
-    let r = resolve_shapes(&inputs, &none, &none).unwrap();
+    let r = resolve(&inputs, &none, &none).unwrap();
     let (shapes, used) = (r.shapes, r.used);
     assert_eq!(shapes[0], vec![2, 8]);
     assert_eq!(shapes[1], vec![2, 8]);
@@ -40,7 +63,7 @@ fn dynamic_dims_default_by_name_and_position() {
     assert_eq!(shapes[4], vec![8, 4]); // a length-like name is never a batch
     assert_eq!(used.get("pix[2]"), Some(&8));
     let overrides = BTreeMap::from([("sequence_length".into(), 3), ("pix[2]".into(), 5)]);
-    let r = resolve_shapes(&inputs, &overrides, &none).unwrap();
+    let r = resolve(&inputs, &overrides, &none).unwrap();
     let (shapes, used) = (r.shapes, r.used);
     assert_eq!(shapes[0], vec![2, 3]);
     assert_eq!(shapes[2], vec![2, 3, 5, 8]);
@@ -283,7 +306,7 @@ fn expression_dims_take_one_value_per_name() {
     ];
     let none = BTreeMap::new();
     let case = BTreeMap::from([("past_len".to_string(), 8), ("seq".to_string(), 4)]);
-    let r = resolve_shapes(&inputs, &none, &case).unwrap();
+    let r = resolve(&inputs, &none, &case).unwrap();
     assert_eq!(r.shapes[0], [2, 4, 8, 8]);
     assert_eq!(r.shapes[1], [2, 12]);
     assert_eq!(r.shapes[2], [2, 4]);
@@ -291,17 +314,17 @@ fn expression_dims_take_one_value_per_name() {
     assert_eq!(r.used["past_len + seq"], 12);
     // --dim wins over the case, for names and for a whole expression.
     let user = BTreeMap::from([("seq".to_string(), 3)]);
-    let r = resolve_shapes(&inputs, &user, &case).unwrap();
+    let r = resolve(&inputs, &user, &case).unwrap();
     assert_eq!(r.shapes[1], [2, 11]);
     let user = BTreeMap::from([("past_len + seq".to_string(), 5)]);
     assert_eq!(
-        resolve_shapes(&inputs, &user, &case).unwrap().shapes[1],
+        resolve(&inputs, &user, &case).unwrap().shapes[1],
         [2, 5]
     );
     // A size that cannot be chosen names the axis, the expression and the --dim to set.
     let neg = vec![spec("x", vec![e("a - b")])];
     let user = BTreeMap::from([("a".to_string(), 2), ("b".to_string(), 5)]);
-    let err = resolve_shapes(&neg, &user, &none).unwrap_err();
+    let err = resolve(&neg, &user, &none).unwrap_err();
     assert!(err.contains("axis 0 of input `x`"), "{err}");
     assert!(err.contains("`a - b` comes out negative (-3)"), "{err}");
     assert!(err.contains("--dim a=VALUE --dim b=VALUE"), "{err}");
@@ -332,4 +355,25 @@ fn allocation_failures_are_out_of_memory() {
         message: "panicked: failed to allocate Layout { size: 2048, align: 512 }".into(),
     };
     assert!(tract.out_of_memory());
+}
+
+#[test]
+#[ignore]
+fn debug_facts() {
+    let path = std::env::var("FACTS_MODEL").unwrap();
+    let spec = ModelSpec::from_path(std::path::Path::new(&path)).unwrap();
+    for f in &spec.facts {
+        eprintln!("FACT {} | {} | {}", f.rule, f.source, f.why);
+    }
+    let none = BTreeMap::new();
+    for c in super::spec::plan_cases(&spec, &none) {
+        let r = resolve_shapes(&spec, &none, &c).unwrap();
+        eprintln!("CASE {} shapes {:?}", c.label, r.shapes);
+        for (k, o) in &r.origins {
+            eprintln!("  {k} = {} <- {o}", r.used[k]);
+        }
+        for n in &r.notes {
+            eprintln!("  NOTE {n}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! shapes, output counts, and the element-wise comparison of A's and B's outputs.
 
 use super::*;
+use super::tensor::from_f64_fn;
 
 pub(super) fn check_interfaces(a: &ModelSpec, b: &ModelSpec) -> Result<(), VerifyError> {
     let mismatch = |message: String| VerifyError::Mismatch {
@@ -207,4 +208,89 @@ pub(super) fn check_count(
         });
     }
     Ok(())
+}
+
+/// Whether a case with a filled cache exercises it: run the original (`run`) again on `samples`
+/// with every non-empty past input `x` replaced by `1 − x`, and compare the outputs that are not
+/// the cache itself with `outs` (the original's outputs on `samples`). `None` when the case
+/// has no filled past input, or the second run fails.
+pub(super) fn cache_check(
+    runtime: Runtime,
+    spec: &ModelSpec,
+    samples: &[Vec<HostTensor>],
+    outs: &[Vec<HostTensor>],
+    run: impl FnOnce(&[Vec<HostTensor>]) -> Result<Vec<Vec<HostTensor>>, VerifyError>,
+) -> Option<CacheCheck> {
+    let first = samples.first()?;
+    let past: Vec<usize> = first
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            super::tensor::is_float(t.elem_type)
+                && !t.is_empty()
+                && spec::looks_like_cache_input(&t.name)
+        })
+        .map(|(k, _)| k)
+        .collect();
+    if past.is_empty() {
+        return None;
+    }
+    let changed: Vec<Vec<HostTensor>> = samples
+        .iter()
+        .map(|s| {
+            s.iter()
+                .enumerate()
+                .map(|(k, t)| {
+                    if !past.contains(&k) {
+                        return t.clone();
+                    }
+                    let v = t.to_f64().unwrap_or_default();
+                    let mut it = v.iter();
+                    from_f64_fn(&t.name, t.elem_type, &t.shape, || {
+                        1.0 - it.next().copied().unwrap_or(0.0)
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let again = run(&changed).ok()?;
+    let compared: Vec<usize> = {
+        let not_cache: Vec<usize> = spec
+            .outputs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| {
+                let l = o.name.to_ascii_lowercase();
+                !(l.starts_with("present") || spec::looks_like_cache_input(&o.name))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        if not_cache.is_empty() {
+            (0..spec.outputs.len()).collect()
+        } else {
+            not_cache
+        }
+    };
+    let pick = |o: &[Vec<HostTensor>]| -> Vec<HostTensor> {
+        o.iter()
+            .flat_map(|s| compared.iter().filter_map(|&k| s.get(k).cloned()))
+            .collect()
+    };
+    let change = report::max_rel(&pick(outs), &pick(&again))?;
+    // More than rounding: ten times the loosest tolerance of the outputs compared.
+    let tol = compared
+        .iter()
+        .filter_map(|&k| outs.first()?.get(k))
+        .map(|t| default_tolerance(t.elem_type))
+        .fold(0f64, f64::max);
+    Some(CacheCheck {
+        runtime,
+        perturbed: past.iter().map(|&k| first[k].name.clone()).collect(),
+        outputs: compared
+            .iter()
+            .map(|&k| spec.outputs[k].name.clone())
+            .collect(),
+        max_rel_change: change,
+        reads: change > 10.0 * tol,
+    })
 }

@@ -66,7 +66,8 @@ pub use crate::ops::CrmsNormalization;
 pub use budget::BudgetEstimate;
 pub use child::{child_main, isolate_command, verify_isolated, Checked, Isolation, CHILD_ARG};
 use compare::{
-    b_failed, check_count, check_interfaces, check_shapes_fit, compare, runtime_failure,
+    b_failed, cache_check, check_count, check_interfaces, check_shapes_fit, compare,
+    runtime_failure,
 };
 pub(crate) use error::panic_message;
 pub(crate) use error::shorten;
@@ -75,7 +76,7 @@ pub use inputs::{GeneratedInputs, DEFAULT_VOCAB};
 pub use options::{ci_requires_ort, parse_dim, OrtDevice, Runtimes, VerifyArgs, VerifyOptions};
 pub use ort_rt::{find_ort_library, OrtLibrary};
 pub use report::{
-    default_tolerance, CaseReport, NotRun, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
+    default_tolerance, CacheCheck, CaseReport, NotRun, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
 };
 pub use spec::{DEFAULT_BATCH, DEFAULT_OTHER, NEW_TOKENS, PAST_LENGTHS};
 pub use tensor::{HostTensor, InputSummary};
@@ -374,6 +375,9 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
     };
 
     let mut tract_ref: Vec<Option<Vec<Vec<HostTensor>>>> = vec![None; cases.len()];
+    // Whether each filled-cache case reads its cache (checked on the original, in the first
+    // runtime that runs it).
+    let mut cache: Vec<Option<CacheCheck>> = vec![None; cases.len()];
     if matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both) {
         for (k, c) in cases.iter().enumerate() {
             child::mark("tract", "A");
@@ -397,6 +401,11 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                     }
                     if !ran.contains(&Runtime::Tract) {
                         ran.push(Runtime::Tract);
+                    }
+                    if cache[k].is_none() {
+                        cache[k] = cache_check(Runtime::Tract, &spec_a, &c.samples, &outs_a, |s| {
+                            run_tract(&spec_a, s)
+                        });
                     }
                     tract_ref[k] = Some(outs_a);
                 }
@@ -473,6 +482,11 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                                 continue;
                             }
                         };
+                        if cache[k].is_none() {
+                            cache[k] = cache_check(Runtime::Ort, &spec_a, &c.samples, &outs_a, |s| {
+                                run_ort_with(&mut model_a, &spec_a, s)
+                            });
+                        }
                         let case = label(c);
                         match &mut model_b {
                             Ok(mb) => match run_ort_marked(mb, &spec_b, &c.samples) {
@@ -563,10 +577,13 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
         inputs: first.map(|c| c.summary.clone()).unwrap_or_default(),
         cases: cases
             .iter()
-            .map(|c| CaseReport {
+            .zip(cache)
+            .map(|(c, cache)| CaseReport {
                 label: c.case.clone(),
                 dims: c.dims.clone(),
                 inputs: c.summary.clone(),
+                dim_origins: c.dim_origins.clone(),
+                cache,
             })
             .collect(),
         ort_library,

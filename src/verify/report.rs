@@ -269,6 +269,28 @@ pub struct CaseReport {
     pub dims: BTreeMap<String, usize>,
     /// How each input was generated.
     pub inputs: Vec<InputSummary>,
+    /// Where each dim's size came from: `--dim`, `the case`, `default (…)`, or the node of the
+    /// graph that fixes it and why.
+    pub dim_origins: BTreeMap<String, String>,
+    /// For a case with a filled cache: whether the original reads it.
+    pub cache: Option<CacheCheck>,
+}
+
+/// Whether a filled-cache case exercises its cache: the original run again with its past
+/// inputs changed (each value `x` replaced by `1 - x`); a model that reads its cache gives
+/// other outputs.
+#[derive(Clone, Debug, Serialize)]
+pub struct CacheCheck {
+    /// The runtime that ran the check (the first to run the original in this case).
+    pub runtime: Runtime,
+    /// The past inputs changed.
+    pub perturbed: Vec<String>,
+    /// The outputs compared (those that are not the cache itself).
+    pub outputs: Vec<String>,
+    /// The largest change of those outputs, max|Δ|/max|ref|.
+    pub max_rel_change: f64,
+    /// Whether that change is more than rounding: the cache is read.
+    pub reads: bool,
 }
 
 /// The result of [`verify_files`](super::verify_files): one [`Row`] per runtime and output.
@@ -323,6 +345,35 @@ impl VerifyReport {
     pub fn ran(&self, runtime: Runtime) -> bool {
         self.runtimes.contains(&runtime)
     }
+}
+
+/// The sizes the graph gave, and the cache check, of one case.
+fn write_case_notes(f: &mut fmt::Formatter<'_>, c: &CaseReport, indent: &str) -> fmt::Result {
+    for (name, origin) in &c.dim_origins {
+        let graph = !(origin == "--dim" || origin == "the case" || origin.starts_with("default ("));
+        if graph {
+            let v = c.dims.get(name).copied().unwrap_or(0);
+            writeln!(f, "{indent}{name}={v} from the graph: {origin}")?;
+        }
+    }
+    if let Some(k) = &c.cache {
+        let what = format!(
+            "changing the past inputs ({}) moves {} by max|Δ|/max|ref| = {} in {}",
+            k.perturbed.len(),
+            k.outputs.join(", "),
+            sci(k.max_rel_change),
+            k.runtime.name()
+        );
+        if k.reads {
+            writeln!(f, "{indent}cache: read ({what})")?;
+        } else {
+            writeln!(
+                f,
+                "{indent}cache: NOT read ({what}): this case does not exercise the cache"
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn sci(x: f64) -> String {
@@ -384,6 +435,7 @@ impl fmt::Display for VerifyReport {
                         i.name, i.dtype, i.shape, i.values
                     )?;
                 }
+                write_case_notes(f, c, "    ")?;
             }
         } else {
             writeln!(
@@ -399,6 +451,9 @@ impl fmt::Display for VerifyReport {
                     "  input {} {}{:?}: {}",
                     i.name, i.dtype, i.shape, i.values
                 )?;
+            }
+            if let Some(c) = self.cases.first() {
+                write_case_notes(f, c, "  ")?;
             }
         }
         let mut ran: Vec<String> = self

@@ -256,7 +256,7 @@ pub(crate) fn resolve_shapes(
 
 /// Whether an input holds a past key/value cache: a float input named like `past_key_values.*`,
 /// `past.*`, `*cache*` (not `use_cache*` / `cache_position`).
-pub(super) fn looks_like_cache_input(name: &str) -> bool {
+pub(crate) fn looks_like_cache_input(name: &str) -> bool {
     let l = name.to_ascii_lowercase();
     (l.starts_with("past") || l.contains("cache"))
         && !l.contains("use_cache")

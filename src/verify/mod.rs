@@ -307,28 +307,102 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
         .collect();
     free.sort();
     free.dedup();
-    if free.is_empty() {
-        return first;
-    }
-    for &size in IMAGE_SIZES {
-        let mut o = opts.clone();
-        for n in &free {
-            o.dims.insert(n.clone(), size);
-        }
-        match verify_at(a, b, &o) {
-            Err(VerifyError::NoRuntime { .. }) => continue,
-            Ok(mut rep) => {
-                rep.notes.push(format!(
-                    "no runtime could run the original with the default size of {}; verified \
-                     at {size} (set it with --dim)",
-                    free.join(", ")
-                ));
-                return Ok(rep);
+    if !free.is_empty() {
+        for &size in IMAGE_SIZES {
+            let mut o = opts.clone();
+            for n in &free {
+                o.dims.insert(n.clone(), size);
             }
-            other => return other,
+            match verify_at(a, b, &o) {
+                Err(VerifyError::NoRuntime { .. }) => continue,
+                Ok(mut rep) => {
+                    rep.notes.push(format!(
+                        "no runtime could run the original with the default size of {}; verified \
+                         at {size} (set it with --dim)",
+                        free.join(", ")
+                    ));
+                    return Ok(rep);
+                }
+                other => return other,
+            }
         }
     }
-    first
+    match first {
+        Err(VerifyError::NoRuntime { path, reasons, .. }) => Err(VerifyError::NoRuntime {
+            hint: unsized_hint(&spec, opts),
+            path,
+            reasons,
+        }),
+        other => other,
+    }
+}
+
+/// Sizes tried for a dim the graph did not size, when the original does not run at its
+/// default: powers of two, as head sizes, channel counts and lengths usually are.
+const PROBE_SIZES: &[usize] = &[1, 2, 4, 16, 32, 64, 128, 256, 512, 1024];
+
+/// For an original that no runtime runs: the dims whose sizes neither `--dim`, the case nor a
+/// fact of the graph gave (defaults), and for the first of them with which the original runs
+/// (tried one at a time at [`PROBE_SIZES`], the others at their defaults), the `--dim` that
+/// would work. `None` when every dim was sized (the failure is not a sizing question).
+fn unsized_hint(spec: &ModelSpec, opts: &VerifyOptions) -> Option<String> {
+    let cases = generate_for(spec, None, opts).ok()?;
+    let first = cases.first()?;
+    let defaulted: Vec<(String, usize)> = first
+        .dim_origins
+        .iter()
+        .filter(|(_, o)| o.starts_with("default ("))
+        .filter_map(|(n, _)| first.dims.get(n).map(|&v| (n.clone(), v)))
+        .collect();
+    if defaulted.is_empty() {
+        return None;
+    }
+    let names = defaulted
+        .iter()
+        .map(|(n, v)| format!("`{n}` (default {v})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for (name, v) in defaulted.iter().take(4) {
+        for &size in PROBE_SIZES.iter().filter(|&&s| s != *v) {
+            let mut o = opts.clone();
+            o.dims.insert(name.clone(), size);
+            if original_runs(spec, &o) {
+                return Some(format!(
+                    "the graph does not size {names}: the original runs with --dim {name}={size}, \
+                     verify with it"
+                ));
+            }
+        }
+    }
+    Some(format!(
+        "the graph does not size {names}, and the original ran at none of {PROBE_SIZES:?} for \
+         them: set them with --dim NAME=VALUE"
+    ))
+}
+
+/// Whether some runtime `opts` allows runs the original on the first sample of every case.
+fn original_runs(spec: &ModelSpec, opts: &VerifyOptions) -> bool {
+    let Ok(cases) = generate_for(spec, None, opts) else {
+        return false;
+    };
+    let firsts: Vec<Vec<HostTensor>> = cases
+        .iter()
+        .filter_map(|c| c.samples.first().cloned())
+        .collect();
+    if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) && spec.custom_ops.is_empty() {
+        let mut notes = Vec::new();
+        if let Ok(Some((env, lib))) = ort_for_run(opts, &mut notes) {
+            let ran = ort_rt::OrtModel::load(&env, &lib, &spec.path, opts.ort_optimize, opts.ort_device)
+                .is_ok_and(|mut m| run_ort_with(&mut m, spec, &firsts).is_ok());
+            if ran {
+                return true;
+            }
+        }
+    }
+    matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both)
+        && firsts
+            .iter()
+            .all(|s| run_tract(spec, std::slice::from_ref(s)).is_ok())
 }
 
 /// [`verify_files`] at the sizes `opts` gives (no search).
@@ -552,6 +626,7 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
             return Err(VerifyError::NoRuntime {
                 path: a.to_path_buf(),
                 reasons,
+                hint: None,
             });
         }
     }

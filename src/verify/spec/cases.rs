@@ -197,7 +197,10 @@ pub(crate) fn resolve_shapes(
                 Dim::Param(p) => values.get(p).copied().unwrap_or(DEFAULT_OTHER),
                 Dim::Unknown => values.get(&format!("{}[{}]", i.name, axis)).copied().unwrap_or(DEFAULT_OTHER),
                 Dim::Expr(text, e) => match overrides.get(text) {
-                    Some(&v) => v,
+                    Some(&v) => {
+                        used.insert(text.clone(), v);
+                        v
+                    }
                     None => {
                         let got = e.eval(&|n| values.get(n).map_or(0, |&v| v as i64));
                         let names: Vec<&str> = {

@@ -294,3 +294,97 @@ pub(super) fn cache_check(
         reads: change > 10.0 * tol,
     })
 }
+
+/// Draws of nudged originals for the floor; more when the rewrite differs beyond the float
+/// tolerance (a near-tie the rewrite crossed is crossed by about half of the draws).
+const FLOOR_DRAWS: (usize, usize) = (4, 16);
+
+/// Measure the original's own floor ([`QuantFloor`]) in onnxruntime: run it with its
+/// [`ModelSpec::nudge_targets`] moved by one ulp on each case's samples, against its outputs
+/// there (`refs[k]`), then judge `rows` against it — a row that failed on numbers alone passes
+/// when its difference is within the floor (tract rows too: the floor is the model's).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn quant_floor(
+    env: &ort::environment::Environment,
+    lib: &Path,
+    spec: &ModelSpec,
+    opts: &VerifyOptions,
+    cases: &[GeneratedInputs],
+    refs: &[Option<Vec<Vec<HostTensor>>>],
+    rows: &mut [Row],
+) -> QuantFloor {
+    let mut q = QuantFloor {
+        ops: spec.quantized.clone(),
+        nudged: spec.nudge_targets.clone(),
+        draws: 0,
+        floor: BTreeMap::new(),
+        rewrite: BTreeMap::new(),
+        not_measured: None,
+    };
+    for r in rows.iter().filter(|r| r.runtime == Runtime::Ort) {
+        let w = q.rewrite.entry(r.output.clone()).or_insert(0.0);
+        *w = w.max(r.max_rel);
+    }
+    let numeric_fail = |r: &Row| !r.pass && r.detail.is_none() && r.nonfinite == 0;
+    if spec.nudge_targets.is_empty() {
+        q.not_measured = Some("the graph has no float norm weights to nudge".into());
+        return q;
+    }
+    if refs.iter().all(Option::is_none) {
+        q.not_measured = Some("onnxruntime did not run the original".into());
+        return q;
+    }
+    let draws = if rows.iter().any(numeric_fail) {
+        FLOOR_DRAWS.1
+    } else {
+        FLOOR_DRAWS.0
+    };
+    for d in 0..draws {
+        let mut run = || -> Result<(), String> {
+            let inits = spec::quant::nudged(&spec.path, &spec.nudge_targets, 0x5eed_0000 + d as u64)?;
+            let mut m = ort_rt::OrtModel::load_with(
+                env,
+                lib,
+                &spec.path,
+                opts.ort_optimize,
+                opts.ort_device,
+                &inits,
+            )
+            .map_err(|e| e.short())?;
+            for (c, r) in cases.iter().zip(refs) {
+                let Some(r) = r else { continue };
+                let outs = run_ort_with(&mut m, spec, &c.samples).map_err(|e| e.short())?;
+                for (k, o) in spec.outputs.iter().enumerate() {
+                    let a: Vec<HostTensor> = r.iter().filter_map(|s| s.get(k).cloned()).collect();
+                    let b: Vec<HostTensor> = outs.iter().filter_map(|s| s.get(k).cloned()).collect();
+                    if let Some(x) = report::max_rel(&a, &b) {
+                        let f = q.floor.entry(o.name.clone()).or_insert(0.0);
+                        *f = f.max(x);
+                    }
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = run() {
+            q.not_measured = Some(format!("a nudged copy of the original did not run: {e}"));
+            q.floor.clear();
+            return q;
+        }
+        q.draws = d + 1;
+    }
+    for r in rows.iter_mut() {
+        let Some(&fl) = q.floor.get(&r.output) else {
+            continue;
+        };
+        r.floor = Some(fl);
+        if numeric_fail(r) && r.max_rel <= fl {
+            r.pass = true;
+            r.detail = Some(format!(
+                "beyond {} but within the original's own floor {:.2e}",
+                format!("{:.2e}", r.tolerance),
+                fl
+            ));
+        }
+    }
+    q
+}

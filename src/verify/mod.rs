@@ -66,7 +66,7 @@ pub use crate::ops::CrmsNormalization;
 pub use budget::BudgetEstimate;
 pub use child::{child_main, isolate_command, verify_isolated, Checked, Isolation, CHILD_ARG};
 use compare::{
-    b_failed, cache_check, check_count, check_interfaces, check_shapes_fit, compare,
+    b_failed, cache_check, check_count, check_interfaces, check_shapes_fit, compare, quant_floor,
     runtime_failure,
 };
 pub(crate) use error::panic_message;
@@ -76,7 +76,7 @@ pub use inputs::{GeneratedInputs, DEFAULT_VOCAB};
 pub use options::{ci_requires_ort, parse_dim, OrtDevice, Runtimes, VerifyArgs, VerifyOptions};
 pub use ort_rt::{find_ort_library, OrtLibrary};
 pub use report::{
-    default_tolerance, CacheCheck, CaseReport, NotRun, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
+    default_tolerance, CacheCheck, CaseReport, QuantFloor, NotRun, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
 };
 pub use spec::{DEFAULT_BATCH, DEFAULT_OTHER, NEW_TOKENS, PAST_LENGTHS};
 pub use tensor::{HostTensor, InputSummary};
@@ -452,6 +452,9 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
     // Whether each filled-cache case reads its cache (checked on the original, in the first
     // runtime that runs it).
     let mut cache: Vec<Option<CacheCheck>> = vec![None; cases.len()];
+    // The original's outputs in onnxruntime per case, for a quantized model's floor.
+    let mut ort_ref: Vec<Option<Vec<Vec<HostTensor>>>> = vec![None; cases.len()];
+    let mut quantized: Option<QuantFloor> = None;
     if matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both) {
         for (k, c) in cases.iter().enumerate() {
             child::mark("tract", "A");
@@ -598,6 +601,17 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                                 None => shapes_differ = true,
                             }
                         }
+                        if !spec_a.quantized.is_empty() {
+                            ort_ref[k] = Some(outs_a);
+                        }
+                    }
+                    if !spec_a.quantized.is_empty() {
+                        // One nudged copy at a time: the two sessions go first.
+                        drop(model_b);
+                        drop(model_a);
+                        quantized = Some(quant_floor(
+                            &env, &lib, &spec_a, opts, &cases, &ort_ref, &mut rows,
+                        ));
                     }
                 }
             }
@@ -666,6 +680,7 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
         rows,
         notes,
         not_run,
+        quantized,
         elapsed_ms: start.elapsed().as_millis() as u64,
     })
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 mod cases;
 mod dims;
 mod facts;
+pub(crate) mod quant;
 mod solve;
 
 pub use cases::*;
@@ -65,6 +66,13 @@ pub(crate) struct ModelSpec {
     /// with the node that says it ([`facts::collect`]). The sizes are solved from them
     /// ([`resolve_shapes`]); `--dim` wins.
     pub facts: Vec<Fact>,
+    /// The ops that quantize activations inside the graph, grouped
+    /// ([`quant::quantized_ops`]): the rewrite is then judged against the original's own
+    /// sensitivity floor.
+    pub quantized: Vec<String>,
+    /// For such a graph, the float weights nudged by one ulp to measure the original's own
+    /// floor ([`quant::nudge_targets`]).
+    pub nudge_targets: Vec<String>,
 }
 
 /// Load an ONNX file with the crate's one reader ([`crate::io::load`]: memory-mapped, external
@@ -168,6 +176,12 @@ impl ModelSpec {
             .map(|i| i.name.clone())
             .collect();
         let facts = facts::collect(graph, &inputs);
+        let quantized = quant::quantized_ops(graph);
+        let nudge_targets = if quantized.is_empty() {
+            Vec::new()
+        } else {
+            quant::nudge_targets(graph)
+        };
         Ok(ModelSpec {
             path: path.to_path_buf(),
             inputs,
@@ -177,6 +191,8 @@ impl ModelSpec {
             custom_ops,
             branch_flags,
             facts,
+            quantized,
+            nudge_targets,
         })
     }
 }

@@ -32,6 +32,8 @@ fn resolve(
         custom_ops: vec![],
         branch_flags: vec![],
         facts: vec![],
+        quantized: vec![],
+        nudge_targets: vec![],
     };
     let case = CasePlan {
         dims: case.clone(),

@@ -198,3 +198,29 @@ fn an_unsized_dim_exits_4_with_the_dim_to_set_in_file_and_folder_mode() {
     ]);
     assert_eq!(ok.status.code(), Some(0), "{}", cli::text(&ok));
 }
+
+/// A Wav2Vec2 audio model (TorchScript export of `testdata/families`, dynamic `samples` axis):
+/// the default length 8 is shorter than the first Conv's kernel; the Conv stack's facts size it.
+#[test]
+fn audio_length_comes_from_the_conv_stack() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/families/wav2vec2_stable_ts17.onnx");
+    let rep = tmp.path().join("r.json");
+    let o = cli::run(&[
+        src.as_os_str(),
+        "-o".as_ref(),
+        tmp.path().join("w.onnx").as_os_str(),
+        "--report".as_ref(),
+        rep.as_os_str(),
+    ]);
+    let text = cli::text(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rep).unwrap()).unwrap();
+    let case = &json["verification"]["cases"][0];
+    let samples = case["dims"]["samples"].as_u64().expect("samples sized");
+    assert!(samples >= 10, "{text}");
+    let why = case["dim_origins"]["samples"].as_str().unwrap_or("");
+    assert!(why.contains("Conv"), "{why}");
+    assert!(text.contains("samples=") && text.contains("from the graph"), "{text}");
+}

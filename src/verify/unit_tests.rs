@@ -359,23 +359,65 @@ fn allocation_failures_are_out_of_memory() {
     assert!(tract.out_of_memory());
 }
 
+/// The facts of an onnxruntime-genai builder output (GroupQueryAttention with packed QKV) size
+/// its head-size dim and its mask, and a filled cache takes one new token at batch 2.
 #[test]
-#[ignore]
-fn debug_facts() {
-    let path = std::env::var("FACTS_MODEL").unwrap();
-    let spec = ModelSpec::from_path(std::path::Path::new(&path)).unwrap();
-    for f in &spec.facts {
-        eprintln!("FACT {} | {} | {}", f.rule, f.source, f.why);
-    }
+fn genai_dims_are_solved_from_the_attention_op() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/genai/nemotron_int4/model.onnx");
+    let spec = ModelSpec::from_path(&path).unwrap();
     let none = BTreeMap::new();
-    for c in super::spec::plan_cases(&spec, &none) {
-        let r = resolve_shapes(&spec, &none, &c).unwrap();
-        eprintln!("CASE {} shapes {:?}", c.label, r.shapes);
-        for (k, o) in &r.origins {
-            eprintln!("  {k} = {} <- {o}", r.used[k]);
-        }
-        for n in &r.notes {
-            eprintln!("  NOTE {n}");
-        }
+    let cases = super::spec::plan_cases(&spec, &none);
+    assert_eq!(cases.len(), 2);
+    let solved: Vec<Resolved> = cases
+        .iter()
+        .map(|c| resolve_shapes(&spec, &none, c).unwrap())
+        .collect();
+    for r in &solved {
+        assert_eq!(r.used["kv_cache_dim"], 32);
+        let why = r.origins["kv_cache_dim"].to_string();
+        assert!(why.starts_with("GroupQueryAttention"), "{why}");
+        assert!(why.contains("packed QKV width 128 / 4"), "{why}");
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
     }
+    let (empty, filled) = (&solved[0].used, &solved[1].used);
+    assert_eq!(
+        (empty["past_sequence_length"], empty["sequence_length"], empty["total_sequence_length"]),
+        (0, 8, 8)
+    );
+    assert_eq!(
+        (filled["past_sequence_length"], filled["sequence_length"], filled["total_sequence_length"]),
+        (8, 1, 9)
+    );
+    assert!(spec.quantized[0].starts_with("MatMulNBits ×"), "{:?}", spec.quantized);
+    assert!(!spec.nudge_targets.is_empty());
+}
+
+/// A length read by a strided Conv stack is raised to the shortest input every window fits;
+/// a `--dim` below it is kept (the user's choice) and the broken fact is noted.
+#[test]
+fn conv_stack_sets_the_shortest_length() {
+    let text = r#"
+input %x: f32[batch,samples]
+output %y: f32[batch,4,?]
+init @axes: i64[1] = [1]
+init @w1: f32[4,1,10] = random(1)
+init @w2: f32[4,4,3] = random(2)
+%u = Unsqueeze[u](%x, @axes)
+%c1 = Conv[c1](%u, @w1) strides=[5]
+%c2 = Conv[c2](%c1, @w2) strides=[2]
+%y = Relu[r](%c2)
+"#;
+    let m = crate::ir::text::parse_proto(text).unwrap();
+    let spec = ModelSpec::from_model("t.onnx".as_ref(), &m).unwrap();
+    let case = CasePlan::default();
+    let r = resolve_shapes(&spec, &BTreeMap::new(), &case).unwrap();
+    // (samples − 10) // 5 + 1 ≥ 3  ⇔  samples ≥ 20
+    assert_eq!(r.used["samples"], 20);
+    assert!(r.origins["samples"].to_string().contains("Conv \"c2\""), "{:?}", r.origins);
+    assert_eq!(r.used["batch"], 2);
+    let user = BTreeMap::from([("samples".to_string(), 12)]);
+    let r = resolve_shapes(&spec, &user, &case).unwrap();
+    assert_eq!(r.used["samples"], 12);
+    assert!(r.notes.iter().any(|n| n.contains("c2")), "{:?}", r.notes);
 }

@@ -564,7 +564,10 @@ fn run_inner(
     // A file the rewrite differs for decides (1); else one whose verification could not
     // complete (5); else one no runtime could verify (4): each the exit status the file alone
     // gives.
-    let verdicts: Vec<u8> = rows.iter().filter_map(|r| verdict_code(&r.status)).collect();
+    let verdicts: Vec<u8> = rows
+        .iter()
+        .filter_map(|r| verdict_code(&r.status))
+        .collect();
     let failed = !verdicts.is_empty();
     let code = if verdicts.contains(&1) {
         1

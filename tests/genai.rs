@@ -54,11 +54,21 @@ fn genai_models_are_verified_with_dims_from_the_graph() {
     if !have_ort("genai_models_are_verified_with_dims_from_the_graph") {
         return;
     }
-    for name in ["phi_fp32", "phi_fp16", "nemotron_fp32", "nemotron_fp16", "nemotron_int4"] {
+    for name in [
+        "phi_fp32",
+        "phi_fp16",
+        "nemotron_fp32",
+        "nemotron_fp16",
+        "nemotron_int4",
+    ] {
         let (code, text, json) = rewrite_folder(name);
         assert_eq!(code, Some(0), "{name}: {text}");
         let v = verification(&json);
-        assert_eq!(v["runtimes"], serde_json::json!(["onnxruntime"]), "{name}: {text}");
+        assert_eq!(
+            v["runtimes"],
+            serde_json::json!(["onnxruntime"]),
+            "{name}: {text}"
+        );
         let cases = v["cases"].as_array().expect("cases");
         assert_eq!(cases.len(), 2, "{name}: {text}");
         // The head size comes from the attention op (or the Concat that feeds it), not a default.
@@ -104,8 +114,12 @@ fn int4_with_int8_activations_is_judged_against_the_measured_floor() {
         "{text}"
     );
     assert!(q["draws"].as_u64().unwrap_or(0) >= 4, "{text}");
-    let floor = q["floor"]["logits"].as_f64().expect("a floor for the logits");
-    let rewrite = q["rewrite"]["logits"].as_f64().expect("the rewrite's difference");
+    let floor = q["floor"]["logits"]
+        .as_f64()
+        .expect("a floor for the logits");
+    let rewrite = q["rewrite"]["logits"]
+        .as_f64()
+        .expect("the rewrite's difference");
     assert!(floor > 0.0 && rewrite >= 0.0, "{text}");
     // A single file prints both numbers and the warning.
     let tmp = tempfile::tempdir().unwrap();
@@ -173,17 +187,28 @@ fn an_unsized_dim_exits_4_with_the_dim_to_set_in_file_and_folder_mode() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("in");
     let m = unsized_model(&src);
-    let one = cli::run(&[m.as_os_str(), "-o".as_ref(), tmp.path().join("one.onnx").as_os_str()]);
+    let one = cli::run(&[
+        m.as_os_str(),
+        "-o".as_ref(),
+        tmp.path().join("one.onnx").as_os_str(),
+    ]);
     let t1 = cli::text(&one);
     assert_eq!(one.status.code(), Some(4), "{t1}");
-    assert!(t1.contains("the graph does not size `d` (default 8)"), "{t1}");
+    assert!(
+        t1.contains("the graph does not size `d` (default 8)"),
+        "{t1}"
+    );
     assert!(t1.contains("--dim d=32"), "{t1}");
     assert!(
         t1.find("--dim d=32") < t1.find("--no-verify"),
         "the --dim comes before --no-verify: {t1}"
     );
     // The same file in a folder: the same verdict.
-    let all = cli::run(&[src.as_os_str(), "-o".as_ref(), tmp.path().join("out").as_os_str()]);
+    let all = cli::run(&[
+        src.as_os_str(),
+        "-o".as_ref(),
+        tmp.path().join("out").as_os_str(),
+    ]);
     let t2 = cli::text(&all);
     assert_eq!(all.status.code(), Some(4), "{t2}");
     assert!(t2.contains("not verifiable"), "{t2}");
@@ -204,7 +229,8 @@ fn an_unsized_dim_exits_4_with_the_dim_to_set_in_file_and_folder_mode() {
 #[test]
 fn audio_length_comes_from_the_conv_stack() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/families/wav2vec2_stable_ts17.onnx");
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/families/wav2vec2_stable_ts17.onnx");
     let rep = tmp.path().join("r.json");
     let o = cli::run(&[
         src.as_os_str(),
@@ -222,5 +248,8 @@ fn audio_length_comes_from_the_conv_stack() {
     assert!(samples >= 10, "{text}");
     let why = case["dim_origins"]["samples"].as_str().unwrap_or("");
     assert!(why.contains("Conv"), "{why}");
-    assert!(text.contains("samples=") && text.contains("from the graph"), "{text}");
+    assert!(
+        text.contains("samples=") && text.contains("from the graph"),
+        "{text}"
+    );
 }

@@ -266,11 +266,9 @@ fn estimate_loaded(
     let mut per_sample_max = 0u64;
     let mut dims = BTreeMap::new();
     for c in &plans {
-        let r = spec::resolve_shapes(a.spec, &given, c).map_err(|message| {
-            VerifyError::Model {
-                path: a.spec.path.clone(),
-                message,
-            }
+        let r = spec::resolve_shapes(a.spec, &given, c).map_err(|message| VerifyError::Model {
+            path: a.spec.path.clone(),
+            message,
         })?;
         let mut per_sample = 0u64;
         for (i, shape) in a.spec.inputs.iter().zip(&r.shapes) {

@@ -1,8 +1,8 @@
 //! Checks on the two models and their outputs: same interface, inputs that fit the declared
 //! shapes, output counts, and the element-wise comparison of A's and B's outputs.
 
-use super::*;
 use super::tensor::from_f64_fn;
+use super::*;
 
 pub(super) fn check_interfaces(a: &ModelSpec, b: &ModelSpec) -> Result<(), VerifyError> {
     let mismatch = |message: String| VerifyError::Mismatch {
@@ -341,7 +341,8 @@ pub(super) fn quant_floor(
     };
     for d in 0..draws {
         let mut run = || -> Result<(), String> {
-            let inits = spec::quant::nudged(&spec.path, &spec.nudge_targets, 0x5eed_0000 + d as u64)?;
+            let inits =
+                spec::quant::nudged(&spec.path, &spec.nudge_targets, 0x5eed_0000 + d as u64)?;
             let mut m = ort_rt::OrtModel::load_with(
                 env,
                 lib,
@@ -356,7 +357,8 @@ pub(super) fn quant_floor(
                 let outs = run_ort_with(&mut m, spec, &c.samples).map_err(|e| e.short())?;
                 for (k, o) in spec.outputs.iter().enumerate() {
                     let a: Vec<HostTensor> = r.iter().filter_map(|s| s.get(k).cloned()).collect();
-                    let b: Vec<HostTensor> = outs.iter().filter_map(|s| s.get(k).cloned()).collect();
+                    let b: Vec<HostTensor> =
+                        outs.iter().filter_map(|s| s.get(k).cloned()).collect();
                     if let Some(x) = report::max_rel(&a, &b) {
                         let f = q.floor.entry(o.name.clone()).or_insert(0.0);
                         *f = f.max(x);

@@ -76,7 +76,8 @@ pub use inputs::{GeneratedInputs, DEFAULT_VOCAB};
 pub use options::{ci_requires_ort, parse_dim, OrtDevice, Runtimes, VerifyArgs, VerifyOptions};
 pub use ort_rt::{find_ort_library, OrtLibrary};
 pub use report::{
-    default_tolerance, CacheCheck, CaseReport, QuantFloor, NotRun, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
+    default_tolerance, CacheCheck, CaseReport, NotRun, QuantFloor, Row, Runtime, VerifyReport,
+    CANNOT_RUN_ORIGINAL,
 };
 pub use spec::{DEFAULT_BATCH, DEFAULT_OTHER, NEW_TOKENS, PAST_LENGTHS};
 pub use tensor::{HostTensor, InputSummary};
@@ -392,8 +393,9 @@ fn original_runs(spec: &ModelSpec, opts: &VerifyOptions) -> bool {
     if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) && spec.custom_ops.is_empty() {
         let mut notes = Vec::new();
         if let Ok(Some((env, lib))) = ort_for_run(opts, &mut notes) {
-            let ran = ort_rt::OrtModel::load(&env, &lib, &spec.path, opts.ort_optimize, opts.ort_device)
-                .is_ok_and(|mut m| run_ort_with(&mut m, spec, &firsts).is_ok());
+            let ran =
+                ort_rt::OrtModel::load(&env, &lib, &spec.path, opts.ort_optimize, opts.ort_device)
+                    .is_ok_and(|mut m| run_ort_with(&mut m, spec, &firsts).is_ok());
             if ran {
                 return true;
             }
@@ -560,9 +562,10 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                             }
                         };
                         if cache[k].is_none() {
-                            cache[k] = cache_check(Runtime::Ort, &spec_a, &c.samples, &outs_a, |s| {
-                                run_ort_with(&mut model_a, &spec_a, s)
-                            });
+                            cache[k] =
+                                cache_check(Runtime::Ort, &spec_a, &c.samples, &outs_a, |s| {
+                                    run_ort_with(&mut model_a, &spec_a, s)
+                                });
                         }
                         let case = label(c);
                         match &mut model_b {

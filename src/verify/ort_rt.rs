@@ -305,7 +305,9 @@ fn owned_tensor(t: &HostTensor) -> Result<DynValue, String> {
     let e = |e: ort::Error| format!("initializer `{}`: {e}", t.name);
     Ok(match t.elem_type {
         dt::FLOAT => {
-            let v: Vec<f32> = le(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let v: Vec<f32> = le(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
             Tensor::from_array((shape, v)).map_err(e)?.into_dyn()
         }
         dt::DOUBLE => {
@@ -322,7 +324,13 @@ fn owned_tensor(t: &HostTensor) -> Result<DynValue, String> {
             let v: Vec<bf16> = le(2).map(|c| bf16::from_le_bytes([c[0], c[1]])).collect();
             Tensor::from_array((shape, v)).map_err(e)?.into_dyn()
         }
-        other => return Err(format!("initializer `{}`: not a float type ({})", t.name, dt::name(other))),
+        other => {
+            return Err(format!(
+                "initializer `{}`: not a float type ({})",
+                t.name,
+                dt::name(other)
+            ))
+        }
     })
 }
 

@@ -319,10 +319,7 @@ fn expression_dims_take_one_value_per_name() {
     let r = resolve(&inputs, &user, &case).unwrap();
     assert_eq!(r.shapes[1], [2, 11]);
     let user = BTreeMap::from([("past_len + seq".to_string(), 5)]);
-    assert_eq!(
-        resolve(&inputs, &user, &case).unwrap().shapes[1],
-        [2, 5]
-    );
+    assert_eq!(resolve(&inputs, &user, &case).unwrap().shapes[1], [2, 5]);
     // A size that cannot be chosen names the axis, the expression and the --dim to set.
     let neg = vec![spec("x", vec![e("a - b")])];
     let user = BTreeMap::from([("a".to_string(), 2), ("b".to_string(), 5)]);
@@ -382,14 +379,26 @@ fn genai_dims_are_solved_from_the_attention_op() {
     }
     let (empty, filled) = (&solved[0].used, &solved[1].used);
     assert_eq!(
-        (empty["past_sequence_length"], empty["sequence_length"], empty["total_sequence_length"]),
+        (
+            empty["past_sequence_length"],
+            empty["sequence_length"],
+            empty["total_sequence_length"]
+        ),
         (0, 8, 8)
     );
     assert_eq!(
-        (filled["past_sequence_length"], filled["sequence_length"], filled["total_sequence_length"]),
+        (
+            filled["past_sequence_length"],
+            filled["sequence_length"],
+            filled["total_sequence_length"]
+        ),
         (8, 1, 9)
     );
-    assert!(spec.quantized[0].starts_with("MatMulNBits ×"), "{:?}", spec.quantized);
+    assert!(
+        spec.quantized[0].starts_with("MatMulNBits ×"),
+        "{:?}",
+        spec.quantized
+    );
     assert!(!spec.nudge_targets.is_empty());
 }
 
@@ -414,7 +423,11 @@ init @w2: f32[4,4,3] = random(2)
     let r = resolve_shapes(&spec, &BTreeMap::new(), &case).unwrap();
     // (samples − 10) // 5 + 1 ≥ 3  ⇔  samples ≥ 20
     assert_eq!(r.used["samples"], 20);
-    assert!(r.origins["samples"].to_string().contains("Conv \"c2\""), "{:?}", r.origins);
+    assert!(
+        r.origins["samples"].to_string().contains("Conv \"c2\""),
+        "{:?}",
+        r.origins
+    );
     assert_eq!(r.used["batch"], 2);
     let user = BTreeMap::from([("samples".to_string(), 12)]);
     let r = resolve_shapes(&spec, &user, &case).unwrap();

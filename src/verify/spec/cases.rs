@@ -106,7 +106,11 @@ fn vars_of(inputs: &[ValueSpec]) -> Vec<Var> {
         let dims = i.dims.as_deref().unwrap_or_default();
         for (axis, d) in dims.iter().enumerate() {
             if matches!(d, Dim::Unknown) {
-                push(&mut vars, &format!("{}[{}]", i.name, axis), Some((axis, dims.len())));
+                push(
+                    &mut vars,
+                    &format!("{}[{}]", i.name, axis),
+                    Some((axis, dims.len())),
+                );
             }
         }
     }
@@ -148,7 +152,15 @@ pub(crate) fn resolve_shapes(
     }
     let unnamed: HashSet<String> = vars
         .iter()
-        .filter(|v| !inputs.iter().any(|i| i.dims.as_deref().unwrap_or_default().iter().any(|d| matches!(d, Dim::Param(p) if *p == v.name))))
+        .filter(|v| {
+            !inputs.iter().any(|i| {
+                i.dims
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|d| matches!(d, Dim::Param(p) if *p == v.name))
+            })
+        })
         .filter(|v| v.name.ends_with(']'))
         .map(|v| v.name.clone())
         .collect();
@@ -160,7 +172,11 @@ pub(crate) fn resolve_shapes(
         }
     };
     let sol = solve(&vars, &facts, overrides, &case.dims, &case.prefer, &default);
-    let values: BTreeMap<String, usize> = sol.values.iter().map(|(k, (v, _))| (k.clone(), *v)).collect();
+    let values: BTreeMap<String, usize> = sol
+        .values
+        .iter()
+        .map(|(k, (v, _))| (k.clone(), *v))
+        .collect();
     let mut notes: Vec<String> = sol
         .broken
         .iter()
@@ -195,7 +211,10 @@ pub(crate) fn resolve_shapes(
             let v = match d {
                 Dim::Fixed(v) => *v,
                 Dim::Param(p) => values.get(p).copied().unwrap_or(DEFAULT_OTHER),
-                Dim::Unknown => values.get(&format!("{}[{}]", i.name, axis)).copied().unwrap_or(DEFAULT_OTHER),
+                Dim::Unknown => values
+                    .get(&format!("{}[{}]", i.name, axis))
+                    .copied()
+                    .unwrap_or(DEFAULT_OTHER),
                 Dim::Expr(text, e) => match overrides.get(text) {
                     Some(&v) => {
                         used.insert(text.clone(), v);

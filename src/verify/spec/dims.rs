@@ -289,12 +289,18 @@ impl Lin {
             let size = |k: i64| match name {
                 None => DimExpr::Int(k),
                 Some(n) if k == 1 => DimExpr::Name(n.clone()),
-                Some(n) => DimExpr::Bin('*', Box::new(DimExpr::Int(k)), Box::new(DimExpr::Name(n.clone()))),
+                Some(n) => DimExpr::Bin(
+                    '*',
+                    Box::new(DimExpr::Int(k)),
+                    Box::new(DimExpr::Name(n.clone())),
+                ),
             };
             e = Some(match e {
                 None if k < 0 => DimExpr::Neg(Box::new(size(k.saturating_neg()))),
                 None => size(k),
-                Some(e) if k < 0 => DimExpr::Bin('-', Box::new(e), Box::new(size(k.saturating_neg()))),
+                Some(e) if k < 0 => {
+                    DimExpr::Bin('-', Box::new(e), Box::new(size(k.saturating_neg())))
+                }
                 Some(e) => DimExpr::Bin('+', Box::new(e), Box::new(size(k))),
             });
         }
@@ -402,7 +408,11 @@ impl std::fmt::Display for DimExpr {
                 } else {
                     write!(f, "{a}")?;
                 }
-                let sym = if *op == '/' { "//".to_string() } else { op.to_string() };
+                let sym = if *op == '/' {
+                    "//".to_string()
+                } else {
+                    op.to_string()
+                };
                 if (tight || *op == '-') && matches!(**b, DimExpr::Bin(..)) {
                     write!(f, " {sym} ({b})")
                 } else {

@@ -161,7 +161,10 @@ impl<'g> Infer<'g> {
 
     /// The integer values of `v` when all are constants.
     fn const_ints(&self, v: &str) -> Option<Vec<i64>> {
-        self.ints(v)?.iter().map(|s| s.as_ref()?.constant()).collect()
+        self.ints(v)?
+            .iter()
+            .map(|s| s.as_ref()?.constant())
+            .collect()
     }
 
     fn fact(&mut self, rule: Rule, why: String) {
@@ -260,15 +263,57 @@ impl<'g> Infer<'g> {
                         .insert(o.clone(), t.dims.iter().map(|&d| int(d)).collect());
                 }
             }
-            "Identity" | "Cast" | "CastLike" | "Relu" | "Gelu" | "FastGelu" | "QuickGelu"
-            | "Erf" | "Tanh" | "Sigmoid" | "Exp" | "Log" | "Sqrt" | "Reciprocal" | "Neg"
-            | "Abs" | "Not" | "Softmax" | "LogSoftmax" | "Dropout" | "IsNaN" | "IsInf"
-            | "Floor" | "Ceil" | "Round" | "Sin" | "Cos" | "Clip" | "LeakyRelu" | "Elu"
-            | "Selu" | "HardSigmoid" | "Softplus" | "Mish" | "HardSwish" | "Sign"
-            | "InstanceNormalization" | "BatchNormalization" | "LayerNormalization"
-            | "SimplifiedLayerNormalization" | "RMSNormalization" | "QuantizeLinear"
-            | "DequantizeLinear" | "DynamicQuantizeLinear" | "RotaryEmbedding" | "Trilu"
-            | "CumSum" | "ReorderInput" | "GroupNorm" | "GroupNormalization" | "BiasGelu" => {
+            "Identity"
+            | "Cast"
+            | "CastLike"
+            | "Relu"
+            | "Gelu"
+            | "FastGelu"
+            | "QuickGelu"
+            | "Erf"
+            | "Tanh"
+            | "Sigmoid"
+            | "Exp"
+            | "Log"
+            | "Sqrt"
+            | "Reciprocal"
+            | "Neg"
+            | "Abs"
+            | "Not"
+            | "Softmax"
+            | "LogSoftmax"
+            | "Dropout"
+            | "IsNaN"
+            | "IsInf"
+            | "Floor"
+            | "Ceil"
+            | "Round"
+            | "Sin"
+            | "Cos"
+            | "Clip"
+            | "LeakyRelu"
+            | "Elu"
+            | "Selu"
+            | "HardSigmoid"
+            | "Softplus"
+            | "Mish"
+            | "HardSwish"
+            | "Sign"
+            | "InstanceNormalization"
+            | "BatchNormalization"
+            | "LayerNormalization"
+            | "SimplifiedLayerNormalization"
+            | "RMSNormalization"
+            | "QuantizeLinear"
+            | "DequantizeLinear"
+            | "DynamicQuantizeLinear"
+            | "RotaryEmbedding"
+            | "Trilu"
+            | "CumSum"
+            | "ReorderInput"
+            | "GroupNorm"
+            | "GroupNormalization"
+            | "BiasGelu" => {
                 let s = self.shape(inp(0));
                 if matches!(op, "Identity" | "Cast" | "CastLike") {
                     if let (Some(o), Some(v)) = (out0, self.ints(inp(0))) {
@@ -283,10 +328,8 @@ impl<'g> Infer<'g> {
                 self.set(out0, s);
             }
             "SkipLayerNormalization" | "SkipSimplifiedLayerNormalization" => {
-                let shapes: Vec<Vec<Sym>> = [0, 1]
-                    .iter()
-                    .filter_map(|&k| self.shape(inp(k)))
-                    .collect();
+                let shapes: Vec<Vec<Sym>> =
+                    [0, 1].iter().filter_map(|&k| self.shape(inp(k))).collect();
                 if shapes.len() == 2 {
                     let s = self.broadcast(&shapes, "the skip connection");
                     self.set(out0, Some(s.clone()));
@@ -296,12 +339,18 @@ impl<'g> Infer<'g> {
             "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Equal" | "Less" | "LessOrEqual"
             | "Greater" | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Where" | "Max" | "Min"
             | "Sum" | "Mean" | "PRelu" | "BitShift" => self.elementwise(n, op),
-            "MatMul" | "MatMulInteger" | "FusedMatMul" | "DynamicQuantizeMatMul"
+            "MatMul"
+            | "MatMulInteger"
+            | "FusedMatMul"
+            | "DynamicQuantizeMatMul"
             | "MatMulIntegerToFloat" => {
                 let (Some(x), Some(w)) = (self.shape(inp(0)), self.shape(inp(1))) else {
                     return;
                 };
-                let trans = (a.i("transA").unwrap_or(0) != 0, a.i("transB").unwrap_or(0) != 0);
+                let trans = (
+                    a.i("transA").unwrap_or(0) != 0,
+                    a.i("transB").unwrap_or(0) != 0,
+                );
                 self.matmul(out0, x, w, trans);
             }
             "Gemm" => {
@@ -309,7 +358,10 @@ impl<'g> Infer<'g> {
                     return;
                 };
                 if x.len() == 2 && w.len() == 2 {
-                    let trans = (a.i("transA").unwrap_or(0) != 0, a.i("transB").unwrap_or(0) != 0);
+                    let trans = (
+                        a.i("transA").unwrap_or(0) != 0,
+                        a.i("transB").unwrap_or(0) != 0,
+                    );
                     self.matmul(out0, x, w, trans);
                 }
             }
@@ -369,7 +421,9 @@ impl<'g> Infer<'g> {
             }
             "Size" => {
                 if let (Some(s), Some(o)) = (self.shape(inp(0)), out0) {
-                    let p = s.iter().try_fold(DimExpr::Int(1), |acc, d| DimExpr::op('*', &acc, d.as_ref()?));
+                    let p = s.iter().try_fold(DimExpr::Int(1), |acc, d| {
+                        DimExpr::op('*', &acc, d.as_ref()?)
+                    });
                     self.shapes.insert(o.clone(), vec![]);
                     self.values.insert(o.clone(), vec![p]);
                 }
@@ -382,7 +436,9 @@ impl<'g> Infer<'g> {
                 if let Some(s) = self.shape(inp(0)) {
                     let axis = norm_axis(a.i("axis").unwrap_or(1), s.len() + 1).unwrap_or(1);
                     let prod = |ds: &[Sym]| {
-                        ds.iter().try_fold(DimExpr::Int(1), |acc, d| DimExpr::op('*', &acc, d.as_ref()?))
+                        ds.iter().try_fold(DimExpr::Int(1), |acc, d| {
+                            DimExpr::op('*', &acc, d.as_ref()?)
+                        })
                     };
                     self.set(out0, Some(vec![prod(&s[..axis]), prod(&s[axis..])]));
                 }
@@ -446,7 +502,9 @@ impl<'g> Infer<'g> {
                 }
             }
             "Pad" => {
-                let pads = self.const_ints(inp(1)).or_else(|| a.ints("pads").map(<[i64]>::to_vec));
+                let pads = self
+                    .const_ints(inp(1))
+                    .or_else(|| a.ints("pads").map(<[i64]>::to_vec));
                 if let (Some(s), Some(p)) = (self.shape(inp(0)), pads) {
                     let axes = self.const_ints(inp(3));
                     let axes: Vec<usize> = match axes {
@@ -490,7 +548,10 @@ impl<'g> Infer<'g> {
                 if let Some(s) = self.shape(inp(0)) {
                     let width = self.consts.get(inp(2)).and_then(|t| t.dims.get(1).copied());
                     if s.len() == 2 {
-                        self.set(out0, Some(vec![s[0].clone(), s[1].clone(), width.and_then(int)]));
+                        self.set(
+                            out0,
+                            Some(vec![s[0].clone(), s[1].clone(), width.and_then(int)]),
+                        );
                         self.set(n.output.get(1), Some(vec![s[0].clone()]));
                     }
                 }
@@ -511,7 +572,13 @@ impl<'g> Infer<'g> {
         if let (Some(vals), Some(o)) = (vals, n.output.first()) {
             let len = vals.iter().map(Vec::len).max().unwrap_or(0);
             if len <= 64 && vals.iter().all(|v| v.len() == len || v.len() == 1) {
-                let at = |v: &Vec<Sym>, k: usize| if v.len() == 1 { v[0].clone() } else { v[k].clone() };
+                let at = |v: &Vec<Sym>, k: usize| {
+                    if v.len() == 1 {
+                        v[0].clone()
+                    } else {
+                        v[k].clone()
+                    }
+                };
                 let out: Vec<Sym> = (0..len)
                     .map(|k| {
                         let x: Vec<Sym> = vals.iter().map(|v| at(v, k)).collect();
@@ -580,7 +647,10 @@ impl<'g> Infer<'g> {
         let k_x = x[xr - 1].clone();
         let k_w = w[wr - 2].clone();
         self.eq(&k_x, &k_w, || "the inner dims of a matrix product".into());
-        let batch = self.broadcast(&[x[..xr - 2].to_vec(), w[..wr - 2].to_vec()], "the matrix product's batch");
+        let batch = self.broadcast(
+            &[x[..xr - 2].to_vec(), w[..wr - 2].to_vec()],
+            "the matrix product's batch",
+        );
         let mut s = batch;
         if !x1 {
             s.push(x[xr - 2].clone());
@@ -607,7 +677,8 @@ impl<'g> Infer<'g> {
         let group = a.i("group").unwrap_or(1);
         if let (Some(w), Some(c)) = (&wdims, x.get(1)) {
             if let Some(cin) = w.get(1).and_then(|&k| k.checked_mul(group)) {
-                let reordered = self.source.starts_with("Conv") && n.domain.as_deref() == Some("com.microsoft.nchwc");
+                let reordered = self.source.starts_with("Conv")
+                    && n.domain.as_deref() == Some("com.microsoft.nchwc");
                 self.eq(c, &int(cin), || {
                     if reordered {
                         format!(
@@ -625,7 +696,10 @@ impl<'g> Infer<'g> {
             .ints("kernel_shape")
             .map(<[i64]>::to_vec)
             .or_else(|| wdims.as_ref().map(|w| w.iter().skip(2).copied().collect()));
-        let m = wdims.as_ref().and_then(|w| w.first().copied()).and_then(int);
+        let m = wdims
+            .as_ref()
+            .and_then(|w| w.first().copied())
+            .and_then(int);
         let spatial = self.window(n, a, &x, kernel.as_deref());
         if let Some(sp) = spatial {
             let mut s = vec![x[0].clone(), m];
@@ -648,15 +722,30 @@ impl<'g> Infer<'g> {
 
     /// The spatial output sizes of a sliding window (Conv, pools) over `x` (`[N, C, spatial…]`),
     /// stating for each axis that the padded input is at least as long as the dilated kernel.
-    fn window(&mut self, n: &NodeProto, a: &Attrs, x: &[Sym], kernel: Option<&[i64]>) -> Option<Vec<Sym>> {
+    fn window(
+        &mut self,
+        n: &NodeProto,
+        a: &Attrs,
+        x: &[Sym],
+        kernel: Option<&[i64]>,
+    ) -> Option<Vec<Sym>> {
         let kernel = kernel?;
         let r = kernel.len();
         if x.len() != r + 2 {
             return None;
         }
-        let strides = a.ints("strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; r]);
-        let dil = a.ints("dilations").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; r]);
-        let pads = a.ints("pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * r]);
+        let strides = a
+            .ints("strides")
+            .map(<[i64]>::to_vec)
+            .unwrap_or_else(|| vec![1; r]);
+        let dil = a
+            .ints("dilations")
+            .map(<[i64]>::to_vec)
+            .unwrap_or_else(|| vec![1; r]);
+        let pads = a
+            .ints("pads")
+            .map(<[i64]>::to_vec)
+            .unwrap_or_else(|| vec![0; 2 * r]);
         let auto = a.s("auto_pad").unwrap_or_default();
         let ceil = a.i("ceil_mode").unwrap_or(0) != 0;
         if strides.len() != r || dil.len() != r || pads.len() != 2 * r {
@@ -669,7 +758,11 @@ impl<'g> Infer<'g> {
             let (s, d) = (strides[k].max(1), dil[k].max(1));
             let span = d.checked_mul(kernel[k] - 1)?.checked_add(1)?;
             let same = auto.starts_with("SAME");
-            let pad = if same || auto == "VALID" { 0 } else { pads[k] + pads[k + r] };
+            let pad = if same || auto == "VALID" {
+                0
+            } else {
+                pads[k] + pads[k + r]
+            };
             if !same {
                 if let Some(l) = &len {
                     if let Some(e) = DimExpr::op('+', l, &DimExpr::Int(pad)) {
@@ -689,7 +782,11 @@ impl<'g> Infer<'g> {
                 op2('/', &op2('+', &len, &int(s - 1)), &int(s))
             } else {
                 let num = op2('-', &op2('+', &len, &int(pad)), &int(span));
-                let num = if ceil { op2('+', &num, &int(s - 1)) } else { num };
+                let num = if ceil {
+                    op2('+', &num, &int(s - 1))
+                } else {
+                    num
+                };
                 op2('+', &op2('/', &num, &int(s)), &int(1))
             };
             out.push(o);
@@ -708,7 +805,12 @@ impl<'g> Infer<'g> {
         let mut s = data[..axis].to_vec();
         s.extend(idx.iter().cloned());
         s.extend(data[axis + 1..].iter().cloned());
-        if let (Some(vals), Some(ix), Some(o), 0) = (self.ints(inp(0)), self.const_ints(inp(1)), n.output.first(), axis) {
+        if let (Some(vals), Some(ix), Some(o), 0) = (
+            self.ints(inp(0)),
+            self.const_ints(inp(1)),
+            n.output.first(),
+            axis,
+        ) {
             let picked: Option<Vec<Sym>> = ix
                 .iter()
                 .map(|&i| {
@@ -740,12 +842,19 @@ impl<'g> Infer<'g> {
             ax.sort_unstable();
             let mut it = s.iter();
             (0..r)
-                .map(|k| if ax.contains(&k) { int(1) } else { it.next().cloned().flatten() })
+                .map(|k| {
+                    if ax.contains(&k) {
+                        int(1)
+                    } else {
+                        it.next().cloned().flatten()
+                    }
+                })
                 .collect()
         } else {
             match axes {
                 Some(axes) => {
-                    let ax: Vec<usize> = axes.iter().filter_map(|&k| norm_axis(k, s.len())).collect();
+                    let ax: Vec<usize> =
+                        axes.iter().filter_map(|&k| norm_axis(k, s.len())).collect();
                     s.iter()
                         .enumerate()
                         .filter(|(k, _)| !ax.contains(k))
@@ -753,10 +862,14 @@ impl<'g> Infer<'g> {
                         .collect()
                 }
                 None => {
-                    if s.iter().any(|d| d.as_ref().and_then(DimExpr::constant).is_none()) {
+                    if s.iter()
+                        .any(|d| d.as_ref().and_then(DimExpr::constant).is_none())
+                    {
                         return;
                     }
-                    s.into_iter().filter(|d| d.as_ref().and_then(DimExpr::constant) != Some(1)).collect()
+                    s.into_iter()
+                        .filter(|d| d.as_ref().and_then(DimExpr::constant) != Some(1))
+                        .collect()
                 }
             }
         };
@@ -781,10 +894,14 @@ impl<'g> Infer<'g> {
             return;
         }
         let mut out = first.clone();
-        out[axis] = shapes.iter().try_fold(DimExpr::Int(0), |acc, s| DimExpr::op('+', &acc, s[axis].as_ref()?));
+        out[axis] = shapes.iter().try_fold(DimExpr::Int(0), |acc, s| {
+            DimExpr::op('+', &acc, s[axis].as_ref()?)
+        });
         for s in &shapes[1..] {
             for k in (0..first.len()).filter(|&k| k != axis) {
-                self.eq(&out[k].clone(), &s[k], || format!("Concat along axis {axis} keeps axis {k}"));
+                self.eq(&out[k].clone(), &s[k], || {
+                    format!("Concat along axis {axis} keeps axis {k}")
+                });
             }
         }
         let vals: Option<Vec<Vec<Sym>>> = n.input.iter().map(|i| self.ints(i)).collect();
@@ -808,7 +925,9 @@ impl<'g> Infer<'g> {
         let axes: Vec<i64> = self
             .const_ints(inp(3))
             .unwrap_or_else(|| (0..starts.len() as i64).collect());
-        let steps = self.const_ints(inp(4)).unwrap_or_else(|| vec![1; starts.len()]);
+        let steps = self
+            .const_ints(inp(4))
+            .unwrap_or_else(|| vec![1; starts.len()]);
         if axes.len() != starts.len() || ends.len() != starts.len() || steps.len() != starts.len() {
             return;
         }
@@ -826,7 +945,11 @@ impl<'g> Infer<'g> {
             out[ax] = match len.as_ref().and_then(DimExpr::constant) {
                 Some(l) if st != 0 => {
                     let (b, e) = (clamp_slice(b, l, st), clamp_slice(e, l, st));
-                    let n = if st > 0 { (e - b).max(0) } else { (b - e).max(0) };
+                    let n = if st > 0 {
+                        (e - b).max(0)
+                    } else {
+                        (b - e).max(0)
+                    };
                     int((n + st.abs() - 1) / st.abs())
                 }
                 _ if st == 1 && b >= 0 && e >= i64::MAX / 2 => op2('-', len, &int(b)),
@@ -866,7 +989,9 @@ impl<'g> Infer<'g> {
         let mut infer_at = None;
         for (k, t) in target.iter().enumerate() {
             match t.as_ref().and_then(DimExpr::constant) {
-                Some(0) if !allowzero => out.push(src.as_ref().and_then(|s| s.get(k).cloned()).flatten()),
+                Some(0) if !allowzero => {
+                    out.push(src.as_ref().and_then(|s| s.get(k).cloned()).flatten())
+                }
                 Some(-1) => {
                     infer_at = Some(k);
                     out.push(None);
@@ -892,7 +1017,10 @@ impl<'g> Infer<'g> {
         let axes: Vec<i64> = if op.starts_with("Arg") {
             vec![a.i("axis").unwrap_or(0)]
         } else {
-            match self.const_ints(inp(1)).or_else(|| a.ints("axes").map(<[i64]>::to_vec)) {
+            match self
+                .const_ints(inp(1))
+                .or_else(|| a.ints("axes").map(<[i64]>::to_vec))
+            {
                 Some(ax) if !ax.is_empty() => ax,
                 _ if a.i("noop_with_empty_axes").unwrap_or(0) != 0 => {
                     self.set(n.output.first(), Some(s));
@@ -919,7 +1047,10 @@ impl<'g> Infer<'g> {
     fn head_size(&self, width: &Sym, heads: i64, what: &str) -> Option<(i64, String)> {
         let w = width.as_ref()?.constant()?;
         (heads > 0 && w % heads == 0).then(|| {
-            (w / heads, format!("head size {} = {what} width {w} / {heads}", w / heads))
+            (
+                w / heads,
+                format!("head size {} = {what} width {w} / {heads}", w / heads),
+            )
         })
     }
 
@@ -956,8 +1087,12 @@ impl<'g> Infer<'g> {
                 continue;
             }
             let what = if k == 3 { "past_key" } else { "past_value" };
-            self.eq(&p[0], &batch, || format!("{what} axis 0 is the query's batch"));
-            self.eq(&p[1], &int(kvh), || format!("{what} axis 1 is kv_num_heads = {kvh}"));
+            self.eq(&p[0], &batch, || {
+                format!("{what} axis 0 is the query's batch")
+            });
+            self.eq(&p[1], &int(kvh), || {
+                format!("{what} axis 1 is kv_num_heads = {kvh}")
+            });
             if let Some((h, why)) = &head {
                 let why = why.clone();
                 self.eq(&p[3], &int(*h), || format!("{what} axis 3 is the {why}"));
@@ -965,10 +1100,11 @@ impl<'g> Infer<'g> {
         }
         let past = self.dim(inp(3), 2);
         let total = self.ints(inp(6)).and_then(|v| v.first().cloned().flatten());
-        let present_axis = n
-            .output
-            .get(1)
-            .and_then(|o| self.declared.get(o.as_str()).and_then(|s| s.get(2).cloned()));
+        let present_axis = n.output.get(1).and_then(|o| {
+            self.declared
+                .get(o.as_str())
+                .and_then(|s| s.get(2).cloned())
+        });
         let shared = matches!((&present_axis, &past), (Some(Some(x)), Some(p)) if x.same(p));
         if let (Some(p), Some(t)) = (&past, &total) {
             if shared {
@@ -1015,10 +1151,21 @@ impl<'g> Infer<'g> {
             );
         }
         let width = head.as_ref().map(|(h, _)| h * nh);
-        self.set(n.output.first(), Some(vec![batch.clone(), new.clone(), width.and_then(int)]));
+        self.set(
+            n.output.first(),
+            Some(vec![batch.clone(), new.clone(), width.and_then(int)]),
+        );
         let t = if shared { past.clone() } else { total.clone() };
         for o in n.output.iter().skip(1).take(2) {
-            self.set(Some(o), Some(vec![batch.clone(), int(kvh), t.clone(), head.as_ref().and_then(|h| int(h.0))]));
+            self.set(
+                Some(o),
+                Some(vec![
+                    batch.clone(),
+                    int(kvh),
+                    t.clone(),
+                    head.as_ref().and_then(|h| int(h.0)),
+                ]),
+            );
         }
     }
 
@@ -1052,8 +1199,12 @@ impl<'g> Infer<'g> {
                 continue;
             }
             let what = if k == 6 { "past_key" } else { "past_value" };
-            self.eq(&p[0], &batch, || format!("{what} axis 0 is the query's batch"));
-            self.eq(&p[1], &int(nh), || format!("{what} axis 1 is num_heads = {nh}"));
+            self.eq(&p[0], &batch, || {
+                format!("{what} axis 0 is the query's batch")
+            });
+            self.eq(&p[1], &int(nh), || {
+                format!("{what} axis 1 is num_heads = {nh}")
+            });
             if let Some((h, why)) = &head {
                 let why = why.clone();
                 self.eq(&p[3], &int(*h), || format!("{what} axis 3 is the {why}"));
@@ -1070,13 +1221,26 @@ impl<'g> Infer<'g> {
         }
         if let Some(mask) = self.shape(inp(4)) {
             if mask.len() == 2 {
-                self.eq(&mask[1], &total, || "key_padding_mask (input 4) spans the past and new keys".into());
+                self.eq(&mask[1], &total, || {
+                    "key_padding_mask (input 4) spans the past and new keys".into()
+                });
             }
         }
         let width = head.as_ref().map(|(h, _)| h * nh);
-        self.set(n.output.first(), Some(vec![batch.clone(), new, width.and_then(int)]));
+        self.set(
+            n.output.first(),
+            Some(vec![batch.clone(), new, width.and_then(int)]),
+        );
         for o in n.output.iter().skip(1).take(2) {
-            self.set(Some(o), Some(vec![batch.clone(), int(nh), total.clone(), head.as_ref().and_then(|h| int(h.0))]));
+            self.set(
+                Some(o),
+                Some(vec![
+                    batch.clone(),
+                    int(nh),
+                    total.clone(),
+                    head.as_ref().and_then(|h| int(h.0)),
+                ]),
+            );
         }
     }
 
@@ -1096,7 +1260,9 @@ impl<'g> Infer<'g> {
         let w = self.weight_dims(inp(1));
         if let Some(w) = &w {
             if let Some(&rows) = w.first() {
-                self.eq(&x[2], &int(rows), || format!("the input width is the packed weight's {rows} rows"));
+                self.eq(&x[2], &int(rows), || {
+                    format!("the input width is the packed weight's {rows} rows")
+                });
             }
         }
         let qkv: Option<Vec<i64>> = a
@@ -1104,16 +1270,22 @@ impl<'g> Infer<'g> {
             .map(<[i64]>::to_vec)
             .filter(|v| v.len() == 3)
             .or_else(|| w.as_ref().and_then(|w| w.get(1)).map(|&c| vec![c / 3; 3]));
-        let head = qkv.as_ref().and_then(|v| (nh > 0 && v[1] % nh == 0).then(|| v[1] / nh));
+        let head = qkv
+            .as_ref()
+            .and_then(|v| (nh > 0 && v[1] % nh == 0).then(|| v[1] / nh));
         let (batch, new) = (x[0].clone(), x[1].clone());
         let mut total = new.clone();
         if let Some(p) = self.shape(inp(4)) {
             if p.len() == 5 {
                 self.eq(&p[0], &int(2), || "past axis 0 stacks key and value".into());
                 self.eq(&p[1], &batch, || "past axis 1 is the input's batch".into());
-                self.eq(&p[2], &int(nh), || format!("past axis 2 is num_heads = {nh}"));
+                self.eq(&p[2], &int(nh), || {
+                    format!("past axis 2 is num_heads = {nh}")
+                });
                 if let Some(h) = head {
-                    self.eq(&p[4], &int(h), || format!("past axis 4 is the head size {h}"));
+                    self.eq(&p[4], &int(h), || {
+                        format!("past axis 4 is the head size {h}")
+                    });
                 }
                 total = op2('+', &p[3], &new);
             }
@@ -1121,12 +1293,20 @@ impl<'g> Infer<'g> {
         if let Some(m) = self.shape(inp(3)) {
             if m.len() == 2 {
                 self.eq(&m[0], &batch, || "mask_index axis 0 is the batch".into());
-                self.eq(&m[1], &total, || "a 2-D mask_index spans the past and the new tokens".into());
+                self.eq(&m[1], &total, || {
+                    "a 2-D mask_index spans the past and the new tokens".into()
+                });
             }
         }
         let width = qkv.as_ref().map(|v| v[2]);
-        self.set(n.output.first(), Some(vec![batch.clone(), new, width.and_then(int)]));
-        self.set(n.output.get(1), Some(vec![int(2), batch, int(nh), total, head.and_then(int)]));
+        self.set(
+            n.output.first(),
+            Some(vec![batch.clone(), new, width.and_then(int)]),
+        );
+        self.set(
+            n.output.get(1),
+            Some(vec![int(2), batch, int(nh), total, head.and_then(int)]),
+        );
     }
 }
 
@@ -1208,7 +1388,8 @@ pub(crate) fn collect(graph: &GraphProto, inputs: &[ValueSpec]) -> Vec<Fact> {
     for t in &graph.initializer {
         if let Some(n) = t.name.as_deref() {
             inf.consts.insert(n, t);
-            inf.shapes.insert(n.to_string(), t.dims.iter().map(|&d| int(d)).collect());
+            inf.shapes
+                .insert(n.to_string(), t.dims.iter().map(|&d| int(d)).collect());
         }
     }
     for i in inputs {
@@ -1256,7 +1437,10 @@ pub(crate) fn collect(graph: &GraphProto, inputs: &[ValueSpec]) -> Vec<Fact> {
         let Some(name) = o.name.as_deref() else {
             continue;
         };
-        let (Some(decl), Some(got)) = (inf.declared.get(name).cloned(), inf.shapes.get(name).cloned()) else {
+        let (Some(decl), Some(got)) = (
+            inf.declared.get(name).cloned(),
+            inf.shapes.get(name).cloned(),
+        ) else {
             continue;
         };
         if decl.len() != got.len() {

@@ -34,12 +34,18 @@ pub(crate) fn quantized_ops(graph: &GraphProto) -> Vec<String> {
                     .unwrap_or(0);
                 (level == 4).then(|| "MatMulNBits (accuracy_level 4: int8 activations)".to_string())
             }
-            "DynamicQuantizeLinear" | "MatMulInteger" | "ConvInteger" | "DynamicQuantizeMatMul"
-            | "MatMulIntegerToFloat" | "QAttention" | "QGemm" | "DynamicQuantizeLSTM" => {
-                Some(op.to_string())
-            }
+            "DynamicQuantizeLinear"
+            | "MatMulInteger"
+            | "ConvInteger"
+            | "DynamicQuantizeMatMul"
+            | "MatMulIntegerToFloat"
+            | "QAttention"
+            | "QGemm"
+            | "DynamicQuantizeLSTM" => Some(op.to_string()),
             o if o.starts_with("QLinear") => Some(op.to_string()),
-            "QuantizeLinear" if !consts.contains(n.input.first().map(String::as_str).unwrap_or("")) => {
+            "QuantizeLinear"
+                if !consts.contains(n.input.first().map(String::as_str).unwrap_or("")) =>
+            {
                 Some("QuantizeLinear (on activations)".to_string())
             }
             _ => None,
@@ -162,7 +168,10 @@ pub(crate) fn nudged(path: &Path, names: &[String], seed: u64) -> Result<Vec<Hos
         };
         let size = (width / 8) as usize;
         if raw.len() != count * size {
-            return Err(format!("initializer `{name}` holds {} bytes for {count} values", raw.len()));
+            return Err(format!(
+                "initializer `{name}` holds {} bytes for {count} values",
+                raw.len()
+            ));
         }
         let mut data = Vec::with_capacity(raw.len());
         for c in raw.chunks_exact(size) {

@@ -99,7 +99,11 @@ fn holds(rule: &Rule, a: &Assign) -> Option<bool> {
 /// The value of the one unknown name of `lhs = rhs` (linear), when it is a whole size ≥ 0.
 fn solve_one(lhs: &DimExpr, rhs: &DimExpr, a: &Assign) -> Option<(String, i64)> {
     let d = lhs.linear()?.add_scaled(&rhs.linear()?, -1)?;
-    let unknown: Vec<(&String, &i64)> = d.terms.iter().filter(|(n, _)| !a.contains_key(*n)).collect();
+    let unknown: Vec<(&String, &i64)> = d
+        .terms
+        .iter()
+        .filter(|(n, _)| !a.contains_key(*n))
+        .collect();
     let [(name, &k)] = unknown.as_slice() else {
         return None;
     };
@@ -152,7 +156,9 @@ fn propagate(facts: &[Fact], a: &mut Assign) -> Result<(), usize> {
                 Rule::OnePromptWithPast { batch, past, new } => {
                     // With a past and a batch other than 1, one new token.
                     match (eval(batch, a), eval(past, a), eval(new, a)) {
-                        (Some(b), Some(p), None) if p > 0 && b != 1 => solve_one(new, &DimExpr::Int(1), a),
+                        (Some(b), Some(p), None) if p > 0 && b != 1 => {
+                            solve_one(new, &DimExpr::Int(1), a)
+                        }
                         _ => None,
                     }
                 }
@@ -177,14 +183,21 @@ fn sums(facts: &[Fact]) -> HashSet<String> {
         let (Rule::Eq(x, y) | Rule::Broadcast(x, y)) = &f.rule else {
             continue;
         };
-        let Some(d) = x.linear().and_then(|x| y.linear().and_then(|y| x.add_scaled(&y, -1))) else {
+        let Some(d) = x
+            .linear()
+            .and_then(|x| y.linear().and_then(|y| x.add_scaled(&y, -1)))
+        else {
             continue;
         };
         if d.terms.len() < 3 {
             continue;
         }
         for (n, &k) in &d.terms {
-            if d.terms.iter().filter(|(m, _)| *m != n).all(|(_, &c)| c.signum() == -k.signum()) {
+            if d.terms
+                .iter()
+                .filter(|(m, _)| *m != n)
+                .all(|(_, &c)| c.signum() == -k.signum())
+            {
                 out.insert(n.clone());
             }
         }
@@ -200,9 +213,9 @@ fn least(name: &str, from: i64, facts: &[Fact], a: &Assign) -> (i64, Option<usiz
     for _ in 0..64 {
         let mut t = a.clone();
         t.insert(name.to_string(), (v, Origin::Case));
-        let broken = facts.iter().position(|f| {
-            matches!(f.rule, Rule::AtLeast(..)) && holds(&f.rule, &t) == Some(false)
-        });
+        let broken = facts
+            .iter()
+            .position(|f| matches!(f.rule, Rule::AtLeast(..)) && holds(&f.rule, &t) == Some(false));
         let Some(k) = broken else {
             return (v, raised_by);
         };
@@ -289,13 +302,25 @@ pub(crate) fn solve(
                 for (p, q) in [(x, y), (y, x)] {
                     if matches!(p, DimExpr::Name(n) if *n == var.name) {
                         if let Some(v) = eval(q, &a).filter(|&v| v >= 0) {
-                            candidates.push((v, Origin::Required { source: f.source.clone(), why: format!("{} ({})", f.why, f.rule) }));
+                            candidates.push((
+                                v,
+                                Origin::Required {
+                                    source: f.source.clone(),
+                                    why: format!("{} ({})", f.why, f.rule),
+                                },
+                            ));
                         }
                     }
                 }
             }
             if let Rule::OnePromptWithPast { .. } | Rule::Broadcast(..) = &f.rule {
-                candidates.push((1, Origin::Required { source: f.source.clone(), why: format!("{} ({})", f.why, f.rule) }));
+                candidates.push((
+                    1,
+                    Origin::Required {
+                        source: f.source.clone(),
+                        why: format!("{} ({})", f.why, f.rule),
+                    },
+                ));
             }
         }
         let mut chosen = None;
@@ -310,7 +335,8 @@ pub(crate) fn solve(
         match chosen {
             Some(t) => a = t,
             None => {
-                let (v, origin) = candidates.swap_remove(if prefer.contains_key(&var.name) { 1 } else { 0 });
+                let (v, origin) =
+                    candidates.swap_remove(if prefer.contains_key(&var.name) { 1 } else { 0 });
                 a.insert(var.name.clone(), (v, origin));
                 while let Err(k) = propagate(&live, &mut a) {
                     broken.push(facts.iter().position(|f| *f == live[k]).unwrap_or(k));

@@ -382,9 +382,8 @@ pub(super) fn quant_floor(
         if numeric_fail(r) && r.max_rel <= fl {
             r.pass = true;
             r.detail = Some(format!(
-                "beyond {} but within the original's own floor {:.2e}",
-                format!("{:.2e}", r.tolerance),
-                fl
+                "beyond {:.2e} but within the original's own floor {fl:.2e}",
+                r.tolerance
             ));
         }
     }

@@ -212,7 +212,7 @@ pub(crate) fn with_hints(
     if let Some(first) = solved.first() {
         for (k, o) in &first.origins {
             let same = solved.iter().all(|r| r.used.get(k) == first.used.get(k));
-            if o.from_graph() && same {
+            if o.by_graph() && same {
                 all.entry(k.clone()).or_insert(first.used[k]);
             }
         }

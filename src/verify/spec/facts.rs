@@ -154,7 +154,7 @@ impl<'g> Infer<'g> {
     /// The integer values of `v`: a constant's, or those computed from shapes.
     fn ints(&self, v: &str) -> Option<Vec<Sym>> {
         if let Some(t) = self.consts.get(v) {
-            return int_values(t).map(|v| v.into_iter().map(|x| int(x)).collect());
+            return int_values(t).map(|v| v.into_iter().map(int).collect());
         }
         self.values.get(v).cloned()
     }

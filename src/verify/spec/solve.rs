@@ -33,7 +33,7 @@ pub(crate) enum Origin {
 
 impl Origin {
     /// Whether the graph gave the size (solved from or required by a fact).
-    pub fn from_graph(&self) -> bool {
+    pub fn by_graph(&self) -> bool {
         matches!(self, Origin::Fact { .. } | Origin::Required { .. })
     }
 }

@@ -405,7 +405,12 @@ pub(crate) fn plan_as(
     // (Sizes the graph fixes count as set.)
     let given = spec::with_hints(&sa, &opts.dims);
     let plans = spec::plan_cases(&sa, &given);
-    let fixed_by_case: Vec<&String> = plans.iter().flat_map(|c| c.dims.keys()).collect();
+    let by_graph = spec::sized_by_graph(&sa, &opts.dims);
+    let fixed_by_case: Vec<&String> = plans
+        .iter()
+        .flat_map(|c| c.dims.keys())
+        .chain(&by_graph)
+        .collect();
     let defaults = first.dims.clone();
     let mut free: BTreeMap<String, usize> = defaults
         .iter()

@@ -220,6 +220,24 @@ pub(crate) fn with_hints(
     all
 }
 
+/// The dims whose size the graph's facts give in some case (a total length = past + new, a
+/// head size): shrinking them to fit a memory budget would break the facts.
+pub(crate) fn sized_by_graph(spec: &ModelSpec, dims: &BTreeMap<String, usize>) -> Vec<String> {
+    let mut out: Vec<String> = plan_cases(spec, dims)
+        .iter()
+        .filter_map(|c| resolve_shapes(spec, dims, c).ok())
+        .flat_map(|r| {
+            r.origins
+                .into_iter()
+                .filter(|(_, o)| o.by_graph())
+                .map(|(k, _)| k)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Whether the boolean input `input` reaches the condition of an `If` of `graph` (through ops that
 /// keep or negate a boolean).
 fn chooses_branch(graph: &GraphProto, input: &str) -> bool {

@@ -1156,16 +1156,26 @@ impl<'g> Infer<'g> {
             Some(vec![batch.clone(), new.clone(), width.and_then(int)]),
         );
         let t = if shared { past.clone() } else { total.clone() };
+        self.presents(n, &batch, kvh, &t, &head);
+    }
+
+    /// The present key and value (outputs 1 and 2) of an attention op: `[B, heads, len, head]`.
+    fn presents(
+        &mut self,
+        n: &NodeProto,
+        batch: &Sym,
+        heads: i64,
+        len: &Sym,
+        head: &Option<(i64, String)>,
+    ) {
         for o in n.output.iter().skip(1).take(2) {
-            self.set(
-                Some(o),
-                Some(vec![
-                    batch.clone(),
-                    int(kvh),
-                    t.clone(),
-                    head.as_ref().and_then(|h| int(h.0)),
-                ]),
-            );
+            let s = vec![
+                batch.clone(),
+                int(heads),
+                len.clone(),
+                head.as_ref().and_then(|h| int(h.0)),
+            ];
+            self.set(Some(o), Some(s));
         }
     }
 
@@ -1231,17 +1241,7 @@ impl<'g> Infer<'g> {
             n.output.first(),
             Some(vec![batch.clone(), new, width.and_then(int)]),
         );
-        for o in n.output.iter().skip(1).take(2) {
-            self.set(
-                Some(o),
-                Some(vec![
-                    batch.clone(),
-                    int(nh),
-                    total.clone(),
-                    head.as_ref().and_then(|h| int(h.0)),
-                ]),
-            );
-        }
+        self.presents(n, &batch, nh, &total, &head);
     }
 
     /// com.microsoft Attention (packed weights): the input width is the weight's rows; a past

@@ -1079,24 +1079,8 @@ impl<'g> Infer<'g> {
             self.head_size(&q[2], nh, &format!("(num_heads {nh} heads in the) query"))
         };
         let (batch, new) = (q[0].clone(), q[1].clone());
-        for k in [3, 4] {
-            let Some(p) = self.shape(inp(k)) else {
-                continue;
-            };
-            if p.len() != 4 {
-                continue;
-            }
-            let what = if k == 3 { "past_key" } else { "past_value" };
-            self.eq(&p[0], &batch, || {
-                format!("{what} axis 0 is the query's batch")
-            });
-            self.eq(&p[1], &int(kvh), || {
-                format!("{what} axis 1 is kv_num_heads = {kvh}")
-            });
-            if let Some((h, why)) = &head {
-                let why = why.clone();
-                self.eq(&p[3], &int(*h), || format!("{what} axis 3 is the {why}"));
-            }
+        for (k, what) in [(3, "past_key"), (4, "past_value")] {
+            self.past_axes(inp(k), what, &batch, (kvh, "kv_num_heads"), &head);
         }
         let past = self.dim(inp(3), 2);
         let total = self.ints(inp(6)).and_then(|v| v.first().cloned().flatten());
@@ -1159,6 +1143,30 @@ impl<'g> Infer<'g> {
         self.presents(n, &batch, kvh, &t, &head);
     }
 
+    /// A past key or value `[B, heads, P, head]` (BNSH) of an attention op: its batch, head
+    /// count and head size.
+    fn past_axes(
+        &mut self,
+        v: &str,
+        what: &str,
+        batch: &Sym,
+        (heads, attr): (i64, &str),
+        head: &Option<(i64, String)>,
+    ) {
+        let Some(p) = self.shape(v).filter(|p| p.len() == 4) else {
+            return;
+        };
+        self.eq(&p[0], batch, || {
+            format!("{what} axis 0 is the query's batch")
+        });
+        self.eq(&p[1], &int(heads), || {
+            format!("{what} axis 1 is {attr} = {heads}")
+        });
+        if let Some((h, why)) = head {
+            self.eq(&p[3], &int(*h), || format!("{what} axis 3 is the {why}"));
+        }
+    }
+
     /// The present key and value (outputs 1 and 2) of an attention op: `[B, heads, len, head]`.
     fn presents(
         &mut self,
@@ -1201,27 +1209,11 @@ impl<'g> Infer<'g> {
             _ => None,
         });
         let mut total = kv_len.clone().unwrap_or_else(|| new.clone());
-        for k in [6, 7] {
-            let Some(p) = self.shape(inp(k)) else {
-                continue;
-            };
-            if p.len() != 4 {
-                continue;
-            }
-            let what = if k == 6 { "past_key" } else { "past_value" };
-            self.eq(&p[0], &batch, || {
-                format!("{what} axis 0 is the query's batch")
-            });
-            self.eq(&p[1], &int(nh), || {
-                format!("{what} axis 1 is num_heads = {nh}")
-            });
-            if let Some((h, why)) = &head {
-                let why = why.clone();
-                self.eq(&p[3], &int(*h), || format!("{what} axis 3 is the {why}"));
-            }
-            if k == 6 {
-                total = op2('+', &p[2], &total);
-            }
+        for (k, what) in [(6, "past_key"), (7, "past_value")] {
+            self.past_axes(inp(k), what, &batch, (nh, "num_heads"), &head);
+        }
+        if let Some(p) = self.shape(inp(6)).filter(|p| p.len() == 4) {
+            total = op2('+', &p[2], &total);
         }
         if let Some(bias) = self.shape(inp(5)) {
             if bias.len() == 4 {

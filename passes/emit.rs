@@ -3,6 +3,7 @@
 //! there. Only node construction lives here: what to build and where is decided before
 //! (`rewrite/lower.rs`), the driver calls these builders.
 
+use super::norms::SkipParts;
 use crate::ir::Graph;
 use crate::proto::{attribute_type as at, data_type as dt, AttributeProto, NodeProto};
 use crate::Result;
@@ -77,17 +78,9 @@ impl NormOut {
 pub enum NormInput {
     /// A value.
     Value(String),
-    /// A Skip norm's residual sum `a + b (+ bias)`, written to `sum` when the graph reads it.
-    Sum {
-        /// First summand.
-        a: String,
-        /// Second summand.
-        b: String,
-        /// The constant bias.
-        bias: Option<String>,
-        /// The sum output.
-        sum: Option<String>,
-    },
+    /// A Skip norm's residual sum `a + b (+ bias)`, written to its sum output when the graph
+    /// reads it.
+    Sum(SkipParts),
 }
 
 impl NormInput {
@@ -96,12 +89,11 @@ impl NormInput {
     pub fn renamed(&self, rename: impl Fn(&str) -> String) -> NormInput {
         match self {
             NormInput::Value(x) => NormInput::Value(rename(x)),
-            NormInput::Sum { a, b, bias, sum } => NormInput::Sum {
-                a: rename(a),
-                b: rename(b),
-                bias: bias.clone(),
-                sum: sum.clone(),
-            },
+            NormInput::Sum(s) => NormInput::Sum(SkipParts {
+                a: rename(&s.a),
+                b: rename(&s.b),
+                ..s.clone()
+            }),
         }
     }
 }
@@ -150,9 +142,9 @@ impl NormBuild {
     pub fn reads(&self) -> Vec<String> {
         let mut v = match &self.input {
             NormInput::Value(x) => vec![x.clone()],
-            NormInput::Sum { a, b, bias, .. } => {
-                let mut v = vec![a.clone(), b.clone()];
-                v.extend(bias.iter().cloned());
+            NormInput::Sum(s) => {
+                let mut v = vec![s.a.clone(), s.b.clone()];
+                v.extend(s.bias.iter().cloned());
                 v
             }
         };
@@ -328,21 +320,22 @@ impl Builder<'_> {
         let x = match (&nb.input, nb.form) {
             // The fused op computes the sum itself. No plain Add: its names are taken all the
             // same, so that the names of everything built after it do not depend on the form.
-            (NormInput::Sum { sum, .. }, NormOut::SkipSimplifiedLayerNormalization) => {
-                self.reserve_node("Add", sum.as_deref());
+            (NormInput::Sum(s), NormOut::SkipSimplifiedLayerNormalization) => {
+                self.reserve_node("Add", s.sum.as_deref());
                 String::new()
             }
-            (NormInput::Sum { a, b, bias, sum }, _) => {
-                let s = self.node(
+            (NormInput::Sum(s), _) => {
+                let sum = s.sum.as_deref();
+                let ab = self.node(
                     "",
                     "Add",
-                    &[a, b],
-                    if bias.is_some() { None } else { sum.as_deref() },
+                    &[&s.a, &s.b],
+                    if s.bias.is_some() { None } else { sum },
                     vec![],
                 );
-                match bias {
-                    Some(bias) => self.node("", "Add", &[&s, bias], sum.as_deref(), vec![]),
-                    None => s,
+                match &s.bias {
+                    Some(bias) => self.node("", "Add", &[&ab, bias], sum, vec![]),
+                    None => ab,
                 }
             }
             (NormInput::Value(x), _) => x.clone(),
@@ -375,6 +368,20 @@ impl Builder<'_> {
                 self.crms(&x, width, scale, shift, nb)
             }
         }
+    }
+
+    /// `x` in the type a decomposed core computes in — `compute_type` when the graph said, else
+    /// f32 for f16/bf16, else `data_type` — cast to it when that differs. Returns the value and
+    /// the type.
+    fn computed_in(&mut self, x: &str, data_type: i32, compute_type: Option<i32>) -> (String, i32) {
+        let wide = data_type == dt::FLOAT16 || data_type == dt::BFLOAT16;
+        let ct = compute_type.unwrap_or(if wide { dt::FLOAT } else { data_type });
+        let xin = if ct != data_type {
+            self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)])
+        } else {
+            x.to_string()
+        };
+        (xin, ct)
     }
 
     /// `core(out')` then `out = out' + β` when there is a β, else `core(out)`.
@@ -437,16 +444,8 @@ impl Builder<'_> {
         nb: &NormBuild,
     ) -> Result<()> {
         let (data_type, eps) = (nb.data_type, nb.epsilon);
-        let wide = data_type == dt::FLOAT16 || data_type == dt::BFLOAT16;
-        let ct = nb
-            .compute_type
-            .unwrap_or(if wide { dt::FLOAT } else { data_type });
         self.then_shift(shift, &nb.out, |b, core_out| {
-            let xin = if ct != data_type {
-                b.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)])
-            } else {
-                x.to_string()
-            };
+            let (xin, ct) = b.computed_in(x, data_type, nb.compute_type);
             let two = b.constant("two", &[], ct, &[2.0])?;
             let sq = b.node("", "Pow", &[&xin, &two], None, vec![]);
             let ms = b.reduce_mean_last(&sq)?;
@@ -492,7 +491,7 @@ impl Builder<'_> {
         scale: Option<&str>,
         shift: Option<&str>,
     ) -> Result<()> {
-        let NormInput::Sum { a, b, sum, .. } = &nb.input else {
+        let NormInput::Sum(SkipParts { a, b, sum, .. }) = &nb.input else {
             return Err(crate::Error::Internal(
                 "SkipSimplifiedLayerNormalization without its two summands".into(),
             ));
@@ -596,13 +595,7 @@ impl Builder<'_> {
         compute_type: Option<i32>,
         out: Option<&str>,
     ) -> Result<String> {
-        let wide = data_type == dt::FLOAT16 || data_type == dt::BFLOAT16;
-        let ct = compute_type.unwrap_or(if wide { dt::FLOAT } else { data_type });
-        let xin = if ct != data_type {
-            self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)])
-        } else {
-            x.to_string()
-        };
+        let (xin, ct) = self.computed_in(x, data_type, compute_type);
         let sq = self.node("", "Mul", &[&xin, &xin], None, vec![]);
         let s1 = self.reduce_sum_last(&sq)?;
         let s = self.reduce_sum_last(&xin)?;

@@ -428,7 +428,8 @@ impl Driver<'_> {
     }
 }
 
-fn elem_type_of_weight(g: &crate::ir::Graph, node: NodeId) -> i32 {
+/// The element type of new constants for a linear reader: its weight's, when a float type.
+pub(super) fn elem_type_of_weight(g: &crate::ir::Graph, node: NodeId) -> i32 {
     g.node(node)
         .input(1)
         .and_then(|w| g.constant_tensor(w))

@@ -308,12 +308,7 @@ fn norm_build(
         .filter(|&t| crate::tensor::is_float(t))
         .unwrap_or(dt::FLOAT);
     let input = match &m.skip {
-        Some(s) => NormInput::Sum {
-            a: s.a.clone(),
-            b: s.b.clone(),
-            bias: s.bias.clone(),
-            sum: s.sum.clone(),
-        },
+        Some(s) => NormInput::Sum(s.clone()),
         None => NormInput::Value(m.x.clone()),
     };
     let folded = np.fold.is_some();

@@ -12,7 +12,7 @@
 
 use super::super::edit::{dims_after, Edit};
 use super::super::emit::Builder;
-use super::driver::Applied;
+use super::driver::{elem_type_of_weight, Applied};
 use super::patch::{Patch, PatchKind};
 use crate::ir::{Graph, Model, NodeExt, NodeId};
 use crate::proto::data_type as dt;
@@ -116,14 +116,7 @@ impl State<'_> {
                 ..
             } => {
                 let len = shift.len() - usize::from(*centred && *compressed && !shift.is_empty());
-                let dtype = self
-                    .g
-                    .node(*reader)
-                    .input(1)
-                    .and_then(|w| self.g.constant_tensor(w))
-                    .and_then(|t| t.data_type)
-                    .filter(|&t| crate::tensor::is_float(t))
-                    .unwrap_or(dt::FLOAT);
+                let dtype = elem_type_of_weight(self.g, *reader);
                 self.out.applied.bytes_added += len * dt::byte_size(dtype).unwrap_or(4);
                 if !*gemm {
                     self.add("Add", 1);

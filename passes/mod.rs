@@ -17,7 +17,7 @@
 //!    D−1 (design §4).
 //! 6. **lower** (`rewrite/lower.rs`): the plan becomes an ordered list of named patches
 //!    (`rewrite/patch.rs`), every choice made there — each norm's concrete output form
-//!    ([`emit::NormOut`]), its scale, the Casts that go, the imports.
+//!    (`emit::NormOut`), its scale, the Casts that go, the imports.
 //! 7. **apply** (`rewrite/driver.rs`): one driver applies the patches — the one place that
 //!    mutates the graph, building nodes with the builders of `emit.rs`; it checks the graph after
 //!    each patch when asked ([`Options::check_each_patch`], which also checks that it did what

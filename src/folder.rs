@@ -1,7 +1,7 @@
 //! Folder mode: `onnx-normopt DIR -o OUT_DIR` rewrites every `.onnx` file under DIR (recursively:
 //! Optimum exports keep `model.onnx` or encoder/decoder files beside `config.json`,
 //! transformers.js keeps them under `onnx/`) with the same options, each through the
-//! single-file flow ([`crate::flow::rewrite_file`]), and copies every other file unchanged.
+//! single-file pipeline ([`crate::flow::stage`]), and copies every other file unchanged.
 //! The CLI and the Python package (`rewrite_dir`) both call [`run`]; it prints nothing itself
 //! but hands the lines to show to a `log` callback, and returns an [`Outcome`].
 //! (One file, though over 600 lines: staging, copying, per-model rewriting and the summary all
@@ -22,7 +22,7 @@
 //! failed; 2 for usage or bad input (including a folder without any `.onnx` file); 3 when
 //! nothing could be rewritten.
 
-use crate::flow::{self, one_line, FileResult, Settings, Verified};
+use crate::flow::{self, one_line, Dest, FileResult, Settings, Verified};
 use crate::passes::report::Report;
 use crate::{io, Error};
 use std::collections::{BTreeMap, BTreeSet};
@@ -205,7 +205,7 @@ fn data_files_of(dir: &Path, rel: &Path) -> Result<BTreeSet<PathBuf>, Error> {
     Ok(out)
 }
 
-fn copy_file(from: &Path, to: &Path) -> Result<(), Error> {
+fn copy_file(from: &Path, to: &Path, fsync: bool) -> Result<(), Error> {
     let w = |e: std::io::Error| Error::Write {
         path: to.into(),
         reason: e.to_string(),
@@ -220,7 +220,7 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), Error> {
         path: to.into(),
         reason: format!("copying {}: {e}", from.display()),
     })?;
-    if io::fsync_enabled() {
+    if fsync {
         std::fs::File::open(to)
             .and_then(|f| f.sync_all())
             .map_err(w)?;
@@ -272,27 +272,17 @@ fn data_name_for(
 }
 
 /// Rewrite the folder `dir` into `out` (see the module's documentation), writing the JSON
-/// report to `report_path` on success. The lines the CLI shows on stderr go to `log`, each
+/// report to `s.report` on success. The lines the CLI shows on stderr go to `log`, each
 /// ending with a newline (progress lines only unless `s.quiet`); the last line of a failed
 /// run is the outcome's `message`.
-pub fn run(
-    dir: &Path,
-    out: &Path,
-    report_path: Option<&Path>,
-    s: &Settings,
-    log: &mut dyn FnMut(&str),
-) -> Outcome {
+pub fn run(dir: &Path, out: &Path, s: &Settings, log: &mut dyn FnMut(&str)) -> Outcome {
     let mut report = FolderReport {
         input: dir.display().to_string(),
         output: out.display().to_string(),
-        target: match s.opts.form.target() {
-            crate::passes::Target::Rmsnorm => "rmsnorm",
-            crate::passes::Target::Crmsnorm => "crmsnorm",
-        }
-        .into(),
+        target: s.opts.form.target().name().into(),
         ..FolderReport::default()
     };
-    match run_inner(dir, out, report_path, s, log, &mut report) {
+    match run_inner(dir, out, s, log, &mut report) {
         Ok(()) => Outcome {
             code: 0,
             kind: Kind::Done,
@@ -311,7 +301,6 @@ pub fn run(
 fn run_inner(
     dir: &Path,
     out: &Path,
-    report_path: Option<&Path>,
     s: &Settings,
     log: &mut dyn FnMut(&str),
     rep: &mut FolderReport,
@@ -357,7 +346,7 @@ fn run_inner(
             dir.display()
         ));
     }
-    if let Some(rp) = report_path {
+    if let Some(rp) = &s.report {
         let rp_c = rp
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -447,9 +436,14 @@ fn run_inner(
             data_file: None,
             report: None,
         };
-        match flow::rewrite_file(&input, &dst, Some(&data_name), s) {
+        let dest = Dest {
+            path: &dst,
+            data_name: Some(&data_name),
+            shown: &out.join(m),
+        };
+        match flow::stage(&input, &dest, s) {
             FileResult::Rewritten {
-                staged,
+                output: staged,
                 report,
                 verified,
             } => {
@@ -474,7 +468,7 @@ fn run_inner(
                 rewritten.insert(m.clone());
             }
             FileResult::Refused { why, report } => {
-                if let Err(e) = copy_file(&input, &dst) {
+                if let Err(e) = copy_file(&input, &dst, s.fsync) {
                     return Err(Stop::of(&e, "; nothing written"));
                 }
                 row.status = "refused".into();
@@ -530,7 +524,7 @@ fn run_inner(
             replaced.push(rel_str(f));
             continue;
         }
-        if let Err(e) = copy_file(&dir.join(f), &stage.path.join(f)) {
+        if let Err(e) = copy_file(&dir.join(f), &stage.path.join(f), s.fsync) {
             return Err(Stop::of(&e, "; nothing written"));
         }
         copied.push(rel_str(f));
@@ -596,7 +590,7 @@ fn run_inner(
         }
         _ => {}
     }
-    if let Some(rp) = report_path {
+    if let Some(rp) = &s.report {
         let text = serde_json::to_string_pretty(&*rep).unwrap_or_default();
         if let Err(e) = flow::write_atomic(rp, text.as_bytes()) {
             return Err(Stop::of(&e, "; nothing written"));

@@ -36,7 +36,10 @@ fn make_folder(root: &Path) -> PathBuf {
         &io::NothingComputed,
         &dir.join("onnx/decoder_model.onnx"),
         io::DataLayout::External,
-        Some("decoder_model.onnx_data"),
+        &io::StageOptions {
+            data_name: Some("decoder_model.onnx_data"),
+            fsync: false,
+        },
         &mut |_, _| {},
     )
     .unwrap()

@@ -17,7 +17,7 @@ use onnx_normopt::proto::{
 };
 use onnx_normopt::verify::{
     ci_requires_ort, find_ort_library, generate_inputs, verify_files, OrtLibrary, Runtime,
-    Runtimes, VerifyArgs, VerifyError, VerifyOptions, VerifyReport,
+    Runtimes, VerifyError, VerifyOptions, VerifyReport,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -655,65 +655,6 @@ fn missing_onnxruntime_is_noted_or_an_error_when_required() {
     if stdout.contains("CHILD-SKIP") {
         note(stdout.lines().find(|l| l.contains("CHILD-SKIP")).unwrap());
     }
-}
-
-#[test]
-fn verify_args_flatten_into_a_command() {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        a: PathBuf,
-        #[command(flatten)]
-        verify: VerifyArgs,
-    }
-    let cli = Cli::try_parse_from([
-        "x",
-        "m.onnx",
-        "--samples",
-        "5",
-        "--seed",
-        "9",
-        "--dim",
-        "seq=16",
-        "--dim",
-        "batch=1",
-        "--rtol",
-        "1e-4",
-        "--ort-lib",
-        "/opt/lib.so",
-        "--ort-device",
-        "cuda",
-        "--ort-optimize",
-        "--runtime",
-        "tract",
-    ])
-    .unwrap();
-    let o = cli.verify.to_options();
-    assert_eq!(o.samples, 5);
-    assert_eq!(o.seed, 9);
-    assert_eq!(
-        o.dims,
-        BTreeMap::from([("seq".into(), 16), ("batch".into(), 1)])
-    );
-    assert_eq!(o.rtol, Some(1e-4));
-    assert_eq!(o.ort_lib, Some(PathBuf::from("/opt/lib.so")));
-    assert_eq!(o.ort_device, onnx_normopt::verify::OrtDevice::Cuda);
-    assert!(o.ort_optimize);
-    assert_eq!(o.runtimes, Runtimes::Tract);
-    assert_eq!(o.require_ort, ci_requires_ort());
-    let d = Cli::try_parse_from(["x", "m.onnx"])
-        .unwrap()
-        .verify
-        .to_options();
-    assert_eq!(
-        d,
-        VerifyOptions {
-            require_ort: ci_requires_ort(),
-            ..VerifyOptions::default()
-        }
-    );
-    assert!(Cli::try_parse_from(["x", "m.onnx", "--dim", "seq"]).is_err());
-    assert!(Cli::try_parse_from(["x", "m.onnx", "--runtime", "cuda"]).is_err());
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -119,6 +119,20 @@ pub enum VerifyError {
     },
 }
 
+/// A verification error at the library edge: a model that could not be loaded is that load
+/// error; the rest are [`crate::Error::Verify`].
+impl From<VerifyError> for crate::Error {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Load(e) => e,
+            e => crate::Error::Verify {
+                code: e.exit_code(),
+                error: Box::new(e),
+            },
+        }
+    }
+}
+
 impl VerifyError {
     /// The CLI exit status for this error: 4 when no runtime could run the original model
     /// ([`VerifyError::NoRuntime`]: not a verdict on the rewrite); 5 when verification would

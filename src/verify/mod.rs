@@ -72,7 +72,7 @@ pub(crate) use error::panic_message;
 pub(crate) use error::shorten;
 pub use error::VerifyError;
 pub use inputs::{GeneratedInputs, DEFAULT_VOCAB};
-pub use options::{ci_requires_ort, parse_dim, OrtDevice, Runtimes, VerifyArgs, VerifyOptions};
+pub use options::{ci_requires_ort, OrtDevice, Runtimes, VerifyOptions};
 pub use ort_rt::{find_ort_library, OrtLibrary};
 pub use report::{
     default_tolerance, CaseReport, NotRun, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,

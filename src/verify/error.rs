@@ -91,7 +91,7 @@ pub enum VerifyError {
         /// What it would need, what causes it, and what to do.
         message: String,
     },
-    /// The isolated verification process ([`child`]) crashed, was killed, ran out of memory or
+    /// The isolated verification process ([`super::verify_isolated`]) crashed, was killed, ran out of memory or
     /// time: `verification could not complete: onnxruntime crashed on the original model
     /// (signal 11)`.
     #[error("verification could not complete: {0}")]

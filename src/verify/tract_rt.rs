@@ -19,7 +19,7 @@ use crate::proto::data_type as dt;
 ///
 /// It also registers this crate's own op, `ai.onnx_normopt:CRMSNormalization` (written by
 /// `--target crmsnorm --emit custom`), as one fused tract operator,
-/// [`CrmsNormalization`](super::CrmsNormalization), which stays one node through
+/// [`CrmsNormalization`](crate::ops::CrmsNormalization), which stays one node through
 /// `into_optimized()`. Load rewritten models in a tract pipeline with it:
 ///
 /// ```no_run

@@ -8,9 +8,8 @@ use onnx_normopt::proto::ModelProto;
 use onnx_normopt::verify::{verify_files, Runtimes, VerifyOptions};
 use std::path::{Path, PathBuf};
 
-#[path = "common/cli.rs"]
-mod cli;
-use cli::{run, text, tm};
+mod common;
+use common::cli::{run, text, tm};
 
 /// An export-like folder:
 /// - `model.onnx` (GPT-2, inline), `config.json`, `notes.txt`;

@@ -349,12 +349,7 @@ fn stage_checked(
         Err(e) => return FileResult::Error(e),
     };
     if !outcome.rewritten() {
-        let why = outcome
-            .report
-            .refusals
-            .first()
-            .map(|r| r.why.to_string())
-            .unwrap_or_else(|| "no LayerNorm on a residual stream".into());
+        let why = headline(&outcome.report);
         return FileResult::Refused {
             why,
             report: Some(Box::new(outcome.report)),
@@ -433,6 +428,30 @@ fn stage_checked(
             table: None,
         },
     }
+}
+
+/// The one line that says why nothing was rewritten: the reasons of the norm whose refusal is
+/// the most telling (the first norm among equals). A structural reason (Post-LN, a quantized
+/// model, an observed mean, …) tells more than its consequence ("no gain": the centering it
+/// would need) or a refusal that flowed from another stream: a Post-LN model's headline is
+/// Post-LN, not the "no gain" of its embedding LayerNorm.
+pub fn headline(report: &Report) -> String {
+    use passes::report::{Refusal, Why};
+    let rank = |r: &Refusal| match r {
+        Refusal::Upstream { .. } => 2,
+        Refusal::NoGain { .. } | Refusal::CenteringDisabled { .. } => 1,
+        _ => 0,
+    };
+    let telling = |w: &Why| match w {
+        Why::Stream(reasons) => reasons.iter().map(rank).min().unwrap_or(0),
+        _ => 0,
+    };
+    report
+        .refusals
+        .iter()
+        .min_by_key(|r| telling(&r.why))
+        .map(|r| r.why.to_string())
+        .unwrap_or_else(|| "no LayerNorm on a residual stream".into())
 }
 
 /// Where a single-file run puts the rewritten model.

@@ -11,16 +11,21 @@
 //! - nothing is written under OUT_DIR unless the whole run succeeds: everything is staged in a
 //!   private folder beside OUT_DIR, which is renamed into place at the end (OUT_DIR must not
 //!   exist, or be empty; it must not be inside DIR);
-//! - a refused model is copied unchanged, with the external data files it references;
+//! - a refused model is copied unchanged, with the external data files it references; so is a
+//!   file that is not a valid model (not ONNX, truncated, or invalid — an Optimum merged
+//!   decoder whose subgraph returns an outer value): the others are still rewritten, and the
+//!   table gives it status `invalid` with the reason (a file that cannot be read at all stops
+//!   the run);
 //! - an external data file referenced only by rewritten models is not copied: each rewritten
 //!   model writes its own (under the input's data file name when it was the only model
 //!   reading it). No output file is written twice, and every output model's external data
 //!   references are checked (by loading it) before the folder is renamed into place.
 //!
 //! Exit status: 0 when every model was rewritten (and verified, unless verification was
-//! skipped) or refused with a reason, and at least one was rewritten; 1 when a verification
-//! failed; 2 for usage or bad input (including a folder without any `.onnx` file); 3 when
-//! nothing could be rewritten.
+//! skipped), refused with a reason or invalid (copied unchanged), and at least one was
+//! rewritten; 1 when a verification failed; 2 for usage or bad input (including a folder
+//! without any `.onnx` file, and one where no model was rewritten and some are invalid); 3 when
+//! nothing could be rewritten (every model refused).
 
 use crate::flow::{self, one_line, Dest, FileResult, Settings, Verified};
 use crate::passes::report::Report;
@@ -33,7 +38,7 @@ use std::path::{Path, PathBuf};
 pub struct FileRow {
     /// Path relative to DIR.
     pub file: String,
-    /// rewritten, refused, verification failed.
+    /// rewritten, refused, invalid (copied unchanged), verification failed.
     pub status: String,
     /// Why it was refused or failed.
     pub reason: Option<String>,
@@ -181,6 +186,14 @@ fn walk(dir: &Path) -> Result<Walked, Error> {
     dirs.sort();
     skipped.sort();
     Ok((files, dirs, skipped))
+}
+
+/// Whether `e` says the file is not a valid model (not ONNX, truncated, or breaking a rule of
+/// the format, such as a subgraph returning an outer value): such a model is copied unchanged,
+/// like a refused one, with the reason in the table. An error of the environment (a file that
+/// cannot be read or written) stops the run.
+fn invalid_model(e: &Error) -> bool {
+    matches!(e, Error::NotOnnx { .. } | Error::Invalid { .. })
 }
 
 fn is_model(p: &Path) -> bool {
@@ -376,9 +389,11 @@ fn run_inner(
             dir.display()
         ));
     }
-    // Which data files each model reads (a model that cannot be read stops the run: exit 2).
+    // Which data files each model reads. A file that is not a valid model is copied unchanged
+    // (see `invalid_model`); one that cannot be read stops the run (exit 2).
     let mut data_of: BTreeMap<PathBuf, BTreeSet<PathBuf>> = BTreeMap::new();
     let mut readers: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+    let mut unreadable: BTreeMap<PathBuf, Error> = BTreeMap::new();
     for m in &models {
         match data_files_of(dir, m) {
             Ok(d) => {
@@ -386,6 +401,9 @@ fn run_inner(
                     readers.entry(f.clone()).or_default().push(m.clone());
                 }
                 data_of.insert(m.clone(), d);
+            }
+            Err(e) if invalid_model(&e) => {
+                unreadable.insert(m.clone(), e);
             }
             Err(e) => {
                 return Err(Stop::of(&e, "; nothing written"));
@@ -441,7 +459,11 @@ fn run_inner(
             data_name: Some(&data_name),
             shown: &out.join(m),
         };
-        match flow::stage(&input, &dest, s) {
+        let result = match unreadable.remove(m) {
+            Some(e) => FileResult::Error(e),
+            None => flow::stage(&input, &dest, s),
+        };
+        match result {
             FileResult::Rewritten {
                 output: staged,
                 report,
@@ -495,6 +517,14 @@ fn run_inner(
                 };
                 row.report = Some(report);
             }
+            FileResult::Error(e) if invalid_model(&e) => {
+                if let Err(e) = copy_file(&input, &dst, s.fsync) {
+                    return Err(Stop::of(&e, "; nothing written"));
+                }
+                row.status = "invalid".into();
+                row.reason = Some(one_line(&e.to_string()));
+                row.verification = "- (copied unchanged)".into();
+            }
             FileResult::Error(e) => {
                 let mut stop = Stop::of(&e, "; nothing written");
                 stop.2 = format!("{}; nothing written", one_line(&e.to_string()));
@@ -532,7 +562,7 @@ fn run_inner(
     // Every output model's external data must resolve inside the output (models whose
     // verification failed have no output).
     for (m, row) in models.iter().zip(&rows) {
-        if row.status == "verification failed" {
+        if row.status == "verification failed" || row.status == "invalid" {
             continue;
         }
         if let Err(e) = io::load(&stage.path.join(m)) {
@@ -547,8 +577,11 @@ fn run_inner(
         }
     }
     let failed = rows.iter().any(|r| r.status == "verification failed");
+    let n_invalid = rows.iter().filter(|r| r.status == "invalid").count();
     let code = if failed {
         1
+    } else if rewritten.is_empty() && n_invalid > 0 {
+        2
     } else if rewritten.is_empty() {
         3
     } else {
@@ -568,6 +601,17 @@ fn run_inner(
     rep.copied = copied;
     rep.replaced_data_files = replaced;
     match code {
+        2 => {
+            return Err(Stop(
+                2,
+                Kind::Invalid,
+                format!(
+                    "{}: nothing rewritten: {n_invalid} model(s) invalid, the others refused; \
+                     nothing written",
+                    dir.display()
+                ),
+            ));
+        }
         1 => {
             return Err(Stop(
                 1,
@@ -617,10 +661,15 @@ fn run_inner(
     say(
         log,
         format!(
-            "wrote {} ({} model(s) rewritten, {} refused and copied, {} other file(s) copied)",
+            "wrote {} ({} model(s) rewritten, {} refused and copied,{} {} other file(s) copied)",
             out.display(),
             rewritten.len(),
             n_refused,
+            if n_invalid > 0 {
+                format!(" {n_invalid} invalid and copied,")
+            } else {
+                String::new()
+            },
             rep.copied.len()
         ),
     );

@@ -288,6 +288,13 @@ pub fn one_line(s: &str) -> String {
         .collect()
 }
 
+/// The folder a file path is in (`.` for a bare file name).
+pub fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Whether `a` and `b` name the same file: the same canonical path, or (when either cannot be
 /// resolved, e.g. an output not written yet) the same path as given.
 pub fn same_file(a: &Path, b: &Path) -> bool {
@@ -488,10 +495,7 @@ pub fn rewrite(input: &Path, output: &Output, s: &Settings) -> FileResult<Writte
                 out.display()
             ));
         }
-        let dir = out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let dir = folder_of(out);
         if !dir.is_dir() {
             return usage(format!(
                 "{}: the output folder {} does not exist",
@@ -680,10 +684,7 @@ pub fn verification_line(rep: &Verification) -> String {
 
 /// Write `bytes` to `path` through a temporary file beside it, renamed into place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name()

@@ -337,10 +337,7 @@ fn run_inner(
             ));
         }
     }
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = flow::folder_of(out);
     let Some(out_name) = out.file_name().map(|f| f.to_string_lossy().into_owned()) else {
         return usage(format!("{}: not a folder name", out.display()));
     };
@@ -360,10 +357,7 @@ fn run_inner(
         ));
     }
     if let Some(rp) = &s.report {
-        let rp_c = rp
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
+        let rp_c = flow::folder_of(rp)
             .canonicalize()
             .map(|p| p.join(rp.file_name().unwrap_or_default()));
         if let Ok(rp_c) = rp_c {

@@ -657,6 +657,20 @@ fn cuda_without_the_feature_is_a_clear_error() {
 const D: i64 = 16;
 
 /// The fused RMSNorm forms the rewrite emits:
+/// The two γ of the RMSNorm test models.
+fn gammas() -> Vec<TensorProto> {
+    [("gamma", 1), ("gamma2", 2)]
+        .map(|(n, seed)| {
+            tensor(
+                n,
+                data_type::FLOAT,
+                &[D],
+                &positive_values(D as usize, seed),
+            )
+        })
+        .to_vec()
+}
+
 /// `(y, _, _, sum) = com.microsoft:SkipSimplifiedLayerNormalization(x, skip, gamma[, bias])`,
 /// `z = SimplifiedLayerNormalization(sum, gamma2)` (default domain).
 fn fused_rms(with_bias: bool) -> ModelProto {
@@ -664,20 +678,7 @@ fn fused_rms(with_bias: bool) -> ModelProto {
     if with_bias {
         ins.push("bias");
     }
-    let mut inits = vec![
-        tensor(
-            "gamma",
-            data_type::FLOAT,
-            &[D],
-            &positive_values(D as usize, 1),
-        ),
-        tensor(
-            "gamma2",
-            data_type::FLOAT,
-            &[D],
-            &positive_values(D as usize, 2),
-        ),
-    ];
+    let mut inits = gammas();
     if with_bias {
         inits.push(tensor(
             "bias",
@@ -748,21 +749,8 @@ fn decomposed_rms(with_bias: bool) -> ModelProto {
     };
     rms(&mut nodes, "sum", "gamma", "y");
     rms(&mut nodes, "sum", "gamma2", "z");
-    let mut inits = vec![
-        tensor(
-            "gamma",
-            data_type::FLOAT,
-            &[D],
-            &positive_values(D as usize, 1),
-        ),
-        tensor(
-            "gamma2",
-            data_type::FLOAT,
-            &[D],
-            &positive_values(D as usize, 2),
-        ),
-        tensor("eps", data_type::FLOAT, &[], &[1e-5]),
-    ];
+    let mut inits = gammas();
+    inits.push(tensor("eps", data_type::FLOAT, &[], &[1e-5]));
     if with_bias {
         inits.push(tensor(
             "bias",

@@ -68,8 +68,9 @@ pub struct Settings {
     pub verify: VerifyWhen,
     /// Verification options.
     pub verify_opts: VerifyOptions,
-    /// No progress bar (and, in folder mode, no progress lines).
-    pub quiet: bool,
+    /// What progress to show: the write's bar and, in folder mode, the progress lines
+    /// (`Off`: nothing, the command line's `-q`).
+    pub progress: progress::Show,
     /// Wait for every written file to reach the disk before it is renamed into place
     /// ([`io::StageOptions::fsync`]).
     pub fsync: bool,
@@ -99,14 +100,19 @@ pub type Verifier = dyn Fn(
     + Sync;
 
 impl Settings {
+    /// Whether the run shows no progress at all (the folder mode's lines included).
+    pub fn quiet(&self) -> bool {
+        self.progress == progress::Show::Off
+    }
+
     /// Settings for `opts`: verification as [`VerifyWhen::Default`] says with the default
-    /// options, in process ([`verify_guarded`]); no progress bar; fsync; no report.
+    /// options, in process ([`verify_guarded`]); no progress shown; fsync; no report.
     pub fn new(opts: Options) -> Settings {
         Settings {
             opts,
             verify: VerifyWhen::Default,
             verify_opts: VerifyOptions::default(),
-            quiet: true,
+            progress: progress::Show::Off,
             fsync: true,
             report: None,
             input_name: None,
@@ -376,7 +382,7 @@ fn stage_checked(
     if let Err(e) = check(layout) {
         return FileResult::Error(e);
     }
-    let mut bar = progress::Bar::new(!s.quiet, "writing");
+    let mut bar = progress::Bar::new(s.progress, "writing");
     let how = io::StageOptions {
         data_name: dest.data_name,
         fsync: s.fsync,

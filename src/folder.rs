@@ -286,7 +286,7 @@ fn data_name_for(
 
 /// Rewrite the folder `dir` into `out` (see the module's documentation), writing the JSON
 /// report to `s.report` on success. The lines the CLI shows on stderr go to `log`, each
-/// ending with a newline (progress lines only unless `s.quiet`); the last line of a failed
+/// ending with a newline (progress lines only unless `s.quiet()`); the last line of a failed
 /// run is the outcome's `message`.
 pub fn run(dir: &Path, out: &Path, s: &Settings, log: &mut dyn FnMut(&str)) -> Outcome {
     let mut report = FolderReport {
@@ -318,7 +318,7 @@ fn run_inner(
     log: &mut dyn FnMut(&str),
     rep: &mut FolderReport,
 ) -> Result<(), Stop> {
-    let quiet = s.quiet;
+    let quiet = s.quiet();
     let say = |log: &mut dyn FnMut(&str), m: String| {
         if !quiet {
             log(&format!("onnx-normopt: {m}\n"));
@@ -435,7 +435,7 @@ fn run_inner(
         let data = data_of.get(m).cloned().unwrap_or_default();
         let data_name = data_name_for(m, &data, &readers, &all_files);
         let rel = rel_str(m);
-        if !s.quiet {
+        if !s.quiet() {
             log(&format!("onnx-normopt: [{}/{n}] {rel} ...\n", i + 1));
         }
         let mut row = FileRow {
@@ -525,7 +525,7 @@ fn run_inner(
                 return Err(stop);
             }
         }
-        if !s.quiet {
+        if !s.quiet() {
             let what = match row.status.as_str() {
                 "rewritten" => format!(
                     "rewritten, {} norm(s), {} left alone; verification {}",
@@ -583,7 +583,7 @@ fn run_inner(
     };
     // The table.
     rep.table = table(&rows, copied.len(), &replaced);
-    if !s.quiet || code != 0 {
+    if !s.quiet() || code != 0 {
         log(&rep.table);
     }
     let n_failed = rows

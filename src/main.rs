@@ -16,7 +16,7 @@ use onnx_normopt::flow::{self, same_file, write_atomic, VerifyWhen};
 use onnx_normopt::ir::{dump, Model};
 use onnx_normopt::passes::{self, Options, OutputForm, Target};
 use onnx_normopt::verify;
-use onnx_normopt::{folder, io, Error};
+use onnx_normopt::{folder, io, progress, Error};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -420,7 +420,11 @@ fn settings(a: &RewriteArgs, mut opts: Options) -> flow::Settings {
             VerifyWhen::Default
         },
         verify_opts: a.verify_args.to_options(),
-        quiet: a.quiet,
+        progress: if a.quiet {
+            progress::Show::Off
+        } else {
+            progress::Show::Large
+        },
         fsync: !a.no_fsync,
         report: a.report.clone(),
         input_name: None,

@@ -22,7 +22,7 @@ use onnx_normopt::flow::{self, FileResult, Output, Settings, VerifyWhen, Written
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, report::Report, Options, OutputForm, Target};
 use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
-use onnx_normopt::{folder, io, Error};
+use onnx_normopt::{folder, io, progress, Error};
 use prost::Message;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
@@ -267,7 +267,12 @@ fn settings(a: &Args, opts: Options, check: Check) -> Settings {
             Some(false) => VerifyWhen::Never,
         },
         verify_opts,
-        quiet: !a.progress,
+        // Progress only when asked, then for every output (the CLI shows it for large ones).
+        progress: if a.progress {
+            progress::Show::Always
+        } else {
+            progress::Show::Off
+        },
         fsync: a.fsync,
         report: a.report.clone(),
         input_name: None,

@@ -496,12 +496,21 @@ fn run_inner(
                 row.report = report;
             }
             FileResult::VerifyFailed {
-                why, report, table, ..
+                why,
+                report,
+                table,
+                code,
             } => {
                 if let Some(t) = &table {
                     log(&t.to_string());
                 }
-                row.status = "verification failed".into();
+                // The single-file verdict, by name (`verdict_code` reads it back).
+                row.status = match code {
+                    4 => NOT_VERIFIABLE,
+                    5 => VERIFY_INCOMPLETE,
+                    _ => VERIFY_FAILED,
+                }
+                .into();
                 row.reason = Some(one_line(&why));
                 row.norms_rewritten = report.norms_rewritten;
                 row.norms_refused = report.refusals.len();
@@ -515,7 +524,7 @@ fn run_inner(
                 if let Err(e) = copy_file(&input, &dst, s.fsync) {
                     return Err(Stop::of(&e, "; nothing written"));
                 }
-                row.status = "invalid".into();
+                row.status = INVALID.into();
                 row.reason = Some(one_line(&e.to_string()));
                 row.verification = "- (copied unchanged)".into();
             }
@@ -556,7 +565,7 @@ fn run_inner(
     // Every output model's external data must resolve inside the output (models whose
     // verification failed have no output).
     for (m, row) in models.iter().zip(&rows) {
-        if row.status == "verification failed" || row.status == "invalid" {
+        if verdict_code(&row.status).is_some() || row.status == INVALID {
             continue;
         }
         if let Err(e) = io::load(&stage.path.join(m)) {
@@ -570,10 +579,21 @@ fn run_inner(
             ));
         }
     }
-    let failed = rows.iter().any(|r| r.status == "verification failed");
-    let n_invalid = rows.iter().filter(|r| r.status == "invalid").count();
-    let code = if failed {
+    // A file the rewrite differs for decides (1); else one whose verification could not
+    // complete (5); else one no runtime could verify (4): each the exit status the file alone
+    // gives.
+    let verdicts: Vec<u8> = rows
+        .iter()
+        .filter_map(|r| verdict_code(&r.status))
+        .collect();
+    let failed = !verdicts.is_empty();
+    let n_invalid = rows.iter().filter(|r| r.status == INVALID).count();
+    let code = if verdicts.contains(&1) {
         1
+    } else if verdicts.contains(&5) {
+        5
+    } else if failed {
+        4
     } else if rewritten.is_empty() && n_invalid > 0 {
         2
     } else if rewritten.is_empty() {
@@ -588,7 +608,7 @@ fn run_inner(
     }
     let n_failed = rows
         .iter()
-        .filter(|r| r.status == "verification failed")
+        .filter(|r| verdict_code(&r.status).is_some())
         .count();
     let n_refused = rows.iter().filter(|r| r.status == "refused").count();
     rep.files = rows;
@@ -606,12 +626,17 @@ fn run_inner(
                 ),
             ));
         }
-        1 => {
+        1 | 4 | 5 => {
+            let what = match code {
+                1 => "verification failed",
+                4 => "could not be verified (no runtime could run the original)",
+                _ => "verification could not complete",
+            };
             return Err(Stop(
-                1,
+                code,
                 Kind::Verification,
                 format!(
-                    "{}: verification failed for {n_failed} file(s); nothing written",
+                    "{}: {what} for {n_failed} file(s); nothing written",
                     dir.display(),
                 ),
             ));
@@ -712,4 +737,23 @@ fn table(rows: &[FileRow], copied: usize, replaced: &[String]) -> String {
         );
     }
     s
+}
+
+/// A file's status when its verification failed (exit 1 alone).
+const VERIFY_FAILED: &str = "verification failed";
+/// A file's status when no runtime could run the original (exit 4 alone).
+const NOT_VERIFIABLE: &str = "not verifiable";
+/// A file's status when its verification could not complete (exit 5 alone).
+const VERIFY_INCOMPLETE: &str = "verification incomplete";
+/// A file's status when it is not a valid model (copied unchanged, see [`invalid_model`]).
+const INVALID: &str = "invalid";
+
+/// The exit status a file with this status gives alone, when its verification did not pass.
+fn verdict_code(status: &str) -> Option<u8> {
+    match status {
+        VERIFY_FAILED => Some(1),
+        NOT_VERIFIABLE => Some(4),
+        VERIFY_INCOMPLETE => Some(5),
+        _ => None,
+    }
 }

@@ -368,9 +368,9 @@ fn a_runtime_that_cannot_run_the_original_is_not_run_and_the_other_verifies() {
     assert_no_backtrace(&stderr);
 }
 
-/// A runtime panic (tract indexing out of bounds on inconsistent KV inputs, forced with a
-/// `--dim` that makes the mask too short) is reported in one line, without a backtrace, even
-/// with RUST_BACKTRACE=1.
+/// A runtime panic (tract indexing out of bounds on inconsistent KV inputs, forced with
+/// `--dim`s that make the mask too short in every case) is reported in one line, without a
+/// backtrace, even with RUST_BACKTRACE=1.
 #[test]
 fn runtime_failures_print_no_backtrace() {
     let dir = tempfile::tempdir().unwrap();
@@ -384,6 +384,8 @@ fn runtime_failures_print_no_backtrace() {
         "tract",
         "--dim",
         "past_sequence_length + sequence_length=5",
+        "--dim",
+        "sequence_length=8",
     ]);
     println!("{stdout}{stderr}");
     assert_eq!(code, Some(4), "{stderr}");
@@ -428,6 +430,8 @@ fn runtime_failures_print_no_backtrace() {
         "tract",
         "--dim",
         "past_sequence_length + sequence_length=5",
+        "--dim",
+        "sequence_length=8",
     ]);
     println!("{stdout}{stderr}");
     assert_eq!(code, Some(4), "{stderr}");

@@ -107,15 +107,20 @@ pub enum VerifyError {
     /// No runtime asked for could run the reference model A, so nothing was checked.
     #[error(
         "no runtime could run the original model {}, so the rewrite cannot be verified: {}; \
-         pass --no-verify to write it unverified",
+         {}pass --no-verify to write it unverified",
         path.display(),
-        reasons.join("; ")
+        reasons.join("; "),
+        hint.as_ref().map(|h| format!("{h}; or ")).unwrap_or_default()
     )]
     NoRuntime {
         /// Model A.
         path: PathBuf,
         /// Each runtime (and case) with why it could not run A.
         reasons: Vec<String>,
+        /// The dims the graph did not size, and the `--dim` with which the original runs when
+        /// one was found (`kv_cache_dim was not sized by the graph (default 8): the original
+        /// runs with --dim kv_cache_dim=32`).
+        hint: Option<String>,
     },
 }
 

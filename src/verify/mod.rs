@@ -80,7 +80,8 @@ use std::time::Instant;
 
 pub use child::{child_main, isolate_command, verify_isolated, Checked, Isolation, CHILD_ARG};
 use compare::{
-    b_failed, check_count, check_interfaces, check_shapes_fit, compare, runtime_failure,
+    b_failed, cache_check, check_count, check_interfaces, check_shapes_fit, compare, quant_floor,
+    runtime_failure,
 };
 pub(crate) use error::panic_message;
 pub(crate) use error::shorten;
@@ -89,7 +90,9 @@ pub use inputs::GeneratedInputs;
 pub use options::{ci_requires_ort, OrtDevice, Runtimes, VerifyOptions};
 pub use ort_rt::{find_ort_library, OrtLibrary};
 use report::default_tolerance;
-pub use report::{CaseReport, NotRun, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL};
+pub use report::{
+    CacheCheck, CaseReport, NotRun, QuantFloor, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
+};
 pub use spec::{NEW_TOKENS, PAST_LENGTHS};
 pub use tensor::{HostTensor, InputSummary};
 pub use tract_rt::{tract_onnx_with_extensions, TractModel};
@@ -142,8 +145,7 @@ fn generate_for(
             }
         }
     }
-    // Sizes the graph fixes (a Conv's input channels) are defaults; `--dim` wins.
-    let dims = spec::with_hints(a, &opts.dims);
+    let dims = opts.dims.clone();
     let past = spec::past_names(a);
     spec::plan_cases(a, &dims)
         .iter()
@@ -320,28 +322,103 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
         .collect();
     free.sort();
     free.dedup();
-    if free.is_empty() {
-        return first;
-    }
-    for &size in IMAGE_SIZES {
-        let mut o = opts.clone();
-        for n in &free {
-            o.dims.insert(n.clone(), size);
-        }
-        match verify_at(a, b, &o) {
-            Err(VerifyError::NoRuntime { .. }) => continue,
-            Ok(mut rep) => {
-                rep.notes.push(format!(
-                    "no runtime could run the original with the default size of {}; verified \
-                     at {size} (set it with --dim)",
-                    free.join(", ")
-                ));
-                return Ok(rep);
+    if !free.is_empty() {
+        for &size in IMAGE_SIZES {
+            let mut o = opts.clone();
+            for n in &free {
+                o.dims.insert(n.clone(), size);
             }
-            other => return other,
+            match verify_at(a, b, &o) {
+                Err(VerifyError::NoRuntime { .. }) => continue,
+                Ok(mut rep) => {
+                    rep.notes.push(format!(
+                        "no runtime could run the original with the default size of {}; verified \
+                         at {size} (set it with --dim)",
+                        free.join(", ")
+                    ));
+                    return Ok(rep);
+                }
+                other => return other,
+            }
         }
     }
-    first
+    match first {
+        Err(VerifyError::NoRuntime { path, reasons, .. }) => Err(VerifyError::NoRuntime {
+            hint: unsized_hint(&spec, opts),
+            path,
+            reasons,
+        }),
+        other => other,
+    }
+}
+
+/// Sizes tried for a dim the graph did not size, when the original does not run at its
+/// default: powers of two, as head sizes, channel counts and lengths usually are.
+const PROBE_SIZES: &[usize] = &[1, 2, 4, 16, 32, 64, 128, 256, 512, 1024];
+
+/// For an original that no runtime runs: the dims whose sizes neither `--dim`, the case nor a
+/// fact of the graph gave (defaults), and for the first of them with which the original runs
+/// (tried one at a time at [`PROBE_SIZES`], the others at their defaults), the `--dim` that
+/// would work. `None` when every dim was sized (the failure is not a sizing question).
+fn unsized_hint(spec: &ModelSpec, opts: &VerifyOptions) -> Option<String> {
+    let cases = generate_for(spec, None, opts).ok()?;
+    let first = cases.first()?;
+    let defaulted: Vec<(String, usize)> = first
+        .dim_origins
+        .iter()
+        .filter(|(_, o)| o.starts_with("default ("))
+        .filter_map(|(n, _)| first.dims.get(n).map(|&v| (n.clone(), v)))
+        .collect();
+    if defaulted.is_empty() {
+        return None;
+    }
+    let names = defaulted
+        .iter()
+        .map(|(n, v)| format!("`{n}` (default {v})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for (name, v) in defaulted.iter().take(4) {
+        for &size in PROBE_SIZES.iter().filter(|&&s| s != *v) {
+            let mut o = opts.clone();
+            o.dims.insert(name.clone(), size);
+            if original_runs(spec, &o) {
+                return Some(format!(
+                    "the graph does not size {names}: the original runs with --dim {name}={size}, \
+                     verify with it"
+                ));
+            }
+        }
+    }
+    Some(format!(
+        "the graph does not size {names}, and the original ran at none of {PROBE_SIZES:?} for \
+         them: set them with --dim NAME=VALUE"
+    ))
+}
+
+/// Whether some runtime `opts` allows runs the original on the first sample of every case.
+fn original_runs(spec: &ModelSpec, opts: &VerifyOptions) -> bool {
+    let Ok(cases) = generate_for(spec, None, opts) else {
+        return false;
+    };
+    let firsts: Vec<Vec<HostTensor>> = cases
+        .iter()
+        .filter_map(|c| c.samples.first().cloned())
+        .collect();
+    if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) && spec.custom_ops.is_empty() {
+        let mut notes = Vec::new();
+        if let Ok(Some((env, lib))) = ort_for_run(opts, &mut notes) {
+            let ran =
+                ort_rt::OrtModel::load(&env, &lib, &spec.path, opts.ort_optimize, opts.ort_device)
+                    .is_ok_and(|mut m| run_ort_with(&mut m, spec, &firsts).is_ok());
+            if ran {
+                return true;
+            }
+        }
+    }
+    matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both)
+        && firsts
+            .iter()
+            .all(|s| run_tract(spec, std::slice::from_ref(s)).is_ok())
 }
 
 /// [`verify_files`] at the sizes `opts` gives (no search).
@@ -388,6 +465,12 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
     };
 
     let mut tract_ref: Vec<Option<Vec<Vec<HostTensor>>>> = vec![None; cases.len()];
+    // Whether each filled-cache case reads its cache (checked on the original, in the first
+    // runtime that runs it).
+    let mut cache: Vec<Option<CacheCheck>> = vec![None; cases.len()];
+    // The original's outputs in onnxruntime per case, for a quantized model's floor.
+    let mut ort_ref: Vec<Option<Vec<Vec<HostTensor>>>> = vec![None; cases.len()];
+    let mut quantized: Option<QuantFloor> = None;
     if matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both) {
         for (k, c) in cases.iter().enumerate() {
             child::mark("tract", "A");
@@ -411,6 +494,11 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                     }
                     if !ran.contains(&Runtime::Tract) {
                         ran.push(Runtime::Tract);
+                    }
+                    if cache[k].is_none() {
+                        cache[k] = cache_check(Runtime::Tract, &spec_a, &c.samples, &outs_a, |s| {
+                            run_tract(&spec_a, s)
+                        });
                     }
                     tract_ref[k] = Some(outs_a);
                 }
@@ -487,6 +575,12 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                                 continue;
                             }
                         };
+                        if cache[k].is_none() {
+                            cache[k] =
+                                cache_check(Runtime::Ort, &spec_a, &c.samples, &outs_a, |s| {
+                                    run_ort_with(&mut model_a, &spec_a, s)
+                                });
+                        }
                         let case = label(c);
                         match &mut model_b {
                             Ok(mb) => match run_ort_marked(mb, &spec_b, &c.samples) {
@@ -524,6 +618,17 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                                 None => shapes_differ = true,
                             }
                         }
+                        if !spec_a.quantized.is_empty() {
+                            ort_ref[k] = Some(outs_a);
+                        }
+                    }
+                    if !spec_a.quantized.is_empty() {
+                        // One nudged copy at a time: the two sessions go first.
+                        drop(model_b);
+                        drop(model_a);
+                        quantized = Some(quant_floor(
+                            &env, &lib, &spec_a, opts, &cases, &ort_ref, &mut rows,
+                        ));
                     }
                 }
             }
@@ -552,6 +657,7 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
             return Err(VerifyError::NoRuntime {
                 path: a.to_path_buf(),
                 reasons,
+                hint: None,
             });
         }
     }
@@ -577,10 +683,13 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
         inputs: first.map(|c| c.summary.clone()).unwrap_or_default(),
         cases: cases
             .iter()
-            .map(|c| CaseReport {
+            .zip(cache)
+            .map(|(c, cache)| CaseReport {
                 label: c.case.clone(),
                 dims: c.dims.clone(),
                 inputs: c.summary.clone(),
+                dim_origins: c.dim_origins.clone(),
+                cache,
             })
             .collect(),
         ort_library,
@@ -588,6 +697,7 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
         rows,
         notes,
         not_run,
+        quantized,
         elapsed_ms: start.elapsed().as_millis() as u64,
     })
 }

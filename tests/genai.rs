@@ -7,14 +7,13 @@
 //! These models need onnxruntime (tract runs neither `GroupQueryAttention` with packed QKV nor
 //! `MatMulNBits`): without it the tests say so and skip.
 
-#[path = "common/onnx_build.rs"]
-mod build;
-#[path = "common/cli.rs"]
-mod cli;
+mod common;
+use common::cli;
+use common::pass::have_ort;
 
 use std::path::{Path, PathBuf};
 
-use build::*;
+use common::build::*;
 use onnx_normopt::proto::data_type as dt;
 
 fn genai(name: &str) -> PathBuf {
@@ -153,29 +152,29 @@ fn phi_int4_is_refused_for_its_explicit_centering() {
 fn unsized_model(dir: &Path) -> PathBuf {
     let g = graph(
         vec![
-            node("Reshape", "", &["x", "shape"], &["y"], vec![]),
-            node("MatMul", "", &["y", "W"], &["s"], vec![]),
-            node(
+            node_in("Reshape", "", &["x", "shape"], &["y"], vec![]),
+            node_in("MatMul", "", &["y", "W"], &["s"], vec![]),
+            node_in(
                 "LayerNormalization",
                 "",
                 &["s", "g", "b"],
                 &["n"],
                 vec![attr_i("axis", -1)],
             ),
-            node("MatMul", "", &["n", "W2"], &["z"], vec![]),
+            node_in("MatMul", "", &["n", "W2"], &["z"], vec![]),
         ],
-        vec![vi("x", dt::FLOAT, &[dp("d")])],
-        vec![vi("z", dt::FLOAT, &[dv(2), dv(16)])],
+        vec![vi_dims("x", dt::FLOAT, &[dp("d")])],
+        vec![vi_dims("z", dt::FLOAT, &[dv(2), dv(16)])],
         vec![
-            i64_init("shape", &[2], &[2, 16]),
-            f32_init("W", &[16, 16], &values(256, 1)),
-            f32_init(
+            i64_tensor("shape", &[2], &[2, 16]),
+            f32_tensor("W", &[16, 16], &values(256, 1)),
+            f32_tensor(
                 "g",
                 &[16],
                 &values(16, 2).iter().map(|v| v + 1.5).collect::<Vec<_>>(),
             ),
-            f32_init("b", &[16], &values(16, 3)),
-            f32_init("W2", &[16, 16], &values(256, 4)),
+            f32_tensor("b", &[16], &values(16, 3)),
+            f32_tensor("W2", &[16, 16], &values(256, 4)),
         ],
     );
     std::fs::create_dir_all(dir).unwrap();

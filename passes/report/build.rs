@@ -50,7 +50,7 @@ impl ReportBuilder {
         ReportBuilder {
             report: Report {
                 model: model.path.display().to_string(),
-                target: format!("{target:?}").to_lowercase(),
+                target: target.name().into(),
                 emit: form.emit_name().into(),
                 ops_before: model.graph.op_histogram(),
                 notes: if model.reordered {

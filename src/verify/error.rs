@@ -91,7 +91,7 @@ pub enum VerifyError {
         /// What it would need, what causes it, and what to do.
         message: String,
     },
-    /// The isolated verification process ([`child`]) crashed, was killed, ran out of memory or
+    /// The isolated verification process ([`super::verify_isolated`]) crashed, was killed, ran out of memory or
     /// time: `verification could not complete: onnxruntime crashed on the original model
     /// (signal 11)`.
     #[error("verification could not complete: {0}")]
@@ -122,6 +122,20 @@ pub enum VerifyError {
         /// runs with --dim kv_cache_dim=32`).
         hint: Option<String>,
     },
+}
+
+/// A verification error at the library edge: a model that could not be loaded is that load
+/// error; the rest are [`crate::Error::Verify`].
+impl From<VerifyError> for crate::Error {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Load(e) => e,
+            e => crate::Error::Verify {
+                code: e.exit_code(),
+                error: Box::new(e),
+            },
+        }
+    }
 }
 
 impl VerifyError {

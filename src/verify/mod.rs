@@ -5,14 +5,15 @@
 //! reference (the original), model B the candidate (the rewrite). For each runtime, both models
 //! run on the same `samples` input samples, and every graph output of B is compared (by position)
 //! with A's: max |Δ| and max |Δ| / max |ref|, computed in `f64`, against a tolerance chosen by the
-//! output's element type ([`default_tolerance`]; `--rtol` overrides it for float outputs).
+//! output's element type (f32 1e-4, f64 1e-8, f16 1e-2, bf16 5e-2, integers exact; `--rtol`
+//! overrides it for float outputs).
 //!
 //! Inputs come from the graph input types of A ([`generate_inputs`]): floats ~ N(0,1), booleans
 //! all true, integer masks (name contains `mask`) all ones, other integers are ids drawn below the
 //! size of the embedding tables they index (found by following the input through shape-only ops
-//! to `Gather` on a constant table; [`DEFAULT_VOCAB`] when there is none, as out-of-range ids
-//! crash runtimes). Dynamic axes: a `--dim NAME=VALUE` wins; a batch-looking axis gets
-//! [`DEFAULT_BATCH`], any other [`DEFAULT_OTHER`]. The dims used are in the report.
+//! to `Gather` on a constant table; a small default bound when there is none, as out-of-range
+//! ids crash runtimes). Dynamic axes: a `--dim NAME=VALUE` wins; a batch-looking axis gets 2,
+//! any other 8. The dims used are in the report.
 //!
 //! Runtimes: tract always runs in process ([`tract_onnx_with_extensions`] is the one loader,
 //! where custom ops get registered). onnxruntime is loaded dynamically ([`find_ort_library`]:
@@ -29,8 +30,23 @@
 //! huge fixed shapes allocates what it asks for). The command line instead calls
 //! [`verify_isolated`]: [`budget::plan`] estimates the memory needed from the inferred shapes
 //! and refuses ([`VerifyError::OverBudget`], exit 5) or shrinks dynamic dims before anything
-//! runs, then [`child`] runs [`verify_files`] in a child process of the same executable under
-//! an address-space limit and a timeout, turning a crash into [`VerifyError::Incomplete`].
+//! runs, then runs [`verify_files`] in a child process of the same executable ([`child_main`],
+//! entered through [`CHILD_ARG`]) under an address-space limit and a timeout, turning a crash
+//! into [`VerifyError::Incomplete`].
+//!
+//! The public surface, in three parts:
+//! - **the core**: [`verify_files`] with [`VerifyOptions`] ([`Runtimes`], [`OrtDevice`],
+//!   [`ci_requires_ort`]) gives a [`VerifyReport`] (its [`Row`]s, [`NotRun`]s, [`CaseReport`]s,
+//!   [`InputSummary`]s) or a [`VerifyError`];
+//! - **isolation**: [`verify_isolated`] with an [`Isolation`] gives a [`Checked`]; the child's
+//!   entry point ([`CHILD_ARG`], [`child_main`]) and [`isolate_command`] (a command such as
+//!   `bench` re-run in a child under the same limits); the memory estimate is [`budget`];
+//! - **runtime plumbing** (`bench`, the fuzzers, tests): the inputs verification would feed
+//!   ([`generate_inputs`], [`generate_cases`], [`GeneratedInputs`], [`HostTensor`]), a model
+//!   loaded as verification loads it ([`tract_plan`], [`TractModel`],
+//!   [`tract_onnx_with_extensions`]), onnxruntime's library and environment
+//!   ([`find_ort_library`], [`ort_environment`]), this crate's own ops in a model
+//!   ([`custom_ops`]), and the verification cases of decoders ([`PAST_LENGTHS`], [`NEW_TOKENS`]).
 //!
 //! ```no_run
 //! use onnx_normopt::verify::{verify_files, VerifyOptions};
@@ -43,7 +59,7 @@
 #![warn(missing_docs)]
 
 pub mod budget;
-pub mod child;
+mod child;
 mod compare;
 mod error;
 mod inputs;
@@ -62,8 +78,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use crate::ops::CrmsNormalization;
-pub use budget::BudgetEstimate;
 pub use child::{child_main, isolate_command, verify_isolated, Checked, Isolation, CHILD_ARG};
 use compare::{
     b_failed, cache_check, check_count, check_interfaces, check_shapes_fit, compare, quant_floor,
@@ -72,14 +86,14 @@ use compare::{
 pub(crate) use error::panic_message;
 pub(crate) use error::shorten;
 pub use error::VerifyError;
-pub use inputs::{GeneratedInputs, DEFAULT_VOCAB};
-pub use options::{ci_requires_ort, parse_dim, OrtDevice, Runtimes, VerifyArgs, VerifyOptions};
+pub use inputs::GeneratedInputs;
+pub use options::{ci_requires_ort, OrtDevice, Runtimes, VerifyOptions};
 pub use ort_rt::{find_ort_library, OrtLibrary};
+use report::default_tolerance;
 pub use report::{
-    default_tolerance, CacheCheck, CaseReport, NotRun, QuantFloor, Row, Runtime, VerifyReport,
-    CANNOT_RUN_ORIGINAL,
+    CacheCheck, CaseReport, NotRun, QuantFloor, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
 };
-pub use spec::{DEFAULT_BATCH, DEFAULT_OTHER, NEW_TOKENS, PAST_LENGTHS};
+pub use spec::{NEW_TOKENS, PAST_LENGTHS};
 pub use tensor::{HostTensor, InputSummary};
 pub use tract_rt::{tract_onnx_with_extensions, TractModel};
 

@@ -176,7 +176,7 @@ fn crms_reference_is_rmsnorm_of_the_decompressed_vector() {
 /// rows longer and shorter than the 8 accumulation lanes, and a leading batch shape.
 #[test]
 fn crms_tract_op_matches_the_formula() {
-    use super::CrmsNormalization;
+    use crate::ops::CrmsNormalization;
     use tract_onnx::prelude::*;
     let mut rng = Rng::new(3);
     for &(width, rows) in &[(2usize, 3usize), (8, 2), (17, 5), (193, 4)] {
@@ -237,7 +237,7 @@ fn crms_tract_op_matches_the_formula() {
 /// wrong length, an integer tensor.
 #[test]
 fn crms_tract_op_rejects_wrong_inputs() {
-    use super::CrmsNormalization;
+    use crate::ops::CrmsNormalization;
     use tract_onnx::prelude::*;
     let op = CrmsNormalization {
         width: 5,

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Run an onnx-normopt binary over testdata/families/ and write what it does with each file:
 testdata/families/CATALOG.md (tables) and testdata/families/catalog.json (everything).
+testdata/families/CATALOG.notes.md (hand-written diagnoses, if present) is included after the
+summary.
 
 For every file of manifest.json and both targets:
   1. the default command `BIN FILE -o OUT --target T --report R.json` (verification on): exit
@@ -213,6 +215,9 @@ def write_md(manifest, results, bin_):
              "`--no-verify` run; `max|Δ|/max|ref|`: original vs `--no-verify` output in",
              "onnxruntime (graph optimisations off) on the same random input.", ""]
     lines += summary(manifest, by)
+    notes = os.path.join(FAM, "CATALOG.notes.md")
+    if os.path.exists(notes):       # hand-written diagnoses of the shortfalls (binary-specific)
+        lines += [open(notes).read().rstrip(), ""]
     for t in TARGETS:
         lines += [f"## --target {t}", "",
                   "| file | exp | default exit | rw/LN | nv exit | max\\|Δ\\|/max\\|ref\\| (nv) |",

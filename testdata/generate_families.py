@@ -117,6 +117,8 @@ def family_seed(family):
 # tables, class / detection / mask tokens. They get the shared row offset.
 SOURCE_PARAMS = ("position_embeddings", "position_embedding", "cls_token", "mask_token",
                  "detection_tokens", "class_embedding", "pos_embed")
+# YOLOS' mid_position_embeddings (added to the stream before block 2) are not listed: they get
+# N(0, 0.3), un-centred too.
 # Patch-embedding convolutions (by module-name fragment): their bias gets the shared offset.
 PATCH_CONVS = ("patch_embeddings.projection", "patch_embeddings.proj", "embeddings.projection",
                "patch_embedding", "embeddings.patch_embeddings")
@@ -399,7 +401,8 @@ FAMILIES = [
            "transformers ViTMAEModel(mask_ratio=0.5, fixed noise)", build_vitmae, vision_in(),
            ["last_hidden_state"], sizes=[{"batch": 3}], layernorms=5,
            dims={"batch": 2, "height": 32, "width": 32}, tries=[("batch",)]),
-    Family("git_vision", "#22 (dynamo: a Tile)", "transformers GitVisionModel", build_git_vision,
+    Family("git_vision", "#22 (GIT's vision tower alone; the Tile is in the full model: git)",
+           "transformers GitVisionModel", build_git_vision,
            vision_in(), ["last_hidden_state"], sizes=[{"batch": 3}], layernorms=6,
            dims={"batch": 2, "height": 32, "width": 32}, tries=[("batch",)]),
     Family("git", "#22 (dynamo: the image features are repeated by a Tile to the text batch)",
@@ -528,7 +531,9 @@ EXPECTED = {
     "yolos": (
         exp(5, 0, 0,
             "patch Conv + class and detection tokens + position table interpolated to the "
-            "image size (an interpolation along the token grid keeps each token's centring); 4 "
+            "image size, and before block 2 the mid position table (use_mid_position_embeddings, "
+            "the default), interpolated too: a Resize along the token grid is linear in the "
+            "table rows and keeps each row's centring, so centring the tables is enough; 4 "
             "Pre-LN norms; the final LN is read by two MLP heads (Slice of the detection tokens, "
             "Linear): all 5"),
         "same as rmsnorm"),

@@ -8,25 +8,21 @@
 //! Models are built with the prost types (`tests/common/hostile.rs`); every case writes into its
 //! own temporary folder.
 
-#[path = "common/hostile.rs"]
-mod hostile;
+mod common;
 
 #[path = "../fuzz/src/harness.rs"]
 mod harness;
 
-use hostile::*;
+use common::cli::{command, stderr};
+use common::hostile::*;
 use onnx_normopt::proto::{data_type as dt, ModelProto};
 use prost::Message;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_onnx-normopt")
-}
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
@@ -70,17 +66,7 @@ fn listing(dir: &Path) -> BTreeSet<PathBuf> {
 
 /// Run the binary; a rewrite checks the graph after each patch.
 fn run(args: &[&str]) -> Output {
-    let rewrite = args.iter().any(|a| *a == "-o" || *a == "--output")
-        && !matches!(args.first(), Some(&("inspect" | "verify" | "bench")));
-    Command::new(bin())
-        .args(args)
-        .args(rewrite.then_some("--check-patches"))
-        .output()
-        .expect("run the binary")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    common::cli::run(args)
 }
 
 fn lines(s: &str) -> Vec<&str> {
@@ -1025,8 +1011,7 @@ fn fuzz_regressions_replay_binary() {
 
 /// Run the binary, killing it after `limit` (returns `None` then).
 fn run_with_limit(args: &[&str], limit: std::time::Duration) -> Option<Output> {
-    let mut child = Command::new(bin())
-        .args(args)
+    let mut child = command(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1336,9 +1321,11 @@ fn control_characters_in_a_refusal_reason_stay_on_one_line() {
 }
 
 /// A refusal raised while planning (`Error::NotRewritable`: CRMSNorm cannot compress a stream
-/// whose shape sizes other tensors) names the file like every other error line. The shape of
-/// the stream value `h0` sizes both a reshape of `h0` itself (compressed) and the `Expand` of
-/// a constant into a second output (not compressed). (The fuzz finding
+/// whose width reaches a graph output) names the file like every other error line. The shape
+/// of the stream value `h0` sizes a reshape of `h0` itself (compressed: it must say D−1) and
+/// the `Expand` of a constant into a second output (not compressed: it must say D): that is
+/// fixed (an `Add` before the Expand, passes/rewrite/widths.rs) and verified. Made a graph
+/// output itself, the shape would have to say both: refused. (The fuzz finding
 /// `crms_not_rewritable_gpt_bigcode.onnx` used to be refused too; its ranks are now inferred.)
 #[test]
 fn refusal_while_planning_names_the_file() {
@@ -1368,6 +1355,19 @@ fn refusal_while_planning_names_the_file() {
     ));
     g.output.push(vi("z", dt::FLOAT, &[-1, -2, D]));
     let d = tmp();
+    let p = write_model(d.path(), "m.onnx", &m);
+    let out = d.path().join("fixed.onnx");
+    let o = run(&[
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--target",
+        "crmsnorm",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::remove_file(&out).unwrap();
+    graph(&mut m).output.push(vi("s", dt::INT64, &[3]));
     let p = write_model(d.path(), "m.onnx", &m);
     refused(
         d.path(),

@@ -10,20 +10,17 @@
 //!   rewritten with both targets and compared the same way. `NORMOPT_SOUND_ITERS` (default 16)
 //!   sets the number of mutated models, `NORMOPT_SOUND_SEED` the first seed.
 
-#[path = "common/hostile.rs"]
-#[allow(dead_code)]
-mod hostile;
+mod common;
 #[path = "../fuzz/src/sound.rs"]
 mod sound;
-#[path = "common/verify_opts.rs"]
-mod verify_opts;
 
+use common::hostile;
+use common::pass::verify_opts;
 use onnx_normopt::passes::Target;
 use onnx_normopt::proto::ModelProto;
 use prost::Message;
 use sound::{check, mutate, Fine, Rand};
 use std::path::{Path, PathBuf};
-use verify_opts::verify_opts;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -44,7 +41,10 @@ fn onnx_in(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn soundness_regressions_are_exact() {
     let files = onnx_in(&root().join("tests/regressions/soundness"));
-    assert!(!files.is_empty(), "tests/regressions/soundness/ lost its models");
+    assert!(
+        !files.is_empty(),
+        "tests/regressions/soundness/ lost its models"
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut failures = vec![];
     for f in &files {
@@ -101,7 +101,9 @@ fn mutated_models_are_rewritten_exactly() {
         let mut r = Rand(0x9E37_79B9_7F4A_7C15 ^ (first + it).wrapping_mul(0x2545_F491_4F6C_DD1D));
         let (name, seed) = &seeds[r.below(seeds.len())];
         let mut m = seed.clone();
-        let what: Vec<String> = (0..1 + r.below(3)).filter_map(|_| mutate(&mut m, &mut r)).collect();
+        let what: Vec<String> = (0..1 + r.below(3))
+            .filter_map(|_| mutate(&mut m, &mut r))
+            .collect();
         let target = if r.below(2) == 0 {
             Target::Rmsnorm
         } else {
@@ -128,5 +130,8 @@ fn mutated_models_are_rewritten_exactly() {
         failures.len(),
         failures.join("\n")
     );
-    assert!(compared > 0 || iters < 4, "no mutated model was rewritten and compared");
+    assert!(
+        compared > 0 || iters < 4,
+        "no mutated model was rewritten and compared"
+    );
 }

@@ -144,19 +144,15 @@ fn types(m: &ModelProto) -> BTreeMap<String, i32> {
             .iter()
             .find_map(|i| t.get(i).copied())
             .unwrap_or(dt::FLOAT);
-        let attr = |k: &str| {
-            n.attribute
-                .iter()
-                .find(|a| a.name.as_deref() == Some(k))
-        };
+        let attr = |k: &str| n.attribute.iter().find(|a| a.name.as_deref() == Some(k));
         for (k, o) in n.output.iter().enumerate() {
             if o.is_empty() || t.contains_key(o) {
                 continue;
             }
             let ty = match op {
                 "Shape" | "Size" | "NonZero" | "ArgMax" | "ArgMin" => dt::INT64,
-                "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "Not"
-                | "And" | "Or" | "Xor" | "IsNaN" | "IsInf" => dt::BOOL,
+                "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And"
+                | "Or" | "Xor" | "IsNaN" | "IsInf" => dt::BOOL,
                 "Cast" => attr("to").and_then(|a| a.i).unwrap_or(0) as i32,
                 "TopK" if k == 1 => dt::INT64,
                 "Dropout" if k == 1 => dt::BOOL,
@@ -168,8 +164,16 @@ fn types(m: &ModelProto) -> BTreeMap<String, i32> {
                     .and_then(|a| a.t.as_ref())
                     .and_then(|x| x.data_type)
                     .unwrap_or(dt::FLOAT),
-                "Where" => n.input.get(1).and_then(|i| t.get(i).copied()).unwrap_or(first),
-                _ => n.input.first().and_then(|i| t.get(i).copied()).unwrap_or(first),
+                "Where" => n
+                    .input
+                    .get(1)
+                    .and_then(|i| t.get(i).copied())
+                    .unwrap_or(first),
+                _ => n
+                    .input
+                    .first()
+                    .and_then(|i| t.get(i).copied())
+                    .unwrap_or(first),
             };
             t.insert(o.clone(), ty);
         }

@@ -615,6 +615,11 @@ pub(super) fn check(a: &Analysis, p: &mut Plan, streams: &[(usize, &Stream)]) ->
         if (n.is("Reshape") || n.is("Expand")) && ck.comp_at(id, 0).is_some() {
             sinks.insert((id, 1));
         }
+        // A Resize of compressed data by sizes (a position table resized to the image): its
+        // sizes must say D−1 at the hidden axis, computed or not.
+        if n.is("Resize") && n.input(3).is_some() && ck.comp_at(id, 0).is_some() {
+            sinks.insert((id, 3));
+        }
         if n.is("Shape") || n.is("Size") {
             if let (Some(d), Some(o)) = (ck.source(id).map(Delta::normal), n.out(0)) {
                 if d != Delta::Same {

@@ -54,7 +54,10 @@ fn product(ds: &[shape::Dim]) -> Option<i64> {
 
 /// Where the axis `a` of width `d` of a value of dims `from` goes when the value is reshaped
 /// to dims `to` (row-major): the axis of width `d` with the same product of dims after it (the
-/// last one when several are: trailing 1s). The last axis needs no dims of `from`.
+/// last one when several are: trailing 1s), or, when that product is not known (a position
+/// table resized to the image), with the same product of dims before it — both sides hold the
+/// same elements, so equal products before and equal widths `d` make equal products after.
+/// The last axis needs no dims of `from`.
 pub(super) fn reshape_axis(
     from: Option<&[shape::Dim]>,
     a: Hidden,
@@ -63,16 +66,29 @@ pub(super) fn reshape_axis(
 ) -> Option<usize> {
     let to = to?;
     let d = d as i64;
+    let width_d = |j: &usize| to[*j].known() == Some(d);
     let inner = if a.is_last() {
-        1
+        Some(1)
     } else {
         let from = from?;
         let ax = from.len().checked_sub(a.from_end + 1)?;
-        product(&from[ax + 1..])?
+        product(&from[ax + 1..])
     };
+    if let Some(inner) = inner {
+        if let Some(j) = (0..to.len())
+            .rev()
+            .filter(width_d)
+            .find(|&j| product(&to[j + 1..]) == Some(inner))
+        {
+            return Some(j);
+        }
+    }
+    let from = from?;
+    let ax = from.len().checked_sub(a.from_end + 1)?;
+    let outer = product(&from[..ax])?;
     (0..to.len())
-        .rev()
-        .find(|&j| to[j].known() == Some(d) && product(&to[j + 1..]) == Some(inner))
+        .filter(width_d)
+        .find(|&j| product(&to[..j]) == Some(outer))
 }
 
 /// Normalise an axis attribute against rank `r`.
@@ -766,5 +782,51 @@ impl Analysis<'_> {
             Rule::Yields(Fact::Derived(why) | Fact::Unknown(why)) => Err(why),
             Rule::Yields(_) => Err(who()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shape::Dim::{Known as K, Unknown as U};
+
+    fn at(a: usize, r: usize) -> Hidden {
+        Hidden::at(a, r).unwrap()
+    }
+
+    /// Row-major reshapes: the axis of width d keeps its place among the elements when the
+    /// product after it, or (unknown sizes after it) the product before it, is the same.
+    #[test]
+    fn reshape_follows_the_hidden_axis() {
+        // Known dims after it: [2, 8, 3, 4] → [2, 8, 12].
+        let from = [K(2), K(8), K(3), K(4)];
+        assert_eq!(
+            reshape_axis(Some(&from), at(1, 4), Some(&[K(2), K(8), K(12)]), 8),
+            Some(1)
+        );
+        // A resized position table: [1, 32, ?, ?] → [1, 32, ?] (sizes computed in the graph).
+        let from = [K(1), K(32), U, U];
+        assert_eq!(
+            reshape_axis(Some(&from), at(1, 4), Some(&[K(1), K(32), U]), 32),
+            Some(1)
+        );
+        // And back: [1, 32, ?] → [1, 32, ?, ?].
+        let from = [K(1), K(32), U];
+        assert_eq!(
+            reshape_axis(Some(&from), at(1, 3), Some(&[K(1), K(32), U, U]), 32),
+            Some(1)
+        );
+        // Neither product known: not followed.
+        let from = [U, K(32), U];
+        assert_eq!(
+            reshape_axis(Some(&from), at(1, 3), Some(&[U, K(32), U, U]), 32),
+            None
+        );
+        // The same product before but another width there: not followed.
+        let from = [K(2), K(32), U];
+        assert_eq!(
+            reshape_axis(Some(&from), at(1, 3), Some(&[K(2), K(16), U]), 32),
+            None
+        );
     }
 }

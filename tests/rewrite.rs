@@ -519,25 +519,11 @@ fn check_listed(path: &Path, m: &serde_json::Value, target: Target) -> Result<St
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("out.onnx");
     onnx_normopt::save(&out.model, &dst).map_err(|e| e.to_string())?;
-    let mut worst = 0.0f64;
     let sizes = m["dims"].as_array().cloned().unwrap_or_default();
     if sizes.is_empty() {
         return Err("the manifest lists no sizes to verify at".into());
     }
-    for dims in &sizes {
-        let mut o = verify_opts();
-        o.dims = dims
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_u64().unwrap() as usize))
-            .collect();
-        let rep = verify::verify_files(path, &dst, &o).map_err(|e| format!("{dims}: {e}"))?;
-        if !rep.passed() {
-            return Err(format!("verification failed at {dims}:\n{rep}"));
-        }
-        worst = rep.rows.iter().map(|r| r.max_rel).fold(worst, f64::max);
-    }
+    let worst = verify_at_sizes(path, &dst, &sizes, verify_opts().samples)?;
     Ok(format!(
         "{} norms, {} size(s), worst rel {worst:.1e}",
         out.report.norms_rewritten,
@@ -635,23 +621,36 @@ fn check_family(
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("out.onnx");
     onnx_normopt::save(&out.model, &dst).map_err(|e| e.to_string())?;
+    let sizes = m["verify_at"].as_array().cloned().unwrap_or_default();
+    let worst = verify_at_sizes(path, &dst, &sizes, 1)?;
+    Ok(format!("{got:?}, worst rel {worst:.1e}"))
+}
+
+/// Verify `dst` against `path` at each of `sizes` (objects of dim name → value) with `samples`
+/// random inputs: the worst relative difference, or the failure.
+fn verify_at_sizes(
+    path: &Path,
+    dst: &Path,
+    sizes: &[serde_json::Value],
+    samples: usize,
+) -> Result<f64, String> {
     let mut worst = 0.0f64;
-    for dims in m["verify_at"].as_array().into_iter().flatten() {
+    for dims in sizes {
         let mut o = verify_opts();
-        o.samples = 1;
+        o.samples = samples;
         o.dims = dims
             .as_object()
             .unwrap()
             .iter()
             .map(|(k, v)| (k.clone(), v.as_u64().unwrap() as usize))
             .collect();
-        let rep = verify::verify_files(path, &dst, &o).map_err(|e| format!("{dims}: {e}"))?;
+        let rep = verify::verify_files(path, dst, &o).map_err(|e| format!("{dims}: {e}"))?;
         if !rep.passed() {
             return Err(format!("verification failed at {dims}:\n{rep}"));
         }
         worst = rep.rows.iter().map(|r| r.max_rel).fold(worst, f64::max);
     }
-    Ok(format!("{got:?}, worst rel {worst:.1e}"))
+    Ok(worst)
 }
 
 /// `inspect` explains the new forms, folds and pass-throughs: the other frameworks' LayerNorm

@@ -2,8 +2,9 @@
 //! residual streams, and the oracle "the model the pass writes without verification computes
 //! what its input computes" (the same mutations as `../shared/tools/soundness_fuzz.py`).
 //!
-//! Used by the `sound` fuzz target (`fuzz_targets/sound.rs`) and, included by path, by the
-//! property test `tests/soundness.rs` of the main crate. A finding is an `Err` of [`check`]:
+//! Used by the `sound` fuzz target (`fuzz_targets/sound.rs`; `sound_loop` runs it under `cargo
+//! test` in `fuzz/`) and, included by path, by the property test `tests/soundness.rs` of the main
+//! crate. A finding is an `Err` of [`check`]:
 //! the pass failed internally, or wrote a model that a runtime cannot run or that computes
 //! something else (beyond the verifier's float tolerance).
 //!
@@ -18,19 +19,19 @@
 //! - change a `LayerNormalization`'s ε.
 #![allow(dead_code)]
 
+// The builders of `tests/common/build.rs`: the fuzz crate's `build`, and the soundness test's
+// `common::build` (imported at its root).
+use super::build::{self, attr_f, attr_i, attr_ints, vi_any};
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, Options, Target};
-use onnx_normopt::proto::{
-    attribute_type as at, data_type as dt, type_proto, AttributeProto, ModelProto, NodeProto,
-    TensorProto, TypeProto, ValueInfoProto,
-};
+use onnx_normopt::proto::{data_type as dt, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use onnx_normopt::verify::{self, VerifyError, VerifyOptions};
 use onnx_normopt::Error;
 use prost::Message;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-/// A small xorshift generator (this file is also compiled outside the fuzz crate).
+/// A small xorshift generator (the fuzz crate's `Rng`; this file is also compiled outside it).
 pub struct Rand(pub u64);
 
 impl Rand {
@@ -47,55 +48,9 @@ impl Rand {
     }
 }
 
-fn attr_i(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        i: Some(v),
-        r#type: Some(at::INT),
-        ..Default::default()
-    }
-}
-
-fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        ints: v.to_vec(),
-        r#type: Some(at::INTS),
-        ..Default::default()
-    }
-}
-
-fn attr_f(name: &str, v: f32) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        f: Some(v),
-        r#type: Some(at::FLOAT),
-        ..Default::default()
-    }
-}
-
+/// A node of the default domain without attributes.
 fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        name: Some(name.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-fn typed(name: &str, elem: i32) -> ValueInfoProto {
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            tensor_type: Some(type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: None,
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    build::node(op, name, inputs, outputs, vec![])
 }
 
 fn scalar(name: &str, elem: i32, v: f32) -> TensorProto {
@@ -245,7 +200,7 @@ pub fn mutate(m: &mut ModelProto, r: &mut Rand) -> Option<String> {
     let new_opset = opset(m) >= 18;
     match r.below(11) {
         0 => {
-            m.graph.as_mut()?.output.push(typed(&v, elem));
+            m.graph.as_mut()?.output.push(vi_any(&v, elem));
             Some(format!("expose {v}"))
         }
         1 => {
@@ -253,7 +208,7 @@ pub fn mutate(m: &mut ModelProto, r: &mut Rand) -> Option<String> {
             let y = fresh(m, "fz_nonlinear");
             let g = m.graph.as_mut()?;
             g.node.push(node(op, &y, &[&v], &[&y]));
-            g.output.push(typed(&y, elem));
+            g.output.push(vi_any(&y, elem));
             Some(format!("{op} reader of {v}"))
         }
         2 => {
@@ -275,7 +230,7 @@ pub fn mutate(m: &mut ModelProto, r: &mut Rand) -> Option<String> {
             }
             n.attribute.push(attr_i("keepdims", 1));
             g.node.push(n);
-            g.output.push(typed(&y, elem));
+            g.output.push(vi_any(&y, elem));
             Some(format!("mean reader of {v}"))
         }
         3 => {
@@ -284,7 +239,7 @@ pub fn mutate(m: &mut ModelProto, r: &mut Rand) -> Option<String> {
             let mut n = node("Concat", &y, &[&v, &v], &[&y]);
             n.attribute.push(attr_i("axis", -1));
             g.node.push(n);
-            g.output.push(typed(&y, elem));
+            g.output.push(vi_any(&y, elem));
             Some(format!("concat reader of {v}"))
         }
         k @ (4 | 5) => {
@@ -403,6 +358,42 @@ pub enum Fine {
     Equivalent,
     /// Nothing to compare: nothing rewritten, a refusal, a model a runtime cannot run.
     Skipped(String),
+}
+
+/// Mutate a copy of `seed` with 1–3 mutations drawn from `r`, and draw the target: the model,
+/// what was done to it, and the target (the property test and the `sound` fuzz target).
+pub fn mutate_some(seed: &ModelProto, r: &mut Rand) -> (ModelProto, Vec<String>, Target) {
+    let mut m = seed.clone();
+    let what: Vec<String> = (0..1 + r.below(3))
+        .filter_map(|_| mutate(&mut m, r))
+        .collect();
+    let target = if r.below(2) == 0 {
+        Target::Rmsnorm
+    } else {
+        Target::Crmsnorm
+    };
+    (m, what, target)
+}
+
+/// [`mutate_some`] seeded by fuzz input bytes (none: nothing to do).
+pub fn mutated(seed: &ModelProto, bytes: &[u8]) -> Option<(ModelProto, Vec<String>, Target)> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    Some(mutate_some(seed, &mut Rand(h | 1)))
+}
+
+/// Verification for the fuzz target: both runtimes, onnxruntime required (`ORT_DYLIB_PATH`).
+pub fn verify_options() -> VerifyOptions {
+    VerifyOptions {
+        samples: 2,
+        runtimes: verify::Runtimes::Both,
+        require_ort: true,
+        ..Default::default()
+    }
 }
 
 /// The oracle: run the pass on `model` (without verification) with `target`; when it writes a

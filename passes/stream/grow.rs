@@ -550,6 +550,23 @@ impl Grower<'_, '_> {
                 },
             });
         }
+        // Every stream-side read: the carriers reached downwards (recorded as they were
+        // reached) and those reached upwards from their output (recorded in `up`: the
+        // producer of w reads u) — an explicit centring of u must serve both, a cut must see
+        // both.
+        for (w, us) in &self.up {
+            let Some(p) = a.ix.producer(w) else { continue };
+            for u in us {
+                for (slot, x) in a.g.node(p).input.iter().enumerate() {
+                    if x == u {
+                        let e = self.edges.entry(u.clone()).or_default();
+                        if !e.contains(&(p, slot)) {
+                            e.push((p, slot));
+                        }
+                    }
+                }
+            }
+        }
         st.edges = self.edges;
         st.observed = self.observed;
         st.norm_sources = self.norm_sources;

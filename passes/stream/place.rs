@@ -279,11 +279,14 @@ impl Analysis<'_> {
         st.observed
             .retain(|r| refusal_value(r).is_none_or(|v| !keep.contains(v)));
         st.observers.retain(|v, _| !keep.contains(v));
-        // A frontier value whose hidden axis is not last cannot be centred by the node.
-        frontier
-            .iter()
-            .all(|f| st.hidden.get(f).is_some_and(|h| h.is_last()))
-            && st.observed.is_empty()
+        // A frontier value whose hidden axis is not last cannot be centred by the node, nor one
+        // whose rank shape inference contradicts (the analysis cannot tell its axis).
+        frontier.iter().all(|f| {
+            st.hidden.get(f).is_some_and(|h| {
+                h.is_last()
+                    && !matches!((h.rank, self.shapes.rank(f)), (Some(x), Some(y)) if x != y)
+            })
+        }) && st.observed.is_empty()
     }
 
     /// Merge explicit centrings by cost: a value whose cone holds k ≥ 2 of them, and that can be

@@ -91,6 +91,19 @@ pub(super) fn reshape_axis(
         .find(|&j| product(&to[..j]) == Some(outer))
 }
 
+/// A one-input carrier (input 0 → output 0) asked at `port`, whose hidden axis is `here` there
+/// and `other` on the other side.
+fn unary(port: Port, here: Hidden, other: Hidden) -> Carry {
+    let (hi, ho) = match port {
+        Port::In(_) => (here, other),
+        _ => (other, here),
+    };
+    Carry {
+        ports: vec![(Port::In(0), hi), (Port::Out(0), ho)],
+        ..Default::default()
+    }
+}
+
 /// Normalise an axis attribute against rank `r`.
 fn norm_axis(a: i64, r: usize) -> Option<usize> {
     let a = if a < 0 { a + r as i64 } else { a };
@@ -330,14 +343,7 @@ impl Analysis<'_> {
                 };
                 let hb = Hidden::at(b, r).expect("b < r");
                 let ha = Hidden::at(a, r).expect("a < r");
-                let (hi, ho) = match port {
-                    Port::In(_) => (ha, hb),
-                    _ => (hb, ha),
-                };
-                Rule::Carry(Carry {
-                    ports: vec![(Port::In(0), hi), (Port::Out(0), ho)],
-                    ..Default::default()
-                })
+                Rule::Carry(unary(port, ha, hb))
             }
             "Reshape" | "Flatten" if io => {
                 let (Some(x), Some(y)) = (n.input(0), n.out(0)) else {
@@ -363,19 +369,11 @@ impl Analysis<'_> {
                 };
                 let rt = to.map(<[shape::Dim]>::len).unwrap_or(0);
                 let hb = Hidden::at(b, rt).expect("b < rank");
-                let (hi, ho) = match port {
-                    Port::In(_) => (from_h, hb),
-                    _ => (hb, from_h),
-                };
-                Rule::Carry(Carry {
-                    ports: vec![(Port::In(0), hi), (Port::Out(0), ho)],
-                    same: vec![],
-                    sizes: if n.is("Reshape") {
-                        ho.axis().map(|a| vec![(1, a)]).unwrap_or_default()
-                    } else {
-                        vec![]
-                    },
-                })
+                let mut c = unary(port, from_h, hb);
+                if n.is("Reshape") {
+                    c.sizes = c.ports[1].1.axis().map(|a| vec![(1, a)]).unwrap_or_default();
+                }
+                Rule::Carry(c)
             }
             "Squeeze" | "Unsqueeze" if io => {
                 let axes = self.ints_in(n, 1, "axes");
@@ -435,14 +433,7 @@ impl Analysis<'_> {
                 let other_rank = if here_wide { ri.min(ro) } else { wide };
                 let ha = Hidden::at(a, r_at).expect("a < r");
                 let hb = Hidden::at(b, other_rank).expect("b < r");
-                let (hi, ho) = match port {
-                    Port::In(_) => (ha, hb),
-                    _ => (hb, ha),
-                };
-                Rule::Carry(Carry {
-                    ports: vec![(Port::In(0), hi), (Port::Out(0), ho)],
-                    ..Default::default()
-                })
+                Rule::Carry(unary(port, ha, hb))
             }
             "Expand" if io => {
                 // Broadcasting copies whole fibres; the data must already have width D.

@@ -33,12 +33,15 @@ fn random(op: &str) -> bool {
     )
 }
 
+/// What makes two nodes compute one value: domain, op, encoded attributes, inputs (by their
+/// representatives), output count.
+type NodeKey = (String, String, Vec<u8>, Vec<String>, usize);
+
 impl Canon {
     /// Find the duplicated nodes of `g` (in graph order: the graph is topologically sorted).
     pub fn new(g: &Graph) -> Canon {
         let mut c = Canon::default();
-        let mut seen: HashMap<(String, String, Vec<u8>, Vec<String>, usize), usize> =
-            HashMap::new();
+        let mut seen: HashMap<NodeKey, usize> = HashMap::new();
         for (id, n) in g.nodes().iter().enumerate() {
             if n.has_subgraph() || random(n.op()) || n.output.is_empty() {
                 continue;

@@ -202,9 +202,11 @@ impl Analysis<'_> {
             (0..n.input.len())
                 .map(Port::In)
                 .chain((0..n.output.len()).map(Port::Out))
-                .filter(|&p| match (n.op(), p) {
-                    ("Concat", _) | (_, Port::Out(_)) | (_, Port::In(0)) => true,
-                    _ => false,
+                .filter(|&p| {
+                    matches!(
+                        (n.op(), p),
+                        ("Concat", _) | (_, Port::Out(_)) | (_, Port::In(0))
+                    )
                 })
                 .find_map(rank)
         });
@@ -414,10 +416,10 @@ impl Analysis<'_> {
                     return unknown("its axes do not fit the ranks".into());
                 }
                 let narrow_to_wide: Vec<usize> = (0..wide).filter(|i| !ax.contains(i)).collect();
-                let here_wide = match (n.op(), port) {
-                    ("Unsqueeze", Port::Out(_)) | ("Squeeze", Port::In(_)) => true,
-                    _ => false,
-                };
+                let here_wide = matches!(
+                    (n.op(), port),
+                    ("Unsqueeze", Port::Out(_)) | ("Squeeze", Port::In(_))
+                );
                 let r_at = if here_wide { wide } else { ri.min(ro) };
                 let Some(a) = r_at.checked_sub(f + 1) else {
                     return unknown("the hidden axis is beyond its rank".into());

@@ -1,6 +1,7 @@
 //! Building the nodes the rewrite adds: RMSNorm in its forms, centering, bias adds.
 //! Only node construction lives here; where they go is decided by the applier.
 
+use super::math::{self, Basis};
 use super::CrmsEmit;
 use crate::ir::Graph;
 use crate::proto::{attribute_type as at, data_type as dt, AttributeProto, NodeProto};
@@ -297,13 +298,11 @@ impl Builder<'_> {
         Ok(self.node("", "Slice", &[x, &starts, &ends, &axes], None, vec![]))
     }
 
-    /// CRMSNorm of the compressed `x̃` (width D−1) into `out`:
-    /// `x̃ / sqrt((Σx̃² + (Σx̃)²)/D + ε)` — the first D−1 entries of RMSNorm(x) for the zero-mean
-    /// x = (x̃, −Σx̃). With γ or β, the decompressed vector `Concat(ỹ, −Σỹ)` gets them.
-    ///
-    /// `form` chooses the core: standard ops (in `compute_type`, default f32 for f16/bf16), or
-    /// one [`crms_custom`](Self::crms_custom) node. The decompression and the affine are
-    /// standard ops in both forms.
+    /// CRMSNorm of the compressed stream value `x` (width D−1) into `out`, as `form` says:
+    /// [`crms_ortho`](Self::crms_ortho) for the standard and onnxruntime forms (the stream in
+    /// the orthonormal basis), one [`crms_custom`](Self::crms_custom) node for the custom op
+    /// (the stream in the paper's coordinates x̃). With γ or β the decompressed width-D vector
+    /// gets them.
     #[allow(clippy::too_many_arguments)]
     pub fn crms(
         &mut self,
@@ -317,76 +316,127 @@ impl Builder<'_> {
         compute_type: Option<i32>,
         out: &str,
     ) -> Result<()> {
-        let affine = gamma.is_some() || beta.is_some();
-        let core_out = if affine { None } else { Some(out) };
-        let y = match form {
-            CrmsEmit::Custom => self.crms_custom(x, d, eps, data_type, core_out),
-            CrmsEmit::Standard | CrmsEmit::Onnxruntime => {
-                self.crms_standard(x, d, eps, data_type, compute_type, core_out)?
-            }
+        let emit = match form {
+            CrmsEmit::Custom => return self.crms_coordinate(x, d, eps, gamma, beta, data_type, out),
+            CrmsEmit::Standard => Emit::Standard,
+            CrmsEmit::Onnxruntime => Emit::Onnxruntime,
         };
+        self.crms_ortho(emit, x, d, eps, gamma, beta, data_type, compute_type, out)
+    }
+
+    /// CRMSNorm in the paper's coordinates: the custom op on x̃, then, with γ or β, the
+    /// decompressed `Concat(ỹ, −Σỹ)` gets them.
+    #[allow(clippy::too_many_arguments)]
+    fn crms_coordinate(
+        &mut self,
+        x: &str,
+        d: usize,
+        eps: f32,
+        gamma: Option<&str>,
+        beta: Option<&str>,
+        data_type: i32,
+        out: &str,
+    ) -> Result<()> {
+        let affine = gamma.is_some() || beta.is_some();
+        let y = self.crms_custom(x, d, eps, data_type, if affine { None } else { Some(out) });
         if !affine {
             return Ok(());
         }
         let sy = self.reduce_sum_last(&y)?;
         let neg = self.node("", "Neg", &[&sy], None, vec![]);
         let full = self.node("", "Concat", &[&y, &neg], None, vec![attr_i("axis", -1)]);
+        self.affine(&full, gamma, beta, out);
+        Ok(())
+    }
+
+    /// `x ⊙ γ + β` (either optional) into `out`.
+    fn affine(&mut self, x: &str, gamma: Option<&str>, beta: Option<&str>, out: &str) {
         let scaled = match gamma {
             Some(g) => self.node(
                 "",
                 "Mul",
-                &[&full, g],
+                &[x, g],
                 if beta.is_none() { Some(out) } else { None },
                 vec![],
             ),
-            None => full,
+            None => x.to_string(),
         };
         if let Some(bt) = beta {
             self.node("", "Add", &[&scaled, bt], Some(out), vec![]);
         }
+    }
+
+    /// CRMSNorm of `z`, the compressed stream in the orthonormal basis (z = M·x, width D−1,
+    /// [`math::ortho_project`]), into `out`: since ‖z‖ = ‖x‖, it is an RMSNorm of z over its
+    /// D−1 entries with ε′ = ε·D/(D−1) ([`math::ortho_epsilon`]), times s = √(D/(D−1))
+    /// ([`math::ortho_scale`]), written as [`rms`](Self::rms) writes RMSNorm in `emit`'s form
+    /// (so every runtime that fuses RMSNorm fuses it). Without γ and β the readers carry s
+    /// (their weights are s·M·W) and the scale is ones. Otherwise the scale is s and the
+    /// decompressed x̂ = Mᵀŷ = (ŷ − k·Σŷ, −Σŷ/√D) gets γ and β.
+    #[allow(clippy::too_many_arguments)]
+    pub fn crms_ortho(
+        &mut self,
+        emit: Emit,
+        z: &str,
+        d: usize,
+        eps: f32,
+        gamma: Option<&str>,
+        beta: Option<&str>,
+        data_type: i32,
+        compute_type: Option<i32>,
+        out: &str,
+    ) -> Result<()> {
+        let affine = gamma.is_some() || beta.is_some();
+        let (s, name) = if affine {
+            (math::ortho_scale(d), "scale")
+        } else {
+            (1.0, "ones")
+        };
+        let scale = self.constant(name, &[d - 1], data_type, &vec![s; d - 1])?;
+        let eps1 = math::ortho_epsilon(f64::from(eps), d) as f32;
+        if !affine {
+            return self.rms(emit, z, Some(&scale), None, eps1, data_type, compute_type, out);
+        }
+        let y = self.value("crms");
+        self.rms(emit, z, Some(&scale), None, eps1, data_type, compute_type, &y)?;
+        let (_, k) = math::ortho_coeffs(d);
+        let sum = self.reduce_sum_last(&y)?;
+        let kc = self.constant("k", &[], data_type, &[k])?;
+        let ks = self.node("", "Mul", &[&sum, &kc], None, vec![]);
+        let head = self.node("", "Sub", &[&y, &ks], None, vec![]);
+        let tc = self.constant("tail", &[], data_type, &[-1.0 / (d as f64).sqrt()])?;
+        let tail = self.node("", "Mul", &[&sum, &tc], None, vec![]);
+        let full = self.node("", "Concat", &[&head, &tail], None, vec![attr_i("axis", -1)]);
+        self.affine(&full, gamma, beta, out);
         Ok(())
     }
 
-    /// The CRMSNorm core in standard ops (see [`crms`](Self::crms)). Returns its output.
-    fn crms_standard(
+    /// The compressed width-D−1 stream value for `x` (any mean, width D) in `basis`: the
+    /// centred x sliced to D−1 (coordinates), or z = M·x = x[0:D−1] − x·w with
+    /// wⱼ = k + c·[j = D−1] ([`math::ortho_project`]; M·1 = 0, so x need not be centred first).
+    /// New constants are of `data_type` (x's element type). Returns it.
+    pub fn compress_value(
         &mut self,
         x: &str,
         d: usize,
-        eps: f32,
+        basis: Basis,
         data_type: i32,
-        compute_type: Option<i32>,
-        out: Option<&str>,
     ) -> Result<String> {
-        let wide = data_type == dt::FLOAT16 || data_type == dt::BFLOAT16;
-        let ct = compute_type.unwrap_or(if wide { dt::FLOAT } else { data_type });
-        let xin = if ct != data_type {
-            self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)])
-        } else {
-            x.to_string()
-        };
-        let sq = self.node("", "Mul", &[&xin, &xin], None, vec![]);
-        let s1 = self.reduce_sum_last(&sq)?;
-        let s = self.reduce_sum_last(&xin)?;
-        let s2 = self.node("", "Mul", &[&s, &s], None, vec![]);
-        let tot = self.node("", "Add", &[&s1, &s2], None, vec![]);
-        let inv_d = self.constant("inv_width", &[], ct, &[1.0 / d as f64])?;
-        let ms = self.node("", "Mul", &[&tot, &inv_d], None, vec![]);
-        let e = self.constant("epsilon", &[], ct, &[eps as f64])?;
-        let a = self.node("", "Add", &[&ms, &e], None, vec![]);
-        let r = self.node("", "Sqrt", &[&a], None, vec![]);
-        let back_needed = ct != data_type;
-        let y = self.node(
-            "",
-            "Div",
-            &[&xin, &r],
-            if back_needed { None } else { out },
-            vec![],
-        );
-        Ok(if back_needed {
-            self.node("", "Cast", &[&y], out, vec![attr_i("to", data_type as i64)])
-        } else {
-            y
-        })
+        match basis {
+            Basis::Coordinate => {
+                let c = self.center(x)?;
+                self.slice_last(&c, d - 1)
+            }
+            Basis::Orthonormal => {
+                let (c, k) = math::ortho_coeffs(d);
+                let mut w = vec![k; d];
+                w[d - 1] += c;
+                let wc = self.constant("shift_weights", &[d, 1], data_type, &w)?;
+                let shift = self.node("", "MatMul", &[x, &wc], None, vec![]);
+                let head = self.slice_last(x, d - 1)?;
+                Ok(self.node("", "Sub", &[&head, &shift], None, vec![]))
+            }
+        }
     }
 
     /// The CRMSNorm core as one node of our domain (the model must import

@@ -58,16 +58,31 @@ pub enum Target {
 /// How CRMSNorm is written (`--target crmsnorm`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CrmsEmit {
-    /// Standard ONNX ops.
+    /// The stream in an orthonormal basis of the zero-mean subspace (passes/README.md, "The CRMSNorm basis"), where
+    /// CRMSNorm is an RMSNorm over D−1 entries, written as `--target rmsnorm` writes RMSNorm in standard ops
+    /// (the decomposed chain that onnxruntime, OpenVINO and tract fuse; `RMSNormalization` at
+    /// opset ≥ 23).
     #[default]
     Standard,
-    /// Standard ONNX ops, as `Standard`; the model also imports onnxruntime's `com.microsoft`
-    /// domain when a Skip norm was rewritten, as `--emit onnxruntime` does for RMSNorm.
+    /// As `Standard`, with onnxruntime's `SimplifiedLayerNormalization` for the RMSNorm over
+    /// D−1 entries; the model also imports onnxruntime's `com.microsoft` domain when a Skip
+    /// norm was rewritten, as `--emit onnxruntime` does for RMSNorm.
     Onnxruntime,
     /// One op `ai.onnx_normopt:CRMSNormalization` (schema in [`crate::ops`]; tract runs it
     /// as one fused op through [`crate::verify::tract_onnx_with_extensions`], onnxruntime cannot
-    /// run it). The model imports `ai.onnx_normopt` version 1.
+    /// run it). The model imports `ai.onnx_normopt` version 1. The stream is in the paper's
+    /// coordinates x̃ = x[0:D−1], which the op is defined on.
     Custom,
+}
+
+impl CrmsEmit {
+    /// The basis the compressed stream is written in.
+    pub(crate) fn basis(self) -> math::Basis {
+        match self {
+            CrmsEmit::Standard | CrmsEmit::Onnxruntime => math::Basis::Orthonormal,
+            CrmsEmit::Custom => math::Basis::Coordinate,
+        }
+    }
 }
 
 /// What the rewrite writes: the target normalisation and the ops it is written in. One value,
@@ -300,8 +315,8 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
         .enumerate()
         .filter(|(i, _)| reasons[*i].is_empty() && !swallowed[*i])
         .collect();
-    let (plan, parts) =
-        rewrite::plan(&a, &model, &accepted, opts.fold, target == Target::Crmsnorm)?;
+    let basis = (target == Target::Crmsnorm).then(|| opts.form.crms_emit().basis());
+    let (plan, parts) = rewrite::plan(&a, &model, &accepted, opts.fold, basis)?;
     let mut stream_reports: Vec<StreamReport> = streams
         .iter()
         .enumerate()

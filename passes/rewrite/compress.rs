@@ -9,6 +9,7 @@
 //! (shape fixes, stale `value_info`).
 
 use super::super::edit::Edit;
+use super::super::math::Basis;
 use super::super::stream::{Analysis, Leaf, Stream};
 use super::fold::fold_readers;
 use super::plan::{Plan, StreamPlan};
@@ -16,13 +17,14 @@ use crate::ir::{NodeExt, NodeId};
 use crate::{Error, Result};
 use std::collections::BTreeSet;
 
-/// Compress stream `st` of width `d`, whose RMSNorm plan `s` is in `p`.
+/// Compress stream `st` of width `d`, whose RMSNorm plan `s` is in `p`, into `basis`.
 pub(super) fn compress_stream(
     a: &Analysis,
     p: &mut Plan,
     st: &Stream,
     d: usize,
     s: &StreamPlan,
+    basis: Basis,
 ) -> Result<()> {
     p.compressed_widths.insert(d);
     // Explicit centering outputs are sliced to D−1.
@@ -47,7 +49,11 @@ pub(super) fn compress_stream(
             p.edits
                 .entry(key)
                 .or_default()
-                .push(Edit::DropLast { axis, width: d });
+                .push(Edit::DropLast {
+                    axis,
+                    width: d,
+                    basis,
+                });
         }
     }
     // Shapes that hard-code D on the stream: Reshape/Expand targets.
@@ -137,7 +143,10 @@ pub(super) fn compress_stream(
             p.edits
                 .entry(a.edit_slot(r.node, 1))
                 .or_default()
-                .push(Edit::FoldLastIn { axis: r.in_axis });
+                .push(Edit::FoldLastIn {
+                    axis: r.in_axis,
+                    basis,
+                });
         }
     }
     let mut compressed: BTreeSet<String> = st.values.clone();

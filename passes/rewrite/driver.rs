@@ -173,12 +173,18 @@ impl Driver<'_> {
                 edges,
                 compress_from,
             } => {
+                let basis = self.crms.basis();
                 let mut b = self.builder();
                 b.doc = Some(super::super::emit::doc_center(value));
-                let mut c = b.center(value)?;
-                if let Some(d) = compress_from {
-                    c = b.slice_last(&c, d - 1)?;
-                }
+                let c = match compress_from {
+                    Some(d) => {
+                        let t = super::super::stream::elem_type(b.g, value)
+                            .filter(|&t| crate::tensor::is_float(t))
+                            .unwrap_or(dt::FLOAT);
+                        b.compress_value(value, *d, basis, t)?
+                    }
+                    None => b.center(value)?,
+                };
                 for &(node, slot) in edges {
                     b.g.set_input(node, slot, &c);
                 }
@@ -295,7 +301,7 @@ impl Driver<'_> {
             let n = v.len();
             math::center(&mut v, &[n], 0);
             if compressed {
-                v.pop();
+                v = math::compress_out(&v, &[n], 0, self.crms.basis()).0;
             }
         }
         let mut b = self.builder();
@@ -472,10 +478,11 @@ impl Driver<'_> {
                 m.compute_type,
                 &m.y,
             )?;
-            let core = if self.crms == CrmsEmit::Custom {
-                "CRMSNormalization"
-            } else {
-                "decomposed CRMSNorm"
+            let core = match (self.crms, self.opset >= 23) {
+                (CrmsEmit::Custom, _) => "CRMSNormalization",
+                (CrmsEmit::Onnxruntime, _) => "CRMSNorm as SimplifiedLayerNormalization",
+                (CrmsEmit::Standard, true) => "CRMSNorm as RMSNormalization",
+                (CrmsEmit::Standard, false) => "CRMSNorm as decomposed RMSNorm",
             };
             self.out.forms_out.insert(
                 np.norm,

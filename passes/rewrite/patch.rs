@@ -8,6 +8,7 @@
 //! `value_info`).
 
 use super::super::edit::Edit;
+use super::super::math::Basis;
 use super::super::emit::{Emit, NORMOPT_DOMAIN};
 use super::super::norms::NormMatch;
 use super::super::stream::cast_of_const;
@@ -119,9 +120,27 @@ fn edits_text(edits: &[Edit]) -> String {
             Edit::Scale { axis, .. } => format!("scale axis {axis}"),
             Edit::AddRows(_) => "add β·W".to_string(),
             Edit::Center { axis } => format!("centre axis {axis}"),
-            Edit::FoldLastIn { axis } => format!("fold the last entry of axis {axis} in"),
-            Edit::DropLast { axis, width } => {
+            Edit::FoldLastIn {
+                axis,
+                basis: Basis::Coordinate,
+            } => format!("fold the last entry of axis {axis} in"),
+            Edit::FoldLastIn {
+                axis,
+                basis: Basis::Orthonormal,
+            } => format!("read axis {axis} in the orthonormal basis"),
+            Edit::DropLast {
+                axis,
+                width,
+                basis: Basis::Coordinate,
+            } => {
                 format!("drop the last entry of axis {axis} (of {width})")
+            }
+            Edit::DropLast {
+                axis,
+                width,
+                basis: Basis::Orthonormal,
+            } => {
+                format!("project axis {axis} (of {width}) onto the orthonormal basis")
             }
             Edit::ShrinkDim { index, width } => {
                 format!(

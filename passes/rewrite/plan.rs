@@ -2,7 +2,7 @@
 //! centering node and every norm replacement. Nothing is mutated here.
 
 use super::super::edit::Edit;
-use super::super::math;
+use super::super::math::{self, Basis};
 use super::super::report::{KeptAffine, LeafReport, NormReport};
 use super::super::stream::{Analysis, Leaf, StepOp, Stream};
 use super::fold::{costly_new_bias, fold_readers, tail_scales, TailScales};
@@ -112,7 +112,7 @@ pub fn plan(
     model: &Model,
     streams: &[(usize, &Stream)],
     fold: bool,
-    compress: bool,
+    compress: Option<Basis>,
 ) -> Result<(Plan, StreamParts)> {
     let mut p = Plan::default();
     let mut reports = Vec::new();
@@ -123,8 +123,8 @@ pub fn plan(
             .width
             .ok_or_else(|| Error::Internal("accepted stream without width".into()))?;
         let s = plan_stream(a, model, &mut p, st, d, fold, &scales, &read)?;
-        if compress {
-            super::compress::compress_stream(a, &mut p, st, d, &s)?;
+        if let Some(basis) = compress {
+            super::compress::compress_stream(a, &mut p, st, d, &s, basis)?;
         }
         reports.push((sid, s.leaves, s.norms));
     }

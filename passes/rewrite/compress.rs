@@ -27,10 +27,27 @@ pub(super) fn compress_stream(
     basis: Basis,
 ) -> Result<()> {
     p.compressed_widths.insert(d);
-    // Explicit centering outputs are sliced to D−1.
+    // Explicit centering outputs are compressed to D−1, with constants of the value's element
+    // type: its declared type, else a stream value's, else its norms' γ type.
+    let declared = st
+        .values
+        .iter()
+        .find_map(|v| super::super::stream::elem_type(a.g, v));
+    let elem = declared
+        .or_else(|| {
+            st.norms.iter().find_map(|&k| {
+                let gm = a.norms[k].gamma.as_deref()?;
+                a.g.constant_tensor(gm)?.data_type
+            })
+        })
+        .filter(|&t| crate::tensor::is_float(t))
+        .unwrap_or(crate::proto::data_type::FLOAT);
     for la in &st.leaves {
         if matches!(la.leaf, Leaf::Explicit { .. }) {
-            p.compress_explicit.insert(la.value.clone(), d);
+            let own = super::super::stream::elem_type(a.g, &la.value)
+                .filter(|&t| crate::tensor::is_float(t));
+            p.compress_explicit
+                .insert(la.value.clone(), (d, own.unwrap_or(elem)));
         }
     }
     // Sources and writers lose the last entry of their centred output axis.

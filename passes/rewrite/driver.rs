@@ -177,12 +177,7 @@ impl Driver<'_> {
                 let mut b = self.builder();
                 b.doc = Some(super::super::emit::doc_center(value));
                 let c = match compress_from {
-                    Some(d) => {
-                        let t = super::super::stream::elem_type(b.g, value)
-                            .filter(|&t| crate::tensor::is_float(t))
-                            .unwrap_or(dt::FLOAT);
-                        b.compress_value(value, *d, basis, t)?
-                    }
+                    Some((d, t)) => b.compress_value(value, *d, basis, *t)?,
                     None => b.center(value)?,
                 };
                 for &(node, slot) in edges {

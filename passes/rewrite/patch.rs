@@ -72,8 +72,9 @@ pub enum PatchKind {
         value: String,
         /// The stream-side reads to re-point.
         edges: Vec<(NodeId, usize)>,
-        /// CRMSNorm: slice the centred copy to `width − 1`.
-        compress_from: Option<usize>,
+        /// CRMSNorm: compress the value to `width − 1` instead (in the form's basis), with
+        /// constants of this element type.
+        compress_from: Option<(usize, i32)>,
     },
     /// An embedding LayerNorm precomputed into its table: the Gather produces the norm's output.
     PrecomputeTable {
@@ -240,7 +241,10 @@ pub fn lower(
                 "centre {value:?} explicitly for {} stream-side read(s){}",
                 edges.len(),
                 compress_from
-                    .map(|d| format!(", sliced to width {}", d - 1))
+                    .map(|(d, _)| match crms.basis() {
+                        Basis::Coordinate => format!(", sliced to width {}", d - 1),
+                        Basis::Orthonormal => format!(", projected to width {}", d - 1),
+                    })
                     .unwrap_or_default()
             ),
         );

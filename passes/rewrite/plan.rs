@@ -57,8 +57,9 @@ pub struct Plan {
     pub new_gemm_c: Vec<(NodeId, Vec<f64>, bool)>,
     /// Linear nodes that are writers/sources (centred), to centre new biases too.
     pub centred_linears: BTreeSet<NodeId>,
-    /// CRMSNorm: explicit centering outputs to slice to D−1, with D.
-    pub compress_explicit: BTreeMap<String, usize>,
+    /// CRMSNorm: explicit centering outputs to compress to D−1, with D and the stream's element
+    /// type (of the constants the orthonormal basis needs).
+    pub compress_explicit: BTreeMap<String, (usize, i32)>,
     /// CRMSNorm: the widths D that were compressed (value_info declaring them is stale).
     pub compressed_widths: BTreeSet<usize>,
     /// LayerScale nodes folded into their writer, with their data input slot: removed, the

@@ -69,7 +69,8 @@ def compile_model(core, path, precision, threads):
     if precision != "default":
         cfg["INFERENCE_PRECISION_HINT"] = precision
     cm = core.compile_model(path, "CPU", cfg)
-    return cm, str(cm.get_property("INFERENCE_PRECISION_HINT"))
+    hint = cm.get_property("INFERENCE_PRECISION_HINT")
+    return cm, getattr(hint, "get_type_name", lambda: str(hint))()
 
 
 def layer_types(cm):

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-ORDER = ["op_128x768", "op_197x384", "op_1576x192", "head", "head_ort_1thread"] + [f"{m}{v}" for m in ("vit_ti", "vit_s", "gpt2") for v in ("", "_tract", "_ort_1thread")]
+ORDER = ["op_128x768", "op_197x384", "op_1576x192", "head", "head_ort_1thread"] + [f"{m}{v}" for m in ("vit_ti", "vit_s", "gpt2") for v in ("", "_tract", "_ort_1thread", "_openvino")]
 
 # Op names that belong to normalisation, per runtime (for the "norm ops" profile column).
 NORM_OPS = {
@@ -72,6 +72,31 @@ def render(name, rep, cmd):
     return "\n".join(out)
 
 
+def render_openvino(name, rep, cmd):
+    """bench/ov_bench.py's JSON: one table per precision, plus the agreement check."""
+    out = [f"### {name}", ""]
+    if cmd:
+        out += ["```sh", cmd.strip(), "```", ""]
+    out += [f"OpenVINO {rep['openvino']}, {rep['cpu']} ({', '.join(rep['capabilities'])}); "
+            f"{rep['runs']} timed rounds (+{rep['warmup']} warm-up); load {rep['load_before'][0]:.2f} -> {rep['load_after'][0]:.2f}", ""]
+    if rep.get("check"):
+        out += ["Agreement with the original in f32: " + ", ".join(
+            f"{c['label']} {c.get('rel_err', float('nan')):.1e}{'' if c['ok'] else ' FAIL'}" for c in rep["check"]), ""]
+    for prec, t in rep.get("tables", {}).items():
+        rows = t["rows"]
+        a = rows[0]["label"]
+        out += [f"| OpenVINO {prec} (runs in {t['inference_precision']}) | median ms | ratio vs {a} [p25, p75] | captured [p25, p75] |",
+                "|---|---|---|---|"]
+        for k, r in enumerate(rows):
+            rq = r["ratio"]
+            ratio = "1" if k == 0 else f"{rq[1]:.3f} [{rq[0]:.3f}, {rq[2]:.3f}]"
+            c = r.get("captured")
+            cap = f"{c[1]:.2f} [{c[0]:.2f}, {c[2]:.2f}]" if c else ""
+            out.append(f"| {r['label']} | {r['median_ms']:.3f} | {ratio} | {cap} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "results")
     names = [n[:-5] for n in os.listdir(d) if n.endswith(".json") and not n.endswith(("_std.json", "_ort.json"))]
@@ -82,13 +107,13 @@ def main():
                 rep = json.load(f)
             except json.JSONDecodeError:
                 continue
-        if "runtimes" not in rep:
+        if "runtimes" not in rep and "tables" not in rep:
             continue
         cmd = ""
         if os.path.exists(os.path.join(d, n + ".cmd")):
             with open(os.path.join(d, n + ".cmd")) as f:
                 cmd = f.read()
-        print(render(n, rep, cmd))
+        print(render(n, rep, cmd) if "runtimes" in rep else render_openvino(n, rep, cmd))
 
 
 if __name__ == "__main__":

@@ -317,7 +317,9 @@ impl Builder<'_> {
         out: &str,
     ) -> Result<()> {
         let emit = match form {
-            CrmsEmit::Custom => return self.crms_coordinate(x, d, eps, gamma, beta, data_type, out),
+            CrmsEmit::Custom => {
+                return self.crms_coordinate(x, d, eps, gamma, beta, data_type, out)
+            }
             CrmsEmit::Standard => Emit::Standard,
             CrmsEmit::Onnxruntime => Emit::Onnxruntime,
         };
@@ -395,10 +397,28 @@ impl Builder<'_> {
         let scale = self.constant(name, &[d - 1], data_type, &vec![s; d - 1])?;
         let eps1 = math::ortho_epsilon(f64::from(eps), d) as f32;
         if !affine {
-            return self.rms(emit, z, Some(&scale), None, eps1, data_type, compute_type, out);
+            return self.rms(
+                emit,
+                z,
+                Some(&scale),
+                None,
+                eps1,
+                data_type,
+                compute_type,
+                out,
+            );
         }
         let y = self.value("crms");
-        self.rms(emit, z, Some(&scale), None, eps1, data_type, compute_type, &y)?;
+        self.rms(
+            emit,
+            z,
+            Some(&scale),
+            None,
+            eps1,
+            data_type,
+            compute_type,
+            &y,
+        )?;
         let (_, k) = math::ortho_coeffs(d);
         let sum = self.reduce_sum_last(&y)?;
         let kc = self.constant("k", &[], data_type, &[k])?;
@@ -406,7 +426,13 @@ impl Builder<'_> {
         let head = self.node("", "Sub", &[&y, &ks], None, vec![]);
         let tc = self.constant("tail", &[], data_type, &[-1.0 / (d as f64).sqrt()])?;
         let tail = self.node("", "Mul", &[&sum, &tc], None, vec![]);
-        let full = self.node("", "Concat", &[&head, &tail], None, vec![attr_i("axis", -1)]);
+        let full = self.node(
+            "",
+            "Concat",
+            &[&head, &tail],
+            None,
+            vec![attr_i("axis", -1)],
+        );
         self.affine(&full, gamma, beta, out);
         Ok(())
     }

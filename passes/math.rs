@@ -178,7 +178,12 @@ fn ortho_entry(v: f64, last: f64, sum: f64, c: f64, k: f64) -> f64 {
 ///   each contribution y becomes M·y (for a zero-mean y the Σ term is 0).
 /// - Readers (their input axis, s = [`ortho_scale`]): for zero-mean x and z = M·x, x = Mᵀz, so
 ///   RMSNorm(x) = Mᵀ·(s·RMS_{D−1}(z; ε′)) and RMSNorm(x)·W = RMS_{D−1}(z; ε′)·(s·M·W).
-pub fn ortho_project(data: &[f64], dims: &[usize], axis: usize, scale: f64) -> (Vec<f64>, Vec<usize>) {
+pub fn ortho_project(
+    data: &[f64],
+    dims: &[usize],
+    axis: usize,
+    scale: f64,
+) -> (Vec<f64>, Vec<usize>) {
     let (outer, len, inner) = split(dims, axis);
     let (c, k) = ortho_coeffs(len);
     let mut out = Vec::with_capacity(outer * (len - 1) * inner);
@@ -216,7 +221,12 @@ pub fn ortho_project_row(row: &mut [f64], last: &[f64], sum: &[f64], d: usize, s
 
 /// A source's or writer's output axis compressed into `basis` (length D → D−1): [`drop_last`]
 /// or M·y ([`ortho_project`]).
-pub fn compress_out(data: &[f64], dims: &[usize], axis: usize, basis: Basis) -> (Vec<f64>, Vec<usize>) {
+pub fn compress_out(
+    data: &[f64],
+    dims: &[usize],
+    axis: usize,
+    basis: Basis,
+) -> (Vec<f64>, Vec<usize>) {
     match basis {
         Basis::Coordinate => drop_last(data, dims, axis),
         Basis::Orthonormal => ortho_project(data, dims, axis, 1.0),
@@ -225,7 +235,12 @@ pub fn compress_out(data: &[f64], dims: &[usize], axis: usize, basis: Basis) -> 
 
 /// A reader's input axis reading a stream compressed into `basis` (length D → D−1):
 /// [`fold_last_in`] or s·M·W ([`ortho_project`], [`ortho_scale`]).
-pub fn compress_in(data: &[f64], dims: &[usize], axis: usize, basis: Basis) -> (Vec<f64>, Vec<usize>) {
+pub fn compress_in(
+    data: &[f64],
+    dims: &[usize],
+    axis: usize,
+    basis: Basis,
+) -> (Vec<f64>, Vec<usize>) {
     match basis {
         Basis::Coordinate => fold_last_in(data, dims, axis),
         Basis::Orthonormal => ortho_project(data, dims, axis, ortho_scale(dims[axis])),
@@ -349,7 +364,9 @@ mod tests {
             assert!((a - b).abs() < 1e-12);
         }
         let eps = 1e-2;
-        let w: Vec<f64> = (0..d * 3).map(|i| ((i * 7 % 11) as f64) / 5.0 - 1.0).collect(); // [5, 3]
+        let w: Vec<f64> = (0..d * 3)
+            .map(|i| ((i * 7 % 11) as f64) / 5.0 - 1.0)
+            .collect(); // [5, 3]
         let (wz, wd) = ortho_project(&w, &[d, 3], 0, ortho_scale(d));
         assert_eq!(wd, vec![d - 1, 3]);
         let rx = (n2(&x) / d as f64 + eps).sqrt();

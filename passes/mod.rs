@@ -58,8 +58,8 @@ pub enum Target {
 /// How CRMSNorm is written (`--target crmsnorm`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CrmsEmit {
-    /// The stream in an orthonormal basis of the zero-mean subspace (passes/README.md, "The CRMSNorm basis"), where
-    /// CRMSNorm is an RMSNorm over D−1 entries, written as `--target rmsnorm` writes RMSNorm in standard ops
+    /// The stream in an orthonormal basis of the zero-mean subspace (passes/README.md,
+    /// "Compress"), where CRMSNorm is an RMSNorm over D−1 entries, written as `--target rmsnorm` writes RMSNorm in standard ops
     /// (the decomposed chain that onnxruntime, OpenVINO and tract fuse; `RMSNormalization` at
     /// opset ≥ 23).
     #[default]

@@ -63,14 +63,11 @@ pub(super) fn compress_stream(
             })
             .collect();
         for axis in axes {
-            p.edits
-                .entry(key)
-                .or_default()
-                .push(Edit::DropLast {
-                    axis,
-                    width: d,
-                    basis,
-                });
+            p.edits.entry(key).or_default().push(Edit::DropLast {
+                axis,
+                width: d,
+                basis,
+            });
         }
     }
     // Shapes that hard-code D on the stream: Reshape/Expand targets.

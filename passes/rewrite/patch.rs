@@ -8,8 +8,8 @@
 //! `value_info`).
 
 use super::super::edit::Edit;
-use super::super::math::Basis;
 use super::super::emit::{Emit, NORMOPT_DOMAIN};
+use super::super::math::Basis;
 use super::super::norms::NormMatch;
 use super::super::stream::cast_of_const;
 use super::super::CrmsEmit;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Time ONNX models side by side in OpenVINO (CPU), the way `onnx-normopt bench` does in
 onnxruntime and tract: interleaved rounds in one process, medians, and the median with quartiles
-of the per-round ratio to the first model; with --limit the last model is the no-norm limit and
+of the per-round ratio to the first model, in wall time and in process CPU time (all of
+OpenVINO's threads; less sensitive to other jobs on a shared machine); with --limit the last model is the no-norm limit and
 the captured fraction (t_A - t_X) / (t_A - t_limit) is reported per round too.
 
   python3 bench/ov_bench.py A.onnx B.onnx C.onnx --label orig --label rms --label nonorm \\
@@ -119,37 +120,43 @@ def bench(core, paths, labels, precision, feeds, runs, warmup, threads, limit):
         cm, used = compile_model(core, p, precision, threads)
         cms.append(cm)
     reqs = [cm.create_infer_request() for cm in cms]
-    for req in reqs:
-        for k, v in feeds.items():
+    for req, f in zip(reqs, feeds):
+        for k, v in f.items():
             req.set_tensor(k, ov.Tensor(v))
     n = len(paths)
     times = [[] for _ in paths]
+    cpu = [[] for _ in paths]
     for r in range(warmup + runs):
         # Rotate the order every round so that no model always runs right after the same one.
         for k in range(n):
             i = (k + r) % n
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             reqs[i].infer()
-            dt = time.perf_counter() - t0
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
             if r >= warmup:
                 times[i].append(dt)
+                cpu[i].append(dc)
     rows = []
     for i, label in enumerate(labels):
-        ratios = [t / t0 for t, t0 in zip(times[i], times[0])]
         row = {
             "label": label,
             "model": paths[i],
             "median_ms": statistics.median(times[i]) * 1e3,
-            "ratio": quartiles(ratios),
+            "ratio": quartiles([t / t0 for t, t0 in zip(times[i], times[0])]),
+            "cpu_median_ms": statistics.median(cpu[i]) * 1e3,
+            "cpu_ratio": quartiles([t / t0 for t, t0 in zip(cpu[i], cpu[0]) if t0 > 0]),
         }
         if limit and 0 < i < n - 1:
-            cap = []
-            for t0, tx, tl in zip(times[0], times[i], times[-1]):
-                if t0 - tl != 0:
-                    cap.append((t0 - tx) / (t0 - tl))
-            row["captured"] = quartiles(cap) if cap else None
+            row["captured"] = captured(times, i)
+            row["cpu_captured"] = captured(cpu, i)
         rows.append(row)
     return used, rows
+
+
+def captured(times, i):
+    """Per round (t_A - t_X) / (t_A - t_limit): quartiles."""
+    cap = [(t0 - tx) / (t0 - tl) for t0, tx, tl in zip(times[0], times[i], times[-1]) if t0 != tl]
+    return quartiles(cap) if cap else None
 
 
 def fmt_q(q, nd=3):
@@ -185,7 +192,9 @@ def main():
     core = ov.Core()
     caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     load_before = os.getloadavg()
-    feeds = make_inputs(core.read_model(a.models[0]), a.seed, a.int_high, dims)
+    # Every model gets inputs made with the same seed: identical where the input shapes are
+    # (the check needs that), and models of other input widths can still be timed side by side.
+    feeds = [make_inputs(core.read_model(p), a.seed, a.int_high, dims) for p in a.models]
     result = {
         "openvino": ov.get_version(),
         "cpu": core.get_property("CPU", "FULL_DEVICE_NAME"),
@@ -201,7 +210,7 @@ def main():
 
     ok = True
     if a.check or a.check_only:
-        rows, ok = check(core, a.models, labels, feeds, a.threads, a.tol, a.limit)
+        rows, ok = check(core, a.models, labels, feeds[0], a.threads, a.tol, a.limit)
         result["check"] = rows
         for r in rows:
             what = r.get("error") or f"max|Δ|/max|ref| = {r['rel_err']:.2e}"
@@ -220,10 +229,13 @@ def main():
             used, rows = bench(core, a.models, labels, prec, feeds, a.runs, a.warmup, a.threads, a.limit)
             result["tables"][prec] = {"inference_precision": used, "rows": rows}
             print(f"\nprecision {prec} (runs in {used}), {a.runs} interleaved rounds:")
-            print(f"  {'model':<14} {'median ms':>10}  {'ratio to ' + labels[0] + ' [p25, p75]':<28} captured [p25, p75]")
+            print(f"  {'model':<14} {'wall ms':>9}  {'wall ratio [p25, p75]':<24} {'captured':<20} "
+                  f"{'CPU ms':>9}  {'CPU ratio [p25, p75]':<24} captured (CPU)")
             for r in rows:
                 cap = fmt_q(r["captured"], 2) if r.get("captured") else ""
-                print(f"  {r['label']:<14} {r['median_ms']:>10.3f}  {fmt_q(r['ratio']):<28} {cap}")
+                ccap = fmt_q(r["cpu_captured"], 2) if r.get("cpu_captured") else ""
+                print(f"  {r['label']:<14} {r['median_ms']:>9.3f}  {fmt_q(r['ratio']):<24} {cap:<20} "
+                      f"{r['cpu_median_ms']:>9.3f}  {fmt_q(r['cpu_ratio']):<24} {ccap}")
     result["load_after"] = os.getloadavg()
     print(f"load average after: {result['load_after'][0]:.2f}")
     if a.json:

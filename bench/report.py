@@ -85,14 +85,18 @@ def render_openvino(name, rep, cmd):
     for prec, t in rep.get("tables", {}).items():
         rows = t["rows"]
         a = rows[0]["label"]
-        out += [f"| OpenVINO {prec} (runs in {t['inference_precision']}) | median ms | ratio vs {a} [p25, p75] | captured [p25, p75] |",
-                "|---|---|---|---|"]
+        out += [f"| OpenVINO {prec} (runs in {t['inference_precision']}) | wall ms | wall ratio vs {a} [p25, p75] "
+                f"| captured (wall) | CPU ms | CPU ratio vs {a} | captured (CPU) |",
+                "|---|---|---|---|---|---|---|"]
+
+        def qq(v, nd):
+            return f"{v[1]:.{nd}f} [{v[0]:.{nd}f}, {v[2]:.{nd}f}]" if v else ""
+
         for k, r in enumerate(rows):
-            rq = r["ratio"]
-            ratio = "1" if k == 0 else f"{rq[1]:.3f} [{rq[0]:.3f}, {rq[2]:.3f}]"
-            c = r.get("captured")
-            cap = f"{c[1]:.2f} [{c[0]:.2f}, {c[2]:.2f}]" if c else ""
-            out.append(f"| {r['label']} | {r['median_ms']:.3f} | {ratio} | {cap} |")
+            ratio = "1" if k == 0 else qq(r["ratio"], 3)
+            cratio = "1" if k == 0 else qq(r.get("cpu_ratio"), 3)
+            out.append(f"| {r['label']} | {r['median_ms']:.3f} | {ratio} | {qq(r.get('captured'), 2)} "
+                       f"| {r.get('cpu_median_ms', float('nan')):.3f} | {cratio} | {qq(r.get('cpu_captured'), 2)} |")
         out.append("")
     return "\n".join(out)
 

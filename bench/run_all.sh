@@ -12,7 +12,8 @@
 # scheduling priority than concurrent builds on a shared machine; needs root), OV_PYTHON (a python
 # with openvino==2026.4.1, numpy and onnx: the OpenVINO rows by bench/ov_bench.py; default
 # /work/venvs/perf/bin/python when it exists, else the OpenVINO rows are skipped with a note),
-# OV_RUNS_VIT_TI / OV_RUNS_GPT2 (OpenVINO rounds, default the onnxruntime/tract ones).
+# OV_RUNS_VIT_TI / OV_RUNS_GPT2 (OpenVINO rounds, default the onnxruntime/tract ones), BUILD=0
+# (use target/release/onnx-normopt as it is, e.g. the one `cargo test --release` built).
 # Needs: python3 with numpy + onnx (bench/synth.py), onnxruntime's Python wheel (its
 # libonnxruntime is what the benchmark loads), a release build of the crate.
 set -euo pipefail
@@ -39,7 +40,9 @@ if ! "$OV_PYTHON" -c "import openvino" 2>/dev/null; then
 fi
 
 CLI=$ROOT/target/release/onnx-normopt
-(cd "$ROOT" && cargo build --release --quiet) || echo "warning: cargo build failed; using the existing binary" >&2
+if [[ ${BUILD:-1} != 0 ]]; then
+    (cd "$ROOT" && cargo build --release --quiet) || echo "warning: cargo build failed; using the existing binary" >&2
+fi
 BENCH=("$CLI" bench)
 SYNTH=(python3 "$HERE/synth.py")
 

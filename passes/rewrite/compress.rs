@@ -1,11 +1,12 @@
 //! The CRMSNorm compression phase (`--target crmsnorm`, design §4).
 //!
 //! It runs on each stream right after the stream's RMSNorm plan ([`super::plan()`]) and
-//! compresses what that plan did: sources and writers drop the last entry of their centred
-//! output axis, readers fold it in (W' = W[0:D−1] − W[D−1]), explicit centering outputs are
-//! sliced to D−1, norms become CRMSNorm, shape constants that hard-code D become D−1, and
-//! `Shape` nodes whose result sizes other tensors get their width back. Weight edits join the
-//! constant's edit list (one rounding per constant); the rest become patches of their own
+//! compresses what that plan did into the form's basis ([`Basis`]): sources and writers
+//! compress their centred output axis (drop its last entry, or project it, y ← M·y), readers
+//! read the compressed stream (W' = W[0:D−1] − W[D−1], or s·M·W), explicit centering outputs
+//! are compressed to D−1, norms become CRMSNorm, shape constants that hard-code D become D−1,
+//! and `Shape` nodes whose result sizes other tensors get their width back. Weight edits join
+//! the constant's edit list (one rounding per constant); the rest become patches of their own
 //! (shape fixes, stale `value_info`).
 
 use super::super::edit::Edit;
@@ -27,6 +28,7 @@ pub(super) fn compress_stream(
     basis: Basis,
 ) -> Result<()> {
     p.compressed_widths.insert(d);
+    p.basis = Some(basis);
     // Explicit centering outputs are compressed to D−1, with constants of the value's element
     // type: its declared type, else a stream value's, else its norms' γ type.
     let declared = st

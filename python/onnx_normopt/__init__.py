@@ -371,7 +371,9 @@ def rewrite_dir(
 
     - Every other file is copied unchanged; external data files stay valid (a rewritten model
       writes its own data file, a refused model keeps the original's).
-    - A model that cannot be rewritten is copied unchanged and listed with its reason.
+    - A model that cannot be rewritten is copied unchanged and listed with its reason; so is a
+      ``.onnx`` file that is not a valid model (``report.invalid``), and the others are still
+      rewritten.
     - Nothing appears under ``dst_dir`` unless the whole run succeeds: the folder is staged
       beside it and renamed into place at the end. ``src_dir`` is never modified.
 
@@ -394,7 +396,8 @@ def rewrite_dir(
     Raises:
         UsageError: ``dst_dir`` is not empty, is inside ``src_dir``, ``src_dir`` is not a
             folder or holds no ``.onnx`` file, ...
-        InvalidModelError: an ``.onnx`` file is not a valid model.
+        InvalidModelError: no model could be rewritten and some ``.onnx`` file is not a valid
+            model (or a file cannot be read).
         NothingToRewrite: every model was refused (``.reasons``: one ``"FILE: WHY"`` line
             each; ``.folder_report``); nothing written.
         VerificationError: a rewritten model differs from its original (``.folder_report``,

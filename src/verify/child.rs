@@ -68,6 +68,8 @@ struct Request {
     mem_limit: u64,
     /// Notes to add to the report (dims the budget reduced).
     notes: Vec<String>,
+    /// The path the report names as model B ([`Isolation::b_shown`]).
+    b_shown: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,6 +94,9 @@ pub struct Isolation {
     pub timeout: Option<Duration>,
     /// How to call models A and B in messages (`the original model`, `the rewritten model`).
     pub names: [String; 2],
+    /// The path the report names as model B instead of `b` (a rewrite is verified while it is
+    /// staged in a private folder: the table names the output the user asked for).
+    pub b_shown: Option<PathBuf>,
 }
 
 /// The outcome of an isolated verification that ran to the end.
@@ -177,6 +182,7 @@ pub fn verify_isolated(
         require_ort: opts.require_ort,
         mem_limit: mem_limit(&estimate),
         notes,
+        b_shown: iso.b_shown.clone(),
     };
     let body = serde_json::to_vec(&req)
         .map_err(|e| VerifyError::Incomplete(format!("could not encode the request: {e}")))?;
@@ -403,6 +409,9 @@ pub fn child_main() -> u8 {
     let resp = match r {
         Ok(Ok(mut rep)) => {
             rep.notes.extend(req.notes.iter().cloned());
+            if let Some(b) = &req.b_shown {
+                rep.b = b.clone();
+            }
             Response::Ok {
                 report: serde_json::to_value(&rep).unwrap_or_default(),
                 text: rep.to_string(),

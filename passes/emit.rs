@@ -46,12 +46,18 @@ pub enum NormOut {
         width: usize,
         /// The RMSNorm form of the core.
         core: RmsCore,
+        /// The output is decompressed to width D (its readers read the stream's full width:
+        /// they were not folded), then γ and β apply.
+        decompress: bool,
     },
     /// CRMSNorm of a stream compressed from width D into [`Basis::Coordinate`] as one op
     /// `ai.onnx_normopt:CRMSNormalization`.
     CustomCrms {
         /// The uncompressed width D.
         width: usize,
+        /// The output is decompressed to width D, then γ and β apply (as for
+        /// [`NormOut::OrthoCrms`]).
+        decompress: bool,
     },
 }
 
@@ -81,9 +87,9 @@ pub struct CompressValue {
 }
 
 impl NormOut {
-    /// The form's name in the report (`form_out`). A CRMSNorm whose affine was not folded
-    /// (`decompressed`) applies it to the decompressed vector: "… + decompression".
-    pub fn name(self, decompressed: bool) -> String {
+    /// The form's name in the report (`form_out`). A CRMSNorm whose readers were not folded
+    /// decompresses its output (and applies γ, β to it): "… + decompression".
+    pub fn name(self) -> String {
         let core = match self {
             NormOut::RmsNormalization => "RMSNormalization",
             NormOut::SimplifiedLayerNormalization => "SimplifiedLayerNormalization",
@@ -99,7 +105,12 @@ impl NormOut {
             NormOut::CustomCrms { .. } => "CRMSNormalization",
         };
         match self {
-            NormOut::OrthoCrms { .. } | NormOut::CustomCrms { .. } if decompressed => {
+            NormOut::OrthoCrms {
+                decompress: true, ..
+            }
+            | NormOut::CustomCrms {
+                decompress: true, ..
+            } => {
                 format!("{core} + decompression")
             }
             _ => core.to_string(),
@@ -398,10 +409,14 @@ impl Builder<'_> {
             ),
             NormOut::DecomposedRms => self.rms_decomposed(&x, scale, shift, nb),
             NormOut::SkipSimplifiedLayerNormalization => self.skip_simplified(nb, scale, shift),
-            NormOut::OrthoCrms { width, core } => {
-                self.crms_ortho(&x, width, core, scale, shift, nb)
+            NormOut::OrthoCrms {
+                width,
+                core,
+                decompress,
+            } => self.crms_ortho(&x, width, core, decompress.then_some((scale, shift)), nb),
+            NormOut::CustomCrms { width, decompress } => {
+                self.crms_coordinate(&x, width, decompress.then_some((scale, shift)), nb)
             }
-            NormOut::CustomCrms { width } => self.crms_coordinate(&x, width, scale, shift, nb),
         }
     }
 
@@ -603,40 +618,52 @@ impl Builder<'_> {
     /// CRMSNorm in [`Basis::Coordinate`] ([`NormOut::CustomCrms`]): one
     /// [`crms_custom`](Self::crms_custom) node on the compressed x̃ (width D−1) —
     /// `x̃ / sqrt((Σx̃² + (Σx̃)²)/D + ε)`, the first D−1 entries of RMSNorm(x) for the zero-mean
-    /// x = (x̃, −Σx̃) — into `nb.out`. With γ or β, the decompressed vector `Concat(ỹ, −Σỹ)`
-    /// gets them (standard ops).
+    /// x = (x̃, −Σx̃) — into `nb.out`. With `decompress` = (γ, β) (each optional), the
+    /// decompressed vector `Concat(ỹ, −Σỹ)` gets them (standard ops).
     fn crms_coordinate(
         &mut self,
         x: &str,
         d: usize,
-        gamma: Option<&str>,
-        beta: Option<&str>,
+        decompress: Option<(Option<&str>, Option<&str>)>,
         nb: &NormBuild,
     ) -> Result<()> {
         let (eps, data_type, out) = (nb.epsilon, nb.data_type, nb.out.as_str());
-        let affine = gamma.is_some() || beta.is_some();
-        let y = self.crms_custom(x, d, eps, data_type, if affine { None } else { Some(out) });
-        if !affine {
+        let Some((gamma, beta)) = decompress else {
+            self.crms_custom(x, d, eps, data_type, Some(out));
             return Ok(());
-        }
+        };
+        let y = self.crms_custom(x, d, eps, data_type, None);
         let sy = self.reduce_sum_last(&y)?;
         let neg = self.node("", "Neg", &[&sy], None, vec![]);
-        let full = self.node("", "Concat", &[&y, &neg], None, vec![attr_i("axis", -1)]);
-        self.affine(&full, gamma, beta, out);
+        self.concat_affine(&[&y, &neg], gamma, beta, out);
         Ok(())
     }
 
-    /// `x ⊙ γ + β` (either optional) into `out`.
-    fn affine(&mut self, x: &str, gamma: Option<&str>, beta: Option<&str>, out: &str) {
+    /// `Concat(parts) ⊙ γ + β` along the last axis (γ, β optional) into `out`.
+    fn concat_affine(
+        &mut self,
+        parts: &[&str],
+        gamma: Option<&str>,
+        beta: Option<&str>,
+        out: &str,
+    ) {
+        let affine = gamma.is_some() || beta.is_some();
+        let full = self.node(
+            "",
+            "Concat",
+            parts,
+            if affine { None } else { Some(out) },
+            vec![attr_i("axis", -1)],
+        );
         let scaled = match gamma {
             Some(g) => self.node(
                 "",
                 "Mul",
-                &[x, g],
+                &[&full, g],
                 if beta.is_none() { Some(out) } else { None },
                 vec![],
             ),
-            None => x.to_string(),
+            None => full,
         };
         if let Some(bt) = beta {
             self.node("", "Add", &[&scaled, bt], Some(out), vec![]);
@@ -647,21 +674,20 @@ impl Builder<'_> {
     /// [`math::ortho_project`]) into `nb.out`: since ‖z‖ = ‖x‖, it is an RMSNorm of z over its
     /// D−1 entries with ε′ = ε·D/(D−1) ([`math::ortho_epsilon`]), times s = √(D/(D−1))
     /// ([`math::ortho_scale`]), built as `core` builds RMSNorm (so every runtime that fuses
-    /// RMSNorm fuses it). Without γ and β the readers carry s (their weights are s·M·W) and the
-    /// scale is ones. Otherwise the scale is s and the decompressed x̂ = Mᵀŷ =
-    /// (ŷ − k·Σŷ, −Σŷ/√D) ([`math::ortho_coeffs`]) gets γ and β.
+    /// RMSNorm fuses it). A compressed output (folded readers) has scale ones: the readers
+    /// carry s (their weights are s·M·W). With `decompress` = (γ, β) (each optional) the scale
+    /// is s and the decompressed x̂ = Mᵀŷ = (ŷ − k·Σŷ, −Σŷ/√D) ([`math::ortho_coeffs`]) gets
+    /// γ and β.
     fn crms_ortho(
         &mut self,
         z: &str,
         d: usize,
         core: RmsCore,
-        gamma: Option<&str>,
-        beta: Option<&str>,
+        decompress: Option<(Option<&str>, Option<&str>)>,
         nb: &NormBuild,
     ) -> Result<()> {
         let data_type = nb.data_type;
-        let affine = gamma.is_some() || beta.is_some();
-        let (s, name) = if affine {
+        let (s, name) = if decompress.is_some() {
             (math::ortho_scale(d), "scale")
         } else {
             (1.0, "ones")
@@ -671,9 +697,9 @@ impl Builder<'_> {
             epsilon: math::ortho_epsilon(f64::from(nb.epsilon), d) as f32,
             ..nb.clone()
         };
-        if !affine {
+        let Some((gamma, beta)) = decompress else {
             return self.rms_core(core, z, Some(&scale), &core_nb);
-        }
+        };
         core_nb.out = self.value("crms");
         self.rms_core(core, z, Some(&scale), &core_nb)?;
         let y = core_nb.out;
@@ -684,14 +710,7 @@ impl Builder<'_> {
         let head = self.node("", "Sub", &[&y, &ks], None, vec![]);
         let tc = self.constant("tail", &[], data_type, &[-1.0 / (d as f64).sqrt()])?;
         let tail = self.node("", "Mul", &[&sum, &tc], None, vec![]);
-        let full = self.node(
-            "",
-            "Concat",
-            &[&head, &tail],
-            None,
-            vec![attr_i("axis", -1)],
-        );
-        self.affine(&full, gamma, beta, &nb.out);
+        self.concat_affine(&[&head, &tail], gamma, beta, &nb.out);
         Ok(())
     }
 

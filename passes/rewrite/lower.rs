@@ -183,8 +183,7 @@ pub fn lower(
         );
         let build = Box::new(norm_build(model, ix, m, np, emit, crms, fused_rms)?);
         new_reads.extend(build.reads());
-        // A CRMSNorm whose affine was not folded applies it to the decompressed vector.
-        let form_out = build.form.name(np.fold.is_none());
+        let form_out = build.form.name();
         push(
             PatchKind::ReplaceNorm {
                 norm: np.norm,
@@ -307,8 +306,8 @@ fn removed(g: &crate::ir::Graph, m: &NormMatch) -> Removed {
 /// - On a compressed stream (`np.compressed_from` = D): CRMSNorm, as one custom op
 ///   (`--emit custom`, the paper's coordinates), or in the orthonormal basis as an RMSNorm over
 ///   D−1 entries written as RMSNorm is (`SimplifiedLayerNormalization` under
-///   `--emit onnxruntime`, `RMSNormalization` at opset ≥ 23, else standard ops); an unfolded
-///   γ/β applies to the decompressed vector.
+///   `--emit onnxruntime`, `RMSNormalization` at opset ≥ 23, else standard ops). A norm whose
+///   readers were not folded decompresses its output to width D, then applies its γ/β.
 /// - Otherwise RMSNorm: onnxruntime's fused Skip form for a Skip norm without a bias under
 ///   `--emit onnxruntime`; `SimplifiedLayerNormalization` under `--emit onnxruntime`;
 ///   `RMSNormalization` at opset ≥ 23 (`fused_rms`); else standard ops.
@@ -352,19 +351,20 @@ fn norm_build(
         out: m.y.clone(),
     };
     if let Some(width) = np.compressed_from {
-        nb.form = match crms {
-            CrmsEmit::Custom => NormOut::CustomCrms { width },
-            CrmsEmit::Onnxruntime => NormOut::OrthoCrms {
+        // Readers that were not folded read the full width: the output is decompressed.
+        let decompress = !folded;
+        let core = match crms {
+            CrmsEmit::Custom => None,
+            CrmsEmit::Onnxruntime => Some(RmsCore::SimplifiedLayerNormalization),
+            CrmsEmit::Standard if fused_rms => Some(RmsCore::RmsNormalization),
+            CrmsEmit::Standard => Some(RmsCore::Decomposed),
+        };
+        nb.form = match core {
+            None => NormOut::CustomCrms { width, decompress },
+            Some(core) => NormOut::OrthoCrms {
                 width,
-                core: RmsCore::SimplifiedLayerNormalization,
-            },
-            CrmsEmit::Standard if fused_rms => NormOut::OrthoCrms {
-                width,
-                core: RmsCore::RmsNormalization,
-            },
-            CrmsEmit::Standard => NormOut::OrthoCrms {
-                width,
-                core: RmsCore::Decomposed,
+                core,
+                decompress,
             },
         };
         if !folded {

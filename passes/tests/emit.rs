@@ -1,6 +1,7 @@
 //! The nodes the rewrite emits (`passes/emit.rs`, each output form chosen by
 //! `passes/rewrite/lower.rs`): RMSNorm as standard ops or `RMSNormalization` (opset 23), as
-//! onnxruntime's `SimplifiedLayerNormalization`, CRMSNorm as standard ops or as the custom op.
+//! onnxruntime's `SimplifiedLayerNormalization`, CRMSNorm in the orthonormal basis as an RMSNorm over D−1 entries (in those forms) or as the
+//! custom op.
 
 use super::block;
 use crate::passes;

@@ -46,18 +46,12 @@ pub enum NormOut {
         width: usize,
         /// The RMSNorm form of the core.
         core: RmsCore,
-        /// The output is decompressed to width D (its readers read the stream's full width:
-        /// they were not folded), then γ and β apply.
-        decompress: bool,
     },
     /// CRMSNorm of a stream compressed from width D into [`Basis::Coordinate`] as one op
     /// `ai.onnx_normopt:CRMSNormalization`.
     CustomCrms {
         /// The uncompressed width D.
         width: usize,
-        /// The output is decompressed to width D, then γ and β apply (as for
-        /// [`NormOut::OrthoCrms`]).
-        decompress: bool,
     },
 }
 
@@ -88,8 +82,9 @@ pub struct CompressValue {
 
 impl NormOut {
     /// The form's name in the report (`form_out`). A CRMSNorm whose readers were not folded
-    /// decompresses its output (and applies γ, β to it): "… + decompression".
-    pub fn name(self) -> String {
+    /// (`decompressed`, [`NormBuild::decompress`]) decompresses its output and applies γ, β to
+    /// it: "… + decompression".
+    pub fn name(self, decompressed: bool) -> String {
         let core = match self {
             NormOut::RmsNormalization => "RMSNormalization",
             NormOut::SimplifiedLayerNormalization => "SimplifiedLayerNormalization",
@@ -105,12 +100,7 @@ impl NormOut {
             NormOut::CustomCrms { .. } => "CRMSNormalization",
         };
         match self {
-            NormOut::OrthoCrms {
-                decompress: true, ..
-            }
-            | NormOut::CustomCrms {
-                decompress: true, ..
-            } => {
+            NormOut::OrthoCrms { .. } | NormOut::CustomCrms { .. } if decompressed => {
                 format!("{core} + decompression")
             }
             _ => core.to_string(),
@@ -180,6 +170,9 @@ pub struct NormBuild {
     pub compute_type: Option<i32>,
     /// The norm's output value (kept: its readers need no change).
     pub out: String,
+    /// CRMSNorm whose readers cannot fold the last entry in (γ/β not folded): the output is the
+    /// decompressed width-D vector `Concat(ỹ, −Σỹ)`, with or without an affine.
+    pub decompress: bool,
 }
 
 impl NormBuild {
@@ -409,13 +402,12 @@ impl Builder<'_> {
             ),
             NormOut::DecomposedRms => self.rms_decomposed(&x, scale, shift, nb),
             NormOut::SkipSimplifiedLayerNormalization => self.skip_simplified(nb, scale, shift),
-            NormOut::OrthoCrms {
-                width,
-                core,
-                decompress,
-            } => self.crms_ortho(&x, width, core, decompress.then_some((scale, shift)), nb),
-            NormOut::CustomCrms { width, decompress } => {
-                self.crms_coordinate(&x, width, decompress.then_some((scale, shift)), nb)
+            NormOut::OrthoCrms { width, core } => {
+                let decompress = nb.decompress.then_some((scale, shift));
+                self.crms_ortho(&x, width, core, decompress, nb)
+            }
+            NormOut::CustomCrms { width } => {
+                self.crms_coordinate(&x, width, nb.decompress.then_some((scale, shift)), nb)
             }
         }
     }
@@ -695,6 +687,7 @@ impl Builder<'_> {
         let scale = self.constant(name, &[d - 1], data_type, &vec![s; d - 1])?;
         let mut core_nb = NormBuild {
             epsilon: math::ortho_epsilon(f64::from(nb.epsilon), d) as f32,
+            decompress: false,
             ..nb.clone()
         };
         let Some((gamma, beta)) = decompress else {

@@ -183,7 +183,8 @@ pub fn lower(
         );
         let build = Box::new(norm_build(model, ix, m, np, emit, crms, fused_rms)?);
         new_reads.extend(build.reads());
-        let form_out = build.form.name();
+        // A CRMSNorm whose affine was not folded applies it to the decompressed vector.
+        let form_out = build.form.name(build.decompress);
         push(
             PatchKind::ReplaceNorm {
                 norm: np.norm,
@@ -349,10 +350,9 @@ fn norm_build(
         data_type,
         compute_type: m.compute_type,
         out: m.y.clone(),
+        decompress: false,
     };
     if let Some(width) = np.compressed_from {
-        // Readers that were not folded read the full width: the output is decompressed.
-        let decompress = !folded;
         let core = match crms {
             CrmsEmit::Custom => None,
             CrmsEmit::Onnxruntime => Some(RmsCore::SimplifiedLayerNormalization),
@@ -360,16 +360,13 @@ fn norm_build(
             CrmsEmit::Standard => Some(RmsCore::Decomposed),
         };
         nb.form = match core {
-            None => NormOut::CustomCrms { width, decompress },
-            Some(core) => NormOut::OrthoCrms {
-                width,
-                core,
-                decompress,
-            },
+            None => NormOut::CustomCrms { width },
+            Some(core) => NormOut::OrthoCrms { width, core },
         };
         if !folded {
             nb.scale = m.gamma.clone().map(Scale::Value);
             nb.shift = m.beta.clone();
+            nb.decompress = true;
         }
         return Ok(nb);
     }

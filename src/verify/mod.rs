@@ -50,6 +50,7 @@ mod inputs;
 mod options;
 mod ort_rt;
 mod report;
+mod source;
 pub(crate) mod spec;
 mod tensor;
 mod tract_ext;
@@ -153,7 +154,7 @@ fn tract_plan_for(spec: &ModelSpec, sample: &[HostTensor]) -> Result<TractModel,
         .map(|i| i.name.clone())
         .collect();
     let fixed = spec.branch_flags.iter().cloned().collect();
-    TractModel::load(&spec.path, sample, &concrete, &fixed)
+    TractModel::load(source::ModelSource::File(&spec.path), sample, &concrete, &fixed)
 }
 
 /// Load `model` in tract the way verification does, optimised for the types and shapes of

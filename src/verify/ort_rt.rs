@@ -11,6 +11,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{DynTensor, DynTensorValueType, TensorElementType, ValueType};
 
+use super::source::ModelSource;
 use super::tensor::HostTensor;
 use super::{OrtDevice, VerifyError};
 use crate::proto::data_type as dt;
@@ -334,9 +335,23 @@ impl OrtModel {
         optimize: bool,
         device: OrtDevice,
     ) -> Result<OrtModel, VerifyError> {
+        Self::load_source(env, lib, ModelSource::File(path), optimize, device)
+    }
+
+    /// Create a session for a model file or an encoded model in memory (whose external data
+    /// onnxruntime then reads from the source's folder: the session option
+    /// `session.model_external_initializers_file_folder_path`).
+    pub fn load_source(
+        env: &Environment,
+        lib: &Path,
+        source: ModelSource,
+        optimize: bool,
+        device: OrtDevice,
+    ) -> Result<OrtModel, VerifyError> {
+        let path = source.label();
         let err = |message: String| VerifyError::Ort {
             stage: "load",
-            path: path.to_path_buf(),
+            path: path.clone(),
             message,
         };
         let r = catch_unwind(AssertUnwindSafe(|| -> Result<OrtModel, VerifyError> {
@@ -354,14 +369,24 @@ impl OrtModel {
             if device == OrtDevice::Cuda {
                 b = with_cuda(b, lib)?;
             }
-            let session = b.commit_from_file(path).map_err(|e| err(e.to_string()))?;
+            let session = match source {
+                ModelSource::File(p) => b.commit_from_file(p),
+                ModelSource::Bytes { bytes, dir, .. } => b
+                    .with_config_entry(
+                        "session.model_external_initializers_file_folder_path",
+                        dir.to_string_lossy(),
+                    )
+                    .map_err(|e| err(e.to_string()))?
+                    .commit_from_memory(bytes),
+            }
+            .map_err(|e| err(e.to_string()))?;
             let output_names = session
                 .outputs()
                 .iter()
                 .map(|o| o.name().to_string())
                 .collect();
             Ok(OrtModel {
-                path: path.to_path_buf(),
+                path: path.clone(),
                 session,
                 output_names,
             })

@@ -14,9 +14,6 @@ use crate::verify::{self, VerifyOptions, VerifyReport};
 use crate::{io, Error};
 use std::path::Path;
 
-/// Models up to this many bytes (file plus external data) are verified by default.
-pub const VERIFY_BY_DEFAULT_BELOW: u64 = 512 << 20;
-
 /// How every file is rewritten.
 pub struct Settings {
     /// The pass options.
@@ -136,7 +133,7 @@ pub fn panic_line(p: &(dyn std::any::Any + Send)) -> String {
 pub enum Verified {
     /// Verified: the table.
     Passed(Box<Verification>),
-    /// Not verified, and why (`--no-verify`, or above the default size).
+    /// Not verified, and why (`--no-verify`).
     Skipped(String),
 }
 
@@ -186,18 +183,6 @@ impl FileResult {
     }
 }
 
-/// Size of the model: the file plus the external data files it references.
-fn total_size(path: &Path, model: &Model) -> u64 {
-    let mut n = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if let Some(dir) = path.parent() {
-        n += external_files(model)
-            .iter()
-            .map(|l| std::fs::metadata(dir.join(l)).map(|m| m.len()).unwrap_or(0))
-            .sum::<u64>();
-    }
-    n
-}
-
 /// The external data files a loaded model references (locations, relative to its folder).
 pub fn external_files(model: &Model) -> std::collections::BTreeSet<String> {
     let mut seen = std::collections::BTreeSet::new();
@@ -242,7 +227,6 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
         return FileResult::Refused { why, report: None };
     }
     let digest = PendingDigest::start(input);
-    let size = total_size(input, &model);
     let mut outcome = match passes::run(model, &s.opts) {
         Ok(o) => o,
         Err(Error::NotRewritable(why)) => return FileResult::Refused { why, report: None },
@@ -285,21 +269,14 @@ pub fn rewrite_file(input: &Path, out: &Path, data_name: Option<&str>, s: &Setti
         Ok(st) => st,
         Err(e) => return FileResult::Error(e),
     };
-    let do_verify = !s.no_verify && (s.verify || size <= VERIFY_BY_DEFAULT_BELOW);
+    // Every model is verified unless asked not to: one too large for the budget as two whole
+    // models is verified piece by piece (`verify::pieces`).
     let mut report = Box::new(outcome.report);
-    if !do_verify {
-        let why = if s.no_verify {
-            "not verified (--no-verify)".to_string()
-        } else {
-            format!(
-                "not verified: {} MiB is above the default verification size; pass --verify to verify",
-                size >> 20
-            )
-        };
+    if s.no_verify {
         return FileResult::Rewritten {
             staged,
             report,
-            verified: Verified::Skipped(why),
+            verified: Verified::Skipped("not verified (--no-verify)".to_string()),
         };
     }
     let result = (s.verifier)(input, staged.model_path(), &s.verify_opts);

@@ -68,6 +68,9 @@ struct Request {
     mem_limit: u64,
     /// Notes to add to the report (dims the budget reduced).
     notes: Vec<String>,
+    /// Verify piece by piece, each piece within this many bytes (`None`: whole models).
+    #[serde(default)]
+    pieces: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -130,8 +133,14 @@ const HEADROOM: u64 = 3 << 30;
 /// library itself) — the limit stops a runaway, the budget is what is checked up front.
 fn mem_limit(est: &BudgetEstimate) -> u64 {
     let base = est.budget_bytes.max(est.total_bytes);
+    // Whole models: the weights of both (each runtime may map or copy them); in pieces, the
+    // largest piece's.
+    let weights = match &est.mode {
+        budget::Mode::Whole => est.weight_bytes,
+        budget::Mode::Pieces(p) => p.largest_weight_bytes,
+    };
     base.saturating_mul(2)
-        .saturating_add(est.weight_bytes.saturating_mul(4))
+        .saturating_add(weights.saturating_mul(2))
         .saturating_add(HEADROOM)
 }
 
@@ -177,6 +186,10 @@ pub fn verify_isolated(
         require_ort: opts.require_ort,
         mem_limit: mem_limit(&estimate),
         notes,
+        pieces: match &estimate.mode {
+            budget::Mode::Whole => None,
+            budget::Mode::Pieces(p) => Some(p.piece_limit),
+        },
     };
     let body = serde_json::to_vec(&req)
         .map_err(|e| VerifyError::Incomplete(format!("could not encode the request: {e}")))?;
@@ -251,11 +264,21 @@ pub fn verify_isolated(
     let stage = stage.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let (who, at) = match &stage {
         Some((r, m)) if m == "lib" => (r.clone(), "while loading its library".to_string()),
-        Some((r, m)) if m == "A" => (r.clone(), format!("on {}", iso.names[0])),
-        Some((r, m)) => (
-            r.clone(),
-            format!("on {}", if m == "B" { &iso.names[1] } else { m }),
-        ),
+        // `A`, `B`, or `A:3/12` (a piece of A).
+        Some((r, m)) => {
+            let (model, piece) = m.split_once(':').unwrap_or((m, ""));
+            let name = match model {
+                "A" => iso.names[0].as_str(),
+                "B" => iso.names[1].as_str(),
+                other => other,
+            };
+            let piece = if piece.is_empty() {
+                String::new()
+            } else {
+                format!(" (piece {piece})")
+            };
+            (r.clone(), format!("on {name}{piece}"))
+        }
         None => (
             "the verifier".to_string(),
             "before running any model".to_string(),
@@ -397,8 +420,9 @@ pub fn child_main() -> u8 {
         runtimes: req.runtimes,
         require_ort: req.require_ort,
     };
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        super::verify_files(&req.a, &req.b, &opts)
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match req.pieces {
+        Some(limit) => super::pieces::verify_pieces(&req.a, &req.b, &opts, limit),
+        None => super::verify_files(&req.a, &req.b, &opts),
     }));
     let resp = match r {
         Ok(Ok(mut rep)) => {

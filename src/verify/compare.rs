@@ -92,6 +92,22 @@ pub(super) fn check_shapes_fit(
     Ok(())
 }
 
+/// The relative tolerance override for a value of `elem_type` computed by `a`: `rtol` when given;
+/// else, for an f32/f64 value of a graph that computes in f16 or bf16, that type's tolerance (it
+/// is only as exact as that); else `None` (the element type's own, [`default_tolerance`]).
+pub(super) fn rtol_for(a: &ModelSpec, elem_type: i32, rtol: Option<f64>) -> Option<f64> {
+    let tol_type = match a.low_precision {
+        Some(low)
+            if elem_type == crate::proto::data_type::FLOAT
+                || elem_type == crate::proto::data_type::DOUBLE =>
+        {
+            low
+        }
+        _ => elem_type,
+    };
+    rtol.or((tol_type != elem_type).then(|| default_tolerance(tol_type)))
+}
+
 /// Compare B's outputs with A's (per sample, per output position) into one row per output.
 pub(super) fn compare(
     runtime: Runtime,
@@ -112,23 +128,7 @@ pub(super) fn compare(
                 .map(|t| t.elem_type)
                 .unwrap_or(0)
         };
-        // An f32 output of a graph that computes in f16 is only as exact as f16.
-        let tol_type = match a.low_precision {
-            Some(low)
-                if elem_type == crate::proto::data_type::FLOAT
-                    || elem_type == crate::proto::data_type::DOUBLE =>
-            {
-                low
-            }
-            _ => elem_type,
-        };
-        let mut acc = Accum::new(
-            runtime,
-            k,
-            &o.name,
-            elem_type,
-            rtol.or((tol_type != elem_type).then(|| default_tolerance(tol_type))),
-        );
+        let mut acc = Accum::new(runtime, k, &o.name, elem_type, rtol_for(a, elem_type, rtol));
         for (sa, sb) in outs_a.iter().zip(outs_b) {
             acc.add(&sa[k], &sb[k]);
         }

@@ -49,6 +49,7 @@ mod error;
 mod inputs;
 mod options;
 mod ort_rt;
+pub mod pieces;
 mod report;
 mod source;
 pub(crate) mod spec;
@@ -577,6 +578,7 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
         notes,
         not_run,
         elapsed_ms: start.elapsed().as_millis() as u64,
+        pieces: None,
     })
 }
 

@@ -306,6 +306,9 @@ pub struct VerifyReport {
     pub not_run: Vec<NotRun>,
     /// Wall time of the whole verification, in milliseconds.
     pub elapsed_ms: u64,
+    /// How the models were cut when they were verified piece by piece (`None`: whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pieces: Option<super::pieces::PiecesReport>,
 }
 
 impl VerifyReport {

@@ -1,0 +1,1 @@
+//! Unit tests of the cut selection and of the relation check.

@@ -35,8 +35,6 @@ pub(crate) struct Dag<'g> {
     pub producer: HashMap<String, usize>,
     /// Initializers by name (index into `graph.initializer`).
     pub inits: HashMap<String, usize>,
-    /// Graph inputs that are not initializers.
-    pub inputs: HashSet<String>,
     /// Graph outputs, in order.
     pub outputs: Vec<String>,
 }
@@ -179,7 +177,6 @@ impl<'g> Dag<'g> {
             reads,
             producer,
             inits,
-            inputs,
             outputs,
         })
     }

@@ -430,7 +430,7 @@ impl Ctx<'_> {
             st.pending.retain(|v| b_after[k].contains(v));
             checks.push(check);
         }
-        let mut collect = |got: &mut Values, who: &str| -> Result<Vec<Vec<HostTensor>>, VerifyError> {
+        let collect = |got: &mut Values, who: &str| -> Result<Vec<Vec<HostTensor>>, VerifyError> {
             let per_output: Vec<Vec<HostTensor>> = outputs
                 .iter()
                 .map(|o| got.remove(o))

@@ -1,14 +1,16 @@
 //! Verification in a child process, so a runtime cannot take the tool (or the machine) down.
 //!
 //! The command line verifies through [`verify_isolated`]: it first checks the memory budget
-//! ([`super::budget::plan`], which may choose smaller dynamic dims), then runs
-//! [`super::verify_files`] in a child process of the same executable (`onnx-normopt
+//! ([`super::budget::plan`], which may choose smaller dynamic dims, or verification in pieces
+//! when the two whole models do not fit), then runs [`super::verify_files`] — or
+//! [`super::pieces`] — in a child process of the same executable (`onnx-normopt
 //! __verify-child`, a hidden subcommand; the binary's `main` hands it to [`child_main`]). The
 //! request goes to the child's stdin as JSON, the report comes back on its stdout as JSON. The
 //! child limits its own address space (`setrlimit(RLIMIT_AS)`, before it loads any model or
-//! runtime) and the parent kills it after the wall-time limit (`--verify-timeout`). While it
-//! works the child writes progress markers to stderr (which runtime, which model), so a crash, a
-//! signal, an allocation failure or a timeout is reported as one line naming them:
+//! runtime) and the parent kills it after the wall-time limit (`--verify-timeout`; in pieces,
+//! the limit applies to each piece, so that a model of any size can finish). While it works
+//! the child writes progress markers to stderr (which runtime, which model, which piece), so a
+//! crash, a signal, an allocation failure or a timeout is reported as one line naming them:
 //! `verification could not complete: onnxruntime crashed on the original model (signal 11)`
 //! ([`VerifyError::Incomplete`], exit status 5).
 //!
@@ -221,10 +223,12 @@ pub fn verify_isolated(
         v
     });
     let stage: Arc<Mutex<Option<(String, String)>>> = Arc::new(Mutex::new(None));
+    // When the last piece started (verification in pieces: the time limit is per piece).
+    let piece_start: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let oom = Arc::new(AtomicBool::new(false));
     let stderr = child.stderr.take().expect("piped");
     let err_thread = {
-        let (stage, oom) = (stage.clone(), oom.clone());
+        let (stage, oom, piece_start) = (stage.clone(), oom.clone(), piece_start.clone());
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).split(b'\n') {
                 let Ok(line) = line else { break };
@@ -232,6 +236,10 @@ pub fn verify_isolated(
                 if let Some(rest) = line.strip_prefix(MARK) {
                     let mut it = rest.split_whitespace();
                     if let (Some(r), Some(m)) = (it.next(), it.next()) {
+                        if m.contains(':') {
+                            *piece_start.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(Instant::now());
+                        }
                         *stage.lock().unwrap_or_else(|p| p.into_inner()) =
                             Some((r.to_string(), m.to_string()));
                     }
@@ -252,7 +260,11 @@ pub fn verify_isolated(
             Ok(None) => {}
             Err(_) => break None,
         }
-        if iso.timeout.is_some_and(|t| start.elapsed() >= t) {
+        let since = piece_start
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(start);
+        if iso.timeout.is_some_and(|t| since.elapsed() >= t) {
             let _ = child.kill();
             timed_out = true;
             break child.wait().ok();
@@ -286,8 +298,9 @@ pub fn verify_isolated(
     };
     if timed_out {
         return Err(VerifyError::Incomplete(format!(
-            "{who} did not finish {at} within {} s (--verify-timeout); the verifier was stopped",
-            iso.timeout.map_or(0, |t| t.as_secs())
+            "{who} did not finish {at} within {} s (--verify-timeout{}); the verifier was stopped",
+            iso.timeout.map_or(0, |t| t.as_secs()),
+            if req.pieces.is_some() { ", per piece" } else { "" }
         )));
     }
     if let Ok(resp) = serde_json::from_slice::<Response>(&out) {

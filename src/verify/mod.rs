@@ -293,7 +293,18 @@ fn looks_spatial(name: &str) -> bool {
 /// carried out: unreadable file, different interfaces, no runtime that can run the original, a
 /// setup error, or a required onnxruntime that is missing.
 pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
-    let first = verify_at(a, b, opts);
+    at_runnable_size(a, opts, |o| verify_at(a, b, o))
+}
+
+/// `verify(opts)`, and when no runtime can run `a` there and it has symbolic image dims that
+/// `opts.dims` does not set, `verify` again with those dims at each of [`IMAGE_SIZES`] until a
+/// runtime runs it (the report's notes say which size was used).
+fn at_runnable_size(
+    a: &Path,
+    opts: &VerifyOptions,
+    verify: impl Fn(&VerifyOptions) -> Result<VerifyReport, VerifyError>,
+) -> Result<VerifyReport, VerifyError> {
+    let first = verify(opts);
     if !matches!(first, Err(VerifyError::NoRuntime { .. })) {
         return first;
     }
@@ -317,7 +328,7 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
         for n in &free {
             o.dims.insert(n.clone(), size);
         }
-        match verify_at(a, b, &o) {
+        match verify(&o) {
             Err(VerifyError::NoRuntime { .. }) => continue,
             Ok(mut rep) => {
                 rep.notes.push(format!(

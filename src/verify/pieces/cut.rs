@@ -284,6 +284,8 @@ pub(crate) fn select(
         });
         boundary[p] = live_bytes;
     }
+    // Graph outputs are held like boundary values.
+    let graph_out: HashSet<&str> = dag.outputs.iter().map(String::as_str).collect();
     let mut pieces = Vec::new();
     let mut start = 0;
     while start < n {
@@ -291,8 +293,16 @@ pub(crate) fn select(
         let mut seen_inits: HashSet<usize> = HashSet::new();
         let mut end = start;
         let boundary_in = if start > 0 { boundary[start - 1] } else { 0 };
+        let mut given = 0u64;
         while end < n {
             let i = dag.order[end];
+            let gives = given
+                + dag.graph.node[i]
+                    .output
+                    .iter()
+                    .filter(|o| graph_out.contains(o.as_str()))
+                    .map(|o| size(o))
+                    .sum::<u64>();
             let mut w = part.weight_bytes;
             for v in &dag.reads[i] {
                 if let Some(&t) = dag.inits.get(v) {
@@ -312,9 +322,10 @@ pub(crate) fn select(
                 activation_bytes: act,
                 ..Part::default()
             };
-            if end > start && costs.of(&trial, boundary_in + boundary[end]) > limit {
+            if end > start && costs.of(&trial, boundary_in + boundary[end] + gives) > limit {
                 break;
             }
+            given = gives;
             for v in &dag.reads[i] {
                 if let Some(&t) = dag.inits.get(v) {
                     seen_inits.insert(t);

@@ -322,7 +322,14 @@ impl Ctx<'_> {
         let mut got_a: Values = HashMap::new();
         let mut got_b: Values = HashMap::new();
         let (mut rows, mut checks) = (Vec::new(), Vec::new());
-        let missing = |k: usize| internal(k, "a piece lacks an input");
+        let missing = |k: usize, part: &Part, sources: &[&Values]| {
+            let lacking: Vec<&String> = part
+                .inputs
+                .iter()
+                .filter(|n| !sources.iter().any(|v| v.contains_key(*n)))
+                .collect();
+            internal(k, &format!("a piece lacks its input(s) {lacking:?}"))
+        };
         for (k, piece) in pieces.iter().enumerate() {
             let mut check = PieceCheck {
                 runtime,
@@ -331,7 +338,8 @@ impl Ctx<'_> {
                 values: Vec::new(),
             };
             // The original's piece, on its own values.
-            let fa = feeds(&piece.a, samples, &[&inputs, &st.original]).ok_or_else(|| missing(k))?;
+            let fa = feeds(&piece.a, samples, &[&inputs, &st.original])
+                .ok_or_else(|| missing(k, &piece.a, &[&inputs, &st.original]))?;
             match self.a.run(engine, &piece.a, &fa, k, n) {
                 Ok(runs) => {
                     for (name, v) in by_name(runs) {
@@ -366,8 +374,10 @@ impl Ctx<'_> {
             }
             // The rewrite's piece, on the original's activations and on its own values.
             if !piece.b.nodes.is_empty() {
-                let fm = feeds(&piece.b, samples, &[&inputs, &st.mapped]).ok_or_else(|| missing(k))?;
-                let fo = feeds(&piece.b, samples, &[&inputs, &st.own]).ok_or_else(|| missing(k))?;
+                let fm = feeds(&piece.b, samples, &[&inputs, &st.mapped])
+                    .ok_or_else(|| missing(k, &piece.b, &[&inputs, &st.mapped]))?;
+                let fo = feeds(&piece.b, samples, &[&inputs, &st.own])
+                    .ok_or_else(|| missing(k, &piece.b, &[&inputs, &st.own]))?;
                 let all: Vec<Vec<HostTensor>> = fm.into_iter().chain(fo).collect();
                 let mut runs = match self.b.run(engine, &piece.b, &all, k, n) {
                     Ok(r) => r,
@@ -407,7 +417,13 @@ impl Ctx<'_> {
                                 rows.push(row);
                             }
                         }
-                        got_b.insert(name.clone(), yo);
+                        got_b.insert(name.clone(), yo.clone());
+                        // A graph output later pieces read too (a KV cache's `present`) crosses
+                        // as the rewrite's own.
+                        if b_after[k].contains(name) {
+                            st.mapped.insert(name.clone(), ym);
+                            st.own.insert(name.clone(), yo);
+                        }
                         continue;
                     }
                     let fed = match st.original.get(name).cloned() {
@@ -484,6 +500,16 @@ pub(crate) fn verify_pieces(
     opts: &VerifyOptions,
     limit: u64,
 ) -> Result<VerifyReport, VerifyError> {
+    super::super::at_runnable_size(a, opts, |o| pieces_at(a, b, o, limit))
+}
+
+/// [`verify_pieces`] at the sizes `opts` gives (no search).
+fn pieces_at(
+    a: &Path,
+    b: &Path,
+    opts: &VerifyOptions,
+    limit: u64,
+) -> Result<VerifyReport, VerifyError> {
     let start = Instant::now();
     let spec_a = ModelSpec::from_path(a)?;
     let spec_b = ModelSpec::from_path(b)?;
@@ -492,8 +518,11 @@ pub(crate) fn verify_pieces(
     for c in &cases {
         check_shapes_fit(&spec_a, &spec_b, &c.samples[0])?;
     }
-    let fa = crate::io::load(a)?;
-    let fb = crate::io::load(b)?;
+    // The graphs only: the loaded files' maps of their external data files (several GB for the
+    // models verified in pieces) are released at once, so that they do not count against the
+    // child's address-space limit (the runtimes read each piece's weights themselves).
+    let pa = crate::io::load(a)?.proto;
+    let pb = crate::io::load(b)?.proto;
     let shapes: Vec<Vec<Vec<usize>>> = cases
         .iter()
         .map(|c| {
@@ -511,8 +540,8 @@ pub(crate) fn verify_pieces(
         })
         .collect();
     let plan = plan(
-        (&fa.proto, &spec_a),
-        (&fb.proto, &spec_b),
+        (&pa, &spec_a),
+        (&pb, &spec_b),
         &shapes,
         opts.samples,
         limit,
@@ -525,14 +554,14 @@ pub(crate) fn verify_pieces(
     let ctx = Ctx {
         plan: &plan,
         a: Side {
-            model: &fa.proto,
+            model: &pa,
             dag: &plan.a,
             dir: dir(a),
             path: a,
             mark: "A",
         },
         b: Side {
-            model: &fb.proto,
+            model: &pb,
             dag: &plan.b,
             dir: dir(b),
             path: b,

@@ -328,8 +328,12 @@ pub fn verification_line(rep: &Verification) -> String {
                 .fold(0.0f64, f64::max)
         })
         .unwrap_or(0.0);
+    let pieces = j["pieces"]["count"]
+        .as_u64()
+        .map(|n| format!(", in {n} pieces"))
+        .unwrap_or_default();
     format!(
-        "{} ({}, {} sample(s), max |Δ| {:.1e})",
+        "{} ({}, {} sample(s), max |Δ| {:.1e}{pieces})",
         if rep.passed() { "passed" } else { "FAILED" },
         if runtimes.is_empty() {
             "no runtime".to_string()

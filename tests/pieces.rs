@@ -69,15 +69,27 @@ fn relations(v: &serde_json::Value) -> Vec<String> {
 #[test]
 fn exporter_gpts_verify_in_pieces_for_both_targets() {
     let ort = build::have_ort("exporter_gpts_verify_in_pieces_for_both_targets");
-    for model in ["gpt2_dynamo18_fp32.onnx", "gpt2_ts14_fp32.onnx", "gpt_neox_dynamo18_fp32.onnx"] {
+    for model in [
+        "gpt2_dynamo18_fp32.onnx",
+        "gpt2_ts14_fp32.onnx",
+        "gpt_neox_dynamo18_fp32.onnx",
+    ] {
         for (target, stream) in [("rmsnorm", "centred"), ("crmsnorm", "compressed")] {
             let dir = tempfile::tempdir().unwrap();
             let (out, v) = rewrite_in_pieces(&tm(model), dir.path(), target);
             assert!(out.exists());
-            assert_eq!(v["budget"]["mode"]["kind"], "pieces", "{model}: {}", v["budget"]);
+            assert_eq!(
+                v["budget"]["mode"]["kind"], "pieces",
+                "{model}: {}",
+                v["budget"]
+            );
             let count = v["pieces"]["count"].as_u64().unwrap();
             assert!(count >= 3, "{model} {target}: {count} pieces");
-            assert!(v["rows"].as_array().unwrap().iter().all(|r| r["pass"] == true));
+            assert!(v["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["pass"] == true));
             let ran: Vec<&str> = v["runtimes"]
                 .as_array()
                 .unwrap()
@@ -151,7 +163,9 @@ fn change_second_epsilon(m: &mut ModelProto) {
         .find(|t| t.name.as_deref() == Some(eps[1].as_str()))
         .unwrap();
     let one: Vec<u8> = match t.data_type {
-        Some(onnx_normopt::proto::data_type::FLOAT16) => half::f16::from_f32(1.0).to_le_bytes().to_vec(),
+        Some(onnx_normopt::proto::data_type::FLOAT16) => {
+            half::f16::from_f32(1.0).to_le_bytes().to_vec()
+        }
         _ => 1.0f32.to_le_bytes().to_vec(),
     };
     t.raw_data = Some(one.into());
@@ -255,10 +269,16 @@ fn pieces_read_the_weights_from_external_data() {
         // The estimate sees the external data: both models' weights (the rewrite's about the
         // original's), not only what the model files hold.
         let weights = v["budget"]["weight_bytes"].as_u64().unwrap();
-        let data = std::fs::metadata(dir.path().join("ext.onnx.data")).unwrap().len();
+        let data = std::fs::metadata(dir.path().join("ext.onnx.data"))
+            .unwrap()
+            .len();
         assert!(weights >= 2 * data * 9 / 10, "{weights} vs data {data}");
         assert!(out.exists());
-        assert!(v["rows"].as_array().unwrap().iter().all(|r| r["pass"] == true));
+        assert!(v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["pass"] == true));
     }
 }
 

@@ -117,7 +117,7 @@ pub fn human(b: u64) -> String {
 pub const RUNTIME_BYTES: u64 = 128 << 20;
 
 /// tract: resident bytes per byte of the larger model's weights (it holds one model at a time).
-pub const TRACT_WEIGHT_FACTOR: f64 = 1.1;
+pub const TRACT_WEIGHT_FACTOR: f64 = 1.5;
 
 /// onnxruntime: resident bytes per byte of weights of each of its two sessions (A and B are
 /// loaded at once).

@@ -300,7 +300,11 @@ pub fn verify_isolated(
         return Err(VerifyError::Incomplete(format!(
             "{who} did not finish {at} within {} s (--verify-timeout{}); the verifier was stopped",
             iso.timeout.map_or(0, |t| t.as_secs()),
-            if req.pieces.is_some() { ", per piece" } else { "" }
+            if req.pieces.is_some() {
+                ", per piece"
+            } else {
+                ""
+            }
         )));
     }
     if let Ok(resp) = serde_json::from_slice::<Response>(&out) {

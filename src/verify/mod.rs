@@ -155,7 +155,12 @@ fn tract_plan_for(spec: &ModelSpec, sample: &[HostTensor]) -> Result<TractModel,
         .map(|i| i.name.clone())
         .collect();
     let fixed = spec.branch_flags.iter().cloned().collect();
-    TractModel::load(source::ModelSource::File(&spec.path), sample, &concrete, &fixed)
+    TractModel::load(
+        source::ModelSource::File(&spec.path),
+        sample,
+        &concrete,
+        &fixed,
+    )
 }
 
 /// Load `model` in tract the way verification does, optimised for the types and shapes of

@@ -371,11 +371,15 @@ impl OrtModel {
             }
             let session = match source {
                 ModelSource::File(p) => b.commit_from_file(p),
+                // A piece of a model too large to verify whole: its weights are held once
+                // (prepacking would keep a second, packed copy of every matrix).
                 ModelSource::Bytes { bytes, dir, .. } => b
                     .with_config_entry(
                         "session.model_external_initializers_file_folder_path",
                         dir.to_string_lossy(),
                     )
+                    .map_err(|e| err(e.to_string()))?
+                    .with_prepacking(false)
                     .map_err(|e| err(e.to_string()))?
                     .commit_from_memory(bytes),
             }

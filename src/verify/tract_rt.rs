@@ -56,11 +56,11 @@ impl tract_onnx::data_resolver::ModelDataResolver for RangeReader {
         length: Option<usize>,
     ) -> TractResult<()> {
         use std::io::{Read, Seek, SeekFrom};
-        let mut file = std::fs::File::open(p)
-            .map_err(|e| TractError::msg(format!("Opening {p:?}: {e}")))?;
+        let mut file =
+            std::fs::File::open(p).map_err(|e| TractError::msg(format!("Opening {p:?}: {e}")))?;
         let size = file.metadata()?.len() as usize;
         let end = match length {
-            Some(l) => offset.checked_add(l).unwrap_or(usize::MAX),
+            Some(l) => offset.saturating_add(l),
             None => size,
         };
         if offset > end || end > size {

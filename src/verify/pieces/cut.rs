@@ -119,15 +119,20 @@ impl<'g> Dag<'g> {
                 ));
             }
         }
-        if let Some(o) = outputs
-            .iter()
-            .find(|o| producer.get(*o).is_none_or(|&p| is_constant(&graph.node[p])))
-        {
+        if let Some(o) = outputs.iter().find(|o| {
+            producer
+                .get(*o)
+                .is_none_or(|&p| is_constant(&graph.node[p]))
+        }) {
             return Err(format!("graph output `{o}` is not computed by a node"));
         }
         // Live nodes: those some graph output depends on.
         let mut live = vec![false; graph.node.len()];
-        let mut stack: Vec<usize> = outputs.iter().filter_map(|o| producer.get(o)).copied().collect();
+        let mut stack: Vec<usize> = outputs
+            .iter()
+            .filter_map(|o| producer.get(o))
+            .copied()
+            .collect();
         while let Some(i) = stack.pop() {
             if std::mem::replace(&mut live[i], true) {
                 continue;
@@ -354,7 +359,10 @@ pub(crate) fn select(
 }
 
 /// The piece of each node of `dag` for the original: position ranges → node → piece.
-pub(crate) fn piece_of_original(dag: &Dag, ranges: &[std::ops::Range<usize>]) -> Vec<Option<usize>> {
+pub(crate) fn piece_of_original(
+    dag: &Dag,
+    ranges: &[std::ops::Range<usize>],
+) -> Vec<Option<usize>> {
     let mut piece = vec![None; dag.graph.node.len()];
     for (k, r) in ranges.iter().enumerate() {
         for p in r.clone() {
@@ -368,11 +376,7 @@ pub(crate) fn piece_of_original(dag: &Dag, ranges: &[std::ops::Range<usize>]) ->
 /// piece k goes into piece k at the latest, and every node into the earliest piece of its readers
 /// (graph outputs are read by the original's piece that computes them). `Constant` nodes and
 /// nodes nothing needs get `None`.
-pub(crate) fn assign(
-    b: &Dag,
-    a: &Dag,
-    a_piece: &[Option<usize>],
-) -> Vec<Option<usize>> {
+pub(crate) fn assign(b: &Dag, a: &Dag, a_piece: &[Option<usize>]) -> Vec<Option<usize>> {
     let deadline = |v: &str| a.computed_by(v).and_then(|p| a_piece[p]);
     let mut piece: Vec<Option<usize>> = vec![None; b.graph.node.len()];
     let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();

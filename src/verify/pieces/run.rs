@@ -486,7 +486,11 @@ fn b_cannot(
 ) -> Result<Chain, VerifyError> {
     let mut rows = b_failed(runtime, case, spec_a, e)?;
     for r in &mut rows {
-        r.detail = Some(format!("B cannot be run (piece {}/{n}): {}", k + 1, e.short()));
+        r.detail = Some(format!(
+            "B cannot be run (piece {}/{n}): {}",
+            k + 1,
+            e.short()
+        ));
     }
     Ok(Chain::BFailed(rows))
 }
@@ -539,17 +543,13 @@ fn pieces_at(
                 .collect()
         })
         .collect();
-    let plan = plan(
-        (&pa, &spec_a),
-        (&pb, &spec_b),
-        &shapes,
-        opts.samples,
-        limit,
-    )
-    .map_err(|message| VerifyError::Model {
-        path: a.to_path_buf(),
-        message: format!("cannot be verified in pieces: {message}"),
-    })?;
+    let plan =
+        plan((&pa, &spec_a), (&pb, &spec_b), &shapes, opts.samples, limit).map_err(|message| {
+            VerifyError::Model {
+                path: a.to_path_buf(),
+                message: format!("cannot be verified in pieces: {message}"),
+            }
+        })?;
     let dir = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_default();
     let ctx = Ctx {
         plan: &plan,
@@ -688,9 +688,10 @@ fn pieces_at(
     }
     let s = &plan.summary;
     notes.push(format!(
-        "verified in {} pieces (the two whole models need more than the budget): the largest, \
+        "verified in {} piece{} (the two whole models need more than the budget): the largest, \
          piece {}, about {} with {} of weights",
         s.count,
+        if s.count == 1 { "" } else { "s" },
         s.largest,
         super::super::budget::human(s.largest_bytes),
         super::super::budget::human(s.largest_weight_bytes)
@@ -706,7 +707,11 @@ fn pieces_at(
              or compression, and crossed as the rewrite's own: {}{}",
             unrelated_all.len(),
             shown.join(", "),
-            if unrelated_all.len() > shown.len() { ", …" } else { "" }
+            if unrelated_all.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
         ));
     }
     let first = cases.first();

@@ -31,14 +31,18 @@ fn a() -> HostTensor {
 
 fn centred_rows() -> HostTensor {
     // Row means 3 and 7/6.
-    f32s("x", &[2, 3], &[-2.0, -1.0, 3.0, -13.0 / 6.0, 17.0 / 6.0, -4.0 / 6.0])
+    f32s(
+        "x",
+        &[2, 3],
+        &[-2.0, -1.0, 3.0, -13.0 / 6.0, 17.0 / 6.0, -4.0 / 6.0],
+    )
 }
 
 #[test]
 fn relation_identity_first() {
     let x = a();
     assert_eq!(
-        relation::find(&[x.clone()], &[x], 1e-6),
+        relation::find(std::slice::from_ref(&x), std::slice::from_ref(&x), 1e-6),
         Some((Relation::Identity, 0.0))
     );
 }
@@ -62,7 +66,7 @@ fn relation_centred_over_another_axis() {
 #[test]
 fn relation_compressed_is_the_first_d_minus_1_centred_entries() {
     let b = f32s("x", &[2, 2], &[-2.0, -1.0, -13.0 / 6.0, 17.0 / 6.0]);
-    let (r, _) = relation::find(&[a()], &[b.clone()], 1e-6).unwrap();
+    let (r, _) = relation::find(&[a()], std::slice::from_ref(&b), 1e-6).unwrap();
     assert_eq!(r, Relation::Compressed { axis: 1 });
     let mapped = relation::apply(r, &a());
     assert_eq!(mapped.shape, vec![2, 2]);
@@ -97,7 +101,7 @@ fn relation_must_hold_on_every_sample() {
 fn relation_of_integers_is_equality() {
     let x = i64s("shape", &[2, 8, 64]);
     assert_eq!(
-        relation::find(&[x.clone()], &[x.clone()], 1e-4),
+        relation::find(std::slice::from_ref(&x), std::slice::from_ref(&x), 1e-4),
         Some((Relation::Identity, 0.0))
     );
     // The compressed width is no relation: the rewrite's own value crosses.
@@ -237,9 +241,21 @@ fn the_rewrite_follows_the_originals_cuts() {
     let ranges = cut::select(&da, &sa, &ONE, 2000);
     let pieces = cut::pieces(&da, &db, &ranges, &sa, &sb);
     // The stream values cross the same cuts in the rewrite (centred, same names).
-    assert!(pieces[0].b.outputs.contains(&"s0".to_string()), "{:?}", pieces[0].b);
-    assert!(pieces[1].b.inputs.contains(&"s0".to_string()), "{:?}", pieces[1].b);
-    assert!(pieces[1].b.outputs.contains(&"s1".to_string()), "{:?}", pieces[1].b);
+    assert!(
+        pieces[0].b.outputs.contains(&"s0".to_string()),
+        "{:?}",
+        pieces[0].b
+    );
+    assert!(
+        pieces[1].b.inputs.contains(&"s0".to_string()),
+        "{:?}",
+        pieces[1].b
+    );
+    assert!(
+        pieces[1].b.outputs.contains(&"s1".to_string()),
+        "{:?}",
+        pieces[1].b
+    );
     assert_eq!(pieces[2].b.outputs, ["y"]);
     // Every live node of the rewrite is in exactly one piece (constants aside).
     let mut seen: Vec<usize> = pieces
@@ -296,7 +312,9 @@ fn constants_are_copied_into_each_piece_that_reads_them() {
     let has_c = |p: &cut::Part| names(&dag, &p.nodes).contains(&"c".to_string());
     assert!(has_c(&pieces[0].a) && has_c(pieces.last().map(|p| &p.a).unwrap()));
     assert!(!has_c(&pieces[1].a));
-    assert!(pieces.iter().all(|p| !p.a.inputs.contains(&"c".to_string())));
+    assert!(pieces
+        .iter()
+        .all(|p| !p.a.inputs.contains(&"c".to_string())));
 }
 
 #[test]

@@ -176,6 +176,10 @@ fn names(dag: &Dag, nodes: &[usize]) -> Vec<String> {
         .collect()
 }
 
+/// A piece limit that holds one block of [`BLOCKS`] but not one and a bit (see
+/// `cuts_fall_between_blocks`).
+const LIMIT: u64 = 2210;
+
 const ONE: Costs = Costs {
     weight_factor: 1.0,
     boundary_copies: 1,
@@ -187,9 +191,10 @@ fn cuts_fall_between_blocks() {
     let dag = Dag::new(m.graph.as_ref().unwrap()).unwrap();
     // The dead Relu is not laid out.
     assert!(!names(&dag, &dag.order).contains(&"dead".to_string()));
-    // One block: 320 bytes of weights, 4 values (1 KiB), the stream out (256): about 1.6 KB;
-    // two blocks do not fit in 2000.
-    let ranges = cut::select(&dag, &sizes(&m), &ONE, 2000);
+    // The first block costs 1648 bytes (320 of weights, 1048 of values, the 280 crossing);
+    // with the next norm 2224. The last piece, the third block and the final norm with the
+    // output it gives, 2200.
+    let ranges = cut::select(&dag, &sizes(&m), &ONE, LIMIT);
     let ends: Vec<String> = ranges
         .iter()
         .map(|r| names(&dag, &[dag.order[r.end - 1]])[0].clone())
@@ -207,7 +212,7 @@ fn parts_read_the_stream_and_the_shape_across_cuts() {
     let m = blocks();
     let dag = Dag::new(m.graph.as_ref().unwrap()).unwrap();
     let s = sizes(&m);
-    let ranges = cut::select(&dag, &s, &ONE, 2000);
+    let ranges = cut::select(&dag, &s, &ONE, LIMIT);
     let pieces = cut::pieces(&dag, &dag, &ranges, &s, &s);
     assert_eq!(pieces.len(), 3);
     assert_eq!(pieces[0].a.inputs, ["x"]);
@@ -238,7 +243,7 @@ fn the_rewrite_follows_the_originals_cuts() {
         Dag::new(b.graph.as_ref().unwrap()).unwrap(),
     );
     let (sa, sb) = (sizes(&m), sizes(&b));
-    let ranges = cut::select(&da, &sa, &ONE, 2000);
+    let ranges = cut::select(&da, &sa, &ONE, LIMIT);
     let pieces = cut::pieces(&da, &db, &ranges, &sa, &sb);
     // The stream values cross the same cuts in the rewrite (centred, same names).
     assert!(
@@ -307,7 +312,7 @@ fn constants_are_copied_into_each_piece_that_reads_them() {
     }
     let dag = Dag::new(m.graph.as_ref().unwrap()).unwrap();
     let s = sizes(&m);
-    let ranges = cut::select(&dag, &s, &ONE, 2000);
+    let ranges = cut::select(&dag, &s, &ONE, LIMIT);
     let pieces = cut::pieces(&dag, &dag, &ranges, &s, &s);
     let has_c = |p: &cut::Part| names(&dag, &p.nodes).contains(&"c".to_string());
     assert!(has_c(&pieces[0].a) && has_c(pieces.last().map(|p| &p.a).unwrap()));

@@ -53,6 +53,17 @@ pub(crate) fn mark(runtime: &str, model: &str) {
     }
 }
 
+/// Give the memory a runtime freed back to the system (glibc keeps freed heap pages for reuse):
+/// without it, what tract freed after the last model stays resident while onnxruntime loads
+/// its sessions (measured: about half of one model's weights more at the peak).
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap memory to the system; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Request {
     a: PathBuf,

@@ -352,30 +352,10 @@ fn at_runnable_size(
 /// [`verify_files`] at the sizes `opts` gives (no search).
 fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
     let start = Instant::now();
-    if let Some(r) = opts.rtol {
-        if !r.is_finite() || r < 0.0 {
-            return Err(VerifyError::Options(format!(
-                "--rtol must be a finite number ≥ 0, got {r}"
-            )));
-        }
-    }
-    let spec_a = ModelSpec::from_path(a)?;
-    let spec_b = ModelSpec::from_path(b)?;
-    check_interfaces(&spec_a, &spec_b)?;
-    let cases = generate_for(&spec_a, Some(&spec_b), opts)?;
-    for c in &cases {
-        check_shapes_fit(&spec_a, &spec_b, &c.samples[0])?;
-    }
+    let (spec_a, spec_b, cases) = prepare(a, b, opts)?;
     let multi = cases.len() > 1;
     let label = |c: &GeneratedInputs| multi.then(|| c.case.clone());
-    let mut notes: Vec<String> = Vec::new();
-    for c in &cases {
-        for n in &c.notes {
-            if !notes.contains(n) {
-                notes.push(n.clone());
-            }
-        }
-    }
+    let mut notes = case_notes(&cases);
     let mut rows = Vec::new();
     let mut ran = Vec::new();
     let mut not_run = Vec::new();
@@ -423,42 +403,9 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
         }
     }
 
+    child::release_freed_memory();
     let mut ort_library = None;
-    // This crate's own ops (`--emit custom`) exist in tract only, through
-    // `tract_onnx_with_extensions`: onnxruntime is then not run at all (so a required
-    // onnxruntime is not an error), and asking for onnxruntime alone is.
-    let mut custom_ops: Vec<String> = spec_a.custom_ops.clone();
-    custom_ops.extend(spec_b.custom_ops.iter().cloned());
-    custom_ops.sort();
-    custom_ops.dedup();
-    if !custom_ops.is_empty() && matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
-        let which = if spec_b.custom_ops.is_empty() {
-            &spec_a
-        } else {
-            &spec_b
-        };
-        if opts.runtimes == Runtimes::Ort {
-            return Err(VerifyError::Ort {
-                stage: "load",
-                path: which.path.clone(),
-                message: format!(
-                    "the model uses {}, this crate's own op(s), which onnxruntime cannot run; \
-                     verify with --runtime tract",
-                    custom_ops.join(", ")
-                ),
-            });
-        }
-        not_run.push(NotRun {
-            runtime: Runtime::Ort,
-            case: None,
-            why: format!("custom op {}", custom_ops.join(", ")),
-        });
-        notes.push(format!(
-            "onnxruntime NOT used: {} uses {}, which only tract runs (registered by \
-             tract_onnx_with_extensions); verified with tract alone",
-            which.path.display(),
-            custom_ops.join(", ")
-        ));
+    if excluded_by_custom_ops(&spec_a, &spec_b, opts, &mut not_run, &mut notes)? {
     } else if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
         child::mark("onnxruntime", "lib");
         if let Some((env, lib)) = ort_for_run(opts, &mut notes)? {
@@ -571,11 +518,127 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
         }
     }
 
+    Ok(report_of(
+        (a, b),
+        opts,
+        &cases,
+        Ran {
+            runtimes: ran,
+            ort_library,
+            rows,
+            notes,
+            not_run,
+        },
+        start,
+    ))
+}
+
+/// Before anything runs: the options checked, both models' specs (same interface), the inputs
+/// of every case (which B's declared shapes accept).
+#[allow(clippy::type_complexity)]
+fn prepare(
+    a: &Path,
+    b: &Path,
+    opts: &VerifyOptions,
+) -> Result<(ModelSpec, ModelSpec, Vec<GeneratedInputs>), VerifyError> {
+    if let Some(r) = opts.rtol {
+        if !r.is_finite() || r < 0.0 {
+            return Err(VerifyError::Options(format!(
+                "--rtol must be a finite number ≥ 0, got {r}"
+            )));
+        }
+    }
+    let spec_a = ModelSpec::from_path(a)?;
+    let spec_b = ModelSpec::from_path(b)?;
+    check_interfaces(&spec_a, &spec_b)?;
+    let cases = generate_for(&spec_a, Some(&spec_b), opts)?;
+    for c in &cases {
+        check_shapes_fit(&spec_a, &spec_b, &c.samples[0])?;
+    }
+    Ok((spec_a, spec_b, cases))
+}
+
+/// The notes of every case, each once.
+fn case_notes(cases: &[GeneratedInputs]) -> Vec<String> {
+    let mut notes: Vec<String> = Vec::new();
+    for n in cases.iter().flat_map(|c| &c.notes) {
+        if !notes.contains(n) {
+            notes.push(n.clone());
+        }
+    }
+    notes
+}
+
+/// This crate's own ops (`--emit custom`) exist in tract only, through
+/// `tract_onnx_with_extensions`: when either model uses one and onnxruntime was asked for, it is
+/// not run at all (listed as not run, with a note; so a required onnxruntime is not an error)
+/// and `true` is returned — unless onnxruntime alone was asked for, which is an error.
+fn excluded_by_custom_ops(
+    spec_a: &ModelSpec,
+    spec_b: &ModelSpec,
+    opts: &VerifyOptions,
+    not_run: &mut Vec<NotRun>,
+    notes: &mut Vec<String>,
+) -> Result<bool, VerifyError> {
+    let mut custom_ops: Vec<String> = spec_a.custom_ops.clone();
+    custom_ops.extend(spec_b.custom_ops.iter().cloned());
+    custom_ops.sort();
+    custom_ops.dedup();
+    if custom_ops.is_empty() || !matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
+        return Ok(false);
+    }
+    let which = if spec_b.custom_ops.is_empty() {
+        spec_a
+    } else {
+        spec_b
+    };
+    if opts.runtimes == Runtimes::Ort {
+        return Err(VerifyError::Ort {
+            stage: "load",
+            path: which.path.clone(),
+            message: format!(
+                "the model uses {}, this crate's own op(s), which onnxruntime cannot run; \
+                 verify with --runtime tract",
+                custom_ops.join(", ")
+            ),
+        });
+    }
+    not_run.push(NotRun {
+        runtime: Runtime::Ort,
+        case: None,
+        why: format!("custom op {}", custom_ops.join(", ")),
+    });
+    notes.push(format!(
+        "onnxruntime NOT used: {} uses {}, which only tract runs (registered by \
+         tract_onnx_with_extensions); verified with tract alone",
+        which.path.display(),
+        custom_ops.join(", ")
+    ));
+    Ok(true)
+}
+
+/// What a verification ran and found.
+struct Ran {
+    runtimes: Vec<Runtime>,
+    ort_library: Option<PathBuf>,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+    not_run: Vec<NotRun>,
+}
+
+/// The report of verifying `b` against `a` (`ab`) over `cases`, started at `start`.
+fn report_of(
+    ab: (&Path, &Path),
+    opts: &VerifyOptions,
+    cases: &[GeneratedInputs],
+    ran: Ran,
+    start: Instant,
+) -> VerifyReport {
     let first = cases.first();
-    Ok(VerifyReport {
-        a: a.to_path_buf(),
-        b: b.to_path_buf(),
-        runtimes: ran,
+    VerifyReport {
+        a: ab.0.to_path_buf(),
+        b: ab.1.to_path_buf(),
+        runtimes: ran.runtimes,
         samples: opts.samples,
         seed: opts.seed,
         dims: first.map(|c| c.dims.clone()).unwrap_or_default(),
@@ -588,14 +651,14 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                 inputs: c.summary.clone(),
             })
             .collect(),
-        ort_library,
+        ort_library: ran.ort_library,
         ort_optimize: opts.ort_optimize,
-        rows,
-        notes,
-        not_run,
+        rows: ran.rows,
+        notes: ran.notes,
+        not_run: ran.not_run,
         elapsed_ms: start.elapsed().as_millis() as u64,
         pieces: None,
-    })
+    }
 }
 
 /// This crate's own ops (`ai.onnx_normopt:…`, which onnxruntime cannot run) that the model at

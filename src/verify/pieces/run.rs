@@ -1,21 +1,21 @@
 //! Running the pieces in order, in each runtime and case (see the module docs of
 //! [`super`] for what is run on what and why that verifies the whole models).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::super::compare::{b_failed, check_interfaces, check_shapes_fit, compare, rtol_for};
+use super::super::compare::{b_failed, compare, rtol_for};
 use super::super::ort_rt::OrtModel;
 use super::super::report::{
-    default_tolerance, Accum, CaseReport, NotRun, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
+    default_tolerance, Accum, NotRun, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
 };
 use super::super::source::ModelSource;
 use super::super::spec::ModelSpec;
 use super::super::tensor::is_float;
 use super::super::{
-    child, generate_for, ort_for_run, runtime_failure, GeneratedInputs, HostTensor, Runtimes,
-    TractModel, VerifyError, VerifyOptions,
+    case_notes, child, excluded_by_custom_ops, ort_for_run, prepare, report_of, runtime_failure,
+    GeneratedInputs, HostTensor, Ran, Runtimes, TractModel, VerifyError, VerifyOptions,
 };
 use super::build::piece_bytes;
 use super::cut::{Dag, Part};
@@ -176,6 +176,8 @@ impl Side<'_> {
         for f in feeds {
             outs.push(m.run(&strip(f), &part.outputs).map_err(classify)?);
         }
+        drop(m);
+        child::release_freed_memory();
         Ok(outs)
     }
 }
@@ -515,13 +517,7 @@ fn pieces_at(
     limit: u64,
 ) -> Result<VerifyReport, VerifyError> {
     let start = Instant::now();
-    let spec_a = ModelSpec::from_path(a)?;
-    let spec_b = ModelSpec::from_path(b)?;
-    check_interfaces(&spec_a, &spec_b)?;
-    let cases = generate_for(&spec_a, Some(&spec_b), opts)?;
-    for c in &cases {
-        check_shapes_fit(&spec_a, &spec_b, &c.samples[0])?;
-    }
+    let (spec_a, spec_b, cases) = prepare(a, b, opts)?;
     // The graphs only: the loaded files' maps of their external data files (several GB for the
     // models verified in pieces) are released at once, so that they do not count against the
     // child's address-space limit (the runtimes read each piece's weights themselves).
@@ -572,59 +568,25 @@ fn pieces_at(
     };
     let multi = cases.len() > 1;
     let label = |c: &GeneratedInputs| multi.then(|| c.case.clone());
-    let mut notes: Vec<String> = Vec::new();
-    for c in &cases {
-        for n in &c.notes {
-            if !notes.contains(n) {
-                notes.push(n.clone());
-            }
-        }
-    }
+    let mut notes = case_notes(&cases);
     let mut engines = Vec::new();
     if matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both) {
         engines.push(Engine::Tract);
     }
     let mut not_run = Vec::new();
-    let custom: BTreeSet<String> = spec_a
-        .custom_ops
-        .iter()
-        .chain(&spec_b.custom_ops)
-        .cloned()
-        .collect();
     let mut ort_library = None;
-    if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
-        if !custom.is_empty() {
-            let ops = custom.into_iter().collect::<Vec<_>>().join(", ");
-            if opts.runtimes == Runtimes::Ort {
-                return Err(VerifyError::Ort {
-                    stage: "load",
-                    path: b.to_path_buf(),
-                    message: format!(
-                        "the model uses {ops}, this crate's own op(s), which onnxruntime cannot \
-                         run; verify with --runtime tract"
-                    ),
-                });
-            }
-            not_run.push(NotRun {
-                runtime: Runtime::Ort,
-                case: None,
-                why: format!("custom op {ops}"),
+    if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both)
+        && !excluded_by_custom_ops(&spec_a, &spec_b, opts, &mut not_run, &mut notes)?
+    {
+        child::mark("onnxruntime", "lib");
+        if let Some((env, lib)) = ort_for_run(opts, &mut notes)? {
+            ort_library = Some(lib.clone());
+            engines.push(Engine::Ort {
+                env,
+                lib,
+                optimize: opts.ort_optimize,
+                device: opts.ort_device,
             });
-            notes.push(format!(
-                "onnxruntime NOT used: the models use {ops}, which only tract runs; verified \
-                 with tract alone"
-            ));
-        } else {
-            child::mark("onnxruntime", "lib");
-            if let Some((env, lib)) = ort_for_run(opts, &mut notes)? {
-                ort_library = Some(lib.clone());
-                engines.push(Engine::Ort {
-                    env,
-                    lib,
-                    optimize: opts.ort_optimize,
-                    device: opts.ort_device,
-                });
-            }
         }
     }
     let mut rows = Vec::new();
@@ -714,32 +676,22 @@ fn pieces_at(
             }
         ));
     }
-    let first = cases.first();
-    Ok(VerifyReport {
-        a: a.to_path_buf(),
-        b: b.to_path_buf(),
-        runtimes: ran,
-        samples: opts.samples,
-        seed: opts.seed,
-        dims: first.map(|c| c.dims.clone()).unwrap_or_default(),
-        inputs: first.map(|c| c.summary.clone()).unwrap_or_default(),
-        cases: cases
-            .iter()
-            .map(|c| CaseReport {
-                label: c.case.clone(),
-                dims: c.dims.clone(),
-                inputs: c.summary.clone(),
-            })
-            .collect(),
-        ort_library,
-        ort_optimize: opts.ort_optimize,
-        rows,
-        notes,
-        not_run,
-        elapsed_ms: start.elapsed().as_millis() as u64,
-        pieces: Some(PiecesReport {
-            summary: plan.summary.clone(),
-            checks,
-        }),
-    })
+    let mut report = report_of(
+        (a, b),
+        opts,
+        &cases,
+        Ran {
+            runtimes: ran,
+            ort_library,
+            rows,
+            notes,
+            not_run,
+        },
+        start,
+    );
+    report.pieces = Some(PiecesReport {
+        summary: plan.summary.clone(),
+        checks,
+    });
+    Ok(report)
 }

@@ -33,11 +33,11 @@
 //!
 //! Over a base of 80–150 MiB, tract grows by about 1.1–1.4 bytes per byte of W (it reads one
 //! model's weights into memory and packs its matrix products), onnxruntime by about 1.0 per byte
-//! of each of its two sessions (prepacking off: [`super::ort_rt`]); both runtimes in one process
+//! of each of its two sessions (prepacking off: `ort_rt.rs`); both runtimes in one process
 //! peak at onnxruntime's, once what tract freed is given back ([`super::child`]). The constants
 //! below make the estimate an upper bound on each row, 9–37 % above the measured peak. In
-//! pieces ([`super::pieces`]), measured on a 3.8 GB model: tract 1.3 bytes per byte of the
-//! piece's weights, onnxruntime 1.0 ([`super::pieces::PIECE_WEIGHT_FACTOR`] is 1.5).
+//! pieces ([`super::pieces`]), measured on a 3.8 GB model: tract 1.3–1.4 bytes per byte of the
+//! piece's weights, onnxruntime 1.0 (the plan assumes 1.5: `pieces::PIECE_WEIGHT_FACTOR`).
 //!
 //! [`plan`] compares the estimate with the budget. When the two whole models do not fit, it
 //! plans verification **in pieces** ([`super::pieces`]): then one piece's weights, activations

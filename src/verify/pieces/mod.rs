@@ -1,19 +1,19 @@
 //! Verification piece by piece, for models whose two whole copies do not fit the memory budget.
 //!
-//! Both graphs are cut at the same values ([`cut`]): the original's nodes in topological order
+//! Both graphs are cut at the same values (`cut.rs`): the original's nodes in topological order
 //! are split where the values crossing the cut are smallest (in a Pre-LN transformer, the
 //! residual stream between blocks), each piece as large as the budget allows; the rewrite's
 //! nodes go into the piece that computes the same values in the original. Each piece becomes a
-//! model of its own ([`build`]) whose initializers point into the original file's external data
+//! model of its own (`build.rs`) whose initializers point into the original file's external data
 //! (location, offset, length: nothing is copied), so a runtime reads only that piece's weights.
-//! In each runtime and verification case the pieces run in order ([`run`]); never more than one
+//! In each runtime and verification case the pieces run in order (`run.rs`); never more than one
 //! piece's weights and activations (and the values crossing its cuts) are held at once:
 //!
 //! - piece k of the original runs on the original's own values from pieces < k: a chain of
 //!   pieces is the whole model, exactly (the same nodes on the same values);
 //! - piece k of the rewrite runs twice. **On the original's activations**: each value crossing
 //!   into it is the original's value mapped by the relation found for it where it was computed
-//!   ([`relation`]: identity, minus its mean over one axis — the RMSNorm target's stream — or
+//!   (`relation.rs`: identity, minus its mean over one axis — the RMSNorm target's stream — or
 //!   the first D−1 entries of that — the CRMSNorm target's), and every value it gives is
 //!   compared with the original's under the relation that holds (a value with none — a shape
 //!   the compressed width changed, a value cut mid-block — is the rewrite's own and crosses as

@@ -13,6 +13,7 @@ use super::report::Refusal;
 use super::stream::{Analysis, Leaf, Stream};
 use super::Options;
 use crate::ir::NodeExt;
+use std::collections::{HashSet, VecDeque};
 
 /// The reasons each stream is refused (empty: accepted), in stream order.
 pub(crate) fn refusals(a: &Analysis, streams: &[Stream], opts: &Options) -> Vec<Vec<Refusal>> {
@@ -63,6 +64,9 @@ pub(crate) fn refusals(a: &Analysis, streams: &[Stream], opts: &Options) -> Vec<
                 .filter(|l| matches!(l.leaf, Leaf::LnTable { .. }))
                 .count();
         if explicit > 0 && explicit >= converted {
+            if let Some(q) = quantized_writers(a, st) {
+                reasons[sid].push(q);
+            }
             reasons[sid].push(Refusal::NoGain {
                 explicit,
                 converted,
@@ -94,4 +98,70 @@ pub(crate) fn refusals(a: &Analysis, streams: &[Stream], opts: &Options) -> Vec<
         }
     }
     reasons
+}
+
+/// Ops of onnxruntime's quantizers (`quantize_dynamic`, the MatMulNBits quantizer, QDQ): a
+/// writer behind one of them has integer weights.
+const QUANTIZED_OPS: &[&str] = &[
+    "MatMulInteger",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul",
+    "MatMulNBits",
+    "QLinearMatMul",
+    "QGemm",
+    "ConvInteger",
+    "QLinearConv",
+    "QAttention",
+    "GatherBlockQuantized",
+];
+
+/// [`Refusal::Quantized`] when some of the stream's explicit leaves are quantized writers: a
+/// value produced by a quantized op, or reached from one through the scaling, bias, cast and
+/// reshape ops around it (`MatMulInteger → Cast → Mul(scale) → Add(bias)`; nearest first), or
+/// an op reading a weight through `DequantizeLinear` (QDQ). (A front-end papercut, kept in this one function: the
+/// reason says what the model is instead of only "no gain".)
+fn quantized_writers(a: &Analysis, st: &Stream) -> Option<Refusal> {
+    let quantized = |value: &str| -> Option<String> {
+        let mut todo = VecDeque::from([(value.to_string(), 0)]);
+        let mut seen = HashSet::new();
+        while let Some((v, depth)) = todo.pop_front() {
+            let Some(id) = a.ix.producer(&v) else {
+                continue;
+            };
+            if !seen.insert(id) {
+                continue;
+            }
+            let n = a.g.node(id);
+            let reads_dequantized = n.input.iter().any(|i| {
+                a.ix.producer(i)
+                    .is_some_and(|p| a.g.node(p).op() == "DequantizeLinear")
+            });
+            if QUANTIZED_OPS.contains(&n.op()) || reads_dequantized {
+                return Some(n.label());
+            }
+            let around = [
+                "Mul",
+                "Div",
+                "Add",
+                "Cast",
+                "Reshape",
+                "Identity",
+                "Transpose",
+            ];
+            if depth < 4 && around.contains(&n.op()) {
+                todo.extend(n.input.iter().map(|i| (i.clone(), depth + 1)));
+            }
+        }
+        None
+    };
+    let found: Vec<String> = st
+        .leaves
+        .iter()
+        .filter(|l| matches!(l.leaf, Leaf::Explicit { .. }))
+        .filter_map(|l| quantized(&l.value))
+        .collect();
+    Some(Refusal::Quantized {
+        writers: found.len(),
+        example: found.first()?.clone(),
+    })
 }

@@ -55,6 +55,38 @@ pub enum Target {
     Crmsnorm,
 }
 
+impl Target {
+    /// Every target, in the order the command line lists them.
+    pub const ALL: [Target; 2] = [Target::Rmsnorm, Target::Crmsnorm];
+
+    /// The target's name: `rmsnorm` or `crmsnorm` (`--target`, the report, provenance). The one
+    /// mapping between targets and words: [`Target::from_name`] is its inverse.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Rmsnorm => "rmsnorm",
+            Target::Crmsnorm => "crmsnorm",
+        }
+    }
+
+    /// The target named `name` ([`Target::name`]); a usage error for another word.
+    pub fn from_name(name: &str) -> Result<Target> {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "target must be \"rmsnorm\" or \"crmsnorm\", not {name:?}"
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How CRMSNorm is written (`--target crmsnorm`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CrmsEmit {
@@ -237,7 +269,7 @@ fn run_graph(mut model: Model, opts: &Options) -> Result<Outcome> {
     let target = opts.form.target();
     let mut report = Report {
         model: model.path.display().to_string(),
-        target: format!("{target:?}").to_lowercase(),
+        target: target.name().into(),
         emit: opts.form.emit_name().into(),
         ops_before: model.graph.op_histogram(),
         notes: if model.reordered {

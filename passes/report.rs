@@ -103,6 +103,15 @@ pub enum Refusal {
         /// How many.
         explicit: usize,
     },
+    /// Writers of the stream are quantized (integer weights: `MatMulInteger`, `MatMulNBits`, a
+    /// weight read through `DequantizeLinear`, …): their weights cannot be centred exactly, so
+    /// each would need an explicit centering node (and then there is no gain, [`Refusal::NoGain`]).
+    Quantized {
+        /// How many of the stream's explicit leaves are quantized writers.
+        writers: usize,
+        /// The first one (its node).
+        example: String,
+    },
     /// The stream would need at least as many explicit centering nodes as norms it converts.
     NoGain {
         /// Explicit centering nodes needed.
@@ -161,6 +170,17 @@ impl Display for Refusal {
                 f,
                 "{explicit} explicit centering node(s) would be needed and centering is disabled"
             ),
+            Quantized { writers, example } => {
+                let who = match writers {
+                    1 => format!("1 writer of the stream ({example:?}) has"),
+                    n => format!("{n} writers of the stream ({example:?}, …) have"),
+                };
+                write!(
+                    f,
+                    "the model is quantized: {who} integer weights, which cannot be centred \
+                     exactly; rewrite the float model, then quantize it"
+                )
+            }
             NoGain {
                 explicit,
                 converted,

@@ -1,7 +1,10 @@
 //! The typed error at the library edge. Every variant names the file (and the node or tensor when
 //! it matters); the CLI prints it on one line and maps it to an exit status.
+//!
+//! This module is at the bottom of the crate (`io`, `ir` and `passes` return it), so it names
+//! nothing above it: verification's error enters as [`Error::Verify`], built by
+//! `From<`[`crate::verify::VerifyError`]`>` in `verify`.
 
-use crate::verify::VerifyError;
 use std::path::PathBuf;
 
 /// What can go wrong when loading, rewriting, verifying or saving a model.
@@ -49,21 +52,16 @@ pub enum Error {
     /// A broken internal invariant (a bug in this tool, not in the user's file).
     #[error("internal error: {0}")]
     Internal(String),
-    /// Verification could not be carried out (see [`VerifyError`]; a failed comparison is a
-    /// report, not an error).
-    #[error(transparent)]
-    Verify(Box<VerifyError>),
-}
-
-/// A verification error at the library edge: a model that could not be loaded is that load
-/// error; the rest are [`Error::Verify`].
-impl From<VerifyError> for Error {
-    fn from(e: VerifyError) -> Self {
-        match e {
-            VerifyError::Load(e) => e,
-            e => Error::Verify(Box::new(e)),
-        }
-    }
+    /// Verification could not be carried out (a failed comparison is a report, not an error).
+    /// `error` is a [`crate::verify::VerifyError`] (downcast it to look inside); `code` is the
+    /// exit status it means.
+    #[error("{error}")]
+    Verify {
+        /// The verifier's error.
+        error: Box<dyn std::error::Error + Send + Sync>,
+        /// Its exit status (1, 4 or 5).
+        code: u8,
+    },
 }
 
 /// Shorthand for results of this crate.
@@ -81,7 +79,7 @@ impl Error {
             Error::Write { .. } => 2,
             Error::NotRewritable(_) => 3,
             Error::Internal(_) => 1,
-            Error::Verify(e) => i32::from(e.exit_code()),
+            Error::Verify { code, .. } => i32::from(*code),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Folder mode: `onnx-normopt DIR -o OUT_DIR` rewrites every `.onnx` file under DIR (recursively:
 //! Optimum exports keep `model.onnx` or encoder/decoder files beside `config.json`,
 //! transformers.js keeps them under `onnx/`) with the same options, each through the
-//! single-file flow ([`crate::flow::rewrite_file`]), and copies every other file unchanged.
+//! single-file pipeline ([`crate::flow::stage`]), and copies every other file unchanged.
 //! The CLI and the Python package (`rewrite_dir`) both call [`run`]; it prints nothing itself
 //! but hands the lines to show to a `log` callback, and returns an [`Outcome`].
 //! (One file, though over 600 lines: staging, copying, per-model rewriting and the summary all
@@ -11,18 +11,23 @@
 //! - nothing is written under OUT_DIR unless the whole run succeeds: everything is staged in a
 //!   private folder beside OUT_DIR, which is renamed into place at the end (OUT_DIR must not
 //!   exist, or be empty; it must not be inside DIR);
-//! - a refused model is copied unchanged, with the external data files it references;
+//! - a refused model is copied unchanged, with the external data files it references; so is a
+//!   file that is not a valid model (not ONNX, truncated, or invalid — an Optimum merged
+//!   decoder whose subgraph returns an outer value): the others are still rewritten, and the
+//!   table gives it status `invalid` with the reason (a file that cannot be read at all stops
+//!   the run);
 //! - an external data file referenced only by rewritten models is not copied: each rewritten
 //!   model writes its own (under the input's data file name when it was the only model
 //!   reading it). No output file is written twice, and every output model's external data
 //!   references are checked (by loading it) before the folder is renamed into place.
 //!
 //! Exit status: 0 when every model was rewritten (and verified, unless verification was
-//! skipped) or refused with a reason, and at least one was rewritten; 1 when a verification
-//! failed; 2 for usage or bad input (including a folder without any `.onnx` file); 3 when
-//! nothing could be rewritten.
+//! skipped), refused with a reason or invalid (copied unchanged), and at least one was
+//! rewritten; 1 when a verification failed; 2 for usage or bad input (including a folder
+//! without any `.onnx` file, and one where no model was rewritten and some are invalid); 3 when
+//! nothing could be rewritten (every model refused).
 
-use crate::flow::{self, one_line, FileResult, Settings, Verified};
+use crate::flow::{self, one_line, Dest, FileResult, Settings, Verified};
 use crate::passes::report::Report;
 use crate::{io, Error};
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,7 +38,7 @@ use std::path::{Path, PathBuf};
 pub struct FileRow {
     /// Path relative to DIR.
     pub file: String,
-    /// rewritten, refused, verification failed.
+    /// rewritten, refused, invalid (copied unchanged), verification failed.
     pub status: String,
     /// Why it was refused or failed.
     pub reason: Option<String>,
@@ -183,6 +188,14 @@ fn walk(dir: &Path) -> Result<Walked, Error> {
     Ok((files, dirs, skipped))
 }
 
+/// Whether `e` says the file is not a valid model (not ONNX, truncated, or breaking a rule of
+/// the format, such as a subgraph returning an outer value): such a model is copied unchanged,
+/// like a refused one, with the reason in the table. An error of the environment (a file that
+/// cannot be read or written) stops the run.
+fn invalid_model(e: &Error) -> bool {
+    matches!(e, Error::NotOnnx { .. } | Error::Invalid { .. })
+}
+
 fn is_model(p: &Path) -> bool {
     p.extension()
         .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case("onnx"))
@@ -205,7 +218,7 @@ fn data_files_of(dir: &Path, rel: &Path) -> Result<BTreeSet<PathBuf>, Error> {
     Ok(out)
 }
 
-fn copy_file(from: &Path, to: &Path) -> Result<(), Error> {
+fn copy_file(from: &Path, to: &Path, fsync: bool) -> Result<(), Error> {
     let w = |e: std::io::Error| Error::Write {
         path: to.into(),
         reason: e.to_string(),
@@ -220,7 +233,7 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), Error> {
         path: to.into(),
         reason: format!("copying {}: {e}", from.display()),
     })?;
-    if io::fsync_enabled() {
+    if fsync {
         std::fs::File::open(to)
             .and_then(|f| f.sync_all())
             .map_err(w)?;
@@ -272,27 +285,17 @@ fn data_name_for(
 }
 
 /// Rewrite the folder `dir` into `out` (see the module's documentation), writing the JSON
-/// report to `report_path` on success. The lines the CLI shows on stderr go to `log`, each
-/// ending with a newline (progress lines only unless `s.quiet`); the last line of a failed
+/// report to `s.report` on success. The lines the CLI shows on stderr go to `log`, each
+/// ending with a newline (progress lines only unless `s.quiet()`); the last line of a failed
 /// run is the outcome's `message`.
-pub fn run(
-    dir: &Path,
-    out: &Path,
-    report_path: Option<&Path>,
-    s: &Settings,
-    log: &mut dyn FnMut(&str),
-) -> Outcome {
+pub fn run(dir: &Path, out: &Path, s: &Settings, log: &mut dyn FnMut(&str)) -> Outcome {
     let mut report = FolderReport {
         input: dir.display().to_string(),
         output: out.display().to_string(),
-        target: match s.opts.form.target() {
-            crate::passes::Target::Rmsnorm => "rmsnorm",
-            crate::passes::Target::Crmsnorm => "crmsnorm",
-        }
-        .into(),
+        target: s.opts.form.target().name().into(),
         ..FolderReport::default()
     };
-    match run_inner(dir, out, report_path, s, log, &mut report) {
+    match run_inner(dir, out, s, log, &mut report) {
         Ok(()) => Outcome {
             code: 0,
             kind: Kind::Done,
@@ -311,12 +314,11 @@ pub fn run(
 fn run_inner(
     dir: &Path,
     out: &Path,
-    report_path: Option<&Path>,
     s: &Settings,
     log: &mut dyn FnMut(&str),
     rep: &mut FolderReport,
 ) -> Result<(), Stop> {
-    let quiet = s.quiet;
+    let quiet = s.quiet();
     let say = |log: &mut dyn FnMut(&str), m: String| {
         if !quiet {
             log(&format!("onnx-normopt: {m}\n"));
@@ -335,10 +337,7 @@ fn run_inner(
             ));
         }
     }
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = flow::folder_of(out);
     let Some(out_name) = out.file_name().map(|f| f.to_string_lossy().into_owned()) else {
         return usage(format!("{}: not a folder name", out.display()));
     };
@@ -357,11 +356,8 @@ fn run_inner(
             dir.display()
         ));
     }
-    if let Some(rp) = report_path {
-        let rp_c = rp
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
+    if let Some(rp) = &s.report {
+        let rp_c = flow::folder_of(rp)
             .canonicalize()
             .map(|p| p.join(rp.file_name().unwrap_or_default()));
         if let Ok(rp_c) = rp_c {
@@ -387,9 +383,11 @@ fn run_inner(
             dir.display()
         ));
     }
-    // Which data files each model reads (a model that cannot be read stops the run: exit 2).
+    // Which data files each model reads. A file that is not a valid model is copied unchanged
+    // (see `invalid_model`); one that cannot be read stops the run (exit 2).
     let mut data_of: BTreeMap<PathBuf, BTreeSet<PathBuf>> = BTreeMap::new();
     let mut readers: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+    let mut unreadable: BTreeMap<PathBuf, Error> = BTreeMap::new();
     for m in &models {
         match data_files_of(dir, m) {
             Ok(d) => {
@@ -397,6 +395,9 @@ fn run_inner(
                     readers.entry(f.clone()).or_default().push(m.clone());
                 }
                 data_of.insert(m.clone(), d);
+            }
+            Err(e) if invalid_model(&e) => {
+                unreadable.insert(m.clone(), e);
             }
             Err(e) => {
                 return Err(Stop::of(&e, "; nothing written"));
@@ -434,7 +435,7 @@ fn run_inner(
         let data = data_of.get(m).cloned().unwrap_or_default();
         let data_name = data_name_for(m, &data, &readers, &all_files);
         let rel = rel_str(m);
-        if !s.quiet {
+        if !s.quiet() {
             log(&format!("onnx-normopt: [{}/{n}] {rel} ...\n", i + 1));
         }
         let mut row = FileRow {
@@ -447,9 +448,18 @@ fn run_inner(
             data_file: None,
             report: None,
         };
-        match flow::rewrite_file(&input, &dst, Some(&data_name), s) {
+        let dest = Dest {
+            path: &dst,
+            data_name: Some(&data_name),
+            shown: &out.join(m),
+        };
+        let result = match unreadable.remove(m) {
+            Some(e) => FileResult::Error(e),
+            None => flow::stage(&input, &dest, s),
+        };
+        match result {
             FileResult::Rewritten {
-                staged,
+                output: staged,
                 report,
                 verified,
             } => {
@@ -474,7 +484,7 @@ fn run_inner(
                 rewritten.insert(m.clone());
             }
             FileResult::Refused { why, report } => {
-                if let Err(e) = copy_file(&input, &dst) {
+                if let Err(e) = copy_file(&input, &dst, s.fsync) {
                     return Err(Stop::of(&e, "; nothing written"));
                 }
                 row.status = "refused".into();
@@ -486,12 +496,21 @@ fn run_inner(
                 row.report = report;
             }
             FileResult::VerifyFailed {
-                why, report, table, ..
+                why,
+                report,
+                table,
+                code,
             } => {
                 if let Some(t) = &table {
                     log(&t.to_string());
                 }
-                row.status = "verification failed".into();
+                // The single-file verdict, by name (`verdict_code` reads it back).
+                row.status = match code {
+                    4 => NOT_VERIFIABLE,
+                    5 => VERIFY_INCOMPLETE,
+                    _ => VERIFY_FAILED,
+                }
+                .into();
                 row.reason = Some(one_line(&why));
                 row.norms_rewritten = report.norms_rewritten;
                 row.norms_refused = report.refusals.len();
@@ -501,13 +520,21 @@ fn run_inner(
                 };
                 row.report = Some(report);
             }
+            FileResult::Error(e) if invalid_model(&e) => {
+                if let Err(e) = copy_file(&input, &dst, s.fsync) {
+                    return Err(Stop::of(&e, "; nothing written"));
+                }
+                row.status = INVALID.into();
+                row.reason = Some(one_line(&e.to_string()));
+                row.verification = "- (copied unchanged)".into();
+            }
             FileResult::Error(e) => {
                 let mut stop = Stop::of(&e, "; nothing written");
                 stop.2 = format!("{}; nothing written", one_line(&e.to_string()));
                 return Err(stop);
             }
         }
-        if !s.quiet {
+        if !s.quiet() {
             let what = match row.status.as_str() {
                 "rewritten" => format!(
                     "rewritten, {} norm(s), {} left alone; verification {}",
@@ -530,7 +557,7 @@ fn run_inner(
             replaced.push(rel_str(f));
             continue;
         }
-        if let Err(e) = copy_file(&dir.join(f), &stage.path.join(f)) {
+        if let Err(e) = copy_file(&dir.join(f), &stage.path.join(f), s.fsync) {
             return Err(Stop::of(&e, "; nothing written"));
         }
         copied.push(rel_str(f));
@@ -538,7 +565,7 @@ fn run_inner(
     // Every output model's external data must resolve inside the output (models whose
     // verification failed have no output).
     for (m, row) in models.iter().zip(&rows) {
-        if row.status == "verification failed" {
+        if verdict_code(&row.status).is_some() || row.status == INVALID {
             continue;
         }
         if let Err(e) = io::load(&stage.path.join(m)) {
@@ -552,9 +579,23 @@ fn run_inner(
             ));
         }
     }
-    let failed = rows.iter().any(|r| r.status == "verification failed");
-    let code = if failed {
+    // A file the rewrite differs for decides (1); else one whose verification could not
+    // complete (5); else one no runtime could verify (4): each the exit status the file alone
+    // gives.
+    let verdicts: Vec<u8> = rows
+        .iter()
+        .filter_map(|r| verdict_code(&r.status))
+        .collect();
+    let failed = !verdicts.is_empty();
+    let n_invalid = rows.iter().filter(|r| r.status == INVALID).count();
+    let code = if verdicts.contains(&1) {
         1
+    } else if verdicts.contains(&5) {
+        5
+    } else if failed {
+        4
+    } else if rewritten.is_empty() && n_invalid > 0 {
+        2
     } else if rewritten.is_empty() {
         3
     } else {
@@ -562,24 +603,40 @@ fn run_inner(
     };
     // The table.
     rep.table = table(&rows, copied.len(), &replaced);
-    if !s.quiet || code != 0 {
+    if !s.quiet() || code != 0 {
         log(&rep.table);
     }
     let n_failed = rows
         .iter()
-        .filter(|r| r.status == "verification failed")
+        .filter(|r| verdict_code(&r.status).is_some())
         .count();
     let n_refused = rows.iter().filter(|r| r.status == "refused").count();
     rep.files = rows;
     rep.copied = copied;
     rep.replaced_data_files = replaced;
     match code {
-        1 => {
+        2 => {
             return Err(Stop(
-                1,
+                2,
+                Kind::Invalid,
+                format!(
+                    "{}: nothing rewritten: {n_invalid} model(s) invalid, the others refused; \
+                     nothing written",
+                    dir.display()
+                ),
+            ));
+        }
+        1 | 4 | 5 => {
+            let what = match code {
+                1 => "verification failed",
+                4 => "could not be verified (no runtime could run the original)",
+                _ => "verification could not complete",
+            };
+            return Err(Stop(
+                code,
                 Kind::Verification,
                 format!(
-                    "{}: verification failed for {n_failed} file(s); nothing written",
+                    "{}: {what} for {n_failed} file(s); nothing written",
                     dir.display(),
                 ),
             ));
@@ -596,7 +653,7 @@ fn run_inner(
         }
         _ => {}
     }
-    if let Some(rp) = report_path {
+    if let Some(rp) = &s.report {
         let text = serde_json::to_string_pretty(&*rep).unwrap_or_default();
         if let Err(e) = flow::write_atomic(rp, text.as_bytes()) {
             return Err(Stop::of(&e, "; nothing written"));
@@ -623,10 +680,15 @@ fn run_inner(
     say(
         log,
         format!(
-            "wrote {} ({} model(s) rewritten, {} refused and copied, {} other file(s) copied)",
+            "wrote {} ({} model(s) rewritten, {} refused and copied,{} {} other file(s) copied)",
             out.display(),
             rewritten.len(),
             n_refused,
+            if n_invalid > 0 {
+                format!(" {n_invalid} invalid and copied,")
+            } else {
+                String::new()
+            },
             rep.copied.len()
         ),
     );
@@ -675,4 +737,23 @@ fn table(rows: &[FileRow], copied: usize, replaced: &[String]) -> String {
         );
     }
     s
+}
+
+/// A file's status when its verification failed (exit 1 alone).
+const VERIFY_FAILED: &str = "verification failed";
+/// A file's status when no runtime could run the original (exit 4 alone).
+const NOT_VERIFIABLE: &str = "not verifiable";
+/// A file's status when its verification could not complete (exit 5 alone).
+const VERIFY_INCOMPLETE: &str = "verification incomplete";
+/// A file's status when it is not a valid model (copied unchanged, see [`invalid_model`]).
+const INVALID: &str = "invalid";
+
+/// The exit status a file with this status gives alone, when its verification did not pass.
+fn verdict_code(status: &str) -> Option<u8> {
+    match status {
+        VERIFY_FAILED => Some(1),
+        NOT_VERIFIABLE => Some(4),
+        VERIFY_INCOMPLETE => Some(5),
+        _ => None,
+    }
 }

@@ -5,15 +5,18 @@
 //! original model (nothing written); 5 verification would exceed its budget or could not
 //! complete (nothing written).
 
+#[path = "cli/args.rs"]
+mod args;
 #[path = "cli/bench/mod.rs"]
 mod bench;
 
+use args::VerifyArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use onnx_normopt::flow::{self, write_atomic};
+use onnx_normopt::flow::{self, same_file, write_atomic, VerifyWhen};
 use onnx_normopt::ir::{dump, Model};
 use onnx_normopt::passes::{self, Options, OutputForm, Target};
-use onnx_normopt::verify::{self, VerifyArgs};
-use onnx_normopt::{folder, io, Error};
+use onnx_normopt::verify;
+use onnx_normopt::{folder, io, progress, Error};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -57,8 +60,8 @@ enum Cmd {
         #[arg(long)]
         shapes: bool,
         /// Target to analyse for.
-        #[arg(long, value_enum, default_value_t = TargetArg::Rmsnorm)]
-        target: TargetArg,
+        #[arg(long, value_parser = args::targets(), default_value_t = Target::Rmsnorm)]
+        target: Target,
         /// Write Graphviz DOT of the residual streams (sources, writers, norms, readers,
         /// coloured by what the rewrite does to each; repeated blocks collapsed) to stdout, or
         /// to FILE with `--dot=FILE`. Render with `dot -Tsvg`.
@@ -96,8 +99,8 @@ struct RewriteArgs {
     #[arg(short, long, required = true, value_name = "OUT")]
     output: Option<PathBuf>,
     /// The normalisation to rewrite to.
-    #[arg(long, value_enum, default_value_t = TargetArg::Rmsnorm)]
-    target: TargetArg,
+    #[arg(long, value_parser = args::targets(), default_value_t = Target::Rmsnorm)]
+    target: Target,
     /// How to write RMSNorm: `standard` (ONNX RMSNormalization at opset >= 23, else standard
     /// ops; passes onnx.checker) or `onnxruntime` (SimplifiedLayerNormalization and
     /// com.microsoft:SkipSimplifiedLayerNormalization; fastest in onnxruntime). With
@@ -144,14 +147,6 @@ struct RewriteArgs {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum TargetArg {
-    /// Pre-RMSNorm (same width).
-    Rmsnorm,
-    /// Pre-CRMSNorm (streams compressed to D−1).
-    Crmsnorm,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
 enum EmitArg {
     /// Portable ONNX.
     Standard,
@@ -164,11 +159,7 @@ enum EmitArg {
 
 /// The pass's options for `--target`, `--emit` and `--no-fold`: a usage error for `--emit custom`
 /// without `--target crmsnorm`.
-fn options(target: TargetArg, emit: EmitArg, fold: bool) -> Result<Options, Error> {
-    let target = match target {
-        TargetArg::Rmsnorm => Target::Rmsnorm,
-        TargetArg::Crmsnorm => Target::Crmsnorm,
-    };
+fn options(target: Target, emit: EmitArg, fold: bool) -> Result<Options, Error> {
     let emit = match emit {
         EmitArg::Standard => "standard",
         EmitArg::Onnxruntime => "onnxruntime",
@@ -182,13 +173,9 @@ fn options(target: TargetArg, emit: EmitArg, fold: bool) -> Result<Options, Erro
 }
 
 /// The pass's options for `inspect` (standard ops, folding on).
-fn inspect_options(target: TargetArg) -> Options {
-    let form = match target {
-        TargetArg::Rmsnorm => OutputForm::Rms(passes::Emit::Standard),
-        TargetArg::Crmsnorm => OutputForm::Crms(passes::CrmsEmit::Standard),
-    };
+fn inspect_options(target: Target) -> Options {
     Options {
-        form,
+        form: target.into(),
         ..Options::default()
     }
 }
@@ -275,7 +262,7 @@ fn fail_pass(input: &Path, e: &Error) -> u8 {
 
 use flow::one_line;
 
-fn inspect(path: &Path, json: bool, graph: bool, shapes: bool, target: TargetArg) -> u8 {
+fn inspect(path: &Path, json: bool, graph: bool, shapes: bool, target: Target) -> u8 {
     let model = match Model::load(path) {
         Ok(m) => m,
         Err(e) => return fail(&e),
@@ -332,7 +319,7 @@ fn shapes_text(g: &onnx_normopt::ir::Graph) -> String {
 }
 
 /// `inspect --dot`: the picture of the streams.
-fn inspect_dot(path: &Path, dot_out: &Path, target: TargetArg) -> u8 {
+fn inspect_dot(path: &Path, dot_out: &Path, target: Target) -> u8 {
     let model = match Model::load(path) {
         Ok(m) => m,
         Err(e) => return fail(&e),
@@ -410,13 +397,6 @@ fn verify_cmd(a: &Path, b: &Path, args: &VerifyArgs, json: bool) -> u8 {
     }
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
-}
-
 fn settings(a: &RewriteArgs, mut opts: Options) -> flow::Settings {
     let iso = a
         .verify_args
@@ -432,13 +412,29 @@ fn settings(a: &RewriteArgs, mut opts: Options) -> flow::Settings {
     }
     flow::Settings {
         opts,
-        verify: a.verify,
-        no_verify: a.no_verify,
+        verify: if a.no_verify {
+            VerifyWhen::Never
+        } else if a.verify {
+            VerifyWhen::Always
+        } else {
+            VerifyWhen::Default
+        },
         verify_opts: a.verify_args.to_options(),
-        quiet: a.quiet,
+        progress: if a.quiet {
+            progress::Show::Off
+        } else {
+            progress::Show::Large
+        },
+        fsync: !a.no_fsync,
+        report: a.report.clone(),
+        input_name: None,
         // In a child process, with the memory budget checked first (verify::child): a runtime
         // crash, an allocation failure or a timeout is one line, exit 5.
-        verifier: Box::new(move |x, y, o| {
+        verifier: Box::new(move |x, y, shown, o| {
+            let iso = verify::Isolation {
+                b_shown: Some(shown.to_path_buf()),
+                ..iso.clone()
+            };
             Ok(verify::verify_isolated(x, y, o, &iso).map(flow::Verification::from))
         }),
     }
@@ -453,56 +449,24 @@ fn rewrite(a: &RewriteArgs) -> u8 {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
-    io::set_fsync(!a.no_fsync);
+    let s = settings(a, opts);
     if input.is_dir() {
-        let done = folder::run(
-            input,
-            out,
-            a.report.as_deref(),
-            &settings(a, opts),
-            &mut |m| eprint!("{m}"),
-        );
+        let done = folder::run(input, out, &s, &mut |m| eprint!("{m}"));
         if let Some(m) = &done.message {
             eprintln!("onnx-normopt: {m}");
         }
         return done.code;
     }
-    if same_file(input, out) || input == out {
-        return fail(&Error::Usage(format!(
-            "{}: the output must not be the input",
-            out.display()
-        )));
-    }
-    if let Some(rp) = &a.report {
-        if same_file(input, rp) || rp == input || rp == out {
-            return fail(&Error::Usage(format!(
-                "{}: the report must not be the input or the output model",
-                rp.display()
-            )));
-        }
-    }
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        return fail(&Error::Usage(format!(
-            "{}: the output folder {} does not exist",
-            out.display(),
-            dir.display()
-        )));
-    }
-    let s = settings(a, opts);
     if let Some(n) = a.stop_after {
         eprintln!(
             "onnx-normopt: --stop-after {n}: only the first {n} patch(es) of the rewrite are applied; \
              the result is in general not equivalent to the input"
         );
     }
-    let result = flow::rewrite_file(input, out, None, &s);
+    let result = flow::rewrite(input, &flow::Output::File(out.into()), &s);
     let code = result.exit_code();
-    let (staged, report) = match result {
-        flow::FileResult::Error(e) => return fail_pass(input, &e),
+    match result {
+        flow::FileResult::Error(e) => fail_pass(input, &e),
         flow::FileResult::Refused { why, report } => {
             if let (Some(r), false) = (&report, a.quiet) {
                 eprint!("{}", r.summary());
@@ -512,7 +476,7 @@ fn rewrite(a: &RewriteArgs) -> u8 {
                 input.display(),
                 one_line(&why)
             );
-            return code;
+            code
         }
         flow::FileResult::VerifyFailed { why, table, .. } => {
             if let Some(t) = table {
@@ -523,35 +487,23 @@ fn rewrite(a: &RewriteArgs) -> u8 {
                 input.display(),
                 one_line(&why)
             );
-            return code;
+            code
         }
         flow::FileResult::Rewritten {
-            staged,
-            report,
-            verified,
+            report, verified, ..
         } => {
-            match verified {
-                flow::Verified::Passed(t) if !a.quiet => eprint!("{t}"),
-                flow::Verified::Skipped(why) if !a.quiet && !a.no_verify => {
-                    eprintln!("onnx-normopt: note: {}: {why}", input.display())
+            if !a.quiet {
+                match verified {
+                    flow::Verified::Passed(t) => eprint!("{t}"),
+                    flow::Verified::Skipped(why) if !a.no_verify => {
+                        eprintln!("onnx-normopt: note: {}: {why}", input.display())
+                    }
+                    flow::Verified::Skipped(_) => {}
                 }
-                _ => {}
+                eprint!("{}", report.summary());
+                eprintln!("onnx-normopt: wrote {}", out.display());
             }
-            (staged, report)
-        }
-    };
-    if let Some(rp) = &a.report {
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        if let Err(e) = write_atomic(rp, text.as_bytes()) {
-            return fail(&e);
+            0
         }
     }
-    if let Err(e) = staged.commit() {
-        return fail(&e);
-    }
-    if !a.quiet {
-        eprint!("{}", report.summary());
-        eprintln!("onnx-normopt: wrote {}", out.display());
-    }
-    0
 }

@@ -1,24 +1,41 @@
-//! A progress bar on stderr for long writes: shown only when stderr is a terminal, the run is
-//! not `--quiet`, and there is enough to write for it to matter.
+//! A progress bar on stderr for writes: shown only when stderr is a terminal and [`Show`] says
+//! so (the command line: unless `--quiet`, for outputs large enough for it to matter; Python:
+//! when asked).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 
-/// Below this many payload bytes no bar is drawn.
+/// Below this many payload bytes no bar is drawn for [`Show::Large`].
 const MIN_BYTES: u64 = 64 << 20;
+
+/// What progress a run shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Show {
+    /// Nothing (`--quiet`; Python's default).
+    #[default]
+    Off,
+    /// A bar for outputs of 64 MiB or more (the command line's default), and the folder mode's
+    /// progress lines.
+    Large,
+    /// A bar for every output, and the folder mode's progress lines (Python's
+    /// `progress=True`).
+    Always,
+}
 
 /// A lazily created byte progress bar.
 pub struct Bar {
     enabled: bool,
+    min_bytes: u64,
     what: &'static str,
     bar: Option<ProgressBar>,
 }
 
 impl Bar {
-    /// A bar labelled `what`, drawn only if `wanted` and stderr is a terminal.
-    pub fn new(wanted: bool, what: &'static str) -> Bar {
+    /// A bar labelled `what`, drawn as `show` says when stderr is a terminal.
+    pub fn new(show: Show, what: &'static str) -> Bar {
         Bar {
-            enabled: wanted && std::io::stderr().is_terminal(),
+            enabled: show != Show::Off && std::io::stderr().is_terminal(),
+            min_bytes: if show == Show::Large { MIN_BYTES } else { 0 },
             what,
             bar: None,
         }
@@ -26,7 +43,7 @@ impl Bar {
 
     /// `done` of `total` bytes.
     pub fn set(&mut self, done: u64, total: u64) {
-        if !self.enabled || total < MIN_BYTES {
+        if !self.enabled || total < self.min_bytes {
             return;
         }
         let what = self.what;

@@ -7,10 +7,11 @@
 //! subgraphs too) and none left, of any form, in any subgraph; a "refuse" model must exit 3 and
 //! write nothing.
 
+mod common;
+use common::cli::command;
 use onnx_normopt::ir::Model;
 use onnx_normopt::proto::GraphProto;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Mutex;
 
 fn root() -> PathBuf {
@@ -62,10 +63,7 @@ fn check(entry: &serde_json::Value, target: &str) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let out = dir.path().join("out.onnx");
     let report = dir.path().join("report.json");
-    let o = Command::new(env!("CARGO_BIN_EXE_onnx-normopt"))
-        .arg(&src)
-        .arg("-o")
-        .arg(&out)
+    let o = command(&[src.as_os_str(), "-o".as_ref(), out.as_os_str()])
         .args(["--target", target, "-q", "--report"])
         .arg(&report)
         .env("RUST_BACKTRACE", "1")

@@ -5,13 +5,13 @@
 //! Models are built here; onnxruntime parts run when its library is found (a visible note
 //! otherwise, a failure under `CI=true`).
 
-#[path = "common/onnx_build.rs"]
-mod build;
+mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use build::*;
+use common::build::*;
+use common::cli::command;
+use common::pass::{have_ort, note};
 use onnx_normopt::proto::{data_type as dt, ModelProto};
 use onnx_normopt::verify::{
     ci_requires_ort, generate_cases, verify_files, Runtime, Runtimes, VerifyError, VerifyOptions,
@@ -26,10 +26,6 @@ fn opts(runtimes: Runtimes) -> VerifyOptions {
     }
 }
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_onnx-normopt")
-}
-
 /// A GPT-2-like KV-cache step as exporters write it: token and position embeddings, the new
 /// keys appended to `past_key_values.0.key` (length `past_sequence_length`), and the result
 /// masked by `attention_mask` over `past_sequence_length + sequence_length`. Inconsistent
@@ -39,64 +35,64 @@ fn kv_model(scale: f32) -> ModelProto {
     let total = "past_sequence_length + sequence_length";
     let g = graph(
         vec![
-            node("Gather", "", &["wte", "input_ids"], &["tok"], vec![]),
-            node("Gather", "", &["wpe", "position_ids"], &["pos"], vec![]),
-            node("Add", "", &["tok", "pos"], &["h"], vec![]),
-            node("Mul", "", &["h", "scale"], &["hs"], vec![]),
-            node("Reshape", "", &["hs", "heads"], &["h4"], vec![]),
-            node(
+            node_in("Gather", "", &["wte", "input_ids"], &["tok"], vec![]),
+            node_in("Gather", "", &["wpe", "position_ids"], &["pos"], vec![]),
+            node_in("Add", "", &["tok", "pos"], &["h"], vec![]),
+            node_in("Mul", "", &["h", "scale"], &["hs"], vec![]),
+            node_in("Reshape", "", &["hs", "heads"], &["h4"], vec![]),
+            node_in(
                 "Transpose",
                 "",
                 &["h4"],
                 &["new"],
                 vec![attr_ints("perm", &[0, 2, 1, 3])],
             ),
-            node(
+            node_in(
                 "Concat",
                 "",
                 &["past_key_values.0.key", "new"],
                 &["present"],
                 vec![attr_i("axis", 2)],
             ),
-            node(
+            node_in(
                 "Cast",
                 "",
                 &["attention_mask"],
                 &["maskf"],
                 vec![attr_i("to", dt::FLOAT as i64)],
             ),
-            node("Unsqueeze", "", &["maskf", "mask_axes"], &["mask4"], vec![]),
-            node("Mul", "", &["present", "mask4"], &["out"], vec![]),
+            node_in("Unsqueeze", "", &["maskf", "mask_axes"], &["mask4"], vec![]),
+            node_in("Mul", "", &["present", "mask4"], &["out"], vec![]),
         ],
         vec![
-            vi(
+            vi_dims(
                 "input_ids",
                 dt::INT64,
                 &[dp("batch_size"), dp("sequence_length")],
             ),
-            vi(
+            vi_dims(
                 "past_key_values.0.key",
                 dt::FLOAT,
                 &[dp("batch_size"), dv(2), dp("past_sequence_length"), dv(4)],
             ),
-            vi("attention_mask", dt::INT64, &[dp("batch_size"), dp(total)]),
-            vi(
+            vi_dims("attention_mask", dt::INT64, &[dp("batch_size"), dp(total)]),
+            vi_dims(
                 "position_ids",
                 dt::INT64,
                 &[dp("batch_size"), dp("sequence_length")],
             ),
         ],
-        vec![vi(
+        vec![vi_dims(
             "out",
             dt::FLOAT,
             &[dp("batch_size"), dv(2), dp(total), dv(4)],
         )],
         vec![
-            f32_init("wte", &[10, 8], &values(80, 1)),
-            f32_init("wpe", &[16, 8], &values(128, 2)),
-            f32_init("scale", &[1], &[scale]),
-            i64_init("heads", &[4], &[0, 0, 2, 4]),
-            i64_init("mask_axes", &[2], &[1, 3]),
+            f32_tensor("wte", &[10, 8], &values(80, 1)),
+            f32_tensor("wpe", &[16, 8], &values(128, 2)),
+            f32_tensor("scale", &[1], &[scale]),
+            i64_tensor("heads", &[4], &[0, 0, 2, 4]),
+            i64_tensor("mask_axes", &[2], &[1, 3]),
         ],
     );
     model(g, 17)
@@ -186,28 +182,28 @@ fn kv_cache_inputs_are_consistent_at_an_empty_and_a_filled_cache() {
 fn merged_model(delta: f32) -> ModelProto {
     let then_g = graph(
         vec![
-            node(
+            node_in(
                 "Concat",
                 "",
                 &["past", "x"],
                 &["cat"],
                 vec![attr_i("axis", 1)],
             ),
-            node("Mul", "", &["cat", "w"], &["cw"], vec![]),
-            node("Mul", "", &["cw", "w_cache"], &["then_out"], vec![]),
+            node_in("Mul", "", &["cat", "w"], &["cw"], vec![]),
+            node_in("Mul", "", &["cw", "w_cache"], &["then_out"], vec![]),
         ],
         vec![],
         vec![vi_any("then_out", dt::FLOAT)],
         vec![],
     );
     let else_g = graph(
-        vec![node("Mul", "", &["x", "w"], &["y"], vec![])],
+        vec![node_in("Mul", "", &["x", "w"], &["y"], vec![])],
         vec![],
         vec![vi_any("y", dt::FLOAT)],
         vec![],
     );
     let g = graph(
-        vec![node(
+        vec![node_in(
             "If",
             "",
             &["use_cache_branch"],
@@ -215,19 +211,19 @@ fn merged_model(delta: f32) -> ModelProto {
             vec![attr_g("then_branch", then_g), attr_g("else_branch", else_g)],
         )],
         vec![
-            vi(
+            vi_dims(
                 "x",
                 dt::FLOAT,
                 &[dp("batch_size"), dp("sequence_length"), dv(4)],
             ),
-            vi(
+            vi_dims(
                 "past",
                 dt::FLOAT,
                 &[dp("batch_size"), dp("past_sequence_length"), dv(4)],
             ),
-            vi("use_cache_branch", dt::BOOL, &[dv(1)]),
+            vi_dims("use_cache_branch", dt::BOOL, &[dv(1)]),
         ],
-        vec![vi(
+        vec![vi_dims(
             "y",
             dt::FLOAT,
             &[
@@ -237,8 +233,8 @@ fn merged_model(delta: f32) -> ModelProto {
             ],
         )],
         vec![
-            f32_init("w", &[4], &[0.5, -1.0, 2.0, 0.25]),
-            f32_init("w_cache", &[4], &[1.0 + delta, 1.0, 1.0, 1.0]),
+            f32_tensor("w", &[4], &[0.5, -1.0, 2.0, 0.25]),
+            f32_tensor("w_cache", &[4], &[1.0 + delta, 1.0, 1.0, 1.0]),
         ],
     );
     model(g, 17)
@@ -295,22 +291,18 @@ fn merged_decoders_are_verified_in_both_branches() {
 fn det_model(c: f32) -> ModelProto {
     let g = graph(
         vec![
-            node("Det", "", &["x"], &["d"], vec![]),
-            node("Mul", "", &["d", "c"], &["y"], vec![]),
+            node_in("Det", "", &["x"], &["d"], vec![]),
+            node_in("Mul", "", &["d", "c"], &["y"], vec![]),
         ],
-        vec![vi("x", dt::FLOAT, &[dv(2), dv(3), dv(3)])],
-        vec![vi("y", dt::FLOAT, &[dv(2)])],
-        vec![f32_init("c", &[1], &[c])],
+        vec![vi_dims("x", dt::FLOAT, &[dv(2), dv(3), dv(3)])],
+        vec![vi_dims("y", dt::FLOAT, &[dv(2)])],
+        vec![f32_tensor("c", &[1], &[c])],
     );
     model(g, 17)
 }
 
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let o = Command::new(bin())
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .unwrap();
+    let o = command(args).env("RUST_BACKTRACE", "1").output().unwrap();
     (
         o.status.code(),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -376,9 +368,9 @@ fn a_runtime_that_cannot_run_the_original_is_not_run_and_the_other_verifies() {
     assert_no_backtrace(&stderr);
 }
 
-/// A runtime panic (tract indexing out of bounds on inconsistent KV inputs, forced with a
-/// `--dim` that makes the mask too short) is reported in one line, without a backtrace, even
-/// with RUST_BACKTRACE=1.
+/// A runtime panic (tract indexing out of bounds on inconsistent KV inputs, forced with
+/// `--dim`s that make the mask too short in every case) is reported in one line, without a
+/// backtrace, even with RUST_BACKTRACE=1.
 #[test]
 fn runtime_failures_print_no_backtrace() {
     let dir = tempfile::tempdir().unwrap();
@@ -392,6 +384,8 @@ fn runtime_failures_print_no_backtrace() {
         "tract",
         "--dim",
         "past_sequence_length + sequence_length=5",
+        "--dim",
+        "sequence_length=8",
     ]);
     println!("{stdout}{stderr}");
     assert_eq!(code, Some(4), "{stderr}");
@@ -401,14 +395,14 @@ fn runtime_failures_print_no_backtrace() {
     // A Gather whose indices leave its table (ids shifted past the 4 rows): tract panics.
     let g = graph(
         vec![
-            node("Add", "", &["ids", "shift"], &["far"], vec![]),
-            node("Gather", "", &["table", "far"], &["y"], vec![]),
+            node_in("Add", "", &["ids", "shift"], &["far"], vec![]),
+            node_in("Gather", "", &["table", "far"], &["y"], vec![]),
         ],
-        vec![vi("ids", dt::INT64, &[dv(3)])],
-        vec![vi("y", dt::FLOAT, &[dv(3), dv(2)])],
+        vec![vi_dims("ids", dt::INT64, &[dv(3)])],
+        vec![vi_dims("y", dt::FLOAT, &[dv(3), dv(2)])],
         vec![
-            f32_init("table", &[4, 2], &values(8, 4)),
-            i64_init("shift", &[1], &[10]),
+            f32_tensor("table", &[4, 2], &values(8, 4)),
+            i64_tensor("shift", &[1], &[10]),
         ],
     );
     let p = save(dir.path(), "gather.onnx", &model(g, 17));
@@ -436,6 +430,8 @@ fn runtime_failures_print_no_backtrace() {
         "tract",
         "--dim",
         "past_sequence_length + sequence_length=5",
+        "--dim",
+        "sequence_length=8",
     ]);
     println!("{stdout}{stderr}");
     assert_eq!(code, Some(4), "{stderr}");

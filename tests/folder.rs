@@ -8,9 +8,8 @@ use onnx_normopt::proto::ModelProto;
 use onnx_normopt::verify::{verify_files, Runtimes, VerifyOptions};
 use std::path::{Path, PathBuf};
 
-#[path = "common/cli.rs"]
-mod cli;
-use cli::{run, text, tm};
+mod common;
+use common::cli::{run, text, tm};
 
 /// An export-like folder:
 /// - `model.onnx` (GPT-2, inline), `config.json`, `notes.txt`;
@@ -36,7 +35,10 @@ fn make_folder(root: &Path) -> PathBuf {
         &io::NothingComputed,
         &dir.join("onnx/decoder_model.onnx"),
         io::DataLayout::External,
-        Some("decoder_model.onnx_data"),
+        &io::StageOptions {
+            data_name: Some("decoder_model.onnx_data"),
+            fsync: false,
+        },
         &mut |_, _| {},
     )
     .unwrap()
@@ -192,7 +194,10 @@ fn folder_rewrites_copies_refuses_and_reports() {
         ]
     );
     assert!(files[0]["report"]["norms_rewritten"].as_u64().unwrap() > 0);
-    assert!(files[2]["reason"].as_str().unwrap().contains("refused"));
+    // The headline is the structural reason (Post-LN), not the consequence for BERT's
+    // embedding LayerNorm ("feeds stream 1, which is refused").
+    let why = files[2]["reason"].as_str().unwrap();
+    assert!(why.starts_with("Post-LN: "), "{why}");
     assert_eq!(
         j["replaced_data_files"],
         serde_json::json!(["onnx/decoder_model.onnx_data"])
@@ -276,4 +281,94 @@ fn folder_failures_write_nothing() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(text(&o), "");
     assert_eq!(files_under(&empty), files_under(&dir));
+}
+
+/// A merged decoder broken the way some exports are: a branch of its `If` returns a value of
+/// the outer graph (here the `If`'s own output) instead of computing it. onnxruntime refuses it
+/// ("subgraph output is an outer scope value"); so does the rewrite, naming that cause.
+fn if_returning_an_outer_value() -> ModelProto {
+    use common::build::{attr_g, model_of, node, vi};
+    use onnx_normopt::proto::{data_type as dt, GraphProto};
+    let then_branch = GraphProto {
+        name: Some("then".into()),
+        output: vec![vi("y", dt::FLOAT, &[2, 8])],
+        ..Default::default()
+    };
+    let else_branch = GraphProto {
+        name: Some("else".into()),
+        node: vec![node("Identity", "else_id", &["x"], &["e"], vec![])],
+        output: vec![vi("e", dt::FLOAT, &[2, 8])],
+        ..Default::default()
+    };
+    let g = GraphProto {
+        name: Some("merged".into()),
+        node: vec![node(
+            "If",
+            "optimum::if",
+            &["use_cache_branch"],
+            &["y"],
+            vec![
+                attr_g("then_branch", then_branch),
+                attr_g("else_branch", else_branch),
+            ],
+        )],
+        input: vec![
+            vi("use_cache_branch", dt::BOOL, &[]),
+            vi("x", dt::FLOAT, &[2, 8]),
+        ],
+        output: vec![vi("y", dt::FLOAT, &[2, 8])],
+        ..Default::default()
+    };
+    model_of(g, &[("", 17)])
+}
+
+/// One file: the real cause, exit 2, nothing written. A folder holding such a file beside a
+/// good model: the invalid file is copied unchanged (status `invalid`, its reason in the table),
+/// the good one rewritten, exit 0.
+#[test]
+fn an_invalid_model_is_named_and_copied_in_a_folder() {
+    use prost::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("export");
+    std::fs::create_dir(&dir).unwrap();
+    let bad = dir.join("decoder_model_merged.onnx");
+    std::fs::write(&bad, if_returning_an_outer_value().encode_to_vec()).unwrap();
+    std::fs::copy(tm("gpt2_dynamo18_fp32.onnx"), dir.join("model.onnx")).unwrap();
+
+    let out = tmp.path().join("one.onnx");
+    let o = run(&[bad.as_os_str(), "-o".as_ref(), out.as_os_str()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("subgraph output is an outer scope value"), "{t}");
+    assert!(t.contains("\"then_branch\" returns \"y\""), "{t}");
+    assert!(!t.contains("topological order"), "{t}");
+    assert!(!out.exists());
+
+    let out = tmp.path().join("out");
+    let o = run(&[
+        dir.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--no-verify".as_ref(),
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("decoder_model_merged.onnx invalid: ") && t.contains("outer scope value"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("decoder_model_merged.onnx")).unwrap(),
+        std::fs::read(&bad).unwrap(),
+        "copied unchanged"
+    );
+    assert!(Model::load(&out.join("model.onnx")).is_ok());
+
+    // Only invalid (and refused) models: nothing rewritten, exit 2, nothing written.
+    std::fs::remove_file(dir.join("model.onnx")).unwrap();
+    let out = tmp.path().join("out2");
+    let o = run(&[dir.as_os_str(), "-o".as_ref(), out.as_os_str()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("1 model(s) invalid"), "{}", text(&o));
+    assert!(!out.exists());
 }

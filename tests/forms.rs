@@ -3,152 +3,14 @@
 //! centering nodes, the new fold or pass-through named), and runs the original and the rewrite
 //! on the same random inputs in tract and onnxruntime.
 
-#[path = "common/hostile.rs"]
-mod hostile;
-
-#[path = "common/verify_opts.rs"]
-mod verify_opts;
-use hostile::{attr_f, attr_i, attr_ints, model, node, rand_tensor, vi};
+mod common;
+use common::build::{attr_f, attr_i, attr_ints, node, vi, GraphBuilder as B};
+use common::pass::verify_opts;
 use onnx_normopt::ir::Model;
-use onnx_normopt::passes::{self, Options, Target};
-use onnx_normopt::proto::{
-    data_type as dt, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto,
-};
+use onnx_normopt::passes::{Options, Target};
+use onnx_normopt::proto::{data_type as dt, ModelProto, TensorProto};
 use onnx_normopt::verify;
 use prost::Message;
-use verify_opts::verify_opts;
-
-/// A graph under construction: nodes, initializers, fresh names.
-#[derive(Default)]
-#[allow(dead_code)]
-struct B {
-    nodes: Vec<NodeProto>,
-    inits: Vec<TensorProto>,
-    k: usize,
-    seed: u64,
-}
-
-#[allow(dead_code)]
-impl B {
-    fn fresh(&mut self, base: &str) -> String {
-        self.k += 1;
-        format!("{base}_{}", self.k)
-    }
-
-    /// A node with one output (named after the op); returns the output.
-    fn op(&mut self, op: &str, ins: &[&str], attrs: Vec<AttributeProto>) -> String {
-        let o = self.fresh(&op.to_lowercase());
-        let name = self.fresh(op);
-        self.nodes.push(node(op, &name, ins, &[&o], attrs));
-        o
-    }
-
-    /// A node of another domain with one output.
-    fn op_in(
-        &mut self,
-        domain: &str,
-        op: &str,
-        ins: &[&str],
-        attrs: Vec<AttributeProto>,
-    ) -> String {
-        let o = self.op(op, ins, attrs);
-        self.nodes.last_mut().unwrap().domain = Some(domain.into());
-        o
-    }
-
-    /// A random f32 initializer (values in [-1, 1) + offset).
-    fn w(&mut self, base: &str, dims: &[i64], offset: f32) -> String {
-        let n = self.fresh(base);
-        self.seed += 1;
-        self.inits.push(rand_tensor(&n, dims, self.seed, offset));
-        n
-    }
-
-    /// An int64 initializer.
-    fn ints(&mut self, vals: &[i64], dims: &[i64]) -> String {
-        let n = self.fresh("ints");
-        self.inits.push(TensorProto {
-            dims: dims.to_vec(),
-            data_type: Some(dt::INT64),
-            name: Some(n.clone()),
-            int64_data: vals.to_vec(),
-            ..Default::default()
-        });
-        n
-    }
-
-    /// An f32 initializer with these values.
-    fn f32s(&mut self, vals: &[f32], dims: &[i64]) -> String {
-        let n = self.fresh("f");
-        self.inits.push(hostile::f32_tensor(&n, dims, vals));
-        n
-    }
-
-    /// A random fp16 initializer read through `Cast(to=f32)` (onnxruntime's fp16 optimisation);
-    /// returns the Cast's output.
-    fn w16(&mut self, base: &str, dims: &[i64], offset: f32) -> String {
-        let n = self.fresh(base);
-        self.seed += 1;
-        let t = rand_tensor(&n, dims, self.seed, offset);
-        let vals: Vec<f64> = t
-            .raw_data
-            .as_ref()
-            .unwrap()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-            .collect();
-        let d: Vec<usize> = dims.iter().map(|&x| x as usize).collect();
-        self.inits
-            .push(onnx_normopt::tensor::tensor_from_f64(&n, &d, dt::FLOAT16, &vals).unwrap());
-        self.op("Cast", &[&n], vec![attr_i("to", dt::FLOAT as i64)])
-    }
-
-    /// `LayerNormalization` over the last axis with random γ (around 1) and β.
-    fn ln(&mut self, x: &str, d: i64) -> String {
-        let g = self.w("ln.g", &[d], 1.0);
-        let b = self.w("ln.b", &[d], 0.2);
-        self.op(
-            "LayerNormalization",
-            &[x, &g, &b],
-            vec![attr_i("axis", -1), attr_f("epsilon", 1e-5)],
-        )
-    }
-
-    /// `MatMul` by a random [k, n] weight, then `Add` of a random bias.
-    fn linear(&mut self, x: &str, k: i64, n: i64) -> String {
-        let w = self.w("w", &[k, n], 0.0);
-        let b = self.w("b", &[n], 0.3);
-        let m = self.op("MatMul", &[x, &w], vec![]);
-        self.op("Add", &[&m, &b], vec![])
-    }
-
-    /// `x[axis]` of `Shape(x)` as a 1-D tensor of one entry.
-    fn dim(&mut self, x: &str, axis: i64) -> String {
-        let s = self.op("Shape", &[x], vec![]);
-        let i = self.ints(&[axis], &[]);
-        let g = self.op("Gather", &[&s, &i], vec![attr_i("axis", 0)]);
-        let ax = self.ints(&[0], &[1]);
-        self.op("Unsqueeze", &[&g, &ax], vec![])
-    }
-
-    fn model(
-        self,
-        inputs: Vec<onnx_normopt::proto::ValueInfoProto>,
-        out: &str,
-        out_dims: &[i64],
-    ) -> ModelProto {
-        let mut m = model(GraphProto {
-            node: self.nodes,
-            name: Some("forms".into()),
-            initializer: self.inits,
-            input: inputs,
-            output: vec![vi(out, dt::FLOAT, out_dims)],
-            ..Default::default()
-        });
-        m.opset_import[0].version = Some(18);
-        m
-    }
-}
 
 /// What a rewrite must show.
 struct Expect {
@@ -173,7 +35,7 @@ fn check(name: &str, m: &ModelProto, e: &Expect) {
     }
     for target in [Target::Rmsnorm, Target::Crmsnorm] {
         let model = Model::load(&src).unwrap();
-        let out = passes::run(
+        let out = common::pass::run(
             model,
             &Options {
                 check_each_patch: true,
@@ -483,7 +345,7 @@ fn backbones_layer_scale_and_interpolated_positions() {
         let src = root.join(file);
         let dir = tempfile::tempdir().unwrap();
         for target in [Target::Rmsnorm, Target::Crmsnorm] {
-            let out = passes::run(
+            let out = common::pass::run(
                 Model::load(&src).unwrap(),
                 &Options {
                     check_each_patch: true,

@@ -9,8 +9,10 @@
 //! Refresh after an intended change, and review the diff of the JSON like code:
 //! `NORMOPT_BLESS=1 cargo test --release --test golden`.
 
+mod common;
+
 use onnx_normopt::ir::Model;
-use onnx_normopt::passes::{self, Options, Target};
+use onnx_normopt::passes::{Options, Target};
 use onnx_normopt::proto::{GraphProto, ModelProto};
 use prost::Message;
 use std::collections::BTreeMap;
@@ -58,7 +60,7 @@ fn output_hash(path: &Path, opts: &Options) -> String {
         Ok(m) => m,
         Err(e) => return format!("load error: {e}"),
     };
-    match passes::run(model, opts) {
+    match common::pass::run(model, opts) {
         Ok(out) if out.rewritten() => {
             let mut proto = out.model.to_proto().expect("pending tensors computed");
             strip_provenance(&mut proto);

@@ -9,30 +9,13 @@
 //!
 //! Iterations: `NORMOPT_PROP_ITERS` (default 400); seed `NORMOPT_PROP_SEED`.
 
-#[path = "common/onnx_build.rs"]
-mod onnx_build;
+mod common;
 
-use onnx_build::{dp, dv, graph, model, node, save, vi};
+use common::build::{dp, dv, graph, model, node_in, save, vi_dims};
+use common::rng::Rng;
 use onnx_normopt::proto::{data_type as dt, tensor_shape_proto::Dimension, ValueInfoProto};
 use onnx_normopt::verify::{self, VerifyOptions};
 use std::collections::BTreeMap;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())]
-    }
-}
-
 const NAMES: [&str; 8] = [
     "batch",
     "batch_size",
@@ -209,12 +192,12 @@ fn input_generator_properties() {
         }
         let inputs: Vec<ValueInfoProto> = decl
             .iter()
-            .map(|(n, e, axes)| vi(n, *e, &axes.iter().map(dim_of).collect::<Vec<_>>()))
+            .map(|(n, e, axes)| vi_dims(n, *e, &axes.iter().map(dim_of).collect::<Vec<_>>()))
             .collect();
         let nodes = decl
             .iter()
             .map(|(n, _, _)| {
-                node(
+                node_in(
                     "Identity",
                     &format!("id_{n}"),
                     &[n],
@@ -225,7 +208,7 @@ fn input_generator_properties() {
             .collect();
         let outputs = decl
             .iter()
-            .map(|(n, e, _)| vi(&format!("{n}_out"), *e, &[]))
+            .map(|(n, e, _)| vi_dims(&format!("{n}_out"), *e, &[]))
             .collect();
         let m = model(graph(nodes, inputs, outputs, vec![]), 18);
         let path = save(tmp.path(), &format!("m{it}.onnx"), &m);
@@ -247,7 +230,7 @@ fn input_generator_properties() {
         }
         let opts = VerifyOptions {
             samples: 1 + r.below(2),
-            seed: r.next(),
+            seed: r.next_u64(),
             dims: dims.clone(),
             ..VerifyOptions::default()
         };

@@ -4,10 +4,10 @@
 //! decomposition is the contrib op's meaning; tract agreeing says tract computes it.
 //! (Without onnxruntime, a visible note, and tract alone.)
 
-#[path = "common/onnx_build.rs"]
-mod build;
+mod common;
 
-use build::*;
+use common::build::*;
+use common::pass::have_ort;
 use onnx_normopt::proto::{data_type as dt, tensor_shape_proto::Dimension, NodeProto, TensorProto};
 use onnx_normopt::verify::{ci_requires_ort, verify_files, Runtime, Runtimes, VerifyOptions};
 
@@ -34,9 +34,9 @@ fn check(c: Case) {
                 nodes,
                 c.inputs
                     .iter()
-                    .map(|(n, d)| vi(n, dt::FLOAT, &dims(d)))
+                    .map(|(n, d)| vi_dims(n, dt::FLOAT, &dims(d)))
                     .collect(),
-                vec![vi("y", dt::FLOAT, &dims(&c.out))],
+                vec![vi_dims("y", dt::FLOAT, &dims(&c.out))],
                 c.inits.clone(),
             ),
             17,
@@ -69,17 +69,17 @@ fn check(c: Case) {
 }
 
 fn scalar(name: &str, v: f32) -> TensorProto {
-    f32_init(name, &[1], &[v])
+    f32_tensor(name, &[1], &[v])
 }
 
 #[test]
 fn fused_matmul_matches_transpose_matmul_scale() {
     let t = |i: &str, o: &str, perm: &[i64]| {
-        node("Transpose", "", &[i], &[o], vec![attr_ints("perm", perm)])
+        node_in("Transpose", "", &[i], &[o], vec![attr_ints("perm", perm)])
     };
-    let mm = |a: &str, b: &str| node("MatMul", "", &[a, b], &["ab"], vec![]);
-    let scale = || node("Mul", "", &["ab", "alpha"], &["y"], vec![]);
-    let fused = |attrs: Vec<_>| vec![node("FusedMatMul", MS, &["a", "b"], &["y"], attrs)];
+    let mm = |a: &str, b: &str| node_in("MatMul", "", &[a, b], &["ab"], vec![]);
+    let scale = || node_in("Mul", "", &["ab", "alpha"], &["y"], vec![]);
+    let fused = |attrs: Vec<_>| vec![node_in("FusedMatMul", MS, &["a", "b"], &["y"], attrs)];
     let cases = vec![
         Case {
             name: "FusedMatMul transB alpha",
@@ -140,7 +140,7 @@ fn fused_matmul_matches_transpose_matmul_scale() {
         inputs: vec![("a", vec![4, 3]), ("b", vec![4, 5])],
         out: vec![3, 5],
         inits: vec![scalar("alpha", 1.0)],
-        fused: vec![node(
+        fused: vec![node_in(
             "TransposeMatMul",
             MS,
             &["a", "b"],
@@ -158,12 +158,12 @@ fn fused_gemm_matches_gemm_then_activation() {
         (
             "Relu",
             vec![],
-            vec![node("Relu", "", &["g"], &["y"], vec![])],
+            vec![node_in("Relu", "", &["g"], &["y"], vec![])],
         ),
         (
             "LeakyRelu",
             vec![("activation_alpha", 0.2)],
-            vec![node(
+            vec![node_in(
                 "LeakyRelu",
                 "",
                 &["g"],
@@ -174,17 +174,17 @@ fn fused_gemm_matches_gemm_then_activation() {
         (
             "Sigmoid",
             vec![],
-            vec![node("Sigmoid", "", &["g"], &["y"], vec![])],
+            vec![node_in("Sigmoid", "", &["g"], &["y"], vec![])],
         ),
         (
             "Tanh",
             vec![],
-            vec![node("Tanh", "", &["g"], &["y"], vec![])],
+            vec![node_in("Tanh", "", &["g"], &["y"], vec![])],
         ),
         (
             "HardSigmoid",
             vec![("activation_alpha", 0.3), ("activation_beta", 0.4)],
-            vec![node(
+            vec![node_in(
                 "HardSigmoid",
                 "",
                 &["g"],
@@ -204,14 +204,14 @@ fn fused_gemm_matches_gemm_then_activation() {
         let mut attrs = gemm_attrs();
         attrs.push(attr_s("activation", act));
         attrs.extend(params.iter().map(|(n, v)| attr_f(n, *v)));
-        let mut decomposed = vec![node("Gemm", "", &["a", "b", "c"], &["g"], gemm_attrs())];
+        let mut decomposed = vec![node_in("Gemm", "", &["a", "b", "c"], &["g"], gemm_attrs())];
         decomposed.extend(tail);
         check(Case {
             name: Box::leak(format!("FusedGemm {act}").into_boxed_str()),
             inputs: vec![("a", vec![3, 4]), ("b", vec![5, 4])],
             out: vec![3, 5],
-            inits: vec![f32_init("c", &[5], &values(5, 3))],
-            fused: vec![node("FusedGemm", MS, &["a", "b", "c"], &["y"], attrs)],
+            inits: vec![f32_tensor("c", &[5], &values(5, 3))],
+            fused: vec![node_in("FusedGemm", MS, &["a", "b", "c"], &["y"], attrs)],
             decomposed,
         });
     }
@@ -228,8 +228,8 @@ fn fused_conv_matches_conv_add_activation() {
     };
     let inits = || {
         vec![
-            f32_init("w", &[3, 2, 3, 3], &values(54, 5)),
-            f32_init("bias", &[3], &values(3, 6)),
+            f32_tensor("w", &[3, 2, 3, 3], &values(54, 5)),
+            f32_tensor("bias", &[3], &values(3, 6)),
         ]
     };
     // With Z (the fused Add) and Relu.
@@ -240,7 +240,7 @@ fn fused_conv_matches_conv_add_activation() {
         inputs: vec![("x", vec![1, 2, 5, 5]), ("z", vec![1, 3, 3, 3])],
         out: vec![1, 3, 3, 3],
         inits: inits(),
-        fused: vec![node(
+        fused: vec![node_in(
             "FusedConv",
             MS,
             &["x", "w", "bias", "z"],
@@ -248,9 +248,9 @@ fn fused_conv_matches_conv_add_activation() {
             attrs,
         )],
         decomposed: vec![
-            node("Conv", "", &["x", "w", "bias"], &["cv"], conv_attrs()),
-            node("Add", "", &["cv", "z"], &["s"], vec![]),
-            node("Relu", "", &["s"], &["y"], vec![]),
+            node_in("Conv", "", &["x", "w", "bias"], &["cv"], conv_attrs()),
+            node_in("Add", "", &["cv", "z"], &["s"], vec![]),
+            node_in("Relu", "", &["s"], &["y"], vec![]),
         ],
     });
     // Without Z, LeakyRelu with its parameter in activation_params.
@@ -262,10 +262,10 @@ fn fused_conv_matches_conv_add_activation() {
         inputs: vec![("x", vec![1, 2, 5, 5])],
         out: vec![1, 3, 3, 3],
         inits: inits(),
-        fused: vec![node("FusedConv", MS, &["x", "w", "bias"], &["y"], attrs)],
+        fused: vec![node_in("FusedConv", MS, &["x", "w", "bias"], &["y"], attrs)],
         decomposed: vec![
-            node("Conv", "", &["x", "w", "bias"], &["cv"], conv_attrs()),
-            node("LeakyRelu", "", &["cv"], &["y"], vec![attr_f("alpha", 0.1)]),
+            node_in("Conv", "", &["x", "w", "bias"], &["cv"], conv_attrs()),
+            node_in("LeakyRelu", "", &["cv"], &["y"], vec![attr_f("alpha", 0.1)]),
         ],
     });
 }
@@ -273,11 +273,11 @@ fn fused_conv_matches_conv_add_activation() {
 /// `0.5·v·(1 + erf(v/√2))` of `v`, into `y`.
 fn erf_gelu(v: &str) -> Vec<NodeProto> {
     vec![
-        node("Div", "", &[v, "sqrt2"], &["e0"], vec![]),
-        node("Erf", "", &["e0"], &["e1"], vec![]),
-        node("Add", "", &["e1", "one"], &["e2"], vec![]),
-        node("Mul", "", &[v, "e2"], &["e3"], vec![]),
-        node("Mul", "", &["e3", "half"], &["y"], vec![]),
+        node_in("Div", "", &[v, "sqrt2"], &["e0"], vec![]),
+        node_in("Erf", "", &["e0"], &["e1"], vec![]),
+        node_in("Add", "", &["e1", "one"], &["e2"], vec![]),
+        node_in("Mul", "", &[v, "e2"], &["e3"], vec![]),
+        node_in("Mul", "", &["e3", "half"], &["y"], vec![]),
     ]
 }
 
@@ -289,7 +289,7 @@ fn gelu_consts() -> Vec<TensorProto> {
         scalar("k0", (2.0f32 / std::f32::consts::PI).sqrt()),
         scalar("k1", 0.044715),
         scalar("qa", 1.5),
-        f32_init("bias", &[8], &values(8, 9)),
+        f32_tensor("bias", &[8], &values(8, 9)),
     ]
 }
 
@@ -301,17 +301,17 @@ fn gelu_family_matches_its_formulas() {
         inputs: x(),
         out: vec![2, 3, 8],
         inits: gelu_consts(),
-        fused: vec![node("Gelu", MS, &["x"], &["y"], vec![])],
+        fused: vec![node_in("Gelu", MS, &["x"], &["y"], vec![])],
         decomposed: erf_gelu("x"),
     });
-    let mut biased = vec![node("Add", "", &["x", "bias"], &["v"], vec![])];
+    let mut biased = vec![node_in("Add", "", &["x", "bias"], &["v"], vec![])];
     biased.extend(erf_gelu("v"));
     check(Case {
         name: "BiasGelu",
         inputs: x(),
         out: vec![2, 3, 8],
         inits: gelu_consts(),
-        fused: vec![node("BiasGelu", MS, &["x", "bias"], &["y"], vec![])],
+        fused: vec![node_in("BiasGelu", MS, &["x", "bias"], &["y"], vec![])],
         decomposed: biased,
     });
     // FastGelu(x, bias) = 0.5·v·(1 + tanh(√(2/π)·(v + 0.044715·v³))), v = x + bias.
@@ -320,18 +320,18 @@ fn gelu_family_matches_its_formulas() {
         inputs: x(),
         out: vec![2, 3, 8],
         inits: gelu_consts(),
-        fused: vec![node("FastGelu", MS, &["x", "bias"], &["y"], vec![])],
+        fused: vec![node_in("FastGelu", MS, &["x", "bias"], &["y"], vec![])],
         decomposed: vec![
-            node("Add", "", &["x", "bias"], &["v"], vec![]),
-            node("Mul", "", &["v", "v"], &["v2"], vec![]),
-            node("Mul", "", &["v2", "v"], &["v3"], vec![]),
-            node("Mul", "", &["v3", "k1"], &["t0"], vec![]),
-            node("Add", "", &["v", "t0"], &["t1"], vec![]),
-            node("Mul", "", &["t1", "k0"], &["t2"], vec![]),
-            node("Tanh", "", &["t2"], &["t3"], vec![]),
-            node("Add", "", &["t3", "one"], &["t4"], vec![]),
-            node("Mul", "", &["v", "t4"], &["t5"], vec![]),
-            node("Mul", "", &["t5", "half"], &["y"], vec![]),
+            node_in("Add", "", &["x", "bias"], &["v"], vec![]),
+            node_in("Mul", "", &["v", "v"], &["v2"], vec![]),
+            node_in("Mul", "", &["v2", "v"], &["v3"], vec![]),
+            node_in("Mul", "", &["v3", "k1"], &["t0"], vec![]),
+            node_in("Add", "", &["v", "t0"], &["t1"], vec![]),
+            node_in("Mul", "", &["t1", "k0"], &["t2"], vec![]),
+            node_in("Tanh", "", &["t2"], &["t3"], vec![]),
+            node_in("Add", "", &["t3", "one"], &["t4"], vec![]),
+            node_in("Mul", "", &["v", "t4"], &["t5"], vec![]),
+            node_in("Mul", "", &["t5", "half"], &["y"], vec![]),
         ],
     });
     check(Case {
@@ -339,7 +339,7 @@ fn gelu_family_matches_its_formulas() {
         inputs: x(),
         out: vec![2, 3, 8],
         inits: gelu_consts(),
-        fused: vec![node(
+        fused: vec![node_in(
             "QuickGelu",
             MS,
             &["x"],
@@ -347,9 +347,9 @@ fn gelu_family_matches_its_formulas() {
             vec![attr_f("alpha", 1.5)],
         )],
         decomposed: vec![
-            node("Mul", "", &["x", "qa"], &["ax"], vec![]),
-            node("Sigmoid", "", &["ax"], &["s"], vec![]),
-            node("Mul", "", &["x", "s"], &["y"], vec![]),
+            node_in("Mul", "", &["x", "qa"], &["ax"], vec![]),
+            node_in("Sigmoid", "", &["ax"], &["s"], vec![]),
+            node_in("Mul", "", &["x", "s"], &["y"], vec![]),
         ],
     });
 }
@@ -357,16 +357,16 @@ fn gelu_family_matches_its_formulas() {
 #[test]
 fn skip_layer_normalization_matches_add_and_layer_norm() {
     let inits = vec![
-        f32_init("gamma", &[8], &values(8, 11)),
-        f32_init("beta", &[8], &values(8, 12)),
-        f32_init("bias", &[8], &values(8, 13)),
+        f32_tensor("gamma", &[8], &values(8, 11)),
+        f32_tensor("beta", &[8], &values(8, 12)),
+        f32_tensor("bias", &[8], &values(8, 13)),
     ];
     check(Case {
         name: "SkipLayerNormalization beta bias",
         inputs: vec![("x", vec![2, 3, 8]), ("skip", vec![2, 3, 8])],
         out: vec![2, 3, 8],
         inits,
-        fused: vec![node(
+        fused: vec![node_in(
             "SkipLayerNormalization",
             MS,
             &["x", "skip", "gamma", "beta", "bias"],
@@ -374,9 +374,9 @@ fn skip_layer_normalization_matches_add_and_layer_norm() {
             vec![attr_f("epsilon", 1e-5)],
         )],
         decomposed: vec![
-            node("Add", "", &["x", "skip"], &["s0"], vec![]),
-            node("Add", "", &["s0", "bias"], &["s"], vec![]),
-            node(
+            node_in("Add", "", &["x", "skip"], &["s0"], vec![]),
+            node_in("Add", "", &["s0", "bias"], &["s"], vec![]),
+            node_in(
                 "LayerNormalization",
                 "",
                 &["s", "gamma", "beta"],

@@ -1,10 +1,8 @@
 //! The CLI's view of the patch driver: `-v` lists every patch as it is applied, `--stop-after N`
 //! applies the first N only and says so, and the output is still a valid model.
 
-#[path = "common/cli.rs"]
-mod cli;
-
-use cli::{run, text, tm};
+mod common;
+use common::cli::{run, text, tm};
 use std::ffi::OsStr;
 
 fn patch_lines(s: &str) -> Vec<&str> {

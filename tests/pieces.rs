@@ -7,16 +7,15 @@
 //! small exporter models of `testdata/` into several pieces, so the suite runs in seconds; the
 //! multi-GB model that needs it for real is in `bench/big_verify.sh` (BENCHMARKS.md).
 
-#[path = "common/onnx_build.rs"]
-mod build;
-#[path = "common/cli.rs"]
-mod cli;
+mod common;
 
 use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use cli::{run, text, tm};
+use common::build;
+use common::cli::{run, text, tm};
+use common::pass::have_ort;
 use onnx_normopt::proto::{data_location, ModelProto, StringStringEntryProto, TensorProto};
 use onnx_normopt::verify::budget;
 
@@ -68,7 +67,7 @@ fn relations(v: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn exporter_gpts_verify_in_pieces_for_both_targets() {
-    let ort = build::have_ort("exporter_gpts_verify_in_pieces_for_both_targets");
+    let ort = have_ort("exporter_gpts_verify_in_pieces_for_both_targets");
     for model in [
         "gpt2_dynamo18_fp32.onnx",
         "gpt2_ts14_fp32.onnx",

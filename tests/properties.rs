@@ -3,8 +3,10 @@
 //! fused or decomposed LayerNorm, opset) are rewritten to Pre-RMSNorm and Pre-CRMSNorm and must
 //! agree with the original in tract (in-process) on random inputs.
 
+mod common;
+use common::rng::Rng;
 use onnx_normopt::ir::Model;
-use onnx_normopt::passes::{self, Options, Target};
+use onnx_normopt::passes::{Options, Target};
 use onnx_normopt::proto::{
     attribute_type as at, data_type as dt, tensor_shape_proto::Dimension, type_proto,
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
@@ -27,21 +29,6 @@ struct Spec {
     decomposed: bool,
     seed: u64,
 }
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.next().max(1e-12), self.next());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
-
 struct B {
     g: GraphProto,
     n: usize,
@@ -96,7 +83,7 @@ impl B {
         }
     }
     fn layernorm(&mut self, x: &str, d: usize, decomposed: bool, opset: i64) -> String {
-        let g = self.init("gamma", &[d], |r| 0.5 + r.next());
+        let g = self.init("gamma", &[d], |r| 0.5 + r.uniform());
         let b = self.init("beta", &[d], |r| r.normal() * 0.3);
         if !decomposed {
             let eps = AttributeProto {
@@ -273,7 +260,7 @@ fn check(s: &Spec, target: Target) -> Result<(), TestCaseError> {
     let src = dir.path().join("in.onnx");
     std::fs::write(&src, build(s).encode_to_vec()).unwrap();
     let model = Model::load(&src).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let out = passes::run(
+    let out = common::pass::run(
         model,
         &Options {
             check_each_patch: true,

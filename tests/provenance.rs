@@ -7,9 +7,8 @@ use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "common/cli.rs"]
-mod cli;
-use cli::{run, text, tm};
+mod common;
+use common::cli::{run, text, tm};
 
 fn meta(p: &Path) -> Vec<(String, String)> {
     io::load(p)

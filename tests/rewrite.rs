@@ -3,14 +3,14 @@
 //! numerically against the original in tract and onnxruntime; each "refuse" model is left alone
 //! with its reasons.
 
-#[path = "common/verify_opts.rs"]
-mod verify_opts;
+mod common;
+use common::cli::command;
+use common::pass::verify_opts;
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::report::{Refusal, StreamStatus, Why};
 use onnx_normopt::passes::{self, CrmsEmit, Emit, Options, OutputForm, Target};
 use onnx_normopt::verify;
 use std::path::{Path, PathBuf};
-use verify_opts::verify_opts;
 
 /// Whether a norm was left alone because a stream it feeds is refused.
 fn flows_from_refused(why: &Why) -> bool {
@@ -91,7 +91,7 @@ fn check_case_with(
         check_each_patch: true,
         ..opts.clone()
     };
-    let out = match passes::run(model, opts) {
+    let out = match common::pass::run(model, opts) {
         Ok(o) => o,
         Err(onnx_normopt::Error::NotRewritable(why))
             if opts.form.target() == Target::Crmsnorm
@@ -352,10 +352,6 @@ fn every_testdata_model_crmsnorm_custom_op_without_folding() {
     );
 }
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_onnx-normopt")
-}
-
 /// The command line: `--emit custom` needs `--target crmsnorm` (exit 2, nothing written);
 /// with it, the model is written with the custom op and verified in tract alone, even under
 /// CI=true (which otherwise requires onnxruntime).
@@ -365,8 +361,7 @@ fn cli_emit_custom() {
     let input = root().join("testdata/models/gpt2_dynamo18_fp32.onnx");
     let out = dir.path().join("out.onnx");
     let run = |target: &str| {
-        std::process::Command::new(bin())
-            .args([input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        command(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()])
             .args(["--target", target, "--emit", "custom", "--samples", "1"])
             .env("CI", "true")
             .output()
@@ -434,8 +429,7 @@ fn shared_corpus_when_present() {
 /// with), symbolic dims by name.
 #[test]
 fn inspect_shapes() {
-    let o = std::process::Command::new(bin())
-        .args(["inspect", "--shapes"])
+    let o = command(&["inspect", "--shapes"])
         .arg(root().join("testdata/models/gpt2_ts14_fp32.onnx"))
         .output()
         .unwrap();
@@ -484,7 +478,7 @@ fn check_listed(path: &Path, m: &serde_json::Value, target: Target) -> Result<St
         form: target.into(),
         ..Options::default()
     };
-    let out = passes::run(Model::load(path).map_err(|e| e.to_string())?, &opts)
+    let out = common::pass::run(Model::load(path).map_err(|e| e.to_string())?, &opts)
         .map_err(|e| e.to_string())?;
     let json = serde_json::to_string(&out.report).unwrap();
     let want = m["norms"].as_u64().unwrap() as usize;
@@ -587,8 +581,7 @@ fn inspect_explains_backbones_and_framework_forms() {
             ][..],
         ),
     ] {
-        let o = std::process::Command::new(bin())
-            .arg("inspect")
+        let o = command(&["inspect"])
             .arg(root().join("testdata").join(file))
             .output()
             .unwrap();
@@ -624,7 +617,7 @@ fn framework_forms_near_misses_say_why() {
                 name: Some(inner.to_string()),
                 ..Default::default()
             });
-        let text = match passes::run(model, &Options::default()) {
+        let text = match common::pass::run(model, &Options::default()) {
             Ok(out) => {
                 assert_eq!(out.report.norms_rewritten, 0, "{file}");
                 let r = &out.report.refusals;

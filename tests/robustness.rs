@@ -8,25 +8,21 @@
 //! Models are built with the prost types (`tests/common/hostile.rs`); every case writes into its
 //! own temporary folder.
 
-#[path = "common/hostile.rs"]
-mod hostile;
+mod common;
 
 #[path = "../fuzz/src/harness.rs"]
 mod harness;
 
-use hostile::*;
+use common::cli::{command, stderr};
+use common::hostile::*;
 use onnx_normopt::proto::{data_type as dt, ModelProto};
 use prost::Message;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_onnx-normopt")
-}
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
@@ -70,17 +66,7 @@ fn listing(dir: &Path) -> BTreeSet<PathBuf> {
 
 /// Run the binary; a rewrite checks the graph after each patch.
 fn run(args: &[&str]) -> Output {
-    let rewrite = args.iter().any(|a| *a == "-o" || *a == "--output")
-        && !matches!(args.first(), Some(&("inspect" | "verify" | "bench")));
-    Command::new(bin())
-        .args(args)
-        .args(rewrite.then_some("--check-patches"))
-        .output()
-        .expect("run the binary")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    common::cli::run(args)
 }
 
 fn lines(s: &str) -> Vec<&str> {
@@ -1025,8 +1011,7 @@ fn fuzz_regressions_replay_binary() {
 
 /// Run the binary, killing it after `limit` (returns `None` then).
 fn run_with_limit(args: &[&str], limit: std::time::Duration) -> Option<Output> {
-    let mut child = Command::new(bin())
-        .args(args)
+    let mut child = command(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -2,6 +2,8 @@
 //! through the graph IR, for every model in `testdata/` and the shared corpus; external data
 //! round-trips.
 
+mod common;
+
 use onnx_normopt::io::{self, DataLayout};
 use onnx_normopt::ir::{read_array, Model};
 use prost::Message;
@@ -103,7 +105,7 @@ fn external_data_round_trip() {
     .unwrap();
     assert!(std::fs::read(&inline).unwrap() == std::fs::read(&src).unwrap());
     // And the rewrite keeps external data external.
-    let out = onnx_normopt::passes::run(
+    let out = common::pass::run(
         back,
         &onnx_normopt::passes::Options {
             check_each_patch: true,

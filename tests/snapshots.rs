@@ -2,6 +2,8 @@
 //! of a rewritten model. Refresh with `INSTA_UPDATE=always cargo test --test snapshots` and
 //! review the diff like code.
 
+mod common;
+
 use onnx_normopt::ir::{dump, Model};
 use onnx_normopt::passes::{self, Options};
 
@@ -68,7 +70,7 @@ fn report_json_opt_project_in_out() {
 #[test]
 fn rewritten_graph_dump_mpt_torchscript14() {
     let model = Model::load(Path::new("testdata/models/mpt_ts14_fp32.onnx")).unwrap();
-    let out = passes::run(model, &checked()).unwrap();
+    let out = common::pass::run(model, &checked()).unwrap();
     assert!(out.rewritten());
     insta::assert_snapshot!(dump::dump(&out.model.graph));
 }
@@ -82,7 +84,7 @@ fn rewritten_ops_gpt2_crmsnorm_custom_op() {
         form: passes::OutputForm::Crms(passes::CrmsEmit::Custom),
         ..checked()
     };
-    let out = passes::run(model, &opts).unwrap();
+    let out = common::pass::run(model, &opts).unwrap();
     assert!(out.rewritten());
     let mut text = String::new();
     for o in &out.model.to_proto_pending().opset_import {

@@ -12,8 +12,9 @@
 //! a constant in both files) and must agree at float32 rounding; both targets, with weight
 //! edits in memory and at write time (passes/edit.rs).
 
-#[path = "common/verify_opts.rs"]
-mod verify_opts;
+mod common;
+use common::pass::verify_opts;
+use common::rng::Rng;
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, Options, Target};
 use onnx_normopt::proto::{
@@ -24,26 +25,10 @@ use onnx_normopt::proto::{
 use onnx_normopt::verify;
 use prost::Message;
 use std::path::Path;
-use verify_opts::verify_opts;
 
 const D: usize = 16;
 const V: usize = 24;
 const T: usize = 8;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.next().max(1e-12), self.next());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
-
 /// Outer weights, by name.
 struct Weights {
     inits: Vec<TensorProto>,
@@ -188,7 +173,7 @@ fn build(variant: Else, seed: u64) -> ModelProto {
     let s = 1.0 / (D as f64).sqrt();
     for l in 0..2 {
         for k in ["a", "b"] {
-            w.add(&format!("ln{l}{k}_g"), &[D], |r| 0.5 + r.next());
+            w.add(&format!("ln{l}{k}_g"), &[D], |r| 0.5 + r.uniform());
             w.add(&format!("ln{l}{k}_b"), &[D], |r| r.normal() * 0.3);
         }
         w.add(&format!("w{l}_1"), &[D, 2 * D], |r| r.normal() * s);
@@ -200,7 +185,7 @@ fn build(variant: Else, seed: u64) -> ModelProto {
         w.add(&format!("w{l}_4"), &[D, D], |r| r.normal() * s);
         w.add(&format!("b{l}_4"), &[D], |r| r.normal() * 0.1 - 0.3);
     }
-    w.add("lnf_g", &[D], |r| 0.5 + r.next());
+    w.add("lnf_g", &[D], |r| 0.5 + r.uniform());
     w.add("lnf_b", &[D], |r| r.normal() * 0.3);
     w.add("head", &[D, V], |r| r.normal() * s);
     w.add("head_b", &[V], |r| r.normal() * 0.1);
@@ -296,7 +281,7 @@ fn check(c: &Case) -> (passes::report::Report, ModelProto, ModelProto) {
     let input = build(c.variant, c.seed);
     std::fs::write(&src, input.encode_to_vec()).unwrap();
     let model = Model::load(&src).unwrap();
-    let out = passes::run(
+    let out = common::pass::run(
         model,
         &Options {
             check_each_patch: true,

@@ -11,13 +11,16 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use prost::Message;
 
-use onnx_normopt::proto::{
-    data_type, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+mod common;
+use common::build::{
+    attr_f, attr_i, attr_ints, dp, dv, model_with, node_in, positive_values, save, tensor, vi_any,
+    vi_dims,
 };
+use common::pass::{have_ort, note};
+use onnx_normopt::proto::{data_type, ModelProto, NodeProto, TensorProto};
 use onnx_normopt::verify::{
     ci_requires_ort, find_ort_library, generate_inputs, verify_files, OrtLibrary, Runtime,
-    Runtimes, VerifyArgs, VerifyError, VerifyOptions, VerifyReport,
+    Runtimes, VerifyError, VerifyOptions, VerifyReport,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -41,12 +44,6 @@ fn decode(path: &Path) -> ModelProto {
     ModelProto::decode(Bytes::from(std::fs::read(path).unwrap())).unwrap()
 }
 
-fn save(dir: &Path, name: &str, m: &ModelProto) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, m.encode_to_vec()).unwrap();
-    p
-}
-
 fn opts(runtimes: Runtimes) -> VerifyOptions {
     VerifyOptions {
         runtimes,
@@ -58,27 +55,11 @@ fn opts(runtimes: Runtimes) -> VerifyOptions {
 /// CI does not require it. Under CI=true, `require_ort` is set, so a missing library fails the
 /// test through `verify_files`'s error.
 fn ort_opts(test: &str, runtimes: Runtimes) -> Option<VerifyOptions> {
-    let require = ci_requires_ort();
-    if !require {
-        if let OrtLibrary::NotFound { tried } = find_ort_library(None) {
-            note(&format!(
-                "{test}: onnxruntime library not found ({}); its onnxruntime part is skipped",
-                tried.join("; ")
-            ));
-            return None;
-        }
-    }
-    Some(VerifyOptions {
+    have_ort(test).then(|| VerifyOptions {
         runtimes,
-        require_ort: require,
+        require_ort: ci_requires_ort(),
         ..VerifyOptions::default()
     })
-}
-
-/// A note on the real stderr (not captured by the test harness, so a skip is visible).
-fn note(msg: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "NOTE: {msg}");
 }
 
 fn verify(a: &Path, b: &Path, o: &VerifyOptions) -> VerifyReport {
@@ -333,7 +314,7 @@ fn gpt2_layer_norms_decomposed() -> ModelProto {
         let p = format!("ln{count}_");
         let v = |s: &str| format!("{p}{s}");
         g.initializer
-            .push(init(&v("eps"), data_type::FLOAT, &[], &[eps]));
+            .push(tensor(&v("eps"), data_type::FLOAT, &[], &[eps]));
         let (x, gamma, beta, y) = (
             n.input[0].as_str(),
             n.input[1].as_str(),
@@ -341,33 +322,33 @@ fn gpt2_layer_norms_decomposed() -> ModelProto {
             n.output[0].as_str(),
         );
         let keep = || vec![attr_i("keepdims", 1)];
-        nodes.push(node(
+        nodes.push(node_in(
             "ReduceMean",
             "",
             &[x, "ln_axes"],
             &[&v("mean")],
             keep(),
         ));
-        nodes.push(node("Sub", "", &[x, &v("mean")], &[&v("c")], vec![]));
-        nodes.push(node("Mul", "", &[&v("c"), &v("c")], &[&v("sq")], vec![]));
-        nodes.push(node(
+        nodes.push(node_in("Sub", "", &[x, &v("mean")], &[&v("c")], vec![]));
+        nodes.push(node_in("Mul", "", &[&v("c"), &v("c")], &[&v("sq")], vec![]));
+        nodes.push(node_in(
             "ReduceMean",
             "",
             &[&v("sq"), "ln_axes"],
             &[&v("var")],
             keep(),
         ));
-        nodes.push(node(
+        nodes.push(node_in(
             "Add",
             "",
             &[&v("var"), &v("eps")],
             &[&v("ve")],
             vec![],
         ));
-        nodes.push(node("Sqrt", "", &[&v("ve")], &[&v("sd")], vec![]));
-        nodes.push(node("Div", "", &[&v("c"), &v("sd")], &[&v("n")], vec![]));
-        nodes.push(node("Mul", "", &[&v("n"), gamma], &[&v("ng")], vec![]));
-        nodes.push(node("Add", "", &[&v("ng"), beta], &[y], vec![]));
+        nodes.push(node_in("Sqrt", "", &[&v("ve")], &[&v("sd")], vec![]));
+        nodes.push(node_in("Div", "", &[&v("c"), &v("sd")], &[&v("n")], vec![]));
+        nodes.push(node_in("Mul", "", &[&v("n"), gamma], &[&v("ng")], vec![]));
+        nodes.push(node_in("Add", "", &[&v("ng"), beta], &[y], vec![]));
     }
     assert!(count >= 3, "gpt2 has LayerNorms");
     g.node = nodes;
@@ -466,7 +447,7 @@ fn dims_default_by_name_and_are_overridable() {
 fn ids_without_an_embedding_table_use_the_default_bound_and_masks_are_ones() {
     let dir = tempfile::tempdir().unwrap();
     let cast = |i: &str, o: &str| {
-        node(
+        node_in(
             "Cast",
             "",
             &[i],
@@ -474,19 +455,19 @@ fn ids_without_an_embedding_table_use_the_default_bound_and_masks_are_ones() {
             vec![attr_i("to", data_type::FLOAT as i64)],
         )
     };
-    let m = model(
+    let m = model_with(
         vec![cast("ids", "y"), cast("attention_mask", "z")],
         vec![
-            vi("ids", data_type::INT64, &[dp("batch"), dp("seq")]),
-            vi(
+            vi_dims("ids", data_type::INT64, &[dp("batch"), dp("seq")]),
+            vi_dims(
                 "attention_mask",
                 data_type::INT64,
                 &[dp("batch"), dp("seq")],
             ),
         ],
         vec![
-            vi("y", data_type::FLOAT, &[]),
-            vi("z", data_type::FLOAT, &[]),
+            vi_any("y", data_type::FLOAT),
+            vi_dims("z", data_type::FLOAT, &[]),
         ],
         vec![],
         &[("", 17)],
@@ -657,65 +638,6 @@ fn missing_onnxruntime_is_noted_or_an_error_when_required() {
     }
 }
 
-#[test]
-fn verify_args_flatten_into_a_command() {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        a: PathBuf,
-        #[command(flatten)]
-        verify: VerifyArgs,
-    }
-    let cli = Cli::try_parse_from([
-        "x",
-        "m.onnx",
-        "--samples",
-        "5",
-        "--seed",
-        "9",
-        "--dim",
-        "seq=16",
-        "--dim",
-        "batch=1",
-        "--rtol",
-        "1e-4",
-        "--ort-lib",
-        "/opt/lib.so",
-        "--ort-device",
-        "cuda",
-        "--ort-optimize",
-        "--runtime",
-        "tract",
-    ])
-    .unwrap();
-    let o = cli.verify.to_options();
-    assert_eq!(o.samples, 5);
-    assert_eq!(o.seed, 9);
-    assert_eq!(
-        o.dims,
-        BTreeMap::from([("seq".into(), 16), ("batch".into(), 1)])
-    );
-    assert_eq!(o.rtol, Some(1e-4));
-    assert_eq!(o.ort_lib, Some(PathBuf::from("/opt/lib.so")));
-    assert_eq!(o.ort_device, onnx_normopt::verify::OrtDevice::Cuda);
-    assert!(o.ort_optimize);
-    assert_eq!(o.runtimes, Runtimes::Tract);
-    assert_eq!(o.require_ort, ci_requires_ort());
-    let d = Cli::try_parse_from(["x", "m.onnx"])
-        .unwrap()
-        .verify
-        .to_options();
-    assert_eq!(
-        d,
-        VerifyOptions {
-            require_ort: ci_requires_ort(),
-            ..VerifyOptions::default()
-        }
-    );
-    assert!(Cli::try_parse_from(["x", "m.onnx", "--dim", "seq"]).is_err());
-    assert!(Cli::try_parse_from(["x", "m.onnx", "--runtime", "cuda"]).is_err());
-}
-
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn cuda_without_the_feature_is_a_clear_error() {
@@ -732,138 +654,23 @@ fn cuda_without_the_feature_is_a_clear_error() {
 // ---------------------------------------------------------------------------------------------
 // the operators the rewrite emits
 
-fn dp(name: &str) -> tensor_shape_proto::Dimension {
-    tensor_shape_proto::Dimension {
-        dim_param: Some(name.into()),
-        ..Default::default()
-    }
-}
-
-fn dv(v: i64) -> tensor_shape_proto::Dimension {
-    tensor_shape_proto::Dimension {
-        dim_value: Some(v),
-        ..Default::default()
-    }
-}
-
-fn vi(name: &str, elem: i32, dims: &[tensor_shape_proto::Dimension]) -> ValueInfoProto {
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            tensor_type: Some(type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: (!dims.is_empty()).then(|| TensorShapeProto { dim: dims.to_vec() }),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn attr_f(name: &str, f: f32) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        f: Some(f),
-        r#type: Some(1),
-        ..Default::default()
-    }
-}
-
-fn attr_i(name: &str, i: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        i: Some(i),
-        r#type: Some(2),
-        ..Default::default()
-    }
-}
-
-fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        ints: ints.to_vec(),
-        r#type: Some(7),
-        ..Default::default()
-    }
-}
-
-fn node(
-    op: &str,
-    domain: &str,
-    inputs: &[&str],
-    outputs: &[&str],
-    attribute: Vec<AttributeProto>,
-) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        domain: (!domain.is_empty()).then(|| domain.to_string()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        name: Some(format!("{op}_{}", outputs[0])),
-        attribute,
-        ..Default::default()
-    }
-}
-
-/// A tensor initializer; f32 values stored as `elem` (f32 or f16) in `raw_data`.
-fn init(name: &str, elem: i32, dims: &[i64], values: &[f32]) -> TensorProto {
-    let raw: Vec<u8> = match elem {
-        data_type::FLOAT => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        data_type::FLOAT16 => values
-            .iter()
-            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-            .collect(),
-        _ => unreachable!(),
-    };
-    TensorProto {
-        name: Some(name.into()),
-        dims: dims.to_vec(),
-        data_type: Some(elem),
-        raw_data: Some(Bytes::from(raw)),
-        ..Default::default()
-    }
-}
-
-fn model(
-    nodes: Vec<NodeProto>,
-    inputs: Vec<ValueInfoProto>,
-    outputs: Vec<ValueInfoProto>,
-    initializer: Vec<TensorProto>,
-    opsets: &[(&str, i64)],
-) -> ModelProto {
-    ModelProto {
-        ir_version: Some(8),
-        producer_name: Some("onnx-normopt tests".into()),
-        opset_import: opsets
-            .iter()
-            .map(|(d, v)| OperatorSetIdProto {
-                domain: Some(d.to_string()),
-                version: Some(*v),
-            })
-            .collect(),
-        graph: Some(GraphProto {
-            name: Some("g".into()),
-            node: nodes,
-            input: inputs,
-            output: outputs,
-            initializer,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    (0..n)
-        .map(|i| {
-            0.5 + ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 1000.0
-        })
-        .collect()
-}
-
 const D: i64 = 16;
 
 /// The fused RMSNorm forms the rewrite emits:
+/// The two γ of the RMSNorm test models.
+fn gammas() -> Vec<TensorProto> {
+    [("gamma", 1), ("gamma2", 2)]
+        .map(|(n, seed)| {
+            tensor(
+                n,
+                data_type::FLOAT,
+                &[D],
+                &positive_values(D as usize, seed),
+            )
+        })
+        .to_vec()
+}
+
 /// `(y, _, _, sum) = com.microsoft:SkipSimplifiedLayerNormalization(x, skip, gamma[, bias])`,
 /// `z = SimplifiedLayerNormalization(sum, gamma2)` (default domain).
 fn fused_rms(with_bias: bool) -> ModelProto {
@@ -871,24 +678,26 @@ fn fused_rms(with_bias: bool) -> ModelProto {
     if with_bias {
         ins.push("bias");
     }
-    let mut inits = vec![
-        init("gamma", data_type::FLOAT, &[D], &values(D as usize, 1)),
-        init("gamma2", data_type::FLOAT, &[D], &values(D as usize, 2)),
-    ];
+    let mut inits = gammas();
     if with_bias {
-        inits.push(init("bias", data_type::FLOAT, &[D], &values(D as usize, 3)));
+        inits.push(tensor(
+            "bias",
+            data_type::FLOAT,
+            &[D],
+            &positive_values(D as usize, 3),
+        ));
     }
     let shape = [dp("batch"), dp("seq"), dv(D)];
-    model(
+    model_with(
         vec![
-            node(
+            node_in(
                 "SkipSimplifiedLayerNormalization",
                 "com.microsoft",
                 &ins,
                 &["y", "", "", "sum"],
                 vec![attr_f("epsilon", 1e-5)],
             ),
-            node(
+            node_in(
                 "SimplifiedLayerNormalization",
                 "",
                 &["sum", "gamma2"],
@@ -897,13 +706,13 @@ fn fused_rms(with_bias: bool) -> ModelProto {
             ),
         ],
         vec![
-            vi("x", data_type::FLOAT, &shape),
-            vi("skip", data_type::FLOAT, &shape),
+            vi_dims("x", data_type::FLOAT, &shape),
+            vi_dims("skip", data_type::FLOAT, &shape),
         ],
         vec![
-            vi("y", data_type::FLOAT, &shape),
-            vi("sum", data_type::FLOAT, &shape),
-            vi("z", data_type::FLOAT, &shape),
+            vi_dims("y", data_type::FLOAT, &shape),
+            vi_dims("sum", data_type::FLOAT, &shape),
+            vi_dims("z", data_type::FLOAT, &shape),
         ],
         inits,
         &[("", 17), ("com.microsoft", 1)],
@@ -912,7 +721,7 @@ fn fused_rms(with_bias: bool) -> ModelProto {
 
 /// The same computation in standard opset-17 operators.
 fn decomposed_rms(with_bias: bool) -> ModelProto {
-    let mut nodes = vec![node(
+    let mut nodes = vec![node_in(
         "Add",
         "",
         &["x", "skip"],
@@ -920,45 +729,47 @@ fn decomposed_rms(with_bias: bool) -> ModelProto {
         vec![],
     )];
     if with_bias {
-        nodes.push(node("Add", "", &["xs", "bias"], &["sum"], vec![]));
+        nodes.push(node_in("Add", "", &["xs", "bias"], &["sum"], vec![]));
     }
     let rms = |nodes: &mut Vec<NodeProto>, x: &'static str, g: &'static str, out: &'static str| {
         let p = |s: &str| format!("{out}_{s}");
         let (sq, ms, mse, rt, n) = (p("sq"), p("ms"), p("mse"), p("rt"), p("n"));
-        nodes.push(node("Mul", "", &[x, x], &[&sq], vec![]));
-        nodes.push(node(
+        nodes.push(node_in("Mul", "", &[x, x], &[&sq], vec![]));
+        nodes.push(node_in(
             "ReduceMean",
             "",
             &[&sq],
             &[&ms],
             vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)],
         ));
-        nodes.push(node("Add", "", &[&ms, "eps"], &[&mse], vec![]));
-        nodes.push(node("Sqrt", "", &[&mse], &[&rt], vec![]));
-        nodes.push(node("Div", "", &[x, &rt], &[&n], vec![]));
-        nodes.push(node("Mul", "", &[&n, g], &[out], vec![]));
+        nodes.push(node_in("Add", "", &[&ms, "eps"], &[&mse], vec![]));
+        nodes.push(node_in("Sqrt", "", &[&mse], &[&rt], vec![]));
+        nodes.push(node_in("Div", "", &[x, &rt], &[&n], vec![]));
+        nodes.push(node_in("Mul", "", &[&n, g], &[out], vec![]));
     };
     rms(&mut nodes, "sum", "gamma", "y");
     rms(&mut nodes, "sum", "gamma2", "z");
-    let mut inits = vec![
-        init("gamma", data_type::FLOAT, &[D], &values(D as usize, 1)),
-        init("gamma2", data_type::FLOAT, &[D], &values(D as usize, 2)),
-        init("eps", data_type::FLOAT, &[], &[1e-5]),
-    ];
+    let mut inits = gammas();
+    inits.push(tensor("eps", data_type::FLOAT, &[], &[1e-5]));
     if with_bias {
-        inits.push(init("bias", data_type::FLOAT, &[D], &values(D as usize, 3)));
+        inits.push(tensor(
+            "bias",
+            data_type::FLOAT,
+            &[D],
+            &positive_values(D as usize, 3),
+        ));
     }
     let shape = [dp("batch"), dp("seq"), dv(D)];
-    model(
+    model_with(
         nodes,
         vec![
-            vi("x", data_type::FLOAT, &shape),
-            vi("skip", data_type::FLOAT, &shape),
+            vi_dims("x", data_type::FLOAT, &shape),
+            vi_dims("skip", data_type::FLOAT, &shape),
         ],
         vec![
-            vi("y", data_type::FLOAT, &shape),
-            vi("sum", data_type::FLOAT, &shape),
-            vi("z", data_type::FLOAT, &shape),
+            vi_dims("y", data_type::FLOAT, &shape),
+            vi_dims("sum", data_type::FLOAT, &shape),
+            vi_dims("z", data_type::FLOAT, &shape),
         ],
         inits,
         &[("", 17)],
@@ -1025,8 +836,10 @@ fn stock_tract_skip_simplified_layer_norm_ignores_bias_and_the_extension_fixes_i
             .unwrap()
             .into_runnable()
             .unwrap();
-        let x = Tensor::from_shape(&[1, 2, D as usize], &values(2 * D as usize, 5)).unwrap();
-        let s = Tensor::from_shape(&[1, 2, D as usize], &values(2 * D as usize, 6)).unwrap();
+        let x =
+            Tensor::from_shape(&[1, 2, D as usize], &positive_values(2 * D as usize, 5)).unwrap();
+        let s =
+            Tensor::from_shape(&[1, 2, D as usize], &positive_values(2 * D as usize, 6)).unwrap();
         let out = m.run(tvec![x.into_tvalue(), s.into_tvalue()]).unwrap();
         out[1]
             .to_plain_array_view::<f32>()
@@ -1038,9 +851,9 @@ fn stock_tract_skip_simplified_layer_norm_ignores_bias_and_the_extension_fixes_i
     let stock = run(tract_onnx::onnx());
     let ext = run(onnx_normopt::verify::tract_onnx_with_extensions());
     let (x, s, b) = (
-        values(2 * D as usize, 5),
-        values(2 * D as usize, 6),
-        values(D as usize, 3),
+        positive_values(2 * D as usize, 5),
+        positive_values(2 * D as usize, 6),
+        positive_values(D as usize, 3),
     );
     for i in 0..stock.len() {
         assert!(
@@ -1057,30 +870,30 @@ fn stock_tract_skip_simplified_layer_norm_ignores_bias_and_the_extension_fixes_i
 /// fp16 graph: LayerNormalization + MatMul + Add in f16.
 fn fp16_model(weight_delta: f32) -> ModelProto {
     let h = data_type::FLOAT16;
-    let mut w = values((D * D) as usize, 9)
+    let mut w = positive_values((D * D) as usize, 9)
         .iter()
         .map(|v| v - 1.0)
         .collect::<Vec<_>>();
     w[0] += weight_delta;
     let shape = [dp("batch"), dv(D)];
-    model(
+    model_with(
         vec![
-            node(
+            node_in(
                 "LayerNormalization",
                 "",
                 &["x", "g", "b"],
                 &["n"],
                 vec![attr_f("epsilon", 1e-5), attr_i("axis", -1)],
             ),
-            node("MatMul", "", &["n", "w"], &["m"], vec![]),
-            node("Add", "", &["m", "x"], &["y"], vec![]),
+            node_in("MatMul", "", &["n", "w"], &["m"], vec![]),
+            node_in("Add", "", &["m", "x"], &["y"], vec![]),
         ],
-        vec![vi("x", h, &shape)],
-        vec![vi("y", h, &shape)],
+        vec![vi_dims("x", h, &shape)],
+        vec![vi_dims("y", h, &shape)],
         vec![
-            init("g", h, &[D], &values(D as usize, 1)),
-            init("b", h, &[D], &values(D as usize, 2)),
-            init("w", h, &[D, D], &w),
+            tensor("g", h, &[D], &positive_values(D as usize, 1)),
+            tensor("b", h, &[D], &positive_values(D as usize, 2)),
+            tensor("w", h, &[D, D], &w),
         ],
         &[("", 17)],
     )
@@ -1192,7 +1005,7 @@ fn sweep_testdata_models_verify_against_themselves() {
 fn crms_model(elem: i32, custom: bool) -> ModelProto {
     let n = D - 1;
     let shape = [dp("batch"), dp("seq"), dv(n)];
-    let mut inits = vec![init("g", elem, &[n], &values(n as usize, 4))];
+    let mut inits = vec![tensor("g", elem, &[n], &positive_values(n as usize, 4))];
     let mut nodes = Vec::new();
     let opsets: &[(&str, i64)] = if custom {
         let attrs = || {
@@ -1202,14 +1015,14 @@ fn crms_model(elem: i32, custom: bool) -> ModelProto {
                 attr_i("axis", -1),
             ]
         };
-        nodes.push(node(
+        nodes.push(node_in(
             "CRMSNormalization",
             "ai.onnx_normopt",
             &["x"],
             &["y"],
             attrs(),
         ));
-        nodes.push(node(
+        nodes.push(node_in(
             "CRMSNormalization",
             "ai.onnx_normopt",
             &["x", "g"],
@@ -1219,8 +1032,8 @@ fn crms_model(elem: i32, custom: bool) -> ModelProto {
         &[("", 17), ("ai.onnx_normopt", 1)]
     } else {
         let f = data_type::FLOAT;
-        inits.push(init("inv_d", f, &[], &[1.0 / D as f32]));
-        inits.push(init("eps", f, &[], &[1e-5]));
+        inits.push(tensor("inv_d", f, &[], &[1.0 / D as f32]));
+        inits.push(tensor("eps", f, &[], &[1e-5]));
         inits.push(TensorProto {
             name: Some("axes".into()),
             dims: vec![1],
@@ -1231,14 +1044,14 @@ fn crms_model(elem: i32, custom: bool) -> ModelProto {
         let wide = elem != f;
         let xf = if wide { "xf" } else { "x" };
         if wide {
-            nodes.push(node(
+            nodes.push(node_in(
                 "Cast",
                 "",
                 &["x"],
                 &["xf"],
                 vec![attr_i("to", f as i64)],
             ));
-            nodes.push(node(
+            nodes.push(node_in(
                 "Cast",
                 "",
                 &["g"],
@@ -1247,7 +1060,7 @@ fn crms_model(elem: i32, custom: bool) -> ModelProto {
             ));
         }
         let sum = |o: &str, i: &str| {
-            node(
+            node_in(
                 "ReduceSum",
                 "",
                 &[i, "axes"],
@@ -1255,22 +1068,22 @@ fn crms_model(elem: i32, custom: bool) -> ModelProto {
                 vec![attr_i("keepdims", 1)],
             )
         };
-        nodes.push(node("Mul", "", &[xf, xf], &["sq"], vec![]));
+        nodes.push(node_in("Mul", "", &[xf, xf], &["sq"], vec![]));
         nodes.push(sum("s1", "sq"));
         nodes.push(sum("s", xf));
-        nodes.push(node("Mul", "", &["s", "s"], &["s2"], vec![]));
-        nodes.push(node("Add", "", &["s1", "s2"], &["tot"], vec![]));
-        nodes.push(node("Mul", "", &["tot", "inv_d"], &["ms"], vec![]));
-        nodes.push(node("Add", "", &["ms", "eps"], &["mse"], vec![]));
-        nodes.push(node("Sqrt", "", &["mse"], &["r"], vec![]));
-        nodes.push(node(
+        nodes.push(node_in("Mul", "", &["s", "s"], &["s2"], vec![]));
+        nodes.push(node_in("Add", "", &["s1", "s2"], &["tot"], vec![]));
+        nodes.push(node_in("Mul", "", &["tot", "inv_d"], &["ms"], vec![]));
+        nodes.push(node_in("Add", "", &["ms", "eps"], &["mse"], vec![]));
+        nodes.push(node_in("Sqrt", "", &["mse"], &["r"], vec![]));
+        nodes.push(node_in(
             "Div",
             "",
             &[xf, "r"],
             &[if wide { "yf" } else { "y" }],
             vec![],
         ));
-        nodes.push(node(
+        nodes.push(node_in(
             "Mul",
             "",
             &[if wide { "yf" } else { "y" }, if wide { "gf" } else { "g" }],
@@ -1278,14 +1091,14 @@ fn crms_model(elem: i32, custom: bool) -> ModelProto {
             vec![],
         ));
         if wide {
-            nodes.push(node(
+            nodes.push(node_in(
                 "Cast",
                 "",
                 &["yf"],
                 &["y"],
                 vec![attr_i("to", elem as i64)],
             ));
-            nodes.push(node(
+            nodes.push(node_in(
                 "Cast",
                 "",
                 &["zf"],
@@ -1295,10 +1108,10 @@ fn crms_model(elem: i32, custom: bool) -> ModelProto {
         }
         &[("", 17)]
     };
-    model(
+    model_with(
         nodes,
-        vec![vi("x", elem, &shape)],
-        vec![vi("y", elem, &shape), vi("z", elem, &shape)],
+        vec![vi_dims("x", elem, &shape)],
+        vec![vi_dims("y", elem, &shape), vi_dims("z", elem, &shape)],
         inits,
         opsets,
     )

@@ -3,6 +3,8 @@
 //! `tests/robustness.rs`). The libFuzzer targets live in `fuzz_targets/`; the plain mutation
 //! loops below run the same checks under `cargo test` (stable, no libFuzzer).
 
+#[path = "../../tests/common/build.rs"]
+pub mod build;
 #[path = "../../tests/common/hostile.rs"]
 pub mod hostile;
 

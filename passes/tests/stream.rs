@@ -304,6 +304,33 @@ output %y: f32[2,3,8]
     "#);
 }
 
+/// A quantized model (`quantize_dynamic`: `DynamicQuantizeLinear → MatMulInteger → Cast →
+/// Mul(scale) → Add(bias)`; the text form cannot hold u8 constants, so the integer weight is an
+/// input here): its writers' integer weights cannot be centred, so each needs an explicit
+/// centering node; the reason says that the model is quantized, not only "no gain".
+#[test]
+fn quantized_writers_are_named() {
+    let g = "
+input %x: f32[2,3,8]
+input %w: u8[8,8]
+input %wz: u8[]
+output %y: f32[2,3,8]
+%a = LayerNormalization[ln1](%x, @g1:f32[8], @b1:f32[8]) epsilon=1e-5
+%q, %qs, %qz = DynamicQuantizeLinear[dql](%a)
+%mi = MatMulInteger[fc_quant](%q, %w, %qz, %wz)
+%mf = Cast[cast](%mi) to=1
+%sc = Mul[scale_mul](%qs, @ws:f32[])
+%h = Mul[scale](%mf, %sc)
+%hb = Add[bias](%h, @bias:f32[8])
+%s = Add[res](%x, %hb)
+%y = LayerNormalization[ln2](%s, @g2:f32[8], @b2:f32[8]) epsilon=1e-5
+";
+    check_no_match!(g, rms(), @r#"
+        ln1 (LayerNormalization): the model is quantized: 1 writer of the stream ("fc_quant") has integer weights, which cannot be centred exactly; rewrite the float model, then quantize it; 2 explicit centering node(s) for 2 LayerNorm(s): no gain
+        ln2 (LayerNormalization): the model is quantized: 1 writer of the stream ("fc_quant") has integer weights, which cannot be centred exactly; rewrite the float model, then quantize it; 2 explicit centering node(s) for 2 LayerNorm(s): no gain
+    "#);
+}
+
 /// A stream read only by RMSNorms is already what the rewrite makes.
 #[test]
 fn already_rmsnorm() {

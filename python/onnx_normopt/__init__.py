@@ -295,8 +295,9 @@ def rewrite(
             ai.onnx_normopt:CRMSNormalization, which only tract runs).
         fold: Fold γ and β into the linear readers (default) instead of keeping them on the
             RMSNorm.
-        verify: Verify before writing (default). ``False`` skips it; ``None`` follows the
-            CLI's rule (verify models up to 512 MiB).
+        verify: Verify before writing (default, at any size: a model whose two whole copies
+            do not fit the default memory budget is verified piece by piece). ``False``
+            skips it; ``None`` follows the CLI's rule (the same).
         dims: Sizes of dynamic input dimensions for verification, by name
             (``{"batch": 1, "seq": 16}``; an unnamed axis is ``"INPUT[AXIS]"``). Defaults:
             batch-like axes 2, others 8.
@@ -371,7 +372,9 @@ def rewrite_dir(
 
     - Every other file is copied unchanged; external data files stay valid (a rewritten model
       writes its own data file, a refused model keeps the original's).
-    - A model that cannot be rewritten is copied unchanged and listed with its reason.
+    - A model that cannot be rewritten is copied unchanged and listed with its reason; so is a
+      ``.onnx`` file that is not a valid model (``report.invalid``), and the others are still
+      rewritten.
     - Nothing appears under ``dst_dir`` unless the whole run succeeds: the folder is staged
       beside it and renamed into place at the end. ``src_dir`` is never modified.
 
@@ -380,8 +383,8 @@ def rewrite_dir(
         dst_dir: The output folder: must not exist or must be empty, and must not be inside
             ``src_dir``; its parent must exist.
         report: Also write the folder report as JSON to this path (the CLI's ``--report``).
-        verify: Verify every rewritten model (default). ``False`` skips it; ``None`` follows
-            the CLI's rule (verify models up to 512 MiB).
+        verify: Verify every rewritten model (default, at any size). ``False`` skips it;
+            ``None`` follows the CLI's rule (the same).
         progress: Print the CLI's progress lines and table on stderr (off by default).
         target, emit, fold, dims, rtol, runtimes, samples, seed, ort_lib, fsync: as for
             ``rewrite``.
@@ -394,7 +397,8 @@ def rewrite_dir(
     Raises:
         UsageError: ``dst_dir`` is not empty, is inside ``src_dir``, ``src_dir`` is not a
             folder or holds no ``.onnx`` file, ...
-        InvalidModelError: an ``.onnx`` file is not a valid model.
+        InvalidModelError: no model could be rewritten and some ``.onnx`` file is not a valid
+            model (or a file cannot be read).
         NothingToRewrite: every model was refused (``.reasons``: one ``"FILE: WHY"`` line
             each; ``.folder_report``); nothing written.
         VerificationError: a rewritten model differs from its original (``.folder_report``,

@@ -354,7 +354,8 @@ class FolderFile:
     file: str
     """Its path relative to the input folder (``/``-separated)."""
     status: str
-    """``"rewritten"``, ``"refused"`` (copied unchanged) or ``"verification failed"``."""
+    """``"rewritten"``, ``"refused"`` or ``"invalid"`` (both copied unchanged), or
+    ``"verification failed"``."""
     reason: Optional[str]
     """Why it was refused or failed."""
     norms_rewritten: int
@@ -411,6 +412,11 @@ class FolderReport:
     def refused(self) -> List[FolderFile]:
         """The files refused (copied unchanged)."""
         return [f for f in self.files if f.status == "refused"]
+
+    @property
+    def invalid(self) -> List[FolderFile]:
+        """The files that are not valid models (copied unchanged, the reason in ``reason``)."""
+        return [f for f in self.files if f.status == "invalid"]
 
     def to_dict(self) -> Dict[str, Any]:
         """The report as the CLI's folder ``--report`` JSON (a deep copy)."""

@@ -1,9 +1,10 @@
 //! The native half of the Python package `onnx_normopt` (its Python half, `onnx_normopt/`, holds
 //! the public API, the argument checks, the exceptions and the report classes).
 //!
-//! Every function here is a thin client of the library, like the CLI (`src/main.rs`): load →
-//! `passes::run` → stage the output → `verify::verify_files` → commit. Nothing of the pass is
-//! reimplemented. Invariants kept at this edge:
+//! Every function here is a thin client of the library, like the CLI (`src/main.rs`): a rewrite
+//! is the library's one pipeline, [`onnx_normopt::flow::rewrite`] (a folder:
+//! [`onnx_normopt::folder::run`]), with a verifier that finds the Python package's onnxruntime.
+//! Nothing of the pass or the pipeline is reimplemented. Invariants kept at this edge:
 //! - the GIL is released while a model is loaded, rewritten, written or verified;
 //! - no panic crosses into Python: each call runs under `catch_unwind`, and a panic becomes an
 //!   `internal` error;
@@ -17,10 +18,11 @@
 //! macros would change the features of `syn` for the whole build and make Cargo rebuild every
 //! deriving crate instead of reusing the CLI's release build (see Cargo.toml).
 
+use onnx_normopt::flow::{self, FileResult, Output, Settings, VerifyWhen, Written};
 use onnx_normopt::ir::Model;
 use onnx_normopt::passes::{self, report::Report, Options, OutputForm, Target};
 use onnx_normopt::verify::{self, Runtimes, VerifyOptions};
-use onnx_normopt::{flow, folder, io, provenance, Error};
+use onnx_normopt::{folder, io, progress, Error};
 use prost::Message;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
@@ -28,10 +30,6 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-
-/// Models up to this many bytes (file plus external data) are verified when `verify` is None
-/// (the CLI's default rule).
-const VERIFY_BY_DEFAULT_BELOW: u64 = 512 << 20;
 
 /// What went wrong, in the categories of the Python exceptions (and of the CLI's exit codes).
 enum Fail {
@@ -69,7 +67,7 @@ impl Fail {
 
     /// `{"error": {kind, message, reasons, report, table}}`, paths relabelled; `report` and
     /// `table` are the library's JSON text, embedded as they are.
-    fn to_json(self, labels: &Labels) -> String {
+    fn into_json(self, labels: &Labels) -> String {
         let raw = |v: Option<String>| v.map(|v| labels.json(&v)).unwrap_or_else(|| "null".into());
         let mut folder = raw(None);
         let (kind, message, reasons, report, table) = match self {
@@ -180,15 +178,7 @@ fn text_of<T: serde::Serialize>(v: &T) -> String {
 }
 
 fn options(target: &str, emit: &str, fold: bool) -> Result<Options, Fail> {
-    let target = match target {
-        "rmsnorm" => Target::Rmsnorm,
-        "crmsnorm" => Target::Crmsnorm,
-        t => {
-            return Err(Fail::usage(format!(
-                "target must be \"rmsnorm\" or \"crmsnorm\", not {t:?}"
-            )))
-        }
-    };
+    let target = Target::from_name(target).map_err(Fail::Lib)?;
     // Unknown words and `custom` without `crmsnorm` are usage errors.
     Ok(Options {
         form: OutputForm::from_flags(target, emit).map_err(Fail::Lib)?,
@@ -259,95 +249,44 @@ impl Check {
                 }
             }
         }
-        let mut rep = verify::verify_files(a, b, &opts)?;
+        // Within the default memory budget: whole models, or piece by piece (#22).
+        let mut rep = verify::verify_within(a, b, &opts, None)?;
         rep.notes.extend(notes);
         Ok(rep)
     }
 }
 
-/// A byte progress bar on stderr for the write, drawn only when asked (and stderr is a
-/// terminal: indicatif hides it otherwise).
-struct Bar {
-    enabled: bool,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Bar {
-    fn set(&mut self, done: u64, total: u64) {
-        if !self.enabled {
-            return;
-        }
-        let bar = self.bar.get_or_insert_with(|| {
-            let b = indicatif::ProgressBar::new(total);
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            ) {
-                b.set_style(style.progress_chars("=> "));
-            }
-            b.set_message("writing");
-            b
-        });
-        bar.set_length(total);
-        bar.set_position(done);
+/// The library's pipeline settings for these arguments: `verify` None is the CLI's default rule
+/// ([`VerifyWhen::Default`]); the verifier is [`Check::run`] in this process, its panics caught.
+fn settings(a: &Args, opts: Options, check: Check) -> Settings {
+    let verify_opts = check.opts.clone();
+    Settings {
+        opts,
+        verify: match a.verify {
+            None => VerifyWhen::Default,
+            Some(true) => VerifyWhen::Always,
+            Some(false) => VerifyWhen::Never,
+        },
+        verify_opts,
+        // Progress only when asked, then for every output (the CLI shows it for large ones).
+        progress: if a.progress {
+            progress::Show::Always
+        } else {
+            progress::Show::Off
+        },
+        fsync: a.fsync,
+        report: a.report.clone(),
+        input_name: None,
+        verifier: Box::new(move |x: &Path, y: &Path, shown: &Path, _: &VerifyOptions| {
+            catch_unwind(AssertUnwindSafe(|| {
+                check.run(x, y).map(|mut rep| {
+                    rep.b = shown.to_path_buf();
+                    flow::Verification::from(rep)
+                })
+            }))
+            .map_err(|p| flow::panic_line(p.as_ref()))
+        }),
     }
-
-    fn finish(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
-        }
-    }
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
-}
-
-/// The model file plus the external data files it references (what the CLI's default
-/// verification rule counts).
-fn total_size(path: &Path, model: &Model) -> u64 {
-    let mut n = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if model.had_external_data {
-        if let Some(dir) = path.parent() {
-            let mut seen = std::collections::BTreeSet::new();
-            io::for_each_tensor(&model.to_proto_pending(), &mut |t| {
-                for e in &t.external_data {
-                    if e.key.as_deref() == Some("location") {
-                        seen.insert(e.value.clone().unwrap_or_default());
-                    }
-                }
-            });
-            n += seen
-                .iter()
-                .map(|l| std::fs::metadata(dir.join(l)).map(|m| m.len()).unwrap_or(0))
-                .sum::<u64>();
-        }
-    }
-    n
-}
-
-/// One rewrite, as the CLI's rewrite command does it.
-struct Job {
-    input: PathBuf,
-    out: PathBuf,
-    report_path: Option<PathBuf>,
-    opts: Options,
-    /// `None`: the CLI's rule (verify models up to 512 MiB).
-    verify: Option<bool>,
-    check: Check,
-    progress: bool,
-    /// Wait for the output to reach the disk (`io::set_fsync`, process-wide); `None` leaves
-    /// the setting alone.
-    fsync: Option<bool>,
-    /// Return the output's bytes instead of committing it (in-memory models).
-    in_memory: bool,
-}
-
-struct Done {
-    report: Report,
-    bytes: Option<Vec<u8>>,
 }
 
 fn refusal_reasons(report: &Report) -> Vec<String> {
@@ -358,182 +297,62 @@ fn refusal_reasons(report: &Report) -> Vec<String> {
         .collect()
 }
 
-fn run_rewrite(job: &Job) -> Result<Done, Fail> {
-    let (input, out) = (job.input.as_path(), job.out.as_path());
-    if same_file(input, out) {
-        return Err(Fail::usage(format!(
-            "{}: the output must not be the input",
-            out.display()
-        )));
-    }
-    if let Some(rp) = &job.report_path {
-        if same_file(input, rp) || rp == out {
-            return Err(Fail::usage(format!(
-                "{}: the report must not be the input or the output model",
-                rp.display()
-            )));
+/// A single-file run's result as the Python half expects it: the report, or the failure in
+/// the categories of the exceptions (messages as the CLI prints them).
+fn done(input: &Path, r: FileResult<Written>) -> Result<(Report, Option<Vec<u8>>), Fail> {
+    match r {
+        FileResult::Rewritten { output, report, .. } => {
+            let bytes = match output {
+                Written::Bytes(b) => Some(b),
+                Written::Files(_) => None,
+            };
+            Ok((*report, bytes))
         }
-    }
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        return Err(Fail::usage(format!(
-            "{}: the output folder {} does not exist",
-            out.display(),
-            dir.display()
-        )));
-    }
-    let model = Model::load(input).map_err(Fail::Lib)?;
-    if job.in_memory && model.had_external_data {
-        return Err(Fail::usage(EXTERNAL_IN_MEMORY));
-    }
-    // As the CLI (flow::rewrite_file): a model this tool wrote is not rewritten again, and the
-    // output records its provenance (digest of the input computed alongside the pass).
-    let target = match job.opts.form.target() {
-        Target::Rmsnorm => "rmsnorm",
-        Target::Crmsnorm => "crmsnorm",
-    };
-    if let Some(why) = provenance::already_rewritten(&model.header, target) {
-        return Err(Fail::Nothing {
-            message: format!("{}: nothing rewritten: {why}", input.display()),
-            reasons: vec![why],
-            report: None,
-        });
-    }
-    let digest = provenance::PendingDigest::start(input);
-    let size = total_size(input, &model);
-    let mut outcome = passes::run(model, &job.opts).map_err(|e| match e {
-        Error::NotRewritable(why) => Fail::Nothing {
-            message: format!("{}: nothing rewritten: {why}", input.display()),
-            reasons: vec![why],
-            report: None,
-        },
-        e => Fail::Lib(e),
-    })?;
-    if !outcome.rewritten() {
-        let first = outcome
-            .report
-            .refusals
-            .first()
-            .map(|r| r.why.to_string())
-            .unwrap_or_else(|| "no LayerNorm on a residual stream".into());
-        let mut reasons = refusal_reasons(&outcome.report);
-        if reasons.is_empty() {
-            reasons.push(first.clone());
-        }
-        return Err(Fail::Nothing {
-            message: format!("{}: nothing rewritten: {first}", input.display()),
-            reasons,
-            report: Some(text_of(&outcome.report)),
-        });
-    }
-    let sha = digest.finish(input).map_err(Fail::Lib)?;
-    let mut prov = outcome.report.provenance(job.opts.fold, input, &sha);
-    if job.in_memory {
-        // The private temporary file's name says nothing about the model.
-        prov.input_file = String::new();
-    }
-    provenance::record(&mut outcome.model.header, &prov);
-    if let Some(on) = job.fsync {
-        io::set_fsync(on);
-    }
-    let proto = outcome.model.to_proto_pending();
-    let layout = io::choose_layout(&proto, &outcome.model, outcome.model.had_external_data);
-    if job.in_memory && layout == io::DataLayout::External {
-        return Err(Fail::usage(
-            "the rewritten model would not fit in one protobuf (2 GiB): save the model with \
-             external data and use onnx_normopt.rewrite(src, dst)",
-        ));
-    }
-    let mut bar = Bar {
-        enabled: job.progress,
-        bar: None,
-    };
-    let staged = io::stage(
-        &proto,
-        &outcome.model.store,
-        &outcome.model,
-        out,
-        layout,
-        &mut |d, t| bar.set(d, t),
-    );
-    bar.finish();
-    let staged = staged.map_err(Fail::Lib)?;
-    let do_verify = job.verify.unwrap_or(size <= VERIFY_BY_DEFAULT_BELOW);
-    if do_verify {
-        match job.check.run(input, staged.model_path()) {
-            Ok(rep) => {
-                // As the CLI: the table enters the report as a JSON value.
-                outcome.report.verification = serde_json::to_value(&rep).ok();
-                let table = text_of(&rep);
-                if !rep.passed() {
-                    return Err(Fail::Verification {
-                        message: format!(
-                            "{}: verification failed: the rewritten model differs; nothing \
-                             written\n{rep}",
-                            input.display()
-                        ),
-                        table: Some(table),
-                        report: Some(text_of(&outcome.report)),
-                    });
-                }
+        FileResult::Refused { why, report } => {
+            let mut reasons = report.as_deref().map(refusal_reasons).unwrap_or_default();
+            if reasons.is_empty() {
+                reasons.push(why.clone());
             }
-            Err(e) => {
-                return Err(Fail::Verification {
-                    message: format!(
-                        "{}: could not verify the rewritten model: {e}; nothing written",
-                        input.display()
-                    ),
-                    table: None,
-                    report: Some(text_of(&outcome.report)),
-                })
-            }
-        }
-    }
-    if job.in_memory {
-        let bytes = std::fs::read(staged.model_path()).map_err(|e| {
-            Fail::Lib(Error::Write {
-                path: staged.model_path().into(),
-                reason: e.to_string(),
+            Err(Fail::Nothing {
+                message: format!("{}: nothing rewritten: {why}", input.display()),
+                reasons,
+                report: report.as_deref().map(text_of),
             })
-        })?;
-        return Ok(Done {
-            report: outcome.report,
-            bytes: Some(bytes),
-        });
+        }
+        FileResult::VerifyFailed {
+            why, report, table, ..
+        } => {
+            let mut message = format!("{}: {why}; nothing written", input.display());
+            if let Some(t) = &table {
+                message.push('\n');
+                message.push_str(&t.text);
+            }
+            Err(Fail::Verification {
+                message,
+                table: table.map(|t| text_of(&t.json)),
+                report: Some(text_of(&report)),
+            })
+        }
+        FileResult::Error(e) => Err(Fail::Lib(e)),
     }
-    if let Some(rp) = &job.report_path {
-        let text = serde_json::to_string_pretty(&outcome.report).unwrap_or_default();
-        onnx_normopt::flow::write_atomic(rp, text.as_bytes()).map_err(Fail::Lib)?;
-    }
-    staged.commit().map_err(Fail::Lib)?;
-    Ok(Done {
-        report: outcome.report,
-        bytes: None,
-    })
 }
 
 const EXTERNAL_IN_MEMORY: &str = "the model keeps tensors in external data files, which an \
      in-memory model cannot carry: save it and use onnx_normopt.rewrite(src, dst) on the path";
 
-/// A private temporary folder (mode 0700) holding an in-memory model as `model.onnx`, removed
-/// when dropped, and the labels that replace its paths in messages.
+/// A private temporary folder ([`flow::PrivateDir`]) holding an in-memory model as
+/// `model.onnx`, removed when dropped, and the labels that replace its paths in messages.
 struct Scratch {
-    dir: PathBuf,
+    dir: flow::PrivateDir,
     labels: Labels,
 }
 
 impl Scratch {
     fn new(data: &[u8]) -> Result<Scratch, Fail> {
-        let dir = private_dir()?;
+        let dir = flow::PrivateDir::new().map_err(Fail::Lib)?;
         let labels = Labels(vec![
-            (
-                dir.join("model.onnx").display().to_string(),
-                "<in-memory model>".into(),
-            ),
-            (dir.display().to_string(), "<temporary folder>".into()),
+            (dir.path().display().to_string(), IN_MEMORY.into()),
+            (dir.dir().display().to_string(), "<temporary folder>".into()),
         ]);
         let s = Scratch { dir, labels };
         // Bytes that decode as a model naming external data: say so, instead of "file not
@@ -550,48 +369,13 @@ impl Scratch {
         Ok(s)
     }
 
-    fn model(&self) -> PathBuf {
-        self.dir.join("model.onnx")
+    fn model(&self) -> &Path {
+        self.dir.path()
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A new folder only this user can read, in the system's temporary folder.
-fn private_dir() -> Result<PathBuf, Fail> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let base = std::env::temp_dir();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mut last = None;
-    for _ in 0..16 {
-        let n = COUNT.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!("onnx-normopt-{}-{n}-{nanos:x}", std::process::id()));
-        let mut b = std::fs::DirBuilder::new();
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        match b.create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(e) => {
-                last = Some(e);
-                break;
-            }
-        }
-    }
-    Err(Fail::Internal(format!(
-        "cannot create a temporary folder in {}: {}",
-        base.display(),
-        last.map(|e| e.to_string()).unwrap_or_default()
-    )))
-}
+/// How a model given in memory is named: in messages, reports and its rewrite's provenance.
+const IN_MEMORY: &str = "<in-memory model>";
 
 /// The arguments of every entry point, as the Python half sends them (one JSON object).
 #[derive(serde::Deserialize)]
@@ -604,7 +388,7 @@ struct Args {
     target: String,
     emit: String,
     fold: bool,
-    /// `None`: the CLI's rule (verify models up to 512 MiB).
+    /// `None`: the CLI's rule (verify at any size).
     verify: Option<bool>,
     report: Option<PathBuf>,
     progress: bool,
@@ -669,19 +453,12 @@ fn need(p: &Option<PathBuf>, what: &str) -> Result<PathBuf, Fail> {
 /// `rewrite(args)`: `src` to `dst`, as `onnx-normopt SRC -o DST`.
 fn rewrite_file(py: Python<'_>, text: &str) -> Result<Answer, Fail> {
     let a = Args::parse(text)?;
-    let job = Job {
-        input: need(&a.src, "src")?,
-        out: need(&a.dst, "dst")?,
-        report_path: a.report.clone(),
-        opts: options(&a.target, &a.emit, a.fold)?,
-        verify: a.verify,
-        check: a.check()?,
-        progress: a.progress,
-        fsync: Some(a.fsync),
-        in_memory: false,
-    };
-    let done = detached(py, || run_rewrite(&job))?;
-    Ok(Answer::report(text_of(&done.report), done.report.summary()))
+    let (src, dst) = (need(&a.src, "src")?, need(&a.dst, "dst")?);
+    let s = settings(&a, options(&a.target, &a.emit, a.fold)?, a.check()?);
+    let (report, _) = detached(py, || {
+        done(&src, flow::rewrite(&src, &Output::File(dst.clone()), &s))
+    })?;
+    Ok(Answer::report(text_of(&report), report.summary()))
 }
 
 /// `rewrite_dir(args)`: the folder `src` to `dst`, as `onnx-normopt DIR -o OUT_DIR` (the
@@ -698,38 +475,15 @@ fn rewrite_dir(py: Python<'_>, text: &str) -> Result<Answer, Fail> {
             src.display()
         )));
     }
-    let verify_opts = check.opts.clone();
-    let settings = flow::Settings {
-        opts,
-        verify: a.verify == Some(true),
-        no_verify: a.verify == Some(false),
-        verify_opts,
-        quiet: !a.progress,
-        // The Python package's onnxruntime, as for `rewrite` (Check::run); panics caught.
-        verifier: Box::new(move |x: &Path, y: &Path, _: &VerifyOptions| {
-            catch_unwind(AssertUnwindSafe(|| {
-                check.run(x, y).map(flow::Verification::from)
-            }))
-            .map_err(|p| flow::panic_line(p.as_ref()))
-        }),
-    };
-    let fsync = a.fsync;
-    let report_path = a.report.clone();
+    let settings = settings(&a, opts, check);
     let progress = a.progress;
     let done = detached(py, || {
-        io::set_fsync(fsync);
         let mut log = |m: &str| {
             if progress {
                 eprint!("{m}");
             }
         };
-        Ok(folder::run(
-            &src,
-            &dst,
-            report_path.as_deref(),
-            &settings,
-            &mut log,
-        ))
+        Ok(folder::run(&src, &dst, &settings, &mut log))
     })?;
     let json = text_of(&done.report);
     if done.kind == folder::Kind::Done {
@@ -776,36 +530,26 @@ fn rewrite_memory(
     labels: &mut Labels,
 ) -> Result<(Vec<u8>, Answer), Fail> {
     let a = Args::parse(text)?;
-    let opts = options(&a.target, &a.emit, a.fold)?;
-    let check = a.check()?;
+    let mut s = settings(&a, options(&a.target, &a.emit, a.fold)?, a.check()?);
+    // A private temporary file, read back at once: no need to wait for the disk.
+    s.fsync = false;
+    s.report = None;
+    s.input_name = Some(IN_MEMORY.into());
     let (scratch, done) = detached(py, || {
         let scratch = Scratch::new(data)?;
-        let job = Job {
-            input: scratch.model(),
-            out: scratch.dir.join("rewritten.onnx"),
-            report_path: None,
-            opts,
-            verify: a.verify,
-            check,
-            progress: a.progress,
-            // A private temporary file, read back at once: the process-wide fsync setting
-            // (that of file rewrites, possibly running in other threads) is left alone.
-            fsync: None,
-            in_memory: true,
-        };
-        let done = run_rewrite(&job);
+        let done = done(
+            scratch.model(),
+            flow::rewrite(scratch.model(), &Output::Memory, &s),
+        );
         Ok((scratch, done))
     })?;
     let mut scratch = scratch;
     *labels = std::mem::take(&mut scratch.labels);
     drop(scratch);
-    let done = done?;
-    let report = labels.json(&text_of(&done.report));
-    let summary = labels.text(&done.report.summary());
-    Ok((
-        done.bytes.unwrap_or_default(),
-        Answer::report(report, summary),
-    ))
+    let (report, bytes) = done?;
+    let json = labels.json(&text_of(&report));
+    let summary = labels.text(&report.summary());
+    Ok((bytes.unwrap_or_default(), Answer::report(json, summary)))
 }
 
 /// `inspect(args, data)`: `src`, or the model's bytes when given.
@@ -820,7 +564,7 @@ fn inspect_any(
     let (scratch, report) = detached(py, || {
         let scratch = data.map(Scratch::new).transpose()?;
         let path = match &scratch {
-            Some(s) => s.model(),
+            Some(s) => s.model().to_path_buf(),
             None => need(&a.src, "src")?,
         };
         let report = Model::load(&path)
@@ -895,7 +639,7 @@ fn answer(r: Result<Answer, Fail>, labels: &Labels) -> String {
             a.json,
             json!(a.summary)
         ),
-        Err(f) => f.to_json(labels),
+        Err(f) => f.into_json(labels),
     }
 }
 

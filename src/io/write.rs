@@ -112,20 +112,27 @@ impl Computed for NothingComputed {
     }
 }
 
-pub(super) static FSYNC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
-/// Whether written files are flushed to disk (`fsync`) before they are renamed into place
-/// (default yes: after a power loss the output is either complete or absent). Off, a crash of
-/// the machine right after the write could leave a renamed file whose data never reached the
-/// disk; the write itself is faster (no wait for the disk).
-pub fn set_fsync(on: bool) {
-    FSYNC.store(on, std::sync::atomic::Ordering::Relaxed);
+/// How [`stage_as`] writes, beyond the model and its destination.
+#[derive(Clone, Copy, Debug)]
+pub struct StageOptions<'a> {
+    /// The data file's name (external layout): a plain file name beside the output, instead of
+    /// `OUT.data` (the folder mode keeps the input's data file name, or avoids a file of the
+    /// input folder that is copied under that name).
+    pub data_name: Option<&'a str>,
+    /// Wait for each written file to reach the disk (`fsync`) before it can be renamed into
+    /// place (default yes: after a power loss the output is either complete or absent). Off,
+    /// a crash of the machine right after the write could leave a renamed file whose data
+    /// never reached the disk; the write itself is faster.
+    pub fsync: bool,
 }
 
-/// Whether written files are flushed to disk before they are renamed into place (see
-/// [`set_fsync`]).
-pub fn fsync_enabled() -> bool {
-    FSYNC.load(std::sync::atomic::Ordering::Relaxed)
+impl Default for StageOptions<'_> {
+    fn default() -> Self {
+        StageOptions {
+            data_name: None,
+            fsync: true,
+        }
+    }
 }
 
 /// Progress of a write, in payload bytes: called with (done, total).
@@ -157,21 +164,28 @@ pub fn stage(
     layout: DataLayout,
     progress: Progress,
 ) -> Result<Staged> {
-    stage_as(model, store, computed, out, layout, None, progress)
+    stage_as(
+        model,
+        store,
+        computed,
+        out,
+        layout,
+        &StageOptions::default(),
+        progress,
+    )
 }
 
-/// [`stage`] with the data file (external layout) named `data_name` (a plain file name beside
-/// the output) instead of `OUT.data`: the folder mode keeps the input's data file name, or
-/// avoids a file of the input folder that is copied under that name.
+/// [`stage`] as `how` says: the data file's name, and whether to wait for the disk.
 pub fn stage_as(
     model: &ModelProto,
     store: &ExternalStore,
     computed: &dyn Computed,
     out: &Path,
     layout: DataLayout,
-    data_name: Option<&str>,
+    how: &StageOptions,
     progress: Progress,
 ) -> Result<Staged> {
+    let (data_name, fsync) = (how.data_name, how.fsync);
     let wr = |e: std::io::Error| Error::Write {
         path: out.into(),
         reason: e.to_string(),
@@ -306,7 +320,7 @@ pub fn stage_as(
         if let Some(e) = fail {
             return Err(e);
         }
-        finish(w).map_err(wr)?;
+        finish(w, fsync).map_err(wr)?;
         staged.files.push((data_tmp, dir.join(&data_name)));
     } else {
         // Inline: pull any external payload into raw_data (still borrowed from its map).
@@ -376,14 +390,14 @@ pub fn stage_as(
             StreamError::Fill(e) => e,
         },
     )?;
-    finish(w).map_err(wr)?;
+    finish(w, fsync).map_err(wr)?;
     Ok(staged)
 }
 
-/// Flush a written file and, unless [`set_fsync`] turned it off, wait for it to reach the disk.
-pub(super) fn finish(w: std::io::BufWriter<std::fs::File>) -> std::io::Result<()> {
+/// Flush a written file and, when `fsync`, wait for it to reach the disk.
+pub(super) fn finish(w: std::io::BufWriter<std::fs::File>, fsync: bool) -> std::io::Result<()> {
     let f = w.into_inner().map_err(|e| e.into_error())?;
-    if FSYNC.load(std::sync::atomic::Ordering::Relaxed) {
+    if fsync {
         f.sync_all()?;
     }
     Ok(())

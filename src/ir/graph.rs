@@ -97,6 +97,24 @@ const FIRST_OUTPUT_REQUIRED: &[&str] = &[
     "Unsqueeze",
 ];
 
+/// The outputs of a subgraph that it does not compute: values of an enclosing graph returned
+/// as they are (onnxruntime refuses these).
+fn outer_outputs(g: &GraphProto) -> BTreeSet<&str> {
+    let mut defined: HashSet<&str> = HashSet::new();
+    defined.extend(g.input.iter().filter_map(|v| v.name.as_deref()));
+    defined.extend(g.initializer.iter().filter_map(|t| t.name.as_deref()));
+    defined.extend(
+        g.node
+            .iter()
+            .flat_map(|n| n.output.iter().map(String::as_str)),
+    );
+    g.output
+        .iter()
+        .filter_map(|o| o.name.as_deref())
+        .filter(|o| !defined.contains(o))
+        .collect()
+}
+
 /// Collect names read inside a subgraph that it does not define itself (outer-scope reads).
 pub(super) fn outer_reads(g: &GraphProto, out: &mut BTreeSet<String>) {
     let mut defined: HashSet<&str> = HashSet::new();
@@ -313,6 +331,27 @@ impl Graph {
             }
             for inp in n.input.iter().filter(|s| !s.is_empty()).chain(outer.iter()) {
                 if !defined.contains(inp.as_str()) && !produced.contains(inp.as_str()) {
+                    if let Some((attr, j)) = n
+                        .attribute
+                        .iter()
+                        .find(|a| {
+                            a.g.iter()
+                                .chain(a.graphs.iter())
+                                .any(|sg| outer_outputs(sg).contains(inp.as_str()))
+                        })
+                        .zip(all_outputs.get(inp.as_str()))
+                    {
+                        return Err(format!(
+                            "node {:?} ({}): its subgraph {:?} returns {inp:?}, a value of the outer \
+                             graph (produced by node {:?}), as its output instead of computing it: \
+                             the model is invalid (onnxruntime: \"subgraph output is an outer scope \
+                             value\"); re-export it, or add an Identity node inside the subgraph",
+                            n.label(),
+                            n.op().escape_debug(),
+                            attr.name.as_deref().unwrap_or("").escape_debug().to_string(),
+                            self.nodes[*j].label()
+                        ));
+                    }
                     return Err(match all_outputs.get(inp.as_str()) {
                         Some(&j) if j >= i => format!(
                             "node {:?} ({}) reads {inp:?} before it is produced by node {:?}: the graph is not in topological order or has a cycle",

@@ -375,11 +375,9 @@ fn estimate_whole(
     let mut per_sample_max = 0u64;
     let mut dims = BTreeMap::new();
     for c in &plans {
-        let r = spec::resolve_shapes(&a.spec.inputs, &given, &c.dims).map_err(|message| {
-            VerifyError::Model {
-                path: a.spec.path.clone(),
-                message,
-            }
+        let r = spec::resolve_shapes(a.spec, &given, c).map_err(|message| VerifyError::Model {
+            path: a.spec.path.clone(),
+            message,
         })?;
         let mut per_sample = 0u64;
         for (i, shape) in a.spec.inputs.iter().zip(&r.shapes) {
@@ -581,7 +579,12 @@ pub(crate) fn plan_as(
     // (Sizes the graph fixes count as set.)
     let given = spec::with_hints(&sa, &opts.dims);
     let plans = spec::plan_cases(&sa, &given);
-    let fixed_by_case: Vec<&String> = plans.iter().flat_map(|c| c.dims.keys()).collect();
+    let by_graph = spec::sized_by_graph(&sa, &opts.dims);
+    let fixed_by_case: Vec<&String> = plans
+        .iter()
+        .flat_map(|c| c.dims.keys())
+        .chain(&by_graph)
+        .collect();
     let defaults = first.dims.clone();
     let mut free: BTreeMap<String, usize> = defaults
         .iter()

@@ -84,6 +84,8 @@ struct Request {
     /// Verify piece by piece, each piece within this many bytes (`None`: whole models).
     #[serde(default)]
     pieces: Option<u64>,
+    /// The path the report names as model B ([`Isolation::b_shown`]).
+    b_shown: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -108,6 +110,9 @@ pub struct Isolation {
     pub timeout: Option<Duration>,
     /// How to call models A and B in messages (`the original model`, `the rewritten model`).
     pub names: [String; 2],
+    /// The path the report names as model B instead of `b` (a rewrite is verified while it is
+    /// staged in a private folder: the table names the output the user asked for).
+    pub b_shown: Option<PathBuf>,
 }
 
 /// The outcome of an isolated verification that ran to the end.
@@ -172,19 +177,7 @@ pub fn verify_isolated(
         format!("verifying {}", iso.names[0])
     };
     let (opts, estimate) = budget::plan_as(a, b, opts, budget, &subject)?;
-    let mut notes = Vec::new();
-    if !estimate.reduced.is_empty() {
-        notes.push(format!(
-            "dynamic dims reduced to fit the verification budget of {}: {}",
-            budget::human(budget),
-            estimate
-                .reduced
-                .iter()
-                .map(|d| format!("{} {}→{}", d.name, d.from, d.to))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
+    let notes = plan_notes(&estimate, budget);
     let req = Request {
         a: a.to_path_buf(),
         b: b.to_path_buf(),
@@ -203,6 +196,7 @@ pub fn verify_isolated(
             budget::Mode::Whole => None,
             budget::Mode::Pieces(p) => Some(p.piece_limit),
         },
+        b_shown: iso.b_shown.clone(),
     };
     let body = serde_json::to_vec(&req)
         .map_err(|e| VerifyError::Incomplete(format!("could not encode the request: {e}")))?;
@@ -370,6 +364,44 @@ pub fn verify_isolated(
     Err(VerifyError::Incomplete(why))
 }
 
+/// The notes of a budget plan for the report: dynamic dims it made smaller.
+fn plan_notes(estimate: &BudgetEstimate, budget: u64) -> Vec<String> {
+    if estimate.reduced.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "dynamic dims reduced to fit the verification budget of {}: {}",
+        budget::human(budget),
+        estimate
+            .reduced
+            .iter()
+            .map(|d| format!("{} {}→{}", d.name, d.from, d.to))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )]
+}
+
+/// Verify `b` against `a` within `budget` bytes (`None`: [`budget::default_budget`]) as
+/// [`verify_isolated`] plans it — whole models, or piece by piece when they do not fit, dynamic
+/// dims made smaller when neither does — but in the caller's process: no address-space limit,
+/// no timeout, a crashing runtime takes the caller with it. For library users without the
+/// child entry point (the Python package).
+pub fn verify_within(
+    a: &Path,
+    b: &Path,
+    opts: &VerifyOptions,
+    budget: Option<u64>,
+) -> Result<super::VerifyReport, VerifyError> {
+    let budget = budget.unwrap_or_else(budget::default_budget);
+    let (opts, estimate) = budget::plan(a, b, opts, budget)?;
+    let mut rep = match &estimate.mode {
+        budget::Mode::Whole => super::verify_files(a, b, &opts)?,
+        budget::Mode::Pieces(p) => super::pieces::verify_pieces(a, b, &opts, p.piece_limit)?,
+    };
+    rep.notes.extend(plan_notes(&estimate, budget));
+    Ok(rep)
+}
+
 #[cfg(unix)]
 fn limit_address_space(bytes: u64) {
     if bytes == 0 {
@@ -455,6 +487,9 @@ pub fn child_main() -> u8 {
     let resp = match r {
         Ok(Ok(mut rep)) => {
             rep.notes.extend(req.notes.iter().cloned());
+            if let Some(b) = &req.b_shown {
+                rep.b = b.clone();
+            }
             Response::Ok {
                 report: serde_json::to_value(&rep).unwrap_or_default(),
                 text: rep.to_string(),

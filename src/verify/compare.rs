@@ -1,6 +1,7 @@
 //! Checks on the two models and their outputs: same interface, inputs that fit the declared
 //! shapes, output counts, and the element-wise comparison of A's and B's outputs.
 
+use super::tensor::from_f64_fn;
 use super::*;
 
 pub(super) fn check_interfaces(a: &ModelSpec, b: &ModelSpec) -> Result<(), VerifyError> {
@@ -207,4 +208,184 @@ pub(super) fn check_count(
         });
     }
     Ok(())
+}
+
+/// Whether a case with a filled cache exercises it: run the original (`run`) again on `samples`
+/// with every non-empty past input `x` replaced by `1 − x`, and compare the outputs that are not
+/// the cache itself with `outs` (the original's outputs on `samples`). `None` when the case
+/// has no filled past input, or the second run fails.
+pub(super) fn cache_check(
+    runtime: Runtime,
+    spec: &ModelSpec,
+    samples: &[Vec<HostTensor>],
+    outs: &[Vec<HostTensor>],
+    run: impl FnOnce(&[Vec<HostTensor>]) -> Result<Vec<Vec<HostTensor>>, VerifyError>,
+) -> Option<CacheCheck> {
+    let first = samples.first()?;
+    let past: Vec<usize> = first
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            super::tensor::is_float(t.elem_type)
+                && !t.is_empty()
+                && spec::looks_like_cache_input(&t.name)
+        })
+        .map(|(k, _)| k)
+        .collect();
+    if past.is_empty() {
+        return None;
+    }
+    let changed: Vec<Vec<HostTensor>> = samples
+        .iter()
+        .map(|s| {
+            s.iter()
+                .enumerate()
+                .map(|(k, t)| {
+                    if !past.contains(&k) {
+                        return t.clone();
+                    }
+                    let v = t.to_f64().unwrap_or_default();
+                    let mut it = v.iter();
+                    from_f64_fn(&t.name, t.elem_type, &t.shape, || {
+                        1.0 - it.next().copied().unwrap_or(0.0)
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let again = run(&changed).ok()?;
+    let compared: Vec<usize> = {
+        let not_cache: Vec<usize> = spec
+            .outputs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| {
+                let l = o.name.to_ascii_lowercase();
+                !(l.starts_with("present") || spec::looks_like_cache_input(&o.name))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        if not_cache.is_empty() {
+            (0..spec.outputs.len()).collect()
+        } else {
+            not_cache
+        }
+    };
+    let pick = |o: &[Vec<HostTensor>]| -> Vec<HostTensor> {
+        o.iter()
+            .flat_map(|s| compared.iter().filter_map(|&k| s.get(k).cloned()))
+            .collect()
+    };
+    let change = report::max_rel(&pick(outs), &pick(&again))?;
+    // More than rounding: ten times the loosest tolerance of the outputs compared.
+    let tol = compared
+        .iter()
+        .filter_map(|&k| outs.first()?.get(k))
+        .map(|t| default_tolerance(t.elem_type))
+        .fold(0f64, f64::max);
+    Some(CacheCheck {
+        runtime,
+        perturbed: past.iter().map(|&k| first[k].name.clone()).collect(),
+        outputs: compared
+            .iter()
+            .map(|&k| spec.outputs[k].name.clone())
+            .collect(),
+        max_rel_change: change,
+        reads: change > 10.0 * tol,
+    })
+}
+
+/// Draws of nudged originals for the floor; more when the rewrite differs beyond the float
+/// tolerance (a near-tie the rewrite crossed is crossed by about half of the draws).
+const FLOOR_DRAWS: (usize, usize) = (4, 16);
+
+/// Measure the original's own floor ([`QuantFloor`]) in onnxruntime: run it with its
+/// [`ModelSpec::nudge_targets`] moved by one ulp on each case's samples, against its outputs
+/// there (`refs[k]`), then judge `rows` against it — a row that failed on numbers alone passes
+/// when its difference is within the floor (tract rows too: the floor is the model's).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn quant_floor(
+    env: &ort::environment::Environment,
+    lib: &Path,
+    spec: &ModelSpec,
+    opts: &VerifyOptions,
+    cases: &[GeneratedInputs],
+    refs: &[Option<Vec<Vec<HostTensor>>>],
+    rows: &mut [Row],
+) -> QuantFloor {
+    let mut q = QuantFloor {
+        ops: spec.quantized.clone(),
+        nudged: spec.nudge_targets.clone(),
+        draws: 0,
+        floor: BTreeMap::new(),
+        rewrite: BTreeMap::new(),
+        not_measured: None,
+    };
+    for r in rows.iter().filter(|r| r.runtime == Runtime::Ort) {
+        let w = q.rewrite.entry(r.output.clone()).or_insert(0.0);
+        *w = w.max(r.max_rel);
+    }
+    let numeric_fail = |r: &Row| !r.pass && r.detail.is_none() && r.nonfinite == 0;
+    if spec.nudge_targets.is_empty() {
+        q.not_measured = Some("the graph has no float norm weights to nudge".into());
+        return q;
+    }
+    if refs.iter().all(Option::is_none) {
+        q.not_measured = Some("onnxruntime did not run the original".into());
+        return q;
+    }
+    let draws = if rows.iter().any(numeric_fail) {
+        FLOOR_DRAWS.1
+    } else {
+        FLOOR_DRAWS.0
+    };
+    for d in 0..draws {
+        let mut run = || -> Result<(), String> {
+            let inits =
+                spec::quant::nudged(&spec.path, &spec.nudge_targets, 0x5eed_0000 + d as u64)?;
+            let mut m = ort_rt::OrtModel::load_with(
+                env,
+                lib,
+                &spec.path,
+                opts.ort_optimize,
+                opts.ort_device,
+                &inits,
+            )
+            .map_err(|e| e.short())?;
+            for (c, r) in cases.iter().zip(refs) {
+                let Some(r) = r else { continue };
+                let outs = run_ort_with(&mut m, spec, &c.samples).map_err(|e| e.short())?;
+                for (k, o) in spec.outputs.iter().enumerate() {
+                    let a: Vec<HostTensor> = r.iter().filter_map(|s| s.get(k).cloned()).collect();
+                    let b: Vec<HostTensor> =
+                        outs.iter().filter_map(|s| s.get(k).cloned()).collect();
+                    if let Some(x) = report::max_rel(&a, &b) {
+                        let f = q.floor.entry(o.name.clone()).or_insert(0.0);
+                        *f = f.max(x);
+                    }
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = run() {
+            q.not_measured = Some(format!("a nudged copy of the original did not run: {e}"));
+            q.floor.clear();
+            return q;
+        }
+        q.draws = d + 1;
+    }
+    for r in rows.iter_mut() {
+        let Some(&fl) = q.floor.get(&r.output) else {
+            continue;
+        };
+        r.floor = Some(fl);
+        if numeric_fail(r) && r.max_rel <= fl {
+            r.pass = true;
+            r.detail = Some(format!(
+                "beyond {:.2e} but within the original's own floor {fl:.2e}",
+                r.tolerance
+            ));
+        }
+    }
+    q
 }

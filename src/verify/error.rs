@@ -91,7 +91,7 @@ pub enum VerifyError {
         /// What it would need, what causes it, and what to do.
         message: String,
     },
-    /// The isolated verification process ([`child`]) crashed, was killed, ran out of memory or
+    /// The isolated verification process ([`super::verify_isolated`]) crashed, was killed, ran out of memory or
     /// time: `verification could not complete: onnxruntime crashed on the original model
     /// (signal 11)`.
     #[error("verification could not complete: {0}")]
@@ -107,16 +107,35 @@ pub enum VerifyError {
     /// No runtime asked for could run the reference model A, so nothing was checked.
     #[error(
         "no runtime could run the original model {}, so the rewrite cannot be verified: {}; \
-         pass --no-verify to write it unverified",
+         {}pass --no-verify to write it unverified",
         path.display(),
-        reasons.join("; ")
+        reasons.join("; "),
+        hint.as_ref().map(|h| format!("{h}; or ")).unwrap_or_default()
     )]
     NoRuntime {
         /// Model A.
         path: PathBuf,
         /// Each runtime (and case) with why it could not run A.
         reasons: Vec<String>,
+        /// The dims the graph did not size, and the `--dim` with which the original runs when
+        /// one was found (`kv_cache_dim was not sized by the graph (default 8): the original
+        /// runs with --dim kv_cache_dim=32`).
+        hint: Option<String>,
     },
+}
+
+/// A verification error at the library edge: a model that could not be loaded is that load
+/// error; the rest are [`crate::Error::Verify`].
+impl From<VerifyError> for crate::Error {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Load(e) => e,
+            e => crate::Error::Verify {
+                code: e.exit_code(),
+                error: Box::new(e),
+            },
+        }
+    }
 }
 
 impl VerifyError {

@@ -57,6 +57,10 @@ pub struct GeneratedInputs {
     pub case: String,
     /// The dynamic dimensions used, by `dim_param` name (or `INPUT[AXIS]` for unnamed ones).
     pub dims: BTreeMap<String, usize>,
+    /// Where each named dimension's size came from: `--dim`, `the case`, `default (batch)`,
+    /// or the node of the graph that fixes it and why (`GroupQueryAttention "…": past_key
+    /// axis 3 is the head size 32 …`).
+    pub dim_origins: BTreeMap<String, String>,
     /// How each input was generated.
     pub summary: Vec<InputSummary>,
     /// The samples; `samples[s][i]` is input `i` of sample `s`.
@@ -103,12 +107,11 @@ pub(crate) fn generate(
             });
         }
     }
-    let resolved =
-        resolve_shapes(&spec.inputs, dims, &case.dims).map_err(|message| VerifyError::Model {
-            path: spec.path.clone(),
-            message,
-        })?;
-    let (shapes, used) = (resolved.shapes, resolved.used);
+    let resolved = resolve_shapes(spec, dims, case).map_err(|message| VerifyError::Model {
+        path: spec.path.clone(),
+        message,
+    })?;
+    let (shapes, used, origins) = (resolved.shapes, resolved.used, resolved.origins);
     let mut notes = resolved.notes;
     let past_len = past.iter().find_map(|p| used.get(p)).copied().unwrap_or(0);
     for k in dims.keys() {
@@ -198,8 +201,28 @@ pub(crate) fn generate(
         }
         out.push(sample);
     }
+    // The label with the sizes used (a preferred new-token count the graph did not accept is
+    // shown as what ran).
+    let label = if case.label == "default" {
+        case.label.clone()
+    } else {
+        let mut parts: Vec<String> = case.flags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut sized: Vec<&String> = case.dims.keys().chain(case.prefer.keys()).collect();
+        sized.sort();
+        sized.dedup();
+        parts.extend(
+            sized
+                .into_iter()
+                .filter_map(|k| used.get(k).map(|v| format!("{k}={v}"))),
+        );
+        parts.join(" ")
+    };
     Ok(GeneratedInputs {
-        case: case.label.clone(),
+        case: label,
+        dim_origins: origins
+            .iter()
+            .map(|(k, o)| (k.clone(), o.to_string()))
+            .collect(),
         dims: used,
         summary,
         samples: out,

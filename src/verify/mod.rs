@@ -5,14 +5,15 @@
 //! reference (the original), model B the candidate (the rewrite). For each runtime, both models
 //! run on the same `samples` input samples, and every graph output of B is compared (by position)
 //! with A's: max |Δ| and max |Δ| / max |ref|, computed in `f64`, against a tolerance chosen by the
-//! output's element type ([`default_tolerance`]; `--rtol` overrides it for float outputs).
+//! output's element type (f32 1e-4, f64 1e-8, f16 1e-2, bf16 5e-2, integers exact; `--rtol`
+//! overrides it for float outputs).
 //!
 //! Inputs come from the graph input types of A ([`generate_inputs`]): floats ~ N(0,1), booleans
 //! all true, integer masks (name contains `mask`) all ones, other integers are ids drawn below the
 //! size of the embedding tables they index (found by following the input through shape-only ops
-//! to `Gather` on a constant table; [`DEFAULT_VOCAB`] when there is none, as out-of-range ids
-//! crash runtimes). Dynamic axes: a `--dim NAME=VALUE` wins; a batch-looking axis gets
-//! [`DEFAULT_BATCH`], any other [`DEFAULT_OTHER`]. The dims used are in the report.
+//! to `Gather` on a constant table; a small default bound when there is none, as out-of-range
+//! ids crash runtimes). Dynamic axes: a `--dim NAME=VALUE` wins; a batch-looking axis gets 2,
+//! any other 8. The dims used are in the report.
 //!
 //! Runtimes: tract always runs in process ([`tract_onnx_with_extensions`] is the one loader,
 //! where custom ops get registered). onnxruntime is loaded dynamically ([`find_ort_library`]:
@@ -29,8 +30,23 @@
 //! huge fixed shapes allocates what it asks for). The command line instead calls
 //! [`verify_isolated`]: [`budget::plan`] estimates the memory needed from the inferred shapes
 //! and refuses ([`VerifyError::OverBudget`], exit 5) or shrinks dynamic dims before anything
-//! runs, then [`child`] runs [`verify_files`] in a child process of the same executable under
-//! an address-space limit and a timeout, turning a crash into [`VerifyError::Incomplete`].
+//! runs, then runs [`verify_files`] in a child process of the same executable ([`child_main`],
+//! entered through [`CHILD_ARG`]) under an address-space limit and a timeout, turning a crash
+//! into [`VerifyError::Incomplete`].
+//!
+//! The public surface, in three parts:
+//! - **the core**: [`verify_files`] with [`VerifyOptions`] ([`Runtimes`], [`OrtDevice`],
+//!   [`ci_requires_ort`]) gives a [`VerifyReport`] (its [`Row`]s, [`NotRun`]s, [`CaseReport`]s,
+//!   [`InputSummary`]s) or a [`VerifyError`];
+//! - **isolation**: [`verify_isolated`] with an [`Isolation`] gives a [`Checked`]; the child's
+//!   entry point ([`CHILD_ARG`], [`child_main`]) and [`isolate_command`] (a command such as
+//!   `bench` re-run in a child under the same limits); the memory estimate is [`budget`];
+//! - **runtime plumbing** (`bench`, the fuzzers, tests): the inputs verification would feed
+//!   ([`generate_inputs`], [`generate_cases`], [`GeneratedInputs`], [`HostTensor`]), a model
+//!   loaded as verification loads it ([`tract_plan`], [`TractModel`],
+//!   [`tract_onnx_with_extensions`]), onnxruntime's library and environment
+//!   ([`find_ort_library`], [`ort_environment`]), this crate's own ops in a model
+//!   ([`custom_ops`]), and the verification cases of decoders ([`PAST_LENGTHS`], [`NEW_TOKENS`]).
 //!
 //! ```no_run
 //! use onnx_normopt::verify::{verify_files, VerifyOptions};
@@ -43,13 +59,13 @@
 #![warn(missing_docs)]
 
 pub mod budget;
-pub mod child;
+mod child;
 mod compare;
 mod error;
 mod inputs;
 mod options;
 mod ort_rt;
-pub mod pieces;
+mod pieces;
 mod report;
 mod source;
 pub(crate) mod spec;
@@ -64,22 +80,25 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use crate::ops::CrmsNormalization;
-pub use budget::BudgetEstimate;
-pub use child::{child_main, isolate_command, verify_isolated, Checked, Isolation, CHILD_ARG};
+pub use child::{
+    child_main, isolate_command, verify_isolated, verify_within, Checked, Isolation, CHILD_ARG,
+};
 use compare::{
-    b_failed, check_count, check_interfaces, check_shapes_fit, compare, runtime_failure,
+    b_failed, cache_check, check_count, check_interfaces, check_shapes_fit, compare, quant_floor,
+    runtime_failure,
 };
 pub(crate) use error::panic_message;
 pub(crate) use error::shorten;
 pub use error::VerifyError;
-pub use inputs::{GeneratedInputs, DEFAULT_VOCAB};
-pub use options::{ci_requires_ort, parse_dim, OrtDevice, Runtimes, VerifyArgs, VerifyOptions};
+pub use inputs::GeneratedInputs;
+pub use options::{ci_requires_ort, OrtDevice, Runtimes, VerifyOptions};
 pub use ort_rt::{find_ort_library, OrtLibrary};
+pub use pieces::{PieceCheck, PiecesReport, PiecesSummary, Relation, ValueCheck};
+use report::default_tolerance;
 pub use report::{
-    default_tolerance, CaseReport, NotRun, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
+    CacheCheck, CaseReport, NotRun, QuantFloor, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
 };
-pub use spec::{DEFAULT_BATCH, DEFAULT_OTHER, NEW_TOKENS, PAST_LENGTHS};
+pub use spec::{NEW_TOKENS, PAST_LENGTHS};
 pub use tensor::{HostTensor, InputSummary};
 pub use tract_rt::{tract_onnx_with_extensions, TractModel};
 
@@ -131,8 +150,7 @@ fn generate_for(
             }
         }
     }
-    // Sizes the graph fixes (a Conv's input channels) are defaults; `--dim` wins.
-    let dims = spec::with_hints(a, &opts.dims);
+    let dims = opts.dims.clone();
     let past = spec::past_names(a);
     spec::plan_cases(a, &dims)
         .iter()
@@ -298,15 +316,28 @@ fn looks_spatial(name: &str) -> bool {
 /// carried out: unreadable file, different interfaces, no runtime that can run the original, a
 /// setup error, or a required onnxruntime that is missing.
 pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
-    at_runnable_size(a, opts, |o| verify_at(a, b, o))
+    at_runnable_size(a, opts, Probe::Whole, |o| verify_at(a, b, o))
+}
+
+/// Whether the `--dim` hint of a model no runtime runs may run the whole original to find a
+/// size that works ([`unsized_hint`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Yes: the whole models fit the budget.
+    Whole,
+    /// No: the model is verified in pieces because its whole copies do not fit; the hint only
+    /// names the unsized dims.
+    NamesOnly,
 }
 
 /// `verify(opts)`, and when no runtime can run `a` there and it has symbolic image dims that
 /// `opts.dims` does not set, `verify` again with those dims at each of [`IMAGE_SIZES`] until a
-/// runtime runs it (the report's notes say which size was used).
+/// runtime runs it (the report's notes say which size was used); when none does, the error
+/// says which `--dim` would make the original run ([`unsized_hint`], probing as `probe` says).
 fn at_runnable_size(
     a: &Path,
     opts: &VerifyOptions,
+    probe: Probe,
     verify: impl Fn(&VerifyOptions) -> Result<VerifyReport, VerifyError>,
 ) -> Result<VerifyReport, VerifyError> {
     let first = verify(opts);
@@ -325,28 +356,109 @@ fn at_runnable_size(
         .collect();
     free.sort();
     free.dedup();
-    if free.is_empty() {
-        return first;
-    }
-    for &size in IMAGE_SIZES {
-        let mut o = opts.clone();
-        for n in &free {
-            o.dims.insert(n.clone(), size);
-        }
-        match verify(&o) {
-            Err(VerifyError::NoRuntime { .. }) => continue,
-            Ok(mut rep) => {
-                rep.notes.push(format!(
-                    "no runtime could run the original with the default size of {}; verified \
-                     at {size} (set it with --dim)",
-                    free.join(", ")
-                ));
-                return Ok(rep);
+    if !free.is_empty() {
+        for &size in IMAGE_SIZES {
+            let mut o = opts.clone();
+            for n in &free {
+                o.dims.insert(n.clone(), size);
             }
-            other => return other,
+            match verify(&o) {
+                Err(VerifyError::NoRuntime { .. }) => continue,
+                Ok(mut rep) => {
+                    rep.notes.push(format!(
+                        "no runtime could run the original with the default size of {}; verified \
+                         at {size} (set it with --dim)",
+                        free.join(", ")
+                    ));
+                    return Ok(rep);
+                }
+                other => return other,
+            }
         }
     }
-    first
+    match first {
+        Err(VerifyError::NoRuntime { path, reasons, .. }) => Err(VerifyError::NoRuntime {
+            hint: unsized_hint(&spec, opts, probe),
+            path,
+            reasons,
+        }),
+        other => other,
+    }
+}
+
+/// Sizes tried for a dim the graph did not size, when the original does not run at its
+/// default: powers of two, as head sizes, channel counts and lengths usually are.
+const PROBE_SIZES: &[usize] = &[1, 2, 4, 16, 32, 64, 128, 256, 512, 1024];
+
+/// For an original that no runtime runs: the dims whose sizes neither `--dim`, the case nor a
+/// fact of the graph gave (defaults), and for the first of them with which the original runs
+/// (tried one at a time at [`PROBE_SIZES`], the others at their defaults), the `--dim` that
+/// would work (with [`Probe::NamesOnly`], nothing is tried: the dims are named). `None` when
+/// every dim was sized (the failure is not a sizing question).
+fn unsized_hint(spec: &ModelSpec, opts: &VerifyOptions, probe: Probe) -> Option<String> {
+    let cases = generate_for(spec, None, opts).ok()?;
+    let first = cases.first()?;
+    let defaulted: Vec<(String, usize)> = first
+        .dim_origins
+        .iter()
+        .filter(|(_, o)| o.starts_with("default ("))
+        .filter_map(|(n, _)| first.dims.get(n).map(|&v| (n.clone(), v)))
+        .collect();
+    if defaulted.is_empty() {
+        return None;
+    }
+    let names = defaulted
+        .iter()
+        .map(|(n, v)| format!("`{n}` (default {v})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if probe == Probe::NamesOnly {
+        return Some(format!(
+            "the graph does not size {names}: set them with --dim NAME=VALUE"
+        ));
+    }
+    for (name, v) in defaulted.iter().take(4) {
+        for &size in PROBE_SIZES.iter().filter(|&&s| s != *v) {
+            let mut o = opts.clone();
+            o.dims.insert(name.clone(), size);
+            if original_runs(spec, &o) {
+                return Some(format!(
+                    "the graph does not size {names}: the original runs with --dim {name}={size}, \
+                     verify with it"
+                ));
+            }
+        }
+    }
+    Some(format!(
+        "the graph does not size {names}, and the original ran at none of {PROBE_SIZES:?} for \
+         them: set them with --dim NAME=VALUE"
+    ))
+}
+
+/// Whether some runtime `opts` allows runs the original on the first sample of every case.
+fn original_runs(spec: &ModelSpec, opts: &VerifyOptions) -> bool {
+    let Ok(cases) = generate_for(spec, None, opts) else {
+        return false;
+    };
+    let firsts: Vec<Vec<HostTensor>> = cases
+        .iter()
+        .filter_map(|c| c.samples.first().cloned())
+        .collect();
+    if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) && spec.custom_ops.is_empty() {
+        let mut notes = Vec::new();
+        if let Ok(Some((env, lib))) = ort_for_run(opts, &mut notes) {
+            let ran =
+                ort_rt::OrtModel::load(&env, &lib, &spec.path, opts.ort_optimize, opts.ort_device)
+                    .is_ok_and(|mut m| run_ort_with(&mut m, spec, &firsts).is_ok());
+            if ran {
+                return true;
+            }
+        }
+    }
+    matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both)
+        && firsts
+            .iter()
+            .all(|s| run_tract(spec, std::slice::from_ref(s)).is_ok())
 }
 
 /// [`verify_files`] at the sizes `opts` gives (no search).
@@ -373,6 +485,12 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
     };
 
     let mut tract_ref: Vec<Option<Vec<Vec<HostTensor>>>> = vec![None; cases.len()];
+    // Whether each filled-cache case reads its cache (checked on the original, in the first
+    // runtime that runs it).
+    let mut cache: Vec<Option<CacheCheck>> = vec![None; cases.len()];
+    // The original's outputs in onnxruntime per case, for a quantized model's floor.
+    let mut ort_ref: Vec<Option<Vec<Vec<HostTensor>>>> = vec![None; cases.len()];
+    let mut quantized: Option<QuantFloor> = None;
     if matches!(opts.runtimes, Runtimes::Tract | Runtimes::Both) {
         for (k, c) in cases.iter().enumerate() {
             child::mark("tract", "A");
@@ -396,6 +514,11 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                     }
                     if !ran.contains(&Runtime::Tract) {
                         ran.push(Runtime::Tract);
+                    }
+                    if cache[k].is_none() {
+                        cache[k] = cache_check(Runtime::Tract, &spec_a, &c.samples, &outs_a, |s| {
+                            run_tract(&spec_a, s)
+                        });
                     }
                     tract_ref[k] = Some(outs_a);
                 }
@@ -439,6 +562,12 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                                 continue;
                             }
                         };
+                        if cache[k].is_none() {
+                            cache[k] =
+                                cache_check(Runtime::Ort, &spec_a, &c.samples, &outs_a, |s| {
+                                    run_ort_with(&mut model_a, &spec_a, s)
+                                });
+                        }
                         let case = label(c);
                         match &mut model_b {
                             Ok(mb) => match run_ort_marked(mb, &spec_b, &c.samples) {
@@ -476,6 +605,17 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                                 None => shapes_differ = true,
                             }
                         }
+                        if !spec_a.quantized.is_empty() {
+                            ort_ref[k] = Some(outs_a);
+                        }
+                    }
+                    if !spec_a.quantized.is_empty() {
+                        // One nudged copy at a time: the two sessions go first.
+                        drop(model_b);
+                        drop(model_a);
+                        quantized = Some(quant_floor(
+                            &env, &lib, &spec_a, opts, &cases, &ort_ref, &mut rows,
+                        ));
                     }
                 }
             }
@@ -504,6 +644,7 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
             return Err(VerifyError::NoRuntime {
                 path: a.to_path_buf(),
                 reasons,
+                hint: None,
             });
         }
     }
@@ -528,6 +669,8 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
             rows,
             notes,
             not_run,
+            cache,
+            quantized,
         },
         start,
     ))
@@ -624,6 +767,9 @@ struct Ran {
     rows: Vec<Row>,
     notes: Vec<String>,
     not_run: Vec<NotRun>,
+    /// Per case, whether its filled cache was read.
+    cache: Vec<Option<CacheCheck>>,
+    quantized: Option<QuantFloor>,
 }
 
 /// The report of verifying `b` against `a` (`ab`) over `cases`, started at `start`.
@@ -645,10 +791,13 @@ fn report_of(
         inputs: first.map(|c| c.summary.clone()).unwrap_or_default(),
         cases: cases
             .iter()
-            .map(|c| CaseReport {
+            .zip(ran.cache)
+            .map(|(c, cache)| CaseReport {
                 label: c.case.clone(),
                 dims: c.dims.clone(),
                 inputs: c.summary.clone(),
+                dim_origins: c.dim_origins.clone(),
+                cache,
             })
             .collect(),
         ort_library: ran.ort_library,
@@ -656,6 +805,7 @@ fn report_of(
         rows: ran.rows,
         notes: ran.notes,
         not_run: ran.not_run,
+        quantized: ran.quantized,
         elapsed_ms: start.elapsed().as_millis() as u64,
         pieces: None,
     }

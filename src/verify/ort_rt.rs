@@ -9,7 +9,7 @@ use ort::environment::Environment;
 use ort::memory::Allocator;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use ort::value::{DynTensor, DynTensorValueType, TensorElementType, ValueType};
+use ort::value::{DynTensor, DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType};
 
 use super::source::ModelSource;
 use super::tensor::HostTensor;
@@ -297,6 +297,44 @@ fn onnx_type(t: TensorElementType) -> Option<i32> {
     })
 }
 
+/// A float tensor as an onnxruntime value over memory the value owns (what `AddInitializer`
+/// requires; an allocator's tensor is refused).
+fn owned_tensor(t: &HostTensor) -> Result<DynValue, String> {
+    use half::{bf16, f16};
+    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+    let le = |w: usize| t.data.chunks_exact(w);
+    let e = |e: ort::Error| format!("initializer `{}`: {e}", t.name);
+    Ok(match t.elem_type {
+        dt::FLOAT => {
+            let v: Vec<f32> = le(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Tensor::from_array((shape, v)).map_err(e)?.into_dyn()
+        }
+        dt::DOUBLE => {
+            let v: Vec<f64> = le(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect();
+            Tensor::from_array((shape, v)).map_err(e)?.into_dyn()
+        }
+        dt::FLOAT16 => {
+            let v: Vec<f16> = le(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect();
+            Tensor::from_array((shape, v)).map_err(e)?.into_dyn()
+        }
+        dt::BFLOAT16 => {
+            let v: Vec<bf16> = le(2).map(|c| bf16::from_le_bytes([c[0], c[1]])).collect();
+            Tensor::from_array((shape, v)).map_err(e)?.into_dyn()
+        }
+        other => {
+            return Err(format!(
+                "initializer `{}`: not a float type ({})",
+                t.name,
+                dt::name(other)
+            ))
+        }
+    })
+}
+
 impl HostTensor {
     /// This tensor as an onnxruntime tensor in CPU memory (its bytes copied once).
     pub fn to_ort(&self, allocator: &Allocator) -> Result<DynTensor, String> {
@@ -335,18 +373,41 @@ impl OrtModel {
         optimize: bool,
         device: OrtDevice,
     ) -> Result<OrtModel, VerifyError> {
-        Self::load_source(env, lib, ModelSource::File(path), optimize, device)
+        Self::load_source(env, lib, ModelSource::File(path), optimize, device, &[])
+    }
+
+    /// [`OrtModel::load`] with some initializers of the file replaced by `initializers` (by
+    /// name; onnxruntime's `AddInitializer`): the original with nudged weights, for the
+    /// quantized models' sensitivity floor.
+    pub fn load_with(
+        env: &Environment,
+        lib: &Path,
+        path: &Path,
+        optimize: bool,
+        device: OrtDevice,
+        initializers: &[HostTensor],
+    ) -> Result<OrtModel, VerifyError> {
+        Self::load_source(
+            env,
+            lib,
+            ModelSource::File(path),
+            optimize,
+            device,
+            initializers,
+        )
     }
 
     /// Create a session for a model file or an encoded model in memory (whose external data
     /// onnxruntime then reads from the source's folder: the session option
-    /// `session.model_external_initializers_file_folder_path`).
+    /// `session.model_external_initializers_file_folder_path`), with `initializers` replacing
+    /// the model's of the same names.
     pub fn load_source(
         env: &Environment,
         lib: &Path,
         source: ModelSource,
         optimize: bool,
         device: OrtDevice,
+        initializers: &[HostTensor],
     ) -> Result<OrtModel, VerifyError> {
         let path = source.label();
         let err = |message: String| VerifyError::Ort {
@@ -373,6 +434,11 @@ impl OrtModel {
                 .map_err(|e| err(e.to_string()))?;
             if device == OrtDevice::Cuda {
                 b = with_cuda(b, lib)?;
+            }
+            for t in initializers {
+                b = b
+                    .with_initializer(&t.name, owned_tensor(t).map_err(err)?)
+                    .map_err(|e| err(e.to_string()))?;
             }
             let session = match source {
                 ModelSource::File(p) => b.commit_from_file(p),

@@ -90,6 +90,11 @@ pub struct Row {
     pub pass: bool,
     /// Why the row failed when it is not a matter of numbers (shape mismatch, ...), or a remark.
     pub detail: Option<String>,
+    /// For a model that quantizes activations: the original's own sensitivity floor for this
+    /// output ([`QuantFloor`]); the row passes when `max_rel` is within the larger of
+    /// `tolerance` and this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<f64>,
 }
 
 /// Accumulates the comparison of one output over the samples.
@@ -126,6 +131,7 @@ impl Accum {
                 nonfinite: 0,
                 pass: true,
                 detail: None,
+                floor: None,
             },
             ref_nonfinite: 0,
         }
@@ -269,6 +275,54 @@ pub struct CaseReport {
     pub dims: BTreeMap<String, usize>,
     /// How each input was generated.
     pub inputs: Vec<InputSummary>,
+    /// Where each dim's size came from: `--dim`, `the case`, `default (…)`, or the node of the
+    /// graph that fixes it and why.
+    pub dim_origins: BTreeMap<String, String>,
+    /// For a case with a filled cache: whether the original reads it.
+    pub cache: Option<CacheCheck>,
+}
+
+/// Whether a filled-cache case exercises its cache: the original run again with its past
+/// inputs changed (each value `x` replaced by `1 - x`); a model that reads its cache gives
+/// other outputs.
+#[derive(Clone, Debug, Serialize)]
+pub struct CacheCheck {
+    /// The runtime that ran the check (the first to run the original in this case).
+    pub runtime: Runtime,
+    /// The past inputs changed.
+    pub perturbed: Vec<String>,
+    /// The outputs compared (those that are not the cache itself).
+    pub outputs: Vec<String>,
+    /// The largest change of those outputs, max|Δ|/max|ref|.
+    pub max_rel_change: f64,
+    /// Whether that change is more than rounding: the cache is read.
+    pub reads: bool,
+}
+
+/// A model whose activations are quantized inside the graph (`MatMulNBits` at
+/// `accuracy_level` 4, `DynamicQuantizeLinear`, `MatMulInteger`, QDQ around activations) rounds
+/// them to integers: a change of one float ulp before such an op can move a value across a
+/// rounding step, and the outputs by that step. The rewrite is exact in real arithmetic but
+/// not in floats, so it is judged against what the original itself does under one-ulp changes:
+/// the original run with the weights of its norms (`nudged`) moved by one ulp each, in
+/// directions drawn `draws` times, on the same inputs. Both numbers are reported per output.
+#[derive(Clone, Debug, Serialize)]
+pub struct QuantFloor {
+    /// The ops that quantize activations, grouped (`MatMulNBits ×9 (accuracy_level 4: int8
+    /// activations)`).
+    pub ops: Vec<String>,
+    /// The initializers nudged by one ulp.
+    pub nudged: Vec<String>,
+    /// How many nudged copies of the original ran (more when the rewrite differs beyond the
+    /// float tolerance).
+    pub draws: usize,
+    /// Per output: the largest max|Δ|/max|ref| between the original and a nudged copy, over
+    /// draws, cases and samples (in onnxruntime).
+    pub floor: BTreeMap<String, f64>,
+    /// Per output: the rewrite's largest max|Δ|/max|ref| (in onnxruntime).
+    pub rewrite: BTreeMap<String, f64>,
+    /// Why the floor was not measured, when it was not.
+    pub not_measured: Option<String>,
 }
 
 /// The result of [`verify_files`](super::verify_files): one [`Row`] per runtime and output.
@@ -304,6 +358,9 @@ pub struct VerifyReport {
     /// model with this crate's custom ops; a runtime that cannot load or run model A (in one
     /// case or all), which is then verified by the other runtime.
     pub not_run: Vec<NotRun>,
+    /// For a model that quantizes activations: the original's own floor and the rewrite's
+    /// differences ([`QuantFloor`]).
+    pub quantized: Option<QuantFloor>,
     /// Wall time of the whole verification, in milliseconds.
     pub elapsed_ms: u64,
     /// How the models were cut when they were verified piece by piece (`None`: whole).
@@ -326,6 +383,35 @@ impl VerifyReport {
     pub fn ran(&self, runtime: Runtime) -> bool {
         self.runtimes.contains(&runtime)
     }
+}
+
+/// The sizes the graph gave, and the cache check, of one case.
+fn write_case_notes(f: &mut fmt::Formatter<'_>, c: &CaseReport, indent: &str) -> fmt::Result {
+    for (name, origin) in &c.dim_origins {
+        let graph = !(origin == "--dim" || origin == "the case" || origin.starts_with("default ("));
+        if graph {
+            let v = c.dims.get(name).copied().unwrap_or(0);
+            writeln!(f, "{indent}{name}={v} from the graph: {origin}")?;
+        }
+    }
+    if let Some(k) = &c.cache {
+        let what = format!(
+            "changing the past inputs ({}) moves {} by max|Δ|/max|ref| = {} in {}",
+            k.perturbed.len(),
+            k.outputs.join(", "),
+            sci(k.max_rel_change),
+            k.runtime.name()
+        );
+        if k.reads {
+            writeln!(f, "{indent}cache: read ({what})")?;
+        } else {
+            writeln!(
+                f,
+                "{indent}cache: NOT read ({what}): this case does not exercise the cache"
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn sci(x: f64) -> String {
@@ -387,6 +473,7 @@ impl fmt::Display for VerifyReport {
                         i.name, i.dtype, i.shape, i.values
                     )?;
                 }
+                write_case_notes(f, c, "    ")?;
             }
         } else {
             writeln!(
@@ -402,6 +489,9 @@ impl fmt::Display for VerifyReport {
                     "  input {} {}{:?}: {}",
                     i.name, i.dtype, i.shape, i.values
                 )?;
+            }
+            if let Some(c) = self.cases.first() {
+                write_case_notes(f, c, "  ")?;
             }
         }
         let mut ran: Vec<String> = self
@@ -473,11 +563,11 @@ impl fmt::Display for VerifyReport {
             } else {
                 "FAIL".to_string()
             };
-            let detail = r
-                .detail
-                .as_deref()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default();
+            let detail = match (&r.detail, r.floor) {
+                (Some(d), _) => format!(" ({d})"),
+                (None, Some(fl)) => format!(" (floor {})", sci(fl)),
+                (None, None) => String::new(),
+            };
             let case = case_no(&r.case)
                 .map(|c| format!("  {c}"))
                 .unwrap_or_default();
@@ -494,6 +584,35 @@ impl fmt::Display for VerifyReport {
         }
         for n in &self.notes {
             writeln!(f, "  note: {n}")?;
+        }
+        if let Some(q) = &self.quantized {
+            writeln!(f, "  quantized activations: {}", q.ops.join(", "))?;
+            match &q.not_measured {
+                Some(why) => writeln!(f, "    the original's own floor was not measured: {why}")?,
+                None => {
+                    let per = |m: &BTreeMap<String, f64>| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k} {}", sci(*v)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    writeln!(
+                        f,
+                        "    the original's own floor ({} norm weight tensor(s) nudged by one ulp, \
+                         {} draws, onnxruntime): {}",
+                        q.nudged.len(),
+                        q.draws,
+                        per(&q.floor)
+                    )?;
+                    writeln!(f, "    the rewrite's difference: {}", per(&q.rewrite))?;
+                }
+            }
+            writeln!(
+                f,
+                "    warning: greedy decoding can flip where the top two logits are closer than \
+                 the floor (near-ties), in the original as in the rewrite; rewrite the float \
+                 model before quantizing it"
+            )?;
         }
         let names: Vec<&str> = self.runtimes.iter().map(|r| r.name()).collect();
         if self.passed() {

@@ -7,9 +7,13 @@ use std::path::{Path, PathBuf};
 
 mod cases;
 mod dims;
+mod facts;
+pub(crate) mod quant;
+mod solve;
 
 pub use cases::*;
 pub(crate) use dims::*;
+pub(crate) use facts::Fact;
 
 use super::VerifyError;
 use crate::proto::{GraphProto, ModelProto, TensorProto, ValueInfoProto};
@@ -57,10 +61,18 @@ pub(crate) struct ModelSpec {
     /// Boolean inputs that choose the branch of an `If` (a merged decoder's
     /// `use_cache_branch`): verified with both values.
     pub branch_flags: Vec<String>,
-    /// Sizes the graph itself fixes for symbolic input dims, by name: the channel axis of an
-    /// image input read by a `Conv` is the weight's input channels × group
-    /// ([`conv_channel_hints`]). Used as defaults; `--dim` wins.
-    pub dim_hints: BTreeMap<String, usize>,
+    /// What the graph itself says about the sizes of its inputs' dynamic dims (an attention
+    /// op's head size, a Conv's channels and shortest input, a mask length = past + new), each
+    /// with the node that says it ([`facts::collect`]). The sizes are solved from them
+    /// ([`resolve_shapes`]); `--dim` wins.
+    pub facts: Vec<Fact>,
+    /// The ops that quantize activations inside the graph, grouped
+    /// ([`quant::quantized_ops`]): the rewrite is then judged against the original's own
+    /// sensitivity floor.
+    pub quantized: Vec<String>,
+    /// For such a graph, the float weights nudged by one ulp to measure the original's own
+    /// floor ([`quant::nudge_targets`]).
+    pub nudge_targets: Vec<String>,
 }
 
 /// Load an ONNX file with the crate's one reader ([`crate::io::load`]: memory-mapped, external
@@ -163,7 +175,13 @@ impl ModelSpec {
             })
             .map(|i| i.name.clone())
             .collect();
-        let dim_hints = conv_channel_hints(graph, &inputs);
+        let facts = facts::collect(graph, &inputs);
+        let quantized = quant::quantized_ops(graph);
+        let nudge_targets = if quantized.is_empty() {
+            Vec::new()
+        } else {
+            quant::nudge_targets(graph)
+        };
         Ok(ModelSpec {
             path: path.to_path_buf(),
             inputs,
@@ -172,74 +190,52 @@ impl ModelSpec {
             low_precision,
             custom_ops,
             branch_flags,
-            dim_hints,
+            facts,
+            quantized,
+            nudge_targets,
         })
     }
 }
 
-/// The dims to generate with: the sizes the graph fixes ([`ModelSpec::dim_hints`]) under the
-/// user's `--dim` values (which win).
+/// The user's `--dim` values plus the sizes the graph's facts fix in every case (a head size,
+/// a Conv's channels, the shortest input a Conv stack fits): what may not be shrunk to fit a
+/// memory budget.
 pub(crate) fn with_hints(
     spec: &ModelSpec,
     dims: &BTreeMap<String, usize>,
 ) -> BTreeMap<String, usize> {
-    let mut all = spec.dim_hints.clone();
-    all.extend(dims.iter().map(|(k, v)| (k.clone(), *v)));
-    all
-}
-
-/// For each input read (directly, or through `Cast`/`Identity`) as the data of a `Conv` whose
-/// weight is a constant: its axis 1 (channels) has `W.dims[1] × group` entries. Returns the
-/// symbolic names of such axes with that size (an Optimum ViT export declares
-/// `[batch_size, num_channels, height, width]`).
-pub(crate) fn conv_channel_hints(
-    graph: &GraphProto,
-    inputs: &[ValueSpec],
-) -> BTreeMap<String, usize> {
-    let weights: HashMap<&str, &TensorProto> = graph
-        .initializer
+    let mut all = dims.clone();
+    let solved: Vec<Resolved> = plan_cases(spec, dims)
         .iter()
-        .filter_map(|t| t.name.as_deref().map(|n| (n, t)))
+        .filter_map(|c| resolve_shapes(spec, dims, c).ok())
         .collect();
-    let mut hints = BTreeMap::new();
-    for i in inputs {
-        let Some(Dim::Param(name)) = i.dims.as_ref().and_then(|d| d.get(1)) else {
-            continue;
-        };
-        let mut frontier = vec![i.name.as_str()];
-        let mut steps = 0;
-        while let Some(v) = frontier.pop() {
-            steps += 1;
-            if steps > 64 {
-                break;
-            }
-            for n in graph
-                .node
-                .iter()
-                .filter(|n| n.input.first().map(String::as_str) == Some(v))
-            {
-                match n.op_type.as_deref().unwrap_or("") {
-                    "Cast" | "Identity" => frontier.extend(n.output.first().map(String::as_str)),
-                    "Conv" if n.domain.as_deref().unwrap_or("").is_empty() => {
-                        let group = n
-                            .attribute
-                            .iter()
-                            .find(|a| a.name.as_deref() == Some("group"))
-                            .and_then(|a| a.i)
-                            .unwrap_or(1);
-                        let w = n.input.get(1).and_then(|w| weights.get(w.as_str()));
-                        if let Some(&cin) = w.and_then(|w| w.dims.get(1)) {
-                            if let Some(c) = cin.checked_mul(group).filter(|&c| c > 0) {
-                                hints.insert(name.clone(), c as usize);
-                            }
-                        }
-                    }
-                    _ => {}
-                }
+    if let Some(first) = solved.first() {
+        for (k, o) in &first.origins {
+            let same = solved.iter().all(|r| r.used.get(k) == first.used.get(k));
+            if o.by_graph() && same {
+                all.entry(k.clone()).or_insert(first.used[k]);
             }
         }
     }
-    hints
+    all
+}
+
+/// The dims whose size the graph's facts give in some case (a total length = past + new, a
+/// head size): shrinking them to fit a memory budget would break the facts.
+pub(crate) fn sized_by_graph(spec: &ModelSpec, dims: &BTreeMap<String, usize>) -> Vec<String> {
+    let mut out: Vec<String> = plan_cases(spec, dims)
+        .iter()
+        .filter_map(|c| resolve_shapes(spec, dims, c).ok())
+        .flat_map(|r| {
+            r.origins
+                .into_iter()
+                .filter(|(_, o)| o.by_graph())
+                .map(|(k, _)| k)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Whether the boolean input `input` reaches the condition of an `If` of `graph` (through ops that

@@ -18,7 +18,8 @@
 //!   gathers index `-2`: "Slice: Condition failed: `end <= len`"). This builder wraps constant
 //!   negative indices by the data's axis length before tract's `GatherNd`.
 //! - `com.microsoft:FusedMatMul`, `FusedGemm`, `FusedConv` (onnxruntime's offline optimiser
-//!   writes them): see [`tract_ms`](super::tract_ms).
+//!   writes them): see [`tract_ms`](super::tract_ms), which builds on this module's `Gemm`
+//!   (registered beside it by `tract_onnx_with_extensions`; this module does not call it).
 //! - `ai.onnx_normopt:CRMSNormalization`: this crate's own op (`--target crmsnorm --emit custom`),
 //!   run as one fused operator, [`CrmsNormalization`](crate::ops::CrmsNormalization), that
 //!   survives `into_optimized()` (defined with its schema in [`crate::ops`]).
@@ -42,7 +43,6 @@ pub(crate) fn register(onnx: &mut tract_onnx::Onnx) {
     onnx.op_register.insert("GatherND", gather_nd);
     onnx.op_register
         .insert(crate::ops::CRMS_OP, crate::ops::crms_normalization);
-    super::tract_ms::register(onnx);
 }
 
 fn gather_nd(

@@ -20,7 +20,7 @@ use crate::proto::data_type as dt;
 ///
 /// It also registers this crate's own op, `ai.onnx_normopt:CRMSNormalization` (written by
 /// `--target crmsnorm --emit custom`), as one fused tract operator,
-/// [`CrmsNormalization`](super::CrmsNormalization), which stays one node through
+/// [`CrmsNormalization`](crate::ops::CrmsNormalization), which stays one node through
 /// `into_optimized()`. Load rewritten models in a tract pipeline with it:
 ///
 /// ```no_run
@@ -35,10 +35,12 @@ use crate::proto::data_type as dt;
 /// tract looks operators up by `op_type` alone (the node's domain is not consulted), so a custom
 /// operator of this crate's own domain is registered in `tract_ext::register` with
 /// `onnx.op_register.insert("OpType", builder)` — the one place to do it; verification and any
-/// other in-process use load models through this function.
+/// other in-process use load models through this function. onnxruntime's fused operators are
+/// registered by `tract_ms::register`.
 pub fn tract_onnx_with_extensions() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     super::tract_ext::register(&mut onnx);
+    super::tract_ms::register(&mut onnx);
     onnx
 }
 

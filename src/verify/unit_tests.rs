@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::inputs::Rng;
 use super::report::{Accum, Runtime};
-use super::spec::{resolve_shapes, Dim, DimExpr, ValueSpec};
+use super::spec::{resolve_shapes, CasePlan, Dim, DimExpr, ModelSpec, Resolved, ValueSpec};
 use super::tensor::{from_f64_fn, HostTensor};
 use super::VerifyError;
 use crate::proto::data_type as dt;
@@ -15,6 +15,31 @@ fn spec(name: &str, dims: Vec<Dim>) -> ValueSpec {
         elem_type: dt::INT64,
         dims: Some(dims),
     }
+}
+
+/// [`resolve_shapes`] for inputs alone (a graph stating no facts), with a case's fixed sizes.
+fn resolve(
+    inputs: &[ValueSpec],
+    user: &BTreeMap<String, usize>,
+    case: &BTreeMap<String, usize>,
+) -> Result<Resolved, String> {
+    let spec = ModelSpec {
+        path: "test.onnx".into(),
+        inputs: inputs.to_vec(),
+        outputs: vec![],
+        vocab: Default::default(),
+        low_precision: None,
+        custom_ops: vec![],
+        branch_flags: vec![],
+        facts: vec![],
+        quantized: vec![],
+        nudge_targets: vec![],
+    };
+    let case = CasePlan {
+        dims: case.clone(),
+        ..CasePlan::default()
+    };
+    resolve_shapes(&spec, user, &case)
 }
 
 #[test]
@@ -31,7 +56,7 @@ fn dynamic_dims_default_by_name_and_position() {
         spec("len_first", vec![p("seq"), Dim::Fixed(4)]),
     ];
     let none = BTreeMap::new();
-    let r = resolve_shapes(&inputs, &none, &none).unwrap();
+    let r = resolve(&inputs, &none, &none).unwrap();
     let (shapes, used) = (r.shapes, r.used);
     assert_eq!(shapes[0], vec![2, 8]);
     assert_eq!(shapes[1], vec![2, 8]);
@@ -40,7 +65,7 @@ fn dynamic_dims_default_by_name_and_position() {
     assert_eq!(shapes[4], vec![8, 4]); // a length-like name is never a batch
     assert_eq!(used.get("pix[2]"), Some(&8));
     let overrides = BTreeMap::from([("sequence_length".into(), 3), ("pix[2]".into(), 5)]);
-    let r = resolve_shapes(&inputs, &overrides, &none).unwrap();
+    let r = resolve(&inputs, &overrides, &none).unwrap();
     let (shapes, used) = (r.shapes, r.used);
     assert_eq!(shapes[0], vec![2, 3]);
     assert_eq!(shapes[2], vec![2, 3, 5, 8]);
@@ -151,7 +176,7 @@ fn crms_reference_is_rmsnorm_of_the_decompressed_vector() {
 /// rows longer and shorter than the 8 accumulation lanes, and a leading batch shape.
 #[test]
 fn crms_tract_op_matches_the_formula() {
-    use super::CrmsNormalization;
+    use crate::ops::CrmsNormalization;
     use tract_onnx::prelude::*;
     let mut rng = Rng::new(3);
     for &(width, rows) in &[(2usize, 3usize), (8, 2), (17, 5), (193, 4)] {
@@ -212,7 +237,7 @@ fn crms_tract_op_matches_the_formula() {
 /// wrong length, an integer tensor.
 #[test]
 fn crms_tract_op_rejects_wrong_inputs() {
-    use super::CrmsNormalization;
+    use crate::ops::CrmsNormalization;
     use tract_onnx::prelude::*;
     let op = CrmsNormalization {
         width: 5,
@@ -283,7 +308,7 @@ fn expression_dims_take_one_value_per_name() {
     ];
     let none = BTreeMap::new();
     let case = BTreeMap::from([("past_len".to_string(), 8), ("seq".to_string(), 4)]);
-    let r = resolve_shapes(&inputs, &none, &case).unwrap();
+    let r = resolve(&inputs, &none, &case).unwrap();
     assert_eq!(r.shapes[0], [2, 4, 8, 8]);
     assert_eq!(r.shapes[1], [2, 12]);
     assert_eq!(r.shapes[2], [2, 4]);
@@ -291,17 +316,14 @@ fn expression_dims_take_one_value_per_name() {
     assert_eq!(r.used["past_len + seq"], 12);
     // --dim wins over the case, for names and for a whole expression.
     let user = BTreeMap::from([("seq".to_string(), 3)]);
-    let r = resolve_shapes(&inputs, &user, &case).unwrap();
+    let r = resolve(&inputs, &user, &case).unwrap();
     assert_eq!(r.shapes[1], [2, 11]);
     let user = BTreeMap::from([("past_len + seq".to_string(), 5)]);
-    assert_eq!(
-        resolve_shapes(&inputs, &user, &case).unwrap().shapes[1],
-        [2, 5]
-    );
+    assert_eq!(resolve(&inputs, &user, &case).unwrap().shapes[1], [2, 5]);
     // A size that cannot be chosen names the axis, the expression and the --dim to set.
     let neg = vec![spec("x", vec![e("a - b")])];
     let user = BTreeMap::from([("a".to_string(), 2), ("b".to_string(), 5)]);
-    let err = resolve_shapes(&neg, &user, &none).unwrap_err();
+    let err = resolve(&neg, &user, &none).unwrap_err();
     assert!(err.contains("axis 0 of input `x`"), "{err}");
     assert!(err.contains("`a - b` comes out negative (-3)"), "{err}");
     assert!(err.contains("--dim a=VALUE --dim b=VALUE"), "{err}");
@@ -332,4 +354,83 @@ fn allocation_failures_are_out_of_memory() {
         message: "panicked: failed to allocate Layout { size: 2048, align: 512 }".into(),
     };
     assert!(tract.out_of_memory());
+}
+
+/// The facts of an onnxruntime-genai builder output (GroupQueryAttention with packed QKV) size
+/// its head-size dim and its mask, and a filled cache takes one new token at batch 2.
+#[test]
+fn genai_dims_are_solved_from_the_attention_op() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/genai/nemotron_int4/model.onnx");
+    let spec = ModelSpec::from_path(&path).unwrap();
+    let none = BTreeMap::new();
+    let cases = super::spec::plan_cases(&spec, &none);
+    assert_eq!(cases.len(), 2);
+    let solved: Vec<Resolved> = cases
+        .iter()
+        .map(|c| resolve_shapes(&spec, &none, c).unwrap())
+        .collect();
+    for r in &solved {
+        assert_eq!(r.used["kv_cache_dim"], 32);
+        let why = r.origins["kv_cache_dim"].to_string();
+        assert!(why.starts_with("GroupQueryAttention"), "{why}");
+        assert!(why.contains("packed QKV width 128 / 4"), "{why}");
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+    }
+    let (empty, filled) = (&solved[0].used, &solved[1].used);
+    assert_eq!(
+        (
+            empty["past_sequence_length"],
+            empty["sequence_length"],
+            empty["total_sequence_length"]
+        ),
+        (0, 8, 8)
+    );
+    assert_eq!(
+        (
+            filled["past_sequence_length"],
+            filled["sequence_length"],
+            filled["total_sequence_length"]
+        ),
+        (8, 1, 9)
+    );
+    assert!(
+        spec.quantized[0].starts_with("MatMulNBits ×"),
+        "{:?}",
+        spec.quantized
+    );
+    assert!(!spec.nudge_targets.is_empty());
+}
+
+/// A length read by a strided Conv stack is raised to the shortest input every window fits;
+/// a `--dim` below it is kept (the user's choice) and the broken fact is noted.
+#[test]
+fn conv_stack_sets_the_shortest_length() {
+    let text = r#"
+input %x: f32[batch,samples]
+output %y: f32[batch,4,?]
+init @axes: i64[1] = [1]
+init @w1: f32[4,1,10] = random(1)
+init @w2: f32[4,4,3] = random(2)
+%u = Unsqueeze[u](%x, @axes)
+%c1 = Conv[c1](%u, @w1) strides=[5]
+%c2 = Conv[c2](%c1, @w2) strides=[2]
+%y = Relu[r](%c2)
+"#;
+    let m = crate::ir::text::parse_proto(text).unwrap();
+    let spec = ModelSpec::from_model("t.onnx".as_ref(), &m).unwrap();
+    let case = CasePlan::default();
+    let r = resolve_shapes(&spec, &BTreeMap::new(), &case).unwrap();
+    // (samples − 10) // 5 + 1 ≥ 3  ⇔  samples ≥ 20
+    assert_eq!(r.used["samples"], 20);
+    assert!(
+        r.origins["samples"].to_string().contains("Conv \"c2\""),
+        "{:?}",
+        r.origins
+    );
+    assert_eq!(r.used["batch"], 2);
+    let user = BTreeMap::from([("samples".to_string(), 12)]);
+    let r = resolve_shapes(&spec, &user, &case).unwrap();
+    assert_eq!(r.used["samples"], 12);
+    assert!(r.notes.iter().any(|n| n.contains("c2")), "{:?}", r.notes);
 }

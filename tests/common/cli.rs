@@ -1,7 +1,7 @@
-//! Running the built binary from integration tests.
+//! Running the built binary from integration tests: every rewrite checks the graph after each
+//! patch (`--check-patches`, added by [`checked`]).
 
-#![allow(dead_code)]
-
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -19,22 +19,34 @@ pub fn tm(name: &str) -> PathBuf {
 
 /// `args` with `--check-patches` added when they ask for a rewrite (an output is given): every
 /// rewrite the tests run checks the graph after each patch.
-pub fn checked<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<std::ffi::OsString> {
-    let mut v: Vec<std::ffi::OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+pub fn checked<S: AsRef<OsStr>>(args: &[S]) -> Vec<OsString> {
+    let mut v: Vec<OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
     let rewrite = v.iter().any(|a| a == "-o" || a == "--output")
         && !matches!(
             v.first().and_then(|a| a.to_str()),
             Some("inspect" | "verify" | "bench")
         );
-    if rewrite {
+    if rewrite && !v.iter().any(|a| a == "--check-patches") {
         v.push("--check-patches".into());
     }
     v
 }
 
-/// Run the binary with `args` (rewrites check every patch, see [`checked`]).
-pub fn run(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(bin()).args(checked(args)).output().unwrap()
+/// The binary with `args` ([`checked`]), to add environment or spawn.
+pub fn command<S: AsRef<OsStr>>(args: &[S]) -> Command {
+    let mut c = Command::new(bin());
+    c.args(checked(args));
+    c
+}
+
+/// Run the binary with `args` ([`checked`]).
+pub fn run<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    command(args).output().expect("the binary runs")
+}
+
+/// What it printed on stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Everything it printed, stdout then stderr.

@@ -1,5 +1,6 @@
 //! Small ONNX models built with the prost types, for the robustness tests
-//! (`tests/robustness.rs`) and the fuzzers (`fuzz/`, which include this file by path).
+//! (`tests/robustness.rs`) and the fuzzers (`fuzz/`, which include this file and `build.rs`,
+//! the builders it uses, by path).
 //!
 //! [`tiny_gpt`] is a valid two-layer-norm Pre-LN model that the pass rewrites: an embedding
 //! `Gather` feeds the residual stream `h0`, one attention-like block writes into it through
@@ -7,121 +8,13 @@
 //! edits such a model into something hostile or unusual.
 #![allow(dead_code)]
 
-use bytes::Bytes;
 use onnx_normopt::proto::{
-    attribute_type as at, data_location, data_type as dt, tensor_shape_proto, type_proto,
-    AttributeProto, FunctionProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    StringStringEntryProto, TensorProto, TensorShapeProto, TrainingInfoProto, TypeProto,
-    ValueInfoProto,
+    data_location, data_type as dt, FunctionProto, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, StringStringEntryProto, TensorProto, TrainingInfoProto, ValueInfoProto,
 };
 
-/// A float32 tensor with `dims` holding `values` in `raw_data`.
-pub fn f32_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
-    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    TensorProto {
-        dims: dims.to_vec(),
-        data_type: Some(dt::FLOAT),
-        name: Some(name.into()),
-        raw_data: Some(Bytes::from(raw)),
-        ..Default::default()
-    }
-}
-
-/// A deterministic pseudo-random float32 tensor (values in [-1, 1) plus `offset`).
-pub fn rand_tensor(name: &str, dims: &[i64], seed: u64, offset: f32) -> TensorProto {
-    let n: i64 = dims.iter().product();
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0 + offset
-        })
-        .collect();
-    f32_tensor(name, dims, &v)
-}
-
-/// A node in the default domain.
-pub fn node(
-    op: &str,
-    name: &str,
-    inputs: &[&str],
-    outputs: &[&str],
-    attrs: Vec<AttributeProto>,
-) -> NodeProto {
-    NodeProto {
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        name: Some(name.into()),
-        op_type: Some(op.into()),
-        attribute: attrs,
-        ..Default::default()
-    }
-}
-
-/// An int attribute.
-pub fn attr_i(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        i: Some(v),
-        r#type: Some(at::INT),
-        ..Default::default()
-    }
-}
-
-/// A float attribute.
-pub fn attr_f(name: &str, v: f32) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        f: Some(v),
-        r#type: Some(at::FLOAT),
-        ..Default::default()
-    }
-}
-
-/// An ints attribute.
-pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        ints: v.to_vec(),
-        r#type: Some(at::INTS),
-        ..Default::default()
-    }
-}
-
-/// A graph attribute.
-pub fn attr_g(name: &str, g: GraphProto) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        g: Some(g),
-        r#type: Some(at::GRAPH),
-        ..Default::default()
-    }
-}
-
-/// A tensor value_info with `elem` type and dims (a negative dim becomes the symbol `dN`).
-pub fn vi(name: &str, elem: i32, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| tensor_shape_proto::Dimension {
-            dim_value: (d >= 0).then_some(d),
-            dim_param: (d < 0).then(|| format!("d{}", -d)),
-            denotation: None,
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            tensor_type: Some(type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: Some(TensorShapeProto { dim }),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+/// The builders the hostile models are written with (re-exported for their users).
+pub use super::build::{attr_f, attr_g, attr_i, attr_ints, f32_tensor, node, rand_tensor, vi};
 
 /// Hidden width of [`tiny_gpt`].
 pub const D: i64 = 8;

@@ -43,8 +43,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::args::{parse_dim, runtimes};
 use onnx_normopt::verify::{
-    self, generate_inputs, parse_dim, HostTensor, InputSummary, Runtimes, VerifyOptions,
+    self, generate_inputs, HostTensor, InputSummary, Runtimes, VerifyOptions,
 };
 
 /// The command-line flags of `onnx-normopt bench` (flatten into a subcommand).
@@ -58,7 +59,7 @@ pub struct BenchArgs {
     #[arg(long = "label", value_name = "NAME")]
     pub labels: Vec<String>,
     /// Runtimes to benchmark in.
-    #[arg(long, value_enum, default_value_t = Runtimes::Both)]
+    #[arg(long, value_parser = runtimes(), default_value_t = Runtimes::Both)]
     pub runtime: Runtimes,
     /// Timed rounds (each round runs every model once).
     #[arg(long, default_value_t = 30, value_name = "N")]

@@ -68,7 +68,7 @@ impl Engine {
                 lib,
                 optimize,
                 device,
-            } => OrtModel::load_source(env, lib, source, *optimize, *device).map(Loaded::Ort),
+            } => OrtModel::load_source(env, lib, source, *optimize, *device, &[]).map(Loaded::Ort),
         }
     }
 }
@@ -506,7 +506,10 @@ pub(crate) fn verify_pieces(
     opts: &VerifyOptions,
     limit: u64,
 ) -> Result<VerifyReport, VerifyError> {
-    super::super::at_runnable_size(a, opts, |o| pieces_at(a, b, o, limit))
+    // Never the whole original to find a size for the hint: it does not fit.
+    super::super::at_runnable_size(a, opts, super::super::Probe::NamesOnly, |o| {
+        pieces_at(a, b, o, limit)
+    })
 }
 
 /// [`verify_pieces`] at the sizes `opts` gives (no search).
@@ -646,6 +649,7 @@ fn pieces_at(
         return Err(VerifyError::NoRuntime {
             path: a.to_path_buf(),
             reasons: cannot,
+            hint: None,
         });
     }
     let s = &plan.summary;
@@ -658,6 +662,14 @@ fn pieces_at(
         super::super::budget::human(s.largest_bytes),
         super::super::budget::human(s.largest_weight_bytes)
     ));
+    if !spec_a.quantized.is_empty() {
+        notes.push(
+            "NOT covered in pieces: a quantized model's own rounding floor is not measured \
+             (rows are judged at the float tolerance; whole verification judges them against \
+             the floor)"
+                .into(),
+        );
+    }
     if !unrelated_all.is_empty() {
         let shown: Vec<String> = unrelated_all
             .iter()
@@ -686,6 +698,8 @@ fn pieces_at(
             rows,
             notes,
             not_run,
+            cache: vec![None; cases.len()],
+            quantized: None,
         },
         start,
     );

@@ -2,6 +2,8 @@
 //! hints, batch/other defaults) and, for KV-cache and merged decoders, the cases (empty and
 //! filled cache, each branch) run one after the other.
 
+use super::facts::{Fact, Rule};
+use super::solve::{solve, Origin, Var};
 use super::*;
 
 /// Whether a symbolic dimension name looks like a batch axis.
@@ -40,6 +42,9 @@ pub(crate) struct CasePlan {
     pub dims: BTreeMap<String, usize>,
     /// Values of boolean inputs that choose an `If` branch.
     pub flags: BTreeMap<String, bool>,
+    /// Sizes the case prefers where the graph's facts accept them (the new tokens of a filled
+    /// cache: a `GroupQueryAttention` on CPU takes one new token after a past at batch > 1).
+    pub prefer: BTreeMap<String, usize>,
 }
 
 /// Every shape resolved for one case.
@@ -49,78 +54,155 @@ pub(crate) struct Resolved {
     pub shapes: Vec<Vec<usize>>,
     /// Every dynamic dim used: names, expressions (`a + b`) and `INPUT[AXIS]` keys.
     pub used: BTreeMap<String, usize>,
-    /// Remarks: an opaque `dim_param` the verifier could only guess.
+    /// Where each name's size came from (`--dim`, the case, a fact of the graph, a default).
+    pub origins: BTreeMap<String, Origin>,
+    /// Remarks: an opaque `dim_param` the verifier could only guess, a fact of the graph that
+    /// the sizes break.
     pub notes: Vec<String>,
 }
 
 /// The default size of a dim named `name` seen at `axis` of a rank-`rank` input (`None` when only
-/// seen inside expressions).
-pub(super) fn default_for(name: &str, at: Option<(usize, usize)>) -> usize {
+/// seen inside expressions), and what kind of default it is.
+pub(super) fn default_for(name: &str, at: Option<(usize, usize)>) -> (usize, &'static str) {
     let first_of_many = at.is_some_and(|(axis, rank)| axis == 0 && rank >= 2);
     if looks_like_batch(name) || (first_of_many && !looks_like_length(name)) {
-        DEFAULT_BATCH
+        (DEFAULT_BATCH, "batch")
     } else {
-        DEFAULT_OTHER
+        (DEFAULT_OTHER, "other")
     }
 }
 
-/// Resolve every input's shape for one case: fixed sizes as declared; a name takes its `--dim`
-/// (`overrides`) value, else the case's, else a default (a batch-looking name, or the first axis
-/// of a rank ≥ 2 input unless its name looks like a length, gets [`DEFAULT_BATCH`]; everything
-/// else [`DEFAULT_OTHER`]) — one value per name wherever it appears. An expression
-/// (`past_sequence_length + sequence_length`) is computed from its names' values (a `--dim`
-/// given for the whole expression text wins). An axis with neither size nor name is keyed
-/// `INPUT[AXIS]` (settable the same way). An expression that cannot be computed or comes out
-/// negative is an error naming it and the `--dim` flags that fix it.
-pub(crate) fn resolve_shapes(
-    inputs: &[ValueSpec],
-    overrides: &BTreeMap<String, usize>,
-    case: &BTreeMap<String, usize>,
-) -> Result<Resolved, String> {
-    let mut values: BTreeMap<String, usize> = BTreeMap::new();
-    let mut notes = Vec::new();
-    // Names first, where they appear as a whole axis (their position chooses the default)...
+/// The names to size, in the order they first appear in the inputs: names of whole axes, then
+/// names seen only inside expressions, then `INPUT[AXIS]` keys of axes with neither size nor
+/// name.
+fn vars_of(inputs: &[ValueSpec]) -> Vec<Var> {
+    let mut vars: Vec<Var> = Vec::new();
+    let push = |vars: &mut Vec<Var>, name: &str, at| {
+        if !vars.iter().any(|v| v.name == name) {
+            vars.push(Var {
+                name: name.to_string(),
+                at,
+            });
+        }
+    };
     for i in inputs {
         let dims = i.dims.as_deref().unwrap_or_default();
         for (axis, d) in dims.iter().enumerate() {
             if let Dim::Param(p) = d {
-                if values.contains_key(p) {
-                    continue;
-                }
-                let v = overrides
-                    .get(p)
-                    .or_else(|| case.get(p))
-                    .copied()
-                    .unwrap_or_else(|| default_for(p, Some((axis, dims.len()))));
-                if !is_plain_name(p.trim()) && !overrides.contains_key(p) {
-                    notes.push(format!(
-                        "dimension `{p}` of input `{}` is not an expression the verifier \
-                         understands; it was given {v} (set it with --dim '{p}=VALUE')",
-                        i.name
-                    ));
-                }
-                values.insert(p.clone(), v);
+                push(&mut vars, p, Some((axis, dims.len())));
             }
         }
     }
-    // ... then names seen only inside expressions.
     for i in inputs {
         for d in i.dims.as_deref().unwrap_or_default() {
             if let Dim::Expr(_, e) = d {
                 for n in e.names() {
-                    if !values.contains_key(n) {
-                        let v = overrides
-                            .get(n)
-                            .or_else(|| case.get(n))
-                            .copied()
-                            .unwrap_or_else(|| default_for(n, None));
-                        values.insert(n.to_string(), v);
+                    push(&mut vars, n, None);
+                }
+            }
+        }
+    }
+    for i in inputs {
+        let dims = i.dims.as_deref().unwrap_or_default();
+        for (axis, d) in dims.iter().enumerate() {
+            if matches!(d, Dim::Unknown) {
+                push(
+                    &mut vars,
+                    &format!("{}[{}]", i.name, axis),
+                    Some((axis, dims.len())),
+                );
+            }
+        }
+    }
+    vars
+}
+
+/// Resolve every input's shape for one case: fixed sizes as declared; every name one value
+/// wherever it appears, from [`solve`]: its `--dim` (`overrides`) value, else the case's, else
+/// what the graph's facts ([`ModelSpec::facts`]) determine, else a default (a batch-looking name,
+/// or the first axis of a rank ≥ 2 input unless its name looks like a length, gets
+/// [`DEFAULT_BATCH`]; everything else [`DEFAULT_OTHER`]) that the facts accept — raised to the
+/// shortest length a Conv stack fits, or replaced by the first candidate they allow. An
+/// expression (`past_sequence_length + sequence_length`) is computed from its names' values (a
+/// `--dim` given for the whole expression text wins, and sizes its names where it can). An axis
+/// with neither size nor name is keyed `INPUT[AXIS]` (settable the same way). An expression that
+/// cannot be computed or comes out negative is an error naming it and the `--dim` flags that fix
+/// it.
+pub(crate) fn resolve_shapes(
+    spec: &ModelSpec,
+    overrides: &BTreeMap<String, usize>,
+    case: &CasePlan,
+) -> Result<Resolved, String> {
+    let inputs = &spec.inputs;
+    let vars = vars_of(inputs);
+    let mut facts = spec.facts.clone();
+    // A `--dim` for a whole expression sizes its names too.
+    for i in inputs {
+        for d in i.dims.as_deref().unwrap_or_default() {
+            if let Dim::Expr(text, e) = d {
+                if let Some(&v) = overrides.get(text) {
+                    facts.push(Fact {
+                        rule: Rule::Eq(e.clone(), DimExpr::Int(v as i64)),
+                        source: format!("--dim '{text}={v}'"),
+                        why: "the size given for the expression".into(),
+                    });
+                }
+            }
+        }
+    }
+    let unnamed: HashSet<String> = vars
+        .iter()
+        .filter(|v| {
+            !inputs.iter().any(|i| {
+                i.dims
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|d| matches!(d, Dim::Param(p) if *p == v.name))
+            })
+        })
+        .filter(|v| v.name.ends_with(']'))
+        .map(|v| v.name.clone())
+        .collect();
+    let default = |v: &Var| {
+        if unnamed.contains(&v.name) {
+            default_for("", v.at)
+        } else {
+            default_for(&v.name, v.at)
+        }
+    };
+    let sol = solve(&vars, &facts, overrides, &case.dims, &case.prefer, &default);
+    let values: BTreeMap<String, usize> = sol
+        .values
+        .iter()
+        .map(|(k, (v, _))| (k.clone(), *v))
+        .collect();
+    let mut notes: Vec<String> = sol
+        .broken
+        .iter()
+        .map(|b| format!("the chosen sizes break a fact of the graph: {b}"))
+        .collect();
+    for i in inputs {
+        for d in i.dims.as_deref().unwrap_or_default() {
+            if let Dim::Param(p) = d {
+                if !is_plain_name(p.trim()) && !overrides.contains_key(p) {
+                    let note = format!(
+                        "dimension `{p}` of input `{}` is not an expression the verifier \
+                         understands; it was given {} (set it with --dim '{p}=VALUE')",
+                        i.name,
+                        values.get(p).copied().unwrap_or(0)
+                    );
+                    if !notes.contains(&note) {
+                        notes.push(note);
                     }
                 }
             }
         }
     }
-    let mut used = values.clone();
+    let mut used: BTreeMap<String, usize> = vars
+        .iter()
+        .filter_map(|v| values.get(&v.name).map(|&x| (v.name.clone(), x)))
+        .collect();
     let mut shapes = Vec::with_capacity(inputs.len());
     for i in inputs {
         let dims = i.dims.as_deref().unwrap_or_default();
@@ -128,9 +210,16 @@ pub(crate) fn resolve_shapes(
         for (axis, d) in dims.iter().enumerate() {
             let v = match d {
                 Dim::Fixed(v) => *v,
-                Dim::Param(p) => values[p],
+                Dim::Param(p) => values.get(p).copied().unwrap_or(DEFAULT_OTHER),
+                Dim::Unknown => values
+                    .get(&format!("{}[{}]", i.name, axis))
+                    .copied()
+                    .unwrap_or(DEFAULT_OTHER),
                 Dim::Expr(text, e) => match overrides.get(text) {
-                    Some(&v) => v,
+                    Some(&v) => {
+                        used.insert(text.clone(), v);
+                        v
+                    }
                     None => {
                         let got = e.eval(&|n| values.get(n).map_or(0, |&v| v as i64));
                         let names: Vec<&str> = {
@@ -168,30 +257,28 @@ pub(crate) fn resolve_shapes(
                         ));
                     }
                 },
-                Dim::Unknown => {
-                    let key = format!("{}[{}]", i.name, axis);
-                    let v = overrides
-                        .get(&key)
-                        .copied()
-                        .unwrap_or_else(|| default_for("", Some((axis, dims.len()))));
-                    used.insert(key, v);
-                    v
-                }
             };
             shape.push(v);
         }
         shapes.push(shape);
     }
+    let origins = sol
+        .values
+        .into_iter()
+        .filter(|(k, _)| used.contains_key(k))
+        .map(|(k, (_, o))| (k, o))
+        .collect();
     Ok(Resolved {
         shapes,
         used,
+        origins,
         notes,
     })
 }
 
 /// Whether an input holds a past key/value cache: a float input named like `past_key_values.*`,
 /// `past.*`, `*cache*` (not `use_cache*` / `cache_position`).
-pub(super) fn looks_like_cache_input(name: &str) -> bool {
+pub(crate) fn looks_like_cache_input(name: &str) -> bool {
     let l = name.to_ascii_lowercase();
     (l.starts_with("past") || l.contains("cache"))
         && !l.contains("use_cache")
@@ -301,11 +388,13 @@ pub(crate) fn plan_cases(spec: &ModelSpec, overrides: &BTreeMap<String, usize>) 
         }
         if filled {
             for n in &new_tokens {
-                c.dims.insert(n.clone(), NEW_TOKENS);
+                c.prefer.insert(n.clone(), NEW_TOKENS);
             }
         }
         let mut parts: Vec<String> = c.flags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        parts.extend(c.dims.iter().map(|(k, v)| format!("{k}={v}")));
+        let mut sized: Vec<(&String, &usize)> = c.dims.iter().chain(&c.prefer).collect();
+        sized.sort();
+        parts.extend(sized.iter().map(|(k, v)| format!("{k}={v}")));
         c.label = parts.join(" ");
         cases.push(c);
     }

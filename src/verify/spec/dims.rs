@@ -229,3 +229,196 @@ impl Dim {
         }
     }
 }
+
+/// A linear form Σ cᵢ·nameᵢ + c over symbolic sizes: what [`DimExpr::linear`] reduces an
+/// expression to when it has no product of names and no division, so that equal sizes written
+/// differently (`a + b` and `b + a`, `(a + 1) - 1` and `a`) compare equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Lin {
+    /// Coefficient per name (never 0).
+    pub terms: BTreeMap<String, i64>,
+    /// The constant term.
+    pub c: i64,
+}
+
+impl Lin {
+    /// The constant `c`.
+    pub fn int(c: i64) -> Lin {
+        Lin {
+            terms: BTreeMap::new(),
+            c,
+        }
+    }
+
+    /// The value when no name is left.
+    pub fn constant(&self) -> Option<i64> {
+        self.terms.is_empty().then_some(self.c)
+    }
+
+    /// `self + k·other` (checked).
+    pub fn add_scaled(&self, other: &Lin, k: i64) -> Option<Lin> {
+        let mut out = self.clone();
+        for (n, &v) in &other.terms {
+            let e = out.terms.entry(n.clone()).or_insert(0);
+            *e = e.checked_add(v.checked_mul(k)?)?;
+            if *e == 0 {
+                out.terms.remove(n);
+            }
+        }
+        out.c = out.c.checked_add(other.c.checked_mul(k)?)?;
+        Some(out)
+    }
+
+    /// `k·self` (checked).
+    pub fn scale(&self, k: i64) -> Option<Lin> {
+        Lin::int(0).add_scaled(self, k)
+    }
+
+    /// The expression in canonical form: names in order, then the constant (`a + 2 * b - 1`).
+    pub fn expr(&self) -> DimExpr {
+        let mut e: Option<DimExpr> = None;
+        // Positive parts first: `128 - total`, not `-(total) + 128`.
+        let all = self
+            .terms
+            .iter()
+            .map(|(n, &k)| (k, Some(n)))
+            .chain((self.c != 0).then_some((self.c, None)));
+        let (pos, neg): (Vec<_>, Vec<_>) = all.partition(|(k, _)| *k > 0);
+        let parts = pos.into_iter().chain(neg);
+        for (k, name) in parts {
+            let size = |k: i64| match name {
+                None => DimExpr::Int(k),
+                Some(n) if k == 1 => DimExpr::Name(n.clone()),
+                Some(n) => DimExpr::Bin(
+                    '*',
+                    Box::new(DimExpr::Int(k)),
+                    Box::new(DimExpr::Name(n.clone())),
+                ),
+            };
+            e = Some(match e {
+                None if k < 0 => DimExpr::Neg(Box::new(size(k.saturating_neg()))),
+                None => size(k),
+                Some(e) if k < 0 => {
+                    DimExpr::Bin('-', Box::new(e), Box::new(size(k.saturating_neg())))
+                }
+                Some(e) => DimExpr::Bin('+', Box::new(e), Box::new(size(k))),
+            });
+        }
+        e.unwrap_or(DimExpr::Int(0))
+    }
+}
+
+/// Expressions larger than this many nodes are not built (a size the graph computes in a long
+/// chain of non-linear steps is treated as unknown).
+const MAX_EXPR_NODES: usize = 256;
+
+impl DimExpr {
+    /// The linear form of the expression, when it has one.
+    pub fn linear(&self) -> Option<Lin> {
+        match self {
+            DimExpr::Int(v) => Some(Lin::int(*v)),
+            DimExpr::Name(n) => Some(Lin {
+                terms: BTreeMap::from([(n.clone(), 1)]),
+                c: 0,
+            }),
+            DimExpr::Neg(e) => e.linear()?.scale(-1),
+            DimExpr::Bin(op, a, b) => {
+                let (x, y) = (a.linear()?, b.linear()?);
+                match op {
+                    '+' => x.add_scaled(&y, 1),
+                    '-' => x.add_scaled(&y, -1),
+                    '*' => match (x.constant(), y.constant()) {
+                        (Some(k), _) => y.scale(k),
+                        (_, Some(k)) => x.scale(k),
+                        _ => None,
+                    },
+                    '/' | '%' => {
+                        let k = y.constant()?;
+                        let v = x.constant()?;
+                        (k != 0).then(|| {
+                            Lin::int(if *op == '/' {
+                                v.div_euclid(k)
+                            } else {
+                                v.rem_euclid(k)
+                            })
+                        })
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// The value when the expression holds no name.
+    pub fn constant(&self) -> Option<i64> {
+        self.linear().and_then(|l| l.constant())
+    }
+
+    fn nodes(&self) -> usize {
+        match self {
+            DimExpr::Int(_) | DimExpr::Name(_) => 1,
+            DimExpr::Neg(e) => 1 + e.nodes(),
+            DimExpr::Bin(_, a, b) => 1 + a.nodes() + b.nodes(),
+        }
+    }
+
+    /// `a op b`, reduced to canonical linear form when it has one; `None` when the result
+    /// would be too large to be useful or a constant operation overflows or divides by zero.
+    pub fn op(op: char, a: &DimExpr, b: &DimExpr) -> Option<DimExpr> {
+        let e = DimExpr::Bin(op, Box::new(a.clone()), Box::new(b.clone()));
+        if let Some(l) = e.linear() {
+            return Some(l.expr());
+        }
+        if a.constant().is_some() && b.constant().is_some() {
+            return None; // a constant division by zero
+        }
+        // Exact division of a linear form by a constant that divides every coefficient.
+        if op == '/' {
+            if let (Some(x), Some(k)) = (a.linear(), b.constant()) {
+                if k > 0 && x.c % k == 0 && x.terms.values().all(|c| c % k == 0) {
+                    let terms = x.terms.iter().map(|(n, c)| (n.clone(), c / k)).collect();
+                    return Some(Lin { terms, c: x.c / k }.expr());
+                }
+            }
+        }
+        (e.nodes() <= MAX_EXPR_NODES).then_some(e)
+    }
+
+    /// Whether two expressions are the same size for every value of their names, as far as
+    /// their linear forms (or their text) show.
+    pub fn same(&self, other: &DimExpr) -> bool {
+        match (self.linear(), other.linear()) {
+            (Some(a), Some(b)) => a == b,
+            _ => self == other,
+        }
+    }
+}
+
+impl std::fmt::Display for DimExpr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DimExpr::Int(v) => write!(f, "{v}"),
+            DimExpr::Name(n) => write!(f, "{n}"),
+            DimExpr::Neg(e) => write!(f, "-({e})"),
+            DimExpr::Bin(op, a, b) => {
+                let sum = |e: &DimExpr| matches!(e, DimExpr::Bin('+' | '-', ..));
+                let tight = matches!(op, '*' | '/' | '%');
+                if tight && sum(a) {
+                    write!(f, "({a})")?;
+                } else {
+                    write!(f, "{a}")?;
+                }
+                let sym = if *op == '/' {
+                    "//".to_string()
+                } else {
+                    op.to_string()
+                };
+                if (tight || *op == '-') && matches!(**b, DimExpr::Bin(..)) {
+                    write!(f, " {sym} ({b})")
+                } else {
+                    write!(f, " {sym} {b}")
+                }
+            }
+        }
+    }
+}

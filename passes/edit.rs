@@ -17,7 +17,7 @@ use crate::tensor::Array;
 use crate::{Error, Result};
 
 /// One edit of a constant, applied in the order of the variants.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Edit {
     /// Replace every row of a [V, D] table by its LayerNorm (an embedding LayerNorm precomputed
     /// into the table).
@@ -127,19 +127,27 @@ pub fn apply_all(arr: &mut Array, edits: &[Edit]) {
     }
 }
 
-/// The dims after each edit: `out[k]` is the input of edit `k`, `out[edits.len()]` the result.
+/// The dims after each edit, as [`apply_all`] and the row pipeline leave them: `out[k]` is the
+/// input of edit `k`, `out[edits.len()]` the result.
 fn stage_dims(dims: &[usize], edits: &[Edit]) -> Vec<Vec<usize>> {
     let mut out = vec![dims.to_vec()];
     let mut d = dims.to_vec();
     for e in edits {
         match e {
-            Edit::FoldLastIn { axis } => d[*axis] -= 1,
-            Edit::DropLast { axis, width } if d[*axis] == *width => d[*axis] -= 1,
+            Edit::FoldLastIn { axis } if *axis < d.len() => d[*axis] = d[*axis].saturating_sub(1),
+            Edit::DropLast { axis, width } if d.get(*axis) == Some(width) => d[*axis] -= 1,
+            // A scalar bias materialised along the rows it is added to.
+            Edit::AddRows(v) if d.last().copied().unwrap_or(1) != v.len() => d = vec![v.len()],
             _ => {}
         }
         out.push(d.clone());
     }
     out
+}
+
+/// The dims of a constant of dims `dims` after `edits` ([`apply_all`], or the row pipeline).
+pub fn dims_after(dims: &[usize], edits: &[Edit]) -> Vec<usize> {
+    stage_dims(dims, edits).pop().unwrap_or_default()
 }
 
 /// Elements of one block, about 4 MiB of f64.

@@ -1,7 +1,9 @@
-//! Building the nodes the rewrite adds: RMSNorm in its forms, centering, bias adds.
-//! Only node construction lives here; where they go is decided by the applier.
+//! Building the nodes the rewrite adds: each norm output form ([`NormOut`], one builder per
+//! form, chosen by lowering), centering, bias adds, and the `doc_string`s that say why they are
+//! there. Only node construction lives here: what to build and where is decided before
+//! (`rewrite/lower.rs`), the driver calls these builders.
 
-use super::CrmsEmit;
+use super::norms::SkipParts;
 use crate::ir::Graph;
 use crate::proto::{attribute_type as at, data_type as dt, AttributeProto, NodeProto};
 use crate::Result;
@@ -18,6 +20,140 @@ pub enum Emit {
     Standard,
     /// onnxruntime's `SimplifiedLayerNormalization` / `com.microsoft:SkipSimplifiedLayerNormalization`.
     Onnxruntime,
+}
+
+/// The concrete form of a replaced norm's output, chosen by lowering (`rewrite/lower.rs`) from
+/// the target, the emit flag, the opset and the norm; [`Builder::norm`] builds each form with
+/// its own builder. A new output form is a new variant here, its name in [`NormOut::name`], the
+/// case of lowering that chooses it, and its builder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormOut {
+    /// ONNX `RMSNormalization` (opset ≥ 23).
+    RmsNormalization,
+    /// onnxruntime's `SimplifiedLayerNormalization`.
+    SimplifiedLayerNormalization,
+    /// Standard ops at the model's opset (below 23): `x / sqrt(mean(x²) + ε) [⊙ γ]`.
+    DecomposedRms,
+    /// onnxruntime's fused residual add + RMSNorm, `com.microsoft:SkipSimplifiedLayerNormalization`
+    /// (a Skip norm without a bias, `--emit onnxruntime`).
+    SkipSimplifiedLayerNormalization,
+    /// CRMSNorm of a stream compressed from width D, in standard ops.
+    DecomposedCrms {
+        /// The uncompressed width D.
+        width: usize,
+    },
+    /// CRMSNorm of a stream compressed from width D as one op
+    /// `ai.onnx_normopt:CRMSNormalization`.
+    CustomCrms {
+        /// The uncompressed width D.
+        width: usize,
+    },
+}
+
+impl NormOut {
+    /// The form's name in the report (`form_out`). A CRMSNorm whose affine was not folded
+    /// (`decompressed`) applies it to the decompressed vector: "… + decompression".
+    pub fn name(self, decompressed: bool) -> String {
+        let core = match self {
+            NormOut::RmsNormalization => "RMSNormalization",
+            NormOut::SimplifiedLayerNormalization => "SimplifiedLayerNormalization",
+            NormOut::DecomposedRms => "decomposed RMSNorm",
+            NormOut::SkipSimplifiedLayerNormalization => {
+                "com.microsoft:SkipSimplifiedLayerNormalization"
+            }
+            NormOut::DecomposedCrms { .. } => "decomposed CRMSNorm",
+            NormOut::CustomCrms { .. } => "CRMSNormalization",
+        };
+        match self {
+            NormOut::DecomposedCrms { .. } | NormOut::CustomCrms { .. } if decompressed => {
+                format!("{core} + decompression")
+            }
+            _ => core.to_string(),
+        }
+    }
+}
+
+/// What a replaced norm normalises.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NormInput {
+    /// A value.
+    Value(String),
+    /// A Skip norm's residual sum `a + b (+ bias)`, written to its sum output when the graph
+    /// reads it.
+    Sum(SkipParts),
+}
+
+impl NormInput {
+    /// The same input with the values `rename` maps (explicitly centred values) replaced; the
+    /// bias, a constant, stays.
+    pub fn renamed(&self, rename: impl Fn(&str) -> String) -> NormInput {
+        match self {
+            NormInput::Value(x) => NormInput::Value(rename(x)),
+            NormInput::Sum(s) => NormInput::Sum(SkipParts {
+                a: rename(&s.a),
+                b: rename(&s.b),
+                ..s.clone()
+            }),
+        }
+    }
+}
+
+/// The scale γ a replaced norm's nodes read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scale {
+    /// A value of the graph (the norm's γ, a constant or its float Cast).
+    Value(String),
+    /// A new constant vector named after `what`: ones (a folded γ where the op needs a scale),
+    /// or a broadcast γ widened to the normalised width (a fused op's scale has that width).
+    New {
+        /// The name's stem.
+        what: &'static str,
+        /// Its element type.
+        data_type: i32,
+        /// Its values.
+        values: Vec<f64>,
+    },
+}
+
+/// A norm's replacement, every choice made: the output form, its input, γ and β as the new
+/// nodes read them, ε, types and the output value. Built by [`Builder::norm`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct NormBuild {
+    /// The output form.
+    pub form: NormOut,
+    /// What it normalises.
+    pub input: NormInput,
+    /// γ, when the nodes multiply by one.
+    pub scale: Option<Scale>,
+    /// β, when the nodes add one.
+    pub shift: Option<String>,
+    /// ε, copied.
+    pub epsilon: f32,
+    /// The element type of the norm's values (of new constants).
+    pub data_type: i32,
+    /// The type a decomposed core computes in, when the input graph said so.
+    pub compute_type: Option<i32>,
+    /// The norm's output value (kept: its readers need no change).
+    pub out: String,
+}
+
+impl NormBuild {
+    /// The values of the graph its nodes read (before explicitly centred values are renamed).
+    pub fn reads(&self) -> Vec<String> {
+        let mut v = match &self.input {
+            NormInput::Value(x) => vec![x.clone()],
+            NormInput::Sum(s) => {
+                let mut v = vec![s.a.clone(), s.b.clone()];
+                v.extend(s.bias.iter().cloned());
+                v
+            }
+        };
+        if let Some(Scale::Value(g)) = &self.scale {
+            v.push(g.clone());
+        }
+        v.extend(self.shift.iter().cloned());
+        v
+    }
 }
 
 /// An int attribute.
@@ -178,93 +314,200 @@ impl Builder<'_> {
         Ok(self.node("", "Sub", &[x, &m], None, vec![]))
     }
 
-    /// RMSNorm of `x` into `out` in the chosen form:
-    /// `x / sqrt(mean(x²) + ε) [⊙ γ] [+ β]`. `gamma` is required by the fused forms; the
-    /// decomposed form always multiplies by it when given (onnxruntime fuses `Div → Mul`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn rms(
+    /// The replacement of one norm, as lowering decided it ([`NormBuild`]): the residual sum
+    /// of a Skip norm, the new scale constant if any, then the builder of its [`NormOut`].
+    pub fn norm(&mut self, nb: &NormBuild) -> Result<()> {
+        let x = match (&nb.input, nb.form) {
+            // The fused op computes the sum itself. No plain Add: its names are taken all the
+            // same, so that the names of everything built after it do not depend on the form.
+            (NormInput::Sum(s), NormOut::SkipSimplifiedLayerNormalization) => {
+                self.reserve_node("Add", s.sum.as_deref());
+                String::new()
+            }
+            (NormInput::Sum(s), _) => {
+                let sum = s.sum.as_deref();
+                let ab = self.node(
+                    "",
+                    "Add",
+                    &[&s.a, &s.b],
+                    if s.bias.is_some() { None } else { sum },
+                    vec![],
+                );
+                match &s.bias {
+                    Some(bias) => self.node("", "Add", &[&ab, bias], sum, vec![]),
+                    None => ab,
+                }
+            }
+            (NormInput::Value(x), _) => x.clone(),
+        };
+        let scale = match &nb.scale {
+            Some(Scale::Value(v)) => Some(v.clone()),
+            Some(Scale::New {
+                what,
+                data_type,
+                values,
+            }) => Some(self.constant(what, &[values.len()], *data_type, values)?),
+            None => None,
+        };
+        let (scale, shift) = (scale.as_deref(), nb.shift.as_deref());
+        match nb.form {
+            NormOut::RmsNormalization => {
+                self.rms_fused("RMSNormalization", &x, scale, shift, nb.epsilon, &nb.out)
+            }
+            NormOut::SimplifiedLayerNormalization => self.rms_fused(
+                "SimplifiedLayerNormalization",
+                &x,
+                scale,
+                shift,
+                nb.epsilon,
+                &nb.out,
+            ),
+            NormOut::DecomposedRms => self.rms_decomposed(&x, scale, shift, nb),
+            NormOut::SkipSimplifiedLayerNormalization => self.skip_simplified(nb, scale, shift),
+            NormOut::DecomposedCrms { width } | NormOut::CustomCrms { width } => {
+                self.crms(&x, width, scale, shift, nb)
+            }
+        }
+    }
+
+    /// `x` in the type a decomposed core computes in — `compute_type` when the graph said, else
+    /// f32 for f16/bf16, else `data_type` — cast to it when that differs. Returns the value and
+    /// the type.
+    fn computed_in(&mut self, x: &str, data_type: i32, compute_type: Option<i32>) -> (String, i32) {
+        let wide = data_type == dt::FLOAT16 || data_type == dt::BFLOAT16;
+        let ct = compute_type.unwrap_or(if wide { dt::FLOAT } else { data_type });
+        let xin = if ct != data_type {
+            self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)])
+        } else {
+            x.to_string()
+        };
+        (xin, ct)
+    }
+
+    /// `core(out')` then `out = out' + β` when there is a β, else `core(out)`.
+    fn then_shift(
         &mut self,
-        emit: Emit,
-        x: &str,
-        gamma: Option<&str>,
-        beta: Option<&str>,
-        eps: f32,
-        data_type: i32,
-        compute_type: Option<i32>,
+        shift: Option<&str>,
         out: &str,
+        core: impl FnOnce(&mut Self, &str) -> Result<()>,
     ) -> Result<()> {
-        let core_out = if beta.is_some() {
+        let core_out = if shift.is_some() {
             self.value("rms")
         } else {
             out.to_string()
         };
-        match (emit, self.opset >= 23) {
-            (Emit::Onnxruntime, _) | (Emit::Standard, true) => {
-                let op = if emit == Emit::Onnxruntime {
-                    "SimplifiedLayerNormalization"
-                } else {
-                    "RMSNormalization"
-                };
-                let g = gamma
-                    .ok_or_else(|| crate::Error::Internal("fused RMSNorm needs a scale".into()))?;
-                self.node(
-                    "",
-                    op,
-                    &[x, g],
-                    Some(&core_out),
-                    vec![
-                        attr_i("axis", -1),
-                        attr_f("epsilon", eps),
-                        attr_i("stash_type", 1),
-                    ],
-                );
-            }
-            (Emit::Standard, false) => {
-                let wide = data_type == dt::FLOAT16 || data_type == dt::BFLOAT16;
-                let ct = compute_type.unwrap_or(if wide { dt::FLOAT } else { data_type });
-                let xin = if ct != data_type {
-                    self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)])
-                } else {
-                    x.to_string()
-                };
-                let two = self.constant("two", &[], ct, &[2.0])?;
-                let sq = self.node("", "Pow", &[&xin, &two], None, vec![]);
-                let ms = self.reduce_mean_last(&sq)?;
-                let e = self.constant("epsilon", &[], ct, &[eps as f64])?;
-                let a = self.node("", "Add", &[&ms, &e], None, vec![]);
-                let s = self.node("", "Sqrt", &[&a], None, vec![]);
-                let last_is_div = gamma.is_none() && ct == data_type;
-                let d = self.node(
-                    "",
-                    "Div",
-                    &[&xin, &s],
-                    if last_is_div { Some(&core_out) } else { None },
-                    vec![],
-                );
-                let back = if ct != data_type {
-                    self.node(
-                        "",
-                        "Cast",
-                        &[&d],
-                        if gamma.is_none() {
-                            Some(&core_out)
-                        } else {
-                            None
-                        },
-                        vec![attr_i("to", data_type as i64)],
-                    )
-                } else {
-                    d
-                };
-                if let Some(g) = gamma {
-                    self.node("", "Mul", &[&back, g], Some(&core_out), vec![]);
-                }
-            }
-        }
-        if let Some(b) = beta {
+        core(self, &core_out)?;
+        if let Some(b) = shift {
             self.node("", "Add", &[&core_out, b], Some(out), vec![]);
         }
         Ok(())
+    }
+
+    /// RMSNorm as one op `op` ([`NormOut::RmsNormalization`],
+    /// [`NormOut::SimplifiedLayerNormalization`]): `op(x, γ) [+ β]`; the op needs its scale.
+    fn rms_fused(
+        &mut self,
+        op: &str,
+        x: &str,
+        scale: Option<&str>,
+        shift: Option<&str>,
+        eps: f32,
+        out: &str,
+    ) -> Result<()> {
+        let g =
+            scale.ok_or_else(|| crate::Error::Internal("fused RMSNorm needs a scale".into()))?;
+        self.then_shift(shift, out, |b, core_out| {
+            b.node(
+                "",
+                op,
+                &[x, g],
+                Some(core_out),
+                vec![
+                    attr_i("axis", -1),
+                    attr_f("epsilon", eps),
+                    attr_i("stash_type", 1),
+                ],
+            );
+            Ok(())
+        })
+    }
+
+    /// RMSNorm in standard ops at the model's opset ([`NormOut::DecomposedRms`]):
+    /// `x / sqrt(mean(x²) + ε) [⊙ γ] [+ β]`, computed in the compute type (f32 for f16/bf16
+    /// unless the graph said otherwise). It multiplies by γ whenever there is one (onnxruntime
+    /// fuses `Div → Mul`).
+    fn rms_decomposed(
+        &mut self,
+        x: &str,
+        gamma: Option<&str>,
+        shift: Option<&str>,
+        nb: &NormBuild,
+    ) -> Result<()> {
+        let (data_type, eps) = (nb.data_type, nb.epsilon);
+        self.then_shift(shift, &nb.out, |b, core_out| {
+            let (xin, ct) = b.computed_in(x, data_type, nb.compute_type);
+            let two = b.constant("two", &[], ct, &[2.0])?;
+            let sq = b.node("", "Pow", &[&xin, &two], None, vec![]);
+            let ms = b.reduce_mean_last(&sq)?;
+            let e = b.constant("epsilon", &[], ct, &[eps as f64])?;
+            let a = b.node("", "Add", &[&ms, &e], None, vec![]);
+            let s = b.node("", "Sqrt", &[&a], None, vec![]);
+            let last_is_div = gamma.is_none() && ct == data_type;
+            let d = b.node(
+                "",
+                "Div",
+                &[&xin, &s],
+                if last_is_div { Some(core_out) } else { None },
+                vec![],
+            );
+            let back = if ct != data_type {
+                b.node(
+                    "",
+                    "Cast",
+                    &[&d],
+                    if gamma.is_none() {
+                        Some(core_out)
+                    } else {
+                        None
+                    },
+                    vec![attr_i("to", data_type as i64)],
+                )
+            } else {
+                d
+            };
+            if let Some(g) = gamma {
+                b.node("", "Mul", &[&back, g], Some(core_out), vec![]);
+            }
+            Ok(())
+        })
+    }
+
+    /// onnxruntime's fused residual add + RMSNorm
+    /// ([`NormOut::SkipSimplifiedLayerNormalization`]): `SkipSimplifiedLayerNormalization(a, b,
+    /// γ)` without a bias, its sum output the Skip norm's, `[+ β]`.
+    fn skip_simplified(
+        &mut self,
+        nb: &NormBuild,
+        scale: Option<&str>,
+        shift: Option<&str>,
+    ) -> Result<()> {
+        let NormInput::Sum(SkipParts { a, b, sum, .. }) = &nb.input else {
+            return Err(crate::Error::Internal(
+                "SkipSimplifiedLayerNormalization without its two summands".into(),
+            ));
+        };
+        let sum_out = sum.clone().unwrap_or_default();
+        let g = scale.unwrap_or_default();
+        self.then_shift(shift, &nb.out, |bd, core_out| {
+            bd.node_outputs(
+                "com.microsoft",
+                "SkipSimplifiedLayerNormalization",
+                &[a, b, g],
+                vec![core_out.to_string(), String::new(), String::new(), sum_out],
+                vec![attr_f("epsilon", nb.epsilon)],
+            );
+            Ok(())
+        })
     }
 
     /// `ReduceSum(x)` over the last axis, keepdims, in the opset's form.
@@ -297,33 +540,28 @@ impl Builder<'_> {
         Ok(self.node("", "Slice", &[x, &starts, &ends, &axes], None, vec![]))
     }
 
-    /// CRMSNorm of the compressed `x̃` (width D−1) into `out`:
-    /// `x̃ / sqrt((Σx̃² + (Σx̃)²)/D + ε)` — the first D−1 entries of RMSNorm(x) for the zero-mean
-    /// x = (x̃, −Σx̃). With γ or β, the decompressed vector `Concat(ỹ, −Σỹ)` gets them.
+    /// CRMSNorm of the compressed `x̃` (width D−1) into `out` ([`NormOut::DecomposedCrms`],
+    /// [`NormOut::CustomCrms`]): `x̃ / sqrt((Σx̃² + (Σx̃)²)/D + ε)` — the first D−1 entries of
+    /// RMSNorm(x) for the zero-mean x = (x̃, −Σx̃). With γ or β, the decompressed vector
+    /// `Concat(ỹ, −Σỹ)` gets them.
     ///
-    /// `form` chooses the core: standard ops (in `compute_type`, default f32 for f16/bf16), or
-    /// one [`crms_custom`](Self::crms_custom) node. The decompression and the affine are
-    /// standard ops in both forms.
-    #[allow(clippy::too_many_arguments)]
-    pub fn crms(
+    /// The core is standard ops (in the compute type, default f32 for f16/bf16) or one
+    /// [`crms_custom`](Self::crms_custom) node. The decompression and the affine are standard
+    /// ops in both forms.
+    fn crms(
         &mut self,
-        form: CrmsEmit,
         x: &str,
         d: usize,
-        eps: f32,
         gamma: Option<&str>,
         beta: Option<&str>,
-        data_type: i32,
-        compute_type: Option<i32>,
-        out: &str,
+        nb: &NormBuild,
     ) -> Result<()> {
+        let (eps, data_type, out) = (nb.epsilon, nb.data_type, nb.out.as_str());
         let affine = gamma.is_some() || beta.is_some();
         let core_out = if affine { None } else { Some(out) };
-        let y = match form {
-            CrmsEmit::Custom => self.crms_custom(x, d, eps, data_type, core_out),
-            CrmsEmit::Standard | CrmsEmit::Onnxruntime => {
-                self.crms_standard(x, d, eps, data_type, compute_type, core_out)?
-            }
+        let y = match nb.form {
+            NormOut::CustomCrms { .. } => self.crms_custom(x, d, eps, data_type, core_out),
+            _ => self.crms_standard(x, d, eps, data_type, nb.compute_type, core_out)?,
         };
         if !affine {
             return Ok(());
@@ -357,13 +595,7 @@ impl Builder<'_> {
         compute_type: Option<i32>,
         out: Option<&str>,
     ) -> Result<String> {
-        let wide = data_type == dt::FLOAT16 || data_type == dt::BFLOAT16;
-        let ct = compute_type.unwrap_or(if wide { dt::FLOAT } else { data_type });
-        let xin = if ct != data_type {
-            self.node("", "Cast", &[x], None, vec![attr_i("to", ct as i64)])
-        } else {
-            x.to_string()
-        };
+        let (xin, ct) = self.computed_in(x, data_type, compute_type);
         let sq = self.node("", "Mul", &[&xin, &xin], None, vec![]);
         let s1 = self.reduce_sum_last(&sq)?;
         let s = self.reduce_sum_last(&xin)?;

@@ -1,8 +1,8 @@
 //! Streams inside subgraphs: If branches, Loop and Scan bodies (recursively).
 //!
 //! After the flat pass has run on a graph, each body held by its nodes is rewritten as a graph of
-//! its own, a *view*, by the whole pass ([`super::run`], so nested bodies are handled the same
-//! way), and put back:
+//! its own, a *view*, by the whole pass (the caller's, [`super::run`]: nested bodies are handled
+//! the same way), and put back:
 //! - the view is the body plus what it reads from the enclosing scope: outer constants
 //!   (initializers, Constant outputs) become initializers of the view under their own names;
 //!   other outer values (graph inputs, node outputs) become graph inputs of the view with their
@@ -27,10 +27,19 @@
 //! - write-time edits live in the top-level graph only (the writer computes them there): a
 //!   pending tensor of a body is moved to the enclosing graph (a body sees its outer scope), and
 //!   from there further up when that graph is itself a view.
+//!
+//! Putting the bodies back is named patches, decided here ([`reconcile`]) and applied by the
+//! one driver after the bodies' own patches: one per edited outer constant (in place or a copy),
+//! one per body, one that drops the outer initializers no body reads any more. So
+//! `--check-patches` checks each, and `--stop-after` can stop among them (a body not put back
+//! stays as it was in the input).
 
-use super::report::{Report, Why};
-use super::{Options, Outcome};
-use crate::ir::subgraph::{outer_reads_of, rename_reads, BodyRef};
+use super::api::{Options, Outcome, PatchLog};
+use super::edit::dims_after;
+use super::report::build::merge_bodies;
+use super::report::Report;
+use super::rewrite::{drive, Applied, DriveOptions, Patch, PatchKind, Tally};
+use crate::ir::subgraph::{outer_reads_of, BodyRef};
 use crate::ir::{Graph, Model};
 use crate::proto::{GraphProto, TensorProto, ValueInfoProto};
 use crate::{Error, Result};
@@ -47,26 +56,83 @@ struct Imports {
     inputs: BTreeSet<String>,
 }
 
-/// A body after the pass ran on its view.
-struct Done {
+/// A body after the pass ran (or was told, for `inspect`) on its view; `T` is what it gave.
+struct Done<T> {
     body: BodyRef,
     label: String,
     imports: Imports,
     view: Model,
-    report: Report,
+    out: T,
 }
 
-/// What one body did to one outer constant.
-enum Status {
-    /// Still read, unchanged.
-    Kept,
-    /// Edited (its tensor in the view, possibly pending).
-    Edited,
+/// The whole pass on one graph and its bodies ([`super::run`]), as [`rewrite_bodies`] runs it
+/// on each view.
+pub(crate) type Pass<'a> = &'a dyn Fn(Model, &Options) -> Result<Outcome>;
+
+/// The pass told on one graph and its bodies, nothing applied ([`super::inspect`]): the report
+/// and the tally of its patches (op counts after, bodies included).
+pub(crate) type InspectPass<'a> = &'a dyn Fn(&Model, &Options) -> Result<(Report, Tally)>;
+
+/// The op counts of the bodies of `g`, nested ones included.
+fn ops_in_bodies(g: &Graph, bodies: &[(BodyRef, String)]) -> BTreeMap<String, usize> {
+    let mut h = BTreeMap::new();
+    for (r, _) in bodies {
+        if let Some(b) = g.body(r) {
+            crate::ir::subgraph::deep_histogram(&b.node, &mut h);
+        }
+    }
+    h
+}
+
+/// Each body of `model`'s graph as a view, given in order to `pass` with its options (the
+/// patch budget left after `patches`, a log naming the body). `pass` returns the view after it,
+/// what it gave and how many patches it applied; `reserved` (names not fresh in the views)
+/// grows with the names each view took.
+fn each_body<T>(
+    model: &Model,
+    bodies: Vec<(BodyRef, String)>,
+    opts: &Options,
+    patches: &mut usize,
+    reserved: &mut Vec<String>,
+    mut pass: impl FnMut(Model, &Options) -> Result<(Model, T, usize)>,
+) -> Result<Vec<Done<T>>> {
+    let mut done = Vec::new();
+    for (r, label) in bodies {
+        let body = model
+            .graph
+            .body(&r)
+            .ok_or_else(|| Error::Internal(format!("{label}: body vanished")))?
+            .clone();
+        let (view, imports) = view_of(model, &body, reserved, &label)?;
+        // The patch budget (--stop-after) is shared with the enclosing graph; the log names
+        // the body.
+        let body_opts = Options {
+            stop_after: opts.stop_after.map(|n| n.saturating_sub(*patches)),
+            patch_log: opts.patch_log.as_ref().map(|l| {
+                let (l, label) = (l.0.clone(), label.clone());
+                PatchLog(std::sync::Arc::new(move |p: &str| {
+                    l(&format!("in {label}: {p}"))
+                }))
+            }),
+            ..opts.clone()
+        };
+        let (mut view, out, n) = pass(view, &body_opts).map_err(|e| in_body(e, &label))?;
+        *patches += n;
+        reserved.extend(view.graph.taken_names().iter().cloned());
+        done.push(Done {
+            body: r,
+            label,
+            imports,
+            view,
+            out,
+        });
+    }
+    Ok(done)
 }
 
 /// Rewrite the streams inside the bodies of `out.model`'s graph (after the flat pass ran on it)
-/// and merge what was done into the report.
-pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options) -> Result<Outcome> {
+/// with `pass`, and merge what was done into the report.
+pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options, pass: Pass) -> Result<Outcome> {
     let Outcome {
         mut model,
         mut report,
@@ -81,58 +147,130 @@ pub(crate) fn rewrite_bodies(out: Outcome, opts: &Options) -> Result<Outcome> {
         });
     }
     // The bodies are still as in the input (the flat pass does not touch them).
-    for (r, _) in &bodies {
-        if let Some(b) = model.graph.body(r) {
-            let mut h = BTreeMap::new();
-            crate::ir::subgraph::deep_histogram(&b.node, &mut h);
-            for (k, v) in h {
-                *report.ops_before.entry(k).or_insert(0) += v;
-            }
-        }
-    }
+    let ops_before = ops_in_bodies(&model.graph, &bodies);
     let mut reserved: Vec<String> = model.graph.taken_names().iter().cloned().collect();
-    let mut done: Vec<Done> = Vec::new();
-    for (r, label) in bodies {
-        let body = model
-            .graph
-            .body(&r)
-            .ok_or_else(|| Error::Internal(format!("{label}: body vanished")))?
-            .clone();
-        let (view, imports) = view_of(&model, &body, &reserved, &label)?;
-        // The patch budget (--stop-after) is shared with the enclosing graph; the log names
-        // the body.
-        let body_opts = Options {
-            stop_after: opts.stop_after.map(|n| n.saturating_sub(patches)),
-            patch_log: opts.patch_log.as_ref().map(|l| {
-                let (l, label) = (l.0.clone(), label.clone());
-                super::PatchLog(std::sync::Arc::new(move |p: &str| {
-                    l(&format!("in {label}: {p}"))
-                }))
-            }),
-            ..opts.clone()
-        };
-        let res = super::run(view, &body_opts).map_err(|e| in_body(e, &label))?;
-        patches += res.patches;
-        let mut view = res.model;
-        reserved.extend(view.graph.taken_names().iter().cloned());
-        done.push(Done {
-            body: r,
-            label,
-            imports,
-            view,
-            report: res.report,
-        });
-    }
+    let done = each_body(
+        &model,
+        bodies,
+        opts,
+        &mut patches,
+        &mut reserved,
+        |view, o| {
+            let res = pass(view, o)?;
+            Ok((res.model, res.report, res.patches))
+        },
+    )?;
+    // Names taken inside the bodies are not fresh in the enclosing graph (name bookkeeping, no
+    // edit of the graph).
     model.graph.reserve_names(reserved.iter());
-    let added = reconcile(&mut model, &mut done)?;
-    merge_reports(&mut report, &done);
-    report.bytes_added += added;
-    report.ops_after = model.graph.deep_histogram();
+    let decisions = decide(
+        &model,
+        &done,
+        |d, name| {
+            let g = &d.view.graph;
+            let Some(p) = g.initializer_pos(name) else {
+                return Ok(None); // the body no longer reads it
+            };
+            let orig = d.imports.constants.get(name);
+            Ok(Some(
+                g.pending(name).is_some() || Some(&g.initializers()[p]) != orig,
+            ))
+        },
+        |a, b, name| {
+            same_values(
+                (&a.view, tensor_in(a, name)?),
+                (&b.view, tensor_in(b, name)?),
+            )
+        },
+    )?;
+    let reconciled = reconcile(&decisions, &done)?;
+    let applied = drive(&mut model, &reconciled, &DriveOptions::of(opts, patches))?;
+    patches += applied.patches;
+    let ops_after = model.graph.deep_histogram();
+    merge_bodies(
+        &mut report,
+        ops_before,
+        done.iter().map(|d| (d.label.as_str(), &d.out)),
+        &applied,
+        ops_after,
+    );
     Ok(Outcome {
         model,
         report,
         patches,
     })
+}
+
+/// `inspect` of the bodies of `model`'s graph, whose own report and tally (without its bodies)
+/// are `report` and `tally`: each body told by `pass` on its view, nothing applied, and what
+/// putting them back would add. An outer constant that bodies edit alike is grouped by equal
+/// edits here (the rewrite groups equal values: the two differ only when different edits give
+/// equal values). Returns the report with the bodies' merged in and the tally of the graph
+/// with its bodies (op counts after, bodies included; outer constants edited in place).
+pub(crate) fn inspect_bodies(
+    model: &Model,
+    mut report: Report,
+    mut tally: Tally,
+    opts: &Options,
+    pass: InspectPass,
+) -> Result<(Report, Tally)> {
+    let bodies = model.graph.bodies();
+    if bodies.is_empty() {
+        return Ok((report, tally));
+    }
+    let ops_before = ops_in_bodies(&model.graph, &bodies);
+    let done = each_body(model, bodies, opts, &mut 0, &mut Vec::new(), |view, o| {
+        let told = pass(&view, o)?;
+        Ok((view, told, 0))
+    })?;
+    let decisions = decide(
+        model,
+        &done,
+        |d, name| {
+            let t = &d.out.1;
+            Ok(if t.dropped.contains(name) {
+                None
+            } else {
+                Some(t.edited.contains_key(name))
+            })
+        },
+        |a, b, name| Ok(a.out.1.edited.get(name) == b.out.1.edited.get(name)),
+    )?;
+    let mut added = Applied::default();
+    for dc in &decisions {
+        for (k, grp) in dc.groups.iter().enumerate() {
+            let d = &done[grp[0]];
+            let (Some(t), Some(edits)) = (
+                d.imports.constants.get(&dc.name),
+                d.out.1.edited.get(&dc.name),
+            ) else {
+                continue;
+            };
+            if Some(k) == dc.chosen {
+                tally.edited.insert(dc.name.clone(), edits.clone());
+            } else {
+                let dims: Vec<usize> = t.dims.iter().map(|&x| x.max(0) as usize).collect();
+                added.bytes_added += dims_after(&dims, edits).iter().product::<usize>()
+                    * crate::proto::data_type::byte_size(t.data_type.unwrap_or(0)).unwrap_or(0);
+            }
+        }
+    }
+    let mut ops_after = tally.ops_after.clone();
+    for d in &done {
+        for (k, v) in &d.out.1.ops_after {
+            *ops_after.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    tally.applied.bytes_added += added.bytes_added;
+    tally.ops_after = ops_after.clone();
+    merge_bodies(
+        &mut report,
+        ops_before,
+        done.iter().map(|d| (d.label.as_str(), &d.out.0)),
+        &added,
+        ops_after,
+    );
+    Ok((report, tally))
 }
 
 /// Add the body's label to an error of the pass inside it.
@@ -219,12 +357,6 @@ fn view_of(
     ))
 }
 
-/// Byte size of a tensor's values (dims × element size).
-fn tensor_bytes(t: &TensorProto) -> usize {
-    crate::tensor::element_count(&t.dims).unwrap_or(0)
-        * crate::proto::data_type::byte_size(t.data_type.unwrap_or(0)).unwrap_or(0)
-}
-
 /// Whether two bodies' new values of the same constant are equal: same dims and type and the
 /// same bytes, write-time edits computed (one tensor in memory at a time).
 fn same_values(a: (&Model, &TensorProto), b: (&Model, &TensorProto)) -> Result<bool> {
@@ -271,37 +403,43 @@ fn same_values(a: (&Model, &TensorProto), b: (&Model, &TensorProto)) -> Result<b
     Ok(equal && at == want.len())
 }
 
-/// Put the rewritten bodies back into `model`'s graph, giving each outer constant one
-/// consistent edit (module doc). Returns the bytes of the copies made.
-fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
-    let mut added = 0usize;
-    // Per body: outer name -> the name its reads now use.
-    let mut renames: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); done.len()];
+/// How the bodies' edits of one outer constant are reconciled: the groups of bodies whose new
+/// values are equal, and the group (if any) whose value replaces the constant in place; the
+/// others get copies.
+struct Decision {
+    name: String,
+    groups: Vec<Vec<usize>>,
+    chosen: Option<usize>,
+}
+
+/// Decide, for every outer constant the bodies imported, how their edits are reconciled
+/// (module doc): `edited` says what body `d` did to constant `name` (`None`: it no longer reads
+/// it; `Some(false)`: still read unchanged; `Some(true)`: edited), `same` whether two bodies'
+/// edits of it give equal values.
+fn decide<T>(
+    model: &Model,
+    done: &[Done<T>],
+    edited: impl Fn(&Done<T>, &str) -> Result<Option<bool>>,
+    same: impl Fn(&Done<T>, &Done<T>, &str) -> Result<bool>,
+) -> Result<Vec<Decision>> {
     let names: BTreeSet<String> = done
         .iter()
         .flat_map(|d| d.imports.constants.keys().cloned())
         .collect();
-    for name in &names {
+    let mut out = Vec::new();
+    for name in names {
         let mut kept = false;
         let mut editors: Vec<usize> = Vec::new();
         let mut editable = true;
         for (i, d) in done.iter().enumerate() {
-            let Some(orig) = d.imports.constants.get(name) else {
+            if !d.imports.constants.contains_key(&name) {
                 continue;
-            };
-            editable &= d.imports.initializers.contains(name);
-            let g = &d.view.graph;
-            let Some(p) = g.initializer_pos(name) else {
-                continue; // the body no longer reads it
-            };
-            let status = if g.pending(name).is_some() || &g.initializers()[p] != orig {
-                Status::Edited
-            } else {
-                Status::Kept
-            };
-            match status {
-                Status::Kept => kept = true,
-                Status::Edited => editors.push(i),
+            }
+            editable &= d.imports.initializers.contains(&name);
+            match edited(d, &name)? {
+                None => {}
+                Some(false) => kept = true,
+                Some(true) => editors.push(i),
             }
         }
         if editors.is_empty() {
@@ -310,12 +448,9 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
         // Groups of bodies whose new values are equal.
         let mut groups: Vec<Vec<usize>> = Vec::new();
         for &i in &editors {
-            let ti = tensor_in(&done[i], name)?;
             let mut placed = false;
             for grp in groups.iter_mut() {
-                let j = grp[0];
-                let tj = tensor_in(&done[j], name)?;
-                if same_values((&done[i].view, ti), (&done[j].view, tj))? {
+                if same(&done[i], &done[grp[0]], &name)? {
                     grp.push(i);
                     placed = true;
                     break;
@@ -325,130 +460,127 @@ fn reconcile(model: &mut Model, done: &mut [Done]) -> Result<usize> {
                 groups.push(vec![i]);
             }
         }
-        let in_place = editable && !kept && model.graph.direct_reads(name) == 0;
+        let in_place = editable && !kept && model.graph.direct_reads(&name) == 0;
         // The largest group (the first of equals) edits in place when allowed.
         let chosen = in_place.then(|| {
             (0..groups.len())
                 .max_by_key(|&k| (groups[k].len(), std::cmp::Reverse(k)))
                 .unwrap_or(0)
         });
+        out.push(Decision {
+            name,
+            groups,
+            chosen,
+        });
+    }
+    Ok(out)
+}
+
+/// The patches that put the rewritten bodies back into the enclosing graph as `decisions` say:
+/// the outer constants first, then each body, then the outer initializers no reader is left
+/// for.
+fn reconcile(decisions: &[Decision], done: &[Done<Report>]) -> Result<Vec<Patch>> {
+    let mut out = Vec::new();
+    let mut push = |kind: PatchKind, what: String| out.push(Patch { kind, what });
+    for Decision {
+        name,
+        groups,
+        chosen,
+    } in decisions
+    {
         for (k, grp) in groups.iter().enumerate() {
             let rep = &done[grp[0]];
-            let mut t = tensor_in(rep, name)?.clone();
-            let pending = rep.view.graph.pending(name).cloned();
-            let target = if Some(k) == chosen {
-                name.clone()
-            } else {
-                let fresh = model.graph.fresh_name(&format!("{name}_normopt"));
-                added += tensor_bytes(&t);
-                fresh
-            };
-            // A pending tensor keeps its source; its payload is computed when written.
-            t.name = Some(target.clone());
-            model.graph.put_initializer(t, pending)?;
-            if &target != name {
-                for &i in grp {
-                    renames[i].insert(name.clone(), target.clone());
-                }
-            }
+            let copy = Some(k) != *chosen;
+            let labels: Vec<&str> = grp.iter().map(|&i| done[i].label.as_str()).collect();
+            push(
+                PatchKind::OuterConstant {
+                    name: name.clone(),
+                    tensor: Box::new(tensor_in(rep, name)?.clone()),
+                    pending: rep.view.graph.pending(name).cloned().map(Box::new),
+                    copy,
+                    bodies: grp.clone(),
+                },
+                format!(
+                    "outer constant {name:?}: {} for {}",
+                    if copy {
+                        "a copy with the edit"
+                    } else {
+                        "edited in place"
+                    },
+                    labels.join(", ")
+                ),
+            );
         }
     }
     // Put the bodies back: without the imported values, with pending tensors hoisted.
-    for (i, d) in done.iter_mut().enumerate() {
+    for (i, d) in done.iter().enumerate() {
         let vg = &d.view.graph;
         let mut gp = vg.to_proto();
-        let mut hoisted: Vec<TensorProto> = Vec::new();
+        let mut hoisted = Vec::new();
         gp.initializer.retain(|t| {
             let n = t.name.as_deref().unwrap_or("");
             if d.imports.constants.contains_key(n) {
                 return false;
             }
-            if vg.pending(n).is_some() {
-                hoisted.push(t.clone());
+            if let Some(p) = vg.pending(n) {
+                hoisted.push((t.clone(), Some(p.clone())));
                 return false;
             }
             true
         });
         gp.input
             .retain(|v| !d.imports.inputs.contains(v.name.as_deref().unwrap_or("")));
-        for t in hoisted {
-            let n = t.name.clone().unwrap_or_default();
-            let p = vg.pending(&n).cloned();
-            model.graph.put_initializer(t, p)?;
-        }
-        for (from, to) in &renames[i] {
-            rename_reads(&mut gp, from, to);
-        }
-        model.graph.set_body(&d.body, gp)?;
-        for o in &d.view.header.opset_import {
-            if let (Some(dom), Some(v)) = (o.domain.as_deref(), o.version) {
-                if !dom.is_empty() {
-                    model.ensure_import(dom, v);
-                }
+        let imports = d
+            .view
+            .header
+            .opset_import
+            .iter()
+            .filter_map(|o| match (o.domain.as_deref(), o.version) {
+                (Some(dom), Some(v)) if !dom.is_empty() => Some((dom.to_string(), v)),
+                _ => None,
+            })
+            .collect();
+        let what = format!(
+            "put back the rewritten {}{}",
+            d.label,
+            if hoisted.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} constant(s) computed at write time move out)",
+                    hoisted.len()
+                )
             }
-        }
+        );
+        push(
+            PatchKind::PutBody {
+                body: d.body.clone(),
+                index: i,
+                graph: Box::new(gp),
+                hoisted,
+                imports,
+            },
+            what,
+        );
     }
     // Outer constants no reader is left for (a body that dropped its last read of one).
     let candidates: BTreeSet<String> = done
         .iter()
         .flat_map(|d| d.imports.initializers.iter().cloned())
         .collect();
-    model.graph.drop_unused_initializers(&candidates);
-    model
-        .graph
-        .check()
-        .map_err(|why| Error::Internal(format!("after rewriting subgraphs: {why}")))?;
-    Ok(added)
+    if !candidates.is_empty() {
+        push(
+            PatchKind::DropUnusedInitializers { candidates },
+            "drop the outer initializers the bodies no longer read".into(),
+        );
+    }
+    Ok(out)
 }
 
 /// The tensor named `name` in a body's view (it must be there).
-fn tensor_in<'a>(d: &'a Done, name: &str) -> Result<&'a TensorProto> {
+fn tensor_in<'a, T>(d: &'a Done<T>, name: &str) -> Result<&'a TensorProto> {
     let g = &d.view.graph;
     g.initializer_pos(name)
         .and_then(|p| g.initializers().get(p))
         .ok_or_else(|| Error::Internal(format!("{}: {name:?} vanished", d.label)))
-}
-
-/// Merge the bodies' reports into the enclosing graph's: streams and refusals named by their
-/// body, counts summed.
-fn merge_reports(report: &mut Report, done: &[Done]) {
-    let mut next = report.streams.len();
-    let mut found: BTreeMap<String, usize> = report.norms_found.iter().cloned().collect();
-    let nested = |label: &str, inner: &Option<String>| {
-        Some(match inner {
-            Some(i) => format!("{label} / {i}"),
-            None => label.to_string(),
-        })
-    };
-    let mut any = false;
-    for d in done {
-        let r = &d.report;
-        for (f, n) in &r.norms_found {
-            *found.entry(f.clone()).or_insert(0) += n;
-            any = true;
-        }
-        for st in &r.streams {
-            let mut st = st.clone();
-            st.id = next;
-            next += 1;
-            st.subgraph = nested(&d.label, &st.subgraph);
-            report.streams.push(st);
-            any = true;
-        }
-        for rf in &r.refusals {
-            if rf.why == Why::NothingFound {
-                continue;
-            }
-            let mut rf = rf.clone();
-            rf.subgraph = nested(&d.label, &rf.subgraph);
-            report.refusals.push(rf);
-        }
-        report.norms_rewritten += r.norms_rewritten;
-        report.centering_nodes += r.centering_nodes;
-        report.bytes_added += r.bytes_added;
-    }
-    report.norms_found = found.into_iter().collect();
-    if any {
-        report.refusals.retain(|rf| rf.why != Why::NothingFound);
-    }
 }

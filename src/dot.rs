@@ -15,7 +15,7 @@
 //! `namespace` metadata, see [`display_names`]).
 
 use crate::ir::Graph;
-use crate::passes::report::{Report, StreamStatus};
+use crate::passes::report::{LeafKind, Report, StreamStatus};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -282,14 +282,14 @@ pub fn streams_dot(report: &Report, names: &dyn Fn(&str) -> String, title: &str)
         for l in &st.leaves {
             let fate = if refused {
                 Fate::Refused
-            } else if l.kind == "explicit centering" {
+            } else if l.kind == LeafKind::ExplicitCentering {
                 Fate::Explicit
-            } else if l.kind == "embedding LayerNorm" {
+            } else if l.kind == LeafKind::EmbeddingLayerNorm {
                 Fate::Precomputed
             } else {
                 Fate::Centred
             };
-            let role = if l.kind == "explicit centering" {
+            let role = if l.kind == LeafKind::ExplicitCentering {
                 "explicit centering"
             } else {
                 "source/writer"
@@ -543,7 +543,9 @@ pub fn check_syntax(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::passes::report::{LeafReport, LeftAlone, NormReport, Refusal, StreamReport, Why};
+    use crate::passes::report::{
+        Centring, LeafReport, LeftAlone, NormReport, Refusal, StreamReport, Why,
+    };
 
     fn report(layers: usize, nasty: &str) -> Report {
         let observed = Refusal::ObservedBy {
@@ -552,18 +554,21 @@ mod tests {
         };
         let mut leaves = vec![LeafReport {
             value: "emb".into(),
-            kind: "embedding".into(),
+            kind: LeafKind::Embedding,
             node: "/m/wte/Gather".into(),
-            how: "table rows centred".into(),
+            how: Centring::Table,
         }];
         let mut norms = vec![];
         let mut names = vec![];
         for l in 0..layers {
             leaves.push(LeafReport {
                 value: format!("w{l}"),
-                kind: "linear".into(),
+                kind: LeafKind::Linear,
                 node: format!("/m/h.{l}/attn/c_proj/MatMul"),
-                how: "weight centred".into(),
+                how: Centring::Linear {
+                    gemm_trans_b: None,
+                    layer_scale: None,
+                },
             });
             let n = format!("/m/h.{l}/ln_1/LayerNormalization");
             names.push(n.clone());

@@ -392,7 +392,7 @@ fn stage_checked(
     let result = (s.verifier)(input, staged.model_path(), dest.shown, &s.verify_opts);
     match result {
         Ok(Ok(rep)) => {
-            report.verification = Some(rep.json.clone());
+            report.add_verification(&rep.json);
             if rep.passed() {
                 FileResult::Rewritten {
                     output: staged,

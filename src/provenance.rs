@@ -7,6 +7,9 @@
 //! Invariant: entries already in the input are kept as they are, in their order; ours are
 //! appended after them ([`record`]). A model carrying [`PREFIX`]`version` was written by this
 //! tool, and a second rewrite refuses it ([`already_rewritten`]).
+//!
+//! The record ([`Provenance`]) is the report's: `passes::report` defines it and builds it from a
+//! rewrite's report; this module keeps it in a model and reads it back.
 
 use crate::proto::{ModelProto, StringStringEntryProto};
 use crate::{Error, Result};
@@ -18,64 +21,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// The prefix of our metadata keys.
 pub const PREFIX: &str = "onnx_normopt.";
 
-/// This tool's version, as recorded.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use crate::passes::report::{Provenance, VERSION};
 
-/// What a rewritten model records about its rewrite.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Provenance {
-    /// Tool version.
-    pub version: String,
-    /// rmsnorm or crmsnorm.
-    pub target: String,
-    /// standard, onnxruntime or custom.
-    pub emit: String,
-    /// Whether γ/β were folded into readers ("true"/"false").
-    pub fold: String,
-    /// Norms rewritten.
-    pub norms_rewritten: String,
-    /// Norms left alone.
-    pub norms_refused: String,
-    /// The input's file name.
-    pub input_file: String,
-    /// SHA-256 of the input model file, hex.
-    pub input_sha256: String,
-}
-
-impl Provenance {
-    fn entries(&self) -> [(&'static str, &str); 8] {
-        [
-            ("version", &self.version),
-            ("target", &self.target),
-            ("emit", &self.emit),
-            ("fold", &self.fold),
-            ("norms_rewritten", &self.norms_rewritten),
-            ("norms_refused", &self.norms_refused),
-            ("input_file", &self.input_file),
-            ("input_sha256", &self.input_sha256),
-        ]
-    }
-
-    /// One line: "onnx-normopt 0.1.0 (target rmsnorm, emit standard, 5 norm(s) rewritten, ...)".
-    pub fn describe(&self) -> String {
-        format!(
-            "onnx-normopt {} (target {}, emit {}, fold {}, {} norm(s) rewritten, {} left alone; input {} sha256 {})",
-            self.version,
-            self.target,
-            self.emit,
-            self.fold,
-            self.norms_rewritten,
-            self.norms_refused,
-            if self.input_file.is_empty() { "?" } else { &self.input_file },
-            if self.input_sha256.is_empty() { "?" } else { &self.input_sha256 },
-        )
-    }
+/// The metadata entries of a record (keys without [`PREFIX`]), in their order.
+fn entries(p: &Provenance) -> [(&'static str, &str); 8] {
+    [
+        ("version", &p.version),
+        ("target", &p.target),
+        ("emit", &p.emit),
+        ("fold", &p.fold),
+        ("norms_rewritten", &p.norms_rewritten),
+        ("norms_refused", &p.norms_refused),
+        ("input_file", &p.input_file),
+        ("input_sha256", &p.input_sha256),
+    ]
 }
 
 /// Append `p` to the model's `metadata_props`. Entries already there are not touched; an input
 /// carrying our keys is refused before this point ([`already_rewritten`]).
 pub fn record(header: &mut ModelProto, p: &Provenance) {
-    for (k, v) in p.entries() {
+    for (k, v) in entries(p) {
         header.metadata_props.push(StringStringEntryProto {
             key: Some(format!("{PREFIX}{k}")),
             value: Some(v.to_string()),

@@ -292,6 +292,20 @@ fn check(c: &Case) -> (passes::report::Report, ModelProto, ModelProto) {
     )
     .unwrap();
     let r = out.report.clone();
+    // inspect tells the same from the patch list, nothing applied.
+    let told = passes::inspect(
+        &Model::load(&src).unwrap(),
+        &Options {
+            form: c.target.into(),
+            defer_bytes: c.defer_bytes,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::to_value(&told).unwrap(),
+        serde_json::to_value(&r).unwrap()
+    );
     let expect_norms = if c.variant == Else::Observed { 5 } else { 10 };
     assert_eq!(r.norms_rewritten, expect_norms, "{}", r.summary());
     for st in &r.streams {

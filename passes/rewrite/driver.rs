@@ -8,18 +8,18 @@
 //! [`DriveOptions::stop_after`], only the first patches are applied (to bisect a broken
 //! rewrite; the result is a valid graph but in general not an equivalent one).
 
+use super::super::api::{Options, PatchLog};
 use super::super::edit;
-use super::super::emit::{Builder, Emit};
+use super::super::emit::{Builder, NormBuild};
 use super::super::math;
-use super::super::norms::{NormForm, NormMatch};
-use super::super::CrmsEmit;
-use super::patch::{Patch, PatchKind};
-use super::plan::{broadcast_vec, read_through, NormPlan};
+use super::patch::{Patch, PatchKind, Removed};
 use crate::io::ExternalStore;
-use crate::ir::{read_array, GraphIndex, Model, NodeExt, NodeId};
+use crate::ir::subgraph::rename_reads;
+use crate::ir::{read_array, Model, NodeExt, NodeId};
 use crate::proto::data_type as dt;
+use crate::proto::TensorProto;
 use crate::{Error, Result};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,60 +30,56 @@ pub struct Applied {
     pub bytes_added: usize,
     /// Explicit centering nodes added.
     pub centering_nodes: usize,
-    /// Output form of each replaced norm, by its index among the matches.
-    pub forms_out: std::collections::BTreeMap<usize, String>,
     /// How many patches were applied.
     pub patches: usize,
 }
 
-/// Told each patch's number (from 1) and the patch, before it is applied.
-pub type PatchObserver<'a> = &'a dyn Fn(usize, &Patch);
-
 /// How the driver runs.
 #[derive(Clone, Copy)]
 pub struct DriveOptions<'a> {
-    /// RMSNorm's form.
-    pub emit: Emit,
-    /// CRMSNorm's form.
-    pub crms: CrmsEmit,
     /// Constants of at least this many bytes are edited while the model is written.
     pub defer_bytes: usize,
     /// Check the graph after each patch.
     pub check_each_patch: bool,
     /// Apply only this many patches.
     pub stop_after: Option<usize>,
-    /// Called with each patch's number (from 1) and the patch, before it is applied.
-    pub log: Option<PatchObserver<'a>>,
+    /// Told each patch's description before it is applied.
+    pub log: Option<&'a PatchLog>,
 }
 
-/// Apply `patches` in order to `model` (whose graph they were planned on, with the norms
-/// `norms`), then settle the graph and check it.
-pub fn drive(
-    model: &mut Model,
-    norms: &[NormMatch],
-    patches: &[Patch],
-    o: &DriveOptions,
-) -> Result<Applied> {
+impl DriveOptions<'_> {
+    /// How the driver runs for a pass with `opts` that has applied `done` patches already (the
+    /// budget of `--stop-after` is shared by the main graph, its bodies and their
+    /// reconciliation).
+    pub fn of(opts: &Options, done: usize) -> DriveOptions<'_> {
+        DriveOptions {
+            defer_bytes: opts.defer_bytes,
+            check_each_patch: opts.check_each_patch,
+            stop_after: opts.stop_after.map(|n| n.saturating_sub(done)),
+            log: opts.patch_log.as_ref(),
+        }
+    }
+}
+
+/// Apply `patches` in order to `model` (whose graph they were lowered on), then settle the
+/// graph and check it.
+pub fn drive(model: &mut Model, patches: &[Patch], o: &DriveOptions) -> Result<Applied> {
     let mut d = Driver {
         opset: model.onnx_opset(),
         path: model.path.clone(),
         store: model.store.clone(),
-        // Producers of γ/β behind a Cast (node ids are stable: patches only append nodes).
-        ix0: model.graph.index(),
         model,
-        norms,
-        emit: o.emit,
-        crms: o.crms,
         defer_bytes: o.defer_bytes,
         removed: BTreeSet::new(),
         dead_consts: BTreeSet::new(),
         renamed: HashMap::new(),
+        copies: BTreeMap::new(),
         out: Applied::default(),
     };
     let n = o.stop_after.map_or(patches.len(), |k| k.min(patches.len()));
     for (i, p) in patches[..n].iter().enumerate() {
         if let Some(log) = o.log {
-            log(i + 1, p);
+            (log.0)(&p.to_string());
         }
         d.apply(p)?;
         d.out.patches += 1;
@@ -99,21 +95,18 @@ pub fn drive(
 /// The driver's state between patches.
 struct Driver<'a> {
     model: &'a mut Model,
-    norms: &'a [NormMatch],
-    emit: Emit,
-    crms: CrmsEmit,
     defer_bytes: usize,
     opset: i64,
     path: PathBuf,
     store: Arc<ExternalStore>,
-    /// The index of the graph before any patch.
-    ix0: GraphIndex,
     /// Nodes replaced, removed when the graph settles.
     removed: BTreeSet<NodeId>,
     /// Constants that may have lost their last reader.
     dead_consts: BTreeSet<String>,
     /// Explicitly centred values → their centred copies (norms read the copies).
     renamed: HashMap<String, String>,
+    /// Subgraphs: (body number, outer constant) → the copy that body reads.
+    copies: BTreeMap<(usize, String), String>,
     out: Applied,
 }
 
@@ -186,13 +179,20 @@ impl Driver<'_> {
                 self.out.centering_nodes += 1;
                 Ok(())
             }
-            PatchKind::PrecomputeTable { norm, gather } => {
-                let m = &self.norms[*norm];
-                self.removed.extend(m.nodes.iter().copied());
-                self.dead_consts.extend(norm_consts(&self.model.graph, m));
-                self.model.graph.set_output(*gather, 0, &m.y)
+            PatchKind::PrecomputeTable {
+                removed,
+                gather,
+                out,
+            } => {
+                self.remove(removed);
+                self.model.graph.set_output(*gather, 0, out)
             }
-            PatchKind::ReplaceNorm(np) => self.replace_norm(np),
+            PatchKind::ReplaceNorm {
+                removed,
+                build,
+                doc,
+                ..
+            } => self.replace_norm(removed, build, doc),
             PatchKind::FixShape { node, rank } => {
                 let (node, rank) = (*node, *rank);
                 let mut b = self.builder();
@@ -218,6 +218,56 @@ impl Driver<'_> {
             }
             PatchKind::DropCasts { casts } => {
                 self.drop_casts(casts);
+                Ok(())
+            }
+            PatchKind::OuterConstant {
+                name,
+                tensor,
+                pending,
+                copy,
+                bodies,
+            } => {
+                let g = &mut self.model.graph;
+                let target = if *copy {
+                    let fresh = g.fresh_name(&format!("{name}_normopt"));
+                    self.out.bytes_added += tensor_bytes(tensor);
+                    for &i in bodies {
+                        self.copies.insert((i, name.clone()), fresh.clone());
+                    }
+                    fresh
+                } else {
+                    name.clone()
+                };
+                let t = TensorProto {
+                    name: Some(target),
+                    ..(**tensor).clone()
+                };
+                g.put_initializer(t, pending.as_deref().cloned())
+            }
+            PatchKind::PutBody {
+                body,
+                index,
+                graph,
+                hoisted,
+                imports,
+            } => {
+                let g = &mut self.model.graph;
+                for (t, p) in hoisted {
+                    g.put_initializer(t.clone(), p.clone())?;
+                }
+                let mut gp = (**graph).clone();
+                let copies = self.copies.range((*index, String::new())..);
+                for ((_, from), to) in copies.take_while(|((i, _), _)| i == index) {
+                    rename_reads(&mut gp, from, to);
+                }
+                g.set_body(body, gp)?;
+                for (domain, version) in imports {
+                    self.model.ensure_import(domain, *version);
+                }
+                Ok(())
+            }
+            PatchKind::DropUnusedInitializers { candidates } => {
+                self.model.graph.drop_unused_initializers(candidates);
                 Ok(())
             }
             PatchKind::DropStaleValueInfo { widths } => {
@@ -346,244 +396,50 @@ impl Driver<'_> {
         g.set_output(prod.0, prod.1, &o)
     }
 
-    /// A Cast of γ/β that only the replaced norms read goes with them.
+    /// The Casts of γ/β that only the replaced norms read go with them.
     fn drop_casts(&mut self, casts: &BTreeSet<NodeId>) {
-        let g = &self.model.graph;
-        let mut reads: HashMap<&str, usize> = HashMap::new();
-        for (i, n) in g.nodes().iter().enumerate() {
-            if !self.removed.contains(&i) {
-                for v in &n.input {
-                    *reads.entry(v.as_str()).or_default() += 1;
-                }
-            }
-        }
-        let outputs: BTreeSet<&str> = g
-            .outputs()
-            .iter()
-            .filter_map(|o| o.name.as_deref())
-            .collect();
-        let mut gone = Vec::new();
         for &c in casts {
-            let n = g.node(c);
-            let o = n.out(0).unwrap_or("");
-            if reads.get(o).copied().unwrap_or(0) == 0 && !outputs.contains(o) {
-                gone.push((c, n.input(0).unwrap_or("").to_string()));
-            }
-        }
-        for (c, src) in gone {
             self.removed.insert(c);
+            let src = self.model.graph.node(c).input(0).unwrap_or("").to_string();
             self.dead_consts.insert(src);
         }
     }
 
-    /// A LayerNorm → RMSNorm, or CRMSNorm on a compressed stream.
-    fn replace_norm(&mut self, np: &NormPlan) -> Result<()> {
-        let norms = self.norms;
-        let mut b = Builder {
-            g: &mut self.model.graph,
-            opset: self.opset,
-            prefix: "normopt".into(),
-            doc: None,
-        };
-        let m = &norms[np.norm];
-        let folded_into: Vec<String> = np
-            .fold
-            .iter()
-            .flatten()
-            .map(|r| b.g.node(r.node).label())
-            .collect();
-        b.doc = Some(super::super::emit::doc_norm(
-            &b.g.node(m.anchor).label(),
-            &m.form.to_string(),
-            m.epsilon,
-            np.compressed_from,
-            &folded_into,
-            np.kept_affine.as_ref(),
-        ));
-        self.removed.extend(m.nodes.iter().copied());
-        self.dead_consts.extend(norm_consts(b.g, m));
-        let dtype = m
-            .gamma
-            .as_deref()
-            .and_then(|gm| b.g.constant_tensor(gm))
-            .and_then(|t| t.data_type)
-            .filter(|&t| crate::tensor::is_float(t))
-            .or_else(|| super::super::stream::elem_type(b.g, &m.y))
-            // New constants are written in this type: a declared non-float type is a lie
-            // (the norm computes in floats), not something to write.
-            .filter(|&t| crate::tensor::is_float(t))
-            .unwrap_or(dt::FLOAT);
-        let d = m
-            .gamma
-            .as_deref()
-            .and_then(|gm| super::super::stream::const_dims_through(b.g, &self.ix0, gm))
-            .and_then(|s| s.last().copied());
-        let r = |v: &str| {
-            self.renamed
-                .get(v)
-                .cloned()
-                .unwrap_or_else(|| v.to_string())
-        };
-        // onnxruntime's fused residual add + RMSNorm (SkipSimplifiedLayerNormalization without
-        // a bias) computes the sum itself.
-        let fused_skip = np.compressed_from.is_none()
-            && self.emit == Emit::Onnxruntime
-            && m.form == NormForm::SkipLayerNormalization
-            && m.skip.as_ref().is_some_and(|s| s.bias.is_none());
-        let x = match &m.skip {
-            Some(s) if fused_skip => {
-                // No plain Add: its names are taken all the same, so that the names of
-                // everything built after it do not depend on the form.
-                b.reserve_node("Add", s.sum.as_deref());
-                String::new()
-            }
-            Some(s) => {
-                let sum_name = s.sum.clone();
-                let with_bias = s.bias.is_some();
-                let sum = b.node(
-                    "",
-                    "Add",
-                    &[&r(&s.a), &r(&s.b)],
-                    if with_bias { None } else { sum_name.as_deref() },
-                    vec![],
-                );
-                match &s.bias {
-                    Some(bias) => b.node("", "Add", &[&sum, bias], sum_name.as_deref(), vec![]),
-                    None => sum,
-                }
-            }
-            None => r(&m.x),
-        };
-        if let Some(full) = np.compressed_from {
-            // CRMSNorm on the compressed stream; an unfolded affine sees the decompressed vector.
-            let (gamma, beta) = if np.fold.is_some() {
-                (None, None)
-            } else {
-                (m.gamma.clone(), m.beta.clone())
-            };
-            b.crms(
-                self.crms,
-                &x,
-                full,
-                m.epsilon,
-                gamma.as_deref(),
-                beta.as_deref(),
-                dtype,
-                m.compute_type,
-                &m.y,
-            )?;
-            let core = if self.crms == CrmsEmit::Custom {
-                "CRMSNormalization"
-            } else {
-                "decomposed CRMSNorm"
-            };
-            self.out.forms_out.insert(
-                np.norm,
-                if np.fold.is_some() {
-                    core.to_string()
-                } else {
-                    format!("{core} + decompression")
-                },
-            );
-            return Ok(());
-        }
-        let folded = np.fold.is_some();
-        let decomposed = self.emit == Emit::Standard && self.opset < 23;
-        let gamma: Option<String> = if folded || m.gamma.is_none() {
-            // Fused ops need a scale of the stream's width (γ/β may be scalars: they broadcast);
-            // the decomposed chain keeps a Mul so onnxruntime fuses it.
-            let d = if decomposed {
-                d.or_else(|| {
-                    m.beta
-                        .as_deref()
-                        .and_then(|bt| super::super::stream::const_dims_through(b.g, &self.ix0, bt))
-                        .and_then(|s| s.last().copied())
-                })
-            } else {
-                Some(np.width)
-            };
-            match d {
-                Some(d) => Some(b.constant("ones", &[d], dtype, &vec![1.0; d])?),
-                None => None,
-            }
-        } else {
-            match m.gamma.as_deref() {
-                // A fused op's scale must have the normalised width: widen a broadcast γ.
-                Some(gm)
-                    if !decomposed
-                        && super::super::stream::const_dims_through(b.g, &self.ix0, gm)
-                            .and_then(|s| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d)))
-                            != Some(np.width) =>
-                {
-                    let arr = read_through(b.g, &self.ix0, &self.store, &self.path, gm)?;
-                    let v = broadcast_vec(&arr.data, np.width)?;
-                    Some(b.constant("scale", &[np.width], arr.data_type, &v)?)
-                }
-                g => g.map(str::to_string),
-            }
-        };
-        let beta = if folded { None } else { m.beta.clone() };
-        let form = if let (true, Some(s)) = (fused_skip, &m.skip) {
-            // Fused residual add + RMSNorm: SkipSimplifiedLayerNormalization without a bias.
-            let sum_out = s.sum.clone().unwrap_or_default();
-            let core = if beta.is_some() {
-                b.value("rms")
-            } else {
-                m.y.clone()
-            };
-            let g = gamma.clone().unwrap_or_default();
-            b.node_outputs(
-                "com.microsoft",
-                "SkipSimplifiedLayerNormalization",
-                &[&r(&s.a), &r(&s.b), &g],
-                vec![core.clone(), String::new(), String::new(), sum_out],
-                vec![super::super::emit::attr_f("epsilon", m.epsilon)],
-            );
-            if let Some(bt) = &beta {
-                b.node("", "Add", &[&core, bt], Some(&m.y), vec![]);
-            }
-            "com.microsoft:SkipSimplifiedLayerNormalization"
-        } else {
-            b.rms(
-                self.emit,
-                &x,
-                gamma.as_deref(),
-                beta.as_deref(),
-                m.epsilon,
-                dtype,
-                m.compute_type,
-                &m.y,
-            )?;
-            match (self.emit, decomposed) {
-                (Emit::Onnxruntime, _) => "SimplifiedLayerNormalization",
-                (Emit::Standard, false) => "RMSNormalization",
-                (Emit::Standard, true) => "decomposed RMSNorm",
-            }
-        };
-        self.out.forms_out.insert(np.norm, form.into());
-        Ok(())
+    /// A norm replaced as lowering decided: its nodes go, the builder of its form adds the
+    /// new ones (reading the explicitly centred copies of centred values).
+    fn replace_norm(&mut self, removed: &Removed, build: &NormBuild, doc: &str) -> Result<()> {
+        self.remove(removed);
+        let renamed = &self.renamed;
+        let input = build
+            .input
+            .renamed(|v| renamed.get(v).cloned().unwrap_or_else(|| v.to_string()));
+        let mut b = self.builder();
+        b.doc = Some(doc.to_string());
+        b.norm(&NormBuild {
+            input,
+            ..build.clone()
+        })
+    }
+
+    /// Nodes to remove when the graph settles, and constants that may lose their last reader.
+    fn remove(&mut self, r: &Removed) {
+        self.removed.extend(r.nodes.iter().copied());
+        self.dead_consts.extend(r.consts.iter().cloned());
     }
 }
 
-fn norm_consts(g: &crate::ir::Graph, m: &NormMatch) -> Vec<String> {
-    m.nodes
-        .iter()
-        .flat_map(|&n| {
-            g.node(n)
-                .input
-                .iter()
-                .filter(|i| g.constant_tensor(i).is_some())
-                .cloned()
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn elem_type_of_weight(g: &crate::ir::Graph, node: NodeId) -> i32 {
+/// The element type of new constants for a linear reader: its weight's, when a float type.
+pub(super) fn elem_type_of_weight(g: &crate::ir::Graph, node: NodeId) -> i32 {
     g.node(node)
         .input(1)
         .and_then(|w| g.constant_tensor(w))
         .and_then(|t| t.data_type)
         .filter(|&t| crate::tensor::is_float(t))
         .unwrap_or(dt::FLOAT)
+}
+
+/// Byte size of a tensor's values (dims × element size).
+fn tensor_bytes(t: &TensorProto) -> usize {
+    crate::tensor::element_count(&t.dims).unwrap_or(0)
+        * dt::byte_size(t.data_type.unwrap_or(0)).unwrap_or(0)
 }

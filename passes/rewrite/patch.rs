@@ -1,20 +1,18 @@
-//! Named patches: the plan lowered to the ordered list of graph edits the driver applies.
+//! Named patches: the graph edits the driver applies, every choice already made.
 //!
 //! Each [`Patch`] is one small, named change (edit one constant, add one bias, centre one value,
-//! replace one norm, …) with a one-line description; [`super::driver`] applies them in order.
-//! The order is the rewrite's: constant edits (sources and writers centred, γ/β folded into
-//! readers, compression), new biases, LayerScale removals, explicit centering, embedding tables,
-//! norm replacements, then compression's shape fixes and the bookkeeping (imports, casts, stale
-//! `value_info`).
+//! replace one norm, …) with a one-line description. [`super::lower`](super::lower()) makes
+//! them from the plan, in the rewrite's order: constant edits (sources and writers centred, γ/β
+//! folded into readers, compression), new biases, LayerScale removals, explicit centering,
+//! embedding tables, norm replacements, then compression's shape fixes and the bookkeeping
+//! (imports, casts, stale `value_info`); [`super::driver`] applies them in order.
 
 use super::super::edit::Edit;
-use super::super::emit::{Emit, NORMOPT_DOMAIN};
-use super::super::norms::NormMatch;
-use super::super::stream::cast_of_const;
-use super::super::CrmsEmit;
-use super::plan::{NormPlan, Plan};
-use crate::ir::{Graph, GraphIndex, NodeExt, NodeId};
-use std::collections::{BTreeSet, HashMap};
+use super::super::emit::NormBuild;
+use crate::ir::subgraph::BodyRef;
+use crate::ir::{NodeId, Pending};
+use crate::proto::{GraphProto, TensorProto};
+use std::collections::BTreeSet;
 
 /// One named change of the graph.
 #[derive(Clone, Debug)]
@@ -76,13 +74,27 @@ pub enum PatchKind {
     },
     /// An embedding LayerNorm precomputed into its table: the Gather produces the norm's output.
     PrecomputeTable {
-        /// The norm (index into the matches).
-        norm: usize,
+        /// What goes with it: its nodes and the constants they read.
+        removed: Removed,
         /// The Gather.
         gather: NodeId,
+        /// The norm's output, now the Gather's.
+        out: String,
     },
-    /// Replace a LayerNorm by RMSNorm (or CRMSNorm on a compressed stream).
-    ReplaceNorm(NormPlan),
+    /// Replace a LayerNorm by what lowering decided: RMSNorm, or CRMSNorm on a compressed
+    /// stream, in a concrete [`NormOut`](super::super::emit::NormOut).
+    ReplaceNorm {
+        /// The norm (index into the matches).
+        norm: usize,
+        /// What goes: its nodes and the constants they read.
+        removed: Removed,
+        /// Its replacement.
+        build: Box<NormBuild>,
+        /// The name of its output form in the report (`form_out`).
+        form_out: String,
+        /// The `doc_string` of the new nodes.
+        doc: String,
+    },
     /// CRMSNorm: a `Shape` node whose result sizes other tensors gets the width back (+1 on its
     /// last entry).
     FixShape {
@@ -98,7 +110,8 @@ pub enum PatchKind {
         /// Its version.
         version: i64,
     },
-    /// Remove the float Casts of γ/β of the replaced norms that nothing else reads.
+    /// Remove the float Casts of γ/β of the replaced norms that nothing else reads (lowering
+    /// chose them: no node left and no new node reads them, no graph output).
     DropCasts {
         /// The Casts.
         casts: BTreeSet<NodeId>,
@@ -108,10 +121,56 @@ pub enum PatchKind {
         /// The widths D that were compressed.
         widths: BTreeSet<usize>,
     },
+    /// Subgraphs: outer constant `name` takes the value that the bodies `bodies` (their
+    /// numbers among the bodies put back) made of it — in place, or as a copy under a fresh
+    /// name (`copy`) that those bodies then read.
+    OuterConstant {
+        /// The outer constant.
+        name: String,
+        /// Its new tensor (the payload computed at write time when `pending`).
+        tensor: Box<TensorProto>,
+        /// What computes its payload at write time.
+        pending: Option<Box<Pending>>,
+        /// A copy under a fresh name, not an edit in place.
+        copy: bool,
+        /// The bodies that read the new value.
+        bodies: Vec<usize>,
+    },
+    /// Subgraphs: put back rewritten body number `index`: its imports removed (outer values
+    /// again), its reads of outer constants copied for it renamed, its constants computed at
+    /// write time moved to the enclosing graph (the writer computes them there), the operator
+    /// domains it uses imported.
+    PutBody {
+        /// Where the body is.
+        body: BodyRef,
+        /// Its number among the bodies put back.
+        index: usize,
+        /// The body.
+        graph: Box<GraphProto>,
+        /// Its constants computed at write time.
+        hoisted: Vec<(TensorProto, Option<Pending>)>,
+        /// The domains it imports (domain, version).
+        imports: Vec<(String, i64)>,
+    },
+    /// Subgraphs: drop the outer initializers among `candidates` that nothing reads any more.
+    DropUnusedInitializers {
+        /// The initializers the bodies imported.
+        candidates: BTreeSet<String>,
+    },
+}
+
+/// The nodes of a replaced norm, removed when the graph settles, and the constants they read,
+/// dropped then unless something else still reads them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Removed {
+    /// The nodes.
+    pub nodes: Vec<NodeId>,
+    /// The constants they read.
+    pub consts: Vec<String>,
 }
 
 /// A short description of a constant's edits.
-fn edits_text(edits: &[Edit]) -> String {
+pub(super) fn edits_text(edits: &[Edit]) -> String {
     edits
         .iter()
         .map(|e| match e {
@@ -132,196 +191,4 @@ fn edits_text(edits: &[Edit]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Lower a plan to its patches, in the order they apply. `g` is the graph the plan was made on,
-/// `ix` its index.
-pub fn lower(
-    g: &Graph,
-    ix: &GraphIndex,
-    norms: &[NormMatch],
-    p: &Plan,
-    emit: Emit,
-    crms: CrmsEmit,
-) -> Vec<Patch> {
-    let label = |id: NodeId| g.nodes().get(id).map(|n| n.label()).unwrap_or_default();
-    let norm_label = |k: usize| label(norms[k].anchor);
-    let mut out = Vec::new();
-    let mut push = |kind: PatchKind, what: String| out.push(Patch { kind, what });
-    for (&(node, slot), edits) in &p.edits {
-        let name = g.node(node).input(slot).unwrap_or("").to_string();
-        push(
-            PatchKind::EditConstant {
-                node,
-                slot,
-                edits: edits.clone(),
-            },
-            format!(
-                "edit constant {name:?} (input {slot} of {:?}): {}",
-                label(node),
-                edits_text(edits)
-            ),
-        );
-    }
-    // The norm a reader's fold comes from (the last one, when several fold into it).
-    let fold_of: HashMap<NodeId, String> = p
-        .norms
-        .iter()
-        .flat_map(|np| {
-            np.fold
-                .iter()
-                .flatten()
-                .map(move |r| (r.node, norm_label(np.norm)))
-        })
-        .collect();
-    let with_gemm = p
-        .new_bias
-        .iter()
-        .map(|e| (e, false))
-        .chain(p.new_gemm_c.iter().map(|e| (e, true)));
-    for ((reader, shift, centred), gemm) in with_gemm {
-        let compressed = *centred && p.compressed_widths.contains(&shift.len());
-        let norm = fold_of.get(reader).cloned();
-        push(
-            PatchKind::NewBias {
-                reader: *reader,
-                shift: shift.clone(),
-                centred: *centred,
-                compressed,
-                gemm,
-                norm: norm.clone(),
-            },
-            format!(
-                "give {:?} a new bias (β·W of {:?}){}{}",
-                label(*reader),
-                norm.unwrap_or_default(),
-                if *centred { ", centred" } else { "" },
-                if compressed { ", compressed" } else { "" }
-            ),
-        );
-    }
-    for &(node, slot) in &p.bypass {
-        push(
-            PatchKind::RemoveScale { node, slot },
-            format!(
-                "remove LayerScale {:?} (folded into its writer)",
-                label(node)
-            ),
-        );
-    }
-    for (value, edges) in &p.explicit {
-        let compress_from = p.compress_explicit.get(value).copied();
-        push(
-            PatchKind::Center {
-                value: value.clone(),
-                edges: edges.clone(),
-                compress_from,
-            },
-            format!(
-                "centre {value:?} explicitly for {} stream-side read(s){}",
-                edges.len(),
-                compress_from
-                    .map(|d| format!(", sliced to width {}", d - 1))
-                    .unwrap_or_default()
-            ),
-        );
-    }
-    for &(norm, gather) in &p.ln_tables {
-        push(
-            PatchKind::PrecomputeTable { norm, gather },
-            format!(
-                "precompute LayerNorm {:?} into the table of {:?}",
-                norm_label(norm),
-                label(gather)
-            ),
-        );
-    }
-    for np in &p.norms {
-        let into = match &np.compressed_from {
-            Some(d) => format!("CRMSNorm (width {d} -> {})", d - 1),
-            None => "RMSNorm".to_string(),
-        };
-        let fold = match &np.fold {
-            Some(rs) => format!(
-                ", γ/β folded into {}",
-                rs.iter()
-                    .map(|r| format!("{:?}", label(r.node)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            None => String::new(),
-        };
-        push(
-            PatchKind::ReplaceNorm(np.clone()),
-            format!(
-                "replace LayerNorm {:?} by {into}{fold}",
-                norm_label(np.norm)
-            ),
-        );
-    }
-    for &(node, rank) in &p.shape_fixes {
-        push(
-            PatchKind::FixShape { node, rank },
-            format!("Shape {:?} keeps reporting the full width", label(node)),
-        );
-    }
-    if p.norms
-        .iter()
-        .any(|np| emit == Emit::Onnxruntime && norms[np.norm].skip.is_some())
-    {
-        push(
-            PatchKind::Import {
-                domain: "com.microsoft".into(),
-                version: 1,
-            },
-            "import com.microsoft version 1".into(),
-        );
-    }
-    let casts: BTreeSet<NodeId> = p
-        .norms
-        .iter()
-        .map(|np| np.norm)
-        .chain(p.ln_tables.iter().map(|(k, _)| *k))
-        .flat_map(|k| norms[k].gamma.iter().chain(norms[k].beta.iter()))
-        .filter_map(|v| cast_of_const(g, ix, v))
-        .collect();
-    if !casts.is_empty() {
-        let what = format!(
-            "remove the Casts of γ/β ({}) that only the replaced norms read",
-            casts
-                .iter()
-                .map(|&c| format!("{:?}", label(c)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        push(PatchKind::DropCasts { casts }, what);
-    }
-    if !p.compressed_widths.is_empty() {
-        let widths = p.compressed_widths.clone();
-        let what = format!(
-            "drop the value_info that declares a compressed width ({})",
-            widths
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        push(PatchKind::DropStaleValueInfo { widths }, what);
-    }
-    // Our own op: CRMSNorm as one custom op, or such nodes already in the input.
-    let custom = crms == CrmsEmit::Custom && p.norms.iter().any(|np| np.compressed_from.is_some());
-    if custom
-        || g.nodes()
-            .iter()
-            .any(|n| n.domain.as_deref() == Some(NORMOPT_DOMAIN))
-    {
-        push(
-            PatchKind::Import {
-                domain: NORMOPT_DOMAIN.into(),
-                version: 1,
-            },
-            format!("import {NORMOPT_DOMAIN} version 1"),
-        );
-    }
-    out
 }

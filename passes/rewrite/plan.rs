@@ -1,11 +1,10 @@
-//! The RMSNorm plan (design §3): per accepted stream, every weight edit, every explicit
-//! centering node and every norm replacement. Nothing is mutated here.
+//! The plan (design §3) as data: every weight edit, every explicit centering node and every
+//! norm replacement of the accepted streams, and the value readers planning uses. Nothing is
+//! mutated here; `center.rs` and `compress.rs` fill it, `patch.rs` lowers it.
 
 use super::super::edit::Edit;
-use super::super::math;
-use super::super::report::{KeptAffine, LeafReport, NormReport};
-use super::super::stream::{Analysis, Leaf, StepOp, Stream};
-use super::fold::{costly_new_bias, fold_readers, tail_scales, TailScales};
+use super::super::report::{Centring, KeptAffine};
+use super::super::stream::{Analysis, Leaf};
 use crate::ir::{read_array, Model, NodeExt, NodeId};
 use crate::proto::data_type as dt;
 use crate::tensor::Array;
@@ -71,7 +70,7 @@ pub struct Plan {
 
 impl Plan {
     /// Centre the constant read at `slot` over `axis` (a source or writer).
-    fn center(&mut self, slot: (NodeId, usize), axis: usize) {
+    pub(super) fn center(&mut self, slot: (NodeId, usize), axis: usize) {
         self.edits
             .entry(slot)
             .or_default()
@@ -79,19 +78,34 @@ impl Plan {
     }
 }
 
-/// What planning tells the report of each accepted stream: its id, its leaves and its norms.
-pub type StreamParts = Vec<(usize, Vec<LeafReport>, Vec<NormReport>)>;
+/// How one leaf of an accepted stream is centred, for the report.
+#[derive(Clone, Debug)]
+pub struct PlannedLeaf {
+    /// The stream value it produces.
+    pub value: String,
+    /// The leaf.
+    pub leaf: Leaf,
+    /// The node that carries the edit (`usize::MAX`: none).
+    pub node: NodeId,
+    /// What is done.
+    pub how: Centring,
+}
 
-pub(super) fn norm_label(a: &Analysis, k: usize) -> String {
-    a.g.node(a.norms[k].anchor).label()
+/// What planning tells the report of one accepted stream.
+#[derive(Clone, Debug)]
+pub struct StreamPart {
+    /// The stream's number.
+    pub stream: usize,
+    /// How its leaves are centred.
+    pub leaves: Vec<PlannedLeaf>,
+    /// Its entries in [`Plan::norms`].
+    pub norm_plans: std::ops::Range<usize>,
 }
 
 /// What planning one stream produced besides the plan's entries.
 pub(super) struct StreamPlan {
-    /// The stream's leaves, for the report.
-    pub leaves: Vec<LeafReport>,
-    /// The stream's norms, for the report.
-    pub norms: Vec<NormReport>,
+    /// The stream's leaves and how they are centred, for the report.
+    pub leaves: Vec<PlannedLeaf>,
     /// The constant slots first edited by this stream's leaves (its sources and writers, whose
     /// centred output axes carry the stream), in slot order.
     pub writers: Vec<(NodeId, usize)>,
@@ -102,353 +116,9 @@ pub(super) struct StreamPlan {
     pub fold_paths: Vec<(usize, Vec<NodeId>)>,
 }
 
-/// Plan the rewrite of the accepted streams. Returns the plan and per-stream report parts.
-///
-/// Two phases per stream, in stream order: the RMSNorm plan (`plan_stream`: centre the leaves,
-/// fold or keep each norm's affine), then, with `compress`, the CRMSNorm compression of what it
-/// planned (`compress_stream`, rewrite/compress.rs).
-pub fn plan(
-    a: &Analysis,
-    model: &Model,
-    streams: &[(usize, &Stream)],
-    fold: bool,
-    compress: bool,
-) -> Result<(Plan, StreamParts)> {
-    let mut p = Plan::default();
-    let mut reports = Vec::new();
-    let read = |name: &str| read_value(a, model, name);
-    let scales = tail_scales(a, streams, &read)?;
-    for &(sid, st) in streams {
-        let d = st
-            .width
-            .ok_or_else(|| Error::Internal("accepted stream without width".into()))?;
-        let s = plan_stream(a, model, &mut p, st, d, fold, &scales, &read)?;
-        if compress {
-            super::compress::compress_stream(a, &mut p, st, d, &s)?;
-        }
-        reports.push((sid, s.leaves, s.norms));
-    }
-    // A centring added later (fold into a reader that is also a writer) must come after the fold.
-    for e in p.edits.values_mut() {
-        e.sort_by_key(Edit::rank);
-    }
-    Ok((p, reports))
-}
-
-/// The RMSNorm plan of one stream of width `d`: every leaf centred, every LayerNorm replaced,
-/// its affine folded into its readers when it can be.
-#[allow(clippy::too_many_arguments)]
-fn plan_stream(
-    a: &Analysis,
-    model: &Model,
-    p: &mut Plan,
-    st: &Stream,
-    d: usize,
-    fold: bool,
-    scales: &TailScales,
-    read: &dyn Fn(&str) -> Result<Array>,
-) -> Result<StreamPlan> {
-    let mut leaves = Vec::new();
-    let centred_before: BTreeSet<(NodeId, usize)> = p.edits.keys().copied().collect();
-    for la in &st.leaves {
-        let (kind, node, how) = match &la.leaf {
-            Leaf::Const {
-                node,
-                slot,
-                axis: hidden,
-                through,
-            } => {
-                let dims =
-                    a.g.node(*node)
-                        .input(*slot)
-                        .and_then(|c| a.g.constant_dims(c))
-                        .unwrap_or_default();
-                let axis = hidden.unwrap_or(dims.len().saturating_sub(1));
-                p.edits
-                    .entry((*node, *slot))
-                    .or_default()
-                    .push(Edit::Center { axis });
-                let mut how = if dims.get(axis).copied().unwrap_or(1) == 1 {
-                    "broadcast constant zeroed".to_string()
-                } else if hidden.is_some() {
-                    format!("centred over its hidden axis {axis}")
-                } else {
-                    "centred over the last axis".to_string()
-                };
-                if !through.is_empty() {
-                    let mut ops = through.clone();
-                    ops.reverse();
-                    how = format!(
-                        "{how}; it reaches the stream through {} (linear and the same on every channel: they pass a zero mean through)",
-                        ops.join(", ")
-                    );
-                }
-                ("constant", *node, how)
-            }
-            Leaf::Linear { node, tail } => {
-                let n = a.g.node(*node);
-                p.centred_linears.insert(*node);
-                // LayerScale: λ ⊙ (W·h + b) = (W·diag(λ))·h + λ ⊙ b (math::layer_scale).
-                let lambda = scales.linear.get(node).cloned();
-                let scale_then_center = |p: &mut Plan, slot: (NodeId, usize), axis: usize| {
-                    if let Some(l) = &lambda {
-                        p.edits.entry(slot).or_default().push(Edit::Scale {
-                            axis,
-                            gamma: l.clone(),
-                        });
-                    }
-                    p.center(slot, axis);
-                };
-                let mut how = if n.is("Gemm") {
-                    let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                    scale_then_center(p, a.edit_slot(*node, 1), usize::from(!trans_b));
-                    if n.input(2).is_some() {
-                        let cd = a.const_dims_at(*node, 2).unwrap_or_default();
-                        let slot = a.edit_slot(*node, 2);
-                        let axis = cd.len().saturating_sub(1);
-                        if let Some(l) = scales.bias.get(&slot) {
-                            p.edits.entry(slot).or_default().push(Edit::Scale {
-                                axis,
-                                gamma: l.clone(),
-                            });
-                        }
-                        p.center(slot, axis);
-                    }
-                    format!(
-                        "Gemm weight centred over its output axis (transB={})",
-                        u8::from(trans_b)
-                    )
-                } else {
-                    scale_then_center(p, a.edit_slot(*node, 1), 1);
-                    "MatMul weight centred over its output axis".to_string()
-                };
-                if !tail.is_empty() {
-                    let mut folded = Vec::new();
-                    for st in tail {
-                        let sn = a.g.node(st.node);
-                        match st.op {
-                            StepOp::Bias => {
-                                let slot = a.edit_slot(st.node, st.slot);
-                                let bd = a.const_dims_at(st.node, st.slot).unwrap_or_default();
-                                let axis = bd.len().saturating_sub(1);
-                                if let Some(l) = scales.bias.get(&slot) {
-                                    let l = if bd.last().copied().unwrap_or(1) == 1 {
-                                        vec![l[0]]
-                                    } else {
-                                        l.clone()
-                                    };
-                                    p.edits
-                                        .entry(slot)
-                                        .or_default()
-                                        .push(Edit::Scale { axis, gamma: l });
-                                }
-                                p.center(slot, axis);
-                            }
-                            StepOp::Mul | StepOp::Div => {
-                                p.bypass.push((st.node, 1 - st.slot));
-                                folded.push(format!("{} {:?}", sn.op().escape_debug(), sn.label()));
-                            }
-                        }
-                    }
-                    how = format!(
-                        "{how}, after the scales that followed it; LayerScale folded ({} removed), biases scaled and centred",
-                        folded.join(", ")
-                    );
-                }
-                ("linear", *node, how)
-            }
-            Leaf::Table { node } => {
-                p.center(a.edit_slot(*node, 0), 1);
-                ("embedding", *node, "table rows centred".to_string())
-            }
-            Leaf::Conv { node } => {
-                p.center(a.edit_slot(*node, 1), 0);
-                if a.g.node(*node).input(2).is_some() {
-                    p.center(a.edit_slot(*node, 2), 0);
-                }
-                (
-                    "patch embedding",
-                    *node,
-                    "Conv weight and bias centred over output channels".to_string(),
-                )
-            }
-            Leaf::LnTable { norm, gather } => {
-                let m = &a.norms[*norm];
-                let table = a.g.node(*gather).input(0).unwrap_or("");
-                let td =
-                    a.g.constant_dims(table)
-                        .and_then(|s| s.last().copied())
-                        .unwrap_or(0);
-                if td != d {
-                    return Err(Error::invalid(
-                        &model.path,
-                        format!(
-                            "LayerNorm {:?} normalises rows of width {td} of its table with a scale/shift of width {d}",
-                            norm_label(a, *norm)
-                        ),
-                    ));
-                }
-                let gamma = m.gamma.as_deref().map(read).transpose()?;
-                let beta = m.beta.as_deref().map(read).transpose()?;
-                // γ/β may be scalars (they broadcast).
-                let gamma = match gamma {
-                    Some(g) => broadcast_vec(&g.data, d)?,
-                    None => vec![1.0; d],
-                };
-                let beta = match beta {
-                    Some(b) => broadcast_vec(&b.data, d)?,
-                    None => vec![0.0; d],
-                };
-                p.edits.entry((*gather, 0)).or_default().extend([
-                    Edit::LayerNormRows {
-                        gamma,
-                        beta,
-                        eps: m.epsilon as f64,
-                    },
-                    Edit::Center { axis: 1 },
-                ]);
-                p.ln_tables.push((*norm, *gather));
-                (
-                    "embedding LayerNorm",
-                    *gather,
-                    format!(
-                        "LayerNorm {:?} precomputed into the table, rows centred",
-                        norm_label(a, *norm)
-                    ),
-                )
-            }
-            Leaf::Explicit { why } => {
-                let edges = st.edges.get(&la.value).cloned().unwrap_or_default();
-                p.explicit.insert(la.value.clone(), edges);
-                let node = a.ix.producer(&la.value).unwrap_or(usize::MAX);
-                (
-                    "explicit centering",
-                    node,
-                    format!("x - ReduceMean(x): {why}"),
-                )
-            }
-        };
-        let node_name = a.g.nodes().get(node).map(|n| n.label()).unwrap_or_default();
-        leaves.push(LeafReport {
-            value: la.value.clone(),
-            kind: kind.into(),
-            node: node_name,
-            how,
-        });
-    }
-    // The constant slots this stream's leaves edited first.
-    let writers: Vec<(NodeId, usize)> = p
-        .edits
-        .keys()
-        .copied()
-        .filter(|k| !centred_before.contains(k))
-        .collect();
-    let mut norms = Vec::new();
-    let norms_start = p.norms.len();
-    let mut fold_paths = Vec::new();
-    for &k in &st.norms {
-        let m = &a.norms[k];
-        if p.ln_tables.iter().any(|(n, _)| *n == k) {
-            continue;
-        }
-        if m.kind != super::super::norms::NormKind::LayerNorm {
-            continue;
-        }
-        let mut fold_path = Vec::new();
-        let (fold_plan, kept) = if !fold {
-            (None, Some(KeptAffine::FoldingDisabled))
-        } else if m.gamma.is_none() && m.beta.is_none() {
-            (None, None)
-        } else {
-            let mut path = Vec::new();
-            let readers = fold_readers(a, &m.y, d, &mut path).and_then(|r| {
-                match costly_new_bias(a, m.beta.as_deref(), &r, d, &read) {
-                    Ok(Some(why)) => Err(why),
-                    Ok(None) => Ok(r),
-                    Err(e) => Err(e.to_string()),
-                }
-            });
-            match readers {
-                Ok(r) => {
-                    fold_path = path;
-                    (Some(r), None)
-                }
-                Err(why) => (None, Some(KeptAffine::NotFoldable(why))),
-            }
-        };
-        if let Some(readers) = &fold_plan {
-            let gamma = m.gamma.as_deref().map(read).transpose()?;
-            let beta = m.beta.as_deref().map(read).transpose()?;
-            for r in readers {
-                let rn = a.g.node(r.node);
-                let wslot = a.edit_slot(r.node, 1);
-                let w = read(rn.input(1).unwrap_or(""))?;
-                if let Some(gm) = &gamma {
-                    let gv = broadcast_vec(&gm.data, d)?;
-                    p.edits.entry(wslot).or_default().push(Edit::Scale {
-                        axis: r.in_axis,
-                        gamma: gv,
-                    });
-                }
-                if let Some(bt) = &beta {
-                    let bv = broadcast_vec(&bt.data, d)?;
-                    let mut shift: Vec<f64> = math::shift_through(&w.data, &w.dims, r.in_axis, &bv)
-                        .into_iter()
-                        .map(|x| x * r.bias_factor)
-                        .collect();
-                    // A LayerScale after the reader scales its bias, and so the shift.
-                    if let Some(l) = scales.linear.get(&r.node) {
-                        shift.iter_mut().zip(l).for_each(|(x, l)| *x *= l);
-                    }
-                    if shift.iter().any(|&x| x != 0.0) {
-                        let centred = p.centred_linears.contains(&r.node);
-                        match r.bias {
-                            Some(slot) => {
-                                p.edits.entry(slot).or_default().push(Edit::AddRows(shift))
-                            }
-                            None if rn.is("Gemm") => p.new_gemm_c.push((r.node, shift, centred)),
-                            None => p.new_bias.push((r.node, shift, centred)),
-                        }
-                    }
-                }
-            }
-        }
-        let folded_into = fold_plan
-            .as_ref()
-            .map(|rs| rs.iter().map(|r| a.g.node(r.node).label()).collect())
-            .unwrap_or_default();
-        norms.push(NormReport {
-            name: norm_label(a, k),
-            form_in: m.form.to_string(),
-            form_out: String::new(),
-            epsilon: m.epsilon,
-            folded_into,
-            kept_affine: kept.clone(),
-            norm: k,
-        });
-        p.norms.push(NormPlan {
-            norm: k,
-            fold: fold_plan,
-            kept_affine: kept,
-            compressed_from: None,
-            width: d,
-        });
-        if p.norms.last().is_some_and(|np| np.fold.is_some()) {
-            fold_paths.push((p.norms.len() - 1, fold_path));
-        }
-    }
-    Ok(StreamPlan {
-        leaves,
-        norms,
-        writers,
-        norm_plans: norms_start..p.norms.len(),
-        fold_paths,
-    })
-}
-
 /// The values of constant `name`, or of the float `Cast` of a constant that `name` is: the
 /// stored values rounded to the Cast's type (what the graph computes with).
-fn read_value(a: &Analysis, model: &Model, name: &str) -> Result<Array> {
+pub(super) fn read_value(a: &Analysis, model: &Model, name: &str) -> Result<Array> {
     read_through(a.g, a.ix, &model.store, &model.path, name)
 }
 

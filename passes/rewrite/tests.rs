@@ -3,7 +3,7 @@
 use super::patch::PatchKind;
 use super::{drive, DriveOptions, Patch};
 use crate::ir::{Graph, Model, NodeExt};
-use crate::passes::{self, emit::Emit, CrmsEmit, Options, PatchLog, Target};
+use crate::passes::{self, Options, PatchLog, Target};
 use crate::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -55,8 +55,6 @@ fn center(v: &str, edges: &[(usize, usize)]) -> Patch {
 
 fn options(check_each_patch: bool, stop_after: Option<usize>) -> DriveOptions<'static> {
     DriveOptions {
-        emit: Emit::Standard,
-        crms: CrmsEmit::Standard,
         defer_bytes: usize::MAX,
         check_each_patch,
         stop_after,
@@ -73,13 +71,13 @@ fn patches() -> Vec<Patch> {
 #[test]
 fn the_check_after_each_patch_names_the_broken_patch() {
     let mut m = small_model();
-    let e = drive(&mut m, &[], &patches(), &options(true, None)).unwrap_err();
+    let e = drive(&mut m, &patches(), &options(true, None)).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("patch #2 (centre \"z\")"), "{msg}");
     assert!(msg.contains("cycle"), "{msg}");
     // Without the check, the end of the rewrite still refuses it, without naming the patch.
     let mut m = small_model();
-    let e = drive(&mut m, &[], &patches(), &options(false, None)).unwrap_err();
+    let e = drive(&mut m, &patches(), &options(false, None)).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("cycle") && !msg.contains("patch #"), "{msg}");
 }
@@ -87,16 +85,19 @@ fn the_check_after_each_patch_names_the_broken_patch() {
 #[test]
 fn stop_after_applies_the_first_patches_only() {
     let mut m = small_model();
-    let logged = Mutex::new(Vec::new());
-    let log = |k: usize, p: &Patch| logged.lock().unwrap().push(format!("{k}: {p}"));
+    let logged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = logged.clone();
+    let log = PatchLog(Arc::new(move |p: &str| {
+        sink.lock().unwrap().push(p.to_string())
+    }));
     let o = DriveOptions {
         log: Some(&log),
         ..options(true, Some(1))
     };
-    let applied = drive(&mut m, &[], &patches(), &o).unwrap();
+    let applied = drive(&mut m, &patches(), &o).unwrap();
     assert_eq!(applied.patches, 1);
     assert_eq!(applied.centering_nodes, 1);
-    assert_eq!(*logged.lock().unwrap(), vec!["1: centre \"y\"".to_string()]);
+    assert_eq!(*logged.lock().unwrap(), vec!["centre \"y\"".to_string()]);
     m.graph.check().unwrap();
     // The Neg reads the centred copy; the Relu still reads x.
     let neg = m.graph.nodes().iter().find(|n| n.is("Neg")).unwrap();
@@ -105,7 +106,7 @@ fn stop_after_applies_the_first_patches_only() {
     assert_eq!(relu.input(0), Some("x"));
     // Zero patches: the graph is as it was.
     let mut m = small_model();
-    let applied = drive(&mut m, &[], &patches(), &options(true, Some(0))).unwrap();
+    let applied = drive(&mut m, &patches(), &options(true, Some(0))).unwrap();
     assert_eq!(applied.patches, 0);
     assert_eq!(m.graph.to_proto(), small_model().graph.to_proto());
 }
@@ -166,4 +167,169 @@ fn stop_after_n_through_the_pass() {
             full.model.to_proto().unwrap()
         );
     }
+}
+
+/// The merged Whisper decoder of the shared corpus (Optimum's If with two decoder bodies).
+fn whisper_merged() -> Model {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus-deployed/whisper_decoder_model_merged.onnx");
+    Model::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The op types inside the bodies of a graph's nodes.
+fn body_ops(g: &Graph) -> Vec<String> {
+    let mut h = std::collections::BTreeMap::new();
+    for (r, _) in g.bodies() {
+        crate::ir::subgraph::deep_histogram(&g.body(&r).unwrap().node, &mut h);
+    }
+    h.into_keys().collect()
+}
+
+/// Putting rewritten bodies back is patches too: the log names them, `stop_after` can stop
+/// before them (the bodies stay as they were, the graph is valid) or among them, and each is
+/// checked.
+#[test]
+fn subgraph_reconciliation_is_patches() {
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = log.clone();
+    let opts = Options {
+        check_each_patch: true,
+        ..Options::default()
+    };
+    let full = passes::run(
+        whisper_merged(),
+        &Options {
+            patch_log: Some(PatchLog(Arc::new(move |p: &str| {
+                sink.lock().unwrap().push(p.to_string())
+            }))),
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), full.patches);
+    let first_put = log
+        .iter()
+        .position(|p| p.starts_with("put back the rewritten If"))
+        .expect("bodies are put back by patches");
+    let puts = log[first_put..]
+        .iter()
+        .take_while(|p| p.starts_with("put back"))
+        .count();
+    assert_eq!(puts, 2, "{log:#?}");
+    assert!(log[..first_put]
+        .iter()
+        .any(|p| p.starts_with("outer constant")));
+    assert!(log
+        .last()
+        .is_some_and(|p| p.starts_with("drop the outer initializers")));
+    assert!(!body_ops(&full.model.graph).contains(&"LayerNormalization".to_string()));
+    // Stopped before the bodies are put back: they are the input's.
+    let input_ops = body_ops(&whisper_merged().graph);
+    assert!(input_ops.contains(&"LayerNormalization".to_string()));
+    let before = passes::run(
+        whisper_merged(),
+        &Options {
+            stop_after: Some(first_put),
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(before.patches, first_put);
+    before.model.graph.check().unwrap();
+    let g = &before.model.graph;
+    for ((r, label), (r0, _)) in g.bodies().iter().zip(whisper_merged().graph.bodies()) {
+        assert_eq!(
+            g.body(r),
+            whisper_merged().graph.body(&r0),
+            "{label} was put back"
+        );
+    }
+    // Stopped after one body: that one is rewritten, the other is not.
+    let one = passes::run(
+        whisper_merged(),
+        &Options {
+            stop_after: Some(first_put + 1),
+            ..opts
+        },
+    )
+    .unwrap();
+    one.model.graph.check().unwrap();
+    let lns: Vec<bool> = one
+        .model
+        .graph
+        .bodies()
+        .iter()
+        .map(|(r, _)| {
+            let mut h = std::collections::BTreeMap::new();
+            crate::ir::subgraph::deep_histogram(&one.model.graph.body(r).unwrap().node, &mut h);
+            h.contains_key("LayerNormalization")
+        })
+        .collect();
+    assert_eq!(lns.iter().filter(|x| **x).count(), 1, "{lns:?}");
+}
+
+/// `inspect` stops at the patch list and tells what applying it adds; on the merged decoder
+/// (outer constants edited alike by both bodies) and on GPT-2, in every output form, its
+/// report is the rewrite's.
+#[test]
+fn inspect_tells_what_the_rewrite_does() {
+    use crate::passes::{CrmsEmit, Emit, OutputForm};
+    let forms = [
+        OutputForm::Rms(Emit::Standard),
+        OutputForm::Rms(Emit::Onnxruntime),
+        OutputForm::Crms(CrmsEmit::Standard),
+        OutputForm::Crms(CrmsEmit::Custom),
+    ];
+    for (name, load) in [
+        ("whisper merged", whisper_merged as fn() -> Model),
+        ("gpt2", gpt2),
+    ] {
+        for form in forms {
+            let opts = Options {
+                form,
+                check_each_patch: true,
+                ..Options::default()
+            };
+            let told = passes::inspect(&load(), &opts).unwrap();
+            let done = passes::run(load(), &opts).unwrap().report;
+            assert!(done.norms_rewritten > 0, "{name} {form:?}");
+            assert_eq!(
+                serde_json::to_value(&told).unwrap(),
+                serde_json::to_value(&done).unwrap(),
+                "{name} {form:?}"
+            );
+        }
+    }
+}
+
+/// The check of the driver against the tally names what differs.
+#[test]
+fn the_tally_check_names_a_difference() {
+    let m = gpt2();
+    let opts = Options::default();
+    let run = passes::run(m, &opts).unwrap();
+    let t = super::Tally {
+        applied: super::Applied {
+            centering_nodes: run.report.centering_nodes,
+            bytes_added: run.report.bytes_added + 4,
+            patches: run.patches,
+        },
+        ops_after: run.report.ops_after.clone(),
+        ..Default::default()
+    };
+    let applied = super::Applied {
+        centering_nodes: run.report.centering_nodes,
+        bytes_added: run.report.bytes_added,
+        patches: run.patches,
+    };
+    let e = super::check_tally(&t, &applied, &run.report.ops_after).unwrap_err();
+    assert!(e.to_string().contains("bytes added"), "{e}");
+    let t = super::Tally {
+        applied,
+        ops_after: Default::default(),
+        ..Default::default()
+    };
+    let e = super::check_tally(&t, &t.applied, &run.report.ops_after).unwrap_err();
+    assert!(e.to_string().contains("op counts"), "{e}");
 }

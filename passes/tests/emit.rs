@@ -1,6 +1,6 @@
-//! The nodes the rewrite emits (`passes/emit.rs`): RMSNorm as standard ops or
-//! `RMSNormalization` (opset 23), as onnxruntime's `SimplifiedLayerNormalization`, CRMSNorm as
-//! standard ops or as the custom op.
+//! The nodes the rewrite emits (`passes/emit.rs`, each output form chosen by
+//! `passes/rewrite/lower.rs`): RMSNorm as standard ops or `RMSNormalization` (opset 23), as
+//! onnxruntime's `SimplifiedLayerNormalization`, CRMSNorm as standard ops or as the custom op.
 
 use super::block;
 use crate::passes;

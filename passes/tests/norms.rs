@@ -1,4 +1,4 @@
-//! The LayerNorm/RMSNorm matchers (`passes/norms.rs`): each form, and each reason a
+//! The LayerNorm/RMSNorm matchers (`passes/norms/`): each form, and each reason a
 //! LayerNorm-looking pattern is not one.
 
 use super::block;

@@ -1,4 +1,4 @@
-//! Planning and applying the rewrite (`passes/rewrite.rs`, `passes/lazy.rs`): the whole
+//! Planning and applying the rewrite (`passes/rewrite/`, `passes/edit.rs`): the whole
 //! result on a one-block Pre-LN graph for each target, folds into linear readers, centring of
 //! writers, LayerScale.
 

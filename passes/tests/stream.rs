@@ -1,4 +1,4 @@
-//! Residual-stream analysis (`passes/stream.rs`): what a stream passes through, how its
+//! Residual-stream analysis (`passes/stream/`): what a stream passes through, how its
 //! sources and writers are classified, and the streams it refuses (observed, Post-LN).
 
 use super::block;

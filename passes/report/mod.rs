@@ -4,8 +4,9 @@
 //! the report's text, and the JSON holds that text, so code tells reasons apart by variant and
 //! people read the same words in both.
 
+pub(crate) mod build;
+
 use super::norms::NoMatch;
-use crate::provenance::{Provenance, VERSION};
 use serde::{Serialize, Serializer};
 use std::fmt::{self, Display, Write};
 
@@ -272,17 +273,158 @@ impl Display for StreamStatus {
     }
 }
 
+/// What a leaf (source or writer) of a stream is. `Display` is the report's `kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeafKind {
+    /// An embedding table read by a Gather.
+    Embedding,
+    /// A MatMul or Gemm writer.
+    Linear,
+    /// A Conv patch embedding.
+    PatchEmbedding,
+    /// A constant added into the stream.
+    Constant,
+    /// A LayerNorm over an embedding table.
+    EmbeddingLayerNorm,
+    /// A value centred by an explicit `x − mean(x)`.
+    ExplicitCentering,
+}
+
+impl Display for LeafKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LeafKind::Embedding => "embedding",
+            LeafKind::Linear => "linear",
+            LeafKind::PatchEmbedding => "patch embedding",
+            LeafKind::Constant => "constant",
+            LeafKind::EmbeddingLayerNorm => "embedding LayerNorm",
+            LeafKind::ExplicitCentering => "explicit centering",
+        })
+    }
+}
+
+/// Which axis of a constant leaf is centred.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConstantAxis {
+    /// It broadcasts over the hidden axis (size 1 there): centring zeroes it.
+    Broadcast,
+    /// Its hidden axis, where it sits when the constant reaches the stream through other ops.
+    Hidden(usize),
+    /// Its last axis.
+    Last,
+}
+
+/// How a leaf is centred (or that it is not, on a refused stream). `Display` is the report's
+/// `how`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Centring {
+    /// A constant added into the stream, centred over `over`; it reaches the stream through the
+    /// ops `through` (outermost first), which pass a zero mean through.
+    Constant {
+        /// The axis centred.
+        over: ConstantAxis,
+        /// The ops between it and the stream.
+        through: Vec<String>,
+    },
+    /// A MatMul (`gemm_trans_b` = None) or Gemm weight centred over its output axis. With
+    /// `layer_scale` (the writer had a tail of biases and scales), the scales folded into it
+    /// and the biases, which are centred too; the scaling nodes named there are removed.
+    Linear {
+        /// A Gemm's transB.
+        gemm_trans_b: Option<bool>,
+        /// The LayerScale nodes removed (op and name), when the writer had a tail.
+        layer_scale: Option<Vec<String>>,
+    },
+    /// An embedding table's rows centred.
+    Table,
+    /// A Conv's weight and bias centred over output channels.
+    Conv,
+    /// An embedding LayerNorm (named) precomputed into its table, the rows centred.
+    LnTable {
+        /// The LayerNorm.
+        norm: String,
+    },
+    /// An explicit `x − ReduceMean(x)`, and why.
+    Explicit {
+        /// Why the value is centred explicitly.
+        why: String,
+    },
+    /// A leaf of a refused stream: nothing done; `why` an explicit centering would be needed.
+    NotApplied {
+        /// Why, for an explicit centering.
+        why: Option<String>,
+    },
+}
+
+impl Display for Centring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Centring::Constant { over, through } => {
+                match over {
+                    ConstantAxis::Broadcast => f.write_str("broadcast constant zeroed")?,
+                    ConstantAxis::Hidden(axis) => write!(f, "centred over its hidden axis {axis}")?,
+                    ConstantAxis::Last => f.write_str("centred over the last axis")?,
+                }
+                if !through.is_empty() {
+                    write!(
+                        f,
+                        "; it reaches the stream through {} (linear and the same on every \
+                         channel: they pass a zero mean through)",
+                        through.join(", ")
+                    )?;
+                }
+                Ok(())
+            }
+            Centring::Linear {
+                gemm_trans_b,
+                layer_scale,
+            } => {
+                match gemm_trans_b {
+                    Some(t) => write!(
+                        f,
+                        "Gemm weight centred over its output axis (transB={})",
+                        u8::from(*t)
+                    )?,
+                    None => f.write_str("MatMul weight centred over its output axis")?,
+                }
+                if let Some(removed) = layer_scale {
+                    write!(
+                        f,
+                        ", after the scales that followed it; LayerScale folded ({} removed), \
+                         biases scaled and centred",
+                        removed.join(", ")
+                    )?;
+                }
+                Ok(())
+            }
+            Centring::Table => f.write_str("table rows centred"),
+            Centring::Conv => f.write_str("Conv weight and bias centred over output channels"),
+            Centring::LnTable { norm } => {
+                write!(
+                    f,
+                    "LayerNorm {norm:?} precomputed into the table, rows centred"
+                )
+            }
+            Centring::Explicit { why } => write!(f, "x - ReduceMean(x): {why}"),
+            Centring::NotApplied { why: None } => f.write_str("not applied"),
+            Centring::NotApplied { why: Some(why) } => write!(f, "not applied: {why}"),
+        }
+    }
+}
+
 /// How one leaf (source or writer) of a stream was centred.
 #[derive(Clone, Debug, Serialize)]
 pub struct LeafReport {
     /// The stream value it produces.
     pub value: String,
-    /// embedding, linear, patch embedding, constant, embedding LayerNorm, explicit centering.
-    pub kind: String,
+    /// What it is.
+    #[serde(serialize_with = "as_text")]
+    pub kind: LeafKind,
     /// The node.
     pub node: String,
     /// What was done.
-    pub how: String,
+    #[serde(serialize_with = "as_text")]
+    pub how: Centring,
 }
 
 /// One norm that was rewritten.
@@ -371,8 +513,8 @@ pub struct Report {
     pub ops_before: std::collections::BTreeMap<String, usize>,
     /// Op counts after the rewrite.
     pub ops_after: std::collections::BTreeMap<String, usize>,
-    /// Verification table, when run.
-    pub verification: Option<serde_json::Value>,
+    /// Verification table, when run ([`Report::add_verification`]).
+    pub verification: Option<Verification>,
     /// `inspect` of a model this tool rewrote: what its metadata records.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rewritten_by: Option<Provenance>,
@@ -381,12 +523,81 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+/// The verification of a rewritten model, as its report carries it: the verifier's table as
+/// the verifier serialises it (the report embeds it and does not read it). `Display` is that
+/// JSON.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Verification(serde_json::Value);
+
+impl Verification {
+    /// The table as JSON.
+    pub fn json(&self) -> &serde_json::Value {
+        &self.0
+    }
+}
+
+impl Display for Verification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// This tool's version, as a rewritten model records it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a rewritten model records about its rewrite ([`Report::provenance`] makes it; the
+/// `provenance` module writes it into a model's metadata and reads it back).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Provenance {
+    /// Tool version.
+    pub version: String,
+    /// rmsnorm or crmsnorm.
+    pub target: String,
+    /// standard, onnxruntime or custom.
+    pub emit: String,
+    /// Whether γ/β were folded into readers ("true"/"false").
+    pub fold: String,
+    /// Norms rewritten.
+    pub norms_rewritten: String,
+    /// Norms left alone.
+    pub norms_refused: String,
+    /// The input's file name.
+    pub input_file: String,
+    /// SHA-256 of the input model file, hex.
+    pub input_sha256: String,
+}
+
+impl Provenance {
+    /// One line: "onnx-normopt 0.1.0 (target rmsnorm, emit standard, 5 norm(s) rewritten, ...)".
+    pub fn describe(&self) -> String {
+        format!(
+            "onnx-normopt {} (target {}, emit {}, fold {}, {} norm(s) rewritten, {} left alone; input {} sha256 {})",
+            self.version,
+            self.target,
+            self.emit,
+            self.fold,
+            self.norms_rewritten,
+            self.norms_refused,
+            if self.input_file.is_empty() { "?" } else { &self.input_file },
+            if self.input_sha256.is_empty() { "?" } else { &self.input_sha256 },
+        )
+    }
+}
+
 /// " in If \"/If\" then_branch" for a subgraph, "" for the main graph.
 fn in_subgraph(s: &Option<String>) -> String {
     s.as_ref().map(|s| format!(" in {s}")).unwrap_or_default()
 }
 
 impl Report {
+    /// Record the verification of the rewritten model: the verifier's table `table`.
+    pub fn add_verification(&mut self, table: &impl Serialize) {
+        self.verification = Some(Verification(
+            serde_json::to_value(table).unwrap_or_default(),
+        ));
+    }
+
     /// The provenance of a rewrite described by this report, of the input `input` with digest
     /// `sha256`.
     pub fn provenance(&self, fold: bool, input: &std::path::Path, sha256: &str) -> Provenance {

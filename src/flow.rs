@@ -14,7 +14,8 @@
 //! Nothing here prints but the write progress bar: the caller reports the [`FileResult`].
 
 use crate::ir::Model;
-use crate::passes::{self, report::Report, Options};
+use crate::passes::report::{Coverage, Report, VerifiedAs};
+use crate::passes::{self, Options};
 use crate::progress;
 use crate::provenance::{self, PendingDigest};
 use crate::verify::{self, VerifyOptions, VerifyReport};
@@ -125,6 +126,8 @@ pub struct Verification {
     pub text: String,
     /// Whether every row passed.
     pub passed: bool,
+    /// What it covered (whole or in pieces, what was not checked).
+    pub coverage: Coverage,
 }
 
 impl Verification {
@@ -140,6 +143,7 @@ impl From<VerifyReport> for Verification {
             json: serde_json::to_value(&rep).unwrap_or_default(),
             text: rep.to_string(),
             passed: rep.passed(),
+            coverage: rep.coverage(),
         }
     }
 }
@@ -150,6 +154,7 @@ impl From<verify::Checked> for Verification {
             passed: c.passed(),
             json: c.json,
             text: c.text,
+            coverage: c.coverage,
         }
     }
 }
@@ -392,7 +397,7 @@ fn stage_checked(
     let result = (s.verifier)(input, staged.model_path(), dest.shown, &s.verify_opts);
     match result {
         Ok(Ok(rep)) => {
-            report.add_verification(&rep.json);
+            report.add_verification(&rep.json, rep.coverage.clone());
             if rep.passed() {
                 FileResult::Rewritten {
                     output: staged,
@@ -655,12 +660,16 @@ pub fn verification_line(rep: &Verification) -> String {
                 .fold(0.0f64, f64::max)
         })
         .unwrap_or(0.0);
-    let pieces = j["pieces"]["count"]
-        .as_u64()
-        .map(|n| format!(", in {n} pieces"))
-        .unwrap_or_default();
+    let pieces = match rep.coverage.how {
+        VerifiedAs::Whole => String::new(),
+        VerifiedAs::Pieces { count, .. } => format!(", in {count} pieces"),
+    };
+    let not_covered = match rep.coverage.not_covered.len() {
+        0 => String::new(),
+        n => format!("; {n} check(s) NOT covered"),
+    };
     format!(
-        "{} ({}, {} sample(s), max |Δ| {:.1e}{pieces})",
+        "{} ({}, {} sample(s), max |Δ| {:.1e}{pieces}{not_covered})",
         if rep.passed() { "passed" } else { "FAILED" },
         if runtimes.is_empty() {
             "no runtime".to_string()

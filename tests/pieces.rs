@@ -84,6 +84,13 @@ fn exporter_gpts_verify_in_pieces_for_both_targets() {
             );
             let count = v["pieces"]["count"].as_u64().unwrap();
             assert!(count >= 3, "{model} {target}: {count} pieces");
+            // The report's coverage says the same (Report::add_verification), and nothing
+            // these float models need is left uncovered.
+            let how = &v["coverage"]["how"];
+            assert_eq!(how["kind"], "pieces", "{model} {target}: {how}");
+            assert_eq!(how["count"].as_u64(), Some(count), "{model} {target}");
+            assert_eq!(how["largest"], v["pieces"]["largest"], "{model} {target}");
+            assert!(v["coverage"].get("not_covered").is_none(), "{model}: {v}");
             assert!(v["rows"]
                 .as_array()
                 .unwrap()
@@ -292,4 +299,12 @@ fn a_kv_cache_decoder_verifies_in_pieces_in_both_cases() {
     let rows = v["rows"].as_array().unwrap();
     assert!(rows.iter().all(|r| r["pass"] == true));
     assert!(rows.iter().any(|r| r["output"] == "logits"));
+    // Whether the original reads its filled cache needs a second run of the whole original:
+    // in pieces the report says it was not checked (whole verification checks it).
+    let not_covered = v["coverage"]["not_covered"].to_string();
+    assert!(
+        not_covered.contains("filled cache is not checked"),
+        "{not_covered}"
+    );
+    assert_eq!(v["not_covered"], v["coverage"]["not_covered"]);
 }

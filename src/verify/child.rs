@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use super::budget::{self, BudgetEstimate};
 use super::{OrtDevice, Runtimes, VerifyError, VerifyOptions};
+use crate::passes::report::Coverage;
 
 /// The hidden subcommand that makes the executable a verification child.
 pub const CHILD_ARG: &str = "__verify-child";
@@ -94,6 +95,7 @@ enum Response {
         report: serde_json::Value,
         text: String,
         passed: bool,
+        coverage: Coverage,
     },
     Err {
         message: String,
@@ -126,6 +128,8 @@ pub struct Checked {
     pub passed: bool,
     /// The budget estimate it ran under.
     pub estimate: BudgetEstimate,
+    /// What it covered ([`super::VerifyReport::coverage`]).
+    pub coverage: Coverage,
 }
 
 impl Checked {
@@ -318,6 +322,7 @@ pub fn verify_isolated(
                 mut report,
                 text,
                 passed,
+                coverage,
             } => {
                 if let Some(o) = report.as_object_mut() {
                     o.insert(
@@ -330,6 +335,7 @@ pub fn verify_isolated(
                     text,
                     passed,
                     estimate,
+                    coverage,
                 })
             }
             Response::Err { message, code } => Err(VerifyError::Child { message, code }),
@@ -494,6 +500,7 @@ pub fn child_main() -> u8 {
                 report: serde_json::to_value(&rep).unwrap_or_default(),
                 text: rep.to_string(),
                 passed: rep.passed(),
+                coverage: rep.coverage(),
             }
         }
         Ok(Err(e)) => Response::Err {

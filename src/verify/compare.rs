@@ -214,15 +214,9 @@ pub(super) fn check_count(
 /// with every non-empty past input `x` replaced by `1 − x`, and compare the outputs that are not
 /// the cache itself with `outs` (the original's outputs on `samples`). `None` when the case
 /// has no filled past input, or the second run fails.
-pub(super) fn cache_check(
-    runtime: Runtime,
-    spec: &ModelSpec,
-    samples: &[Vec<HostTensor>],
-    outs: &[Vec<HostTensor>],
-    run: impl FnOnce(&[Vec<HostTensor>]) -> Result<Vec<Vec<HostTensor>>, VerifyError>,
-) -> Option<CacheCheck> {
-    let first = samples.first()?;
-    let past: Vec<usize> = first
+/// The positions in `sample` of the filled (non-empty, float) past-cache inputs.
+pub(super) fn filled_cache_inputs(sample: &[HostTensor]) -> Vec<usize> {
+    sample
         .iter()
         .enumerate()
         .filter(|(_, t)| {
@@ -231,7 +225,18 @@ pub(super) fn cache_check(
                 && spec::looks_like_cache_input(&t.name)
         })
         .map(|(k, _)| k)
-        .collect();
+        .collect()
+}
+
+pub(super) fn cache_check(
+    runtime: Runtime,
+    spec: &ModelSpec,
+    samples: &[Vec<HostTensor>],
+    outs: &[Vec<HostTensor>],
+    run: impl FnOnce(&[Vec<HostTensor>]) -> Result<Vec<Vec<HostTensor>>, VerifyError>,
+) -> Option<CacheCheck> {
+    let first = samples.first()?;
+    let past = filled_cache_inputs(first);
     if past.is_empty() {
         return None;
     }

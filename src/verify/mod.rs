@@ -648,10 +648,11 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
             });
         }
     }
+    let mut not_covered = Vec::new();
     for (k, c) in cases.iter().enumerate() {
         let verified = rows.iter().any(|r| r.case == label(c));
         if !verified && !original[k].is_empty() {
-            notes.push(format!(
+            not_covered.push(format!(
                 "case {} was NOT verified: no runtime could run the original there ({})",
                 c.case,
                 original[k].join("; ")
@@ -669,6 +670,7 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
             rows,
             notes,
             not_run,
+            not_covered,
             cache,
             quantized,
         },
@@ -767,6 +769,8 @@ struct Ran {
     rows: Vec<Row>,
     notes: Vec<String>,
     not_run: Vec<NotRun>,
+    /// What was not checked ([`VerifyReport::not_covered`]).
+    not_covered: Vec<String>,
     /// Per case, whether its filled cache was read.
     cache: Vec<Option<CacheCheck>>,
     quantized: Option<QuantFloor>,
@@ -808,6 +812,7 @@ fn report_of(
         quantized: ran.quantized,
         elapsed_ms: start.elapsed().as_millis() as u64,
         pieces: None,
+        not_covered: ran.not_covered,
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::super::compare::{b_failed, compare, rtol_for};
+use super::super::compare::{b_failed, compare, filled_cache_inputs, rtol_for};
 use super::super::ort_rt::OrtModel;
 use super::super::report::{
     default_tolerance, Accum, NotRun, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
@@ -662,13 +662,24 @@ fn pieces_at(
         super::super::budget::human(s.largest_bytes),
         super::super::budget::human(s.largest_weight_bytes)
     ));
+    let mut not_covered = Vec::new();
     if !spec_a.quantized.is_empty() {
-        notes.push(
-            "NOT covered in pieces: a quantized model's own rounding floor is not measured \
-             (rows are judged at the float tolerance; whole verification judges them against \
-             the floor)"
+        not_covered.push(
+            "in pieces, a quantized model's own rounding floor is not measured (rows are \
+             judged at the float tolerance; whole verification judges them against the floor)"
                 .into(),
         );
+    }
+    for c in &cases {
+        if c.samples
+            .first()
+            .is_some_and(|s| !filled_cache_inputs(s).is_empty())
+        {
+            not_covered.push(format!(
+                "in pieces, whether the original reads its filled cache is not checked (case {})",
+                c.case
+            ));
+        }
     }
     if !unrelated_all.is_empty() {
         let shown: Vec<String> = unrelated_all
@@ -698,6 +709,7 @@ fn pieces_at(
             rows,
             notes,
             not_run,
+            not_covered,
             cache: vec![None; cases.len()],
             quantized: None,
         },

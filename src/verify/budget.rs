@@ -34,13 +34,13 @@
 //! Over a base of 80–150 MiB, tract grows by about 1.1–1.4 bytes per byte of W (it reads one
 //! model's weights into memory and packs its matrix products), onnxruntime by about 1.0 per byte
 //! of each of its two sessions (prepacking off: `ort_rt.rs`); both runtimes in one process
-//! peak at onnxruntime's, once what tract freed is given back ([`super::child`]). The constants
+//! peak at onnxruntime's, once what tract freed is given back (`child.rs`). The constants
 //! below make the estimate an upper bound on each row, 9–37 % above the measured peak. In
-//! pieces ([`super::pieces`]), measured on a 3.8 GB model: tract 1.3–1.4 bytes per byte of the
+//! pieces (`pieces/`), measured on a 3.8 GB model: tract 1.3–1.4 bytes per byte of the
 //! piece's weights, onnxruntime 1.0 (the plan assumes 1.5: `pieces::PIECE_WEIGHT_FACTOR`).
 //!
 //! [`plan`] compares the estimate with the budget. When the two whole models do not fit, it
-//! plans verification **in pieces** ([`super::pieces`]): then one piece's weights, activations
+//! plans verification **in pieces** (`pieces/`): then one piece's weights, activations
 //! and crossing values are held at a time, and the estimate is that of the largest piece
 //! ([`Mode::Pieces`]). When neither fits, dynamic dims the user did not set are halved, largest
 //! first, until one does (the dims chosen are returned as `--dim` values); when even the smallest
@@ -132,7 +132,7 @@ pub const ORT_WEIGHT_FACTOR: f64 = 1.05;
 pub enum Mode {
     /// Both whole models in each runtime.
     Whole,
-    /// Piece by piece ([`super::pieces`]).
+    /// Piece by piece (`pieces/`, [`super::PiecesSummary`]).
     Pieces(super::pieces::PiecesSummary),
 }
 

@@ -648,17 +648,7 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
             });
         }
     }
-    let mut not_covered = Vec::new();
-    for (k, c) in cases.iter().enumerate() {
-        let verified = rows.iter().any(|r| r.case == label(c));
-        if !verified && !original[k].is_empty() {
-            not_covered.push(format!(
-                "case {} was NOT verified: no runtime could run the original there ({})",
-                c.case,
-                original[k].join("; ")
-            ));
-        }
-    }
+    let not_covered = unverified_cases(&cases, &rows, |k| original[k].clone());
 
     Ok(report_of(
         (a, b),
@@ -676,6 +666,31 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
         },
         start,
     ))
+}
+
+/// A `not_covered` line for each case of `cases` no row verified because no runtime could run
+/// the original there (`reasons(k)`: why, for case `k`; empty when it was not for that).
+fn unverified_cases(
+    cases: &[GeneratedInputs],
+    rows: &[Row],
+    reasons: impl Fn(usize) -> Vec<String>,
+) -> Vec<String> {
+    let multi = cases.len() > 1;
+    cases
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !rows.iter().any(|r| r.case == multi.then(|| c.case.clone())))
+        .filter_map(|(k, c)| {
+            let why = reasons(k);
+            (!why.is_empty()).then(|| {
+                format!(
+                    "case {} was NOT verified: no runtime could run the original there ({})",
+                    c.case,
+                    why.join("; ")
+                )
+            })
+        })
+        .collect()
 }
 
 /// Before anything runs: the options checked, both models' specs (same interface), the inputs

@@ -15,7 +15,8 @@ use super::super::spec::ModelSpec;
 use super::super::tensor::is_float;
 use super::super::{
     case_notes, child, excluded_by_custom_ops, ort_for_run, prepare, report_of, runtime_failure,
-    GeneratedInputs, HostTensor, Ran, Runtimes, TractModel, VerifyError, VerifyOptions,
+    unverified_cases, GeneratedInputs, HostTensor, Ran, Runtimes, TractModel, VerifyError,
+    VerifyOptions,
 };
 use super::build::piece_bytes;
 use super::cut::{Dag, Part};
@@ -662,7 +663,14 @@ fn pieces_at(
         super::super::budget::human(s.largest_bytes),
         super::super::budget::human(s.largest_weight_bytes)
     ));
-    let mut not_covered = Vec::new();
+    let mut not_covered = unverified_cases(&cases, &rows, |k| {
+        let case = label(&cases[k]);
+        not_run
+            .iter()
+            .filter(|n| n.case == case && n.why.starts_with(CANNOT_RUN_ORIGINAL))
+            .map(|n| format!("{}: {}", n.runtime.name(), n.why))
+            .collect()
+    });
     if !spec_a.quantized.is_empty() {
         not_covered.push(
             "in pieces, a quantized model's own rounding floor is not measured (rows are \

@@ -14,7 +14,8 @@
 //! - piece k of the rewrite runs twice. **On the original's activations**: each value crossing
 //!   into it is the original's value mapped by the relation found for it where it was computed
 //!   (`relation.rs`: identity, minus its mean over one axis — the RMSNorm target's stream — or
-//!   the first D−1 entries of that — the CRMSNorm target's), and every value it gives is
+//!   that described by D−1 numbers — the CRMSNorm target's: its first D−1 entries, or its
+//!   coordinates in an orthonormal basis), and every value it gives is
 //!   compared with the original's under the relation that holds (a value with none — a shape
 //!   the compressed width changed, a value cut mid-block — is the rewrite's own and crosses as
 //!   such: the two pieces are in effect merged for it). **On its own values**: the rewrite's

@@ -1,13 +1,18 @@
 //! How a value of the rewrite relates to the same value of the original, at a cut.
 //!
 //! The rewrite keeps every value it does not touch and makes the residual stream zero-mean over
-//! its hidden axis (`--target rmsnorm`) or drops the last entry of that zero-mean vector
-//! (`--target crmsnorm`). So where a value crosses a cut in both models, the rewrite's is one of:
+//! its hidden axis (`--target rmsnorm`), or describes that zero-mean vector by n − 1 numbers
+//! (`--target crmsnorm`: its first n − 1 entries with `--emit custom`, its coordinates in an
+//! orthonormal basis of the zero-mean subspace otherwise). So where a value crosses a cut in
+//! both models, the rewrite's is one of:
 //!
 //! - **identity**: b = a;
 //! - **centred** over axis j: b = a − mean_j(a);
 //! - **compressed** along axis j: b = the first n − 1 entries along j of a − mean_j(a) (n the
-//!   original's extent; the dropped entry is minus the sum of the others).
+//!   original's extent; the dropped entry is minus the sum of the others);
+//! - **projected** along axis j: b = M·a along j, where the n − 1 rows of M,
+//!   mᵢ = eᵢ − c·eₙ − k·1 with c = 1/(√n + 1) and k = 1/(n + √n), are orthonormal and orthogonal
+//!   to 1 (so b is also M·(a − mean_j(a)), and ‖b‖ = ‖a − mean_j(a)‖).
 //!
 //! [`find`] tries them in that order on the values both models computed and keeps the first that
 //! holds on every sample within the output tolerance; [`apply`] maps the original's value to the
@@ -33,6 +38,12 @@ pub enum Relation {
         /// The axis.
         axis: usize,
     },
+    /// b = M·a along `axis` (the orthonormal basis of the zero-mean subspace, see the module
+    /// doc).
+    Projected {
+        /// The axis.
+        axis: usize,
+    },
 }
 
 impl std::fmt::Display for Relation {
@@ -41,6 +52,7 @@ impl std::fmt::Display for Relation {
             Relation::Identity => f.write_str("identity"),
             Relation::Centred { axis } => write!(f, "centred (axis {axis})"),
             Relation::Compressed { axis } => write!(f, "compressed (axis {axis})"),
+            Relation::Projected { axis } => write!(f, "projected (axis {axis})"),
         }
     }
 }
@@ -81,6 +93,23 @@ fn drop_last(x: &[f64], shape: &[usize], axis: usize) -> Vec<f64> {
     y
 }
 
+/// M·x along `axis` (extent n → n − 1): yᵢ = xᵢ − c·xₙ − k·Σx, c = 1/(√n + 1),
+/// k = 1/(n + √n) (see the module doc).
+fn project(x: &[f64], shape: &[usize], axis: usize) -> Vec<f64> {
+    let (outer, n, inner) = split(shape, axis);
+    let r = (n as f64).sqrt();
+    let (c, k) = (1.0 / (r + 1.0), 1.0 / (r * (r + 1.0)));
+    let mut y = Vec::with_capacity(outer * n.saturating_sub(1) * inner);
+    for o in 0..outer {
+        let at = |m: usize, i: usize| x[(o * n + m) * inner + i];
+        let sums: Vec<f64> = (0..inner).map(|i| (0..n).map(|m| at(m, i)).sum()).collect();
+        for m in 0..n.saturating_sub(1) {
+            y.extend((0..inner).map(|i| at(m, i) - c * at(n - 1, i) - k * sums[i]));
+        }
+    }
+    y
+}
+
 /// The relations worth trying for values of these shapes, in order.
 pub fn candidates(a: &[usize], b: &[usize], elem_type: i32) -> Vec<Relation> {
     let mut out = Vec::new();
@@ -102,6 +131,7 @@ pub fn candidates(a: &[usize], b: &[usize], elem_type: i32) -> Vec<Relation> {
         if let [axis] = differ[..] {
             if a[axis] >= 2 && b[axis] + 1 == a[axis] {
                 out.push(Relation::Compressed { axis });
+                out.push(Relation::Projected { axis });
             }
         }
     }
@@ -117,6 +147,11 @@ fn map(rel: Relation, x: &[f64], shape: &[usize]) -> (Vec<f64>, Vec<usize>) {
             let mut s = shape.to_vec();
             s[axis] -= 1;
             (drop_last(&centre(x, shape, axis), shape, axis), s)
+        }
+        Relation::Projected { axis } => {
+            let mut s = shape.to_vec();
+            s[axis] -= 1;
+            (project(x, shape, axis), s)
         }
     }
 }

@@ -75,6 +75,30 @@ fn relation_compressed_is_the_first_d_minus_1_centred_entries() {
 }
 
 #[test]
+fn relation_projected_is_the_orthonormal_basis() {
+    // n = 3: √3 = r, c = 1/(r + 1), k = 1/(3 + r); row (1, 2, 6) centred is (−2, −1, 3).
+    let r = 3f64.sqrt();
+    let (c, k) = (1.0 / (r + 1.0), 1.0 / (3.0 + r));
+    let row = |x: [f64; 3]| {
+        let s: f64 = x.iter().sum();
+        [x[0] - c * x[2] - k * s, x[1] - c * x[2] - k * s]
+    };
+    let (p, q) = (row([1.0, 2.0, 6.0]), row([-1.0, 4.0, 0.5]));
+    // The norm of the centred row is kept: 4 + 1 + 9 = 14.
+    assert!((p[0] * p[0] + p[1] * p[1] - 14.0).abs() < 1e-12);
+    let b = f32s("x", &[2, 2], &[p[0], p[1], q[0], q[1]]);
+    let (rel, _) = relation::find(&[a()], std::slice::from_ref(&b), 1e-6).unwrap();
+    assert_eq!(rel, Relation::Projected { axis: 1 });
+    let mapped = relation::apply(rel, &a()).to_f64().unwrap();
+    let want = b.to_f64().unwrap();
+    assert!(mapped.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-6));
+    // The paper's coordinates are not the projection.
+    let coords = f32s("x", &[2, 2], &[-2.0, -1.0, -13.0 / 6.0, 17.0 / 6.0]);
+    let (rel, _) = relation::find(&[a()], &[coords], 1e-6).unwrap();
+    assert_eq!(rel, Relation::Compressed { axis: 1 });
+}
+
+#[test]
 fn relation_none_for_one_changed_entry() {
     let mut v = centred_rows().to_f64().unwrap();
     v[4] += 0.01;
@@ -124,7 +148,10 @@ fn relation_candidates_follow_the_shapes() {
     );
     assert_eq!(
         relation::candidates(&[2, 4], &[2, 3], FLOAT),
-        vec![Relation::Compressed { axis: 1 }]
+        vec![
+            Relation::Compressed { axis: 1 },
+            Relation::Projected { axis: 1 }
+        ]
     );
     assert_eq!(relation::candidates(&[2, 4], &[1, 3], FLOAT), vec![]);
     assert_eq!(

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-ORDER = ["op_128x768", "op_197x384", "op_1576x192", "head", "head_ort_1thread"] + [f"{m}{v}" for m in ("vit_ti", "vit_s", "gpt2") for v in ("", "_tract", "_ort_1thread")]
+ORDER = ["op_128x768", "op_197x384", "op_1576x192", "head", "head_ort_1thread"] + [f"{m}{v}" for m in ("vit_ti", "vit_s", "gpt2") for v in ("", "_tract", "_ort_1thread", "_openvino")]
 
 # Op names that belong to normalisation, per runtime (for the "norm ops" profile column).
 NORM_OPS = {
@@ -72,6 +72,35 @@ def render(name, rep, cmd):
     return "\n".join(out)
 
 
+def render_openvino(name, rep, cmd):
+    """bench/ov_bench.py's JSON: one table per precision, plus the agreement check."""
+    out = [f"### {name}", ""]
+    if cmd:
+        out += ["```sh", cmd.strip(), "```", ""]
+    out += [f"OpenVINO {rep['openvino']}, {rep['cpu']} ({', '.join(rep['capabilities'])}); "
+            f"{rep['runs']} timed rounds (+{rep['warmup']} warm-up); load {rep['load_before'][0]:.2f} -> {rep['load_after'][0]:.2f}", ""]
+    if rep.get("check"):
+        out += ["Agreement with the original in f32: " + ", ".join(
+            f"{c['label']} {c.get('rel_err', float('nan')):.1e}{'' if c['ok'] else ' FAIL'}" for c in rep["check"]), ""]
+    for prec, t in rep.get("tables", {}).items():
+        rows = t["rows"]
+        a = rows[0]["label"]
+        out += [f"| OpenVINO {prec} (runs in {t['inference_precision']}) | wall ms | wall ratio vs {a} [p25, p75] "
+                f"| captured (wall) | CPU ms | CPU ratio vs {a} | captured (CPU) |",
+                "|---|---|---|---|---|---|---|"]
+
+        def qq(v, nd):
+            return f"{v[1]:.{nd}f} [{v[0]:.{nd}f}, {v[2]:.{nd}f}]" if v else ""
+
+        for k, r in enumerate(rows):
+            ratio = "1" if k == 0 else qq(r["ratio"], 3)
+            cratio = "1" if k == 0 else qq(r.get("cpu_ratio"), 3)
+            out.append(f"| {r['label']} | {r['median_ms']:.3f} | {ratio} | {qq(r.get('captured'), 2)} "
+                       f"| {r.get('cpu_median_ms', float('nan')):.3f} | {cratio} | {qq(r.get('cpu_captured'), 2)} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "results")
     names = [n[:-5] for n in os.listdir(d) if n.endswith(".json") and not n.endswith(("_std.json", "_ort.json"))]
@@ -82,13 +111,13 @@ def main():
                 rep = json.load(f)
             except json.JSONDecodeError:
                 continue
-        if "runtimes" not in rep:
+        if "runtimes" not in rep and "tables" not in rep:
             continue
         cmd = ""
         if os.path.exists(os.path.join(d, n + ".cmd")):
             with open(os.path.join(d, n + ".cmd")) as f:
                 cmd = f.read()
-        print(render(n, rep, cmd))
+        print(render(n, rep, cmd) if "runtimes" in rep else render_openvino(n, rep, cmd))
 
 
 if __name__ == "__main__":

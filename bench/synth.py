@@ -16,7 +16,9 @@ norm  One normalisation op over a float input [R, D] (op-level benchmarks); --no
       ln (LayerNormalization, or decomposed at opset < 17), rms (the decomposed RMSNorm chain the
       rewriter emits: Pow -> ReduceMean -> Add -> Sqrt -> Div -> Mul by ones), rms-nomul (the same
       without the Mul by ones), rms-ort (SimplifiedLayerNormalization), rms23
-      (RMSNormalization, opset 23), identity.
+      (RMSNormalization, opset 23), identity; on the first D-1 columns: crms (CRMSNorm in the
+      paper's coordinates, two reductions), crms-z (CRMSNorm in the orthonormal basis: an RMSNorm
+      chain over D-1, what the rewrite writes), crms-zl, crms-cat (experiments), slice.
 head  Just an LM head [B,S,D] x [D,V] (--batch 1, --seq 128, --d 768, --vocab 50257) with
       --head-bias: none (MatMul), after (MatMul + Add of a [V] bias: what folding the final
       norm's β into a bias-free LM head produces), before (Add of a [D] β, then MatMul: β kept
@@ -257,8 +259,9 @@ def build_norm(a):
         y = g.node("Div", ["x", sr], "rms/Div")
         if a.norm == "rms":
             y = g.node("Mul", [y, g.f32("ones", np.ones(d))], "rms/Mul")
-    elif a.norm in ("crms", "crms-cat", "slice"):
-        # CRMSNorm over the compressed width d-1 (exactly the chain passes/emit.rs writes), on
+    elif a.norm in ("crms", "crms-cat", "crms-z", "crms-zl", "slice"):
+        # CRMSNorm over the compressed width d-1 ("crms": the paper's coordinates, the chain
+        # passes/emit.rs wrote before the orthonormal basis; "crms-z": the chain it writes now), on
         # the first d-1 columns of the input so that every op model takes the same input; "slice"
         # is that Slice alone (subtract it to get the CRMSNorm ops' own time).
         x = g.node("Slice", ["x", g.i64("starts", [0]), g.i64("ends", [d - 1]), g.i64("axes", [-1])], "crms/Slice")
@@ -272,6 +275,23 @@ def build_norm(a):
             full = g.node("Concat", [x, ng], "crms/Concat", axis=-1)
             r = g.node("SimplifiedLayerNormalization", [full, g.f32("ones", np.ones(d))], "crms/SLN", axis=-1, epsilon=a.eps, stash_type=1)
             y = g.node("Slice", [r, g.i64("starts2", [0]), g.i64("ends2", [d - 1]), g.i64("axes2", [-1])], "crms/Slice_back")
+        if a.norm in ("crms-z", "crms-zl"):
+            # CRMSNorm in an orthonormal basis of the zero-mean subspace (z = x~ + c*sum(x~),
+            # c = 1/(sqrt(D)+1), so sum(z^2) = sum(x~^2) + (sum x~)^2): a plain RMSNorm chain over
+            # D-1 with eps*D/(D-1), what passes/emit.rs writes (the scale sqrt(D/(D-1)) is folded
+            # into the readers, the Mul is by ones). "crms-z" takes the input as z already (the
+            # stream kept in that basis by the writers, as the rewrite does); "crms-zl" computes
+            # z from x~ in the graph (one ReduceSum more: the alternative not taken).
+            if a.norm == "crms-zl":
+                s = g.node("ReduceSum", [x, g.i64("crms/axes", [-1])], "crms/ReduceSum", keepdims=1)
+                cs = g.node("Mul", [s, g.f32("crms/c", 1.0 / (math.sqrt(d) + 1.0))], "crms/Mul_c")
+                x = g.node("Add", [x, cs], "crms/Add_z")
+            sq = g.node("Pow", [x, g.f32("two", 2.0)], "crms/Pow")
+            ms = g.reduce_mean_last(sq, "crms")
+            ad = g.node("Add", [ms, g.f32("epsilon", a.eps * d / (d - 1))], "crms/Add")
+            sr = g.node("Sqrt", [ad], "crms/Sqrt")
+            y = g.node("Div", [x, sr], "crms/Div")
+            y = g.node("Mul", [y, g.f32("ones", np.ones(d - 1))], "crms/Mul")
         if a.norm == "crms":
             ax = g.i64("crms/axes", [-1])
             sq = g.node("Mul", [x, x], "crms/Mul_sq")
@@ -327,7 +347,7 @@ def main():
     p.add_argument("--patch", type=int, default=16)
     p.add_argument("--eps", type=float, help="LayerNorm epsilon (vit 1e-6, gpt2/norm 1e-5)")
     p.add_argument("--rows", type=int, default=128, help="norm: rows of the [rows, D] input")
-    p.add_argument("--norm", default="ln", choices=["ln", "rms", "rms-nomul", "rms-ort", "rms23", "crms", "crms-cat", "slice", "identity"], help="norm: which op")
+    p.add_argument("--norm", default="ln", choices=["ln", "rms", "rms-nomul", "rms-ort", "rms23", "crms", "crms-cat", "crms-z", "crms-zl", "slice", "identity"], help="norm: which op")
     p.add_argument("--head-bias", default="none", choices=["none", "after", "before"], help="head: where β goes")
     p.add_argument("--opset", type=int, default=18, choices=[14, 17, 18])
     p.add_argument("--no-norm", action="store_true", help="replace every LayerNorm by Identity")

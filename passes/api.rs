@@ -3,6 +3,7 @@
 //! that they read the options without importing the pipeline that runs them.
 
 use super::emit::Emit;
+use super::math::Basis;
 use super::report::Report;
 use crate::ir::Model;
 use crate::{Error, Result};
@@ -56,16 +57,31 @@ impl std::fmt::Display for Target {
 /// How CRMSNorm is written (`--target crmsnorm`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CrmsEmit {
-    /// Standard ONNX ops.
+    /// The stream in an orthonormal basis of the zero-mean subspace (passes/README.md,
+    /// "Compress"), where CRMSNorm is an RMSNorm over D−1 entries, written as `--target
+    /// rmsnorm` writes RMSNorm in standard ops (`RMSNormalization` at opset ≥ 23, else the
+    /// decomposed chain that onnxruntime, OpenVINO and tract fuse).
     #[default]
     Standard,
-    /// Standard ONNX ops, as `Standard`; the model also imports onnxruntime's `com.microsoft`
-    /// domain when a Skip norm was rewritten, as `--emit onnxruntime` does for RMSNorm.
+    /// As `Standard`, with onnxruntime's `SimplifiedLayerNormalization` for the RMSNorm over
+    /// D−1 entries; the model also imports onnxruntime's `com.microsoft` domain when a Skip
+    /// norm was rewritten, as `--emit onnxruntime` does for RMSNorm.
     Onnxruntime,
     /// One op `ai.onnx_normopt:CRMSNormalization` (schema in [`crate::ops`]; tract runs it
     /// as one fused op through [`crate::verify::tract_onnx_with_extensions`], onnxruntime cannot
-    /// run it). The model imports `ai.onnx_normopt` version 1.
+    /// run it). The model imports `ai.onnx_normopt` version 1. The stream is in the paper's
+    /// coordinates x̃ = x[0:D−1], which the op is defined on.
     Custom,
+}
+
+impl CrmsEmit {
+    /// The basis the compressed stream is written in.
+    pub(crate) fn basis(self) -> Basis {
+        match self {
+            CrmsEmit::Standard | CrmsEmit::Onnxruntime => Basis::Orthonormal,
+            CrmsEmit::Custom => Basis::Coordinate,
+        }
+    }
 }
 
 /// What the rewrite writes: the target normalisation and the ops it is written in. One value,
@@ -130,6 +146,14 @@ impl OutputForm {
             OutputForm::Rms(e) => e,
             OutputForm::Crms(CrmsEmit::Onnxruntime) => Emit::Onnxruntime,
             OutputForm::Crms(_) => Emit::Standard,
+        }
+    }
+
+    /// The basis of the compressed streams: `None` for RMSNorm (no compression).
+    pub(crate) fn basis(self) -> Option<Basis> {
+        match self {
+            OutputForm::Rms(_) => None,
+            OutputForm::Crms(c) => Some(c.basis()),
         }
     }
 

@@ -11,7 +11,7 @@
 //! pass over the rows. The arithmetic is the same f64 arithmetic in the same order as
 //! [`apply_all`], so both give bit-identical results (tested below).
 
-use super::math;
+use super::math::{self, Basis};
 use crate::ir::Deferred;
 use crate::tensor::Array;
 use crate::{Error, Result};
@@ -43,18 +43,24 @@ pub enum Edit {
         /// The output axis.
         axis: usize,
     },
-    /// CRMSNorm, a reader of a compressed stream: W' = W[0:D−1] − W[D−1] along the input axis.
+    /// CRMSNorm, a reader of a compressed stream, along the input axis: W' = W[0:D−1] − W[D−1]
+    /// ([`Basis::Coordinate`]) or W' = s·M·W ([`Basis::Orthonormal`], [`math::ortho_project`]).
     FoldLastIn {
         /// The input axis.
         axis: usize,
+        /// The compressed stream's basis.
+        basis: Basis,
     },
-    /// CRMSNorm, a source or writer: drop the last entry of its (centred) output axis when that
-    /// axis has the stream's width.
+    /// CRMSNorm, a source or writer, along its (centred) output axis when that axis has the
+    /// stream's width: drop the last entry ([`Basis::Coordinate`]) or project, y ← M·y
+    /// ([`Basis::Orthonormal`]).
     DropLast {
         /// The output axis.
         axis: usize,
         /// The stream width D (other lengths are left alone).
         width: usize,
+        /// The compressed stream's basis.
+        basis: Basis,
     },
     /// CRMSNorm: a shape constant that hard-codes the stream width D at `index` becomes D−1.
     ShrinkDim {
@@ -106,14 +112,14 @@ pub fn apply_all(arr: &mut Array, edits: &[Edit]) {
                 }
             }
             Edit::Center { axis } => math::center(&mut arr.data, &arr.dims, *axis),
-            Edit::FoldLastIn { axis } => {
-                let (data, dims) = math::fold_last_in(&arr.data, &arr.dims, *axis);
+            Edit::FoldLastIn { axis, basis } => {
+                let (data, dims) = math::compress_in(&arr.data, &arr.dims, *axis, *basis);
                 arr.data = data;
                 arr.dims = dims;
             }
-            Edit::DropLast { axis, width } => {
+            Edit::DropLast { axis, width, basis } => {
                 if arr.dims.get(*axis) == Some(width) {
-                    let (data, dims) = math::drop_last(&arr.data, &arr.dims, *axis);
+                    let (data, dims) = math::compress_out(&arr.data, &arr.dims, *axis, *basis);
                     arr.data = data;
                     arr.dims = dims;
                 }
@@ -134,8 +140,10 @@ fn stage_dims(dims: &[usize], edits: &[Edit]) -> Vec<Vec<usize>> {
     let mut d = dims.to_vec();
     for e in edits {
         match e {
-            Edit::FoldLastIn { axis } if *axis < d.len() => d[*axis] = d[*axis].saturating_sub(1),
-            Edit::DropLast { axis, width } if d.get(*axis) == Some(width) => d[*axis] -= 1,
+            Edit::FoldLastIn { axis, .. } if *axis < d.len() => {
+                d[*axis] = d[*axis].saturating_sub(1)
+            }
+            Edit::DropLast { axis, width, .. } if d.get(*axis) == Some(width) => d[*axis] -= 1,
             // A scalar bias materialised along the rows it is added to.
             Edit::AddRows(v) if d.last().copied().unwrap_or(1) != v.len() => d = vec![v.len()],
             _ => {}
@@ -169,6 +177,8 @@ enum Stat {
     ColumnMean(Vec<f64>),
     /// Fold of the last input row: that row.
     LastRow(Vec<f64>),
+    /// Projection onto the orthonormal basis over axis 0: the last row and the column sums.
+    LastRowSum(Vec<f64>, Vec<f64>),
 }
 
 impl RowPipeline {
@@ -188,7 +198,7 @@ impl RowPipeline {
                 Edit::Scale { axis, gamma } => *axis < d.len() && gamma.len() == d[*axis],
                 Edit::AddRows(v) => d.len() >= 2 && v.len() == d[d.len() - 1],
                 Edit::Center { axis } => *axis < d.len(),
-                Edit::FoldLastIn { axis } | Edit::DropLast { axis, .. } => {
+                Edit::FoldLastIn { axis, .. } | Edit::DropLast { axis, .. } => {
                     *axis < d.len() && d[*axis] >= 2
                 }
                 Edit::ShrinkDim { .. } => false,
@@ -254,25 +264,38 @@ impl RowPipeline {
                     }
                 }
                 (Edit::Center { axis }, _) => math::center(&mut data, &bd, *axis),
-                (Edit::FoldLastIn { axis: 0 }, Stat::LastRow(last)) => {
+                (Edit::FoldLastIn { axis: 0, .. }, Stat::LastRow(last)) => {
                     drop_global_last(&mut data, &mut bd);
                     for row in data.chunks_exact_mut(inner) {
                         row.iter_mut().zip(last).for_each(|(x, l)| *x -= l);
                     }
                 }
-                (Edit::FoldLastIn { axis }, _) => {
-                    let (d2, dims) = math::fold_last_in(&data, &bd, *axis);
+                (Edit::FoldLastIn { axis: 0, .. }, Stat::LastRowSum(last, sum)) => {
+                    drop_global_last(&mut data, &mut bd);
+                    let s = math::ortho_scale(n_k);
+                    for row in data.chunks_exact_mut(inner) {
+                        math::ortho_project_row(row, last, sum, n_k, s);
+                    }
+                }
+                (Edit::DropLast { axis: 0, .. }, Stat::LastRowSum(last, sum)) => {
+                    drop_global_last(&mut data, &mut bd);
+                    for row in data.chunks_exact_mut(inner) {
+                        math::ortho_project_row(row, last, sum, n_k, 1.0);
+                    }
+                }
+                (Edit::FoldLastIn { axis, basis }, _) => {
+                    let (d2, dims) = math::compress_in(&data, &bd, *axis, *basis);
                     data = d2;
                     bd = dims;
                 }
-                (Edit::DropLast { axis: 0, width }, _) => {
+                (Edit::DropLast { axis: 0, width, .. }, _) => {
                     if n_k == *width {
                         drop_global_last(&mut data, &mut bd);
                     }
                 }
-                (Edit::DropLast { axis, width }, _) => {
+                (Edit::DropLast { axis, width, basis }, _) => {
                     if bd[*axis] == *width {
-                        let (d2, dims) = math::drop_last(&data, &bd, *axis);
+                        let (d2, dims) = math::compress_out(&data, &bd, *axis, *basis);
                         data = d2;
                         bd = dims;
                     }
@@ -302,27 +325,48 @@ impl Deferred for RowPipeline {
         let inner: usize = self.dims[1..].iter().product::<usize>().max(1);
         let mut stats = vec![Stat::None; self.edits.len()];
         // Passes for the edits that need all rows of their input, in order.
+        // The column sums of stage k's input (all rows, in row order).
+        let column_sums = |stats: &[Stat], k: usize| -> Result<Vec<f64>> {
+            let width: usize = stages[k][1..].iter().product::<usize>().max(1);
+            let mut sum = vec![0.0f64; width];
+            let mut a = 0;
+            while a < n {
+                let b = (a + self.block_rows).min(n);
+                let block = self.run_block(&stages, stats, k, a, rows(a, b)?);
+                for row in block.chunks_exact(width) {
+                    sum.iter_mut().zip(row).for_each(|(s, x)| *s += x);
+                }
+                a = b;
+            }
+            Ok(sum)
+        };
+        // Stage k's last input row.
+        let last_row = |stats: &[Stat], k: usize| -> Result<Vec<f64>> {
+            let last = stages[k][0] - 1;
+            Ok(self.run_block(&stages, stats, k, last, rows(last, last + 1)?))
+        };
         for k in 0..self.edits.len() {
+            let n_k = stages[k][0];
             match self.edits[k] {
                 Edit::Center { axis: 0 } => {
-                    let width: usize = stages[k][1..].iter().product::<usize>().max(1);
-                    let mut sum = vec![0.0f64; width];
-                    let mut a = 0;
-                    while a < n {
-                        let b = (a + self.block_rows).min(n);
-                        let block = self.run_block(&stages, &stats, k, a, rows(a, b)?);
-                        for row in block.chunks_exact(width) {
-                            sum.iter_mut().zip(row).for_each(|(s, x)| *s += x);
-                        }
-                        a = b;
-                    }
-                    let len = stages[k][0] as f64;
+                    let len = n_k as f64;
+                    let sum = column_sums(&stats, k)?;
                     stats[k] = Stat::ColumnMean(sum.into_iter().map(|s| s / len).collect());
                 }
-                Edit::FoldLastIn { axis: 0 } => {
-                    let last = stages[k][0] - 1;
-                    let row = self.run_block(&stages, &stats, k, last, rows(last, last + 1)?);
-                    stats[k] = Stat::LastRow(row);
+                Edit::FoldLastIn {
+                    axis: 0,
+                    basis: Basis::Coordinate,
+                } => stats[k] = Stat::LastRow(last_row(&stats, k)?),
+                Edit::FoldLastIn {
+                    axis: 0,
+                    basis: Basis::Orthonormal,
+                } => stats[k] = Stat::LastRowSum(last_row(&stats, k)?, column_sums(&stats, k)?),
+                Edit::DropLast {
+                    axis: 0,
+                    width,
+                    basis: Basis::Orthonormal,
+                } if width == n_k => {
+                    stats[k] = Stat::LastRowSum(last_row(&stats, k)?, column_sums(&stats, k)?)
                 }
                 _ => {}
             }
@@ -415,8 +459,16 @@ mod tests {
         })
     }
 
-    /// Random edit chains in the applier's order on random 1-3-D tensors: row by row, in any
-    /// block size, gives exactly what the whole-tensor path gives.
+    fn basis(g: &mut Lcg) -> Basis {
+        if g.below(2) == 0 {
+            Basis::Coordinate
+        } else {
+            Basis::Orthonormal
+        }
+    }
+
+    /// Random edit chains in the applier's order on random 1-3-D tensors (both CRMSNorm bases):
+    /// row by row, in any block size, gives exactly what the whole-tensor path gives.
     #[test]
     fn row_pipeline_matches_whole_tensor() {
         let mut g = Lcg(7);
@@ -454,7 +506,10 @@ mod tests {
             if g.below(2) == 0 {
                 let axis = g.below(rank);
                 if d[axis] >= 2 {
-                    edits.push(Edit::FoldLastIn { axis });
+                    edits.push(Edit::FoldLastIn {
+                        axis,
+                        basis: basis(&mut g),
+                    });
                     d[axis] -= 1;
                 }
             }
@@ -466,7 +521,11 @@ mod tests {
                     d[axis] + 1
                 };
                 if d[axis] >= 2 {
-                    edits.push(Edit::DropLast { axis, width });
+                    edits.push(Edit::DropLast {
+                        axis,
+                        width,
+                        basis: basis(&mut g),
+                    });
                 }
             }
             let mut whole = Array {
@@ -490,6 +549,8 @@ mod tests {
         assert!(RowPipeline::new(&[4], &[Edit::ShrinkDim { index: 0, width: 4 }]).is_none());
         assert!(RowPipeline::new(&[0, 3], &[Edit::Center { axis: 1 }]).is_none());
         assert!(RowPipeline::new(&[], &[Edit::Center { axis: 0 }]).is_none());
-        assert!(RowPipeline::new(&[1, 3], &[Edit::FoldLastIn { axis: 0 }]).is_none());
+        for basis in [Basis::Coordinate, Basis::Orthonormal] {
+            assert!(RowPipeline::new(&[1, 3], &[Edit::FoldLastIn { axis: 0, basis }]).is_none());
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! there. Only node construction lives here: what to build and where is decided before
 //! (`rewrite/lower.rs`), the driver calls these builders.
 
+use super::math::{self, Basis};
 use super::norms::SkipParts;
 use crate::ir::Graph;
 use crate::proto::{attribute_type as at, data_type as dt, AttributeProto, NodeProto};
@@ -37,12 +38,16 @@ pub enum NormOut {
     /// onnxruntime's fused residual add + RMSNorm, `com.microsoft:SkipSimplifiedLayerNormalization`
     /// (a Skip norm without a bias, `--emit onnxruntime`).
     SkipSimplifiedLayerNormalization,
-    /// CRMSNorm of a stream compressed from width D, in standard ops.
-    DecomposedCrms {
+    /// CRMSNorm of a stream compressed from width D into [`Basis::Orthonormal`]: an RMSNorm
+    /// over the D−1 entries, written in the RMSNorm form `core` (so that a runtime fuses it as
+    /// it fuses RMSNorm).
+    OrthoCrms {
         /// The uncompressed width D.
         width: usize,
+        /// The RMSNorm form of the core.
+        core: RmsCore,
     },
-    /// CRMSNorm of a stream compressed from width D as one op
+    /// CRMSNorm of a stream compressed from width D into [`Basis::Coordinate`] as one op
     /// `ai.onnx_normopt:CRMSNormalization`.
     CustomCrms {
         /// The uncompressed width D.
@@ -50,9 +55,35 @@ pub enum NormOut {
     },
 }
 
+/// The RMSNorm form of a CRMSNorm core in [`Basis::Orthonormal`] ([`NormOut::OrthoCrms`]): the
+/// forms [`NormOut`] writes RMSNorm in, but onnxruntime's fused Skip form (the residual sum of a
+/// Skip norm is added before the core).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RmsCore {
+    /// ONNX `RMSNormalization` (opset ≥ 23).
+    RmsNormalization,
+    /// onnxruntime's `SimplifiedLayerNormalization`.
+    SimplifiedLayerNormalization,
+    /// Standard ops at the model's opset (below 23).
+    Decomposed,
+}
+
+/// An explicitly centred value compressed for its stream-side reads (CRMSNorm), as lowering
+/// decided it; built by [`Builder::compress_value`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompressValue {
+    /// The uncompressed width D.
+    pub width: usize,
+    /// The basis of the compressed stream.
+    pub basis: Basis,
+    /// The value's element type (of the new constants).
+    pub data_type: i32,
+}
+
 impl NormOut {
-    /// The form's name in the report (`form_out`). A CRMSNorm whose affine was not folded
-    /// (`decompressed`) applies it to the decompressed vector: "… + decompression".
+    /// The form's name in the report (`form_out`). A CRMSNorm whose readers were not folded
+    /// (`decompressed`, [`NormBuild::decompress`]) decompresses its output and applies γ, β to
+    /// it: "… + decompression".
     pub fn name(self, decompressed: bool) -> String {
         let core = match self {
             NormOut::RmsNormalization => "RMSNormalization",
@@ -61,11 +92,15 @@ impl NormOut {
             NormOut::SkipSimplifiedLayerNormalization => {
                 "com.microsoft:SkipSimplifiedLayerNormalization"
             }
-            NormOut::DecomposedCrms { .. } => "decomposed CRMSNorm",
+            NormOut::OrthoCrms { core, .. } => match core {
+                RmsCore::RmsNormalization => "CRMSNorm as RMSNormalization",
+                RmsCore::SimplifiedLayerNormalization => "CRMSNorm as SimplifiedLayerNormalization",
+                RmsCore::Decomposed => "CRMSNorm as decomposed RMSNorm",
+            },
             NormOut::CustomCrms { .. } => "CRMSNormalization",
         };
         match self {
-            NormOut::DecomposedCrms { .. } | NormOut::CustomCrms { .. } if decompressed => {
+            NormOut::OrthoCrms { .. } | NormOut::CustomCrms { .. } if decompressed => {
                 format!("{core} + decompression")
             }
             _ => core.to_string(),
@@ -367,9 +402,38 @@ impl Builder<'_> {
             ),
             NormOut::DecomposedRms => self.rms_decomposed(&x, scale, shift, nb),
             NormOut::SkipSimplifiedLayerNormalization => self.skip_simplified(nb, scale, shift),
-            NormOut::DecomposedCrms { width } | NormOut::CustomCrms { width } => {
-                self.crms(&x, width, scale, shift, nb)
+            NormOut::OrthoCrms { width, core } => {
+                let decompress = nb.decompress.then_some((scale, shift));
+                self.crms_ortho(&x, width, core, decompress, nb)
             }
+            NormOut::CustomCrms { width } => {
+                self.crms_coordinate(&x, width, nb.decompress.then_some((scale, shift)), nb)
+            }
+        }
+    }
+
+    /// The RMSNorm core of `x` in `core`'s form into `nb.out`, with `scale` (needed by the
+    /// fused forms) and without β.
+    fn rms_core(
+        &mut self,
+        core: RmsCore,
+        x: &str,
+        scale: Option<&str>,
+        nb: &NormBuild,
+    ) -> Result<()> {
+        match core {
+            RmsCore::RmsNormalization => {
+                self.rms_fused("RMSNormalization", x, scale, None, nb.epsilon, &nb.out)
+            }
+            RmsCore::SimplifiedLayerNormalization => self.rms_fused(
+                "SimplifiedLayerNormalization",
+                x,
+                scale,
+                None,
+                nb.epsilon,
+                &nb.out,
+            ),
+            RmsCore::Decomposed => self.rms_decomposed(x, scale, None, nb),
         }
     }
 
@@ -543,41 +607,43 @@ impl Builder<'_> {
         Ok(self.node("", "Slice", &[x, &starts, &ends, &axes], None, vec![]))
     }
 
-    /// CRMSNorm of the compressed `x̃` (width D−1) into `out` ([`NormOut::DecomposedCrms`],
-    /// [`NormOut::CustomCrms`]): `x̃ / sqrt((Σx̃² + (Σx̃)²)/D + ε)` — the first D−1 entries of
-    /// RMSNorm(x) for the zero-mean x = (x̃, −Σx̃). With γ or β, the decompressed vector
-    /// `Concat(ỹ, −Σỹ)` gets them; with [`NormBuild::decompress`] (readers that cannot fold the
-    /// last entry in) it is the output.
-    ///
-    /// The core is standard ops (in the compute type, default f32 for f16/bf16) or one
-    /// [`crms_custom`](Self::crms_custom) node. The decompression and the affine are standard
-    /// ops in both forms.
-    fn crms(
+    /// CRMSNorm in [`Basis::Coordinate`] ([`NormOut::CustomCrms`]): one
+    /// [`crms_custom`](Self::crms_custom) node on the compressed x̃ (width D−1) —
+    /// `x̃ / sqrt((Σx̃² + (Σx̃)²)/D + ε)`, the first D−1 entries of RMSNorm(x) for the zero-mean
+    /// x = (x̃, −Σx̃) — into `nb.out`. With `decompress` = (γ, β) (each optional), the
+    /// decompressed vector `Concat(ỹ, −Σỹ)` gets them (standard ops).
+    fn crms_coordinate(
         &mut self,
         x: &str,
         d: usize,
-        gamma: Option<&str>,
-        beta: Option<&str>,
+        decompress: Option<(Option<&str>, Option<&str>)>,
         nb: &NormBuild,
     ) -> Result<()> {
         let (eps, data_type, out) = (nb.epsilon, nb.data_type, nb.out.as_str());
-        let affine = gamma.is_some() || beta.is_some();
-        // The full width-D vector: for γ/β, or for readers that cannot fold the last entry in.
-        let full_width = affine || nb.decompress;
-        let core_out = if full_width { None } else { Some(out) };
-        let y = match nb.form {
-            NormOut::CustomCrms { .. } => self.crms_custom(x, d, eps, data_type, core_out),
-            _ => self.crms_standard(x, d, eps, data_type, nb.compute_type, core_out)?,
-        };
-        if !full_width {
+        let Some((gamma, beta)) = decompress else {
+            self.crms_custom(x, d, eps, data_type, Some(out));
             return Ok(());
-        }
+        };
+        let y = self.crms_custom(x, d, eps, data_type, None);
         let sy = self.reduce_sum_last(&y)?;
         let neg = self.node("", "Neg", &[&sy], None, vec![]);
+        self.concat_affine(&[&y, &neg], gamma, beta, out);
+        Ok(())
+    }
+
+    /// `Concat(parts) ⊙ γ + β` along the last axis (γ, β optional) into `out`.
+    fn concat_affine(
+        &mut self,
+        parts: &[&str],
+        gamma: Option<&str>,
+        beta: Option<&str>,
+        out: &str,
+    ) {
+        let affine = gamma.is_some() || beta.is_some();
         let full = self.node(
             "",
             "Concat",
-            &[&y, &neg],
+            parts,
             if affine { None } else { Some(out) },
             vec![attr_i("axis", -1)],
         );
@@ -594,43 +660,75 @@ impl Builder<'_> {
         if let Some(bt) = beta {
             self.node("", "Add", &[&scaled, bt], Some(out), vec![]);
         }
+    }
+
+    /// CRMSNorm in [`Basis::Orthonormal`] ([`NormOut::OrthoCrms`]) of `z` = M·x (width D−1,
+    /// [`math::ortho_project`]) into `nb.out`: since ‖z‖ = ‖x‖, it is an RMSNorm of z over its
+    /// D−1 entries with ε′ = ε·D/(D−1) ([`math::ortho_epsilon`]), times s = √(D/(D−1))
+    /// ([`math::ortho_scale`]), built as `core` builds RMSNorm (so every runtime that fuses
+    /// RMSNorm fuses it). A compressed output (folded readers) has scale ones: the readers
+    /// carry s (their weights are s·M·W). With `decompress` = (γ, β) (each optional) the scale
+    /// is s and the decompressed x̂ = Mᵀŷ = (ŷ − k·Σŷ, −Σŷ/√D) ([`math::ortho_coeffs`]) gets
+    /// γ and β.
+    fn crms_ortho(
+        &mut self,
+        z: &str,
+        d: usize,
+        core: RmsCore,
+        decompress: Option<(Option<&str>, Option<&str>)>,
+        nb: &NormBuild,
+    ) -> Result<()> {
+        let data_type = nb.data_type;
+        let (s, name) = if decompress.is_some() {
+            (math::ortho_scale(d), "scale")
+        } else {
+            (1.0, "ones")
+        };
+        let scale = self.constant(name, &[d - 1], data_type, &vec![s; d - 1])?;
+        let mut core_nb = NormBuild {
+            epsilon: math::ortho_epsilon(f64::from(nb.epsilon), d) as f32,
+            decompress: false,
+            ..nb.clone()
+        };
+        let Some((gamma, beta)) = decompress else {
+            return self.rms_core(core, z, Some(&scale), &core_nb);
+        };
+        core_nb.out = self.value("crms");
+        self.rms_core(core, z, Some(&scale), &core_nb)?;
+        let y = core_nb.out;
+        let (_, k) = math::ortho_coeffs(d);
+        let sum = self.reduce_sum_last(&y)?;
+        let kc = self.constant("k", &[], data_type, &[k])?;
+        let ks = self.node("", "Mul", &[&sum, &kc], None, vec![]);
+        let head = self.node("", "Sub", &[&y, &ks], None, vec![]);
+        let tc = self.constant("tail", &[], data_type, &[-1.0 / (d as f64).sqrt()])?;
+        let tail = self.node("", "Mul", &[&sum, &tc], None, vec![]);
+        self.concat_affine(&[&head, &tail], gamma, beta, &nb.out);
         Ok(())
     }
 
-    /// The CRMSNorm core in standard ops (see [`crms`](Self::crms)). Returns its output.
-    fn crms_standard(
-        &mut self,
-        x: &str,
-        d: usize,
-        eps: f32,
-        data_type: i32,
-        compute_type: Option<i32>,
-        out: Option<&str>,
-    ) -> Result<String> {
-        let (xin, ct) = self.computed_in(x, data_type, compute_type);
-        let sq = self.node("", "Mul", &[&xin, &xin], None, vec![]);
-        let s1 = self.reduce_sum_last(&sq)?;
-        let s = self.reduce_sum_last(&xin)?;
-        let s2 = self.node("", "Mul", &[&s, &s], None, vec![]);
-        let tot = self.node("", "Add", &[&s1, &s2], None, vec![]);
-        let inv_d = self.constant("inv_width", &[], ct, &[1.0 / d as f64])?;
-        let ms = self.node("", "Mul", &[&tot, &inv_d], None, vec![]);
-        let e = self.constant("epsilon", &[], ct, &[eps as f64])?;
-        let a = self.node("", "Add", &[&ms, &e], None, vec![]);
-        let r = self.node("", "Sqrt", &[&a], None, vec![]);
-        let back_needed = ct != data_type;
-        let y = self.node(
-            "",
-            "Div",
-            &[&xin, &r],
-            if back_needed { None } else { out },
-            vec![],
-        );
-        Ok(if back_needed {
-            self.node("", "Cast", &[&y], out, vec![attr_i("to", data_type as i64)])
-        } else {
-            y
-        })
+    /// The compressed width-D−1 stream value for `x` (any mean, width D) as `c` says, into a
+    /// new value: in [`Basis::Coordinate`] the centred x sliced to D−1; in
+    /// [`Basis::Orthonormal`] z = M·x = x[0:D−1] − x·w with wⱼ = k + c·[j = D−1]
+    /// ([`math::ortho_project`]; M·1 = 0, so x need not be centred first), constants of
+    /// `c.data_type`. Returns it.
+    pub fn compress_value(&mut self, x: &str, c: &CompressValue) -> Result<String> {
+        let d = c.width;
+        match c.basis {
+            Basis::Coordinate => {
+                let centred = self.center(x)?;
+                self.slice_last(&centred, d - 1)
+            }
+            Basis::Orthonormal => {
+                let (cc, k) = math::ortho_coeffs(d);
+                let mut w = vec![k; d];
+                w[d - 1] += cc;
+                let wc = self.constant("shift_weights", &[d, 1], c.data_type, &w)?;
+                let shift = self.node("", "MatMul", &[x, &wc], None, vec![]);
+                let head = self.slice_last(x, d - 1)?;
+                Ok(self.node("", "Sub", &[&head, &shift], None, vec![]))
+            }
+        }
     }
 
     /// The CRMSNorm core as one node of our domain (the model must import

@@ -144,6 +144,122 @@ pub fn fold_last_in(data: &[f64], dims: &[usize], axis: usize) -> (Vec<f64>, Vec
     (out, nd)
 }
 
+/// How a compressed (CRMSNorm) stream of width D−1 represents a zero-mean x ∈ R^D.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Basis {
+    /// The paper's coordinates x̃ = x[0:D−1] (x_D = −Σx̃): ‖x‖² = Σx̃² + (Σx̃)², two reductions
+    /// per norm. Sources and writers drop their last entry ([`drop_last`]), readers fold it in
+    /// ([`fold_last_in`]).
+    Coordinate,
+    /// z = M·x, where the D−1 rows of M are an orthonormal basis of the zero-mean subspace
+    /// (see [`ortho_project`]): ‖z‖ = ‖x‖, so CRMSNorm is a plain RMSNorm of z over D−1 entries
+    /// ([`ortho_epsilon`], [`ortho_scale`]), which runtimes fuse like any RMSNorm.
+    Orthonormal,
+}
+
+/// The constants of [`Basis::Orthonormal`] for width D: (c, k) = (1/(√D+1), 1/(D+√D)). The
+/// rows of M (D−1 × D) are mᵢ = eᵢ − c·e_D − k·1. They are orthonormal and orthogonal to 1:
+/// mᵢ·1 = 1 − c − kD = 0, and mᵢ·mⱼ = δᵢⱼ + c² − 2k(1 − c) + k²D = δᵢⱼ (with r = √D:
+/// c² = 1/(r+1)², 2k(1−c) = 2/(r+1)², k²D = 1/(r+1)²). So for zero-mean x, z = Mx keeps the
+/// norm (‖z‖ = ‖x‖) and x = Mᵀz.
+pub fn ortho_coeffs(d: usize) -> (f64, f64) {
+    let r = (d as f64).sqrt();
+    (1.0 / (r + 1.0), 1.0 / (r * (r + 1.0)))
+}
+
+/// One entry of M·v: vᵢ − c·v_D − k·Σv (see [`ortho_coeffs`]).
+fn ortho_entry(v: f64, last: f64, sum: f64, c: f64, k: f64) -> f64 {
+    v - c * last - k * sum
+}
+
+/// s·M·v along `axis` (length D → D−1, [`Basis::Orthonormal`]):
+/// out[i] = s·(v[i] − c·v[D−1] − k·Σⱼ v[j]).
+/// - Sources and writers (their output axis, s = 1): the stream holds z = M·x instead of x,
+///   each contribution y becomes M·y (for a zero-mean y the Σ term is 0).
+/// - Readers (their input axis, s = [`ortho_scale`]): for zero-mean x and z = M·x, x = Mᵀz, so
+///   RMSNorm(x) = Mᵀ·(s·RMS_{D−1}(z; ε′)) and RMSNorm(x)·W = RMS_{D−1}(z; ε′)·(s·M·W).
+pub fn ortho_project(
+    data: &[f64],
+    dims: &[usize],
+    axis: usize,
+    scale: f64,
+) -> (Vec<f64>, Vec<usize>) {
+    let (outer, len, inner) = split(dims, axis);
+    let (c, k) = ortho_coeffs(len);
+    let mut out = Vec::with_capacity(outer * (len - 1) * inner);
+    for o in 0..outer {
+        let block = &data[o * len * inner..(o + 1) * len * inner];
+        // Σ over the axis, in row order (as the row pipeline sums).
+        let mut sum = vec![0.0f64; inner];
+        for row in block.chunks_exact(inner) {
+            sum.iter_mut().zip(row).for_each(|(s, x)| *s += x);
+        }
+        let last = &block[(len - 1) * inner..];
+        for row in block.chunks_exact(inner).take(len - 1) {
+            out.extend(
+                row.iter()
+                    .zip(last)
+                    .zip(&sum)
+                    .map(|((&x, &l), &s)| ortho_entry(x, l, s, c, k) * scale),
+            );
+        }
+    }
+    let mut nd = dims.to_vec();
+    nd[axis] = len - 1;
+    (out, nd)
+}
+
+/// One row of [`ortho_project`] along axis 0, given the last row and the column sums of the
+/// whole input (the row pipeline's form; the same arithmetic).
+pub fn ortho_project_row(row: &mut [f64], last: &[f64], sum: &[f64], d: usize, scale: f64) {
+    let (c, k) = ortho_coeffs(d);
+    row.iter_mut()
+        .zip(last)
+        .zip(sum)
+        .for_each(|((x, &l), &s)| *x = ortho_entry(*x, l, s, c, k) * scale);
+}
+
+/// A source's or writer's output axis compressed into `basis` (length D → D−1): [`drop_last`]
+/// or M·y ([`ortho_project`]).
+pub fn compress_out(
+    data: &[f64],
+    dims: &[usize],
+    axis: usize,
+    basis: Basis,
+) -> (Vec<f64>, Vec<usize>) {
+    match basis {
+        Basis::Coordinate => drop_last(data, dims, axis),
+        Basis::Orthonormal => ortho_project(data, dims, axis, 1.0),
+    }
+}
+
+/// A reader's input axis reading a stream compressed into `basis` (length D → D−1):
+/// [`fold_last_in`] or s·M·W ([`ortho_project`], [`ortho_scale`]).
+pub fn compress_in(
+    data: &[f64],
+    dims: &[usize],
+    axis: usize,
+    basis: Basis,
+) -> (Vec<f64>, Vec<usize>) {
+    match basis {
+        Basis::Coordinate => fold_last_in(data, dims, axis),
+        Basis::Orthonormal => ortho_project(data, dims, axis, ortho_scale(dims[axis])),
+    }
+}
+
+/// The scale s = √(D/(D−1)) of CRMSNorm in [`Basis::Orthonormal`]: with ‖z‖ = ‖x‖,
+/// z/√(Σz²/D + ε) = s · z/√(Σz²/(D−1) + ε′), ε′ = [`ortho_epsilon`]: an RMSNorm over the D−1
+/// entries of z, times s (folded into the readers, or the norm's scale).
+pub fn ortho_scale(d: usize) -> f64 {
+    (d as f64 / (d as f64 - 1.0)).sqrt()
+}
+
+/// ε′ = ε·D/(D−1), the ε of the RMSNorm over D−1 entries that computes CRMSNorm in
+/// [`Basis::Orthonormal`] (see [`ortho_scale`]).
+pub fn ortho_epsilon(eps: f64, d: usize) -> f64 {
+    eps * d as f64 / (d as f64 - 1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +343,46 @@ mod tests {
         }
         let (dl, d2) = drop_last(&w, &[3, 2], 1);
         assert_eq!((dl, d2), (vec![1.0, 3.0, 5.0], vec![3, 1]));
+    }
+
+    #[test]
+    fn orthonormal_compression_identity_holds() {
+        // x zero-mean of width 5, z = M x (a writer's ortho_project): ‖z‖ = ‖x‖, and a reader
+        // of RMSNorm(x) through W equals a reader of the RMSNorm of z over 4 entries (ε′)
+        // through s·M·W.
+        let d = 5;
+        let mut x = vec![0.5, -1.5, 1.0, 2.25, 0.3];
+        center(&mut x, &[d], 0);
+        let (z, zd) = ortho_project(&x, &[d], 0, 1.0);
+        assert_eq!(zd, vec![d - 1]);
+        let n2 = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>();
+        assert!((n2(&z) - n2(&x)).abs() < 1e-12);
+        // A non-centred vector projects like its centred version (M·1 = 0).
+        let shifted: Vec<f64> = x.iter().map(|a| a + 0.7).collect();
+        let (z2, _) = ortho_project(&shifted, &[d], 0, 1.0);
+        for (a, b) in z.iter().zip(&z2) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        let eps = 1e-2;
+        let w: Vec<f64> = (0..d * 3)
+            .map(|i| ((i * 7 % 11) as f64) / 5.0 - 1.0)
+            .collect(); // [5, 3]
+        let (wz, wd) = ortho_project(&w, &[d, 3], 0, ortho_scale(d));
+        assert_eq!(wd, vec![d - 1, 3]);
+        let rx = (n2(&x) / d as f64 + eps).sqrt();
+        let rz = (n2(&z) / (d - 1) as f64 + ortho_epsilon(eps, d)).sqrt();
+        for col in 0..3 {
+            let full: f64 = (0..d).map(|r| x[r] / rx * w[r * 3 + col]).sum();
+            let comp: f64 = (0..d - 1).map(|r| z[r] / rz * wz[r * 3 + col]).sum();
+            assert!((full - comp).abs() < 1e-12, "{full} vs {comp}");
+        }
+        // The row form gives the same numbers.
+        let last = &w[(d - 1) * 3..];
+        let sum: Vec<f64> = (0..3).map(|c| (0..d).map(|r| w[r * 3 + c]).sum()).collect();
+        for r in 0..d - 1 {
+            let mut row = w[r * 3..r * 3 + 3].to_vec();
+            ortho_project_row(&mut row, last, &sum, d, ortho_scale(d));
+            assert_eq!(row, wz[r * 3..r * 3 + 3].to_vec());
+        }
     }
 }

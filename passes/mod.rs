@@ -96,7 +96,6 @@ fn lower_graph(
     model: &Model,
     opts: &Options,
 ) -> Result<(ReportBuilder, Option<Vec<rewrite::Patch>>)> {
-    let target = opts.form.target();
     let mut report = ReportBuilder::new(model, opts.form);
     let ix = model.graph.index();
     let shapes = Shapes::infer(&model.graph);
@@ -136,7 +135,7 @@ fn lower_graph(
         .enumerate()
         .filter(|(i, _)| reasons[*i].is_empty() && !swallowed[*i])
         .collect();
-    let (plan, parts) = rewrite::plan(&a, model, &accepted, opts.fold, target == Target::Crmsnorm)?;
+    let (plan, parts) = rewrite::plan(&a, model, &accepted, opts.fold, opts.form.basis())?;
     report.planned(
         &model.graph,
         &ix,

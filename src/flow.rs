@@ -14,16 +14,13 @@
 //! Nothing here prints but the write progress bar: the caller reports the [`FileResult`].
 
 use crate::ir::Model;
-use crate::passes::{self, report::Report, Options};
+use crate::passes::report::{Coverage, Report, VerifiedAs};
+use crate::passes::{self, Options};
 use crate::progress;
 use crate::provenance::{self, PendingDigest};
 use crate::verify::{self, VerifyOptions, VerifyReport};
 use crate::{io, Error};
 use std::path::{Path, PathBuf};
-
-/// Models up to this many bytes (file plus external data) are verified by default
-/// ([`VerifyWhen::Default`]).
-pub const VERIFY_BY_DEFAULT_BELOW: u64 = 512 << 20;
 
 /// When a rewrite is verified.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,26 +35,22 @@ pub enum VerifyWhen {
 }
 
 impl VerifyWhen {
-    /// `None` when a model of `size` bytes (file plus external data) is verified, else why it is
-    /// not (one line).
-    pub fn skip_reason(self, size: u64) -> Option<String> {
+    /// `None` when the rewrite is verified, else why it is not (one line).
+    pub fn skip_reason(self) -> Option<String> {
         match self {
             VerifyWhen::Always => None,
             VerifyWhen::Never => Some("not verified (--no-verify)".into()),
-            VerifyWhen::Default => default_policy(size),
+            VerifyWhen::Default => default_policy(),
         }
     }
 }
 
-/// The default policy, the one place it is written: models up to [`VERIFY_BY_DEFAULT_BELOW`]
-/// bytes are verified; `Some(why not)` for larger ones.
-pub fn default_policy(size: u64) -> Option<String> {
-    (size > VERIFY_BY_DEFAULT_BELOW).then(|| {
-        format!(
-            "not verified: {} MiB is above the default verification size; pass --verify to verify",
-            size >> 20
-        )
-    })
+/// The default policy, the one place it is written: every rewrite is verified, whatever the
+/// model's size (`None`; `Some(why not)` would skip it). How is the budget's choice, not the
+/// policy's: whole models when their two copies fit the verification budget, else piece by
+/// piece (`verify::budget::plan`, `verify::pieces`).
+pub fn default_policy() -> Option<String> {
+    None
 }
 
 /// How every file is rewritten.
@@ -123,7 +116,7 @@ impl Settings {
 
 /// A verification that ran to the end, as the flow reports it: the table as JSON (the
 /// `--report`'s `verification`) and as text, and whether it passed. The in-process verifier
-/// ([`verify::verify_files`]) and the isolated one ([`verify::verify_isolated`], the CLI's) both
+/// ([`verify::verify_within`]) and the isolated one ([`verify::verify_isolated`], the CLI's) both
 /// give one.
 #[derive(Clone, Debug)]
 pub struct Verification {
@@ -133,6 +126,8 @@ pub struct Verification {
     pub text: String,
     /// Whether every row passed.
     pub passed: bool,
+    /// What it covered (whole or in pieces, what was not checked).
+    pub coverage: Coverage,
 }
 
 impl Verification {
@@ -148,6 +143,7 @@ impl From<VerifyReport> for Verification {
             json: serde_json::to_value(&rep).unwrap_or_default(),
             text: rep.to_string(),
             passed: rep.passed(),
+            coverage: rep.coverage(),
         }
     }
 }
@@ -158,6 +154,7 @@ impl From<verify::Checked> for Verification {
             passed: c.passed(),
             json: c.json,
             text: c.text,
+            coverage: c.coverage,
         }
     }
 }
@@ -168,8 +165,9 @@ impl std::fmt::Display for Verification {
     }
 }
 
-/// `verify::verify_files` (in process) with a panic turned into `Err(one line)`; the table
-/// names B as `shown`.
+/// [`verify::verify_within`] the default budget (in process: whole models, or piece by piece
+/// when they do not fit) with a panic turned into `Err(one line)`; the table names B as
+/// `shown`.
 pub fn verify_guarded(
     a: &Path,
     b: &Path,
@@ -177,7 +175,7 @@ pub fn verify_guarded(
     opts: &VerifyOptions,
 ) -> Result<Result<Verification, verify::VerifyError>, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        verify::verify_files(a, b, opts).map(|mut rep| {
+        verify::verify_within(a, b, opts, None).map(|mut rep| {
             rep.b = shown.to_path_buf();
             Verification::from(rep)
         })
@@ -202,7 +200,7 @@ pub fn panic_line(p: &(dyn std::any::Any + Send)) -> String {
 pub enum Verified {
     /// Verified: the table.
     Passed(Box<Verification>),
-    /// Not verified, and why (`--no-verify`, or above the default size).
+    /// Not verified, and why (`--no-verify`).
     Skipped(String),
 }
 
@@ -251,18 +249,6 @@ impl<W> FileResult<W> {
             FileResult::Error(e) => e.exit_code() as u8,
         }
     }
-}
-
-/// Size of the model: the file plus the external data files it references.
-fn total_size(path: &Path, model: &Model) -> u64 {
-    let mut n = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if let Some(dir) = path.parent() {
-        n += external_files(model)
-            .iter()
-            .map(|l| std::fs::metadata(dir.join(l)).map(|m| m.len()).unwrap_or(0))
-            .sum::<u64>();
-    }
-    n
 }
 
 /// The external data files a loaded model references (locations, relative to its folder).
@@ -355,7 +341,6 @@ fn stage_checked(
         return FileResult::Refused { why, report: None };
     }
     let digest = PendingDigest::start(input);
-    let size = total_size(input, &model);
     let mut outcome = match passes::run(model, &s.opts) {
         Ok(o) => o,
         Err(Error::NotRewritable(why)) => return FileResult::Refused { why, report: None },
@@ -402,7 +387,7 @@ fn stage_checked(
         Err(e) => return FileResult::Error(e),
     };
     let mut report = Box::new(outcome.report);
-    if let Some(why) = s.verify.skip_reason(size) {
+    if let Some(why) = s.verify.skip_reason() {
         return FileResult::Rewritten {
             output: staged,
             report,
@@ -412,7 +397,7 @@ fn stage_checked(
     let result = (s.verifier)(input, staged.model_path(), dest.shown, &s.verify_opts);
     match result {
         Ok(Ok(rep)) => {
-            report.add_verification(&rep.json);
+            report.add_verification(&rep.json, rep.coverage.clone());
             if rep.passed() {
                 FileResult::Rewritten {
                     output: staged,
@@ -675,8 +660,16 @@ pub fn verification_line(rep: &Verification) -> String {
                 .fold(0.0f64, f64::max)
         })
         .unwrap_or(0.0);
+    let pieces = match rep.coverage.how {
+        VerifiedAs::Whole => String::new(),
+        VerifiedAs::Pieces { count, .. } => format!(", in {count} pieces"),
+    };
+    let not_covered = match rep.coverage.not_covered.len() {
+        0 => String::new(),
+        n => format!("; {n} check(s) NOT covered"),
+    };
     format!(
-        "{} ({}, {} sample(s), max |Δ| {:.1e})",
+        "{} ({}, {} sample(s), max |Δ| {:.1e}{pieces}{not_covered})",
         if rep.passed() { "passed" } else { "FAILED" },
         if runtimes.is_empty() {
             "no runtime".to_string()

@@ -113,8 +113,8 @@ struct RewriteArgs {
     /// Keep γ and β on the RMSNorm instead of folding them into the linear readers.
     #[arg(long)]
     no_fold: bool,
-    /// Verify the result in tract and onnxruntime before writing it (default for models up to
-    /// 512 MiB; larger models are not verified unless asked).
+    /// Verify the result in tract and onnxruntime before writing it (the default, at any size:
+    /// a model whose two whole copies do not fit --verify-budget is verified piece by piece).
     #[arg(long, overrides_with = "no_verify")]
     verify: bool,
     /// Do not verify.

@@ -7,7 +7,7 @@
 pub(crate) mod build;
 
 use super::norms::NoMatch;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use std::fmt::{self, Display, Write};
 
 /// Serialise a value by its `Display` text.
@@ -536,23 +536,68 @@ pub struct Report {
 }
 
 /// The verification of a rewritten model, as its report carries it: the verifier's table as
-/// the verifier serialises it (the report embeds it and does not read it). `Display` is that
-/// JSON.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(transparent)]
-pub struct Verification(serde_json::Value);
+/// the verifier serialises it (the report embeds it and does not read it), with what the
+/// verification covered ([`Coverage`], under the table's `coverage` key). It serialises as
+/// that JSON; `Display` is that JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verification {
+    json: serde_json::Value,
+    coverage: Coverage,
+}
 
 impl Verification {
-    /// The table as JSON.
+    /// The table as JSON (with `coverage`).
     pub fn json(&self) -> &serde_json::Value {
-        &self.0
+        &self.json
+    }
+
+    /// What the verification covered.
+    pub fn coverage(&self) -> &Coverage {
+        &self.coverage
+    }
+}
+
+impl Serialize for Verification {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(s)
     }
 }
 
 impl Display for Verification {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        write!(f, "{}", self.json)
     }
+}
+
+/// What a verification covered: the two whole models, or the two cut into pieces at the same
+/// values, and what it did not check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Whole, or in pieces.
+    pub how: VerifiedAs,
+    /// What was not checked, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_covered: Vec<String>,
+}
+
+/// How the two models were run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum VerifiedAs {
+    /// Each whole model in each runtime.
+    #[default]
+    Whole,
+    /// Piece by piece, one piece held at a time.
+    Pieces {
+        /// Number of pieces.
+        count: usize,
+        /// The piece (1-based) estimated to need the most memory.
+        largest: usize,
+        /// Its estimated memory, bytes.
+        largest_bytes: u64,
+        /// Its weights, bytes.
+        largest_weight_bytes: u64,
+    },
 }
 
 /// This tool's version, as a rewritten model records it.
@@ -603,11 +648,17 @@ fn in_subgraph(s: &Option<String>) -> String {
 }
 
 impl Report {
-    /// Record the verification of the rewritten model: the verifier's table `table`.
-    pub fn add_verification(&mut self, table: &impl Serialize) {
-        self.verification = Some(Verification(
-            serde_json::to_value(table).unwrap_or_default(),
-        ));
+    /// Record the verification of the rewritten model: the verifier's table `table` and what
+    /// it covered (`coverage`, added to the table's JSON as `coverage`).
+    pub fn add_verification(&mut self, table: &impl Serialize, coverage: Coverage) {
+        let mut json = serde_json::to_value(table).unwrap_or_default();
+        if let Some(o) = json.as_object_mut() {
+            o.insert(
+                "coverage".into(),
+                serde_json::to_value(&coverage).unwrap_or_default(),
+            );
+        }
+        self.verification = Some(Verification { json, coverage });
     }
 
     /// The provenance of a rewrite described by this report, of the input `input` with digest

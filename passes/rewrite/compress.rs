@@ -1,14 +1,16 @@
 //! The CRMSNorm compression phase (`--target crmsnorm`, design §4).
 //!
 //! It runs on each stream right after the stream's RMSNorm plan ([`super::plan()`]) and
-//! compresses what that plan did: sources and writers drop the last entry of their centred
-//! output axis, readers fold it in (W' = W[0:D−1] − W[D−1]), explicit centering outputs are
-//! sliced to D−1, norms become CRMSNorm, shape constants that hard-code D become D−1, and
-//! `Shape` nodes whose result sizes other tensors get their width back. Weight edits join the
-//! constant's edit list (one rounding per constant); the rest become patches of their own
+//! compresses what that plan did into the form's basis ([`Basis`]): sources and writers
+//! compress their centred output axis (drop its last entry, or project it, y ← M·y), readers
+//! read the compressed stream (W' = W[0:D−1] − W[D−1], or s·M·W), explicit centering outputs
+//! are compressed to D−1, norms become CRMSNorm, shape constants that hard-code D become D−1,
+//! and `Shape` nodes whose result sizes other tensors get their width back. Weight edits join
+//! the constant's edit list (one rounding per constant); the rest become patches of their own
 //! (shape fixes, stale `value_info`).
 
 use super::super::edit::Edit;
+use super::super::math::Basis;
 use super::super::stream::{Analysis, Leaf, Stream};
 use super::fold::fold_readers;
 use super::plan::{Plan, StreamPlan};
@@ -16,19 +18,38 @@ use crate::ir::{NodeExt, NodeId};
 use crate::Result;
 use std::collections::BTreeSet;
 
-/// Compress stream `st` of width `d`, whose RMSNorm plan `s` is in `p`.
+/// Compress stream `st` of width `d`, whose RMSNorm plan `s` is in `p`, into `basis`.
 pub(super) fn compress_stream(
     a: &Analysis,
     p: &mut Plan,
     st: &Stream,
     d: usize,
     s: &StreamPlan,
+    basis: Basis,
 ) -> Result<()> {
     p.compressed_widths.insert(d);
-    // Explicit centering outputs are sliced to D−1.
+    p.basis = Some(basis);
+    // Explicit centering outputs are compressed to D−1, with constants of the value's element
+    // type: its declared type, else a stream value's, else its norms' γ type.
+    let declared = st
+        .values
+        .iter()
+        .find_map(|v| super::super::stream::elem_type(a.g, v));
+    let elem = declared
+        .or_else(|| {
+            st.norms.iter().find_map(|&k| {
+                let gm = a.norms[k].gamma.as_deref()?;
+                a.g.constant_tensor(gm)?.data_type
+            })
+        })
+        .filter(|&t| crate::tensor::is_float(t))
+        .unwrap_or(crate::proto::data_type::FLOAT);
     for la in &st.leaves {
         if matches!(la.leaf, Leaf::Explicit { .. }) {
-            p.compress_explicit.insert(la.value.clone(), d);
+            let own = super::super::stream::elem_type(a.g, &la.value)
+                .filter(|&t| crate::tensor::is_float(t));
+            p.compress_explicit
+                .insert(la.value.clone(), (d, own.unwrap_or(elem)));
         }
     }
     // Sources and writers lose the last entry of their centred output axis.
@@ -44,10 +65,11 @@ pub(super) fn compress_stream(
             })
             .collect();
         for axis in axes {
-            p.edits
-                .entry(key)
-                .or_default()
-                .push(Edit::DropLast { axis, width: d });
+            p.edits.entry(key).or_default().push(Edit::DropLast {
+                axis,
+                width: d,
+                basis,
+            });
         }
     }
     // Shapes that hard-code D on the stream: Reshape/Expand targets.
@@ -137,7 +159,10 @@ pub(super) fn compress_stream(
             p.edits
                 .entry(a.edit_slot(r.node, 1))
                 .or_default()
-                .push(Edit::FoldLastIn { axis: r.in_axis });
+                .push(Edit::FoldLastIn {
+                    axis: r.in_axis,
+                    basis,
+                });
         }
     }
     let mut compressed: BTreeSet<String> = st.values.clone();

@@ -11,7 +11,7 @@
 use super::super::api::{Options, PatchLog};
 use super::super::edit;
 use super::super::emit::{Builder, NormBuild};
-use super::super::math;
+use super::super::math::{self, Basis};
 use super::patch::{Patch, PatchKind, Removed};
 use crate::io::ExternalStore;
 use crate::ir::subgraph::rename_reads;
@@ -174,10 +174,10 @@ impl Driver<'_> {
             } => {
                 let mut b = self.builder();
                 b.doc = Some(super::super::emit::doc_center(value));
-                let mut c = b.center(value)?;
-                if let Some(d) = compress_from {
-                    c = b.slice_last(&c, d - 1)?;
-                }
+                let c = match compress_from {
+                    Some(cv) => b.compress_value(value, cv)?,
+                    None => b.center(value)?,
+                };
                 for &(node, slot) in edges {
                     b.g.set_input(node, slot, &c);
                 }
@@ -357,14 +357,14 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// A new bias for a folded reader without one (β·W; centred, and compressed, when the
-    /// reader is also a writer of a stream).
+    /// A new bias for a folded reader without one (β·W; centred, and compressed into the
+    /// stream's basis, when the reader is also a writer of a stream).
     fn new_bias(
         &mut self,
         node: NodeId,
         shift: &[f64],
         centred: bool,
-        compressed: bool,
+        compressed: Option<Basis>,
         gemm: bool,
         norm: Option<&str>,
     ) -> Result<()> {
@@ -372,8 +372,8 @@ impl Driver<'_> {
         if centred {
             let n = v.len();
             math::center(&mut v, &[n], 0);
-            if compressed {
-                v.pop();
+            if let Some(basis) = compressed {
+                v = math::compress_out(&v, &[n], 0, basis).0;
             }
         }
         let mut b = self.builder();

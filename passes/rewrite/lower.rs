@@ -9,7 +9,10 @@
 
 use super::super::api::{CrmsEmit, OutputForm};
 use super::super::emit::Emit;
-use super::super::emit::{doc_norm, NormBuild, NormInput, NormOut, Scale, NORMOPT_DOMAIN};
+use super::super::emit::{
+    doc_norm, CompressValue, NormBuild, NormInput, NormOut, RmsCore, Scale, NORMOPT_DOMAIN,
+};
+use super::super::math::Basis;
 use super::super::norms::{NormForm, NormMatch};
 use super::super::stream::{cast_of_const, const_dims_through, elem_type};
 use super::patch::{edits_text, Patch, PatchKind, Removed};
@@ -32,6 +35,12 @@ pub fn lower(
     let emit = form.rms_emit();
     let crms = form.crms_emit();
     let fused_rms = model.onnx_opset() >= 23;
+    if p.basis.is_some_and(|b| b != crms.basis()) {
+        return Err(crate::Error::Internal(format!(
+            "streams compressed into {:?}, CRMSNorm written as {crms:?}",
+            p.basis
+        )));
+    }
     let label = |id: NodeId| g.nodes().get(id).map(|n| n.label()).unwrap_or_default();
     let norm_label = |k: usize| label(norms[k].anchor);
     let mut out = Vec::new();
@@ -68,7 +77,9 @@ pub fn lower(
         .map(|e| (e, false))
         .chain(p.new_gemm_c.iter().map(|e| (e, true)));
     for ((reader, shift, centred), gemm) in with_gemm {
-        let compressed = *centred && p.compressed_widths.contains(&shift.len());
+        let compressed = p
+            .basis
+            .filter(|_| *centred && p.compressed_widths.contains(&shift.len()));
         let norm = fold_of.get(reader).cloned();
         push(
             PatchKind::NewBias {
@@ -84,7 +95,11 @@ pub fn lower(
                 label(*reader),
                 norm.unwrap_or_default(),
                 if *centred { ", centred" } else { "" },
-                if compressed { ", compressed" } else { "" }
+                match compressed {
+                    Some(Basis::Coordinate) => ", compressed",
+                    Some(Basis::Orthonormal) => ", projected onto the orthonormal basis",
+                    None => "",
+                }
             ),
         );
     }
@@ -98,7 +113,15 @@ pub fn lower(
         );
     }
     for (value, edges) in &p.explicit {
-        let compress_from = p.compress_explicit.get(value).copied();
+        let compress_from =
+            p.compress_explicit
+                .get(value)
+                .zip(p.basis)
+                .map(|(&(width, data_type), basis)| CompressValue {
+                    width,
+                    basis,
+                    data_type,
+                });
         push(
             PatchKind::Center {
                 value: value.clone(),
@@ -109,7 +132,10 @@ pub fn lower(
                 "centre {value:?} explicitly for {} stream-side read(s){}",
                 edges.len(),
                 compress_from
-                    .map(|d| format!(", sliced to width {}", d - 1))
+                    .map(|c| match c.basis {
+                        Basis::Coordinate => format!(", sliced to width {}", c.width - 1),
+                        Basis::Orthonormal => format!(", projected to width {}", c.width - 1),
+                    })
                     .unwrap_or_default()
             ),
         );
@@ -158,7 +184,7 @@ pub fn lower(
         let build = Box::new(norm_build(model, ix, m, np, emit, crms, fused_rms)?);
         new_reads.extend(build.reads());
         // A CRMSNorm whose affine was not folded applies it to the decompressed vector.
-        let form_out = build.form.name(np.fold.is_none());
+        let form_out = build.form.name(build.decompress);
         push(
             PatchKind::ReplaceNorm {
                 norm: np.norm,
@@ -292,8 +318,10 @@ fn removed(g: &crate::ir::Graph, m: &NormMatch) -> Removed {
 /// The replacement of norm `m` as planned by `np`: its output form and what its nodes read.
 ///
 /// - On a compressed stream (`np.compressed_from` = D): CRMSNorm, as one custom op
-///   (`--emit custom`) or in standard ops; unfolded, its output is the decompressed vector
-///   (γ/β, if any, apply to it).
+///   (`--emit custom`, the paper's coordinates), or in the orthonormal basis as an RMSNorm over
+///   D−1 entries written as RMSNorm is (`SimplifiedLayerNormalization` under
+///   `--emit onnxruntime`, `RMSNormalization` at opset ≥ 23, else standard ops). A norm whose
+///   readers were not folded decompresses its output to width D, then applies its γ/β.
 /// - Otherwise RMSNorm: onnxruntime's fused Skip form for a Skip norm without a bias under
 ///   `--emit onnxruntime`; `SimplifiedLayerNormalization` under `--emit onnxruntime`;
 ///   `RMSNormalization` at opset ≥ 23 (`fused_rms`); else standard ops.
@@ -338,10 +366,15 @@ fn norm_build(
         decompress: false,
     };
     if let Some(width) = np.compressed_from {
-        nb.form = if crms == CrmsEmit::Custom {
-            NormOut::CustomCrms { width }
-        } else {
-            NormOut::DecomposedCrms { width }
+        let core = match crms {
+            CrmsEmit::Custom => None,
+            CrmsEmit::Onnxruntime => Some(RmsCore::SimplifiedLayerNormalization),
+            CrmsEmit::Standard if fused_rms => Some(RmsCore::RmsNormalization),
+            CrmsEmit::Standard => Some(RmsCore::Decomposed),
+        };
+        nb.form = match core {
+            None => NormOut::CustomCrms { width },
+            Some(core) => NormOut::OrthoCrms { width, core },
         };
         if !folded {
             nb.scale = m.gamma.clone().map(Scale::Value);

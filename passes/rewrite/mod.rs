@@ -33,6 +33,7 @@ pub use lower::lower;
 pub use patch::{Patch, PatchKind};
 
 use super::edit::Edit;
+use super::math::Basis;
 use super::stream::{Analysis, Stream};
 use crate::ir::Model;
 use crate::{Error, Result};
@@ -43,14 +44,14 @@ pub use tally::{check as check_tally, tally, Tally};
 /// Plan the rewrite of the accepted streams. Returns the plan and per-stream report parts.
 ///
 /// Two phases per stream, in stream order: the RMSNorm plan (`center.rs`: centre the leaves,
-/// fold or keep each norm's affine), then, with `compress`, the CRMSNorm compression of what it
-/// planned (`compress.rs`).
+/// fold or keep each norm's affine), then, with a `compress` basis, the CRMSNorm compression of
+/// what it planned into that basis (`compress.rs`).
 pub fn plan(
     a: &Analysis,
     model: &Model,
     streams: &[(usize, &Stream)],
     fold: bool,
-    compress: bool,
+    compress: Option<Basis>,
 ) -> Result<(Plan, Vec<StreamPart>)> {
     let mut p = Plan::default();
     let mut reports = Vec::new();
@@ -61,8 +62,8 @@ pub fn plan(
             .width
             .ok_or_else(|| Error::Internal("accepted stream without width".into()))?;
         let s = center::plan_stream(a, model, &mut p, st, d, fold, &scales, &read)?;
-        if compress {
-            compress::compress_stream(a, &mut p, st, d, &s)?;
+        if let Some(basis) = compress {
+            compress::compress_stream(a, &mut p, st, d, &s, basis)?;
         }
         reports.push(StreamPart {
             stream: sid,
@@ -70,7 +71,7 @@ pub fn plan(
             norm_plans: s.norm_plans,
         });
     }
-    if compress {
+    if compress.is_some() {
         widths::check(a, &mut p, streams)?;
     }
     // A centring added later (fold into a reader that is also a writer) must come after the fold.

@@ -8,7 +8,8 @@
 //! (imports, casts, stale `value_info`); [`super::driver`] applies them in order.
 
 use super::super::edit::Edit;
-use super::super::emit::NormBuild;
+use super::super::emit::{CompressValue, NormBuild};
+use super::super::math::Basis;
 use crate::ir::subgraph::BodyRef;
 use crate::ir::{NodeId, Pending};
 use crate::proto::{GraphProto, TensorProto};
@@ -49,8 +50,9 @@ pub enum PatchKind {
         shift: Vec<f64>,
         /// The reader also writes a stream: the bias is centred.
         centred: bool,
-        /// The stream it writes is compressed: the centred bias drops its last entry.
-        compressed: bool,
+        /// The stream it writes is compressed, into this basis: the centred bias is compressed
+        /// as the writer's output is (its last entry dropped, or projected).
+        compressed: Option<Basis>,
         /// A Gemm (new C input) rather than a MatMul (new Add).
         gemm: bool,
         /// The norm whose β it carries (for the node's doc string).
@@ -69,8 +71,9 @@ pub enum PatchKind {
         value: String,
         /// The stream-side reads to re-point.
         edges: Vec<(NodeId, usize)>,
-        /// CRMSNorm: slice the centred copy to `width − 1`.
-        compress_from: Option<usize>,
+        /// CRMSNorm: the stream-side reads get the value compressed to `width − 1` instead
+        /// (centred and sliced, or projected onto the orthonormal basis).
+        compress_from: Option<CompressValue>,
     },
     /// An embedding LayerNorm precomputed into its table: the Gather produces the norm's output.
     PrecomputeTable {
@@ -188,10 +191,24 @@ pub(super) fn edits_text(edits: &[Edit]) -> String {
             Edit::Scale { axis, .. } => format!("scale axis {axis}"),
             Edit::AddRows(_) => "add β·W".to_string(),
             Edit::Center { axis } => format!("centre axis {axis}"),
-            Edit::FoldLastIn { axis } => format!("fold the last entry of axis {axis} in"),
-            Edit::DropLast { axis, width } => {
-                format!("drop the last entry of axis {axis} (of {width})")
-            }
+            Edit::FoldLastIn {
+                axis,
+                basis: Basis::Coordinate,
+            } => format!("fold the last entry of axis {axis} in"),
+            Edit::FoldLastIn {
+                axis,
+                basis: Basis::Orthonormal,
+            } => format!("read axis {axis} in the orthonormal basis"),
+            Edit::DropLast {
+                axis,
+                width,
+                basis: Basis::Coordinate,
+            } => format!("drop the last entry of axis {axis} (of {width})"),
+            Edit::DropLast {
+                axis,
+                width,
+                basis: Basis::Orthonormal,
+            } => format!("project axis {axis} (of {width}) onto the orthonormal basis"),
             Edit::ShrinkDim { index, width } => {
                 format!(
                     "shape entry {index}: {width} -> {}",

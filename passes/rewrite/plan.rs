@@ -3,6 +3,7 @@
 //! mutated here; `center.rs` and `compress.rs` fill it, `patch.rs` lowers it.
 
 use super::super::edit::Edit;
+use super::super::math::Basis;
 use super::super::report::{Centring, KeptAffine};
 use super::super::stream::{Analysis, Leaf};
 use crate::ir::{read_array, Model, NodeExt, NodeId};
@@ -56,10 +57,13 @@ pub struct Plan {
     pub new_gemm_c: Vec<(NodeId, Vec<f64>, bool)>,
     /// Linear nodes that are writers/sources (centred), to centre new biases too.
     pub centred_linears: BTreeSet<NodeId>,
-    /// CRMSNorm: explicit centering outputs to slice to D−1, with D.
-    pub compress_explicit: BTreeMap<String, usize>,
+    /// CRMSNorm: explicit centering outputs to compress to D−1, with D and the stream's element
+    /// type (of the constants the orthonormal basis needs).
+    pub compress_explicit: BTreeMap<String, (usize, i32)>,
     /// CRMSNorm: the widths D that were compressed (value_info declaring them is stale).
     pub compressed_widths: BTreeSet<usize>,
+    /// CRMSNorm: the basis the streams are compressed into (`None` when nothing is).
+    pub basis: Option<Basis>,
     /// LayerScale nodes folded into their writer, with their data input slot: removed, the
     /// node before each takes over its output.
     pub bypass: Vec<(NodeId, usize)>,

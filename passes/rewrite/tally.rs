@@ -115,7 +115,8 @@ impl State<'_> {
                 gemm,
                 ..
             } => {
-                let len = shift.len() - usize::from(*centred && *compressed && !shift.is_empty());
+                let len = shift.len()
+                    - usize::from(*centred && compressed.is_some() && !shift.is_empty());
                 let dtype = elem_type_of_weight(self.g, *reader);
                 self.out.applied.bytes_added += len * dt::byte_size(dtype).unwrap_or(4);
                 if !*gemm {
@@ -133,11 +134,15 @@ impl State<'_> {
                 edges,
                 compress_from,
             } => {
-                // x − ReduceMean(x) (sliced): two reads of x; the edges read the copy.
-                self.add("ReduceMean", 1);
-                self.add("Sub", 1);
-                self.add("Slice", usize::from(compress_from.is_some()));
-                *self.new_reads.entry(value.clone()).or_insert(0) += 2;
+                // The nodes its builder makes (x − ReduceMean(x), or the compressed copy); the
+                // edges read the copy.
+                self.build(opset, |b| {
+                    match compress_from {
+                        Some(c) => b.compress_value(value, c)?,
+                        None => b.center(value)?,
+                    };
+                    Ok(())
+                })?;
                 for &(node, slot) in edges {
                     self.repoint(node, slot, format!("{value} (centred)"));
                 }
@@ -160,33 +165,12 @@ impl State<'_> {
                         v.to_string()
                     }
                 });
-                let mut scratch = Graph::default();
-                Builder {
-                    g: &mut scratch,
-                    opset,
-                    prefix: "normopt".into(),
-                    doc: None,
-                }
-                .norm(&super::super::emit::NormBuild {
-                    input,
-                    ..(**build).clone()
+                self.build(opset, |b| {
+                    b.norm(&super::super::emit::NormBuild {
+                        input,
+                        ..(**build).clone()
+                    })
                 })?;
-                let made: BTreeSet<&str> = scratch
-                    .nodes()
-                    .iter()
-                    .flat_map(|n| n.output.iter().map(String::as_str))
-                    .collect();
-                for n in scratch.nodes() {
-                    *self.ops.entry(op_key(n)).or_insert(0) += 1;
-                    for i in &n.input {
-                        if !i.is_empty()
-                            && !made.contains(i.as_str())
-                            && scratch.initializer_pos(i).is_none()
-                        {
-                            *self.new_reads.entry(i.clone()).or_insert(0) += 1;
-                        }
-                    }
-                }
             }
             PatchKind::FixShape { .. } => self.add("Add", 1),
             PatchKind::FixSizes { node, slot, .. } => {
@@ -220,6 +204,35 @@ impl State<'_> {
             | PatchKind::DropStaleValueInfo { .. }
             | PatchKind::PutBody { .. }
             | PatchKind::DropUnusedInitializers { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// The nodes `f` builds, built on a scratch graph: their op counts, and the reads of values
+    /// they do not make or add as constants.
+    fn build(&mut self, opset: i64, f: impl FnOnce(&mut Builder) -> Result<()>) -> Result<()> {
+        let mut scratch = Graph::default();
+        f(&mut Builder {
+            g: &mut scratch,
+            opset,
+            prefix: "normopt".into(),
+            doc: None,
+        })?;
+        let made: BTreeSet<&str> = scratch
+            .nodes()
+            .iter()
+            .flat_map(|n| n.output.iter().map(String::as_str))
+            .collect();
+        for n in scratch.nodes() {
+            *self.ops.entry(op_key(n)).or_insert(0) += 1;
+            for i in &n.input {
+                if !i.is_empty()
+                    && !made.contains(i.as_str())
+                    && scratch.initializer_pos(i).is_none()
+                {
+                    *self.new_reads.entry(i.clone()).or_insert(0) += 1;
+                }
+            }
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The nodes the rewrite emits (`passes/emit.rs`, each output form chosen by
 //! `passes/rewrite/lower.rs`): RMSNorm as standard ops or `RMSNormalization` (opset 23), as
-//! onnxruntime's `SimplifiedLayerNormalization`, CRMSNorm as standard ops or as the custom op.
+//! onnxruntime's `SimplifiedLayerNormalization`, CRMSNorm in the orthonormal basis as an RMSNorm over D−1 entries (in those forms) or as the
+//! custom op.
 
 use super::block;
 use crate::passes;
@@ -105,44 +106,40 @@ fn crms_standard() {
         graph "text"
           input  %x: f32[2,3,8]
           output %y: f32[2,3,8]
-          16 initializers, 368 bytes inline
-          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
-          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
-          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
-          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Slice, %normopt/Slice)
-          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/Mul, @normopt/axes_1:i64[1]) keepdims=1
-          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/Slice, @normopt/axes_2:i64[1]) keepdims=1
-          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum_2, %normopt/ReduceSum_2)
-          %normopt/Add = Add[normopt/Add_1](%normopt/ReduceSum, %normopt/Mul_2)
-          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/Add, @normopt/inv_width:f32[])
-          %normopt/Add_2 = Add[normopt/Add_3](%normopt/Mul_4, @normopt/epsilon:f32[])
-          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_2)
-          %ln = Div[normopt/Div](%normopt/Slice, %normopt/Sqrt)
+          17 initializers, 432 bytes inline
+          %normopt/MatMul = MatMul[normopt/MatMul_1](%x, @normopt/shift_weights:f32[8,1])
+          %normopt/Slice = Slice[normopt/Slice_1](%x, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/Sub = Sub[normopt/Sub_1](%normopt/Slice, %normopt/MatMul)
+          %normopt/Pow = Pow[normopt/Pow_1](%normopt/Sub, @normopt/two:f32[])
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%normopt/Pow) axes=[-1] keepdims=1
+          %normopt/Add = Add[normopt/Add_1](%normopt/ReduceMean, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add)
+          %normopt/Div = Div[normopt/Div_1](%normopt/Sub, %normopt/Sqrt)
+          %ln = Mul[normopt/Mul](%normopt/Div, @normopt/ones:f32[7])
           %h = MatMul[fc](%ln, @w:f32[7,7])
           %hb = Add[fc_bias](%h, @b:f32[7])
-          %s = Add[residual](%normopt/Slice, %hb)
-          %normopt/Mul_6 = Mul[normopt/Mul_7](%s, %s)
-          %normopt/ReduceSum_4 = ReduceSum[normopt/ReduceSum_5](%normopt/Mul_6, @normopt/axes_3:i64[1]) keepdims=1
-          %normopt/ReduceSum_6 = ReduceSum[normopt/ReduceSum_7](%s, @normopt/axes_4:i64[1]) keepdims=1
-          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_6, %normopt/ReduceSum_6)
-          %normopt/Add_4 = Add[normopt/Add_5](%normopt/ReduceSum_4, %normopt/Mul_8)
-          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Add_4, @normopt/inv_width_1:f32[])
-          %normopt/Add_6 = Add[normopt/Add_7](%normopt/Mul_10, @normopt/epsilon_1:f32[])
-          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_6)
-          %normopt/Div_1 = Div[normopt/Div_2](%s, %normopt/Sqrt_2)
-          %normopt/ReduceSum_8 = ReduceSum[normopt/ReduceSum_9](%normopt/Div_1, @normopt/axes_5:i64[1]) keepdims=1
-          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum_8)
-          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Div_1, %normopt/Neg) axis=-1
-          %normopt/Mul_12 = Mul[normopt/Mul_13](%normopt/Concat, @g_f:f32[8])
-          %y = Add[normopt/Add_8](%normopt/Mul_12, @b_f:f32[8])
+          %s = Add[residual](%normopt/Sub, %hb)
+          %normopt/Pow_2 = Pow[normopt/Pow_3](%s, @normopt/two_1:f32[])
+          %normopt/ReduceMean_2 = ReduceMean[normopt/ReduceMean_3](%normopt/Pow_2) axes=[-1] keepdims=1
+          %normopt/Add_2 = Add[normopt/Add_3](%normopt/ReduceMean_2, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_2)
+          %normopt/Div_2 = Div[normopt/Div_3](%s, %normopt/Sqrt_2)
+          %normopt/crms = Mul[normopt/Mul_1](%normopt/Div_2, @normopt/scale:f32[7])
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/crms, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum, @normopt/k:f32[])
+          %normopt/Sub_2 = Sub[normopt/Sub_3](%normopt/crms, %normopt/Mul_2)
+          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/ReduceSum, @normopt/tail:f32[])
+          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Sub_2, %normopt/Mul_4) axis=-1
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%normopt/Concat, @g_f:f32[8])
+          %y = Add[normopt/Add_4](%normopt/Mul_6, @b_f:f32[8])
 
         rewritten 2
         stream 0 width 8 -> 7: rewritten
           leaf %h linear [fc]: MatMul weight centred over its output axis
           leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
           leaf %b constant [fc_bias]: centred over the last axis
-          norm ln: LayerNormalization -> decomposed CRMSNorm, eps 9.999999747378752e-6, folded into [fc]
-          norm ln_f: LayerNormalization -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+          norm ln: LayerNormalization -> CRMSNorm as decomposed RMSNorm, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
     "#);
 }
 
@@ -187,5 +184,114 @@ fn custom_op_needs_the_crmsnorm_target() {
     assert_eq!(e.exit_code(), 2);
     insta::assert_snapshot!(e, @r#"
         --emit custom writes CRMSNorm as one custom op, so it needs --target crmsnorm (for RMSNorm use --emit standard or --emit onnxruntime)
+    "#);
+}
+
+/// A LayerNorm without γ and β whose output a non-linear op also reads (its readers are not
+/// folded): the CRMSNorm output is decompressed to width D (without the decompression, the
+/// MatMul's D-row weight read D−1 values).
+const UNFOLDED_NO_AFFINE: &str = "
+input %x: f32[2,3,8]
+output %y: f32[2,3,8]
+init @two: f32[] = [2]
+init @eps: f32[] = [1e-5]
+%m = ReduceMean[m](%x) axes=[-1] keepdims=1
+%c = Sub[c](%x, %m)
+%p = Pow[p](%c, @two)
+%v = ReduceMean[v](%p) axes=[-1] keepdims=1
+%a = Add[a](%v, @eps)
+%s = Sqrt[s](%a)
+%ln = Div[d](%c, %s)
+%h = MatMul[fc](%ln, @w:f32[8,8])
+%t = Tanh[t](%ln)
+%u = MatMul[fc2](%t, @w2:f32[8,8])
+%h2 = Add[r2](%h, %u)
+%s2 = Add[residual](%x, %h2)
+%y = LayerNormalization[ln_f](%s2, @g_f:f32[8], @b_f:f32[8]) epsilon=1e-5
+";
+
+#[test]
+fn crms_unfolded_without_affine_is_decompressed() {
+    check!(UNFOLDED_NO_AFFINE, crms(), @r#"
+        graph "text"
+          input  %x: f32[2,3,8]
+          output %y: f32[2,3,8]
+          20 initializers, 672 bytes inline
+          %normopt/MatMul = MatMul[normopt/MatMul_1](%x, @normopt/shift_weights:f32[8,1])
+          %normopt/Slice = Slice[normopt/Slice_1](%x, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/Sub = Sub[normopt/Sub_1](%normopt/Slice, %normopt/MatMul)
+          %normopt/Pow = Pow[normopt/Pow_1](%normopt/Sub, @normopt/two:f32[])
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%normopt/Pow) axes=[-1] keepdims=1
+          %normopt/Add = Add[normopt/Add_1](%normopt/ReduceMean, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add)
+          %normopt/Div = Div[normopt/Div_1](%normopt/Sub, %normopt/Sqrt)
+          %normopt/crms = Mul[normopt/Mul](%normopt/Div, @normopt/scale:f32[7])
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/crms, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/Mul_1 = Mul[normopt/Mul_2](%normopt/ReduceSum, @normopt/k:f32[])
+          %normopt/Sub_2 = Sub[normopt/Sub_3](%normopt/crms, %normopt/Mul_1)
+          %normopt/Mul_3 = Mul[normopt/Mul_4](%normopt/ReduceSum, @normopt/tail:f32[])
+          %ln = Concat[normopt/Concat](%normopt/Sub_2, %normopt/Mul_3) axis=-1
+          %h = MatMul[fc](%ln, @w:f32[8,7])
+          %t = Tanh[t](%ln)
+          %u = MatMul[fc2](%t, @w2:f32[8,7])
+          %h2 = Add[r2](%h, %u)
+          %s2 = Add[residual](%normopt/Sub, %h2)
+          %normopt/Pow_2 = Pow[normopt/Pow_3](%s2, @normopt/two_1:f32[])
+          %normopt/ReduceMean_2 = ReduceMean[normopt/ReduceMean_3](%normopt/Pow_2) axes=[-1] keepdims=1
+          %normopt/Add_2 = Add[normopt/Add_3](%normopt/ReduceMean_2, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_2)
+          %normopt/Div_2 = Div[normopt/Div_3](%s2, %normopt/Sqrt_2)
+          %normopt/crms_1 = Mul[normopt/Mul_5](%normopt/Div_2, @normopt/scale_1:f32[7])
+          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/crms_1, @normopt/axes_2:i64[1]) keepdims=1
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%normopt/ReduceSum_2, @normopt/k_1:f32[])
+          %normopt/Sub_4 = Sub[normopt/Sub_5](%normopt/crms_1, %normopt/Mul_6)
+          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_2, @normopt/tail_1:f32[])
+          %normopt/Concat_1 = Concat[normopt/Concat_2](%normopt/Sub_4, %normopt/Mul_8) axis=-1
+          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Concat_1, @g_f:f32[8])
+          %y = Add[normopt/Add_4](%normopt/Mul_10, @b_f:f32[8])
+
+        rewritten 2
+        stream 0 width 8 -> 7: rewritten
+          leaf %h linear [fc]: MatMul weight centred over its output axis
+          leaf %u linear [fc2]: MatMul weight centred over its output axis
+          leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
+          norm m: decomposed LayerNorm -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into []
+          norm ln_f: LayerNormalization -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+    "#);
+}
+
+#[test]
+fn crms_custom_unfolded_without_affine_is_decompressed() {
+    check!(UNFOLDED_NO_AFFINE, crms_custom(), @r#"
+        graph "text"
+          input  %x: f32[2,3,8]
+          output %y: f32[2,3,8]
+          9 initializers, 552 bytes inline
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
+          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
+          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/CRMSNormalization = ai.onnx_normopt:CRMSNormalization[normopt/CRMSNormalization_1](%normopt/Slice) axis=-1 epsilon=1e-5 width=8
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/CRMSNormalization, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum)
+          %ln = Concat[normopt/Concat](%normopt/CRMSNormalization, %normopt/Neg) axis=-1
+          %h = MatMul[fc](%ln, @w:f32[8,7])
+          %t = Tanh[t](%ln)
+          %u = MatMul[fc2](%t, @w2:f32[8,7])
+          %h2 = Add[r2](%h, %u)
+          %s2 = Add[residual](%normopt/Slice, %h2)
+          %normopt/CRMSNormalization_2 = ai.onnx_normopt:CRMSNormalization[normopt/CRMSNormalization_3](%s2) axis=-1 epsilon=1e-5 width=8
+          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/CRMSNormalization_2, @normopt/axes_2:i64[1]) keepdims=1
+          %normopt/Neg_2 = Neg[normopt/Neg_3](%normopt/ReduceSum_2)
+          %normopt/Concat_1 = Concat[normopt/Concat_2](%normopt/CRMSNormalization_2, %normopt/Neg_2) axis=-1
+          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Concat_1, @g_f:f32[8])
+          %y = Add[normopt/Add](%normopt/Mul, @b_f:f32[8])
+
+        rewritten 2
+        stream 0 width 8 -> 7: rewritten
+          leaf %h linear [fc]: MatMul weight centred over its output axis
+          leaf %u linear [fc2]: MatMul weight centred over its output axis
+          leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
+          norm m: decomposed LayerNorm -> CRMSNormalization + decompression, eps 9.999999747378752e-6, folded into []
+          norm ln_f: LayerNormalization -> CRMSNormalization + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
     "#);
 }

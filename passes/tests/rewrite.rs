@@ -60,34 +60,30 @@ fn one_block_crmsnorm() {
         graph "text"
           input  %ids: i64[2,3]
           output %logits: f32[2,3,10]
-          15 initializers, 944 bytes inline
+          15 initializers, 976 bytes inline
           %x = Gather[embed](@table:f32[10,7], %ids)
-          %normopt/Mul = Mul[normopt/Mul_1](%x, %x)
-          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/Mul, @normopt/axes:i64[1]) keepdims=1
-          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%x, @normopt/axes_1:i64[1]) keepdims=1
-          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum_2, %normopt/ReduceSum_2)
-          %normopt/Add = Add[normopt/Add_1](%normopt/ReduceSum, %normopt/Mul_2)
-          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/Add, @normopt/inv_width:f32[])
-          %normopt/Add_2 = Add[normopt/Add_3](%normopt/Mul_4, @normopt/epsilon:f32[])
-          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_2)
-          %ln = Div[normopt/Div](%x, %normopt/Sqrt)
+          %normopt/Pow = Pow[normopt/Pow_1](%x, @normopt/two:f32[])
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%normopt/Pow) axes=[-1] keepdims=1
+          %normopt/Add = Add[normopt/Add_1](%normopt/ReduceMean, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add)
+          %normopt/Div = Div[normopt/Div_1](%x, %normopt/Sqrt)
+          %ln = Mul[normopt/Mul](%normopt/Div, @normopt/ones:f32[7])
           %h = MatMul[fc](%ln, @w:f32[7,7])
           %hb = Add[fc_bias](%h, @b:f32[7])
           %s = Add[residual](%x, %hb)
-          %normopt/Mul_6 = Mul[normopt/Mul_7](%s, %s)
-          %normopt/ReduceSum_4 = ReduceSum[normopt/ReduceSum_5](%normopt/Mul_6, @normopt/axes_2:i64[1]) keepdims=1
-          %normopt/ReduceSum_6 = ReduceSum[normopt/ReduceSum_7](%s, @normopt/axes_3:i64[1]) keepdims=1
-          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_6, %normopt/ReduceSum_6)
-          %normopt/Add_4 = Add[normopt/Add_5](%normopt/ReduceSum_4, %normopt/Mul_8)
-          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Add_4, @normopt/inv_width_1:f32[])
-          %normopt/Add_6 = Add[normopt/Add_7](%normopt/Mul_10, @normopt/epsilon_1:f32[])
-          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_6)
-          %normopt/Div_1 = Div[normopt/Div_2](%s, %normopt/Sqrt_2)
-          %normopt/ReduceSum_8 = ReduceSum[normopt/ReduceSum_9](%normopt/Div_1, @normopt/axes_4:i64[1]) keepdims=1
-          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum_8)
-          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Div_1, %normopt/Neg) axis=-1
-          %normopt/Mul_12 = Mul[normopt/Mul_13](%normopt/Concat, @g_f:f32[8])
-          %f = Add[normopt/Add_8](%normopt/Mul_12, @b_f:f32[8])
+          %normopt/Pow_2 = Pow[normopt/Pow_3](%s, @normopt/two_1:f32[])
+          %normopt/ReduceMean_2 = ReduceMean[normopt/ReduceMean_3](%normopt/Pow_2) axes=[-1] keepdims=1
+          %normopt/Add_2 = Add[normopt/Add_3](%normopt/ReduceMean_2, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_2)
+          %normopt/Div_2 = Div[normopt/Div_3](%s, %normopt/Sqrt_2)
+          %normopt/crms = Mul[normopt/Mul_1](%normopt/Div_2, @normopt/scale:f32[7])
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/crms, @normopt/axes:i64[1]) keepdims=1
+          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum, @normopt/k:f32[])
+          %normopt/Sub = Sub[normopt/Sub_1](%normopt/crms, %normopt/Mul_2)
+          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/ReduceSum, @normopt/tail:f32[])
+          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Sub, %normopt/Mul_4) axis=-1
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%normopt/Concat, @g_f:f32[8])
+          %f = Add[normopt/Add_4](%normopt/Mul_6, @b_f:f32[8])
           %logits = MatMul[head](%f, @w_head:f32[8,10])
 
         rewritten 2
@@ -95,8 +91,8 @@ fn one_block_crmsnorm() {
           leaf %h linear [fc]: MatMul weight centred over its output axis
           leaf %x embedding [embed]: table rows centred
           leaf %b constant [fc_bias]: centred over the last axis
-          norm ln_1: LayerNormalization -> decomposed CRMSNorm, eps 9.999999747378752e-6, folded into [fc]
-          norm ln_f: LayerNormalization -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: folding β would add biases of total width 10 > 8 to "head" (10)
+          norm ln_1: LayerNormalization -> CRMSNorm as decomposed RMSNorm, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: folding β would add biases of total width 10 > 8 to "head" (10)
     "#);
 }
 

@@ -66,46 +66,42 @@ fn pass_through_ops_compressed() {
         graph "text"
           input  %x: f32[2,3,8]
           output %y: f32[6,8]
-          17 initializers, 384 bytes inline
-          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
-          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
-          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
-          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Slice, %normopt/Slice)
-          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/Mul, @normopt/axes_1:i64[1]) keepdims=1
-          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/Slice, @normopt/axes_2:i64[1]) keepdims=1
-          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum_2, %normopt/ReduceSum_2)
-          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceSum, %normopt/Mul_2)
-          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/Add_1, @normopt/inv_width:f32[])
-          %normopt/Add_3 = Add[normopt/Add_4](%normopt/Mul_4, @normopt/epsilon:f32[])
-          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_3)
-          %ln = Div[normopt/Div](%normopt/Slice, %normopt/Sqrt)
+          18 initializers, 448 bytes inline
+          %normopt/MatMul = MatMul[normopt/MatMul_1](%x, @normopt/shift_weights:f32[8,1])
+          %normopt/Slice = Slice[normopt/Slice_1](%x, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/Sub = Sub[normopt/Sub_1](%normopt/Slice, %normopt/MatMul)
+          %normopt/Pow = Pow[normopt/Pow_1](%normopt/Sub, @normopt/two:f32[])
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%normopt/Pow) axes=[-1] keepdims=1
+          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceMean, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_1)
+          %normopt/Div = Div[normopt/Div_1](%normopt/Sub, %normopt/Sqrt)
+          %ln = Mul[normopt/Mul](%normopt/Div, @normopt/ones:f32[7])
           %normopt/matmul = MatMul[fc](%ln, @w:f32[7,7])
           %h = Add[normopt/Add](%normopt/matmul, @normopt/bias:f32[7])
-          %s = Add[residual](%normopt/Slice, %h)
+          %s = Add[residual](%normopt/Sub, %h)
           %r = Reshape[flatten](%s, @shape:i64[2])
           %i = Identity[same](%r)
           %dr = Dropout[drop](%i)
-          %normopt/Mul_6 = Mul[normopt/Mul_7](%dr, %dr)
-          %normopt/ReduceSum_4 = ReduceSum[normopt/ReduceSum_5](%normopt/Mul_6, @normopt/axes_3:i64[1]) keepdims=1
-          %normopt/ReduceSum_6 = ReduceSum[normopt/ReduceSum_7](%dr, @normopt/axes_4:i64[1]) keepdims=1
-          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_6, %normopt/ReduceSum_6)
-          %normopt/Add_5 = Add[normopt/Add_6](%normopt/ReduceSum_4, %normopt/Mul_8)
-          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Add_5, @normopt/inv_width_1:f32[])
-          %normopt/Add_7 = Add[normopt/Add_8](%normopt/Mul_10, @normopt/epsilon_1:f32[])
-          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_7)
-          %normopt/Div_1 = Div[normopt/Div_2](%dr, %normopt/Sqrt_2)
-          %normopt/ReduceSum_8 = ReduceSum[normopt/ReduceSum_9](%normopt/Div_1, @normopt/axes_5:i64[1]) keepdims=1
-          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum_8)
-          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Div_1, %normopt/Neg) axis=-1
-          %normopt/Mul_12 = Mul[normopt/Mul_13](%normopt/Concat, @g_f:f32[8])
-          %y = Add[normopt/Add_9](%normopt/Mul_12, @b_f:f32[8])
+          %normopt/Pow_2 = Pow[normopt/Pow_3](%dr, @normopt/two_1:f32[])
+          %normopt/ReduceMean_2 = ReduceMean[normopt/ReduceMean_3](%normopt/Pow_2) axes=[-1] keepdims=1
+          %normopt/Add_3 = Add[normopt/Add_4](%normopt/ReduceMean_2, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_3)
+          %normopt/Div_2 = Div[normopt/Div_3](%dr, %normopt/Sqrt_2)
+          %normopt/crms = Mul[normopt/Mul_1](%normopt/Div_2, @normopt/scale:f32[7])
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/crms, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum, @normopt/k:f32[])
+          %normopt/Sub_2 = Sub[normopt/Sub_3](%normopt/crms, %normopt/Mul_2)
+          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/ReduceSum, @normopt/tail:f32[])
+          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Sub_2, %normopt/Mul_4) axis=-1
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%normopt/Concat, @g_f:f32[8])
+          %y = Add[normopt/Add_5](%normopt/Mul_6, @b_f:f32[8])
 
         rewritten 2
         stream 0 width 8 -> 7: rewritten
           leaf %h linear [fc]: MatMul weight centred over its output axis
           leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
-          norm ln: LayerNormalization -> decomposed CRMSNorm, eps 9.999999747378752e-6, folded into [fc]
-          norm ln_f: LayerNormalization -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+          norm ln: LayerNormalization -> CRMSNorm as decomposed RMSNorm, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
     "#);
 }
 
@@ -160,45 +156,41 @@ output %y: f32[2,3,8]
         graph "text"
           input  %x: f32[2,3,8]
           output %y: f32[2,3,8]
-          16 initializers, 368 bytes inline
-          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
-          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
-          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
-          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Slice, %normopt/Slice)
-          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/Mul, @normopt/axes_1:i64[1]) keepdims=1
-          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/Slice, @normopt/axes_2:i64[1]) keepdims=1
-          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum_2, %normopt/ReduceSum_2)
-          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceSum, %normopt/Mul_2)
-          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/Add_1, @normopt/inv_width:f32[])
-          %normopt/Add_3 = Add[normopt/Add_4](%normopt/Mul_4, @normopt/epsilon:f32[])
-          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_3)
-          %ln = Div[normopt/Div](%normopt/Slice, %normopt/Sqrt)
+          17 initializers, 432 bytes inline
+          %normopt/MatMul = MatMul[normopt/MatMul_1](%x, @normopt/shift_weights:f32[8,1])
+          %normopt/Slice = Slice[normopt/Slice_1](%x, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/Sub = Sub[normopt/Sub_1](%normopt/Slice, %normopt/MatMul)
+          %normopt/Pow = Pow[normopt/Pow_1](%normopt/Sub, @normopt/two:f32[])
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%normopt/Pow) axes=[-1] keepdims=1
+          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceMean, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_1)
+          %normopt/Div = Div[normopt/Div_1](%normopt/Sub, %normopt/Sqrt)
+          %ln = Mul[normopt/Mul](%normopt/Div, @normopt/ones:f32[7])
           %normopt/matmul = MatMul[fc](%ln, @w:f32[7,7])
           %h = Add[normopt/Add](%normopt/matmul, @normopt/bias:f32[7])
-          %s = Add[residual](%normopt/Slice, %h)
+          %s = Add[residual](%normopt/Sub, %h)
           %sh = Shape[shape](%s)
           %r = Reshape[reshape](%s, %sh)
-          %normopt/Mul_6 = Mul[normopt/Mul_7](%r, %r)
-          %normopt/ReduceSum_4 = ReduceSum[normopt/ReduceSum_5](%normopt/Mul_6, @normopt/axes_3:i64[1]) keepdims=1
-          %normopt/ReduceSum_6 = ReduceSum[normopt/ReduceSum_7](%r, @normopt/axes_4:i64[1]) keepdims=1
-          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_6, %normopt/ReduceSum_6)
-          %normopt/Add_5 = Add[normopt/Add_6](%normopt/ReduceSum_4, %normopt/Mul_8)
-          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Add_5, @normopt/inv_width_1:f32[])
-          %normopt/Add_7 = Add[normopt/Add_8](%normopt/Mul_10, @normopt/epsilon_1:f32[])
-          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_7)
-          %normopt/Div_1 = Div[normopt/Div_2](%r, %normopt/Sqrt_2)
-          %normopt/ReduceSum_8 = ReduceSum[normopt/ReduceSum_9](%normopt/Div_1, @normopt/axes_5:i64[1]) keepdims=1
-          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum_8)
-          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Div_1, %normopt/Neg) axis=-1
-          %normopt/Mul_12 = Mul[normopt/Mul_13](%normopt/Concat, @g_f:f32[8])
-          %y = Add[normopt/Add_9](%normopt/Mul_12, @b_f:f32[8])
+          %normopt/Pow_2 = Pow[normopt/Pow_3](%r, @normopt/two_1:f32[])
+          %normopt/ReduceMean_2 = ReduceMean[normopt/ReduceMean_3](%normopt/Pow_2) axes=[-1] keepdims=1
+          %normopt/Add_3 = Add[normopt/Add_4](%normopt/ReduceMean_2, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_3)
+          %normopt/Div_2 = Div[normopt/Div_3](%r, %normopt/Sqrt_2)
+          %normopt/crms = Mul[normopt/Mul_1](%normopt/Div_2, @normopt/scale:f32[7])
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/crms, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum, @normopt/k:f32[])
+          %normopt/Sub_2 = Sub[normopt/Sub_3](%normopt/crms, %normopt/Mul_2)
+          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/ReduceSum, @normopt/tail:f32[])
+          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Sub_2, %normopt/Mul_4) axis=-1
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%normopt/Concat, @g_f:f32[8])
+          %y = Add[normopt/Add_5](%normopt/Mul_6, @b_f:f32[8])
 
         rewritten 2
         stream 0 width 8 -> 7: rewritten
           leaf %h linear [fc]: MatMul weight centred over its output axis
           leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
-          norm ln: LayerNormalization -> decomposed CRMSNorm, eps 9.999999747378752e-6, folded into [fc]
-          norm ln_f: LayerNormalization -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+          norm ln: LayerNormalization -> CRMSNorm as decomposed RMSNorm, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
     "#);
 }
 
@@ -408,44 +400,40 @@ fn mean_over_tokens_keeps_centring() {
         graph "text"
           input  %x: f32[2,3,8]
           output %y: f32[2,8]
-          16 initializers, 368 bytes inline
-          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
-          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
-          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
-          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Slice, %normopt/Slice)
-          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/Mul, @normopt/axes_1:i64[1]) keepdims=1
-          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/Slice, @normopt/axes_2:i64[1]) keepdims=1
-          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum_2, %normopt/ReduceSum_2)
-          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceSum, %normopt/Mul_2)
-          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/Add_1, @normopt/inv_width:f32[])
-          %normopt/Add_3 = Add[normopt/Add_4](%normopt/Mul_4, @normopt/epsilon:f32[])
-          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_3)
-          %ln = Div[normopt/Div](%normopt/Slice, %normopt/Sqrt)
+          17 initializers, 432 bytes inline
+          %normopt/MatMul = MatMul[normopt/MatMul_1](%x, @normopt/shift_weights:f32[8,1])
+          %normopt/Slice = Slice[normopt/Slice_1](%x, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/Sub = Sub[normopt/Sub_1](%normopt/Slice, %normopt/MatMul)
+          %normopt/Pow = Pow[normopt/Pow_1](%normopt/Sub, @normopt/two:f32[])
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%normopt/Pow) axes=[-1] keepdims=1
+          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceMean, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_1)
+          %normopt/Div = Div[normopt/Div_1](%normopt/Sub, %normopt/Sqrt)
+          %ln = Mul[normopt/Mul](%normopt/Div, @normopt/ones:f32[7])
           %normopt/matmul = MatMul[fc](%ln, @w:f32[7,7])
           %h = Add[normopt/Add](%normopt/matmul, @normopt/bias:f32[7])
-          %s = Add[residual](%normopt/Slice, %h)
+          %s = Add[residual](%normopt/Sub, %h)
           %p = ReduceMean[pool](%s) axes=[1] keepdims=0
-          %normopt/Mul_6 = Mul[normopt/Mul_7](%p, %p)
-          %normopt/ReduceSum_4 = ReduceSum[normopt/ReduceSum_5](%normopt/Mul_6, @normopt/axes_3:i64[1]) keepdims=1
-          %normopt/ReduceSum_6 = ReduceSum[normopt/ReduceSum_7](%p, @normopt/axes_4:i64[1]) keepdims=1
-          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_6, %normopt/ReduceSum_6)
-          %normopt/Add_5 = Add[normopt/Add_6](%normopt/ReduceSum_4, %normopt/Mul_8)
-          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Add_5, @normopt/inv_width_1:f32[])
-          %normopt/Add_7 = Add[normopt/Add_8](%normopt/Mul_10, @normopt/epsilon_1:f32[])
-          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_7)
-          %normopt/Div_1 = Div[normopt/Div_2](%p, %normopt/Sqrt_2)
-          %normopt/ReduceSum_8 = ReduceSum[normopt/ReduceSum_9](%normopt/Div_1, @normopt/axes_5:i64[1]) keepdims=1
-          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum_8)
-          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Div_1, %normopt/Neg) axis=-1
-          %normopt/Mul_12 = Mul[normopt/Mul_13](%normopt/Concat, @g_f:f32[8])
-          %y = Add[normopt/Add_9](%normopt/Mul_12, @b_f:f32[8])
+          %normopt/Pow_2 = Pow[normopt/Pow_3](%p, @normopt/two_1:f32[])
+          %normopt/ReduceMean_2 = ReduceMean[normopt/ReduceMean_3](%normopt/Pow_2) axes=[-1] keepdims=1
+          %normopt/Add_3 = Add[normopt/Add_4](%normopt/ReduceMean_2, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_3)
+          %normopt/Div_2 = Div[normopt/Div_3](%p, %normopt/Sqrt_2)
+          %normopt/crms = Mul[normopt/Mul_1](%normopt/Div_2, @normopt/scale:f32[7])
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/crms, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum, @normopt/k:f32[])
+          %normopt/Sub_2 = Sub[normopt/Sub_3](%normopt/crms, %normopt/Mul_2)
+          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/ReduceSum, @normopt/tail:f32[])
+          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Sub_2, %normopt/Mul_4) axis=-1
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%normopt/Concat, @g_f:f32[8])
+          %y = Add[normopt/Add_5](%normopt/Mul_6, @b_f:f32[8])
 
         rewritten 2
         stream 0 width 8 -> 7: rewritten
           leaf %h linear [fc]: MatMul weight centred over its output axis
           leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
-          norm ln: LayerNormalization -> decomposed CRMSNorm, eps 9.999999747378752e-6, folded into [fc]
-          norm ln_f: LayerNormalization -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+          norm ln: LayerNormalization -> CRMSNorm as decomposed RMSNorm, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
     "#);
 }
 
@@ -498,46 +486,42 @@ fn transpose_pool_flatten_follow_the_hidden_axis() {
         graph "text"
           input  %x: f32[2,3,8]
           output %y: f32[2,8]
-          16 initializers, 368 bytes inline
-          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
-          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
-          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
-          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Slice, %normopt/Slice)
-          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/Mul, @normopt/axes_1:i64[1]) keepdims=1
-          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/Slice, @normopt/axes_2:i64[1]) keepdims=1
-          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum_2, %normopt/ReduceSum_2)
-          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceSum, %normopt/Mul_2)
-          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/Add_1, @normopt/inv_width:f32[])
-          %normopt/Add_3 = Add[normopt/Add_4](%normopt/Mul_4, @normopt/epsilon:f32[])
-          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_3)
-          %ln = Div[normopt/Div](%normopt/Slice, %normopt/Sqrt)
+          17 initializers, 432 bytes inline
+          %normopt/MatMul = MatMul[normopt/MatMul_1](%x, @normopt/shift_weights:f32[8,1])
+          %normopt/Slice = Slice[normopt/Slice_1](%x, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/Sub = Sub[normopt/Sub_1](%normopt/Slice, %normopt/MatMul)
+          %normopt/Pow = Pow[normopt/Pow_1](%normopt/Sub, @normopt/two:f32[])
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%normopt/Pow) axes=[-1] keepdims=1
+          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceMean, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_1)
+          %normopt/Div = Div[normopt/Div_1](%normopt/Sub, %normopt/Sqrt)
+          %ln = Mul[normopt/Mul](%normopt/Div, @normopt/ones:f32[7])
           %normopt/matmul = MatMul[fc](%ln, @w:f32[7,7])
           %h = Add[normopt/Add](%normopt/matmul, @normopt/bias:f32[7])
-          %s = Add[residual](%normopt/Slice, %h)
+          %s = Add[residual](%normopt/Sub, %h)
           %t = Transpose[to_channels](%s) perm=[0, 2, 1]
           %p = GlobalAveragePool[pool](%t)
           %f = Flatten[flat](%p) axis=1
-          %normopt/Mul_6 = Mul[normopt/Mul_7](%f, %f)
-          %normopt/ReduceSum_4 = ReduceSum[normopt/ReduceSum_5](%normopt/Mul_6, @normopt/axes_3:i64[1]) keepdims=1
-          %normopt/ReduceSum_6 = ReduceSum[normopt/ReduceSum_7](%f, @normopt/axes_4:i64[1]) keepdims=1
-          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_6, %normopt/ReduceSum_6)
-          %normopt/Add_5 = Add[normopt/Add_6](%normopt/ReduceSum_4, %normopt/Mul_8)
-          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Add_5, @normopt/inv_width_1:f32[])
-          %normopt/Add_7 = Add[normopt/Add_8](%normopt/Mul_10, @normopt/epsilon_1:f32[])
-          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_7)
-          %normopt/Div_1 = Div[normopt/Div_2](%f, %normopt/Sqrt_2)
-          %normopt/ReduceSum_8 = ReduceSum[normopt/ReduceSum_9](%normopt/Div_1, @normopt/axes_5:i64[1]) keepdims=1
-          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum_8)
-          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Div_1, %normopt/Neg) axis=-1
-          %normopt/Mul_12 = Mul[normopt/Mul_13](%normopt/Concat, @g_f:f32[8])
-          %y = Add[normopt/Add_9](%normopt/Mul_12, @b_f:f32[8])
+          %normopt/Pow_2 = Pow[normopt/Pow_3](%f, @normopt/two_1:f32[])
+          %normopt/ReduceMean_2 = ReduceMean[normopt/ReduceMean_3](%normopt/Pow_2) axes=[-1] keepdims=1
+          %normopt/Add_3 = Add[normopt/Add_4](%normopt/ReduceMean_2, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_3)
+          %normopt/Div_2 = Div[normopt/Div_3](%f, %normopt/Sqrt_2)
+          %normopt/crms = Mul[normopt/Mul_1](%normopt/Div_2, @normopt/scale:f32[7])
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/crms, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum, @normopt/k:f32[])
+          %normopt/Sub_2 = Sub[normopt/Sub_3](%normopt/crms, %normopt/Mul_2)
+          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/ReduceSum, @normopt/tail:f32[])
+          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Sub_2, %normopt/Mul_4) axis=-1
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%normopt/Concat, @g_f:f32[8])
+          %y = Add[normopt/Add_5](%normopt/Mul_6, @b_f:f32[8])
 
         rewritten 2
         stream 0 width 8 -> 7: rewritten
           leaf %h linear [fc]: MatMul weight centred over its output axis
           leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
-          norm ln: LayerNormalization -> decomposed CRMSNorm, eps 9.999999747378752e-6, folded into [fc]
-          norm ln_f: LayerNormalization -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+          norm ln: LayerNormalization -> CRMSNorm as decomposed RMSNorm, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
     "#);
 }
 
@@ -827,7 +811,7 @@ output %y: f32[2,3,8]
         graph "text"
           input  %x: f32[2,3,8]
           output %y: f32[2,3,8]
-          19 initializers, 1424 bytes inline
+          20 initializers, 1488 bytes inline
           %p = MatMul[proj](%x, @wp:f32[8,8])
           %pb = Add[proj_bias](%p, @bp:f32[8])
           %t = Transpose[to_conv](%pb) perm=[0, 2, 1]
@@ -835,42 +819,38 @@ output %y: f32[2,3,8]
           %a = Relu[act](%c)
           %pt = Transpose[from_conv](%a) perm=[0, 2, 1]
           %s0 = Add[add_pos](%pb, %pt)
-          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%s0) axes=[-1] keepdims=1
-          %normopt/Sub = Sub[normopt/Sub_1](%s0, %normopt/ReduceMean)
-          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
-          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Slice, %normopt/Slice)
-          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/Mul, @normopt/axes_1:i64[1]) keepdims=1
-          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/Slice, @normopt/axes_2:i64[1]) keepdims=1
-          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum_2, %normopt/ReduceSum_2)
-          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceSum, %normopt/Mul_2)
-          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/Add_1, @normopt/inv_width:f32[])
-          %normopt/Add_3 = Add[normopt/Add_4](%normopt/Mul_4, @normopt/epsilon:f32[])
-          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_3)
-          %ln = Div[normopt/Div](%normopt/Slice, %normopt/Sqrt)
+          %normopt/MatMul = MatMul[normopt/MatMul_1](%s0, @normopt/shift_weights:f32[8,1])
+          %normopt/Slice = Slice[normopt/Slice_1](%s0, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/Sub = Sub[normopt/Sub_1](%normopt/Slice, %normopt/MatMul)
+          %normopt/Pow = Pow[normopt/Pow_1](%normopt/Sub, @normopt/two:f32[])
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%normopt/Pow) axes=[-1] keepdims=1
+          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceMean, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_1)
+          %normopt/Div = Div[normopt/Div_1](%normopt/Sub, %normopt/Sqrt)
+          %ln = Mul[normopt/Mul](%normopt/Div, @normopt/ones:f32[7])
           %normopt/matmul = MatMul[fc](%ln, @w:f32[7,7])
           %h = Add[normopt/Add](%normopt/matmul, @normopt/bias:f32[7])
-          %s = Add[residual](%normopt/Slice, %h)
-          %normopt/Mul_6 = Mul[normopt/Mul_7](%s, %s)
-          %normopt/ReduceSum_4 = ReduceSum[normopt/ReduceSum_5](%normopt/Mul_6, @normopt/axes_3:i64[1]) keepdims=1
-          %normopt/ReduceSum_6 = ReduceSum[normopt/ReduceSum_7](%s, @normopt/axes_4:i64[1]) keepdims=1
-          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_6, %normopt/ReduceSum_6)
-          %normopt/Add_5 = Add[normopt/Add_6](%normopt/ReduceSum_4, %normopt/Mul_8)
-          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Add_5, @normopt/inv_width_1:f32[])
-          %normopt/Add_7 = Add[normopt/Add_8](%normopt/Mul_10, @normopt/epsilon_1:f32[])
-          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_7)
-          %normopt/Div_1 = Div[normopt/Div_2](%s, %normopt/Sqrt_2)
-          %normopt/ReduceSum_8 = ReduceSum[normopt/ReduceSum_9](%normopt/Div_1, @normopt/axes_5:i64[1]) keepdims=1
-          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum_8)
-          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Div_1, %normopt/Neg) axis=-1
-          %normopt/Mul_12 = Mul[normopt/Mul_13](%normopt/Concat, @g_f:f32[8])
-          %y = Add[normopt/Add_9](%normopt/Mul_12, @b_f:f32[8])
+          %s = Add[residual](%normopt/Sub, %h)
+          %normopt/Pow_2 = Pow[normopt/Pow_3](%s, @normopt/two_1:f32[])
+          %normopt/ReduceMean_2 = ReduceMean[normopt/ReduceMean_3](%normopt/Pow_2) axes=[-1] keepdims=1
+          %normopt/Add_3 = Add[normopt/Add_4](%normopt/ReduceMean_2, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_3)
+          %normopt/Div_2 = Div[normopt/Div_3](%s, %normopt/Sqrt_2)
+          %normopt/crms = Mul[normopt/Mul_1](%normopt/Div_2, @normopt/scale:f32[7])
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/crms, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum, @normopt/k:f32[])
+          %normopt/Sub_2 = Sub[normopt/Sub_3](%normopt/crms, %normopt/Mul_2)
+          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/ReduceSum, @normopt/tail:f32[])
+          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Sub_2, %normopt/Mul_4) axis=-1
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%normopt/Concat, @g_f:f32[8])
+          %y = Add[normopt/Add_5](%normopt/Mul_6, @b_f:f32[8])
 
         rewritten 2
         stream 0 width 8 -> 7: rewritten
           leaf %h linear [fc]: MatMul weight centred over its output axis
           leaf %s0 explicit centering [add_pos]: x - ReduceMean(x): it is the first value computed from 2 explicit centrings' values: centred once
-          norm ln: LayerNormalization -> decomposed CRMSNorm, eps 9.999999747378752e-6, folded into [fc]
-          norm ln_f: LayerNormalization -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+          norm ln: LayerNormalization -> CRMSNorm as decomposed RMSNorm, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
     "#);
 }
 
@@ -905,48 +885,46 @@ init @eps: f32[] = [1e-5]
           input  %x: f32[2,3,8]
           output %y: f32[2,3,8]
           output %r: f32[2,3,8]
-          18 initializers, 440 bytes inline
-          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
-          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
-          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
-          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Slice, %normopt/Slice)
-          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/Mul, @normopt/axes_1:i64[1]) keepdims=1
-          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/Slice, @normopt/axes_2:i64[1]) keepdims=1
-          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum_2, %normopt/ReduceSum_2)
-          %normopt/Add = Add[normopt/Add_1](%normopt/ReduceSum, %normopt/Mul_2)
-          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/Add, @normopt/inv_width:f32[])
-          %normopt/Add_2 = Add[normopt/Add_3](%normopt/Mul_4, @normopt/epsilon:f32[])
-          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_2)
-          %normopt/Div = Div[normopt/Div_1](%normopt/Slice, %normopt/Sqrt)
-          %normopt/ReduceSum_4 = ReduceSum[normopt/ReduceSum_5](%normopt/Div, @normopt/axes_3:i64[1]) keepdims=1
-          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum_4)
-          %n = Concat[normopt/Concat](%normopt/Div, %normopt/Neg) axis=-1
+          21 initializers, 512 bytes inline
+          %normopt/MatMul = MatMul[normopt/MatMul_1](%x, @normopt/shift_weights:f32[8,1])
+          %normopt/Slice = Slice[normopt/Slice_1](%x, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/Sub = Sub[normopt/Sub_1](%normopt/Slice, %normopt/MatMul)
+          %normopt/Pow = Pow[normopt/Pow_1](%normopt/Sub, @normopt/two:f32[])
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%normopt/Pow) axes=[-1] keepdims=1
+          %normopt/Add = Add[normopt/Add_1](%normopt/ReduceMean, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add)
+          %normopt/Div = Div[normopt/Div_1](%normopt/Sub, %normopt/Sqrt)
+          %normopt/crms = Mul[normopt/Mul](%normopt/Div, @normopt/scale:f32[7])
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/crms, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/Mul_1 = Mul[normopt/Mul_2](%normopt/ReduceSum, @normopt/k:f32[])
+          %normopt/Sub_2 = Sub[normopt/Sub_3](%normopt/crms, %normopt/Mul_1)
+          %normopt/Mul_3 = Mul[normopt/Mul_4](%normopt/ReduceSum, @normopt/tail:f32[])
+          %n = Concat[normopt/Concat](%normopt/Sub_2, %normopt/Mul_3) axis=-1
           %ng = Mul[gamma](%n, @g:f32[8])
           %ln = Add[beta](%ng, @beta:f32[8])
           %r = Relu[peek](%n)
           %h = MatMul[fc](%ln, @w:f32[8,7])
-          %s = Add[residual](%normopt/Slice, %h)
-          %normopt/Mul_6 = Mul[normopt/Mul_7](%s, %s)
-          %normopt/ReduceSum_6 = ReduceSum[normopt/ReduceSum_7](%normopt/Mul_6, @normopt/axes_4:i64[1]) keepdims=1
-          %normopt/ReduceSum_8 = ReduceSum[normopt/ReduceSum_9](%s, @normopt/axes_5:i64[1]) keepdims=1
-          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_8, %normopt/ReduceSum_8)
-          %normopt/Add_4 = Add[normopt/Add_5](%normopt/ReduceSum_6, %normopt/Mul_8)
-          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Add_4, @normopt/inv_width_1:f32[])
-          %normopt/Add_6 = Add[normopt/Add_7](%normopt/Mul_10, @normopt/epsilon_1:f32[])
-          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_6)
+          %s = Add[residual](%normopt/Sub, %h)
+          %normopt/Pow_2 = Pow[normopt/Pow_3](%s, @normopt/two_1:f32[])
+          %normopt/ReduceMean_2 = ReduceMean[normopt/ReduceMean_3](%normopt/Pow_2) axes=[-1] keepdims=1
+          %normopt/Add_2 = Add[normopt/Add_3](%normopt/ReduceMean_2, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_2)
           %normopt/Div_2 = Div[normopt/Div_3](%s, %normopt/Sqrt_2)
-          %normopt/ReduceSum_10 = ReduceSum[normopt/ReduceSum_11](%normopt/Div_2, @normopt/axes_6:i64[1]) keepdims=1
-          %normopt/Neg_2 = Neg[normopt/Neg_3](%normopt/ReduceSum_10)
-          %normopt/Concat_1 = Concat[normopt/Concat_2](%normopt/Div_2, %normopt/Neg_2) axis=-1
-          %normopt/Mul_12 = Mul[normopt/Mul_13](%normopt/Concat_1, @g_f:f32[8])
-          %y = Add[normopt/Add_8](%normopt/Mul_12, @b_f:f32[8])
+          %normopt/crms_1 = Mul[normopt/Mul_5](%normopt/Div_2, @normopt/scale_1:f32[7])
+          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/crms_1, @normopt/axes_2:i64[1]) keepdims=1
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%normopt/ReduceSum_2, @normopt/k_1:f32[])
+          %normopt/Sub_4 = Sub[normopt/Sub_5](%normopt/crms_1, %normopt/Mul_6)
+          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_2, @normopt/tail_1:f32[])
+          %normopt/Concat_1 = Concat[normopt/Concat_2](%normopt/Sub_4, %normopt/Mul_8) axis=-1
+          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Concat_1, @g_f:f32[8])
+          %y = Add[normopt/Add_4](%normopt/Mul_10, @b_f:f32[8])
 
         rewritten 2
         stream 0 width 8 -> 7: rewritten
           leaf %h linear [fc]: MatMul weight centred over its output axis
           leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
-          norm rm: decomposed LayerNorm -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into []
-          norm ln_f: LayerNormalization -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+          norm rm: decomposed LayerNorm -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into []
+          norm ln_f: LayerNormalization -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
     "#);
 }
 
@@ -973,42 +951,38 @@ init @eps: f32[] = [1e-5]
         graph "text"
           input  %x: f32[2,3,8]
           output %y: f32[2,3,8]
-          15 initializers, 340 bytes inline
-          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
-          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
-          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
-          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Slice, %normopt/Slice)
-          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/Mul, @normopt/axes_1:i64[1]) keepdims=1
-          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/Slice, @normopt/axes_2:i64[1]) keepdims=1
-          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum_2, %normopt/ReduceSum_2)
-          %normopt/Add = Add[normopt/Add_1](%normopt/ReduceSum, %normopt/Mul_2)
-          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/Add, @normopt/inv_width:f32[])
-          %normopt/Add_2 = Add[normopt/Add_3](%normopt/Mul_4, @normopt/epsilon:f32[])
-          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_2)
-          %ln = Div[normopt/Div](%normopt/Slice, %normopt/Sqrt)
+          16 initializers, 404 bytes inline
+          %normopt/MatMul = MatMul[normopt/MatMul_1](%x, @normopt/shift_weights:f32[8,1])
+          %normopt/Slice = Slice[normopt/Slice_1](%x, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/Sub = Sub[normopt/Sub_1](%normopt/Slice, %normopt/MatMul)
+          %normopt/Pow = Pow[normopt/Pow_1](%normopt/Sub, @normopt/two:f32[])
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%normopt/Pow) axes=[-1] keepdims=1
+          %normopt/Add = Add[normopt/Add_1](%normopt/ReduceMean, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add)
+          %normopt/Div = Div[normopt/Div_1](%normopt/Sub, %normopt/Sqrt)
+          %ln = Mul[normopt/Mul](%normopt/Div, @normopt/ones:f32[7])
           %h = MatMul[fc](%ln, @w:f32[7,7])
-          %s = Add[residual](%normopt/Slice, %h)
-          %normopt/Mul_6 = Mul[normopt/Mul_7](%s, %s)
-          %normopt/ReduceSum_4 = ReduceSum[normopt/ReduceSum_5](%normopt/Mul_6, @normopt/axes_3:i64[1]) keepdims=1
-          %normopt/ReduceSum_6 = ReduceSum[normopt/ReduceSum_7](%s, @normopt/axes_4:i64[1]) keepdims=1
-          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_6, %normopt/ReduceSum_6)
-          %normopt/Add_4 = Add[normopt/Add_5](%normopt/ReduceSum_4, %normopt/Mul_8)
-          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Add_4, @normopt/inv_width_1:f32[])
-          %normopt/Add_6 = Add[normopt/Add_7](%normopt/Mul_10, @normopt/epsilon_1:f32[])
-          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_6)
-          %normopt/Div_1 = Div[normopt/Div_2](%s, %normopt/Sqrt_2)
-          %normopt/ReduceSum_8 = ReduceSum[normopt/ReduceSum_9](%normopt/Div_1, @normopt/axes_5:i64[1]) keepdims=1
-          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum_8)
-          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Div_1, %normopt/Neg) axis=-1
-          %normopt/Mul_12 = Mul[normopt/Mul_13](%normopt/Concat, @g_f:f32[8])
-          %y = Add[normopt/Add_8](%normopt/Mul_12, @b_f:f32[8])
+          %s = Add[residual](%normopt/Sub, %h)
+          %normopt/Pow_2 = Pow[normopt/Pow_3](%s, @normopt/two_1:f32[])
+          %normopt/ReduceMean_2 = ReduceMean[normopt/ReduceMean_3](%normopt/Pow_2) axes=[-1] keepdims=1
+          %normopt/Add_2 = Add[normopt/Add_3](%normopt/ReduceMean_2, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_2)
+          %normopt/Div_2 = Div[normopt/Div_3](%s, %normopt/Sqrt_2)
+          %normopt/crms = Mul[normopt/Mul_1](%normopt/Div_2, @normopt/scale:f32[7])
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/crms, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum, @normopt/k:f32[])
+          %normopt/Sub_2 = Sub[normopt/Sub_3](%normopt/crms, %normopt/Mul_2)
+          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/ReduceSum, @normopt/tail:f32[])
+          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Sub_2, %normopt/Mul_4) axis=-1
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%normopt/Concat, @g_f:f32[8])
+          %y = Add[normopt/Add_4](%normopt/Mul_6, @b_f:f32[8])
 
         rewritten 2
         stream 0 width 8 -> 7: rewritten
           leaf %h linear [fc]: MatMul weight centred over its output axis
           leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
-          norm rm: decomposed LayerNorm -> decomposed CRMSNorm, eps 9.999999747378752e-6, folded into [fc]
-          norm ln_f: LayerNormalization -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+          norm rm: decomposed LayerNorm -> CRMSNorm as decomposed RMSNorm, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
     "#);
 }
 
@@ -1081,45 +1055,41 @@ fn pick_read_only_for_its_shape_keeps_the_stream() {
           input  %x: f32[2,3,8]
           output %y: f32[2,3,8]
           output %sz: i64[2]
-          17 initializers, 376 bytes inline
-          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%x) axes=[-1] keepdims=1
-          %normopt/Sub = Sub[normopt/Sub_1](%x, %normopt/ReduceMean)
-          %normopt/Slice = Slice[normopt/Slice_1](%normopt/Sub, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
-          %normopt/Mul = Mul[normopt/Mul_1](%normopt/Slice, %normopt/Slice)
-          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/Mul, @normopt/axes_1:i64[1]) keepdims=1
-          %normopt/ReduceSum_2 = ReduceSum[normopt/ReduceSum_3](%normopt/Slice, @normopt/axes_2:i64[1]) keepdims=1
-          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum_2, %normopt/ReduceSum_2)
-          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceSum, %normopt/Mul_2)
-          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/Add_1, @normopt/inv_width:f32[])
-          %normopt/Add_3 = Add[normopt/Add_4](%normopt/Mul_4, @normopt/epsilon:f32[])
-          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_3)
-          %ln = Div[normopt/Div](%normopt/Slice, %normopt/Sqrt)
+          18 initializers, 440 bytes inline
+          %normopt/MatMul = MatMul[normopt/MatMul_1](%x, @normopt/shift_weights:f32[8,1])
+          %normopt/Slice = Slice[normopt/Slice_1](%x, @normopt/starts:i64[1], @normopt/ends:i64[1], @normopt/axes:i64[1])
+          %normopt/Sub = Sub[normopt/Sub_1](%normopt/Slice, %normopt/MatMul)
+          %normopt/Pow = Pow[normopt/Pow_1](%normopt/Sub, @normopt/two:f32[])
+          %normopt/ReduceMean = ReduceMean[normopt/ReduceMean_1](%normopt/Pow) axes=[-1] keepdims=1
+          %normopt/Add_1 = Add[normopt/Add_2](%normopt/ReduceMean, @normopt/epsilon:f32[])
+          %normopt/Sqrt = Sqrt[normopt/Sqrt_1](%normopt/Add_1)
+          %normopt/Div = Div[normopt/Div_1](%normopt/Sub, %normopt/Sqrt)
+          %ln = Mul[normopt/Mul](%normopt/Div, @normopt/ones:f32[7])
           %normopt/matmul = MatMul[fc](%ln, @w:f32[7,7])
           %h = Add[normopt/Add](%normopt/matmul, @normopt/bias:f32[7])
-          %s = Add[residual](%normopt/Slice, %h)
+          %s = Add[residual](%normopt/Sub, %h)
           %p = Gather[pick](%s, @last:i64[]) axis=-1
           %sz = Shape[size](%p)
-          %normopt/Mul_6 = Mul[normopt/Mul_7](%s, %s)
-          %normopt/ReduceSum_4 = ReduceSum[normopt/ReduceSum_5](%normopt/Mul_6, @normopt/axes_3:i64[1]) keepdims=1
-          %normopt/ReduceSum_6 = ReduceSum[normopt/ReduceSum_7](%s, @normopt/axes_4:i64[1]) keepdims=1
-          %normopt/Mul_8 = Mul[normopt/Mul_9](%normopt/ReduceSum_6, %normopt/ReduceSum_6)
-          %normopt/Add_5 = Add[normopt/Add_6](%normopt/ReduceSum_4, %normopt/Mul_8)
-          %normopt/Mul_10 = Mul[normopt/Mul_11](%normopt/Add_5, @normopt/inv_width_1:f32[])
-          %normopt/Add_7 = Add[normopt/Add_8](%normopt/Mul_10, @normopt/epsilon_1:f32[])
-          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_7)
-          %normopt/Div_1 = Div[normopt/Div_2](%s, %normopt/Sqrt_2)
-          %normopt/ReduceSum_8 = ReduceSum[normopt/ReduceSum_9](%normopt/Div_1, @normopt/axes_5:i64[1]) keepdims=1
-          %normopt/Neg = Neg[normopt/Neg_1](%normopt/ReduceSum_8)
-          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Div_1, %normopt/Neg) axis=-1
-          %normopt/Mul_12 = Mul[normopt/Mul_13](%normopt/Concat, @g_f:f32[8])
-          %y = Add[normopt/Add_9](%normopt/Mul_12, @b_f:f32[8])
+          %normopt/Pow_2 = Pow[normopt/Pow_3](%s, @normopt/two_1:f32[])
+          %normopt/ReduceMean_2 = ReduceMean[normopt/ReduceMean_3](%normopt/Pow_2) axes=[-1] keepdims=1
+          %normopt/Add_3 = Add[normopt/Add_4](%normopt/ReduceMean_2, @normopt/epsilon_1:f32[])
+          %normopt/Sqrt_2 = Sqrt[normopt/Sqrt_3](%normopt/Add_3)
+          %normopt/Div_2 = Div[normopt/Div_3](%s, %normopt/Sqrt_2)
+          %normopt/crms = Mul[normopt/Mul_1](%normopt/Div_2, @normopt/scale:f32[7])
+          %normopt/ReduceSum = ReduceSum[normopt/ReduceSum_1](%normopt/crms, @normopt/axes_1:i64[1]) keepdims=1
+          %normopt/Mul_2 = Mul[normopt/Mul_3](%normopt/ReduceSum, @normopt/k:f32[])
+          %normopt/Sub_2 = Sub[normopt/Sub_3](%normopt/crms, %normopt/Mul_2)
+          %normopt/Mul_4 = Mul[normopt/Mul_5](%normopt/ReduceSum, @normopt/tail:f32[])
+          %normopt/Concat = Concat[normopt/Concat_1](%normopt/Sub_2, %normopt/Mul_4) axis=-1
+          %normopt/Mul_6 = Mul[normopt/Mul_7](%normopt/Concat, @g_f:f32[8])
+          %y = Add[normopt/Add_5](%normopt/Mul_6, @b_f:f32[8])
 
         rewritten 2
         stream 0 width 8 -> 7: rewritten
           leaf %h linear [fc]: MatMul weight centred over its output axis
           leaf %x explicit centering []: x - ReduceMean(x): "x" is a graph input
-          norm ln: LayerNormalization -> decomposed CRMSNorm, eps 9.999999747378752e-6, folded into [fc]
-          norm ln_f: LayerNormalization -> decomposed CRMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
+          norm ln: LayerNormalization -> CRMSNorm as decomposed RMSNorm, eps 9.999999747378752e-6, folded into [fc]
+          norm ln_f: LayerNormalization -> CRMSNorm as decomposed RMSNorm + decompression, eps 9.999999747378752e-6, folded into [], kept affine: "y" is a graph output or read by a subgraph
     "#);
 }
 

@@ -295,8 +295,9 @@ def rewrite(
             ai.onnx_normopt:CRMSNormalization, which only tract runs).
         fold: Fold γ and β into the linear readers (default) instead of keeping them on the
             RMSNorm.
-        verify: Verify before writing (default). ``False`` skips it; ``None`` follows the
-            CLI's rule (verify models up to 512 MiB).
+        verify: Verify before writing (default, at any size: a model whose two whole copies
+            do not fit the default memory budget is verified piece by piece). ``False``
+            skips it; ``None`` follows the CLI's rule (the same).
         dims: Sizes of dynamic input dimensions for verification, by name
             (``{"batch": 1, "seq": 16}``; an unnamed axis is ``"INPUT[AXIS]"``). Defaults:
             batch-like axes 2, others 8.
@@ -382,8 +383,8 @@ def rewrite_dir(
         dst_dir: The output folder: must not exist or must be empty, and must not be inside
             ``src_dir``; its parent must exist.
         report: Also write the folder report as JSON to this path (the CLI's ``--report``).
-        verify: Verify every rewritten model (default). ``False`` skips it; ``None`` follows
-            the CLI's rule (verify models up to 512 MiB).
+        verify: Verify every rewritten model (default, at any size). ``False`` skips it;
+            ``None`` follows the CLI's rule (the same).
         progress: Print the CLI's progress lines and table on stderr (off by default).
         target, emit, fold, dims, rtol, runtimes, samples, seed, ort_lib, fsync: as for
             ``rewrite``.

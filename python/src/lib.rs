@@ -249,7 +249,8 @@ impl Check {
                 }
             }
         }
-        let mut rep = verify::verify_files(a, b, &opts)?;
+        // Within the default memory budget: whole models, or piece by piece (#22).
+        let mut rep = verify::verify_within(a, b, &opts, None)?;
         rep.notes.extend(notes);
         Ok(rep)
     }
@@ -387,7 +388,7 @@ struct Args {
     target: String,
     emit: String,
     fold: bool,
-    /// `None`: the CLI's rule (verify models up to 512 MiB).
+    /// `None`: the CLI's rule (verify at any size).
     verify: Option<bool>,
     report: Option<PathBuf>,
     progress: bool,

@@ -1,9 +1,14 @@
 //! The memory budget of verification, checked before anything runs.
 //!
-//! From the shapes the verifier would feed (the same dims [`super::generate_cases`] resolves) and
-//! the crate's static shape inference ([`crate::ir::shape::Shapes::infer`]), [`estimate`] bounds
-//! what a verification run holds at once:
+//! From the shapes the verifier would feed (the same dims [`super::generate_cases`] resolves), the
+//! crate's static shape inference ([`crate::ir::shape::Shapes::infer`]) and the models' weights
+//! (initializers and constants, inline **and in external data files**), [`estimate`] bounds what
+//! a verification run holds at once:
 //!
+//! - the runtimes themselves ([`RUNTIME_BYTES`]);
+//! - the weights the runtimes hold: tract one model at a time ([`TRACT_WEIGHT_FACTOR`] × the
+//!   larger model's weights), onnxruntime both sessions at once ([`ORT_WEIGHT_FACTOR`] × both);
+//!   the larger of the two when both runtimes run;
 //! - the generated inputs: every sample of every case is generated up front
 //!   (`samples × Σ cases input bytes`);
 //! - the outputs kept for comparison (A's in tract, A's and B's in onnxruntime:
@@ -13,14 +18,35 @@
 //!   inference cannot size are counted in [`BudgetEstimate::unsized_values`], not in bytes);
 //!   one model runs at a time in each runtime.
 //!
-//! Weights are not counted (they are the size of the model files, reported apart in
-//! [`BudgetEstimate::weight_bytes`]). Element sizes come from the declared types, else 4 bytes.
+//! Element sizes come from the declared types, else 4 bytes.
 //!
-//! [`plan`] compares the estimate with the budget: dynamic dims the user did not set are halved,
-//! largest first, until it fits (the dims chosen are returned as `--dim` values); when even the
-//! smallest dims do not fit, verification is refused with [`super::VerifyError::OverBudget`].
+//! **Calibration** (`/usr/bin/time -v` maximum RSS of `onnx-normopt verify A B --runtime R` on
+//! `bench/synth.py --kind gpt2` models with external data, batch 1, 128 tokens, and B their
+//! rewrite; W the weights of one model; MiB):
+//!
+//! | model | W | tract | onnxruntime | both | estimate (both) |
+//! |---|---|---|---|---|---|
+//! | D 256, 2 layers, vocabulary 8192 | 22 | 83 | 148 | 172 | 236 |
+//! | D 512, 4 layers | 245 | 487 | 830 | 901 | 980 |
+//! | D 768, 12 layers | 620 | 1035 | 1526 | 1582 | 1999 |
+//! | D 1024, 10 layers | 874 | 1365 | 2028 | 2068 | 2567 |
+//!
+//! Over a base of 80–150 MiB, tract grows by about 1.1–1.4 bytes per byte of W (it reads one
+//! model's weights into memory and packs its matrix products), onnxruntime by about 1.0 per byte
+//! of each of its two sessions (prepacking off: `ort_rt.rs`); both runtimes in one process
+//! peak at onnxruntime's, once what tract freed is given back (`child.rs`). The constants
+//! below make the estimate an upper bound on each row, 9–37 % above the measured peak. In
+//! pieces (`pieces/`), measured on a 3.8 GB model: tract 1.3–1.4 bytes per byte of the
+//! piece's weights, onnxruntime 1.0 (the plan assumes 1.5: `pieces::PIECE_WEIGHT_FACTOR`).
+//!
+//! [`plan`] compares the estimate with the budget. When the two whole models do not fit, it
+//! plans verification **in pieces** (`pieces/`): then one piece's weights, activations
+//! and crossing values are held at a time, and the estimate is that of the largest piece
+//! ([`Mode::Pieces`]). When neither fits, dynamic dims the user did not set are halved, largest
+//! first, until one does (the dims chosen are returned as `--dim` values); when even the smallest
+//! dims do not fit, verification is refused with [`super::VerifyError::OverBudget`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::Serialize;
@@ -89,6 +115,48 @@ pub fn human(b: u64) -> String {
     }
 }
 
+/// Resident memory of the runtimes themselves before any model (libraries, thread pools,
+/// allocator arenas): measured 80–150 MiB, see the module docs.
+pub const RUNTIME_BYTES: u64 = 128 << 20;
+
+/// tract: resident bytes per byte of the larger model's weights (it holds one model at a time).
+pub const TRACT_WEIGHT_FACTOR: f64 = 1.5;
+
+/// onnxruntime: resident bytes per byte of weights of each of its two sessions (A and B are
+/// loaded at once).
+pub const ORT_WEIGHT_FACTOR: f64 = 1.05;
+
+/// How verification runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Mode {
+    /// Both whole models in each runtime.
+    Whole,
+    /// Piece by piece (`pieces/`, [`super::PiecesSummary`]).
+    Pieces(super::pieces::PiecesSummary),
+}
+
+/// Weights of a model: every tensor it holds (initializers, constants, in bodies too), inline or
+/// in external data.
+pub(crate) fn weight_bytes(m: &ModelProto) -> u64 {
+    let mut n = 0u64;
+    crate::io::for_each_tensor(m, &mut |t| {
+        n = n.saturating_add(super::pieces::cut::tensor_bytes(t));
+    });
+    n
+}
+
+/// What the runtimes hold of whole models with `wa` and `wb` bytes of weights.
+fn weights_held(runtimes: super::Runtimes, wa: u64, wb: u64) -> u64 {
+    let tract = (wa.max(wb) as f64 * TRACT_WEIGHT_FACTOR) as u64;
+    let ort = (wa.saturating_add(wb) as f64 * ORT_WEIGHT_FACTOR) as u64;
+    match runtimes {
+        super::Runtimes::Tract => tract,
+        super::Runtimes::Ort => ort,
+        super::Runtimes::Both => tract.max(ort),
+    }
+}
+
 /// One graph input as the estimate sized it (its largest case).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct InputNeed {
@@ -131,8 +199,10 @@ pub struct DimChange {
 pub struct BudgetEstimate {
     /// The budget compared with, in bytes.
     pub budget_bytes: u64,
-    /// The estimate, in bytes: inputs + kept outputs + activations.
+    /// The estimate, in bytes: runtimes + weights held + inputs + kept outputs + activations.
     pub total_bytes: u64,
+    /// Whole models, or pieces (and how many, the largest).
+    pub mode: Mode,
     /// Whether the estimate fits the budget.
     pub fits: bool,
     /// Samples per case.
@@ -146,13 +216,19 @@ pub struct BudgetEstimate {
     /// Bytes of the outputs kept for comparison.
     pub output_bytes: u64,
     /// Upper bound of one run's live activations: the sum of every sized value a node produces,
-    /// for the larger model and the largest case.
+    /// for the larger model and the largest case (in pieces: the largest piece's, with the
+    /// values crossing its cuts).
     pub activation_bytes: u64,
+    /// The runtimes' own memory ([`RUNTIME_BYTES`]).
+    pub runtime_bytes: u64,
+    /// Memory for the weights the runtimes hold at once (whole models: see the module docs; in
+    /// pieces: the largest piece's).
+    pub weights_held_bytes: u64,
     /// The largest single value.
     pub largest_intermediate: Option<Intermediate>,
     /// Values whose size shape inference could not tell (not counted).
     pub unsized_values: usize,
-    /// The model files' sizes (A + B), not counted in the estimate.
+    /// The weights of A and B (every tensor, inline or external), whole.
     pub weight_bytes: u64,
     /// Each input, largest first.
     pub inputs: Vec<InputNeed>,
@@ -177,18 +253,35 @@ fn shape_bytes(shape: &[usize], elem: i32) -> u64 {
         .fold(elem_bytes(elem), |acc, &d| acc.saturating_mul(d as u64))
 }
 
-/// Activations of one model for one case: (sum, largest, n_unsized, outputs bytes).
-fn activations(
-    m: &Loaded,
+/// The sized values of one model for one case: the bytes of every value a top-level node
+/// produces whose shape inference can size, and how many it cannot.
+pub(crate) struct ValueSizes {
+    /// Bytes of each sized value.
+    pub bytes: HashMap<String, u64>,
+    /// The largest value.
+    pub largest: Option<Intermediate>,
+    /// Values shape inference could not size.
+    pub n_unsized: usize,
+}
+
+/// Size every value `proto`'s nodes produce when its inputs (`spec.inputs`) get `shapes`.
+pub(crate) fn value_sizes(
+    proto: &ModelProto,
+    spec: &ModelSpec,
     which: &str,
     shapes: &[Vec<usize>],
-) -> (u64, Option<Intermediate>, usize, u64) {
-    let Some(g) = m.proto.graph.as_ref() else {
-        return (0, None, 0, 0);
+) -> ValueSizes {
+    let mut out = ValueSizes {
+        bytes: HashMap::new(),
+        largest: None,
+        n_unsized: 0,
+    };
+    let Some(g) = proto.graph.as_ref() else {
+        return out;
     };
     let mut g = g.clone();
     // The generated shapes replace the declared ones, so inference sees numbers.
-    for (spec_in, shape) in m.spec.inputs.iter().zip(shapes) {
+    for (spec_in, shape) in spec.inputs.iter().zip(shapes) {
         if let Some(vi) = g
             .input
             .iter_mut()
@@ -209,25 +302,22 @@ fn activations(
     }
     let graph = Graph::from_proto(g);
     let inferred = Shapes::infer(&graph);
-    let (mut sum, mut largest, mut n_unsized) = (0u64, None::<Intermediate>, 0usize);
-    let mut sized: BTreeMap<&str, u64> = BTreeMap::new();
     for n in graph.nodes() {
         for o in n.output.iter().filter(|o| !o.is_empty()) {
             let dims: Option<Vec<i64>> = inferred
                 .get(o)
                 .and_then(|d| d.iter().map(Dim::known).collect::<Option<Vec<_>>>());
             let Some(dims) = dims.filter(|d| d.iter().all(|&x| x >= 0)) else {
-                n_unsized += 1;
+                out.n_unsized += 1;
                 continue;
             };
             let elem = graph.declared_type(o).map(|t| t.0).unwrap_or(0);
             let b = dims
                 .iter()
                 .fold(elem_bytes(elem), |acc, &d| acc.saturating_mul(d as u64));
-            sum = sum.saturating_add(b);
-            sized.insert(o.as_str(), b);
-            if largest.as_ref().is_none_or(|l| b > l.bytes) {
-                largest = Some(Intermediate {
+            out.bytes.insert(o.clone(), b);
+            if out.largest.as_ref().is_none_or(|l| b > l.bytes) {
+                out.largest = Some(Intermediate {
                     model: which.into(),
                     value: o.clone(),
                     shape: dims,
@@ -236,17 +326,24 @@ fn activations(
             }
         }
     }
+    out
+}
+
+/// Activations of one model for one case: (sum, largest, n_unsized, outputs bytes).
+fn activations(
+    m: &Loaded,
+    which: &str,
+    shapes: &[Vec<usize>],
+) -> (u64, Option<Intermediate>, usize, u64) {
+    let sizes = value_sizes(m.proto, m.spec, which, shapes);
+    let sum = sizes.bytes.values().fold(0u64, |a, &b| a.saturating_add(b));
     let outputs = m
         .spec
         .outputs
         .iter()
-        .map(|o| sized.get(o.name.as_str()).copied().unwrap_or(0))
+        .map(|o| sizes.bytes.get(o.name.as_str()).copied().unwrap_or(0))
         .fold(0u64, u64::saturating_add);
-    (sum, largest, n_unsized, outputs)
-}
-
-fn file_size(p: &Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+    (sum, sizes.largest, sizes.n_unsized, outputs)
 }
 
 /// Estimate what verifying `b` against `a` with `opts` needs (without comparing it with any
@@ -257,7 +354,19 @@ fn estimate_loaded(
     opts: &VerifyOptions,
     budget: u64,
 ) -> Result<BudgetEstimate, VerifyError> {
+    estimate_whole(a, b, opts, budget).map(|(e, _)| e)
+}
+
+/// [`estimate_loaded`], and the input shapes of each case.
+#[allow(clippy::type_complexity)]
+fn estimate_whole(
+    a: &Loaded,
+    b: Option<&Loaded>,
+    opts: &VerifyOptions,
+    budget: u64,
+) -> Result<(BudgetEstimate, Vec<Vec<Vec<usize>>>), VerifyError> {
     let samples = opts.samples.max(1) as u64;
+    let mut case_shapes = Vec::new();
     let given = spec::with_hints(a.spec, &opts.dims);
     let plans = spec::plan_cases(a.spec, &given);
     let (mut input_all, mut output_all, mut act) = (0u64, 0u64, 0u64);
@@ -301,6 +410,7 @@ fn estimate_loaded(
             }
         }
         per_sample_max = per_sample_max.max(per_sample);
+        case_shapes.push(r.shapes.clone());
         input_all = input_all.saturating_add(per_sample.saturating_mul(samples));
         for (m, which) in std::iter::once((a, "A")).chain(b.map(|b| (b, "B"))) {
             let (s, l, u, outs) = activations(m, which, &r.shapes);
@@ -318,12 +428,20 @@ fn estimate_loaded(
         }
         dims = r.used;
     }
-    let total = input_all.saturating_add(output_all).saturating_add(act);
+    let wa = weight_bytes(a.proto);
+    let wb = b.map_or(wa, |b| weight_bytes(b.proto));
+    let held = weights_held(opts.runtimes, wa, wb);
+    let total = RUNTIME_BYTES
+        .saturating_add(held)
+        .saturating_add(input_all)
+        .saturating_add(output_all)
+        .saturating_add(act);
     let mut inputs: Vec<InputNeed> = per_input.into_values().collect();
     inputs.sort_by_key(|x| std::cmp::Reverse(x.bytes));
-    Ok(BudgetEstimate {
+    let e = BudgetEstimate {
         budget_bytes: budget,
         total_bytes: total,
+        mode: Mode::Whole,
         fits: total <= budget,
         samples: opts.samples,
         cases: plans.len(),
@@ -331,12 +449,68 @@ fn estimate_loaded(
         input_bytes: input_all,
         output_bytes: output_all,
         activation_bytes: act,
+        runtime_bytes: RUNTIME_BYTES,
+        weights_held_bytes: held,
         largest_intermediate: largest,
         unsized_values: n_unsized,
-        weight_bytes: file_size(&a.spec.path) + b.map_or(0, |b| file_size(&b.spec.path)),
+        weight_bytes: wa.saturating_add(wb),
         inputs,
         reduced: Vec::new(),
         dims,
+    };
+    Ok((e, case_shapes))
+}
+
+/// The estimate of verifying in pieces ([`super::pieces`]), given the whole-model estimate at
+/// the same dims: the runtimes, inputs and kept outputs as for whole models, plus the largest
+/// piece (`None` when the graphs cannot be cut).
+fn estimate_pieces(
+    a: &Loaded,
+    b: &Loaded,
+    opts: &VerifyOptions,
+    whole: &BudgetEstimate,
+    shapes: &[Vec<Vec<usize>>],
+) -> Option<BudgetEstimate> {
+    let shared = RUNTIME_BYTES
+        .saturating_add(whole.input_bytes)
+        .saturating_add(whole.output_bytes);
+    let limit = whole.budget_bytes.saturating_sub(shared);
+    let plan = super::pieces::plan(
+        (a.proto, a.spec),
+        (b.proto, b.spec),
+        shapes,
+        opts.samples,
+        limit,
+    )
+    .ok()?;
+    let s = plan.summary;
+    let held = (s.largest_weight_bytes as f64 * super::pieces::PIECE_WEIGHT_FACTOR) as u64;
+    let total = shared.saturating_add(s.largest_bytes);
+    Some(BudgetEstimate {
+        total_bytes: total,
+        fits: total <= whole.budget_bytes,
+        weights_held_bytes: held,
+        activation_bytes: s.largest_bytes.saturating_sub(held),
+        mode: Mode::Pieces(s),
+        ..whole.clone()
+    })
+}
+
+/// Whole models if they fit, else pieces if they fit, else the whole-model estimate (the
+/// smaller of the two when pieces do not fit either).
+fn estimate_either(
+    a: &Loaded,
+    b: &Loaded,
+    opts: &VerifyOptions,
+    budget: u64,
+) -> Result<BudgetEstimate, VerifyError> {
+    let (whole, shapes) = estimate_whole(a, Some(b), opts, budget)?;
+    if whole.fits {
+        return Ok(whole);
+    }
+    Ok(match estimate_pieces(a, b, opts, &whole, &shapes) {
+        Some(p) if p.fits || p.total_bytes < whole.total_bytes => p,
+        _ => whole,
     })
 }
 
@@ -397,7 +571,7 @@ pub(crate) fn plan_as(
         spec: &sb,
         proto: &pb,
     };
-    let first = estimate_loaded(&la, Some(&lb), opts, budget)?;
+    let first = estimate_either(&la, &lb, opts, budget)?;
     if first.fits {
         return Ok((opts.clone(), first));
     }
@@ -432,7 +606,7 @@ pub(crate) fn plan_as(
         let nv = v / 2;
         free.insert(name.clone(), nv);
         cur.dims.insert(name, nv);
-        est = estimate_loaded(&la, Some(&lb), &cur, budget)?;
+        est = estimate_either(&la, &lb, &cur, budget)?;
         if est.fits {
             break;
         }
@@ -459,10 +633,21 @@ pub(crate) fn plan_as(
 /// The explanation of a refusal: what it needs, what causes it, what to do.
 fn over_budget_message(subject: &str, first: &BudgetEstimate, smallest: &BudgetEstimate) -> String {
     let e = smallest;
+    let how = match &e.mode {
+        Mode::Whole => format!("weights {} held", human(e.weights_held_bytes)),
+        Mode::Pieces(p) => format!(
+            "even in {} pieces: the largest, piece {}, {} with {} of weights",
+            p.count,
+            p.largest,
+            human(p.largest_bytes),
+            human(p.largest_weight_bytes)
+        ),
+    };
     let mut parts = vec![format!(
-        "{subject} would need about {} (inputs {} per sample × {} sample(s){}, activations up \
-         to {}{}), over its budget of {}",
+        "{subject} would need about {} ({how}; the runtimes {}, inputs {} per sample × {} \
+         sample(s){}, activations up to {}{}), over its budget of {}",
         human(e.total_bytes),
+        human(e.runtime_bytes),
         human(e.input_bytes_per_sample),
         e.samples,
         if e.cases > 1 {

@@ -1,14 +1,16 @@
 //! Verification in a child process, so a runtime cannot take the tool (or the machine) down.
 //!
 //! The command line verifies through [`verify_isolated`]: it first checks the memory budget
-//! ([`super::budget::plan`], which may choose smaller dynamic dims), then runs
-//! [`super::verify_files`] in a child process of the same executable (`onnx-normopt
+//! ([`super::budget::plan`], which may choose smaller dynamic dims, or verification in pieces
+//! when the two whole models do not fit), then runs [`super::verify_files`] — or
+//! [`super::pieces`] — in a child process of the same executable (`onnx-normopt
 //! __verify-child`, a hidden subcommand; the binary's `main` hands it to [`child_main`]). The
 //! request goes to the child's stdin as JSON, the report comes back on its stdout as JSON. The
 //! child limits its own address space (`setrlimit(RLIMIT_AS)`, before it loads any model or
-//! runtime) and the parent kills it after the wall-time limit (`--verify-timeout`). While it
-//! works the child writes progress markers to stderr (which runtime, which model), so a crash, a
-//! signal, an allocation failure or a timeout is reported as one line naming them:
+//! runtime) and the parent kills it after the wall-time limit (`--verify-timeout`; in pieces,
+//! the limit applies to each piece, so that a model of any size can finish). While it works
+//! the child writes progress markers to stderr (which runtime, which model, which piece), so a
+//! crash, a signal, an allocation failure or a timeout is reported as one line naming them:
 //! `verification could not complete: onnxruntime crashed on the original model (signal 11)`
 //! ([`VerifyError::Incomplete`], exit status 5).
 //!
@@ -32,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use super::budget::{self, BudgetEstimate};
 use super::{OrtDevice, Runtimes, VerifyError, VerifyOptions};
+use crate::passes::report::Coverage;
 
 /// The hidden subcommand that makes the executable a verification child.
 pub const CHILD_ARG: &str = "__verify-child";
@@ -48,6 +51,17 @@ pub(crate) fn mark(runtime: &str, model: &str) {
         let mut e = std::io::stderr().lock();
         let _ = writeln!(e, "{MARK} {runtime} {model}");
         let _ = e.flush();
+    }
+}
+
+/// Give the memory a runtime freed back to the system (glibc keeps freed heap pages for reuse):
+/// without it, what tract freed after the last model stays resident while onnxruntime loads
+/// its sessions (measured: about half of one model's weights more at the peak).
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap memory to the system; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -68,6 +82,9 @@ struct Request {
     mem_limit: u64,
     /// Notes to add to the report (dims the budget reduced).
     notes: Vec<String>,
+    /// Verify piece by piece, each piece within this many bytes (`None`: whole models).
+    #[serde(default)]
+    pieces: Option<u64>,
     /// The path the report names as model B ([`Isolation::b_shown`]).
     b_shown: Option<PathBuf>,
 }
@@ -78,6 +95,7 @@ enum Response {
         report: serde_json::Value,
         text: String,
         passed: bool,
+        coverage: Coverage,
     },
     Err {
         message: String,
@@ -110,6 +128,8 @@ pub struct Checked {
     pub passed: bool,
     /// The budget estimate it ran under.
     pub estimate: BudgetEstimate,
+    /// What it covered ([`super::VerifyReport::coverage`]).
+    pub coverage: Coverage,
 }
 
 impl Checked {
@@ -135,8 +155,14 @@ const HEADROOM: u64 = 3 << 30;
 /// library itself) — the limit stops a runaway, the budget is what is checked up front.
 fn mem_limit(est: &BudgetEstimate) -> u64 {
     let base = est.budget_bytes.max(est.total_bytes);
+    // Whole models: the weights of both (each runtime may map or copy them); in pieces, the
+    // largest piece's.
+    let weights = match &est.mode {
+        budget::Mode::Whole => est.weight_bytes,
+        budget::Mode::Pieces(p) => p.largest_weight_bytes,
+    };
     base.saturating_mul(2)
-        .saturating_add(est.weight_bytes.saturating_mul(4))
+        .saturating_add(weights.saturating_mul(2))
         .saturating_add(HEADROOM)
 }
 
@@ -155,19 +181,7 @@ pub fn verify_isolated(
         format!("verifying {}", iso.names[0])
     };
     let (opts, estimate) = budget::plan_as(a, b, opts, budget, &subject)?;
-    let mut notes = Vec::new();
-    if !estimate.reduced.is_empty() {
-        notes.push(format!(
-            "dynamic dims reduced to fit the verification budget of {}: {}",
-            budget::human(budget),
-            estimate
-                .reduced
-                .iter()
-                .map(|d| format!("{} {}→{}", d.name, d.from, d.to))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
+    let notes = plan_notes(&estimate, budget);
     let req = Request {
         a: a.to_path_buf(),
         b: b.to_path_buf(),
@@ -182,6 +196,10 @@ pub fn verify_isolated(
         require_ort: opts.require_ort,
         mem_limit: mem_limit(&estimate),
         notes,
+        pieces: match &estimate.mode {
+            budget::Mode::Whole => None,
+            budget::Mode::Pieces(p) => Some(p.piece_limit),
+        },
         b_shown: iso.b_shown.clone(),
     };
     let body = serde_json::to_vec(&req)
@@ -214,10 +232,12 @@ pub fn verify_isolated(
         v
     });
     let stage: Arc<Mutex<Option<(String, String)>>> = Arc::new(Mutex::new(None));
+    // When the last piece started (verification in pieces: the time limit is per piece).
+    let piece_start: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let oom = Arc::new(AtomicBool::new(false));
     let stderr = child.stderr.take().expect("piped");
     let err_thread = {
-        let (stage, oom) = (stage.clone(), oom.clone());
+        let (stage, oom, piece_start) = (stage.clone(), oom.clone(), piece_start.clone());
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).split(b'\n') {
                 let Ok(line) = line else { break };
@@ -225,6 +245,10 @@ pub fn verify_isolated(
                 if let Some(rest) = line.strip_prefix(MARK) {
                     let mut it = rest.split_whitespace();
                     if let (Some(r), Some(m)) = (it.next(), it.next()) {
+                        if m.contains(':') {
+                            *piece_start.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(Instant::now());
+                        }
                         *stage.lock().unwrap_or_else(|p| p.into_inner()) =
                             Some((r.to_string(), m.to_string()));
                     }
@@ -245,7 +269,11 @@ pub fn verify_isolated(
             Ok(None) => {}
             Err(_) => break None,
         }
-        if iso.timeout.is_some_and(|t| start.elapsed() >= t) {
+        let since = piece_start
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(start);
+        if iso.timeout.is_some_and(|t| since.elapsed() >= t) {
             let _ = child.kill();
             timed_out = true;
             break child.wait().ok();
@@ -257,11 +285,21 @@ pub fn verify_isolated(
     let stage = stage.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let (who, at) = match &stage {
         Some((r, m)) if m == "lib" => (r.clone(), "while loading its library".to_string()),
-        Some((r, m)) if m == "A" => (r.clone(), format!("on {}", iso.names[0])),
-        Some((r, m)) => (
-            r.clone(),
-            format!("on {}", if m == "B" { &iso.names[1] } else { m }),
-        ),
+        // `A`, `B`, or `A:3/12` (a piece of A).
+        Some((r, m)) => {
+            let (model, piece) = m.split_once(':').unwrap_or((m, ""));
+            let name = match model {
+                "A" => iso.names[0].as_str(),
+                "B" => iso.names[1].as_str(),
+                other => other,
+            };
+            let piece = if piece.is_empty() {
+                String::new()
+            } else {
+                format!(" (piece {piece})")
+            };
+            (r.clone(), format!("on {name}{piece}"))
+        }
         None => (
             "the verifier".to_string(),
             "before running any model".to_string(),
@@ -269,8 +307,13 @@ pub fn verify_isolated(
     };
     if timed_out {
         return Err(VerifyError::Incomplete(format!(
-            "{who} did not finish {at} within {} s (--verify-timeout); the verifier was stopped",
-            iso.timeout.map_or(0, |t| t.as_secs())
+            "{who} did not finish {at} within {} s (--verify-timeout{}); the verifier was stopped",
+            iso.timeout.map_or(0, |t| t.as_secs()),
+            if req.pieces.is_some() {
+                ", per piece"
+            } else {
+                ""
+            }
         )));
     }
     if let Ok(resp) = serde_json::from_slice::<Response>(&out) {
@@ -279,6 +322,7 @@ pub fn verify_isolated(
                 mut report,
                 text,
                 passed,
+                coverage,
             } => {
                 if let Some(o) = report.as_object_mut() {
                     o.insert(
@@ -291,6 +335,7 @@ pub fn verify_isolated(
                     text,
                     passed,
                     estimate,
+                    coverage,
                 })
             }
             Response::Err { message, code } => Err(VerifyError::Child { message, code }),
@@ -323,6 +368,44 @@ pub fn verify_isolated(
         None => format!("{who} stopped {at} without a report"),
     };
     Err(VerifyError::Incomplete(why))
+}
+
+/// The notes of a budget plan for the report: dynamic dims it made smaller.
+fn plan_notes(estimate: &BudgetEstimate, budget: u64) -> Vec<String> {
+    if estimate.reduced.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "dynamic dims reduced to fit the verification budget of {}: {}",
+        budget::human(budget),
+        estimate
+            .reduced
+            .iter()
+            .map(|d| format!("{} {}→{}", d.name, d.from, d.to))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )]
+}
+
+/// Verify `b` against `a` within `budget` bytes (`None`: [`budget::default_budget`]) as
+/// [`verify_isolated`] plans it — whole models, or piece by piece when they do not fit, dynamic
+/// dims made smaller when neither does — but in the caller's process: no address-space limit,
+/// no timeout, a crashing runtime takes the caller with it. For library users without the
+/// child entry point (the Python package).
+pub fn verify_within(
+    a: &Path,
+    b: &Path,
+    opts: &VerifyOptions,
+    budget: Option<u64>,
+) -> Result<super::VerifyReport, VerifyError> {
+    let budget = budget.unwrap_or_else(budget::default_budget);
+    let (opts, estimate) = budget::plan(a, b, opts, budget)?;
+    let mut rep = match &estimate.mode {
+        budget::Mode::Whole => super::verify_files(a, b, &opts)?,
+        budget::Mode::Pieces(p) => super::pieces::verify_pieces(a, b, &opts, p.piece_limit)?,
+    };
+    rep.notes.extend(plan_notes(&estimate, budget));
+    Ok(rep)
 }
 
 #[cfg(unix)]
@@ -403,8 +486,9 @@ pub fn child_main() -> u8 {
         runtimes: req.runtimes,
         require_ort: req.require_ort,
     };
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        super::verify_files(&req.a, &req.b, &opts)
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match req.pieces {
+        Some(limit) => super::pieces::verify_pieces(&req.a, &req.b, &opts, limit),
+        None => super::verify_files(&req.a, &req.b, &opts),
     }));
     let resp = match r {
         Ok(Ok(mut rep)) => {
@@ -416,6 +500,7 @@ pub fn child_main() -> u8 {
                 report: serde_json::to_value(&rep).unwrap_or_default(),
                 text: rep.to_string(),
                 passed: rep.passed(),
+                coverage: rep.coverage(),
             }
         }
         Ok(Err(e)) => Response::Err {

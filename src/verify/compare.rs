@@ -93,6 +93,22 @@ pub(super) fn check_shapes_fit(
     Ok(())
 }
 
+/// The relative tolerance override for a value of `elem_type` computed by `a`: `rtol` when given;
+/// else, for an f32/f64 value of a graph that computes in f16 or bf16, that type's tolerance (it
+/// is only as exact as that); else `None` (the element type's own, [`default_tolerance`]).
+pub(super) fn rtol_for(a: &ModelSpec, elem_type: i32, rtol: Option<f64>) -> Option<f64> {
+    let tol_type = match a.low_precision {
+        Some(low)
+            if elem_type == crate::proto::data_type::FLOAT
+                || elem_type == crate::proto::data_type::DOUBLE =>
+        {
+            low
+        }
+        _ => elem_type,
+    };
+    rtol.or((tol_type != elem_type).then(|| default_tolerance(tol_type)))
+}
+
 /// Compare B's outputs with A's (per sample, per output position) into one row per output.
 pub(super) fn compare(
     runtime: Runtime,
@@ -113,23 +129,7 @@ pub(super) fn compare(
                 .map(|t| t.elem_type)
                 .unwrap_or(0)
         };
-        // An f32 output of a graph that computes in f16 is only as exact as f16.
-        let tol_type = match a.low_precision {
-            Some(low)
-                if elem_type == crate::proto::data_type::FLOAT
-                    || elem_type == crate::proto::data_type::DOUBLE =>
-            {
-                low
-            }
-            _ => elem_type,
-        };
-        let mut acc = Accum::new(
-            runtime,
-            k,
-            &o.name,
-            elem_type,
-            rtol.or((tol_type != elem_type).then(|| default_tolerance(tol_type))),
-        );
+        let mut acc = Accum::new(runtime, k, &o.name, elem_type, rtol_for(a, elem_type, rtol));
         for (sa, sb) in outs_a.iter().zip(outs_b) {
             acc.add(&sa[k], &sb[k]);
         }
@@ -214,15 +214,9 @@ pub(super) fn check_count(
 /// with every non-empty past input `x` replaced by `1 − x`, and compare the outputs that are not
 /// the cache itself with `outs` (the original's outputs on `samples`). `None` when the case
 /// has no filled past input, or the second run fails.
-pub(super) fn cache_check(
-    runtime: Runtime,
-    spec: &ModelSpec,
-    samples: &[Vec<HostTensor>],
-    outs: &[Vec<HostTensor>],
-    run: impl FnOnce(&[Vec<HostTensor>]) -> Result<Vec<Vec<HostTensor>>, VerifyError>,
-) -> Option<CacheCheck> {
-    let first = samples.first()?;
-    let past: Vec<usize> = first
+/// The positions in `sample` of the filled (non-empty, float) past-cache inputs.
+pub(super) fn filled_cache_inputs(sample: &[HostTensor]) -> Vec<usize> {
+    sample
         .iter()
         .enumerate()
         .filter(|(_, t)| {
@@ -231,7 +225,18 @@ pub(super) fn cache_check(
                 && spec::looks_like_cache_input(&t.name)
         })
         .map(|(k, _)| k)
-        .collect();
+        .collect()
+}
+
+pub(super) fn cache_check(
+    runtime: Runtime,
+    spec: &ModelSpec,
+    samples: &[Vec<HostTensor>],
+    outs: &[Vec<HostTensor>],
+    run: impl FnOnce(&[Vec<HostTensor>]) -> Result<Vec<Vec<HostTensor>>, VerifyError>,
+) -> Option<CacheCheck> {
+    let first = samples.first()?;
+    let past = filled_cache_inputs(first);
     if past.is_empty() {
         return None;
     }

@@ -65,7 +65,9 @@ mod error;
 mod inputs;
 mod options;
 mod ort_rt;
+mod pieces;
 mod report;
+mod source;
 pub(crate) mod spec;
 mod tensor;
 mod tract_ext;
@@ -78,7 +80,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use child::{child_main, isolate_command, verify_isolated, Checked, Isolation, CHILD_ARG};
+pub use child::{
+    child_main, isolate_command, verify_isolated, verify_within, Checked, Isolation, CHILD_ARG,
+};
 use compare::{
     b_failed, cache_check, check_count, check_interfaces, check_shapes_fit, compare, quant_floor,
     runtime_failure,
@@ -89,6 +93,7 @@ pub use error::VerifyError;
 pub use inputs::GeneratedInputs;
 pub use options::{ci_requires_ort, OrtDevice, Runtimes, VerifyOptions};
 pub use ort_rt::{find_ort_library, OrtLibrary};
+pub use pieces::{PieceCheck, PiecesReport, PiecesSummary, Relation, ValueCheck};
 use report::default_tolerance;
 pub use report::{
     CacheCheck, CaseReport, NotRun, QuantFloor, Row, Runtime, VerifyReport, CANNOT_RUN_ORIGINAL,
@@ -168,7 +173,12 @@ fn tract_plan_for(spec: &ModelSpec, sample: &[HostTensor]) -> Result<TractModel,
         .map(|i| i.name.clone())
         .collect();
     let fixed = spec.branch_flags.iter().cloned().collect();
-    TractModel::load(&spec.path, sample, &concrete, &fixed)
+    TractModel::load(
+        source::ModelSource::File(&spec.path),
+        sample,
+        &concrete,
+        &fixed,
+    )
 }
 
 /// Load `model` in tract the way verification does, optimised for the types and shapes of
@@ -306,7 +316,31 @@ fn looks_spatial(name: &str) -> bool {
 /// carried out: unreadable file, different interfaces, no runtime that can run the original, a
 /// setup error, or a required onnxruntime that is missing.
 pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
-    let first = verify_at(a, b, opts);
+    at_runnable_size(a, opts, Probe::Whole, |o| verify_at(a, b, o))
+}
+
+/// Whether the `--dim` hint of a model no runtime runs may run the whole original to find a
+/// size that works ([`unsized_hint`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Yes: the whole models fit the budget.
+    Whole,
+    /// No: the model is verified in pieces because its whole copies do not fit; the hint only
+    /// names the unsized dims.
+    NamesOnly,
+}
+
+/// `verify(opts)`, and when no runtime can run `a` there and it has symbolic image dims that
+/// `opts.dims` does not set, `verify` again with those dims at each of [`IMAGE_SIZES`] until a
+/// runtime runs it (the report's notes say which size was used); when none does, the error
+/// says which `--dim` would make the original run ([`unsized_hint`], probing as `probe` says).
+fn at_runnable_size(
+    a: &Path,
+    opts: &VerifyOptions,
+    probe: Probe,
+    verify: impl Fn(&VerifyOptions) -> Result<VerifyReport, VerifyError>,
+) -> Result<VerifyReport, VerifyError> {
+    let first = verify(opts);
     if !matches!(first, Err(VerifyError::NoRuntime { .. })) {
         return first;
     }
@@ -328,7 +362,7 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
             for n in &free {
                 o.dims.insert(n.clone(), size);
             }
-            match verify_at(a, b, &o) {
+            match verify(&o) {
                 Err(VerifyError::NoRuntime { .. }) => continue,
                 Ok(mut rep) => {
                     rep.notes.push(format!(
@@ -344,7 +378,7 @@ pub fn verify_files(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyRe
     }
     match first {
         Err(VerifyError::NoRuntime { path, reasons, .. }) => Err(VerifyError::NoRuntime {
-            hint: unsized_hint(&spec, opts),
+            hint: unsized_hint(&spec, opts, probe),
             path,
             reasons,
         }),
@@ -359,8 +393,9 @@ const PROBE_SIZES: &[usize] = &[1, 2, 4, 16, 32, 64, 128, 256, 512, 1024];
 /// For an original that no runtime runs: the dims whose sizes neither `--dim`, the case nor a
 /// fact of the graph gave (defaults), and for the first of them with which the original runs
 /// (tried one at a time at [`PROBE_SIZES`], the others at their defaults), the `--dim` that
-/// would work. `None` when every dim was sized (the failure is not a sizing question).
-fn unsized_hint(spec: &ModelSpec, opts: &VerifyOptions) -> Option<String> {
+/// would work (with [`Probe::NamesOnly`], nothing is tried: the dims are named). `None` when
+/// every dim was sized (the failure is not a sizing question).
+fn unsized_hint(spec: &ModelSpec, opts: &VerifyOptions, probe: Probe) -> Option<String> {
     let cases = generate_for(spec, None, opts).ok()?;
     let first = cases.first()?;
     let defaulted: Vec<(String, usize)> = first
@@ -377,6 +412,11 @@ fn unsized_hint(spec: &ModelSpec, opts: &VerifyOptions) -> Option<String> {
         .map(|(n, v)| format!("`{n}` (default {v})"))
         .collect::<Vec<_>>()
         .join(", ");
+    if probe == Probe::NamesOnly {
+        return Some(format!(
+            "the graph does not size {names}: set them with --dim NAME=VALUE"
+        ));
+    }
     for (name, v) in defaulted.iter().take(4) {
         for &size in PROBE_SIZES.iter().filter(|&&s| s != *v) {
             let mut o = opts.clone();
@@ -424,30 +464,10 @@ fn original_runs(spec: &ModelSpec, opts: &VerifyOptions) -> bool {
 /// [`verify_files`] at the sizes `opts` gives (no search).
 fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
     let start = Instant::now();
-    if let Some(r) = opts.rtol {
-        if !r.is_finite() || r < 0.0 {
-            return Err(VerifyError::Options(format!(
-                "--rtol must be a finite number ≥ 0, got {r}"
-            )));
-        }
-    }
-    let spec_a = ModelSpec::from_path(a)?;
-    let spec_b = ModelSpec::from_path(b)?;
-    check_interfaces(&spec_a, &spec_b)?;
-    let cases = generate_for(&spec_a, Some(&spec_b), opts)?;
-    for c in &cases {
-        check_shapes_fit(&spec_a, &spec_b, &c.samples[0])?;
-    }
+    let (spec_a, spec_b, cases) = prepare(a, b, opts)?;
     let multi = cases.len() > 1;
     let label = |c: &GeneratedInputs| multi.then(|| c.case.clone());
-    let mut notes: Vec<String> = Vec::new();
-    for c in &cases {
-        for n in &c.notes {
-            if !notes.contains(n) {
-                notes.push(n.clone());
-            }
-        }
-    }
+    let mut notes = case_notes(&cases);
     let mut rows = Vec::new();
     let mut ran = Vec::new();
     let mut not_run = Vec::new();
@@ -506,42 +526,9 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
         }
     }
 
+    child::release_freed_memory();
     let mut ort_library = None;
-    // This crate's own ops (`--emit custom`) exist in tract only, through
-    // `tract_onnx_with_extensions`: onnxruntime is then not run at all (so a required
-    // onnxruntime is not an error), and asking for onnxruntime alone is.
-    let mut custom_ops: Vec<String> = spec_a.custom_ops.clone();
-    custom_ops.extend(spec_b.custom_ops.iter().cloned());
-    custom_ops.sort();
-    custom_ops.dedup();
-    if !custom_ops.is_empty() && matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
-        let which = if spec_b.custom_ops.is_empty() {
-            &spec_a
-        } else {
-            &spec_b
-        };
-        if opts.runtimes == Runtimes::Ort {
-            return Err(VerifyError::Ort {
-                stage: "load",
-                path: which.path.clone(),
-                message: format!(
-                    "the model uses {}, this crate's own op(s), which onnxruntime cannot run; \
-                     verify with --runtime tract",
-                    custom_ops.join(", ")
-                ),
-            });
-        }
-        not_run.push(NotRun {
-            runtime: Runtime::Ort,
-            case: None,
-            why: format!("custom op {}", custom_ops.join(", ")),
-        });
-        notes.push(format!(
-            "onnxruntime NOT used: {} uses {}, which only tract runs (registered by \
-             tract_onnx_with_extensions); verified with tract alone",
-            which.path.display(),
-            custom_ops.join(", ")
-        ));
+    if excluded_by_custom_ops(&spec_a, &spec_b, opts, &mut not_run, &mut notes)? {
     } else if matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
         child::mark("onnxruntime", "lib");
         if let Some((env, lib)) = ort_for_run(opts, &mut notes)? {
@@ -661,29 +648,169 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
             });
         }
     }
-    for (k, c) in cases.iter().enumerate() {
-        let verified = rows.iter().any(|r| r.case == label(c));
-        if !verified && !original[k].is_empty() {
-            notes.push(format!(
-                "case {} was NOT verified: no runtime could run the original there ({})",
-                c.case,
-                original[k].join("; ")
-            ));
+    let not_covered = unverified_cases(&cases, &rows, |k| original[k].clone());
+
+    Ok(report_of(
+        (a, b),
+        opts,
+        &cases,
+        Ran {
+            runtimes: ran,
+            ort_library,
+            rows,
+            notes,
+            not_run,
+            not_covered,
+            cache,
+            quantized,
+        },
+        start,
+    ))
+}
+
+/// A `not_covered` line for each case of `cases` no row verified because no runtime could run
+/// the original there (`reasons(k)`: why, for case `k`; empty when it was not for that).
+fn unverified_cases(
+    cases: &[GeneratedInputs],
+    rows: &[Row],
+    reasons: impl Fn(usize) -> Vec<String>,
+) -> Vec<String> {
+    let multi = cases.len() > 1;
+    cases
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !rows.iter().any(|r| r.case == multi.then(|| c.case.clone())))
+        .filter_map(|(k, c)| {
+            let why = reasons(k);
+            (!why.is_empty()).then(|| {
+                format!(
+                    "case {} was NOT verified: no runtime could run the original there ({})",
+                    c.case,
+                    why.join("; ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// Before anything runs: the options checked, both models' specs (same interface), the inputs
+/// of every case (which B's declared shapes accept).
+#[allow(clippy::type_complexity)]
+fn prepare(
+    a: &Path,
+    b: &Path,
+    opts: &VerifyOptions,
+) -> Result<(ModelSpec, ModelSpec, Vec<GeneratedInputs>), VerifyError> {
+    if let Some(r) = opts.rtol {
+        if !r.is_finite() || r < 0.0 {
+            return Err(VerifyError::Options(format!(
+                "--rtol must be a finite number ≥ 0, got {r}"
+            )));
         }
     }
+    let spec_a = ModelSpec::from_path(a)?;
+    let spec_b = ModelSpec::from_path(b)?;
+    check_interfaces(&spec_a, &spec_b)?;
+    let cases = generate_for(&spec_a, Some(&spec_b), opts)?;
+    for c in &cases {
+        check_shapes_fit(&spec_a, &spec_b, &c.samples[0])?;
+    }
+    Ok((spec_a, spec_b, cases))
+}
 
+/// The notes of every case, each once.
+fn case_notes(cases: &[GeneratedInputs]) -> Vec<String> {
+    let mut notes: Vec<String> = Vec::new();
+    for n in cases.iter().flat_map(|c| &c.notes) {
+        if !notes.contains(n) {
+            notes.push(n.clone());
+        }
+    }
+    notes
+}
+
+/// This crate's own ops (`--emit custom`) exist in tract only, through
+/// `tract_onnx_with_extensions`: when either model uses one and onnxruntime was asked for, it is
+/// not run at all (listed as not run, with a note; so a required onnxruntime is not an error)
+/// and `true` is returned — unless onnxruntime alone was asked for, which is an error.
+fn excluded_by_custom_ops(
+    spec_a: &ModelSpec,
+    spec_b: &ModelSpec,
+    opts: &VerifyOptions,
+    not_run: &mut Vec<NotRun>,
+    notes: &mut Vec<String>,
+) -> Result<bool, VerifyError> {
+    let mut custom_ops: Vec<String> = spec_a.custom_ops.clone();
+    custom_ops.extend(spec_b.custom_ops.iter().cloned());
+    custom_ops.sort();
+    custom_ops.dedup();
+    if custom_ops.is_empty() || !matches!(opts.runtimes, Runtimes::Ort | Runtimes::Both) {
+        return Ok(false);
+    }
+    let which = if spec_b.custom_ops.is_empty() {
+        spec_a
+    } else {
+        spec_b
+    };
+    if opts.runtimes == Runtimes::Ort {
+        return Err(VerifyError::Ort {
+            stage: "load",
+            path: which.path.clone(),
+            message: format!(
+                "the model uses {}, this crate's own op(s), which onnxruntime cannot run; \
+                 verify with --runtime tract",
+                custom_ops.join(", ")
+            ),
+        });
+    }
+    not_run.push(NotRun {
+        runtime: Runtime::Ort,
+        case: None,
+        why: format!("custom op {}", custom_ops.join(", ")),
+    });
+    notes.push(format!(
+        "onnxruntime NOT used: {} uses {}, which only tract runs (registered by \
+         tract_onnx_with_extensions); verified with tract alone",
+        which.path.display(),
+        custom_ops.join(", ")
+    ));
+    Ok(true)
+}
+
+/// What a verification ran and found.
+struct Ran {
+    runtimes: Vec<Runtime>,
+    ort_library: Option<PathBuf>,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+    not_run: Vec<NotRun>,
+    /// What was not checked ([`VerifyReport::not_covered`]).
+    not_covered: Vec<String>,
+    /// Per case, whether its filled cache was read.
+    cache: Vec<Option<CacheCheck>>,
+    quantized: Option<QuantFloor>,
+}
+
+/// The report of verifying `b` against `a` (`ab`) over `cases`, started at `start`.
+fn report_of(
+    ab: (&Path, &Path),
+    opts: &VerifyOptions,
+    cases: &[GeneratedInputs],
+    ran: Ran,
+    start: Instant,
+) -> VerifyReport {
     let first = cases.first();
-    Ok(VerifyReport {
-        a: a.to_path_buf(),
-        b: b.to_path_buf(),
-        runtimes: ran,
+    VerifyReport {
+        a: ab.0.to_path_buf(),
+        b: ab.1.to_path_buf(),
+        runtimes: ran.runtimes,
         samples: opts.samples,
         seed: opts.seed,
         dims: first.map(|c| c.dims.clone()).unwrap_or_default(),
         inputs: first.map(|c| c.summary.clone()).unwrap_or_default(),
         cases: cases
             .iter()
-            .zip(cache)
+            .zip(ran.cache)
             .map(|(c, cache)| CaseReport {
                 label: c.case.clone(),
                 dims: c.dims.clone(),
@@ -692,14 +819,16 @@ fn verify_at(a: &Path, b: &Path, opts: &VerifyOptions) -> Result<VerifyReport, V
                 cache,
             })
             .collect(),
-        ort_library,
+        ort_library: ran.ort_library,
         ort_optimize: opts.ort_optimize,
-        rows,
-        notes,
-        not_run,
-        quantized,
+        rows: ran.rows,
+        notes: ran.notes,
+        not_run: ran.not_run,
+        quantized: ran.quantized,
         elapsed_ms: start.elapsed().as_millis() as u64,
-    })
+        pieces: None,
+        not_covered: ran.not_covered,
+    }
 }
 
 /// This crate's own ops (`ai.onnx_normopt:…`, which onnxruntime cannot run) that the model at

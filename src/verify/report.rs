@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::tensor::{is_float, HostTensor, InputSummary};
+use crate::passes::report::{Coverage, VerifiedAs};
 use crate::proto::data_type as dt;
 
 /// A runtime the verifier runs models in.
@@ -363,12 +364,36 @@ pub struct VerifyReport {
     pub quantized: Option<QuantFloor>,
     /// Wall time of the whole verification, in milliseconds.
     pub elapsed_ms: u64,
+    /// How the models were cut when they were verified piece by piece (`None`: whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pieces: Option<super::pieces::PiecesReport>,
+    /// What this verification did not check, one line each (a case no runtime ran; in pieces,
+    /// the checks that need a whole model).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_covered: Vec<String>,
 }
 
 impl VerifyReport {
     /// Whether every row passed (and at least one row exists).
     pub fn passed(&self) -> bool {
         !self.rows.is_empty() && self.rows.iter().all(|r| r.pass)
+    }
+
+    /// What it covered, as a rewrite's report records it
+    /// ([`crate::passes::report::Report::add_verification`]).
+    pub fn coverage(&self) -> Coverage {
+        Coverage {
+            how: match &self.pieces {
+                None => VerifiedAs::Whole,
+                Some(p) => VerifiedAs::Pieces {
+                    count: p.summary.count,
+                    largest: p.summary.largest,
+                    largest_bytes: p.summary.largest_bytes,
+                    largest_weight_bytes: p.summary.largest_weight_bytes,
+                },
+            },
+            not_covered: self.not_covered.clone(),
+        }
     }
 
     /// The rows that failed.
@@ -581,6 +606,9 @@ impl fmt::Display for VerifyReport {
         }
         for n in &self.notes {
             writeln!(f, "  note: {n}")?;
+        }
+        for n in &self.not_covered {
+            writeln!(f, "  NOT covered: {n}")?;
         }
         if let Some(q) = &self.quantized {
             writeln!(f, "  quantized activations: {}", q.ops.join(", "))?;

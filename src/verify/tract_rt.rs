@@ -6,6 +6,7 @@ use std::path::Path;
 
 use tract_onnx::prelude::*;
 
+use super::source::ModelSource;
 use super::tensor::HostTensor;
 use super::VerifyError;
 use crate::proto::data_type as dt;
@@ -41,6 +42,40 @@ pub fn tract_onnx_with_extensions() -> tract_onnx::Onnx {
     super::tract_ext::register(&mut onnx);
     super::tract_ms::register(&mut onnx);
     onnx
+}
+
+/// tract's reader of external tensor data: reads exactly the tensor's byte range (tract's own
+/// default maps the whole data file for every tensor, which reserves the file's size in address
+/// space each time: a multi-GB data file under the verifier's `RLIMIT_AS` would not load).
+struct RangeReader;
+
+impl tract_onnx::data_resolver::ModelDataResolver for RangeReader {
+    fn read_bytes_from_path(
+        &self,
+        buf: &mut Vec<u8>,
+        p: &Path,
+        offset: usize,
+        length: Option<usize>,
+    ) -> TractResult<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file =
+            std::fs::File::open(p).map_err(|e| TractError::msg(format!("Opening {p:?}: {e}")))?;
+        let size = file.metadata()?.len() as usize;
+        let end = match length {
+            Some(l) => offset.saturating_add(l),
+            None => size,
+        };
+        if offset > end || end > size {
+            return Err(TractError::msg(format!(
+                "external data range {offset}..{end} is out of bounds ({size} bytes)"
+            )));
+        }
+        let start = buf.len();
+        buf.resize(start + (end - offset), 0);
+        file.seek(SeekFrom::Start(offset as u64))?;
+        file.read_exact(&mut buf[start..])?;
+        Ok(())
+    }
 }
 
 /// tract's datum type for an ONNX `data_type` code (`None`: one tract cannot hold).
@@ -216,14 +251,14 @@ impl TractModel {
     /// `If` to produce outputs of the same shape, and a merged decoder's branches do not (its
     /// cache branch returns past+seq positions, the other seq).
     pub(crate) fn load(
-        path: &Path,
+        source: ModelSource,
         sample: &[HostTensor],
         concrete: &HashSet<String>,
         fixed: &HashSet<String>,
     ) -> Result<TractModel, VerifyError> {
-        match Self::load_with(path, sample, None, fixed) {
+        match Self::load_with(source, sample, None, fixed) {
             Ok(m) => Ok(m),
-            Err(first) => match Self::load_with(path, sample, Some(concrete), fixed) {
+            Err(first) => match Self::load_with(source, sample, Some(concrete), fixed) {
                 Ok(m) => Ok(m),
                 Err(VerifyError::Tract { message, .. }) => match first {
                     VerifyError::Tract {
@@ -245,26 +280,27 @@ impl TractModel {
     /// One loading attempt: `concrete` is `Some(inputs to fix)` for the declared-facts mode,
     /// `None` to fix every input.
     fn load_with(
-        path: &Path,
+        source: ModelSource,
         sample: &[HostTensor],
         concrete: Option<&HashSet<String>>,
         fixed: &HashSet<String>,
     ) -> Result<TractModel, VerifyError> {
+        let path = source.label();
         let err = |stage: &'static str, message: String| VerifyError::Tract {
             stage,
-            path: path.to_path_buf(),
+            path: path.clone(),
             message,
         };
         let r = catch_unwind(AssertUnwindSafe(|| -> Result<TractModel, VerifyError> {
             let mut onnx = tract_onnx_with_extensions();
             onnx.ignore_value_info = concrete.is_none();
-            let mut model = if fixed.is_empty() {
-                onnx.model_for_path(path)
-                    .map_err(|e| err("load", format!("{e:#}")))?
-            } else {
-                let mut proto = onnx
-                    .proto_model_for_path(path)
-                    .map_err(|e| err("load", format!("{e:#}")))?;
+            onnx.provider = std::sync::Arc::new(RangeReader);
+            let mut proto = match source {
+                ModelSource::File(p) => onnx.proto_model_for_path(p),
+                ModelSource::Bytes { mut bytes, .. } => onnx.proto_model_for_read(&mut bytes),
+            }
+            .map_err(|e| err("load", format!("{e:#}")))?;
+            if !fixed.is_empty() {
                 let mut known = std::collections::HashMap::new();
                 for t in sample.iter().filter(|t| fixed.contains(&t.name)) {
                     if let Some(&b) = t.data.first() {
@@ -276,21 +312,21 @@ impl TractModel {
                 if let Some(g) = proto.graph.as_mut() {
                     inline_decided_ifs(g, known);
                 }
-                let dir = path.parent().and_then(|d| d.to_str());
-                let parsed = onnx
-                    .parse(&proto, dir)
-                    .map_err(|e| err("load", format!("{e:#}")))?;
-                if !parsed.unresolved_inputs.is_empty() {
-                    return Err(err(
-                        "load",
-                        format!(
-                            "could not resolve inputs at top level: {:?}",
-                            parsed.unresolved_inputs
-                        ),
-                    ));
-                }
-                parsed.model
-            };
+            }
+            let dir = source.data_dir();
+            let parsed = onnx
+                .parse(&proto, dir.to_str())
+                .map_err(|e| err("load", format!("{e:#}")))?;
+            if !parsed.unresolved_inputs.is_empty() {
+                return Err(err(
+                    "load",
+                    format!(
+                        "could not resolve inputs at top level: {:?}",
+                        parsed.unresolved_inputs
+                    ),
+                ));
+            }
+            let mut model = parsed.model;
             let outlets = model
                 .input_outlets()
                 .map_err(|e| err("load", format!("{e:#}")))?
@@ -306,7 +342,7 @@ impl TractModel {
                 })?;
                 let t = &sample[si];
                 if concrete.is_none_or(|c| c.contains(&name)) {
-                    let dt = datum_type(path, &t.name, t.elem_type)?;
+                    let dt = datum_type(&path, &t.name, t.elem_type)?;
                     model
                         .set_input_fact(ix, InferenceFact::dt_shape(dt, &t.shape))
                         .map_err(|e| err("load", format!("{e:#}")))?;
@@ -319,7 +355,7 @@ impl TractModel {
                 .into_runnable()
                 .map_err(|e| err("prepare", format!("{e:#}")))?;
             Ok(TractModel {
-                path: path.to_path_buf(),
+                path: path.clone(),
                 plan,
                 feed,
             })

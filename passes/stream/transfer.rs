@@ -55,8 +55,9 @@ fn product(ds: &[shape::Dim]) -> Option<i64> {
 /// Where the axis `a` of width `d` of a value of dims `from` goes when the value is reshaped
 /// to dims `to` (row-major): the axis of width `d` with the same product of dims after it (the
 /// last one when several are: trailing 1s), or, when that product is not known (a position
-/// table resized to the image), with the same product of dims before it — both sides hold the
-/// same elements, so equal products before and equal widths `d` make equal products after.
+/// table resized to the image), with the same product of dims before it (known, or the same
+/// dims, named sizes included) — both sides hold the same elements, so equal products before
+/// and equal widths `d` make equal products after.
 /// The last axis needs no dims of `from`.
 pub(super) fn reshape_axis(
     from: Option<&[shape::Dim]>,
@@ -85,10 +86,13 @@ pub(super) fn reshape_axis(
     }
     let from = from?;
     let ax = from.len().checked_sub(a.from_end + 1)?;
-    let outer = product(&from[..ax])?;
+    let before = &from[..ax];
+    let outer = product(before);
+    // Equal products: known, or the same dims (named sizes included, never unknown ones).
+    let named = !before.contains(&shape::Dim::Unknown);
     (0..to.len())
         .filter(width_d)
-        .find(|&j| product(&to[..j]) == Some(outer))
+        .find(|&j| (outer.is_some() && product(&to[..j]) == outer) || (named && to[..j] == *before))
 }
 
 /// A one-input carrier (input 0 → output 0) asked at `port`, whose hidden axis is `here` there
@@ -807,6 +811,13 @@ mod tests {
         let from = [K(1), K(32), U];
         assert_eq!(
             reshape_axis(Some(&from), at(1, 3), Some(&[K(1), K(32), U, U]), 32),
+            Some(1)
+        );
+        // A named batch before it: [batch, 32, ?] → [batch, 32, ?, ?].
+        let b = || shape::Dim::Sym("batch".into());
+        let from = [b(), K(32), U];
+        assert_eq!(
+            reshape_axis(Some(&from), at(1, 3), Some(&[b(), K(32), U, U]), 32),
             Some(1)
         );
         // Neither product known: not followed.

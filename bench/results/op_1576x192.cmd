@@ -1,3 +1,3 @@
-# 2026-11-28T01:40:10Z load before: 1.43 2.22 3.06
-nice -n -10 target/release/onnx-normopt bench bench/models/op_1576x192_ln.onnx bench/models/op_1576x192_rms.onnx bench/models/op_1576x192_rms-ort.onnx bench/models/op_1576x192_rms23.onnx bench/models/op_1576x192_rms-nomul.onnx bench/models/op_1576x192_crms.onnx bench/models/op_1576x192_slice.onnx bench/models/op_1576x192_identity.onnx --label ln --label rms --label rms-ort --label rms23 --label rms-nomul --label crms --label slice --label identity --runs 1000 --warmup 100 --profile 200 --ops --json 
-# load after: 1.81 2.28 3.07
+# 2026-12-07T20:18:37Z load before: 3.20 3.35 3.95
+nice -n -10 target/release/onnx-normopt bench $SCRATCH/op_1576x192_ln.onnx $SCRATCH/op_1576x192_rms.onnx $SCRATCH/op_1576x192_rms-ort.onnx $SCRATCH/op_1576x192_rms23.onnx $SCRATCH/op_1576x192_rms-nomul.onnx $SCRATCH/op_1576x192_crms.onnx $SCRATCH/op_1576x192_crms-z.onnx $SCRATCH/op_1576x192_slice.onnx $SCRATCH/op_1576x192_identity.onnx --label ln --label rms --label rms-ort --label rms23 --label rms-nomul --label crms --label crms-z --label slice --label identity --runs 2000 --warmup 200 --profile 200 --ops --json 
+# load after: 5.78 4.05 4.17

@@ -1,3 +1,3 @@
-# 2026-11-28T01:46:27Z load before: 1.05 1.58 2.50
-nice -n -10 target/release/onnx-normopt bench bench/models/vit_ti.onnx bench/models/vit_ti_rms_std.onnx bench/models/vit_ti_rms_ort.onnx bench/models/vit_ti_crms.onnx bench/models/vit_ti_nonorm.onnx --label orig --label rms_std --label rms_ort --label crms --label nonorm --limit --runtime ort --ort-threads 1 --runs 60 --warmup 3 --profile 3 --json 
-# load after: 1.01 1.43 2.37
+# 2026-12-07T20:26:34Z load before: 4.46 3.75 3.90
+nice -n -10 target/release/onnx-normopt bench $SCRATCH/vit_ti.onnx $SCRATCH/vit_ti_rms_std.onnx $SCRATCH/vit_ti_rms_ort.onnx $SCRATCH/vit_ti_crms.onnx $SCRATCH/vit_ti_crms_ort.onnx $SCRATCH/vit_ti_nonorm.onnx --label orig --label rms_std --label rms_ort --label crms --label crms_ort --label nonorm --limit --runtime ort --ort-threads 1 --runs 100 --warmup 3 --profile 5 --json 
+# load after: 3.13 3.56 3.81

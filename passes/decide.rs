@@ -4,9 +4,9 @@
 //! output, a Post-LN reader, …), when no LayerNorm reads it (already RMSNorm), when one of its
 //! LayerNorms exposes its Mean output or normalises over more than the last axis, when a
 //! constant its centring would edit cannot hold the edit, or when it would need at least as many
-//! explicit centering nodes as LayerNorms it converts. Refusal then flows upstream: a LayerNorm
-//! feeding a refused stream stays a LayerNorm, so its own input stream is left alone too (BERT's
-//! embedding LayerNorm belongs to its Post-LN encoder).
+//! explicit centering nodes as LayerNorms it converts. Refusal then flows upstream from a
+//! Post-LN stream: a LayerNorm feeding it stays a LayerNorm, so its own input stream is left
+//! alone too (BERT's embedding LayerNorm belongs to its Post-LN encoder).
 
 use super::norms::NormKind;
 use super::report::Refusal;
@@ -73,12 +73,19 @@ pub(crate) fn refusals(a: &Analysis, streams: &[Stream], opts: &Options) -> Vec<
             });
         }
     }
-    // Refusal flows upstream: a norm feeding a refused stream stays a LayerNorm, so its own
-    // input stream is left alone too.
+    // Refusal flows upstream from a Post-LN stream: a norm feeding it stays a LayerNorm, so its
+    // own input stream is left alone too (the model is Post-LN; converting its embedding norm
+    // alone changes no output and gains nothing worth a partly rewritten Post-LN model).
+    // Elsewhere a norm's output is the same whether the norm is converted or not, so a stream
+    // refused for another reason (a ConvNeXt stage read by a depthwise Conv) keeps its source
+    // norm's stream rewritable.
     loop {
         let mut changed = false;
         for sid in 0..streams.len() {
-            if reasons[sid].is_empty() {
+            let post_ln = reasons[sid]
+                .iter()
+                .any(|r| matches!(r, Refusal::PostLn { .. } | Refusal::Upstream { .. }));
+            if !post_ln {
                 continue;
             }
             for &k in &streams[sid].norm_sources {

@@ -99,14 +99,16 @@ fn lower_graph(
     let mut report = ReportBuilder::new(model, opts.form);
     let ix = model.graph.index();
     let shapes = Shapes::infer(&model.graph);
+    let canon = stream::Canon::new(&model.graph);
     let ctx = Ctx {
         g: &model.graph,
         ix: &ix,
         shapes: &shapes,
+        canon: &canon,
     };
     let (norms, near_misses) = norms::find_norms(&ctx);
     report.matched(&model.graph, &norms, near_misses);
-    let a = Analysis::new(&model.graph, &ix, &shapes, &norms);
+    let a = Analysis::new(&model.graph, &ix, &shapes, &norms, canon);
     let streams = a.streams();
     let reasons = decide::refusals(&a, &streams, opts);
     // An embedding LayerNorm precomputed into its table takes its little input stream with it.

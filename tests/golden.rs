@@ -1,5 +1,6 @@
-//! Output stability: the rewrite of every `testdata/` model (and of the shared corpus), in the
-//! default form and as CRMSNorm, hashed and compared with `tests/golden/hashes.json`.
+//! Output stability: the rewrite of every `testdata/` model (the families of issue #23 too) and
+//! of the shared corpus, in the default form and as CRMSNorm, hashed and compared with
+//! `tests/golden/hashes.json`.
 //!
 //! A change of the pass that changes any output shows here, model by model, so that a refactor
 //! can prove it changed nothing and a new rule can show exactly which models it touches.
@@ -80,8 +81,9 @@ fn models() -> Vec<(String, PathBuf)> {
         .filter_map(|m| m["file"].as_str())
         .map(|f| (format!("testdata/{f}"), root().join("testdata").join(f)))
         .collect();
-    // The backbones and the other frameworks' exports, listed by their own manifests.
-    for dir in ["backbones", "frameworks"] {
+    // The backbones, the other frameworks' exports and the families, listed by their own
+    // manifests.
+    for dir in ["backbones", "frameworks", "families"] {
         let text = std::fs::read_to_string(root().join("testdata").join(dir).join("manifest.json"))
             .unwrap_or_else(|e| panic!("testdata/{dir}/manifest.json: {e}"));
         let listed: Vec<serde_json::Value> = serde_json::from_str(&text).expect("JSON");

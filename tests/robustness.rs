@@ -1321,9 +1321,11 @@ fn control_characters_in_a_refusal_reason_stay_on_one_line() {
 }
 
 /// A refusal raised while planning (`Error::NotRewritable`: CRMSNorm cannot compress a stream
-/// whose shape sizes other tensors) names the file like every other error line. The shape of
-/// the stream value `h0` sizes both a reshape of `h0` itself (compressed) and the `Expand` of
-/// a constant into a second output (not compressed). (The fuzz finding
+/// whose width reaches a graph output) names the file like every other error line. The shape
+/// of the stream value `h0` sizes a reshape of `h0` itself (compressed: it must say D−1) and
+/// the `Expand` of a constant into a second output (not compressed: it must say D): that is
+/// fixed (an `Add` before the Expand, passes/rewrite/widths.rs) and verified. Made a graph
+/// output itself, the shape would have to say both: refused. (The fuzz finding
 /// `crms_not_rewritable_gpt_bigcode.onnx` used to be refused too; its ranks are now inferred.)
 #[test]
 fn refusal_while_planning_names_the_file() {
@@ -1353,6 +1355,19 @@ fn refusal_while_planning_names_the_file() {
     ));
     g.output.push(vi("z", dt::FLOAT, &[-1, -2, D]));
     let d = tmp();
+    let p = write_model(d.path(), "m.onnx", &m);
+    let out = d.path().join("fixed.onnx");
+    let o = run(&[
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--target",
+        "crmsnorm",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::remove_file(&out).unwrap();
+    graph(&mut m).output.push(vi("s", dt::INT64, &[3]));
     let p = write_model(d.path(), "m.onnx", &m);
     refused(
         d.path(),

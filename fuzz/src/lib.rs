@@ -1,6 +1,7 @@
 //! Fuzzing support for onnx-normopt: the checks run on one input ([`harness`]), the structured
 //! mutator ([`mutate`]) and the small models it starts from ([`hostile`], shared with
-//! `tests/robustness.rs`). The libFuzzer targets live in `fuzz_targets/`; the plain mutation
+//! `tests/robustness.rs`), and the soundness mutations and oracle ([`sound`], shared with
+//! `tests/soundness.rs`). The libFuzzer targets live in `fuzz_targets/`; the plain mutation
 //! loops below run the same checks under `cargo test` (stable, no libFuzzer).
 
 #[path = "../../tests/common/build.rs"]
@@ -10,23 +11,10 @@ pub mod hostile;
 
 pub mod harness;
 pub mod mutate;
+pub mod sound;
 
-/// A tiny xorshift generator for the plain mutation loops.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// Next 64 random bits.
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// A value below `n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+/// A tiny xorshift generator for the plain mutation loops (the soundness mutations' own).
+pub use sound::Rand as Rng;
 
 /// Flip, overwrite, insert, delete or splice a few bytes (byte-level mutation for the loops).
 pub fn mutate_bytes(r: &mut Rng, data: &mut Vec<u8>) {
@@ -194,6 +182,26 @@ mod loops {
         }
         std::fs::remove_dir_all(&dir).ok();
         assert!(checked >= 8, "{checked}");
+    }
+
+    /// Soundness: seed models mutated by [`sound::mutate_some`], rewritten without verification,
+    /// compared with the mutated input in tract and onnxruntime ([`sound::check`]; needs
+    /// `ORT_DYLIB_PATH`). A finding is saved like a panic.
+    #[test]
+    fn sound_loop() {
+        let dir = std::env::temp_dir().join(format!("normopt-sound-loop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        run_loop("sound", |r| {
+            let input: Vec<u8> = (0..9).map(|_| r.next() as u8).collect();
+            let (m, what, target) = sound::mutated(mutate::pick_seed(input[0]).1, &input[1..])?;
+            let verdict = sound::check(&m, target, &dir, &sound::verify_options());
+            guarded("sound", &input, move || {
+                if let Err(e) = verdict {
+                    panic!("{target:?} after {}: {e}", what.join("; "));
+                }
+            })
+        });
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     /// Byte-level mutations of the built-in models through load and check.

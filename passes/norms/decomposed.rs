@@ -23,7 +23,7 @@ impl Ctx<'_> {
         let sub = sole(self.ix, &mean).ok_or(NoMatch::MeanSeveralReaders)?;
         let subn = self.node(sub);
         if !(subn.is("Sub")
-            && subn.input(0) == Some(x0.as_str())
+            && subn.input(0).is_some_and(|i| self.canon.same(i, &x0))
             && subn.input(1) == Some(mean.as_str()))
         {
             return Err(NoMatch::MeanNotSubtracted);

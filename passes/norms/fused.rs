@@ -148,7 +148,10 @@ impl Ctx<'_> {
         let rm = self
             .ix
             .producer(mean)
-            .filter(|&p| self.node(p).is("ReduceMean") && self.node(p).input(0) == Some(x))
+            .filter(|&p| {
+                self.node(p).is("ReduceMean")
+                    && self.node(p).input(0).is_some_and(|i| self.canon.same(i, x))
+            })
             .ok_or(NoMatch::NotMeanDifference)?;
         if sole(self.ix, mean) != Some(sub) {
             return Err(NoMatch::MeanOtherReaders);

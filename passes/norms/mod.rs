@@ -195,6 +195,8 @@ pub struct Ctx<'a> {
     pub ix: &'a GraphIndex,
     /// Its shapes.
     pub shapes: &'a shape::Shapes,
+    /// Structurally equal nodes: one value under several names (an optimiser's duplicates).
+    pub canon: &'a crate::passes::stream::Canon,
 }
 
 impl Ctx<'_> {

@@ -68,6 +68,14 @@ pub enum Refusal {
         /// Who reads it (op and node).
         reader: String,
     },
+    /// The analysis cannot tell what the rewrite would do to a stream value (an op without a
+    /// rule, a rank or an axis it cannot establish): it refuses rather than guess.
+    Unknown {
+        /// The value.
+        value: String,
+        /// What it cannot tell, naming the node.
+        why: String,
+    },
     /// A stream value is read by a node that sees its mean.
     ObservedBy {
         /// The value.
@@ -147,6 +155,10 @@ impl Display for Refusal {
                 f,
                 "Post-LN: the output of norm {norm:?} is both the residual stream and read by \
                  {reader} (the norm sits after the residual Add)"
+            ),
+            Unknown { value, why } => write!(
+                f,
+                "cannot tell what the rewrite of {value:?} would change: {why}"
             ),
             ObservedBy { value, reader } => {
                 write!(f, "{value:?} is read by {reader}, which observes the mean")

@@ -10,7 +10,7 @@ use super::plan::{broadcast_vec, NormPlan, Plan, PlannedLeaf, StreamPlan};
 use crate::ir::{Model, NodeExt, NodeId};
 use crate::tensor::Array;
 use crate::{Error, Result};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 pub(super) fn norm_label(a: &Analysis, k: usize) -> String {
     a.g.node(a.norms[k].anchor).label()
@@ -30,7 +30,23 @@ pub(super) fn plan_stream(
     read: &dyn Fn(&str) -> Result<Array>,
 ) -> Result<StreamPlan> {
     let mut leaves = Vec::new();
-    let centred_before: BTreeSet<(NodeId, usize)> = p.edits.keys().copied().collect();
+    // The centrings each constant slot had before this stream's leaves: the slots this stream
+    // centres are its writers (a slot an earlier stream folded a norm into counts too: a reader
+    // of one stream that writes the next, GIT's visual projection).
+    let centrings = |p: &Plan| -> BTreeMap<(NodeId, usize), usize> {
+        p.edits
+            .iter()
+            .map(|(k, e)| {
+                (
+                    *k,
+                    e.iter()
+                        .filter(|x| matches!(x, Edit::Center { .. }))
+                        .count(),
+                )
+            })
+            .collect()
+    };
+    let centred_before = centrings(p);
     for la in &st.leaves {
         let (node, how) = match &la.leaf {
             Leaf::Const {
@@ -201,12 +217,11 @@ pub(super) fn plan_stream(
             how,
         });
     }
-    // The constant slots this stream's leaves edited first.
-    let writers: Vec<(NodeId, usize)> = p
-        .edits
-        .keys()
-        .copied()
-        .filter(|k| !centred_before.contains(k))
+    // The constant slots this stream's leaves centred.
+    let writers: Vec<(NodeId, usize)> = centrings(p)
+        .into_iter()
+        .filter(|(k, n)| *n > centred_before.get(k).copied().unwrap_or(0))
+        .map(|(k, _)| k)
         .collect();
     let norms_start = p.norms.len();
     let mut fold_paths = Vec::new();
@@ -222,7 +237,16 @@ pub(super) fn plan_stream(
         let (fold_plan, kept) = if !fold {
             (None, Some(KeptAffine::FoldingDisabled))
         } else if m.gamma.is_none() && m.beta.is_none() {
-            (None, None)
+            // No affine to fold: the readers still decide whether a CRMSNorm output can stay
+            // compressed (each folds the last entry in) or must be decompressed.
+            let mut path = Vec::new();
+            match fold_readers(a, &m.y, d, &mut path) {
+                Ok(r) => {
+                    fold_path = path;
+                    (Some(r), None)
+                }
+                Err(_) => (None, None),
+            }
         } else {
             let mut path = Vec::new();
             let readers = fold_readers(a, &m.y, d, &mut path).and_then(|r| {

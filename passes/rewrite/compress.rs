@@ -15,7 +15,7 @@ use super::super::stream::{Analysis, Leaf, Stream};
 use super::fold::fold_readers;
 use super::plan::{Plan, StreamPlan};
 use crate::ir::{NodeExt, NodeId};
-use crate::{Error, Result};
+use crate::Result;
 use std::collections::BTreeSet;
 
 /// Compress stream `st` of width `d`, whose RMSNorm plan `s` is in `p`, into `basis`.
@@ -167,9 +167,9 @@ pub(super) fn compress_stream(
     }
     let mut compressed: BTreeSet<String> = st.values.clone();
     compressed.extend(st.chain_values.iter().cloned());
-    // Constants that a chain reads are compressed along their hidden axis too.
+    // Centred constants are compressed along their hidden axis too.
     compressed.extend(st.leaves.iter().filter_map(|l| match &l.leaf {
-        Leaf::Const { axis: Some(_), .. } => Some(l.value.clone()),
+        Leaf::Const { .. } => Some(l.value.clone()),
         _ => None,
     }));
     for np in p
@@ -191,16 +191,14 @@ pub(super) fn compress_stream(
             if !a.g.node(c).is("Shape") || a.g.node(c).attr_i("end").is_some() {
                 continue;
             }
+            // A Shape that sizes only other tensors says D again (+1 on its last entry); one
+            // that sizes both the compressed value and others, or of unknown rank, is left to
+            // the check of every size input (widths.rs), which fixes each reader or refuses.
             let (own, other) = shape_uses(a, c, &compressed);
-            if own && other {
-                return Err(Error::NotRewritable(format!(
-                    "cannot compress the stream: the shape of {v:?} sizes both the compressed value and other tensors (Shape node {:?})",
-                    a.g.node(c).label()
-                )));
-            }
-            if other {
-                let rank = a.shapes.rank(v).ok_or_else(|| Error::NotRewritable(format!("cannot compress the stream: the rank of {v:?} (read by Shape node {:?}) is unknown", a.g.node(c).label())))?;
-                p.shape_fixes.push((c, rank));
+            if other && !own {
+                if let Some(rank) = a.shapes.rank(v) {
+                    p.shape_fixes.push((c, rank));
+                }
             }
         }
     }

@@ -81,6 +81,12 @@ pub fn drive(model: &mut Model, patches: &[Patch], o: &DriveOptions) -> Result<A
         if let Some(log) = o.log {
             (log.0)(&p.to_string());
         }
+        if let Some(why) = super::effect::idle(&d.model.graph, p) {
+            return Err(Error::Internal(format!(
+                "patch #{} ({p}) changes nothing any reader sees: {why}",
+                i + 1
+            )));
+        }
         d.apply(p)?;
         d.out.patches += 1;
         if o.check_each_patch {
@@ -210,6 +216,28 @@ impl Driver<'_> {
                 }
                 let c = b.constant("width_fix", &[rank], dt::INT64, &onehot)?;
                 b.node("", "Add", &[&raw, &c], Some(&o), vec![]);
+                Ok(())
+            }
+            PatchKind::FixSizes { node, slot, delta } => {
+                let (node, slot) = (*node, *slot);
+                let x = self
+                    .model
+                    .graph
+                    .node(node)
+                    .input(slot)
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::Internal(format!("node {node} has no input {slot}")))?;
+                let int_type = self.model.graph.declared_type(&x).map(|(t, _)| t);
+                let data_type = match int_type {
+                    Some(dt::INT32) => dt::INT32,
+                    _ => dt::INT64,
+                };
+                let mut b = self.builder();
+                b.doc = Some(super::super::emit::doc_shape_fix(&b.g.node(node).label()));
+                let vals: Vec<f64> = delta.iter().map(|&d| d as f64).collect();
+                let c = b.constant("size_fix", &[delta.len()], data_type, &vals)?;
+                let y = b.node("", "Add", &[&x, &c], None, vec![]);
+                b.g.set_input(node, slot, &y);
                 Ok(())
             }
             PatchKind::Import { domain, version } => {

@@ -205,6 +205,19 @@ pub fn lower(
             format!("Shape {:?} keeps reporting the full width", label(node)),
         );
     }
+    for (node, slot, delta) in &p.size_fixes {
+        push(
+            PatchKind::FixSizes {
+                node: *node,
+                slot: *slot,
+                delta: delta.clone(),
+            },
+            format!(
+                "size input {slot} of {:?} gets {delta:?} added (compressed widths)",
+                label(*node)
+            ),
+        );
+    }
     if p.norms
         .iter()
         .any(|np| emit == Emit::Onnxruntime && norms[np.norm].skip.is_some())

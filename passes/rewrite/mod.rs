@@ -20,11 +20,13 @@
 mod center;
 mod compress;
 mod driver;
+mod effect;
 mod fold;
 mod lower;
 mod patch;
 mod plan;
 mod tally;
+mod widths;
 
 pub use driver::{drive, Applied, DriveOptions};
 pub use lower::lower;
@@ -68,6 +70,9 @@ pub fn plan(
             leaves: s.leaves,
             norm_plans: s.norm_plans,
         });
+    }
+    if compress.is_some() {
+        widths::check(a, &mut p, streams)?;
     }
     // A centring added later (fold into a reader that is also a writer) must come after the fold.
     for e in p.edits.values_mut() {

@@ -106,6 +106,16 @@ pub enum PatchKind {
         /// The rank of its input.
         rank: usize,
     },
+    /// CRMSNorm: a size input (a Reshape target, a Tile's repeats, …) reads its value plus
+    /// `delta` (an `Add` before it), so that it says what the compressed graph needs there.
+    FixSizes {
+        /// The reader.
+        node: NodeId,
+        /// Its input slot.
+        slot: usize,
+        /// What to add to each entry.
+        delta: Vec<i64>,
+    },
     /// Import an operator domain.
     Import {
         /// The domain.

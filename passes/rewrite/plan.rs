@@ -70,6 +70,9 @@ pub struct Plan {
     /// CRMSNorm: `Shape` nodes on compressed values whose result must still say D (it sizes
     /// other tensors, e.g. attention heads): (node, rank) — their last entry gets +1.
     pub shape_fixes: Vec<(NodeId, usize)>,
+    /// CRMSNorm: size inputs that must read a corrected value: (node, slot, what to add to each
+    /// entry) — see `widths.rs`.
+    pub size_fixes: Vec<(NodeId, usize, Vec<i64>)>,
 }
 
 impl Plan {
@@ -110,7 +113,7 @@ pub struct StreamPart {
 pub(super) struct StreamPlan {
     /// The stream's leaves and how they are centred, for the report.
     pub leaves: Vec<PlannedLeaf>,
-    /// The constant slots first edited by this stream's leaves (its sources and writers, whose
+    /// The constant slots this stream's leaves centre (its sources and writers, whose
     /// centred output axes carry the stream), in slot order.
     pub writers: Vec<(NodeId, usize)>,
     /// The stream's entries in [`Plan::norms`].

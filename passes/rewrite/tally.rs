@@ -173,6 +173,19 @@ impl State<'_> {
                 })?;
             }
             PatchKind::FixShape { .. } => self.add("Add", 1),
+            PatchKind::FixSizes { node, slot, .. } => {
+                // An Add reads the size input; the reader's slot reads the Add.
+                self.add("Add", 1);
+                let from = self
+                    .repointed
+                    .get(&(*node, *slot))
+                    .cloned()
+                    .or_else(|| self.g.node(*node).input(*slot).map(str::to_string));
+                if let Some(f) = from {
+                    *self.new_reads.entry(f.clone()).or_insert(0) += 1;
+                    self.repoint(*node, *slot, format!("{f} (sized)"));
+                }
+            }
             PatchKind::DropCasts { casts } => {
                 for &c in casts {
                     self.dead

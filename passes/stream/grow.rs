@@ -1,10 +1,17 @@
-//! Growing the streams: from each norm's input, up through producers to the leaves and down
-//! through consumers to the norms and observers.
+//! Growing the streams: a worklist over values, each with its hidden axis ([`Hidden`]).
+//!
+//! From each LayerNorm's input (`Stream` along its last axis), every value reached gets the
+//! rule of the node producing it (upwards: a leaf the rewrite can centre, a carrier whose data
+//! inputs join the stream, or anything else: one explicit centring) and the rule of every node
+//! reading it (downwards: a norm, a carrier whose outputs join, `Shape`, or a reader that must
+//! see the original value: an observer). The twins of a value (structurally equal nodes,
+//! [`super::canon`]) are the same value and join with it. A value reached at two different
+//! hidden axes, or whose width along its hidden axis is not the stream's, is `Unknown`.
 
-use super::chain::Chain;
+use super::lattice::{Fact, Hidden};
+use super::transfer::{Carry, Port, Rule};
 use super::{Analysis, Leaf, LeafAt, Stream};
 use crate::ir::{NodeExt, NodeId};
-use crate::passes::norms::NormKind;
 use crate::passes::report::Refusal;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -53,132 +60,486 @@ impl Analysis<'_> {
         streams
     }
 
+    /// Grow the stream read by norm `seed_norm` at `seeds`.
     pub(super) fn grow(&self, seed_norm: usize, seeds: Vec<String>) -> Stream {
-        let mut st = Stream {
-            width: self.norm_width(seed_norm),
-            ..Default::default()
+        let Some(d) = self.norm_width(seed_norm) else {
+            return Stream {
+                norms: vec![seed_norm],
+                observed: vec![Refusal::WidthUnknown {
+                    norm: self.g.node(self.norms[seed_norm].anchor).label(),
+                }],
+                ..Default::default()
+            };
         };
-        let Some(d) = st.width else {
-            st.observed.push(Refusal::WidthUnknown {
-                norm: self.g.node(self.norms[seed_norm].anchor).label(),
-            });
-            st.norms.push(seed_norm);
-            return st;
+        let mut g = Grower {
+            a: self,
+            d,
+            facts: BTreeMap::new(),
+            queue: VecDeque::new(),
+            leaves: BTreeMap::new(),
+            consts: BTreeMap::new(),
+            via: HashMap::new(),
+            norms: BTreeSet::new(),
+            edges: HashMap::new(),
+            observed: Vec::new(),
+            norm_sources: Vec::new(),
+            sizes: BTreeSet::new(),
+            same: Vec::new(),
+            up: BTreeMap::new(),
+            carriers: BTreeSet::new(),
+            outside: Vec::new(),
+            observers: BTreeMap::new(),
         };
-        let mut queue: VecDeque<String> = seeds.into();
-        let mut norms: BTreeSet<usize> = BTreeSet::new();
-        let mut leaves: BTreeMap<String, Leaf> = BTreeMap::new();
-        let mut const_leaves: BTreeSet<(NodeId, usize)> = BTreeSet::new();
-        // Constants reached through a pass-through chain: their hidden axis and the chain.
-        let mut chain_consts: BTreeMap<(NodeId, usize), (usize, Vec<String>)> = BTreeMap::new();
-        while let Some(v) = queue.pop_front() {
-            if !st.values.insert(v.clone()) {
+        for s in seeds {
+            let r = self.shapes.rank(&s);
+            g.queue.push_back((s, Hidden::last(r)));
+        }
+        while let Some((v, h)) = g.queue.pop_front() {
+            g.visit(v, h);
+        }
+        g.finish(seed_norm)
+    }
+}
+
+/// The worklist's state.
+struct Grower<'a, 'b> {
+    a: &'b Analysis<'a>,
+    d: usize,
+    /// The stream's values and their hidden axes.
+    facts: BTreeMap<String, Hidden>,
+    queue: VecDeque<(String, Hidden)>,
+    leaves: BTreeMap<String, Leaf>,
+    /// Constant leaves: (node, slot) → the hidden axis in the constant (None: its last).
+    consts: BTreeMap<(NodeId, usize), (Option<usize>, Vec<String>)>,
+    /// Values reached upwards: value → (the node that reads it, the value that node makes).
+    via: HashMap<String, (NodeId, String)>,
+    norms: BTreeSet<usize>,
+    edges: HashMap<String, Vec<(NodeId, usize)>>,
+    observed: Vec<Refusal>,
+    norm_sources: Vec<usize>,
+    sizes: BTreeSet<(NodeId, usize, usize)>,
+    /// Inputs that must keep their values: (value, reading node).
+    same: Vec<(String, NodeId)>,
+    /// The stream values each value is computed from (its producer's stream inputs).
+    up: BTreeMap<String, Vec<String>>,
+    /// Nodes applied as carriers.
+    carriers: BTreeSet<NodeId>,
+    /// Readers of stream values that must read the original: (node, value).
+    outside: Vec<(NodeId, String)>,
+    /// Values something outside the stream reads (a graph output, a subgraph, an observer): the
+    /// first such reader.
+    observers: BTreeMap<String, String>,
+}
+
+impl Grower<'_, '_> {
+    fn unknown(&mut self, value: &str, why: String) {
+        self.observed.push(Refusal::Unknown {
+            value: value.to_string(),
+            why,
+        });
+    }
+
+    fn visit(&mut self, v: String, h: Hidden) {
+        let a = self.a;
+        // The rank shape inference gives wins over none; a disagreement is unknown.
+        let inferred = a.shapes.rank(&v);
+        let h = match (h.rank, inferred) {
+            (Some(x), Some(y)) if x != y => {
+                self.unknown(
+                    &v,
+                    format!("the analysis reaches it at rank {x}, shape inference says rank {y}"),
+                );
+                h
+            }
+            _ => h.with_rank(inferred),
+        };
+        if let Some(h0) = self.facts.get(&v) {
+            if !h0.agrees(&h) {
+                let why = format!("it is reached with its hidden axis at {h0} and at {h}");
+                self.unknown(&v, why);
+            }
+            return;
+        }
+        if let (Some(ds), Some(ax)) = (a.shapes.get(&v), h.axis()) {
+            if let Some(w) = ds.get(ax).and_then(|x| x.known()) {
+                if w != self.d as i64 {
+                    let why = format!(
+                        "its hidden axis ({h}) has width {w}, the stream's is {}",
+                        self.d
+                    );
+                    self.unknown(&v, why);
+                }
+            }
+        }
+        self.facts.insert(v.clone(), h);
+        for t in a.canon.twins(&v) {
+            self.queue.push_back((t, h));
+        }
+        self.producer(&v, h);
+        self.consumers(&v, h);
+    }
+
+    /// Apply a carrier's ports: every other data port joins the stream (constants become
+    /// leaves centred along their hidden axis).
+    fn carry(&mut self, node: NodeId, from: Port, c: Carry, v: &str) {
+        let a = self.a;
+        let n = a.g.node(node);
+        self.carriers.insert(node);
+        for (port, hp) in c.ports {
+            if port == from {
                 continue;
             }
-            // Upwards: what produces v.
-            match self.producer_role(&v, d) {
-                Producer::Internal { push, consts } => {
-                    queue.extend(push);
-                    const_leaves.extend(consts);
-                }
-                Producer::Chain(ch) => {
-                    for (node, slot, axis, through) in ch.consts {
-                        const_leaves.insert((node, slot));
-                        chain_consts.insert((node, slot), (axis, through));
-                    }
-                    st.chain_values.extend(ch.values);
-                    st.chain_shapes.extend(ch.shapes);
-                }
-                Producer::Leaf(l) => {
-                    if let Leaf::LnTable { norm, .. } = &l {
-                        st.norm_sources.push(*norm);
-                    }
-                    if let Some(k) = self.norm_by_output.get(&v) {
-                        if !st.norm_sources.contains(k) {
-                            st.norm_sources.push(*k);
-                        }
-                    }
-                    leaves.insert(v.clone(), l);
-                }
-            }
-            // Downwards: who reads v.
-            if self.ix.graph_outputs.contains(&v) {
-                st.observed.push(Refusal::GraphOutput { value: v.clone() });
-            }
-            if let Some(&n) = self.ix.subgraph_reads.get(&v) {
-                st.observed.push(Refusal::ReadInSubgraph {
-                    value: v.clone(),
-                    node: self.g.node(n).label(),
-                });
-            }
-            let leaf_here = leaves.contains_key(&v);
-            let mut outside: Vec<String> = Vec::new();
-            for &(c, slot) in self.ix.consumers(&v) {
-                match self.consumer_role(&v, c, slot, d) {
-                    Consumer::Norm(k) => {
-                        norms.insert(k);
-                        st.edges.entry(v.clone()).or_default().push((c, slot));
-                        if let Some(s) = &self.norms[k].skip {
-                            if s.bias.is_some() {
-                                const_leaves.insert((self.norms[k].anchor, 4));
+            match port {
+                Port::In(s) => {
+                    let Some(x) = n.input(s) else { continue };
+                    if a.is_const(x) {
+                        let axis = match hp.axis() {
+                            Some(ax) if hp.rank.is_some_and(|r| ax + 1 == r) => None,
+                            Some(ax) => Some(ax),
+                            // A constant without the hidden axis is constant along it: only a
+                            // scalar can be zeroed in place (centring its one entry).
+                            None if hp.rank == Some(0) => None,
+                            None => {
+                                let why = format!(
+                                    "constant {x:?} (input {s} of {} {:?}) broadcasts along the hidden axis",
+                                    n.op().escape_debug(),
+                                    n.label()
+                                );
+                                self.unknown(v, why);
+                                None
                             }
-                            queue.push_back(s.a.clone());
-                            queue.push_back(s.b.clone());
-                            if let Some(sum) = &s.sum {
-                                queue.push_back(sum.clone());
+                        };
+                        // The ops between the constant and the stream, when the hidden axis is
+                        // not last on the way (a position table interpolated in the graph).
+                        let mut path = vec![node];
+                        let mut cur = v.to_string();
+                        let upwards = matches!(from, Port::Out(_));
+                        while upwards && self.facts.get(&cur).is_some_and(|h| !h.is_last()) {
+                            match self.via.get(&cur) {
+                                Some((q, w)) if !path.contains(q) => {
+                                    path.push(*q);
+                                    cur = w.clone();
+                                }
+                                _ => break,
                             }
                         }
+                        // A constant added or joined in directly, or only reshaped or broadcast
+                        // on the way (a class token), is simply centred.
+                        let direct = matches!(
+                            n.op(),
+                            "Add"
+                                | "Sub"
+                                | "Concat"
+                                | "Where"
+                                | "Expand"
+                                | "Reshape"
+                                | "Unsqueeze"
+                                | "Squeeze"
+                                | "Identity"
+                                | "Cast"
+                                | "Flatten"
+                        );
+                        let (axis, through) = if path.len() > 1 || axis.is_some() || !direct {
+                            let mut t: Vec<String> = path
+                                .iter()
+                                .map(|&q| {
+                                    let qn = a.g.node(q);
+                                    format!("{} {:?}", qn.op().escape_debug(), qn.label())
+                                })
+                                .collect();
+                            t.reverse();
+                            let ax = axis.or_else(|| hp.axis());
+                            (ax, t)
+                        } else {
+                            (None, vec![])
+                        };
+                        self.consts.entry((node, s)).or_insert((axis, through));
+                    } else {
+                        if matches!(from, Port::Out(_)) {
+                            self.up
+                                .entry(v.to_string())
+                                .or_default()
+                                .push(x.to_string());
+                            self.via
+                                .entry(x.to_string())
+                                .or_insert((node, v.to_string()));
+                        }
+                        self.queue.push_back((x.to_string(), hp));
                     }
-                    Consumer::Join(outs) => {
-                        st.edges.entry(v.clone()).or_default().push((c, slot));
-                        queue.extend(outs);
-                    }
-                    Consumer::Shape => {}
-                    Consumer::Outside(why) => outside.push(why),
                 }
-            }
-            if !outside.is_empty() {
-                let post_ln = self.norm_by_output.get(&v).copied();
-                match (leaf_here, post_ln) {
-                    (true, Some(k)) => st.observed.push(Refusal::PostLn {
-                        norm: self.g.node(self.norms[k].anchor).label(),
-                        reader: outside[0].clone(),
-                    }),
-                    (true, None) => {
-                        // Cut: keep the leaf's value for its other readers, centre a copy.
-                        let why = format!("its output is also read by {}", outside[0]);
-                        leaves.insert(v.clone(), Leaf::Explicit { why });
-                    }
-                    (false, _) => {
-                        st.observed
-                            .extend(outside.into_iter().map(|reader| Refusal::ObservedBy {
-                                value: v.clone(),
-                                reader,
-                            }))
+                Port::Out(o) => {
+                    if let Some(y) = n.out(o) {
+                        self.queue.push_back((y.to_string(), hp));
                     }
                 }
             }
         }
-        st.norms = norms.into_iter().collect();
+        for s in c.same {
+            if let Some(x) = n.input(s) {
+                self.same.push((x.to_string(), node));
+            }
+        }
+        for (slot, index) in c.sizes {
+            // A computed target (the dynamo exporter's Resize sizes `Concat([1, D], [h, w])`):
+            // the constant piece that states the width.
+            let at = if n.is("Reshape") {
+                (node, slot, index)
+            } else {
+                a.const_shape_slot(node, slot, index, 0)
+                    .unwrap_or((node, slot, index))
+            };
+            self.sizes.insert(at);
+        }
+    }
+
+    /// Upwards: what produces `v`.
+    fn producer(&mut self, v: &str, h: Hidden) {
+        let a = self.a;
+        let d = self.d;
+        let Some((p, oslot)) = a.ix.producer.get(v).copied() else {
+            let why = if a.ix.graph_inputs.contains(v) {
+                format!("{v:?} is a graph input")
+            } else {
+                format!("{v:?} has no producer")
+            };
+            self.leaves.insert(v.to_string(), Leaf::Explicit { why });
+            return;
+        };
+        let n = a.g.node(p);
+        if let Some(&k) = a.norm_by_output.get(v) {
+            let leaf = a.norm_source(k);
+            if let Leaf::LnTable { norm, .. } = &leaf {
+                self.norm_sources.push(*norm);
+            }
+            if !self.norm_sources.contains(&k) {
+                self.norm_sources.push(k);
+            }
+            self.leaves.insert(v.to_string(), leaf);
+            return;
+        }
+        if let Some(&k) = a.norm_by_node.get(&p) {
+            // The sum output of a Skip norm: a + b (+ bias).
+            if let Some(s) = &a.norms[k].skip {
+                if s.sum.as_deref() == Some(v) {
+                    if s.bias.is_some() {
+                        self.consts.entry((p, 4)).or_insert((None, vec![]));
+                    }
+                    for x in [&s.a, &s.b] {
+                        self.up.entry(v.to_string()).or_default().push(x.clone());
+                        self.queue
+                            .push_back((x.clone(), h.with_rank(a.shapes.rank(x))));
+                    }
+                    return;
+                }
+            }
+            let why = format!(
+                "it is an inner value of norm {:?}",
+                a.g.node(a.norms[k].anchor).label()
+            );
+            self.leaves.insert(v.to_string(), Leaf::Explicit { why });
+            return;
+        }
+        if n.domain().is_empty() && h.is_last() {
+            if let Some(leaf) = a.writer_leaf(p, d) {
+                self.leaves.insert(v.to_string(), leaf);
+                return;
+            }
+        }
+        match a.rule(p, Port::Out(oslot), h, d) {
+            Rule::Carry(c) => self.carry(p, Port::Out(oslot), c, v),
+            Rule::Yields(Fact::Same) | Rule::Yields(Fact::Stream(_)) => {
+                let why = format!("it is computed by {:?}, not by a carrier", n.label());
+                self.leaves.insert(v.to_string(), Leaf::Explicit { why });
+            }
+            Rule::Yields(Fact::Derived(why) | Fact::Unknown(why)) => {
+                let why = format!("it is computed by {why}, not by a constant-weight linear op");
+                self.leaves.insert(v.to_string(), Leaf::Explicit { why });
+            }
+        }
+    }
+
+    /// Downwards: who reads `v`.
+    fn consumers(&mut self, v: &str, h: Hidden) {
+        let a = self.a;
+        if a.ix.graph_outputs.contains(v) {
+            self.observed.push(Refusal::GraphOutput {
+                value: v.to_string(),
+            });
+            self.observers
+                .entry(v.to_string())
+                .or_insert_with(|| "the graph's outputs".into());
+        }
+        if let Some(&n) = a.ix.subgraph_reads.get(v) {
+            self.observed.push(Refusal::ReadInSubgraph {
+                value: v.to_string(),
+                node: a.g.node(n).label(),
+            });
+            self.observers
+                .entry(v.to_string())
+                .or_insert_with(|| format!("a subgraph of {:?}", a.g.node(n).label()));
+        }
+        let leaf_here = self.leaves.contains_key(v);
+        let mut outside: Vec<String> = Vec::new();
+        let mut unknown: Vec<String> = Vec::new();
+        for &(c, slot) in a.ix.consumers(v) {
+            let n = a.g.node(c);
+            if let Some(&k) = a.norm_by_node.get(&c) {
+                let m = &a.norms[k];
+                let reads_x = match &m.skip {
+                    Some(s) => (a.canon.same(&s.a, v) || a.canon.same(&s.b, v)) && slot <= 1,
+                    None => a.canon.same(&m.x, v),
+                };
+                // The first nodes of a decomposed norm read x; a fused norm reads it at slot 0; a
+                // jax2tf LayerNorm squares it (x·x, norms/foreign.rs).
+                let square = n.is("Mul") && n.input(0) == n.input(1);
+                if reads_x && (m.skip.is_some() || slot == 0 || n.is("Sub") || square) {
+                    if !h.is_last() {
+                        outside.push(format!(
+                            "norm {:?} (over another axis than the hidden one, {h})",
+                            a.g.node(m.anchor).label()
+                        ));
+                        continue;
+                    }
+                    self.norms.insert(k);
+                    self.edges.entry(v.to_string()).or_default().push((c, slot));
+                    if let Some(s) = &m.skip {
+                        if s.bias.is_some() {
+                            self.consts.entry((m.anchor, 4)).or_insert((None, vec![]));
+                        }
+                        for x in [&s.a, &s.b].into_iter().chain(s.sum.as_ref()) {
+                            self.queue
+                                .push_back((x.clone(), h.with_rank(a.shapes.rank(x))));
+                        }
+                    }
+                    continue;
+                }
+                outside.push(format!(
+                    "{} {:?} (inside a norm)",
+                    n.op().escape_debug(),
+                    n.label()
+                ));
+                continue;
+            }
+            match a.rule(c, Port::In(slot), h, self.d) {
+                Rule::Yields(Fact::Same) => {}
+                Rule::Carry(cr) => {
+                    self.edges.entry(v.to_string()).or_default().push((c, slot));
+                    self.carry(c, Port::In(slot), cr, v);
+                }
+                Rule::Yields(Fact::Unknown(why)) => {
+                    self.outside.push((c, v.to_string()));
+                    unknown.push(why)
+                }
+                Rule::Yields(Fact::Derived(_)) if a.shape_only_pick(c, self.d) => {}
+                Rule::Yields(Fact::Derived(why)) => {
+                    self.outside.push((c, v.to_string()));
+                    outside.push(why)
+                }
+                Rule::Yields(Fact::Stream(_)) => {
+                    outside.push(format!("{} {:?}", n.op().escape_debug(), n.label()))
+                }
+            }
+        }
+        if outside.is_empty() && unknown.is_empty() {
+            return;
+        }
+        let post_ln = a.norm_by_output.get(v).copied();
+        match (leaf_here, post_ln) {
+            (true, Some(k)) => {
+                let reader = outside
+                    .first()
+                    .or(unknown.first())
+                    .cloned()
+                    .unwrap_or_default();
+                self.observed.push(Refusal::PostLn {
+                    norm: a.g.node(a.norms[k].anchor).label(),
+                    reader,
+                })
+            }
+            (true, None) => {
+                // Cut: keep the leaf's value for its other readers, centre a copy.
+                let first = outside
+                    .first()
+                    .or(unknown.first())
+                    .cloned()
+                    .unwrap_or_default();
+                let why = format!("its output is also read by {first}");
+                self.leaves.insert(v.to_string(), Leaf::Explicit { why });
+            }
+            (false, _) => {
+                let first = outside
+                    .first()
+                    .or(unknown.first())
+                    .cloned()
+                    .unwrap_or_default();
+                self.observers.entry(v.to_string()).or_insert(first);
+                for reader in outside {
+                    self.observed.push(Refusal::ObservedBy {
+                        value: v.to_string(),
+                        reader,
+                    });
+                }
+                for why in unknown {
+                    self.unknown(v, why);
+                }
+            }
+        }
+    }
+
+    fn finish(mut self, seed_norm: usize) -> Stream {
+        let a = self.a;
+        // One rule, two directions: a node carried one way must not read a stream value as an
+        // outsider the other way (shape inference knew a rank on one side only). Refuse.
+        for (node, v) in std::mem::take(&mut self.outside) {
+            if self.carriers.contains(&node) {
+                let n = a.g.node(node);
+                self.unknown(
+                    &v,
+                    format!(
+                        "{} {:?} carries the stream from one of its ports and not from this one (shapes known on one side only)",
+                        n.op().escape_debug(),
+                        n.label()
+                    ),
+                );
+            }
+        }
+        // A factor or a condition must keep its value: one in the stream sees it change.
+        for (x, node) in std::mem::take(&mut self.same) {
+            if self.facts.contains_key(&x) {
+                let n = a.g.node(node);
+                self.observed.push(Refusal::ObservedBy {
+                    value: x,
+                    reader: format!(
+                        "{} {:?} (as a factor or a condition)",
+                        n.op().escape_debug(),
+                        n.label()
+                    ),
+                });
+            }
+        }
+        let mut st = Stream {
+            width: Some(self.d),
+            ..Default::default()
+        };
+        for (v, h) in &self.facts {
+            if h.is_last() {
+                st.values.insert(v.clone());
+            } else {
+                st.chain_values.insert(v.clone());
+            }
+        }
+        st.hidden = self.facts;
+        st.norms = self.norms.into_iter().collect();
         if !st.norms.contains(&seed_norm) {
             st.norms.push(seed_norm);
         }
-        st.leaves = leaves
+        st.leaves = self
+            .leaves
             .into_iter()
             .map(|(value, leaf)| LeafAt { value, leaf })
             .collect();
-        for (node, slot) in const_leaves {
-            let value = self
-                .g
-                .node(node)
-                .input
-                .get(slot)
-                .cloned()
-                .unwrap_or_default();
-            let (axis, through) = match chain_consts.remove(&(node, slot)) {
-                Some((a, t)) => (Some(a), t),
-                None => (None, vec![]),
-            };
+        for ((node, slot), (axis, through)) in self.consts {
+            let value = a.g.node(node).input.get(slot).cloned().unwrap_or_default();
             st.leaves.push(LeafAt {
                 value,
                 leaf: Leaf::Const {
@@ -189,290 +550,40 @@ impl Analysis<'_> {
                 },
             });
         }
+        // Every stream-side read: the carriers reached downwards (recorded as they were
+        // reached) and those reached upwards from their output (recorded in `up`: the
+        // producer of w reads u) — an explicit centring of u must serve both, a cut must see
+        // both.
+        for (w, us) in &self.up {
+            let Some(p) = a.ix.producer(w) else { continue };
+            for u in us {
+                for (slot, x) in a.g.node(p).input.iter().enumerate() {
+                    if x == u {
+                        let e = self.edges.entry(u.clone()).or_default();
+                        if !e.contains(&(p, slot)) {
+                            e.push((p, slot));
+                        }
+                    }
+                }
+            }
+        }
+        st.edges = self.edges;
+        st.observed = self.observed;
+        st.norm_sources = self.norm_sources;
+        st.chain_shapes = self.sizes.into_iter().collect();
+        st.up = self.up;
+        st.observers = self.observers;
+        a.place(&mut st);
         for &k in &st.norms {
-            if let Some(w) = self.norm_width(k) {
-                if w != d {
-                    st.observed
-                        .push(Refusal::MixedWidths { width: d, other: w });
+            if let Some(w) = a.norm_width(k) {
+                if w != self.d {
+                    st.observed.push(Refusal::MixedWidths {
+                        width: self.d,
+                        other: w,
+                    });
                 }
             }
         }
         st
     }
-
-    pub(super) fn consumer_role(&self, v: &str, c: NodeId, slot: usize, d: usize) -> Consumer {
-        let n = self.g.node(c);
-        if let Some(&k) = self.norm_by_node.get(&c) {
-            let m = &self.norms[k];
-            let reads_x = match &m.skip {
-                Some(s) => (s.a == v || s.b == v) && slot <= 1,
-                None => m.x == v,
-            };
-            // The first nodes of a decomposed norm read x; a fused norm reads it at slot 0; a
-            // jax2tf LayerNorm squares it (x·x, norms/foreign.rs).
-            let square = n.is("Mul") && n.input(0) == n.input(1);
-            if reads_x && (m.skip.is_some() || slot == 0 || n.is("Sub") || square) {
-                return Consumer::Norm(k);
-            }
-            return Consumer::Outside(format!(
-                "{} {:?} (inside a norm)",
-                n.op().escape_debug(),
-                n.label()
-            ));
-        }
-        if n.is("Shape") || n.is("Size") {
-            return Consumer::Shape;
-        }
-        if n.is("Add") || n.is("Sub") {
-            return Consumer::Join(n.out(0).map(str::to_string).into_iter().collect());
-        }
-        if n.is("Concat") {
-            let r = self.rank(v);
-            let axis = n.attr_i("axis").unwrap_or(0);
-            return match r {
-                Some(r) if (if axis < 0 { axis + r as i64 } else { axis }) != r as i64 - 1 => {
-                    Consumer::Join(n.out(0).map(str::to_string).into_iter().collect())
-                }
-                _ => Consumer::Outside(format!(
-                    "Concat {:?} (along the hidden axis or unknown rank)",
-                    n.label()
-                )),
-            };
-        }
-        match self.pass_through(c, slot, d) {
-            Ok(outs) => Consumer::Join(outs),
-            Err(_) => Consumer::Outside(format!(
-                "{} {:?}",
-                if n.domain().is_empty() {
-                    n.op().escape_debug().to_string()
-                } else {
-                    format!("{}:{}", n.domain().escape_debug(), n.op().escape_debug())
-                },
-                n.label()
-            )),
-        }
-    }
-
-    pub(super) fn producer_role(&self, v: &str, d: usize) -> Producer {
-        let Some((p, oslot)) = self.ix.producer.get(v).copied() else {
-            let why = if self.ix.graph_inputs.contains(v) {
-                format!("{v:?} is a graph input")
-            } else {
-                format!("{v:?} has no producer")
-            };
-            return Producer::Leaf(Leaf::Explicit { why });
-        };
-        let n = self.g.node(p);
-        if let Some(&k) = self.norm_by_output.get(v) {
-            let m = &self.norms[k];
-            // A LayerNorm over an embedding Gather of a constant table can be precomputed.
-            if m.kind == NormKind::LayerNorm && m.skip.is_none() {
-                if let Some(gp) = self.ix.producer(&m.x) {
-                    let gn = self.g.node(gp);
-                    if gn.is("Gather")
-                        && gn.attr_i("axis").unwrap_or(0) == 0
-                        && gn.input(0).is_some_and(|t| {
-                            self.is_const(t)
-                                && self.g.constant_dims(t).is_some_and(|d| d.len() == 2)
-                        })
-                        && self.ix.use_count(&m.x) == 1
-                        && m.extra_outputs_read.is_empty()
-                    {
-                        return Producer::Leaf(Leaf::LnTable {
-                            norm: k,
-                            gather: gp,
-                        });
-                    }
-                }
-            }
-            let label = self.g.node(m.anchor).label();
-            return Producer::Leaf(Leaf::Explicit {
-                why: format!("it is the output of norm {label:?} (a LayerNorm source)"),
-            });
-        }
-        if let Some(&k) = self.norm_by_node.get(&p) {
-            // The sum output of a Skip norm.
-            if let Some(s) = &self.norms[k].skip {
-                if s.sum.as_deref() == Some(v) {
-                    let consts = s.bias.iter().map(|_| (p, 4usize)).collect();
-                    return Producer::Internal {
-                        push: vec![s.a.clone(), s.b.clone()],
-                        consts,
-                    };
-                }
-            }
-            return Producer::Leaf(Leaf::Explicit {
-                why: format!(
-                    "it is an inner value of norm {:?}",
-                    self.g.node(self.norms[k].anchor).label()
-                ),
-            });
-        }
-        if n.domain().is_empty() {
-            match n.op() {
-                "Add" | "Sub" | "Concat" => {
-                    if n.is("Concat") {
-                        let axis = n.attr_i("axis").unwrap_or(0);
-                        let r = self.rank(v);
-                        let ok = r.is_some_and(|r| {
-                            (if axis < 0 { axis + r as i64 } else { axis }) != r as i64 - 1
-                        });
-                        if !ok {
-                            return Producer::Leaf(Leaf::Explicit {
-                                why: format!("Concat {:?} joins along the hidden axis", n.label()),
-                            });
-                        }
-                    }
-                    let mut push = vec![];
-                    let mut consts = vec![];
-                    for (i, inp) in n.input.iter().enumerate() {
-                        if inp.is_empty() {
-                            continue;
-                        }
-                        if self.is_const(inp) {
-                            consts.push((p, i));
-                        } else {
-                            push.push(inp.clone());
-                        }
-                    }
-                    return Producer::Internal { push, consts };
-                }
-                "MatMul"
-                    if self
-                        .const_dims_at(p, 1)
-                        .is_some_and(|s| s.len() == 2 && s[1] == d)
-                    => {
-                        return Producer::Leaf(Leaf::Linear {
-                            node: p,
-                            tail: vec![],
-                        });
-                    }
-                "Gemm" => {
-                    let trans_b = n.attr_i("transB").unwrap_or(0) != 0;
-                    let c_ok = n.input(2).is_none_or(|_| self.const_at(p, 2));
-                    if c_ok
-                        && self.const_dims_at(p, 1).is_some_and(|s| {
-                            s.len() == 2 && s[if trans_b { 0 } else { 1 }] == d
-                        })
-                    {
-                        return Producer::Leaf(Leaf::Linear {
-                            node: p,
-                            tail: vec![],
-                        });
-                    }
-                }
-                "Gather"
-                    if n.attr_i("axis").unwrap_or(0) == 0
-                        && self
-                            .const_dims_at(p, 0)
-                            .is_some_and(|s| s.len() == 2 && s[1] == d)
-                    => {
-                        return Producer::Leaf(Leaf::Table { node: p });
-                    }
-                "Where"
-                    // A per-token choice between two zero-mean values.
-                    if self.per_token(n, v) => {
-                        let mut push = vec![];
-                        let mut consts = vec![];
-                        for i in 1..3 {
-                            match n.input(i) {
-                                Some(inp) if self.is_const(inp) => consts.push((p, i)),
-                                Some(inp) => push.push(inp.to_string()),
-                                None => {}
-                            }
-                        }
-                        return Producer::Internal { push, consts };
-                    }
-                "Mul" | "Div" => {
-                    if let Some((node, tail)) = self.affine_writer(p, d) {
-                        return Producer::Leaf(Leaf::Linear { node, tail });
-                    }
-                }
-                "Transpose" => {
-                    if let Some(conv) = self.conv_stem(p, d) {
-                        return Producer::Leaf(Leaf::Conv { node: conv });
-                    }
-                }
-                _ => {}
-            }
-            if oslot < n.output.len() {
-                // A constant reshaped or broadcast into the stream (a class token) is centred
-                // where it is read.
-                let data_op = matches!(
-                    n.op(),
-                    "Expand"
-                        | "Reshape"
-                        | "Unsqueeze"
-                        | "Squeeze"
-                        | "Identity"
-                        | "Cast"
-                        | "Flatten"
-                );
-                if data_op && n.input(0).is_some_and(|i| self.is_const(i)) {
-                    let last = self
-                        .g
-                        .constant_dims(n.input(0).unwrap_or(""))
-                        .and_then(|d| d.last().copied());
-                    if last == Some(d) && self.last_is(v, d) {
-                        return Producer::Internal {
-                            push: vec![],
-                            consts: vec![(p, 0)],
-                        };
-                    }
-                }
-                for (slot, inp) in n.input.iter().enumerate() {
-                    // Where has two data inputs: both or neither (above).
-                    if inp.is_empty() || self.is_const(inp) || n.is("Where") {
-                        continue;
-                    }
-                    if let Ok(outs) = self.pass_through(p, slot, d) {
-                        // Shape-changing ops must be seen to keep the hidden axis on both sides.
-                        let elementwise =
-                            matches!(n.op(), "Identity" | "Cast" | "Dropout" | "Mul" | "Div");
-                        if outs.iter().any(|o| o == v) && (elementwise || self.last_is(inp, d)) {
-                            return Producer::Internal {
-                                push: vec![inp.clone()],
-                                consts: vec![],
-                            };
-                        }
-                    }
-                }
-            }
-        }
-        // A constant (a position table) reaching the stream through ops that act linearly and
-        // identically on every channel: centre the constant over its hidden axis.
-        if let Some(r) = self.rank(v) {
-            let mut ch = Chain::default();
-            if r > 0 && self.chain(v, r - 1, d, &mut ch, &mut Vec::new(), 0) {
-                return Producer::Chain(ch);
-            }
-        }
-        let op = if n.domain().is_empty() {
-            n.op().escape_debug().to_string()
-        } else {
-            format!("{}:{}", n.domain().escape_debug(), n.op().escape_debug())
-        };
-        Producer::Leaf(Leaf::Explicit {
-            why: format!(
-                "it is computed by {op} {:?}, not by a constant-weight linear op",
-                n.label()
-            ),
-        })
-    }
-}
-
-pub(super) enum Producer {
-    Internal {
-        push: Vec<String>,
-        consts: Vec<(NodeId, usize)>,
-    },
-    Chain(Chain),
-    Leaf(Leaf),
-}
-
-pub(super) enum Consumer {
-    Norm(usize),
-    Join(Vec<String>),
-    Shape,
-    Outside(String),
 }

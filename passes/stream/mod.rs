@@ -1,24 +1,39 @@
-//! Residual-stream discovery (design §2).
+//! Residual-stream discovery (design §2) as an abstract interpretation of the rewrite
+//! (passes/README.md, "Analyse").
 //!
-//! A stream is the set of tensors that must be zero-mean over the hidden (last) axis for its
-//! LayerNorms to equal RMSNorms. It is grown from each LayerNorm input by two closures:
-//! - upwards, through each value's producer: residual `Add`/`Sub`, pass-through ops, `Concat`
-//!   along another axis, the sum of a Skip norm — until a *leaf*: a linear op with a constant
-//!   weight (writer, or a MatMul source), an embedding `Gather`, a Conv patch-embedding stem, a
-//!   constant, the output of another LayerNorm (a LayerNorm source), or anything else (which
-//!   gets one explicit centering node);
-//! - downwards, through each value's consumers: the norms reading it, residual adds and
-//!   pass-through ops (their outputs join), `Shape` (reads no values). Any other reader, a graph
-//!   output or a subgraph read *observes the mean*: the stream is refused with that reason.
-//!
-//! A leaf whose output is also read outside the stream keeps its value and is centred by an
-//! explicit node on the stream side only ("cut") — except a LayerNorm source read by a linear
-//! branch too: that is the Post-LN signature, and the stream is refused.
+//! The rewrite replaces each value of a stream by its centred copy along its hidden axis. Every
+//! value has a [`Fact`] (`lattice.rs`): the rewrite leaves it as it is (`Same`), makes it the
+//! centred copy (`Stream`, with where its hidden axis is), changes it otherwise (`Derived`), or
+//! the analysis cannot tell (`Unknown`). A stream is grown from each LayerNorm's input
+//! (`grow.rs`) with one transfer rule per op (`transfer.rs`), asked both ways: upwards each
+//! value's producer is a *leaf* the rewrite can centre by editing constants (`writers.rs`: a
+//! writer, a table, a Conv stem, a constant; anything else gets one explicit centring node), or
+//! a carrier whose data inputs join the stream; downwards each reader is a norm, a carrier whose
+//! outputs join, `Shape`, or an *observer* that must read the original. Structurally equal
+//! nodes compute one value (`canon.rs`). A leaf whose output an observer reads keeps its value,
+//! and its stream-side readers read a centred copy (a *cut*, `place.rs`), which is also where
+//! explicit centrings at values whose hidden axis is not last move to.
 
-mod chain;
+mod canon;
 mod grow;
-mod pass_through;
+pub mod lattice;
+mod place;
+pub mod transfer;
 mod writers;
+
+pub use canon::Canon;
+pub use lattice::{Fact, Hidden};
+
+impl Stream {
+    /// The fact the analysis established for `v`: `Stream` along its hidden axis for a value of
+    /// the stream, `Same` for any other.
+    pub fn fact(&self, v: &str) -> Fact {
+        match self.hidden.get(v) {
+            Some(&h) => Fact::Stream(h),
+            None => Fact::Same,
+        }
+    }
+}
 
 use super::norms::NormMatch;
 use super::report::Refusal;
@@ -135,6 +150,13 @@ pub struct Stream {
     pub chain_values: BTreeSet<String>,
     /// Shape inputs of such ops that state the hidden width: (node, slot, index in the shape).
     pub chain_shapes: Vec<(NodeId, usize, usize)>,
+    /// Every value of the stream with its hidden axis.
+    pub hidden: std::collections::BTreeMap<String, Hidden>,
+    /// The stream values each value is computed from (its producer's stream inputs).
+    pub up: std::collections::BTreeMap<String, Vec<String>>,
+    /// Stream values read outside the stream (a graph output, a subgraph, an observer), with
+    /// the first such reader.
+    pub observers: std::collections::BTreeMap<String, String>,
 }
 
 /// The analysis context.
@@ -151,6 +173,8 @@ pub struct Analysis<'a> {
     norm_by_output: HashMap<String, usize>,
     /// node → norm owning it.
     norm_by_node: HashMap<NodeId, usize>,
+    /// Structurally equal nodes: one value under several names.
+    pub canon: Canon,
 }
 
 pub(super) use crate::ir::is_float_cast;
@@ -163,6 +187,7 @@ impl<'a> Analysis<'a> {
         ix: &'a GraphIndex,
         shapes: &'a Shapes,
         norms: &'a [NormMatch],
+        canon: Canon,
     ) -> Self {
         let mut norm_by_output = HashMap::new();
         let mut norm_by_node = HashMap::new();
@@ -179,6 +204,7 @@ impl<'a> Analysis<'a> {
             norms,
             norm_by_output,
             norm_by_node,
+            canon,
         }
     }
 
@@ -242,8 +268,6 @@ impl<'a> Analysis<'a> {
         self.shapes.last(x).filter(|&d| d > 0).map(|d| d as usize)
     }
 
-    /// Whether `v`'s last axis is the hidden axis of width `d`, as far as shapes tell (an
-    /// unknown rank is accepted for values reached through checked ops).
     /// Whether Pad `n` fills with zeros in `constant` mode: its `value` (the input `value`, or
     /// the attribute when that is absent) is a constant 0.
     fn pads_with_zeros(&self, n: &crate::proto::NodeProto, value: Option<&str>) -> bool {
@@ -265,29 +289,8 @@ impl<'a> Analysis<'a> {
         constant_mode && zero
     }
 
-    fn last_is(&self, v: &str, d: usize) -> bool {
-        match self.shapes.get(v) {
-            Some(s) => s.last().and_then(|x| x.known()) == Some(d as i64),
-            None => false,
-        }
-    }
-
     fn rank(&self, v: &str) -> Option<usize> {
         self.shapes.rank(v)
-    }
-
-    /// Whether the condition of `Where` node `n` is the same for every channel of the hidden
-    /// (last) axis: a scalar, or size 1 on its last axis (it aligns with the hidden axis).
-    pub(super) fn per_token(&self, n: &crate::proto::NodeProto, v: &str) -> bool {
-        let Some(c) = n.input(0) else { return false };
-        if self.rank(v).is_none() {
-            return false;
-        }
-        match self.shapes.get(c) {
-            Some([]) => true,
-            Some(cs) => cs.last().and_then(shape::Dim::known) == Some(1),
-            None => false,
-        }
     }
 
     /// The constant read at `slot` of `node`, when it is stored in a numeric type the rewrite
@@ -350,5 +353,3 @@ pub fn elem_type(g: &Graph, v: &str) -> Option<i32> {
         .map(|(t, _)| t)
         .filter(|&t| t != dt::UNDEFINED)
 }
-
-use crate::ir::shape;

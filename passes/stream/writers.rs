@@ -1,10 +1,68 @@
 //! Linear writers: a MatMul/Gemm with a constant weight, LayerScale tails, Conv patch-embedding
 //! stems.
 
-use super::{is_float_cast, Analysis, Step, StepOp};
+use super::{is_float_cast, Analysis, Leaf, Step, StepOp};
 use crate::ir::{shape, NodeExt, NodeId};
+use crate::passes::norms::NormKind;
 
 impl Analysis<'_> {
+    /// The leaf producer `p` is for a stream of width `d` along its output's last axis, when
+    /// the rewrite can centre it by editing constants: a MatMul/Gemm with a constant weight of
+    /// output width `d` (its bias Add is a constant leaf of its own), an embedding Gather from a
+    /// constant [V, d] table, a LayerScale writer ([`Self::affine_writer`]), a Conv patch
+    /// embedding behind Reshape/Transpose ([`Self::conv_stem`]).
+    pub(super) fn writer_leaf(&self, p: NodeId, d: usize) -> Option<Leaf> {
+        let n = self.g.node(p);
+        match n.op() {
+            "MatMul" | "Gemm" if self.linear_writer(p, d) => Some(Leaf::Linear {
+                node: p,
+                tail: vec![],
+            }),
+            "Gather"
+                if n.attr_i("axis").unwrap_or(0) == 0
+                    && self
+                        .const_dims_at(p, 0)
+                        .is_some_and(|s| s.len() == 2 && s[1] == d) =>
+            {
+                Some(Leaf::Table { node: p })
+            }
+            "Mul" | "Div" => self
+                .affine_writer(p, d)
+                .map(|(node, tail)| Leaf::Linear { node, tail }),
+            "Transpose" => self.conv_stem(p, d).map(|node| Leaf::Conv { node }),
+            _ => None,
+        }
+    }
+
+    /// The leaf a norm's output is as a stream source: a LayerNorm over an embedding Gather of a
+    /// constant table (read nowhere else) is precomputed into the table; any other norm output
+    /// gets an explicit centring.
+    pub(super) fn norm_source(&self, k: usize) -> Leaf {
+        let m = &self.norms[k];
+        if m.kind == NormKind::LayerNorm && m.skip.is_none() {
+            if let Some(gp) = self.ix.producer(&m.x) {
+                let gn = self.g.node(gp);
+                if gn.is("Gather")
+                    && gn.attr_i("axis").unwrap_or(0) == 0
+                    && gn.input(0).is_some_and(|t| {
+                        self.is_const(t) && self.g.constant_dims(t).is_some_and(|d| d.len() == 2)
+                    })
+                    && self.ix.use_count(&m.x) == 1
+                    && m.extra_outputs_read.is_empty()
+                {
+                    return Leaf::LnTable {
+                        norm: k,
+                        gather: gp,
+                    };
+                }
+            }
+        }
+        let label = self.g.node(m.anchor).label();
+        Leaf::Explicit {
+            why: format!("it is the output of norm {label:?} (a LayerNorm source)"),
+        }
+    }
+
     /// Whether `(node, slot)` reads a linear op's constant weight of output width `d` (and a
     /// constant Gemm bias).
     pub(super) fn linear_writer(&self, node: NodeId, d: usize) -> bool {

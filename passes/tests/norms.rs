@@ -233,7 +233,7 @@ fn no_match_centred_value_read_outside() {
     );
     check_no_match!(&decomposed(&body), rms(), @r#"
         rm (unrecognised): not a LayerNorm pattern: the centred value is read by Relu "leak"
-        ln_f (LayerNormalization): "d" is read by Pow "pow", which observes the mean; "d" is read by Relu "leak", which observes the mean; "n" is read by Mul "gamma", which observes the mean; 2 explicit centering node(s) for 1 LayerNorm(s): no gain
+        ln_f (LayerNormalization): 1 explicit centering node(s) for 1 LayerNorm(s): no gain
     "#);
 }
 
@@ -246,7 +246,7 @@ fn no_match_centred_value_is_output() {
     );
     check_no_match!(&g, rms(), @r#"
         rm (unrecognised): not a LayerNorm pattern: the centred value is a graph output
-        ln_f (LayerNormalization): "d" is a graph output; "d" is read by Pow "pow", which observes the mean; "n" is read by Mul "gamma", which observes the mean; 2 explicit centering node(s) for 1 LayerNorm(s): no gain
+        ln_f (LayerNormalization): 1 explicit centering node(s) for 1 LayerNorm(s): no gain
     "#);
 }
 
@@ -263,7 +263,7 @@ fn no_match_epsilon_not_constant() {
     );
     check_no_match!(&g, rms(), @r#"
         rm (unrecognised): not a LayerNorm pattern: ε is not a constant scalar
-        ln_f (LayerNormalization): "d" is read by Pow "pow", which observes the mean; "n" is read by Mul "gamma", which observes the mean; 2 explicit centering node(s) for 1 LayerNorm(s): no gain
+        ln_f (LayerNormalization): 1 explicit centering node(s) for 1 LayerNorm(s): no gain
     "#);
 }
 

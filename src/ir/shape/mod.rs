@@ -96,18 +96,17 @@ impl Shapes {
                     .insert(n.clone(), t.dims.iter().map(|&d| Dim::Known(d)).collect());
             }
         }
+        // Each declaration's own shape: a declaration without one (a graph output declared
+        // with its type only) says nothing about the rank, even where another declaration of
+        // the same name has a shape.
         for v in g.inputs.iter().chain(&g.value_info).chain(&g.outputs) {
-            if let Some(n) = &v.name {
-                if let Some((_, dims)) = g.declared_type(n) {
-                    if v.r#type
-                        .as_ref()
-                        .and_then(|t| t.tensor_type.as_ref())
-                        .and_then(|t| t.shape.as_ref())
-                        .is_some()
-                    {
-                        s.map.insert(n.clone(), dims);
-                    }
-                }
+            let shape = v
+                .r#type
+                .as_ref()
+                .and_then(|t| t.tensor_type.as_ref())
+                .and_then(|t| t.shape.as_ref());
+            if let (Some(n), Some(shape)) = (&v.name, shape) {
+                s.map.insert(n.clone(), declared_dims(shape));
             }
         }
         for n in &g.nodes {

@@ -211,6 +211,20 @@ pub(super) fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec
         }
         // Scatters write into a copy of their data input: same shape.
         "ScatterND" | "ScatterElements" | "Scatter" => one(inp(0)),
+        // The output has the indices' shape.
+        "GatherElements" => one(inp(1)),
+        // Values and indices: the input's shape, k along the axis.
+        "TopK" => {
+            let Some(mut x) = inp(0) else { return vec![] };
+            let Some(ax) = norm_axis(n.attr_i("axis").unwrap_or(-1), x.len()) else {
+                return vec![];
+            };
+            x[ax] = match n.input(1).and_then(|k| const_ints(g, k)).as_deref() {
+                Some([k]) => Dim::Known(*k),
+                _ => Dim::Unknown,
+            };
+            vec![Some(x.clone()), Some(x)]
+        }
         "Range" => one(Some(vec![Dim::Unknown])),
         "Tile" => {
             let Some(x) = inp(0) else { return vec![] };
@@ -502,6 +516,16 @@ pub(super) fn infer_node(g: &Graph, s: &Shapes, n: &NodeProto) -> Vec<Option<Vec
                     .collect(),
                 _ => vec![Dim::Unknown; r],
             };
+            one(Some(out))
+        }
+        // Global pooling keeps batch and channels; every spatial size becomes 1.
+        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
+            let Some(x) = inp(0) else { return vec![] };
+            if x.len() < 3 {
+                return vec![];
+            }
+            let mut out = x[..2].to_vec();
+            out.extend(std::iter::repeat_n(Dim::Known(1), x.len() - 2));
             one(Some(out))
         }
         // Pooling keeps batch and channels; spatial sizes as a convolution by the kernel.

@@ -124,3 +124,35 @@ init @zero: i64[] = [0]
     );
     assert!(out.contains("Reshape %r: [3,8]"), "{out}");
 }
+
+/// A graph output declared with its element type only says nothing about its rank, even where
+/// a `value_info` of the same name has a shape (the soundness fuzzer's finding: a ViT's patch
+/// `Transpose` exposed as such an output was taken for a scalar, and its stream lost a centring).
+#[test]
+fn an_output_without_a_shape_keeps_the_declared_rank() {
+    use crate::proto::{
+        tensor_shape_proto, type_proto, TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+    let text = "input %x: f32[2,3]\noutput %t: f32[*]\n%t = Transpose[t](%x) perm=[1, 0]";
+    let mut p = crate::ir::text::parse_proto(text).unwrap();
+    let dim = |v: i64| tensor_shape_proto::Dimension {
+        dim_value: Some(v),
+        ..Default::default()
+    };
+    let g = p.graph.as_mut().unwrap();
+    g.value_info.push(ValueInfoProto {
+        name: Some("t".into()),
+        r#type: Some(TypeProto {
+            tensor_type: Some(type_proto::Tensor {
+                elem_type: Some(crate::proto::data_type::FLOAT),
+                shape: Some(TensorShapeProto {
+                    dim: vec![dim(3), dim(2)],
+                }),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let s = Shapes::infer(&crate::ir::Graph::from_proto(p.graph.unwrap()));
+    assert_eq!(s.get("t").map(<[_]>::len), Some(2));
+}

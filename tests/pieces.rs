@@ -37,20 +37,32 @@ fn json(p: &Path) -> serde_json::Value {
 
 /// Rewrite `src` to `dir/NAME` (verification on, in pieces); the report's verification.
 fn rewrite_in_pieces(src: &Path, dir: &Path, target: &str) -> (PathBuf, serde_json::Value) {
+    rewrite_verified(src, dir, target, Some(&force_pieces()))
+}
+
+/// Rewrite `src` to `dir/NAME` with verification on, within `budget` (the default one when
+/// `None`); the report's verification.
+fn rewrite_verified(
+    src: &Path,
+    dir: &Path,
+    target: &str,
+    budget: Option<&str>,
+) -> (PathBuf, serde_json::Value) {
     let out = dir.join(format!("{target}.onnx"));
     let rep = dir.join(format!("{target}.json"));
-    let budget = force_pieces();
-    let o = run(&[
+    let mut args = vec![
         src.as_os_str(),
         os("-o"),
         out.as_os_str(),
         os("--target"),
         os(target),
-        os("--verify-budget"),
-        os(&budget),
         os("--report"),
         rep.as_os_str(),
-    ]);
+    ];
+    if let Some(b) = budget {
+        args.extend([os("--verify-budget"), os(b)]);
+    }
+    let o = run(&args);
     assert_eq!(o.status.code(), Some(0), "{}: {}", src.display(), text(&o));
     (out, json(&rep)["verification"].clone())
 }
@@ -359,19 +371,7 @@ fn a_gpt2_medium_sized_model_is_verified_in_pieces_by_default() {
     for (target, stream) in [("rmsnorm", "centred"), ("crmsnorm", "projected")] {
         // Each output in its own folder, dropped before the next (1.4 GB each).
         let od = tempfile::tempdir_in(dir.path()).unwrap();
-        let out = od.path().join(format!("{target}.onnx"));
-        let rep = od.path().join(format!("{target}.json"));
-        let o = run(&[
-            src.as_os_str(),
-            os("-o"),
-            out.as_os_str(),
-            os("--target"),
-            os(target),
-            os("--report"),
-            rep.as_os_str(),
-        ]);
-        assert_eq!(o.status.code(), Some(0), "{target}: {}", text(&o));
-        let v = json(&rep)["verification"].clone();
+        let (_, v) = rewrite_verified(&src, od.path(), target, None);
         assert_eq!(
             v["budget"]["mode"]["kind"], "pieces",
             "{target}: {}",

@@ -18,6 +18,9 @@ the same random inputs: max|B - A| / max|A| per output must be <= --tol (1e-5); 
 Models whose outputs differ by design (the no-norm limit) are skipped with --limit.
 --layers prints the compiled (runtime) graph's layer types per model: which norms OpenVINO fused
 (RMS, MVN) and what runs as separate Reduce/Eltwise subgraphs.
+--profile N runs each model N more times with PERF_COUNT on, per precision, and reports the
+executed layers' time per run by layer type: the norm layers' share (MVN, RMS, and the
+Reduce/Eltwise/Math layers a decomposed norm leaves) is what the no-norm limit can save at most.
 """
 
 import argparse
@@ -33,6 +36,9 @@ import numpy as np
 import openvino as ov
 
 PINNED = {"openvino": "2026.4.1", "numpy": "2.4.6"}
+# Layer types a norm compiles to (fused or decomposed); only a share of Reduce/Eltwise/Math
+# belongs to norms, so the report lists them apart from MVN and RMS.
+NORM_LAYERS = ("MVN", "RMS", "Reduce", "Eltwise", "Math", "Power")
 
 
 def quartiles(xs):
@@ -63,8 +69,10 @@ def make_inputs(model, seed, int_high, dims):
     return feeds
 
 
-def compile_model(core, path, precision, threads):
+def compile_model(core, path, precision, threads, perf_count=False):
     cfg = {"PERFORMANCE_HINT": "LATENCY"}
+    if perf_count:
+        cfg["PERF_COUNT"] = True
     if threads:
         cfg["INFERENCE_NUM_THREADS"] = threads
     if precision != "default":
@@ -79,6 +87,22 @@ def layer_types(cm):
     for k in ("Const", "Input", "Output"):
         h.pop(k, None)
     return dict(h.most_common())
+
+
+def profile(core, path, precision, feeds, threads, runs):
+    """Executed layers' real time per run (ms), summed by layer type, over `runs` runs."""
+    cm, _ = compile_model(core, path, precision, threads, perf_count=True)
+    req = cm.create_infer_request()
+    for k, v in feeds.items():
+        req.set_tensor(k, ov.Tensor(v))
+    req.infer()  # warm-up, not counted
+    per_type = collections.Counter()
+    for _ in range(runs):
+        req.infer()
+        for info in req.profiling_info:
+            if info.status == ov.ProfilingInfo.Status.EXECUTED:
+                per_type[info.node_type] += info.real_time.total_seconds() * 1e3 / runs
+    return {k: round(v, 4) for k, v in per_type.most_common()}
 
 
 def outputs(cm, feeds):
@@ -176,6 +200,7 @@ def main():
     ap.add_argument("--check-only", action="store_true", help="--check without timing")
     ap.add_argument("--tol", type=float, default=1e-5)
     ap.add_argument("--layers", action="store_true", help="print the compiled graph's layer types per model")
+    ap.add_argument("--profile", type=int, default=0, help="N profiled runs per model and precision (PERF_COUNT): ms per layer type")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--int-high", type=int, default=1000, help="integer inputs are drawn from [0, N)")
     ap.add_argument("--dim", action="append", default=[], help="NAME:AXIS=N (or *=N) for dynamic dimensions")
@@ -223,6 +248,16 @@ def main():
                 lt = layer_types(cm)
                 result["layers"][f"{label}/{prec}"] = lt
                 print(f"layers {label} ({prec} -> {used}): " + " ".join(f"{k}×{v}" for k, v in lt.items()))
+    if a.profile and not a.check_only:
+        result["profile"] = {}
+        for p, label, f in zip(a.models, labels, feeds):
+            for prec in precisions:
+                prof = profile(core, p, prec, f, a.threads, a.profile)
+                result["profile"][f"{label}/{prec}"] = prof
+                total = sum(prof.values()) or 1.0
+                norm = {k: v for k, v in prof.items() if k in NORM_LAYERS}
+                print(f"profile {label} ({prec}): {total:.2f} ms/run in layers; norm-like "
+                      + (" ".join(f"{k} {v:.2f}" for k, v in norm.items()) or "none"))
     if not a.check_only:
         result["tables"] = {}
         for prec in precisions:

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-ORDER = ["op_128x768", "op_197x384", "op_1576x192", "head", "head_ort_1thread"] + [f"{m}{v}" for m in ("vit_ti", "vit_s", "gpt2") for v in ("", "_tract", "_ort_1thread", "_openvino")]
+ORDER = ["op_128x768", "op_128x768_d1", "op_197x384", "op_197x384_d1", "op_1576x192", "op_1576x192_d1", "head", "head_ort_1thread"] + [f"{m}{v}" for m in ("vit_ti", "vit_s", "gpt2") for v in ("", "_tract", "_ort_1thread", "_openvino")]
 
 # Op names that belong to normalisation, per runtime (for the "norm ops" profile column).
 NORM_OPS = {
@@ -72,6 +72,19 @@ def render(name, rep, cmd):
     return "\n".join(out)
 
 
+def ov_norm_layers(p):
+    """MVN/RMS time per run and its share of all executed layers; Reduce and Eltwise listed apart
+    (only some of them are norms: a decomposed norm's, or the model's own)."""
+    if not p:
+        return ""
+    total = sum(p.values()) or 1.0
+    fused = {k: v for k, v in p.items() if k in ("MVN", "RMS")}
+    tot = sum(fused.values())
+    desc = ", ".join(f"{k} {v:.2f}" for k, v in fused.items()) or "none"
+    other = ", ".join(f"{k} {p[k]:.2f}" for k in ("Reduce", "Eltwise") if k in p)
+    return f"{tot:.2f} = {100 * tot / total:.1f}% ({desc}; of {total:.1f} ms; {other})"
+
+
 def render_openvino(name, rep, cmd):
     """bench/ov_bench.py's JSON: one table per precision, plus the agreement check."""
     out = [f"### {name}", ""]
@@ -82,12 +95,14 @@ def render_openvino(name, rep, cmd):
     if rep.get("check"):
         out += ["Agreement with the original in f32: " + ", ".join(
             f"{c['label']} {c.get('rel_err', float('nan')):.1e}{'' if c['ok'] else ' FAIL'}" for c in rep["check"]), ""]
+    prof = rep.get("profile") or {}
     for prec, t in rep.get("tables", {}).items():
         rows = t["rows"]
         a = rows[0]["label"]
+        has_prof = any(f"{r['label']}/{prec}" in prof for r in rows)
         out += [f"| OpenVINO {prec} (runs in {t['inference_precision']}) | wall ms | wall ratio vs {a} [p25, p75] "
-                f"| captured (wall) | CPU ms | CPU ratio vs {a} | captured (CPU) |",
-                "|---|---|---|---|---|---|---|"]
+                f"| captured (wall) | CPU ms | CPU ratio vs {a} | captured (CPU) |" + (" norm layers ms/run (profile) |" if has_prof else ""),
+                "|---|---|---|---|---|---|---|" + ("---|" if has_prof else "")]
 
         def qq(v, nd):
             return f"{v[1]:.{nd}f} [{v[0]:.{nd}f}, {v[2]:.{nd}f}]" if v else ""
@@ -95,8 +110,11 @@ def render_openvino(name, rep, cmd):
         for k, r in enumerate(rows):
             ratio = "1" if k == 0 else qq(r["ratio"], 3)
             cratio = "1" if k == 0 else qq(r.get("cpu_ratio"), 3)
-            out.append(f"| {r['label']} | {r['median_ms']:.3f} | {ratio} | {qq(r.get('captured'), 2)} "
-                       f"| {r.get('cpu_median_ms', float('nan')):.3f} | {cratio} | {qq(r.get('cpu_captured'), 2)} |")
+            row = (f"| {r['label']} | {r['median_ms']:.3f} | {ratio} | {qq(r.get('captured'), 2)} "
+                   f"| {r.get('cpu_median_ms', float('nan')):.3f} | {cratio} | {qq(r.get('cpu_captured'), 2)} |")
+            if has_prof:
+                row += f" {ov_norm_layers(prof.get(r['label'] + '/' + prec))} |"
+            out.append(row)
         out.append("")
     return "\n".join(out)
 

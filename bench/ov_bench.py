@@ -169,6 +169,8 @@ def bench(core, paths, labels, precision, feeds, runs, warmup, threads, limit):
             "ratio": quartiles([t / t0 for t, t0 in zip(times[i], times[0])]),
             "cpu_median_ms": statistics.median(cpu[i]) * 1e3,
             "cpu_ratio": quartiles([t / t0 for t, t0 in zip(cpu[i], cpu[0]) if t0 > 0]),
+            "runs_ms": [t * 1e3 for t in times[i]],
+            "runs_cpu_ms": [t * 1e3 for t in cpu[i]],
         }
         if limit and 0 < i < n - 1:
             row["captured"] = captured(times, i)

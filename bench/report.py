@@ -17,6 +17,35 @@ NORM_OPS = {
 }
 
 
+def median_ci(xs):
+    """Distribution-free 95% confidence interval of the median of xs (order statistics n/2 ± 0.98√n),
+    or None below 10 values: how well the run pins the median down, where the quartiles give the
+    spread of a single round."""
+    xs = sorted(x for x in xs if x == x)
+    n = len(xs)
+    if n < 10:
+        return None
+    h = 0.98 * n ** 0.5
+    lo, hi = max(int(n / 2 - h), 0), min(int(n / 2 + h + 0.999), n - 1)
+    return xs[lo], xs[hi]
+
+
+def ratio_ci(runs, base):
+    """95% CI of the median per-round ratio runs[r] / base[r], as "lo–hi", or ""."""
+    if not runs or not base or len(runs) != len(base):
+        return ""
+    ci = median_ci([a / b for a, b in zip(runs, base) if b > 0])
+    return f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else ""
+
+
+def capture_ci(orig, runs, limit):
+    """95% CI of the median per-round captured fraction (t_A − t_X) / (t_A − t_limit), or ""."""
+    if not (orig and runs and limit) or not len(orig) == len(runs) == len(limit):
+        return ""
+    ci = median_ci([(a - x) / (a - l) for a, x, l in zip(orig, runs, limit) if a != l])
+    return f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else ""
+
+
 def q(s, fmt):
     return f"{fmt.format(s['median'])} [{fmt.format(s['p25'])}, {fmt.format(s['p75'])}]"
 
@@ -35,14 +64,16 @@ def render(name, rep, cmd):
         has_prof = any(m.get("profile") for m in r["models"])
         has_cap = bool(r["captured"])
         a = r["models"][0]["label"]
-        head = f"| {r['runtime']} | wall ms [p25, p75] | wall ratio vs {a} |"
-        sep = "|---|---|---|"
+        base = r["models"][0].get("runs_ms")
+        has_ci = bool(base)
+        head = f"| {r['runtime']} | wall ms [p25, p75] | wall ratio vs {a} |" + (" 95% CI of the median ratio |" if has_ci else "")
+        sep = "|---|---|---|" + ("---|" if has_ci else "")
         if has_cpu:
             head += f" CPU ms [p25, p75] | CPU ratio vs {a} |"
             sep += "---|---|"
         if has_cap:
-            head += " captured (wall) |" + (" captured (CPU) |" if has_cpu else "")
-            sep += "---|" + ("---|" if has_cpu else "")
+            head += " captured (wall) |" + (" 95% CI |" if has_ci else "") + (" captured (CPU) |" if has_cpu else "")
+            sep += "---|" + ("---|" if has_ci else "") + ("---|" if has_cpu else "")
         if has_prof:
             head += " norm ops ms/run (profile) |"
             sep += "---|"
@@ -56,10 +87,14 @@ def render(name, rep, cmd):
                 return q(c["stats"], "{:.2f}") if c else ""
 
             row = f"| {m['label']} | {q(m['ms'], fmt)} | {ratio('ratios')} |"
+            if has_ci:
+                row += f" {'' if k == 0 else ratio_ci(m.get('runs_ms'), base)} |"
             if has_cpu:
                 row += f" {q(m['cpu_ms'], fmt)} | {ratio('cpu_ratios')} |"
             if has_cap:
-                row += f" {cap('captured')} |" + (f" {cap('cpu_captured')} |" if has_cpu else "")
+                last = r["models"][-1].get("runs_ms")
+                cci = capture_ci(base, m.get("runs_ms"), last) if 0 < k < len(r["models"]) - 1 else ""
+                row += f" {cap('captured')} |" + (f" {cci} |" if has_ci else "") + (f" {cap('cpu_captured')} |" if has_cpu else "")
             if has_prof:
                 p = m.get("profile") or []
                 nops = [o for o in p if o["op"] in norm_ops]
@@ -100,9 +135,11 @@ def render_openvino(name, rep, cmd):
         rows = t["rows"]
         a = rows[0]["label"]
         has_prof = any(f"{r['label']}/{prec}" in prof for r in rows)
+        base = rows[0].get("runs_ms")
         out += [f"| OpenVINO {prec} (runs in {t['inference_precision']}) | wall ms | wall ratio vs {a} [p25, p75] "
-                f"| captured (wall) | CPU ms | CPU ratio vs {a} | captured (CPU) |" + (" norm layers ms/run (profile) |" if has_prof else ""),
-                "|---|---|---|---|---|---|---|" + ("---|" if has_prof else "")]
+                f"| 95% CI of the median ratio | captured (wall) | 95% CI | CPU ms | CPU ratio vs {a} | captured (CPU) |"
+                + (" norm layers ms/run (profile) |" if has_prof else ""),
+                "|---|---|---|---|---|---|---|---|---|" + ("---|" if has_prof else "")]
 
         def qq(v, nd):
             return f"{v[1]:.{nd}f} [{v[0]:.{nd}f}, {v[2]:.{nd}f}]" if v else ""
@@ -110,7 +147,9 @@ def render_openvino(name, rep, cmd):
         for k, r in enumerate(rows):
             ratio = "1" if k == 0 else qq(r["ratio"], 3)
             cratio = "1" if k == 0 else qq(r.get("cpu_ratio"), 3)
-            row = (f"| {r['label']} | {r['median_ms']:.3f} | {ratio} | {qq(r.get('captured'), 2)} "
+            rci = "" if k == 0 else ratio_ci(r.get("runs_ms"), base)
+            cci = capture_ci(base, r.get("runs_ms"), rows[-1].get("runs_ms")) if 0 < k < len(rows) - 1 else ""
+            row = (f"| {r['label']} | {r['median_ms']:.3f} | {ratio} | {rci} | {qq(r.get('captured'), 2)} | {cci} "
                    f"| {r.get('cpu_median_ms', float('nan')):.3f} | {cratio} | {qq(r.get('cpu_captured'), 2)} |")
             if has_prof:
                 row += f" {ov_norm_layers(prof.get(r['label'] + '/' + prec))} |"

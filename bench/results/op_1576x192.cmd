@@ -1,3 +1,3 @@
-# 2026-12-07T20:18:37Z load before: 3.20 3.35 3.95
+# 2026-12-07T22:31:05Z load before: 1.55 1.13 1.41
 nice -n -10 target/release/onnx-normopt bench $SCRATCH/op_1576x192_ln.onnx $SCRATCH/op_1576x192_rms.onnx $SCRATCH/op_1576x192_rms-ort.onnx $SCRATCH/op_1576x192_rms23.onnx $SCRATCH/op_1576x192_rms-nomul.onnx $SCRATCH/op_1576x192_crms.onnx $SCRATCH/op_1576x192_crms-z.onnx $SCRATCH/op_1576x192_slice.onnx $SCRATCH/op_1576x192_identity.onnx --label ln --label rms --label rms-ort --label rms23 --label rms-nomul --label crms --label crms-z --label slice --label identity --runs 2000 --warmup 200 --profile 200 --ops --json 
-# load after: 5.78 4.05 4.17
+# load after: 1.90 1.23 1.44

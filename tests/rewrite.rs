@@ -384,6 +384,11 @@ fn cli_emit_custom() {
         err.contains("not run: onnxruntime (custom op ai.onnx_normopt:CRMSNormalization)"),
         "{err}"
     );
+    // Choosing crmsnorm says what it costs in speed (issue #24); rmsnorm does not.
+    assert!(
+        err.contains("note: --target crmsnorm is exact, but for speed prefer --target rmsnorm"),
+        "{err}"
+    );
     let m = Model::load(&out).unwrap();
     assert!(m.imports(onnx_normopt::ops::NORMOPT_DOMAIN));
     let n = m
@@ -393,6 +398,13 @@ fn cli_emit_custom() {
         .filter(|n| n.op_type.as_deref() == Some(onnx_normopt::ops::CRMS_OP))
         .count();
     assert_eq!(n, 5, "gpt2 (2 layers) has 5 LayerNorms");
+    let o = command(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args(["--samples", "1", "--runtime", "tract"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("prefer --target rmsnorm"), "{err}");
 }
 
 /// The corpus of the acceptance judge, when it sits beside the repository.

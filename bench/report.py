@@ -2,9 +2,11 @@
 """Render the JSON reports of bench/run_all.sh (RESULTS/*.json + *.cmd) as Markdown tables.
 
   python3 bench/report.py bench/results > bench/results/tables.md
+  python3 bench/report.py --summary bench/results   # BENCHMARKS.md's end-to-end tables
 """
 import json
 import os
+import statistics
 import sys
 
 ORDER = ["op_128x768", "op_128x768_d1", "op_197x384", "op_197x384_d1", "op_1576x192", "op_1576x192_d1", "head", "head_ort_1thread"] + [f"{m}{v}" for m in ("vit_ti", "vit_s", "gpt2") for v in ("", "_tract", "_ort_1thread", "_openvino")]
@@ -158,7 +160,81 @@ def render_openvino(name, rep, cmd):
     return "\n".join(out)
 
 
+def quart(xs):
+    """p25, median, p75 by linear interpolation (inclusive), as `onnx-normopt bench` and
+    bench/ov_bench.py compute them."""
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[1], q[2]
+
+
+SUMMARY_COLS = [("", "onnxruntime (2 threads)"), ("_ort_1thread", "onnxruntime (1 thread)"), ("_tract", "tract"),
+                ("_openvino/f32", "OpenVINO f32"), ("_openvino/default", "OpenVINO default (bf16)")]
+SUMMARY_ROWS = ["rms_std", "rms_ort", "crms", "crms_ort", "crms_custom", "nonorm"]
+
+
+def summary_runs(d, model):
+    """{column title: {label: per-round wall ms}} for one model's five runtime sections."""
+    cols = {}
+    for suffix, title in SUMMARY_COLS:
+        sec, _, prec = suffix.partition("/")
+        path = os.path.join(d, model + sec + ".json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            rep = json.load(f)
+        if prec:
+            t = rep.get("tables", {}).get(prec)
+            if t and all("runs_ms" in r for r in t["rows"]):
+                cols[title] = {r["label"]: r["runs_ms"] for r in t["rows"]}
+        else:
+            ms = rep["runtimes"][0]["models"]
+            if all("runs_ms" in m for m in ms):
+                cols[title] = {m["label"]: m["runs_ms"] for m in ms}
+    return cols
+
+
+def summary(d, model):
+    """BENCHMARKS.md's end-to-end tables for one model: per-round wall ratio to `orig` (median
+    [p25, p75] and the 95% CI of the median) and the captured fraction of the no-norm limit."""
+    cols = summary_runs(d, model)
+    titles = list(cols)
+    out = [f"| {model}: wall ratio vs orig, median [p25, p75] (95% CI of the median) | " + " | ".join(titles) + " |",
+           "|---" * (len(titles) + 1) + "|"]
+    for lab in SUMMARY_ROWS:
+        cells = []
+        for t in titles:
+            c = cols[t]
+            if lab not in c:
+                cells.append("—")
+                continue
+            r = [a / b for a, b in zip(c[lab], c["orig"])]
+            lo, m, hi = quart(r)
+            ci = median_ci(r)
+            cells.append(f"{m:.3f} [{lo:.3f}, {hi:.3f}] ({ci[0]:.3f}–{ci[1]:.3f})")
+        out.append(f"| {lab} | " + " | ".join(cells) + " |")
+    out += ["", f"| {model}: captured fraction of the limit, median [p25, p75] (95% CI) | " + " | ".join(titles) + " |",
+            "|---" * (len(titles) + 1) + "|"]
+    for lab in SUMMARY_ROWS[:-1]:
+        cells = []
+        for t in titles:
+            c = cols[t]
+            if lab not in c:
+                cells.append("—")
+                continue
+            cap = [(a - x) / (a - l) for a, x, l in zip(c["orig"], c[lab], c["nonorm"]) if a != l]
+            lo, m, hi = quart(cap)
+            ci = median_ci(cap)
+            cells.append(f"{m:.2f} [{lo:.2f}, {hi:.2f}] ({ci[0]:.2f}–{ci[1]:.2f})")
+        out.append(f"| {lab} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--summary":
+        d = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "results")
+        for model in ("vit_ti", "gpt2"):
+            print(summary(d, model))
+        return
     d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "results")
     names = [n[:-5] for n in os.listdir(d) if n.endswith(".json") and not n.endswith(("_std.json", "_ort.json"))]
     names.sort(key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))

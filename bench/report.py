@@ -193,39 +193,40 @@ def summary_runs(d, model):
     return cols
 
 
+def summary_table(cols, title, labels, per_round, nd):
+    """One Markdown table: a row per label, a column per runtime; each cell the median
+    [p25, p75] (95% CI of the median) of per_round(column's runs, label), or — without it."""
+    titles = list(cols)
+    out = [f"| {title} | " + " | ".join(titles) + " |", "|---" * (len(titles) + 1) + "|"]
+    for lab in labels:
+        cells = []
+        for t in titles:
+            if lab not in cols[t]:
+                cells.append("—")
+                continue
+            xs = per_round(cols[t], lab)
+            lo, m, hi = quart(xs)
+            ci = median_ci(xs)
+            cells.append(f"{m:.{nd}f} [{lo:.{nd}f}, {hi:.{nd}f}] ({ci[0]:.{nd}f}–{ci[1]:.{nd}f})")
+        out.append(f"| {lab} | " + " | ".join(cells) + " |")
+    return out
+
+
 def summary(d, model):
     """BENCHMARKS.md's end-to-end tables for one model: per-round wall ratio to `orig` (median
     [p25, p75] and the 95% CI of the median) and the captured fraction of the no-norm limit."""
     cols = summary_runs(d, model)
-    titles = list(cols)
-    out = [f"| {model}: wall ratio vs orig, median [p25, p75] (95% CI of the median) | " + " | ".join(titles) + " |",
-           "|---" * (len(titles) + 1) + "|"]
-    for lab in SUMMARY_ROWS:
-        cells = []
-        for t in titles:
-            c = cols[t]
-            if lab not in c:
-                cells.append("—")
-                continue
-            r = [a / b for a, b in zip(c[lab], c["orig"])]
-            lo, m, hi = quart(r)
-            ci = median_ci(r)
-            cells.append(f"{m:.3f} [{lo:.3f}, {hi:.3f}] ({ci[0]:.3f}–{ci[1]:.3f})")
-        out.append(f"| {lab} | " + " | ".join(cells) + " |")
-    out += ["", f"| {model}: captured fraction of the limit, median [p25, p75] (95% CI) | " + " | ".join(titles) + " |",
-            "|---" * (len(titles) + 1) + "|"]
-    for lab in SUMMARY_ROWS[:-1]:
-        cells = []
-        for t in titles:
-            c = cols[t]
-            if lab not in c:
-                cells.append("—")
-                continue
-            cap = [(a - x) / (a - l) for a, x, l in zip(c["orig"], c[lab], c["nonorm"]) if a != l]
-            lo, m, hi = quart(cap)
-            ci = median_ci(cap)
-            cells.append(f"{m:.2f} [{lo:.2f}, {hi:.2f}] ({ci[0]:.2f}–{ci[1]:.2f})")
-        out.append(f"| {lab} | " + " | ".join(cells) + " |")
+
+    def ratio(c, lab):
+        return [a / b for a, b in zip(c[lab], c["orig"])]
+
+    def captured(c, lab):
+        return [(a - x) / (a - l) for a, x, l in zip(c["orig"], c[lab], c["nonorm"]) if a != l]
+
+    out = summary_table(cols, f"{model}: wall ratio vs orig, median [p25, p75] (95% CI of the median)",
+                        SUMMARY_ROWS, ratio, 3)
+    out += [""] + summary_table(cols, f"{model}: captured fraction of the limit, median [p25, p75] (95% CI)",
+                                SUMMARY_ROWS[:-1], captured, 2)
     return "\n".join(out) + "\n"
 
 

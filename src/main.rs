@@ -442,13 +442,13 @@ fn settings(a: &RewriteArgs, mut opts: Options) -> flow::Settings {
 
 /// What `--target crmsnorm` costs in speed, said when it is chosen (issue #24): the model is
 /// exact and each CRMSNorm is one fused norm over D−1 entries, but end to end it measured up to
-/// 1% slower than `--target rmsnorm` in onnxruntime and OpenVINO (BENCHMARKS.md).
+/// about 1% slower than `--target rmsnorm` in onnxruntime and OpenVINO (BENCHMARKS.md).
 fn crms_speed_note(target: Target) {
     if target == Target::Crmsnorm {
         eprintln!(
             "onnx-normopt: note: --target crmsnorm is exact, but for speed prefer --target \
              rmsnorm: each CRMSNorm runs as one fused RMSNorm over D−1 entries, yet end to end it \
-             measured up to 1% slower than RMSNorm in onnxruntime and OpenVINO, and in OpenVINO \
+             measured up to about 1% slower than RMSNorm in onnxruntime and OpenVINO, and in OpenVINO \
              at bf16 no faster than the original (BENCHMARKS.md)"
         );
     }

@@ -61,8 +61,8 @@ pub fn targets() -> Named<Target> {
     named(&Target::ALL, Target::name, |t| match t {
         Target::Rmsnorm => "Pre-RMSNorm (same width)",
         Target::Crmsnorm => {
-            "Pre-CRMSNorm (streams compressed to D−1; exact, but up to 1% slower than rmsnorm: \
-             BENCHMARKS.md)"
+            "Pre-CRMSNorm (streams compressed to D−1; exact, but slower than rmsnorm in \
+             onnxruntime and OpenVINO: BENCHMARKS.md)"
         }
     })
 }

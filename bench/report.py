@@ -32,19 +32,29 @@ def median_ci(xs):
     return xs[lo], xs[hi]
 
 
+def per_round_ratios(runs, base):
+    """The per-round ratios runs[r] / base[r] of an interleaved run."""
+    return [a / b for a, b in zip(runs, base) if b > 0]
+
+
+def per_round_captured(orig, runs, limit):
+    """The per-round captured fractions (t_A − t_X) / (t_A − t_limit) of an interleaved run."""
+    return [(a - x) / (a - l) for a, x, l in zip(orig, runs, limit) if a != l]
+
+
 def ratio_ci(runs, base):
     """95% CI of the median per-round ratio runs[r] / base[r], as "lo–hi", or ""."""
     if not runs or not base or len(runs) != len(base):
         return ""
-    ci = median_ci([a / b for a, b in zip(runs, base) if b > 0])
+    ci = median_ci(per_round_ratios(runs, base))
     return f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else ""
 
 
 def capture_ci(orig, runs, limit):
-    """95% CI of the median per-round captured fraction (t_A − t_X) / (t_A − t_limit), or ""."""
+    """95% CI of the median per-round captured fraction, or ""."""
     if not (orig and runs and limit) or not len(orig) == len(runs) == len(limit):
         return ""
-    ci = median_ci([(a - x) / (a - l) for a, x, l in zip(orig, runs, limit) if a != l])
+    ci = median_ci(per_round_captured(orig, runs, limit))
     return f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else ""
 
 
@@ -218,10 +228,10 @@ def summary(d, model):
     cols = summary_runs(d, model)
 
     def ratio(c, lab):
-        return [a / b for a, b in zip(c[lab], c["orig"])]
+        return per_round_ratios(c[lab], c["orig"])
 
     def captured(c, lab):
-        return [(a - x) / (a - l) for a, x, l in zip(c["orig"], c[lab], c["nonorm"]) if a != l]
+        return per_round_captured(c["orig"], c[lab], c["nonorm"])
 
     out = summary_table(cols, f"{model}: wall ratio vs orig, median [p25, p75] (95% CI of the median)",
                         SUMMARY_ROWS, ratio, 3)
